@@ -1,0 +1,97 @@
+/**
+ * The contract between a model and the checker (see docs/checker.md).
+ *
+ * A model is a transition system: initial states, the actions enabled in a
+ * state, and a pure `next`. The checker explores every reachable state
+ * breadth-first, so the first violation it finds has a shortest trace.
+ *
+ * States are identified by the 64-bit fingerprint of `encode(canonical(s))`:
+ * two states with the same bytes are the same state. `encode` must therefore
+ * be canonical (no dependence on insertion order, object key order, ...), and
+ * `decode(encode(s))` must give back a state equal to `s` for every purpose
+ * of `actions`, `next`, the invariants and `describe`.
+ */
+export interface Model<S, A> {
+  /** Short identifier, e.g. "TwoPhase". */
+  readonly name: string;
+  init(): Iterable<S>;
+  /** The enabled actions. An action that leaves the state unchanged still counts as generated. */
+  actions(s: S): Iterable<A>;
+  /** Pure: must not mutate `s`. */
+  next(s: S, a: A): S;
+  /** Safety properties, checked on every distinct state (initial states included). */
+  readonly invariants: Readonly<Record<string, (s: S) => boolean>>;
+  encode(s: S): Uint8Array;
+  decode(b: Uint8Array): S;
+  /**
+   * Possibility liveness ("AG EF goal"): from every reachable state, a goal
+   * state must be reachable using only the actions `allowed` accepts (for
+   * example: no more faults). This is how AC5 is stated: once faults stop,
+   * every transaction can still finish. A state from which no goal is
+   * reachable is a violation; its trace is the shortest path to it.
+   * Checking it keeps the allowed edges of the state graph in memory, so it
+   * is for small configurations.
+   */
+  readonly eventually?: Readonly<Record<string, Eventually<S, A>>>;
+  /**
+   * Symmetry reduction: map every state of an orbit to the same representative.
+   * Used only when the checker is asked for it (`--symmetry`).
+   */
+  canonical?(s: S): S;
+  /**
+   * For the deadlock check: a state with no enabled action is a deadlock unless
+   * the model says it is terminal. Without this method every state with no
+   * action is a deadlock (when the check is on).
+   */
+  terminal?(s: S): boolean;
+  /** How a step looks in a sequence diagram: who acted, what it sent and received. */
+  describe?(from: S, a: A, to: S): StepInfo;
+  /** A JSON view of a state for traces (defaults to the state itself). */
+  view?(s: S): unknown;
+  /** Lifelines in the order a diagram should draw them. */
+  actors?(): string[];
+}
+
+export interface Eventually<S, A> {
+  goal(s: S): boolean;
+  /** Steps that may be taken on the way to the goal; all of them when absent. */
+  allowed?(a: A): boolean;
+}
+
+/** A message in a sequence diagram. Sends and receives are matched by `id`. */
+export interface Msg {
+  /** Stable identity of the message within one trace, e.g. "Prepared(rm2)". */
+  id: string;
+  from: string;
+  to: string;
+  label: string;
+}
+
+export interface StepInfo {
+  /** The lifeline that takes the step. */
+  actor: string;
+  /** Short text for the step, e.g. "TMCommit". */
+  label: string;
+  sends?: Msg[];
+  receives?: Msg[];
+}
+
+/** A model together with the named parameters it was built from. */
+export interface Configured<S, A> {
+  model: Model<S, A>;
+  params: Record<string, string | number | boolean>;
+}
+
+/**
+ * What a model module exports so the CLI and the suite can find it by name:
+ * `speccommit check <name> --set key=value`.
+ */
+export interface ModelFactory {
+  readonly name: string;
+  readonly description: string;
+  /** Parameter names with their defaults; `--set` values are parsed against these types. */
+  readonly params: Readonly<Record<string, string | number | boolean>>;
+  /** Named deliberate bugs; each must be caught by some invariant (or the deadlock/liveness check). */
+  readonly mutants: readonly string[];
+  build(params: Record<string, string | number | boolean>, mutant?: string): Model<any, any>;
+}

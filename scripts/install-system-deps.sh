@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages the project needs (MariaDB server, etcd) when
+# they are missing. Needs root (apt-get); prints the command to run otherwise.
+# Nothing is started here: the project starts its own instances on free ports.
+set -euo pipefail
+
+need=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ "${WITH_SPIN:-0}" = 1 ]; then command -v spin >/dev/null 2>&1 || need+=(spin); fi
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing system packages: ${need[*]}" >&2
+  echo "run as root: apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "installing: ${need[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+echo "installed: ${need[*]}"

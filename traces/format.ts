@@ -1,0 +1,54 @@
+/**
+ * One trace format for a counterexample, a simulation and a live run
+ * (DESIGN.md, "Traces"): NDJSON, the first line a header, then one line per
+ * step. The renderer draws any of them as a message sequence diagram; trace
+ * validation replays a live one against the spec.
+ *
+ *   {"header":{"source":"checker","model":"TwoPhase","params":{"RM":3},"actors":["TM","rm1"],"violation":"TCConsistent"}}
+ *   {"step":1,"actor":"rm1","input":"RMPrepare(rm1)","effects":[],"sends":[{"id":"Prepared(rm1)","from":"rm1","to":"TM","label":"Prepared"}]}
+ *   ...
+ */
+import type { Msg } from "../checker/model.ts";
+
+export type { Msg };
+
+export interface TraceHeader {
+  /** Who wrote the trace. */
+  source: "checker" | "simulation" | "runtime";
+  model?: string;
+  params?: Record<string, string | number | boolean>;
+  /** Lifelines, in drawing order. Actors seen in steps but missing here are appended. */
+  actors?: string[];
+  /** The property a counterexample violates. */
+  violation?: string;
+  /** Free text shown under the diagram's title. */
+  note?: string;
+  /** Transaction id, for live traces. */
+  tx?: string;
+  /** Wall-clock start of a live trace, ms since the epoch. */
+  started_ms?: number;
+}
+
+export interface TraceStep {
+  /** 1-based position in the trace; the initial state, when recorded, is step 0. */
+  step: number;
+  /** The lifeline that takes this step. */
+  actor: string;
+  /** What happened to the actor: an action name, a role input, an effect result. */
+  input: unknown;
+  /** What the actor asked for in this step (role effects), in order. */
+  effects: unknown[];
+  sends?: Msg[];
+  receives?: Msg[];
+  /** The global (checker) or role (runtime) state after the step. */
+  state?: unknown;
+  /** Milliseconds since the trace started (live traces). */
+  at_ms?: number;
+}
+
+export type TraceLine = { header: TraceHeader } | TraceStep;
+
+export interface Trace {
+  header: TraceHeader;
+  steps: TraceStep[];
+}
