@@ -1,0 +1,134 @@
+/**
+ * The vocabulary between protocol roles and their environment: the effects a
+ * role may ask for and the inputs that bring back their results. The model
+ * checker executes effects against the environment models (spec/env/); the
+ * server executes them against MariaDB and etcd (runtime/). Neither decides
+ * anything: every protocol decision is in the roles.
+ *
+ * Money is integer cents. Identifiers are strings chosen by the caller.
+ */
+
+export type TxId = string;
+export type ShardId = string;
+
+/** One balance change: `delta` cents on `account` (negative = debit). */
+export interface Op {
+  readonly account: number;
+  readonly delta: number;
+}
+
+/** The part of a transaction that runs on one shard. */
+export interface BranchSpec {
+  readonly shard: ShardId;
+  readonly ops: readonly Op[];
+}
+
+/**
+ * Errors an XA effect can report, named after the MariaDB error they stand
+ * for (runtime/ maps codes to names; spec/env/xa.ts produces the same codes):
+ * NOTA 1397, RMFAIL 1399, RBROLLBACK 1402, DUPID 1440, LOCK_TIMEOUT 1205,
+ * DEADLOCK 1213; INSUFFICIENT_FUNDS when a guarded update matched no row;
+ * UNAVAILABLE for a lost connection or a server that is down (the statement
+ * may or may not have taken effect).
+ */
+export type XaError =
+  | "NOTA"
+  | "RMFAIL"
+  | "RBROLLBACK"
+  | "DUPID"
+  | "LOCK_TIMEOUT"
+  | "DEADLOCK"
+  | "INSUFFICIENT_FUNDS"
+  | "UNAVAILABLE";
+
+export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
+
+/** A record in the transaction log (etcd). */
+export type LogRecord =
+  | {
+      readonly kind: "decision";
+      readonly decision: "commit" | "abort";
+      readonly branches: readonly ShardId[];
+    };
+
+export type LogPutResult =
+  | { readonly ok: true; readonly version: number }
+  /** The compare failed: `current` is what the key holds now (null when absent). */
+  | { readonly ok: false; readonly err: "CAS"; readonly current: LogRecord | null; readonly version: number }
+  /** The log did not answer: the write may or may not have happened. */
+  | { readonly ok: false; readonly err: "UNAVAILABLE" };
+
+export interface LogEntry {
+  readonly key: string;
+  readonly value: LogRecord;
+  readonly version: number;
+}
+
+export type LogListResult =
+  | { readonly ok: true; readonly entries: readonly LogEntry[] }
+  | { readonly ok: false; readonly err: "UNAVAILABLE" };
+
+export type LogDeleteResult = { readonly ok: true } | { readonly ok: false; readonly err: "UNAVAILABLE" };
+
+/** A prepared branch as XA RECOVER lists it, already mapped back to our ids. */
+export interface PreparedXid {
+  readonly tx: TxId;
+  readonly shard: ShardId;
+}
+
+export type RecoverResult =
+  | { readonly ok: true; readonly prepared: readonly PreparedXid[] }
+  | { readonly ok: false; readonly err: "UNAVAILABLE" };
+
+export type Outcome =
+  | { readonly status: "committed" }
+  | { readonly status: "aborted"; readonly reason: AbortReason }
+  /** The coordinator could not learn whether its decision is durable; the resolver will finish it. */
+  | { readonly status: "in_doubt" };
+
+export type AbortReason = "insufficient_funds" | "conflict" | "timeout" | "shard_unavailable" | "resolver";
+
+/**
+ * Effects: requests as data.
+ *
+ * XA effects name a branch by (tx, shard). The executor keeps one connection
+ * per branch from `xa.exec` until the branch is finished, and sends every
+ * later statement of that branch on it while it lives; a branch whose
+ * connection died is addressed from any connection (that is what lets a
+ * prepared branch be finished after a coordinator crash).
+ */
+export type Effect =
+  /** XA START; each op as a guarded update (with `guard`, an update that would take a balance below zero matches no row: INSUFFICIENT_FUNDS) plus a history row; XA END. */
+  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly ops: readonly Op[]; readonly guard: boolean }
+  | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId }
+  | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId }
+  | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId }
+  | { readonly t: "xa.recover"; readonly shard: ShardId }
+  /** Compare-and-swap: write `value` only if the key's version is `ifVersion` (0: only if absent). */
+  | { readonly t: "log.put"; readonly key: string; readonly value: LogRecord; readonly ifVersion: number }
+  | { readonly t: "log.list"; readonly prefix: string }
+  | { readonly t: "log.delete"; readonly key: string }
+  | { readonly t: "reply"; readonly tx: TxId; readonly outcome: Outcome }
+  /** Ask for a `timeout` input with this id after `ms` milliseconds (at the earliest). */
+  | { readonly t: "timer"; readonly id: string; readonly ms: number };
+
+/** Results of effects, delivered to the role that asked. */
+export type Result =
+  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
+  | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
+  | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
+  | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
+  | { readonly t: "xa.recover"; readonly shard: ShardId; readonly r: RecoverResult }
+  | { readonly t: "log.put"; readonly key: string; readonly r: LogPutResult }
+  | { readonly t: "log.list"; readonly r: LogListResult }
+  | { readonly t: "log.delete"; readonly key: string; readonly r: LogDeleteResult }
+  | { readonly t: "timeout"; readonly id: string };
+
+/** The txlog key of a transaction's decision record. */
+export const decisionKey = (tx: TxId): string => `tx/${tx}`;
+export const DECISION_PREFIX = "tx/";
+export const txOfDecisionKey = (key: string): TxId => key.slice(DECISION_PREFIX.length);
+
+/** XA errors after which a commit or rollback of a branch has nothing left to do. */
+export const finishedOnCommit = (err: XaError): boolean => err === "NOTA" || err === "RBROLLBACK";
+export const finishedOnRollback = (err: XaError): boolean => err === "NOTA" || err === "RBROLLBACK";

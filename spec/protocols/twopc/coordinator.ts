@@ -1,0 +1,313 @@
+/**
+ * Two-phase commit with presumed abort, over XA (Gray 1978; Mohan, Lindsay &
+ * Obermarck, "Transaction management in the R* distributed database
+ * management system", TODS 1986, section 3: presumed abort).
+ *
+ * One coordinator per transaction:
+ *   1. xa.exec every branch in parallel (XA START, guarded updates, XA END);
+ *      each branch is prepared as soon as it has executed;
+ *   2. all prepared: write the COMMIT decision to the txlog by CAS (create
+ *      only if absent); any branch failed or the vote timed out: abort, with
+ *      no log write (presumed abort: no record means abort);
+ *   3. answer the client once the decision is durable (commit) or certain
+ *      (abort: this coordinator is the only writer of a COMMIT record);
+ *   4. xa.commit / xa.rollback every branch, retrying a bounded number of
+ *      times, then leave the rest to the resolver;
+ *   5. delete the decision record once every branch is finished.
+ *
+ * The role is pure: see spec/role.ts for the effect ordering contract.
+ */
+import type { Role, Step } from "../../role.ts";
+import {
+  decisionKey,
+  finishedOnCommit,
+  finishedOnRollback,
+  type AbortReason,
+  type BranchSpec,
+  type Effect,
+  type Outcome,
+  type Result,
+  type ShardId,
+  type TxId,
+  type XaError,
+} from "../../effects.ts";
+
+export type BranchStatus =
+  | "executing"
+  | "preparing"
+  | "prepared"
+  | "failed"
+  | "committing"
+  | "committed"
+  | "rolling_back"
+  | "rolled_back"
+  /** The last commit or rollback failed; a retry timer is set. */
+  | "retry_wait";
+
+export interface BranchState {
+  readonly shard: ShardId;
+  readonly status: BranchStatus;
+  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  readonly attempts: number;
+}
+
+export type Phase = "idle" | "voting" | "logging" | "committing" | "aborting" | "forgetting" | "done";
+
+export interface CoordinatorState {
+  readonly phase: Phase;
+  readonly tx: TxId;
+  readonly branches: readonly BranchState[];
+  /** Attempts at the current txlog write (decision put or delete). */
+  readonly logAttempts: number;
+  readonly replied: boolean;
+  readonly reason: AbortReason | null;
+}
+
+export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[] } | Result;
+
+/**
+ * Deliberate bugs, each of which the model checker must catch
+ * (spec/protocols/twopc/model.ts lists which property catches which).
+ */
+export type CoordinatorMutant =
+  | "reply-before-durable"
+  | "commit-before-durable"
+  | "commit-despite-failed-prepare"
+  | "no-funds-check"
+  | "nota-retries-forever"
+  | "forget-before-commit";
+
+export interface CoordinatorOptions {
+  /** How long the vote (exec + prepare of every branch) may take before the coordinator aborts. */
+  readonly voteTimeoutMs: number;
+  /** Delay before retrying a failed commit, rollback or log write. */
+  readonly retryDelayMs: number;
+  /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
+  readonly maxAttempts: number;
+  readonly mutant?: CoordinatorMutant;
+}
+
+export const defaultCoordinatorOptions: CoordinatorOptions = {
+  voteTimeoutMs: 5_000,
+  retryDelayMs: 200,
+  maxAttempts: 5,
+};
+
+const VOTE_TIMER = "vote";
+const LOG_TIMER = "log";
+const retryTimer = (shard: ShardId): string => `retry:${shard}`;
+
+type Out = Step<CoordinatorState, Effect>;
+
+export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, Effect> {
+  const mutant = opts.mutant;
+
+  const start = (): CoordinatorState => ({ phase: "idle", tx: "", branches: [], logAttempts: 0, replied: false, reason: null });
+
+  const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
+    ...st,
+    branches: st.branches.map((x) => (x.shard === shard ? { ...x, ...b } : x)),
+  });
+  const branch = (st: CoordinatorState, shard: ShardId): BranchState | undefined => st.branches.find((b) => b.shard === shard);
+
+  const reply = (st: CoordinatorState, outcome: Outcome): { st: CoordinatorState; fx: Effect[] } =>
+    st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
+
+  const putDecision = (st: CoordinatorState): Effect => ({
+    t: "log.put",
+    key: decisionKey(st.tx),
+    value: { kind: "decision", decision: "commit", branches: st.branches.map((b) => b.shard) },
+    ifVersion: 0,
+  });
+
+  /** Every branch is prepared: make the decision durable, then commit. */
+  function decideCommit(st: CoordinatorState): Out {
+    const logging: CoordinatorState = { ...st, phase: "logging", logAttempts: 1 };
+    if (mutant === "reply-before-durable") {
+      const r = reply(logging, { status: "committed" });
+      return { st: r.st, effects: [...r.fx, putDecision(st)] };
+    }
+    if (mutant === "commit-before-durable") {
+      const c = commitAll({ ...logging, phase: "logging" });
+      return { st: { ...c.st, phase: "logging" }, effects: [putDecision(st), ...c.effects] };
+    }
+    return { st: logging, effects: [putDecision(st)] };
+  }
+
+  function commitAll(st: CoordinatorState): Out {
+    const effects: Effect[] = [];
+    let next = st;
+    for (const b of st.branches) {
+      if (b.status === "prepared" || b.status === "retry_wait") {
+        next = setBranch(next, b.shard, { status: "committing", attempts: b.attempts + 1 });
+        effects.push({ t: "xa.commit", tx: st.tx, shard: b.shard });
+      }
+    }
+    return { st: next, effects };
+  }
+
+  /** The decision is durable: answer the client and commit every branch. */
+  function onDurable(st: CoordinatorState): Out {
+    const r = reply({ ...st, phase: "committing", logAttempts: 0 }, { status: "committed" });
+    const c = commitAll(r.st);
+    const effects = [...r.fx, ...c.effects];
+    if (mutant === "forget-before-commit") effects.push({ t: "log.delete", key: decisionKey(st.tx) });
+    return maybeFinished(c.st, effects);
+  }
+
+  /** Abort: certain as soon as decided, because only this coordinator writes COMMIT. */
+  function abort(st: CoordinatorState, reason: AbortReason): Out {
+    const aborting: CoordinatorState = { ...st, phase: "aborting", reason };
+    const r = reply(aborting, { status: "aborted", reason });
+    const effects: Effect[] = [...r.fx];
+    let next = r.st;
+    for (const b of next.branches) {
+      // A branch with an exec or prepare in flight is rolled back when that answer comes.
+      if (b.status === "prepared" || b.status === "failed") {
+        next = setBranch(next, b.shard, { status: "rolling_back", attempts: 1 });
+        effects.push({ t: "xa.rollback", tx: st.tx, shard: b.shard });
+      }
+    }
+    return maybeFinished(next, effects);
+  }
+
+  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back";
+
+  /** Once every branch is finished: forget the decision (commit) or stop (abort). */
+  function maybeFinished(st: CoordinatorState, effects: Effect[]): Out {
+    if (!st.branches.every(finished)) return { st, effects };
+    if (st.phase === "committing") {
+      return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, { t: "log.delete", key: decisionKey(st.tx) }] };
+    }
+    if (st.phase === "aborting") return { st: { ...st, phase: "done" }, effects };
+    return { st, effects };
+  }
+
+  /** A commit or rollback of one branch failed: retry later, or leave it to the resolver. */
+  function retryOrGiveUp(st: CoordinatorState, shard: ShardId, err: XaError): Out {
+    const b = branch(st, shard)!;
+    const unbounded = mutant === "nota-retries-forever" && (err === "NOTA" || err === "RBROLLBACK");
+    if (b.attempts >= opts.maxAttempts && !unbounded) {
+      // The resolver finishes the branch: from the COMMIT record, or by presumed abort.
+      return { st: { ...st, phase: "done" }, effects: [] };
+    }
+    return { st: setBranch(st, shard, { status: "retry_wait" }), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
+  }
+
+  const abortReason = (err: XaError): AbortReason =>
+    err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
+
+  function step(st: CoordinatorState, input: CoordinatorInput): Out {
+    switch (input.t) {
+      case "request": {
+        if (st.phase !== "idle") return { st, effects: [] };
+        const next: CoordinatorState = {
+          ...st,
+          phase: "voting",
+          tx: input.tx,
+          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0 })),
+        };
+        const guard = mutant !== "no-funds-check";
+        return {
+          st: next,
+          effects: [
+            ...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })),
+            { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
+          ],
+        };
+      }
+
+      case "xa.exec": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "executing") return { st, effects: [] };
+        if (st.phase === "aborting") {
+          // Whatever the exec did, roll the branch back.
+          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+        }
+        if (!input.r.ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+        return { st: setBranch(st, input.shard, { status: "preparing" }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
+      }
+
+      case "xa.prepare": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "preparing") return { st, effects: [] };
+        if (st.phase === "aborting") {
+          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+        }
+        const ok = input.r.ok || mutant === "commit-despite-failed-prepare";
+        if (!ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "RMFAIL" : input.r.err));
+        const next = setBranch(st, input.shard, { status: "prepared" });
+        if (next.branches.every((x) => x.status === "prepared")) return decideCommit(next);
+        return { st: next, effects: [] };
+      }
+
+      case "timeout": {
+        if (input.id === VOTE_TIMER) {
+          if (st.phase !== "voting") return { st, effects: [] };
+          return abort(st, "timeout");
+        }
+        if (input.id === LOG_TIMER) {
+          if (st.phase === "logging") return { st, effects: [putDecision(st)] };
+          if (st.phase === "forgetting") return { st, effects: [{ t: "log.delete", key: decisionKey(st.tx) }] };
+          return { st, effects: [] };
+        }
+        const shard = input.id.slice("retry:".length);
+        const b = branch(st, shard);
+        if (b === undefined || b.status !== "retry_wait") return { st, effects: [] };
+        const next = setBranch(st, shard, { attempts: b.attempts + 1 });
+        if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" }), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
+        if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" }), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
+        return { st, effects: [] };
+      }
+
+      case "log.put": {
+        if (st.phase !== "logging") return { st, effects: [] };
+        const r = input.r;
+        if (r.ok) return onDurable(st);
+        if (r.err === "CAS") {
+          // Our own earlier write whose answer was lost, or the resolver's presumed-abort record.
+          if (r.current?.decision === "commit") return onDurable(st);
+          if (r.current?.decision === "abort") return abort(st, "resolver");
+        }
+        if (st.logAttempts >= opts.maxAttempts) {
+          // The record may or may not exist: only the resolver can finish this transaction now.
+          const rep = reply({ ...st, phase: "done" }, { status: "in_doubt" });
+          return { st: rep.st, effects: rep.fx };
+        }
+        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+      }
+
+      case "xa.commit": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "committing") return { st, effects: [] };
+        const done = input.r.ok || (finishedOnCommit(input.r.err) && mutant !== "nota-retries-forever");
+        if (done) return maybeFinished(setBranch(st, input.shard, { status: "committed" }), []);
+        return retryOrGiveUp(st, input.shard, input.r.ok ? "RMFAIL" : input.r.err);
+      }
+
+      case "xa.rollback": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "rolling_back") return { st, effects: [] };
+        // UNAVAILABLE after the connection of an unprepared branch died also means rolled back,
+        // but it cannot be told apart from a prepared branch on a shard that is down: retry.
+        if (input.r.ok || finishedOnRollback(input.r.err)) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
+        return retryOrGiveUp(st, input.shard, input.r.err);
+      }
+
+      case "log.delete": {
+        if (st.phase !== "forgetting") return { st, effects: [] };
+        if (input.r.ok || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
+        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+      }
+
+      case "xa.recover":
+      case "log.list":
+        return { st, effects: [] };
+    }
+  }
+
+  return { start, step };
+}
+
+/** The coordinator has nothing more to do for its transaction (the resolver may still have). */
+export const coordinatorDone = (st: CoordinatorState): boolean => st.phase === "done";
