@@ -1,0 +1,218 @@
+/**
+ * One single-member etcd (the transaction log) as a plain child process on
+ * 127.0.0.1, with the flags measured in shared/ENVIRONMENT.md. Short
+ * heartbeat and election timeouts make a single member leader at once after
+ * a start or a kill -9; every acknowledged write is fsynced, so it survives
+ * kill -9.
+ *
+ * Layout of `dataDir`: etcd's own `member/` folder, `etcd.log` (zap log),
+ * `etcd.out` (stdout/stderr) and `etcd.pid` (written by us: etcd writes none).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileSize, sleep, Supervised, tailFile } from "./child.ts";
+import { freePort } from "./ports.ts";
+import { requireBinary } from "./system.ts";
+
+const HOST = "127.0.0.1";
+const MEMBER_NAME = "n1";
+const READY_TIMEOUT_MS_DEFAULT = 30_000;
+const STOP_TIMEOUT_MS_DEFAULT = 30_000;
+const KILL_TIMEOUT_MS = 10_000;
+const READY_POLL_MS = 25;
+const HEALTH_REQUEST_TIMEOUT_MS = 1_000;
+/** Another process may take a free port between our probe and etcd's bind. */
+const PORT_ATTEMPTS_MAX = 3;
+
+export interface EtcdOptions {
+  dataDir: string;
+  /** Free ports are chosen when absent. */
+  clientPort?: number;
+  peerPort?: number;
+  /** true: own process group, outlives this process (the CLI). false: killed when this process exits (tests). */
+  detached?: boolean;
+  readyTimeoutMs?: number;
+  stopTimeoutMs?: number;
+}
+
+export interface EtcdProcess {
+  /** http://127.0.0.1:<clientPort>, what etcd3's `hosts` option takes. */
+  readonly clientUrl: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  /** Changes on restart. */
+  readonly pid: number;
+  /** SIGKILL, then wait for the process to be gone (the child's 'exit' event when we spawned it). */
+  kill9(): Promise<void>;
+  /** Clean shutdown (SIGTERM), waiting for exit. */
+  stop(): Promise<void>;
+  /** Starts again on the same ports and dataDir, waiting until healthy. Stops it first if it runs. */
+  restart(): Promise<void>;
+  alive(): boolean;
+}
+
+interface Settings {
+  dataDir: string;
+  detached: boolean;
+  readyTimeoutMs: number;
+  stopTimeoutMs: number;
+}
+
+export const etcdLogPath = (dataDir: string) => join(dataDir, "etcd.log");
+export const etcdPidPath = (dataDir: string) => join(dataDir, "etcd.pid");
+const clientUrlOf = (port: number) => `http://${HOST}:${port}`;
+
+function serverArgs(dataDir: string, clientPort: number, peerPort: number): string[] {
+  const client = clientUrlOf(clientPort);
+  const peer = `http://${HOST}:${peerPort}`;
+  return [
+    "--name", MEMBER_NAME,
+    "--data-dir", dataDir,
+    "--listen-client-urls", client,
+    "--advertise-client-urls", client,
+    "--listen-peer-urls", peer,
+    "--initial-advertise-peer-urls", peer,
+    "--initial-cluster", `${MEMBER_NAME}=${peer}`,
+    "--initial-cluster-state", "new",
+    "--heartbeat-interval=50",
+    "--election-timeout=250",
+    "--logger", "zap",
+    "--log-outputs", etcdLogPath(dataDir),
+  ];
+}
+
+/** True when GET /health answers {"health":"true"} (a leader exists and the member serves). */
+export async function etcdHealthy(clientPort: number): Promise<boolean> {
+  try {
+    const res = await fetch(`${clientUrlOf(clientPort)}/health`, { signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
+    if (!res.ok) return false;
+    const body = (await res.json()) as { health?: unknown };
+    return body.health === "true" || body.health === true;
+  } catch {
+    return false;
+  }
+}
+
+type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
+
+async function launch(s: Settings, clientPort: number, peerPort: number): Promise<LaunchResult> {
+  mkdirSync(s.dataDir, { recursive: true, mode: 0o700 });
+  const logPath = etcdLogPath(s.dataDir);
+  const outPath = join(s.dataDir, "etcd.out");
+  const logStart = fileSize(logPath);
+  const outStart = fileSize(outPath);
+  const started = Date.now();
+  const proc = Supervised.spawn({
+    command: requireBinary("etcd"),
+    args: serverArgs(s.dataDir, clientPort, peerPort),
+    outputPath: outPath,
+    detached: s.detached,
+  });
+  writeFileSync(etcdPidPath(s.dataDir), `${proc.pid}\n`);
+  const tails = () => `end of ${logPath}:\n${tailFile(logPath, 25, logStart)}\nend of ${outPath}:\n${tailFile(outPath, 10, outStart)}`;
+  while (Date.now() - started < s.readyTimeoutMs) {
+    if (!proc.alive()) {
+      const text = tails();
+      if (/address already in use/i.test(text)) return { kind: "port-in-use" };
+      const status = proc.status();
+      throw new Error(`etcd (${s.dataDir}, client port ${clientPort}) exited before it was healthy (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); ${text}`);
+    }
+    if (await etcdHealthy(clientPort)) return { kind: "ready", proc };
+    await sleep(READY_POLL_MS);
+  }
+  proc.signal("SIGKILL");
+  await proc.waitExit(KILL_TIMEOUT_MS);
+  throw new Error(`etcd (${s.dataDir}, client port ${clientPort}) not healthy after ${s.readyTimeoutMs} ms, killed; ${tails()}`);
+}
+
+class Etcd implements EtcdProcess {
+  constructor(
+    private readonly s: Settings,
+    readonly clientPort: number,
+    readonly peerPort: number,
+    private proc: Supervised,
+  ) {}
+
+  get clientUrl(): string {
+    return clientUrlOf(this.clientPort);
+  }
+
+  get dataDir(): string {
+    return this.s.dataDir;
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  alive(): boolean {
+    return this.proc.alive();
+  }
+
+  async kill9(): Promise<void> {
+    this.proc.signal("SIGKILL");
+    if (!(await this.proc.waitExit(KILL_TIMEOUT_MS))) {
+      throw new Error(`etcd pid ${this.pid} (client port ${this.clientPort}) still present ${KILL_TIMEOUT_MS} ms after SIGKILL`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.proc.signal("SIGTERM");
+    if (await this.proc.waitExit(this.s.stopTimeoutMs)) return;
+    await this.kill9();
+    throw new Error(`etcd pid ${this.pid} (client port ${this.clientPort}) did not shut down within ${this.s.stopTimeoutMs} ms; killed with SIGKILL`);
+  }
+
+  async restart(): Promise<void> {
+    if (this.alive()) await this.stop();
+    const result = await launch(this.s, this.clientPort, this.peerPort);
+    if (result.kind === "port-in-use") {
+      throw new Error(`cannot restart etcd (${this.dataDir}): port ${this.clientPort} or ${this.peerPort} is now taken by another process`);
+    }
+    this.proc = result.proc;
+  }
+}
+
+function settingsOf(opts: EtcdOptions): Settings {
+  return {
+    dataDir: resolve(opts.dataDir),
+    detached: opts.detached ?? false,
+    readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT,
+    stopTimeoutMs: opts.stopTimeoutMs ?? STOP_TIMEOUT_MS_DEFAULT,
+  };
+}
+
+/** Starts etcd on dataDir (created when missing) and resolves once /health says healthy. */
+export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
+  const s = settingsOf(opts);
+  const fixed = opts.clientPort !== undefined && opts.peerPort !== undefined;
+  const attempts = fixed ? 1 : PORT_ATTEMPTS_MAX;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const clientPort = opts.clientPort ?? (await freePort());
+    const peerPort = opts.peerPort ?? (await freePort());
+    const result = await launch(s, clientPort, peerPort);
+    if (result.kind === "ready") return new Etcd(s, clientPort, peerPort, result.proc);
+  }
+  throw new Error(`etcd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`);
+}
+
+/**
+ * The etcd already running on dataDir (found through etcd.pid, its argv
+ * checked) and, unless requireAnswer is false, healthy on clientPort;
+ * undefined otherwise.
+ */
+export async function attachEtcd(opts: EtcdOptions & { clientPort: number; peerPort: number; requireAnswer?: boolean }): Promise<EtcdProcess | undefined> {
+  const s = settingsOf(opts);
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(etcdPidPath(s.dataDir), "utf8").trim(), 10);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const proc = Supervised.attach(pid, s.dataDir);
+  if (proc === undefined) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(opts.clientPort))) return undefined;
+  return new Etcd(s, opts.clientPort, opts.peerPort, proc);
+}

@@ -1,0 +1,305 @@
+/**
+ * One MariaDB server (one shard) as a plain child process, on 127.0.0.1 only.
+ *
+ * The flags are the ones measured in shared/ENVIRONMENT.md: `--no-defaults`
+ * first (no my.cnf from the host leaks in), `--user=root` (required as root),
+ * no binary log (XA needs none on a single server), durable commits
+ * (`innodb_flush_log_at_trx_commit=1`), so a PREPARED XA branch survives
+ * kill -9 and InnoDB crash recovery runs on the next start.
+ *
+ * Everything lives in `dataDir`: the InnoDB files, `error.log`, `mysqld.pid`,
+ * `mysqld.sock`, and `mariadbd.out` (stdout/stderr).
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import mysql from "mysql2/promise";
+import { fileSize, sleep, Supervised, tailFile } from "./child.ts";
+import { freePort } from "./ports.ts";
+import { requireBinary } from "./system.ts";
+
+const HOST = "127.0.0.1";
+const USER = "root";
+const INSTALL_TIMEOUT_MS = 120_000;
+const READY_TIMEOUT_MS_DEFAULT = 60_000;
+const STOP_TIMEOUT_MS_DEFAULT = 60_000;
+const KILL_TIMEOUT_MS = 10_000;
+const READY_POLL_MS = 25;
+const CONNECT_TIMEOUT_MS = 1_000;
+/** Another process may take a free port between our probe and mariadbd's bind. */
+const PORT_ATTEMPTS_MAX = 3;
+
+export interface MariaDbOptions {
+  dataDir: string;
+  /** A free port is chosen when absent. */
+  port?: number;
+  /** InnoDB buffer pool; 32 MB keeps an instance near 100 MB RSS. */
+  bufferPoolMb?: number;
+  /** How long a statement waits for a row lock before error 1205. */
+  lockWaitTimeoutS?: number;
+  maxConnections?: number;
+  /** true: own process group, outlives this process (the CLI). false: killed when this process exits (tests). */
+  detached?: boolean;
+  readyTimeoutMs?: number;
+  stopTimeoutMs?: number;
+}
+
+/**
+ * What a mysql2 connection to a shard needs. BIGINT and DECIMAL values come
+ * back as strings (`supportBigNumbers` + `bigNumberStrings`), always, never as
+ * JS numbers: read money with `toCents` (schema.ts), never with Number().
+ */
+export interface ShardConnectionOptions {
+  host: string;
+  port: number;
+  user: string;
+  database?: string;
+  multipleStatements?: boolean;
+  supportBigNumbers: true;
+  bigNumberStrings: true;
+  connectTimeout: number;
+}
+
+export interface MariaDbProcess {
+  readonly port: number;
+  readonly dataDir: string;
+  /** Changes on restart. */
+  readonly pid: number;
+  connectionOptions(extra?: { database?: string; multipleStatements?: boolean }): ShardConnectionOptions;
+  /** SIGKILL, then wait for the process to be gone (the child's 'exit' event when we spawned it). */
+  kill9(): Promise<void>;
+  /** Clean shutdown (SIGTERM), waiting for exit. */
+  stop(): Promise<void>;
+  /** Starts again on the same port and dataDir, waiting until it accepts connections (crash recovery included). Stops it first if it runs. */
+  restart(): Promise<void>;
+  alive(): boolean;
+}
+
+interface Settings {
+  dataDir: string;
+  bufferPoolMb: number;
+  lockWaitTimeoutS: number;
+  maxConnections: number;
+  detached: boolean;
+  readyTimeoutMs: number;
+  stopTimeoutMs: number;
+}
+
+function settingsOf(opts: MariaDbOptions): Settings {
+  const s: Settings = {
+    dataDir: resolve(opts.dataDir),
+    bufferPoolMb: opts.bufferPoolMb ?? 32,
+    lockWaitTimeoutS: opts.lockWaitTimeoutS ?? 3,
+    maxConnections: opts.maxConnections ?? 200,
+    detached: opts.detached ?? false,
+    readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT,
+    stopTimeoutMs: opts.stopTimeoutMs ?? STOP_TIMEOUT_MS_DEFAULT,
+  };
+  for (const [name, v] of [["bufferPoolMb", s.bufferPoolMb], ["lockWaitTimeoutS", s.lockWaitTimeoutS], ["maxConnections", s.maxConnections]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`MariaDB option ${name} must be a positive integer (got ${v})`);
+  }
+  return s;
+}
+
+export const errorLogPath = (dataDir: string) => join(dataDir, "error.log");
+export const pidFilePath = (dataDir: string) => join(dataDir, "mysqld.pid");
+
+/** True when dataDir holds an initialised MariaDB (the `mysql` system schema). */
+export function isInitialised(dataDir: string): boolean {
+  return existsSync(join(dataDir, "mysql"));
+}
+
+/**
+ * Runs mariadb-install-db into a sibling temporary directory and renames it
+ * into place, so an interrupted install never leaves a half-made dataDir that
+ * a later start would mistake for a real one.
+ */
+async function initialise(dataDir: string, bufferPoolMb: number): Promise<void> {
+  if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
+    throw new Error(`${dataDir} is not empty but holds no MariaDB data directory (no 'mysql' folder); remove it or choose another directory`);
+  }
+  const staging = `${dataDir}.installing`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const args = [
+    "--no-defaults",
+    `--datadir=${staging}`,
+    "--user=root",
+    "--auth-root-authentication-method=normal",
+    "--skip-test-db",
+    "--skip-name-resolve",
+    "--innodb-log-file-size=16M",
+    `--innodb-buffer-pool-size=${bufferPoolMb}M`,
+  ];
+  const bin = requireBinary("mariadb-install-db");
+  await new Promise<void>((ok, fail) => {
+    execFile(bin, args, { timeout: INSTALL_TIMEOUT_MS }, (err, stdout, stderr) => {
+      if (err) fail(new Error(`mariadb-install-db failed for ${dataDir}: ${err.message}\n${`${stdout}\n${stderr}`.trim().split("\n").slice(-25).join("\n")}`));
+      else ok();
+    });
+  });
+  rmSync(dataDir, { recursive: true, force: true });
+  renameSync(staging, dataDir);
+}
+
+function serverArgs(s: Settings, port: number): string[] {
+  const d = s.dataDir;
+  return [
+    "--no-defaults",
+    `--datadir=${d}`,
+    "--user=root",
+    `--port=${port}`,
+    `--bind-address=${HOST}`,
+    `--socket=${join(d, "mysqld.sock")}`,
+    `--pid-file=${pidFilePath(d)}`,
+    `--log-error=${errorLogPath(d)}`,
+    "--skip-name-resolve",
+    "--skip-log-bin",
+    `--innodb-buffer-pool-size=${s.bufferPoolMb}M`,
+    "--innodb-log-file-size=16M",
+    "--innodb-flush-log-at-trx-commit=1",
+    `--innodb-lock-wait-timeout=${s.lockWaitTimeoutS}`,
+    "--performance-schema=OFF",
+    `--max-connections=${s.maxConnections}`,
+  ];
+}
+
+function connectionOptionsFor(port: number, extra?: { database?: string; multipleStatements?: boolean }): ShardConnectionOptions {
+  return {
+    host: HOST,
+    port,
+    user: USER,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    ...(extra?.database !== undefined ? { database: extra.database } : {}),
+    ...(extra?.multipleStatements !== undefined ? { multipleStatements: extra.multipleStatements } : {}),
+  };
+}
+
+/** One `SELECT 1` over a fresh connection; true on success. */
+export async function mariaDbAnswers(port: number): Promise<boolean> {
+  let conn: mysql.Connection | undefined;
+  try {
+    conn = await mysql.createConnection(connectionOptionsFor(port));
+    await conn.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    conn?.destroy();
+  }
+}
+
+type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
+
+async function launch(s: Settings, port: number): Promise<LaunchResult> {
+  const logPath = errorLogPath(s.dataDir);
+  const logStart = fileSize(logPath);
+  const started = Date.now();
+  const proc = Supervised.spawn({
+    command: requireBinary("mariadbd"),
+    args: serverArgs(s, port),
+    outputPath: join(s.dataDir, "mariadbd.out"),
+    detached: s.detached,
+  });
+  while (Date.now() - started < s.readyTimeoutMs) {
+    if (!proc.alive()) {
+      const tail = tailFile(logPath, 25, logStart);
+      if (/Address already in use|error: 98/i.test(tail)) return { kind: "port-in-use" };
+      const status = proc.status();
+      throw new Error(
+        `mariadbd (${s.dataDir}, port ${port}) exited before it was ready (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); end of ${logPath}:\n${tail}`,
+      );
+    }
+    if (await mariaDbAnswers(port)) return { kind: "ready", proc };
+    await sleep(READY_POLL_MS);
+  }
+  proc.signal("SIGKILL");
+  await proc.waitExit(KILL_TIMEOUT_MS);
+  throw new Error(`mariadbd (${s.dataDir}, port ${port}) not ready after ${s.readyTimeoutMs} ms, killed; end of ${logPath}:\n${tailFile(logPath, 25, logStart)}`);
+}
+
+class MariaDb implements MariaDbProcess {
+  constructor(
+    private readonly s: Settings,
+    readonly port: number,
+    private proc: Supervised,
+  ) {}
+
+  get dataDir(): string {
+    return this.s.dataDir;
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  connectionOptions(extra?: { database?: string; multipleStatements?: boolean }): ShardConnectionOptions {
+    return connectionOptionsFor(this.port, extra);
+  }
+
+  alive(): boolean {
+    return this.proc.alive();
+  }
+
+  async kill9(): Promise<void> {
+    this.proc.signal("SIGKILL");
+    if (!(await this.proc.waitExit(KILL_TIMEOUT_MS))) {
+      throw new Error(`mariadbd pid ${this.pid} (port ${this.port}) still present ${KILL_TIMEOUT_MS} ms after SIGKILL`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.proc.signal("SIGTERM");
+    if (await this.proc.waitExit(this.s.stopTimeoutMs)) return;
+    await this.kill9();
+    throw new Error(`mariadbd pid ${this.pid} (port ${this.port}) did not shut down within ${this.s.stopTimeoutMs} ms; killed with SIGKILL`);
+  }
+
+  async restart(): Promise<void> {
+    if (this.alive()) await this.stop();
+    const result = await launch(this.s, this.port);
+    if (result.kind === "port-in-use") {
+      throw new Error(`cannot restart mariadbd (${this.dataDir}): port ${this.port} is now taken by another process`);
+    }
+    this.proc = result.proc;
+  }
+}
+
+/**
+ * Initialises dataDir when it is empty or missing, starts mariadbd and
+ * resolves once it accepts a connection. On failure the error carries the end
+ * of error.log.
+ */
+export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess> {
+  const s = settingsOf(opts);
+  if (!isInitialised(s.dataDir)) await initialise(s.dataDir, s.bufferPoolMb);
+  const attempts = opts.port === undefined ? PORT_ATTEMPTS_MAX : 1;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const port = opts.port ?? (await freePort());
+    const result = await launch(s, port);
+    if (result.kind === "ready") return new MariaDb(s, port, result.proc);
+  }
+  throw new Error(`mariadbd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`);
+}
+
+/**
+ * The mariadbd already running on dataDir (found through its pid file, its
+ * argv checked) and, unless requireAnswer is false, answering on `port`;
+ * undefined otherwise. Its restart() starts the server with `opts`' settings.
+ */
+export async function attachMariaDb(opts: MariaDbOptions & { port: number; requireAnswer?: boolean }): Promise<MariaDbProcess | undefined> {
+  const s = settingsOf(opts);
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(pidFilePath(s.dataDir), "utf8").trim(), 10);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const proc = Supervised.attach(pid, `--datadir=${s.dataDir}`);
+  if (proc === undefined) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(opts.port))) return undefined;
+  return new MariaDb(s, opts.port, proc);
+}

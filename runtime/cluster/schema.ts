@@ -1,0 +1,138 @@
+/**
+ * The schema of every shard, in one place, and the seeding of accounts.
+ *
+ * Money is integer cents in BIGINT columns. Connections made with
+ * `MariaDbProcess.connectionOptions()` return BIGINT and DECIMAL values as
+ * strings (mysql2 `supportBigNumbers` + `bigNumberStrings`), so a balance or a
+ * SUM never passes through a float: read them with `toCents`.
+ *
+ * `balance >= 0` is a CHECK constraint: an UPDATE that would overdraw fails
+ * with MariaDB error 4025 (ER_CONSTRAINT_FAILED), which is how a branch learns
+ * of insufficient funds without a separate read.
+ *
+ * A later protocol adds its tables by appending to SHARD_TABLES; createSchema
+ * creates whatever is missing, so existing clusters gain them on next `up`.
+ */
+import type { Connection, PoolConnection } from "mysql2/promise";
+
+export const DATABASE = "speccommit";
+
+/** MariaDB error number of a violated CHECK constraint (an overdraft). */
+export const ER_CONSTRAINT_FAILED = 4025;
+
+export interface TableDdl {
+  readonly name: string;
+  /** A CREATE TABLE IF NOT EXISTS statement, in DATABASE. */
+  readonly create: string;
+}
+
+export const SHARD_TABLES: readonly TableDdl[] = [
+  {
+    name: "accounts",
+    create: `CREATE TABLE IF NOT EXISTS accounts (
+      id BIGINT NOT NULL PRIMARY KEY,
+      balance BIGINT NOT NULL,
+      CONSTRAINT balance_not_negative CHECK (balance >= 0)
+    ) ENGINE=InnoDB`,
+  },
+  {
+    // One row per applied delta; (xid, account_id) is unique so a branch applied twice fails loudly.
+    name: "history",
+    create: `CREATE TABLE IF NOT EXISTS history (
+      xid VARCHAR(160) NOT NULL,
+      account_id BIGINT NOT NULL,
+      delta BIGINT NOT NULL,
+      at_us BIGINT NOT NULL,
+      PRIMARY KEY (xid, account_id),
+      KEY history_account (account_id)
+    ) ENGINE=InnoDB`,
+  },
+];
+
+type Queryable = Connection | PoolConnection;
+
+/** Creates DATABASE and every table of SHARD_TABLES that is missing. Leaves the connection using DATABASE. */
+export async function createSchema(conn: Queryable): Promise<void> {
+  await conn.query(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
+  await conn.query(`USE ${DATABASE}`);
+  for (const table of SHARD_TABLES) await conn.query(table.create);
+}
+
+export interface SeedSpec {
+  accounts: number;
+  balanceCents: number;
+  firstId: number;
+}
+
+/** Rows per INSERT: 1,000 rows of two BIGINTs is about 30 KB, far under max_allowed_packet. */
+const SEED_ROWS_PER_INSERT = 1_000;
+
+function assertSafeInteger(name: string, v: number, min: number): void {
+  if (!Number.isSafeInteger(v) || v < min) throw new Error(`seed: ${name} must be an integer >= ${min} (got ${v})`);
+}
+
+/**
+ * Inserts accounts firstId .. firstId+accounts-1, each with balanceCents, in
+ * one transaction of multi-row INSERTs. Expects the schema and DATABASE in use
+ * (createSchema). Fails, inserting nothing, if any of the ids exists.
+ */
+export async function seed(conn: Queryable, spec: SeedSpec): Promise<void> {
+  assertSafeInteger("accounts", spec.accounts, 0);
+  assertSafeInteger("balanceCents", spec.balanceCents, 0);
+  assertSafeInteger("firstId", spec.firstId, 1);
+  assertSafeInteger("last id", spec.firstId + spec.accounts - 1, 0);
+  await conn.query("START TRANSACTION");
+  try {
+    for (let start = 0; start < spec.accounts; start += SEED_ROWS_PER_INSERT) {
+      const count = Math.min(SEED_ROWS_PER_INSERT, spec.accounts - start);
+      const rows: string[] = [];
+      for (let i = 0; i < count; i++) rows.push(`(${spec.firstId + start + i},${spec.balanceCents})`);
+      await conn.query(`INSERT INTO ${DATABASE}.accounts (id, balance) VALUES ${rows.join(",")}`);
+    }
+    await conn.query("COMMIT");
+  } catch (e) {
+    await conn.query("ROLLBACK");
+    throw e;
+  }
+}
+
+/** Number of rows in accounts: 0 means the shard has not been seeded. */
+export async function accountCount(conn: Queryable): Promise<number> {
+  const [rows] = await conn.query(`SELECT COUNT(*) AS n FROM ${DATABASE}.accounts`);
+  return Number((rows as Array<{ n: string | number }>)[0]?.n ?? 0);
+}
+
+/** Sum of all balances on one shard, in cents. */
+export async function shardTotalCents(conn: Queryable): Promise<bigint> {
+  const [rows] = await conn.query(`SELECT COALESCE(SUM(balance), 0) AS total FROM ${DATABASE}.accounts`);
+  return toCents((rows as Array<{ total: unknown }>)[0]?.total);
+}
+
+/**
+ * A money value read from MariaDB (a BIGINT or DECIMAL column, a SUM) as
+ * bigint cents. Accepts integer strings, bigints and safe integers; anything
+ * else (a fraction, a float, null) is an error, never a rounding.
+ */
+export function toCents(value: unknown): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isSafeInteger(value)) return BigInt(value);
+  if (typeof value === "string" && /^-?\d+$/.test(value)) return BigInt(value);
+  // SUM over BIGINT is DECIMAL; MariaDB prints it without a fractional part, but accept "123.0".
+  if (typeof value === "string" && /^-?\d+\.0+$/.test(value)) return BigInt(value.slice(0, value.indexOf(".")));
+  throw new Error(`not an integer number of cents: ${typeof value} ${String(value)}`);
+}
+
+/** Shard names in order: shard-a, shard-b, ... (26 at most). */
+export const SHARD_COUNT_MAX = 26;
+
+export function shardName(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= SHARD_COUNT_MAX) {
+    throw new Error(`shard index must be an integer from 0 to ${SHARD_COUNT_MAX - 1} (got ${index})`);
+  }
+  return `shard-${String.fromCharCode(97 + index)}`;
+}
+
+/** Account ids are global: shard i holds i*accountsPerShard+1 .. (i+1)*accountsPerShard. */
+export function firstAccountId(index: number, accountsPerShard: number): number {
+  return index * accountsPerShard + 1;
+}
