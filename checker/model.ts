@@ -50,6 +50,29 @@ export interface Model<S, A> {
   view?(s: S): unknown;
   /** Lifelines in the order a diagram should draw them. */
   actors?(): string[];
+  /**
+   * Optional fast path for models whose states pack into an integer below
+   * 2^53 (see docs/checker.md, "Packed states"). The engine then keeps states
+   * as plain numbers, with no allocation per state, and uses the packed value
+   * itself as the (collision-free) fingerprint. `encode`/`decode` and
+   * `actions`/`next` must still work: traces are rebuilt with them.
+   */
+  readonly packed?: Packed<S>;
+}
+
+/** States as integers: `pack` must be injective, `unpack(pack(s))` equal to `s`. */
+export interface Packed<S> {
+  /** An upper bound on the successors of one state (the length of the buffer `successors` fills). */
+  readonly maxSuccessors: number;
+  /** An integer in [0, 2^53). */
+  pack(s: S): number;
+  unpack(x: number): S;
+  /**
+   * Writes the packed successor of `x` for every enabled action, in any order,
+   * unchanged states included (they count as generated), and returns how many.
+   * Must agree with `actions` and `next` as a multiset.
+   */
+  successors(x: number, out: Float64Array): number;
 }
 
 export interface Eventually<S, A> {

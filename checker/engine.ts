@@ -1,0 +1,304 @@
+/**
+ * The one-thread engine: breadth-first search over a Model.
+ *
+ * States are numbered in discovery order, which for BFS is also depth order;
+ * the queue is simply "every state from index `head` on". Per state we keep
+ * its key (a packed number, or its canonical bytes) and its parent's index,
+ * nothing else; the visited set is a StateTable of 64-bit keys. The first
+ * violation found is therefore at minimal depth, and its trace (rebuilt by
+ * re-executing the model along the parent chain) is a shortest one.
+ *
+ * Two loops share this bookkeeping: one for packed models (no allocation per
+ * state: a reused Float64Array of successors) and one for ordinary models
+ * (encode, fingerprint, bytes in an arena).
+ */
+import type { Model } from "./model.ts";
+import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
+import { peakRssMb, progressLine } from "./result.ts";
+import { StateTable } from "./table.ts";
+import { ByteArena, F64List, U32List } from "./store.ts";
+import { fingerprint, TWO_POW_32 } from "./hash.ts";
+import { replay, toTrace, type StateKey } from "./rebuild.ts";
+import { LivenessGraph } from "./liveness.ts";
+
+export interface RunInfo {
+  params: Record<string, string | number | boolean>;
+  mutant?: string;
+}
+
+interface Found {
+  index: number;
+  names: string[];
+  kind: ViolationKind;
+}
+
+/** What both loops share: counters, limits, parents, progress. */
+class Search<S, A> {
+  readonly table = new StateTable(16);
+  readonly parents = new U32List();
+  readonly started = performance.now();
+  distinct = 0;
+  generated = 0;
+  /** Depth (1-based) of the states being expanded, and the index where the next level starts. */
+  level = 1;
+  levelEnd = 0;
+  maxLevel = 0;
+  stopped: string | undefined;
+  found: Found | undefined;
+  private nextReport: number;
+  private readonly deadline: number;
+  readonly invariantNames: string[];
+  readonly invariantFns: Array<(s: S) => boolean>;
+  readonly stateLimit: number;
+
+  constructor(
+    readonly model: Model<S, A>,
+    readonly opts: CheckOptions,
+  ) {
+    this.invariantNames = Object.keys(model.invariants);
+    this.invariantFns = this.invariantNames.map((n) => model.invariants[n]!);
+    this.nextReport = this.started + (opts.progressMs ?? 2000);
+    this.stateLimit = opts.maxStates ?? Infinity;
+    this.deadline = opts.maxSeconds === undefined ? Infinity : this.started + opts.maxSeconds * 1000;
+  }
+
+  seconds(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  /** Invariants of a newly stored state; records the first violation. */
+  checkInvariants(s: S, index: number): void {
+    let broken: string[] | undefined;
+    const fns = this.invariantFns;
+    for (let i = 0; i < fns.length; i++) {
+      if (!fns[i]!(s)) (broken ??= []).push(this.invariantNames[i]!);
+    }
+    if (broken) this.found = { index, names: broken, kind: "invariant" };
+  }
+
+  checkDeadlock(s: S, index: number): void {
+    if (!this.opts.deadlock) return;
+    if (this.model.terminal && this.model.terminal(s)) return;
+    this.found = { index, names: ["deadlock"], kind: "deadlock" };
+  }
+
+  /**
+   * Called before expanding the state at `head`: moves to the next level when
+   * needed and applies the limits. Returns false to stop.
+   */
+  beforeExpand(head: number): boolean {
+    if (head === this.levelEnd) {
+      this.level++;
+      this.levelEnd = this.distinct;
+    }
+    if (this.opts.maxDepth !== undefined && this.level >= this.opts.maxDepth) {
+      this.stopped = `max depth ${this.opts.maxDepth}`;
+      return false;
+    }
+    return true;
+  }
+
+  /** The state limit, checked before every expansion. */
+  full(): boolean {
+    if (this.distinct < this.stateLimit) return false;
+    this.stopped = `max states ${this.opts.maxStates}`;
+    return true;
+  }
+
+  /** Progress and the time limit; called every few thousand expansions. */
+  tick(head: number): boolean {
+    const now = performance.now();
+    if (now >= this.deadline) {
+      this.stopped = `max seconds ${this.opts.maxSeconds}`;
+      return false;
+    }
+    if (this.opts.progress && now >= this.nextReport) {
+      this.nextReport = now + (this.opts.progressMs ?? 2000);
+      this.opts.progress(this.progressText(head));
+    }
+    return true;
+  }
+
+  progressText(head: number): string {
+    return progressLine({
+      distinct: this.distinct,
+      generated: this.generated,
+      queue: this.distinct - head,
+      depth: this.maxLevel,
+      seconds: this.seconds(),
+    });
+  }
+
+  chain(index: number): number[] {
+    const path = [index];
+    let at = index;
+    while (at >= this.initialCount) {
+      at = this.parents.data[at]!;
+      path.push(at);
+    }
+    return path.reverse();
+  }
+
+  initialCount = 0;
+}
+
+export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: RunInfo = { params: {} }): CheckResult {
+  if (opts.symmetry && !model.canonical) {
+    throw new Error(`${model.name} declares no symmetry (Model.canonical); run it without --symmetry`);
+  }
+  const search = new Search(model, opts);
+  const liveness = model.eventually && Object.keys(model.eventually).length > 0 ? new LivenessGraph(model) : undefined;
+  const key = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
+
+  const violations: Violation[] = [];
+  const makeViolation = (index: number, name: string, kind: ViolationKind): Violation => {
+    const keys = search.chain(index).map(key);
+    const run = replay(model, !!opts.symmetry, keys);
+    return {
+      name,
+      kind,
+      length: run.actions.length,
+      trace: toTrace(model, run, { params: info.params, violation: name }),
+    };
+  };
+  if (search.found) {
+    for (const name of search.found.names) violations.push(makeViolation(search.found.index, name, search.found.kind));
+  } else if (liveness && !search.stopped) {
+    for (const bad of liveness.check()) violations.push(makeViolation(bad.index, bad.name, "eventually"));
+  }
+  const seconds = search.seconds();
+  if (opts.progress) opts.progress(search.progressText(search.distinct));
+  return {
+    model: model.name,
+    params: info.params,
+    ...(info.mutant ? { mutant: info.mutant } : {}),
+    workers: 1,
+    symmetry: !!opts.symmetry,
+    distinct: search.distinct,
+    generated: search.generated,
+    depth: search.maxLevel,
+    seconds,
+    peakRssMb: peakRssMb(),
+    complete: search.stopped === undefined,
+    ...(search.stopped ? { incomplete: search.stopped } : {}),
+    violations,
+  };
+}
+
+const TICK_MASK = 4095;
+
+/** The loop for packed models. Returns how to read a stored state's key. */
+function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey {
+  const model = search.model;
+  const packed = model.packed!;
+  const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
+  const states = new F64List(1 << 16);
+  const table = search.table;
+  const parents = search.parents;
+  const keyOf = (s: S) => packed.pack(canonical ? canonical(s) : s);
+
+  for (const s of model.init()) {
+    search.generated++;
+    const x = keyOf(s);
+    if (table.findOrAdd(Math.floor(x / TWO_POW_32), x >>> 0, search.distinct) >= 0) continue;
+    states.push(x);
+    parents.push(0);
+    search.checkInvariants(canonical ? packed.unpack(x) : s, search.distinct);
+    search.distinct++;
+    search.maxLevel = 1;
+    if (search.found) break;
+  }
+  search.initialCount = search.distinct;
+  search.levelEnd = search.distinct;
+  search.level = 1;
+
+  const out = new Float64Array(packed.maxSuccessors);
+  let head = 0;
+  while (!search.found && head < search.distinct) {
+    if (search.full()) break;
+    if (head === search.levelEnd || (head & TICK_MASK) === 0) {
+      if (!search.beforeExpand(head) || !search.tick(head)) break;
+    }
+    const x = states.data[head]!;
+    const n = packed.successors(x, out);
+    search.generated += n;
+    if (n === 0) {
+      search.checkDeadlock(packed.unpack(x), head);
+      if (search.found) break;
+    }
+    for (let i = 0; i < n; i++) {
+      let y = out[i]!;
+      // An unchanged state is generated (counted above) but is already stored.
+      if (y === x) continue;
+      if (canonical) y = packed.pack(canonical(packed.unpack(y)));
+      if (table.findOrAdd(Math.floor(y / TWO_POW_32), y >>> 0, search.distinct) >= 0) continue;
+      states.push(y);
+      parents.push(head);
+      search.maxLevel = search.level + 1;
+      search.checkInvariants(packed.unpack(y), search.distinct);
+      search.distinct++;
+      if (search.found) break;
+    }
+    head++;
+  }
+  return (index) => states.data[index]!;
+}
+
+/** The loop for ordinary models: states are decoded from, and encoded to, canonical bytes. */
+function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A> | undefined): (index: number) => StateKey {
+  const model = search.model;
+  const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
+  const arena = new ByteArena();
+  const table = search.table;
+  const parents = search.parents;
+  const fp = new Uint32Array(2);
+
+  /** Stores s if new; returns its index either way. */
+  const visit = (s: S, parent: number): number => {
+    const c = canonical ? canonical(s) : s;
+    const bytes = model.encode(c);
+    fingerprint(bytes, fp);
+    const seen = table.findOrAdd(fp[0]!, fp[1]!, search.distinct);
+    if (seen >= 0) return seen;
+    const index = search.distinct++;
+    arena.push(bytes);
+    parents.push(parent);
+    liveness?.addState(c);
+    search.checkInvariants(c, index);
+    return index;
+  };
+
+  for (const s of model.init()) {
+    search.generated++;
+    visit(s, 0);
+    search.maxLevel = 1;
+    if (search.found) break;
+  }
+  search.initialCount = search.distinct;
+  search.levelEnd = search.distinct;
+  search.level = 1;
+
+  let head = 0;
+  while (!search.found && head < search.distinct) {
+    if (search.full()) break;
+    if (head === search.levelEnd || (head & TICK_MASK) === 0) {
+      if (!search.beforeExpand(head) || !search.tick(head)) break;
+    }
+    const s = model.decode(arena.get(head));
+    liveness?.beginState(head);
+    let enabled = 0;
+    for (const a of model.actions(s)) {
+      enabled++;
+      search.generated++;
+      const before = search.distinct;
+      const index = visit(model.next(s, a), head);
+      if (search.distinct > before) search.maxLevel = search.level + 1;
+      liveness?.addEdge(a, index);
+      if (search.found) break;
+    }
+    if (enabled === 0 && !search.found) search.checkDeadlock(s, head);
+    head++;
+  }
+  liveness?.end(search.distinct);
+  return (index) => arena.get(index).slice();
+}

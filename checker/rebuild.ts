@@ -1,0 +1,98 @@
+/**
+ * Rebuilding a counterexample from the stored chain of state keys.
+ *
+ * The engine keeps, per state, only its key (packed value or canonical bytes)
+ * and its parent's index. To turn a chain of keys into a trace we re-execute
+ * the model from an initial state: at each step, the action taken is one
+ * whose successor has the next key. With symmetry on, the stored keys are
+ * orbit representatives; we follow the real successors (whose canonical form
+ * has the next key), so the trace is a genuine run of the model, not a walk
+ * between representatives.
+ */
+import type { Model, StepInfo } from "./model.ts";
+import type { Trace, TraceStep } from "../traces/format.ts";
+
+export type StateKey = Uint8Array | number;
+
+export interface Run<S, A> {
+  states: S[];
+  actions: A[];
+}
+
+function keyText(k: StateKey): string {
+  return typeof k === "number" ? `n${k}` : `b${Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString("hex")}`;
+}
+
+export function keyOf<S, A>(model: Model<S, A>, symmetry: boolean, s: S): StateKey {
+  const c = symmetry && model.canonical ? model.canonical(s) : s;
+  return model.packed ? model.packed.pack(c) : model.encode(c);
+}
+
+export function replay<S, A>(model: Model<S, A>, symmetry: boolean, keys: StateKey[]): Run<S, A> {
+  const want = keys.map(keyText);
+  const text = (s: S) => keyText(keyOf(model, symmetry, s));
+  let current: S | undefined;
+  for (const s of model.init()) {
+    if (text(s) === want[0]) {
+      current = s;
+      break;
+    }
+  }
+  if (current === undefined) throw new Error(`${model.name}: trace rebuild found no initial state with the stored key`);
+  const states: S[] = [current];
+  const actions: A[] = [];
+  for (let i = 1; i < want.length; i++) {
+    let found = false;
+    for (const a of model.actions(current)) {
+      const next = model.next(current, a);
+      if (text(next) === want[i]) {
+        actions.push(a);
+        states.push(next);
+        current = next;
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      throw new Error(`${model.name}: trace rebuild found no action from step ${i - 1} to the stored state (is next() pure and encode() canonical?)`);
+    }
+  }
+  return { states, actions };
+}
+
+function actionText(a: unknown): string {
+  return typeof a === "string" ? a : JSON.stringify(a);
+}
+
+/** A run as a trace (traces/format.ts): step 0 is the initial state, then one step per action. */
+export function toTrace<S, A>(
+  model: Model<S, A>,
+  run: Run<S, A>,
+  header: { params: Record<string, string | number | boolean>; violation: string; note?: string },
+): Trace {
+  const view = (s: S) => (model.view ? model.view(s) : s);
+  const actors = model.actors?.();
+  const steps: TraceStep[] = [
+    { step: 0, actor: actors?.[0] ?? "system", input: "Init", effects: [], state: view(run.states[0]!) },
+  ];
+  run.actions.forEach((a, i) => {
+    const from = run.states[i]!;
+    const to = run.states[i + 1]!;
+    const info: StepInfo = model.describe ? model.describe(from, a, to) : { actor: "system", label: actionText(a) };
+    const step: TraceStep = { step: i + 1, actor: info.actor, input: info.label, effects: [], state: view(to) };
+    if (info.sends && info.sends.length > 0) step.sends = info.sends;
+    if (info.receives && info.receives.length > 0) step.receives = info.receives;
+    steps.push(step);
+  });
+  return {
+    header: {
+      source: "checker",
+      model: model.name,
+      params: header.params,
+      ...(actors ? { actors } : {}),
+      violation: header.violation,
+      ...(header.note ? { note: header.note } : {}),
+    },
+    steps,
+  };
+}

@@ -1,0 +1,70 @@
+/** What a check is asked to do, and what it reports. Shared by the one-thread and the parallel engines. */
+import type { Trace } from "../traces/format.ts";
+
+export interface CheckOptions {
+  /** Identify states by model.canonical(s) (symmetry reduction). */
+  symmetry?: boolean;
+  /** Report a state with no enabled action (that the model does not call terminal) as "deadlock". */
+  deadlock?: boolean;
+  /** Stop (INCOMPLETE) once this many distinct states are stored. */
+  maxStates?: number;
+  /** Do not expand states at this depth (initial states are depth 1); INCOMPLETE if any would be. */
+  maxDepth?: number;
+  /** Stop (INCOMPLETE) after this many seconds. */
+  maxSeconds?: number;
+  /** Where progress lines go (about every `progressMs`); none when absent. */
+  progress?: (line: string) => void;
+  progressMs?: number;
+}
+
+export type ViolationKind = "invariant" | "deadlock" | "eventually";
+
+export interface Violation {
+  /** Invariant name, "deadlock", or the name of the `eventually` property. */
+  name: string;
+  kind: ViolationKind;
+  /** Steps (actions) from an initial state to the violating state: a shortest such trace. */
+  length: number;
+  trace: Trace;
+}
+
+export interface CheckResult {
+  model: string;
+  params: Record<string, string | number | boolean>;
+  mutant?: string;
+  workers: number;
+  symmetry: boolean;
+  /** Distinct states stored (after symmetry reduction when on). */
+  distinct: number;
+  /** As TLC counts: initial states plus every (state, enabled action) pair expanded. */
+  generated: number;
+  /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */
+  depth: number;
+  seconds: number;
+  peakRssMb: number;
+  /** False when a limit stopped the search before every reachable state was explored. */
+  complete: boolean;
+  /** Which limit stopped it, when incomplete. */
+  incomplete?: string;
+  violations: Violation[];
+}
+
+/** Peak resident set size of this process (all its threads) so far, in MB. */
+export function peakRssMb(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+export function progressLine(p: {
+  distinct: number;
+  generated: number;
+  queue: number;
+  depth: number;
+  seconds: number;
+}): string {
+  const rate = p.seconds > 0 ? Math.round(p.distinct / p.seconds) : 0;
+  const rss = Math.round(process.memoryUsage.rss() / 2 ** 20);
+  return (
+    `progress: ${p.seconds.toFixed(1)}s distinct=${p.distinct} generated=${p.generated} ` +
+    `queue=${p.queue} depth=${p.depth} states/s=${rate} rss=${rss}MB`
+  );
+}
