@@ -44,8 +44,14 @@ export interface Model<S, A> {
    * action is a deadlock (when the check is on).
    */
   terminal?(s: S): boolean;
-  /** How a step looks in a sequence diagram: who acted, what it sent and received. */
-  describe?(from: S, a: A, to: S): StepInfo;
+  /**
+   * How a step looks in a sequence diagram: who acted, what it sent and
+   * received. One action may draw as several consecutive trace steps (an
+   * array), e.g. a shard executing a statement and the coordinator reacting
+   * to its answer in the same atomic action: each element becomes one
+   * TraceStep, in order, all with the state after the action.
+   */
+  describe?(from: S, a: A, to: S): StepInfo | readonly StepInfo[];
   /** A JSON view of a state for traces (defaults to the state itself). */
   view?(s: S): unknown;
   /** Lifelines in the order a diagram should draw them. */
