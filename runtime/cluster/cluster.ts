@@ -32,6 +32,8 @@ export const LIMITS = {
   accountsPerShard: { min: 1, max: 10_000_000 },
   balanceCents: { min: 0, max: 1_000_000_000_000 },
 } as const;
+/** The CLI flag of each seed parameter, so that library errors also make sense at the command line. */
+export const SEED_FLAGS = { shards: "--shards", accountsPerShard: "--accounts", balanceCents: "--balance-cents" } as const;
 const ANSWER_WAIT_MS = 60_000;
 const ANSWER_POLL_MS = 100;
 
@@ -75,7 +77,7 @@ export function validateSeedParameters(p: SeedParameters): void {
   for (const key of ["shards", "accountsPerShard", "balanceCents"] as const) {
     const { min, max } = LIMITS[key];
     const v = p[key];
-    if (!Number.isSafeInteger(v) || v < min || v > max) throw new Error(`${key} must be an integer from ${min} to ${max} (got ${v})`);
+    if (!Number.isSafeInteger(v) || v < min || v > max) throw new Error(`${key} (${SEED_FLAGS[key]}) must be an integer from ${min} to ${max} (got ${v})`);
   }
   const total = p.shards * p.accountsPerShard * p.balanceCents;
   if (!Number.isSafeInteger(total)) {
@@ -198,7 +200,7 @@ function seedParametersFor(opts: UpOptions, recorded: ClusterFile | undefined, d
     for (const key of ["shards", "accountsPerShard", "balanceCents"] as const) {
       if (wanted[key] !== recorded.seed[key]) {
         throw new Error(
-          `the cluster in ${dir} was created with ${key}=${recorded.seed[key]}, not ${wanted[key]}; ` +
+          `the cluster in ${dir} was created with ${key} (${SEED_FLAGS[key]}) ${recorded.seed[key]}, not ${wanted[key]}; ` +
             `to re-create it: speccommit cluster down --dir ${dir} && rm -rf ${dir}`,
         );
       }
@@ -305,6 +307,11 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       updatedAt: new Date().toISOString(),
     };
     writeClusterFile(cluster);
+    const order = [...cluster.shards.map((s) => s.name), "etcd"];
+    const rank = (name: string) => order.indexOf(name);
+    reused.sort((a, b) => rank(a) - rank(b));
+    started.sort((a, b) => rank(a.name) - rank(b.name));
+    seeded.sort((a, b) => rank(a) - rank(b));
     return { cluster, reused, started, seeded, totalMs: Date.now() - t0 };
   } finally {
     unlock();
@@ -377,6 +384,10 @@ export async function down(opts: { dir?: string; log?: (line: string) => void } 
   ]);
   const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message ?? r.reason)] : []));
   if (failures.length > 0) throw new Error(`cluster down in ${dir} failed:\n${failures.join("\n")}`);
+  const order = [...file.shards.map((s) => s.name), "etcd"];
+  const rank = (name: string) => order.indexOf(name);
+  stopped.sort((a, b) => rank(a) - rank(b));
+  alreadyDown.sort((a, b) => rank(a) - rank(b));
   return { dir, stopped, alreadyDown };
 }
 

@@ -186,6 +186,10 @@ function settingsOf(opts: EtcdOptions): Settings {
 /** Starts etcd on dataDir (created when missing) and resolves once /health says healthy. */
 export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
   const s = settingsOf(opts);
+  const already = runningOn(s.dataDir);
+  if (already !== undefined) {
+    throw new Error(`an etcd (pid ${already.pid}) already runs on ${s.dataDir}; stop it first or attach to it (attachEtcd)`);
+  }
   const fixed = opts.clientPort !== undefined && opts.peerPort !== undefined;
   const attempts = fixed ? 1 : PORT_ATTEMPTS_MAX;
   for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -204,15 +208,20 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
  */
 export async function attachEtcd(opts: EtcdOptions & { clientPort: number; peerPort: number; requireAnswer?: boolean }): Promise<EtcdProcess | undefined> {
   const s = settingsOf(opts);
+  const proc = runningOn(s.dataDir);
+  if (proc === undefined) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(opts.clientPort))) return undefined;
+  return new Etcd(s, opts.clientPort, opts.peerPort, proc);
+}
+
+/** The etcd whose pid file is in dataDir, when it runs with that --data-dir. */
+function runningOn(dataDir: string): Supervised | undefined {
   let pid: number;
   try {
-    pid = Number.parseInt(readFileSync(etcdPidPath(s.dataDir), "utf8").trim(), 10);
+    pid = Number.parseInt(readFileSync(etcdPidPath(dataDir), "utf8").trim(), 10);
   } catch {
     return undefined;
   }
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const proc = Supervised.attach(pid, s.dataDir);
-  if (proc === undefined) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(opts.clientPort))) return undefined;
-  return new Etcd(s, opts.clientPort, opts.peerPort, proc);
+  return Supervised.attach(pid, dataDir);
 }

@@ -274,6 +274,11 @@ class MariaDb implements MariaDbProcess {
  */
 export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess> {
   const s = settingsOf(opts);
+  const already = runningOn(s.dataDir);
+  if (already !== undefined) {
+    // A second mariadbd on the same files would wait on InnoDB's file lock instead of failing.
+    throw new Error(`a mariadbd (pid ${already.pid}) already runs on ${s.dataDir}; stop it first or attach to it (attachMariaDb)`);
+  }
   if (!isInitialised(s.dataDir)) await initialise(s.dataDir, s.bufferPoolMb);
   const attempts = opts.port === undefined ? PORT_ATTEMPTS_MAX : 1;
   for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -291,15 +296,20 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess
  */
 export async function attachMariaDb(opts: MariaDbOptions & { port: number; requireAnswer?: boolean }): Promise<MariaDbProcess | undefined> {
   const s = settingsOf(opts);
+  const proc = runningOn(s.dataDir);
+  if (proc === undefined) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(opts.port))) return undefined;
+  return new MariaDb(s, opts.port, proc);
+}
+
+/** The mariadbd whose pid file is in dataDir, when it runs with that --datadir. */
+function runningOn(dataDir: string): Supervised | undefined {
   let pid: number;
   try {
-    pid = Number.parseInt(readFileSync(pidFilePath(s.dataDir), "utf8").trim(), 10);
+    pid = Number.parseInt(readFileSync(pidFilePath(dataDir), "utf8").trim(), 10);
   } catch {
     return undefined;
   }
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const proc = Supervised.attach(pid, `--datadir=${s.dataDir}`);
-  if (proc === undefined) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(opts.port))) return undefined;
-  return new MariaDb(s, opts.port, proc);
+  return Supervised.attach(pid, `--datadir=${dataDir}`);
 }

@@ -1,0 +1,150 @@
+/**
+ * `speccommit cluster up|down|status`: the local cluster from the command line.
+ * Exit status: 0 done (status: every component up), 1 failure, 2 bad usage,
+ * 3 status found a component not up.
+ */
+import { DEFAULT_DIR, DEFAULTS, LIMITS, down, status, up, type ClusterStatus } from "./cluster.ts";
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+const EXIT_NOT_UP = 3;
+
+const USAGE = `usage: speccommit cluster <up|down|status> [options]
+
+  up      start the local cluster (one MariaDB per shard, one etcd), or reuse it
+          if it runs; creates the schema and seeds accounts on first start
+  down    stop every server of the cluster cleanly (data is kept)
+  status  show each server: up, starting or down, with its port and pid
+
+options:
+  --dir D              cluster directory (default ${DEFAULT_DIR})
+  --shards N           up, first start: number of shards, ${LIMITS.shards.min}-${LIMITS.shards.max} (default ${DEFAULTS.shards})
+  --accounts N         up, first start: accounts per shard, ${LIMITS.accountsPerShard.min}-${LIMITS.accountsPerShard.max} (default ${DEFAULTS.accountsPerShard})
+  --balance-cents N    up, first start: opening balance of each account in cents,
+                       ${LIMITS.balanceCents.min}-${LIMITS.balanceCents.max} (default ${DEFAULTS.balanceCents} = 1000.00)
+  --json               status: print JSON
+  -h, --help           this text
+
+To reset: speccommit cluster down --dir D && rm -rf D`;
+
+class UsageError extends Error {}
+
+type Flag = { name: string; takesValue: boolean };
+const FLAGS: Record<string, readonly Flag[]> = {
+  up: [
+    { name: "--dir", takesValue: true },
+    { name: "--shards", takesValue: true },
+    { name: "--accounts", takesValue: true },
+    { name: "--balance-cents", takesValue: true },
+  ],
+  down: [{ name: "--dir", takesValue: true }],
+  status: [
+    { name: "--dir", takesValue: true },
+    { name: "--json", takesValue: false },
+  ],
+};
+
+function parseFlags(command: string, args: readonly string[]): Map<string, string> {
+  const allowed = FLAGS[command] ?? [];
+  const values = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    const flag = allowed.find((f) => f.name === name);
+    if (flag === undefined) {
+      throw new UsageError(`unknown option '${arg}' for 'cluster ${command}' (allowed: ${allowed.map((f) => f.name).join(", ")})`);
+    }
+    if (values.has(name)) throw new UsageError(`${name} given twice`);
+    if (!flag.takesValue) {
+      if (eq > 0) throw new UsageError(`${name} takes no value`);
+      values.set(name, "");
+      continue;
+    }
+    const value = eq > 0 ? arg.slice(eq + 1) : args[++i];
+    if (value === undefined || value === "" || (eq < 0 && value.startsWith("--"))) {
+      throw new UsageError(`${name} needs a value`);
+    }
+    values.set(name, value);
+  }
+  return values;
+}
+
+function integerFlag(values: Map<string, string>, name: string, limits: { min: number; max: number }): number | undefined {
+  const raw = values.get(name);
+  if (raw === undefined) return undefined;
+  const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < limits.min || n > limits.max) {
+    throw new UsageError(`${name} must be an integer from ${limits.min} to ${limits.max} (got '${raw}')`);
+  }
+  return n;
+}
+
+const say = (line: string) => console.log(line);
+
+async function runUp(values: Map<string, string>): Promise<number> {
+  const shards = integerFlag(values, "--shards", LIMITS.shards);
+  const accountsPerShard = integerFlag(values, "--accounts", LIMITS.accountsPerShard);
+  const balanceCents = integerFlag(values, "--balance-cents", LIMITS.balanceCents);
+  const result = await up({
+    dir: values.get("--dir") ?? DEFAULT_DIR,
+    ...(shards !== undefined ? { shards } : {}),
+    ...(accountsPerShard !== undefined ? { accountsPerShard } : {}),
+    ...(balanceCents !== undefined ? { balanceCents } : {}),
+    log: say,
+  });
+  const c = result.cluster;
+  const parts = [
+    result.started.length > 0 ? `started ${result.started.map((s) => s.name).join(", ")}` : "",
+    result.reused.length > 0 ? `reused ${result.reused.join(", ")}` : "",
+  ].filter((p) => p.length > 0);
+  say(`cluster up in ${c.dir} (${result.totalMs} ms): ${parts.join("; ")}`);
+  for (const s of c.shards) {
+    say(`  ${s.name.padEnd(8)} mysql://root@127.0.0.1:${s.port}/speccommit  pid ${s.pid}  accounts ${s.firstAccountId}..${s.lastAccountId}`);
+  }
+  say(`  ${"etcd".padEnd(8)} ${c.etcd.clientUrl}  pid ${c.etcd.pid}`);
+  say(`  total ${c.seed.shards * c.seed.accountsPerShard * c.seed.balanceCents} cents at seed; details in ${c.dir}/cluster.json`);
+  return EXIT_OK;
+}
+
+async function runDown(values: Map<string, string>): Promise<number> {
+  const result = await down({ dir: values.get("--dir") ?? DEFAULT_DIR, log: say });
+  const already = result.alreadyDown.length > 0 ? `; already down: ${result.alreadyDown.join(", ")}` : "";
+  say(`cluster down in ${result.dir}: stopped ${result.stopped.length > 0 ? result.stopped.join(", ") : "nothing"}${already}`);
+  return EXIT_OK;
+}
+
+function formatStatus(s: ClusterStatus): string {
+  if (!s.exists) return `no cluster in ${s.dir} (start one with: speccommit cluster up --dir ${s.dir})`;
+  const rows = s.components.map((c) => `  ${c.name.padEnd(8)} ${c.state.padEnd(9)} port ${String(c.port).padEnd(6)} pid ${c.pid ?? "-"}`);
+  return [`cluster in ${s.dir}:`, ...rows].join("\n");
+}
+
+async function runStatus(values: Map<string, string>): Promise<number> {
+  const s = await status({ dir: values.get("--dir") ?? DEFAULT_DIR });
+  say(values.has("--json") ? JSON.stringify(s, null, 2) : formatStatus(s));
+  return s.exists && s.components.every((c) => c.state === "up") ? EXIT_OK : EXIT_NOT_UP;
+}
+
+const COMMANDS: Record<string, (values: Map<string, string>) => Promise<number>> = { up: runUp, down: runDown, status: runStatus };
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || rest.includes("--help") || rest.includes("-h")) {
+    console.log(USAGE);
+    return command === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const run = COMMANDS[command];
+  try {
+    if (run === undefined) throw new UsageError(`unknown subcommand '${command}' (allowed: up, down, status)`);
+    return await run(parseFlags(command, rest));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`speccommit cluster: ${e.message}\n\n${USAGE}`);
+      return EXIT_USAGE;
+    }
+    console.error(`speccommit cluster ${command}: ${(e as Error).message}`);
+    return EXIT_FAILED;
+  }
+}

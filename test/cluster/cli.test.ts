@@ -1,0 +1,179 @@
+// `speccommit cluster up|down|status` run as a real child process, the way a
+// user runs it: servers it starts are detached and outlive the command.
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import mysql from "mysql2/promise";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pidAlive, sleep } from "../../runtime/cluster/child.ts";
+import { down, readClusterFile, type ClusterFile, type ClusterStatus } from "../../runtime/cluster/cluster.ts";
+import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/speccommit.js", import.meta.url));
+const CLI_TIMEOUT_MS = 90_000;
+const PID_GONE_WAIT_MS = 10_000;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, "cluster", ...args], { timeout: CLI_TIMEOUT_MS }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function waitPidGone(pid: number): Promise<void> {
+  const deadline = Date.now() + PID_GONE_WAIT_MS;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) throw new Error(`pid ${pid} still alive after ${PID_GONE_WAIT_MS} ms`);
+    await sleep(20);
+  }
+}
+
+let dir: string;
+
+function clusterFile(): ClusterFile {
+  const file = readClusterFile(dir);
+  if (file === undefined) throw new Error(`no cluster.json in ${dir}`);
+  return file;
+}
+
+async function statusJson(): Promise<{ run: Run; status: ClusterStatus }> {
+  const run = await cli("status", "--dir", dir, "--json");
+  return { run, status: JSON.parse(run.stdout) as ClusterStatus };
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "speccommit-cli-"));
+});
+
+afterAll(async () => {
+  // The servers are detached on purpose, so a failed test must stop them here.
+  if (readClusterFile(dir) !== undefined) await down({ dir });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("speccommit cluster (CLI)", () => {
+  it("starts a cluster, then reuses it on a second up", async () => {
+    const first = await cli("up", "--dir", dir, "--shards", "2", "--accounts", "100", "--balance-cents=2500");
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("started shard-a, shard-b, etcd");
+    const started = clusterFile();
+    expect(started.seed).toEqual({ shards: 2, accountsPerShard: 100, balanceCents: 2500 });
+    expect(started.shards.map((s) => [s.name, s.firstAccountId, s.lastAccountId])).toEqual([
+      ["shard-a", 1, 100],
+      ["shard-b", 101, 200],
+    ]);
+
+    const { run, status } = await statusJson();
+    expect(run.code).toBe(0);
+    expect(status.components.map((c) => [c.name, c.state, c.pid, c.port])).toEqual([
+      ...started.shards.map((s) => [s.name, "up", s.pid, s.port]),
+      ["etcd", "up", started.etcd.pid, started.etcd.clientPort],
+    ]);
+
+    const second = await cli("up", "--dir", dir);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain("reused shard-a, shard-b, etcd");
+    expect(second.stdout).not.toContain("started");
+    const reused = clusterFile();
+    expect(reused.shards).toEqual(started.shards);
+    expect(reused.etcd).toEqual(started.etcd);
+
+    let total = 0n;
+    for (const s of reused.shards) {
+      const conn = await mysql.createConnection({ host: "127.0.0.1", port: s.port, user: "root", database: DATABASE, supportBigNumbers: true, bigNumberStrings: true });
+      total += await shardTotalCents(conn);
+      await conn.end();
+    }
+    expect(total).toBe(2n * 100n * 2500n);
+  });
+
+  it("refuses to change the seed parameters of an existing cluster", async () => {
+    const run = await cli("up", "--dir", dir, "--shards", "3");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("created with shards (--shards) 2, not 3");
+    expect(run.stderr).toContain(`rm -rf ${dir}`);
+  });
+
+  it("restarts only the server that died, on its port, keeping its data", async () => {
+    const before = clusterFile();
+    const victim = before.shards[1];
+    if (victim === undefined) throw new Error("cluster.json lists fewer than 2 shards");
+    process.kill(victim.pid, "SIGKILL");
+    await waitPidGone(victim.pid);
+    const { run: degraded, status } = await statusJson();
+    expect(degraded.code).toBe(3);
+    expect(status.components.find((c) => c.name === victim.name)?.state).toBe("down");
+
+    const run = await cli("up", "--dir", dir);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("started shard-b; reused shard-a, etcd");
+    const after = clusterFile();
+    expect(after.shards[1]?.port).toBe(victim.port);
+    expect(after.shards[1]?.pid).not.toBe(victim.pid);
+    const conn = await mysql.createConnection({ host: "127.0.0.1", port: victim.port, user: "root", database: DATABASE, supportBigNumbers: true, bigNumberStrings: true });
+    expect(await shardTotalCents(conn)).toBe(100n * 2500n);
+    await conn.end();
+  });
+
+  it("stops everything cleanly with down; status then says down", async () => {
+    const before = clusterFile();
+    const run = await cli("down", "--dir", dir);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("stopped shard-a, shard-b, etcd");
+    for (const pid of [...before.shards.map((s) => s.pid), before.etcd.pid]) expect(pidAlive(pid)).toBe(false);
+    const { run: statusRun, status } = await statusJson();
+    expect(statusRun.code).toBe(3);
+    expect(status.components.map((c) => c.state)).toEqual(["down", "down", "down"]);
+    const again = await cli("down", "--dir", dir);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("already down: shard-a, shard-b, etcd");
+  });
+
+  it("rejects bad flags with a message naming the flag and what is allowed", async () => {
+    const cases: Array<[string[], string]> = [
+      [["up", "--shards", "0"], "--shards must be an integer from 1 to 26 (got '0')"],
+      [["up", "--accounts", "12.5"], "--accounts must be an integer from 1 to 10000000 (got '12.5')"],
+      [["up", "--balance-cents", "-1"], "--balance-cents must be an integer from 0 to 1000000000000 (got '-1')"],
+      [["up", "--balance-cents", "--dir", "x"], "--balance-cents needs a value"],
+      [["up", "--balance-cents=1e3"], "--balance-cents must be an integer from 0 to 1000000000000 (got '1e3')"],
+      [["up", "--shard", "2"], "unknown option '--shard' for 'cluster up' (allowed: --dir, --shards, --accounts, --balance-cents)"],
+      [["down", "--json"], "unknown option '--json' for 'cluster down' (allowed: --dir)"],
+      [["status", "--dir"], "--dir needs a value"],
+      [["restart"], "unknown subcommand 'restart' (allowed: up, down, status)"],
+    ];
+    for (const [args, message] of cases) {
+      const run = await cli(...args);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      expect(run.stderr).toContain(message);
+    }
+    const help = await cli("--help");
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("usage: speccommit cluster <up|down|status>");
+  });
+
+  it("says so when there is no cluster to stop or inspect", async () => {
+    const empty = mkdtempSync(join(tmpdir(), "speccommit-empty-"));
+    try {
+      const stop = await cli("down", "--dir", empty);
+      expect(stop.code).toBe(1);
+      expect(stop.stderr).toContain(`no cluster in ${empty}`);
+      const status = await cli("status", "--dir", empty);
+      expect(status.code).toBe(3);
+      expect(status.stdout).toContain("speccommit cluster up --dir");
+      expect(existsSync(join(empty, "cluster.json"))).toBe(false);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
