@@ -57,6 +57,7 @@ export function pidArgv(pid: number): string[] | undefined {
 }
 
 const cleanupOnExit = new Set<Supervised>();
+const afterKillOnExit = new Set<() => void>();
 let cleanupInstalled = false;
 
 function killAllOnExit(): void {
@@ -64,6 +65,25 @@ function killAllOnExit(): void {
     if (p.alive()) p.signal("SIGKILL");
   }
   cleanupOnExit.clear();
+  for (const fn of afterKillOnExit) {
+    try {
+      fn();
+    } catch {
+      // Exit cleanup is best effort: one failure must not stop the others.
+    }
+  }
+  afterKillOnExit.clear();
+}
+
+/**
+ * Runs `fn` (synchronous) when this process exits or is interrupted, after
+ * the non-detached children are killed: removing a test's temporary
+ * directory, for instance. Returns a function that cancels it.
+ */
+export function onExitAfterKill(fn: () => void): () => void {
+  installCleanup();
+  afterKillOnExit.add(fn);
+  return () => afterKillOnExit.delete(fn);
 }
 
 function installCleanup(): void {

@@ -18,7 +18,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import mysql from "mysql2/promise";
-import { pidAlive, sleep } from "./child.ts";
+import { onExitAfterKill, pidAlive, sleep } from "./child.ts";
 import { attachEtcd, etcdHealthy, startEtcd, type EtcdProcess } from "./etcd.ts";
 import { attachMariaDb, mariaDbAnswers, startMariaDb, type MariaDbProcess } from "./mariadb.ts";
 import { portAnswers, reservePort } from "./ports.ts";
@@ -432,8 +432,13 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
   const parent = opts.parentDir ?? tmpdir();
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(join(parent, "speccommit-cluster-"));
-  const removeDir = () => {
+  const removeDirNow = () => {
     if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+  };
+  const cancelExitRemoval = onExitAfterKill(removeDirNow);
+  const removeDir = () => {
+    cancelExitRemoval();
+    removeDirNow();
   };
   const kill = (proc: MariaDbProcess | EtcdProcess) => proc.kill9();
   try {
