@@ -64,7 +64,7 @@ function actionText(a: unknown): string {
   return typeof a === "string" ? a : JSON.stringify(a);
 }
 
-/** A run as a trace (traces/format.ts): step 0 is the initial state, then one step per action. */
+/** A run as a trace (traces/format.ts): step 0 is the initial state, then the steps each action draws as. */
 export function toTrace<S, A>(
   model: Model<S, A>,
   run: Run<S, A>,
@@ -78,11 +78,15 @@ export function toTrace<S, A>(
   run.actions.forEach((a, i) => {
     const from = run.states[i]!;
     const to = run.states[i + 1]!;
-    const info: StepInfo = model.describe ? model.describe(from, a, to) : { actor: "system", label: actionText(a) };
-    const step: TraceStep = { step: i + 1, actor: info.actor, input: info.label, effects: [], state: view(to) };
-    if (info.sends && info.sends.length > 0) step.sends = info.sends;
-    if (info.receives && info.receives.length > 0) step.receives = info.receives;
-    steps.push(step);
+    const described = model.describe ? model.describe(from, a, to) : { actor: "system", label: actionText(a) };
+    // One action may draw as several steps (Model.describe); each carries the state after the action.
+    const infos: readonly StepInfo[] = Array.isArray(described) ? described : [described as StepInfo];
+    for (const info of infos) {
+      const step: TraceStep = { step: steps.length, actor: info.actor, input: info.label, effects: [], state: view(to) };
+      if (info.sends && info.sends.length > 0) step.sends = info.sends;
+      if (info.receives && info.receives.length > 0) step.receives = info.receives;
+      steps.push(step);
+    }
   });
   return {
     header: {

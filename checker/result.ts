@@ -26,6 +26,8 @@ export interface Violation {
   /** Steps (actions) from an initial state to the violating state: a shortest such trace. */
   length: number;
   trace: Trace;
+  /** Where the trace was written (NDJSON), once it has been. */
+  file?: string;
 }
 
 export interface CheckResult {

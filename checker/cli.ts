@@ -1,0 +1,167 @@
+/**
+ * `speccommit check`: model-check one configuration, or every mutant of a
+ * model. Exit status: 0 all good; 1 a violation (or, with --mutants, a mutant
+ * not caught); 2 a usage error; 3 a limit left the search incomplete.
+ */
+import { registry } from "./registry.ts";
+import type { CheckOptions, CheckResult } from "./result.ts";
+import { findFactory, rate, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
+
+const USAGE = `usage:
+  speccommit check <model> [--set key=value ...] [options]
+  speccommit check --mutants <model> [--set key=value ...] [options]
+
+options:
+  --set key=value   a model parameter (repeatable)
+  --mutant NAME     check one deliberate bug of the model
+  --workers N       worker threads (default 1); same counts as 1
+  --symmetry        symmetry reduction (models that declare it)
+  --deadlock        report states with no enabled action (unless terminal)
+  --max-states N    stop, INCOMPLETE, after N distinct states
+  --max-depth N     do not expand states at depth N (initial states: depth 1)
+  --max-seconds N   stop, INCOMPLETE, after N seconds
+  --json            print one JSON object on stdout
+  --out DIR         where counterexamples go (default out/)
+  --quiet           no progress lines on stderr`;
+
+interface Args {
+  model?: string;
+  mutants: boolean;
+  mutant?: string;
+  sets: string[];
+  workers: number;
+  options: CheckOptions;
+  json: boolean;
+  out: string;
+  quiet: boolean;
+}
+
+function positiveNumber(flag: string, raw: string | undefined): number {
+  const v = Number(raw);
+  if (raw === undefined || !Number.isFinite(v) || v <= 0) throw new UserError(`${flag} expects a positive number, got '${raw ?? ""}'`);
+  return v;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new UserError(`${arg} expects a value`);
+      return v;
+    };
+    switch (arg) {
+      case "--set":
+        a.sets.push(value());
+        break;
+      case "--mutants":
+        a.mutants = true;
+        break;
+      case "--mutant":
+        a.mutant = value();
+        break;
+      case "--workers":
+        a.workers = positiveNumber(arg, value());
+        if (!Number.isInteger(a.workers)) throw new UserError(`--workers expects a whole number, got ${a.workers}`);
+        break;
+      case "--symmetry":
+        a.options.symmetry = true;
+        break;
+      case "--deadlock":
+        a.options.deadlock = true;
+        break;
+      case "--max-states":
+        a.options.maxStates = positiveNumber(arg, value());
+        break;
+      case "--max-depth":
+        a.options.maxDepth = positiveNumber(arg, value());
+        break;
+      case "--max-seconds":
+        a.options.maxSeconds = positiveNumber(arg, value());
+        break;
+      case "--json":
+        a.json = true;
+        break;
+      case "--out":
+        a.out = value();
+        break;
+      case "--quiet":
+        a.quiet = true;
+        break;
+      default:
+        if (arg.startsWith("--set=")) a.sets.push(arg.slice(6));
+        else if (arg.startsWith("-")) throw new UserError(`unknown option '${arg}'`);
+        else if (a.model === undefined) a.model = arg;
+        else throw new UserError(`unexpected argument '${arg}' (one model at a time; parameters go with --set key=value)`);
+    }
+  }
+  if (a.model === undefined) {
+    throw new UserError(`which model? the models are: ${registry.map((f) => f.name).join(", ")}`);
+  }
+  if (a.mutants && a.mutant !== undefined) throw new UserError("--mutants runs every mutant; do not combine it with --mutant");
+  return a;
+}
+
+function paramText(params: Record<string, unknown>): string {
+  return Object.entries(params).map(([k, v]) => `${k}=${v}`).join(" ");
+}
+
+export function describeResult(r: CheckResult): string {
+  const name = `${r.model}${r.mutant ? `[${r.mutant}]` : ""} ${paramText(r.params)}`.trim();
+  const how = [r.workers > 1 ? `${r.workers} workers` : "", r.symmetry ? "symmetry" : ""].filter(Boolean).join(", ");
+  const lines = [
+    `${name}${how ? ` (${how})` : ""}: ${r.distinct} distinct states, ${r.generated} generated, depth ${r.depth}, ` +
+      `${r.seconds.toFixed(2)} s (${rate(r)} states/s), peak RSS ${r.peakRssMb} MB`,
+  ];
+  for (const v of r.violations) {
+    lines.push(`  VIOLATION ${v.name} (${v.kind}): shortest trace ${v.length} steps${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
+  }
+  if (!r.complete) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
+  else if (r.violations.length === 0) lines.push("  OK: every reachable state explored, no violation");
+  return lines.join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(`${USAGE}\n\nmodels:\n${registry.map((f) => `  ${f.name.padEnd(12)} ${f.description}`).join("\n")}`);
+    return 0;
+  }
+  try {
+    const args = parseArgs(argv);
+    const factory = findFactory(args.model!);
+    // Validate every parameter before any work starts.
+    resolveParams(factory, args.sets);
+    const progress = args.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
+    const options: CheckOptions = { ...args.options, ...(progress ? { progress } : {}) };
+    if (args.mutants) {
+      if (factory.mutants.length === 0) throw new UserError(`${factory.name} has no mutants`);
+      let missed = 0;
+      const results: CheckResult[] = [];
+      for (const mutant of factory.mutants) {
+        const r = await runCheck({ model: factory.name, params: args.sets, mutant, workers: args.workers, options });
+        await writeCounterexamples(r, args.out);
+        results.push(r);
+        const caught = r.violations.length > 0;
+        if (!caught) missed++;
+        if (!args.json) {
+          console.log(describeResult(r));
+          console.log(caught ? `  mutant ${mutant}: CAUGHT` : `  mutant ${mutant}: NOT CAUGHT`);
+        }
+      }
+      if (args.json) console.log(JSON.stringify({ model: factory.name, mutants: results.map(summary) }));
+      return missed > 0 ? 1 : 0;
+    }
+    const r = await runCheck({ model: factory.name, params: args.sets, mutant: args.mutant, workers: args.workers, options });
+    await writeCounterexamples(r, args.out);
+    console.log(args.json ? JSON.stringify(summary(r)) : describeResult(r));
+    if (r.violations.length > 0) return 1;
+    return r.complete ? 0 : 3;
+  } catch (e) {
+    if (e instanceof UserError) {
+      console.error(`speccommit check: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+}

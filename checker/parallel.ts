@@ -1,0 +1,237 @@
+/**
+ * The parallel engine: level-synchronous BFS over worker threads with
+ * hash-partitioned ownership.
+ *
+ * Every state has one owner, `ownerOf(key) = hash'(key) mod N`. Each worker
+ * keeps its own StateTable, state store and parent links for the states it
+ * owns, so no table is shared and no lock or atomic is needed. A level:
+ *
+ *   1. the main thread tells every worker to expand its share of level L;
+ *   2. a worker expands its states, inserts successors it owns, and batches
+ *      the others (key + parent id) to their owner over a MessagePort;
+ *      between chunks it takes in the batches its peers sent it;
+ *   3. it sends "done" to each peer, waits for "done" from each peer (ports
+ *      are FIFO: every batch arrived before), and reports to the main thread.
+ *
+ * Because a level only starts once the previous one is finished everywhere,
+ * the set of states at each depth is exactly the one-thread BFS's: distinct,
+ * generated and depth are identical, and a violation found in level L has a
+ * shortest trace (the main thread picks the shallowest one reported). A
+ * parent link is a global id `local index * N + worker`; to rebuild a trace
+ * the main thread asks the owners for each key along the chain, then replays
+ * it like the one-thread engine.
+ *
+ * Functions cannot cross threads, so a worker builds its own copy of the
+ * model from the registry by name, parameters and mutant.
+ */
+import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
+import type { Model } from "./model.ts";
+import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
+import { peakRssMb, progressLine } from "./result.ts";
+import { replay, toTrace, type StateKey } from "./rebuild.ts";
+
+export interface WorkerSetup {
+  model: string;
+  params: Record<string, string | number | boolean>;
+  mutant?: string;
+  id: number;
+  workers: number;
+  symmetry: boolean;
+  deadlock: boolean;
+  maxSeconds?: number;
+  startedMs: number;
+}
+
+export interface FoundReport {
+  gid: number;
+  names: string[];
+  kind: ViolationKind;
+  /** Depth of the violating state (1 = initial). */
+  depth: number;
+}
+
+export type ToWorker =
+  | { type: "ports"; ports: Array<MessagePort | undefined> }
+  | { type: "level"; level: number }
+  | { type: "chain"; gid: number };
+
+export type ToMain =
+  | { type: "level"; id: number; distinct: number; generated: number; added: number; found?: FoundReport; stopped?: string }
+  | { type: "progress"; id: number; distinct: number; generated: number; queue: number }
+  | { type: "chain"; id: number; key: StateKey; parent: number };
+
+export interface ParallelSpec {
+  model: string;
+  params: Record<string, string | number | boolean>;
+  mutant?: string;
+  workers: number;
+  options: CheckOptions;
+}
+
+/** One pending reply per worker at a time: the protocol is request/response per level. */
+class Crew {
+  private readonly waiting: Array<((m: ToMain) => void) | undefined>;
+  private readonly failures: Error[] = [];
+  readonly progress: Array<{ distinct: number; generated: number; queue: number }>;
+
+  constructor(readonly threads: Worker[], onProgress: () => void) {
+    this.waiting = threads.map(() => undefined);
+    this.progress = threads.map(() => ({ distinct: 0, generated: 0, queue: 0 }));
+    threads.forEach((w, i) => {
+      w.on("message", (m: ToMain) => {
+        if (m.type === "progress") {
+          this.progress[i] = m;
+          onProgress();
+          return;
+        }
+        const resolve = this.waiting[i];
+        this.waiting[i] = undefined;
+        resolve?.(m);
+      });
+      w.on("error", (e) => {
+        this.failures.push(e);
+        const resolve = this.waiting[i];
+        this.waiting[i] = undefined;
+        resolve?.({ type: "level", id: i, distinct: 0, generated: 0, added: 0, stopped: `worker ${i} failed: ${e.message}` });
+      });
+    });
+  }
+
+  get failure(): Error | undefined {
+    return this.failures[0];
+  }
+
+  ask(i: number, m: ToWorker, transfer: MessagePort[] = []): Promise<ToMain> {
+    return new Promise((resolve) => {
+      this.waiting[i] = resolve;
+      this.threads[i]!.postMessage(m, transfer);
+    });
+  }
+
+  all(make: (i: number) => ToWorker, transfer: (i: number) => MessagePort[] = () => []): Promise<ToMain[]> {
+    return Promise.all(this.threads.map((_, i) => this.ask(i, make(i), transfer(i))));
+  }
+}
+
+export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
+  const opts = spec.options;
+  const n = spec.workers;
+  const started = performance.now();
+  const seconds = () => (performance.now() - started) / 1000;
+  const entry = new URL("./worker-entry.mjs", import.meta.url);
+  const threads = Array.from(
+    { length: n },
+    (_, id) =>
+      new Worker(entry, {
+        workerData: {
+          model: spec.model,
+          params: spec.params,
+          ...(spec.mutant ? { mutant: spec.mutant } : {}),
+          id,
+          workers: n,
+          symmetry: !!opts.symmetry,
+          deadlock: !!opts.deadlock,
+          ...(opts.maxSeconds !== undefined ? { maxSeconds: opts.maxSeconds } : {}),
+          startedMs: Date.now(),
+        } satisfies WorkerSetup,
+      }),
+  );
+  let depth = 0;
+  let nextReport = started + (opts.progressMs ?? 2000);
+  const crew = new Crew(threads, () => {
+    const now = performance.now();
+    if (!opts.progress || now < nextReport) return;
+    nextReport = now + (opts.progressMs ?? 2000);
+    const sum = crew.progress.reduce((a, p) => ({ distinct: a.distinct + p.distinct, generated: a.generated + p.generated, queue: a.queue + p.queue }), { distinct: 0, generated: 0, queue: 0 });
+    opts.progress(progressLine({ ...sum, depth, seconds: seconds() }));
+  });
+
+  try {
+    // Worker i gets one end of a channel to every peer j.
+    const ports: Array<Array<MessagePort | undefined>> = threads.map(() => threads.map(() => undefined));
+    for (let i = 0; i < n; i++) {
+      for (let j = i + 1; j < n; j++) {
+        const { port1, port2 } = new MessageChannel();
+        ports[i]![j] = port1;
+        ports[j]![i] = port2;
+      }
+    }
+    let replies = await crew.all(
+      (i) => ({ type: "ports", ports: ports[i]! }),
+      (i) => ports[i]!.filter((p): p is MessagePort => p !== undefined),
+    );
+    let distinct = 0;
+    let generated = 0;
+    let stopped: string | undefined;
+    let found: FoundReport | undefined;
+    let level = 1;
+    const deadline = opts.maxSeconds === undefined ? Infinity : started + opts.maxSeconds * 1000;
+    for (;;) {
+      let added = 0;
+      distinct = 0;
+      generated = 0;
+      for (const r of replies) {
+        if (r.type !== "level") throw new Error(`parallel: unexpected reply ${r.type}`);
+        distinct += r.distinct;
+        generated += r.generated;
+        added += r.added;
+        if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
+        stopped ??= r.stopped;
+      }
+      if (crew.failure) throw crew.failure;
+      // These replies added the states at depth `level`.
+      if (added > 0) depth = level;
+      if (found || stopped || added === 0) break;
+      if (opts.maxDepth !== undefined && level >= opts.maxDepth) {
+        stopped = `max depth ${opts.maxDepth}`;
+        break;
+      }
+      if (opts.maxStates !== undefined && distinct >= opts.maxStates) {
+        stopped = `max states ${opts.maxStates}`;
+        break;
+      }
+      if (performance.now() >= deadline) {
+        stopped = `max seconds ${opts.maxSeconds}`;
+        break;
+      }
+      replies = await crew.all(() => ({ type: "level", level }));
+      level++;
+    }
+
+    const violations: Violation[] = [];
+    if (found) {
+      const keys: StateKey[] = [];
+      let at = found.gid;
+      while (at >= 0) {
+        const reply = await crew.ask(at % n, { type: "chain", gid: at });
+        if (reply.type !== "chain") throw new Error(`parallel: unexpected reply ${reply.type}`);
+        keys.push(reply.key);
+        at = reply.parent;
+      }
+      keys.reverse();
+      const run = replay(model, !!opts.symmetry, keys);
+      for (const name of found.names) {
+        violations.push({ name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, { params: spec.params, violation: name }) });
+      }
+    }
+    const result: CheckResult = {
+      model: model.name,
+      params: spec.params,
+      ...(spec.mutant ? { mutant: spec.mutant } : {}),
+      workers: n,
+      symmetry: !!opts.symmetry,
+      distinct,
+      generated,
+      depth,
+      seconds: seconds(),
+      peakRssMb: peakRssMb(),
+      complete: stopped === undefined,
+      ...(stopped ? { incomplete: stopped } : {}),
+      violations,
+    };
+    if (opts.progress) opts.progress(progressLine({ distinct, generated, queue: 0, depth, seconds: result.seconds }));
+    return result;
+  } finally {
+    await Promise.all(threads.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Running one configuration by name: what the CLI, the suite and the
+ * benchmark share. Finds the model in the registry, parses its parameters,
+ * picks the one-thread or the parallel engine, and writes counterexamples
+ * (NDJSON + SVG) where asked.
+ */
+import { join } from "node:path";
+import { mkdir, writeFile } from "node:fs/promises";
+import type { Model, ModelFactory } from "./model.ts";
+import type { CheckOptions, CheckResult, Violation } from "./result.ts";
+import { registry } from "./registry.ts";
+import { check } from "./engine.ts";
+import { checkParallel } from "./parallel.ts";
+import { writeTrace } from "../traces/ndjson.ts";
+import { toSvg } from "../traces/render.ts";
+
+export type Params = Record<string, string | number | boolean>;
+
+/** An error the user caused (a name or a value on the command line); the message says what is allowed. */
+export class UserError extends Error {}
+
+export function findFactory(name: string): ModelFactory {
+  const found = registry.find((f) => f.name === name) ?? registry.find((f) => f.name.toLowerCase() === name.toLowerCase());
+  if (!found) {
+    throw new UserError(`unknown model '${name}'; the models are: ${registry.map((f) => f.name).join(", ")}`);
+  }
+  return found;
+}
+
+function describeParams(f: ModelFactory): string {
+  const list = Object.entries(f.params).map(([k, v]) => `${k} (${typeof v}, default ${v})`);
+  return list.length > 0 ? list.join(", ") : "none";
+}
+
+/** Parses one `key=value` against the factory's defaults (their types decide the parse). */
+function parseValue(f: ModelFactory, key: string, raw: string | number | boolean): string | number | boolean {
+  const def = f.params[key];
+  if (def === undefined) throw new UserError(`${f.name} has no parameter '${key}'; its parameters are: ${describeParams(f)}`);
+  if (typeof def === "number") {
+    const v = typeof raw === "number" ? raw : raw === "" ? NaN : Number(raw);
+    if (!Number.isFinite(v)) throw new UserError(`${f.name}: parameter ${key} must be a number, got '${raw}'`);
+    return v;
+  }
+  if (typeof def === "boolean") {
+    if (raw === true || raw === "true") return true;
+    if (raw === false || raw === "false") return false;
+    throw new UserError(`${f.name}: parameter ${key} must be true or false, got '${raw}'`);
+  }
+  return String(raw);
+}
+
+/** The factory's defaults overridden by `given` (from `--set` strings or a suite entry). */
+export function resolveParams(f: ModelFactory, given: Params | string[] = {}): Params {
+  const params: Params = { ...f.params };
+  const pairs: Array<[string, string | number | boolean]> = Array.isArray(given)
+    ? given.map((kv) => {
+        const eq = kv.indexOf("=");
+        if (eq <= 0) throw new UserError(`--set expects key=value, got '${kv}'; ${f.name}'s parameters are: ${describeParams(f)}`);
+        return [kv.slice(0, eq), kv.slice(eq + 1)];
+      })
+    : Object.entries(given);
+  for (const [k, v] of pairs) params[k] = parseValue(f, k, v);
+  return params;
+}
+
+export function checkMutant(f: ModelFactory, mutant: string | undefined): void {
+  if (mutant !== undefined && !f.mutants.includes(mutant)) {
+    throw new UserError(`${f.name} has no mutant '${mutant}'; its mutants are: ${f.mutants.join(", ") || "none"}`);
+  }
+}
+
+export function buildModel(f: ModelFactory, params: Params, mutant?: string): Model<unknown, unknown> {
+  checkMutant(f, mutant);
+  try {
+    return f.build(params, mutant);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+}
+
+export interface RunSpec {
+  model: string;
+  params?: Params | string[];
+  mutant?: string;
+  workers?: number;
+  options?: CheckOptions;
+}
+
+/** Checks one configuration with the engine the worker count asks for. */
+export async function runCheck(spec: RunSpec): Promise<CheckResult> {
+  const f = findFactory(spec.model);
+  const params = resolveParams(f, spec.params);
+  const model = buildModel(f, params, spec.mutant);
+  const workers = spec.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be a positive integer, got ${workers}`);
+  const options = spec.options ?? {};
+  if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
+  const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
+  if (workers === 1) return check(model, options, info);
+  if (model.eventually && Object.keys(model.eventually).length > 0) {
+    throw new UserError(`${f.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
+  }
+  return checkParallel({ model: f.name, params, mutant: spec.mutant, workers, options }, model);
+}
+
+/**
+ * Writes each violation's trace as `<model>[-<mutant>]-<violation>.ndjson`
+ * and `.svg` in `dir`, and records the NDJSON path in `violation.file`.
+ */
+export async function writeCounterexamples(result: CheckResult, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const v of result.violations) {
+    const base = join(dir, [result.model, result.mutant, v.name].filter((p) => p !== undefined).join("-"));
+    await writeTrace(`${base}.ndjson`, v.trace);
+    v.file = `${base}.ndjson`;
+    try {
+      await writeFile(`${base}.svg`, await toSvg(v.trace), "utf8");
+    } catch (e) {
+      process.stderr.write(`warning: could not draw ${base}.svg: ${(e as Error).message}\n`);
+    }
+  }
+}
+
+/** The result without traces, as `--json` prints it. */
+export function summary(result: CheckResult): object {
+  const { violations, ...rest } = result;
+  return {
+    ...rest,
+    statesPerSecond: rate(result),
+    violations: violations.map((v: Violation) => ({ name: v.name, kind: v.kind, length: v.length, file: v.file ?? null })),
+  };
+}
+
+/** Distinct states per second. */
+export function rate(result: CheckResult): number {
+  return result.seconds > 0 ? Math.round(result.distinct / result.seconds) : 0;
+}

@@ -1,0 +1,297 @@
+/**
+ * One worker thread of the parallel engine (parallel.ts explains the scheme).
+ *
+ * The worker owns the states whose key hashes to its id: it alone stores
+ * them, checks their invariants and expands them. Successors owned by a peer
+ * are batched to that peer over a dedicated MessagePort. A level ends, for a
+ * worker, when it has expanded its share of the level and every peer has sent
+ * "done" for that level (ports are FIFO, so every batch came first).
+ */
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
+import type { Model } from "./model.ts";
+import { registry } from "./registry.ts";
+import { StateTable } from "./table.ts";
+import { ByteArena, F64List } from "./store.ts";
+import { fingerprint, fmix32, mixSlot, TWO_POW_32 } from "./hash.ts";
+import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
+
+/** Successors per batch sent to a peer. */
+const BATCH = 8192;
+/** States expanded between two visits to the event loop (to take in peers' batches). */
+const CHUNK = 8192;
+
+export function ownerOf(hi: number, lo: number, workers: number): number {
+  // A different bijection of the slot hash than the table's own, so one
+  // worker's keys still spread over all of its table.
+  return fmix32((mixSlot(hi, lo) ^ 0x5bd1e995) >>> 0) % workers;
+}
+
+interface Batch {
+  type: "batch";
+  /** Depth of the states in the batch. */
+  depth: number;
+  /** Packed: [key, parent gid] pairs. Generic: parent gids. */
+  numbers: Float64Array;
+  /** Generic only: the states' bytes, end to end, and each one's length. */
+  bytes?: Uint8Array;
+  lengths?: Uint32Array;
+}
+type PeerMessage = Batch | { type: "done" };
+
+const setup = workerData as WorkerSetup;
+const factory = registry.find((f) => f.name === setup.model);
+if (!factory) throw new Error(`worker: no model '${setup.model}' in the registry`);
+const model: Model<unknown, unknown> = factory.build(setup.params, setup.mutant);
+const me = setup.id;
+const workers = setup.workers;
+const canonical = setup.symmetry ? model.canonical!.bind(model) : undefined;
+const invariantNames = Object.keys(model.invariants);
+const invariantFns = invariantNames.map((n) => model.invariants[n]!);
+const deadline = setup.maxSeconds === undefined ? Infinity : setup.startedMs + setup.maxSeconds * 1000;
+
+const table = new StateTable(16);
+const parents = new F64List();
+let count = 0;
+let generated = 0;
+/** The states of the level to expand next: [frontierStart, frontierEnd). Fixed when a level ends, before peers send the next level's states. */
+let frontierStart = 0;
+let frontierEnd = 0;
+let found: FoundReport | undefined;
+let stopped: string | undefined;
+let ports: Array<MessagePort | undefined> = [];
+let peersDone = 0;
+let levelFinished: (() => void) | undefined;
+
+const gid = (index: number) => index * workers + me;
+
+function checkInvariants(s: unknown, index: number, depth: number): void {
+  if (found) return;
+  let broken: string[] | undefined;
+  for (let i = 0; i < invariantFns.length; i++) if (!invariantFns[i]!(s)) (broken ??= []).push(invariantNames[i]!);
+  if (broken) found = { gid: gid(index), names: broken, kind: "invariant", depth };
+}
+
+function checkDeadlock(s: unknown, index: number, depth: number): void {
+  if (!setup.deadlock || found) return;
+  if (model.terminal && model.terminal(s)) return;
+  found = { gid: gid(index), names: ["deadlock"], kind: "deadlock", depth };
+}
+
+/** The two representations of states: packed numbers, or canonical bytes. */
+interface Store {
+  /** Adds an initial state if this worker owns it. */
+  init(s: unknown): void;
+  expand(index: number, depth: number): void;
+  receive(b: Batch): void;
+  flush(peer: number): void;
+  key(index: number): number | Uint8Array;
+}
+
+function packedStore(): Store {
+  const packed = model.packed!;
+  const states = new F64List(1 << 16);
+  const out = new Float64Array(packed.maxSuccessors);
+  const outbox: Float64Array[] = [];
+  const filled: number[] = [];
+  for (let p = 0; p < workers; p++) {
+    outbox.push(new Float64Array(2 * BATCH));
+    filled.push(0);
+  }
+  const canon = (y: number) => (canonical ? packed.pack(canonical(packed.unpack(y))) : y);
+  const add = (y: number, hi: number, lo: number, parent: number, depth: number) => {
+    if (table.findOrAdd(hi, lo, count) >= 0) return;
+    states.push(y);
+    parents.push(parent);
+    checkInvariants(packed.unpack(y), count, depth);
+    count++;
+  };
+  const store: Store = {
+    init(s) {
+      const y = canon(packed.pack(s));
+      const hi = Math.floor(y / TWO_POW_32);
+      const lo = y >>> 0;
+      if (ownerOf(hi, lo, workers) === me) add(y, hi, lo, -1, 1);
+    },
+    expand(index, depth) {
+      const x = states.data[index]!;
+      const n = packed.successors(x, out);
+      generated += n;
+      if (n === 0) checkDeadlock(packed.unpack(x), index, depth);
+      const parent = gid(index);
+      for (let i = 0; i < n; i++) {
+        let y = out[i]!;
+        if (y === x) continue;
+        y = canon(y);
+        const hi = Math.floor(y / TWO_POW_32);
+        const lo = y >>> 0;
+        const owner = ownerOf(hi, lo, workers);
+        if (owner === me) {
+          add(y, hi, lo, parent, depth + 1);
+        } else {
+          const box = outbox[owner]!;
+          const at = filled[owner]!;
+          box[at] = y;
+          box[at + 1] = parent;
+          filled[owner] = at + 2;
+          if (at + 2 === box.length) store.flush(owner);
+        }
+      }
+    },
+    receive(b) {
+      const nums = b.numbers;
+      for (let i = 0; i < nums.length; i += 2) {
+        const y = nums[i]!;
+        add(y, Math.floor(y / TWO_POW_32), y >>> 0, nums[i + 1]!, b.depth);
+      }
+    },
+    flush(peer) {
+      const n = filled[peer]!;
+      if (n === 0) return;
+      const numbers = outbox[peer]!.slice(0, n);
+      ports[peer]!.postMessage({ type: "batch", depth: addDepth, numbers } satisfies Batch, [numbers.buffer]);
+      filled[peer] = 0;
+    },
+    key: (index) => states.data[index]!,
+  };
+  return store;
+}
+
+function genericStore(): Store {
+  const arena = new ByteArena();
+  const fp = new Uint32Array(2);
+  const outbox: Array<{ parents: number[]; chunks: Uint8Array[] }> = [];
+  for (let p = 0; p < workers; p++) outbox.push({ parents: [], chunks: [] });
+  const add = (bytes: Uint8Array, state: unknown, parent: number, depth: number) => {
+    if (table.findOrAdd(fp[0]!, fp[1]!, count) >= 0) return;
+    arena.push(bytes);
+    parents.push(parent);
+    checkInvariants(state, count, depth);
+    count++;
+  };
+  const route = (s: unknown, parent: number, depth: number) => {
+    const c = canonical ? canonical(s) : s;
+    const bytes = model.encode(c);
+    fingerprint(bytes, fp);
+    const owner = ownerOf(fp[0]!, fp[1]!, workers);
+    if (owner === me) {
+      add(bytes, c, parent, depth);
+      return;
+    }
+    if (parent < 0) return;
+    const box = outbox[owner]!;
+    box.parents.push(parent);
+    box.chunks.push(bytes);
+    if (box.parents.length === BATCH) store.flush(owner);
+  };
+  const store: Store = {
+    init: (s) => route(s, -1, 1),
+    expand(index, depth) {
+      const s = model.decode(arena.get(index));
+      let enabled = 0;
+      for (const a of model.actions(s)) {
+        enabled++;
+        route(model.next(s, a), gid(index), depth + 1);
+      }
+      generated += enabled;
+      if (enabled === 0) checkDeadlock(s, index, depth);
+    },
+    receive(b) {
+      const bytes = b.bytes!;
+      const lengths = b.lengths!;
+      let at = 0;
+      for (let i = 0; i < lengths.length; i++) {
+        const one = bytes.subarray(at, at + lengths[i]!);
+        at += lengths[i]!;
+        fingerprint(one, fp);
+        add(one, model.decode(one), b.numbers[i]!, b.depth);
+      }
+    },
+    flush(peer) {
+      const box = outbox[peer]!;
+      if (box.parents.length === 0) return;
+      const lengths = Uint32Array.from(box.chunks, (c) => c.length);
+      const bytes = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+      let at = 0;
+      for (const c of box.chunks) {
+        bytes.set(c, at);
+        at += c.length;
+      }
+      const numbers = Float64Array.from(box.parents);
+      ports[peer]!.postMessage({ type: "batch", depth: addDepth, numbers, bytes, lengths } satisfies Batch, [numbers.buffer, bytes.buffer, lengths.buffer]);
+      box.parents = [];
+      box.chunks = [];
+    },
+    key: (index) => arena.get(index).slice(),
+  };
+  return store;
+}
+
+const store = model.packed ? packedStore() : genericStore();
+/** Depth of the states this worker adds in the current level (sent with its batches). */
+let addDepth = 1;
+
+function onPeer(m: PeerMessage): void {
+  if (m.type === "batch") {
+    store.receive(m);
+    return;
+  }
+  peersDone++;
+  if (peersDone === workers - 1 && levelFinished) levelFinished();
+}
+
+const yieldToPeers = () => new Promise<void>((resolve) => setImmediate(resolve));
+const post = (m: ToMain) => parentPort!.postMessage(m);
+
+async function runLevel(level: number): Promise<void> {
+  const start = frontierStart;
+  const end = frontierEnd;
+  addDepth = level + 1;
+  let lastProgress = performance.now();
+  for (let head = start; head < end && !found && !stopped; ) {
+    const stop = Math.min(end, head + CHUNK);
+    for (; head < stop && !found; head++) store.expand(head, level);
+    await yieldToPeers();
+    const now = performance.now();
+    // Date.now(): the deadline was set by the main thread, whose performance clock has another origin.
+    if (Date.now() >= deadline) stopped = `max seconds ${setup.maxSeconds}`;
+    if (now - lastProgress > 500) {
+      lastProgress = now;
+      post({ type: "progress", id: me, distinct: count, generated, queue: end - head });
+    }
+  }
+  for (let p = 0; p < workers; p++) {
+    if (p === me) continue;
+    store.flush(p);
+    ports[p]!.postMessage({ type: "done" } satisfies PeerMessage);
+  }
+  if (peersDone < workers - 1) await new Promise<void>((resolve) => (levelFinished = resolve));
+  levelFinished = undefined;
+  peersDone = 0;
+  const added = count - frontierEnd;
+  frontierStart = frontierEnd;
+  frontierEnd = count;
+  post({ type: "level", id: me, distinct: count, generated, added, ...(found ? { found } : {}), ...(stopped ? { stopped } : {}) });
+}
+
+parentPort!.on("message", (m: ToWorker) => {
+  switch (m.type) {
+    case "ports":
+      ports = m.ports;
+      for (const p of ports) p?.on("message", onPeer);
+      for (const s of model.init()) {
+        if (me === 0) generated++;
+        store.init(s);
+      }
+      frontierEnd = count;
+      post({ type: "level", id: me, distinct: count, generated, added: count, ...(found ? { found } : {}) });
+      break;
+    case "level":
+      void runLevel(m.level);
+      break;
+    case "chain": {
+      const index = Math.floor(m.gid / workers);
+      post({ type: "chain", id: me, key: store.key(index), parent: parents.data[index]! });
+      break;
+    }
+  }
+});
