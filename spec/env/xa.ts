@@ -54,6 +54,7 @@ export interface Branch {
 export interface Wait {
   readonly account: Account;
   readonly delta: Cents;
+  readonly guard: boolean;
   /** The branch holding the lock the statement waits for. */
   readonly on: Xid;
   /** Position in the row's lock queue, 0 = next to be granted. */
@@ -94,8 +95,14 @@ export type Stmt =
    * UPDATE accounts SET balance = balance + delta WHERE id = account AND balance + delta >= 0,
    * then, if it changed the row, INSERT INTO history (xid, account_id, delta).
    * affected 0: insufficient funds or no such account. Only inside an ACTIVE branch.
+   * `guard: false` drops the `AND balance + delta >= 0` and stands for a schema
+   * without the CHECK (balance >= 0) constraint, so the balance may go below
+   * zero: it exists only for the protocol mutant that forgets the
+   * insufficient-funds check. The real schema has the CHECK, and there such an
+   * UPDATE fails with 4025 (ER.CONSTRAINT_FAILED), keeping its row lock; the
+   * model-based test runs guarded transfers only.
    */
-  | { readonly op: "transfer"; readonly account: Account; readonly delta: Cents }
+  | { readonly op: "transfer"; readonly account: Account; readonly delta: Cents; readonly guard?: boolean }
   /** SELECT balance FROM accounts WHERE id = account (a consistent, non-locking read). */
   | { readonly op: "select"; readonly account: Account };
 
@@ -111,7 +118,6 @@ export interface Result {
 
 /** Server error codes (MariaDB 10.11) and the client codes the runtime maps connection failures to. */
 export const ER = {
-  DUP_ENTRY: 1062,
   LOCK_WAIT_TIMEOUT: 1205,
   LOCK_DEADLOCK: 1213,
   XAER_NOTA: 1397,
@@ -121,6 +127,8 @@ export const ER = {
   XA_RBROLLBACK: 1402,
   XAER_DUPID: 1440,
   XA_RBDEADLOCK: 1614,
+  /** CHECK constraint failed: what the real schema answers to an unguarded overdraft. */
+  CONSTRAINT_FAILED: 4025,
   /** Cannot connect: the server is down. */
   CONN_REFUSED: 2003,
   /** A statement on a connection that no longer exists (the server crashed or dropped it). */
@@ -208,7 +216,7 @@ export function execute(s: ShardState, conn: ConnId, stmt: Stmt): readonly Resul
     case "recover":
       return [{ s, out: { kind: "ok", xids: recoverXids(s) } }];
     case "transfer":
-      return transfer(s, c, b, stmt.account, stmt.delta);
+      return transfer(s, c, b, stmt.account, stmt.delta, stmt.guard !== false);
     case "select":
       return [select(s, b, stmt.account)];
   }
@@ -321,17 +329,22 @@ function select(s: ShardState, b: Branch | null, account: Account): Result {
   return { s: next, out: balanceOut(cents) };
 }
 
-function transfer(s: ShardState, c: Conn, b: Branch | null, account: Account, delta: Cents): readonly Result[] {
+function transfer(s: ShardState, c: Conn, b: Branch | null, account: Account, delta: Cents, guard: boolean): readonly Result[] {
   if (!b) throw new Error(`transfer on ${c.id} outside an XA branch: autocommit writes are not modelled`);
   if (!Number.isSafeInteger(delta) || delta === 0) throw new Error(`transfer: delta ${delta} must be a non-zero integer`);
   if (b.state !== "ACTIVE" || b.rollbackOnly) return [{ s, out: err(ER.XAER_RMFAIL) }];
   if (committedBalance(s, account) === null) return [{ s, out: { kind: "ok", affected: 0 } }];
+  if (b.writes.some(([a]) => a === account) || s.history.some(([x, a]) => x === b.xid && a === account)) {
+    // The history INSERT would fail with 1062 and leave a next-key lock on the
+    // history index that blocks other branches' inserts: gap locks are not modelled.
+    throw new Error(`transfer: branch ${b.xid} already has a history row for account ${account}; a second one is not modelled`);
+  }
   const holder = lockHolder(s, account);
   if (holder === null || holder === b.xid) {
-    const r = applyUpdate(s, b, account, delta);
+    const r = applyUpdate(s, b, account, delta, guard);
     return [{ s: r.s, out: r.out }];
   }
-  const waiting: Wait = { account, delta, on: holder, rank: queueOf(s, account).length };
+  const waiting: Wait = { account, delta, guard, on: holder, rank: queueOf(s, account).length };
   const queued = putConn(s, { ...c, waiting });
   const cycle = waitCycle(queued, holder, b.xid);
   if (cycle === null) return [{ s: queued, out: { kind: "blocked", on: holder } }];
@@ -345,16 +358,16 @@ function transfer(s: ShardState, c: Conn, b: Branch | null, account: Account, de
   return results;
 }
 
-/** The UPDATE (with the lock granted) and, if it changed the row, the history INSERT. */
-function applyUpdate(s: ShardState, b: Branch, account: Account, delta: Cents): { s: ShardState; out: Outcome } {
+/**
+ * The UPDATE, its row lock granted, then the history INSERT if it changed the
+ * row. The lock stays even when the row is not changed (REPEATABLE READ).
+ */
+function applyUpdate(s: ShardState, b: Branch, account: Account, delta: Cents, guard: boolean): { s: ShardState; out: Outcome } {
   const locks = b.locks.includes(account) ? b.locks : [...b.locks, account].sort((x, y) => x - y);
   const cents = committedBalance(s, account)! + ownDelta(b, account);
-  if (cents + delta < 0) return { s: putBranch(s, { ...b, locks }), out: { kind: "ok", affected: 0 } };
-  // history has PRIMARY KEY (xid, account_id): a second row for the pair fails
-  // with 1062, and only that INSERT is undone, the UPDATE stays in the branch.
-  const duplicate = b.writes.some(([a]) => a === account) || s.history.some(([x, a]) => x === b.xid && a === account);
+  if (guard && cents + delta < 0) return { s: putBranch(s, { ...b, locks }), out: { kind: "ok", affected: 0 } };
   const next = putBranch(s, { ...b, locks, writes: [...b.writes, [account, delta] as const] });
-  return { s: next, out: duplicate ? err(ER.DUP_ENTRY) : { kind: "ok", affected: 1 } };
+  return { s: next, out: { kind: "ok", affected: 1 } };
 }
 
 // ---------------------------------------------------------------- locks
@@ -425,7 +438,7 @@ function releaseLocks(s: ShardState, accounts: readonly Account[]): ShardState {
       next = dropConn(next, first.id);
       continue;
     }
-    const r = applyUpdate(next, findBranch(next, first.xid!)!, account, w.delta);
+    const r = applyUpdate(next, findBranch(next, first.xid!)!, account, w.delta, w.guard);
     next = putConn(r.s, { ...findConn(r.s, first.id)!, reply: r.out });
     for (const o of queueOf(next, account)) next = putConn(next, { ...o, waiting: { ...o.waiting!, on: first.xid! } });
   }
@@ -446,10 +459,7 @@ function endBranch(s: ShardState, b: Branch, commit: boolean): ShardState {
 function applyWrites(s: ShardState, b: Branch): ShardState {
   const balances = s.balances.map(([a, c]) => [a, c + ownDelta(b, a)] as const);
   const history = [...s.history];
-  for (const account of writtenAccounts(b)) {
-    if (history.some(([x, a]) => x === b.xid && a === account)) continue;
-    history.push([b.xid, account, b.writes.find(([a]) => a === account)![1]]);
-  }
+  for (const [account, delta] of b.writes) history.push([b.xid, account, delta]);
   history.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]));
   return { ...s, balances, history };
 }
