@@ -104,13 +104,14 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
 }
 
 /**
- * Writes each violation's trace as `<model>[-<mutant>]-<violation>.ndjson`
+ * Writes each violation's trace as `<model>[-<mutant>]-<violation>[-<tag>].ndjson`
  * and `.svg` in `dir`, and records the NDJSON path in `violation.file`.
+ * The suite passes a tag when two of its entries would share a name.
  */
-export async function writeCounterexamples(result: CheckResult, dir: string): Promise<void> {
+export async function writeCounterexamples(result: CheckResult, dir: string, tag?: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const v of result.violations) {
-    const base = join(dir, [result.model, result.mutant, v.name].filter((p) => p !== undefined).join("-"));
+    const base = join(dir, [result.model, result.mutant, v.name, tag].filter((p) => p !== undefined).join("-"));
     await writeTrace(`${base}.ndjson`, v.trace);
     v.file = `${base}.ndjson`;
     try {

@@ -1,0 +1,44 @@
+/**
+ * The verification suite (`npm run check`): model x configuration x expected
+ * outcome. One entry is one line; `mutantsOf` adds one entry per mutant of a
+ * model. The runner (suite.ts) fails on any entry whose outcome differs.
+ *
+ * The reference counts are TLC's (tlaplus/Examples, TwoPhase.tla and
+ * TCommit.tla); the symmetry counts are the number of orbits of the
+ * reachable states (test/checker/symmetry.test.ts computes them without
+ * symmetry reduction).
+ */
+import type { SuiteEntry } from "./suite.ts";
+import { mutantsOf } from "./suite.ts";
+
+const twoPhaseTlc = [
+  { RM: 3, distinct: 288, generated: 1_146, depth: 11 },
+  { RM: 4, distinct: 1_568, generated: 8_258, depth: 14 },
+  { RM: 5, distinct: 8_832, generated: 58_146, depth: 17 },
+  { RM: 6, distinct: 50_816, generated: 402_306, depth: 20 },
+  { RM: 7, distinct: 296_448, generated: 2_744_706, depth: 23 },
+];
+
+export const suite: SuiteEntry[] = [
+  // Reference models: the engine must explore exactly what TLC explores.
+  ...twoPhaseTlc.map(({ RM, ...counts }): SuiteEntry => ({ model: "TwoPhase", params: { RM }, expect: "ok", counts })),
+  { model: "TwoPhase", params: { RM: 7 }, workers: 2, expect: "ok", counts: { distinct: 296_448, generated: 2_744_706, depth: 23 } },
+  { model: "TwoPhase", params: { RM: 7 }, symmetry: true, expect: "ok", counts: { distinct: 920 } },
+  { model: "TCommit", params: { RM: 3 }, expect: "ok", counts: { distinct: 34 } },
+  { model: "TCommit", params: { RM: 4 }, expect: "ok", counts: { distinct: 96 } },
+  { model: "TCommit", params: { RM: 5 }, expect: "ok", counts: { distinct: 274 } },
+  { model: "TCommit", params: { RM: 6 }, expect: "ok", counts: { distinct: 792 } },
+  { model: "TCommit", params: { RM: 6 }, symmetry: true, expect: "ok", counts: { distinct: 34 } },
+
+  // Mutants: each must be caught, with the shortest counterexample's length.
+  { model: "TwoPhase", params: { RM: 3 }, mutant: "commitWithoutAllPrepared", expect: "violates TCConsistent", length: 3 },
+  { model: "TwoPhase", params: { RM: 3 }, mutant: "abortAfterPrepare", expect: "violates TCConsistent", length: 9 },
+  { model: "TwoPhase", params: { RM: 3 }, mutant: "commitAfterAbort", expect: "violates TCConsistent", length: 10 },
+  { model: "TwoPhase", params: { RM: 5 }, mutant: "abortAfterPrepare", workers: 2, expect: "violates TCConsistent", length: 13 },
+  ...mutantsOf("TCommit", { RM: 3 }),
+
+  // The toy model: deadlock with a terminal state, possibility liveness.
+  { model: "Countdown", params: { N: 3 }, deadlock: true, expect: "ok", counts: { distinct: 7, depth: 4 } },
+  { model: "Countdown", params: { N: 3 }, mutant: "noRepair", expect: "violates Done", length: 1 },
+  { model: "Countdown", params: { N: 3 }, mutant: "noRepair", deadlock: true, expect: "deadlock", length: 1 },
+];

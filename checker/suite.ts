@@ -1,0 +1,197 @@
+/**
+ * `npm run check` (`speccommit suite`): runs every entry of the suite file
+ * (checker/suite.config.ts unless `--suite FILE`), prints one table row per
+ * entry, writes the counterexample of every violation (NDJSON + SVG) under
+ * out/, and exits 1 if any entry's outcome is not the expected one: a
+ * violation in a correct model, a mutant not caught, a run left incomplete,
+ * or a count or trace length that differs from the one the entry states.
+ */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { CheckOptions, CheckResult } from "./result.ts";
+import { findFactory, rate, runCheck, UserError, writeCounterexamples, type Params } from "./run.ts";
+
+/**
+ * What an entry must produce:
+ * - "ok": every reachable state explored, no violation;
+ * - "violates NAME": a violation of the invariant or `eventually` property NAME;
+ * - "deadlock": a deadlock (set `deadlock: true`);
+ * - "mutant caught": any violation at all (for entries with a mutant).
+ */
+export type Expectation = "ok" | "deadlock" | "mutant caught" | `violates ${string}`;
+
+export interface SuiteEntry {
+  model: string;
+  params?: Params;
+  mutant?: string;
+  expect: Expectation;
+  workers?: number;
+  symmetry?: boolean;
+  deadlock?: boolean;
+  maxStates?: number;
+  maxDepth?: number;
+  maxSeconds?: number;
+  /** Exact counts the run must report (only those given are compared). */
+  counts?: { distinct?: number; generated?: number; depth?: number };
+  /** Steps in the shortest counterexample, when one is expected. */
+  length?: number;
+}
+
+/** One "mutant caught" entry per mutant the model declares (so a new mutant is in the suite at once). */
+export function mutantsOf(model: string, params: Params = {}, extra: Partial<SuiteEntry> = {}): SuiteEntry[] {
+  return findFactory(model).mutants.map((mutant) => ({ model, params, mutant, expect: "mutant caught", ...extra }));
+}
+
+export interface Verdict {
+  entry: SuiteEntry;
+  result?: CheckResult;
+  pass: boolean;
+  /** What happened, for the table's last column. */
+  outcome: string;
+}
+
+function options(e: SuiteEntry): CheckOptions {
+  const o: CheckOptions = {};
+  if (e.symmetry) o.symmetry = true;
+  if (e.deadlock) o.deadlock = true;
+  if (e.maxStates !== undefined) o.maxStates = e.maxStates;
+  if (e.maxDepth !== undefined) o.maxDepth = e.maxDepth;
+  if (e.maxSeconds !== undefined) o.maxSeconds = e.maxSeconds;
+  return o;
+}
+
+/** Compares a result with what its entry expects; returns the problems (none = pass). */
+export function judge(e: SuiteEntry, r: CheckResult): string[] {
+  const problems: string[] = [];
+  const names = r.violations.map((v) => v.name);
+  if (e.expect === "ok") {
+    if (names.length > 0) problems.push(`violates ${names.join(", ")}`);
+  } else if (e.expect === "mutant caught") {
+    if (e.mutant === undefined) problems.push(`"mutant caught" needs a mutant`);
+    if (names.length === 0) problems.push("mutant NOT caught");
+  } else {
+    const want = e.expect === "deadlock" ? "deadlock" : e.expect.slice("violates ".length);
+    if (!names.includes(want)) problems.push(names.length === 0 ? `${want} NOT violated` : `violates ${names.join(", ")}, not ${want}`);
+  }
+  if (!r.complete && names.length === 0) problems.push(`INCOMPLETE (${r.incomplete})`);
+  for (const key of ["distinct", "generated", "depth"] as const) {
+    const want = e.counts?.[key];
+    if (want !== undefined && r[key] !== want) problems.push(`${key} ${r[key]}, expected ${want}`);
+  }
+  if (e.length !== undefined) {
+    const shortest = Math.min(...r.violations.map((v) => v.length));
+    if (r.violations.length > 0 && shortest !== e.length) problems.push(`shortest trace ${shortest} steps, expected ${e.length}`);
+  }
+  return problems;
+}
+
+/** `written` holds the counterexample names already used in this run, so a later entry does not overwrite an earlier one's. */
+export async function runEntry(e: SuiteEntry, out: string, written: Set<string> = new Set()): Promise<Verdict> {
+  try {
+    const r = await runCheck({ model: e.model, params: e.params ?? {}, ...(e.mutant ? { mutant: e.mutant } : {}), workers: e.workers ?? 1, options: options(e) });
+    const names = r.violations.map((v) => [r.model, r.mutant, v.name].filter(Boolean).join("-"));
+    const clash = names.some((n) => written.has(n));
+    names.forEach((n) => written.add(n));
+    await writeCounterexamples(r, out, clash ? config(e).replace(/[^A-Za-z0-9=]+/g, "_") : undefined);
+    const problems = judge(e, r);
+    const found = r.violations.map((v) => `${v.name} (${v.length} steps)`).join(", ");
+    const outcome =
+      problems.length > 0
+        ? `FAIL: ${problems.join("; ")}`
+        : e.expect === "ok"
+          ? "ok"
+          : `${e.mutant ? "caught" : "found"} ${found}`;
+    return { entry: e, result: r, pass: problems.length === 0, outcome };
+  } catch (err) {
+    if (err instanceof UserError) return { entry: e, pass: false, outcome: `FAIL: ${err.message}` };
+    throw err;
+  }
+}
+
+function config(e: SuiteEntry): string {
+  const parts = Object.entries(e.params ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (e.mutant) parts.push(`mutant=${e.mutant}`);
+  if ((e.workers ?? 1) > 1) parts.push(`workers=${e.workers}`);
+  if (e.symmetry) parts.push("symmetry");
+  if (e.deadlock) parts.push("deadlock");
+  return parts.join(" ");
+}
+
+const COLUMNS: Array<[string, number]> = [
+  ["model", 10],
+  ["config", 44],
+  ["distinct", 10],
+  ["generated", 11],
+  ["depth", 6],
+  ["time", 8],
+  ["states/s", 10],
+  ["result", 0],
+];
+
+function row(cells: string[]): string {
+  return cells.map((c, i) => (i < 2 || i === cells.length - 1 ? c.padEnd(COLUMNS[i]![1]) : c.padStart(COLUMNS[i]![1]))).join(" ").trimEnd();
+}
+
+export function formatRow(v: Verdict): string {
+  const r = v.result;
+  return row([
+    v.entry.model,
+    config(v.entry),
+    r ? String(r.distinct) : "-",
+    r ? String(r.generated) : "-",
+    r ? String(r.depth) : "-",
+    r ? `${r.seconds.toFixed(2)}s` : "-",
+    r ? String(rate(r)) : "-",
+    v.outcome,
+  ]);
+}
+
+async function loadSuite(file: string | undefined): Promise<SuiteEntry[]> {
+  const url = file ? pathToFileURL(resolve(file)).href : new URL("./suite.config.ts", import.meta.url).href;
+  const mod = (await import(url)) as { suite?: SuiteEntry[] };
+  if (!Array.isArray(mod.suite)) throw new UserError(`${file ?? "checker/suite.config.ts"} must export 'suite', an array of entries`);
+  return mod.suite;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let file: string | undefined;
+  let out = "out";
+  let only: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--suite") file = argv[++i];
+    else if (arg === "--out") out = argv[++i] ?? out;
+    else if (arg === "--only") only = argv[++i];
+    else if (arg === "--help" || arg === "-h") {
+      console.log("usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT.");
+      return 0;
+    } else {
+      console.error(`speccommit suite: unknown argument '${arg}'; usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT]`);
+      return 2;
+    }
+  }
+  let entries: SuiteEntry[];
+  try {
+    entries = await loadSuite(file);
+  } catch (e) {
+    console.error(`speccommit suite: ${(e as Error).message}`);
+    return 2;
+  }
+  if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
+  const started = performance.now();
+  console.log(row(COLUMNS.map(([name]) => name)));
+  let failed = 0;
+  const written = new Set<string>();
+  for (const e of entries) {
+    const v = await runEntry(e, out, written);
+    if (!v.pass) failed++;
+    console.log(formatRow(v));
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(
+    failed === 0
+      ? `\nall ${entries.length} entries as expected in ${seconds} s; counterexamples in ${out}/`
+      : `\n${failed} of ${entries.length} entries FAILED (${seconds} s); counterexamples in ${out}/`,
+  );
+  return failed === 0 ? 0 : 1;
+}
