@@ -8,7 +8,12 @@
  * kill -9 and InnoDB crash recovery runs on the next start.
  *
  * Everything lives in `dataDir`: the InnoDB files, `error.log`, `mysqld.pid`,
- * `mysqld.sock`, and `mariadbd.out` (stdout/stderr).
+ * `mysqld.sock`, and `mariadbd.out` (stdout/stderr); plus `<dataDir>.tmp`, the
+ * instance's own tmpdir. It must not be shared: at start mariadbd deletes
+ * every `#sql*` file in its tmpdir, including the temporary tables of other
+ * instances running there. With a shared /tmp, 8 of 36 parallel
+ * mariadb-install-db runs failed here (error 1051/1017, or signal 11 in
+ * ha_maria::drop_table); with one tmpdir each, none did.
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -103,6 +108,7 @@ function settingsOf(opts: MariaDbOptions): Settings {
 
 export const errorLogPath = (dataDir: string) => join(dataDir, "error.log");
 export const pidFilePath = (dataDir: string) => join(dataDir, "mysqld.pid");
+export const tmpDirPath = (dataDir: string) => `${dataDir}.tmp`;
 
 /** True when dataDir holds an initialised MariaDB (the `mysql` system schema). */
 export function isInitialised(dataDir: string): boolean {
@@ -121,9 +127,11 @@ async function initialise(dataDir: string, bufferPoolMb: number): Promise<void> 
   const staging = `${dataDir}.installing`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(dirname(dataDir), { recursive: true });
+  mkdirSync(tmpDirPath(dataDir), { recursive: true });
   const args = [
     "--no-defaults",
     `--datadir=${staging}`,
+    `--tmpdir=${tmpDirPath(dataDir)}`,
     "--user=root",
     "--auth-root-authentication-method=normal",
     "--skip-test-db",
@@ -147,6 +155,7 @@ function serverArgs(s: Settings, port: number): string[] {
   return [
     "--no-defaults",
     `--datadir=${d}`,
+    `--tmpdir=${tmpDirPath(d)}`,
     "--user=root",
     `--port=${port}`,
     `--bind-address=${HOST}`,
@@ -194,6 +203,7 @@ export async function mariaDbAnswers(port: number): Promise<boolean> {
 type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
 
 async function launch(s: Settings, port: number): Promise<LaunchResult> {
+  mkdirSync(tmpDirPath(s.dataDir), { recursive: true });
   const logPath = errorLogPath(s.dataDir);
   const logStart = fileSize(logPath);
   const started = Date.now();

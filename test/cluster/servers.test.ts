@@ -42,6 +42,19 @@ describe("a fresh cluster of 2 shards and etcd", () => {
     expect(cluster.seededTotalCents).toBe(200_000_000n);
   });
 
+  it("gives each MariaDB its own tmpdir, since a starting mariadbd deletes every #sql file in its tmpdir", async () => {
+    const dirs = new Set<string>();
+    for (const shard of cluster.shards) {
+      const conn = await shard.connect();
+      const [rows] = await conn.query("SELECT @@tmpdir AS tmpdir");
+      const tmpdir = (rows as Array<{ tmpdir: string }>)[0]?.tmpdir;
+      expect(tmpdir).toBe(`${shard.db.dataDir}.tmp`);
+      dirs.add(String(tmpdir));
+      await conn.end();
+    }
+    expect(dirs.size).toBe(cluster.shards.length);
+  });
+
   it("returns money as strings, never floats, and refuses an overdraft with the CHECK constraint", async () => {
     const conn = await cluster.shard("shard-a").connect();
     const [rows] = await conn.query("SELECT balance, balance * 1000000000 AS big FROM accounts WHERE id = 1");
