@@ -44,17 +44,41 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord =
-  | {
-      readonly kind: "decision";
-      readonly decision: "commit" | "abort";
-      readonly branches: readonly ShardId[];
-    };
+export type LogRecord = DecisionRecord | EpochRecord;
+
+export interface DecisionRecord {
+  readonly kind: "decision";
+  readonly decision: "commit" | "abort";
+  readonly branches: readonly ShardId[];
+}
+
+/**
+ * The coordinator process's epoch: the key's version is the epoch number. A
+ * process takes a new epoch when it boots, and fences every txlog write with
+ * it, so that a write a dead incarnation sent can no longer land after the
+ * new one has started (a fencing token, as with Chubby's sequencers).
+ */
+export interface EpochRecord {
+  readonly kind: "epoch";
+}
+
+export const EPOCH_KEY = "epoch";
+
+/** A write's fence: it applies only while the key still has this version. */
+export interface Fence {
+  readonly key: string;
+  readonly version: number;
+}
+
+export const decisionOf = (r: LogRecord | null | undefined): "commit" | "abort" | null =>
+  r?.kind === "decision" ? r.decision : null;
 
 export type LogPutResult =
   | { readonly ok: true; readonly version: number }
   /** The compare failed: `current` is what the key holds now (null when absent). */
   | { readonly ok: false; readonly err: "CAS"; readonly current: LogRecord | null; readonly version: number }
+  /** The fence failed: a newer process epoch exists, this writer is stale. Nothing was written. */
+  | { readonly ok: false; readonly err: "FENCED" }
   /** The log did not answer: the write may or may not have happened. */
   | { readonly ok: false; readonly err: "UNAVAILABLE" };
 
@@ -68,7 +92,7 @@ export type LogListResult =
   | { readonly ok: true; readonly entries: readonly LogEntry[] }
   | { readonly ok: false; readonly err: "UNAVAILABLE" };
 
-export type LogDeleteResult = { readonly ok: true } | { readonly ok: false; readonly err: "UNAVAILABLE" };
+export type LogDeleteResult = { readonly ok: true } | { readonly ok: false; readonly err: "FENCED" | "UNAVAILABLE" };
 
 /** A prepared branch as XA RECOVER lists it, already mapped back to our ids. */
 export interface PreparedXid {
@@ -104,10 +128,10 @@ export type Effect =
   | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId }
   | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId }
   | { readonly t: "xa.recover"; readonly shard: ShardId }
-  /** Compare-and-swap: write `value` only if the key's version is `ifVersion` (0: only if absent). */
-  | { readonly t: "log.put"; readonly key: string; readonly value: LogRecord; readonly ifVersion: number }
+  /** Compare-and-swap: write `value` only if the key's version is `ifVersion` (0: only if absent) and the fence holds. */
+  | { readonly t: "log.put"; readonly key: string; readonly value: LogRecord; readonly ifVersion: number; readonly fence?: Fence }
   | { readonly t: "log.list"; readonly prefix: string }
-  | { readonly t: "log.delete"; readonly key: string }
+  | { readonly t: "log.delete"; readonly key: string; readonly fence?: Fence }
   | { readonly t: "reply"; readonly tx: TxId; readonly outcome: Outcome }
   /** Ask for a `timeout` input with this id after `ms` milliseconds (at the earliest). */
   | { readonly t: "timer"; readonly id: string; readonly ms: number };

@@ -9,7 +9,7 @@
  * model): an unacknowledged write may or may not have happened. The
  * composition offers both outcomes for an UNAVAILABLE answer.
  */
-import type { LogEntry, LogPutResult, LogRecord } from "../effects.ts";
+import type { Fence, LogDeleteResult, LogEntry, LogPutResult, LogRecord } from "../effects.ts";
 
 export interface TxlogState {
   /** Sorted by key. */
@@ -22,7 +22,10 @@ export function get(s: TxlogState, key: string): LogEntry | undefined {
   return s.entries.find((e) => e.key === key);
 }
 
-export function put(s: TxlogState, key: string, value: LogRecord, ifVersion: number): { s: TxlogState; r: LogPutResult } {
+const fenceHolds = (s: TxlogState, fence: Fence | undefined): boolean => fence === undefined || (get(s, fence.key)?.version ?? 0) === fence.version;
+
+export function put(s: TxlogState, key: string, value: LogRecord, ifVersion: number, fence?: Fence): { s: TxlogState; r: LogPutResult } {
+  if (!fenceHolds(s, fence)) return { s, r: { ok: false, err: "FENCED" } };
   const cur = get(s, key);
   const version = cur?.version ?? 0;
   if (version !== ifVersion) return { s, r: { ok: false, err: "CAS", current: cur?.value ?? null, version } };
@@ -35,8 +38,9 @@ export function list(s: TxlogState, prefix: string): LogEntry[] {
   return s.entries.filter((e) => e.key.startsWith(prefix));
 }
 
-export function del(s: TxlogState, key: string): TxlogState {
-  return get(s, key) === undefined ? s : { entries: s.entries.filter((e) => e.key !== key) };
+export function del(s: TxlogState, key: string, fence?: Fence): { s: TxlogState; r: LogDeleteResult } {
+  if (!fenceHolds(s, fence)) return { s, r: { ok: false, err: "FENCED" } };
+  return { s: get(s, key) === undefined ? s : { entries: s.entries.filter((e) => e.key !== key) }, r: { ok: true } };
 }
 
 const byKey = (a: LogEntry, b: LogEntry): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);

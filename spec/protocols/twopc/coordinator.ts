@@ -20,11 +20,14 @@
 import type { Role, Step } from "../../role.ts";
 import {
   decisionKey,
+  decisionOf,
+  EPOCH_KEY,
   finishedOnCommit,
   finishedOnRollback,
   type AbortReason,
   type BranchSpec,
   type Effect,
+  type Fence,
   type Outcome,
   type Result,
   type ShardId,
@@ -61,9 +64,13 @@ export interface CoordinatorState {
   readonly logAttempts: number;
   readonly replied: boolean;
   readonly reason: AbortReason | null;
+  /** The process epoch this coordinator writes under (see EpochRecord). */
+  readonly epoch: number;
 }
 
-export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[] } | Result;
+export type CoordinatorInput =
+  | { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number }
+  | Result;
 
 /**
  * Deliberate bugs, each of which the model checker must catch
@@ -102,7 +109,9 @@ type Out = Step<CoordinatorState, Effect>;
 export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, Effect> {
   const mutant = opts.mutant;
 
-  const start = (): CoordinatorState => ({ phase: "idle", tx: "", branches: [], logAttempts: 0, replied: false, reason: null });
+  const start = (): CoordinatorState => ({ phase: "idle", tx: "", branches: [], logAttempts: 0, replied: false, reason: null, epoch: 0 });
+  const fence = (st: CoordinatorState): Fence => ({ key: EPOCH_KEY, version: st.epoch });
+  const forget = (st: CoordinatorState): Effect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
 
   const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
     ...st,
@@ -118,6 +127,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     key: decisionKey(st.tx),
     value: { kind: "decision", decision: "commit", branches: st.branches.map((b) => b.shard) },
     ifVersion: 0,
+    fence: fence(st),
   });
 
   /** Every branch is prepared: make the decision durable, then commit. */
@@ -151,7 +161,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     const r = reply({ ...st, phase: "committing", logAttempts: 0 }, { status: "committed" });
     const c = commitAll(r.st);
     const effects = [...r.fx, ...c.effects];
-    if (mutant === "forget-before-commit") effects.push({ t: "log.delete", key: decisionKey(st.tx) });
+    if (mutant === "forget-before-commit") effects.push(forget(st));
     return maybeFinished(c.st, effects);
   }
 
@@ -177,7 +187,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   function maybeFinished(st: CoordinatorState, effects: Effect[]): Out {
     if (!st.branches.every(finished)) return { st, effects };
     if (st.phase === "committing") {
-      return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, { t: "log.delete", key: decisionKey(st.tx) }] };
+      return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
     }
     if (st.phase === "aborting") return { st: { ...st, phase: "done" }, effects };
     return { st, effects };
@@ -205,6 +215,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
           ...st,
           phase: "voting",
           tx: input.tx,
+          epoch: input.epoch,
           branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0 })),
         };
         const guard = mutant !== "no-funds-check";
@@ -248,7 +259,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         }
         if (input.id === LOG_TIMER) {
           if (st.phase === "logging") return { st, effects: [putDecision(st)] };
-          if (st.phase === "forgetting") return { st, effects: [{ t: "log.delete", key: decisionKey(st.tx) }] };
+          if (st.phase === "forgetting") return { st, effects: [forget(st)] };
           return { st, effects: [] };
         }
         const shard = input.id.slice("retry:".length);
@@ -266,8 +277,13 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         if (r.ok) return onDurable(st);
         if (r.err === "CAS") {
           // Our own earlier write whose answer was lost, or the resolver's presumed-abort record.
-          if (r.current?.decision === "commit") return onDurable(st);
-          if (r.current?.decision === "abort") return abort(st, "resolver");
+          if (decisionOf(r.current) === "commit") return onDurable(st);
+          if (decisionOf(r.current) === "abort") return abort(st, "resolver");
+        }
+        if (r.err === "FENCED") {
+          // A newer process owns the log: this one is stale and must not decide.
+          const rep = reply({ ...st, phase: "done" }, { status: "in_doubt" });
+          return { st: rep.st, effects: rep.fx };
         }
         if (st.logAttempts >= opts.maxAttempts) {
           // The record may or may not exist: only the resolver can finish this transaction now.
@@ -296,7 +312,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
 
       case "log.delete": {
         if (st.phase !== "forgetting") return { st, effects: [] };
-        if (input.r.ok || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
+        if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
         return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
       }
 
