@@ -289,24 +289,31 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
     const dbs = procs.slice(1) as MariaDbProcess[];
 
     const seeded: string[] = [];
-    await Promise.all(
-      dbs.map(async (db, i) => {
-        const t = Date.now();
-        if ((await prepareShard(db, i, p)) === "seeded") {
-          seeded.push(shardName(i));
-          log(`${shardName(i)}: seeded ${p.accountsPerShard} accounts x ${p.balanceCents} cents (${Date.now() - t} ms)`);
-        }
-      }),
-    );
-    const cluster: ClusterFile = {
-      version: 1,
-      dir,
-      seed: p,
-      shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p)),
-      etcd: etcdRecord(etcd),
-      updatedAt: new Date().toISOString(),
-    };
-    writeClusterFile(cluster);
+    let cluster: ClusterFile;
+    try {
+      await Promise.all(
+        dbs.map(async (db, i) => {
+          const t = Date.now();
+          if ((await prepareShard(db, i, p)) === "seeded") {
+            seeded.push(shardName(i));
+            log(`${shardName(i)}: seeded ${p.accountsPerShard} accounts x ${p.balanceCents} cents (${Date.now() - t} ms)`);
+          }
+        }),
+      );
+      cluster = {
+        version: 1,
+        dir,
+        seed: p,
+        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p)),
+        etcd: etcdRecord(etcd),
+        updatedAt: new Date().toISOString(),
+      };
+      writeClusterFile(cluster);
+    } catch (e) {
+      // Without a cluster.json nothing could find these servers again to stop them.
+      await Promise.allSettled(procs.map(stopIfStartedHere));
+      throw e;
+    }
     const order = [...cluster.shards.map((s) => s.name), "etcd"];
     const rank = (name: string) => order.indexOf(name);
     reused.sort((a, b) => rank(a) - rank(b));
