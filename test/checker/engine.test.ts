@@ -1,0 +1,79 @@
+// The engine's parts: the state table, fingerprints, and the packed fast path
+// agreeing with the model's own actions/next.
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { StateTable } from "../../checker/table.ts";
+import { fingerprint } from "../../checker/hash.ts";
+import { twoPhase, twoPhaseMutants, type TwoPhaseMutant } from "../../spec/reference/twophase.ts";
+
+describe("StateTable", () => {
+  it("finds what it stored, across many doublings, and nothing else", () => {
+    const t = new StateTable(4);
+    const n = 200_000;
+    let wrong = 0;
+    for (let i = 0; i < n; i++) if (t.findOrAdd(i * 7919, i, i) !== -1) wrong++;
+    expect(t.size).toBe(n);
+    for (let i = 0; i < n; i++) if (t.findOrAdd(i * 7919, i, 12345) !== i) wrong++;
+    expect(wrong).toBe(0);
+    expect(t.find(1, 0)).toBe(-1);
+    expect(t.find(0xffffffff, 0xffffffff)).toBe(-1);
+    expect(t.size).toBe(n);
+  });
+
+  it("keys differing only in the high or low word are different states", () => {
+    const t = new StateTable(4);
+    expect(t.findOrAdd(0, 0, 0)).toBe(-1);
+    expect(t.findOrAdd(1, 0, 1)).toBe(-1);
+    expect(t.findOrAdd(0, 1, 2)).toBe(-1);
+    expect([t.find(0, 0), t.find(1, 0), t.find(0, 1)]).toEqual([0, 1, 2]);
+  });
+});
+
+describe("fingerprint", () => {
+  it("is deterministic, and depends on every byte and on the length", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 40 }), fc.nat(), (bytes, at) => {
+        const a = new Uint32Array(2);
+        const b = new Uint32Array(2);
+        fingerprint(bytes, a);
+        fingerprint(Uint8Array.from(bytes), b);
+        expect(Array.from(a)).toEqual(Array.from(b));
+        const longer = Uint8Array.of(...bytes, 0);
+        fingerprint(longer, b);
+        expect(Array.from(a)).not.toEqual(Array.from(b));
+        if (bytes.length > 0) {
+          const flipped = Uint8Array.from(bytes);
+          flipped[at % bytes.length]! ^= 1;
+          fingerprint(flipped, b);
+          expect(Array.from(a)).not.toEqual(Array.from(b));
+        }
+      }),
+    );
+  });
+});
+
+describe("TwoPhase packed successors = actions/next", () => {
+  for (const mutant of [undefined, ...twoPhaseMutants] as Array<TwoPhaseMutant | undefined>) {
+    it(`${mutant ?? "correct model"}: same multiset on random reachable states`, () => {
+      const m = twoPhase(4, mutant);
+      const out = new Float64Array(m.packed!.maxSuccessors);
+      fc.assert(
+        fc.property(fc.array(fc.nat(), { maxLength: 20 }), (choices) => {
+          // A random walk from the initial state.
+          let x = [...m.init()][0]!;
+          for (const c of choices) {
+            const as = [...m.actions(x)];
+            if (as.length === 0) break;
+            x = m.next(x, as[c % as.length]!);
+          }
+          const n = m.packed!.successors(x, out);
+          const fast = Array.from(out.subarray(0, n)).sort((a, b) => a - b);
+          const slow = [...m.actions(x)].map((a) => m.next(x, a)).sort((a, b) => a - b);
+          expect(fast).toEqual(slow);
+          expect(m.decode(m.encode(x))).toBe(x);
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+});

@@ -1,0 +1,58 @@
+// --workers N must report exactly what one worker reports.
+import { describe, expect, it } from "vitest";
+import { runCheck } from "../../checker/run.ts";
+import type { CheckResult } from "../../checker/result.ts";
+
+const counts = (r: CheckResult) => ({ distinct: r.distinct, generated: r.generated, depth: r.depth, complete: r.complete });
+
+describe("parallel engine", () => {
+  const cases = [
+    { model: "TwoPhase", params: { RM: 5 } },
+    { model: "TwoPhase", params: { RM: 6 }, workers: 3 },
+    { model: "TCommit", params: { RM: 5 } },
+  ];
+  for (const c of cases) {
+    const workers = c.workers ?? 2;
+    it(`${c.model} ${JSON.stringify(c.params)}: ${workers} workers = 1 worker`, async () => {
+      const one = await runCheck({ model: c.model, params: c.params });
+      const many = await runCheck({ model: c.model, params: c.params, workers });
+      expect(many.workers).toBe(workers);
+      expect(counts(many)).toEqual(counts(one));
+    });
+  }
+
+  it("symmetry with 2 workers = symmetry with 1", async () => {
+    const one = await runCheck({ model: "TwoPhase", params: { RM: 6 }, options: { symmetry: true } });
+    const two = await runCheck({ model: "TwoPhase", params: { RM: 6 }, workers: 2, options: { symmetry: true } });
+    expect(counts(two)).toEqual(counts(one));
+  });
+
+  it("finds a mutant's violation with the same shortest length as 1 worker, and a trace that replays", async () => {
+    for (const mutant of ["abortAfterPrepare", "commitAfterAbort"]) {
+      const one = await runCheck({ model: "TwoPhase", params: { RM: 4 }, mutant });
+      const two = await runCheck({ model: "TwoPhase", params: { RM: 4 }, mutant, workers: 2 });
+      expect(two.violations.map((v) => [v.name, v.length])).toEqual(one.violations.map((v) => [v.name, v.length]));
+      expect(two.violations[0]!.trace.steps.length).toBe(two.violations[0]!.length + 1);
+    }
+  });
+
+  it("reports a deadlock with the same shortest length as 1 worker (generic path)", async () => {
+    // TCommit declares no terminal state: once every RM has decided, nothing is enabled.
+    // The shortest way there is every RM aborting at once: RM steps.
+    const one = await runCheck({ model: "TCommit", params: { RM: 4 }, options: { deadlock: true } });
+    const two = await runCheck({ model: "TCommit", params: { RM: 4 }, workers: 2, options: { deadlock: true } });
+    expect(one.violations.map((v) => [v.name, v.length])).toEqual([["deadlock", 4]]);
+    expect(two.violations.map((v) => [v.name, v.length])).toEqual([["deadlock", 4]]);
+  });
+
+  it("refuses models with eventually properties, saying what to do", async () => {
+    await expect(runCheck({ model: "Countdown", workers: 2 })).rejects.toThrow(/use --workers 1/);
+  });
+
+  it("stops INCOMPLETE at a limit", async () => {
+    const r = await runCheck({ model: "TwoPhase", params: { RM: 6 }, workers: 2, options: { maxDepth: 5 } });
+    expect(r.complete).toBe(false);
+    expect(r.incomplete).toBe("max depth 5");
+    expect(r.depth).toBe(5);
+  });
+});

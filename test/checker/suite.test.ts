@@ -1,0 +1,73 @@
+// The suite runner gates CI: it must fail whenever an entry's outcome is not
+// the expected one, and pass when all are.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { judge, main, runEntry, type SuiteEntry } from "../../checker/suite.ts";
+
+const fixture = (name: string) => join(import.meta.dirname, "fixtures", name);
+
+describe("suite runner", () => {
+  let out: string;
+  let printed: string[];
+  beforeEach(async () => {
+    out = await mkdtemp(join(tmpdir(), "suite-"));
+    printed = [];
+    vi.spyOn(console, "log").mockImplementation((...a: unknown[]) => void printed.push(a.join(" ")));
+    vi.spyOn(console, "error").mockImplementation(() => undefined);
+  });
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it("FAILS (exit 1) when a suite declares a mutant as ok", async () => {
+    expect(await main(["--suite", fixture("broken-suite.ts"), "--out", out])).toBe(1);
+    expect(printed.join("\n")).toMatch(/mutant=commitWithoutAllPrepared\s.*FAIL: violates TCConsistent/);
+    expect(printed.at(-1)).toMatch(/1 of 2 entries FAILED/);
+  });
+
+  it("passes (exit 0) a correct suite, printing the table and writing each caught mutant's trace and diagram", async () => {
+    expect(await main(["--suite", fixture("good-suite.ts"), "--out", out])).toBe(0);
+    expect(printed[0]).toMatch(/^model\s+config\s+distinct\s+generated\s+depth\s+time\s+states\/s\s+result$/);
+    expect(printed.join("\n")).toMatch(/mutant=abortAfterPrepare\s.*caught TCConsistent \(9 steps\)/);
+    const files = await readdir(out);
+    for (const m of ["commitWithoutAllPrepared", "abortAfterPrepare", "commitAfterAbort"]) {
+      expect(files).toContain(`TwoPhase-${m}-TCConsistent.ndjson`);
+      expect(files).toContain(`TwoPhase-${m}-TCConsistent.svg`);
+    }
+  });
+
+  const fails = async (e: SuiteEntry) => (await runEntry(e, out)).pass === false;
+
+  it("fails a count that differs from the stated one", async () => {
+    expect(await fails({ model: "TwoPhase", params: { RM: 3 }, expect: "ok", counts: { generated: 1_145 } })).toBe(true);
+    expect(await fails({ model: "TwoPhase", params: { RM: 3 }, expect: "ok", counts: { depth: 12 } })).toBe(true);
+  });
+
+  it("fails a run left incomplete, even with no violation", async () => {
+    expect(await fails({ model: "TwoPhase", params: { RM: 5 }, expect: "ok", maxStates: 100 })).toBe(true);
+  });
+
+  it("fails a mutant that is not caught, the wrong violation, and a wrong trace length", async () => {
+    expect(await fails({ model: "TwoPhase", params: { RM: 3 }, expect: "mutant caught" })).toBe(true);
+    expect(await fails({ model: "TwoPhase", params: { RM: 3 }, mutant: "abortAfterPrepare", expect: "violates TPTypeOK" })).toBe(true);
+    expect(await fails({ model: "TwoPhase", params: { RM: 3 }, mutant: "abortAfterPrepare", expect: "mutant caught", length: 8 })).toBe(true);
+    expect(await fails({ model: "Countdown", mutant: "noRepair", expect: "deadlock" })).toBe(true);
+  });
+
+  it("fails an entry naming an unknown model or parameter, saying what exists", async () => {
+    const v = await runEntry({ model: "ThreePhase", expect: "ok" }, out);
+    expect(v.pass).toBe(false);
+    expect(v.outcome).toMatch(/unknown model 'ThreePhase'; the models are: TwoPhase, TCommit/);
+    const w = await runEntry({ model: "TwoPhase", params: { N: 3 }, expect: "ok" }, out);
+    expect(w.outcome).toMatch(/TwoPhase has no parameter 'N'; its parameters are: RM \(number, default 3\)/);
+  });
+
+  it("judge: 'violates X' accepts an eventually violation by name", () => {
+    const r = { model: "M", params: {}, workers: 1, symmetry: false, distinct: 1, generated: 1, depth: 1, seconds: 0, peakRssMb: 1, complete: true, violations: [{ name: "Done", kind: "eventually" as const, length: 1, trace: { header: { source: "checker" as const }, steps: [] } }] };
+    expect(judge({ model: "M", expect: "violates Done" }, r)).toEqual([]);
+    expect(judge({ model: "M", expect: "ok" }, r)).toEqual(["violates Done"]);
+  });
+});
