@@ -94,6 +94,27 @@ export async function etcdHealthy(clientPort: number): Promise<boolean> {
   }
 }
 
+/**
+ * True when the member serving clientPort advertises our peer URL. Another
+ * process may have bound the port between our probe and etcd's own bind;
+ * without this check a foreign etcd that is healthy would pass for ours.
+ */
+async function servesPeerPort(clientPort: number, peerPort: number): Promise<boolean> {
+  try {
+    const res = await fetch(`${clientUrlOf(clientPort)}/v3/cluster/member/list`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS),
+    });
+    if (!res.ok) return false;
+    const body = (await res.json()) as { header?: { member_id?: string }; members?: Array<{ ID?: string; peerURLs?: string[] }> };
+    const self = body.members?.find((m) => m.ID === body.header?.member_id);
+    return self?.peerURLs?.includes(`http://${HOST}:${peerPort}`) ?? false;
+  } catch {
+    return false;
+  }
+}
+
 type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
 
 async function launch(s: Settings, clientPort: number, peerPort: number): Promise<LaunchResult> {
@@ -118,7 +139,7 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
       const status = proc.status();
       throw new Error(`etcd (${s.dataDir}, client port ${clientPort}) exited before it was healthy (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); ${text}`);
     }
-    if (await etcdHealthy(clientPort)) return { kind: "ready", proc };
+    if ((await etcdHealthy(clientPort)) && (await servesPeerPort(clientPort, peerPort))) return { kind: "ready", proc };
     await sleep(READY_POLL_MS);
   }
   proc.signal("SIGKILL");
@@ -198,7 +219,11 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
     const result = await launch(s, clientPort, peerPort);
     if (result.kind === "ready") return new Etcd(s, clientPort, peerPort, result.proc);
   }
-  throw new Error(`etcd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`);
+  throw new Error(
+    fixed
+      ? `etcd (${s.dataDir}): port ${opts.clientPort} or ${opts.peerPort} is already in use; choose others or leave them out to get free ones`
+      : `etcd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`,
+  );
 }
 
 /**

@@ -200,6 +200,26 @@ export async function mariaDbAnswers(port: number): Promise<boolean> {
   }
 }
 
+/**
+ * True when the server on `port` answers and is the one on dataDir. Another
+ * process may have bound the port between our probe and mariadbd's own bind
+ * (then our mariadbd exits with "address in use"); without this check a
+ * foreign server that answers would pass for ours.
+ */
+async function servesDataDir(port: number, dataDir: string): Promise<boolean> {
+  let conn: mysql.Connection | undefined;
+  try {
+    conn = await mysql.createConnection(connectionOptionsFor(port));
+    const [rows] = await conn.query("SELECT @@datadir AS datadir");
+    const served = String((rows as Array<{ datadir: unknown }>)[0]?.datadir ?? "");
+    return resolve(served) === dataDir;
+  } catch {
+    return false;
+  } finally {
+    conn?.destroy();
+  }
+}
+
 type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
 
 async function launch(s: Settings, port: number): Promise<LaunchResult> {
@@ -222,7 +242,7 @@ async function launch(s: Settings, port: number): Promise<LaunchResult> {
         `mariadbd (${s.dataDir}, port ${port}) exited before it was ready (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); end of ${logPath}:\n${tail}`,
       );
     }
-    if (await mariaDbAnswers(port)) return { kind: "ready", proc };
+    if (await servesDataDir(port, s.dataDir)) return { kind: "ready", proc };
     await sleep(READY_POLL_MS);
   }
   proc.signal("SIGKILL");
@@ -296,7 +316,11 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess
     const result = await launch(s, port);
     if (result.kind === "ready") return new MariaDb(s, port, result.proc);
   }
-  throw new Error(`mariadbd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`);
+  throw new Error(
+    opts.port !== undefined
+      ? `mariadbd (${s.dataDir}): port ${opts.port} is already in use; choose another or leave it out to get a free one`
+      : `mariadbd (${s.dataDir}): every port tried was already in use (${attempts} attempts)`,
+  );
 }
 
 /**

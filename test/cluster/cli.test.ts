@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pidAlive, sleep } from "../../runtime/cluster/child.ts";
+import { onExitAfterKill, pidAlive, sleep, Supervised } from "../../runtime/cluster/child.ts";
 import { down, readClusterFile, type ClusterFile, type ClusterStatus } from "../../runtime/cluster/cluster.ts";
 import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
 
@@ -51,14 +51,27 @@ async function statusJson(): Promise<{ run: Run; status: ClusterStatus }> {
   return { run, status: JSON.parse(run.stdout) as ClusterStatus };
 }
 
+/** Last resort if this worker dies before afterAll: the CLI's servers are detached and would outlive it. */
+function killRecordedServers(): void {
+  const file = readClusterFile(dir);
+  if (file === undefined) return;
+  const servers = [...file.shards.map((s) => Supervised.attach(s.pid, `--datadir=${s.dataDir}`)), Supervised.attach(file.etcd.pid, file.etcd.dataDir)];
+  for (const server of servers) server?.signal("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+}
+
+let cancelExitKill: () => void;
+
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "speccommit-cli-"));
+  cancelExitKill = onExitAfterKill(killRecordedServers);
 });
 
 afterAll(async () => {
   // The servers are detached on purpose, so a failed test must stop them here.
   if (readClusterFile(dir) !== undefined) await down({ dir });
   rmSync(dir, { recursive: true, force: true });
+  cancelExitKill();
 });
 
 describe("speccommit cluster (CLI)", () => {

@@ -1,7 +1,11 @@
 // Integration tests of the local cluster's servers: real MariaDB and etcd,
 // started from scratch in a temporary directory by the test itself.
+import { join } from "node:path";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEtcd } from "../../runtime/cluster/etcd.ts";
+import { startMariaDb } from "../../runtime/cluster/mariadb.ts";
+import { freePort } from "../../runtime/cluster/ports.ts";
 import { ER_CONSTRAINT_FAILED, toCents } from "../../runtime/cluster/schema.ts";
 import { startTestCluster, totalBalance, xaRecover, type TestCluster } from "../support/cluster.ts";
 
@@ -112,6 +116,15 @@ describe("a fresh cluster of 2 shards and etcd", () => {
     const conn = await shard.connect();
     expect(await balanceOf(conn, shard.firstAccountId)).toBe(100_000n);
     await conn.end();
+  });
+
+  it("refuses a port another server holds instead of mistaking that server for the new one", async () => {
+    const taken = cluster.shard("shard-a").db.port;
+    await expect(startMariaDb({ dataDir: join(cluster.dir, "intruder-db"), port: taken })).rejects.toThrow(`port ${taken} is already in use`);
+    const peerPort = await freePort();
+    await expect(startEtcd({ dataDir: join(cluster.dir, "intruder-etcd"), clientPort: cluster.etcd.clientPort, peerPort })).rejects.toThrow(
+      `port ${cluster.etcd.clientPort} or ${peerPort} is already in use`,
+    );
   });
 
   it("keeps an acknowledged etcd key across kill -9 and restart of etcd", async () => {
