@@ -410,6 +410,8 @@ export interface EphemeralCluster {
   seed: SeedParameters;
   shards: EphemeralShard[];
   etcd: EtcdProcess;
+  /** The same description `up` writes to cluster.json (current pids), so code that takes a cluster.json takes this too. */
+  describe(): ClusterFile;
   /** Kills every server (SIGKILL, waiting for exit) and removes dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -482,6 +484,14 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
         return { name: r.name, firstAccountId: r.firstAccountId, lastAccountId: r.lastAccountId, db };
       }),
       etcd,
+      describe: () => ({
+        version: 1,
+        dir,
+        seed: p,
+        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p)),
+        etcd: etcdRecord(etcd),
+        updatedAt: new Date().toISOString(),
+      }),
       stop,
     };
   } catch (e) {

@@ -44,6 +44,10 @@ describe("a fresh cluster of 2 shards and etcd", () => {
     }
     expect(await totalBalance(cluster)).toBe(2n * 1_000n * 100_000n);
     expect(cluster.seededTotalCents).toBe(200_000_000n);
+    const described = cluster.describe();
+    expect(described.seed).toEqual({ shards: 2, accountsPerShard: ACCOUNTS_PER_SHARD, balanceCents: BALANCE_CENTS });
+    expect(described.shards.map((s) => [s.name, s.port, s.pid])).toEqual(cluster.shards.map((s) => [s.name, s.db.port, s.db.pid]));
+    expect(described.etcd.clientUrl).toBe(cluster.etcd.clientUrl);
   });
 
   it("gives each MariaDB its own tmpdir, since a starting mariadbd deletes every #sql file in its tmpdir", async () => {

@@ -16,7 +16,7 @@
  */
 import { Etcd3 } from "etcd3";
 import mysql, { type Connection, type Pool, type PoolConnection } from "mysql2/promise";
-import { startEphemeralCluster, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
+import { startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
 import type { EtcdProcess } from "../../runtime/cluster/etcd.ts";
 import type { MariaDbProcess, ShardConnectionOptions } from "../../runtime/cluster/mariadb.ts";
 import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
@@ -47,6 +47,8 @@ export interface TestCluster {
   shard(name: string): TestShard;
   /** A new etcd3 client (closed by cluster.stop()). */
   etcdClient(): Etcd3;
+  /** What `speccommit cluster up` writes to cluster.json, for this cluster (current pids and ports). */
+  describe(): ClusterFile;
   /** Sum of seed balances: shards x accountsPerShard x balanceCents. */
   readonly seededTotalCents: bigint;
   /** Closes pools, connections and clients made here, kills every server, removes the directory. Idempotent. */
@@ -93,6 +95,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     seed: ephemeral.seed,
     shards,
     etcd: ephemeral.etcd,
+    describe: () => ephemeral.describe(),
     seededTotalCents: BigInt(n) * BigInt(accountsPerShard) * BigInt(balanceCents),
     shard: (name) => {
       const found = shards.find((s) => s.name === name);
