@@ -269,9 +269,18 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
           return running;
         }
       }
-      const keepPorts = was !== undefined && !(await portAnswers(was.clientPort)) && !(await portAnswers(was.peerPort));
+      // etcd keeps its member's peer URL in its data: a restart must use the same peer port. The client port may move.
+      const clientPort = was !== undefined && !(await portAnswers(was.clientPort)) ? was.clientPort : undefined;
+      if (was !== undefined && (await portAnswers(was.peerPort))) {
+        throw new Error(`etcd's peer port ${was.peerPort}, recorded in its data, is taken by another process; free it, or reset the cluster: speccommit cluster down --dir ${dir} && rm -rf ${dir}`);
+      }
       const t = Date.now();
-      const etcd = await startEtcd({ dataDir, detached: true, ...(keepPorts && was !== undefined ? { clientPort: was.clientPort, peerPort: was.peerPort } : {}) });
+      const etcd = await startEtcd({
+        dataDir,
+        detached: true,
+        ...(clientPort !== undefined ? { clientPort } : {}),
+        ...(was !== undefined ? { peerPort: was.peerPort } : {}),
+      });
       startedHere.add(etcd);
       started.push({ name: "etcd", ms: Date.now() - t });
       log(`etcd: pid ${etcd.pid} at ${etcd.clientUrl} (${Date.now() - t} ms)`);

@@ -4,7 +4,9 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type Server } from "node:net";
 import { fileURLToPath } from "node:url";
+import { Etcd3 } from "etcd3";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { onExitAfterKill, pidAlive, sleep, Supervised } from "../../runtime/cluster/child.ts";
@@ -39,6 +41,14 @@ async function waitPidGone(pid: number): Promise<void> {
 }
 
 let dir: string;
+
+function listenOn(port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer((socket) => socket.destroy());
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port }, () => resolve(server));
+  });
+}
 
 function clusterFile(): ClusterFile {
   const file = readClusterFile(dir);
@@ -109,6 +119,10 @@ describe("speccommit cluster (CLI)", () => {
       await conn.end();
     }
     expect(total).toBe(2n * 100n * 2500n);
+
+    const etcd = new Etcd3({ hosts: reused.etcd.clientUrl, dialTimeout: 2_000 });
+    await etcd.put("speccommit/cli-test").value("kept");
+    etcd.close();
   });
 
   it("refuses to change the seed parameters of an existing cluster", async () => {
@@ -151,6 +165,32 @@ describe("speccommit cluster (CLI)", () => {
     const again = await cli("down", "--dir", dir);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("already down: shard-a, shard-b, etcd");
+  });
+
+  it("after down, starts a server on a new port when another process took its old one, keeping its data", async () => {
+    const before = clusterFile();
+    const shardA = before.shards[0];
+    if (shardA === undefined) throw new Error("cluster.json lists no shard");
+    const blockers = await Promise.all([shardA.port, before.etcd.clientPort].map(listenOn));
+    try {
+      const run = await cli("up", "--dir", dir);
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      const after = clusterFile();
+      expect(after.shards[0]?.port).not.toBe(shardA.port);
+      expect(after.shards[1]?.port).toBe(before.shards[1]?.port);
+      expect(after.etcd.clientPort).not.toBe(before.etcd.clientPort);
+      expect(after.etcd.peerPort).toBe(before.etcd.peerPort);
+      const conn = await mysql.createConnection({ host: "127.0.0.1", port: after.shards[0]?.port ?? 0, user: "root", database: DATABASE, supportBigNumbers: true, bigNumberStrings: true });
+      expect(await shardTotalCents(conn)).toBe(100n * 2500n);
+      await conn.end();
+      const etcd = new Etcd3({ hosts: after.etcd.clientUrl, dialTimeout: 2_000 });
+      expect(await etcd.get("speccommit/cli-test").string()).toBe("kept");
+      etcd.close();
+    } finally {
+      await Promise.all(blockers.map((b) => new Promise((resolve) => b.close(resolve))));
+    }
+    expect((await cli("down", "--dir", dir)).code).toBe(0);
   });
 
   it("rejects bad flags with a message naming the flag and what is allowed", async () => {
