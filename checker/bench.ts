@@ -1,0 +1,169 @@
+/**
+ * `npm run bench:checker`: TwoPhase with RM = 7, 8, 9 on our checker (1 and 2
+ * workers) and on SPIN (checker/bench/twophase.pml, full state storage, no
+ * partial-order reduction), each run as a child process so that its wall
+ * time and peak RSS are its own. Counts must equal TLC's; the table says if
+ * any differs.
+ *
+ *   npm run bench:checker [-- --rm 7,8,9] [--workers 1,2]
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const TLC: Record<number, { distinct: number; generated: number; depth: number }> = {
+  3: { distinct: 288, generated: 1_146, depth: 11 },
+  4: { distinct: 1_568, generated: 8_258, depth: 14 },
+  5: { distinct: 8_832, generated: 58_146, depth: 17 },
+  6: { distinct: 50_816, generated: 402_306, depth: 20 },
+  7: { distinct: 296_448, generated: 2_744_706, depth: 23 },
+  8: { distinct: 1_745_408, generated: 18_507_778, depth: 26 },
+  9: { distinct: 10_340_352, generated: 123_558_402, depth: 29 },
+};
+
+interface Row {
+  rm: number;
+  engine: string;
+  distinct: number;
+  generated: number;
+  depth: number | undefined;
+  wallSeconds: number;
+  peakRssMb: number;
+}
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+/** Runs a child to completion, sampling its peak RSS (VmHWM) from /proc while it runs. */
+function runChild(cmd: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string; seconds: number; peakRssMb: number; code: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let peakKb = 0;
+    child.stdout.on("data", (d: Buffer) => (stdout += d));
+    child.stderr.on("data", (d: Buffer) => (stderr += d));
+    const sample = setInterval(() => {
+      readFile(`/proc/${child.pid}/status`, "utf8")
+        .then((s) => {
+          const m = /VmHWM:\s+(\d+) kB/.exec(s);
+          if (m) peakKb = Math.max(peakKb, Number(m[1]));
+        })
+        .catch(() => undefined);
+    }, 50);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearInterval(sample);
+      resolve({ stdout, stderr, seconds: (performance.now() - started) / 1000, peakRssMb: Math.round(peakKb / 1024), code: code ?? -1 });
+    });
+  });
+}
+
+async function ours(rm: number, workers: number): Promise<Row> {
+  const r = await runChild(
+    process.execPath,
+    ["--max-old-space-size=4096", join(root, "bin/speccommit.js"), "check", "TwoPhase", "--set", `RM=${rm}`, "--workers", String(workers), "--json", "--quiet", "--out", join(tmpdir(), "speccommit-bench-out")],
+    root,
+  );
+  if (r.code !== 0) throw new Error(`speccommit check failed (exit ${r.code}): ${r.stderr}`);
+  const j = JSON.parse(r.stdout) as { distinct: number; generated: number; depth: number; peakRssMb: number };
+  return { rm, engine: `speccommit w=${workers}`, distinct: j.distinct, generated: j.generated, depth: j.depth, wallSeconds: r.seconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+}
+
+function hasTool(name: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${name}`]).status === 0;
+}
+
+/** Compiles pan for this RM in `dir`; returns the compile time. */
+function buildPan(rm: number, dir: string): number {
+  const started = performance.now();
+  const model = join(root, "checker/bench/twophase.pml");
+  const spin = spawnSync("spin", ["-a", `-DRM=${rm}`, model], { cwd: dir, encoding: "utf8" });
+  if (spin.status !== 0) throw new Error(`spin -a failed: ${spin.stderr || spin.stdout}`);
+  // Full state storage (no bitstate), no partial-order reduction, safety only.
+  const gcc = spawnSync("gcc", ["-O2", "-DNOREDUCE", "-DSAFETY", "-DMEMLIM=8192", "-o", "pan", "pan.c"], { cwd: dir, encoding: "utf8" });
+  if (gcc.status !== 0) throw new Error(`gcc pan.c failed: ${gcc.stderr}`);
+  return (performance.now() - started) / 1000;
+}
+
+async function spin(rm: number, dir: string): Promise<Row> {
+  // -E: no invalid-end-state check (TwoPhase never stops); -n: no unreached-code report; -w26: 2^26 hash buckets.
+  const r = await runChild(join(dir, "pan"), ["-E", "-n", "-w24"], dir);
+  const num = (re: RegExp) => {
+    const m = re.exec(r.stdout);
+    if (!m) throw new Error(`unexpected pan output:\n${r.stdout}`);
+    return Number(m[1]);
+  };
+  if (/errors: [1-9]/.test(r.stdout)) throw new Error(`pan found an error:\n${r.stdout}`);
+  return {
+    rm,
+    engine: "SPIN 6.5 (pan)",
+    distinct: num(/(\d+) states, stored/),
+    generated: num(/([\d.e+]+) transitions \(= stored\+matched\)/),
+    // pan's DFS depth counts the initial state as 0 and is the deepest stack, not the BFS depth: not comparable.
+    depth: undefined,
+    wallSeconds: r.seconds,
+    peakRssMb: r.peakRssMb,
+  };
+}
+
+function parseList(argv: string[], flag: string, fallback: number[]): number[] {
+  const i = argv.indexOf(flag);
+  if (i < 0) return fallback;
+  return (argv[i + 1] ?? "").split(",").map(Number);
+}
+
+function fmt(row: Row, spinRow: Row | undefined): string {
+  const tlc = TLC[row.rm];
+  const exact = tlc && row.distinct === tlc.distinct && row.generated === tlc.generated && (row.depth === undefined || row.depth === tlc.depth);
+  const vsSpin = spinRow && row !== spinRow ? `${(spinRow.wallSeconds / row.wallSeconds).toFixed(2)}x` : "";
+  return [
+    String(row.rm).padStart(2),
+    row.engine.padEnd(16),
+    String(row.distinct).padStart(10),
+    String(row.generated).padStart(11),
+    String(row.depth ?? "-").padStart(5),
+    row.wallSeconds.toFixed(2).padStart(7),
+    String(Math.round(row.distinct / row.wallSeconds)).padStart(10),
+    String(row.peakRssMb).padStart(8),
+    vsSpin.padStart(8),
+    exact ? "= TLC" : "DIFFERS FROM TLC",
+  ].join("  ");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const rms = parseList(argv, "--rm", [7, 8, 9]);
+  const workerCounts = parseList(argv, "--workers", [1, 2]);
+  const withSpin = hasTool("spin") && hasTool("gcc");
+  if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
+  console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
+  console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
+  let bad = 0;
+  const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
+  try {
+    for (const rm of rms) {
+      let spinRow: Row | undefined;
+      if (withSpin) {
+        const compile = buildPan(rm, dir);
+        spinRow = await spin(rm, dir);
+        console.log(`${fmt(spinRow, undefined)}   (spin -a + gcc: ${compile.toFixed(1)} s, not included)`);
+      }
+      for (const w of workerCounts) {
+        const row = await ours(rm, w);
+        console.log(fmt(row, spinRow));
+        const tlc = TLC[rm];
+        if (tlc && (row.distinct !== tlc.distinct || row.generated !== tlc.generated || row.depth !== tlc.depth)) bad++;
+      }
+    }
+  } finally {
+    await removeDir(dir, { recursive: true, force: true });
+  }
+  console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  return bad === 0 ? 0 : 1;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  process.exitCode = await main(process.argv.slice(2));
+}
