@@ -1,0 +1,210 @@
+/**
+ * A bounded pool of mysql2 connections to one shard, written here rather than
+ * taken from mysql2 because the XA executor needs what mysql2's pool does not
+ * give: a connection leaves the pool for as long as its XA branch lives (not
+ * for one query), a dead connection is told apart at once (its session's
+ * thread id is kept so the executor can make sure the server dropped it), the
+ * wait for a connection is bounded in time and in length, and the counts are
+ * visible to /admin/shards.
+ *
+ * Uses mysql2's callback API with `query()` only: XA statements fail as
+ * server-side prepared statements.
+ */
+import mysql from "mysql2";
+
+export interface ShardAddress {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password?: string;
+  readonly database: string;
+}
+
+export interface PoolLimits {
+  /** Connections open at once, in use or idle. */
+  readonly connections_max: number;
+  /** Callers waiting for a connection; past it, acquire answers null at once. */
+  readonly waiters_max: number;
+  readonly acquire_timeout_ms: number;
+  readonly connect_timeout_ms: number;
+  /** Bound on every statement; past it the connection is destroyed (mysql2 inactivity timeout). */
+  readonly statement_timeout_ms: number;
+}
+
+export interface PooledConnection {
+  readonly raw: mysql.Connection;
+  /** The server's id of this session (CONNECTION_ID()). */
+  readonly threadId: number;
+  dead: boolean;
+}
+
+export interface QueryError {
+  readonly errno: number | undefined;
+  readonly code: string;
+  /** The connection is unusable (lost, timed out, closed). */
+  readonly fatal: boolean;
+  readonly message: string;
+}
+
+export type QueryOutcome<T> = { ok: true; value: T } | { ok: false; error: QueryError };
+
+export interface PoolStats {
+  open: number;
+  idle: number;
+  in_use: number;
+  waiting: number;
+}
+
+export class ShardPool {
+  private readonly idle: PooledConnection[] = [];
+  private readonly waiters: Array<{ resolve: (c: PooledConnection | null) => void; timer: NodeJS.Timeout }> = [];
+  private open = 0;
+  private closed = false;
+
+  constructor(
+    readonly address: ShardAddress,
+    readonly limits: PoolLimits,
+  ) {}
+
+  stats(): PoolStats {
+    return { open: this.open, idle: this.idle.length, in_use: this.open - this.idle.length, waiting: this.waiters.length };
+  }
+
+  /** A live connection, or null when none could be had within the bounds (shard down, pool exhausted). */
+  async acquire(): Promise<PooledConnection | null> {
+    if (this.closed) return null;
+    while (this.idle.length > 0) {
+      const c = this.idle.pop()!;
+      if (!c.dead) return c;
+      this.open--;
+    }
+    if (this.open < this.limits.connections_max) {
+      this.open++;
+      const c = await this.connect();
+      if (c === null) {
+        this.open--;
+        this.wakeOne();
+      }
+      return c;
+    }
+    if (this.waiters.length >= this.limits.waiters_max) return null;
+    return new Promise((resolve) => {
+      const waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve(null);
+        }, this.limits.acquire_timeout_ms),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Gives back a connection that holds no XA branch. A dead one is dropped. */
+  release(c: PooledConnection): void {
+    if (c.dead || this.closed) {
+      this.discard(c);
+      return;
+    }
+    const w = this.waiters.shift();
+    if (w !== undefined) {
+      clearTimeout(w.timer);
+      w.resolve(c);
+      return;
+    }
+    this.idle.push(c);
+  }
+
+  /** Closes a connection for good (its server session, and any unprepared branch on it, goes with it). */
+  discard(c: PooledConnection): void {
+    c.dead = true;
+    c.raw.destroy();
+    this.open--;
+    this.wakeOne();
+  }
+
+  /** A waiter gets a new connection when room was made. */
+  private wakeOne(): void {
+    if (this.closed || this.waiters.length === 0 || this.open >= this.limits.connections_max) return;
+    const w = this.waiters.shift()!;
+    clearTimeout(w.timer);
+    this.open++;
+    void this.connect().then((c) => {
+      if (c === null) this.open--;
+      w.resolve(c);
+    });
+  }
+
+  private connect(): Promise<PooledConnection | null> {
+    return new Promise((resolve) => {
+      const raw = mysql.createConnection({
+        host: this.address.host,
+        port: this.address.port,
+        user: this.address.user,
+        ...(this.address.password !== undefined ? { password: this.address.password } : {}),
+        database: this.address.database,
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        multipleStatements: true,
+        connectTimeout: this.limits.connect_timeout_ms,
+      });
+      const c: PooledConnection = { raw, threadId: 0, dead: false };
+      // Without a listener an idle connection's loss would be thrown; with it, the pool just skips the connection.
+      raw.on("error", () => {
+        c.dead = true;
+      });
+      raw.on("end", () => {
+        c.dead = true;
+      });
+      raw.connect((err) => {
+        if (err) {
+          raw.destroy();
+          resolve(null);
+          return;
+        }
+        (c as { threadId: number }).threadId = raw.threadId;
+        resolve(c);
+      });
+    });
+  }
+
+  /** One statement (or several, `;`-separated) within the statement timeout; a fatal error marks the connection dead. */
+  query<T>(c: PooledConnection, sql: string): Promise<QueryOutcome<T>> {
+    return new Promise((resolve) => {
+      c.raw.query({ sql, timeout: this.limits.statement_timeout_ms }, (err, result) => {
+        if (err) {
+          const e = err as mysql.QueryError & { errno?: number };
+          const error: QueryError = { errno: e.errno, code: e.code ?? "UNKNOWN", fatal: e.fatal === true, message: e.message };
+          if (error.fatal) c.dead = true;
+          resolve({ ok: false, error });
+          return;
+        }
+        resolve({ ok: true, value: result as T });
+      });
+    });
+  }
+
+  /** Runs `sql` on a pooled connection that holds no branch; for reads and admin statements. */
+  async run<T>(sql: string): Promise<QueryOutcome<T>> {
+    const c = await this.acquire();
+    if (c === null) return { ok: false, error: { errno: undefined, code: "POOL_UNAVAILABLE", fatal: true, message: `no connection to ${this.address.name}` } };
+    const r = await this.query<T>(c, sql);
+    this.release(c);
+    return r;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.resolve(null);
+    }
+    for (const c of this.idle.splice(0)) {
+      c.dead = true;
+      c.raw.destroy();
+      this.open--;
+    }
+  }
+}

@@ -1,0 +1,325 @@
+/**
+ * The live XA executor: spec/effects.ts XA effects as MariaDB XA statements
+ * over mysql2 (docs/operations.md, "XA branches").
+ *
+ * xid layout: formatID = XID_FORMAT_ID (fixed, marks the branches as ours in
+ * XA RECOVER), gtrid = the transaction id, bqual = the shard id. Both are
+ * restricted to [A-Za-z0-9_.:-], at most 64 bytes (MariaDB's limits), so they
+ * go into statements as plain quoted literals.
+ *
+ * One connection per branch, from xa.exec until the branch is finished: a
+ * prepared branch's XA COMMIT from another connection answers 1397 while the
+ * owner connection lives, which would read as "already finished" and
+ * silently skip the commit. So every statement of a branch goes on its owner
+ * connection while that lives; once it died, on a fresh connection, but only
+ * after making sure the server dropped the dead session (KILL, then wait
+ * until it left the process list). Statements of one branch are serialized,
+ * so a connection goes back to the pool only when nothing more is queued for
+ * its branch.
+ */
+import type { Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/effects.ts";
+import type { XaExecutor } from "./ports.ts";
+import { ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
+
+/** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
+export const XID_FORMAT_ID = 0x53435841;
+const XID_PART = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** How often and how long to look for a dead owner session in the process list. */
+const SESSION_GONE_POLL_MS = 5;
+
+export const MYSQL_XA_ERRORS: Readonly<Record<number, XaError>> = {
+  1397: "NOTA",
+  1399: "RMFAIL",
+  1402: "RBROLLBACK",
+  1440: "DUPID",
+  1205: "LOCK_TIMEOUT",
+  1213: "DEADLOCK",
+  // XA_RBDEADLOCK: XA COMMIT of a deadlock victim.
+  1614: "DEADLOCK",
+  // XAER_INVAL, XAER_OUTSIDE: a statement the branch's state does not allow.
+  1398: "RMFAIL",
+  1400: "RMFAIL",
+};
+
+/**
+ * A MySQL error as a vocabulary error, the same mapping as the model's
+ * (spec/env/executor.ts). A lost connection, a timeout, or an error this
+ * mapping does not know (4025, an unguarded overdraft, included) is
+ * UNAVAILABLE: "may or may not have taken effect" is the only claim that is
+ * true of all of them.
+ */
+export function xaErrorOf(e: QueryError): XaError {
+  if (e.fatal || e.errno === undefined) return "UNAVAILABLE";
+  return MYSQL_XA_ERRORS[e.errno] ?? "UNAVAILABLE";
+}
+
+export function xidSql(tx: TxId, shard: ShardId): string {
+  if (!XID_PART.test(tx)) throw new Error(`transaction id ${JSON.stringify(tx)} cannot be an XA gtrid (want ${XID_PART.source})`);
+  if (!XID_PART.test(shard)) throw new Error(`shard id ${JSON.stringify(shard)} cannot be an XA bqual (want ${XID_PART.source})`);
+  return `'${tx}','${shard}',${XID_FORMAT_ID}`;
+}
+
+export interface XaStatementObserver {
+  /** A statement of this shard failed with this MySQL error number (or code, for client-side errors). */
+  onError?(shard: ShardId, code: string): void;
+}
+
+interface Branch {
+  /** The owner connection while it lives; null once it died. */
+  conn: PooledConnection | null;
+  /** Server session of the last owner, to make sure it is gone before another connection addresses the branch. */
+  threadId: number;
+  /** The dead owner's session was seen gone from the server. */
+  ownerGone: boolean;
+}
+
+export interface ShardHealth {
+  shard: ShardId;
+  reachable: boolean;
+  latency_ms: number | null;
+  error: string | null;
+  connections: PoolStats;
+  /** Branches owned by live connections of this process. */
+  branches_open: number;
+}
+
+export interface XaMysqlOptions {
+  readonly shards: readonly ShardAddress[];
+  readonly limits: PoolLimits;
+  readonly observer?: XaStatementObserver;
+}
+
+export class XaMysql implements XaExecutor {
+  readonly shards: readonly ShardId[];
+  private readonly pools = new Map<ShardId, ShardPool>();
+  private readonly branches = new Map<string, Branch>();
+  /** Per-branch serialization: the tail of the chain of statements queued for that branch. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly opts: XaMysqlOptions) {
+    this.shards = opts.shards.map((s) => s.name);
+    for (const s of opts.shards) {
+      xidSql("t", s.name);
+      this.pools.set(s.name, new ShardPool(s, opts.limits));
+    }
+  }
+
+  pool(shard: ShardId): ShardPool {
+    const p = this.pools.get(shard);
+    if (p === undefined) throw new Error(`unknown shard ${shard}`);
+    return p;
+  }
+
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
+    return this.serialized(tx, shard, () => this.doExec(tx, shard, ops, guard));
+  }
+
+  prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
+    return this.serialized(tx, shard, async () => {
+      const xid = xidSql(tx, shard);
+      return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false);
+    });
+  }
+
+  commit(tx: TxId, shard: ShardId): Promise<XaResult> {
+    return this.serialized(tx, shard, () =>
+      this.onBranch(tx, shard, `XA COMMIT ${xidSql(tx, shard)}`, (r) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK"),
+    );
+  }
+
+  rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
+    return this.serialized(tx, shard, () =>
+      this.onBranch(tx, shard, `XA ROLLBACK ${xidSql(tx, shard)}`, (r) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK"),
+    );
+  }
+
+  async recover(shard: ShardId): Promise<RecoverResult> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
+    const r = await pool.run<Array<{ formatID: unknown; gtrid_length: unknown; bqual_length: unknown; data: Buffer | string }>>("XA RECOVER");
+    if (!r.ok) {
+      this.noteError(shard, r.error);
+      return { ok: false, err: "UNAVAILABLE" };
+    }
+    const prepared: Array<{ tx: TxId; shard: ShardId }> = [];
+    for (const row of r.value) {
+      if (Number(row.formatID) !== XID_FORMAT_ID) continue;
+      const data = Buffer.isBuffer(row.data) ? row.data : Buffer.from(row.data, "binary");
+      const g = Number(row.gtrid_length);
+      const b = Number(row.bqual_length);
+      const tx = data.subarray(0, g).toString("utf8");
+      const bqual = data.subarray(g, g + b).toString("utf8");
+      // A branch of ours whose bqual names another shard came from a different configuration: not ours to settle here.
+      if (bqual !== shard) continue;
+      prepared.push({ tx, shard });
+    }
+    return { ok: true, prepared };
+  }
+
+  /** Branches this process holds a live connection for, per shard. */
+  openBranches(shard: ShardId): number {
+    let n = 0;
+    for (const [key, b] of this.branches) if (b.conn !== null && key.endsWith(`|${shard}`)) n++;
+    return n;
+  }
+
+  async health(shard: ShardId): Promise<ShardHealth> {
+    const pool = this.pool(shard);
+    const t0 = performance.now();
+    const r = await pool.run("SELECT 1");
+    return {
+      shard,
+      reachable: r.ok,
+      latency_ms: r.ok ? performance.now() - t0 : null,
+      error: r.ok ? null : r.error.message,
+      connections: pool.stats(),
+      branches_open: this.openBranches(shard),
+    };
+  }
+
+  /** Closes idle connections; branches still open keep theirs until finished (or the process exits). */
+  close(): void {
+    for (const p of this.pools.values()) p.close();
+  }
+
+  private key(tx: TxId, shard: ShardId): string {
+    return `${tx}|${shard}`;
+  }
+
+  private serialized(tx: TxId, shard: ShardId, fn: () => Promise<XaResult>): Promise<XaResult> {
+    const key = this.key(tx, shard);
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn).catch((e: unknown): XaResult => {
+      // A bug in this adapter: the branch's fate is unknown to us, which is what UNAVAILABLE says.
+      console.error(`xa ${key}: ${(e as Error).stack ?? String(e)}`);
+      return { ok: false, err: "UNAVAILABLE" };
+    });
+    this.locks.set(key, run);
+    void run.then(() => {
+      if (this.locks.get(key) === run) this.locks.delete(key);
+    });
+    return run;
+  }
+
+  private noteError(shard: ShardId, e: QueryError): void {
+    this.opts.observer?.onError?.(shard, e.errno !== undefined ? String(e.errno) : e.code);
+  }
+
+  private async doExec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
+    const key = this.key(tx, shard);
+    // The same branch twice: the server would refuse the second XA START with 1440.
+    if (this.branches.has(key)) return { ok: false, err: "DUPID" };
+    const xid = xidSql(tx, shard);
+    if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
+    const c = await pool.acquire();
+    if (c === null) return { ok: false, err: "UNAVAILABLE" };
+    this.branches.set(key, { conn: c, threadId: c.threadId, ownerGone: false });
+    const at_us = Date.now() * 1000;
+    const updates = ops.map((op) => {
+      assertCents(op, key);
+      const cond = guard ? ` AND balance + ${op.delta} >= 0` : "";
+      return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account}${cond}`;
+    });
+    const history = `INSERT INTO history (xid, account_id, delta, at_us) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us})`).join(",")}`;
+    // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
+    const sql = [`XA START ${xid}`, ...updates, history, `XA END ${xid}`].join(";");
+    const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
+    if (!r.ok) {
+      this.noteError(shard, r.error);
+      if (c.dead) return this.lost(key, c, pool);
+      if (xaErrorOf(r.error) === "DUPID") {
+        // XA START refused: the xid belongs to another session, and this connection holds no branch.
+        this.branches.delete(key);
+        pool.release(c);
+        return { ok: false, err: "DUPID" };
+      }
+      // The branch may still be ACTIVE (a statement failed before XA END): end it so that XA ROLLBACK can finish it.
+      const end = await pool.query(c, `XA END ${xid}`);
+      if (!end.ok && c.dead) this.lost(key, c, pool);
+      return { ok: false, err: xaErrorOf(r.error) };
+    }
+    const results = r.value;
+    for (let i = 0; i < ops.length; i++) {
+      if (results[1 + i]?.affectedRows !== 1) return { ok: false, err: "INSUFFICIENT_FUNDS" };
+    }
+    return { ok: true };
+  }
+
+  /** The owner connection died: the branch is addressed from fresh connections from now on. */
+  private lost(key: string, c: PooledConnection, pool: ShardPool): XaResult {
+    const b = this.branches.get(key);
+    if (b !== undefined && b.conn === c) b.conn = null;
+    pool.discard(c);
+    return { ok: false, err: "UNAVAILABLE" };
+  }
+
+  /**
+   * A statement of an existing branch: on its owner connection while that
+   * lives, else on a fresh one. `finished` says whether the branch is over
+   * after this result; then its owner connection goes back to the pool.
+   */
+  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean): Promise<XaResult> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
+    const key = this.key(tx, shard);
+    const b = this.branches.get(key);
+    if (b !== undefined && b.conn !== null && !b.conn.dead) {
+      const c = b.conn;
+      const q = await pool.query(c, sql);
+      if (!q.ok) this.noteError(shard, q.error);
+      if (!q.ok && c.dead) return this.lost(key, c, pool);
+      const r: XaResult = q.ok ? { ok: true } : { ok: false, err: xaErrorOf(q.error) };
+      if (finished(r)) {
+        this.branches.delete(key);
+        pool.release(c);
+      }
+      return r;
+    }
+    if (b !== undefined && b.conn !== null) {
+      // Died while idle between statements.
+      pool.discard(b.conn);
+      b.conn = null;
+    }
+    const c = await pool.acquire();
+    if (c === null) return { ok: false, err: "UNAVAILABLE" };
+    try {
+      if (b !== undefined && !b.ownerGone) {
+        if (!(await this.sessionGone(pool, c, b.threadId))) return { ok: false, err: "UNAVAILABLE" };
+        b.ownerGone = true;
+      }
+      const q = await pool.query(c, sql);
+      if (!q.ok) this.noteError(shard, q.error);
+      const r: XaResult = q.ok ? { ok: true } : { ok: false, err: xaErrorOf(q.error) };
+      if (b !== undefined && finished(r)) this.branches.delete(key);
+      return r;
+    } finally {
+      // XA COMMIT/ROLLBACK/PREPARE of a branch this session does not own never attaches the branch to it.
+      pool.release(c);
+    }
+  }
+
+  /** Makes sure the server dropped session `threadId` (the dead owner of a branch), within the statement timeout. */
+  private async sessionGone(pool: ShardPool, c: PooledConnection, threadId: number): Promise<boolean> {
+    if (!Number.isSafeInteger(threadId) || threadId <= 0) return false;
+    const kill = await pool.query(c, `KILL CONNECTION ${threadId}`);
+    // 1094: unknown thread id, i.e. already gone.
+    if (!kill.ok && kill.error.errno !== 1094) return false;
+    const deadline = performance.now() + pool.limits.statement_timeout_ms;
+    while (performance.now() < deadline) {
+      const r = await pool.query<Array<{ n: unknown }>>(c, `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ${threadId}`);
+      if (!r.ok) return false;
+      if (Number(r.value[0]?.n) === 0) return true;
+      await new Promise((resolve) => setTimeout(resolve, SESSION_GONE_POLL_MS));
+    }
+    return false;
+  }
+}
+
+function assertCents(op: Op, key: string): void {
+  if (!Number.isSafeInteger(op.delta) || !Number.isSafeInteger(op.account) || op.account <= 0) {
+    throw new Error(`xa.exec ${key}: op ${JSON.stringify(op)} is not (positive integer account, integer cents)`);
+  }
+}

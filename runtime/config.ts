@@ -1,0 +1,243 @@
+/**
+ * Server configuration: defaults, then a JSON file (--config / SPECCOMMIT_CONFIG),
+ * then environment variables (SPECCOMMIT_<NAME>), then flags (--<name>), the
+ * later winning. Every value is decoded with effect's Schema, one setting at a
+ * time, so a wrong value gets a message naming the setting, where it came
+ * from, what is wrong and what is allowed. docs/operations.md lists them.
+ *
+ * Names carry their unit (`_ms`, `_bytes`). In flags, `_` is written `-`:
+ * `resolver_interval_ms` is `--resolver-interval-ms 2000` or
+ * `SPECCOMMIT_RESOLVER_INTERVAL_MS=2000` or `"resolver_interval_ms": 2000`.
+ */
+import { readFileSync } from "node:fs";
+import { Schema } from "effect";
+
+const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }));
+
+interface Setting {
+  readonly schema: Schema.Top;
+  readonly allowed: string;
+  readonly doc: string;
+  /** Absent: the setting is optional and has no default. */
+  readonly default?: unknown;
+  /** The value is a secret: never printed. */
+  readonly secret?: boolean;
+}
+
+const SHARDS_PATTERN = /^[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5}(,[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5})*$/;
+
+export const SETTINGS = {
+  port: { schema: int(0, 65535), allowed: "an integer from 0 to 65535 (0: any free port)", doc: "HTTP port", default: 8080 },
+  host: { schema: Schema.NonEmptyString, allowed: "a host name or address", doc: "HTTP listen address", default: "127.0.0.1" },
+  cluster_dir: {
+    schema: Schema.NonEmptyString,
+    allowed: "a directory path",
+    doc: "local cluster directory: `npm start` brings the cluster up there (reusing what runs)",
+    default: ".speccommit",
+  },
+  cluster_file: {
+    schema: Schema.NonEmptyString,
+    allowed: "the path of a cluster.json",
+    doc: "connect to the cluster this file describes instead of bringing one up",
+  },
+  shards: {
+    schema: Schema.String.check(Schema.isPattern(SHARDS_PATTERN)),
+    allowed: "name=host:port[,name=host:port...], e.g. shard-a=127.0.0.1:3306,shard-b=127.0.0.1:3307",
+    doc: "connect to these MariaDB shards (needs --etcd too) instead of bringing a cluster up",
+  },
+  etcd: {
+    schema: Schema.String.check(Schema.isPattern(/^https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*$/)),
+    allowed: "etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379",
+    doc: "etcd endpoints (with --shards)",
+  },
+  mysql_user: { schema: Schema.NonEmptyString, allowed: "a MariaDB user name", doc: "user for every shard", default: "root" },
+  mysql_password: { schema: Schema.String, allowed: "a string", doc: "password for every shard", secret: true },
+  etcd_prefix: {
+    schema: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_.\/-]{1,128}$/)),
+    allowed: "1-128 characters of A-Z a-z 0-9 _ . / -",
+    doc: "namespace of every etcd key this server writes",
+    default: "speccommit/",
+  },
+  resolver_interval_ms: { schema: int(50, 3_600_000), allowed: "an integer from 50 to 3600000", doc: "time between resolver scans", default: 2_000 },
+  vote_timeout_ms: { schema: int(10, 600_000), allowed: "an integer from 10 to 600000", doc: "coordinator: abort when exec+prepare take longer", default: 5_000 },
+  retry_delay_ms: { schema: int(1, 60_000), allowed: "an integer from 1 to 60000", doc: "coordinator: delay before retrying a commit, rollback or log write", default: 200 },
+  attempts_max: { schema: int(1, 100), allowed: "an integer from 1 to 100", doc: "coordinator: attempts per commit, rollback or log write", default: 5 },
+  statement_timeout_ms: {
+    schema: int(100, 600_000),
+    allowed: "an integer from 100 to 600000",
+    doc: "bound on one shard statement (keep it above the shards' innodb_lock_wait_timeout)",
+    default: 10_000,
+  },
+  etcd_timeout_ms: { schema: int(50, 600_000), allowed: "an integer from 50 to 600000", doc: "deadline of one etcd call", default: 2_000 },
+  in_flight_max: { schema: int(1, 100_000), allowed: "an integer from 1 to 100000", doc: "transactions running at once; past it 503 + Retry-After", default: 512 },
+  shard_connections_max: {
+    schema: int(2, 10_000),
+    allowed: "an integer from 2 to 10000",
+    doc: "connections per shard (keep it under the shards' max_connections)",
+    default: 150,
+  },
+  body_bytes_max: { schema: int(256, 16_777_216), allowed: "an integer from 256 to 16777216", doc: "largest request body; past it 413", default: 65_536 },
+  admin_token: {
+    schema: Schema.String.check(Schema.isMinLength(8)),
+    allowed: "a string of 8 characters or more",
+    doc: "bearer token required by /admin/* (none: admin is open)",
+    secret: true,
+  },
+  shutdown_grace_ms: { schema: int(0, 600_000), allowed: "an integer from 0 to 600000", doc: "on SIGTERM/SIGINT, how long running transactions may finish", default: 10_000 },
+  retain_transactions: {
+    schema: int(0, 1_000_000),
+    allowed: "an integer from 0 to 1000000",
+    doc: "finished transactions kept in memory for GET /transactions/:id",
+    default: 10_000,
+  },
+  record_traces: { schema: Schema.Boolean, allowed: "true or false", doc: "record every coordinator step (GET /transactions/:id shows the trace)", default: true },
+} as const satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+export interface Config {
+  port: number;
+  host: string;
+  cluster_dir: string;
+  cluster_file?: string;
+  shards?: string;
+  etcd?: string;
+  mysql_user: string;
+  mysql_password?: string;
+  etcd_prefix: string;
+  resolver_interval_ms: number;
+  vote_timeout_ms: number;
+  retry_delay_ms: number;
+  attempts_max: number;
+  statement_timeout_ms: number;
+  etcd_timeout_ms: number;
+  in_flight_max: number;
+  shard_connections_max: number;
+  body_bytes_max: number;
+  admin_token?: string;
+  shutdown_grace_ms: number;
+  retain_transactions: number;
+  record_traces: boolean;
+}
+
+export class ConfigError extends Error {}
+
+const flagOf = (name: string) => `--${name.replaceAll("_", "-")}`;
+const envOf = (name: string) => `SPECCOMMIT_${name.toUpperCase()}`;
+
+/** A flag or variable is a string; turn the ones that look like numbers or booleans into those, the Schema judges the rest. */
+function fromText(name: SettingName, text: string): unknown {
+  const s: Setting = SETTINGS[name];
+  if (s.schema === Schema.Boolean) return text === "true" ? true : text === "false" ? false : text;
+  if (typeof s.default === "number" || name === "port") return /^-?\d+$/.test(text) ? Number(text) : text;
+  return text;
+}
+
+export interface ConfigSources {
+  argv: readonly string[];
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Parses flags; `--help` is reported as `help: true`. Throws ConfigError on an unknown flag or a missing value. */
+function parseFlags(argv: readonly string[]): { values: Map<SettingName, string>; config?: string; help: boolean } {
+  const values = new Map<SettingName, string>();
+  let config: string | undefined;
+  let help = false;
+  const byFlag = new Map(Object.keys(SETTINGS).map((n) => [flagOf(n), n as SettingName]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--help" || arg === "-h") {
+      help = true;
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    let value = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    const name = byFlag.get(flag);
+    if (name === undefined && flag !== "--config") {
+      throw new ConfigError(`unknown option ${JSON.stringify(arg)}; run with --help for the options`);
+    }
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith("--")) throw new ConfigError(`${flag} needs a value`);
+      i++;
+    }
+    if (name === undefined) config = value;
+    else values.set(name, value);
+  }
+  return { values, ...(config !== undefined ? { config } : {}), help };
+}
+
+function decodeSetting(name: SettingName, value: unknown, where: string): unknown {
+  const s: Setting = SETTINGS[name];
+  try {
+    return Schema.decodeUnknownSync(s.schema as Schema.Codec<unknown, unknown>)(value);
+  } catch (e) {
+    const shown = s.secret ? "(hidden)" : JSON.stringify(value);
+    const why = (e as Error).message.split("\n")[0];
+    throw new ConfigError(`${where}: ${shown} is not allowed (${why}); expected ${s.allowed}`);
+  }
+}
+
+export type LoadResult = { help: true; usage: string } | { help: false; config: Config };
+
+/** Builds the configuration from defaults, file, environment and flags. Throws ConfigError with a message for the user. */
+export function loadConfig(src: ConfigSources): LoadResult {
+  const flags = parseFlags(src.argv);
+  if (flags.help) return { help: true, usage: usage() };
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) if (s.default !== undefined) out[name] = s.default;
+
+  const file = flags.config ?? src.env["SPECCOMMIT_CONFIG"];
+  if (file !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch (e) {
+      throw new ConfigError(`config file ${file}: ${(e as Error).message}`);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ConfigError(`config file ${file}: expected a JSON object of settings`);
+    for (const [key, value] of Object.entries(json)) {
+      if (!(key in SETTINGS)) throw new ConfigError(`config file ${file}: unknown setting ${JSON.stringify(key)} (settings: ${Object.keys(SETTINGS).join(", ")})`);
+      out[key] = decodeSetting(key as SettingName, value, `config file ${file}: ${key}`);
+    }
+  }
+  for (const name of Object.keys(SETTINGS) as SettingName[]) {
+    const text = src.env[envOf(name)];
+    if (text !== undefined && text !== "") out[name] = decodeSetting(name, fromText(name, text), envOf(name));
+  }
+  for (const [name, text] of flags.values) out[name] = decodeSetting(name, fromText(name, text), flagOf(name));
+
+  const config = out as unknown as Config;
+  if ((config.shards === undefined) !== (config.etcd === undefined)) {
+    throw new ConfigError("--shards and --etcd go together: give both to connect to an existing cluster, or neither");
+  }
+  if (config.shards !== undefined && config.cluster_file !== undefined) {
+    throw new ConfigError("give either --cluster-file or --shards/--etcd, not both");
+  }
+  return { help: false, config };
+}
+
+export function usage(): string {
+  const lines = (Object.entries(SETTINGS) as Array<[SettingName, Setting]>).map(([name, s]) => {
+    const dflt = s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : "";
+    return `  ${flagOf(name).padEnd(26)} ${s.doc}${dflt}\n  ${"".padEnd(26)} ${envOf(name)}; ${s.allowed}`;
+  });
+  return [
+    "usage: speccommit serve [options]",
+    "",
+    "Starts the coordinator. Without --cluster-file or --shards/--etcd it brings the local",
+    "cluster up in --cluster-dir first (reusing servers that run).",
+    "",
+    "options (also as environment variables, or as keys of a JSON file given with --config):",
+    "  --config <file>            JSON object of settings (SPECCOMMIT_CONFIG)",
+    ...lines,
+  ].join("\n");
+}
+
+/** The configuration for printing: secrets hidden. */
+export function redacted(c: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(c)) out[k] = (SETTINGS as Record<string, Setting>)[k]?.secret ? "(hidden)" : v;
+  return out;
+}

@@ -1,0 +1,342 @@
+/**
+ * The engine: the role instances of one server. One coordinator instance per
+ * transaction (spec/protocols/twopc/coordinator.ts), one resolver instance
+ * (resolver.ts) fed a `scan` at start and every `resolver_interval_ms` with
+ * the ids of the coordinators alive here. Everything protocol-shaped happens
+ * inside those roles; the engine only starts instances, hands them their
+ * input, keeps what they did for GET /transactions/:id and counts it.
+ */
+import { randomUUID } from "node:crypto";
+import type { BranchSpec, Effect, Outcome, Result, ShardId, TxId } from "../spec/effects.ts";
+import { coordinator, coordinatorDone, type CoordinatorInput, type CoordinatorOptions, type CoordinatorState } from "../spec/protocols/twopc/coordinator.ts";
+import { epochOf, resolver, type ResolverInput, type ResolverState } from "../spec/protocols/twopc/resolver.ts";
+import type { TraceHeader, TraceStep } from "../traces/format.ts";
+import { RoleInstance, type Adapters } from "./interpreter.ts";
+import type { Metrics } from "./metrics.ts";
+
+export type Protocol = "2pc";
+export const PROTOCOLS: readonly Protocol[] = ["2pc"];
+
+/** The name under which a role's traces are recorded; runtime/replay.ts builds the role back from it. */
+export const COORDINATOR_MODEL = "twopc.coordinator";
+
+export interface EngineOptions {
+  readonly adapters: Adapters;
+  readonly shards: readonly ShardId[];
+  readonly coordinator: CoordinatorOptions;
+  readonly resolver_interval_ms: number;
+  /** Coordinators alive at once; past it `submit` refuses. */
+  readonly in_flight_max: number;
+  /** Finished transactions kept for GET /transactions/:id (oldest dropped first). */
+  readonly retain_transactions: number;
+  readonly record_traces: boolean;
+  readonly metrics?: Metrics;
+}
+
+/** Times in ms since the request; null when the phase did not happen. */
+export interface Timings {
+  exec_ms: number | null;
+  prepare_ms: number | null;
+  log_ms: number | null;
+  reply_ms: number | null;
+  commit_ms: number | null;
+  done_ms: number | null;
+}
+
+export interface TransactionView {
+  tx: TxId;
+  protocol: Protocol;
+  /** running until the coordinator replied; then the outcome; `done` once the coordinator has nothing left to do. */
+  status: "running" | Outcome["status"];
+  outcome: Outcome | null;
+  done: boolean;
+  started_at: string;
+  branches: readonly BranchSpec[];
+  /** Coordinator phase (spec), as of now. */
+  phase: CoordinatorState["phase"];
+  timings: Timings;
+  trace: { header: TraceHeader; steps: readonly TraceStep[]; truncated: boolean } | null;
+}
+
+export class Overloaded extends Error {}
+export class ShuttingDown extends Error {}
+/** The resolver has not taken this process's epoch yet (etcd not reached so far): no coordinator may write. */
+export class NotReady extends Error {}
+
+interface Running {
+  readonly tx: TxId;
+  readonly protocol: Protocol;
+  readonly started_wall_ms: number;
+  readonly t0_ms: number;
+  readonly branches: readonly BranchSpec[];
+  readonly instance: RoleInstance<CoordinatorState, CoordinatorInput>;
+  outcome: Outcome | null;
+  readonly outcomePromise: Promise<Outcome>;
+  readonly resolveOutcome: (o: Outcome) => void;
+  /** First time an effect of each kind was started, last time a result of each kind arrived (clock ms). */
+  readonly first: Partial<Record<Effect["t"], number>>;
+  readonly last: Partial<Record<Result["t"], number>>;
+  reply_ms: number | null;
+  done_ms: number | null;
+}
+
+export class Engine {
+  private readonly running = new Map<TxId, Running>();
+  /** Insertion-ordered, so the oldest is first to go. */
+  private readonly finished = new Map<TxId, Running>();
+  private readonly role;
+  private readonly resolverInstance: RoleInstance<ResolverState, ResolverInput>;
+  private resolverTimer: NodeJS.Timeout | null = null;
+  private accepting = true;
+  private idleWaiters: Array<() => void> = [];
+  /** Scan bookkeeping: did the log list and every shard answer in the scan under way. */
+  private scan: { listed: boolean; recovered: Set<ShardId> } | null = null;
+  private scanWaiters: Array<(complete: boolean) => void> = [];
+  /** The first scan in which the log and every shard answered has finished. */
+  caughtUp = false;
+  lastScan: { at: string; complete: boolean } | null = null;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.role = coordinator(opts.coordinator);
+    const m = opts.metrics;
+    this.resolverInstance = new RoleInstance(resolver({ shards: opts.shards }), {
+      actor: "resolver",
+      adapters: opts.adapters,
+      hooks: {
+        onEffect: (e) => {
+          if (m === undefined) return;
+          if (e.t === "xa.commit") m.resolverActions.inc({ action: "commit" });
+          else if (e.t === "xa.rollback") m.resolverActions.inc({ action: "rollback" });
+          else if (e.t === "log.put") m.resolverActions.inc({ action: "presume_abort" });
+          else if (e.t === "log.delete") m.resolverActions.inc({ action: "forget" });
+        },
+        onResult: (r) => {
+          if (this.scan === null) return;
+          if (r.t === "log.list" && r.r.ok) this.scan.listed = true;
+          if (r.t === "xa.recover" && r.r.ok) this.scan.recovered.add(r.shard);
+        },
+        onStep: (st) => {
+          if (st.phase === "idle") this.scanEnded();
+        },
+      },
+    });
+  }
+
+  /** The epoch the resolver took for this process (spec/protocols/twopc/resolver.ts), null before. */
+  get epoch(): number | null {
+    return epochOf(this.resolverInstance.st);
+  }
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Transactions whose coordinator is alive in this process (the resolver leaves them alone). */
+  active(): TxId[] {
+    return [...this.running.keys()];
+  }
+
+  /**
+   * Starts a coordinator for `branches` and resolves with its reply. The
+   * coordinator keeps running after the reply (commit phase, forgetting).
+   */
+  submit(branches: readonly BranchSpec[], protocol: Protocol = "2pc", tx: TxId = newTxId()): { tx: TxId; outcome: Promise<Outcome> } {
+    if (!this.accepting) throw new ShuttingDown("the server is shutting down");
+    const epoch = this.epoch;
+    if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
+    if (this.running.size >= this.opts.in_flight_max) throw new Overloaded(`${this.running.size} transactions in flight (in_flight_max ${this.opts.in_flight_max})`);
+    if (this.running.has(tx) || this.finished.has(tx)) throw new Error(`transaction id ${tx} already used`);
+    const m = this.opts.metrics;
+    const clock = this.opts.adapters.clock;
+    let resolveOutcome!: (o: Outcome) => void;
+    const outcome = new Promise<Outcome>((resolve) => (resolveOutcome = resolve));
+    const first: Running["first"] = {};
+    const last: Running["last"] = {};
+    const instance: RoleInstance<CoordinatorState, CoordinatorInput> = new RoleInstance(this.role, {
+      actor: "coordinator",
+      adapters: this.opts.adapters,
+      done: coordinatorDone,
+      record: this.opts.record_traces,
+      hooks: {
+        onEffect: (e, now) => {
+          first[e.t] ??= now;
+        },
+        onResult: (r, now) => {
+          last[r.t] = now;
+        },
+        onReply: (_tx, o) => {
+          run.outcome = o;
+          run.reply_ms = clock.now_ms() - run.t0_ms;
+          if (m !== undefined) {
+            m.transactions.inc({ protocol, outcome: o.status });
+            if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
+            m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
+          }
+          resolveOutcome(o);
+        },
+        onEnd: () => this.ended(run),
+      },
+    });
+    const run: Running = {
+      tx,
+      protocol,
+      started_wall_ms: Date.now(),
+      t0_ms: clock.now_ms(),
+      branches,
+      instance,
+      outcome: null,
+      outcomePromise: outcome,
+      resolveOutcome,
+      first,
+      last,
+      reply_ms: null,
+      done_ms: null,
+    };
+    this.running.set(tx, run);
+    m?.inFlight.set(this.running.size);
+    instance.deliver({ t: "request", tx, branches, epoch });
+    return { tx, outcome };
+  }
+
+  private ended(run: Running): void {
+    run.done_ms = this.opts.adapters.clock.now_ms() - run.t0_ms;
+    this.running.delete(run.tx);
+    this.finished.set(run.tx, run);
+    while (this.finished.size > this.opts.retain_transactions) this.finished.delete(this.finished.keys().next().value!);
+    const m = this.opts.metrics;
+    if (m !== undefined) {
+      m.inFlight.set(this.running.size);
+      const phases: Array<[string, number | null]> = [
+        ["exec", span(run, "xa.exec", "xa.exec")],
+        ["prepare", span(run, "xa.prepare", "xa.prepare")],
+        ["log", span(run, "log.put", "log.put")],
+        ["commit", span(run, "xa.commit", "xa.commit")],
+      ];
+      for (const [phase, ms] of phases) if (ms !== null) m.phase.observe({ protocol: run.protocol, phase }, ms / 1000);
+    }
+    if (run.outcome === null) {
+      // Only stop() ends a coordinator before its reply: the outcome is then unknown here, which is what in_doubt says.
+      run.outcome = { status: "in_doubt" };
+      run.resolveOutcome(run.outcome);
+    }
+    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** The reply of a transaction this process runs or ran recently. */
+  outcomeOf(tx: TxId): Promise<Outcome> | undefined {
+    return (this.running.get(tx) ?? this.finished.get(tx))?.outcomePromise;
+  }
+
+  transaction(tx: TxId): TransactionView | undefined {
+    const run = this.running.get(tx) ?? this.finished.get(tx);
+    if (run === undefined) return undefined;
+    const done = run.instance.ended;
+    return {
+      tx: run.tx,
+      protocol: run.protocol,
+      status: run.outcome === null ? "running" : run.outcome.status,
+      outcome: run.outcome,
+      done,
+      started_at: new Date(run.started_wall_ms).toISOString(),
+      branches: run.branches,
+      phase: run.instance.st.phase,
+      timings: timings(run),
+      trace: this.opts.record_traces ? { header: this.traceHeader(run), steps: run.instance.steps, truncated: run.instance.truncated } : null,
+    };
+  }
+
+  traceHeader(run: Pick<Running, "tx" | "started_wall_ms">): TraceHeader {
+    const c = this.opts.coordinator;
+    return {
+      source: "runtime",
+      model: COORDINATOR_MODEL,
+      params: { voteTimeoutMs: c.voteTimeoutMs, retryDelayMs: c.retryDelayMs, maxAttempts: c.maxAttempts },
+      actors: ["coordinator"],
+      tx: run.tx,
+      started_ms: run.started_wall_ms,
+    };
+  }
+
+  /** Starts the resolver: a scan now and one every resolver_interval_ms. */
+  startResolver(): void {
+    if (this.resolverTimer !== null) return;
+    this.tick();
+    this.resolverTimer = setInterval(() => this.tick(), this.opts.resolver_interval_ms);
+    this.resolverTimer.unref();
+  }
+
+  /** Runs a scan that starts after this call (waiting out one under way) and resolves when it ends: true if complete. */
+  async scanNow(): Promise<boolean> {
+    // Two rounds at most: one to wait out a scan under way, one that starts after the call.
+    for (let round = 0; round < 2; round++) {
+      const fresh = this.resolverInstance.st.phase === "idle";
+      const ended = new Promise<boolean>((resolve) => this.scanWaiters.push(resolve));
+      this.tick();
+      const complete = await ended;
+      if (fresh) return complete;
+    }
+    throw new Error("resolver: no scan started after two rounds");
+  }
+
+  private tick(): void {
+    if (this.resolverInstance.st.phase === "idle") this.scan = { listed: false, recovered: new Set() };
+    this.resolverInstance.deliver({ t: "scan", active: this.active() });
+  }
+
+  private scanEnded(): void {
+    const s = this.scan;
+    if (s === null) return;
+    this.scan = null;
+    const complete = s.listed && this.opts.shards.every((x) => s.recovered.has(x));
+    if (complete) this.caughtUp = true;
+    this.lastScan = { at: new Date().toISOString(), complete };
+    this.opts.metrics?.resolverScans.inc({ result: complete ? "complete" : "partial" });
+    for (const w of this.scanWaiters.splice(0)) w(complete);
+  }
+
+  /** Stops taking transactions and waits, at most `timeout_ms`, for the running ones to finish; true if they all did. */
+  async drain(timeout_ms: number): Promise<boolean> {
+    this.accepting = false;
+    if (this.resolverTimer !== null) clearInterval(this.resolverTimer);
+    this.resolverTimer = null;
+    if (this.running.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true)));
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeout_ms)));
+    const ok = await Promise.race([idle, late]);
+    clearTimeout(timer);
+    return ok;
+  }
+
+  /** Ends every instance at once (their prepared branches are left to the next resolver). */
+  stop(): void {
+    this.accepting = false;
+    if (this.resolverTimer !== null) clearInterval(this.resolverTimer);
+    this.resolverTimer = null;
+    for (const run of [...this.running.values()]) run.instance.stop();
+    this.resolverInstance.stop();
+  }
+}
+
+/** A transaction id: a UUID, which fits an XA gtrid (64 bytes) and never repeats across restarts. */
+export const newTxId = (): TxId => randomUUID();
+
+function span(run: Running, from: Effect["t"], to: Result["t"]): number | null {
+  const a = run.first[from];
+  const b = run.last[to];
+  return a === undefined || b === undefined ? null : b - a;
+}
+
+function timings(run: Running): Timings {
+  const rel = (x: number | undefined) => (x === undefined ? null : round3(x - run.t0_ms));
+  return {
+    exec_ms: rel(run.last["xa.exec"]),
+    prepare_ms: rel(run.last["xa.prepare"]),
+    log_ms: rel(run.last["log.put"]),
+    reply_ms: run.reply_ms === null ? null : round3(run.reply_ms),
+    commit_ms: rel(run.last["xa.commit"]),
+    done_ms: run.done_ms === null ? null : round3(run.done_ms),
+  };
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;

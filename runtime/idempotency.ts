@@ -1,0 +1,218 @@
+/**
+ * Idempotency keys for POST /transfer: the same key returns the first
+ * outcome and never applies the transfer twice, also when the two requests
+ * race and across a restart (docs/operations.md, "Idempotency").
+ *
+ * A key is claimed durably before anything runs: an etcd CAS create of
+ * `<prefix>idem/<sha256(key)>` holding the transaction id it runs as and a
+ * fingerprint of the transfer. Only the claimant runs a coordinator; it
+ * writes the outcome into the record once the coordinator replied (committed
+ * or aborted; in_doubt is not an outcome, it is left open), and only then
+ * answers the client.
+ *
+ * The crash window: the claimant dies after the claim and before the
+ * outcome write. A later request with the key then finds a record without
+ * outcome whose transaction no coordinator runs any more: the process that
+ * claimed it is gone, and its epoch fence keeps any of its log writes still
+ * in flight from landing. What happened is settled from durable facts, in
+ * this order:
+ *   1. a decision record tx/<id> in the txlog: its decision;
+ *   2. else history rows of the transaction on a shard: committed (a COMMIT
+ *      record is deleted only after every branch committed, and committed
+ *      rows are visible);
+ *   3. else a branch of it still prepared: in_doubt for now (the resolver
+ *      settles it; ask again);
+ *   4. else it never committed and never will: aborted.
+ * A settled outcome is written into the record like a live one.
+ */
+import { createHash } from "node:crypto";
+import type { Namespace } from "etcd3";
+import { Schema } from "effect";
+import { decisionKey, decisionOf, type Outcome, type TxId } from "../spec/effects.ts";
+import type { XaMysql } from "./adapters/xa-mysql.ts";
+import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
+import type { TransferRequest } from "./transfer.ts";
+
+export const IDEMPOTENCY_PREFIX = "idem/";
+
+const OutcomeSchema = Schema.Union([
+  Schema.Struct({ status: Schema.Literal("committed") }),
+  Schema.Struct({
+    status: Schema.Literal("aborted"),
+    reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]),
+  }),
+]);
+
+const RecordSchema = Schema.Struct({
+  tx: Schema.String,
+  fingerprint: Schema.String,
+  shards: Schema.Array(Schema.String),
+  outcome: Schema.optional(OutcomeSchema),
+});
+
+type IdemRecord = typeof RecordSchema.Type;
+
+export class IdempotencyConflict extends Error {
+  constructor(
+    readonly status: 409 | 422 | 503,
+    message: string,
+    readonly tx?: TxId,
+  ) {
+    super(message);
+  }
+}
+
+export interface IdempotentResult {
+  tx: TxId;
+  outcome: Outcome;
+  /** The outcome is the one a previous request with this key got. */
+  replayed: boolean;
+}
+
+export interface IdempotencyDeps {
+  readonly ns: Namespace;
+  readonly engine: Engine;
+  readonly xa: XaMysql;
+  readonly log: TxlogEtcd;
+}
+
+const fingerprintOf = (r: TransferRequest): string =>
+  createHash("sha256").update(JSON.stringify({ protocol: r.protocol, branches: r.branches })).digest("hex");
+
+export const idempotencyEtcdKey = (key: string): string => IDEMPOTENCY_PREFIX + createHash("sha256").update(key).digest("hex");
+
+export class Idempotency {
+  /** Requests of this process per key, so that concurrent ones here share one claim. Bounded by in_flight_max. */
+  private readonly local = new Map<string, Promise<IdempotentResult>>();
+
+  constructor(private readonly deps: IdempotencyDeps) {}
+
+  async run(key: string, request: TransferRequest): Promise<IdempotentResult> {
+    const fingerprint = fingerprintOf(request);
+    const mine = this.local.get(key);
+    if (mine !== undefined) {
+      const r = await mine;
+      return this.replay(key, fingerprint, r);
+    }
+    const p = this.claimAndRun(key, request, fingerprint);
+    this.local.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.local.delete(key);
+    }
+  }
+
+  private async replay(key: string, fingerprint: string, r: IdempotentResult): Promise<IdempotentResult> {
+    // The shared claim was checked against its own request; this one may differ.
+    const rec = await this.read(idempotencyEtcdKey(key));
+    if (rec !== null && rec.record.fingerprint !== fingerprint) throw this.mismatch(rec.record.tx);
+    return { ...r, replayed: true };
+  }
+
+  private mismatch(tx: TxId): IdempotencyConflict {
+    return new IdempotencyConflict(422, "this idempotency_key was used for a different transfer; use a new key for a new transfer", tx);
+  }
+
+  private async read(etcdKey: string): Promise<{ record: IdemRecord; version: number } | null> {
+    const res = await this.deps.ns.get(etcdKey).exec();
+    const kv = res.kvs[0];
+    if (kv === undefined) return null;
+    return { record: decodeRecord(etcdKey, kv.value.toString("utf8")), version: Number(kv.version) };
+  }
+
+  private async claimAndRun(key: string, request: TransferRequest, fingerprint: string): Promise<IdempotentResult> {
+    const etcdKey = idempotencyEtcdKey(key);
+    const tx = newTxId();
+    const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard) };
+    let res;
+    try {
+      res = await this.deps.ns
+        .if(etcdKey, "Version", "==", 0)
+        .then(this.deps.ns.put(etcdKey).value(JSON.stringify(claim)))
+        .else(this.deps.ns.get(etcdKey))
+        .commit();
+    } catch (e) {
+      // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
+      throw new IdempotencyConflict(503, `the transaction log did not answer (${(e as Error).message}); retry with the same idempotency_key`);
+    }
+    if (!res.succeeded) {
+      const kv = res.responses[0]?.response_range?.kvs[0];
+      if (kv === undefined) throw new IdempotencyConflict(503, "the idempotency record changed while it was read; retry with the same idempotency_key");
+      const rec = decodeRecord(etcdKey, kv.value.toString("utf8"));
+      if (rec.fingerprint !== fingerprint) throw this.mismatch(rec.tx);
+      return this.earlier(etcdKey, rec, Number(kv.version));
+    }
+    let started;
+    try {
+      started = this.deps.engine.submit(request.branches, request.protocol, tx);
+    } catch (e) {
+      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
+        // Give the key back so the client's retry runs the transfer; should the delete fail, the retry settles it as aborted.
+        await this.deps.ns.if(etcdKey, "Version", "==", 1).then(this.deps.ns.delete().key(etcdKey)).commit().catch(() => undefined);
+      }
+      throw e;
+    }
+    const outcome = await started.outcome;
+    await this.record(etcdKey, claim, 1, outcome);
+    return { tx, outcome, replayed: false };
+  }
+
+  /** Stores a final outcome in the record (compare on the version read, so a settled outcome is never overwritten). */
+  private async record(etcdKey: string, rec: IdemRecord, version: number, outcome: Outcome): Promise<void> {
+    if (outcome.status === "in_doubt") return;
+    const next: IdemRecord = { ...rec, outcome };
+    try {
+      await this.deps.ns.if(etcdKey, "Version", "==", version).then(this.deps.ns.put(etcdKey).value(JSON.stringify(next))).commit();
+    } catch (e) {
+      // Not fatal: a later request with the key settles the outcome from the txlog and the shards.
+      console.error(`idempotency ${etcdKey}: outcome not stored (${(e as Error).message})`);
+    }
+  }
+
+  /** A request with a key that was claimed before. */
+  private async earlier(etcdKey: string, rec: IdemRecord, version: number): Promise<IdempotentResult> {
+    if (rec.outcome !== undefined) return { tx: rec.tx, outcome: rec.outcome, replayed: true };
+    const running = this.deps.engine.outcomeOf(rec.tx);
+    if (running !== undefined) return { tx: rec.tx, outcome: await running, replayed: true };
+    const outcome = await this.settle(rec);
+    await this.record(etcdKey, rec, version, outcome);
+    return { tx: rec.tx, outcome, replayed: true };
+  }
+
+  /** The outcome of a claimed transaction whose claimant is gone, from durable facts (see the file comment). */
+  private async settle(rec: IdemRecord): Promise<Outcome> {
+    const { xa, log } = this.deps;
+    const unavailable = (what: string) => new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${what} did not answer; retry with the same idempotency_key`, rec.tx);
+    const listed = await log.list(decisionKey(rec.tx));
+    if (!listed.ok) throw unavailable("the transaction log");
+    const decision = decisionOf(listed.entries.find((e) => e.key === decisionKey(rec.tx))?.value);
+    if (decision === "commit") return { status: "committed" };
+    if (decision === "abort") return { status: "aborted", reason: "resolver" };
+    let prepared = false;
+    for (const shard of rec.shards) {
+      if (!xa.shards.includes(shard)) continue;
+      const h = await xa.pool(shard).run<unknown[]>(`SELECT 1 FROM history WHERE xid = '${txLiteral(rec.tx)}' LIMIT 1`);
+      if (!h.ok) throw unavailable(shard);
+      if (h.value.length > 0) return { status: "committed" };
+      const r = await xa.recover(shard);
+      if (!r.ok) throw unavailable(shard);
+      if (r.prepared.some((x) => x.tx === rec.tx)) prepared = true;
+    }
+    return prepared ? { status: "in_doubt" } : { status: "aborted", reason: "resolver" };
+  }
+}
+
+function txLiteral(tx: TxId): string {
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) throw new Error(`transaction id ${JSON.stringify(tx)} in an idempotency record is not one of ours`);
+  return tx;
+}
+
+function decodeRecord(etcdKey: string, text: string): IdemRecord {
+  try {
+    return Schema.decodeUnknownSync(RecordSchema)(JSON.parse(text), { onExcessProperty: "error" });
+  } catch (e) {
+    throw new Error(`idempotency record ${etcdKey}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * `speccommit serve` (`npm start`): the coordinator server.
+ *
+ * Without --cluster-file or --shards/--etcd it brings the local cluster up in
+ * --cluster-dir (runtime/cluster, reusing servers that already run), then
+ * serves. With them it only connects, which is how tests and the benchmark
+ * start it as a child process:
+ *
+ *   node bin/speccommit.js serve --cluster-file /tmp/x/cluster.json --port 0
+ *
+ * Once it listens it prints one line `speccommit: listening on <url>` (the
+ * port resolved when --port 0), then the URLs and a curl example. SIGTERM or
+ * SIGINT: stop taking requests, let running transactions finish for up to
+ * shutdown_grace_ms, exit 0; a second signal exits at once.
+ */
+import { readFileSync } from "node:fs";
+import { Schema } from "effect";
+import type { ShardAddress } from "./adapters/mysql-pool.ts";
+import { up } from "./cluster/cluster.ts";
+import { DATABASE } from "./cluster/schema.ts";
+import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { startServer, type ClusterAddresses, type RunningServer } from "./server.ts";
+
+const ClusterFileSchema = Schema.Struct({
+  shards: Schema.Array(Schema.Struct({ name: Schema.String, port: Schema.Int })),
+  etcd: Schema.Struct({ clientUrl: Schema.String }),
+});
+
+export function addressesFromClusterFile(path: string, user: string, password?: string): ClusterAddresses {
+  let file: typeof ClusterFileSchema.Type;
+  try {
+    file = Schema.decodeUnknownSync(ClusterFileSchema)(JSON.parse(readFileSync(path, "utf8")));
+  } catch (e) {
+    throw new ConfigError(`cluster file ${path}: ${(e as Error).message}`);
+  }
+  return {
+    shards: file.shards.map((s) => shardAddress(s.name, "127.0.0.1", s.port, user, password)),
+    etcd: [file.etcd.clientUrl],
+  };
+}
+
+function shardAddress(name: string, host: string, port: number, user: string, password?: string): ShardAddress {
+  return { name, host, port, user, database: DATABASE, ...(password !== undefined ? { password } : {}) };
+}
+
+/** The cluster to use: the one named by the configuration, else the local one, brought up now. */
+export async function clusterAddresses(config: Config, log: (line: string) => void): Promise<ClusterAddresses> {
+  if (config.cluster_file !== undefined) return addressesFromClusterFile(config.cluster_file, config.mysql_user, config.mysql_password);
+  if (config.shards !== undefined && config.etcd !== undefined) {
+    return {
+      shards: config.shards.split(",").map((part) => {
+        const [name, addr] = part.split("=") as [string, string];
+        const i = addr.lastIndexOf(":");
+        return shardAddress(name, addr.slice(0, i), Number(addr.slice(i + 1)), config.mysql_user, config.mysql_password);
+      }),
+      etcd: config.etcd.split(","),
+    };
+  }
+  const r = await up({ dir: config.cluster_dir, log });
+  log(`cluster in ${r.cluster.dir}: ${r.reused.length > 0 ? `reused ${r.reused.join(", ")}` : "started"} (${r.totalMs} ms)`);
+  return addressesFromClusterFile(`${r.cluster.dir}/cluster.json`, config.mysql_user, config.mysql_password);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let config: Config;
+  try {
+    const loaded = loadConfig({ argv, env: process.env });
+    if (loaded.help) {
+      console.log(loaded.usage);
+      return 0;
+    }
+    config = loaded.config;
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`speccommit serve: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  let server: RunningServer;
+  try {
+    const cluster = await clusterAddresses(config, (line) => console.log(line));
+    server = await startServer(config, cluster);
+  } catch (e) {
+    console.error(`speccommit serve: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}`);
+    return 1;
+  }
+  console.log(`speccommit: listening on ${server.url}`);
+  console.log(banner(server));
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        console.error(`speccommit: ${signal} again, exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      console.log(`speccommit: ${signal}: finishing running transactions (up to ${config.shutdown_grace_ms} ms)`);
+      void server.close().then(
+        () => {
+          console.log("speccommit: stopped");
+          resolve(0);
+        },
+        (e: unknown) => {
+          console.error(`speccommit: shutdown failed: ${(e as Error).message}`);
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+function banner(s: RunningServer): string {
+  const shards = s.accounts.shards;
+  const a = shards[0]!;
+  const b = shards[1] ?? a;
+  const from = s.accounts.describe(a)?.first ?? 1;
+  const to = b === a ? from + 1 : (s.accounts.describe(b)?.first ?? 1);
+  const body = JSON.stringify({
+    ops: [
+      { shard_id: a, account_id: from, delta: "-50.00" },
+      { shard_id: b, account_id: to, delta: "50.00" },
+    ],
+  });
+  return [
+    `  POST ${s.url}/transfer`,
+    `  GET  ${s.url}/transactions/<tx>   ${s.url}/accounts/${a}/${from}`,
+    `  GET  ${s.url}/healthz   ${s.url}/ready   ${s.url}/admin/shards   ${s.url}/metrics`,
+    `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
+    "try:",
+    `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json' -d '${body}'`,
+  ].join("\n");
+}

@@ -1,0 +1,333 @@
+/**
+ * The HTTP API (node:http, JSON), docs/operations.md "API":
+ *
+ *   POST /transfer              run a transfer with a coordinator; answer its outcome
+ *   GET  /transactions/:id      status, timings and recorded trace of a recent transaction
+ *   GET  /accounts/:shard/:id   committed balance
+ *   GET  /healthz               the process is up
+ *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
+ *   GET  /admin/shards          per shard: health, connections, prepared branches (bearer token)
+ *   GET  /metrics               Prometheus
+ *
+ * `startServer` wires the live adapters, the engine and the HTTP server; it
+ * is what `speccommit serve` runs and what tests and the benchmark start.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { timingSafeEqual } from "node:crypto";
+import type { ShardId } from "../spec/effects.ts";
+import { Accounts } from "./accounts.ts";
+import { systemClock } from "./adapters/ports.ts";
+import type { ShardAddress } from "./adapters/mysql-pool.ts";
+import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { XaMysql } from "./adapters/xa-mysql.ts";
+import type { Config } from "./config.ts";
+import { Engine, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
+import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
+import { Metrics } from "./metrics.ts";
+import { BadRequest, decodeTransfer } from "./transfer.ts";
+import { toCents } from "./cluster/schema.ts";
+
+export interface ClusterAddresses {
+  readonly shards: readonly ShardAddress[];
+  readonly etcd: readonly string[];
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  readonly engine: Engine;
+  readonly accounts: Accounts;
+  /** Stops taking requests, lets running transactions finish for up to `grace_ms`, closes every connection. */
+  close(grace_ms?: number): Promise<void>;
+}
+
+/** Retry-After (seconds) on 503 when too many transactions are in flight. */
+const RETRY_AFTER_S = 1;
+const ADMIN_PROBE_TIMEOUT_MS = 2_000;
+const BOOT_SCAN_WAIT_MS = 10_000;
+
+export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
+  const metrics = new Metrics();
+  const xa = new XaMysql({
+    shards: cluster.shards,
+    limits: {
+      connections_max: config.shard_connections_max,
+      waiters_max: config.in_flight_max * 2,
+      acquire_timeout_ms: config.statement_timeout_ms,
+      connect_timeout_ms: Math.min(config.statement_timeout_ms, 5_000),
+      statement_timeout_ms: config.statement_timeout_ms,
+    },
+    observer: { onError: (shard, code) => metrics.shardErrors.inc({ shard, code }) },
+  });
+  const client = etcdClient({ hosts: cluster.etcd, prefix: config.etcd_prefix, call_timeout_ms: config.etcd_timeout_ms, dial_timeout_ms: config.etcd_timeout_ms });
+  const txlog = new TxlogEtcd(client, config.etcd_prefix, {
+    onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
+  });
+  const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
+  let accounts: Accounts;
+  try {
+    accounts = await Accounts.load(pools);
+  } catch (e) {
+    xa.close();
+    client.close();
+    throw e;
+  }
+  const engine = new Engine({
+    adapters: { xa, log: txlog, clock: systemClock },
+    shards: xa.shards,
+    coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, maxAttempts: config.attempts_max },
+    resolver_interval_ms: config.resolver_interval_ms,
+    in_flight_max: config.in_flight_max,
+    retain_transactions: config.retain_transactions,
+    record_traces: config.record_traces,
+    metrics,
+  });
+  const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog });
+  // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
+  await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
+  engine.startResolver();
+
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics);
+  const server = createServer((req, res) => void api.handle(req, res));
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = Math.max(30_000, config.vote_timeout_ms * 2);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    port,
+    engine,
+    accounts,
+    close: (grace_ms = config.shutdown_grace_ms) => (closing ??= shutdown(server, api, engine, xa, client, grace_ms)),
+  };
+}
+
+async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number): Promise<void> {
+  api.closing = true;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await engine.drain(grace_ms);
+  engine.stop();
+  // Requests still open past the grace period get their connection cut.
+  server.closeAllConnections();
+  await closed;
+  xa.close();
+  client.close();
+}
+
+class Api {
+  closing = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly engine: Engine,
+    private readonly xa: XaMysql,
+    private readonly txlog: TxlogEtcd,
+    private readonly accounts: Accounts,
+    private readonly idempotency: Idempotency,
+    private readonly metrics: Metrics,
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://x");
+    const path = url.pathname;
+    let route = "other";
+    try {
+      if (path === "/transfer") {
+        route = "/transfer";
+        if (req.method !== "POST") return this.send(res, route, 405, { error: "use POST /transfer" }, { Allow: "POST" });
+        return await this.transfer(req, res);
+      }
+      if (req.method !== "GET") return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET" });
+      if (path === "/healthz") return this.send(res, (route = "/healthz"), 200, { status: "ok" });
+      if (path === "/ready") return await this.ready(res);
+      if (path === "/metrics") {
+        route = "/metrics";
+        const text = await this.metrics.registry.metrics();
+        this.metrics.http.inc({ route, code: "200" });
+        res.writeHead(200, { "Content-Type": this.metrics.registry.contentType });
+        res.end(text);
+        return;
+      }
+      let m = /^\/transactions\/([^/]+)$/.exec(path);
+      if (m !== null) return this.transaction(res, decodeURIComponent(m[1]!));
+      m = /^\/accounts\/([^/]+)\/([^/]+)$/.exec(path);
+      if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
+      if (path === "/admin/shards") {
+        route = "/admin/shards";
+        if (!this.authorized(req)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
+        return await this.adminShards(res);
+      }
+      return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
+    } catch (e) {
+      console.error(`${req.method} ${path}: ${(e as Error).stack ?? String(e)}`);
+      if (!res.headersSent) this.send(res, route, 500, { error: "internal error; see the server log" });
+      else res.destroy();
+    }
+  }
+
+  private send(res: ServerResponse, route: string, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    this.metrics.http.inc({ route, code: String(status) });
+    const text = JSON.stringify(body);
+    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), ...headers });
+    res.end(text);
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.config.admin_token;
+    if (token === undefined) return true;
+    const h = req.headers.authorization ?? "";
+    const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
+    const want = Buffer.from(token);
+    return given.length === want.length && timingSafeEqual(given, want);
+  }
+
+  /** The body, or a BadRequest(413) past body_bytes_max (the rest of the body is not read). */
+  private readBody(req: IncomingMessage): Promise<string> {
+    const max = this.config.body_bytes_max;
+    const declared = Number(req.headers["content-length"] ?? "0");
+    if (declared > max) return Promise.reject(new BadRequest(413, `body of ${declared} bytes is over the limit of ${max} bytes`));
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size > max) {
+          req.removeAllListeners("data");
+          req.resume();
+          reject(new BadRequest(413, `body over the limit of ${max} bytes`));
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+      req.on("error", reject);
+    });
+  }
+
+  private async transfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const route = "/transfer";
+    if (this.closing) return this.send(res, route, 503, { error: "shutting down" }, { "Retry-After": String(RETRY_AFTER_S), Connection: "close" });
+    let request;
+    try {
+      const ct = req.headers["content-type"];
+      if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
+      request = decodeTransfer(await this.readBody(req), this.accounts);
+    } catch (e) {
+      if (e instanceof BadRequest) {
+        const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : {};
+        return this.send(res, route, e.status, { error: e.message }, headers);
+      }
+      throw e;
+    }
+    try {
+      const r =
+        request.idempotency_key !== undefined
+          ? await this.idempotency.run(request.idempotency_key, request)
+          : await (async () => {
+              const { tx, outcome } = this.engine.submit(request.branches, request.protocol);
+              return { tx, outcome: await outcome, replayed: false };
+            })();
+      const status = r.outcome.status === "committed" ? 200 : r.outcome.status === "aborted" ? 409 : 202;
+      return this.send(res, route, status, {
+        tx: r.tx,
+        status: r.outcome.status,
+        ...(r.outcome.status === "aborted" ? { reason: r.outcome.reason } : {}),
+        protocol: request.protocol,
+        ...(request.idempotency_key !== undefined ? { idempotency_key: request.idempotency_key, replayed: r.replayed } : {}),
+      });
+    } catch (e) {
+      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
+        this.metrics.rejected.inc({ reason: e instanceof Overloaded ? "overload" : e instanceof ShuttingDown ? "shutdown" : "not_ready" });
+        return this.send(res, route, 503, { error: e.message }, { "Retry-After": String(RETRY_AFTER_S) });
+      }
+      if (e instanceof IdempotencyConflict) return this.send(res, route, e.status, { error: e.message, ...(e.tx !== undefined ? { tx: e.tx } : {}) });
+      throw e;
+    }
+  }
+
+  private transaction(res: ServerResponse, tx: string): void {
+    const route = "/transactions/:id";
+    const view = this.engine.transaction(tx);
+    if (view === undefined) {
+      return this.send(res, route, 404, {
+        error: `transaction ${tx} is not known to this server: it is older than the last ${this.config.retain_transactions} transactions or ran in another process`,
+      });
+    }
+    this.send(res, route, 200, view);
+  }
+
+  private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {
+    const route = "/accounts/:shard/:id";
+    if (!this.xa.shards.includes(shard)) return this.send(res, route, 404, { error: `unknown shard ${JSON.stringify(shard)} (shards: ${this.xa.shards.join(", ")})` });
+    if (!/^\d{1,15}$/.test(idText)) return this.send(res, route, 400, { error: `account id ${JSON.stringify(idText)} is not a positive integer` });
+    const id = Number(idText);
+    const r = await this.xa.pool(shard).run<Array<{ balance: string }>>(`SELECT balance FROM accounts WHERE id = ${id}`);
+    if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${r.error.message}` });
+    const row = r.value[0];
+    if (row === undefined) return this.send(res, route, 404, { error: `no account ${id} on ${shard}` });
+    const cents = toCents(row.balance);
+    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatBigCents(cents) });
+  }
+
+  private async ready(res: ServerResponse): Promise<void> {
+    const [etcd, shards] = await Promise.all([
+      withTimeout(this.txlog.reachable(), ADMIN_PROBE_TIMEOUT_MS, false),
+      Promise.all(this.xa.shards.map(async (s) => [s, (await withTimeout(this.xa.health(s), ADMIN_PROBE_TIMEOUT_MS, null))?.reachable ?? false] as const)),
+    ]);
+    const resolver = this.engine.caughtUp;
+    const ok = etcd && resolver && shards.every(([, up]) => up) && !this.closing;
+    this.send(res, "/ready", ok ? 200 : 503, {
+      ready: ok,
+      etcd,
+      shards: Object.fromEntries(shards),
+      resolver_caught_up: resolver,
+      shutting_down: this.closing,
+    });
+  }
+
+  private async adminShards(res: ServerResponse): Promise<void> {
+    const shards = await Promise.all(
+      this.xa.shards.map(async (s) => {
+        const [health, recovered, all] = await Promise.all([
+          this.xa.health(s),
+          this.xa.recover(s),
+          this.xa.pool(s).run<unknown[]>("XA RECOVER"),
+        ]);
+        return {
+          shard: s,
+          reachable: health.reachable,
+          latency_ms: health.latency_ms,
+          error: health.error,
+          connections: health.connections,
+          branches_open: health.branches_open,
+          accounts: this.accounts.describe(s),
+          prepared: recovered.ok ? recovered.prepared.map((x) => x.tx) : null,
+          prepared_foreign: all.ok && recovered.ok ? all.value.length - recovered.prepared.length : null,
+        };
+      }),
+    );
+    this.send(res, "/admin/shards", 200, {
+      shards,
+      in_flight: this.engine.inFlight,
+      resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan },
+    });
+  }
+}
+
+function formatBigCents(c: bigint): string {
+  const neg = c < 0n;
+  const a = neg ? -c : c;
+  return `${neg ? "-" : ""}${a / 100n}.${(a % 100n).toString().padStart(2, "0")}`;
+}
+
+function withTimeout<T, D>(p: Promise<T>, ms: number, fallback: D): Promise<T | D> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<D>((resolve) => (t = setTimeout(() => resolve(fallback), ms)))]).finally(() => clearTimeout(t));
+}
