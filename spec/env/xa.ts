@@ -82,6 +82,19 @@ export interface ShardState {
   readonly branches: readonly Branch[];
   /** Committed history rows, sorted by (xid, account). */
   readonly history: readonly (readonly [xid: Xid, account: Account, delta: Cents])[];
+  /**
+   * PREPARED branches with writes that XA ROLLBACK ended but whose rollback is
+   * not on disk yet, oldest first. InnoDB does not flush the redo log for a
+   * rollback: the next commit or prepare that changed data does, and so does
+   * the background flush about once a second. Until then kill -9 brings the
+   * branch back PREPARED (see crashOutcomes).
+   */
+  readonly unflushedRollbacks: readonly UnflushedRollback[];
+}
+
+export interface UnflushedRollback {
+  readonly xid: Xid;
+  readonly writes: Branch["writes"];
 }
 
 export type Stmt =
@@ -152,7 +165,7 @@ export function initShard(balances: readonly (readonly [Account, Cents])[]): Sha
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]![0] === sorted[i - 1]![0]) throw new Error(`initShard: account ${sorted[i]![0]} given twice`);
   }
-  return { up: true, balances: sorted, conns: [], branches: [], history: [] };
+  return { up: true, balances: sorted, conns: [], branches: [], history: [], unflushedRollbacks: [] };
 }
 
 /** What XA RECOVER lists: every PREPARED branch, whoever owns it, sorted. */
@@ -208,7 +221,7 @@ export function execute(s: ShardState, conn: ConnId, stmt: Stmt): readonly Resul
     case "prepare":
       if (!b || b.state !== "IDLE" || b.rollbackOnly) return [{ s, out: err(ER.XAER_RMFAIL) }];
       if (stmt.xid !== b.xid) return [{ s, out: err(ER.XAER_NOTA) }];
-      return [{ s: putBranch(s, { ...b, state: "PREPARED", snapshot: null }), out: OK }];
+      return [{ s: flushLog(putBranch(s, { ...b, state: "PREPARED", snapshot: null }), b), out: OK }];
     case "commit":
       return [stmt.onePhase ? commitOnePhase(s, c, b, stmt.xid) : commitTwoPhase(s, c, b, stmt.xid)];
     case "rollback":
@@ -252,12 +265,38 @@ export function disconnect(s: ShardState, conn: ConnId): ShardState {
   return dropConn(s, conn);
 }
 
-/** kill -9: every connection is gone, unprepared and read-only branches vanish, prepared ones survive. */
+/**
+ * kill -9 when every XA ROLLBACK so far has reached the disk: every
+ * connection is gone, unprepared and read-only branches vanish, prepared ones
+ * survive. The first of crashOutcomes; a checker that wants every behaviour
+ * of the server uses crashOutcomes.
+ */
 export function crash(s: ShardState): ShardState {
-  const branches = s.branches
+  return crashOutcomes(s)[0]!;
+}
+
+/**
+ * Every state kill -9 may leave. The redo log is flushed in order, so the
+ * rollbacks that reach the disk are the oldest k of `unflushedRollbacks`, for
+ * some k; the newer ones come back as PREPARED branches without an owner,
+ * holding the locks of the rows they changed, as after any restart.
+ */
+export function crashOutcomes(s: ShardState): readonly ShardState[] {
+  const survivors = s.branches
     .filter((b) => b.state === "PREPARED" && b.writes.length > 0)
     .map((b): Branch => ({ ...b, owner: null, snapshot: null, locks: writtenAccounts(b) }));
-  return { ...s, up: false, conns: [], branches };
+  const down: ShardState = { ...s, up: false, conns: [], branches: survivors, unflushedRollbacks: [] };
+  const outcomes: ShardState[] = [];
+  for (let durable = s.unflushedRollbacks.length; durable >= 0; durable--) {
+    let next = down;
+    for (const r of s.unflushedRollbacks.slice(durable)) {
+      const writes = r.writes;
+      const back: Branch = { xid: r.xid, state: "PREPARED", owner: null, writes, rollbackOnly: false, locks: writtenAccounts({ writes }), snapshot: null };
+      next = putBranch(next, back);
+    }
+    outcomes.push(next);
+  }
+  return outcomes;
 }
 
 /**
@@ -448,6 +487,10 @@ function releaseLocks(s: ShardState, accounts: readonly Account[]): ShardState {
 /** Commit applies the writes and the history rows; either way the branch is gone and its locks are granted onwards. */
 function endBranch(s: ShardState, b: Branch, commit: boolean): ShardState {
   let next: ShardState = { ...s, branches: s.branches.filter((x) => x.xid !== b.xid) };
+  if (commit) next = flushLog(next, b);
+  else if (b.state === "PREPARED" && b.writes.length > 0) {
+    next = { ...next, unflushedRollbacks: [...next.unflushedRollbacks, { xid: b.xid, writes: b.writes }] };
+  }
   if (b.owner !== null) {
     const owner = findConn(next, b.owner);
     if (owner) next = putConn(next, { ...owner, xid: null });
@@ -484,7 +527,17 @@ function ownDelta(b: Branch, account: Account): Cents {
   return sum;
 }
 
-function writtenAccounts(b: Branch): Account[] {
+/**
+ * A commit or prepare that changed data flushes the redo log
+ * (innodb_flush_log_at_trx_commit=1), and with it every earlier rollback.
+ * Read-only ones write nothing to flush: assuming they flush nothing allows
+ * more behaviours, never fewer.
+ */
+function flushLog(s: ShardState, b: Branch): ShardState {
+  return b.writes.length > 0 && s.unflushedRollbacks.length > 0 ? { ...s, unflushedRollbacks: [] } : s;
+}
+
+function writtenAccounts(b: Pick<Branch, "writes">): Account[] {
   return [...new Set(b.writes.map(([a]) => a))].sort((x, y) => x - y);
 }
 
