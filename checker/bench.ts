@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readFileSync, writeFileSync } from "node:fs";
 
 const TLC: Record<number, { distinct: number; generated: number; depth: number }> = {
   3: { distinct: 288, generated: 1_146, depth: 11 },
@@ -82,6 +83,9 @@ function buildPan(rm: number, dir: string): number {
   const model = join(root, "checker/bench/twophase.pml");
   const spin = spawnSync("spin", ["-a", `-DRM=${rm}`, model], { cwd: dir, encoding: "utf8" });
   if (spin.status !== 0) throw new Error(`spin -a failed: ${spin.stderr || spin.stdout}`);
+  // pan prints its counters with 8 significant digits (%9.8g): 123,558,402 would read 1.235584e+08.
+  const pan = join(dir, "pan.c");
+  writeFileSync(pan, readFileSync(pan, "utf8").replaceAll("%9.8g", "%12.12g"));
   // Full state storage (no bitstate), no partial-order reduction, safety only.
   const gcc = spawnSync("gcc", ["-O2", "-DNOREDUCE", "-DSAFETY", "-DMEMLIM=8192", "-o", "pan", "pan.c"], { cwd: dir, encoding: "utf8" });
   if (gcc.status !== 0) throw new Error(`gcc pan.c failed: ${gcc.stderr}`);
@@ -101,7 +105,7 @@ async function spin(rm: number, dir: string): Promise<Row> {
     rm,
     engine: "SPIN 6.5 (pan)",
     distinct: num(/(\d+) states, stored/),
-    generated: num(/([\d.e+]+) transitions \(= stored\+matched\)/),
+    generated: num(/(\d+) transitions \(= stored\+matched\)/),
     // pan's DFS depth counts the initial state as 0 and is the deepest stack, not the BFS depth: not comparable.
     depth: undefined,
     wallSeconds: r.seconds,
@@ -148,6 +152,8 @@ export async function main(argv: string[]): Promise<number> {
       if (withSpin) {
         const compile = buildPan(rm, dir);
         spinRow = await spin(rm, dir);
+        const tlc = TLC[rm];
+        if (tlc && (spinRow.distinct !== tlc.distinct || spinRow.generated !== tlc.generated)) bad++;
         console.log(`${fmt(spinRow, undefined)}   (spin -a + gcc: ${compile.toFixed(1)} s, not included)`);
       }
       for (const w of workerCounts) {
