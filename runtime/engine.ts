@@ -11,6 +11,7 @@ import type { BranchSpec, Effect, Outcome, Result, ShardId, TxId } from "../spec
 import { coordinator, coordinatorDone, type CoordinatorInput, type CoordinatorOptions, type CoordinatorState } from "../spec/protocols/twopc/coordinator.ts";
 import { epochOf, resolver, type ResolverInput, type ResolverState } from "../spec/protocols/twopc/resolver.ts";
 import type { TraceHeader, TraceStep } from "../traces/format.ts";
+import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -86,7 +87,7 @@ export class Engine {
   private readonly finished = new Map<TxId, Running>();
   private readonly role;
   private readonly resolverInstance: RoleInstance<ResolverState, ResolverInput>;
-  private resolverTimer: NodeJS.Timeout | null = null;
+  private resolverTimer: TimerHandle | null = null;
   private accepting = true;
   private idleWaiters: Array<() => void> = [];
   /** Scan bookkeeping: did the log list and every shard answer in the scan under way. */
@@ -259,10 +260,17 @@ export class Engine {
 
   /** Starts the resolver: a scan now and one every resolver_interval_ms. */
   startResolver(): void {
-    if (this.resolverTimer !== null) return;
-    this.tick();
-    this.resolverTimer = setInterval(() => this.tick(), this.opts.resolver_interval_ms);
-    this.resolverTimer.unref();
+    if (this.resolverTimer !== null || !this.accepting) return;
+    const again = () => {
+      this.tick();
+      this.resolverTimer = this.opts.adapters.clock.setTimer(this.opts.resolver_interval_ms, again);
+    };
+    again();
+  }
+
+  private stopResolverTimer(): void {
+    if (this.resolverTimer !== null) this.opts.adapters.clock.clearTimer(this.resolverTimer);
+    this.resolverTimer = null;
   }
 
   /** Runs a scan that starts after this call (waiting out one under way) and resolves when it ends: true if complete. */
@@ -297,8 +305,7 @@ export class Engine {
   /** Stops taking transactions and waits, at most `timeout_ms`, for the running ones to finish; true if they all did. */
   async drain(timeout_ms: number): Promise<boolean> {
     this.accepting = false;
-    if (this.resolverTimer !== null) clearInterval(this.resolverTimer);
-    this.resolverTimer = null;
+    this.stopResolverTimer();
     if (this.running.size === 0) return true;
     let timer: NodeJS.Timeout | undefined;
     const idle = new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true)));
@@ -311,8 +318,7 @@ export class Engine {
   /** Ends every instance at once (their prepared branches are left to the next resolver). */
   stop(): void {
     this.accepting = false;
-    if (this.resolverTimer !== null) clearInterval(this.resolverTimer);
-    this.resolverTimer = null;
+    this.stopResolverTimer();
     for (const run of [...this.running.values()]) run.instance.stop();
     this.resolverInstance.stop();
   }
