@@ -468,18 +468,21 @@ function leaveQueue(s: ShardState, c: Conn): ShardState {
 function releaseLocks(s: ShardState, accounts: readonly Account[]): ShardState {
   let next = s;
   for (const account of accounts) {
-    if (lockHolder(next, account) !== null) continue;
-    const first = queueOf(next, account)[0];
-    if (!first) continue;
-    const w = first.waiting!;
-    next = leaveQueue(next, first);
-    if (first.closed) {
-      next = dropConn(next, first.id);
-      continue;
+    for (;;) {
+      if (lockHolder(next, account) !== null) break;
+      const first = queueOf(next, account)[0];
+      if (!first) break;
+      const w = first.waiting!;
+      next = leaveQueue(next, first);
+      if (first.closed) {
+        next = dropConn(next, first.id);
+        continue;
+      }
+      const r = applyUpdate(next, findBranch(next, first.xid!)!, account, w.delta, w.guard);
+      next = putConn(r.s, { ...findConn(r.s, first.id)!, reply: r.out });
+      for (const o of queueOf(next, account)) next = putConn(next, { ...o, waiting: { ...o.waiting!, on: first.xid! } });
+      break;
     }
-    const r = applyUpdate(next, findBranch(next, first.xid!)!, account, w.delta, w.guard);
-    next = putConn(r.s, { ...findConn(r.s, first.id)!, reply: r.out });
-    for (const o of queueOf(next, account)) next = putConn(next, { ...o, waiting: { ...o.waiting!, on: first.xid! } });
   }
   return next;
 }

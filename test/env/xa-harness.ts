@@ -284,9 +284,11 @@ export function nextStmt(s: xa.ShardState, own: xa.Xid | null, pick: number): xa
   if (b.rollbackOnly) return pick % 2 === 0 ? { op: "rollback", xid: b.xid } : { op: "commit", xid: b.xid };
   switch (b.state) {
     case "ACTIVE": {
-      const k = pick % 6;
-      if (k <= 2) return { op: "transfer", account: ACCOUNTS_NEXT[pick % ACCOUNTS_NEXT.length]!, delta: DELTAS_NEXT[(pick >> 3) % DELTAS_NEXT.length]! };
-      if (k === 3) return { op: "select", account: ACCOUNTS_NEXT[pick % ACCOUNTS_NEXT.length]! };
+      // Mostly updates on two hot accounts: lock waits and deadlocks need branches that hold some rows and want others.
+      const k = pick % 8;
+      const account = ACCOUNTS_NEXT[(pick >> 3) % ACCOUNTS_NEXT.length]!;
+      if (k <= 4) return { op: "transfer", account, delta: DELTAS_NEXT[(pick >> 1) % DELTAS_NEXT.length]! };
+      if (k === 5) return { op: "select", account };
       return { op: "end", xid: b.xid };
     }
     case "IDLE": {

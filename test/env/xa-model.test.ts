@@ -30,7 +30,7 @@ const stmt: fc.Arbitrary<StmtSpec> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: "recover" } as const) },
 );
 const conn = fc.integer({ min: 0, max: CONNS - 1 });
-const next = fc.nat({ max: 63 }).map((pick) => ({ op: "next", pick }) as const);
+const next = fc.nat({ max: 255 }).map((pick) => ({ op: "next", pick }) as const);
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 30, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt: next }) },
   { weight: 10, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt }) },
