@@ -33,6 +33,11 @@ export function addressesFromClusterFile(path: string, user: string, password?: 
   } catch (e) {
     throw new ConfigError(`cluster file ${path}: ${(e as Error).message}`);
   }
+  return addressesOfCluster(file, user, password);
+}
+
+/** The addresses in a cluster description (cluster.json's content, or a test cluster's describe()). */
+export function addressesOfCluster(file: typeof ClusterFileSchema.Type, user = "root", password?: string): ClusterAddresses {
   return {
     shards: file.shards.map((s) => shardAddress(s.name, "127.0.0.1", s.port, user, password)),
     etcd: [file.etcd.clientUrl],

@@ -1,0 +1,104 @@
+// Helpers for the runtime's integration tests: a server started in this
+// process on a test cluster (test/support/cluster.ts), a keep-alive HTTP
+// client, and reads of the shards' state for audits.
+import http from "node:http";
+import mysql from "mysql2/promise";
+import { loadConfig, type Config } from "../../runtime/config.ts";
+import { addressesOfCluster } from "../../runtime/main.ts";
+import { startServer, type RunningServer } from "../../runtime/server.ts";
+import { toCents } from "../../runtime/cluster/schema.ts";
+import { xaRecover, type TestCluster } from "../support/cluster.ts";
+
+/** A server on a free port with test-sized settings; `flags` as on the command line. */
+export async function serverOn(cluster: TestCluster, flags: string[] = []): Promise<RunningServer> {
+  const loaded = loadConfig({ argv: ["--port", "0", "--resolver-interval-ms", "60000", ...flags], env: {} });
+  if (loaded.help) throw new Error("unexpected --help");
+  return startServer(loaded.config, addressesOfCluster(cluster.describe()));
+}
+
+export function testConfig(flags: string[] = []): Config {
+  const loaded = loadConfig({ argv: flags, env: {} });
+  if (loaded.help) throw new Error("unexpected --help");
+  return loaded.config;
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: any;
+}
+
+const agents = new Map<string, http.Agent>();
+
+/** One request; the body is parsed as JSON when it is JSON. `raw` sends a string as is. */
+export function request(base: string, method: string, path: string, opts: { json?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  const url = new URL(path, base);
+  let agent = agents.get(base);
+  if (agent === undefined) {
+    agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+    agents.set(base, agent);
+  }
+  const payload = opts.raw ?? (opts.json !== undefined ? JSON.stringify(opts.json) : undefined);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method,
+        agent,
+        headers: {
+          ...(payload !== undefined ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload) } : {}),
+          ...opts.headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let body: unknown = text;
+          if ((res.headers["content-type"] ?? "").startsWith("application/json")) body = JSON.parse(text);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+export function closeAgents(): void {
+  for (const a of agents.values()) a.destroy();
+  agents.clear();
+}
+
+export async function balance(cluster: TestCluster, shard: string, account: number): Promise<bigint> {
+  const conn = await mysql.createConnection(cluster.shard(shard).connectionOptions());
+  try {
+    const [rows] = await conn.query("SELECT balance FROM accounts WHERE id = ?", [account]);
+    return toCents((rows as Array<{ balance: unknown }>)[0]!.balance);
+  } finally {
+    await conn.end();
+  }
+}
+
+/** Per shard: history rows (xid -> rows), every balance, and the prepared branches. */
+export async function snapshot(cluster: TestCluster): Promise<{ history: Map<string, number>; balances: Map<string, string>; prepared: string[] }> {
+  const history = new Map<string, number>();
+  const balances = new Map<string, string>();
+  const prepared: string[] = [];
+  for (const shard of cluster.shards) {
+    const conn = await mysql.createConnection(shard.connectionOptions());
+    try {
+      const [h] = await conn.query("SELECT xid, COUNT(*) AS n FROM history GROUP BY xid");
+      for (const r of h as Array<{ xid: string; n: string }>) history.set(`${shard.name}|${r.xid}`, Number(r.n));
+      const [b] = await conn.query("SELECT id, balance FROM accounts ORDER BY id");
+      for (const r of b as Array<{ id: string; balance: string }>) balances.set(`${shard.name}|${r.id}`, r.balance);
+      for (const x of await xaRecover(conn)) prepared.push(`${shard.name}|${x.formatID}|${x.gtrid}|${x.bqual}`);
+    } finally {
+      await conn.end();
+    }
+  }
+  return { history, balances, prepared };
+}
