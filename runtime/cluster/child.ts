@@ -128,6 +128,9 @@ export class Supervised {
     } finally {
       closeSync(out);
     }
+    // Without a listener, a spawn or signal failure ('error' event) would crash the whole process;
+    // a failed spawn is reported below (no pid), a failed signal shows as a process that stays alive.
+    child.on("error", () => {});
     if (child.pid === undefined) {
       throw new Error(`could not start ${spec.command}: is it installed and executable?`);
     }

@@ -237,15 +237,13 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       const name = shardName(index);
       const dataDir = join(dir, name);
       const was = recorded?.shards[index];
-      if (was !== undefined) {
-        const running = await attachMariaDb({ dataDir, port: was.port, detached: true, requireAnswer: false });
-        if (running !== undefined) {
-          if (!(await waitUntil(() => mariaDbAnswers(was.port), ANSWER_WAIT_MS))) {
-            throw new Error(`${name}: mariadbd pid ${running.pid} runs but does not answer on port ${was.port}; see ${join(dataDir, "error.log")}, then: speccommit cluster down --dir ${dir}`);
-          }
-          reused.push(name);
-          return running;
+      const running = await attachMariaDb({ dataDir, detached: true, requireAnswer: false });
+      if (running !== undefined) {
+        if (!(await waitUntil(() => mariaDbAnswers(running.port), ANSWER_WAIT_MS))) {
+          throw new Error(`${name}: mariadbd pid ${running.pid} runs but does not answer on port ${running.port}; see ${join(dataDir, "error.log")}, then: speccommit cluster down --dir ${dir}`);
         }
+        reused.push(name);
+        return running;
       }
       const port = was !== undefined && !(await portAnswers(was.port)) ? was.port : undefined;
       const t = Date.now();
@@ -259,15 +257,13 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
     const bringEtcd = async (): Promise<EtcdProcess> => {
       const dataDir = join(dir, "etcd");
       const was = recorded?.etcd;
-      if (was !== undefined) {
-        const running = await attachEtcd({ dataDir, clientPort: was.clientPort, peerPort: was.peerPort, detached: true, requireAnswer: false });
-        if (running !== undefined) {
-          if (!(await waitUntil(() => etcdHealthy(was.clientPort), ANSWER_WAIT_MS))) {
-            throw new Error(`etcd pid ${running.pid} runs but is not healthy on port ${was.clientPort}; see ${join(dataDir, "etcd.log")}, then: speccommit cluster down --dir ${dir}`);
-          }
-          reused.push("etcd");
-          return running;
+      const running = await attachEtcd({ dataDir, detached: true, requireAnswer: false });
+      if (running !== undefined) {
+        if (!(await waitUntil(() => etcdHealthy(running.clientPort), ANSWER_WAIT_MS))) {
+          throw new Error(`etcd pid ${running.pid} runs but is not healthy on port ${running.clientPort}; see ${join(dataDir, "etcd.log")}, then: speccommit cluster down --dir ${dir}`);
         }
+        reused.push("etcd");
+        return running;
       }
       // etcd keeps its member's peer URL in its data: a restart must use the same peer port. The client port may move.
       const clientPort = was !== undefined && !(await portAnswers(was.clientPort)) ? was.clientPort : undefined;
@@ -351,15 +347,15 @@ export interface ClusterStatus {
 }
 
 async function shardStatus(s: ShardRecord): Promise<ComponentStatus> {
-  const running = await attachMariaDb({ dataDir: s.dataDir, port: s.port, requireAnswer: false });
-  const state = running === undefined ? "down" : (await mariaDbAnswers(s.port)) ? "up" : "starting";
-  return { name: s.name, state, pid: running?.pid ?? null, port: s.port, dataDir: s.dataDir };
+  const running = await attachMariaDb({ dataDir: s.dataDir, requireAnswer: false });
+  const state = running === undefined ? "down" : (await mariaDbAnswers(running.port)) ? "up" : "starting";
+  return { name: s.name, state, pid: running?.pid ?? null, port: running?.port ?? s.port, dataDir: s.dataDir };
 }
 
 async function etcdStatus(e: EtcdRecord): Promise<ComponentStatus> {
-  const running = await attachEtcd({ dataDir: e.dataDir, clientPort: e.clientPort, peerPort: e.peerPort, requireAnswer: false });
-  const state = running === undefined ? "down" : (await etcdHealthy(e.clientPort)) ? "up" : "starting";
-  return { name: "etcd", state, pid: running?.pid ?? null, port: e.clientPort, dataDir: e.dataDir };
+  const running = await attachEtcd({ dataDir: e.dataDir, requireAnswer: false });
+  const state = running === undefined ? "down" : (await etcdHealthy(running.clientPort)) ? "up" : "starting";
+  return { name: "etcd", state, pid: running?.pid ?? null, port: running?.clientPort ?? e.clientPort, dataDir: e.dataDir };
 }
 
 export async function status(opts: { dir?: string } = {}): Promise<ClusterStatus> {
@@ -395,8 +391,8 @@ export async function down(opts: { dir?: string; log?: (line: string) => void } 
     log(`${name}: pid ${proc.pid} stopped (${Date.now() - t} ms)`);
   };
   const results = await Promise.allSettled([
-    ...file.shards.map(async (s) => stopOne(s.name, await attachMariaDb({ dataDir: s.dataDir, port: s.port, requireAnswer: false }))),
-    (async () => stopOne("etcd", await attachEtcd({ dataDir: file.etcd.dataDir, clientPort: file.etcd.clientPort, peerPort: file.etcd.peerPort, requireAnswer: false })))(),
+    ...file.shards.map(async (s) => stopOne(s.name, await attachMariaDb({ dataDir: s.dataDir, requireAnswer: false }))),
+    (async () => stopOne("etcd", await attachEtcd({ dataDir: file.etcd.dataDir, requireAnswer: false })))(),
   ]);
   const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message ?? r.reason)] : []));
   if (failures.length > 0) throw new Error(`cluster down in ${dir} failed:\n${failures.join("\n")}`);

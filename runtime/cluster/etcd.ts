@@ -10,7 +10,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileSize, sleep, Supervised, tailFile } from "./child.ts";
+import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 
@@ -228,15 +228,23 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
 
 /**
  * The etcd already running on dataDir (found through etcd.pid, its argv
- * checked) and, unless requireAnswer is false, healthy on clientPort;
- * undefined otherwise.
+ * checked, its ports read from its argv) and, unless requireAnswer is false,
+ * healthy; undefined otherwise.
  */
-export async function attachEtcd(opts: EtcdOptions & { clientPort: number; peerPort: number; requireAnswer?: boolean }): Promise<EtcdProcess | undefined> {
+export async function attachEtcd(opts: Omit<EtcdOptions, "clientPort" | "peerPort"> & { requireAnswer?: boolean }): Promise<EtcdProcess | undefined> {
   const s = settingsOf(opts);
   const proc = runningOn(s.dataDir);
   if (proc === undefined) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(opts.clientPort))) return undefined;
-  return new Etcd(s, opts.clientPort, opts.peerPort, proc);
+  const argv = pidArgv(proc.pid) ?? [];
+  const portOf = (flag: string) => {
+    const url = argv[argv.indexOf(flag) + 1];
+    return url === undefined || !argv.includes(flag) ? Number.NaN : Number(new URL(url).port);
+  };
+  const clientPort = portOf("--listen-client-urls");
+  const peerPort = portOf("--listen-peer-urls");
+  if (!Number.isInteger(clientPort) || !Number.isInteger(peerPort)) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(clientPort))) return undefined;
+  return new Etcd(s, clientPort, peerPort, proc);
 }
 
 /** The etcd whose pid file is in dataDir, when it runs with that --data-dir. */

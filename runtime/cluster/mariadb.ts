@@ -21,7 +21,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, r
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import mysql from "mysql2/promise";
-import { fileSize, sleep, Supervised, tailFile } from "./child.ts";
+import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 
@@ -367,15 +367,19 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess
 
 /**
  * The mariadbd already running on dataDir (found through its pid file, its
- * argv checked) and, unless requireAnswer is false, answering on `port`;
- * undefined otherwise. Its restart() starts the server with `opts`' settings.
+ * argv checked, its port read from its argv) and, unless requireAnswer is
+ * false, answering; undefined otherwise. Its restart() starts the server
+ * with `opts`' settings.
  */
-export async function attachMariaDb(opts: MariaDbOptions & { port: number; requireAnswer?: boolean }): Promise<MariaDbProcess | undefined> {
+export async function attachMariaDb(opts: Omit<MariaDbOptions, "port"> & { requireAnswer?: boolean }): Promise<MariaDbProcess | undefined> {
   const s = settingsOf(opts);
   const proc = runningOn(s.dataDir);
   if (proc === undefined) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(opts.port))) return undefined;
-  return new MariaDb(s, opts.port, proc);
+  const portArg = (pidArgv(proc.pid) ?? []).find((a) => a.startsWith("--port="));
+  const port = Number(portArg?.slice("--port=".length));
+  if (!Number.isInteger(port) || port <= 0) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(port))) return undefined;
+  return new MariaDb(s, port, proc);
 }
 
 /** The mariadbd whose pid file is in dataDir, when it runs with that --datadir. */

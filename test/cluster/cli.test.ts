@@ -125,6 +125,18 @@ describe("speccommit cluster (CLI)", () => {
     etcd.close();
   });
 
+  it("adopts servers running on its data directories when cluster.json is gone (an up killed half-way)", async () => {
+    const before = clusterFile();
+    rmSync(join(dir, "cluster.json"));
+    const run = await cli("up", "--dir", dir, "--shards", "2", "--accounts", "100", "--balance-cents", "2500");
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("reused shard-a, shard-b, etcd");
+    const after = clusterFile();
+    expect(after.shards).toEqual(before.shards);
+    expect(after.etcd).toEqual(before.etcd);
+  });
+
   it("refuses to change the seed parameters of an existing cluster", async () => {
     const run = await cli("up", "--dir", dir, "--shards", "3");
     expect(run.code).toBe(1);
