@@ -9,11 +9,12 @@
  *
  * Everything lives in `dataDir`: the InnoDB files, `error.log`, `mysqld.pid`,
  * `mysqld.sock`, and `mariadbd.out` (stdout/stderr); plus `<dataDir>.tmp`, the
- * instance's own tmpdir. It must not be shared: at start mariadbd deletes
- * every `#sql*` file in its tmpdir, including the temporary tables of other
- * instances running there. With a shared /tmp, 8 of 36 parallel
- * mariadb-install-db runs failed here (error 1051/1017, or signal 11 in
- * ha_maria::drop_table); with one tmpdir each, none did.
+ * instance's own tmpdir. It must not be shared: a starting mariadbd removes
+ * leftover `#sql*` files from its tmpdir, which with a shared tmpdir can be
+ * another instance's live temporary tables (our reading of the failures:
+ * with a shared /tmp, 4 and then 8 of 36 parallel mariadb-install-db runs
+ * failed, error 1051/1017 or signal 11 in ha_maria::drop_table, each after
+ * "Could not remove temporary table"; with one tmpdir each, none did).
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
