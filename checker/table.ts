@@ -42,9 +42,14 @@ export class StateTable {
    * records it with index `index` and returns -1.
    */
   findOrAdd(hi: number, lo: number, index: number): number {
+    return this.findOrAddHashed(mixSlot(hi, lo), hi, lo, index);
+  }
+
+  /** findOrAdd for a caller that already computed `hash = mixSlot(hi, lo)`. */
+  findOrAddHashed(hash: number, hi: number, lo: number, index: number): number {
     const slots = this.slots;
     const mask = this.mask;
-    let slot = mixSlot(hi, lo) & mask;
+    let slot = hash & mask;
     for (;;) {
       const at = slot * STRIDE;
       const stored = slots[at + 2]!;

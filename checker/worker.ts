@@ -12,7 +12,7 @@ import type { Model } from "./model.ts";
 import { registry } from "./registry.ts";
 import { StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
-import { fingerprint, fmix32, mixSlot, TWO_POW_32 } from "./hash.ts";
+import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
 
 /** Successors per batch sent to a peer. */
@@ -20,10 +20,14 @@ const BATCH = 8192;
 /** States expanded between two visits to the event loop (to take in peers' batches). */
 const CHUNK = 8192;
 
-export function ownerOf(hi: number, lo: number, workers: number): number {
-  // A different bijection of the slot hash than the table's own, so one
-  // worker's keys still spread over all of its table.
-  return fmix32((mixSlot(hi, lo) ^ 0x5bd1e995) >>> 0) % workers;
+/**
+ * The owner of a state from its slot hash (mixSlot): the hash's top bits,
+ * scaled to [0, workers). The table indexes slots by the low bits, so one
+ * worker's keys still spread over all of its table (up to 2^24 slots per
+ * worker without any shared bit when there are 2 workers).
+ */
+export function ownerOf(hash: number, workers: number): number {
+  return Math.floor((hash * workers) / 4294967296);
 }
 
 interface Batch {
@@ -98,8 +102,8 @@ function packedStore(): Store {
     filled.push(0);
   }
   const canon = (y: number) => (canonical ? packed.pack(canonical(packed.unpack(y))) : y);
-  const add = (y: number, hi: number, lo: number, parent: number, depth: number) => {
-    if (table.findOrAdd(hi, lo, count) >= 0) return;
+  const add = (y: number, hash: number, hi: number, lo: number, parent: number, depth: number) => {
+    if (table.findOrAddHashed(hash, hi, lo, count) >= 0) return;
     states.push(y);
     parents.push(parent);
     checkInvariants(packed.unpack(y), count, depth);
@@ -110,7 +114,8 @@ function packedStore(): Store {
       const y = canon(packed.pack(s));
       const hi = Math.floor(y / TWO_POW_32);
       const lo = y >>> 0;
-      if (ownerOf(hi, lo, workers) === me) add(y, hi, lo, -1, 1);
+      const hash = mixSlot(hi, lo);
+      if (ownerOf(hash, workers) === me) add(y, hash, hi, lo, -1, 1);
     },
     expand(index, depth) {
       const x = states.data[index]!;
@@ -124,9 +129,10 @@ function packedStore(): Store {
         y = canon(y);
         const hi = Math.floor(y / TWO_POW_32);
         const lo = y >>> 0;
-        const owner = ownerOf(hi, lo, workers);
+        const hash = mixSlot(hi, lo);
+        const owner = ownerOf(hash, workers);
         if (owner === me) {
-          add(y, hi, lo, parent, depth + 1);
+          add(y, hash, hi, lo, parent, depth + 1);
         } else {
           const box = outbox[owner]!;
           const at = filled[owner]!;
@@ -141,7 +147,9 @@ function packedStore(): Store {
       const nums = b.numbers;
       for (let i = 0; i < nums.length; i += 2) {
         const y = nums[i]!;
-        add(y, Math.floor(y / TWO_POW_32), y >>> 0, nums[i + 1]!, b.depth);
+        const hi = Math.floor(y / TWO_POW_32);
+        const lo = y >>> 0;
+        add(y, mixSlot(hi, lo), hi, lo, nums[i + 1]!, b.depth);
       }
     },
     flush(peer) {
@@ -172,7 +180,7 @@ function genericStore(): Store {
     const c = canonical ? canonical(s) : s;
     const bytes = model.encode(c);
     fingerprint(bytes, fp);
-    const owner = ownerOf(fp[0]!, fp[1]!, workers);
+    const owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
     if (owner === me) {
       add(bytes, c, parent, depth);
       return;
