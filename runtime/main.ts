@@ -90,8 +90,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`speccommit serve: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}`);
     return 1;
   }
-  console.log(`speccommit: listening on ${server.url}`);
-  console.log(banner(server));
+  console.log(`speccommit: listening on ${server.url}\n${banner(server)}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -1,0 +1,92 @@
+// `speccommit serve` as a child process, the way the benchmark and the crash
+// tests start it: given a cluster.json and port 0, it prints the URL it
+// listens on, serves, and exits 0 on SIGTERM after finishing its work.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { closeAgents, request } from "./support.ts";
+
+const BIN = new URL("../../bin/speccommit.js", import.meta.url).pathname;
+const LISTEN_WAIT_MS = 30_000;
+
+let cluster: TestCluster;
+let dir: string;
+let clusterFile: string;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2, accountsPerShard: 100 });
+  dir = mkdtempSync(join(tmpdir(), "speccommit-serve-"));
+  clusterFile = join(dir, "cluster.json");
+  writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
+});
+
+afterAll(async () => {
+  closeAgents();
+  await cluster?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts `speccommit serve` and resolves with its URL once it printed the listening line. */
+function serve(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`serve did not listen within ${LISTEN_WAIT_MS} ms:\n${out}`));
+    }, LISTEN_WAIT_MS);
+    child.stdout!.on("data", () => {
+      const m = /speccommit: listening on (\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1]!, output: () => out });
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before listening:\n${out}`));
+    });
+  });
+}
+
+describe("speccommit serve as a child process", () => {
+  it("connects to a cluster.json on a free port, transfers, and exits 0 on SIGTERM", async () => {
+    const { child, url, output } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "child/"]);
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      const r = await request(url, "POST", "/transfer", {
+        json: { ops: [{ shard_id: "shard-a", account_id: 1, delta: "-1.00" }, { shard_id: "shard-b", account_id: 101, delta: "1.00" }] },
+      });
+      expect(r.body).toMatchObject({ status: "committed" });
+      expect(output()).toContain(`curl -s -X POST ${url}/transfer`);
+      expect((await request(url, "GET", "/ready")).status).toBe(200);
+    } finally {
+      closeAgents();
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
+    expect(output()).toContain("speccommit: stopped");
+  });
+
+  it.each([
+    [["--port", "99999"], /--port: 99999 is not allowed .*expected an integer from 0 to 65535/],
+    [["--resolver-interval-ms", "soon"], /--resolver-interval-ms: "soon" is not allowed/],
+    [["--colour", "red"], /unknown option "--colour"/],
+    [["--shards", "shard-a=127.0.0.1:1"], /--shards and --etcd go together/],
+  ])("refuses %j with exit 2 and a message naming the setting", (args, message) => {
+    const r = spawnSync(process.execPath, [BIN, "serve", ...args], { encoding: "utf8", timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it("names the environment variable when that is where a wrong value came from", () => {
+    const r = spawnSync(process.execPath, [BIN, "serve"], { encoding: "utf8", timeout: 30_000, env: { ...process.env, SPECCOMMIT_IN_FLIGHT_MAX: "0" } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/SPECCOMMIT_IN_FLIGHT_MAX: 0 is not allowed \(Expected a value between 1 and 100000\)/);
+  });
+});
