@@ -4,6 +4,7 @@
  *
  *   <dir>/cluster.json   what runs where (written by `up`, read by down/status/the server)
  *   <dir>/shard-a/       MariaDB data directory of shard-a (error.log, mysqld.pid inside)
+ *   <dir>/shard-a.tmp/   shard-a's own tmpdir (mariadb.ts says why it is not shared)
  *   <dir>/shard-b/ ...
  *   <dir>/etcd/          etcd data directory (etcd.log, etcd.pid inside)
  *
