@@ -27,6 +27,7 @@ import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
+import { formatTrace } from "../traces/ndjson.ts";
 
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
@@ -156,7 +157,7 @@ class Api {
         return;
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
-      if (m !== null) return this.transaction(res, decodeURIComponent(m[1]!));
+      if (m !== null) return this.transaction(res, decodeURIComponent(m[1]!), url.searchParams.get("format"));
       m = /^\/accounts\/([^/]+)\/([^/]+)$/.exec(path);
       if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
       if (path === "/admin/shards") {
@@ -252,7 +253,8 @@ class Api {
     }
   }
 
-  private transaction(res: ServerResponse, tx: string): void {
+  /** JSON view; with ?format=ndjson the recorded trace alone, as `speccommit trace render|validate` read it. */
+  private transaction(res: ServerResponse, tx: string, format: string | null): void {
     const route = "/transactions/:id";
     const view = this.engine.transaction(tx);
     if (view === undefined) {
@@ -260,7 +262,13 @@ class Api {
         error: `transaction ${tx} is not known to this server: it is older than the last ${this.config.retain_transactions} transactions or ran in another process`,
       });
     }
-    this.send(res, route, 200, view);
+    if (format === null || format === "json") return this.send(res, route, 200, view);
+    if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
+    if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
+    const text = formatTrace({ header: view.trace.header, steps: [...view.trace.steps] });
+    this.metrics.http.inc({ route, code: "200" });
+    res.writeHead(200, { "Content-Type": "application/x-ndjson", "Content-Length": Buffer.byteLength(text) });
+    res.end(text);
   }
 
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {

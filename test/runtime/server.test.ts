@@ -6,6 +6,7 @@ import { decisionKey } from "../../spec/effects.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
 import { replayTrace } from "../../runtime/replay.ts";
+import { parseTrace } from "../../traces/ndjson.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, totalBalance, xaRecover, type TestCluster } from "../support/cluster.ts";
 import { balance, closeAgents, request, serverOn, snapshot } from "./support.ts";
@@ -65,6 +66,9 @@ describe("POST /transfer", () => {
       expect.arrayContaining(["request", "xa.exec", "xa.prepare", "log.put", "xa.commit", "log.delete"]),
     );
     expect(replayTrace(view.trace)).toEqual({ ok: true, steps: view.trace.steps.length });
+    const ndjson = await request(url, "GET", `/transactions/${r.body.tx}?format=ndjson`);
+    expect(ndjson.headers["content-type"]).toBe("application/x-ndjson");
+    expect(replayTrace(parseTrace(ndjson.body))).toEqual({ ok: true, steps: view.trace.steps.length });
     // The decision record was forgotten once every branch committed.
     const etcd = cluster.etcdClient();
     expect(await etcd.get(PREFIX + decisionKey(r.body.tx)).string()).toBeNull();
