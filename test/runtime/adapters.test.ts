@@ -1,0 +1,162 @@
+// The live adapters alone against a real MariaDB and etcd: what each effect
+// does to the servers and what it answers, including the paths a crash
+// takes (a dead owner connection, a shard that is down, a stale epoch).
+import mysql from "mysql2/promise";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EPOCH_KEY } from "../../spec/effects.ts";
+import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
+import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
+import { DATABASE } from "../../runtime/cluster/schema.ts";
+import { startTestCluster, xaRecover, type TestCluster } from "../support/cluster.ts";
+import { balance, snapshot } from "./support.ts";
+
+let cluster: TestCluster;
+let xa: XaMysql;
+
+const limits = { connections_max: 8, waiters_max: 8, acquire_timeout_ms: 2_000, connect_timeout_ms: 1_000, statement_timeout_ms: 5_000 };
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2, accountsPerShard: 100, balanceCents: 10_000, lockWaitTimeoutS: 1 });
+  xa = new XaMysql({
+    shards: cluster.shards.map((s) => ({ name: s.name, host: "127.0.0.1", port: s.db.port, user: "root", database: DATABASE })),
+    limits,
+  });
+});
+
+afterAll(async () => {
+  xa?.close();
+  await cluster?.stop();
+});
+
+describe("XA executor (mysql2)", () => {
+  it("exec, prepare, commit: the branch's changes and history row are committed, and the connection is reused", async () => {
+    const tx = "a0000000-0000-4000-8000-000000000001";
+    expect(await xa.exec(tx, "shard-a", [{ account: 1, delta: -250 }, { account: 2, delta: 250 }], true)).toEqual({ ok: true });
+    expect(xa.openBranches("shard-a")).toBe(1);
+    expect(await xa.prepare(tx, "shard-a")).toEqual({ ok: true });
+    expect(await xa.recover("shard-a")).toEqual({ ok: true, prepared: [{ tx, shard: "shard-a" }] });
+    expect(await xa.commit(tx, "shard-a")).toEqual({ ok: true });
+    expect(xa.openBranches("shard-a")).toBe(0);
+    expect(await balance(cluster, "shard-a", 1)).toBe(10_000n - 250n);
+    expect((await snapshot(cluster)).history.get(`shard-a|${tx}`)).toBe(2);
+    // A second commit finds nothing to do: 1397 on a fresh connection.
+    expect(await xa.commit(tx, "shard-a")).toEqual({ ok: false, err: "NOTA" });
+    expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
+  });
+
+  it("an overdraft is INSUFFICIENT_FUNDS and rolls back cleanly from IDLE", async () => {
+    const tx = "a0000000-0000-4000-8000-000000000002";
+    expect(await xa.exec(tx, "shard-a", [{ account: 3, delta: -10_001 }], true)).toEqual({ ok: false, err: "INSUFFICIENT_FUNDS" });
+    expect(await xa.rollback(tx, "shard-a")).toEqual({ ok: true });
+    expect(await balance(cluster, "shard-a", 3)).toBe(10_000n);
+    expect((await snapshot(cluster)).history.has(`shard-a|${tx}`)).toBe(false);
+  });
+
+  it("a row locked elsewhere is LOCK_TIMEOUT after innodb_lock_wait_timeout, and the branch rolls back", async () => {
+    const holder = await cluster.shard("shard-b").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query("SELECT balance FROM accounts WHERE id = 101 FOR UPDATE");
+    const tx = "a0000000-0000-4000-8000-000000000003";
+    expect(await xa.exec(tx, "shard-b", [{ account: 101, delta: 5 }], true)).toEqual({ ok: false, err: "LOCK_TIMEOUT" });
+    await holder.query("ROLLBACK");
+    expect(await xa.rollback(tx, "shard-b")).toEqual({ ok: true });
+    expect(await xaRecover(holder)).toEqual([]);
+  });
+
+  it("commits a prepared branch whose owner connection died, from a fresh connection once the dead session is gone", async () => {
+    const tx = "a0000000-0000-4000-8000-000000000004";
+    expect(await xa.exec(tx, "shard-b", [{ account: 102, delta: 70 }], true)).toEqual({ ok: true });
+    expect(await xa.prepare(tx, "shard-b")).toEqual({ ok: true });
+    // Kill the executor's sessions from outside, the owner's among them, as a network cut would.
+    const admin = await cluster.shard("shard-b").connect();
+    const [rows] = await admin.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", [DATABASE]);
+    expect((rows as unknown[]).length).toBeGreaterThanOrEqual(1);
+    for (const r of rows as Array<{ ID: string }>) await admin.query(`KILL CONNECTION ${r.ID}`).catch(() => undefined);
+    // The prepared branch survived its connection; from another connection it is committed once the dead session is gone.
+    expect(await xaRecover(admin)).toEqual([{ formatID: XID_FORMAT_ID, gtrid: tx, bqual: "shard-b" }]);
+    expect(await xa.commit(tx, "shard-b")).toEqual({ ok: true });
+    expect(xa.openBranches("shard-b")).toBe(0);
+    expect(await balance(cluster, "shard-b", 102)).toBe(10_070n);
+    expect(await xaRecover(admin)).toEqual([]);
+  });
+
+  it("recover keeps only our formatID and maps gtrid/bqual back to tx and shard", async () => {
+    const conn = await mysql.createConnection(cluster.shard("shard-a").connectionOptions());
+    await conn.query("XA START 'foreign-tx','x',1");
+    await conn.query("XA END 'foreign-tx','x',1");
+    await conn.query("XA PREPARE 'foreign-tx','x',1");
+    const ours = await mysql.createConnection(cluster.shard("shard-a").connectionOptions());
+    await ours.query(`XA START 'ours-1','shard-a',${XID_FORMAT_ID}`);
+    await ours.query(`XA END 'ours-1','shard-a',${XID_FORMAT_ID}`);
+    await ours.query(`XA PREPARE 'ours-1','shard-a',${XID_FORMAT_ID}`);
+    expect(await xa.recover("shard-a")).toEqual({ ok: true, prepared: [{ tx: "ours-1", shard: "shard-a" }] });
+    await ours.end();
+    await conn.end();
+    const cleanup = await cluster.shard("shard-a").connect();
+    // Read-only branches answer 1402 to ROLLBACK too, and are gone after it.
+    expect(await cleanup.query("XA ROLLBACK 'foreign-tx','x',1").catch((e: { errno: number }) => e.errno)).toBe(1402);
+    // A prepared branch that changed nothing answers 1402 to COMMIT: finished.
+    expect(await xa.commit("ours-1", "shard-a")).toEqual({ ok: false, err: "RBROLLBACK" });
+  });
+
+  it("a shard that is down answers UNAVAILABLE within the bounds", async () => {
+    const down = new XaMysql({ shards: [{ name: "shard-x", host: "127.0.0.1", port: 1, user: "root", database: DATABASE }], limits });
+    const t0 = Date.now();
+    expect(await down.exec("a0000000-0000-4000-8000-000000000005", "shard-x", [{ account: 1, delta: 1 }], true)).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(await down.recover("shard-x")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    down.close();
+  });
+
+  it("maps MySQL errors as the model does; unknown codes and lost connections are UNAVAILABLE", () => {
+    const e = (errno: number, fatal = false) => xaErrorOf({ errno, code: "X", fatal, message: "" });
+    expect([1397, 1399, 1398, 1400, 1402, 1440, 1205, 1213, 1614].map((n) => e(n))).toEqual([
+      "NOTA",
+      "RMFAIL",
+      "RMFAIL",
+      "RMFAIL",
+      "RBROLLBACK",
+      "DUPID",
+      "LOCK_TIMEOUT",
+      "DEADLOCK",
+      "DEADLOCK",
+    ]);
+    expect(e(4025)).toBe("UNAVAILABLE");
+    expect(e(1397, true)).toBe("UNAVAILABLE");
+  });
+});
+
+describe("txlog (etcd)", () => {
+  it("put is a CAS on the version, with a fence on the epoch key; records read back are decoded", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "adapt/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "adapt/");
+    try {
+      const rec = { kind: "decision", decision: "commit", branches: ["shard-a"] } as const;
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("tx/1", rec, 0, { key: EPOCH_KEY, version: 1 })).toEqual({ ok: true, version: 1 });
+      expect(await log.put("tx/1", { ...rec, decision: "abort" }, 0)).toEqual({ ok: false, err: "CAS", current: rec, version: 1 });
+      expect(await log.put("tx/2", rec, 1)).toEqual({ ok: false, err: "CAS", current: null, version: 0 });
+      // A newer epoch fences the old writer out; nothing is written.
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 1)).toEqual({ ok: true, version: 2 });
+      expect(await log.put("tx/3", rec, 0, { key: EPOCH_KEY, version: 1 })).toEqual({ ok: false, err: "FENCED" });
+      expect(await log.delete("tx/1", { key: EPOCH_KEY, version: 1 })).toEqual({ ok: false, err: "FENCED" });
+      expect(await log.list("tx/")).toEqual({ ok: true, entries: [{ key: "tx/1", value: rec, version: 1 }] });
+      expect(await log.delete("tx/1", { key: EPOCH_KEY, version: 2 })).toEqual({ ok: true });
+      expect(await log.list("tx/")).toEqual({ ok: true, entries: [] });
+      // A record this code did not write: the list refuses to act on it.
+      await client.put("adapt/tx/bad").value('{"kind":"decision","decision":"maybe","branches":[]}');
+      expect(await log.list("tx/")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("an unreachable etcd answers UNAVAILABLE within the deadline", async () => {
+    const client = etcdClient({ hosts: ["http://127.0.0.1:1"], prefix: "x/", call_timeout_ms: 300, dial_timeout_ms: 300 });
+    const log = new TxlogEtcd(client, "x/");
+    const t0 = Date.now();
+    expect(await log.put("tx/1", { kind: "epoch" }, 0)).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    client.close();
+  });
+});
