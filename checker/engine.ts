@@ -114,6 +114,7 @@ class Search<S, A> {
     }
     if (this.opts.progress && now >= this.nextReport) {
       this.nextReport = now + (this.opts.progressMs ?? 2000);
+      this.reported = true;
       this.opts.progress(this.progressText(head));
     }
     return true;
@@ -140,6 +141,7 @@ class Search<S, A> {
   }
 
   initialCount = 0;
+  reported = false;
 }
 
 export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: RunInfo = { params: {} }): CheckResult {
@@ -167,7 +169,8 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     for (const bad of liveness.check()) violations.push(makeViolation(bad.index, bad.name, "eventually"));
   }
   const seconds = search.seconds();
-  if (opts.progress) opts.progress(search.progressText(search.distinct));
+  // A last line closes a series of progress lines; a run too short for any prints none.
+  if (opts.progress && search.reported) opts.progress(search.progressText(search.distinct));
   return {
     model: model.name,
     params: info.params,
@@ -186,6 +189,25 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
 }
 
 const TICK_MASK = 4095;
+
+/**
+ * A model function (actions, next, encode, canonical, an invariant) threw:
+ * say where, so the model's author can reproduce it.
+ */
+function modelError<S, A>(model: Model<S, A>, e: unknown, s: S, depth: number, action: A | undefined): Error {
+  const show = (v: unknown) => {
+    let text: string;
+    try {
+      text = JSON.stringify(v) ?? String(v);
+    } catch {
+      text = String(v);
+    }
+    return text.length > 2000 ? `${text.slice(0, 2000)}...` : text;
+  };
+  const state = show(model.view ? model.view(s) : s);
+  const step = action === undefined ? "enumerating its actions" : `on action ${show(action)} (next, encode, canonical or an invariant of the successor)`;
+  return new Error(`${model.name}: the model threw ${step} from a state at depth ${depth}: ${(e as Error)?.message ?? String(e)}\nstate: ${state}`, { cause: e });
+}
 
 /** The loop for packed models. Returns how to read a stored state's key. */
 function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey {
@@ -287,14 +309,20 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A
     const s = model.decode(arena.get(head));
     liveness?.beginState(head);
     let enabled = 0;
-    for (const a of model.actions(s)) {
-      enabled++;
-      search.generated++;
-      const before = search.distinct;
-      const index = visit(model.next(s, a), head);
-      if (search.distinct > before) search.maxLevel = search.level + 1;
-      liveness?.addEdge(a, index);
-      if (search.found) break;
+    let action: A | undefined;
+    try {
+      for (const a of model.actions(s)) {
+        action = a;
+        enabled++;
+        search.generated++;
+        const before = search.distinct;
+        const index = visit(model.next(s, a), head);
+        if (search.distinct > before) search.maxLevel = search.level + 1;
+        liveness?.addEdge(a, index);
+        if (search.found) break;
+      }
+    } catch (e) {
+      throw modelError(model, e, s, search.level, action);
     }
     if (enabled === 0 && !search.found) search.checkDeadlock(s, head);
     head++;

@@ -138,10 +138,12 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
   );
   let depth = 0;
   let nextReport = started + (opts.progressMs ?? 2000);
+  let reported = false;
   const crew = new Crew(threads, () => {
     const now = performance.now();
     if (!opts.progress || now < nextReport) return;
     nextReport = now + (opts.progressMs ?? 2000);
+    reported = true;
     const sum = crew.progress.reduce((a, p) => ({ distinct: a.distinct + p.distinct, generated: a.generated + p.generated, queue: a.queue + p.queue }), { distinct: 0, generated: 0, queue: 0 });
     opts.progress(progressLine({ ...sum, depth, seconds: seconds() }));
   });
@@ -229,7 +231,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       ...(stopped ? { incomplete: stopped } : {}),
       violations,
     };
-    if (opts.progress) opts.progress(progressLine({ distinct, generated, queue: 0, depth, seconds: result.seconds }));
+    if (opts.progress && reported) opts.progress(progressLine({ distinct, generated, queue: 0, depth, seconds: result.seconds }));
     return result;
   } finally {
     await Promise.all(threads.map((w) => w.terminate()));

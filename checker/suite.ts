@@ -51,7 +51,8 @@ export interface Verdict {
 }
 
 function options(e: SuiteEntry): CheckOptions {
-  const o: CheckOptions = {};
+  // Long entries say they are alive (stderr, every 10 s); short ones print nothing but their row.
+  const o: CheckOptions = { progress: (line) => process.stderr.write(`  [${e.model} ${config(e)}] ${line}\n`), progressMs: 10_000 };
   if (e.symmetry) o.symmetry = true;
   if (e.deadlock) o.deadlock = true;
   if (e.maxStates !== undefined) o.maxStates = e.maxStates;

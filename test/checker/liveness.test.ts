@@ -81,3 +81,17 @@ describe("eventually (AG EF goal over allowed steps)", () => {
     expect(r.violations[0]!.trace.steps.map((s) => s.input)).toEqual(["Init", "step", "step", "fall"]);
   });
 });
+
+describe("a model that throws", () => {
+  it("is reported with the action, the depth and the state", () => {
+    const base = countdown(3);
+    const m: Model<{ left: number; jammed: boolean }, "tick" | "jam" | "repair"> = {
+      ...base,
+      next: (s, a) => {
+        if (a === "repair") throw new Error("repair is not implemented");
+        return base.next(s, a);
+      },
+    };
+    expect(() => check(m)).toThrow(/Countdown: the model threw on action "repair" .* from a state at depth 2: repair is not implemented\nstate: \{"left":3,"jammed":true\}/);
+  });
+});
