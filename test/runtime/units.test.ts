@@ -1,0 +1,127 @@
+// Pure parts of the runtime: transfer decoding, configuration, the
+// interpreter's timer and result handling.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Effect } from "../../spec/effects.ts";
+import type { Role } from "../../spec/role.ts";
+import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
+import { ConfigError, loadConfig } from "../../runtime/config.ts";
+import { RoleInstance } from "../../runtime/interpreter.ts";
+import { BadRequest, centsOf, decodeTransfer, firstNonIntegerNumber } from "../../runtime/transfer.ts";
+
+const catalog = { shards: ["shard-a", "shard-b"], hasAccount: (_s: string, id: number) => id <= 100 };
+
+describe("transfer decoding", () => {
+  it("reads decimal strings and integer cents, merges ops per account, groups branches per shard", () => {
+    const r = decodeTransfer(
+      JSON.stringify({
+        ops: [
+          { shard_id: "shard-b", account_id: 7, delta: "11.5" },
+          { shard_id: "shard-a", account_id: 3, delta: -1000 },
+          { shard_id: "shard-a", account_id: 3, delta: "-2.50" },
+          { shard_id: "shard-a", account_id: 4, delta: "1" },
+          { shard_id: "shard-a", account_id: 5, delta: "1.00" },
+          { shard_id: "shard-a", account_id: 5, delta: "-1.00" },
+        ],
+        idempotency_key: "k1",
+      }),
+      catalog,
+    );
+    expect(r).toEqual({
+      protocol: "2pc",
+      idempotency_key: "k1",
+      branches: [
+        { shard: "shard-a", ops: [{ account: 3, delta: -1250 }, { account: 4, delta: 100 }] },
+        { shard: "shard-b", ops: [{ account: 7, delta: 1150 }] },
+      ],
+    });
+  });
+
+  it.each([
+    ["-50.00", -5000],
+    ["50", 5000],
+    ["0.5", 50],
+    ["0.05", 5],
+    ["-0.01", -1],
+    ["9999999999999.99", 999_999_999_999_999],
+  ])("centsOf(%j) = %i", (text, cents) => {
+    expect(centsOf(text, "d")).toBe(cents);
+  });
+
+  it.each(["1.005", "1.", ".5", "+1", "1e2", " 1", "1,00", "", "--1", "0x10", "12345678901234"])("refuses the amount %j", (text) => {
+    expect(() => centsOf(text, "d")).toThrow(BadRequest);
+  });
+
+  it("finds number tokens with a fraction or exponent outside strings only", () => {
+    expect(firstNonIntegerNumber('{"a":"1.5","b":[1,-2,3],"c":true,"d":null,"e":"x\\"1.0"}')).toBeNull();
+    expect(firstNonIntegerNumber('{"a":1,"b":-0.0}')).toBe("-0.0");
+    expect(firstNonIntegerNumber('{"a":[1E3]}')).toBe("1E3");
+  });
+});
+
+describe("configuration", () => {
+  it("takes defaults, then the file, then the environment, then flags", () => {
+    const dir = mkdtempSync(join(tmpdir(), "speccommit-config-"));
+    const file = join(dir, "c.json");
+    writeFileSync(file, JSON.stringify({ port: 9000, in_flight_max: 7, resolver_interval_ms: 100 }));
+    const r = loadConfig({ argv: ["--config", file, "--port=9002"], env: { SPECCOMMIT_PORT: "9001", SPECCOMMIT_IN_FLIGHT_MAX: "8" } });
+    expect(r.help).toBe(false);
+    if (r.help) return;
+    expect(r.config).toMatchObject({ port: 9002, in_flight_max: 8, resolver_interval_ms: 100, vote_timeout_ms: 5_000, etcd_prefix: "speccommit/", record_traces: true });
+  });
+
+  it.each([
+    [{ argv: ["--port", "-1"], env: {} }, /--port: -1 is not allowed .*expected an integer from 0 to 65535/],
+    [{ argv: ["--record-traces", "yes"], env: {} }, /--record-traces: "yes" is not allowed .*expected true or false/],
+    [{ argv: ["--admin-token", "short"], env: {} }, /--admin-token: \(hidden\) is not allowed/],
+    [{ argv: ["--etcd-prefix"], env: {} }, /--etcd-prefix needs a value/],
+    [{ argv: [], env: { SPECCOMMIT_VOTE_TIMEOUT_MS: "1.5" } }, /SPECCOMMIT_VOTE_TIMEOUT_MS: "1.5" is not allowed/],
+    [{ argv: ["--shards", "a=h:1", "--etcd", "http://h:2", "--cluster-file", "x"], env: {} }, /either --cluster-file or --shards/],
+  ])("refuses %j with a message naming the setting", (src, message) => {
+    expect(() => loadConfig(src)).toThrow(ConfigError);
+    expect(() => loadConfig(src)).toThrow(message);
+  });
+
+  it("refuses an unknown key in a config file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "speccommit-config-"));
+    const file = join(dir, "c.json");
+    writeFileSync(file, JSON.stringify({ prot: 1 }));
+    expect(() => loadConfig({ argv: ["--config", file], env: {} })).toThrow(/unknown setting "prot"/);
+  });
+});
+
+describe("interpreter", () => {
+  type St = { n: number; done: boolean };
+  type In = { t: "go" } | { t: "timeout"; id: string } | { t: "log.list"; r: unknown };
+  /** Asks for a timer and a log list at once; done after both answered. */
+  const role: Role<St, In, Effect> = {
+    start: () => ({ n: 0, done: false }),
+    step: (st, input) => {
+      if (input.t === "go") return { st, effects: [{ t: "timer", id: "late", ms: 1_000 }, { t: "timer", id: "t", ms: 5 }, { t: "log.list", prefix: "" }] };
+      const n = st.n + 1;
+      return { st: { n, done: n === 2 }, effects: [] };
+    },
+  };
+
+  it("feeds results in arrival order, records each step, and clears its timers when the role is done", async () => {
+    const clock = new SimClock();
+    const rng = new Rng(1);
+    const log = new MemoryTxlog(clock, rng, { min_ms: 20, max_ms: 20 });
+    const xa = new MemoryXa(new Map(), clock, rng);
+    let ended = 0;
+    const inst = new RoleInstance(role, { actor: "r", adapters: { xa, log, clock }, done: (s) => s.done, record: true, hooks: { onEnd: () => ended++ } });
+    inst.deliver({ t: "go" });
+    await clock.run();
+    expect(inst.steps.map((s) => [s.at_ms, (s.input as In).t])).toEqual([
+      [0, "go"],
+      [5, "timeout"],
+      [20, "log.list"],
+    ]);
+    expect(ended).toBe(1);
+    // The 1,000 ms timer was cleared at 20 ms: the clock stopped there.
+    expect(clock.now_ms()).toBe(20);
+    expect(clock.pending()).toBe(0);
+  });
+});
