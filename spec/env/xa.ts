@@ -373,13 +373,15 @@ function transfer(s: ShardState, c: Conn, b: Branch | null, account: Account, de
   if (!Number.isSafeInteger(delta) || delta === 0) throw new Error(`transfer: delta ${delta} must be a non-zero integer`);
   if (b.state !== "ACTIVE" || b.rollbackOnly) return [{ s, out: err(ER.XAER_RMFAIL) }];
   if (committedBalance(s, account) === null) return [{ s, out: { kind: "ok", affected: 0 } }];
-  if (b.writes.some(([a]) => a === account) || s.history.some(([x, a]) => x === b.xid && a === account)) {
+  const holder = lockHolder(s, account);
+  const free = holder === null || holder === b.xid;
+  const changes = !guard || committedBalance(s, account)! + ownDelta(b, account) + delta >= 0;
+  if ((!free || changes) && (b.writes.some(([a]) => a === account) || s.history.some(([x, a]) => x === b.xid && a === account))) {
     // The history INSERT would fail with 1062 and leave a next-key lock on the
     // history index that blocks other branches' inserts: gap locks are not modelled.
     throw new Error(`transfer: branch ${b.xid} already has a history row for account ${account}; a second one is not modelled`);
   }
-  const holder = lockHolder(s, account);
-  if (holder === null || holder === b.xid) {
+  if (free) {
     const r = applyUpdate(s, b, account, delta, guard);
     return [{ s: r.s, out: r.out }];
   }

@@ -37,20 +37,19 @@ export const CONNS = 3;
 export type XidRef = string;
 export type StmtSpec =
   | { readonly op: "start" | "end" | "prepare" | "rollback"; readonly xid: XidRef }
-  | { readonly op: "commit"; readonly xid: XidRef; readonly onePhase: boolean }
+  | { readonly op: "commit"; readonly xid: XidRef; readonly onePhase?: boolean }
   | { readonly op: "recover" }
   | { readonly op: "transfer"; readonly account: number; readonly delta: number }
-  | { readonly op: "select"; readonly account: number }
-  /**
-   * The statement a client would plausibly send next on this connection,
-   * given its branch's state, chosen by `pick` (see nextStmt). Random
-   * statements alone rarely get a branch to PREPARED or two branches into a
-   * lock conflict.
-   */
-  | { readonly op: "next"; readonly pick: number };
+  | { readonly op: "select"; readonly account: number };
 
 export type Cmd =
   | { readonly t: "stmt"; readonly conn: number; readonly stmt: StmtSpec }
+  /**
+   * What a client would plausibly do next on this connection, given its
+   * branch's state, chosen by `pick` (see nextStep). Random statements alone
+   * rarely get a branch to PREPARED or two branches into a lock conflict.
+   */
+  | { readonly t: "next"; readonly conn: number; readonly pick: number }
   /** The client closes the connection. */
   | { readonly t: "disconnect"; readonly conn: number }
   /** kill -9 of the server, then restart (crash recovery). */
@@ -271,8 +270,8 @@ export class RealShard {
 const ACCOUNTS_NEXT = [1, 2, 1, 2, 3] as const;
 const DELTAS_NEXT = [-8, -30, 25, -60] as const;
 
-/** A protocol-like next statement for a connection whose branch is `own` (if any). */
-export function nextStmt(s: xa.ShardState, own: xa.Xid | null, pick: number): xa.Stmt {
+/** A protocol-like next step for a connection whose branch is `own` (if any). */
+export function nextStep(s: xa.ShardState, own: xa.Xid | null, pick: number): xa.Stmt | "disconnect" {
   const b = own === null ? null : xa.findBranch(s, own);
   if (!b) {
     const orphans = s.branches.filter((x) => x.owner === null);
@@ -295,8 +294,11 @@ export function nextStmt(s: xa.ShardState, own: xa.Xid | null, pick: number): xa
       const k = pick % 4;
       return k <= 1 ? { op: "prepare", xid: b.xid } : k === 2 ? { op: "commit", xid: b.xid, onePhase: true } : { op: "rollback", xid: b.xid };
     }
-    case "PREPARED":
-      return pick % 3 === 0 ? { op: "rollback", xid: b.xid } : { op: "commit", xid: b.xid };
+    case "PREPARED": {
+      // Disconnecting here is a coordinator crash between prepare and decision.
+      const k = pick % 4;
+      return k <= 1 ? { op: "commit", xid: b.xid } : k === 2 ? { op: "rollback", xid: b.xid } : "disconnect";
+    }
   }
 }
 
@@ -336,6 +338,12 @@ export class Run {
       case "stmt":
         await this.stmt(`c${cmd.conn}`, cmd.stmt);
         break;
+      case "next": {
+        const id = `c${cmd.conn}`;
+        const next = nextStep(this.model, xa.findConn(this.model, id)?.xid ?? null, cmd.pick);
+        await (next === "disconnect" ? this.disconnect(id) : this.stmt(id, next));
+        break;
+      }
       case "disconnect":
         await this.disconnect(`c${cmd.conn}`);
         break;
@@ -360,10 +368,9 @@ export class Run {
   }
 
   private resolveStmt(spec: StmtSpec, own: xa.Xid | null): xa.Stmt {
-    if (spec.op === "next") return nextStmt(this.model, own, spec.pick);
     if (spec.op === "recover" || spec.op === "transfer" || spec.op === "select") return spec;
     const xid = spec.xid === "own" ? (own ?? XIDS[0]) : spec.xid;
-    return spec.op === "commit" ? { op: "commit", xid, onePhase: spec.onePhase } : { op: spec.op, xid };
+    return spec.op === "commit" ? { op: "commit", xid, onePhase: spec.onePhase ?? false } : { op: spec.op, xid };
   }
 
   private async stmt(id: xa.ConnId, spec: StmtSpec): Promise<void> {

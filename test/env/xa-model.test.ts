@@ -15,7 +15,7 @@ import { CONNS, coverage, RealShard, Run, XIDS, type Cmd, type StmtSpec } from "
 
 const RUNS = Number(process.env.XA_MBT_RUNS ?? 60);
 const SEED = process.env.XA_MBT_SEED === undefined ? undefined : Number(process.env.XA_MBT_SEED);
-const COMMANDS_MAX = 30;
+const COMMANDS_MAX = 40;
 
 const xid = fc.constantFrom<string>("own", "own", "own", ...XIDS);
 const account = fc.constantFrom(1, 1, 2, 2, 3, 4);
@@ -30,12 +30,11 @@ const stmt: fc.Arbitrary<StmtSpec> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: "recover" } as const) },
 );
 const conn = fc.integer({ min: 0, max: CONNS - 1 });
-const next = fc.nat({ max: 255 }).map((pick) => ({ op: "next", pick }) as const);
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-  { weight: 30, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt: next }) },
-  { weight: 10, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant("disconnect" as const), conn }) },
-  { weight: 1, arbitrary: fc.constant({ t: "wait" } as const) },
+  { weight: 60, arbitrary: fc.record({ t: fc.constant("next" as const), conn, pick: fc.nat({ max: 255 }) }) },
+  { weight: 20, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant("disconnect" as const), conn }) },
+  { weight: 2, arbitrary: fc.constant({ t: "wait" } as const) },
   { weight: 1, arbitrary: fc.constant({ t: "crash" } as const) },
 );
 
