@@ -44,7 +44,7 @@ export function request(base: string, method: string, path: string, opts: { json
       {
         host: url.hostname,
         port: url.port,
-        path: url.pathname,
+        path: url.pathname + url.search,
         method,
         agent,
         headers: {
