@@ -202,6 +202,13 @@ export class XaMysql implements XaExecutor {
     return run;
   }
 
+  /** A connection, or null (counted as NO_CONNECTION: the shard is down or the pool exhausted past its wait bound). */
+  private async acquire(shard: ShardId, pool: ShardPool): Promise<PooledConnection | null> {
+    const c = await pool.acquire();
+    if (c === null) this.opts.observer?.onError?.(shard, "NO_CONNECTION");
+    return c;
+  }
+
   private noteError(shard: ShardId, e: QueryError): void {
     this.opts.observer?.onError?.(shard, e.errno !== undefined ? String(e.errno) : e.code);
   }
@@ -214,7 +221,7 @@ export class XaMysql implements XaExecutor {
     if (this.branches.has(key)) return { ok: false, err: "DUPID" };
     const xid = xidSql(tx, shard);
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
-    const c = await pool.acquire();
+    const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     this.branches.set(key, { conn: c, threadId: c.threadId, ownerGone: false });
     const at_us = Date.now() * 1000;
@@ -283,7 +290,7 @@ export class XaMysql implements XaExecutor {
       pool.discard(b.conn);
       b.conn = null;
     }
-    const c = await pool.acquire();
+    const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     try {
       if (b !== undefined && !b.ownerGone) {
