@@ -15,9 +15,9 @@
 import type { Model } from "./model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
 import { peakRssMb, progressLine } from "./result.ts";
-import { StateTable } from "./table.ts";
+import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List, U32List } from "./store.ts";
-import { fingerprint, TWO_POW_32 } from "./hash.ts";
+import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
 import { LivenessGraph } from "./liveness.ts";
 
@@ -34,7 +34,6 @@ interface Found {
 
 /** What both loops share: counters, limits, parents, progress. */
 class Search<S, A> {
-  readonly table = new StateTable(16);
   readonly parents = new U32List();
   readonly started = performance.now();
   distinct = 0;
@@ -215,14 +214,19 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
   const packed = model.packed!;
   const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
   const states = new F64List(1 << 16);
-  const table = search.table;
+  const table = new KeySet(16);
   const parents = search.parents;
   const keyOf = (s: S) => packed.pack(canonical ? canonical(s) : s);
+  const isNew = (y: number) => {
+    const hi = Math.floor(y / TWO_POW_32);
+    const lo = y >>> 0;
+    return table.add(mixSlot(hi, lo), hi, lo);
+  };
 
   for (const s of model.init()) {
     search.generated++;
     const x = keyOf(s);
-    if (table.findOrAdd(Math.floor(x / TWO_POW_32), x >>> 0, search.distinct) >= 0) continue;
+    if (!isNew(x)) continue;
     states.push(x);
     parents.push(0);
     search.checkInvariants(canonical ? packed.unpack(x) : s, search.distinct);
@@ -253,7 +257,7 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
       // An unchanged state is generated (counted above) but is already stored.
       if (y === x) continue;
       if (canonical) y = packed.pack(canonical(packed.unpack(y)));
-      if (table.findOrAdd(Math.floor(y / TWO_POW_32), y >>> 0, search.distinct) >= 0) continue;
+      if (!isNew(y)) continue;
       states.push(y);
       parents.push(head);
       search.maxLevel = search.level + 1;
@@ -271,7 +275,7 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A
   const model = search.model;
   const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
   const arena = new ByteArena();
-  const table = search.table;
+  const table = new StateTable(16);
   const parents = search.parents;
   const fp = new Uint32Array(2);
 

@@ -10,7 +10,7 @@
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { Model } from "./model.ts";
 import { registry } from "./registry.ts";
-import { StateTable } from "./table.ts";
+import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
@@ -53,7 +53,6 @@ const invariantNames = Object.keys(model.invariants);
 const invariantFns = invariantNames.map((n) => model.invariants[n]!);
 const deadline = setup.maxSeconds === undefined ? Infinity : setup.startedMs + setup.maxSeconds * 1000;
 
-const table = new StateTable(16);
 const parents = new F64List();
 let count = 0;
 let generated = 0;
@@ -102,8 +101,9 @@ function packedStore(): Store {
     filled.push(0);
   }
   const canon = (y: number) => (canonical ? packed.pack(canonical(packed.unpack(y))) : y);
+  const table = new KeySet(16);
   const add = (y: number, hash: number, hi: number, lo: number, parent: number, depth: number) => {
-    if (table.findOrAddHashed(hash, hi, lo, count) >= 0) return;
+    if (!table.add(hash, hi, lo)) return;
     states.push(y);
     parents.push(parent);
     checkInvariants(packed.unpack(y), count, depth);
@@ -166,6 +166,7 @@ function packedStore(): Store {
 
 function genericStore(): Store {
   const arena = new ByteArena();
+  const table = new StateTable(16);
   const fp = new Uint32Array(2);
   const outbox: Array<{ parents: number[]; chunks: Uint8Array[] }> = [];
   for (let p = 0; p < workers; p++) outbox.push({ parents: [], chunks: [] });

@@ -2,8 +2,8 @@
 // agreeing with the model's own actions/next.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { StateTable } from "../../checker/table.ts";
-import { fingerprint } from "../../checker/hash.ts";
+import { KeySet, StateTable } from "../../checker/table.ts";
+import { fingerprint, mixSlot } from "../../checker/hash.ts";
 import { twoPhase, twoPhaseMutants, type TwoPhaseMutant } from "../../spec/reference/twophase.ts";
 
 describe("StateTable", () => {
@@ -76,4 +76,19 @@ describe("TwoPhase packed successors = actions/next", () => {
       );
     });
   }
+});
+
+describe("KeySet (packed states)", () => {
+  it("adds each key once, across doublings, including the largest packed keys", () => {
+    const s = new KeySet(4);
+    const keys: Array<[number, number]> = [];
+    // Distinct keys: lo = i is unique; hi spreads over the whole 21-bit range.
+    for (let i = 0; i < 100_000; i++) keys.push([(i * 2654435761) % 2 ** 21, i]);
+    keys.push([2 ** 21 - 1, 0xffffffff]);
+    let wrong = 0;
+    for (const [hi, lo] of keys) if (!s.add(mixSlot(hi, lo), hi, lo)) wrong++;
+    for (const [hi, lo] of keys) if (s.add(mixSlot(hi, lo), hi, lo)) wrong++;
+    expect(wrong).toBe(0);
+    expect(s.size).toBe(keys.length);
+  });
 });
