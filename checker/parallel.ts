@@ -68,10 +68,14 @@ export interface ParallelSpec {
   options: CheckOptions;
 }
 
-/** One pending reply per worker at a time: the protocol is request/response per level. */
+/**
+ * One pending reply per worker at a time: the protocol is request/response.
+ * If any worker fails, every pending request fails with its error (the
+ * others would otherwise wait forever for the dead peer's "done").
+ */
 class Crew {
-  private readonly waiting: Array<((m: ToMain) => void) | undefined>;
-  private readonly failures: Error[] = [];
+  private readonly waiting: Array<{ resolve: (m: ToMain) => void; reject: (e: Error) => void } | undefined>;
+  private failure: Error | undefined;
   readonly progress: Array<{ distinct: number; generated: number; queue: number }>;
 
   constructor(readonly threads: Worker[], onProgress: () => void) {
@@ -84,26 +88,29 @@ class Crew {
           onProgress();
           return;
         }
-        const resolve = this.waiting[i];
+        const pending = this.waiting[i];
         this.waiting[i] = undefined;
-        resolve?.(m);
+        pending?.resolve(m);
       });
-      w.on("error", (e) => {
-        this.failures.push(e);
-        const resolve = this.waiting[i];
-        this.waiting[i] = undefined;
-        resolve?.({ type: "level", id: i, distinct: 0, generated: 0, added: 0, stopped: `worker ${i} failed: ${e.message}` });
+      w.on("error", (e) => this.fail(new Error(`worker ${i} failed: ${e.message}`, { cause: e })));
+      w.on("exit", (code) => {
+        if (this.waiting[i]) this.fail(new Error(`worker ${i} exited (code ${code}) before answering`));
       });
     });
   }
 
-  get failure(): Error | undefined {
-    return this.failures[0];
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.waiting.forEach((pending, i) => {
+      this.waiting[i] = undefined;
+      pending?.reject(e);
+    });
   }
 
   ask(i: number, m: ToWorker, transfer: MessagePort[] = []): Promise<ToMain> {
-    return new Promise((resolve) => {
-      this.waiting[i] = resolve;
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiting[i] = { resolve, reject };
       this.threads[i]!.postMessage(m, transfer);
     });
   }
@@ -180,7 +187,6 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
       }
-      if (crew.failure) throw crew.failure;
       // These replies added the states at depth `level`.
       if (added > 0) depth = level;
       if (found || stopped || added === 0) break;

@@ -2,6 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { runCheck } from "../../checker/run.ts";
 import type { CheckResult } from "../../checker/result.ts";
+import { checkParallel } from "../../checker/parallel.ts";
+import { twoPhase } from "../../spec/reference/twophase.ts";
 
 const counts = (r: CheckResult) => ({ distinct: r.distinct, generated: r.generated, depth: r.depth, complete: r.complete });
 
@@ -54,5 +56,10 @@ describe("parallel engine", () => {
     expect(r.complete).toBe(false);
     expect(r.incomplete).toBe("max depth 5");
     expect(r.depth).toBe(5);
+  });
+
+  it("a failing worker fails the run instead of leaving its peers waiting", async () => {
+    const run = checkParallel({ model: "NoSuchModel", params: {}, workers: 2, options: {} }, twoPhase(3));
+    await expect(run).rejects.toThrow(/worker \d failed: worker: no model 'NoSuchModel' in the registry/);
   });
 });
