@@ -14,7 +14,7 @@
  * Every call carries a gRPC deadline; an error or a missed deadline is
  * UNAVAILABLE (the write may or may not have happened), as the vocabulary says.
  */
-import { Etcd3, type Namespace } from "etcd3";
+import { Etcd3, type IOptions, type Namespace } from "etcd3";
 import { Schema } from "effect";
 import type { Fence, LogDeleteResult, LogEntry, LogListResult, LogPutResult, LogRecord } from "../../spec/effects.ts";
 import type { TxlogStore } from "./ports.ts";
@@ -54,11 +54,27 @@ export interface EtcdOptions {
   readonly dial_timeout_ms: number;
 }
 
+type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
+
+/**
+ * Calls straight through: no client-side retry and no circuit breaker. The
+ * roles own retrying (bounded, and visible in traces), and etcd3's default
+ * breaker would refuse every call for 5 s after three failures, keeping the
+ * log "down" well after etcd restarted.
+ */
+const passThrough = {
+  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
+    Promise.resolve().then(() => fn({ signal: signal ?? new AbortController().signal })),
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+} as unknown as Policy;
+
 export function etcdClient(opts: EtcdOptions): Etcd3 {
   return new Etcd3({
     hosts: [...opts.hosts],
     dialTimeout: opts.dial_timeout_ms,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.call_timeout_ms }),
+    faultHandling: { host: () => passThrough, global: passThrough },
   });
 }
 

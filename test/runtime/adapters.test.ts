@@ -151,6 +151,24 @@ describe("txlog (etcd)", () => {
     }
   });
 
+  it("answers UNAVAILABLE while etcd is down and works again right after it restarted (no client-side breaker)", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "restart/", call_timeout_ms: 500, dial_timeout_ms: 500 });
+    const log = new TxlogEtcd(client, "restart/");
+    try {
+      expect(await log.put("tx/a", { kind: "epoch" }, 0)).toEqual({ ok: true, version: 1 });
+      await cluster.etcd.kill9();
+      for (let i = 0; i < 4; i++) expect(await log.put("tx/b", { kind: "epoch" }, 0)).toEqual({ ok: false, err: "UNAVAILABLE" });
+      await cluster.etcd.restart();
+      const t0 = Date.now();
+      let r = await log.put("tx/b", { kind: "epoch" }, 0);
+      while (!r.ok && Date.now() - t0 < 3_000) r = await log.put("tx/b", { kind: "epoch" }, 0);
+      expect(r.ok).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(3_000);
+    } finally {
+      client.close();
+    }
+  });
+
   it("an unreachable etcd answers UNAVAILABLE within the deadline", async () => {
     const client = etcdClient({ hosts: ["http://127.0.0.1:1"], prefix: "x/", call_timeout_ms: 300, dial_timeout_ms: 300 });
     const log = new TxlogEtcd(client, "x/");
