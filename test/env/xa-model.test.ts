@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { CONNS, coverage, RealShard, Run, XIDS, type Cmd, type StmtSpec } from "./xa-harness.ts";
 
-const RUNS = Number(process.env.XA_MBT_RUNS ?? 60);
+const RUNS = Number(process.env.XA_MBT_RUNS ?? 150);
 const SEED = process.env.XA_MBT_SEED === undefined ? undefined : Number(process.env.XA_MBT_SEED);
 const COMMANDS_MAX = 40;
 
