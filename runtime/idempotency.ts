@@ -14,23 +14,18 @@
  * outcome write. A later request with the key then finds a record without
  * outcome whose transaction no coordinator runs any more: the process that
  * claimed it is gone, and its epoch fence keeps any of its log writes still
- * in flight from landing. What happened is settled from durable facts, in
- * this order:
- *   1. a decision record tx/<id> in the txlog: its decision;
- *   2. else history rows of the transaction on a shard: committed (a COMMIT
- *      record is deleted only after every branch committed, and committed
- *      rows are visible);
- *   3. else a branch of it still prepared: in_doubt for now (the resolver
- *      settles it; ask again);
- *   4. else it never committed and never will: aborted.
+ * in flight from landing. What happened is settled from durable facts
+ * (runtime/durable.ts): the decision record, else history rows (committed),
+ * else a prepared branch (in_doubt for now: ask again), else aborted.
  * A settled outcome is written into the record like a live one.
  */
 import { createHash } from "node:crypto";
 import type { Namespace } from "etcd3";
 import { Schema } from "effect";
-import { decisionKey, decisionOf, type Outcome, type TxId } from "../spec/effects.ts";
+import type { Outcome, TxId } from "../spec/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import type { TransferRequest } from "./transfer.ts";
 
@@ -181,32 +176,27 @@ export class Idempotency {
     return { tx: rec.tx, outcome, replayed: true };
   }
 
-  /** The outcome of a claimed transaction whose claimant is gone, from durable facts (see the file comment). */
+  /** The outcome of a claimed transaction whose claimant is gone, from durable facts (runtime/durable.ts). */
   private async settle(rec: IdemRecord): Promise<Outcome> {
-    const { xa, log } = this.deps;
-    const unavailable = (what: string) => new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${what} did not answer; retry with the same idempotency_key`, rec.tx);
-    const listed = await log.list(decisionKey(rec.tx));
-    if (!listed.ok) throw unavailable("the transaction log");
-    const decision = decisionOf(listed.entries.find((e) => e.key === decisionKey(rec.tx))?.value);
-    if (decision === "commit") return { status: "committed" };
-    if (decision === "abort") return { status: "aborted", reason: "resolver" };
-    let prepared = false;
-    for (const shard of rec.shards) {
-      if (!xa.shards.includes(shard)) continue;
-      const h = await xa.pool(shard).run<unknown[]>(`SELECT 1 FROM history WHERE xid = '${txLiteral(rec.tx)}' LIMIT 1`);
-      if (!h.ok) throw unavailable(shard);
-      if (h.value.length > 0) return { status: "committed" };
-      const r = await xa.recover(shard);
-      if (!r.ok) throw unavailable(shard);
-      if (r.prepared.some((x) => x.tx === rec.tx)) prepared = true;
+    let d: DurableStatus;
+    try {
+      d = await durableStatus(rec.tx, this.deps, rec.shards);
+    } catch (e) {
+      if (!(e instanceof DurableUnavailable)) throw e;
+      throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
-    return prepared ? { status: "in_doubt" } : { status: "aborted", reason: "resolver" };
+    switch (d.found) {
+      case "decision":
+        return d.decision === "commit" ? { status: "committed" } : { status: "aborted", reason: "resolver" };
+      case "history":
+        return { status: "committed" };
+      case "prepared":
+        return { status: "in_doubt" };
+      case "nothing":
+        // Its process is gone and fenced out by the epoch: it never committed and never will.
+        return { status: "aborted", reason: "resolver" };
+    }
   }
-}
-
-function txLiteral(tx: TxId): string {
-  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) throw new Error(`transaction id ${JSON.stringify(tx)} in an idempotency record is not one of ours`);
-  return tx;
 }
 
 function decodeRecord(etcdKey: string, text: string): IdemRecord {

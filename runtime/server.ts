@@ -22,6 +22,7 @@ import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import type { Config } from "./config.ts";
+import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
 import { Engine, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
 import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
@@ -47,6 +48,8 @@ export interface RunningServer {
 const RETRY_AFTER_S = 1;
 const ADMIN_PROBE_TIMEOUT_MS = 2_000;
 const BOOT_SCAN_WAIT_MS = 10_000;
+/** Open client sockets; past it node closes new ones at once rather than letting them pile up. */
+const SOCKETS_MAX = 4_096;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
@@ -94,6 +97,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;
   server.requestTimeout = Math.max(30_000, config.vote_timeout_ms * 2);
+  server.maxConnections = SOCKETS_MAX;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -124,6 +128,7 @@ async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, c
 
 class Api {
   closing = false;
+  private transfersOpen = 0;
 
   constructor(
     private readonly config: Config,
@@ -157,7 +162,7 @@ class Api {
         return;
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
-      if (m !== null) return this.transaction(res, decodeURIComponent(m[1]!), url.searchParams.get("format"));
+      if (m !== null) return await this.transaction(res, decodeURIComponent(m[1]!), url.searchParams.get("format"));
       m = /^\/accounts\/([^/]+)\/([^/]+)$/.exec(path);
       if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
       if (path === "/admin/shards") {
@@ -215,6 +220,21 @@ class Api {
   private async transfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = "/transfer";
     if (this.closing) return this.send(res, route, 503, { error: "shutting down" }, { "Retry-After": String(RETRY_AFTER_S), Connection: "close" });
+    // Requests still reading their body or claiming an idempotency key are not coordinators yet; bound them too.
+    if (this.transfersOpen >= this.config.in_flight_max * 2) {
+      this.metrics.rejected.inc({ reason: "overload" });
+      return this.send(res, route, 503, { error: `${this.transfersOpen} transfer requests open` }, { "Retry-After": String(RETRY_AFTER_S) });
+    }
+    this.transfersOpen++;
+    try {
+      return await this.runTransfer(req, res);
+    } finally {
+      this.transfersOpen--;
+    }
+  }
+
+  private async runTransfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const route = "/transfer";
     let request;
     try {
       const ct = req.headers["content-type"];
@@ -254,14 +274,10 @@ class Api {
   }
 
   /** JSON view; with ?format=ndjson the recorded trace alone, as `speccommit trace render|validate` read it. */
-  private transaction(res: ServerResponse, tx: string, format: string | null): void {
+  private async transaction(res: ServerResponse, tx: string, format: string | null): Promise<void> {
     const route = "/transactions/:id";
     const view = this.engine.transaction(tx);
-    if (view === undefined) {
-      return this.send(res, route, 404, {
-        error: `transaction ${tx} is not known to this server: it is older than the last ${this.config.retain_transactions} transactions or ran in another process`,
-      });
-    }
+    if (view === undefined) return this.durableTransaction(res, tx);
     if (format === null || format === "json") return this.send(res, route, 200, view);
     if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
@@ -269,6 +285,29 @@ class Api {
     this.metrics.http.inc({ route, code: "200" });
     res.writeHead(200, { "Content-Type": "application/x-ndjson", "Content-Length": Buffer.byteLength(text) });
     res.end(text);
+  }
+
+  /** A transaction this process does not remember (older, or run before a restart): what the log and the shards say. */
+  private async durableTransaction(res: ServerResponse, tx: string): Promise<void> {
+    const route = "/transactions/:id";
+    let d: DurableStatus;
+    try {
+      d = await durableStatus(tx, { xa: this.xa, log: this.txlog });
+    } catch (e) {
+      if (e instanceof DurableUnavailable) return this.send(res, route, 503, { error: `cannot look up ${tx}: ${e.message}` });
+      throw e;
+    }
+    const source = "durable state (this process does not remember the transaction)";
+    switch (d.found) {
+      case "decision":
+        return this.send(res, route, 200, { tx, status: d.decision === "commit" ? "committed" : "aborted", source, decision_record: d.decision });
+      case "history":
+        return this.send(res, route, 200, { tx, status: "committed", source, shards: d.shards });
+      case "prepared":
+        return this.send(res, route, 200, { tx, status: "in_doubt", source, prepared_on: d.shards });
+      case "nothing":
+        return this.send(res, route, 404, { error: `no trace of transaction ${tx} in memory, in the log or on any shard: it never committed (aborted, or never ran)` });
+    }
   }
 
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {

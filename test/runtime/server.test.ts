@@ -182,6 +182,16 @@ describe("idempotency keys", () => {
     const r2 = await transfer([["shard-a", a(22), "-4.00"], ["shard-b", b(22), "4.00"]], { idempotency_key: crashedNever });
     expect(r2.body).toMatchObject({ status: "aborted", reason: "resolver", tx: ghost, replayed: true });
 
+    // A server that does not remember a transaction answers from the durable state. (Its own prefix: a second
+    // server on PREFIX would take a newer epoch and fence this file's server out of the log.)
+    const fresh = await serverOn(cluster, ["--etcd-prefix", "t3/", "--retain-transactions", "0"]);
+    try {
+      expect((await request(fresh.url, "GET", `/transactions/${done.body.tx}`)).body).toMatchObject({ tx: done.body.tx, status: "committed", shards: ["shard-a", "shard-b"] });
+      expect((await request(fresh.url, "GET", `/transactions/${ghost}`)).status).toBe(404);
+    } finally {
+      await fresh.close(1_000);
+    }
+
     expect(await balance(cluster, "shard-a", a(22))).toBe(before);
     // Settled outcomes are stored: the record now answers by itself.
     expect(JSON.parse((await etcd.get(PREFIX + idempotencyEtcdKey(crashedNever)).string())!).outcome).toEqual({ status: "aborted", reason: "resolver" });
