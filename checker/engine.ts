@@ -4,7 +4,7 @@
  * States are numbered in discovery order, which for BFS is also depth order;
  * the queue is simply "every state from index `head` on". Per state we keep
  * its key (a packed number, or its canonical bytes) and its parent's index,
- * nothing else; the visited set is a StateTable of 64-bit keys. The first
+ * nothing else; the visited set is a table of 64-bit keys (table.ts). The first
  * violation found is therefore at minimal depth, and its trace (rebuilt by
  * re-executing the model along the parent chain) is a shortest one.
  *
@@ -49,6 +49,10 @@ class Search<S, A> {
   readonly invariantNames: string[];
   readonly invariantFns: Array<(s: S) => boolean>;
   readonly stateLimit: number;
+  /** States below this index are initial (their parent link is meaningless). */
+  initialCount = 0;
+  /** Whether a progress line was printed (then a last one closes the series). */
+  reported = false;
 
   constructor(
     readonly model: Model<S, A>,
@@ -138,9 +142,6 @@ class Search<S, A> {
     }
     return path.reverse();
   }
-
-  initialCount = 0;
-  reported = false;
 }
 
 export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: RunInfo = { params: {} }): CheckResult {
