@@ -50,6 +50,7 @@ const ADMIN_PROBE_TIMEOUT_MS = 2_000;
 const BOOT_SCAN_WAIT_MS = 10_000;
 /** Open client sockets; past it node closes new ones at once rather than letting them pile up. */
 const SOCKETS_MAX = 4_096;
+const SHUTDOWN_POLL_MS = 10;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
@@ -98,10 +99,17 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   server.headersTimeout = 10_000;
   server.requestTimeout = Math.max(30_000, config.vote_timeout_ms * 2);
   server.maxConnections = SOCKETS_MAX;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (e) {
+    engine.stop();
+    xa.close();
+    client.close();
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
+  }
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | null = null;
   return {
@@ -114,10 +122,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
 }
 
 async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number): Promise<void> {
+  const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   await engine.drain(grace_ms);
+  // Idempotent transfers store their outcome after the coordinator replied: let those answers go out too.
+  while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
   engine.stop();
   // Requests still open past the grace period get their connection cut.
   server.closeAllConnections();
@@ -128,7 +139,7 @@ async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, c
 
 class Api {
   closing = false;
-  private transfersOpen = 0;
+  transfersOpen = 0;
 
   constructor(
     private readonly config: Config,

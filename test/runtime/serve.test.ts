@@ -73,6 +73,26 @@ describe("speccommit serve as a child process", () => {
     expect(output()).toContain("speccommit: stopped");
   });
 
+  it("on SIGTERM lets a running transfer finish and answer before it exits", async () => {
+    const { child, url, output } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "child2/"]);
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    // A row lock held here keeps the transfer in its exec phase while the signal arrives.
+    const holder = await cluster.shard("shard-a").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query("SELECT balance FROM accounts WHERE id = 2 FOR UPDATE");
+    const running = request(url, "POST", "/transfer", {
+      json: { ops: [{ shard_id: "shard-a", account_id: 2, delta: "-1.00" }, { shard_id: "shard-b", account_id: 102, delta: "1.00" }] },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await holder.query("ROLLBACK");
+    expect((await running).body).toMatchObject({ status: "committed" });
+    closeAgents();
+    expect(await exited).toBe(0);
+    expect(output()).toMatch(/SIGTERM: finishing running transactions[\s\S]*speccommit: stopped/);
+  });
+
   it.each([
     [["--port", "99999"], /--port: 99999 is not allowed .*expected an integer from 0 to 65535/],
     [["--resolver-interval-ms", "soon"], /--resolver-interval-ms: "soon" is not allowed/],
