@@ -340,12 +340,14 @@ class Api {
       Promise.all(this.xa.shards.map(async (s) => [s, (await withTimeout(this.xa.health(s), ADMIN_PROBE_TIMEOUT_MS, null))?.reachable ?? false] as const)),
     ]);
     const resolver = this.engine.caughtUp;
-    const ok = etcd && resolver && shards.every(([, up]) => up) && !this.closing;
+    const epoch = this.engine.epoch;
+    const ok = etcd && resolver && epoch !== null && shards.every(([, up]) => up) && !this.closing;
     this.send(res, "/ready", ok ? 200 : 503, {
       ready: ok,
       etcd,
       shards: Object.fromEntries(shards),
       resolver_caught_up: resolver,
+      epoch,
       shutting_down: this.closing,
     });
   }
@@ -374,7 +376,7 @@ class Api {
     this.send(res, "/admin/shards", 200, {
       shards,
       in_flight: this.engine.inFlight,
-      resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan },
+      resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan, epoch: this.engine.epoch },
     });
   }
 }
