@@ -70,6 +70,14 @@ export interface Model<S, A> {
    * `actions`/`next` must still work: traces are rebuilt with them.
    */
   readonly packed?: Packed<S>;
+  /**
+   * True when `encode`'s bytes mean something only to this model instance,
+   * e.g. ids interned in tables the instance keeps (spec/env/collapse.ts).
+   * Such bytes are canonical within one run, which is all one thread needs;
+   * but each worker thread builds its own instance, so the parallel engine
+   * refuses these models (it would otherwise mix ids from different tables).
+   */
+  readonly localEncoding?: boolean;
 }
 
 /** States as integers: `pack` must be injective, `unpack(pack(s))` equal to `s`. */

@@ -29,6 +29,7 @@ import type { Model } from "./model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
 import { peakRssMb, progressLine } from "./result.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
+import { UserError } from "./errors.ts";
 
 export interface WorkerSetup {
   model: string;
@@ -121,6 +122,12 @@ class Crew {
 }
 
 export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
+  if (model.eventually && Object.keys(model.eventually).length > 0) {
+    throw new UserError(`${model.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
+  }
+  if (model.localEncoding) {
+    throw new UserError(`${model.name} encodes states with ids local to one model instance (Model.localEncoding), which worker threads cannot share; use --workers 1`);
+  }
   const opts = spec.options;
   const n = spec.workers;
   const started = performance.now();

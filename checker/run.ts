@@ -12,12 +12,12 @@ import { registry } from "./registry.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
 import { writeTrace } from "../traces/ndjson.ts";
+import { UserError } from "./errors.ts";
 import { toSvg } from "../traces/render.ts";
 
 export type Params = Record<string, string | number | boolean>;
 
-/** An error the user caused (a name or a value on the command line); the message says what is allowed. */
-export class UserError extends Error {}
+export { UserError };
 
 export function findFactory(name: string): ModelFactory {
   const found = registry.find((f) => f.name === name) ?? registry.find((f) => f.name.toLowerCase() === name.toLowerCase());
@@ -97,9 +97,6 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   if (workers === 1) return check(model, options, info);
-  if (model.eventually && Object.keys(model.eventually).length > 0) {
-    throw new UserError(`${f.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
-  }
   return checkParallel({ model: f.name, params, mutant: spec.mutant, workers, options }, model);
 }
 

@@ -62,4 +62,9 @@ describe("parallel engine", () => {
     const run = checkParallel({ model: "NoSuchModel", params: {}, workers: 2, options: {} }, twoPhase(3));
     await expect(run).rejects.toThrow(/worker \d failed: worker: no model 'NoSuchModel' in the registry/);
   });
+
+  it("refuses a model whose encoding is local to its instance (interned ids), before starting any thread", async () => {
+    const local = { ...twoPhase(3), localEncoding: true };
+    await expect(checkParallel({ model: "TwoPhase", params: { RM: 3 }, workers: 2, options: {} }, local)).rejects.toThrow(/Model.localEncoding.*use --workers 1/);
+  });
 });
