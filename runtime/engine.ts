@@ -20,6 +20,9 @@ export const PROTOCOLS: readonly Protocol[] = ["2pc"];
 
 /** The name under which a role's traces are recorded; runtime/replay.ts builds the role back from it. */
 export const COORDINATOR_MODEL = "twopc.coordinator";
+/** Lifelines of a recorded transaction: the role's steps are the coordinator's; the others are its environment. */
+export const COORDINATOR_ACTOR = "coordinator";
+export const CLIENT_ACTOR = "client";
 
 export interface EngineOptions {
   readonly adapters: Adapters;
@@ -154,7 +157,7 @@ export class Engine {
     const first: Running["first"] = {};
     const last: Running["last"] = {};
     const instance: RoleInstance<CoordinatorState, CoordinatorInput> = new RoleInstance(this.role, {
-      actor: "coordinator",
+      actor: COORDINATOR_ACTOR,
       adapters: this.opts.adapters,
       done: coordinatorDone,
       record: this.opts.record_traces,
@@ -195,7 +198,7 @@ export class Engine {
     };
     this.running.set(tx, run);
     m?.inFlight.set(this.running.size);
-    instance.deliver({ t: "request", tx, branches, epoch });
+    instance.deliverFrom(CLIENT_ACTOR, `transfer (${branches.length} branch${branches.length === 1 ? "" : "es"})`, { t: "request", tx, branches, epoch });
     return { tx, outcome };
   }
 
@@ -246,13 +249,13 @@ export class Engine {
     };
   }
 
-  traceHeader(run: Pick<Running, "tx" | "started_wall_ms">): TraceHeader {
+  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches">): TraceHeader {
     const c = this.opts.coordinator;
     return {
       source: "runtime",
       model: COORDINATOR_MODEL,
       params: { voteTimeoutMs: c.voteTimeoutMs, retryDelayMs: c.retryDelayMs, maxAttempts: c.maxAttempts },
-      actors: ["coordinator"],
+      actors: [CLIENT_ACTOR, COORDINATOR_ACTOR, ...run.branches.map((b) => b.shard), "txlog"],
       tx: run.tx,
       started_ms: run.started_wall_ms,
     };

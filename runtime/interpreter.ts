@@ -14,7 +14,7 @@
  */
 import type { Role } from "../spec/role.ts";
 import type { Effect, Outcome, Result, TxId } from "../spec/effects.ts";
-import type { TraceStep } from "../traces/format.ts";
+import type { Msg, TraceStep } from "../traces/format.ts";
 import type { Clock, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";
 
 export interface Adapters {
@@ -58,6 +58,8 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   private readonly timers = new Set<TimerHandle>();
   /** Effects started and not yet answered. */
   pending = 0;
+  /** Recorded messages so far, for their ids. */
+  private messages = 0;
 
   constructor(
     private readonly role: Role<St, In, Effect>,
@@ -67,16 +69,28 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.started_ms = opts.adapters.clock.now_ms();
   }
 
-  /** Steps the role on `input` and starts the effects it asks for. */
-  deliver(input: In): void {
+  /**
+   * Steps the role on `input` and starts the effects it asks for. `receives`:
+   * the message that brought the input, for the recorded diagram.
+   */
+  deliver(input: In, receives?: readonly Msg[]): void {
     if (this.ended) return;
     const { st, effects } = this.role.step(this.st, input);
     this.st = st;
     const now = this.opts.adapters.clock.now_ms();
-    if (this.opts.record) this.recordStep(input, effects, now);
+    const sends = this.opts.record ? effects.map((e) => this.messageFor(e)) : [];
+    if (this.opts.record) this.recordStep(this.opts.actor, input, effects, now, sends, receives);
     this.opts.hooks?.onStep?.(st, input, effects);
-    for (const e of effects) this.start(e, now);
+    effects.forEach((e, i) => this.start(e, now, sends[i] ?? null));
     if (this.opts.done?.(st)) this.end();
+  }
+
+  /** Delivers an input that `from` sent (a client's request): recorded as a step of `from`, then the role's step. */
+  deliverFrom(from: string, label: string, input: In): void {
+    if (!this.opts.record) return this.deliver(input);
+    const msg: Msg = { id: `m${++this.messages}`, from, to: this.opts.actor, label };
+    this.recordStep(from, label, [], this.opts.adapters.clock.now_ms(), [msg], undefined);
+    this.deliver(input, [msg]);
   }
 
   /** Ends the instance now (shutdown): timers cleared, later results dropped. */
@@ -92,22 +106,38 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.opts.hooks?.onEnd?.();
   }
 
-  private recordStep(input: In, effects: readonly Effect[], now: number): void {
+  /**
+   * A recorded step: the role's own (actor = the instance's actor), or one of
+   * its environment receiving a request and answering it, so that the trace
+   * draws as a sequence diagram with a lifeline per shard, the log and the
+   * client. Replay (runtime/replay.ts) feeds only the role's steps.
+   */
+  private recordStep(actor: string, input: unknown, effects: readonly Effect[], now: number, sends: readonly (Msg | null)[], receives: readonly Msg[] | undefined): void {
     if (this.steps.length >= (this.opts.recordStepsMax ?? RECORD_STEPS_MAX_DEFAULT)) {
       this.truncated = true;
       return;
     }
     // Inputs, effects and role states are immutable values (roles are pure), so they are kept by reference.
-    const step: TraceStep = { step: this.steps.length + 1, actor: this.opts.actor, input, effects: effects as unknown[], at_ms: round3(now - this.started_ms) };
-    if (this.opts.recordState) step.state = this.st;
+    const step: TraceStep = { step: this.steps.length + 1, actor, input, effects: effects as unknown[], at_ms: round3(now - this.started_ms) };
+    const sent = sends.filter((m): m is Msg => m !== null);
+    if (sent.length > 0) step.sends = sent;
+    if (receives !== undefined && receives.length > 0) step.receives = [...receives];
+    if (this.opts.recordState && actor === this.opts.actor) step.state = this.st;
     this.steps.push(step);
   }
 
-  private start(e: Effect, now: number): void {
+  /** The message an effect sends to its adapter (null for a timer, which stays with the role). */
+  private messageFor(e: Effect): Msg | null {
+    const to = targetOf(e);
+    return to === null ? null : { id: `m${++this.messages}`, from: this.opts.actor, to, label: effectLabel(e) };
+  }
+
+  private start(e: Effect, now: number, msg: Msg | null): void {
     const { xa, log, clock } = this.opts.adapters;
     this.opts.hooks?.onEffect?.(e, now);
     switch (e.t) {
       case "reply":
+        if (msg !== null) this.recordStep(msg.to, "reply", [], now, [], [msg]);
         this.opts.hooks?.onReply?.(e.tx, e.outcome);
         return;
       case "timer": {
@@ -119,41 +149,105 @@ export class RoleInstance<St, In extends { readonly t: string }> {
         return;
       }
       case "xa.exec":
-        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r }), e, msg);
       case "xa.prepare":
-        return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e, msg);
       case "xa.commit":
-        return this.await(xa.commit(e.tx, e.shard), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.commit(e.tx, e.shard), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e, msg);
       case "xa.rollback":
-        return this.await(xa.rollback(e.tx, e.shard), (r) => ({ t: "xa.rollback", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.rollback(e.tx, e.shard), (r) => ({ t: "xa.rollback", tx: e.tx, shard: e.shard, r }), e, msg);
       case "xa.recover":
-        return this.await(xa.recover(e.shard), (r) => ({ t: "xa.recover", shard: e.shard, r }), e);
+        return this.await(xa.recover(e.shard), (r) => ({ t: "xa.recover", shard: e.shard, r }), e, msg);
       case "log.put":
-        return this.await(log.put(e.key, e.value, e.ifVersion, e.fence), (r) => ({ t: "log.put", key: e.key, r }), e);
+        return this.await(log.put(e.key, e.value, e.ifVersion, e.fence), (r) => ({ t: "log.put", key: e.key, r }), e, msg);
       case "log.list":
-        return this.await(log.list(e.prefix), (r) => ({ t: "log.list", r }), e);
+        return this.await(log.list(e.prefix), (r) => ({ t: "log.list", r }), e, msg);
       case "log.delete":
-        return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e);
+        return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e, msg);
     }
   }
 
-  private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect): void {
+  private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect, msg: Msg | null): void {
     this.pending++;
     p.then(
-      (r) => this.answer(toResult(r)),
+      (r) => this.answer(toResult(r), msg),
       (err: unknown) => {
         // Adapters never reject (adapters/ports.ts); if one does, the effect's fate is unknown, which is what UNAVAILABLE says.
         console.error(`${this.opts.actor}: adapter rejected ${e.t}: ${(err as Error).stack ?? String(err)}`);
-        this.answer(unavailable(e));
+        this.answer(unavailable(e), msg);
       },
     );
   }
 
-  private answer(r: Result): void {
+  private answer(r: Result, request: Msg | null): void {
     this.pending--;
     if (this.ended) return;
-    this.opts.hooks?.onResult?.(r, this.opts.adapters.clock.now_ms());
-    this.deliver(r as unknown as In);
+    const now = this.opts.adapters.clock.now_ms();
+    this.opts.hooks?.onResult?.(r, now);
+    if (request === null || !this.opts.record) return this.deliver(r as unknown as In);
+    const answer: Msg = { id: `m${++this.messages}`, from: request.to, to: this.opts.actor, label: resultLabel(r) };
+    this.recordStep(request.to, request.label, [], now, [answer], [request]);
+    this.deliver(r as unknown as In, [answer]);
+  }
+}
+
+/** Where an effect goes: its shard, the transaction log, or the client. */
+function targetOf(e: Effect): string | null {
+  switch (e.t) {
+    case "xa.exec":
+    case "xa.prepare":
+    case "xa.commit":
+    case "xa.rollback":
+    case "xa.recover":
+      return e.shard;
+    case "log.put":
+    case "log.list":
+    case "log.delete":
+      return "txlog";
+    case "reply":
+      return "client";
+    case "timer":
+      return null;
+  }
+}
+
+function effectLabel(e: Effect): string {
+  switch (e.t) {
+    case "xa.exec":
+      return `XA START..END (${e.ops.length} op${e.ops.length === 1 ? "" : "s"})`;
+    case "xa.prepare":
+      return "XA PREPARE";
+    case "xa.commit":
+      return "XA COMMIT";
+    case "xa.rollback":
+      return "XA ROLLBACK";
+    case "xa.recover":
+      return "XA RECOVER";
+    case "log.put":
+      return e.value.kind === "decision" ? `put ${e.value.decision.toUpperCase()}` : `put ${e.key}`;
+    case "log.list":
+      return `list ${e.prefix}`;
+    case "log.delete":
+      return "delete";
+    case "reply":
+      return e.outcome.status === "aborted" ? `aborted: ${e.outcome.reason}` : e.outcome.status;
+    case "timer":
+      return `timer ${e.id}`;
+  }
+}
+
+function resultLabel(r: Result): string {
+  switch (r.t) {
+    case "xa.recover":
+      return r.r.ok ? `${r.r.prepared.length} prepared` : r.r.err;
+    case "log.list":
+      return r.r.ok ? `${r.r.entries.length} records` : r.r.err;
+    case "log.put":
+      return r.r.ok ? `ok (v${r.r.version})` : r.r.err;
+    case "timeout":
+      return "timeout";
+    default:
+      return r.r.ok ? "ok" : r.r.err;
   }
 }
 
