@@ -240,6 +240,10 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
   search.level = 1;
 
   const out = new Float64Array(packed.maxSuccessors);
+  const his = new Uint32Array(packed.maxSuccessors);
+  const los = new Uint32Array(packed.maxSuccessors);
+  const hashes = new Uint32Array(packed.maxSuccessors);
+  let touched = 0;
   let head = 0;
   while (!search.found && head < search.distinct) {
     if (search.full()) break;
@@ -253,12 +257,27 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
       search.checkDeadlock(packed.unpack(x), head);
       if (search.found) break;
     }
+    // Two passes: compute every successor's key and touch its slot, then
+    // probe. The touches are independent loads, so their cache misses overlap.
+    let m = 0;
     for (let i = 0; i < n; i++) {
       let y = out[i]!;
       // An unchanged state is generated (counted above) but is already stored.
       if (y === x) continue;
       if (canonical) y = packed.pack(canonical(packed.unpack(y)));
-      if (!isNew(y)) continue;
+      const hi = Math.floor(y / TWO_POW_32);
+      const lo = y >>> 0;
+      const hash = mixSlot(hi, lo);
+      touched ^= table.peek(hash);
+      out[m] = y;
+      his[m] = hi;
+      los[m] = lo;
+      hashes[m] = hash;
+      m++;
+    }
+    for (let j = 0; j < m; j++) {
+      if (!table.add(hashes[j]!, his[j]!, los[j]!)) continue;
+      const y = out[j]!;
       states.push(y);
       parents.push(head);
       search.maxLevel = search.level + 1;
@@ -268,6 +287,8 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
     }
     head++;
   }
+  // The touches must be used, or the compiler may drop them.
+  if (touched === -1) search.generated += 0;
   return (index) => states.data[index]!;
 }
 
