@@ -53,6 +53,8 @@ class Search<S, A> {
   initialCount = 0;
   /** Whether a progress line was printed (then a last one closes the series). */
   reported = false;
+  /** Where the packed loop leaves the values of its cache-warming loads, so they are not dead code. */
+  sink = 0;
 
   constructor(
     readonly model: Model<S, A>,
@@ -287,8 +289,7 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
     }
     head++;
   }
-  // The touches must be used, or the compiler may drop them.
-  if (touched === -1) search.generated += 0;
+  search.sink = touched;
   return (index) => states.data[index]!;
 }
 
