@@ -63,7 +63,7 @@ export function resolveParams(f: ModelFactory, given: Params | string[] = {}): P
   return params;
 }
 
-export function checkMutant(f: ModelFactory, mutant: string | undefined): void {
+function checkMutant(f: ModelFactory, mutant: string | undefined): void {
   if (mutant !== undefined && !f.mutants.includes(mutant)) {
     throw new UserError(`${f.name} has no mutant '${mutant}'; its mutants are: ${f.mutants.join(", ") || "none"}`);
   }

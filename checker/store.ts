@@ -15,13 +15,10 @@ export class U32List {
     if (this.length === this.data.length) this.grow(this.length + 1);
     this.data[this.length++] = v;
   }
-  grow(min: number): void {
+  private grow(min: number): void {
     const next = new Uint32Array(Math.max(min, this.data.length * 2));
     next.set(this.data.subarray(0, this.length));
     this.data = next;
-  }
-  get bytes(): number {
-    return this.data.byteLength;
   }
 }
 
@@ -35,13 +32,10 @@ export class F64List {
     if (this.length === this.data.length) this.grow(this.length + 1);
     this.data[this.length++] = v;
   }
-  grow(min: number): void {
+  private grow(min: number): void {
     const next = new Float64Array(Math.max(min, this.data.length * 2));
     next.set(this.data.subarray(0, this.length));
     this.data = next;
-  }
-  get bytes(): number {
-    return this.data.byteLength;
   }
 }
 
@@ -50,10 +44,6 @@ export class ByteArena {
   private buf = new Uint8Array(1 << 16);
   private used = 0;
   private readonly starts = new F64List();
-
-  get count(): number {
-    return this.starts.length;
-  }
 
   push(bytes: Uint8Array): void {
     if (this.used + bytes.length > this.buf.length) {
@@ -71,9 +61,5 @@ export class ByteArena {
     const start = this.starts.data[i]!;
     const end = i + 1 < this.starts.length ? this.starts.data[i + 1]! : this.used;
     return this.buf.subarray(start, end);
-  }
-
-  get bytes(): number {
-    return this.buf.byteLength + this.starts.bytes;
   }
 }

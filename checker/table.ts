@@ -32,11 +32,6 @@ export class StateTable {
     return this.count;
   }
 
-  /** Bytes held by the table. */
-  get bytes(): number {
-    return this.slots.byteLength;
-  }
-
   /**
    * Returns the index of the state with this key if it is present; otherwise
    * records it with index `index` and returns -1.
@@ -55,20 +50,6 @@ export class StateTable {
         if (++this.count > this.growAt) this.grow();
         return -1;
       }
-      if (slots[at] === hi && slots[at + 1] === lo) return stored - 1;
-      slot = (slot + 1) & mask;
-    }
-  }
-
-  /** The index of the state with this key, or -1. */
-  find(hi: number, lo: number): number {
-    const slots = this.slots;
-    const mask = this.mask;
-    let slot = mixSlot(hi, lo) & mask;
-    for (;;) {
-      const at = slot * STRIDE;
-      const stored = slots[at + 2]!;
-      if (stored === 0) return -1;
       if (slots[at] === hi && slots[at + 1] === lo) return stored - 1;
       slot = (slot + 1) & mask;
     }
