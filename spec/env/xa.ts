@@ -266,6 +266,15 @@ export function disconnect(s: ShardState, conn: ConnId): ShardState {
 }
 
 /**
+ * KILL CONNECTION from another session (how the runtime makes sure a dead
+ * owner is gone): like a disconnect, except that a waiting statement is
+ * interrupted at once instead of holding the connection until its wait ends.
+ */
+export function killConnection(s: ShardState, conn: ConnId): ShardState {
+  return findConn(s, conn) ? dropConn(s, conn) : s;
+}
+
+/**
  * kill -9 when every XA ROLLBACK so far has reached the disk: every
  * connection is gone, unprepared and read-only branches vanish, prepared ones
  * survive. The first of crashOutcomes; a checker that wants every behaviour

@@ -52,6 +52,8 @@ export type Cmd =
   | { readonly t: "next"; readonly conn: number; readonly pick: number }
   /** The client closes the connection. */
   | { readonly t: "disconnect"; readonly conn: number }
+  /** KILL CONNECTION of the connection's server thread from another session (also of one closed while waiting). */
+  | { readonly t: "kill"; readonly conn: number }
   /** kill -9 of the server, then restart (crash recovery). */
   | { readonly t: "crash" }
   /** Sleep until every waiting statement has timed out (innodb_lock_wait_timeout). */
@@ -69,6 +71,8 @@ const DEADLOCK_SETTLE_MS = 60;
 /** How long to wait for the result of an earlier blocked statement the model says has completed. */
 const REPLY_MS_MAX = 1_500;
 const THREAD_GONE_MS_MAX = 5_000;
+/** ER_CONNECTION_KILLED: what a statement interrupted by KILL CONNECTION may report. */
+const ER_CONNECTION_KILLED = 1927;
 const TIMEOUT_WAIT_MS_MAX = 5_000;
 
 type RealOut =
@@ -252,6 +256,11 @@ export class RealShard {
     }
   }
 
+  async kill(thread: number): Promise<void> {
+    const admin = await this.adminConn();
+    await admin.query(`KILL CONNECTION ${thread}`);
+  }
+
   async crash(): Promise<void> {
     this.admin?.destroy();
     this.admin = null;
@@ -346,6 +355,9 @@ export class Run {
       }
       case "disconnect":
         await this.disconnect(`c${cmd.conn}`);
+        break;
+      case "kill":
+        await this.kill(`c${cmd.conn}`);
         break;
       case "crash":
         await this.crash();
@@ -444,6 +456,28 @@ export class Run {
     } else {
       await this.real.threadGone(conn.thread);
     }
+  }
+
+  private async kill(id: xa.ConnId): Promise<void> {
+    const mc = xa.findConn(this.model, id);
+    if (!mc) return;
+    const live = this.conns.get(id);
+    const thread = live?.thread ?? this.zombies.get(id)!.thread;
+    this.trace.push(`${id}: KILL CONNECTION${mc.waiting ? " (while waiting)" : ""}${mc.closed ? " (closed)" : ""}`);
+    count(`kill connection${mc.waiting ? " while waiting" : ""}${mc.closed ? " (closed)" : ""}`);
+    this.model = xa.killConnection(this.model, id);
+    await this.real.kill(thread);
+    const q = this.pending.get(id);
+    if (q) {
+      const r = await within(q.promise, REPLY_MS_MAX);
+      // The interrupted statement reports the kill (1927) or just the lost connection.
+      if (r === "timeout" || !(r.kind === "lost" || (r.kind === "error" && r.code === ER_CONNECTION_KILLED))) this.fail(`${q.label}: killed while waiting, but ended with ${show(r === "timeout" ? "pending" : r)}`);
+      this.pending.delete(id);
+    }
+    live?.c.destroy();
+    this.conns.delete(id);
+    this.zombies.delete(id);
+    await this.real.threadGone(thread);
   }
 
   private async crash(): Promise<void> {

@@ -34,6 +34,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 60, arbitrary: fc.record({ t: fc.constant("next" as const), conn, pick: fc.nat({ max: 255 }) }) },
   { weight: 20, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn, stmt }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant("disconnect" as const), conn }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("kill" as const), conn }) },
   { weight: 2, arbitrary: fc.constant({ t: "wait" } as const) },
   { weight: 1, arbitrary: fc.constant({ t: "crash" } as const) },
 );

@@ -191,6 +191,24 @@ describe("transfers and row locks", () => {
   });
 });
 
+describe("KILL CONNECTION", () => {
+  it("interrupts a waiting statement at once: the branch rolls back and its locks go to the next waiter", () => {
+    let s = script(init(), [["c1", start("a")], ["c1", transfer(1, -1)], ["c2", start("b")], ["c2", transfer(2, -5)], ["c3", start("c")]]).s;
+    s = xa.execute(s, "c2", transfer(1, -1))[0]!.s;
+    s = xa.execute(s, "c3", transfer(2, -1))[0]!.s;
+    s = xa.killConnection(xa.disconnect(s, "c2"), "c2");
+    expect(xa.findConn(s, "c2")).toBeNull();
+    expect(xa.findBranch(s, "b")).toBeNull();
+    expect(xa.findConn(s, "c3")!.reply).toEqual(affected(1));
+  });
+
+  it("orphans a prepared branch like a disconnect", () => {
+    const s = xa.killConnection(withBranch("PREPARED"), "c1");
+    expect(xa.findBranch(s, "a")).toMatchObject({ owner: null, locks: [1] });
+    expect(xa.killConnection(s, "c1")).toBe(s);
+  });
+});
+
 describe("deadlocks", () => {
   const cycle = () => {
     let s = script(init(), [["c1", start("a")], ["c1", transfer(1, -1)], ["c2", start("b")], ["c2", transfer(2, -1)]]).s;
@@ -308,6 +326,7 @@ type Op =
   | { t: "disconnect"; conn: string }
   | { t: "timeout"; conn: string }
   | { t: "reply"; conn: string }
+  | { t: "kill"; conn: string }
   | { t: "crash"; pick: number };
 
 const xidArb = fc.constantFrom(...XIDS);
@@ -326,6 +345,7 @@ const connArb = fc.constantFrom(...CONNS);
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 12, arbitrary: fc.record({ t: fc.constant("stmt" as const), conn: connArb, stmt: stmtArb }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("disconnect" as const), conn: connArb }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("kill" as const), conn: connArb }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("timeout" as const), conn: connArb }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("reply" as const), conn: connArb }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("crash" as const), pick: fc.nat() }) },
@@ -403,6 +423,8 @@ function apply(s: xa.ShardState, op: Op): readonly xa.ShardState[] {
     }
     case "disconnect":
       return [xa.disconnect(s, op.conn)];
+    case "kill":
+      return [xa.killConnection(s, op.conn)];
     case "timeout":
       return xa.findConn(s, op.conn)?.waiting ? xa.lockWaitTimeout(s, op.conn).map((r) => r.s) : [s];
     case "reply":

@@ -16,6 +16,7 @@ const transfer = (conn: number, account: number, delta: number) => on(conn, { op
 const select = (conn: number, account: number) => on(conn, { op: "select", account });
 const recover = (conn: number) => on(conn, { op: "recover" });
 const disconnect = (conn: number): Cmd => ({ t: "disconnect", conn });
+const kill = (conn: number): Cmd => ({ t: "kill", conn });
 const crash: Cmd = { t: "crash" };
 const wait: Cmd = { t: "wait" };
 
@@ -101,6 +102,11 @@ export const cases: readonly RegressionCase[] = [
     name: "prepared branch survives disconnect and kill -9 with its locks; only the owner may commit while it lives",
     why: "ENVIRONMENT.md: 1397 from another connection while the owner lives; after the restart only rows the branch changed stay locked.",
     cmds: [start(0, "a"), transfer(0, 2, -60), transfer(0, 1, -8), end(0, "a"), prepare(0, "a"), commit(1, "a"), rollback(1, "a"), start(1, "a"), crash, start(1, "b"), transfer(1, 2, -8), transfer(1, 1, -8), wait, end(1, "b"), commit(1, "b", true), commit(2, "a"), select(2, 1)],
+  },
+  {
+    name: "KILL CONNECTION ends a wait at once, also of a connection closed while waiting",
+    why: "What the runtime does to make sure a dead owner is gone. The killed waiter's branch rolls back and the next waiter gets the row; a prepared branch is orphaned.",
+    cmds: [start(0, "a"), transfer(0, 1, -8), start(1, "b"), transfer(1, 2, -8), transfer(1, 1, -8), start(2, "c"), transfer(2, 2, -8), kill(1), end(2, "c"), prepare(2, "c"), start(1, "b"), transfer(1, 3, -8), transfer(1, 2, -8), disconnect(1), kill(1), kill(2), end(0, "a"), rollback(0, "a"), commit(0, "c"), recover(0)],
   },
   {
     name: "consistent reads: the read view starts at the first SELECT, own changes are visible",
