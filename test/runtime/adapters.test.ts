@@ -151,6 +151,48 @@ describe("txlog (etcd)", () => {
     }
   });
 
+  it("batches writes of one event-loop turn into one etcd transaction, each with its own CAS, fence and answer", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "batch/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "batch/");
+    try {
+      const rec = (d: "commit" | "abort") => ({ kind: "decision", decision: d, branches: ["shard-a"] }) as const;
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("tx/existing", rec("abort"), 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("tx/gone", rec("abort"), 0)).toEqual({ ok: true, version: 1 });
+      const revBefore = Number((await client.get("batch/epoch").exec()).header.revision);
+      const fence = { key: EPOCH_KEY, version: 1 };
+      // Same turn: 20 creates, a CAS that fails, a delete, and two writes to one key (which must not share a batch).
+      const answers = await Promise.all([
+        ...Array.from({ length: 20 }, (_, i) => log.put(`tx/n${i}`, rec("commit"), 0, fence)),
+        log.put("tx/existing", rec("commit"), 0, fence),
+        log.delete("tx/gone", fence),
+        log.put("tx/twice", rec("commit"), 0, fence),
+        log.put("tx/twice", rec("abort"), 0, fence),
+      ]);
+      expect(answers.slice(0, 20)).toEqual(Array.from({ length: 20 }, () => ({ ok: true, version: 1 })));
+      expect(answers[20]).toEqual({ ok: false, err: "CAS", current: rec("abort"), version: 1 });
+      expect(answers[21]).toEqual({ ok: true });
+      // Concurrent writes to one key are unordered, as any two concurrent effects: exactly one create wins.
+      const twice = answers.slice(22);
+      expect(twice).toContainEqual({ ok: true, version: 1 });
+      expect(twice.filter((a) => !a.ok)).toHaveLength(1);
+      // Everything went in two etcd transactions (at most two revisions; one if the lone write lost its CAS), not 22.
+      const revAfter = Number((await client.get("batch/epoch").exec()).header.revision);
+      expect([1, 2]).toContain(revAfter - revBefore);
+      const listed = await log.list("tx/");
+      expect(listed.ok && listed.entries.map((e) => e.key).sort()).toEqual(["tx/existing", "tx/twice", ...Array.from({ length: 20 }, (_, i) => `tx/n${i}`)].sort());
+      // A stale fence fails the whole batch, and nothing of it is written.
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 1)).toEqual({ ok: true, version: 2 });
+      const stale = await Promise.all([log.put("tx/s1", rec("commit"), 0, fence), log.put("tx/s2", rec("commit"), 0, fence), log.delete("tx/n1", fence)]);
+      // (One transaction with a failed compare writes nothing.)
+      expect(stale).toEqual([{ ok: false, err: "FENCED" }, { ok: false, err: "FENCED" }, { ok: false, err: "FENCED" }]);
+      const after = await log.list("tx/");
+      expect(after.ok && after.entries.length).toBe(22);
+    } finally {
+      client.close();
+    }
+  });
+
   it("answers UNAVAILABLE while etcd is down and works again right after it restarted (no client-side breaker)", async () => {
     const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "restart/", call_timeout_ms: 500, dial_timeout_ms: 500 });
     const log = new TxlogEtcd(client, "restart/");
