@@ -16,15 +16,21 @@ const IDS_MAX = 2_000_000;
 
 type Known = { kind: "range"; first: number; last: number } | { kind: "set"; ids: Set<number> };
 
+/** How often a shard that did not answer at boot is asked again. */
+const RELOAD_INTERVAL_MS = 1_000;
+
 export class Accounts implements AccountCatalog {
+  private readonly known = new Map<ShardId, Known>();
+  private timer: NodeJS.Timeout | null = null;
+
   private constructor(
     readonly shards: readonly ShardId[],
-    private readonly known: ReadonlyMap<ShardId, Known>,
+    private readonly pools: ReadonlyMap<ShardId, ShardPool>,
   ) {}
 
-  hasAccount(shard: ShardId, account: number): boolean {
+  hasAccount(shard: ShardId, account: number): boolean | null {
     const k = this.known.get(shard);
-    if (k === undefined) return false;
+    if (k === undefined) return this.shards.includes(shard) ? null : false;
     return k.kind === "range" ? account >= k.first && account <= k.last : k.ids.has(account);
   }
 
@@ -36,29 +42,70 @@ export class Accounts implements AccountCatalog {
     return ids.length === 0 ? { first: 0, last: -1, count: 0 } : { first: Math.min(...ids), last: Math.max(...ids), count: ids.length };
   }
 
-  static async load(pools: ReadonlyMap<ShardId, ShardPool>): Promise<Accounts> {
-    const known = new Map<ShardId, Known>();
-    for (const [shard, pool] of pools) {
-      const r = await pool.run<Array<{ lo: string | null; hi: string | null; n: string }>>("SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM accounts");
-      if (!r.ok) throw new Error(`${shard}: cannot read the accounts table (${r.error.message}); is the shard up and its schema created?`);
-      const row = r.value[0]!;
-      const n = Number(row.n);
-      if (n === 0) {
-        known.set(shard, { kind: "set", ids: new Set() });
-        continue;
-      }
-      const lo = Number(row.lo);
-      const hi = Number(row.hi);
-      if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw new Error(`${shard}: account ids beyond ${Number.MAX_SAFE_INTEGER} are not supported`);
-      if (hi - lo + 1 === n) {
-        known.set(shard, { kind: "range", first: lo, last: hi });
-        continue;
-      }
-      if (n > IDS_MAX) throw new Error(`${shard}: ${n} accounts with gaps in their ids; at most ${IDS_MAX} are supported`);
-      const ids = await pool.run<Array<{ id: string }>>("SELECT id FROM accounts");
-      if (!ids.ok) throw new Error(`${shard}: cannot read account ids (${ids.error.message})`);
-      known.set(shard, { kind: "set", ids: new Set(ids.value.map((x) => Number(x.id))) });
-    }
-    return new Accounts([...pools.keys()], known);
+  /** Shards whose accounts are not known yet. */
+  missing(): ShardId[] {
+    return this.shards.filter((s) => !this.known.has(s));
   }
+
+  /**
+   * Reads every shard's accounts. A shard that does not answer is asked
+   * again every second in the background (transfers naming it get 503 until
+   * then), so the server starts while a shard is down. A shard that answers
+   * with something unusable (no schema, ids too many or too large) is an
+   * error: that needs a person, not a retry.
+   */
+  static async load(pools: ReadonlyMap<ShardId, ShardPool>): Promise<Accounts> {
+    const a = new Accounts([...pools.keys()], pools);
+    await a.loadMissing();
+    if (a.missing().length > 0) {
+      console.error(`accounts of ${a.missing().join(", ")} not readable yet (shard down?); asking again every ${RELOAD_INTERVAL_MS} ms`);
+      a.timer = setInterval(() => {
+        void a.loadMissing().then(
+          () => {
+            if (a.missing().length === 0 && a.timer !== null) {
+              clearInterval(a.timer);
+              a.timer = null;
+            }
+          },
+          (e: unknown) => console.error(`accounts: ${(e as Error).message}`),
+        );
+      }, RELOAD_INTERVAL_MS);
+      a.timer.unref();
+    }
+    return a;
+  }
+
+  close(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async loadMissing(): Promise<void> {
+    await Promise.all(
+      this.missing().map(async (shard) => {
+        const k = await readShard(shard, this.pools.get(shard)!);
+        if (k !== null) this.known.set(shard, k);
+      }),
+    );
+  }
+}
+
+/** The shard's accounts, or null when the shard did not answer. */
+async function readShard(shard: ShardId, pool: ShardPool): Promise<Known | null> {
+  const r = await pool.run<Array<{ lo: string | null; hi: string | null; n: string }>>("SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM accounts");
+  if (!r.ok) {
+    if (r.error.fatal) return null;
+    throw new Error(`${shard}: cannot read the accounts table (${r.error.message}); is its schema created (speccommit cluster up)?`);
+  }
+  const row = r.value[0]!;
+  const n = Number(row.n);
+  if (n === 0) return { kind: "set", ids: new Set() };
+  const lo = Number(row.lo);
+  const hi = Number(row.hi);
+  if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw new Error(`${shard}: account ids beyond ${Number.MAX_SAFE_INTEGER} are not supported`);
+  if (hi - lo + 1 === n) return { kind: "range", first: lo, last: hi };
+  if (n > IDS_MAX) throw new Error(`${shard}: ${n} accounts with gaps in their ids; at most ${IDS_MAX} are supported`);
+  const ids = await pool.run<Array<{ id: string }>>("SELECT id FROM accounts");
+  if (!ids.ok) return null;
+  return { kind: "set", ids: new Set(ids.value.map((x) => Number(x.id))) };
 }

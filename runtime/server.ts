@@ -106,6 +106,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     });
   } catch (e) {
     engine.stop();
+    accounts.close();
     xa.close();
     client.close();
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
@@ -117,11 +118,11 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     port,
     engine,
     accounts,
-    close: (grace_ms = config.shutdown_grace_ms) => (closing ??= shutdown(server, api, engine, xa, client, grace_ms)),
+    close: (grace_ms = config.shutdown_grace_ms) => (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts)),
   };
 }
 
-async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number): Promise<void> {
+async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -133,6 +134,7 @@ async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, c
   // Requests still open past the grace period get their connection cut.
   server.closeAllConnections();
   await closed;
+  accounts.close();
   xa.close();
   client.close();
 }
@@ -253,7 +255,7 @@ class Api {
       request = decodeTransfer(await this.readBody(req), this.accounts);
     } catch (e) {
       if (e instanceof BadRequest) {
-        const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : {};
+        const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};
         return this.send(res, route, e.status, { error: e.message }, headers);
       }
       throw e;

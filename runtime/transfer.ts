@@ -20,7 +20,7 @@ export const IDEMPOTENCY_KEY_LENGTH_MAX = 200;
 
 export class BadRequest extends Error {
   constructor(
-    readonly status: 400 | 413 | 422,
+    readonly status: 400 | 413 | 422 | 503,
     message: string,
   ) {
     super(message);
@@ -47,7 +47,8 @@ export interface TransferRequest {
 
 export interface AccountCatalog {
   readonly shards: readonly ShardId[];
-  hasAccount(shard: ShardId, account: number): boolean;
+  /** null: not known yet (the shard has not answered since boot). */
+  hasAccount(shard: ShardId, account: number): boolean | null;
 }
 
 /** Throws BadRequest with a message that says what is wrong. */
@@ -87,9 +88,9 @@ export function decodeTransfer(text: string, catalog: AccountCatalog): TransferR
     if (!catalog.shards.includes(op.shard_id)) {
       throw new BadRequest(422, `${at}.shard_id: unknown shard ${JSON.stringify(op.shard_id)} (shards: ${catalog.shards.join(", ")})`);
     }
-    if (!Number.isSafeInteger(op.account_id) || op.account_id <= 0 || !catalog.hasAccount(op.shard_id, op.account_id)) {
-      throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
-    }
+    const exists = Number.isSafeInteger(op.account_id) && op.account_id > 0 ? catalog.hasAccount(op.shard_id, op.account_id) : false;
+    if (exists === null) throw new BadRequest(503, `${op.shard_id} has not answered since the server started; retry shortly`);
+    if (!exists) throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
     const accounts = merged.get(op.shard_id) ?? new Map<number, number>();
     accounts.set(op.account_id, (accounts.get(op.account_id) ?? 0) + cents);
     merged.set(op.shard_id, accounts);

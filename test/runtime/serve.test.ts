@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { closeAgents, request } from "./support.ts";
+import { closeAgents, request, serverOn } from "./support.ts";
 
 const BIN = new URL("../../bin/speccommit.js", import.meta.url).pathname;
 const LISTEN_WAIT_MS = 30_000;
@@ -108,5 +108,28 @@ describe("speccommit serve as a child process", () => {
     const r = spawnSync(process.execPath, [BIN, "serve"], { encoding: "utf8", timeout: 30_000, env: { ...process.env, SPECCOMMIT_IN_FLIGHT_MAX: "0" } });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/SPECCOMMIT_IN_FLIGHT_MAX: 0 is not allowed \(Expected a value between 1 and 100000\)/);
+  });
+
+  it("starts while a shard is down, answers 503 for transfers naming it, and serves them once it is back", async () => {
+    const shardB = cluster.shard("shard-b").db;
+    await shardB.kill9();
+    const server = await serverOn(cluster, ["--etcd-prefix", "down/", "--statement-timeout-ms", "1000"]);
+    try {
+      const body = { ops: [{ shard_id: "shard-a", account_id: 3, delta: "-1.00" }, { shard_id: "shard-b", account_id: 103, delta: "1.00" }] };
+      const refused = await request(server.url, "POST", "/transfer", { json: body });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toMatch(/shard-b has not answered since the server started/);
+      expect((await request(server.url, "GET", "/ready")).status).toBe(503);
+      await shardB.restart();
+      let r = refused;
+      for (let i = 0; i < 50 && r.status === 503; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        r = await request(server.url, "POST", "/transfer", { json: body });
+      }
+      expect(r.body).toMatchObject({ status: "committed" });
+    } finally {
+      closeAgents();
+      await server.close(1_000);
+    }
   });
 });
