@@ -24,10 +24,16 @@
  *  - `lockWaitTimeout` (enabled whenever `waiting` is set): the statement ends
  *    with 1205 and the branch stays ACTIVE with everything it did before;
  *  - it is chosen as a deadlock victim: `reply` is 1213;
- *  - the server crashes: the connection is gone (2013 for the client).
+ *  - `killConnection`, or the server crashes: the connection is gone (the
+ *    client sees a lost connection).
  * A client that closes a connection while its statement waits leaves a
  * "closed" connection behind: the server only notices the closed socket when
  * the wait ends, and only then rolls the branch back.
+ *
+ * Crashes. An acknowledged XA ROLLBACK of a prepared branch is not durable
+ * until the redo log is next flushed, so kill -9 has several possible
+ * outcomes: `crashOutcomes` lists them all, `crash` is the one where every
+ * rollback reached the disk.
  */
 
 export type Xid = string;
