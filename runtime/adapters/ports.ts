@@ -4,6 +4,11 @@
  * built on the spec's environment models (spec/env/), so the same
  * interpreter runs against real servers and in deterministic simulation.
  *
+ * These are plain interfaces passed by the server (and the simulation) to
+ * the engine, rather than Effect services resolved through a Context/Layer:
+ * every transaction goes through them several times, and a direct call keeps
+ * the per-effect cost at a function call.
+ *
  * Contract shared by every implementation: a method never rejects. Every
  * failure, a timeout included, comes back as the result the vocabulary
  * defines for it (UNAVAILABLE: the request may or may not have taken effect),
