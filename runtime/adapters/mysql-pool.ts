@@ -28,7 +28,7 @@ export interface PoolLimits {
   readonly waiters_max: number;
   readonly acquire_timeout_ms: number;
   readonly connect_timeout_ms: number;
-  /** Bound on every statement; past it the connection is destroyed (mysql2 inactivity timeout). */
+  /** Bound on every statement; past it the statement is UNAVAILABLE and its connection destroyed. */
   readonly statement_timeout_ms: number;
 }
 
@@ -176,8 +176,14 @@ export class ShardPool {
       c.raw.query({ sql, timeout: this.limits.statement_timeout_ms }, (err, result) => {
         if (err) {
           const e = err as mysql.QueryError & { errno?: number };
-          const error: QueryError = { errno: e.errno, code: e.code ?? "UNKNOWN", fatal: e.fatal === true, message: e.message };
-          if (error.fatal) c.dead = true;
+          // mysql2 answers a timed-out query but leaves the connection waiting for the server's reply, so every
+          // later statement would queue behind it: the connection is given up instead, and counts as lost.
+          const timedOut = e.code === "PROTOCOL_SEQUENCE_TIMEOUT";
+          const error: QueryError = { errno: e.errno, code: e.code ?? "UNKNOWN", fatal: e.fatal === true || timedOut, message: e.message };
+          if (error.fatal) {
+            c.dead = true;
+            if (timedOut) c.raw.destroy();
+          }
           resolve({ ok: false, error });
           return;
         }

@@ -63,6 +63,44 @@ describe("XA executor (mysql2)", () => {
     expect(await xaRecover(holder)).toEqual([]);
   });
 
+  it("a deadlock victim is DEADLOCK and its branch rolls back", async () => {
+    // The holder changes many rows, so InnoDB picks the branch (one row) as the victim.
+    const holder = await cluster.shard("shard-b").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query("UPDATE accounts SET balance = balance + 1 WHERE id BETWEEN 150 AND 199");
+    await holder.query("UPDATE accounts SET balance = balance + 1 WHERE id = 112");
+    const tx = "a0000000-0000-4000-8000-000000000006";
+    const exec = xa.exec(tx, "shard-b", [{ account: 111, delta: 1 }, { account: 112, delta: -1 }], true);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Closes the cycle: the holder wants the branch's row 111 while the branch waits for row 112.
+    const closing = holder.query("UPDATE accounts SET balance = balance + 1 WHERE id = 111");
+    expect(await exec).toEqual({ ok: false, err: "DEADLOCK" });
+    await closing;
+    await holder.query("ROLLBACK");
+    expect(await xa.rollback(tx, "shard-b")).toEqual({ ok: true });
+    expect(await balance(cluster, "shard-b", 111)).toBe(10_000n);
+  });
+
+  it("a statement past the timeout is UNAVAILABLE; the branch is then finished from a fresh connection once the old session is gone", async () => {
+    const impatient = new XaMysql({
+      shards: [{ name: "shard-b", host: "127.0.0.1", port: cluster.shard("shard-b").db.port, user: "root", database: DATABASE }],
+      limits: { ...limits, statement_timeout_ms: 300 },
+    });
+    const holder = await cluster.shard("shard-b").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query("SELECT balance FROM accounts WHERE id = 120 FOR UPDATE");
+    const tx = "a0000000-0000-4000-8000-000000000007";
+    const t0 = Date.now();
+    expect(await impatient.exec(tx, "shard-b", [{ account: 120, delta: 5 }], true)).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(Date.now() - t0).toBeLessThan(900);
+    // The server still runs the abandoned statement (it waits for the lock); the rollback kills that session first.
+    expect(await impatient.rollback(tx, "shard-b")).toEqual({ ok: false, err: "NOTA" });
+    await holder.query("ROLLBACK");
+    expect(await xaRecover(holder)).toEqual([]);
+    expect(await balance(cluster, "shard-b", 120)).toBe(10_000n);
+    impatient.close();
+  });
+
   it("commits a prepared branch whose owner connection died, from a fresh connection once the dead session is gone", async () => {
     const tx = "a0000000-0000-4000-8000-000000000004";
     expect(await xa.exec(tx, "shard-b", [{ account: 102, delta: 70 }], true)).toEqual({ ok: true });
