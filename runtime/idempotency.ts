@@ -170,7 +170,9 @@ export class Idempotency {
   private async earlier(etcdKey: string, rec: IdemRecord, version: number): Promise<IdempotentResult> {
     if (rec.outcome !== undefined) return { tx: rec.tx, outcome: rec.outcome, replayed: true };
     const running = this.deps.engine.outcomeOf(rec.tx);
-    if (running !== undefined) return { tx: rec.tx, outcome: await running, replayed: true };
+    const told = running === undefined ? undefined : await running;
+    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now.
+    if (told !== undefined && told.status !== "in_doubt") return { tx: rec.tx, outcome: told, replayed: true };
     const outcome = await this.settle(rec);
     await this.record(etcdKey, rec, version, outcome);
     return { tx: rec.tx, outcome, replayed: true };
