@@ -10,7 +10,11 @@
  *      committed branch are visible);
  *   3. else a branch of it still prepared: in doubt (the resolver will
  *      finish it);
- *   4. else nothing of it exists: it never committed. Whether it never ran
+ *   4. else nothing of it exists: it never committed, and never will (a
+ *      COMMIT record is only written once every branch is prepared, so with
+ *      no branch prepared or committed a late one has nothing to commit; a
+ *      prepared branch that appears later, from a statement of a dead
+ *      process, has no record and is presumed aborted). Whether it never ran
  *      or was aborted cannot be told apart (presumed abort forgets aborts).
  */
 import { decisionKey, decisionOf, type ShardId, type TxId } from "../spec/effects.ts";

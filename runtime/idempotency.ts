@@ -195,7 +195,7 @@ export class Idempotency {
       case "prepared":
         return { status: "in_doubt" };
       case "nothing":
-        // Its process is gone and fenced out by the epoch: it never committed and never will.
+        // No branch committed and none prepared: nothing is left that a COMMIT record, even one landing late, could commit.
         return { status: "aborted", reason: "resolver" };
     }
   }
