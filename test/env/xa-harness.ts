@@ -25,7 +25,7 @@ import { createSchema, DATABASE } from "../../runtime/cluster/schema.ts";
 import * as xa from "../../spec/env/xa.ts";
 
 /** The accounts of every run: small balances so that overdrafts happen. Account 4 does not exist. */
-export const BALANCES: readonly (readonly [number, number])[] = [
+const BALANCES: readonly (readonly [number, number])[] = [
   [1, 100],
   [2, 50],
   [3, 10],
@@ -34,7 +34,7 @@ export const XIDS = ["a", "b", "c"] as const;
 export const CONNS = 3;
 
 /** "own": the xid of the branch the connection has, resolved when the command runs (so shrinking keeps its meaning). */
-export type XidRef = string;
+type XidRef = string;
 export type StmtSpec =
   | { readonly op: "start" | "end" | "prepare" | "rollback"; readonly xid: XidRef }
   | { readonly op: "commit"; readonly xid: XidRef; readonly onePhase?: boolean }
@@ -108,7 +108,7 @@ function realError(e: unknown): RealOut {
   return { kind: "lost" };
 }
 
-export function sqlOf(stmt: xa.Stmt): string {
+function sqlOf(stmt: xa.Stmt): string {
   switch (stmt.op) {
     case "start":
       return `XA START '${stmt.xid}'`;
@@ -280,7 +280,7 @@ const ACCOUNTS_NEXT = [1, 2, 1, 2, 3] as const;
 const DELTAS_NEXT = [-8, -30, 25, -60] as const;
 
 /** A protocol-like next step for a connection whose branch is `own` (if any). */
-export function nextStep(s: xa.ShardState, own: xa.Xid | null, pick: number): xa.Stmt | "disconnect" {
+function nextStep(s: xa.ShardState, own: xa.Xid | null, pick: number): xa.Stmt | "disconnect" {
   const b = own === null ? null : xa.findBranch(s, own);
   if (!b) {
     const orphans = s.branches.filter((x) => x.owner === null);
@@ -295,7 +295,7 @@ export function nextStep(s: xa.ShardState, own: xa.Xid | null, pick: number): xa
       // Mostly updates on two hot accounts: lock waits and deadlocks need branches that hold some rows and want others.
       const k = pick % 8;
       const account = ACCOUNTS_NEXT[(pick >> 3) % ACCOUNTS_NEXT.length]!;
-      if (k <= 4) return { op: "transfer", account, delta: DELTAS_NEXT[(pick >> 1) % DELTAS_NEXT.length]! };
+      if (k <= 4) return { op: "transfer", account, delta: DELTAS_NEXT[(pick >> 6) % DELTAS_NEXT.length]! };
       if (k === 5) return { op: "select", account };
       return { op: "end", xid: b.xid };
     }
