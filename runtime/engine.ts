@@ -245,7 +245,7 @@ export class Engine {
       branches: run.branches,
       phase: run.instance.st.phase,
       timings: timings(run),
-      trace: this.opts.record_traces ? { header: this.traceHeader(run), steps: run.instance.steps, truncated: run.instance.truncated } : null,
+      trace: this.opts.record_traces ? { header: this.traceHeader(run), steps: run.instance.trace(), truncated: run.instance.truncated } : null,
     };
   }
 

@@ -51,15 +51,16 @@ const RECORD_STEPS_MAX_DEFAULT = 10_000;
 
 export class RoleInstance<St, In extends { readonly t: string }> {
   st: St;
-  readonly steps: TraceStep[] = [];
+  /** The role's steps as recorded; `trace()` turns them into trace steps. */
+  private readonly recorded: Array<{ input: In; effects: readonly Effect[]; at_ms: number; state?: St }> = [];
+  /** Who sent the first input, for the diagram (deliverFrom). */
+  private origin: { from: string; label: string } | null = null;
   truncated = false;
   ended = false;
   readonly started_ms: number;
   private readonly timers = new Set<TimerHandle>();
   /** Effects started and not yet answered. */
   pending = 0;
-  /** Recorded messages so far, for their ids. */
-  private messages = 0;
 
   constructor(
     private readonly role: Role<St, In, Effect>,
@@ -69,28 +70,22 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.started_ms = opts.adapters.clock.now_ms();
   }
 
-  /**
-   * Steps the role on `input` and starts the effects it asks for. `receives`:
-   * the message that brought the input, for the recorded diagram.
-   */
-  deliver(input: In, receives?: readonly Msg[]): void {
+  /** Steps the role on `input` and starts the effects it asks for. */
+  deliver(input: In): void {
     if (this.ended) return;
     const { st, effects } = this.role.step(this.st, input);
     this.st = st;
     const now = this.opts.adapters.clock.now_ms();
-    const sends = this.opts.record ? effects.map((e) => this.messageFor(e)) : [];
-    if (this.opts.record) this.recordStep(this.opts.actor, input, effects, now, sends, receives);
+    if (this.opts.record) this.record(input, effects, now);
     this.opts.hooks?.onStep?.(st, input, effects);
-    effects.forEach((e, i) => this.start(e, now, sends[i] ?? null));
+    for (const e of effects) this.start(e, now);
     if (this.opts.done?.(st)) this.end();
   }
 
-  /** Delivers an input that `from` sent (a client's request): recorded as a step of `from`, then the role's step. */
+  /** Delivers the first input, which `from` sent (a client's request): the diagram shows `from` sending it. */
   deliverFrom(from: string, label: string, input: In): void {
-    if (!this.opts.record) return this.deliver(input);
-    const msg: Msg = { id: `m${++this.messages}`, from, to: this.opts.actor, label };
-    this.recordStep(from, label, [], this.opts.adapters.clock.now_ms(), [msg], undefined);
-    this.deliver(input, [msg]);
+    this.origin = { from, label };
+    this.deliver(input);
   }
 
   /** Ends the instance now (shutdown): timers cleared, later results dropped. */
@@ -106,38 +101,76 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.opts.hooks?.onEnd?.();
   }
 
-  /**
-   * A recorded step: the role's own (actor = the instance's actor), or one of
-   * its environment receiving a request and answering it, so that the trace
-   * draws as a sequence diagram with a lifeline per shard, the log and the
-   * client. Replay (runtime/replay.ts) feeds only the role's steps.
-   */
-  private recordStep(actor: string, input: unknown, effects: readonly Effect[], now: number, sends: readonly (Msg | null)[], receives: readonly Msg[] | undefined): void {
-    if (this.steps.length >= (this.opts.recordStepsMax ?? RECORD_STEPS_MAX_DEFAULT)) {
+  private record(input: In, effects: readonly Effect[], now: number): void {
+    if (this.recorded.length >= (this.opts.recordStepsMax ?? RECORD_STEPS_MAX_DEFAULT)) {
       this.truncated = true;
       return;
     }
     // Inputs, effects and role states are immutable values (roles are pure), so they are kept by reference.
-    const step: TraceStep = { step: this.steps.length + 1, actor, input, effects: effects as unknown[], at_ms: round3(now - this.started_ms) };
-    const sent = sends.filter((m): m is Msg => m !== null);
-    if (sent.length > 0) step.sends = sent;
-    if (receives !== undefined && receives.length > 0) step.receives = [...receives];
-    if (this.opts.recordState && actor === this.opts.actor) step.state = this.st;
-    this.steps.push(step);
+    const r: (typeof this.recorded)[number] = { input, effects, at_ms: round3(now - this.started_ms) };
+    if (this.opts.recordState) r.state = this.st;
+    this.recorded.push(r);
   }
 
-  /** The message an effect sends to its adapter (null for a timer, which stays with the role). */
-  private messageFor(e: Effect): Msg | null {
-    const to = targetOf(e);
-    return to === null ? null : { id: `m${++this.messages}`, from: this.opts.actor, to, label: effectLabel(e) };
+  /**
+   * The recorded steps as a trace: the role's own steps (actor = this
+   * instance's actor) and, around them, its environment's: the client
+   * sending the request and receiving the reply, each shard and the log
+   * receiving a request and answering it, with sends and receives matched,
+   * so that the trace draws as a sequence diagram. Replay
+   * (runtime/replay.ts) feeds only the role's steps.
+   */
+  trace(): TraceStep[] {
+    const actor = this.opts.actor;
+    const steps: TraceStep[] = [];
+    let ids = 0;
+    const msg = (from: string, to: string, label: string): Msg => ({ id: `m${++ids}`, from, to, label });
+    const push = (s: Omit<TraceStep, "step">) => steps.push({ step: steps.length + 1, ...s });
+    /** Requests sent and not answered yet, first in first out per effect key. */
+    const waiting = new Map<string, Msg[]>();
+    this.recorded.forEach((r, i) => {
+      let receives: Msg[] | undefined;
+      if (i === 0 && this.origin !== null) {
+        const m = msg(this.origin.from, actor, this.origin.label);
+        push({ actor: this.origin.from, input: this.origin.label, effects: [], sends: [m], at_ms: r.at_ms });
+        receives = [m];
+      }
+      const key = resultKey(r.input as unknown as Result);
+      const request = key === null ? undefined : waiting.get(key)?.shift();
+      if (request !== undefined) {
+        const answer = msg(request.to, actor, resultLabel(r.input as unknown as Result));
+        push({ actor: request.to, input: request.label, effects: [], receives: [request], sends: [answer], at_ms: r.at_ms });
+        receives = [answer];
+      }
+      const sends: Msg[] = [];
+      const replies: Msg[] = [];
+      for (const e of r.effects) {
+        const to = targetOf(e);
+        if (to === null) continue;
+        const m = msg(actor, to, effectLabel(e));
+        sends.push(m);
+        if (e.t === "reply") replies.push(m);
+        else waiting.set(effectKey(e), [...(waiting.get(effectKey(e)) ?? []), m]);
+      }
+      push({
+        actor,
+        input: r.input,
+        effects: r.effects as unknown[],
+        ...(sends.length > 0 ? { sends } : {}),
+        ...(receives !== undefined ? { receives } : {}),
+        ...(r.state !== undefined ? { state: r.state } : {}),
+        at_ms: r.at_ms,
+      });
+      for (const m of replies) push({ actor: m.to, input: "reply", effects: [], receives: [m], at_ms: r.at_ms });
+    });
+    return steps;
   }
 
-  private start(e: Effect, now: number, msg: Msg | null): void {
+  private start(e: Effect, now: number): void {
     const { xa, log, clock } = this.opts.adapters;
     this.opts.hooks?.onEffect?.(e, now);
     switch (e.t) {
       case "reply":
-        if (msg !== null) this.recordStep(msg.to, "reply", [], now, [], [msg]);
         this.opts.hooks?.onReply?.(e.tx, e.outcome);
         return;
       case "timer": {
@@ -149,45 +182,83 @@ export class RoleInstance<St, In extends { readonly t: string }> {
         return;
       }
       case "xa.exec":
-        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r }), e, msg);
+        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r }), e);
       case "xa.prepare":
-        return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e, msg);
+        return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e);
       case "xa.commit":
-        return this.await(xa.commit(e.tx, e.shard), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e, msg);
+        return this.await(xa.commit(e.tx, e.shard), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e);
       case "xa.rollback":
-        return this.await(xa.rollback(e.tx, e.shard), (r) => ({ t: "xa.rollback", tx: e.tx, shard: e.shard, r }), e, msg);
+        return this.await(xa.rollback(e.tx, e.shard), (r) => ({ t: "xa.rollback", tx: e.tx, shard: e.shard, r }), e);
       case "xa.recover":
-        return this.await(xa.recover(e.shard), (r) => ({ t: "xa.recover", shard: e.shard, r }), e, msg);
+        return this.await(xa.recover(e.shard), (r) => ({ t: "xa.recover", shard: e.shard, r }), e);
       case "log.put":
-        return this.await(log.put(e.key, e.value, e.ifVersion, e.fence), (r) => ({ t: "log.put", key: e.key, r }), e, msg);
+        return this.await(log.put(e.key, e.value, e.ifVersion, e.fence), (r) => ({ t: "log.put", key: e.key, r }), e);
       case "log.list":
-        return this.await(log.list(e.prefix), (r) => ({ t: "log.list", r }), e, msg);
+        return this.await(log.list(e.prefix), (r) => ({ t: "log.list", r }), e);
       case "log.delete":
-        return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e, msg);
+        return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e);
     }
   }
 
-  private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect, msg: Msg | null): void {
+  private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect): void {
     this.pending++;
     p.then(
-      (r) => this.answer(toResult(r), msg),
+      (r) => this.answer(toResult(r)),
       (err: unknown) => {
         // Adapters never reject (adapters/ports.ts); if one does, the effect's fate is unknown, which is what UNAVAILABLE says.
         console.error(`${this.opts.actor}: adapter rejected ${e.t}: ${(err as Error).stack ?? String(err)}`);
-        this.answer(unavailable(e), msg);
+        this.answer(unavailable(e));
       },
     );
   }
 
-  private answer(r: Result, request: Msg | null): void {
+  private answer(r: Result): void {
     this.pending--;
     if (this.ended) return;
-    const now = this.opts.adapters.clock.now_ms();
-    this.opts.hooks?.onResult?.(r, now);
-    if (request === null || !this.opts.record) return this.deliver(r as unknown as In);
-    const answer: Msg = { id: `m${++this.messages}`, from: request.to, to: this.opts.actor, label: resultLabel(r) };
-    this.recordStep(request.to, request.label, [], now, [answer], [request]);
-    this.deliver(r as unknown as In, [answer]);
+    this.opts.hooks?.onResult?.(r, this.opts.adapters.clock.now_ms());
+    this.deliver(r as unknown as In);
+  }
+}
+
+/** Pairs an effect with its result: same kind, same branch or key. */
+function effectKey(e: Effect): string {
+  switch (e.t) {
+    case "xa.exec":
+    case "xa.prepare":
+    case "xa.commit":
+    case "xa.rollback":
+      return `${e.t}|${e.shard}|${e.tx}`;
+    case "xa.recover":
+      return `${e.t}|${e.shard}`;
+    case "log.put":
+    case "log.delete":
+      return `${e.t}|${e.key}`;
+    case "log.list":
+    case "reply":
+    case "timer":
+      return e.t;
+  }
+}
+
+/** The effect key a result answers; null for inputs that answer no effect (a request, a scan, a timeout). */
+function resultKey(r: Result): string | null {
+  switch (r.t) {
+    case "xa.exec":
+    case "xa.prepare":
+    case "xa.commit":
+    case "xa.rollback":
+      return `${r.t}|${r.shard}|${r.tx}`;
+    case "xa.recover":
+      return `${r.t}|${r.shard}`;
+    case "log.put":
+    case "log.delete":
+      return `${r.t}|${r.key}`;
+    case "log.list":
+      return r.t;
+    case "timeout":
+      return null;
+    default:
+      return null;
   }
 }
 

@@ -114,15 +114,15 @@ describe("interpreter", () => {
     const inst = new RoleInstance(role, { actor: "r", adapters: { xa, log, clock }, done: (s) => s.done, record: true, hooks: { onEnd: () => ended++ } });
     inst.deliver({ t: "go" });
     await clock.run();
-    expect(inst.steps.map((s) => [s.at_ms, s.actor, typeof s.input === "string" ? s.input : (s.input as In).t])).toEqual([
+    expect(inst.trace().map((s) => [s.at_ms, s.actor, typeof s.input === "string" ? s.input : (s.input as In).t])).toEqual([
       [0, "r", "go"],
       [5, "r", "timeout"],
       // The log's answer is drawn as a step of the log, then the role's step on it.
       [20, "txlog", "list "],
       [20, "r", "log.list"],
     ]);
-    expect(inst.steps[2]!.receives).toEqual([{ id: "m1", from: "r", to: "txlog", label: "list " }]);
-    expect(inst.steps[3]!.receives).toEqual([{ id: "m2", from: "txlog", to: "r", label: "0 records" }]);
+    expect(inst.trace()[2]!.receives).toEqual([{ id: "m1", from: "r", to: "txlog", label: "list " }]);
+    expect(inst.trace()[3]!.receives).toEqual([{ id: "m2", from: "txlog", to: "r", label: "0 records" }]);
     expect(ended).toBe(1);
     // The 1,000 ms timer was cleared at 20 ms: the clock stopped there.
     expect(clock.now_ms()).toBe(20);
