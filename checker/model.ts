@@ -45,12 +45,6 @@ export interface Model<S, A> {
    */
   terminal?(s: S): boolean;
   /**
-   * The encoding is only meaningful inside the thread that made it (e.g. it
-   * interns parts of the state in tables, spec/env/collapse.ts): the checker
-   * must run such a model with one worker.
-   */
-  readonly threadLocalEncoding?: boolean;
-  /**
    * How a step looks in a sequence diagram: who acted, what it sent and
    * received. One action may draw as several consecutive trace steps (an
    * array), e.g. a shard executing a statement and the coordinator reacting

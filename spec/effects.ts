@@ -119,7 +119,9 @@ export type AbortReason = "insufficient_funds" | "conflict" | "timeout" | "shard
  * per branch from `xa.exec` until the branch is finished, and sends every
  * later statement of that branch on it while it lives; a branch whose
  * connection died is addressed from any connection (that is what lets a
- * prepared branch be finished after a coordinator crash).
+ * prepared branch be finished after a coordinator crash). An XA effect that
+ * answers UNAVAILABLE has closed its connection: a branch not yet prepared
+ * on it is then rolled back by the server.
  */
 export type Effect =
   /** XA START; each op as a guarded update (with `guard`, an update that would take a balance below zero matches no row: INSUFFICIENT_FUNDS) plus a history row; XA END. */

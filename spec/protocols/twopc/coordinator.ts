@@ -45,13 +45,17 @@ export type BranchStatus =
   | "rolling_back"
   | "rolled_back"
   /** The last commit or rollback failed; a retry timer is set. */
-  | "retry_wait";
+  | "retry_wait"
+  /** Out of attempts: the resolver finishes this branch (from the COMMIT record, or by presumed abort). */
+  | "abandoned";
 
 export interface BranchState {
   readonly shard: ShardId;
   readonly status: BranchStatus;
   /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
   readonly attempts: number;
+  /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
+  readonly prepareSent: boolean;
 }
 
 export type Phase = "idle" | "voting" | "logging" | "committing" | "aborting" | "forgetting" | "done";
@@ -181,15 +185,19 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return maybeFinished(next, effects);
   }
 
-  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back";
+  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
 
-  /** Once every branch is finished: forget the decision (commit) or stop (abort). */
+  /**
+   * Once every branch is finished (and so nothing is in flight): forget the
+   * decision (commit), or stop (abort, or a branch left to the resolver, which
+   * then also removes the record).
+   */
   function maybeFinished(st: CoordinatorState, effects: Effect[]): Out {
     if (!st.branches.every(finished)) return { st, effects };
-    if (st.phase === "committing") {
+    if (st.phase === "committing" && st.branches.every((b) => b.status === "committed")) {
       return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
     }
-    if (st.phase === "aborting") return { st: { ...st, phase: "done" }, effects };
+    if (st.phase === "aborting" || st.phase === "committing") return { st: { ...st, phase: "done" }, effects };
     return { st, effects };
   }
 
@@ -197,10 +205,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   function retryOrGiveUp(st: CoordinatorState, shard: ShardId, err: XaError): Out {
     const b = branch(st, shard)!;
     const unbounded = mutant === "nota-retries-forever" && (err === "NOTA" || err === "RBROLLBACK");
-    if (b.attempts >= opts.maxAttempts && !unbounded) {
-      // The resolver finishes the branch: from the COMMIT record, or by presumed abort.
-      return { st: { ...st, phase: "done" }, effects: [] };
-    }
+    if (b.attempts >= opts.maxAttempts && !unbounded) return maybeFinished(setBranch(st, shard, { status: "abandoned" }), []);
     return { st: setBranch(st, shard, { status: "retry_wait" }), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
   }
 
@@ -216,7 +221,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
           phase: "voting",
           tx: input.tx,
           epoch: input.epoch,
-          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0 })),
+          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
         };
         const guard = mutant !== "no-funds-check";
         return {
@@ -236,7 +241,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
           return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
         }
         if (!input.r.ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
-        return { st: setBranch(st, input.shard, { status: "preparing" }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
+        return { st: setBranch(st, input.shard, { status: "preparing", prepareSent: true }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
       }
 
       case "xa.prepare": {
@@ -265,7 +270,8 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         const shard = input.id.slice("retry:".length);
         const b = branch(st, shard);
         if (b === undefined || b.status !== "retry_wait") return { st, effects: [] };
-        const next = setBranch(st, shard, { attempts: b.attempts + 1 });
+        // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
+        const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) });
         if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" }), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
         if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" }), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
         return { st, effects: [] };
@@ -304,9 +310,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       case "xa.rollback": {
         const b = branch(st, input.shard);
         if (b === undefined || b.status !== "rolling_back") return { st, effects: [] };
-        // UNAVAILABLE after the connection of an unprepared branch died also means rolled back,
-        // but it cannot be told apart from a prepared branch on a shard that is down: retry.
-        if (input.r.ok || finishedOnRollback(input.r.err)) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
+        // UNAVAILABLE means the connection is gone (the executor closes it): a branch that was
+        // never prepared dies with it. One that may be prepared survives: retry, then the resolver.
+        const gone = input.r.ok || finishedOnRollback(input.r.err) || (input.r.err === "UNAVAILABLE" && !b.prepareSent);
+        if (gone) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
         return retryOrGiveUp(st, input.shard, input.r.err);
       }
 

@@ -25,11 +25,12 @@ import type { Model, StepInfo, ModelFactory } from "../../../checker/model.ts";
 import type { CoordinatorInput, CoordinatorMutant, CoordinatorState } from "./coordinator.ts";
 import { coordinator, defaultCoordinatorOptions } from "./coordinator.ts";
 import { epochOf, resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
-import { decisionKey, decisionOf, type BranchSpec, type Effect, type Outcome, type Result, type TxId, type ShardId } from "../../effects.ts";
+import { decisionKey, decisionOf, EPOCH_KEY, type BranchSpec, type Effect, type Outcome, type Result, type TxId, type ShardId } from "../../effects.ts";
 import * as txlog from "../../env/txlog.ts";
 import * as xa from "../../env/xa.ts";
 import { executeXa, branchXid, connOf, isXaEffect, type XaEffect } from "../../env/executor.ts";
-import { encodeCanonical, decodeCanonical, canonicalJson } from "../../env/canonical.ts";
+import { canonicalJson } from "../../env/canonical.ts";
+import { collapser } from "../../env/collapse.ts";
 import { twopcInvariants, twopcEventually } from "./properties.ts";
 
 export interface Slot {
@@ -62,7 +63,6 @@ export interface Budget {
   readonly crash: number;
   readonly shardCrash: number;
   readonly logFault: number;
-  readonly lostReply: number;
 }
 
 export interface World {
@@ -120,6 +120,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     return i;
   };
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
+  const collapse = collapser<World>(["up", "inc", "coords", "resolver", "shards", "log", "flights", "told", "ghost", "budget"]);
 
   const init = (): World => ({
     up: true,
@@ -139,25 +140,44 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     budget: cfg.budget,
   });
 
-  const flightKey = (f: Flight): string => canonicalJson(f);
+  const flightKeys = new WeakMap<Flight, string>();
+  const flightKey = (f: Flight): string => {
+    let k = flightKeys.get(f);
+    if (k === undefined) {
+      k = canonicalJson(f);
+      flightKeys.set(f, k);
+    }
+    return k;
+  };
   const sortFlights = (fs: Flight[]): Flight[] =>
     fs
       .map((f) => [flightKey(f), f] as const)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, f]) => f);
 
-  /** Add the effects a role asked for. A timer replaces an older timer of the same owner and id. */
+  /**
+   * Add the effects a role asked for. A timer replaces an older timer of the
+   * same owner and id. A reply reaches the client at once: when the client
+   * hears it changes nothing the system does, and the properties speak of
+   * what was said, which only grows.
+   */
   function launch(w: World, owner: number, effects: readonly Effect[]): World {
     if (effects.length === 0) return w;
     let flights = [...w.flights];
+    let told = w.told;
     for (const fx of effects) {
+      if (fx.t === "reply") {
+        const t = txIndex(fx.tx);
+        told = told.map((o, i) => (i === t ? fx.outcome : o));
+        continue;
+      }
       if (fx.t === "timer") {
         if (fx.id === "vote" && !cfg.timeouts) continue;
         flights = flights.filter((f) => !(f.owner === owner && f.fx.t === "timer" && f.fx.id === fx.id));
       }
       flights.push({ owner, fx, orphan: false, inc: w.inc });
     }
-    return { ...w, flights: sortFlights(flights) };
+    return { ...w, flights: sortFlights(flights), told };
   }
 
   /** Deliver a result to its role and launch what the role asks next. */
@@ -220,23 +240,28 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
         }
         return outs;
       }
-      case "reply": {
-        const t = txIndex(fx.tx);
-        const told = w.told.map((o, i) => (i === t ? fx.outcome : o));
-        const outs: { answer: Answer; fault: boolean; label: string }[] = [{ answer: { world: { ...w, told }, result: null }, fault: false, label: fx.outcome.status }];
-        if (w.budget.lostReply > 0) {
-          outs.push({ answer: { world: { ...w, budget: { ...w.budget, lostReply: w.budget.lostReply - 1 } }, result: null }, fault: true, label: "lost" });
-        }
-        return outs;
-      }
+      case "reply":
+        throw new Error("a reply is never in flight: launch delivers it");
       case "timer":
         return [{ answer: { world: fx.id === "vote" ? { ...w, ghost: { ...w.ghost, faulty: true } } : w, result: { t: "timeout", id: fx.id } }, fault: false, label: "fires" }];
     }
   }
 
+  /**
+   * An orphaned txlog write whose fence no longer holds can only answer
+   * FENCED, to nobody: it is dropped as soon as a new epoch is taken, which
+   * removes states without removing behaviours.
+   */
+  function dropFencedOrphans(w: World): World {
+    const epoch = txlog.get(w.log, EPOCH_KEY)?.version ?? 0;
+    const dead = (f: Flight) => f.orphan && (f.fx.t === "log.put" || f.fx.t === "log.delete") && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
+    return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
+  }
+
   /** Record what the ghost variables need from the shards and the log after a step. */
-  function observe(w: World): World {
-    let changed = false;
+  function observe(w0: World): World {
+    const w = dropFencedOrphans(w0);
+    let changed = w !== w0;
     const existed = w.ghost.existed.map((row, t) =>
       row.map((v, s) => {
         if (v) return v;
@@ -265,6 +290,18 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
   const committedOn = (w: World, t: number, s: number): boolean =>
     w.shards[s]!.history.some((h) => h[0] === branchXid(sc.txs[t]!.id, sc.shards[s]!));
 
+  /** The answers of the last state expanded, so that `next` does not compute them again. */
+  let answersFor: { w: World; byFlight: ReturnType<typeof answers>[] } | null = null;
+  const answersOf = (w: World, i: number): ReturnType<typeof answers> => {
+    if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
+    let a = answersFor.byFlight[i];
+    if (a === undefined) {
+      a = answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!);
+      answersFor.byFlight[i] = a;
+    }
+    return a;
+  };
+
   function* actions(w: World): Iterable<Action> {
     for (let t = 0; t < w.coords.length; t++) {
       const c = w.coords[t]!;
@@ -274,11 +311,10 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     for (let i = 0; i < w.flights.length; i++) {
       const f = w.flights[i]!;
       if (i > 0 && flightKey(w.flights[i - 1]!) === flightKey(f)) continue;
-      const rest = { ...w, flights: w.flights.filter((_, j) => j !== i) };
-      const outs = answers(rest, f);
+      const outs = answersOf(w, i);
       for (let o = 0; o < outs.length; o++) yield { k: "complete", i, o, fault: outs[o]!.fault, label: outs[o]!.label };
     }
-    if (w.up && w.resolver.phase === "idle") yield { k: "scan" };
+    if (w.up && w.resolver.phase === "idle" && !scanIsNoop(w)) yield { k: "scan" };
     if (w.up && w.budget.crash > 0) yield { k: "crash" };
     if (!w.up && cfg.restart) yield { k: "restart" };
     for (let s = 0; s < w.shards.length; s++) {
@@ -287,6 +323,26 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
       if (!sh.up) yield { k: "shardRestart", s };
       for (const c of sh.conns) if (deadConn(w, c.id)) yield { k: "notice", s, conn: c.id };
     }
+  }
+
+  const isActive = (c: Slot): boolean => c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
+  const hasLeftovers = (w: World, t: number): boolean =>
+    w.flights.some((f) => f.owner === t) ||
+    sc.shards.some((_, s) => w.shards[s]!.branches.some((b) => b.xid === branchXid(sc.txs[t]!.id, sc.shards[s]!))) ||
+    txlog.get(w.log, decisionKey(sc.txs[t]!.id)) !== undefined;
+
+  /**
+   * Reduction (docs/protocols/2pc.md, "What the checker explores"): a scan is
+   * not offered when it can only be a no-op: the epoch is taken, no suspect
+   * is pending, no transaction is still to start, and every transaction that
+   * left anything behind (a branch, a record, an effect in flight) has a live
+   * coordinator, so the scan's `active` snapshot makes it skip all of them.
+   * Such a scan only reads, and ends in the state it started in; leaving it
+   * out removes stuttering steps, not behaviours.
+   */
+  function scanIsNoop(w: World): boolean {
+    if (w.resolver.epoch === null || w.resolver.suspects.length > 0) return false;
+    return w.coords.every((c, t) => c.st.phase !== "idle" && (isActive(c) || !hasLeftovers(w, t)));
   }
 
   /** A connection whose client process has crashed: the server will notice and drop it. */
@@ -305,22 +361,21 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
       }
       case "complete": {
         const f = w.flights[a.i]!;
-        const rest = { ...w, flights: w.flights.filter((_, j) => j !== a.i) };
-        const out = answers(rest, f)[a.o]!;
+        const out = answersOf(w, a.i)[a.o]!;
         let nw = out.answer.world;
         if (out.fault) nw = { ...nw, ghost: { ...nw.ghost, faulty: true } };
         if (out.answer.result !== null && !f.orphan) nw = deliver(nw, f.owner, out.answer.result);
         return observe(nw);
       }
       case "scan": {
-        const active = w.coords.flatMap((c, t) => (c.alive && c.st.phase !== "idle" && c.st.phase !== "done" ? [sc.txs[t]!.id] : []));
+        const active = w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : []));
         const out = res.step(w.resolver, { t: "scan", active });
         return launch({ ...w, resolver: out.st }, -1, out.effects);
       }
       case "crash": {
         // Statements and log writes already sent may still land; replies, timers and reads die with the process.
         const flights = w.flights
-          .filter((f) => f.fx.t !== "reply" && f.fx.t !== "timer" && f.fx.t !== "log.list" && f.fx.t !== "xa.recover")
+          .filter((f) => f.fx.t !== "timer" && f.fx.t !== "log.list" && f.fx.t !== "xa.recover")
           .map((f) => ({ ...f, orphan: true }));
         return {
           ...w,
@@ -375,28 +430,38 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     }
   };
   const msgId = (owner: number, fx: Effect): string => `${ownerName(owner)}:${canonicalJson(fx)}`;
+  const replyMsg = (owner: number, to: World) => {
+    const o = to.told[owner]!;
+    return { id: `reply:${sc.txs[owner]!.id}`, from: ownerName(owner), to: "client", label: o.status === "aborted" ? `aborted (${o.reason})` : o.status };
+  };
+  const replied = (owner: number, before: World, after: World): boolean => owner >= 0 && before.told[owner] !== after.told[owner];
   const sendsOf = (owner: number, before: World, after: World) => {
     const had = new Set(before.flights.map((f) => flightKey(f)));
-    return after.flights
+    const sends = after.flights
       .filter((f) => f.owner === owner && !f.orphan && !had.has(flightKey(f)) && f.fx.t !== "timer")
       .map((f) => ({ id: msgId(owner, f.fx), from: ownerName(owner), to: actorOfFx(f.fx), label: fxLabel(f.fx) }));
+    return replied(owner, before, after) ? [...sends, replyMsg(owner, after)] : sends;
   };
+  /** The client's side of a reply sent in this action, drawn as a step of its own. */
+  const clientHears = (owner: number, before: World, after: World): StepInfo[] =>
+    replied(owner, before, after) ? [{ actor: "client", label: `hears ${replyMsg(owner, after).label}`, receives: [replyMsg(owner, after)] }] : [];
 
   function describe(from: World, a: Action, to: World): StepInfo | StepInfo[] {
     switch (a.k) {
       case "request":
-        return { actor: ownerName(a.tx), label: `request ${sc.txs[a.tx]!.id}`, sends: sendsOf(a.tx, from, to) };
+        return [{ actor: ownerName(a.tx), label: `request ${sc.txs[a.tx]!.id}`, sends: sendsOf(a.tx, from, to) }, ...clientHears(a.tx, from, to)];
       case "complete": {
         const f = from.flights[a.i]!;
         const env = actorOfFx(f.fx);
         const req = { id: msgId(f.owner, f.fx), from: ownerName(f.owner), to: env, label: fxLabel(f.fx) };
-        if (f.fx.t === "timer") return { actor: ownerName(f.owner), label: `timeout ${f.fx.id}`, sends: sendsOf(f.owner, from, to) };
+        if (f.fx.t === "timer") return [{ actor: ownerName(f.owner), label: `timeout ${f.fx.id}`, sends: sendsOf(f.owner, from, to) }, ...clientHears(f.owner, from, to)];
         const envStep: StepInfo = { actor: env, label: `${fxLabel(f.fx)} -> ${a.label}${f.orphan ? " (orphan)" : ""}`, receives: [req] };
-        if (f.orphan || f.fx.t === "reply") return envStep;
+        if (f.orphan) return envStep;
         const ansId = `${req.id}->${a.label}`;
         return [
           { ...envStep, sends: [{ id: ansId, from: env, to: ownerName(f.owner), label: a.label }] },
           { actor: ownerName(f.owner), label: `on ${a.label}`, receives: [{ id: ansId, from: env, to: ownerName(f.owner), label: a.label }], sends: sendsOf(f.owner, from, to) },
+          ...clientHears(f.owner, from, to),
         ];
       }
       case "scan":
@@ -421,8 +486,9 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     next,
     invariants: twopcInvariants(sc),
     eventually: twopcEventually(sc),
-    encode: encodeCanonical,
-    decode: (b) => decodeCanonical<World>(b),
+    encode: collapse.encode,
+    decode: collapse.decode,
+    localEncoding: true,
     describe,
     view: (w) => w,
     actors: () => ["client", ...sc.txs.map((t) => `coord(${t.id})`), "resolver", "process", "txlog", ...sc.shards],
@@ -471,7 +537,7 @@ const resolverMutants: readonly ResolverMutant[] = ["missing-is-commit", "rollba
 export const twopcFactory: ModelFactory = {
   name: "twopc",
   description: "2PC with presumed abort: coordinator + resolver roles over the XA shard and txlog models, with crashes",
-  params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, lostReply: 0, restart: true, timeouts: true },
+  params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
   mutants: [...coordinatorMutants, ...resolverMutants],
   build(p, mutant) {
     const num = (k: string): number => {
@@ -482,7 +548,7 @@ export const twopcFactory: ModelFactory = {
     if (mutant !== undefined && !twopcFactory.mutants.includes(mutant)) throw new Error(`twopc: unknown mutant '${mutant}' (known: ${twopcFactory.mutants.join(", ")})`);
     return twopcModel({
       scenario: scenario(String(p.scenario)),
-      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault"), lostReply: num("lostReply") },
+      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
       restart: p.restart === true,
       timeouts: p.timeouts === true,
       coordinatorMutant: coordinatorMutants.find((m) => m === mutant),
