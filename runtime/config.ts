@@ -52,6 +52,12 @@ export const SETTINGS = {
   },
   mysql_user: { schema: Schema.NonEmptyString, allowed: "a MariaDB user name", doc: "user for every shard", default: "root" },
   mysql_password: { schema: Schema.String, allowed: "a string", doc: "password for every shard", secret: true },
+  shard_unix_socket: {
+    schema: Schema.Boolean,
+    allowed: "true or false",
+    doc: "with a cluster file: reach each shard over its unix socket (<dataDir>/mysqld.sock) when it exists",
+    default: true,
+  },
   etcd_prefix: {
     schema: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_.\/-]{1,128}$/)),
     allowed: "1-128 characters of A-Z a-z 0-9 _ . / -",
@@ -104,6 +110,7 @@ export interface Config {
   etcd?: string;
   mysql_user: string;
   mysql_password?: string;
+  shard_unix_socket: boolean;
   etcd_prefix: string;
   resolver_interval_ms: number;
   vote_timeout_ms: number;

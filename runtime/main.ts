@@ -13,7 +13,8 @@
  * SIGINT: stop taking requests, let running transactions finish for up to
  * shutdown_grace_ms, exit 0; a second signal exits at once.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Schema } from "effect";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { up } from "./cluster/cluster.ts";
@@ -22,35 +23,52 @@ import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { startServer, type ClusterAddresses, type RunningServer } from "./server.ts";
 
 const ClusterFileSchema = Schema.Struct({
-  shards: Schema.Array(Schema.Struct({ name: Schema.String, port: Schema.Int })),
+  shards: Schema.Array(Schema.Struct({ name: Schema.String, port: Schema.Int, dataDir: Schema.optional(Schema.String) })),
   etcd: Schema.Struct({ clientUrl: Schema.String }),
 });
 
-export function addressesFromClusterFile(path: string, user: string, password?: string): ClusterAddresses {
+export interface AddressOptions {
+  readonly user?: string;
+  readonly password?: string;
+  /** Talk to a shard over its unix socket (<dataDir>/mysqld.sock) when it exists; default true. */
+  readonly unixSocket?: boolean;
+}
+
+export function addressesFromClusterFile(path: string, opts: AddressOptions = {}): ClusterAddresses {
   let file: typeof ClusterFileSchema.Type;
   try {
     file = Schema.decodeUnknownSync(ClusterFileSchema)(JSON.parse(readFileSync(path, "utf8")));
   } catch (e) {
     throw new ConfigError(`cluster file ${path}: ${(e as Error).message}`);
   }
-  return addressesOfCluster(file, user, password);
+  return addressesOfCluster(file, opts);
 }
 
-/** The addresses in a cluster description (cluster.json's content, or a test cluster's describe()). */
-export function addressesOfCluster(file: typeof ClusterFileSchema.Type, user = "root", password?: string): ClusterAddresses {
+/**
+ * The addresses in a cluster description (cluster.json's content, or a test
+ * cluster's describe()). A local shard is reached over its unix socket when
+ * there is one: a statement then costs about half the CPU of loopback TCP
+ * (measured here: 13-25 us against 22-48 us per round trip).
+ */
+export function addressesOfCluster(file: typeof ClusterFileSchema.Type, opts: AddressOptions = {}): ClusterAddresses {
   return {
-    shards: file.shards.map((s) => shardAddress(s.name, "127.0.0.1", s.port, user, password)),
+    shards: file.shards.map((s) => {
+      const socket = s.dataDir !== undefined ? join(s.dataDir, "mysqld.sock") : undefined;
+      const useSocket = (opts.unixSocket ?? true) && socket !== undefined && existsSync(socket);
+      return shardAddress(s.name, "127.0.0.1", s.port, opts.user ?? "root", opts.password, useSocket ? socket : undefined);
+    }),
     etcd: [file.etcd.clientUrl],
   };
 }
 
-function shardAddress(name: string, host: string, port: number, user: string, password?: string): ShardAddress {
-  return { name, host, port, user, database: DATABASE, ...(password !== undefined ? { password } : {}) };
+function shardAddress(name: string, host: string, port: number, user: string, password?: string, socketPath?: string): ShardAddress {
+  return { name, host, port, user, database: DATABASE, ...(password !== undefined ? { password } : {}), ...(socketPath !== undefined ? { socketPath } : {}) };
 }
 
 /** The cluster to use: the one named by the configuration, else the local one, brought up now. */
 export async function clusterAddresses(config: Config, log: (line: string) => void): Promise<ClusterAddresses> {
-  if (config.cluster_file !== undefined) return addressesFromClusterFile(config.cluster_file, config.mysql_user, config.mysql_password);
+  const opts: AddressOptions = { user: config.mysql_user, unixSocket: config.shard_unix_socket, ...(config.mysql_password !== undefined ? { password: config.mysql_password } : {}) };
+  if (config.cluster_file !== undefined) return addressesFromClusterFile(config.cluster_file, opts);
   if (config.shards !== undefined && config.etcd !== undefined) {
     return {
       shards: config.shards.split(",").map((part) => {
@@ -63,7 +81,7 @@ export async function clusterAddresses(config: Config, log: (line: string) => vo
   }
   const r = await up({ dir: config.cluster_dir, log });
   log(`cluster in ${r.cluster.dir}: ${r.reused.length > 0 ? `reused ${r.reused.join(", ")}` : "started"} (${r.totalMs} ms)`);
-  return addressesFromClusterFile(`${r.cluster.dir}/cluster.json`, config.mysql_user, config.mysql_password);
+  return addressesFromClusterFile(`${r.cluster.dir}/cluster.json`, opts);
 }
 
 export async function main(argv: string[]): Promise<number> {

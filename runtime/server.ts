@@ -362,8 +362,10 @@ class Api {
           this.xa.recover(s),
           this.xa.pool(s).run<unknown[]>("XA RECOVER"),
         ]);
+        const a = this.xa.pool(s).address;
         return {
           shard: s,
+          address: a.socketPath !== undefined ? `unix:${a.socketPath}` : `tcp:${a.host}:${a.port}`,
           reachable: health.reachable,
           latency_ms: health.latency_ms,
           error: health.error,

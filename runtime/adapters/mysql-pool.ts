@@ -19,6 +19,8 @@ export interface ShardAddress {
   readonly user: string;
   readonly password?: string;
   readonly database: string;
+  /** A unix socket to use instead of host:port (a shard on this machine). */
+  readonly socketPath?: string;
 }
 
 export interface PoolLimits {
@@ -140,8 +142,7 @@ export class ShardPool {
   private connect(): Promise<PooledConnection | null> {
     return new Promise((resolve) => {
       const raw = mysql.createConnection({
-        host: this.address.host,
-        port: this.address.port,
+        ...(this.address.socketPath !== undefined ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port }),
         user: this.address.user,
         ...(this.address.password !== undefined ? { password: this.address.password } : {}),
         database: this.address.database,

@@ -317,6 +317,8 @@ describe("operations endpoints", () => {
     expect((await request(url, "GET", "/admin/shards", { headers: { Authorization: "Bearer wrong-token!" } })).status).toBe(401);
     const admin = await request(url, "GET", "/admin/shards", { headers: { Authorization: "Bearer s3cret-token" } });
     expect(admin.status).toBe(200);
+    // A cluster file names the shards' data directories: the server talks to them over their unix sockets.
+    expect(admin.body.shards.map((s: { address: string }) => s.address)).toEqual(cluster.shards.map((s) => `unix:${s.db.dataDir}/mysqld.sock`));
     expect(admin.body.shards.map((s: { shard: string; reachable: boolean; prepared: string[] }) => [s.shard, s.reachable, s.prepared])).toEqual([
       ["shard-a", true, []],
       ["shard-b", true, []],
