@@ -1,6 +1,7 @@
 // `speccommit serve` as a child process, the way the benchmark and the crash
 // tests start it: given a cluster.json and port 0, it prints the URL it
-// listens on, serves, and exits 0 on SIGTERM after finishing its work.
+// listens on, serves, and exits 0 on SIGTERM after finishing its work. Also:
+// a server starts while a shard or etcd is down and serves once they are back.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,7 +55,7 @@ function serve(args: string[]): Promise<{ child: ChildProcess; url: string; outp
   });
 }
 
-describe("speccommit serve as a child process", () => {
+describe("speccommit serve: as a child process, starting with parts of the cluster down", () => {
   it("connects to a cluster.json on a free port, transfers, and exits 0 on SIGTERM", async () => {
     const { child, url, output } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "child/"]);
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
@@ -121,6 +122,28 @@ describe("speccommit serve as a child process", () => {
       expect(refused.body.error).toMatch(/shard-b has not answered since the server started/);
       expect((await request(server.url, "GET", "/ready")).status).toBe(503);
       await shardB.restart();
+      let r = refused;
+      for (let i = 0; i < 50 && r.status === 503; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        r = await request(server.url, "POST", "/transfer", { json: body });
+      }
+      expect(r.body).toMatchObject({ status: "committed" });
+    } finally {
+      closeAgents();
+      await server.close(1_000);
+    }
+  });
+
+  it("starts while etcd is down, refuses transfers until it has an epoch, then serves them", async () => {
+    await cluster.etcd.kill9();
+    const server = await serverOn(cluster, ["--etcd-prefix", "etcd-down/", "--etcd-timeout-ms", "200", "--resolver-interval-ms", "100"]);
+    try {
+      const body = { ops: [{ shard_id: "shard-a", account_id: 4, delta: "-1.00" }, { shard_id: "shard-b", account_id: 104, delta: "1.00" }] };
+      const refused = await request(server.url, "POST", "/transfer", { json: body });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toMatch(/no epoch yet/);
+      expect((await request(server.url, "GET", "/ready")).body).toMatchObject({ ready: false, etcd: false, epoch: null });
+      await cluster.etcd.restart();
       let r = refused;
       for (let i = 0; i < 50 && r.status === 503; i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
