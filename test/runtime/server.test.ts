@@ -6,6 +6,7 @@ import { decisionKey } from "../../spec/effects.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
 import { replayTrace } from "../../runtime/replay.ts";
+import { validateEnvironment } from "../../runtime/validate.ts";
 import { parseTrace } from "../../traces/ndjson.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, totalBalance, xaRecover, type TestCluster } from "../support/cluster.ts";
@@ -69,6 +70,8 @@ describe("POST /transfer", () => {
     // The environment's steps make the diagram: every request the coordinator sent is answered by its shard or the log.
     expect(new Set(view.trace.steps.map((s: { actor: string }) => s.actor))).toEqual(new Set(["client", "coordinator", "shard-a", "shard-b", "txlog"]));
     expect(replayTrace(view.trace)).toEqual({ ok: true, steps: roleSteps.length });
+    // And every answer MariaDB and etcd gave is one the spec's environment models allow.
+    expect(validateEnvironment(view.trace)).toEqual({ ok: true, answers: 8 });
     const ndjson = await request(url, "GET", `/transactions/${r.body.tx}?format=ndjson`);
     expect(ndjson.headers["content-type"]).toBe("application/x-ndjson");
     expect(replayTrace(parseTrace(ndjson.body))).toEqual({ ok: true, steps: roleSteps.length });
@@ -90,6 +93,8 @@ describe("POST /transfer", () => {
     expect(after.balances).toEqual(before.balances);
     expect([...after.history.keys()].filter((k) => k.endsWith(r.body.tx))).toEqual([]);
     expect(after.prepared).toEqual([]);
+    const view = server.engine.transaction(r.body.tx)!;
+    expect(validateEnvironment({ header: view.trace!.header, steps: [...view.trace!.steps] })).toMatchObject({ ok: true });
   });
 
   const tooMany = Array.from({ length: 65 }, (_, i) => ({ shard_id: "shard-a", account_id: a(10 + i), delta: i === 0 ? -64 : 1 }));
@@ -287,6 +292,16 @@ describe("under load", () => {
       expect(await xaRecover(conn), shard.name).toEqual([]);
     }
     const snap = await snapshot(cluster);
+    const reasons = new Map<string, number>();
+    for (const r of results) {
+      const view = server.engine.transaction(r.body.tx)!;
+      const trace = { header: view.trace!.header, steps: [...view.trace!.steps] };
+      expect(replayTrace(trace), r.body.tx).toMatchObject({ ok: true });
+      expect(validateEnvironment(trace), r.body.tx).toMatchObject({ ok: true });
+      const k = r.body.reason ?? r.body.status;
+      reasons.set(k, (reasons.get(k) ?? 0) + 1);
+    }
+    console.log(`1,200 transfers: ${JSON.stringify(Object.fromEntries(reasons))}`);
     for (const r of results) {
       const rows = r.ops.map(([shard]) => snap.history.get(`${shard}|${r.body.tx}`) ?? 0);
       if (r.body.status === "committed") expect(rows, r.body.tx).toEqual(r.ops[0]![0] === r.ops[1]![0] ? [2, 2] : [1, 1]);

@@ -7,6 +7,7 @@ import type { Outcome, ShardId, TxId } from "../../spec/effects.ts";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { Engine } from "../../runtime/engine.ts";
 import { replayTrace } from "../../runtime/replay.ts";
+import { validateEnvironment } from "../../runtime/validate.ts";
 import { branchXid } from "../../spec/env/executor.ts";
 
 const SHARDS: ShardId[] = ["shard-a", "shard-b", "shard-c"];
@@ -109,13 +110,18 @@ function audit(w: World, sent: Sent[], seed: number): void {
   expect(w.log.state.entries.filter((e) => e.key.startsWith("tx/")), `${where}: decision records left`).toEqual([]);
 }
 
-function replayAll(w: World, sent: Sent[]): void {
+/** Every recorded trace replays against the role, and every answer in it is one the environment models allow. */
+function replayAll(engines: Engine[], sent: Sent[]): void {
+  let checked = 0;
   for (const s of sent) {
-    const view = w.engine.transaction(s.tx);
+    const view = engines.map((e) => e.transaction(s.tx)).find((v) => v !== undefined);
     if (view === undefined || view.trace === null) continue;
-    const r = replayTrace({ header: view.trace.header, steps: [...view.trace.steps] });
-    expect(r, `replay ${s.tx}`).toEqual({ ok: true, steps: view.trace.steps.filter((x) => x.actor === "coordinator").length });
+    checked++;
+    const trace = { header: view.trace.header, steps: [...view.trace.steps] };
+    expect(replayTrace(trace), `replay ${s.tx}`).toEqual({ ok: true, steps: view.trace.steps.filter((x) => x.actor === "coordinator").length });
+    expect(validateEnvironment(trace), `environment answers of ${s.tx}`).toMatchObject({ ok: true });
   }
+  expect(checked).toBe(sent.length);
 }
 
 const seeds = process.env.SEED !== undefined ? [Number(process.env.SEED)] : Array.from({ length: 12 }, (_, i) => 1_000 + i);
@@ -135,7 +141,7 @@ describe("simulation: engine over the XA and txlog models", () => {
     expect(statuses).toContain("committed");
     expect(statuses).toContain("insufficient_funds");
     audit(w, sent, seed);
-    replayAll(w, sent);
+    replayAll([w.engine], sent);
     w.engine.stop();
   });
 
@@ -153,12 +159,48 @@ describe("simulation: engine over the XA and txlog models", () => {
     // The coordinator process dies mid-load and a new incarnation takes over the same shards and log.
     const crashAt = w.rng.int(2_200, 2_600);
     await w.clock.run(crashAt);
+    const crashed = w.engine;
     w.engine.stop();
     w.xa.crashProcess();
     w.engine = newEngine(w.clock, w.xa, w.log);
     w.engine.startResolver();
     await w.clock.run(30_000);
     audit(w, sent, seed);
+    replayAll([crashed, w.engine], sent);
+    w.engine.stop();
+  });
+
+  it("trace validation refuses answers the environment models never give", async () => {
+    const w = world(7);
+    const scanned = w.engine.scanNow();
+    await w.clock.run(100);
+    expect(await scanned).toBe(true);
+    const started = w.engine.submit([
+      { shard: "shard-a", ops: [{ account: 1, delta: -10 }] },
+      { shard: "shard-b", ops: [{ account: 101, delta: 10 }] },
+    ]);
+    await w.clock.run(1_000);
+    expect(await started.outcome).toEqual({ status: "committed" });
+    const view = w.engine.transaction(started.tx)!;
+    const trace = { header: view.trace!.header, steps: [...view.trace!.steps] };
+    // exec x2, prepare x2, the COMMIT record, commit x2, forgetting the record.
+    expect(validateEnvironment(trace)).toEqual({ ok: true, answers: 8 });
+    /** The trace with the answer to the first `t` replaced by `r`. */
+    const tampered = (t: string, r: unknown) => {
+      const i = trace.steps.findIndex((x) => x.actor === "coordinator" && (x.input as { t: string }).t === t);
+      const steps = trace.steps.map((x, j) => (j === i ? { ...x, input: { ...(x.input as object), r } } : x));
+      return { at: trace.steps[i]!.step, result: validateEnvironment({ header: trace.header, steps }) };
+    };
+    for (const [t, r] of [
+      ["xa.exec", { ok: false, err: "DUPID" }],
+      ["xa.prepare", { ok: false, err: "RBROLLBACK" }],
+      ["xa.commit", { ok: false, err: "DUPID" }],
+      ["log.put", { ok: true, version: 7 }],
+      ["log.put", { ok: false, err: "CAS", current: { kind: "decision", decision: "commit", branches: ["shard-a", "shard-b"] }, version: 1 }],
+    ] as const) {
+      const { at, result } = tampered(t, r);
+      expect(result, `${t} answered ${JSON.stringify(r)}`).toMatchObject({ ok: false, step: at });
+    }
     w.engine.stop();
   });
 });
