@@ -97,6 +97,28 @@ describe("POST /transfer", () => {
     expect(validateEnvironment({ header: view.trace!.header, steps: [...view.trace!.steps] })).toMatchObject({ ok: true });
   });
 
+  it("aborts with conflict when a row stays locked past innodb_lock_wait_timeout, and the trace validates against the models", async () => {
+    const holder = await cluster.shard("shard-c").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query(`SELECT balance FROM accounts WHERE id = ${c(3)} FOR UPDATE`);
+    const r = await transfer([
+      ["shard-a", a(3), "-1.00"],
+      ["shard-c", c(3), "1.00"],
+    ]);
+    await holder.query("ROLLBACK");
+    expect(r.body).toMatchObject({ status: "aborted", reason: "conflict" });
+    let view = server.engine.transaction(r.body.tx)!;
+    for (let i = 0; i < 50 && !view.done; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      view = server.engine.transaction(r.body.tx)!;
+    }
+    const trace = { header: view.trace!.header, steps: [...view.trace!.steps] };
+    expect(trace.steps.some((x) => JSON.stringify(x.input).includes("LOCK_TIMEOUT"))).toBe(true);
+    expect(replayTrace(trace)).toMatchObject({ ok: true });
+    expect(validateEnvironment(trace)).toMatchObject({ ok: true });
+    expect((await snapshot(cluster)).prepared).toEqual([]);
+  });
+
   const tooMany = Array.from({ length: 65 }, (_, i) => ({ shard_id: "shard-a", account_id: a(10 + i), delta: i === 0 ? -64 : 1 }));
   const badInputs: Array<[string, { raw?: string; json?: unknown; headers?: Record<string, string> }, number, RegExp]> = [
     ["malformed JSON", { raw: '{"ops":[' }, 400, /malformed JSON/],
