@@ -122,7 +122,7 @@ export class ShardPool {
   /** Closes a connection for good (its server session, and any unprepared branch on it, goes with it). */
   discard(c: PooledConnection): void {
     c.dead = true;
-    c.raw.destroy();
+    hardClose(c.raw);
     this.open--;
     this.wakeOne();
   }
@@ -161,7 +161,7 @@ export class ShardPool {
       });
       raw.connect((err) => {
         if (err) {
-          raw.destroy();
+          hardClose(raw);
           resolve(null);
           return;
         }
@@ -171,20 +171,34 @@ export class ShardPool {
     });
   }
 
-  /** One statement (or several, `;`-separated) within the statement timeout; a fatal error marks the connection dead. */
+  /**
+   * One statement (or several, `;`-separated), bounded by the statement
+   * timeout. Past it the connection is closed at once, which ends the
+   * statement for this client (mysql2's own query timeout would answer but
+   * keep the connection waiting for the server, every later statement
+   * queued behind it); the server-side session may still be running it,
+   * which is why the XA executor kills a dead owner's session before
+   * addressing its branch from another connection. A fatal error marks the
+   * connection dead.
+   */
   query<T>(c: PooledConnection, sql: string): Promise<QueryOutcome<T>> {
     return new Promise((resolve) => {
-      c.raw.query({ sql, timeout: this.limits.statement_timeout_ms }, (err, result) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        c.dead = true;
+        hardClose(c.raw);
+        resolve({ ok: false, error: { errno: undefined, code: "STATEMENT_TIMEOUT", fatal: true, message: `no answer within ${this.limits.statement_timeout_ms} ms` } });
+      }, this.limits.statement_timeout_ms);
+      c.raw.query({ sql }, (err, result) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
         if (err) {
           const e = err as mysql.QueryError & { errno?: number };
-          // mysql2 answers a timed-out query but leaves the connection waiting for the server's reply, so every
-          // later statement would queue behind it: the connection is given up instead, and counts as lost.
-          const timedOut = e.code === "PROTOCOL_SEQUENCE_TIMEOUT";
-          const error: QueryError = { errno: e.errno, code: e.code ?? "UNKNOWN", fatal: e.fatal === true || timedOut, message: e.message };
-          if (error.fatal) {
-            c.dead = true;
-            if (timedOut) c.raw.destroy();
-          }
+          const error: QueryError = { errno: e.errno, code: e.code ?? "UNKNOWN", fatal: e.fatal === true, message: e.message };
+          if (error.fatal) c.dead = true;
           resolve({ ok: false, error });
           return;
         }
@@ -210,8 +224,21 @@ export class ShardPool {
     }
     for (const c of this.idle.splice(0)) {
       c.dead = true;
-      c.raw.destroy();
+      hardClose(c.raw);
       this.open--;
     }
   }
+}
+
+/**
+ * Closes a connection at once. mysql2's destroy() only half-closes (it ends
+ * the socket and waits for the server), and a server busy with a statement,
+ * in a lock wait for instance, does not close its side until the statement
+ * ends: the socket, and the process, would linger that long. Destroying the
+ * socket makes mysql2 fail whatever was queued on it as a lost connection.
+ */
+export function hardClose(raw: mysql.Connection): void {
+  const stream = (raw as unknown as { stream?: { destroy(): void } }).stream;
+  if (stream !== undefined) stream.destroy();
+  else raw.destroy();
 }

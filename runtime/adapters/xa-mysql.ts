@@ -19,7 +19,7 @@
  */
 import type { Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/effects.ts";
 import type { XaExecutor } from "./ports.ts";
-import { ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
+import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 
 /** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
 export const XID_FORMAT_ID = 0x53435841;
@@ -178,9 +178,19 @@ export class XaMysql implements XaExecutor {
     };
   }
 
-  /** Closes idle connections; branches still open keep theirs until finished (or the process exits). */
+  /**
+   * Closes every connection, those of unfinished branches too: as when the
+   * process exits, the server rolls back what is not prepared and keeps what
+   * is, for the next resolver. Called once the coordinators have stopped.
+   */
   close(): void {
     for (const p of this.pools.values()) p.close();
+    for (const b of this.branches.values()) {
+      if (b.conn === null) continue;
+      b.conn.dead = true;
+      hardClose(b.conn.raw);
+      b.conn = null;
+    }
   }
 
   private key(tx: TxId, shard: ShardId): string {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { startTestCluster, xaRecover, type TestCluster } from "../support/cluster.ts";
 import { closeAgents, request, serverOn } from "./support.ts";
 
 const BIN = new URL("../../bin/speccommit.js", import.meta.url).pathname;
@@ -92,6 +92,28 @@ describe("speccommit serve: as a child process, starting with parts of the clust
     closeAgents();
     expect(await exited).toBe(0);
     expect(output()).toMatch(/SIGTERM: finishing running transactions[\s\S]*speccommit: stopped/);
+  });
+
+  it("on SIGTERM past shutdown_grace_ms gives up a stuck transfer, closes its connections and exits 0", async () => {
+    const { child, url } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "child3/", "--shutdown-grace-ms", "200"]);
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const holder = await cluster.shard("shard-a").connect();
+    await holder.query("START TRANSACTION");
+    await holder.query("SELECT balance FROM accounts WHERE id = 5 FOR UPDATE");
+    const stuck = request(url, "POST", "/transfer", {
+      json: { ops: [{ shard_id: "shard-a", account_id: 5, delta: "-1.00" }, { shard_id: "shard-b", account_id: 105, delta: "1.00" }] },
+    }).catch((e: Error) => e);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const t0 = Date.now();
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    // Well before innodb_lock_wait_timeout (3 s) would have freed the transfer.
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await stuck;
+    closeAgents();
+    await holder.query("ROLLBACK");
+    // Its branch was not prepared: the server rolled it back when the connection closed.
+    expect(await xaRecover(holder)).toEqual([]);
   });
 
   it.each([
