@@ -144,7 +144,13 @@ export class Engine {
    * Starts a coordinator for `branches` and resolves with its reply. The
    * coordinator keeps running after the reply (commit phase, forgetting).
    */
-  submit(branches: readonly BranchSpec[], protocol: Protocol = "2pc", tx: TxId = newTxId()): { tx: TxId; outcome: Promise<Outcome> } {
+  submit(
+    branches: readonly BranchSpec[],
+    protocol: Protocol = "2pc",
+    tx: TxId = newTxId(),
+    /** Called with the reply in the very step that produced it, before the step's other effects start (the HTTP answer goes out first). */
+    onReply?: (o: Outcome) => void,
+  ): { tx: TxId; outcome: Promise<Outcome> } {
     if (!this.accepting) throw new ShuttingDown("the server is shutting down");
     const epoch = this.epoch;
     if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
@@ -176,6 +182,7 @@ export class Engine {
             if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
             m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
           }
+          onReply?.(o);
           resolveOutcome(o);
         },
         onEnd: () => this.ended(run),

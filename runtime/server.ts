@@ -15,7 +15,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { timingSafeEqual } from "node:crypto";
-import type { ShardId } from "../spec/effects.ts";
+import type { Outcome, ShardId } from "../spec/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
@@ -23,7 +23,7 @@ import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import type { Config } from "./config.ts";
 import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
-import { Engine, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
+import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
 import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer } from "./transfer.ts";
@@ -260,22 +260,24 @@ class Api {
       }
       throw e;
     }
-    try {
-      const r =
-        request.idempotency_key !== undefined
-          ? await this.idempotency.run(request.idempotency_key, request)
-          : await (async () => {
-              const { tx, outcome } = this.engine.submit(request.branches, request.protocol);
-              return { tx, outcome: await outcome, replayed: false };
-            })();
-      const status = r.outcome.status === "committed" ? 200 : r.outcome.status === "aborted" ? 409 : 202;
-      return this.send(res, route, status, {
-        tx: r.tx,
-        status: r.outcome.status,
-        ...(r.outcome.status === "aborted" ? { reason: r.outcome.reason } : {}),
+    const answer = (tx: string, o: Outcome, replayed?: boolean) =>
+      this.send(res, route, o.status === "committed" ? 200 : o.status === "aborted" ? 409 : 202, {
+        tx,
+        status: o.status,
+        ...(o.status === "aborted" ? { reason: o.reason } : {}),
         protocol: request.protocol,
-        ...(request.idempotency_key !== undefined ? { idempotency_key: request.idempotency_key, replayed: r.replayed } : {}),
+        ...(replayed !== undefined ? { idempotency_key: request.idempotency_key, replayed } : {}),
       });
+    try {
+      if (request.idempotency_key !== undefined) {
+        const r = await this.idempotency.run(request.idempotency_key, request);
+        return answer(r.tx, r.outcome, r.replayed);
+      }
+      // Answered from inside the coordinator's step, so the response is written before that step's commits are sent.
+      const tx = newTxId();
+      const outcome = await this.engine.submit(request.branches, request.protocol, tx, (o) => answer(tx, o)).outcome;
+      // A coordinator stopped at shutdown ends without a reply: its outcome (in_doubt) is still the client's due.
+      if (!res.headersSent) answer(tx, outcome);
     } catch (e) {
       if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
         this.metrics.rejected.inc({ reason: e instanceof Overloaded ? "overload" : e instanceof ShuttingDown ? "shutdown" : "not_ready" });
