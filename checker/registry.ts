@@ -6,5 +6,6 @@ import type { ModelFactory } from "./model.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";
+import { twopcFactory } from "../spec/protocols/twopc/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory];

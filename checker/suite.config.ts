@@ -41,4 +41,33 @@ export const suite: SuiteEntry[] = [
   { model: "Countdown", params: { N: 3 }, deadlock: true, expect: "ok", counts: { distinct: 7, depth: 4 } },
   { model: "Countdown", params: { N: 3 }, mutant: "noRepair", expect: "violates Done", length: 1 },
   { model: "Countdown", params: { N: 3 }, mutant: "noRepair", deadlock: true, expect: "deadlock", length: 1 },
+
+  // 2PC with presumed abort (spec/protocols/twopc): the roles the server runs, over the
+  // XA shard and txlog models, with crashes. Scenarios: transfer = 2 shards x 1 transfer;
+  // conflict = 2 shards x 2 transfers on the same accounts; three = 3 shards x 2 transfers
+  // sharing an account. docs/protocols/2pc.md gives the cost of each and of larger ones.
+  { model: "twopc", params: { scenario: "transfer", crash: 0, shardCrash: 0 }, expect: "ok" },
+  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, expect: "ok" },
+  { model: "twopc", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "three", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "three", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
+  // Expected result: with the process down for good, prepared branches stay prepared (2PC blocks).
+  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_terminates" },
+  // Each mutant, on the smallest configuration that exposes it.
+  ...twopcMutant("reply-before-durable", "transfer", "committed_reply_is_durable"),
+  ...twopcMutant("commit-before-durable", "transfer", "money_conserved"),
+  ...twopcMutant("commit-despite-failed-prepare", "transfer", "AC1_agreement", { shardCrash: 1 }),
+  ...twopcMutant("no-funds-check", "conflict", "no_negative_balance", { timeouts: false }),
+  ...twopcMutant("nota-retries-forever", "transfer", "AC5_terminates", { shardCrash: 1 }),
+  ...twopcMutant("forget-before-commit", "transfer", "committed_reply_is_durable"),
+  ...twopcMutant("missing-is-commit", "transfer", "AC3_commit_needs_all_yes", { crash: 1 }),
+  ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", { crash: 1 }),
+  ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
+  ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable"),
 ];
+
+/** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
+function twopcMutant(mutant: string, scenario: string, property: string, faults: Record<string, number | boolean> = {}): SuiteEntry[] {
+  return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}` }];
+}

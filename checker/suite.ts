@@ -6,6 +6,7 @@
  * violation in a correct model, a mutant not caught, a run left incomplete,
  * or a count or trace length that differs from the one the entry states.
  */
+import { registry } from "./registry.ts";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CheckOptions, CheckResult } from "./result.ts";
@@ -154,6 +155,12 @@ async function loadSuite(file: string | undefined): Promise<SuiteEntry[]> {
   return mod.suite;
 }
 
+/** Mutants declared by registered models that no entry of `entries` runs, as "model/mutant". */
+export function uncoveredMutants(entries: readonly SuiteEntry[]): string[] {
+  const covered = new Set(entries.filter((e) => e.mutant !== undefined).map((e) => `${e.model}/${e.mutant}`));
+  return registry.flatMap((f) => f.mutants.map((m) => `${f.name}/${m}`)).filter((k) => !covered.has(k));
+}
+
 export async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let out = "out";
@@ -178,6 +185,8 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`speccommit suite: ${(e as Error).message}`);
     return 2;
   }
+  // Every mutant a model declares must be in the suite: a new mutant is never silently unchecked.
+  const uncovered = file === undefined ? uncoveredMutants(entries) : [];
   if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
@@ -187,6 +196,10 @@ export async function main(argv: string[]): Promise<number> {
     const v = await runEntry(e, out, written);
     if (!v.pass) failed++;
     console.log(formatRow(v));
+  }
+  for (const u of uncovered) {
+    failed++;
+    console.log(`FAIL: mutant ${u} is declared but no suite entry checks it`);
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   console.log(

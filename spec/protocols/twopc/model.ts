@@ -85,7 +85,8 @@ export type Action =
   | { readonly k: "scan" }
   | { readonly k: "crash" }
   | { readonly k: "restart" }
-  | { readonly k: "shardCrash"; readonly s: number }
+  /** Outcome `o` of xa.crashOutcomes: how many acknowledged rollbacks reached the disk. */
+  | { readonly k: "shardCrash"; readonly s: number; readonly o: number }
   | { readonly k: "shardRestart"; readonly s: number }
   | { readonly k: "notice"; readonly s: number; readonly conn: string };
 
@@ -200,7 +201,8 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     const fx = f.fx;
     if (isXaEffect(fx)) {
       const s = shardIndex(fx.shard);
-      const conn = "tx" in fx ? connOf(fx.tx, fx.shard, f.inc) : null;
+      // A coordinator's statements go on its branch's connection; the resolver's on fresh ones.
+      const conn = "tx" in fx && f.owner >= 0 ? connOf(fx.tx, fx.shard, f.inc) : null;
       return executeXa(w.shards[s]!, fx, conn).map((o) => ({
         answer: { world: withShard(w, s, o.shard), result: o.result },
         fault: false,
@@ -319,7 +321,10 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     if (!w.up && cfg.restart) yield { k: "restart" };
     for (let s = 0; s < w.shards.length; s++) {
       const sh = w.shards[s]!;
-      if (sh.up && w.budget.shardCrash > 0) yield { k: "shardCrash", s };
+      if (sh.up && w.budget.shardCrash > 0) {
+        const n = xa.crashOutcomes(sh).length;
+        for (let o = 0; o < n; o++) yield { k: "shardCrash", s, o };
+      }
       if (!sh.up) yield { k: "shardRestart", s };
       for (const c of sh.conns) if (deadConn(w, c.id)) yield { k: "notice", s, conn: c.id };
     }
@@ -391,7 +396,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
         return { ...w, up: true, inc: w.inc + 1 };
       case "shardCrash":
         return observe({
-          ...withShard(w, a.s, xa.crash(w.shards[a.s]!)),
+          ...withShard(w, a.s, xa.crashOutcomes(w.shards[a.s]!)[a.o]!),
           budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 },
           ghost: { ...w.ghost, faulty: true },
         });
@@ -400,7 +405,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
       case "notice": {
         // Orphaned statements on that connection can no longer arrive.
         const sid = sc.shards[a.s]!;
-        const flights = w.flights.filter((f) => !(f.orphan && isXaEffect(f.fx) && "tx" in f.fx && f.fx.shard === sid && connOf(f.fx.tx, sid, f.inc) === a.conn));
+        const flights = w.flights.filter((f) => !(f.orphan && f.owner >= 0 && isXaEffect(f.fx) && "tx" in f.fx && f.fx.shard === sid && connOf(f.fx.tx, sid, f.inc) === a.conn));
         return observe({ ...withShard(w, a.s, xa.disconnect(w.shards[a.s]!, a.conn)), flights });
       }
     }
@@ -471,7 +476,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
       case "restart":
         return { actor: "process", label: "restart" };
       case "shardCrash":
-        return { actor: sc.shards[a.s]!, label: "CRASH (kill -9)" };
+        return { actor: sc.shards[a.s]!, label: a.o === 0 ? "CRASH (kill -9)" : `CRASH (kill -9; ${a.o} acknowledged rollback(s) lost)` };
       case "shardRestart":
         return { actor: sc.shards[a.s]!, label: "restart" };
       case "notice":
