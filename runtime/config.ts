@@ -241,10 +241,3 @@ export function usage(): string {
     ...lines,
   ].join("\n");
 }
-
-/** The configuration for printing: secrets hidden. */
-export function redacted(c: Config): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(c)) out[k] = (SETTINGS as Record<string, Setting>)[k]?.secret ? "(hidden)" : v;
-  return out;
-}

@@ -72,11 +72,6 @@ export class SimClock implements Clock {
     (h.id as Event).cancelled = true;
   }
 
-  /** Resolves after `ms` virtual milliseconds. */
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.setTimer(ms, resolve));
-  }
-
   pending(): number {
     return this.queue.filter((e) => !e.cancelled).length;
   }

@@ -3,7 +3,7 @@
 // client, and reads of the shards' state for audits.
 import http from "node:http";
 import mysql from "mysql2/promise";
-import { loadConfig, type Config } from "../../runtime/config.ts";
+import { loadConfig } from "../../runtime/config.ts";
 import { addressesOfCluster } from "../../runtime/main.ts";
 import { startServer, type RunningServer } from "../../runtime/server.ts";
 import { toCents } from "../../runtime/cluster/schema.ts";
@@ -14,12 +14,6 @@ export async function serverOn(cluster: TestCluster, flags: string[] = []): Prom
   const loaded = loadConfig({ argv: ["--port", "0", "--resolver-interval-ms", "60000", ...flags], env: {} });
   if (loaded.help) throw new Error("unexpected --help");
   return startServer(loaded.config, addressesOfCluster(cluster.describe()));
-}
-
-export function testConfig(flags: string[] = []): Config {
-  const loaded = loadConfig({ argv: flags, env: {} });
-  if (loaded.help) throw new Error("unexpected --help");
-  return loaded.config;
 }
 
 export interface HttpAnswer {
