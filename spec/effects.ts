@@ -44,7 +44,7 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord = DecisionRecord | EpochRecord;
+export type LogRecord = DecisionRecord | EpochRecord | SpecRecord;
 
 export interface DecisionRecord {
   readonly kind: "decision";
@@ -158,3 +158,84 @@ export const txOfDecisionKey = (key: string): TxId => key.slice(DECISION_PREFIX.
 /** XA errors after which a commit or rollback of a branch has nothing left to do. */
 export const finishedOnCommit = (err: XaError): boolean => err === "NOTA" || err === "RBROLLBACK";
 export const finishedOnRollback = (err: XaError): boolean => err === "NOTA" || err === "RBROLLBACK";
+
+/*
+ * Speculative path with undo (spec/protocols/speculative, docs/protocols/speculative.md):
+ * one-phase local transactions on the shards (no XA), their results, and the
+ * txlog record that says where a speculation stands. Kept apart from `Effect`
+ * and `Result` so that roles which do not speak them stay exhaustive.
+ */
+
+/** Where a speculation stands in the txlog (observability and recovery, never on the client's path). */
+export interface SpecRecord {
+  readonly kind: "spec";
+  readonly state: "SPEC_EXECUTING" | "SPEC_COMMITTED" | "SPEC_ROLLED_BACK";
+  readonly branches: readonly ShardId[];
+}
+
+/** The txlog key of a speculation's record. */
+export const specKey = (tx: TxId): string => `spec/${tx}`;
+export const SPEC_PREFIX = "spec/";
+export const txOfSpecKey = (key: string): TxId => key.slice(SPEC_PREFIX.length);
+export const specStateOf = (r: LogRecord | null | undefined): SpecRecord["state"] | null => (r?.kind === "spec" ? r.state : null);
+
+/**
+ * A row of a shard's undo table, unique on (tx, branch): "undo" holds the
+ * inverse deltas of an applied branch; "released" and "compensated" are the
+ * two ends of an applied branch; "tombstone" says the branch never applied
+ * and never will (the unique key is a write-once log, as in Cornus).
+ */
+export type UndoRowState = "undo" | "released" | "compensated" | "tombstone";
+
+export interface UndoRowView {
+  readonly tx: TxId;
+  readonly branch: ShardId;
+  readonly state: UndoRowState;
+  readonly branches: readonly ShardId[];
+}
+
+/**
+ * Effects on a shard run as ONE local transaction each (START TRANSACTION ...
+ * COMMIT), never XA; spec/env/local.ts gives the statements. `escrow` and
+ * `parts` are always true and "both" in the protocol: they exist so that the
+ * deliberate bugs the checker must catch are the roles asking for less
+ * (as xa.exec's `guard`).
+ */
+export type LocalEffect =
+  /** Debits guarded against going below zero, credits held as pending, the undo row inserted: all or nothing. */
+  | {
+      readonly t: "local.apply";
+      readonly tx: TxId;
+      readonly shard: ShardId;
+      readonly ops: readonly Op[];
+      readonly branches: readonly ShardId[];
+      readonly escrow: boolean;
+      readonly parts: "both" | "write" | "undo";
+    }
+  /** Insert a tombstone under (tx, shard); fails on the unique key if the branch (or a tombstone) is there. */
+  | { readonly t: "local.tombstone"; readonly tx: TxId; readonly shard: ShardId }
+  /** Apply the inverse deltas of the undo row and retire it (state compensated); a no-op unless the row is in state undo. */
+  | { readonly t: "local.compensate"; readonly tx: TxId; readonly shard: ShardId; readonly retire: boolean }
+  /** Pending credits of the branch become spendable and the undo row is retired (state released); a no-op unless in state undo. */
+  | { readonly t: "local.release"; readonly tx: TxId; readonly shard: ShardId }
+  /** The undo rows still in state undo on a shard (what recovery must finish). */
+  | { readonly t: "local.scan"; readonly shard: ShardId };
+
+export type LocalError = "INSUFFICIENT_FUNDS" | "DUPLICATE" | "UNAVAILABLE";
+
+export type LocalResult =
+  | { readonly t: "local.apply"; readonly tx: TxId; readonly shard: ShardId; readonly r: { readonly ok: true } | { readonly ok: false; readonly err: LocalError } }
+  | {
+      readonly t: "local.tombstone";
+      readonly tx: TxId;
+      readonly shard: ShardId;
+      /** DUPLICATE says what holds the key (read in the same local transaction). */
+      readonly r: { readonly ok: true } | { readonly ok: false; readonly err: "DUPLICATE"; readonly existing: UndoRowState } | { readonly ok: false; readonly err: "UNAVAILABLE" };
+    }
+  /** `applied`: this call changed the shard (false: the row was not in state undo, nothing done). */
+  | { readonly t: "local.compensate" | "local.release"; readonly tx: TxId; readonly shard: ShardId; readonly r: { readonly ok: true; readonly applied: boolean } | { readonly ok: false; readonly err: "UNAVAILABLE" } }
+  | { readonly t: "local.scan"; readonly shard: ShardId; readonly r: { readonly ok: true; readonly rows: readonly UndoRowView[] } | { readonly ok: false; readonly err: "UNAVAILABLE" } };
+
+/** What speculative roles ask for and hear: the shared vocabulary plus the local-transaction effects. */
+export type SpecEffect = Effect | LocalEffect;
+export type SpecResult = Result | LocalResult;
