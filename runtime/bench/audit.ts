@@ -1,0 +1,184 @@
+/**
+ * The audit after a run, read straight from the shards (never from the
+ * server under test):
+ *
+ *   - conservation: the sum of every balance is what it was before the run
+ *     (bigint cents);
+ *   - settled: once the resolver has had its time, no XA branch of ours is
+ *     left prepared on any shard (XA RECOVER, polled with a bound);
+ *   - exactly once: every transfer answered committed has exactly its rows
+ *     in the history (one per account, with its delta); one answered aborted
+ *     has none; one in doubt has all or none; every other transaction in the
+ *     history sums to zero (all-or-nothing) and there are no more of them than
+ *     requests whose answer was lost.
+ *
+ * The history is read from `since_us` on, so the audit assumes nothing else
+ * moved money on these shards during the run.
+ */
+import mysql, { type Connection } from "mysql2/promise";
+import type { ShardAddress } from "../adapters/mysql-pool.ts";
+import { shardTotalCents } from "../cluster/schema.ts";
+import type { Ledger } from "./load.ts";
+import { branchesOf, type Transfer } from "./workload.ts";
+
+const SETTLE_POLL_MS = 200;
+/** Problems listed in full; the rest are counted. */
+const PROBLEMS_SHOWN = 20;
+
+export async function connectShard(a: ShardAddress): Promise<Connection> {
+  return mysql.createConnection({
+    ...(a.socketPath !== undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
+    user: a.user,
+    ...(a.password !== undefined ? { password: a.password } : {}),
+    database: a.database,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    connectTimeout: 5_000,
+  });
+}
+
+async function onEachShard<T>(shards: readonly ShardAddress[], fn: (c: Connection, s: ShardAddress) => Promise<T>): Promise<T[]> {
+  return Promise.all(
+    shards.map(async (s) => {
+      const c = await connectShard(s);
+      try {
+        return await fn(c, s);
+      } finally {
+        await c.end();
+      }
+    }),
+  );
+}
+
+/** Sum of every balance of every shard, in cents. */
+export async function totalCents(shards: readonly ShardAddress[]): Promise<bigint> {
+  const totals = await onEachShard(shards, (c) => shardTotalCents(c));
+  return totals.reduce((a, b) => a + b, 0n);
+}
+
+/** Branches with this formatID that a shard lists as prepared, as "shard|gtrid". */
+export async function preparedBranches(shards: readonly ShardAddress[], formatId: number): Promise<string[]> {
+  const lists = await onEachShard(shards, async (c, s) => {
+    const [rows] = await c.query("XA RECOVER");
+    return (rows as Array<{ formatID: unknown; gtrid_length: unknown; data: Buffer | string }>)
+      .filter((r) => Number(r.formatID) === formatId)
+      .map((r) => {
+        const data = Buffer.isBuffer(r.data) ? r.data : Buffer.from(r.data, "binary");
+        return `${s.name}|${data.subarray(0, Number(r.gtrid_length)).toString("utf8")}`;
+      });
+  });
+  return lists.flat();
+}
+
+export interface Settled {
+  readonly settled: boolean;
+  readonly waited_ms: number;
+  /** Still prepared at the end of the wait ("shard|gtrid"). */
+  readonly prepared: readonly string[];
+  /** Most prepared branches seen at one poll. */
+  readonly prepared_max: number;
+}
+
+/** Polls XA RECOVER on every shard until no branch with one of these formatIDs is prepared, for `timeout_ms` at most. A shard that does not answer counts as unsettled. */
+export async function waitSettled(shards: readonly ShardAddress[], formatIds: readonly number[], timeout_ms: number): Promise<Settled> {
+  const t0 = performance.now();
+  let prepared: string[] = [];
+  let prepared_max = 0;
+  for (;;) {
+    try {
+      prepared = (await Promise.all(formatIds.map((f) => preparedBranches(shards, f)))).flat();
+    } catch (e) {
+      prepared = [`(a shard did not answer XA RECOVER: ${(e as Error).message})`];
+    }
+    prepared_max = Math.max(prepared_max, prepared.length);
+    const waited_ms = Math.round(performance.now() - t0);
+    if (prepared.length === 0) return { settled: true, waited_ms, prepared, prepared_max };
+    if (waited_ms >= timeout_ms) return { settled: false, waited_ms, prepared, prepared_max };
+    await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+  }
+}
+
+export interface HistoryAudit {
+  readonly history_rows: number;
+  readonly committed_checked: number;
+  readonly aborted_checked: number;
+  readonly in_doubt_committed: number;
+  readonly in_doubt_rolled_back: number;
+  /** Transactions in the history that no answer named: requests whose answer was lost and that did commit. */
+  readonly unanswered_applied: number;
+  readonly unanswered_max: number;
+  readonly problems: readonly string[];
+  readonly problems_total: number;
+}
+
+/** The history rows a transfer leaves when applied once: "shard|account|delta", sorted. */
+function expectedRows(t: Transfer): string[] {
+  return branchesOf(t)
+    .flatMap((b) => b.ops.map((op) => `${b.shard}|${op.account}|${op.delta}`))
+    .sort();
+}
+
+/** Checks the history since `since_us` (microseconds since the epoch) against the ledgers of the run. */
+export async function auditHistory(shards: readonly ShardAddress[], ledgers: readonly Ledger[], since_us: number): Promise<HistoryAudit> {
+  const byTx = new Map<string, string[]>();
+  let history_rows = 0;
+  const perShard = await onEachShard(shards, async (c, s) => {
+    const [rows] = await c.query("SELECT xid, account_id, delta FROM history WHERE at_us >= ?", [since_us]);
+    return (rows as Array<{ xid: string; account_id: string; delta: string }>).map((r) => ({ tx: r.xid, row: `${s.name}|${r.account_id}|${r.delta}` }));
+  });
+  for (const { tx, row } of perShard.flat()) {
+    history_rows++;
+    const list = byTx.get(tx) ?? [];
+    list.push(row);
+    byTx.set(tx, list);
+  }
+  const problems: string[] = [];
+  let problems_total = 0;
+  const problem = (p: string) => {
+    problems_total++;
+    if (problems.length < PROBLEMS_SHOWN) problems.push(p);
+  };
+  const rowsOf = (tx: string) => (byTx.get(tx) ?? []).slice().sort();
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+  const answered = new Set<string>();
+  let committed_checked = 0;
+  let aborted_checked = 0;
+  let in_doubt_committed = 0;
+  let in_doubt_rolled_back = 0;
+  let unanswered_max = 0;
+  for (const ledger of ledgers) {
+    unanswered_max += ledger.unknown;
+    for (const [tx, t] of ledger.committed) {
+      answered.add(tx);
+      committed_checked++;
+      const want = expectedRows(t);
+      const got = rowsOf(tx);
+      if (!same(got, want)) problem(`committed ${tx}: history has [${got.join(", ")}], expected exactly [${want.join(", ")}]`);
+    }
+    for (const [tx] of ledger.aborted) {
+      answered.add(tx);
+      aborted_checked++;
+      const got = rowsOf(tx);
+      if (got.length > 0) problem(`aborted ${tx}: history has [${got.join(", ")}], expected nothing`);
+    }
+    for (const [tx, t] of ledger.inDoubt) {
+      answered.add(tx);
+      const got = rowsOf(tx);
+      if (got.length === 0) in_doubt_rolled_back++;
+      else if (same(got, expectedRows(t))) in_doubt_committed++;
+      else problem(`in doubt ${tx}: history has [${got.join(", ")}], expected all of [${expectedRows(t).join(", ")}] or nothing`);
+    }
+  }
+  let unanswered_applied = 0;
+  for (const [tx, rows] of byTx) {
+    if (answered.has(tx)) continue;
+    unanswered_applied++;
+    const sum = rows.reduce((acc, r) => acc + BigInt(r.slice(r.lastIndexOf("|") + 1)), 0n);
+    if (sum !== 0n) problem(`unanswered ${tx}: its history rows sum to ${sum} cents, not 0 (partly applied): [${rows.join(", ")}]`);
+  }
+  if (unanswered_applied > unanswered_max) {
+    problem(`${unanswered_applied} transactions in the history that no answer named, but only ${unanswered_max} requests lost their answer`);
+  }
+  return { history_rows, committed_checked, aborted_checked, in_doubt_committed, in_doubt_rolled_back, unanswered_applied, unanswered_max, problems, problems_total };
+}

@@ -1,0 +1,96 @@
+/**
+ * The coordinator over HTTP: POST /transfer on keep-alive connections, the
+ * answer mapped to an Outcome (docs/operations.md, "POST /transfer").
+ * `protocol` goes into every request when set, so one server can be measured
+ * under several protocols in one run.
+ */
+import http from "node:http";
+import type { Outcome, TransferTarget } from "./target.ts";
+import type { Transfer } from "./workload.ts";
+
+/** Bound on one request: well above the server's own bounds (vote timeout 5 s, statement timeout 10 s). */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Errors that prove the request never reached a server. */
+const NOT_SENT = new Set(["ECONNREFUSED", "EADDRNOTAVAIL"]);
+
+export interface HttpTargetOptions {
+  /** e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  /** The request's "protocol" field; absent: the server's default. */
+  readonly protocol?: string;
+  /** Keep-alive sockets at most: one per client is enough in a closed loop. */
+  readonly sockets: number;
+}
+
+export class HttpTarget implements TransferTarget {
+  readonly name: string;
+  private readonly agent: http.Agent;
+  private readonly host: string;
+  private readonly port: number;
+
+  constructor(private readonly opts: HttpTargetOptions) {
+    const u = new URL(opts.url);
+    if (u.protocol !== "http:") throw new Error(`target URL must be http:// (got ${opts.url})`);
+    this.host = u.hostname;
+    this.port = Number(u.port || 80);
+    this.name = opts.protocol ?? "server default";
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.sockets, maxFreeSockets: opts.sockets });
+  }
+
+  transfer(t: Transfer): Promise<Outcome> {
+    const payload = JSON.stringify(this.opts.protocol !== undefined ? { ops: t.ops, protocol: this.opts.protocol } : { ops: t.ops });
+    return new Promise<Outcome>((resolve) => {
+      const req = http.request(
+        {
+          host: this.host,
+          port: this.port,
+          path: "/transfer",
+          method: "POST",
+          agent: this.agent,
+          timeout: REQUEST_TIMEOUT_MS,
+          headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", (e) => resolve({ kind: "unknown", reason: errorName(e) }));
+          res.on("end", () => resolve(outcomeOf(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8"))));
+        },
+      );
+      req.on("timeout", () => req.destroy(Object.assign(new Error("request timed out"), { code: "TIMEOUT" })));
+      req.on("error", (e) => {
+        const name = errorName(e);
+        resolve(NOT_SENT.has(name) ? { kind: "rejected", reason: name } : { kind: "unknown", reason: name });
+      });
+      req.end(payload);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+}
+
+function errorName(e: Error): string {
+  return (e as NodeJS.ErrnoException).code ?? e.message;
+}
+
+/**
+ * 200 committed, 409 aborted, 202 in doubt, 503 rejected. Anything else (400,
+ * 422, 500) means the benchmark sent what the server refuses or the server
+ * failed: an error that stops the run, not an outcome to count.
+ */
+export function outcomeOf(status: number, text: string): Outcome {
+  let body: { tx?: unknown; status?: unknown; reason?: unknown; error?: unknown };
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    throw new Error(`POST /transfer answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`);
+  }
+  const tx = typeof body.tx === "string" ? body.tx : undefined;
+  if (status === 200 && body.status === "committed" && tx !== undefined) return { kind: "committed", tx };
+  if (status === 409 && body.status === "aborted" && tx !== undefined) return { kind: "aborted", tx, reason: String(body.reason) };
+  if (status === 202 && body.status === "in_doubt" && tx !== undefined) return { kind: "in_doubt", tx };
+  if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "")}`.slice(0, 80) };
+  throw new Error(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
+}
