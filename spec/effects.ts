@@ -44,7 +44,7 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord = DecisionRecord | EpochRecord | SpecRecord;
+export type LogRecord = DecisionRecord | EpochRecord | SpecRecord | StagingRecord;
 
 export interface DecisionRecord {
   readonly kind: "decision";
@@ -239,3 +239,50 @@ export type LocalResult =
 /** What speculative roles ask for and hear: the shared vocabulary plus the local-transaction effects. */
 export type SpecEffect = Effect | LocalEffect;
 export type SpecResult = Result | LocalResult;
+
+/*
+ * Parallel commit (spec/protocols/parallel, docs/protocols/parallel-commit.md):
+ * the STAGING record, the connection id an xa.exec reports, and KILL
+ * CONNECTION as an effect. Kept apart from `Effect` and `Result` so that
+ * roles which do not speak them stay exhaustive.
+ */
+
+/** A branch's connection as the shard numbers it (MariaDB's CONNECTION_ID(), as a string). */
+export type ConnectionId = string;
+
+/**
+ * Written at the transaction's decision key (decisionKey) in parallel with the
+ * prepares. While it is the key's value, the transaction is committed exactly
+ * when every listed branch is prepared; recovery first kills each listed
+ * connection so that no missing branch can still prepare.
+ */
+export interface StagingRecord {
+  readonly kind: "staging";
+  readonly branches: readonly { readonly shard: ShardId; readonly conn: ConnectionId }[];
+}
+
+/**
+ * KILL CONNECTION `conn` on `shard`. The executor answers ok only once the
+ * connection is gone (no longer in information_schema.PROCESSLIST), so that no
+ * statement sent on it can still run; an unknown id (1094) is ok too: that
+ * connection is already gone. A shard that is down answers UNAVAILABLE.
+ */
+export interface XaKillEffect {
+  readonly t: "xa.kill";
+  readonly shard: ShardId;
+  readonly conn: ConnectionId;
+}
+
+/** xa.exec's result as parallel commit hears it: with the connection the branch runs on (null when it failed). */
+export type XaExecConnResult = Extract<Result, { t: "xa.exec" }> & { readonly conn: ConnectionId | null };
+
+export interface XaKillResult {
+  readonly t: "xa.kill";
+  readonly shard: ShardId;
+  readonly conn: ConnectionId;
+  readonly r: XaResult;
+}
+
+/** What parallel-commit roles ask for and hear: the shared vocabulary plus the kill and the exec's connection id. */
+export type ParallelEffect = Effect | XaKillEffect;
+export type ParallelResult = Exclude<Result, { t: "xa.exec" }> | XaExecConnResult | XaKillResult;
