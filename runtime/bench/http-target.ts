@@ -33,7 +33,7 @@ export class HttpTarget implements TransferTarget {
     if (u.protocol !== "http:") throw new Error(`target URL must be http:// (got ${opts.url})`);
     this.host = u.hostname;
     this.port = Number(u.port || 80);
-    this.name = opts.protocol ?? "server default";
+    this.name = opts.protocol ?? "server";
     this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.sockets, maxFreeSockets: opts.sockets });
   }
 

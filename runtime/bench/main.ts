@@ -1,0 +1,195 @@
+/**
+ * `npm run bench`: the coordinator under a closed-loop load, then the floor
+ * (the same transfers straight against the shards, floor.ts), then the audit
+ * (audit.ts). docs/benchmarks.md says how to read it.
+ *
+ *   npm run bench                                  # fresh local cluster + server, 64 clients, 20 s
+ *   npm run bench -- --clients 1 --duration 10 --json out/bench-1.json
+ *   npm run bench -- --url http://127.0.0.1:8080 --cluster-file .speccommit/cluster.json
+ *
+ * Exit status: 0 the audit passed, 1 it failed or the run failed, 2 bad usage.
+ * Goals are reported as measured; missing one does not fail the run.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { XID_FORMAT_ID } from "../adapters/xa-mysql.ts";
+import { down, up, type ClusterFile } from "../cluster/cluster.ts";
+import { addressesFromClusterFile } from "../main.ts";
+import type { ClusterAddresses } from "../server.ts";
+import { auditHistory, totalCents, waitSettled } from "./audit.ts";
+import { FLOOR_FORMAT_ID, FloorTarget } from "./floor.ts";
+import { HttpTarget } from "./http-target.ts";
+import { newLedger, runLoad, type Ledger, type LoadResult } from "./load.ts";
+import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
+import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport } from "./report.ts";
+import { startServerProcess, type ServerProcess } from "./server-process.ts";
+import type { TransferTarget } from "./target.ts";
+import type { ShardRange, WorkloadOptions } from "./workload.ts";
+
+/** A client pauses this long after a refused or lost request, so an outage is not a busy loop. */
+const BACKOFF_MS = 100;
+/** Connections per shard for the floor: one per client plus the commits still running, within MariaDB's 200. */
+const FLOOR_CONNECTIONS_MAX = 150;
+
+interface Target {
+  url: string;
+  clusterFile: string;
+  /** Stops what this run started. */
+  cleanup(): Promise<void>;
+}
+
+async function startTarget(o: BenchOptions, log: (line: string) => void): Promise<Target> {
+  if (o.url !== undefined) return { url: o.url, clusterFile: resolve(o.cluster_file!), cleanup: async () => {} };
+  const fresh = o.cluster_dir === undefined;
+  const dir = o.cluster_dir ?? mkdtempSync(join(tmpdir(), "speccommit-bench-"));
+  const r = await up({ dir, log: (line) => log(`cluster: ${line}`) });
+  log(`cluster in ${r.cluster.dir}: ${r.reused.length > 0 ? `reused ${r.reused.join(", ")}` : "started"} (${r.totalMs} ms)`);
+  const clusterFile = join(r.cluster.dir, "cluster.json");
+  let server: ServerProcess;
+  try {
+    server = await startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...o.server_args], {
+      ...(o.cpu_prof_dir !== undefined ? { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", resolve(o.cpu_prof_dir)] } : {}),
+    });
+  } catch (e) {
+    if (fresh) await down({ dir }).finally(() => rmSync(dir, { recursive: true, force: true }));
+    throw e;
+  }
+  log(`server: ${server.url} (pid ${server.pid}${o.cpu_prof_dir !== undefined ? `, CPU profile to ${resolve(o.cpu_prof_dir)} when it stops` : ""})`);
+  return {
+    url: server.url,
+    clusterFile,
+    cleanup: async () => {
+      const code = await server.stop();
+      if (code !== 0) log(`server exited with ${code}:\n${server.output().slice(-2000)}`);
+      if (fresh) {
+        await down({ dir });
+        rmSync(dir, { recursive: true, force: true });
+      } else {
+        log(`cluster in ${dir} left running (speccommit cluster down --dir ${dir} stops it)`);
+      }
+    },
+  };
+}
+
+function shardRanges(clusterFile: string): ShardRange[] {
+  const file = JSON.parse(readFileSync(clusterFile, "utf8")) as Partial<ClusterFile>;
+  const shards = file.shards;
+  if (!Array.isArray(shards) || shards.some((s) => !Number.isSafeInteger(s.firstAccountId) || !Number.isSafeInteger(s.lastAccountId))) {
+    throw new UsageError(`${clusterFile}: not a speccommit cluster file (shards with firstAccountId and lastAccountId)`);
+  }
+  return shards.map((s) => ({ name: s.name, firstAccountId: s.firstAccountId, lastAccountId: s.lastAccountId }));
+}
+
+async function phase(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, duration_s: number, ledger: Ledger): Promise<LoadResult> {
+  console.log(`${name}: ${o.clients} clients, ${o.warmup_s} s warm-up, ${duration_s} s measured`);
+  try {
+    return await runLoad({
+      target,
+      workload,
+      clients: o.clients,
+      warmupMs: o.warmup_s * 1000,
+      durationMs: duration_s * 1000,
+      backoffMs: BACKOFF_MS,
+      ledger,
+      onProgress: (p) => console.log(progressLine(name, p)),
+    });
+  } finally {
+    await target.close();
+  }
+}
+
+async function run(o: BenchOptions): Promise<boolean> {
+  const log = (line: string) => console.log(line);
+  const started_at = new Date().toISOString();
+  const loadavg_start = loadavg();
+  const target = await startTarget(o, log);
+  try {
+    const addresses: ClusterAddresses = addressesFromClusterFile(target.clusterFile);
+    const workload: WorkloadOptions = {
+      shards: shardRanges(target.clusterFile),
+      crossShardShare: o.cross_shard_share,
+      hotShare: o.hot_share,
+      hotAccounts: o.hot_accounts,
+      amountCentsMin: o.amount_cents_min,
+      amountCentsMax: o.amount_cents_max,
+      seed: o.seed,
+    };
+    const since_us = Date.now() * 1000;
+    const before = await totalCents(addresses.shards);
+    const serverLedger = newLedger();
+    const floorLedger = newLedger();
+    const http = new HttpTarget({ url: target.url, sockets: o.clients, ...(o.protocol !== undefined ? { protocol: o.protocol } : {}) });
+    const ours = phaseReport(await phase(o.protocol ?? "server", http, o, workload, o.duration_s, serverLedger));
+    let floor: BenchReport["floor"] = null;
+    if (o.floor_duration_s > 0) {
+      const target = new FloorTarget({
+        shards: addresses.shards,
+        etcd: addresses.etcd,
+        prefix: `bench-floor-${process.pid}/`,
+        connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2),
+      });
+      // The same seed: the floor runs the same transfers the server ran.
+      floor = phaseReport(await phase("floor", target, o, workload, o.floor_duration_s, floorLedger));
+    }
+    console.log(`audit: waiting up to ${o.settle_timeout_s} s for the resolver to settle every branch`);
+    const settled = await waitSettled(addresses.shards, [XID_FORMAT_ID, FLOOR_FORMAT_ID], o.settle_timeout_s * 1000);
+    const after = await totalCents(addresses.shards);
+    const history = await auditHistory(addresses.shards, [serverLedger, floorLedger], since_us);
+    const ratio = floor !== null ? ratioToFloor(ours, floor) : null;
+    const report: BenchReport = {
+      started_at,
+      machine: { cpus: cpus().length, loadavg_start, loadavg_end: loadavg() },
+      options: { ...o, help: undefined },
+      server: ours,
+      floor,
+      ratio_to_floor: ratio,
+      goals: goals(ours, ratio),
+      audit: {
+        total_before_cents: before.toString(),
+        total_after_cents: after.toString(),
+        conserved: before === after,
+        settled,
+        history,
+        passed: before === after && settled.settled && history.problems_total === 0,
+      },
+    };
+    console.log(formatReport(report));
+    if (o.json !== undefined) {
+      writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+      console.log(`results written to ${o.json}`);
+    }
+    return report.audit.passed;
+  } finally {
+    await target.cleanup();
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let o: BenchOptions;
+  try {
+    o = parseOptions(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`bench: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  try {
+    return (await run(o)) ? 0 : 1;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`bench: ${e.message}`);
+      return 2;
+    }
+    console.error(`bench: ${(e as Error).stack ?? String(e)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

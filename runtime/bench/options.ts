@@ -1,0 +1,167 @@
+/**
+ * `npm run bench` flags. Every value is checked here, and a wrong one gets a
+ * message naming the flag, the value and what is allowed.
+ */
+
+export class UsageError extends Error {}
+
+export interface BenchOptions {
+  clients: number;
+  duration_s: number;
+  warmup_s: number;
+  /** Floor phase length; 0 skips the floor. */
+  floor_duration_s: number;
+  /** 0..1 */
+  cross_shard_share: number;
+  /** 0..1: share of account draws from the hot set. */
+  hot_share: number;
+  hot_accounts: number;
+  amount_cents_min: number;
+  amount_cents_max: number;
+  /** The request's "protocol" field; absent: the server's default. */
+  protocol?: string;
+  /** An existing server; the benchmark then needs cluster_file for the audit and the floor. */
+  url?: string;
+  cluster_file?: string;
+  /** Bring the local cluster up here (reusing what runs) instead of in a fresh temporary directory. */
+  cluster_dir?: string;
+  /** Extra arguments for the server this benchmark starts. */
+  server_args: string[];
+  /** Start the server under node --cpu-prof, writing its profile here. */
+  cpu_prof_dir?: string;
+  json?: string;
+  seed: number;
+  settle_timeout_s: number;
+  help: boolean;
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+
+A closed-loop load of TPC-B-like transfers against the coordinator, then the
+same transfers straight against the shards with XA (the floor), then an audit
+of the shards. docs/benchmarks.md explains every figure.
+
+load
+  --clients N            concurrent clients, each sends its next transfer when answered (default 64)
+  --duration S           measured seconds per phase (default 20)
+  --warmup S             seconds run before measuring, per phase (default 3)
+  --floor-duration S     measured seconds of the floor phase; 0 skips it (default: --duration)
+  --cross-shard P        percent of transfers between two shards, the rest within one (default 15)
+  --hot-share P          percent of account draws from the hot set (default 0)
+  --hot-accounts N       hot set: the first N accounts of every shard (default 100)
+  --amount-min CENTS     smallest amount, integer cents (default 1)
+  --amount-max CENTS     largest amount, integer cents (default 10000 = 100.00)
+  --protocol NAME        the requests' "protocol" field (default: the server's)
+  --seed N               transfer streams (default 1): the same seed sends the same transfers
+
+target (default: a local cluster in a fresh temporary directory and a server started for the run)
+  --cluster-dir D        bring the local cluster up in D (reusing what runs there, e.g. .speccommit) and keep it
+  --url URL              an existing server (http://127.0.0.1:PORT); needs --cluster-file
+  --cluster-file F       cluster.json of the shards and etcd that server uses (audit and floor read them)
+  --server-arg ARG       one more argument for the server started here (repeat: --server-arg --record-traces --server-arg false)
+  --cpu-prof DIR         run that server under node --cpu-prof, profile written to DIR when it stops
+
+output
+  --json FILE            the results as JSON too
+  --settle-timeout S     bound on the wait for the resolver to settle every branch (default 30)
+  --help`;
+
+type Kind = "int" | "percent" | "string" | "list";
+const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number; max?: number }> = {
+  "--clients": { key: "clients", kind: "int", min: 1, max: 4_096 },
+  "--duration": { key: "duration_s", kind: "int", min: 1, max: 3_600 },
+  "--warmup": { key: "warmup_s", kind: "int", min: 0, max: 600 },
+  "--floor-duration": { key: "floor_duration_s", kind: "int", min: 0, max: 3_600 },
+  "--cross-shard": { key: "cross_shard_share", kind: "percent" },
+  "--hot-share": { key: "hot_share", kind: "percent" },
+  "--hot-accounts": { key: "hot_accounts", kind: "int", min: 2, max: 10_000_000 },
+  "--amount-min": { key: "amount_cents_min", kind: "int", min: 1, max: 1_000_000_000_000 },
+  "--amount-max": { key: "amount_cents_max", kind: "int", min: 1, max: 1_000_000_000_000 },
+  "--protocol": { key: "protocol", kind: "string" },
+  "--seed": { key: "seed", kind: "int", min: 0, max: 2 ** 31 - 1 },
+  "--cluster-dir": { key: "cluster_dir", kind: "string" },
+  "--url": { key: "url", kind: "string" },
+  "--cluster-file": { key: "cluster_file", kind: "string" },
+  "--server-arg": { key: "server_args", kind: "list" },
+  "--cpu-prof": { key: "cpu_prof_dir", kind: "string" },
+  "--json": { key: "json", kind: "string" },
+  "--settle-timeout": { key: "settle_timeout_s", kind: "int", min: 1, max: 3_600 },
+};
+
+export function parseOptions(argv: readonly string[]): BenchOptions {
+  const o: BenchOptions = {
+    clients: 64,
+    duration_s: 20,
+    warmup_s: 3,
+    floor_duration_s: -1,
+    cross_shard_share: 0.15,
+    hot_share: 0,
+    hot_accounts: 100,
+    amount_cents_min: 1,
+    amount_cents_max: 10_000,
+    server_args: [],
+    seed: 1,
+    settle_timeout_s: 30,
+    help: false,
+  };
+  const values = o as unknown as Record<string, unknown>;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--help" || arg === "-h") {
+      o.help = true;
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const spec = FLAGS[flag];
+    if (spec === undefined) throw new UsageError(`unknown option ${JSON.stringify(arg)}; run with --help for the options`);
+    let text = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    // --server-arg takes the next word as is, even one that starts with "--".
+    if (text === undefined || (spec.kind !== "list" && eq < 0 && text.startsWith("--"))) throw new UsageError(`${flag} needs a value`);
+    switch (spec.kind) {
+      case "int": {
+        const n = /^\d+$/.test(text) ? Number(text) : NaN;
+        if (!Number.isSafeInteger(n) || n < spec.min! || n > spec.max!) {
+          throw new UsageError(`${flag}: ${JSON.stringify(text)} is not allowed; expected an integer from ${spec.min} to ${spec.max}`);
+        }
+        values[spec.key] = n;
+        break;
+      }
+      case "percent": {
+        if (text.endsWith("%")) text = text.slice(0, -1);
+        const p = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+        if (!(p >= 0 && p <= 100)) throw new UsageError(`${flag}: ${JSON.stringify(argv[i])} is not allowed; expected a percentage from 0 to 100, e.g. 15 or 15%`);
+        values[spec.key] = p / 100;
+        break;
+      }
+      case "string":
+        if (text === "") throw new UsageError(`${flag} needs a non-empty value`);
+        values[spec.key] = text;
+        break;
+      case "list":
+        o.server_args.push(text);
+        break;
+    }
+  }
+  if (o.floor_duration_s < 0) o.floor_duration_s = o.duration_s;
+  if (o.amount_cents_min > o.amount_cents_max) {
+    throw new UsageError(`--amount-min (${o.amount_cents_min}) is above --amount-max (${o.amount_cents_max})`);
+  }
+  if (o.url !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(o.url);
+    } catch {
+      throw new UsageError(`--url: ${JSON.stringify(o.url)} is not a URL; expected http://127.0.0.1:PORT`);
+    }
+    if (u.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(u.hostname)) {
+      throw new UsageError(`--url: ${JSON.stringify(o.url)} is not allowed; the benchmark only talks to this machine: http://127.0.0.1:PORT`);
+    }
+    if (o.cluster_file === undefined) throw new UsageError("--url needs --cluster-file: the audit and the floor read the shards and etcd directly");
+    if (o.cluster_dir !== undefined) throw new UsageError("give either --url (an existing server) or --cluster-dir (start one), not both");
+    if (o.server_args.length > 0 || o.cpu_prof_dir !== undefined) throw new UsageError("--server-arg and --cpu-prof apply to a server the benchmark starts, not to --url");
+  } else if (o.cluster_file !== undefined) {
+    throw new UsageError("--cluster-file goes with --url; to start a server on a cluster, use --cluster-dir");
+  }
+  return o;
+}

@@ -1,0 +1,121 @@
+/**
+ * The benchmark's results as data (written with --json) and as text. Latency
+ * ratios are ours / floor (1.5 means 50% slower than the floor); the
+ * throughput ratio is ours / floor too (0.5 means half the floor's rate).
+ */
+import type { HistoryAudit, Settled } from "./audit.ts";
+import type { LoadResult, Progress } from "./load.ts";
+
+export interface PhaseReport {
+  readonly target: string;
+  readonly clients: number;
+  readonly measured_s: number;
+  readonly committed: number;
+  readonly committed_per_s: number;
+  /** Request to answer of committed transfers. */
+  readonly latency_ms: { p50: number | null; p95: number | null; p99: number | null; p99_9: number | null };
+  readonly aborts: Record<string, number>;
+  readonly in_doubt: number;
+  readonly rejected: Record<string, number>;
+  readonly lost: Record<string, number>;
+}
+
+export interface Goal {
+  readonly goal: string;
+  readonly measured: string;
+  readonly met: boolean;
+}
+
+export interface AuditReport {
+  readonly total_before_cents: string;
+  readonly total_after_cents: string;
+  readonly conserved: boolean;
+  readonly settled: Settled;
+  readonly history: HistoryAudit;
+  readonly passed: boolean;
+}
+
+export interface BenchReport {
+  readonly started_at: string;
+  readonly machine: { cpus: number; loadavg_start: number[]; loadavg_end: number[] };
+  readonly options: Record<string, unknown>;
+  readonly server: PhaseReport;
+  readonly floor: PhaseReport | null;
+  readonly ratio_to_floor: { p50: number | null; p99: number | null; committed_per_s: number | null } | null;
+  readonly goals: readonly Goal[];
+  readonly audit: AuditReport;
+}
+
+const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+export function phaseReport(r: LoadResult): PhaseReport {
+  const p = r.latency.percentiles([50, 95, 99, 99.9]);
+  const measured_s = r.measuredMs / 1000;
+  return {
+    target: r.target,
+    clients: r.clients,
+    measured_s: round(measured_s),
+    committed: r.committed,
+    committed_per_s: measured_s > 0 ? round(r.committed / measured_s, 1) : 0,
+    latency_ms: { p50: p[50], p95: p[95], p99: p[99], p99_9: p[99.9] },
+    aborts: r.aborts,
+    in_doubt: r.inDoubt,
+    rejected: r.rejected,
+    lost: r.unknown,
+  };
+}
+
+const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : round(a / b));
+
+export function ratioToFloor(ours: PhaseReport, floor: PhaseReport): NonNullable<BenchReport["ratio_to_floor"]> {
+  return {
+    p50: ratio(ours.latency_ms.p50, floor.latency_ms.p50),
+    p99: ratio(ours.latency_ms.p99, floor.latency_ms.p99),
+    committed_per_s: ratio(ours.committed_per_s, floor.committed_per_s),
+  };
+}
+
+/** The goals of issue 4 that apply to this run's client count, as measured. */
+export function goals(ours: PhaseReport, r: BenchReport["ratio_to_floor"]): Goal[] {
+  const out: Goal[] = [];
+  const ms = (x: number | null) => (x === null ? "n/a" : `${round(x)} ms`);
+  if (ours.clients === 1) {
+    out.push({ goal: "1 client: p50 <= 3 ms", measured: ms(ours.latency_ms.p50), met: ours.latency_ms.p50 !== null && ours.latency_ms.p50 <= 3 });
+    if (r !== null) out.push({ goal: "1 client: p50 <= 1.5x the floor", measured: `${r.p50}x`, met: r.p50 !== null && r.p50 <= 1.5 });
+  }
+  if (ours.clients === 64) {
+    out.push({ goal: "64 clients: >= 2,000 committed/s", measured: `${ours.committed_per_s}/s`, met: ours.committed_per_s >= 2_000 });
+    out.push({ goal: "64 clients: p99 <= 25 ms", measured: ms(ours.latency_ms.p99), met: ours.latency_ms.p99 !== null && ours.latency_ms.p99 <= 25 });
+  }
+  return out;
+}
+
+const f = (x: number | null) => (x === null ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(1));
+
+export function progressLine(name: string, p: Progress): string {
+  return `[${name.padEnd(6)} ${String(p.second).padStart(3)}s${p.warmup ? " warm-up" : ""}] ${String(p.committedPerS).padStart(6)} tps  p50 ${f(p.p50_ms)}  p95 ${f(p.p95_ms)}  p99 ${f(p.p99_ms)} ms  aborts ${p.aborted}  errors ${p.errors}`;
+}
+
+export function formatReport(r: BenchReport): string {
+  const row = (p: PhaseReport) =>
+    `${p.target.padEnd(16)} ${String(p.committed_per_s).padStart(9)} ${f(p.latency_ms.p50).padStart(7)} ${f(p.latency_ms.p95).padStart(7)} ${f(p.latency_ms.p99).padStart(7)} ${f(p.latency_ms.p99_9).padStart(7)}   ${p.committed} committed in ${p.measured_s} s; aborts ${JSON.stringify(p.aborts)}; in doubt ${p.in_doubt}; refused ${JSON.stringify(p.rejected)}; lost ${JSON.stringify(p.lost)}`;
+  const a = r.audit;
+  const h = a.history;
+  const lines = [
+    "",
+    `results (${r.server.clients} clients; load average ${r.machine.loadavg_start.map((x) => x.toFixed(2)).join(" ")} at start, ${r.machine.loadavg_end.map((x) => x.toFixed(2)).join(" ")} at end, ${r.machine.cpus} cores)`,
+    `${"target".padEnd(16)} ${"commit/s".padStart(9)} ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"p99.9".padStart(7)}   (ms, request to answer, committed transfers)`,
+    row(r.server),
+    ...(r.floor !== null ? [row(r.floor)] : []),
+    ...(r.ratio_to_floor !== null ? [`ours / floor: p50 ${r.ratio_to_floor.p50}x, p99 ${r.ratio_to_floor.p99}x, throughput ${r.ratio_to_floor.committed_per_s}x`] : []),
+    ...(r.goals.length > 0 ? ["goals:", ...r.goals.map((g) => `  ${g.met ? "met   " : "MISSED"} ${g.goal}: ${g.measured}`)] : []),
+    "audit:",
+    `  total ${a.total_before_cents} cents before, ${a.total_after_cents} after: ${a.conserved ? "conserved" : "CHANGED"}`,
+    `  XA branches left prepared: ${a.settled.settled ? `none (settled ${a.settled.waited_ms} ms after the load)` : `${a.settled.prepared.length} after ${a.settled.waited_ms} ms: ${a.settled.prepared.slice(0, 5).join(", ")}`}`,
+    `  history: ${h.history_rows} rows; ${h.committed_checked} committed applied exactly once, ${h.aborted_checked} aborted not applied, in doubt ${h.in_doubt_committed} committed + ${h.in_doubt_rolled_back} rolled back, ${h.unanswered_applied} of ${h.unanswered_max} lost answers applied`,
+    ...h.problems.map((p) => `  PROBLEM ${p}`),
+    ...(h.problems_total > h.problems.length ? [`  ... ${h.problems_total - h.problems.length} more problems`] : []),
+    `audit ${a.passed ? "passed" : "FAILED"}`,
+  ];
+  return lines.join("\n");
+}
