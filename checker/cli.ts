@@ -14,6 +14,7 @@ const USAGE = `usage:
 options:
   --set key=value   a model parameter (repeatable)
   --mutant NAME     check one deliberate bug of the model
+  --property NAME   check only this invariant or eventually property (repeatable)
   --workers N       worker threads (default 1); same counts as 1
   --symmetry        symmetry reduction (models that declare it)
   --deadlock        report states with no enabled action (unless terminal)
@@ -28,6 +29,7 @@ interface Args {
   model?: string;
   mutants: boolean;
   mutant?: string;
+  properties?: string[];
   sets: string[];
   workers: number;
   options: CheckOptions;
@@ -57,6 +59,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--mutants":
         a.mutants = true;
+        break;
+      case "--property":
+        a.properties = [...(a.properties ?? []), value()];
         break;
       case "--mutant":
         a.mutant = value();
@@ -139,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
       let missed = 0;
       const results: CheckResult[] = [];
       for (const mutant of factory.mutants) {
-        const r = await runCheck({ model: factory.name, params: args.sets, mutant, workers: args.workers, options });
+        const r = await runCheck({ model: factory.name, params: args.sets, mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
         await writeCounterexamples(r, args.out);
         results.push(r);
         const caught = r.violations.length > 0;
@@ -152,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
       if (args.json) console.log(JSON.stringify({ model: factory.name, mutants: results.map(summary) }));
       return missed > 0 ? 1 : 0;
     }
-    const r = await runCheck({ model: factory.name, params: args.sets, mutant: args.mutant, workers: args.workers, options });
+    const r = await runCheck({ model: factory.name, params: args.sets, mutant: args.mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
     await writeCounterexamples(r, args.out);
     console.log(args.json ? JSON.stringify(summary(r)) : describeResult(r));
     if (r.violations.length > 0) return 1;

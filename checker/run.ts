@@ -82,6 +82,13 @@ export interface RunSpec {
   model: string;
   params?: Params | string[];
   mutant?: string;
+  /**
+   * Check only these properties (invariants or `eventually` names). The
+   * search stops at the first violated state, so a mutant that breaks two
+   * properties shows only the one that breaks first; checking one property
+   * alone shows that this property catches the mutant by itself.
+   */
+  properties?: readonly string[];
   workers?: number;
   options?: CheckOptions;
 }
@@ -90,14 +97,25 @@ export interface RunSpec {
 export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   const f = findFactory(spec.model);
   const params = resolveParams(f, spec.params);
-  const model = buildModel(f, params, spec.mutant);
+  const model = onlyProperties(buildModel(f, params, spec.mutant), spec.properties);
   const workers = spec.workers ?? 1;
+  if (spec.properties !== undefined && workers > 1) throw new UserError("checking chosen properties (--property) runs with one worker");
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be a positive integer, got ${workers}`);
   const options = spec.options ?? {};
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   if (workers === 1) return check(model, options, info);
   return checkParallel({ model: f.name, params, mutant: spec.mutant, workers, options }, model);
+}
+
+/** The model with only the named invariants and `eventually` properties (all of them when `names` is undefined). */
+export function onlyProperties<S, A>(model: Model<S, A>, names: readonly string[] | undefined): Model<S, A> {
+  if (names === undefined) return model;
+  const known = [...Object.keys(model.invariants), ...Object.keys(model.eventually ?? {})];
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length > 0) throw new UserError(`${model.name} has no property ${unknown.join(", ")}; its properties are: ${known.join(", ")}`);
+  const pick = <T>(r: Readonly<Record<string, T>>): Record<string, T> => Object.fromEntries(Object.entries(r).filter(([k]) => names.includes(k)));
+  return { ...model, invariants: pick(model.invariants), ...(model.eventually ? { eventually: pick(model.eventually) } : {}) };
 }
 
 /**

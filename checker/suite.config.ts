@@ -54,13 +54,17 @@ export const suite: SuiteEntry[] = [
   { model: "twopc", params: { scenario: "three", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
   // Expected result: with the process down for good, prepared branches stay prepared (2PC blocks).
   { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_terminates" },
-  // Each mutant, on the smallest configuration that exposes it.
+  // Each mutant, on the smallest configuration that exposes it, caught by the named
+  // property checked alone; together these show that every property can fail.
   ...twopcMutant("reply-before-durable", "transfer", "committed_reply_is_durable"),
   ...twopcMutant("commit-before-durable", "transfer", "money_conserved"),
   ...twopcMutant("commit-despite-failed-prepare", "transfer", "AC1_agreement", { shardCrash: 1 }),
+  ...twopcMutant("commit-despite-failed-prepare", "transfer", "applied_exactly_once", { shardCrash: 1 }),
   ...twopcMutant("no-funds-check", "conflict", "no_negative_balance", { timeouts: false }),
   ...twopcMutant("nota-retries-forever", "transfer", "AC5_terminates", { shardCrash: 1 }),
   ...twopcMutant("forget-before-commit", "transfer", "committed_reply_is_durable"),
+  ...twopcMutant("timeout-keeps-voting", "transfer", "aborted_reply_is_final"),
+  ...twopcMutant("no-epoch-fence", "transfer", "AC2_irrevocable", { crash: 1 }),
   ...twopcMutant("missing-is-commit", "transfer", "AC3_commit_needs_all_yes", { crash: 1 }),
   ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", { crash: 1 }),
   ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
@@ -69,5 +73,5 @@ export const suite: SuiteEntry[] = [
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
 function twopcMutant(mutant: string, scenario: string, property: string, faults: Record<string, number | boolean> = {}): SuiteEntry[] {
-  return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}` }];
+  return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}`, properties: [property] }];
 }

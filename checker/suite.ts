@@ -36,6 +36,8 @@ export interface SuiteEntry {
   counts?: { distinct?: number; generated?: number; depth?: number };
   /** Steps in the shortest counterexample, when one is expected. */
   length?: number;
+  /** Check only these properties (see RunSpec.properties). */
+  properties?: readonly string[];
 }
 
 /** One "mutant caught" entry per mutant the model declares (so a new mutant is in the suite at once). */
@@ -90,7 +92,14 @@ export function judge(e: SuiteEntry, r: CheckResult): string[] {
 /** `written` holds the counterexample names already used in this run, so a later entry does not overwrite an earlier one's. */
 export async function runEntry(e: SuiteEntry, out: string, written: Set<string> = new Set()): Promise<Verdict> {
   try {
-    const r = await runCheck({ model: e.model, params: e.params ?? {}, ...(e.mutant ? { mutant: e.mutant } : {}), workers: e.workers ?? 1, options: options(e) });
+    const r = await runCheck({
+      model: e.model,
+      params: e.params ?? {},
+      ...(e.mutant ? { mutant: e.mutant } : {}),
+      ...(e.properties ? { properties: e.properties } : {}),
+      workers: e.workers ?? 1,
+      options: options(e),
+    });
     const names = r.violations.map((v) => [r.model, r.mutant, v.name].filter(Boolean).join("-"));
     const clash = names.some((n) => written.has(n));
     names.forEach((n) => written.add(n));
@@ -116,6 +125,7 @@ function config(e: SuiteEntry): string {
   if ((e.workers ?? 1) > 1) parts.push(`workers=${e.workers}`);
   if (e.symmetry) parts.push("symmetry");
   if (e.deadlock) parts.push("deadlock");
+  if (e.properties) parts.push(`only ${e.properties.join(",")}`);
   return parts.join(" ");
 }
 

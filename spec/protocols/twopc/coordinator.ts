@@ -80,13 +80,17 @@ export type CoordinatorInput =
  * Deliberate bugs, each of which the model checker must catch
  * (spec/protocols/twopc/model.ts lists which property catches which).
  */
-export type CoordinatorMutant =
-  | "reply-before-durable"
-  | "commit-before-durable"
-  | "commit-despite-failed-prepare"
-  | "no-funds-check"
-  | "nota-retries-forever"
-  | "forget-before-commit";
+export const coordinatorMutants = [
+  "reply-before-durable",
+  "commit-before-durable",
+  "commit-despite-failed-prepare",
+  "no-funds-check",
+  "nota-retries-forever",
+  "forget-before-commit",
+  "timeout-keeps-voting",
+  "no-epoch-fence",
+] as const;
+export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
 export interface CoordinatorOptions {
   /** How long the vote (exec + prepare of every branch) may take before the coordinator aborts. */
@@ -114,7 +118,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   const mutant = opts.mutant;
 
   const start = (): CoordinatorState => ({ phase: "idle", tx: "", branches: [], logAttempts: 0, replied: false, reason: null, epoch: 0 });
-  const fence = (st: CoordinatorState): Fence => ({ key: EPOCH_KEY, version: st.epoch });
+  const fence = (st: CoordinatorState): Fence | undefined => (mutant === "no-epoch-fence" ? undefined : { key: EPOCH_KEY, version: st.epoch });
   const forget = (st: CoordinatorState): Effect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
 
   const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
@@ -260,6 +264,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       case "timeout": {
         if (input.id === VOTE_TIMER) {
           if (st.phase !== "voting") return { st, effects: [] };
+          if (mutant === "timeout-keeps-voting") {
+            const r = reply(st, { status: "aborted", reason: "timeout" });
+            return { st: r.st, effects: r.fx };
+          }
           return abort(st, "timeout");
         }
         if (input.id === LOG_TIMER) {
