@@ -196,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   // Every mutant a model declares must be in the suite: a new mutant is never silently unchecked.
-  const uncovered = file === undefined ? uncoveredMutants(entries) : [];
+  const uncovered = file === undefined && only === undefined ? uncoveredMutants(entries) : [];
   if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
