@@ -7,5 +7,6 @@ import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";
 import { twopcFactory } from "../spec/protocols/twopc/model.ts";
+import { parallelFactory } from "../spec/protocols/parallel/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory, parallelFactory];

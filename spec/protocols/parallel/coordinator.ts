@@ -1,0 +1,424 @@
+/**
+ * Parallel commit over XA: the commit point is a condition on durable state,
+ * not a log write (CockroachDB, "Parallel Commits: Transactional Consensus in
+ * One Round-Trip", 2019; Cornus, VLDB 2022, for prepared state as the log).
+ *
+ * One coordinator per transaction:
+ *   1. xa.exec every branch in parallel; each answer brings the branch's
+ *      connection id, and the branch is prepared at once on that connection;
+ *   2. once every branch has executed, write the STAGING record (branches and
+ *      their connection ids) at the decision key, by CAS (create only if
+ *      absent), in parallel with the prepares still running;
+ *   3. the transaction is COMMITTED as soon as the STAGING record is durable
+ *      and every branch is prepared (the implicit commit condition): the
+ *      client is answered then, one log round trip sooner than 2PC;
+ *   4. then, off the client's path: the COMMITTED record (CAS over the
+ *      STAGING version), XA COMMIT of every branch, and the record deleted;
+ *   5. a branch that definitely failed (exec error, prepare refused) can
+ *      never prepare, so abort is certain at once: answer, roll back, delete
+ *      the STAGING record if it was written;
+ *   6. a prepare whose outcome is unknown (UNAVAILABLE) once STAGING may be
+ *      durable, or a log write that cannot be made: hand the transaction to
+ *      the resolver (./resolver.ts), which fences the branches' connections
+ *      (KILL) before it decides; the client hears in_doubt.
+ *
+ * XA COMMIT waits for the COMMITTED record: a committed branch disappears
+ * from XA RECOVER, and a recovery that still saw STAGING would take it for a
+ * branch that never prepared (the mutant commit-before-record).
+ *
+ * The coordinator never opens a second connection for a branch, and never
+ * re-sends XA PREPARE: that is what lets a KILL of the recorded connection
+ * settle for good whether the branch can still prepare.
+ *
+ * The role is pure: see spec/role.ts for the effect ordering contract.
+ */
+import type { Role, Step } from "../../role.ts";
+import {
+  decisionKey,
+  decisionOf,
+  EPOCH_KEY,
+  finishedOnCommit,
+  finishedOnRollback,
+  type AbortReason,
+  type BranchSpec,
+  type ConnectionId,
+  type Fence,
+  type LogPutResult,
+  type Outcome,
+  type ParallelEffect,
+  type ParallelResult,
+  type ShardId,
+  type TxId,
+  type XaError,
+} from "../../effects.ts";
+
+export type BranchStatus =
+  | "executing"
+  | "preparing"
+  | "prepared"
+  | "failed"
+  /** XA PREPARE answered UNAVAILABLE: the branch may or may not be prepared. */
+  | "unknown"
+  | "committing"
+  | "committed"
+  | "rolling_back"
+  | "rolled_back"
+  /** The last commit or rollback failed; a retry timer is set. */
+  | "retry_wait"
+  /** Out of attempts: the resolver finishes this branch. */
+  | "abandoned";
+
+export interface BranchState {
+  readonly shard: ShardId;
+  readonly status: BranchStatus;
+  /** The connection the branch runs on, once xa.exec succeeded. */
+  readonly conn: ConnectionId | null;
+  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  readonly attempts: number;
+  /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
+  readonly prepareSent: boolean;
+}
+
+/**
+ * voting: branches executing and preparing, STAGING on its way;
+ * recording: implicitly committed, the COMMITTED record on its way;
+ * committing / aborting: XA COMMIT / XA ROLLBACK of the branches;
+ * forgetting: the record is being deleted.
+ */
+export type Phase = "idle" | "voting" | "recording" | "committing" | "aborting" | "forgetting" | "done";
+
+/** The STAGING write: not sent; sent (or to be retried); durable; or given up with its fate unknown. */
+export type Staging = "unsent" | "sent" | "durable" | "unknown";
+
+export interface CoordinatorState {
+  readonly phase: Phase;
+  readonly tx: TxId;
+  readonly branches: readonly BranchState[];
+  readonly staging: Staging;
+  /** The decision key's version once STAGING is durable (what the COMMITTED CAS expects). */
+  readonly stagingVersion: number;
+  /** Attempts at the current txlog write. */
+  readonly logAttempts: number;
+  readonly replied: boolean;
+  readonly reason: AbortReason | null;
+  /** The process epoch this coordinator writes under (see EpochRecord). */
+  readonly epoch: number;
+}
+
+export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number } | ParallelResult;
+
+/** Deliberate bugs, each of which the model checker must catch (./model.ts lists which property catches which). */
+export const coordinatorMutants = ["reply-before-staging", "staging-without-conns", "commit-before-record", "record-before-prepared"] as const;
+export type CoordinatorMutant = (typeof coordinatorMutants)[number];
+
+export interface CoordinatorOptions {
+  /** How long executing every branch may take before the coordinator aborts (only while STAGING is unsent). */
+  readonly voteTimeoutMs: number;
+  /** Delay before retrying a failed commit, rollback or log write. */
+  readonly retryDelayMs: number;
+  /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
+  readonly maxAttempts: number;
+  readonly mutant?: CoordinatorMutant;
+}
+
+export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 5_000, retryDelayMs: 200, maxAttempts: 5 };
+
+const VOTE_TIMER = "vote";
+const LOG_TIMER = "log";
+const retryTimer = (shard: ShardId): string => `retry:${shard}`;
+
+type Out = Step<CoordinatorState, ParallelEffect>;
+
+export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, ParallelEffect> {
+  const mutant = opts.mutant;
+
+  const start = (): CoordinatorState => ({
+    phase: "idle",
+    tx: "",
+    branches: [],
+    staging: "unsent",
+    stagingVersion: 0,
+    logAttempts: 0,
+    replied: false,
+    reason: null,
+    epoch: 0,
+  });
+  const fence = (st: CoordinatorState): Fence => ({ key: EPOCH_KEY, version: st.epoch });
+  const forget = (st: CoordinatorState): ParallelEffect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
+  const putStaging = (st: CoordinatorState): ParallelEffect => ({
+    t: "log.put",
+    key: decisionKey(st.tx),
+    value: { kind: "staging", branches: st.branches.map((b) => ({ shard: b.shard, conn: mutant === "staging-without-conns" ? "" : b.conn! })) },
+    ifVersion: 0,
+    fence: fence(st),
+  });
+  const putCommitted = (st: CoordinatorState): ParallelEffect => ({
+    t: "log.put",
+    key: decisionKey(st.tx),
+    value: { kind: "decision", decision: "commit", branches: st.branches.map((b) => b.shard) },
+    ifVersion: st.stagingVersion,
+    fence: fence(st),
+  });
+
+  const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
+    ...st,
+    branches: st.branches.map((x) => (x.shard === shard ? { ...x, ...b } : x)),
+  });
+  const branch = (st: CoordinatorState, shard: ShardId): BranchState | undefined => st.branches.find((b) => b.shard === shard);
+
+  const reply = (st: CoordinatorState, outcome: Outcome): { st: CoordinatorState; fx: ParallelEffect[] } =>
+    st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
+
+  /** The implicit commit condition, as far as this coordinator has heard: STAGING durable and every branch prepared. */
+  function maybeCommitted(st: CoordinatorState): Out {
+    const allPrepared = st.branches.every((b) => b.status === "prepared");
+    let next = st;
+    const effects: ParallelEffect[] = [];
+    if (allPrepared && mutant === "reply-before-staging") {
+      const r = reply(next, { status: "committed" });
+      next = r.st;
+      effects.push(...r.fx);
+    }
+    const early = mutant === "record-before-prepared" && !st.branches.some((b) => b.status === "failed" || b.status === "unknown");
+    if (st.staging === "durable" && (allPrepared || early)) {
+      const c = onImplicitCommit(next);
+      return { st: c.st, effects: [...effects, ...c.effects] };
+    }
+    return { st: next, effects };
+  }
+
+  /** Committed: tell the client, then make the decision explicit. */
+  function onImplicitCommit(st: CoordinatorState): Out {
+    const r = reply({ ...st, phase: "recording", logAttempts: 1 }, { status: "committed" });
+    const effects = [...r.fx, putCommitted(st)];
+    if (mutant === "commit-before-record") {
+      const c = commitAll(r.st);
+      return { st: { ...c.st, phase: "recording" }, effects: [...effects, ...c.effects] };
+    }
+    return { st: r.st, effects };
+  }
+
+  function commitAll(st: CoordinatorState): Out {
+    const effects: ParallelEffect[] = [];
+    let next = st;
+    for (const b of st.branches) {
+      if (b.status === "prepared" || b.status === "retry_wait") {
+        next = setBranch(next, b.shard, { status: "committing", attempts: b.attempts + 1 });
+        effects.push({ t: "xa.commit", tx: st.tx, shard: b.shard });
+      }
+    }
+    return { st: next, effects };
+  }
+
+  /** A branch definitely failed, or STAGING was never sent: no branch can ever commit, so abort is certain now. */
+  function abort(st: CoordinatorState, reason: AbortReason): Out {
+    const r = reply({ ...st, phase: "aborting", reason }, { status: "aborted", reason });
+    const effects: ParallelEffect[] = [...r.fx];
+    let next = r.st;
+    for (const b of next.branches) {
+      // A branch with an exec or prepare in flight is rolled back when that answer comes.
+      if (b.status === "prepared" || b.status === "failed") {
+        next = setBranch(next, b.shard, { status: "rolling_back", attempts: 1 });
+        effects.push({ t: "xa.rollback", tx: st.tx, shard: b.shard });
+      }
+    }
+    return maybeFinished(next, effects);
+  }
+
+  /**
+   * Leave the transaction to the resolver: answer in_doubt (unless already
+   * answered) and kill this coordinator's connections, so that its prepared
+   * branches can be finished from any connection and its unprepared ones die.
+   */
+  function handover(st: CoordinatorState): Out {
+    const r = reply({ ...st, phase: "done" }, { status: "in_doubt" });
+    const kills = st.branches
+      .filter((b) => b.conn !== null && b.status !== "committed" && b.status !== "rolled_back")
+      .map((b): ParallelEffect => ({ t: "xa.kill", shard: b.shard, conn: b.conn! }));
+    return { st: r.st, effects: [...r.fx, ...kills] };
+  }
+
+  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
+
+  /** Once every branch is finished: forget the record (when one may exist), or stop. */
+  function maybeFinished(st: CoordinatorState, effects: ParallelEffect[]): Out {
+    if (!st.branches.every(finished)) return { st, effects };
+    if (st.phase === "committing") {
+      if (st.branches.every((b) => b.status === "committed")) return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
+      return { st: { ...st, phase: "done" }, effects };
+    }
+    if (st.phase === "aborting") {
+      // A STAGING write still on its way could land after a delete: wait for its answer.
+      if (st.staging === "sent") return { st, effects };
+      if (st.staging === "unsent") return { st: { ...st, phase: "done" }, effects };
+      return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
+    }
+    return { st, effects };
+  }
+
+  function retryOrGiveUp(st: CoordinatorState, shard: ShardId): Out {
+    const b = branch(st, shard)!;
+    if (b.attempts >= opts.maxAttempts) return maybeFinished(setBranch(st, shard, { status: "abandoned" }), []);
+    return { st: setBranch(st, shard, { status: "retry_wait" }), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
+  }
+
+  /** A log write did not answer: retry it later, or give up with `giveUp`. */
+  function retryLog(st: CoordinatorState, giveUp: (st: CoordinatorState) => Out): Out {
+    if (st.logAttempts >= opts.maxAttempts) return giveUp(st);
+    return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+  }
+
+  const abortReason = (err: XaError): AbortReason =>
+    err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
+
+  /** The answer to the STAGING write (while voting, or aborting after it was sent). */
+  function onStaging(st: CoordinatorState, r: LogPutResult): Out {
+    const durable = (version: number): Out => {
+      const next: CoordinatorState = { ...st, staging: "durable", stagingVersion: version, logAttempts: 0 };
+      return next.phase === "voting" ? maybeCommitted(next) : maybeFinished(next, []);
+    };
+    const lost = (s: CoordinatorState): Out => {
+      const next: CoordinatorState = { ...s, staging: "unknown" };
+      return next.phase === "voting" ? handover(next) : maybeFinished(next, []);
+    };
+    if (r.ok) return durable(r.version);
+    if (r.err === "CAS") {
+      // Only this coordinator writes STAGING for its transaction: an earlier attempt of ours, whose answer was lost.
+      if (r.current?.kind === "staging") return durable(r.version);
+      // The resolver presumed abort (it creates ABORT only where no record is): STAGING can never be written now.
+      if (decisionOf(r.current) === "abort") {
+        const next: CoordinatorState = { ...st, staging: "unknown" };
+        return next.phase === "voting" ? abort(next, "resolver") : maybeFinished(next, []);
+      }
+      return lost(st);
+    }
+    if (r.err === "FENCED") return lost(st);
+    return retryLog(st, lost);
+  }
+
+  /** The answer to the COMMITTED write. */
+  function onCommitted(st: CoordinatorState, r: LogPutResult): Out {
+    const ours = r.ok || (r.err === "CAS" && decisionOf(r.current) === "commit");
+    if (ours) {
+      const c = commitAll({ ...st, phase: "committing", logAttempts: 0 });
+      return maybeFinished(c.st, c.effects);
+    }
+    // The transaction is committed whatever happens to this write: the resolver finds STAGING with every branch prepared.
+    if (!r.ok && r.err === "UNAVAILABLE") return retryLog(st, handover);
+    return handover(st);
+  }
+
+  function step(st: CoordinatorState, input: CoordinatorInput): Out {
+    switch (input.t) {
+      case "request": {
+        if (st.phase !== "idle") return { st, effects: [] };
+        const next: CoordinatorState = {
+          ...start(),
+          phase: "voting",
+          tx: input.tx,
+          epoch: input.epoch,
+          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", conn: null, attempts: 0, prepareSent: false })),
+        };
+        return {
+          st: next,
+          effects: [
+            ...input.branches.map((b): ParallelEffect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: true })),
+            { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
+          ],
+        };
+      }
+
+      case "xa.exec": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "executing") return { st, effects: [] };
+        if (st.phase === "aborting") {
+          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+        }
+        if (st.phase !== "voting") return { st, effects: [] };
+        if (!input.r.ok || input.conn === null) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "UNAVAILABLE" : input.r.err));
+        const next = setBranch(st, input.shard, { status: "preparing", prepareSent: true, conn: input.conn });
+        const effects: ParallelEffect[] = [{ t: "xa.prepare", tx: st.tx, shard: input.shard }];
+        // Every connection id is known: STAGING goes out while the prepares run.
+        if (next.branches.every((x) => x.conn !== null)) {
+          return { st: { ...next, staging: "sent", logAttempts: 1 }, effects: [...effects, putStaging(next)] };
+        }
+        return { st: next, effects };
+      }
+
+      case "xa.prepare": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "preparing") return { st, effects: [] };
+        if (st.phase === "aborting") {
+          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+        }
+        if (st.phase !== "voting") return { st, effects: [] };
+        if (input.r.ok) return maybeCommitted(setBranch(st, input.shard, { status: "prepared" }));
+        if (input.r.err !== "UNAVAILABLE") return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+        // Maybe prepared. Without STAGING nothing can commit: abort is still certain.
+        if (st.staging === "unsent") return abort(setBranch(st, input.shard, { status: "failed" }), "shard_unavailable");
+        return handover(setBranch(st, input.shard, { status: "unknown" }));
+      }
+
+      case "log.put": {
+        if (input.key !== decisionKey(st.tx)) return { st, effects: [] };
+        if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return onStaging(st, input.r);
+        if (st.phase === "recording") return onCommitted(st, input.r);
+        return { st, effects: [] };
+      }
+
+      case "timeout": {
+        if (input.id === VOTE_TIMER) {
+          // Once STAGING is sent, every prepare and the log write answer within their own timeouts.
+          if (st.phase !== "voting" || st.staging !== "unsent") return { st, effects: [] };
+          return abort(st, "timeout");
+        }
+        if (input.id === LOG_TIMER) {
+          if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return { st, effects: [putStaging(st)] };
+          if (st.phase === "recording") return { st, effects: [putCommitted(st)] };
+          if (st.phase === "forgetting") return { st, effects: [forget(st)] };
+          return { st, effects: [] };
+        }
+        const shard = input.id.slice("retry:".length);
+        const b = branch(st, shard);
+        if (b === undefined || b.status !== "retry_wait") return { st, effects: [] };
+        // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
+        const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) });
+        if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" }), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
+        if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" }), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
+        return { st, effects: [] };
+      }
+
+      case "xa.commit": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "committing") return { st, effects: [] };
+        if (input.r.ok || finishedOnCommit(input.r.err)) return maybeFinished(setBranch(st, input.shard, { status: "committed" }), []);
+        return retryOrGiveUp(st, input.shard);
+      }
+
+      case "xa.rollback": {
+        const b = branch(st, input.shard);
+        if (b === undefined || b.status !== "rolling_back") return { st, effects: [] };
+        // UNAVAILABLE closed the connection: a branch never sent XA PREPARE died with it.
+        const gone = input.r.ok || finishedOnRollback(input.r.err) || (input.r.err === "UNAVAILABLE" && !b.prepareSent);
+        if (gone) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
+        return retryOrGiveUp(st, input.shard);
+      }
+
+      case "log.delete": {
+        if (st.phase !== "forgetting") return { st, effects: [] };
+        if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
+        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+      }
+
+      case "xa.kill":
+      case "xa.recover":
+      case "log.list":
+        return { st, effects: [] };
+    }
+  }
+
+  return { start, step };
+}
+
+/** The coordinator has nothing more to do for its transaction (the resolver may still have). */
+export const coordinatorDone = (st: CoordinatorState): boolean => st.phase === "done";

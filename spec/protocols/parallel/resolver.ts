@@ -1,0 +1,294 @@
+/**
+ * The resolver of parallel commit: it finishes what a dead or give-up
+ * coordinator left behind, and it also finishes 2PC's records exactly as the
+ * 2PC resolver does (../twopc/resolver.ts), so one resolver serves both. It
+ * runs at boot and on every scan tick:
+ *
+ *   1. list the records at the decision keys;
+ *   2. XA RECOVER every shard, one after the other (after the list);
+ *   3. for transactions with no live coordinator in this process:
+ *      - COMMIT record: XA COMMIT its prepared branches; ABORT: XA ROLLBACK;
+ *      - no record: presumed abort, for a transaction the previous scan
+ *        already saw prepared without a record (as in 2PC): ABORT by CAS
+ *        (create only if absent; a STAGING record that got there first wins);
+ *      - STAGING record: first the fence, then the decision, in two scans.
+ *        Scan n kills every connection the record lists (xa.kill): a branch
+ *        not prepared by then is rolled back by its shard, and a prepare
+ *        still in flight on that connection can no longer succeed. Scan n+1,
+ *        whose XA RECOVER comes after those kills, decides: every listed
+ *        branch prepared means the transaction was implicitly committed:
+ *        COMMITTED by CAS over the STAGING version, then XA COMMIT; any
+ *        branch missing can never prepare any more: ABORT by CAS, then XA
+ *        ROLLBACK of the prepared ones;
+ *   4. delete every COMMIT or ABORT record none of whose branches is prepared.
+ *
+ * Why the fence: without it, a branch missing from XA RECOVER may be one
+ * whose XA PREPARE is still on its way; if it lands after the RECOVER and
+ * before the ABORT record, the transaction was implicitly committed (its
+ * coordinator may have told the client so) and the resolver aborts it anyway.
+ * The mutant "no-fence" shows that trace (docs/protocols/parallel-commit.md).
+ *
+ * Why a missing branch is not one already committed: a branch is committed
+ * only after a COMMITTED record is durable, and a COMMITTED record is never
+ * replaced by STAGING; the record is listed before the RECOVER.
+ *
+ * Before its first scan, the resolver takes a new process epoch and fences
+ * every txlog write with it, as in 2PC. A failed step is retried on the next
+ * scan, never in a loop.
+ */
+import type { Role, Step } from "../../role.ts";
+import {
+  DECISION_PREFIX,
+  decisionKey,
+  decisionOf,
+  EPOCH_KEY,
+  txOfDecisionKey,
+  type Fence,
+  type LogEntry,
+  type ParallelEffect,
+  type ParallelResult,
+  type PreparedXid,
+  type ShardId,
+  type StagingRecord,
+  type TxId,
+} from "../../effects.ts";
+
+export const resolverMutants = ["no-fence", "missing-is-commit"] as const;
+export type ResolverMutant = (typeof resolverMutants)[number];
+
+export interface ResolverOptions {
+  readonly shards: readonly ShardId[];
+  readonly mutant?: ResolverMutant;
+}
+
+export interface ResolverState {
+  readonly phase: "idle" | "booting" | "listing" | "recovering" | "resolving";
+  /** This process's epoch once taken; null after a (re)start. */
+  readonly epoch: number | null;
+  readonly active: readonly TxId[];
+  readonly records: readonly LogEntry[];
+  /** Per shard, what XA RECOVER answered in this scan (null: no answer yet or unavailable). */
+  readonly recovered: readonly { readonly shard: ShardId; readonly answered: boolean; readonly prepared: readonly PreparedXid[] | null }[];
+  /** Effects of this scan still waiting for their result, as sorted keys. */
+  readonly outstanding: readonly string[];
+  /** Transactions the last finished scan saw prepared with no record and no live coordinator. */
+  readonly suspects: readonly TxId[];
+  /** STAGING transactions every recorded connection of which the last finished scan killed. */
+  readonly fenced: readonly TxId[];
+  /** This scan's kills that succeeded, as sorted `shard conn` keys. */
+  readonly killed: readonly string[];
+}
+
+export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | ParallelResult;
+
+type Out = Step<ResolverState, ParallelEffect>;
+
+const keyOf = (e: ParallelEffect): string => {
+  switch (e.t) {
+    case "xa.commit":
+    case "xa.rollback":
+      return `${e.t}:${e.tx}:${e.shard}`;
+    case "xa.kill":
+      return `${e.t}:${e.shard}:${e.conn}`;
+    case "log.put":
+    case "log.delete":
+      return `${e.t}:${e.key}`;
+    default:
+      return e.t;
+  }
+};
+const connKey = (shard: ShardId, conn: string): string => `${shard} ${conn}`;
+const stagingOf = (e: LogEntry | undefined): StagingRecord | null => (e?.value.kind === "staging" ? e.value : null);
+
+/** The epoch this process writes under, once the resolver has taken it; coordinators need it. */
+export const epochOf = (st: ResolverState): number | null => st.epoch;
+
+export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, ParallelEffect> {
+  const mutant = opts.mutant;
+  const start = (): ResolverState => ({
+    phase: "idle",
+    epoch: null,
+    active: [],
+    records: [],
+    recovered: [],
+    outstanding: [],
+    suspects: [],
+    fenced: [],
+    killed: [],
+  });
+
+  /** Between scans: what carries over is the epoch, the suspects and the fenced transactions. */
+  const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects, fenced: st.fenced });
+  /** The end of a scan: the transactions it fenced are the ones the next scan may decide. */
+  const endScan = (st: ResolverState): ResolverState => {
+    const fenced = st.records
+      .filter((rec) => {
+        const staging = stagingOf(rec);
+        return staging !== null && !isActive(st, txOfDecisionKey(rec.key)) && staging.branches.every((b) => st.killed.includes(connKey(b.shard, b.conn)));
+      })
+      .map((rec) => txOfDecisionKey(rec.key));
+    return { ...idle(st), fenced };
+  };
+  const fence = (st: ResolverState): Fence => ({ key: EPOCH_KEY, version: st.epoch ?? 0 });
+  const listDecisions = (st: ResolverState): Out => ({ st: { ...st, phase: "listing" }, effects: [{ t: "log.list", prefix: DECISION_PREFIX }] });
+
+  /** Issue `effects` and remember them as outstanding; with none left, the scan is over. */
+  function issue(st: ResolverState, done: string | null, effects: ParallelEffect[]): Out {
+    const outstanding = st.outstanding.filter((k) => k !== done).concat(effects.map(keyOf)).sort();
+    if (outstanding.length === 0) return { st: endScan(st), effects };
+    return { st: { ...st, phase: "resolving", outstanding }, effects };
+  }
+
+  const recordOf = (st: ResolverState, tx: TxId): LogEntry | undefined => st.records.find((r) => r.key === decisionKey(tx));
+  const isActive = (st: ResolverState, tx: TxId): boolean => st.active.includes(tx);
+  const preparedOf = (st: ResolverState): PreparedXid[] => st.recovered.flatMap((r) => r.prepared ?? []).filter((x) => !isActive(st, x.tx));
+  const answered = (st: ResolverState, shard: ShardId): boolean => st.recovered.some((r) => r.shard === shard && r.prepared !== null);
+
+  /** What a fenced STAGING transaction becomes, from this scan's XA RECOVER. */
+  function stagingDecision(st: ResolverState, tx: TxId, staging: StagingRecord): "commit" | "abort" {
+    const prepared = preparedOf(st);
+    const all = staging.branches.every((b) => prepared.some((x) => x.tx === tx && x.shard === b.shard));
+    return all || mutant === "missing-is-commit" ? "commit" : "abort";
+  }
+
+  /** Every shard answered RECOVER (or failed to): decide what to do with each transaction. */
+  function plan(st: ResolverState): Out {
+    const effects: ParallelEffect[] = [];
+    const prepared = preparedOf(st);
+    const presumed = new Map<TxId, ShardId[]>();
+    const suspects = new Set<TxId>();
+    for (const x of prepared) {
+      const rec = recordOf(st, x.tx);
+      if (rec === undefined) {
+        if (st.suspects.includes(x.tx)) presumed.set(x.tx, [...(presumed.get(x.tx) ?? []), x.shard]);
+        else suspects.add(x.tx);
+      } else if (rec.value.kind === "decision") {
+        effects.push({ t: rec.value.decision === "commit" ? "xa.commit" : "xa.rollback", tx: x.tx, shard: x.shard });
+      }
+    }
+    for (const [tx, shards] of [...presumed].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      effects.push({ t: "log.put", key: decisionKey(tx), value: { kind: "decision", decision: "abort", branches: shards.sort() }, ifVersion: 0, fence: fence(st) });
+    }
+    const known = new Set(st.recovered.filter((r) => r.prepared !== null).map((r) => r.shard));
+    for (const rec of st.records) {
+      const tx = txOfDecisionKey(rec.key);
+      if (isActive(st, tx)) continue;
+      const staging = stagingOf(rec);
+      if (staging !== null) {
+        const fenced = st.fenced.includes(tx) || mutant === "no-fence";
+        if (fenced && staging.branches.every((b) => answered(st, b.shard))) {
+          const decision = stagingDecision(st, tx, staging);
+          const value = { kind: "decision", decision, branches: staging.branches.map((b) => b.shard) } as const;
+          effects.push({ t: "log.put", key: rec.key, value, ifVersion: rec.version, fence: fence(st) });
+        } else if (mutant !== "no-fence") {
+          for (const b of staging.branches) effects.push({ t: "xa.kill", shard: b.shard, conn: b.conn });
+        }
+        continue;
+      }
+      const stillPrepared = prepared.some((x) => x.tx === tx);
+      const allSeen = rec.value.kind === "decision" && rec.value.branches.every((s) => known.has(s));
+      if (allSeen && !stillPrepared) effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
+    }
+    return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort() }, null, dedupe(effects));
+  }
+
+  function step(st: ResolverState, input: ResolverInput): Out {
+    switch (input.t) {
+      case "scan": {
+        if (st.phase !== "idle") return { st, effects: [] };
+        const next: ResolverState = { ...idle(st), active: [...input.active].sort() };
+        if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
+        return listDecisions(next);
+      }
+      case "log.list": {
+        if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
+        if (st.phase === "booting") {
+          const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
+          return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
+        }
+        if (st.phase !== "listing") return { st, effects: [] };
+        return {
+          st: {
+            ...st,
+            phase: "recovering",
+            records: [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+            recovered: opts.shards.map((shard) => ({ shard, answered: false, prepared: null })),
+          },
+          effects: opts.shards.slice(0, 1).map((shard): ParallelEffect => ({ t: "xa.recover", shard })),
+        };
+      }
+      case "xa.recover": {
+        if (st.phase !== "recovering") return { st, effects: [] };
+        const r = input.r;
+        const recovered = st.recovered.map((x) =>
+          x.shard === input.shard ? { shard: x.shard, answered: true, prepared: r.ok ? [...r.prepared].sort(byXid) : null } : x,
+        );
+        const next = { ...st, recovered };
+        const pending = recovered.find((x) => !x.answered);
+        return pending === undefined ? plan(next) : { st: next, effects: [{ t: "xa.recover", shard: pending.shard }] };
+      }
+      case "log.put": {
+        if (st.phase === "booting" && input.key === EPOCH_KEY) {
+          if (!input.r.ok) return { st: idle(st), effects: [] };
+          return listDecisions({ ...st, epoch: input.r.version });
+        }
+        if (st.phase !== "resolving") return { st, effects: [] };
+        const done = `log.put:${input.key}`;
+        if (!st.outstanding.includes(done)) return { st, effects: [] };
+        const tx = txOfDecisionKey(input.key);
+        const r = input.r;
+        if (!r.ok && r.err === "FENCED") return { st: start(), effects: [] };
+        const staging = stagingOf(recordOf(st, tx));
+        const written = staging !== null ? stagingDecision(st, tx, staging) : "abort";
+        // Our record is durable, or a decision was already there: follow it (a STAGING one: next scan).
+        const decision = r.ok ? written : r.err === "CAS" ? decisionOf(r.current) : null;
+        if (decision === null) return issue(st, done, []);
+        const t = decision === "commit" ? "xa.commit" : "xa.rollback";
+        const shards = preparedOf(st).filter((x) => x.tx === tx).map((x) => x.shard);
+        return issue(st, done, shards.map((shard): ParallelEffect => ({ t, tx, shard })));
+      }
+      case "xa.kill": {
+        if (st.phase !== "resolving") return { st, effects: [] };
+        const done = keyOf(input);
+        if (!st.outstanding.includes(done)) return { st, effects: [] };
+        if (!input.r.ok) return issue(st, done, []);
+        const killed = [...st.killed, connKey(input.shard, input.conn)].sort();
+        return issue({ ...st, killed }, done, []);
+      }
+      case "xa.commit":
+      case "xa.rollback": {
+        if (st.phase !== "resolving") return { st, effects: [] };
+        const done = `${input.t}:${input.tx}:${input.shard}`;
+        if (!st.outstanding.includes(done)) return { st, effects: [] };
+        // Finished or not (1397/1402 included), the next scan sees what is still prepared.
+        return issue(st, done, []);
+      }
+      case "log.delete": {
+        if (st.phase !== "resolving") return { st, effects: [] };
+        const done = `log.delete:${input.key}`;
+        if (!st.outstanding.includes(done)) return { st, effects: [] };
+        if (!input.r.ok && input.r.err === "FENCED") return { st: start(), effects: [] };
+        return issue(st, done, []);
+      }
+      case "xa.exec":
+      case "xa.prepare":
+      case "timeout":
+        return { st, effects: [] };
+    }
+  }
+
+  return { start, step };
+}
+
+/** Two STAGING records may list the same (shard, connection) only in the mutant that records none; one KILL is enough. */
+function dedupe(effects: ParallelEffect[]): ParallelEffect[] {
+  const seen = new Set<string>();
+  return effects.filter((e) => {
+    const k = keyOf(e);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+const byXid = (a: PreparedXid, b: PreparedXid): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0);
