@@ -20,9 +20,10 @@ import type { ClusterAddresses } from "../server.ts";
 import { auditHistory, totalCents, waitSettled } from "./audit.ts";
 import { FLOOR_FORMAT_ID, FloorTarget } from "./floor.ts";
 import { HttpTarget } from "./http-target.ts";
-import { newLedger, runLoad, type Ledger, type LoadResult } from "./load.ts";
+import { cpuBetween, sampleCpu } from "./cpu.ts";
+import { newLedger, runLoad, type Ledger } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
-import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport } from "./report.ts";
+import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport, type PhaseReport } from "./report.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { TransferTarget } from "./target.ts";
 import type { ShardRange, WorkloadOptions } from "./workload.ts";
@@ -35,6 +36,8 @@ const FLOOR_CONNECTIONS_MAX = 150;
 interface Target {
   url: string;
   clusterFile: string;
+  /** The server's pid when this run started it. */
+  serverPid?: number;
   /** Stops what this run started. */
   cleanup(): Promise<void>;
 }
@@ -59,6 +62,7 @@ async function startTarget(o: BenchOptions, log: (line: string) => void): Promis
   return {
     url: server.url,
     clusterFile,
+    serverPid: server.pid,
     cleanup: async () => {
       const code = await server.stop();
       if (code !== 0) log(`server exited with ${code}:\n${server.output().slice(-2000)}`);
@@ -72,8 +76,11 @@ async function startTarget(o: BenchOptions, log: (line: string) => void): Promis
   };
 }
 
-function shardRanges(clusterFile: string): ShardRange[] {
-  const file = JSON.parse(readFileSync(clusterFile, "utf8")) as Partial<ClusterFile>;
+function readCluster(clusterFile: string): Partial<ClusterFile> {
+  return JSON.parse(readFileSync(clusterFile, "utf8")) as Partial<ClusterFile>;
+}
+
+function shardRanges(file: Partial<ClusterFile>, clusterFile: string): ShardRange[] {
   const shards = file.shards;
   if (!Array.isArray(shards) || shards.some((s) => !Number.isSafeInteger(s.firstAccountId) || !Number.isSafeInteger(s.lastAccountId))) {
     throw new UsageError(`${clusterFile}: not a speccommit cluster file (shards with firstAccountId and lastAccountId)`);
@@ -81,10 +88,33 @@ function shardRanges(clusterFile: string): ShardRange[] {
   return shards.map((s) => ({ name: s.name, firstAccountId: s.firstAccountId, lastAccountId: s.lastAccountId }));
 }
 
-async function phase(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, duration_s: number, ledger: Ledger): Promise<LoadResult> {
+/**
+ * The processes whose CPU time a phase reports: the server (when started
+ * here), each shard and etcd (only when their command line names their data
+ * directory: a pid in an old cluster.json may belong to another process by
+ * now), and this benchmark.
+ */
+function processes(file: Partial<ClusterFile>, serverPid: number | undefined): Map<string, number> {
+  const named = (pid: number, dataDir: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dataDir);
+    } catch {
+      return false;
+    }
+  };
+  const pids = new Map<string, number>();
+  if (serverPid !== undefined) pids.set("server", serverPid);
+  for (const s of file.shards ?? []) if (named(s.pid, s.dataDir)) pids.set(s.name, s.pid);
+  if (file.etcd !== undefined && named(file.etcd.pid, file.etcd.dataDir)) pids.set("etcd", file.etcd.pid);
+  pids.set("bench", process.pid);
+  return pids;
+}
+
+async function phase(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, duration_s: number, ledger: Ledger, pids: ReadonlyMap<string, number>): Promise<PhaseReport> {
   console.log(`${name}: ${o.clients} clients, ${o.warmup_s} s warm-up, ${duration_s} s measured`);
+  const cpuBefore = sampleCpu(pids);
   try {
-    return await runLoad({
+    const result = await runLoad({
       target,
       workload,
       clients: o.clients,
@@ -94,6 +124,7 @@ async function phase(name: string, target: TransferTarget, o: BenchOptions, work
       ledger,
       onProgress: (p) => console.log(progressLine(name, p)),
     });
+    return phaseReport(result, cpuBetween(cpuBefore, sampleCpu(pids)));
   } finally {
     await target.close();
   }
@@ -106,8 +137,10 @@ async function run(o: BenchOptions): Promise<boolean> {
   const target = await startTarget(o, log);
   try {
     const addresses: ClusterAddresses = addressesFromClusterFile(target.clusterFile);
+    const cluster = readCluster(target.clusterFile);
+    const pids = processes(cluster, target.serverPid);
     const workload: WorkloadOptions = {
-      shards: shardRanges(target.clusterFile),
+      shards: shardRanges(cluster, target.clusterFile),
       crossShardShare: o.cross_shard_share,
       hotShare: o.hot_share,
       hotAccounts: o.hot_accounts,
@@ -120,7 +153,7 @@ async function run(o: BenchOptions): Promise<boolean> {
     const serverLedger = newLedger();
     const floorLedger = newLedger();
     const http = new HttpTarget({ url: target.url, sockets: o.clients, ...(o.protocol !== undefined ? { protocol: o.protocol } : {}) });
-    const ours = phaseReport(await phase(o.protocol ?? "server", http, o, workload, o.duration_s, serverLedger));
+    const ours = await phase(o.protocol ?? "server", http, o, workload, o.duration_s, serverLedger, pids);
     let floor: BenchReport["floor"] = null;
     if (o.floor_duration_s > 0) {
       const target = new FloorTarget({
@@ -130,7 +163,7 @@ async function run(o: BenchOptions): Promise<boolean> {
         connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2),
       });
       // The same seed: the floor runs the same transfers the server ran.
-      floor = phaseReport(await phase("floor", target, o, workload, o.floor_duration_s, floorLedger));
+      floor = await phase("floor", target, o, workload, o.floor_duration_s, floorLedger, pids);
     }
     console.log(`audit: waiting up to ${o.settle_timeout_s} s for the resolver to settle every branch`);
     const settled = await waitSettled(addresses.shards, [XID_FORMAT_ID, FLOOR_FORMAT_ID], o.settle_timeout_s * 1000);

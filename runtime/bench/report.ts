@@ -4,6 +4,7 @@
  * throughput ratio is ours / floor too (0.5 means half the floor's rate).
  */
 import type { HistoryAudit, Settled } from "./audit.ts";
+import type { CpuUse } from "./cpu.ts";
 import type { LoadResult, Progress } from "./load.ts";
 
 export interface PhaseReport {
@@ -18,6 +19,10 @@ export interface PhaseReport {
   readonly in_doubt: number;
   readonly rejected: Record<string, number>;
   readonly lost: Record<string, number>;
+  /** CPU use during the phase (warm-up included), per process of the run and for the machine. */
+  readonly cpu: CpuUse;
+  /** CPU milliseconds per committed transfer, per process. */
+  readonly cpu_ms_per_commit: Record<string, number>;
 }
 
 export interface Goal {
@@ -48,20 +53,25 @@ export interface BenchReport {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-export function phaseReport(r: LoadResult): PhaseReport {
+export function phaseReport(r: LoadResult, cpu: CpuUse): PhaseReport {
   const p = r.latency.percentiles([50, 95, 99, 99.9]);
   const measured_s = r.measuredMs / 1000;
+  const committed_per_s = measured_s > 0 ? r.committed / measured_s : 0;
+  const cpu_ms_per_commit: Record<string, number> = {};
+  if (committed_per_s > 0) for (const [name, cores] of Object.entries(cpu.cores)) cpu_ms_per_commit[name] = round((cores * 1000) / committed_per_s, 3);
   return {
     target: r.target,
     clients: r.clients,
     measured_s: round(measured_s),
     committed: r.committed,
-    committed_per_s: measured_s > 0 ? round(r.committed / measured_s, 1) : 0,
+    committed_per_s: round(committed_per_s, 1),
     latency_ms: { p50: p[50], p95: p[95], p99: p[99], p99_9: p[99.9] },
     aborts: r.aborts,
     in_doubt: r.inDoubt,
     rejected: r.rejected,
     lost: r.unknown,
+    cpu,
+    cpu_ms_per_commit,
   };
 }
 
@@ -107,6 +117,13 @@ export function formatReport(r: BenchReport): string {
     `${"target".padEnd(16)} ${"commit/s".padStart(9)} ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"p99.9".padStart(7)}   (ms, request to answer, committed transfers)`,
     row(r.server),
     ...(r.floor !== null ? [row(r.floor)] : []),
+    "cpu during each phase (cores busy on average; CPU ms per committed transfer):",
+    ...[r.server, ...(r.floor !== null ? [r.floor] : [])].map(
+      (p) =>
+        `  ${p.target.padEnd(8)} ${Object.entries(p.cpu.cores)
+          .map(([k, v]) => `${k} ${v} (${p.cpu_ms_per_commit[k] ?? "-"} ms)`)
+          .join(", ")}; others ${p.cpu.others_cores ?? "?"}; machine ${p.cpu.machine_cores ?? "?"} of ${p.cpu.machine_cores_total ?? "?"} cores`,
+    ),
     ...(r.ratio_to_floor !== null ? [`ours / floor: p50 ${r.ratio_to_floor.p50}x, p99 ${r.ratio_to_floor.p99}x, throughput ${r.ratio_to_floor.committed_per_s}x`] : []),
     ...(r.goals.length > 0 ? ["goals:", ...r.goals.map((g) => `  ${g.met ? "met   " : "MISSED"} ${g.goal}: ${g.measured}`)] : []),
     "audit:",
