@@ -26,7 +26,7 @@ import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts
 import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport, type PhaseReport } from "./report.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { TransferTarget } from "./target.ts";
-import type { ShardRange, WorkloadOptions } from "./workload.ts";
+import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
 
 /** A client pauses this long after a refused or lost request, so an outage is not a busy loop. */
 const BACKOFF_MS = 100;
@@ -148,6 +148,11 @@ async function run(o: BenchOptions): Promise<boolean> {
       amountCentsMax: o.amount_cents_max,
       seed: o.seed,
     };
+    try {
+      validateWorkload(workload);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     const since_us = Date.now() * 1000;
     const before = await totalCents(addresses.shards);
     const serverLedger = newLedger();
