@@ -65,18 +65,33 @@ export interface CpuUse {
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
-export function cpuBetween(a: CpuSample, b: CpuSample): CpuUse {
-  const wall_s = (b.at_ms - a.at_ms) / 1000;
-  const cores: Record<string, number> = {};
-  let ours = 0;
-  for (const [name, s] of b.procs) {
-    const before = a.procs.get(name);
-    if (before === undefined) continue;
-    cores[name] = round((s - before) / wall_s);
-    ours += (s - before) / wall_s;
+/** CPU time summed over several intervals (the rounds of one target). */
+export class CpuTally {
+  private wall_s = 0;
+  private readonly procs = new Map<string, number>();
+  private machine: { busy_s: number; total_s: number } | null = { busy_s: 0, total_s: 0 };
+
+  /** Adds the interval from `a` to `b`. A component missing from either sample is left out of this interval. */
+  add(a: CpuSample, b: CpuSample): void {
+    this.wall_s += (b.at_ms - a.at_ms) / 1000;
+    for (const [name, s] of b.procs) {
+      const before = a.procs.get(name);
+      if (before !== undefined) this.procs.set(name, (this.procs.get(name) ?? 0) + s - before);
+    }
+    if (a.machine === null || b.machine === null || this.machine === null) this.machine = null;
+    else this.machine = { busy_s: this.machine.busy_s + b.machine.busy_s - a.machine.busy_s, total_s: this.machine.total_s + b.machine.total_s - a.machine.total_s };
   }
-  if (a.machine === null || b.machine === null) return { wall_s: round(wall_s), cores, machine_cores: null, others_cores: null, machine_cores_total: null };
-  const busy = (b.machine.busy_s - a.machine.busy_s) / wall_s;
-  const total = (b.machine.total_s - a.machine.total_s) / wall_s;
-  return { wall_s: round(wall_s), cores, machine_cores: round(busy), others_cores: round(Math.max(0, busy - ours)), machine_cores_total: round(total) };
+
+  use(): CpuUse {
+    const w = this.wall_s;
+    const cores: Record<string, number> = {};
+    let ours = 0;
+    for (const [name, s] of this.procs) {
+      cores[name] = w > 0 ? round(s / w) : 0;
+      ours += w > 0 ? s / w : 0;
+    }
+    if (this.machine === null || w === 0) return { wall_s: round(w), cores, machine_cores: null, others_cores: null, machine_cores_total: null };
+    const busy = this.machine.busy_s / w;
+    return { wall_s: round(w), cores, machine_cores: round(busy), others_cores: round(Math.max(0, busy - ours)), machine_cores_total: round(this.machine.total_s / w) };
+  }
 }

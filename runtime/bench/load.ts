@@ -75,6 +75,36 @@ export interface LoadResult {
   readonly ledger: Ledger;
 }
 
+const addCounts = (into: Record<string, number>, from: Record<string, number>) => {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+};
+
+/** Two runs of the same target as one (rounds interleaved with other targets); they must share a ledger. */
+export function mergeLoad(a: LoadResult, b: LoadResult): LoadResult {
+  if (a.target !== b.target || a.clients !== b.clients || a.ledger !== b.ledger) throw new Error("mergeLoad: runs of different targets, client counts or ledgers");
+  const latency = new Latencies();
+  latency.addAll(a.latency);
+  latency.addAll(b.latency);
+  const aborts = { ...a.aborts };
+  addCounts(aborts, b.aborts);
+  const rejected = { ...a.rejected };
+  addCounts(rejected, b.rejected);
+  const unknown = { ...a.unknown };
+  addCounts(unknown, b.unknown);
+  return {
+    target: a.target,
+    clients: a.clients,
+    measuredMs: a.measuredMs + b.measuredMs,
+    committed: a.committed + b.committed,
+    latency,
+    aborts,
+    inDoubt: a.inDoubt + b.inDoubt,
+    rejected,
+    unknown,
+    ledger: a.ledger,
+  };
+}
+
 const bump = (r: Record<string, number>, k: string) => (r[k] = (r[k] ?? 0) + 1);
 
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {

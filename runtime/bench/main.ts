@@ -20,10 +20,10 @@ import type { ClusterAddresses } from "../server.ts";
 import { auditHistory, totalCents, waitSettled } from "./audit.ts";
 import { FLOOR_FORMAT_ID, FloorTarget } from "./floor.ts";
 import { HttpTarget } from "./http-target.ts";
-import { cpuBetween, sampleCpu } from "./cpu.ts";
-import { newLedger, runLoad, type Ledger } from "./load.ts";
+import { CpuTally, sampleCpu } from "./cpu.ts";
+import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
-import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport, type PhaseReport } from "./report.ts";
+import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport } from "./report.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
@@ -110,24 +110,23 @@ function processes(file: Partial<ClusterFile>, serverPid: number | undefined): M
   return pids;
 }
 
-async function phase(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, duration_s: number, ledger: Ledger, pids: ReadonlyMap<string, number>): Promise<PhaseReport> {
-  console.log(`${name}: ${o.clients} clients, ${o.warmup_s} s warm-up, ${duration_s} s measured`);
-  const cpuBefore = sampleCpu(pids);
-  try {
-    const result = await runLoad({
-      target,
-      workload,
-      clients: o.clients,
-      warmupMs: o.warmup_s * 1000,
-      durationMs: duration_s * 1000,
-      backoffMs: BACKOFF_MS,
-      ledger,
-      onProgress: (p) => console.log(progressLine(name, p)),
-    });
-    return phaseReport(result, cpuBetween(cpuBefore, sampleCpu(pids)));
-  } finally {
-    await target.close();
-  }
+/** One round of one target: `warmup_s` then `duration_s` measured, on transfer streams from `streamOffset`. */
+async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally): Promise<LoadResult> {
+  console.log(`${name}: ${o.clients} clients, ${warmup_s} s warm-up, ${duration_s} s measured`);
+  const before = sampleCpu(pids);
+  const result = await runLoad({
+    target,
+    workload,
+    clients: o.clients,
+    warmupMs: warmup_s * 1000,
+    durationMs: duration_s * 1000,
+    backoffMs: BACKOFF_MS,
+    ledger,
+    streamOffset,
+    onProgress: (p) => console.log(progressLine(name, p)),
+  });
+  cpu.add(before, sampleCpu(pids));
+  return result;
 }
 
 async function run(o: BenchOptions): Promise<boolean> {
@@ -155,25 +154,41 @@ async function run(o: BenchOptions): Promise<boolean> {
     }
     const since_us = Date.now() * 1000;
     const before = await totalCents(addresses.shards);
-    const serverLedger = newLedger();
-    const floorLedger = newLedger();
-    const http = new HttpTarget({ url: target.url, sockets: o.clients, ...(o.protocol !== undefined ? { protocol: o.protocol } : {}) });
-    const ours = await phase(o.protocol ?? "server", http, o, workload, o.duration_s, serverLedger, pids);
-    let floor: BenchReport["floor"] = null;
+    // The server and the floor take turns, round by round, on the same transfers: a neighbour's load then weighs on both alike.
+    const targets: Array<{ target: TransferTarget; ledger: Ledger; cpu: CpuTally; duration_s: number; result?: LoadResult }> = [
+      {
+        target: new HttpTarget({ url: target.url, sockets: o.clients, ...(o.protocol !== undefined ? { protocol: o.protocol } : {}) }),
+        ledger: newLedger(),
+        cpu: new CpuTally(),
+        duration_s: o.duration_s,
+      },
+    ];
     if (o.floor_duration_s > 0) {
-      const target = new FloorTarget({
-        shards: addresses.shards,
-        etcd: addresses.etcd,
-        prefix: `bench-floor-${process.pid}/`,
-        connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2),
+      targets.push({
+        target: new FloorTarget({ shards: addresses.shards, etcd: addresses.etcd, prefix: `bench-floor-${process.pid}/`, connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2) }),
+        ledger: newLedger(),
+        cpu: new CpuTally(),
+        duration_s: o.floor_duration_s,
       });
-      // The same seed: the floor runs the same transfers the server ran.
-      floor = await phase("floor", target, o, workload, o.floor_duration_s, floorLedger, pids);
     }
+    try {
+      for (let r = 0; r < o.rounds; r++) {
+        for (const t of targets) {
+          const name = `${t.target.name}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
+          const res = await round(name, t.target, o, workload, r === 0 ? o.warmup_s : 0, t.duration_s / o.rounds, r * o.clients, t.ledger, pids, t.cpu);
+          t.result = t.result === undefined ? res : mergeLoad(t.result, res);
+        }
+      }
+    } finally {
+      for (const t of targets) await t.target.close();
+    }
+    const reports = targets.map((t) => phaseReport(t.result!, t.cpu.use()));
+    const ours = reports[0]!;
+    const floor = reports[1] ?? null;
     console.log(`audit: waiting up to ${o.settle_timeout_s} s for the resolver to settle every branch`);
     const settled = await waitSettled(addresses.shards, [XID_FORMAT_ID, FLOOR_FORMAT_ID], o.settle_timeout_s * 1000);
     const after = await totalCents(addresses.shards);
-    const history = await auditHistory(addresses.shards, [serverLedger, floorLedger], since_us);
+    const history = await auditHistory(addresses.shards, targets.map((t) => t.ledger), since_us);
     const ratio = floor !== null ? ratioToFloor(ours, floor) : null;
     const report: BenchReport = {
       started_at,

@@ -11,6 +11,8 @@ export interface BenchOptions {
   warmup_s: number;
   /** Floor phase length; 0 skips the floor. */
   floor_duration_s: number;
+  /** The server and the floor take turns this many times, each for its duration / rounds. */
+  rounds: number;
   /** 0..1 */
   cross_shard_share: number;
   /** 0..1: share of account draws from the hot set. */
@@ -45,7 +47,8 @@ load
   --clients N            concurrent clients, each sends its next transfer when answered (default 64)
   --duration S           measured seconds per phase (default 20)
   --warmup S             seconds run before measuring, per phase (default 3)
-  --floor-duration S     measured seconds of the floor phase; 0 skips it (default: --duration)
+  --floor-duration S     measured seconds of the floor; 0 skips it (default: --duration)
+  --rounds N             server and floor take turns N times, each for 1/N of its seconds (default 4)
   --cross-shard P        percent of transfers between two shards, the rest within one (default 15)
   --hot-share P          percent of account draws from the hot set (default 0)
   --hot-accounts N       hot set: the first N accounts of every shard (default 100)
@@ -72,6 +75,7 @@ const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number;
   "--duration": { key: "duration_s", kind: "int", min: 1, max: 3_600 },
   "--warmup": { key: "warmup_s", kind: "int", min: 0, max: 600 },
   "--floor-duration": { key: "floor_duration_s", kind: "int", min: 0, max: 3_600 },
+  "--rounds": { key: "rounds", kind: "int", min: 1, max: 100 },
   "--cross-shard": { key: "cross_shard_share", kind: "percent" },
   "--hot-share": { key: "hot_share", kind: "percent" },
   "--hot-accounts": { key: "hot_accounts", kind: "int", min: 2, max: 10_000_000 },
@@ -94,6 +98,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     duration_s: 20,
     warmup_s: 3,
     floor_duration_s: -1,
+    rounds: 4,
     cross_shard_share: 0.15,
     hot_share: 0,
     hot_accounts: 100,

@@ -26,6 +26,11 @@ export class Latencies {
     this.samples[this.n++] = ms;
   }
 
+  /** Adds every sample of `other` (the rounds of one target make one series). */
+  addAll(other: Latencies): void {
+    for (let i = 0; i < other.n; i++) this.add(other.samples[i]!);
+  }
+
   /** Percentiles (0-100) by the nearest-rank method; null when there is no sample. */
   percentiles<K extends number>(ps: readonly K[]): Record<K, number | null> {
     const sorted = this.samples.slice(0, this.n).sort();
