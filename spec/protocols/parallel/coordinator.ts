@@ -108,7 +108,15 @@ export interface CoordinatorState {
 export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number } | ParallelResult;
 
 /** Deliberate bugs, each of which the model checker must catch (./model.ts lists which property catches which). */
-export const coordinatorMutants = ["reply-before-staging", "staging-without-conns", "commit-before-record", "record-before-prepared"] as const;
+export const coordinatorMutants = [
+  "reply-before-staging",
+  "staging-without-conns",
+  "commit-before-record",
+  "record-before-prepared",
+  "commit-before-staging",
+  "timeout-after-staging",
+  "no-funds-check",
+] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
 export interface CoordinatorOptions {
@@ -178,6 +186,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       const r = reply(next, { status: "committed" });
       next = r.st;
       effects.push(...r.fx);
+    }
+    if (allPrepared && st.staging !== "durable" && mutant === "commit-before-staging") {
+      const c = commitAll(next);
+      return { st: c.st, effects: [...effects, ...c.effects] };
     }
     const early = mutant === "record-before-prepared" && !st.branches.some((b) => b.status === "failed" || b.status === "unknown");
     if (st.staging === "durable" && (allPrepared || early)) {
@@ -322,7 +334,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         return {
           st: next,
           effects: [
-            ...input.branches.map((b): ParallelEffect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: true })),
+            ...input.branches.map((b): ParallelEffect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: mutant !== "no-funds-check" })),
             { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
           ],
         };
@@ -369,7 +381,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       case "timeout": {
         if (input.id === VOTE_TIMER) {
           // Once STAGING is sent, every prepare and the log write answer within their own timeouts.
-          if (st.phase !== "voting" || st.staging !== "unsent") return { st, effects: [] };
+          if (st.phase !== "voting" || (st.staging !== "unsent" && mutant !== "timeout-after-staging")) return { st, effects: [] };
           return abort(st, "timeout");
         }
         if (input.id === LOG_TIMER) {

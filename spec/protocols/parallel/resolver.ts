@@ -11,8 +11,11 @@
  *      - no record: presumed abort, for a transaction the previous scan
  *        already saw prepared without a record (as in 2PC): ABORT by CAS
  *        (create only if absent; a STAGING record that got there first wins);
- *      - STAGING record: first the fence, then the decision, in two scans.
- *        Scan n kills every connection the record lists (xa.kill): a branch
+ *      - STAGING record: first the fence, then the decision, in later scans.
+ *        A record first seen in scan n-1 (so that the `active` set of scan n,
+ *        taken after that listing, covers the transaction; as presumed abort
+ *        waits one scan in 2PC):
+ *        scan n kills every connection the record lists (xa.kill): a branch
  *        not prepared by then is rolled back by its shard, and a prepare
  *        still in flight on that connection can no longer succeed. Scan n+1,
  *        whose XA RECOVER comes after those kills, decides: every listed
@@ -53,7 +56,7 @@ import {
   type TxId,
 } from "../../effects.ts";
 
-export const resolverMutants = ["no-fence", "missing-is-commit"] as const;
+export const resolverMutants = ["no-fence", "missing-is-commit", "ignore-active", "keep-records"] as const;
 export type ResolverMutant = (typeof resolverMutants)[number];
 
 export interface ResolverOptions {
@@ -71,7 +74,7 @@ export interface ResolverState {
   readonly recovered: readonly { readonly shard: ShardId; readonly answered: boolean; readonly prepared: readonly PreparedXid[] | null }[];
   /** Effects of this scan still waiting for their result, as sorted keys. */
   readonly outstanding: readonly string[];
-  /** Transactions the last finished scan saw prepared with no record and no live coordinator. */
+  /** Transactions the last finished scan saw with no live coordinator: prepared with no record, or with a STAGING record. */
   readonly suspects: readonly TxId[];
   /** STAGING transactions every recorded connection of which the last finished scan killed. */
   readonly fenced: readonly TxId[];
@@ -140,7 +143,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   }
 
   const recordOf = (st: ResolverState, tx: TxId): LogEntry | undefined => st.records.find((r) => r.key === decisionKey(tx));
-  const isActive = (st: ResolverState, tx: TxId): boolean => st.active.includes(tx);
+  const isActive = (st: ResolverState, tx: TxId): boolean => mutant !== "ignore-active" && st.active.includes(tx);
   const preparedOf = (st: ResolverState): PreparedXid[] => st.recovered.flatMap((r) => r.prepared ?? []).filter((x) => !isActive(st, x.tx));
   const answered = (st: ResolverState, shard: ShardId): boolean => st.recovered.some((r) => r.shard === shard && r.prepared !== null);
 
@@ -175,6 +178,9 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       if (isActive(st, tx)) continue;
       const staging = stagingOf(rec);
       if (staging !== null) {
+        // Seen by the last scan too, so this scan's `active`, taken after that one listed the record, covers the transaction.
+        suspects.add(tx);
+        if (!st.suspects.includes(tx) && !st.fenced.includes(tx)) continue;
         const fenced = st.fenced.includes(tx) || mutant === "no-fence";
         if (fenced && staging.branches.every((b) => answered(st, b.shard))) {
           const decision = stagingDecision(st, tx, staging);
@@ -187,7 +193,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       }
       const stillPrepared = prepared.some((x) => x.tx === tx);
       const allSeen = rec.value.kind === "decision" && rec.value.branches.every((s) => known.has(s));
-      if (allSeen && !stillPrepared) effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
+      if (allSeen && !stillPrepared && mutant !== "keep-records") effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
     }
     return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort() }, null, dedupe(effects));
   }
