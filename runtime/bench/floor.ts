@@ -18,10 +18,11 @@
  * them like the server's.
  */
 import { randomUUID } from "node:crypto";
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import mysql, { type Pool, type PoolConnection } from "mysql2/promise";
 import type { ShardAddress } from "../adapters/mysql-pool.ts";
-import type { Outcome, TransferTarget } from "./target.ts";
+import { etcdClient } from "../adapters/txlog-etcd.ts";
+import type { Outcome, PhaseTotals, TransferTarget } from "./target.ts";
 import { branchesOf, type Branch, type Transfer } from "./workload.ts";
 
 /** "SC" + "FL" in ASCII: not the server's formatID (0x53435841). */
@@ -41,12 +42,21 @@ export interface FloorOptions {
 
 type Prepared = { ok: true; conn: PoolConnection } | { ok: false; reason: string };
 
+/** When each step of one branch answered (performance.now()). */
+interface BranchTimes {
+  exec_done: number;
+  prepare_sent: number;
+  prepare_done: number;
+}
+
 export class FloorTarget implements TransferTarget {
   readonly name = "floor";
   private readonly pools = new Map<string, Pool>();
   private readonly etcd: Etcd3;
   /** Commits after the answer; close() waits for them. Bounded by the clients: each has at most one transfer committing. */
   private readonly committing = new Set<Promise<void>>();
+  /** The same phases the server measures (runtime/engine.ts): from the first statement of a kind sent to the last answer. */
+  private readonly totals: PhaseTotals = {};
 
   constructor(private readonly opts: FloorOptions) {
     for (const a of opts.shards) {
@@ -64,21 +74,33 @@ export class FloorTarget implements TransferTarget {
         }),
       );
     }
-    this.etcd = new Etcd3({
-      hosts: [...opts.etcd],
-      dialTimeout: ETCD_TIMEOUT_MS,
-      defaultCallOptions: () => ({ deadline: Date.now() + ETCD_TIMEOUT_MS }),
-    });
+    // The server's own client settings (no client-side retry or circuit breaker), so the floor's etcd call costs what the server's does.
+    this.etcd = etcdClient({ hosts: opts.etcd, prefix: opts.prefix, call_timeout_ms: ETCD_TIMEOUT_MS, dial_timeout_ms: ETCD_TIMEOUT_MS });
+  }
+
+  async phaseTotals(): Promise<PhaseTotals> {
+    return structuredClone(this.totals);
+  }
+
+  private note(phase: string, ms: number): void {
+    const e = (this.totals[phase] ??= { sum_s: 0, count: 0 });
+    e.sum_s += ms / 1000;
+    e.count++;
   }
 
   async transfer(t: Transfer): Promise<Outcome> {
+    const t0 = performance.now();
     const tx = `fl-${randomUUID()}`;
     const branches = branchesOf(t);
-    const voted = await Promise.all(branches.map((b) => this.execAndPrepare(tx, b)));
+    const times: BranchTimes[] = branches.map(() => ({ exec_done: NaN, prepare_sent: NaN, prepare_done: NaN }));
+    const voted = await Promise.all(branches.map((b, i) => this.execAndPrepare(tx, b, times[i]!)));
     const failed = voted.find((v): v is { ok: false; reason: string } => !v.ok);
     let reason = failed?.reason;
     if (reason === undefined) {
+      this.note("exec", Math.max(...times.map((x) => x.exec_done)) - t0);
+      this.note("prepare", Math.max(...times.map((x) => x.prepare_done)) - Math.min(...times.map((x) => x.prepare_sent)));
       const key = `${this.opts.prefix}tx/${tx}`;
+      const l0 = performance.now();
       try {
         const r = await this.etcd.if(key, "Version", "==", 0).then(this.etcd.put(key).value("commit")).commit();
         if (!r.succeeded) reason = "log_exists";
@@ -86,24 +108,29 @@ export class FloorTarget implements TransferTarget {
         // No resolver reads these records: rolling back is safe even if the write landed.
         reason = "log_unavailable";
       }
+      this.note("log", performance.now() - l0);
     }
     const finish = reason === undefined ? "COMMIT" : "ROLLBACK";
+    const c0 = performance.now();
     const done = Promise.all(
       voted.map(async (v, i) => {
         if (!v.ok) return;
         await this.finish(v.conn, `XA ${finish} ${xid(tx, branches[i]!.shard)}`);
       }),
-    ).then(() => undefined);
+    ).then(() => {
+      if (finish === "COMMIT") this.note("commit", performance.now() - c0);
+    });
     if (reason !== undefined) {
       await done;
       return { kind: "aborted", tx, reason };
     }
+    this.note("in_server", performance.now() - t0);
     this.committing.add(done);
     void done.then(() => this.committing.delete(done));
     return { kind: "committed", tx };
   }
 
-  private async execAndPrepare(tx: string, b: Branch): Promise<Prepared> {
+  private async execAndPrepare(tx: string, b: Branch, times: BranchTimes): Promise<Prepared> {
     const pool = this.pools.get(b.shard);
     if (pool === undefined) throw new Error(`floor: no shard ${b.shard}`);
     const id = xid(tx, b.shard);
@@ -118,12 +145,15 @@ export class FloorTarget implements TransferTarget {
     }
     try {
       const [results] = await conn.query([`XA START ${id}`, ...updates, history, `XA END ${id}`].join(";"));
+      times.exec_done = performance.now();
       const list = results as Array<{ affectedRows?: number }>;
       if (b.ops.some((_, i) => list[1 + i]?.affectedRows !== 1)) {
         await this.finish(conn, `XA ROLLBACK ${id}`);
         return { ok: false, reason: "insufficient_funds" };
       }
+      times.prepare_sent = performance.now();
       await conn.query(`XA PREPARE ${id}`);
+      times.prepare_done = performance.now();
       return { ok: true, conn };
     } catch (e) {
       const errno = (e as { errno?: number }).errno;

@@ -5,7 +5,7 @@
  * under several protocols in one run.
  */
 import http from "node:http";
-import type { Outcome, TransferTarget } from "./target.ts";
+import type { Outcome, PhaseTotals, TransferTarget } from "./target.ts";
 import type { Transfer } from "./workload.ts";
 
 /** Bound on one request: well above the server's own bounds (vote timeout 5 s, statement timeout 10 s). */
@@ -66,6 +66,27 @@ export class HttpTarget implements TransferTarget {
     });
   }
 
+  /**
+   * From the server's GET /metrics: speccommit_phase_duration_seconds per
+   * phase (exec, prepare, log, commit), and speccommit_transaction_duration_seconds
+   * of committed transfers as "in_server" (request to reply inside the server).
+   */
+  phaseTotals(): Promise<PhaseTotals> {
+    return new Promise((resolve, reject) => {
+      const req = http.get({ host: this.host, port: this.port, path: "/metrics", agent: this.agent, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          if (res.statusCode !== 200) return reject(new Error(`GET /metrics answered ${res.statusCode}`));
+          resolve(phaseTotalsOf(Buffer.concat(chunks).toString("utf8"), this.opts.protocol));
+        });
+      });
+      req.on("timeout", () => req.destroy(new Error("GET /metrics timed out")));
+      req.on("error", reject);
+    });
+  }
+
   async close(): Promise<void> {
     this.agent.destroy();
   }
@@ -93,4 +114,25 @@ export function outcomeOf(status: number, text: string): Outcome {
   if (status === 202 && body.status === "in_doubt" && tx !== undefined) return { kind: "in_doubt", tx };
   if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "")}`.slice(0, 80) };
   throw new Error(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
+}
+
+const METRIC_LINE = /^speccommit_(phase|transaction)_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/;
+
+/** Sums and counts of the phase and transaction histograms in a Prometheus text page, for one protocol (all when undefined). */
+export function phaseTotalsOf(text: string, protocol: string | undefined): PhaseTotals {
+  const out: PhaseTotals = {};
+  for (const line of text.split("\n")) {
+    const m = METRIC_LINE.exec(line);
+    if (m === null) continue;
+    const labels = Object.fromEntries([...m[3]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
+    if (protocol !== undefined && labels["protocol"] !== protocol) continue;
+    let phase: string;
+    if (m[1] === "phase") phase = labels["phase"] ?? "?";
+    else if (labels["outcome"] === "committed") phase = "in_server";
+    else continue;
+    const entry = (out[phase] ??= { sum_s: 0, count: 0 });
+    if (m[2] === "sum") entry.sum_s += Number(m[4]);
+    else entry.count += Number(m[4]);
+  }
+  return out;
 }

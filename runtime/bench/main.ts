@@ -25,7 +25,7 @@ import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./l
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
 import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport } from "./report.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
-import type { TransferTarget } from "./target.ts";
+import type { PhaseTotals, TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
 
 /** A client pauses this long after a refused or lost request, so an outage is not a busy loop. */
@@ -111,8 +111,9 @@ function processes(file: Partial<ClusterFile>, serverPid: number | undefined): M
 }
 
 /** One round of one target: `warmup_s` then `duration_s` measured, on transfer streams from `streamOffset`. */
-async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally): Promise<LoadResult> {
+async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally, phases: PhaseTotals): Promise<LoadResult> {
   console.log(`${name}: ${o.clients} clients, ${warmup_s} s warm-up, ${duration_s} s measured`);
+  const phasesBefore = await target.phaseTotals();
   const before = sampleCpu(pids);
   const result = await runLoad({
     target,
@@ -126,6 +127,13 @@ async function round(name: string, target: TransferTarget, o: BenchOptions, work
     onProgress: (p) => console.log(progressLine(name, p)),
   });
   cpu.add(before, sampleCpu(pids));
+  const phasesAfter = await target.phaseTotals();
+  for (const [phase, after] of Object.entries(phasesAfter)) {
+    const b = phasesBefore[phase] ?? { sum_s: 0, count: 0 };
+    const into = (phases[phase] ??= { sum_s: 0, count: 0 });
+    into.sum_s += after.sum_s - b.sum_s;
+    into.count += after.count - b.count;
+  }
   return result;
 }
 
@@ -155,11 +163,12 @@ async function run(o: BenchOptions): Promise<boolean> {
     const since_us = Date.now() * 1000;
     const before = await totalCents(addresses.shards);
     // The server and the floor take turns, round by round, on the same transfers: a neighbour's load then weighs on both alike.
-    const targets: Array<{ target: TransferTarget; ledger: Ledger; cpu: CpuTally; duration_s: number; result?: LoadResult }> = [
+    const targets: Array<{ target: TransferTarget; ledger: Ledger; cpu: CpuTally; phases: PhaseTotals; duration_s: number; result?: LoadResult }> = [
       {
         target: new HttpTarget({ url: target.url, sockets: o.clients, ...(o.protocol !== undefined ? { protocol: o.protocol } : {}) }),
         ledger: newLedger(),
         cpu: new CpuTally(),
+        phases: {},
         duration_s: o.duration_s,
       },
     ];
@@ -168,6 +177,7 @@ async function run(o: BenchOptions): Promise<boolean> {
         target: new FloorTarget({ shards: addresses.shards, etcd: addresses.etcd, prefix: `bench-floor-${process.pid}/`, connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2) }),
         ledger: newLedger(),
         cpu: new CpuTally(),
+        phases: {},
         duration_s: o.floor_duration_s,
       });
     }
@@ -175,14 +185,14 @@ async function run(o: BenchOptions): Promise<boolean> {
       for (let r = 0; r < o.rounds; r++) {
         for (const t of targets) {
           const name = `${t.target.name}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
-          const res = await round(name, t.target, o, workload, r === 0 ? o.warmup_s : 0, t.duration_s / o.rounds, r * o.clients, t.ledger, pids, t.cpu);
+          const res = await round(name, t.target, o, workload, r === 0 ? o.warmup_s : 0, t.duration_s / o.rounds, r * o.clients, t.ledger, pids, t.cpu, t.phases);
           t.result = t.result === undefined ? res : mergeLoad(t.result, res);
         }
       }
     } finally {
       for (const t of targets) await t.target.close();
     }
-    const reports = targets.map((t) => phaseReport(t.result!, t.cpu.use()));
+    const reports = targets.map((t) => phaseReport(t.result!, t.cpu.use(), t.phases));
     const ours = reports[0]!;
     const floor = reports[1] ?? null;
     console.log(`audit: waiting up to ${o.settle_timeout_s} s for the resolver to settle every branch`);

@@ -6,6 +6,7 @@
 import type { HistoryAudit, Settled } from "./audit.ts";
 import type { CpuUse } from "./cpu.ts";
 import type { LoadResult, Progress } from "./load.ts";
+import type { PhaseTotals } from "./target.ts";
 
 export interface PhaseReport {
   readonly target: string;
@@ -15,6 +16,7 @@ export interface PhaseReport {
   readonly committed_per_s: number;
   /** Request to answer of committed transfers. */
   readonly latency_ms: { p50: number | null; p95: number | null; p99: number | null; p99_9: number | null };
+  readonly latency_mean_ms: number | null;
   readonly aborts: Record<string, number>;
   readonly in_doubt: number;
   readonly rejected: Record<string, number>;
@@ -23,6 +25,13 @@ export interface PhaseReport {
   readonly cpu: CpuUse;
   /** CPU milliseconds per committed transfer, per process. */
   readonly cpu_ms_per_commit: Record<string, number>;
+  /**
+   * Mean ms per phase during the measured rounds (warm-up included), as the
+   * target measures it: exec, prepare, log (decision write), commit (after
+   * the answer), in_server (committed, request to reply inside the server;
+   * for the floor, the whole transfer).
+   */
+  readonly phase_ms_mean: Record<string, number>;
 }
 
 export interface Goal {
@@ -53,7 +62,7 @@ export interface BenchReport {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-export function phaseReport(r: LoadResult, cpu: CpuUse): PhaseReport {
+export function phaseReport(r: LoadResult, cpu: CpuUse, phases: PhaseTotals): PhaseReport {
   const p = r.latency.percentiles([50, 95, 99, 99.9]);
   const measured_s = r.measuredMs / 1000;
   const committed_per_s = measured_s > 0 ? r.committed / measured_s : 0;
@@ -66,12 +75,14 @@ export function phaseReport(r: LoadResult, cpu: CpuUse): PhaseReport {
     committed: r.committed,
     committed_per_s: round(committed_per_s, 1),
     latency_ms: { p50: p[50], p95: p[95], p99: p[99], p99_9: p[99.9] },
+    latency_mean_ms: r.latency.mean() === null ? null : round(r.latency.mean()!, 3),
     aborts: r.aborts,
     in_doubt: r.inDoubt,
     rejected: r.rejected,
     lost: r.unknown,
     cpu,
     cpu_ms_per_commit,
+    phase_ms_mean: Object.fromEntries(Object.entries(phases).filter(([, v]) => v.count > 0).map(([k, v]) => [k, round((v.sum_s * 1000) / v.count, 3)])),
   };
 }
 
@@ -123,6 +134,13 @@ export function formatReport(r: BenchReport): string {
         `  ${p.target.padEnd(8)} ${Object.entries(p.cpu.cores)
           .map(([k, v]) => `${k} ${v} (${p.cpu_ms_per_commit[k] ?? "-"} ms)`)
           .join(", ")}; others ${p.cpu.others_cores ?? "?"}; machine ${p.cpu.machine_cores ?? "?"} of ${p.cpu.machine_cores_total ?? "?"} cores`,
+    ),
+    "mean ms per phase (exec, prepare, log = decision write, commit = after the answer; in_server = request to reply inside the server, for the floor the whole transfer):",
+    ...[r.server, ...(r.floor !== null ? [r.floor] : [])].map(
+      (p) =>
+        `  ${p.target.padEnd(8)} ${Object.entries(p.phase_ms_mean)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}; answer seen by the client (mean) ${p.latency_mean_ms ?? "-"}`,
     ),
     ...(r.ratio_to_floor !== null ? [`ours / floor: p50 ${r.ratio_to_floor.p50}x, p99 ${r.ratio_to_floor.p99}x, throughput ${r.ratio_to_floor.committed_per_s}x`] : []),
     ...(r.goals.length > 0 ? ["goals:", ...r.goals.map((g) => `  ${g.met ? "met   " : "MISSED"} ${g.goal}: ${g.measured}`)] : []),

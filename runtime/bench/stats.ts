@@ -31,6 +31,13 @@ export class Latencies {
     for (let i = 0; i < other.n; i++) this.add(other.samples[i]!);
   }
 
+  mean(): number | null {
+    if (this.n === 0) return null;
+    let sum = 0;
+    for (let i = 0; i < this.n; i++) sum += this.samples[i]!;
+    return sum / this.n;
+  }
+
   /** Percentiles (0-100) by the nearest-rank method; null when there is no sample. */
   percentiles<K extends number>(ps: readonly K[]): Record<K, number | null> {
     const sorted = this.samples.slice(0, this.n).sort();

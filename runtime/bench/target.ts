@@ -19,9 +19,18 @@ export type Outcome =
   /** The answer was lost (connection reset mid-request): it may or may not have run, all-or-nothing. */
   | { readonly kind: "unknown"; readonly reason: string };
 
+/**
+ * Time spent per phase of the commit (exec, prepare, log, commit, ...) since
+ * the target started: total seconds and how many times, as Prometheus keeps
+ * them. The difference of two readings gives the mean of each phase over
+ * the period between: where a transfer's time goes.
+ */
+export type PhaseTotals = Record<string, { sum_s: number; count: number }>;
+
 export interface TransferTarget {
   /** Shown in reports: "2pc", "floor", ... */
   readonly name: string;
   transfer(t: Transfer): Promise<Outcome>;
+  phaseTotals(): Promise<PhaseTotals>;
   close(): Promise<void>;
 }

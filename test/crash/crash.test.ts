@@ -77,6 +77,9 @@ class Counting implements TransferTarget {
       this.inFlight--;
     }
   }
+  phaseTotals(): ReturnType<TransferTarget["phaseTotals"]> {
+    return this.inner.phaseTotals();
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
