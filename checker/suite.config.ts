@@ -52,6 +52,8 @@ export const suite: SuiteEntry[] = [
   { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
   { model: "twopc", params: { scenario: "three", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
   { model: "twopc", params: { scenario: "three", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "local", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "local", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
   // Expected result: with the process down for good, prepared branches stay prepared (2PC blocks).
   { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_terminates" },
   // Each mutant, on the smallest configuration that exposes it, caught by the named
@@ -69,6 +71,7 @@ export const suite: SuiteEntry[] = [
   ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", { crash: 1 }),
   ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
   ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable"),
+  ...twopcMutant("one-phase-lost-is-commit", "local", "committed_reply_is_durable", { shardCrash: 1, timeouts: false }),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */

@@ -186,7 +186,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
       case "xa.prepare":
         return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e);
       case "xa.commit":
-        return this.await(xa.commit(e.tx, e.shard), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.commit(e.tx, e.shard, e.onePhase === true), (r) => ({ t: "xa.commit", tx: e.tx, shard: e.shard, r }), e);
       case "xa.rollback":
         return this.await(xa.rollback(e.tx, e.shard), (r) => ({ t: "xa.rollback", tx: e.tx, shard: e.shard, r }), e);
       case "xa.recover":

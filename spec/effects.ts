@@ -127,7 +127,8 @@ export type Effect =
   /** XA START; each op as a guarded update (with `guard`, an update that would take a balance below zero matches no row: INSUFFICIENT_FUNDS) plus a history row; XA END. */
   | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly ops: readonly Op[]; readonly guard: boolean }
   | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId }
-  | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId }
+  /** `onePhase`: XA COMMIT ... ONE PHASE of an IDLE branch (a transaction with one branch needs no prepare and no decision record). */
+  | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId; readonly onePhase?: boolean }
   | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId }
   | { readonly t: "xa.recover"; readonly shard: ShardId }
   /** Compare-and-swap: write `value` only if the key's version is `ifVersion` (0: only if absent) and the fence holds. */

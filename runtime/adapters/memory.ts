@@ -195,8 +195,8 @@ export class MemoryXa implements XaExecutor {
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.run(shard, { t: "xa.prepare", tx, shard }, this.conn(tx, shard)) as Promise<XaResult>;
   }
-  commit(tx: TxId, shard: ShardId): Promise<XaResult> {
-    return this.run(shard, { t: "xa.commit", tx, shard }, this.conn(tx, shard)) as Promise<XaResult>;
+  commit(tx: TxId, shard: ShardId, onePhase = false): Promise<XaResult> {
+    return this.run(shard, { t: "xa.commit", tx, shard, onePhase }, this.conn(tx, shard)) as Promise<XaResult>;
   }
   rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.run(shard, { t: "xa.rollback", tx, shard }, this.conn(tx, shard)) as Promise<XaResult>;

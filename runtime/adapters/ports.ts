@@ -20,7 +20,8 @@ export interface XaExecutor {
   readonly shards: readonly ShardId[];
   exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult>;
   prepare(tx: TxId, shard: ShardId): Promise<XaResult>;
-  commit(tx: TxId, shard: ShardId): Promise<XaResult>;
+  /** `onePhase`: XA COMMIT ... ONE PHASE (an IDLE branch, no prepare). */
+  commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult>;
   rollback(tx: TxId, shard: ShardId): Promise<XaResult>;
   recover(shard: ShardId): Promise<RecoverResult>;
 }

@@ -122,10 +122,10 @@ export class XaMysql implements XaExecutor {
     });
   }
 
-  commit(tx: TxId, shard: ShardId): Promise<XaResult> {
-    return this.serialized(tx, shard, () =>
-      this.onBranch(tx, shard, `XA COMMIT ${xidSql(tx, shard)}`, (r) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK"),
-    );
+  commit(tx: TxId, shard: ShardId, onePhase = false): Promise<XaResult> {
+    // A failed one-phase commit leaves the branch IDLE on its connection, for the rollback.
+    const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
+    return this.serialized(tx, shard, () => this.onBranch(tx, shard, `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""}`, finished));
   }
 
   rollback(tx: TxId, shard: ShardId): Promise<XaResult> {

@@ -99,13 +99,15 @@ export function executeXa(s: xa.ShardState, fx: XaEffect, conn: xa.ConnId | null
     case "xa.commit":
     case "xa.rollback": {
       const xid = branchXid(fx.tx, fx.shard);
-      const stmt: xa.Stmt = fx.t === "xa.prepare" ? { op: "prepare", xid } : fx.t === "xa.commit" ? { op: "commit", xid } : { op: "rollback", xid };
+      const onePhase = fx.t === "xa.commit" && fx.onePhase === true;
+      const stmt: xa.Stmt = fx.t === "xa.prepare" ? { op: "prepare", xid } : fx.t === "xa.commit" ? { op: "commit", xid, onePhase } : { op: "rollback", xid };
       const own = hasConn(s, conn);
       const outs = own ? run(s, conn, stmt) : runFresh(s, stmt);
       return outs.map(({ s: s2, out }) => {
         const err = errorOf(out);
         // A finished branch gives its connection back.
-        const finished = fx.t !== "xa.prepare" && (err === null || err === "NOTA" || err === "RBROLLBACK");
+        // (A failed one-phase commit leaves the branch IDLE on its connection, for the rollback.)
+        const finished = fx.t !== "xa.prepare" && (err === null || (!onePhase && (err === "NOTA" || err === "RBROLLBACK")));
         const shard = own && finished ? xa.disconnect(s2, conn) : s2;
         const r = err === null ? ({ ok: true } as const) : ({ ok: false, err } as const);
         return { shard, result: { t: fx.t, tx: fx.tx, shard: fx.shard, r } as Result, label: err ?? "ok" };

@@ -15,6 +15,12 @@
  *      times, then leave the rest to the resolver;
  *   5. delete the decision record once every branch is finished.
  *
+ * A transaction with a single branch needs no vote: XA COMMIT ... ONE PHASE
+ * once it has executed, no prepare, no decision record (Gray & Reuter 1993,
+ * 10.4.5, the one-participant case). Only `ok` then means committed; a
+ * connection lost during that commit leaves the outcome unknown to the
+ * coordinator, which answers "in doubt" (the shard's history tells).
+ *
  * The role is pure: see spec/role.ts for the effect ordering contract.
  */
 import type { Role, Step } from "../../role.ts";
@@ -58,7 +64,7 @@ export interface BranchState {
   readonly prepareSent: boolean;
 }
 
-export type Phase = "idle" | "voting" | "logging" | "committing" | "aborting" | "forgetting" | "done";
+export type Phase = "idle" | "voting" | "one_phase" | "logging" | "committing" | "aborting" | "forgetting" | "done";
 
 export interface CoordinatorState {
   readonly phase: Phase;
@@ -89,6 +95,7 @@ export const coordinatorMutants = [
   "forget-before-commit",
   "timeout-keeps-voting",
   "no-epoch-fence",
+  "one-phase-lost-is-commit",
 ] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
@@ -245,6 +252,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
           return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
         }
         if (!input.r.ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+        if (st.branches.length === 1) {
+          const next = setBranch({ ...st, phase: "one_phase" }, input.shard, { status: "committing", attempts: 1 });
+          return { st: next, effects: [{ t: "xa.commit", tx: st.tx, shard: input.shard, onePhase: true }] };
+        }
         return { st: setBranch(st, input.shard, { status: "preparing", prepareSent: true }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
       }
 
@@ -310,6 +321,19 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       case "xa.commit": {
         const b = branch(st, input.shard);
         if (b === undefined || b.status !== "committing") return { st, effects: [] };
+        if (st.phase === "one_phase") {
+          // (The mutant takes a lost connection during the commit for success.)
+          if (input.r.ok || (mutant === "one-phase-lost-is-commit" && input.r.err === "UNAVAILABLE")) {
+            const r = reply({ ...setBranch(st, input.shard, { status: "committed" }), phase: "done" }, { status: "committed" });
+            return { st: r.st, effects: r.fx };
+          }
+          if (input.r.err === "UNAVAILABLE") {
+            // Committed or rolled back with its connection: the coordinator cannot tell which.
+            const r = reply({ ...setBranch(st, input.shard, { status: "abandoned" }), phase: "done" }, { status: "in_doubt" });
+            return { st: r.st, effects: r.fx };
+          }
+          return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+        }
         const done = input.r.ok || (finishedOnCommit(input.r.err) && mutant !== "nota-retries-forever");
         if (done) return maybeFinished(setBranch(st, input.shard, { status: "committed" }), []);
         return retryOrGiveUp(st, input.shard, input.r.ok ? "RMFAIL" : input.r.err);

@@ -70,8 +70,18 @@ export function scenario(name: string): Scenario {
           { id: "t2", branches: [{ shard: "s2", ops: [{ account: 2, delta: -40 }] }, { shard: "s3", ops: [{ account: 3, delta: 40 }] }] },
         ],
       };
+    case "local":
+      // A transfer inside one shard (one phase) racing a cross-shard one for account 1.
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100], [3, 0]], [[2, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }, { account: 3, delta: 60 }] }] },
+          { id: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] },
+        ],
+      };
     default:
-      throw new Error(`unknown scenario '${name}': use transfer, conflict or three`);
+      throw new Error(`unknown scenario '${name}': use transfer, conflict, three or local`);
   }
 }
 

@@ -39,9 +39,14 @@ export function twopcInvariants(sc: Scenario): Record<string, Pred> {
         const rec = decisionOf(txlog.get(w.log, decisionKey(sc.txs[t]!.id))?.value);
         return rec === null || w.ghost.decision[t] === rec;
       }),
-    /** AC3: a branch commits only if every branch of its transaction was prepared. */
+    /**
+     * AC3: a branch commits only if every branch of its transaction was prepared
+     * (a transaction of one branch votes by committing in one phase).
+     */
     AC3_commit_needs_all_yes: (w) =>
-      txs.every((t) => !branchesOf(t).some((s) => committed(w, t, s)) || branchesOf(t).every((s) => w.ghost.prepared[t]![s]!)),
+      txs.every(
+        (t) => branchesOf(t).length === 1 || !branchesOf(t).some((s) => committed(w, t, s)) || branchesOf(t).every((s) => w.ghost.prepared[t]![s]!),
+      ),
     /** AC4: with no fault and no timeout, a transaction whose branches all prepared is not aborted. */
     AC4_all_yes_commits: (w) =>
       w.ghost.faulty ||
