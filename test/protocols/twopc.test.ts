@@ -33,8 +33,9 @@ function show(e: Effect): string {
   switch (e.t) {
     case "xa.exec":
       return `exec ${e.shard}${e.guard ? "" : " UNGUARDED"}`;
-    case "xa.prepare":
     case "xa.commit":
+      return `commit ${e.shard}${e.onePhase ? " one phase" : ""}`;
+    case "xa.prepare":
     case "xa.rollback":
       return `${e.t.slice(3)} ${e.shard}`;
     case "xa.recover":
@@ -112,15 +113,34 @@ describe("2PC coordinator", () => {
   it("answers in doubt when the log stays unavailable, and never rolls back then", () => {
     const r = coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2 });
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(r, [
-      { t: "request", tx: "t1", branches: [branches[0]!], epoch: 1 },
+      { t: "request", tx: "t1", branches, epoch: 1 },
       { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s2", r: ok },
       { t: "xa.prepare", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.prepare", tx: "t1", shard: "s2", r: ok },
       { t: "log.put", key: "tx/t1", r: { ok: false, err: "UNAVAILABLE" } },
       { t: "timeout", id: "log" },
       { t: "log.put", key: "tx/t1", r: { ok: false, err: "UNAVAILABLE" } },
     ]);
-    expect(lines.slice(3)).toEqual([["timer log"], ["put tx/t1 commit if v0 fence v1"], ["reply in_doubt"]]);
+    expect(lines.slice(5)).toEqual([["timer log"], ["put tx/t1 commit if v0 fence v1"], ["reply in_doubt"]]);
     expect(st.phase).toBe("done");
+  });
+
+  it("commits a single-branch transaction in one phase: no prepare, no record; a lost connection then is in doubt", () => {
+    const one = [{ shard: "s1", ops: [{ account: 1, delta: -30 }, { account: 3, delta: 30 }] }];
+    const committed = transcript<CoordinatorState, CoordinatorInput>(role, [
+      { t: "request", tx: "t1", branches: one, epoch: 1 },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.commit", tx: "t1", shard: "s1", r: ok },
+    ]);
+    expect(committed.lines).toEqual([["exec s1", "timer vote"], ["commit s1 one phase"], ["reply committed"]]);
+    const lost = transcript<CoordinatorState, CoordinatorInput>(role, [
+      { t: "request", tx: "t1", branches: one, epoch: 1 },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.commit", tx: "t1", shard: "s1", r: { ok: false, err: "UNAVAILABLE" } },
+    ]);
+    expect(lost.lines.at(-1)).toEqual(["reply in_doubt"]);
+    expect(lost.st.phase).toBe("done");
   });
 
   it("does not stop while an exec is in flight: an abandoned branch waits for the others", () => {
