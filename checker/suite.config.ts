@@ -72,9 +72,35 @@ export const suite: SuiteEntry[] = [
   ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
   ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable"),
   ...twopcMutant("one-phase-lost-is-commit", "local", "committed_reply_is_durable", { shardCrash: 1, timeouts: false }),
+
+  // Parallel commit (spec/protocols/parallel): STAGING written with the prepares; committed =
+  // STAGING durable + every branch prepared; recovery KILLs the recorded connections before it
+  // decides. docs/protocols/parallel-commit.md gives the cost of each configuration.
+  { model: "parallel", params: { scenario: "transfer", crash: 0, shardCrash: 0 }, expect: "ok", counts: { distinct: 641, generated: 1_581, depth: 21 } },
+  { model: "parallel", params: { scenario: "transfer", crash: 1, shardCrash: 1 }, expect: "ok", counts: { distinct: 84_375, generated: 263_679, depth: 55 } },
+  { model: "parallel", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 660_050, generated: 2_297_738, depth: 50 } },
+  ...parallelMutant("no-fence", "AC2_irrevocable", 22, { crash: 1 }),
+  ...parallelMutant("no-fence", "implicit_commit_is_final", 24, { crash: 1 }),
+  ...parallelMutant("reply-before-staging", "committed_reply_is_committed", 8),
+  ...parallelMutant("staging-without-conns", "AC2_irrevocable", 28, { crash: 1 }),
+  ...parallelMutant("commit-before-record", "AC1_agreement", 30, { crash: 1 }),
+  ...parallelMutant("record-before-prepared", "committed_reply_is_committed", 7),
+  ...parallelMutant("record-before-prepared", "AC3_commit_needs_all_yes", 10, { shardCrash: 1 }),
+  ...parallelMutant("commit-before-staging", "money_conserved", 9),
+  ...parallelMutant("timeout-after-staging", "aborted_reply_is_final", 10),
+  ...parallelMutant("no-funds-check", "no_negative_balance", 20, { scenario: "conflict", timeouts: false }),
+  ...parallelMutant("missing-is-commit", "AC3_commit_needs_all_yes", 28, { crash: 1 }),
+  ...parallelMutant("missing-is-commit", "applied_exactly_once", 26, { crash: 1 }),
+  ...parallelMutant("ignore-active", "AC4_all_yes_commits", 17),
+  ...parallelMutant("keep-records", "AC5_terminates", 7, { crash: 1 }),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
 function twopcMutant(mutant: string, scenario: string, property: string, faults: Record<string, number | boolean> = {}): SuiteEntry[] {
   return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}`, properties: [property] }];
+}
+
+/** A parallel-commit mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
+function parallelMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
+  return [{ model: "parallel", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
 }

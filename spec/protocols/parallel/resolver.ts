@@ -80,6 +80,8 @@ export interface ResolverState {
   readonly fenced: readonly TxId[];
   /** This scan's kills that succeeded, as sorted `shard conn` keys. */
   readonly killed: readonly string[];
+  /** This scan's kills not yet sent: one at a time, as RECOVER (a scan is background work, and fewer interleavings to check). */
+  readonly toKill: readonly { readonly shard: ShardId; readonly conn: string }[];
 }
 
 export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | ParallelResult;
@@ -118,6 +120,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     suspects: [],
     fenced: [],
     killed: [],
+    toKill: [],
   });
 
   /** Between scans: what carries over is the epoch, the suspects and the fenced transactions. */
@@ -172,6 +175,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     for (const [tx, shards] of [...presumed].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       effects.push({ t: "log.put", key: decisionKey(tx), value: { kind: "decision", decision: "abort", branches: shards.sort() }, ifVersion: 0, fence: fence(st) });
     }
+    const toKill: { shard: ShardId; conn: string }[] = [];
     const known = new Set(st.recovered.filter((r) => r.prepared !== null).map((r) => r.shard));
     for (const rec of st.records) {
       const tx = txOfDecisionKey(rec.key);
@@ -187,7 +191,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
           const value = { kind: "decision", decision, branches: staging.branches.map((b) => b.shard) } as const;
           effects.push({ t: "log.put", key: rec.key, value, ifVersion: rec.version, fence: fence(st) });
         } else if (mutant !== "no-fence") {
-          for (const b of staging.branches) effects.push({ t: "xa.kill", shard: b.shard, conn: b.conn });
+          for (const b of staging.branches) if (!toKill.some((k) => k.shard === b.shard && k.conn === b.conn)) toKill.push({ shard: b.shard, conn: b.conn });
         }
         continue;
       }
@@ -195,7 +199,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       const allSeen = rec.value.kind === "decision" && rec.value.branches.every((s) => known.has(s));
       if (allSeen && !stillPrepared && mutant !== "keep-records") effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
     }
-    return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort() }, null, dedupe(effects));
+    const kills: ParallelEffect[] = toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
+    return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort(), toKill: toKill.slice(1) }, null, [...effects, ...kills]);
   }
 
   function step(st: ResolverState, input: ResolverInput): Out {
@@ -257,9 +262,9 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         if (st.phase !== "resolving") return { st, effects: [] };
         const done = keyOf(input);
         if (!st.outstanding.includes(done)) return { st, effects: [] };
-        if (!input.r.ok) return issue(st, done, []);
-        const killed = [...st.killed, connKey(input.shard, input.conn)].sort();
-        return issue({ ...st, killed }, done, []);
+        const killed = input.r.ok ? [...st.killed, connKey(input.shard, input.conn)].sort() : st.killed;
+        const kills: ParallelEffect[] = st.toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
+        return issue({ ...st, killed, toKill: st.toKill.slice(1) }, done, kills);
       }
       case "xa.commit":
       case "xa.rollback": {
@@ -284,17 +289,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   }
 
   return { start, step };
-}
-
-/** Two STAGING records may list the same (shard, connection) only in the mutant that records none; one KILL is enough. */
-function dedupe(effects: ParallelEffect[]): ParallelEffect[] {
-  const seen = new Set<string>();
-  return effects.filter((e) => {
-    const k = keyOf(e);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }
 
 const byXid = (a: PreparedXid, b: PreparedXid): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0);
