@@ -105,9 +105,6 @@ const keyOf = (e: ParallelEffect): string => {
 const connKey = (shard: ShardId, conn: string): string => `${shard} ${conn}`;
 const stagingOf = (e: LogEntry | undefined): StagingRecord | null => (e?.value.kind === "staging" ? e.value : null);
 
-/** The epoch this process writes under, once the resolver has taken it; coordinators need it. */
-export const epochOf = (st: ResolverState): number | null => st.epoch;
-
 export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, ParallelEffect> {
   const mutant = opts.mutant;
   const start = (): ResolverState => ({
