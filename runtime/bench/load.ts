@@ -2,8 +2,8 @@
  * The closed loop: `clients` concurrent clients, each sending its next
  * transfer as soon as the previous one is answered, for a warm-up and then a
  * measured period. Figures (throughput, latency, outcomes) count only what
- * started in the measured period; the ledger keeps every transfer of the run,
- * warm-up included, for the audit.
+ * started and ended within the measured period; the ledger keeps every
+ * transfer of the run, warm-up and stragglers included, for the audit.
  *
  * One run drives one target. Comparing protocols is running this once per
  * target (several times each, interleaved, so that a noisy neighbour hits
@@ -189,7 +189,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         failure ??= e as Error;
         return;
       }
-      record(out, t, performance.now() - now, now >= measureFrom);
+      const done = performance.now();
+      record(out, t, done - now, now >= measureFrom && done <= end);
       if (out.kind === "rejected" || out.kind === "unknown") await new Promise((r) => setTimeout(r, o.backoffMs));
     }
   };
