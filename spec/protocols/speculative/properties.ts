@@ -1,0 +1,114 @@
+/**
+ * The properties of the speculative path, checked on every reachable state
+ * of the composed model (docs/protocols/speculative.md states each as a
+ * formula).
+ *
+ * Notation, per transaction t and shard s of one of its branches:
+ *   row(t,s)     the state of the undo table's row under key (t, s), or none;
+ *   applied(t,s) row(t,s) in {undo, released}: the branch's deltas are in place;
+ *   delta(t,s,a) the branch's delta on account a (debit < 0, credit > 0);
+ *   moved(t,s)   (ghost) cents the transaction's statements added to the
+ *                shard's balances plus pending, whatever the rows say;
+ *   record(t)    the state of the txlog record spec/<t>.
+ */
+import type { Action, Scenario, World } from "./model.ts";
+import * as txlog from "../../env/txlog.ts";
+import { rowOf, type LocalShard } from "../../env/local.ts";
+import { specKey, specStateOf, type UndoRowState } from "../../effects.ts";
+
+type Pred = (w: World) => boolean;
+
+export function speculativeInvariants(sc: Scenario): Record<string, Pred> {
+  const txs = sc.txs.map((_, t) => t);
+  const branchesOf = (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard));
+  const rowState = (w: World, t: number, s: number): UndoRowState | null => rowOf(w.shards[s]!, sc.txs[t]!.id, sc.shards[s]!)?.state ?? null;
+  const applied = (w: World, t: number, s: number): boolean => ["undo", "released"].includes(rowState(w, t, s) ?? "");
+  const dead = (w: World, t: number, s: number): boolean => ["tombstone", "compensated"].includes(rowState(w, t, s) ?? "");
+  const opsOf = (t: number, s: number) => sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops);
+  const deltaOf = (t: number, s: number): number => opsOf(t, s).reduce((sum, op) => sum + op.delta, 0);
+  const record = (w: World, t: number) => specStateOf(txlog.get(w.log, specKey(sc.txs[t]!.id))?.value);
+  const initial = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
+  const initialOf = (s: number, a: number): number => sc.balances[s]!.find(([id]) => id === a)?.[1] ?? 0;
+  const shardSum = (sh: LocalShard, col: 1 | 2): number => sh.accounts.reduce((sum, acct) => sum + acct[col], 0);
+  /** Money that left one shard of t and has not reached another yet (or the reverse). */
+  const inFlight = (w: World, t: number): number => -branchesOf(t).reduce((sum, s) => sum + (applied(w, t, s) ? deltaOf(t, s) : 0), 0);
+  const rolledBack = (w: World, t: number): boolean => branchesOf(t).some((s) => dead(w, t, s));
+
+  /** What a reader of account a on shard s sees, per claim, from the rows alone. */
+  const expected = (w: World, s: number, a: number) => {
+    let balance = initialOf(s, a);
+    let pending = 0;
+    for (const t of txs) {
+      const st = rowState(w, t, s);
+      for (const op of opsOf(t, s)) {
+        if (op.account !== a) continue;
+        if (op.delta < 0 && (st === "undo" || st === "released")) balance += op.delta;
+        if (op.delta > 0 && st === "undo") pending += op.delta;
+        if (op.delta > 0 && st === "released") balance += op.delta;
+      }
+    }
+    return { balance, pending };
+  };
+
+  return {
+    /** No spendable balance (and no pending credit) is ever below zero. */
+    no_negative_balance: (w) => w.shards.every((sh) => sh.accounts.every(([, b, p]) => b >= 0 && p >= 0)),
+    /** Balances + pending credits + money in flight between the shards of a transaction = the initial total. */
+    money_conserved: (w) =>
+      w.shards.reduce((sum, sh) => sum + shardSum(sh, 1) + shardSum(sh, 2), 0) + txs.reduce((sum, t) => sum + inFlight(w, t), 0) === initial,
+    /** Once nothing is in flight and nothing is pending, the balances alone add up to the initial total. */
+    balances_conserved_when_settled: (w) =>
+      txs.some((t) => inFlight(w, t) !== 0) ||
+      w.shards.some((sh) => shardSum(sh, 2) !== 0) ||
+      w.shards.reduce((sum, sh) => sum + shardSum(sh, 1), 0) === initial,
+    /** The undo row is durable exactly when the write is: what t moved on s is what its row accounts for. */
+    undo_durable_with_write: (w) => txs.every((t) => branchesOf(t).every((s) => w.ghost.moved[t]![s] === (applied(w, t, s) ? deltaOf(t, s) : 0))),
+    /** No compensation changes a shard twice. */
+    compensated_at_most_once: (w) => w.ghost.compensations.every((row) => row.every((n) => n <= 1)),
+    /** A rolled-back transaction (some branch's key holds a tombstone) with nothing left to undo moved no money at all. */
+    rollback_restores_total: (w) =>
+      txs.every((t) => !rolledBack(w, t) || branchesOf(t).some((s) => rowState(w, t, s) === "undo") || branchesOf(t).every((s) => w.ghost.moved[t]![s] === 0)),
+    /** A client told "committed" never sees the transaction rolled back. */
+    committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w, t) && record(w, t) !== "SPEC_ROLLED_BACK")),
+    /** A client told "aborted" never sees the transaction committed: some branch's key holds a tombstone, so none can release. */
+    aborted_is_final: (w) => txs.every((t) => w.told[t]?.status !== "aborted" || (rolledBack(w, t) && !branchesOf(t).some((s) => rowState(w, t, s) === "released"))),
+    /** A terminal record is the truth on the shards, and stays so: nothing of t is left to undo, and nothing lands later. */
+    terminal_record_is_final: (w) =>
+      txs.every((t) => {
+        const r = record(w, t);
+        if (r === "SPEC_COMMITTED") return branchesOf(t).every((s) => rowState(w, t, s) === "released");
+        if (r === "SPEC_ROLLED_BACK") return branchesOf(t).every((s) => dead(w, t, s));
+        return true;
+      }),
+    // Isolation (docs/protocols/speculative.md, "Isolation"): what a reader of one account sees.
+    /** ISO1: a debit is in the balance as soon as its branch applied, committed or not; a compensated debit is back. */
+    iso_debits_visible_at_once: (w) => w.shards.every((sh, s) => sh.accounts.every(([a, b]) => b === expected(w, s, a).balance)),
+    /** ISO2: a credit is pending (not spendable) while its branch's row is undo, and spendable only once released. */
+    iso_credits_pending_until_final: (w) => w.shards.every((sh, s) => sh.accounts.every(([a, , p]) => p === expected(w, s, a).pending)),
+    /** ISO3: a credit is released only when every branch of its transaction applied (the transaction is committed). */
+    iso_released_only_when_committed: (w) => txs.every((t) => !branchesOf(t).some((s) => rowState(w, t, s) === "released") || branchesOf(t).every((s) => applied(w, t, s))),
+  };
+}
+
+export function speculativeEventually(sc: Scenario) {
+  const ids = sc.txs.map((t) => t.id);
+  return {
+    /**
+     * Once faults stop, every speculation can still end: every coordinator
+     * is done, no undo row is left in state undo, and every transaction that
+     * left anything behind (a record, or a row other than a tombstone) has a
+     * SPEC_COMMITTED or SPEC_ROLLED_BACK record.
+     */
+    every_speculation_ends: {
+      goal: (w: World) =>
+        w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
+        w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
+        ids.every((tx) => {
+          const st = specStateOf(txlog.get(w.log, specKey(tx))?.value);
+          const left = st !== null || w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
+          return !left || st === "SPEC_COMMITTED" || st === "SPEC_ROLLED_BACK";
+        }),
+      allowed: (a: Action) => !(a.k === "crash" || (a.k === "complete" && a.fault)),
+    },
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * The resolver of the speculative path: it finishes the speculations a dead
+ * or give-up coordinator left behind. On every scan tick:
+ *
+ *   1. list the speculation records in the txlog (SPEC_*);
+ *   2. then scan every shard, one after the other, for undo rows still in
+ *      state undo;
+ *   3. every transaction with a SPEC_EXECUTING record or an undo row, no
+ *      terminal record, and no live coordinator in this process, that the
+ *      previous scan already found so, is settled (./settle.ts) exactly as
+ *      its coordinator would have: tombstone each branch not seen applied,
+ *      then release or compensate, then the terminal record. Its branches
+ *      are those the record or the undo row lists (every undo row lists
+ *      every branch of its transaction).
+ *
+ * Why "the previous scan already found it": the `active` set is taken when a
+ * scan starts, so a transaction that starts during a scan is not in it. Its
+ * coordinator is live, and the scan would settle the transaction under it.
+ * That would be safe (both decide from the same unique keys, see settle.ts)
+ * but a needless rollback race; waiting one scan means the transaction was
+ * older than a whole scan, so this scan's `active` covers it if its
+ * coordinator still runs (2PC's resolver waits the same way).
+ *
+ * Before its first scan the resolver takes a new process epoch (a CAS on the
+ * epoch key), as 2PC's does; every txlog write of this process is fenced
+ * with it. A statement that fails is not retried in a loop: the next scan
+ * starts again from what the shards and the log say.
+ *
+ * Why a speculation is always found while it is not final: its undo rows
+ * stay in state undo until it is settled, and no row leaves that state
+ * before SPEC_EXECUTING is durable (settle.ts). A speculation that left
+ * neither (every apply lost, the record never written) moved no money.
+ */
+import type { Role, Step } from "../../role.ts";
+import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../effects.ts";
+import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
+
+export interface ResolverOptions {
+  readonly shards: readonly ShardId[];
+  readonly mutant?: SettleMutant;
+}
+
+export interface ResolverState {
+  readonly phase: "idle" | "booting" | "listing" | "scanning" | "settling";
+  readonly epoch: number | null;
+  readonly active: readonly TxId[];
+  readonly records: readonly LogEntry[];
+  /** Undo rows seen in state undo, per shard scanned so far in this scan. */
+  readonly scanned: readonly ShardId[];
+  readonly rows: readonly UndoRowView[];
+  readonly settles: readonly Settlement[];
+  /** Transactions the last finished scan would have settled: this scan may. */
+  readonly suspects: readonly TxId[];
+}
+
+export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | SpecResult;
+
+type Out = Step<ResolverState, SpecEffect>;
+
+export const epochOf = (st: ResolverState): number | null => st.epoch;
+
+export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, SpecEffect> {
+  const start = (): ResolverState => ({ phase: "idle", epoch: null, active: [], records: [], scanned: [], rows: [], settles: [], suspects: [] });
+  const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects });
+  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: opts.mutant });
+
+  function scanNext(st: ResolverState): Out {
+    const shard = opts.shards.find((s) => !st.scanned.includes(s));
+    if (shard !== undefined) return { st: { ...st, phase: "scanning" }, effects: [{ t: "local.scan", shard }] };
+    return plan(st);
+  }
+
+  /** Every shard scanned: settle each unfinished speculation of no live coordinator. */
+  function plan(st: ResolverState): Out {
+    const found = new Map<TxId, { branches: readonly ShardId[]; version: number | null }>();
+    for (const e of st.records) {
+      const state = specStateOf(e.value);
+      if (state === "SPEC_EXECUTING" && e.value.kind === "spec") found.set(txOfSpecKey(e.key), { branches: e.value.branches, version: e.version });
+    }
+    const final = new Set(st.records.filter((e) => specStateOf(e.value) !== "SPEC_EXECUTING").map((e) => txOfSpecKey(e.key)));
+    for (const r of st.rows) if (!found.has(r.tx) && !final.has(r.tx)) found.set(r.tx, { branches: r.branches, version: null });
+    const effects: SpecEffect[] = [];
+    const settles: Settlement[] = [];
+    const suspects: TxId[] = [];
+    for (const [tx, f] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (st.active.includes(tx)) continue;
+      if (!st.suspects.includes(tx)) {
+        suspects.push(tx);
+        continue;
+      }
+      const branches = [...f.branches].sort().map((shard) => ({ shard, k: st.rows.some((r) => r.tx === tx && r.branch === shard) ? ("applied" as const) : ("unknown" as const) }));
+      const out = drive(newSettlement(tx, branches, f.version === null ? "absent" : "durable", f.version ?? 0), settleOpts(st));
+      effects.push(...out.effects);
+      if (!settled(out.s)) settles.push(out.s);
+    }
+    const next = { ...st, suspects };
+    if (settles.length === 0) return { st: idle(next), effects };
+    return { st: { ...next, phase: "settling", settles }, effects };
+  }
+
+  function step(st: ResolverState, input: ResolverInput): Out {
+    switch (input.t) {
+      case "scan": {
+        if (st.phase !== "idle") return { st, effects: [] };
+        const next: ResolverState = { ...idle(st), active: [...input.active].sort() };
+        if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
+        return { st: { ...next, phase: "listing" }, effects: [{ t: "log.list", prefix: SPEC_PREFIX }] };
+      }
+      case "log.list": {
+        if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
+        if (st.phase === "booting") {
+          const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
+          return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
+        }
+        if (st.phase !== "listing") return { st, effects: [] };
+        return scanNext({ ...st, records: [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) });
+      }
+      case "local.scan": {
+        if (st.phase !== "scanning") return { st, effects: [] };
+        // A shard that did not answer is scanned again next time; its branches are probed meanwhile.
+        const rows = input.r.ok ? [...st.rows, ...input.r.rows] : st.rows;
+        return scanNext({ ...st, scanned: [...st.scanned, input.shard], rows });
+      }
+      case "log.put":
+        if (st.phase === "booting" && input.key === EPOCH_KEY) {
+          // Another process took the epoch first, or the log did not answer: try again next scan.
+          if (!input.r.ok) return { st: idle(st), effects: [] };
+          return { st: { ...st, phase: "listing", epoch: input.r.version }, effects: [{ t: "log.list", prefix: SPEC_PREFIX }] };
+        }
+        return route(st, specKeyTx(input.key), input);
+      case "local.tombstone":
+      case "local.compensate":
+      case "local.release":
+        return route(st, input.tx, input);
+      default:
+        return { st, effects: [] };
+    }
+  }
+
+  const specKeyTx = (key: string): TxId | null => (key.startsWith(SPEC_PREFIX) ? txOfSpecKey(key) : null);
+
+  function route(st: ResolverState, tx: TxId | null, input: SpecResult): Out {
+    if (st.phase !== "settling" || tx === null) return { st, effects: [] };
+    const s = st.settles.find((x) => x.tx === tx);
+    if (s === undefined) return { st, effects: [] };
+    const out = onResult(s, input, settleOpts(st));
+    // A fenced write: this process is stale; drop everything and start over at the next scan.
+    if (input.t === "log.put" && !input.r.ok && input.r.err === "FENCED") return { st: start(), effects: [] };
+    const settles = st.settles.map((x) => (x.tx === tx ? out.s : x)).filter((x) => !settled(x));
+    return { st: settles.length === 0 ? idle(st) : { ...st, settles }, effects: out.effects };
+  }
+
+  return { start, step };
+}

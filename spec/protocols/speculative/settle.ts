@@ -1,0 +1,184 @@
+/**
+ * Settling one speculation: the part of the protocol that the coordinator and
+ * the resolver share (docs/protocols/speculative.md, "Settling").
+ *
+ * The outcome is decided by the shards' unique keys alone, never by a vote or
+ * a log record: a branch whose key holds an undo row is applied, one whose
+ * key holds a tombstone never will be. So
+ *   - commit   <=> every branch is applied (no tombstone can then be inserted);
+ *   - rollback <=> some branch's key holds a tombstone (it can then never apply).
+ * A branch whose state is not known is probed by inserting a tombstone: the
+ * insert either wins (the branch is dead) or fails on the key and says what
+ * holds it. That is the write-once log of Cornus (Guo et al., VLDB 2022).
+ *
+ * Once decided: release (commit) or compensate (rollback) every applied
+ * branch, but only after the SPEC_EXECUTING record is durable, so that a
+ * speculation stays findable by recovery while it is not final (its undo
+ * rows, or else its record); then write SPEC_COMMITTED / SPEC_ROLLED_BACK.
+ *
+ * Pure data in, data out; the owner (coordinator or resolver) routes results
+ * here and chooses how often a failed statement is retried.
+ */
+import { specKey, specStateOf, type Fence, type SpecEffect, type SpecResult, type ShardId, type TxId } from "../../effects.ts";
+
+export type Known =
+  /** The coordinator's apply is in flight: its answer will say. */
+  | "pending"
+  /** Not known: probe it with a tombstone. */
+  | "unknown"
+  | "probing"
+  /** The key holds the branch's undo row (or its released row). */
+  | "applied"
+  /** The key holds a tombstone (or a compensated row): the branch will never apply. */
+  | "dead"
+  /** Release or compensation sent. */
+  | "finishing"
+  /** Nothing left to do on this branch. */
+  | "final";
+
+export interface SettleBranch {
+  readonly shard: ShardId;
+  readonly k: Known;
+}
+
+export type RecordState = "absent" | "putting" | "durable" | "putting-final" | "final";
+
+export interface Settlement {
+  readonly tx: TxId;
+  readonly branches: readonly SettleBranch[];
+  readonly outcome: "commit" | "rollback" | null;
+  readonly record: RecordState;
+  /** The record's version once durable (the terminal put's compare). */
+  readonly version: number;
+  /** Failed statements retried so far; the owner's `maxRetries` bounds it. */
+  readonly retries: number;
+  /** A retry is due when the owner's timer fires. */
+  readonly waiting: boolean;
+  /** Out of retries (or fenced): the resolver finishes the rest. */
+  readonly gaveUp: boolean;
+}
+
+/** Deliberate bugs that live in settling, for the checker to catch. */
+export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row";
+
+export interface SettleOptions {
+  readonly maxRetries: number;
+  readonly fence: Fence;
+  readonly mutant?: SettleMutant;
+}
+
+export const settleTimer = (tx: TxId): string => `settle:${tx}`;
+
+export function newSettlement(tx: TxId, branches: readonly SettleBranch[], record: RecordState, version: number): Settlement {
+  return { tx, branches, outcome: null, record, version, retries: 0, waiting: false, gaveUp: false };
+}
+
+const applied = (k: Known): boolean => k === "applied";
+
+function decide(s: Settlement): Settlement {
+  if (s.outcome !== null) return s;
+  if (s.branches.some((b) => b.k === "dead")) return { ...s, outcome: "rollback" };
+  if (s.branches.every((b) => applied(b.k))) return { ...s, outcome: "commit" };
+  return s;
+}
+
+const outstanding = (s: Settlement): boolean =>
+  s.branches.some((b) => b.k === "probing" || b.k === "finishing") || s.record === "putting" || s.record === "putting-final";
+
+/** Nothing more will happen: final, or given up with no answer outstanding. */
+export const settled = (s: Settlement): boolean => s.record === "final" || (s.gaveUp && !outstanding(s));
+
+/** Ask for every step that can go now. */
+export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effects: SpecEffect[] } {
+  let s = decide(s0);
+  if (s.waiting || s.gaveUp || s.record === "final") return { s, effects: [] };
+  const effects: SpecEffect[] = [];
+  const terminal = s.outcome === "commit" ? "SPEC_COMMITTED" : "SPEC_ROLLED_BACK";
+  if (s.record === "absent") {
+    effects.push({ t: "log.put", key: specKey(s.tx), value: { kind: "spec", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
+    s = { ...s, record: "putting" };
+  }
+  const branches = s.branches.map((b): SettleBranch => {
+    if (b.k === "unknown" && s.outcome !== "commit") {
+      // The mutant takes "no answer" for "never applied": a late branch can then still land.
+      if (o.mutant === "rollback-without-tombstone") return { ...b, k: "dead" };
+      effects.push({ t: "local.tombstone", tx: s.tx, shard: b.shard });
+      return { ...b, k: "probing" };
+    }
+    if (b.k === "dead" && s.outcome === "rollback") return { ...b, k: "final" };
+    if (b.k === "applied" && s.outcome !== null && s.record === "durable") {
+      effects.push(
+        s.outcome === "commit"
+          ? { t: "local.release", tx: s.tx, shard: b.shard }
+          : { t: "local.compensate", tx: s.tx, shard: b.shard, retire: o.mutant !== "compensate-keeps-row" },
+      );
+      return { ...b, k: "finishing" };
+    }
+    return b;
+  });
+  const decided = s.outcome;
+  s = decide({ ...s, branches });
+  // A branch this pass found dead (only the mutant does) decides a rollback: one more pass acts on it.
+  if (s.outcome !== decided) {
+    const more = drive(s, o);
+    return { s: more.s, effects: [...effects, ...more.effects] };
+  }
+  if (s.outcome !== null && s.record === "durable" && s.branches.every((b) => b.k === "final")) {
+    effects.push({ t: "log.put", key: specKey(s.tx), value: { kind: "spec", state: terminal, branches: s.branches.map((b) => b.shard) }, ifVersion: s.version, fence: o.fence });
+    s = { ...s, record: "putting-final" };
+  }
+  return { s, effects };
+}
+
+/** A statement failed to answer: retry after the owner's timer, or give up. */
+function failed(s: Settlement, o: SettleOptions, revert: (s: Settlement) => Settlement): { s: Settlement; effects: SpecEffect[] } {
+  const back = revert(s);
+  if (s.retries >= o.maxRetries) return { s: { ...back, gaveUp: true }, effects: [] };
+  return { s: { ...back, retries: s.retries + 1, waiting: true }, effects: [{ t: "timer", id: settleTimer(s.tx), ms: 200 }] };
+}
+
+const setK = (s: Settlement, shard: ShardId, k: Known): Settlement => ({ ...s, branches: s.branches.map((b) => (b.shard === shard ? { ...b, k } : b)) });
+const kOf = (s: Settlement, shard: ShardId): Known | undefined => s.branches.find((b) => b.shard === shard)?.k;
+
+/** Take in one result about this settlement's transaction; results that are not awaited change nothing. */
+export function onResult(s: Settlement, r: SpecResult, o: SettleOptions): { s: Settlement; effects: SpecEffect[] } {
+  const then = (next: Settlement) => drive(next, o);
+  switch (r.t) {
+    case "local.tombstone": {
+      if (kOf(s, r.shard) !== "probing") return { s, effects: [] };
+      if (r.r.ok) return then(setK(s, r.shard, "dead"));
+      if (r.r.err === "DUPLICATE") {
+        const e = r.r.existing;
+        return then(setK(s, r.shard, e === "undo" ? "applied" : e === "released" ? "applied" : "dead"));
+      }
+      return failed(s, o, (x) => setK(x, r.shard, "unknown"));
+    }
+    case "local.release":
+    case "local.compensate": {
+      if (kOf(s, r.shard) !== "finishing") return { s, effects: [] };
+      if (r.r.ok) return then(setK(s, r.shard, "final"));
+      return failed(s, o, (x) => setK(x, r.shard, "applied"));
+    }
+    case "log.put": {
+      if (r.key !== specKey(s.tx)) return { s, effects: [] };
+      if (s.record !== "putting" && s.record !== "putting-final") return { s, effects: [] };
+      const res = r.r;
+      if (res.ok) return then({ ...s, record: s.record === "putting" ? "durable" : "final", version: res.version });
+      if (res.err === "CAS") {
+        const state = specStateOf(res.current);
+        // Someone else already wrote the end: every branch was final then.
+        if (state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") return { s: { ...s, record: "final" }, effects: [] };
+        if (state === "SPEC_EXECUTING") return then({ ...s, record: "durable", version: res.version });
+        return then({ ...s, record: "absent" });
+      }
+      // A newer process owns the log: this one must not write again.
+      if (res.err === "FENCED") return { s: { ...s, record: s.record === "putting" ? "absent" : "durable", gaveUp: true }, effects: [] };
+      return failed(s, o, (x) => ({ ...x, record: x.record === "putting" ? "absent" : "durable" }));
+    }
+    case "timeout":
+      if (r.id !== settleTimer(s.tx) || !s.waiting) return { s, effects: [] };
+      return then({ ...s, waiting: false });
+    default:
+      return { s, effects: [] };
+  }
+}
