@@ -92,10 +92,26 @@ export class FloorTarget implements TransferTarget {
     const t0 = performance.now();
     const tx = `fl-${randomUUID()}`;
     const branches = branchesOf(t);
-    const times: BranchTimes[] = branches.map(() => ({ exec_done: NaN, prepare_sent: NaN, prepare_done: NaN }));
-    const voted = await Promise.all(branches.map((b, i) => this.execAndPrepare(tx, b, times[i]!)));
-    const failed = voted.find((v): v is { ok: false; reason: string } => !v.ok);
-    let reason = failed?.reason;
+    const times: BranchTimes[] = branches.map(() => ({ exec_done: NaN, prepare_done: NaN, prepare_sent: NaN }));
+    // Prepared branches not finished yet, by index. A failed vote rolls the prepared ones back at once instead of
+    // waiting for the other votes: their row locks would otherwise stay held while a slow branch sits out a lock wait.
+    const open = new Map<number, PoolConnection>();
+    const ending: Array<Promise<void>> = [];
+    const end = (i: number, what: "COMMIT" | "ROLLBACK") => {
+      const conn = open.get(i);
+      if (conn === undefined) return;
+      open.delete(i);
+      ending.push(this.finish(conn, `XA ${what} ${xid(tx, branches[i]!.shard)}`));
+    };
+    let reason: string | undefined;
+    await Promise.all(
+      branches.map(async (b, i) => {
+        const v = await this.execAndPrepare(tx, b, times[i]!);
+        if (v.ok) open.set(i, v.conn);
+        else reason ??= v.reason;
+        if (reason !== undefined) for (const j of [...open.keys()]) end(j, "ROLLBACK");
+      }),
+    );
     if (reason === undefined) {
       this.note("exec", Math.max(...times.map((x) => x.exec_done)) - t0);
       this.note("prepare", Math.max(...times.map((x) => x.prepare_done)) - Math.min(...times.map((x) => x.prepare_sent)));
@@ -110,23 +126,17 @@ export class FloorTarget implements TransferTarget {
       }
       this.note("log", performance.now() - l0);
     }
-    const finish = reason === undefined ? "COMMIT" : "ROLLBACK";
     const c0 = performance.now();
-    const done = Promise.all(
-      voted.map(async (v, i) => {
-        if (!v.ok) return;
-        await this.finish(v.conn, `XA ${finish} ${xid(tx, branches[i]!.shard)}`);
-      }),
-    ).then(() => {
-      if (finish === "COMMIT") this.note("commit", performance.now() - c0);
-    });
+    for (const i of [...open.keys()]) end(i, reason === undefined ? "COMMIT" : "ROLLBACK");
+    const done = Promise.all(ending).then(() => undefined);
     if (reason !== undefined) {
       await done;
       return { kind: "aborted", tx, reason };
     }
     this.note("in_server", performance.now() - t0);
-    this.committing.add(done);
-    void done.then(() => this.committing.delete(done));
+    const committed = done.then(() => this.note("commit", performance.now() - c0));
+    this.committing.add(committed);
+    void committed.then(() => this.committing.delete(committed));
     return { kind: "committed", tx };
   }
 
