@@ -1,0 +1,91 @@
+/**
+ * The trace format (NDJSON) and its sequence diagrams: round trips, errors that
+ * name the line, the diagram's structure, SVG rendering with the bundled WASM
+ * Graphviz, and the `speccommit trace` command as a user runs it.
+ */
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { formatTrace, parseTrace, readTrace } from "../../traces/ndjson.ts";
+import { toDot, toSvg } from "../../traces/render.ts";
+import type { Trace } from "../../traces/format.ts";
+
+const run = promisify(execFile);
+const sample = new URL("./testdata/twophase-counterexample.ndjson", import.meta.url).pathname;
+
+const small: Trace = {
+  header: { source: "checker", model: "Toy", params: { n: 1 }, actors: ["a", "b", "c"], violation: "Safe" },
+  steps: [
+    { step: 0, actor: "a", input: "Init", effects: [] },
+    { step: 1, actor: "a", input: "send", effects: [], sends: [{ id: "m1", from: "a", to: "b", label: "hello" }, { id: "m2", from: "a", to: "c", label: "lost one" }] },
+    { step: 2, actor: "b", input: "receive", effects: [], receives: [{ id: "m1", from: "a", to: "b", label: "hello" }] },
+  ],
+};
+
+describe("NDJSON traces", () => {
+  it("round-trips any trace", () => {
+    const msg = fc.record({ id: fc.string(), from: fc.string(), to: fc.string(), label: fc.string() });
+    const step = fc.record(
+      { actor: fc.string(), input: fc.jsonValue(), effects: fc.array(fc.jsonValue()), sends: fc.array(msg), receives: fc.array(msg) },
+      { requiredKeys: ["actor", "input", "effects"] },
+    );
+    const trace = fc.record({ header: fc.record({ source: fc.constantFrom("checker" as const, "simulation" as const, "runtime" as const), model: fc.string() }), steps: fc.array(step).map((ss) => ss.map((x, i) => ({ ...x, step: i }))) });
+    fc.assert(
+      fc.property(trace, (t) => {
+        const back = parseTrace(formatTrace(t as Trace));
+        expect(JSON.parse(JSON.stringify(back))).toEqual(JSON.parse(JSON.stringify(t)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("names the line of a malformed step", () => {
+    const text = formatTrace(small).split("\n");
+    text[2] = '{"step": 1, "actor": 3}';
+    expect(() => parseTrace(text.join("\n"))).toThrow(/line 3/);
+  });
+});
+
+describe("sequence diagrams", () => {
+  it("pins one lifeline per actor and one box per step, and matches messages by id", () => {
+    const dot = toDot(small);
+    for (const a of ["a", "b", "c"]) expect(dot).toContain(`label="${a}"`);
+    expect(dot.match(/pos="/g)?.length).toBe(3 * 2 + 3 + 1); // heads, feet, steps, one lost marker
+    expect(dot).toMatch(/a0_1 -> a1_2 \[color="#1f5fa8"[^\]]*label="hello"/);
+    expect(dot).toMatch(/a0_1 -> a2_lost \[style=dashed[^\]]*label="lost one"/);
+    expect(dot).toContain("violates Safe");
+  });
+
+  it("renders SVG with the bundled Graphviz (no system package)", async () => {
+    const svg = await toSvg(await readTrace(sample));
+    expect(svg).toMatch(/<svg[\s>]/);
+    expect(svg).toContain("TCConsistent");
+    expect(svg).toContain(">TM<");
+  });
+});
+
+describe("speccommit trace", () => {
+  const cli = (...args: string[]) => run("node", ["bin/speccommit.js", "trace", ...args], { cwd: new URL("../..", import.meta.url).pathname });
+
+  it("renders a trace file to SVG", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "speccommit-trace-"));
+    const out = join(dir, "x.svg");
+    const { stdout } = await cli("render", sample, "-o", out);
+    expect(stdout).toContain("wrote");
+    expect(await readFile(out, "utf8")).toMatch(/<svg[\s>]/);
+  });
+
+  it("fails with a clear message on a bad file, an unknown option, or a checker trace given to validate", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "speccommit-trace-"));
+    const bad = join(dir, "bad.ndjson");
+    await writeFile(bad, '{"header":{"source":"checker"}}\nnot json\n');
+    await expect(cli("render", bad)).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/line 2/) });
+    await expect(cli("render", sample, "--frobnicate")).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/unknown option/) });
+    await expect(cli("render", join(dir, "missing.ndjson"))).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/no such file/) });
+    await expect(cli("validate", sample)).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/checker trace/) });
+  });
+});
