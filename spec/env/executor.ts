@@ -7,7 +7,10 @@
  *     xa.exec and used for every later statement of that branch while it
  *     lives (a prepared branch's XA COMMIT from another connection answers
  *     1397 while the owner lives: using the owner is what makes it work);
- *   - a branch whose connection died is addressed from a fresh connection;
+ *   - a branch whose connection died is addressed from a fresh connection,
+ *     once the server has dropped the dead session (the model drops it at
+ *     once; the runtime kills the session and waits until it has left the
+ *     process list, since before that another connection gets 1397);
  *   - xa.exec = XA START, each op as a guarded update, XA END (also after a
  *     failed update, so the branch can be rolled back from IDLE); a blocked
  *     update either waits (the effect completes later, when the lock is free)
