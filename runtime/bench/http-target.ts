@@ -112,7 +112,8 @@ export function outcomeOf(status: number, text: string): Outcome {
   if (status === 200 && body.status === "committed" && tx !== undefined) return { kind: "committed", tx };
   if (status === 409 && body.status === "aborted" && tx !== undefined) return { kind: "aborted", tx, reason: String(body.reason) };
   if (status === 202 && body.status === "in_doubt" && tx !== undefined) return { kind: "in_doubt", tx };
-  if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "")}`.slice(0, 80) };
+  // Numbers in the message (in-flight counts, ms) would make every refusal its own reason.
+  if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "").replace(/\d+/g, "N")}`.slice(0, 80) };
   throw new Error(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
 }
 

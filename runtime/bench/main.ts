@@ -110,6 +110,9 @@ function processes(file: Partial<ClusterFile>, serverPid: number | undefined): M
   return pids;
 }
 
+/** Set by the first SIGINT/SIGTERM: the load stops, the audit and the cleanup still run (a fresh cluster's servers are detached and would outlive us). */
+let interrupted = false;
+
 /** One round of one target: `warmup_s` then `duration_s` measured, on transfer streams from `streamOffset`. */
 async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally, phases: PhaseTotals): Promise<LoadResult> {
   console.log(`${name}: ${o.clients} clients, ${warmup_s} s warm-up, ${duration_s} s measured`);
@@ -125,6 +128,7 @@ async function round(name: string, target: TransferTarget, o: BenchOptions, work
     ledger,
     streamOffset,
     onProgress: (p) => console.log(progressLine(name, p)),
+    stop: () => interrupted,
   });
   cpu.add(before, sampleCpu(pids));
   const phasesAfter = await target.phaseTotals();
@@ -182,7 +186,7 @@ async function run(o: BenchOptions): Promise<boolean> {
       });
     }
     try {
-      for (let r = 0; r < o.rounds; r++) {
+      for (let r = 0; r < o.rounds && !interrupted; r++) {
         for (const t of targets) {
           const name = `${t.target.name}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
           const res = await round(name, t.target, o, workload, r === 0 ? o.warmup_s : 0, t.duration_s / o.rounds, r * o.clients, t.ledger, pids, t.cpu, t.phases);
@@ -192,7 +196,8 @@ async function run(o: BenchOptions): Promise<boolean> {
     } finally {
       for (const t of targets) await t.target.close();
     }
-    const reports = targets.map((t) => phaseReport(t.result!, t.cpu.use(), t.phases));
+    // A target that never ran (interrupted before its turn) has no report.
+    const reports = targets.flatMap((t) => (t.result === undefined ? [] : [phaseReport(t.result, t.cpu.use(), t.phases)]));
     const ours = reports[0]!;
     const floor = reports[1] ?? null;
     console.log(`audit: waiting up to ${o.settle_timeout_s} s for the resolver to settle every branch`);
@@ -243,6 +248,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const stop = (signal: string) => {
+    if (interrupted) {
+      console.error(`bench: ${signal} again, exiting now; servers this run started may still run (speccommit cluster down --dir <dir> stops them)`);
+      process.exit(1);
+    }
+    interrupted = true;
+    console.error(`bench: ${signal}: stopping the load; auditing and cleaning up (${signal} again to exit at once)`);
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
   try {
     return (await run(o)) ? 0 : 1;
   } catch (e) {
