@@ -116,7 +116,8 @@ let interrupted = false;
 /** One round of one target: `warmup_s` then `duration_s` measured, on transfer streams from `streamOffset`. */
 async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally, phases: PhaseTotals): Promise<LoadResult> {
   console.log(`${name}: ${o.clients} clients, ${warmup_s} s warm-up, ${duration_s} s measured`);
-  const phasesBefore = await target.phaseTotals();
+  // Phase times are an explanation, not a result: a server that stopped answering GET /metrics (Ctrl-C reaches it too) costs only them.
+  const phasesBefore = await target.phaseTotals().catch(() => null);
   const before = sampleCpu(pids);
   const result = await runLoad({
     target,
@@ -131,12 +132,14 @@ async function round(name: string, target: TransferTarget, o: BenchOptions, work
     stop: () => interrupted,
   });
   cpu.add(before, sampleCpu(pids));
-  const phasesAfter = await target.phaseTotals();
-  for (const [phase, after] of Object.entries(phasesAfter)) {
-    const b = phasesBefore[phase] ?? { sum_s: 0, count: 0 };
-    const into = (phases[phase] ??= { sum_s: 0, count: 0 });
-    into.sum_s += after.sum_s - b.sum_s;
-    into.count += after.count - b.count;
+  const phasesAfter = await target.phaseTotals().catch(() => null);
+  if (phasesBefore !== null && phasesAfter !== null) {
+    for (const [phase, after] of Object.entries(phasesAfter)) {
+      const b = phasesBefore[phase] ?? { sum_s: 0, count: 0 };
+      const into = (phases[phase] ??= { sum_s: 0, count: 0 });
+      into.sum_s += after.sum_s - b.sum_s;
+      into.count += after.count - b.count;
+    }
   }
   return result;
 }
