@@ -1,6 +1,7 @@
 /**
- * The floor: the least a correct two-phase commit of the same transfer
- * costs on these servers, with no HTTP and no coordinator. Per transfer:
+ * The floor: the least a correct commit of the same transfer costs on
+ * these servers, with the same client libraries and no HTTP and no
+ * coordinator. Per transfer with two branches or more (2PC, presumed abort):
  *
  *   1. on every shard of the transfer, in parallel, on a connection of its
  *      own: one round trip with XA START, the same guarded UPDATEs and
@@ -12,6 +13,10 @@
  *   3. answered here: that is where the server answers too (the decision is
  *      durable); then XA COMMIT on every branch, off the measured path, as the
  *      server does.
+ *
+ * A transfer with one branch needs no vote and no decision record, and the
+ * server's 2PC role does not make them (spec/protocols/twopc/coordinator.ts):
+ * the same round trip, then XA COMMIT ... ONE PHASE, answered once it is done.
  *
  * Its branches use their own formatID so the coordinator's resolver never
  * touches them, and its transaction ids start with "fl-", so the audit checks
@@ -28,8 +33,8 @@ import { branchesOf, type Branch, type Transfer } from "./workload.ts";
 /** "SC" + "FL" in ASCII: not the server's formatID (0x53435841). */
 export const FLOOR_FORMAT_ID = 0x5343464c;
 const ETCD_TIMEOUT_MS = 2_000;
-/** MariaDB: lock wait timeout, deadlock victim. */
-const CONFLICT_ERRNOS = new Set([1205, 1213]);
+/** MariaDB: lock wait timeout, deadlock victim, XA_RBDEADLOCK. */
+const CONFLICT_ERRNOS = new Set([1205, 1213, 1614]);
 
 export interface FloorOptions {
   readonly shards: readonly ShardAddress[];
@@ -92,6 +97,7 @@ export class FloorTarget implements TransferTarget {
     const t0 = performance.now();
     const tx = `fl-${randomUUID()}`;
     const branches = branchesOf(t);
+    if (branches.length === 1) return this.onePhase(tx, branches[0]!, t0);
     const times: BranchTimes[] = branches.map(() => ({ exec_done: NaN, prepare_done: NaN, prepare_sent: NaN }));
     // Prepared branches not finished yet, by index. A failed vote rolls the prepared ones back at once instead of
     // waiting for the other votes: their row locks would otherwise stay held while a slow branch sits out a lock wait.
@@ -140,7 +146,47 @@ export class FloorTarget implements TransferTarget {
     return { kind: "committed", tx };
   }
 
+  /** One branch alone: exec, then XA COMMIT ONE PHASE, which is the decision. */
+  private async onePhase(tx: string, b: Branch, t0: number): Promise<Outcome> {
+    const times: BranchTimes = { exec_done: NaN, prepare_sent: NaN, prepare_done: NaN };
+    const v = await this.exec(tx, b, times);
+    if (!v.ok) return { kind: "aborted", tx, reason: v.reason };
+    this.note("exec", times.exec_done - t0);
+    const id = xid(tx, b.shard);
+    try {
+      await v.conn.query(`XA COMMIT ${id} ONE PHASE`);
+    } catch (e) {
+      // A lost connection leaves the outcome unknown (the audit then checks all-or-nothing); otherwise the branch is still IDLE.
+      if ((e as { fatal?: boolean }).fatal === true) {
+        v.conn.destroy();
+        return { kind: "unknown", reason: "one-phase commit lost" };
+      }
+      await this.finish(v.conn, `XA ROLLBACK ${id}`);
+      return { kind: "aborted", tx, reason: reasonOf(e) };
+    }
+    v.conn.release();
+    this.note("commit", performance.now() - times.exec_done);
+    this.note("in_server", performance.now() - t0);
+    return { kind: "committed", tx };
+  }
+
   private async execAndPrepare(tx: string, b: Branch, times: BranchTimes): Promise<Prepared> {
+    const v = await this.exec(tx, b, times);
+    if (!v.ok) return v;
+    const id = xid(tx, b.shard);
+    try {
+      times.prepare_sent = performance.now();
+      await v.conn.query(`XA PREPARE ${id}`);
+      times.prepare_done = performance.now();
+      return v;
+    } catch (e) {
+      await this.finish(v.conn, `XA ROLLBACK ${id}`);
+      return { ok: false, reason: reasonOf(e) };
+    }
+  }
+
+  /** XA START, the updates and the history insert, XA END: one round trip. On failure the branch is rolled back and its connection finished. */
+  private async exec(tx: string, b: Branch, times: BranchTimes): Promise<Prepared> {
     const pool = this.pools.get(b.shard);
     if (pool === undefined) throw new Error(`floor: no shard ${b.shard}`);
     const id = xid(tx, b.shard);
@@ -161,16 +207,12 @@ export class FloorTarget implements TransferTarget {
         await this.finish(conn, `XA ROLLBACK ${id}`);
         return { ok: false, reason: "insufficient_funds" };
       }
-      times.prepare_sent = performance.now();
-      await conn.query(`XA PREPARE ${id}`);
-      times.prepare_done = performance.now();
       return { ok: true, conn };
     } catch (e) {
-      const errno = (e as { errno?: number }).errno;
       // The branch may be ACTIVE (a statement failed mid-batch) or IDLE; end it, then roll it back, ignoring "wrong state".
       await conn.query(`XA END ${id}`).catch(() => undefined);
       await this.finish(conn, `XA ROLLBACK ${id}`);
-      return { ok: false, reason: errno !== undefined && CONFLICT_ERRNOS.has(errno) ? "conflict" : "shard_error" };
+      return { ok: false, reason: reasonOf(e) };
     }
   }
 
@@ -193,6 +235,11 @@ export class FloorTarget implements TransferTarget {
       await Promise.all([...this.pools.values()].map((p) => p.end()));
     }
   }
+}
+
+function reasonOf(e: unknown): string {
+  const errno = (e as { errno?: number }).errno;
+  return errno !== undefined && CONFLICT_ERRNOS.has(errno) ? "conflict" : "shard_error";
 }
 
 function xid(tx: string, shard: string): string {

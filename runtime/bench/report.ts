@@ -26,10 +26,12 @@ export interface PhaseReport {
   /** CPU milliseconds per committed transfer, per process. */
   readonly cpu_ms_per_commit: Record<string, number>;
   /**
-   * Mean ms per phase during the measured rounds (warm-up included), as the
-   * target measures it: exec, prepare, log (decision write), commit (after
-   * the answer), in_server (committed, request to reply inside the server;
-   * for the floor, the whole transfer).
+   * Mean ms per phase during the rounds (warm-up included), as the target
+   * measures it, over the transfers that have the phase: exec; prepare and
+   * log (decision write), two branches or more; commit (XA COMMIT: ONE PHASE
+   * before the answer for one branch, after the answer otherwise);
+   * in_server (committed, request to reply inside the server; for the floor,
+   * the whole transfer).
    */
   readonly phase_ms_mean: Record<string, number>;
 }
@@ -135,7 +137,7 @@ export function formatReport(r: BenchReport): string {
           .map(([k, v]) => `${k} ${v} (${p.cpu_ms_per_commit[k] ?? "-"} ms)`)
           .join(", ")}; others ${p.cpu.others_cores ?? "?"}; machine ${p.cpu.machine_cores ?? "?"} of ${p.cpu.machine_cores_total ?? "?"} cores`,
     ),
-    "mean ms per phase (exec, prepare, log = decision write, commit = after the answer; in_server = request to reply inside the server, for the floor the whole transfer):",
+    "mean ms per phase, over the transfers that have it (prepare and log: two branches or more; commit: XA COMMIT, ONE PHASE before the answer for one branch, after it otherwise; in_server: request to reply inside the server, for the floor the whole transfer):",
     ...[r.server, ...(r.floor !== null ? [r.floor] : [])].map(
       (p) =>
         `  ${p.target.padEnd(8)} ${Object.entries(p.phase_ms_mean)
