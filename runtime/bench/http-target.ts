@@ -39,7 +39,7 @@ export class HttpTarget implements TransferTarget {
 
   transfer(t: Transfer): Promise<Outcome> {
     const payload = JSON.stringify(this.opts.protocol !== undefined ? { ops: t.ops, protocol: this.opts.protocol } : { ops: t.ops });
-    return new Promise<Outcome>((resolve) => {
+    return new Promise<Outcome>((resolve, reject) => {
       const req = http.request(
         {
           host: this.host,
@@ -54,7 +54,14 @@ export class HttpTarget implements TransferTarget {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("error", (e) => resolve({ kind: "unknown", reason: errorName(e) }));
-          res.on("end", () => resolve(outcomeOf(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8"))));
+          res.on("end", () => {
+            // An answer the benchmark cannot classify ends the run (load.ts): reject, never throw from the event handler.
+            try {
+              resolve(outcomeOf(res.statusCode ?? 0, Buffer.concat(chunks).toString("utf8")));
+            } catch (e) {
+              reject(e as Error);
+            }
+          });
         },
       );
       req.on("timeout", () => req.destroy(Object.assign(new Error("request timed out"), { code: "TIMEOUT" })));
