@@ -103,6 +103,9 @@ function errorName(e: Error): string {
   return (e as NodeJS.ErrnoException).code ?? e.message;
 }
 
+/** The server answered something that is no transfer outcome: a request it refuses (a wrong --protocol) or its own failure. */
+export class UnexpectedAnswer extends Error {}
+
 /**
  * 200 committed, 409 aborted, 202 in doubt, 503 rejected. Anything else (400,
  * 422, 500) means the benchmark sent what the server refuses or the server
@@ -113,7 +116,7 @@ export function outcomeOf(status: number, text: string): Outcome {
   try {
     body = JSON.parse(text) as typeof body;
   } catch {
-    throw new Error(`POST /transfer answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`);
+    throw new UnexpectedAnswer(`POST /transfer answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`);
   }
   const tx = typeof body.tx === "string" ? body.tx : undefined;
   if (status === 200 && body.status === "committed" && tx !== undefined) return { kind: "committed", tx };
@@ -121,7 +124,7 @@ export function outcomeOf(status: number, text: string): Outcome {
   if (status === 202 && body.status === "in_doubt" && tx !== undefined) return { kind: "in_doubt", tx };
   // Numbers in the message (in-flight counts, ms) would make every refusal its own reason.
   if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "").replace(/\d+/g, "N")}`.slice(0, 80) };
-  throw new Error(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
+  throw new UnexpectedAnswer(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
 }
 
 const METRIC_LINE = /^speccommit_(phase|transaction)_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/;

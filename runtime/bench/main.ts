@@ -19,7 +19,7 @@ import { addressesFromClusterFile } from "../main.ts";
 import type { ClusterAddresses } from "../server.ts";
 import { auditHistory, totalCents, waitSettled } from "./audit.ts";
 import { FLOOR_FORMAT_ID, FloorTarget } from "./floor.ts";
-import { HttpTarget } from "./http-target.ts";
+import { HttpTarget, UnexpectedAnswer } from "./http-target.ts";
 import { CpuTally, sampleCpu } from "./cpu.ts";
 import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
@@ -267,6 +267,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof UsageError) {
       console.error(`bench: ${e.message}`);
       return 2;
+    }
+    if (e instanceof UnexpectedAnswer) {
+      console.error(`bench: ${e.message}\n(the load stopped there: check --protocol and the server's log)`);
+      return 1;
     }
     console.error(`bench: ${(e as Error).stack ?? String(e)}`);
     return 1;
