@@ -25,7 +25,7 @@ const SETTLE_POLL_MS = 200;
 /** Problems listed in full; the rest are counted. */
 const PROBLEMS_SHOWN = 20;
 
-export async function connectShard(a: ShardAddress): Promise<Connection> {
+async function connectShard(a: ShardAddress): Promise<Connection> {
   return mysql.createConnection({
     ...(a.socketPath !== undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
     user: a.user,

@@ -130,7 +130,7 @@ export function outcomeOf(status: number, text: string): Outcome {
 const METRIC_LINE = /^speccommit_(phase|transaction)_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/;
 
 /** Sums and counts of the phase and transaction histograms in a Prometheus text page, for one protocol (all when undefined). */
-export function phaseTotalsOf(text: string, protocol: string | undefined): PhaseTotals {
+function phaseTotalsOf(text: string, protocol: string | undefined): PhaseTotals {
   const out: PhaseTotals = {};
   for (const line of text.split("\n")) {
     const m = METRIC_LINE.exec(line);
