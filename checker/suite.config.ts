@@ -93,6 +93,26 @@ export const suite: SuiteEntry[] = [
   ...parallelMutant("missing-is-commit", "applied_exactly_once", 26, { crash: 1 }),
   ...parallelMutant("ignore-active", "AC4_all_yes_commits", 17),
   ...parallelMutant("keep-records", "AC5_terminates", 7, { crash: 1 }),
+
+  // Speculative path with undo (spec/protocols/speculative): one-phase local transactions with
+  // escrowed credits and undo rows under a write-once key; rollback by tombstone + compensation.
+  // transfer = 2 shards x 1 transfer; same = 2 x 2 transfers from the same account (one
+  // mis-speculates); misspec = a branch fails for insufficient funds after the other committed.
+  // docs/protocols/speculative.md gives the cost of each and of larger ones.
+  { model: "speculative", params: { scenario: "transfer", crash: 0, shardCrash: 0 }, expect: "ok", counts: { distinct: 871, generated: 2_094, depth: 19 } },
+  { model: "speculative", params: { scenario: "transfer", crash: 1, shardCrash: 1 }, expect: "ok", counts: { distinct: 82_464, generated: 284_655, depth: 41 } },
+  { model: "speculative", params: { scenario: "transfer", crash: 1, shardCrash: 0, logFault: 1 }, expect: "ok", counts: { distinct: 27_575, generated: 87_281, depth: 39 } },
+  { model: "speculative", params: { scenario: "misspec", crash: 1, shardCrash: 1 }, expect: "ok", counts: { distinct: 64_253, generated: 231_647, depth: 37 } },
+  { model: "speculative", params: { scenario: "same", crash: 0, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 7_111, generated: 19_751, depth: 25 } },
+  { model: "speculative", params: { scenario: "same", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 79_732, generated: 246_130, depth: 38 } },
+  ...speculativeMutant("spendable-credits", "no_negative_balance", 11, { scenario: "spend" }),
+  ...speculativeMutant("spendable-credits", "iso_credits_pending_until_final", 5),
+  ...speculativeMutant("undo-separate", "undo_durable_with_write", 5),
+  ...speculativeMutant("undo-separate", "rollback_restores_total", 7),
+  ...speculativeMutant("compensate-keeps-row", "compensated_at_most_once", 12, { shardCrash: 1 }),
+  ...speculativeMutant("rollback-without-tombstone", "terminal_record_is_final", 7),
+  ...speculativeMutant("reply-early", "committed_never_rolled_back", 7),
+  ...speculativeMutant("release-early", "iso_released_only_when_committed", 6),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
@@ -103,4 +123,9 @@ function twopcMutant(mutant: string, scenario: string, property: string, faults:
 /** A parallel-commit mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
 function parallelMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
   return [{ model: "parallel", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
+
+/** A speculative mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
+function speculativeMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
+  return [{ model: "speculative", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
 }

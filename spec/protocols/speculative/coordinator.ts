@@ -4,8 +4,7 @@
  * One coordinator per transaction:
  *   1. send every branch at once as one local transaction per shard
  *      (local.apply: debits guarded, credits escrowed as pending, undo row
- *      under the unique key (tx, branch)); in parallel, and off the client's
- *      path, put SPEC_EXECUTING in the txlog (fenced by the process epoch);
+ *      under the unique key (tx, branch));
  *   2. every branch answered ok: the transaction is committed (every key
  *      holds an undo row, so no tombstone can ever be inserted): answer the
  *      client at once. One round trip to the shards, no txlog write waited for;
@@ -13,9 +12,10 @@
  *      tombstone each branch not known applied; a tombstone that wins decides
  *      the rollback (answer "aborted"), a key found holding the branch's undo
  *      row means it applied after all;
- *   4. after the answer, and once SPEC_EXECUTING is durable: release every
- *      branch (commit) or compensate it (rollback), then write
- *      SPEC_COMMITTED / SPEC_ROLLED_BACK.
+ *   4. after the answer: put SPEC_EXECUTING in the txlog (fenced by the
+ *      process epoch), and once it is durable release every branch (commit)
+ *      or compensate it (rollback), then write SPEC_COMMITTED /
+ *      SPEC_ROLLED_BACK.
  *
  * The role is pure: see spec/role.ts for the effect ordering contract.
  */
@@ -30,7 +30,9 @@ export type CoordinatorMutant =
   /** The undo row written in a second local transaction after the write. */
   | "undo-separate"
   /** Answer "committed" as soon as one branch committed. */
-  | "reply-early";
+  | "reply-early"
+  /** Release a branch's credits as soon as it applied, before the transaction is final. */
+  | "release-early";
 
 export interface CoordinatorOptions {
   /** How long the applies may take before the coordinator settles the missing ones. */
@@ -141,7 +143,9 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         const out = after(r.st, drive(r.st.settle!, o));
         return { st: out.st, effects: [...r.effects, ...out.effects] };
       }
-      return after(next, drive(next.settle!, o));
+      const out = after(next, drive(next.settle!, o));
+      if (input.r.ok && mutant === "release-early") return { st: out.st, effects: [...out.effects, { t: "local.release", tx: st.tx, shard: input.shard }] };
+      return out;
     }
     if (input.t === "timeout" && input.id === APPLY_TIMER) {
       if (!s.branches.some((b) => b.k === "pending")) return { st, effects: [] };

@@ -440,6 +440,7 @@ export const speculativeMutants: readonly CoordinatorMutant[] = [
   "compensate-keeps-row",
   "rollback-without-tombstone",
   "reply-early",
+  "release-early",
 ];
 
 export const speculativeFactory: ModelFactory = {

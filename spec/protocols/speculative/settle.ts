@@ -11,10 +11,11 @@
  * insert either wins (the branch is dead) or fails on the key and says what
  * holds it. That is the write-once log of Cornus (Guo et al., VLDB 2022).
  *
- * Once decided: release (commit) or compensate (rollback) every applied
- * branch, but only after the SPEC_EXECUTING record is durable, so that a
- * speculation stays findable by recovery while it is not final (its undo
- * rows, or else its record); then write SPEC_COMMITTED / SPEC_ROLLED_BACK.
+ * Once decided: write SPEC_EXECUTING (if no record exists), and once it is
+ * durable release (commit) or compensate (rollback) every applied branch, so
+ * that a speculation stays findable by recovery while it is not final (its
+ * undo rows, or else its record); then write SPEC_COMMITTED /
+ * SPEC_ROLLED_BACK. None of these writes is on the client's path.
  *
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
@@ -94,7 +95,9 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
   if (s.waiting || s.gaveUp || s.record === "final") return { s, effects: [] };
   const effects: SpecEffect[] = [];
   const terminal = s.outcome === "commit" ? "SPEC_COMMITTED" : "SPEC_ROLLED_BACK";
-  if (s.record === "absent") {
+  // Written once the outcome is known, before any row leaves state undo: not on the client's path,
+  // and not racing the applies (a speculation that was never decided is findable by its undo rows).
+  if (s.record === "absent" && s.outcome !== null) {
     effects.push({ t: "log.put", key: specKey(s.tx), value: { kind: "spec", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
     s = { ...s, record: "putting" };
   }
