@@ -113,6 +113,12 @@ export const suite: SuiteEntry[] = [
   ...speculativeMutant("rollback-without-tombstone", "terminal_record_is_final", 7),
   ...speculativeMutant("reply-early", "committed_never_rolled_back", 7),
   ...speculativeMutant("release-early", "iso_released_only_when_committed", 6),
+  // The same mutants shown caught by each remaining property alone.
+  ...speculativeMutant("spendable-credits", "iso_debits_visible_at_once", 5),
+  ...speculativeMutant("undo-separate", "money_conserved", 5),
+  ...speculativeMutant("undo-separate", "balances_conserved_when_settled", 5),
+  ...speculativeMutant("rollback-without-tombstone", "aborted_is_final", 5),
+  ...speculativeMutant("compensate-keeps-row", "every_speculation_ends", 7),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
