@@ -18,7 +18,7 @@ import type { WorkloadOptions } from "../../runtime/bench/workload.ts";
 import { addressesOfCluster } from "../../runtime/main.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 
-const CLIENTS = 128;
+const CLIENTS = 200;
 /** Commits before the crash: the load is in full swing. */
 const COMMITTED_BEFORE_CRASH = 300;
 /** Commits after the restart: service is back, and the recovered system takes load. */
