@@ -110,7 +110,7 @@ export const suite: SuiteEntry[] = [
   ...speculativeMutant("undo-separate", "undo_durable_with_write", 5),
   ...speculativeMutant("undo-separate", "rollback_restores_total", 7),
   ...speculativeMutant("compensate-keeps-row", "compensated_at_most_once", 12, { shardCrash: 1 }),
-  ...speculativeMutant("rollback-without-tombstone", "terminal_record_is_final", 7),
+  ...speculativeMutant("rollback-without-tombstone", "terminal_record_is_final", 8),
   ...speculativeMutant("reply-early", "committed_never_rolled_back", 7),
   ...speculativeMutant("release-early", "iso_released_only_when_committed", 6),
   // The same mutants shown caught by each remaining property alone.

@@ -72,12 +72,16 @@ export function speculativeInvariants(sc: Scenario): Record<string, Pred> {
     committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w, t) && record(w, t) !== "SPEC_ROLLED_BACK")),
     /** A client told "aborted" never sees the transaction committed: some branch's key holds a tombstone, so none can release. */
     aborted_is_final: (w) => txs.every((t) => w.told[t]?.status !== "aborted" || (rolledBack(w, t) && !branchesOf(t).some((s) => rowState(w, t, s) === "released"))),
-    /** A terminal record is the truth on the shards, and stays so: nothing of t is left to undo, and nothing lands later. */
+    /**
+     * A terminal record is the truth on the shards, and stays so: committed means every branch
+     * released; rolled back means no branch applied, now or later (a late branch landing after the
+     * rollback shows here).
+     */
     terminal_record_is_final: (w) =>
       txs.every((t) => {
         const r = record(w, t);
         if (r === "SPEC_COMMITTED") return branchesOf(t).every((s) => rowState(w, t, s) === "released");
-        if (r === "SPEC_ROLLED_BACK") return branchesOf(t).every((s) => dead(w, t, s));
+        if (r === "SPEC_ROLLED_BACK") return !branchesOf(t).some((s) => applied(w, t, s));
         return true;
       }),
     // Isolation (docs/protocols/speculative.md, "Isolation"): what a reader of one account sees.
