@@ -105,6 +105,7 @@ export const suite: SuiteEntry[] = [
   { model: "speculative", params: { scenario: "misspec", crash: 1, shardCrash: 1 }, expect: "ok", counts: { distinct: 64_253, generated: 231_647, depth: 37 } },
   { model: "speculative", params: { scenario: "same", crash: 0, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 7_111, generated: 19_751, depth: 25 } },
   { model: "speculative", params: { scenario: "same", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 79_732, generated: 246_130, depth: 38 } },
+  { model: "speculative", params: { scenario: "spend", crash: 0, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 7_136, generated: 19_135, depth: 24 } },
   ...speculativeMutant("spendable-credits", "no_negative_balance", 11, { scenario: "spend" }),
   ...speculativeMutant("spendable-credits", "iso_credits_pending_until_final", 5),
   ...speculativeMutant("undo-separate", "undo_durable_with_write", 5),

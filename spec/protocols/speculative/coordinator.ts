@@ -39,10 +39,11 @@ export interface CoordinatorOptions {
   readonly applyTimeoutMs: number;
   /** Retries of a failed tombstone, release, compensation or log write before leaving it to the resolver. */
   readonly maxRetries: number;
+  readonly retryDelayMs: number;
   readonly mutant?: CoordinatorMutant;
 }
 
-export const defaultCoordinatorOptions: CoordinatorOptions = { applyTimeoutMs: 2_000, maxRetries: 3 };
+export const defaultCoordinatorOptions: CoordinatorOptions = { applyTimeoutMs: 2_000, maxRetries: 3, retryDelayMs: 200 };
 
 export interface CoordinatorState {
   readonly phase: "idle" | "running" | "done";
@@ -70,6 +71,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   const start = (): CoordinatorState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false, reason: null, request: [], undoSent: [] });
   const settleOpts = (st: CoordinatorState): SettleOptions => ({
     maxRetries: opts.maxRetries,
+    retryDelayMs: opts.retryDelayMs,
     fence: { key: EPOCH_KEY, version: st.epoch },
     mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" ? mutant : undefined,
   });

@@ -100,7 +100,8 @@ export interface SpeculativeConfig {
   readonly mutant?: CoordinatorMutant;
 }
 
-type Outcome_ = { world: World; result: SpecResult | null; fault: boolean; label: string };
+/** One way the environment may answer a flight: the world after it, and what the asker hears (null: nobody). */
+type Answer = { world: World; result: SpecResult | null; fault: boolean; label: string };
 
 const isLocal = (fx: SpecEffect): fx is LocalEffect => fx.t.startsWith("local.");
 
@@ -183,7 +184,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   }
 
   /** Every way the environment may answer flight `f` (`w` no longer holds it). */
-  function answers(w: World, f: Flight): Outcome_[] {
+  function answers(w: World, f: Flight): Answer[] {
     const fx = f.fx;
     if (isLocal(fx)) {
       const s = shardIndex(fx.shard);
@@ -192,7 +193,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       const down = (x: World): World => ({ ...x, shards: x.shards.map((y, i) => (i === s ? local.crash(y) : y)), budget: { ...x.budget, shardCrash: x.budget.shardCrash - 1 } });
       const unavailable = local.unavailable(fx);
       if (!sh.up) return [{ world: w, result: unavailable, fault: false, label: "UNAVAILABLE (down)" }];
-      const outs: Outcome_[] = [{ ...ran, fault: false, label: resultLabel(ran.result) }];
+      const outs: Answer[] = [{ ...ran, fault: false, label: resultLabel(ran.result) }];
       if (f.orphan) outs.push({ world: w, result: null, fault: false, label: "rolled back (dead client)" });
       if (w.budget.shardCrash > 0) {
         if (fx.t !== "local.scan") outs.push({ world: down(ran.world), result: unavailable, fault: true, label: "committed, then CRASH" });
@@ -203,7 +204,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     switch (fx.t) {
       case "log.put": {
         const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
-        const outs: Outcome_[] = [{ world: { ...w, log: s }, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
+        const outs: Answer[] = [{ world: { ...w, log: s }, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: SpecResult = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
@@ -214,7 +215,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       }
       case "log.list": {
         const entries = txlog.list(w.log, fx.prefix);
-        const outs: Outcome_[] = [{ world: w, result: { t: "log.list", r: { ok: true, entries } }, fault: false, label: `${entries.length} records` }];
+        const outs: Answer[] = [{ world: w, result: { t: "log.list", r: { ok: true, entries } }, fault: false, label: `${entries.length} records` }];
         if (w.budget.logFault > 0) outs.push({ world: { ...w, budget: { ...w.budget, logFault: w.budget.logFault - 1 } }, result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } }, fault: true, label: "UNAVAILABLE" });
         return outs;
       }
@@ -241,8 +242,8 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
   }
 
-  let answersFor: { w: World; byFlight: Outcome_[][] } | null = null;
-  const answersOf = (w: World, i: number): Outcome_[] => {
+  let answersFor: { w: World; byFlight: Answer[][] } | null = null;
+  const answersOf = (w: World, i: number): Answer[] => {
     if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
     return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
   };

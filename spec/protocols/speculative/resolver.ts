@@ -62,7 +62,8 @@ export const epochOf = (st: ResolverState): number | null => st.epoch;
 export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, SpecEffect> {
   const start = (): ResolverState => ({ phase: "idle", epoch: null, active: [], records: [], scanned: [], rows: [], settles: [], suspects: [] });
   const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects });
-  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: opts.mutant });
+  // No retry loop in a scan: the next scan starts again from what the shards and the log say.
+  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: opts.mutant });
 
   function scanNext(st: ResolverState): Out {
     const shard = opts.shards.find((s) => !st.scanned.includes(s));

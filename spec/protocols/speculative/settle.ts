@@ -64,6 +64,8 @@ export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row"
 
 export interface SettleOptions {
   readonly maxRetries: number;
+  /** Delay before a failed statement is sent again. */
+  readonly retryDelayMs: number;
   readonly fence: Fence;
   readonly mutant?: SettleMutant;
 }
@@ -137,7 +139,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
 function failed(s: Settlement, o: SettleOptions, revert: (s: Settlement) => Settlement): { s: Settlement; effects: SpecEffect[] } {
   const back = revert(s);
   if (s.retries >= o.maxRetries) return { s: { ...back, gaveUp: true }, effects: [] };
-  return { s: { ...back, retries: s.retries + 1, waiting: true }, effects: [{ t: "timer", id: settleTimer(s.tx), ms: 200 }] };
+  return { s: { ...back, retries: s.retries + 1, waiting: true }, effects: [{ t: "timer", id: settleTimer(s.tx), ms: o.retryDelayMs }] };
 }
 
 const setK = (s: Settlement, shard: ShardId, k: Known): Settlement => ({ ...s, branches: s.branches.map((b) => (b.shard === shard ? { ...b, k } : b)) });
