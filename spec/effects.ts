@@ -217,8 +217,11 @@ export type LocalEffect =
   | { readonly t: "local.tombstone"; readonly tx: TxId; readonly shard: ShardId }
   /** Apply the inverse deltas of the undo row and retire it (state compensated); a no-op unless the row is in state undo. */
   | { readonly t: "local.compensate"; readonly tx: TxId; readonly shard: ShardId; readonly retire: boolean }
-  /** Pending credits of the branch become spendable and the undo row is retired (state released); a no-op unless in state undo. */
-  | { readonly t: "local.release"; readonly tx: TxId; readonly shard: ShardId }
+  /**
+   * Pending credits of the branch become spendable and the undo row is retired (state released); a
+   * no-op unless in state undo. `row: "delete"` (a mutant only) deletes the row instead, freeing the key.
+   */
+  | { readonly t: "local.release"; readonly tx: TxId; readonly shard: ShardId; readonly row: "retire" | "delete" }
   /** The undo rows still in state undo on a shard (what recovery must finish). */
   | { readonly t: "local.scan"; readonly shard: ShardId };
 

@@ -147,12 +147,17 @@ export function compensate(s: LocalShard, tx: TxId, branch: ShardId, retire = tr
   return { s: retire ? setState(next, rowOf(next, tx, branch)!, "compensated") : next, applied: true };
 }
 
-/** The transaction is final: its pending credits become spendable and the row is retired. */
-export function release(s: LocalShard, tx: TxId, branch: ShardId): { s: LocalShard; applied: boolean } {
-  const row = rowOf(s, tx, branch);
-  if (row === undefined || row.state !== "undo") return { s, applied: false };
+/**
+ * The transaction is final: its pending credits become spendable and the row
+ * is retired. `row: "delete"` is the mutant that deletes it (the issue's
+ * first sketch), which frees the key for a later tombstone.
+ */
+export function release(s: LocalShard, tx: TxId, branch: ShardId, row: "retire" | "delete" = "retire"): { s: LocalShard; applied: boolean } {
+  const r = rowOf(s, tx, branch);
+  if (r === undefined || r.state !== "undo") return { s, applied: false };
   let next = s;
-  if (row.escrow) for (const inv of row.inverse) if (inv.delta < 0) next = move(next, inv.account, -inv.delta, inv.delta)!;
+  if (r.escrow) for (const inv of r.inverse) if (inv.delta < 0) next = move(next, inv.account, -inv.delta, inv.delta)!;
+  if (row === "delete") return { s: { ...next, undo: next.undo.filter((x) => !(x.tx === tx && x.branch === branch)) }, applied: true };
   return { s: setState(next, rowOf(next, tx, branch)!, "released"), applied: true };
 }
 
@@ -179,7 +184,7 @@ export function execute(s: LocalShard, fx: LocalEffect): { s: LocalShard; r: Loc
       return { s: o.s, r: { t: fx.t, tx: fx.tx, shard: fx.shard, r: { ok: true, applied: o.applied } } };
     }
     case "local.release": {
-      const o = release(s, fx.tx, fx.shard);
+      const o = release(s, fx.tx, fx.shard, fx.row);
       return { s: o.s, r: { t: fx.t, tx: fx.tx, shard: fx.shard, r: { ok: true, applied: o.applied } } };
     }
     case "local.scan":

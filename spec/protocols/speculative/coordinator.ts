@@ -73,7 +73,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     maxRetries: opts.maxRetries,
     retryDelayMs: opts.retryDelayMs,
     fence: { key: EPOCH_KEY, version: st.epoch },
-    mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" ? mutant : undefined,
+    mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" || mutant === "release-deletes-row" ? mutant : undefined,
   });
 
   const reply = (st: CoordinatorState, outcome: Outcome): Out =>
@@ -146,7 +146,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         return { st: out.st, effects: [...r.effects, ...out.effects] };
       }
       const out = after(next, drive(next.settle!, o));
-      if (input.r.ok && mutant === "release-early") return { st: out.st, effects: [...out.effects, { t: "local.release", tx: st.tx, shard: input.shard }] };
+      if (input.r.ok && mutant === "release-early") return { st: out.st, effects: [...out.effects, { t: "local.release", tx: st.tx, shard: input.shard, row: "retire" }] };
       return out;
     }
     if (input.t === "timeout" && input.id === APPLY_TIMER) {

@@ -108,7 +108,8 @@ const isLocal = (fx: SpecEffect): fx is LocalEffect => fx.t.startsWith("local.")
 export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   const sc = cfg.scenario;
   const coord = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1, mutant: cfg.mutant });
-  const settleMutant: SettleMutant | undefined = cfg.mutant === "rollback-without-tombstone" || cfg.mutant === "compensate-keeps-row" ? cfg.mutant : undefined;
+  const settleMutant: SettleMutant | undefined =
+    cfg.mutant === "rollback-without-tombstone" || cfg.mutant === "compensate-keeps-row" || cfg.mutant === "release-deletes-row" ? cfg.mutant : undefined;
   const res = resolver({ shards: sc.shards, mutant: settleMutant });
   const shardIndex = (id: ShardId): number => sc.shards.indexOf(id);
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
@@ -331,9 +332,9 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       case "local.tombstone":
         return `TOMBSTONE ${fx.tx}`;
       case "local.compensate":
-        return `COMPENSATE ${fx.tx}`;
+        return `COMPENSATE ${fx.tx}${fx.retire ? "" : " (row kept)"}`;
       case "local.release":
-        return `RELEASE ${fx.tx}`;
+        return `RELEASE ${fx.tx}${fx.row === "retire" ? "" : " (row deleted)"}`;
       case "local.scan":
         return "SCAN undo";
       case "log.put":
@@ -442,6 +443,7 @@ export const speculativeMutants: readonly CoordinatorMutant[] = [
   "rollback-without-tombstone",
   "reply-early",
   "release-early",
+  "release-deletes-row",
 ];
 
 export const speculativeFactory: ModelFactory = {

@@ -60,7 +60,7 @@ export interface Settlement {
 }
 
 /** Deliberate bugs that live in settling, for the checker to catch. */
-export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row";
+export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row" | "release-deletes-row";
 
 export interface SettleOptions {
   readonly maxRetries: number;
@@ -114,7 +114,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
     if (b.k === "applied" && s.outcome !== null && s.record === "durable") {
       effects.push(
         s.outcome === "commit"
-          ? { t: "local.release", tx: s.tx, shard: b.shard }
+          ? { t: "local.release", tx: s.tx, shard: b.shard, row: o.mutant === "release-deletes-row" ? "delete" : "retire" }
           : { t: "local.compensate", tx: s.tx, shard: b.shard, retire: o.mutant !== "compensate-keeps-row" },
       );
       return { ...b, k: "finishing" };
