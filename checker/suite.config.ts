@@ -115,6 +115,7 @@ export const suite: SuiteEntry[] = [
   ...speculativeMutant("reply-early", "committed_never_rolled_back", 7),
   ...speculativeMutant("release-early", "iso_released_only_when_committed", 6),
   ...speculativeMutant("release-deletes-row", "committed_never_rolled_back", 21, { crash: 1 }),
+  ...speculativeMutant("settle-at-first-sight", "no_spurious_rollback", 11, { timeouts: false }),
   // The same mutants shown caught by each remaining property alone.
   ...speculativeMutant("spendable-credits", "iso_debits_visible_at_once", 5),
   ...speculativeMutant("undo-separate", "money_conserved", 5),

@@ -34,7 +34,7 @@ import * as local from "../../env/local.ts";
 import { canonicalJson } from "../../env/canonical.ts";
 import { collapser } from "../../env/collapse.ts";
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { epochOf, resolver, type ResolverState } from "./resolver.ts";
+import { epochOf, resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import type { SettleMutant } from "./settle.ts";
 import { speculativeEventually, speculativeInvariants } from "./properties.ts";
 
@@ -97,7 +97,7 @@ export interface SpeculativeConfig {
   readonly budget: Budget;
   /** The apply timer may fire (a coordinator settles branches that did not answer yet). */
   readonly timeouts: boolean;
-  readonly mutant?: CoordinatorMutant;
+  readonly mutant?: CoordinatorMutant | ResolverMutant;
 }
 
 /** One way the environment may answer a flight: the world after it, and what the asker hears (null: nobody). */
@@ -107,10 +107,10 @@ const isLocal = (fx: SpecEffect): fx is LocalEffect => fx.t.startsWith("local.")
 
 export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   const sc = cfg.scenario;
-  const coord = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1, mutant: cfg.mutant });
+  const coord = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1, mutant: cfg.mutant === "settle-at-first-sight" ? undefined : cfg.mutant });
   const settleMutant: SettleMutant | undefined =
     cfg.mutant === "rollback-without-tombstone" || cfg.mutant === "compensate-keeps-row" || cfg.mutant === "release-deletes-row" ? cfg.mutant : undefined;
-  const res = resolver({ shards: sc.shards, mutant: settleMutant });
+  const res = resolver({ shards: sc.shards, mutant: cfg.mutant === "settle-at-first-sight" ? cfg.mutant : settleMutant });
   const shardIndex = (id: ShardId): number => sc.shards.indexOf(id);
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
   const collapse = collapser<World>(["up", "coords", "resolver", "shards", "log", "flights", "told", "ghost", "budget"]);
@@ -397,7 +397,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     init: () => [init()],
     actions,
     next,
-    invariants: speculativeInvariants(sc),
+    invariants: speculativeInvariants(sc, cfg.budget),
     eventually: speculativeEventually(sc),
     encode: collapse.encode,
     decode: collapse.decode,
@@ -436,7 +436,7 @@ export function scenario(name: string): Scenario {
   }
 }
 
-export const speculativeMutants: readonly CoordinatorMutant[] = [
+export const speculativeMutants: readonly (CoordinatorMutant | ResolverMutant)[] = [
   "spendable-credits",
   "undo-separate",
   "compensate-keeps-row",
@@ -444,6 +444,7 @@ export const speculativeMutants: readonly CoordinatorMutant[] = [
   "reply-early",
   "release-early",
   "release-deletes-row",
+  "settle-at-first-sight",
 ];
 
 export const speculativeFactory: ModelFactory = {

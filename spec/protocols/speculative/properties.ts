@@ -11,14 +11,14 @@
  *                shard's balances plus pending, whatever the rows say;
  *   record(t)    the state of the txlog record spec/<t>.
  */
-import type { Action, Scenario, World } from "./model.ts";
+import type { Action, Budget, Scenario, World } from "./model.ts";
 import * as txlog from "../../env/txlog.ts";
 import { rowOf, type LocalShard } from "../../env/local.ts";
 import { specKey, specStateOf, type UndoRowState } from "../../effects.ts";
 
 type Pred = (w: World) => boolean;
 
-export function speculativeInvariants(sc: Scenario): Record<string, Pred> {
+export function speculativeInvariants(sc: Scenario, budget: Budget): Record<string, Pred> {
   const txs = sc.txs.map((_, t) => t);
   const branchesOf = (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard));
   const rowState = (w: World, t: number, s: number): UndoRowState | null => rowOf(w.shards[s]!, sc.txs[t]!.id, sc.shards[s]!)?.state ?? null;
@@ -84,6 +84,15 @@ export function speculativeInvariants(sc: Scenario): Record<string, Pred> {
         if (r === "SPEC_ROLLED_BACK") return !branchesOf(t).some((s) => applied(w, t, s));
         return true;
       }),
+    /**
+     * With no fault (no crash, shard crash or log fault spent), a speculation is rolled back only
+     * for insufficient funds or its own apply timeout: recovery never rolls back a live one.
+     */
+    no_spurious_rollback: (w) =>
+      w.budget.crash !== budget.crash ||
+      w.budget.shardCrash !== budget.shardCrash ||
+      w.budget.logFault !== budget.logFault ||
+      w.told.every((o) => o?.status !== "aborted" || o.reason === "insufficient_funds" || o.reason === "timeout"),
     // Isolation (docs/protocols/speculative.md, "Isolation"): what a reader of one account sees.
     /** ISO1: a debit is in the balance as soon as its branch applied, committed or not; a compensated debit is back. */
     iso_debits_visible_at_once: (w) => w.shards.every((sh, s) => sh.accounts.every(([a, b]) => b === expected(w, s, a).balance)),

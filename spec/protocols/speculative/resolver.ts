@@ -35,9 +35,12 @@ import type { Role, Step } from "../../role.ts";
 import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
+/** Settles a transaction at its first sighting, without waiting a scan (so it races live coordinators). */
+export type ResolverMutant = "settle-at-first-sight";
+
 export interface ResolverOptions {
   readonly shards: readonly ShardId[];
-  readonly mutant?: SettleMutant;
+  readonly mutant?: SettleMutant | ResolverMutant;
 }
 
 export interface ResolverState {
@@ -63,7 +66,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   const start = (): ResolverState => ({ phase: "idle", epoch: null, active: [], records: [], scanned: [], rows: [], settles: [], suspects: [] });
   const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects });
   // No retry loop in a scan: the next scan starts again from what the shards and the log say.
-  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: opts.mutant });
+  const settleMutant = opts.mutant === "settle-at-first-sight" ? undefined : opts.mutant;
+  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: settleMutant });
 
   function scanNext(st: ResolverState): Out {
     const shard = opts.shards.find((s) => !st.scanned.includes(s));
@@ -85,7 +89,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     const suspects: TxId[] = [];
     for (const [tx, f] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (st.active.includes(tx)) continue;
-      if (!st.suspects.includes(tx)) {
+      if (!st.suspects.includes(tx) && opts.mutant !== "settle-at-first-sight") {
         suspects.push(tx);
         continue;
       }
