@@ -221,7 +221,7 @@ function title(t: Trace): string {
   const facts = [`${h.source} trace`, `${t.steps.length} step${t.steps.length === 1 ? "" : "s"}`];
   if (h.tx !== undefined) facts.push(`tx ${h.tx}`);
   if (h.started_ms !== undefined) facts.push(`started ${new Date(h.started_ms).toISOString()}`);
-  lines.push(facts.join(" · "));
+  lines.push(facts.join(", "));
   return q(lines.join("\n"));
 }
 
