@@ -23,7 +23,7 @@
  * Timers fire at any time after they are set: a timeout is never assumed
  * to mean the other side is dead.
  */
-import type { Model, StepInfo } from "../../checker/model.ts";
+import type { Model, ModelFactory, StepInfo } from "../../checker/model.ts";
 import type { Role } from "../role.ts";
 import { decisionKey, decisionOf, EPOCH_KEY, type BranchSpec, type Outcome, type ParallelEffect, type Result, type ShardId, type TxId, type XaKillResult } from "../effects.ts";
 import * as txlog from "../env/txlog.ts";
@@ -554,6 +554,84 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
 }
 
 /** Reads a whole-number parameter of a factory, with a message that says which. */
+/** The configurations the suites name, shared by every XA protocol: shards x transfers. */
+export function scenario(name: string): Scenario {
+  switch (name) {
+    case "transfer":
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100]], [[2, 100]]],
+        txs: [{ id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] }],
+      };
+    case "conflict":
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100]], [[2, 100]]],
+        txs: ["t1", "t2"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] })),
+      };
+    case "three":
+      return {
+        shards: ["s1", "s2", "s3"],
+        balances: [[[1, 100]], [[2, 100]], [[3, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] },
+          { id: "t2", branches: [{ shard: "s2", ops: [{ account: 2, delta: -40 }] }, { shard: "s3", ops: [{ account: 3, delta: 40 }] }] },
+        ],
+      };
+    case "local":
+      // A transfer inside one shard (one phase) racing a cross-shard one for account 1.
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100], [3, 0]], [[2, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }, { account: 3, delta: 60 }] }] },
+          { id: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] },
+        ],
+      };
+    default:
+      throw new Error(`unknown scenario '${name}': use transfer, conflict, three or local`);
+  }
+}
+
+/**
+ * The ModelFactory of an XA protocol composed here: the parameters every such
+ * model takes (scenario, fault budget, restart, vote timer) and its mutants,
+ * split between the coordinator's and the resolver's.
+ */
+export function xaProtocolFactory<CM extends string, RM extends string>(p: {
+  name: string;
+  description: string;
+  coordinatorMutants: readonly CM[];
+  resolverMutants: readonly RM[];
+  build(cfg: {
+    scenario: Scenario;
+    budget: Budget;
+    restart: boolean;
+    timeouts: boolean;
+    coordinatorMutant: CM | undefined;
+    resolverMutant: RM | undefined;
+  }): Model<any, any>;
+}): ModelFactory {
+  return {
+    name: p.name,
+    description: p.description,
+    params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
+    mutants: [...p.coordinatorMutants, ...p.resolverMutants],
+    build(params, mutant) {
+      // checker/run.ts has already refused a mutant the factory does not declare.
+      const num = (k: string): number => wholeParam(p.name, params, k);
+      return p.build({
+        scenario: scenario(String(params.scenario)),
+        budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
+        restart: params.restart === true,
+        timeouts: params.timeouts === true,
+        coordinatorMutant: p.coordinatorMutants.find((m) => m === mutant),
+        resolverMutant: p.resolverMutants.find((m) => m === mutant),
+      });
+    },
+  };
+}
+
 export function wholeParam(model: string, p: Record<string, string | number | boolean>, k: string): number {
   const v = p[k];
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new Error(`${model}: parameter ${k} must be a whole number >= 0 (got ${String(v)})`);

@@ -14,6 +14,7 @@ import type { LogEntry, SpecEffect } from "../../spec/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
 import { suite } from "../../checker/suite.config.ts";
+import { transcript as runTranscript } from "./transcript.ts";
 
 const branches = [
   { shard: "s1", ops: [{ account: 1, delta: -30 }] },
@@ -92,16 +93,9 @@ describe("local shard (one-phase transactions)", () => {
   });
 });
 
-/** Feeds inputs one by one and returns the effects of each step, as short strings. */
+/** A transcript of `role` over `inputs`, effects shown as this file's `show` draws them. */
 function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; effects: SpecEffect[] } }, inputs: In[]): { lines: string[][]; st: St } {
-  let st = role.start();
-  const lines: string[][] = [];
-  for (const input of inputs) {
-    const out = role.step(st, input);
-    st = out.st;
-    lines.push(out.effects.map(show));
-  }
-  return { lines, st };
+  return runTranscript(role, inputs, show);
 }
 
 function show(e: SpecEffect): string {

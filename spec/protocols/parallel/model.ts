@@ -18,8 +18,7 @@
 import type { Model, ModelFactory } from "../../../checker/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, resolverMutants, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
-import { compose, wholeParam, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
-import { scenario } from "../twopc/model.ts";
+import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
 import { implicitlyCommitted, parallelEventually, parallelInvariants } from "./properties.ts";
 
 export type { Action, Scenario } from "../compose.ts";
@@ -60,21 +59,10 @@ export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
   });
 }
 
-export const parallelFactory: ModelFactory = {
+export const parallelFactory: ModelFactory = xaProtocolFactory({
   name: "parallel",
   description: "Parallel commit: STAGING record written with the prepares, commit = STAGING durable + all prepared; resolver fences with KILL CONNECTION",
-  params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
-  mutants: [...coordinatorMutants, ...resolverMutants],
-  build(p, mutant) {
-    const num = (k: string): number => wholeParam("parallel", p, k);
-    if (mutant !== undefined && !parallelFactory.mutants.includes(mutant)) throw new Error(`parallel: unknown mutant '${mutant}' (known: ${parallelFactory.mutants.join(", ")})`);
-    return parallelModel({
-      scenario: scenario(String(p.scenario)),
-      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
-      restart: p.restart === true,
-      timeouts: p.timeouts === true,
-      coordinatorMutant: coordinatorMutants.find((m) => m === mutant),
-      resolverMutant: resolverMutants.find((m) => m === mutant),
-    });
-  },
-};
+  coordinatorMutants,
+  resolverMutants,
+  build: parallelModel,
+});

@@ -11,7 +11,7 @@ import type { Model, ModelFactory } from "../../../checker/model.ts";
 import type { CoordinatorInput, CoordinatorMutant, CoordinatorState } from "./coordinator.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions } from "./coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
-import { compose, wholeParam, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
+import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
 import { twopcInvariants, twopcEventually } from "./properties.ts";
 
 export type { Action, Budget, Flight, Ghost, Scenario } from "../compose.ts";
@@ -46,63 +46,13 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
   });
 }
 
-/** The configurations the suite names: shards x transfers. */
-export function scenario(name: string): Scenario {
-  switch (name) {
-    case "transfer":
-      return {
-        shards: ["s1", "s2"],
-        balances: [[[1, 100]], [[2, 100]]],
-        txs: [{ id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] }],
-      };
-    case "conflict":
-      return {
-        shards: ["s1", "s2"],
-        balances: [[[1, 100]], [[2, 100]]],
-        txs: ["t1", "t2"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] })),
-      };
-    case "three":
-      return {
-        shards: ["s1", "s2", "s3"],
-        balances: [[[1, 100]], [[2, 100]], [[3, 100]]],
-        txs: [
-          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] },
-          { id: "t2", branches: [{ shard: "s2", ops: [{ account: 2, delta: -40 }] }, { shard: "s3", ops: [{ account: 3, delta: 40 }] }] },
-        ],
-      };
-    case "local":
-      // A transfer inside one shard (one phase) racing a cross-shard one for account 1.
-      return {
-        shards: ["s1", "s2"],
-        balances: [[[1, 100], [3, 0]], [[2, 100]]],
-        txs: [
-          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }, { account: 3, delta: 60 }] }] },
-          { id: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] },
-        ],
-      };
-    default:
-      throw new Error(`unknown scenario '${name}': use transfer, conflict, three or local`);
-  }
-}
-
 const resolverMutants: readonly ResolverMutant[] = ["missing-is-commit", "rollback-committed", "ignore-active", "gc-without-recover"];
 
-export const twopcFactory: ModelFactory = {
+export const twopcFactory: ModelFactory = xaProtocolFactory({
   name: "twopc",
   description: "2PC with presumed abort: coordinator + resolver roles over the XA shard and txlog models, with crashes",
-  params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
-  mutants: [...coordinatorMutants, ...resolverMutants],
-  build(p, mutant) {
-    const num = (k: string): number => wholeParam("twopc", p, k);
-    if (mutant !== undefined && !twopcFactory.mutants.includes(mutant)) throw new Error(`twopc: unknown mutant '${mutant}' (known: ${twopcFactory.mutants.join(", ")})`);
-    return twopcModel({
-      scenario: scenario(String(p.scenario)),
-      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
-      restart: p.restart === true,
-      timeouts: p.timeouts === true,
-      coordinatorMutant: coordinatorMutants.find((m) => m === mutant),
-      resolverMutant: resolverMutants.find((m) => m === mutant),
-    });
-  },
-};
+  coordinatorMutants,
+  resolverMutants,
+  build: twopcModel,
+});
 
