@@ -1,25 +1,27 @@
 /**
  * The engine: the role instances of one server. One coordinator instance per
- * transaction (spec/protocols/twopc/coordinator.ts), one resolver instance
- * (resolver.ts) fed a `scan` at start and every `resolver_interval_ms` with
- * the ids of the coordinators alive here. Everything protocol-shaped happens
- * inside those roles; the engine only starts instances, hands them their
- * input, keeps what they did for GET /transactions/:id and counts it.
+ * transaction, of the protocol the request chose (runtime/protocols.ts: 2PC,
+ * parallel commit, the speculative path), and one resolver instance
+ * (spec/protocols/process-resolver.ts: the parallel-commit resolver, which
+ * also finishes 2PC, then the speculative one) fed a `scan` at start and
+ * every `resolver_interval_ms` with the ids of the coordinators alive here.
+ * Everything protocol-shaped happens inside those roles; the engine only
+ * starts instances, hands them their input, keeps what they did for
+ * GET /transactions/:id and counts it.
  */
 import { randomUUID } from "node:crypto";
-import type { BranchSpec, Effect, Outcome, Result, ShardId, TxId } from "../spec/effects.ts";
-import { coordinator, coordinatorDone, type CoordinatorInput, type CoordinatorOptions, type CoordinatorState } from "../spec/protocols/twopc/coordinator.ts";
-import { epochOf, resolver, type ResolverInput, type ResolverState } from "../spec/protocols/twopc/resolver.ts";
+import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/effects.ts";
+import { processEpochOf, processResolver, type ProcessResolverInput, type ProcessResolverState } from "../spec/protocols/process-resolver.ts";
 import type { TraceHeader, TraceStep } from "../traces/format.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
-import { RoleInstance, type Adapters } from "./interpreter.ts";
+import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
+import { PROTOCOL_DEFS, PROTOCOLS, type AnyCoordinator, type CoordinatorInput, type CoordinatorSettings, type Protocol } from "./protocols.ts";
 
-export type Protocol = "2pc";
-export const PROTOCOLS: readonly Protocol[] = ["2pc"];
+export { PROTOCOLS, type Protocol };
 
-/** The name under which a role's traces are recorded; runtime/replay.ts builds the role back from it. */
-export const COORDINATOR_MODEL = "twopc.coordinator";
+/** The name under which 2PC traces are recorded (each protocol has its own: runtime/protocols.ts). */
+export const COORDINATOR_MODEL = PROTOCOL_DEFS["2pc"].model;
 /** Lifelines of a recorded transaction: the role's steps are the coordinator's; the others are its environment. */
 export const COORDINATOR_ACTOR = "coordinator";
 export const CLIENT_ACTOR = "client";
@@ -27,7 +29,7 @@ export const CLIENT_ACTOR = "client";
 export interface EngineOptions {
   readonly adapters: Adapters;
   readonly shards: readonly ShardId[];
-  readonly coordinator: CoordinatorOptions;
+  readonly coordinator: CoordinatorSettings;
   readonly resolver_interval_ms: number;
   /** Coordinators alive at once; past it `submit` refuses. */
   readonly in_flight_max: number;
@@ -56,8 +58,8 @@ export interface TransactionView {
   done: boolean;
   started_at: string;
   branches: readonly BranchSpec[];
-  /** Coordinator phase (spec), as of now. */
-  phase: CoordinatorState["phase"];
+  /** Coordinator phase (the protocol's spec role), as of now. */
+  phase: string;
   timings: Timings;
   trace: { header: TraceHeader; steps: readonly TraceStep[]; truncated: boolean } | null;
 }
@@ -73,7 +75,7 @@ interface Running {
   readonly started_wall_ms: number;
   readonly t0_ms: number;
   readonly branches: readonly BranchSpec[];
-  readonly instance: RoleInstance<CoordinatorState, CoordinatorInput>;
+  readonly instance: RoleInstance<{ readonly phase: string }, CoordinatorInput>;
   outcome: Outcome | null;
   readonly outcomePromise: Promise<Outcome>;
   readonly resolveOutcome: (o: Outcome) => void;
@@ -88,36 +90,42 @@ export class Engine {
   private readonly running = new Map<TxId, Running>();
   /** Insertion-ordered, so the oldest is first to go. */
   private readonly finished = new Map<TxId, Running>();
-  private readonly role;
-  private readonly resolverInstance: RoleInstance<ResolverState, ResolverInput>;
+  private readonly roles: Record<Protocol, AnyCoordinator>;
+  private readonly resolverInstance: RoleInstance<ProcessResolverState, ProcessResolverInput>;
   private resolverTimer: TimerHandle | null = null;
   private accepting = true;
   private idleWaiters: Array<() => void> = [];
   /** Scan bookkeeping: did the log list and every shard answer in the scan under way. */
-  private scan: { listed: boolean; recovered: Set<ShardId> } | null = null;
+  private scan: { lists: number; recovered: Set<ShardId>; scanned: Set<ShardId> } | null = null;
   private scanWaiters: Array<(complete: boolean) => void> = [];
   /** The first scan in which the log and every shard answered has finished. */
   caughtUp = false;
   lastScan: { at: string; complete: boolean } | null = null;
 
   constructor(private readonly opts: EngineOptions) {
-    this.role = coordinator(opts.coordinator);
+    this.roles = {
+      "2pc": PROTOCOL_DEFS["2pc"].role(opts.coordinator),
+      parallel: PROTOCOL_DEFS.parallel.role(opts.coordinator),
+      speculative: PROTOCOL_DEFS.speculative.role(opts.coordinator),
+    };
     const m = opts.metrics;
-    this.resolverInstance = new RoleInstance(resolver({ shards: opts.shards }), {
+    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards }), {
       actor: "resolver",
       adapters: opts.adapters,
       hooks: {
         onEffect: (e) => {
           if (m === undefined) return;
-          if (e.t === "xa.commit") m.resolverActions.inc({ action: "commit" });
-          else if (e.t === "xa.rollback") m.resolverActions.inc({ action: "rollback" });
-          else if (e.t === "log.put") m.resolverActions.inc({ action: "presume_abort" });
-          else if (e.t === "log.delete") m.resolverActions.inc({ action: "forget" });
+          const action = resolverAction(e);
+          if (action !== null) m.resolverActions.inc({ action });
+          if (e.t === "xa.kill") m.stagingFences.inc();
+          if (e.t === "log.put" && e.value.kind === "decision" && e.ifVersion > 0) m.stagingRecoveries.inc({ decision: e.value.decision });
         },
         onResult: (r) => {
+          if (m !== undefined) countLocal(m, r, "resolver");
           if (this.scan === null) return;
-          if (r.t === "log.list" && r.r.ok) this.scan.listed = true;
+          if (r.t === "log.list" && r.r.ok) this.scan.lists++;
           if (r.t === "xa.recover" && r.r.ok) this.scan.recovered.add(r.shard);
+          if (r.t === "local.scan" && r.r.ok) this.scan.scanned.add(r.shard);
         },
         onStep: (st) => {
           if (st.phase === "idle") this.scanEnded();
@@ -128,7 +136,7 @@ export class Engine {
 
   /** The epoch the resolver took for this process (spec/protocols/twopc/resolver.ts), null before. */
   get epoch(): number | null {
-    return epochOf(this.resolverInstance.st);
+    return processEpochOf(this.resolverInstance.st);
   }
 
   get inFlight(): number {
@@ -156,16 +164,17 @@ export class Engine {
     if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
     if (this.running.size >= this.opts.in_flight_max) throw new Overloaded(`${this.running.size} transactions in flight (in_flight_max ${this.opts.in_flight_max})`);
     if (this.running.has(tx) || this.finished.has(tx)) throw new Error(`transaction id ${tx} already used`);
+    if (protocol === "speculative" && this.opts.adapters.local === undefined) throw new Error("this server has no local-transaction adapter: the speculative protocol is not available");
     const m = this.opts.metrics;
     const clock = this.opts.adapters.clock;
     let resolveOutcome!: (o: Outcome) => void;
     const outcome = new Promise<Outcome>((resolve) => (resolveOutcome = resolve));
     const first: Running["first"] = {};
     const last: Running["last"] = {};
-    const instance: RoleInstance<CoordinatorState, CoordinatorInput> = new RoleInstance(this.role, {
+    const instance: RoleInstance<{ readonly phase: string }, CoordinatorInput> = new RoleInstance(this.roles[protocol], {
       actor: COORDINATOR_ACTOR,
       adapters: this.opts.adapters,
-      done: coordinatorDone,
+      done: PROTOCOL_DEFS[protocol].done,
       record: this.opts.record_traces,
       hooks: {
         onEffect: (e, now) => {
@@ -173,6 +182,7 @@ export class Engine {
         },
         onResult: (r, now) => {
           last[r.t] = now;
+          if (m !== undefined) countLocal(m, r, "coordinator");
         },
         onReply: (_tx, o) => {
           run.outcome = o;
@@ -180,6 +190,7 @@ export class Engine {
           if (m !== undefined) {
             m.transactions.inc({ protocol, outcome: o.status });
             if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
+            if (protocol === "speculative") m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
             m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
           }
           onReply?.(o);
@@ -222,6 +233,7 @@ export class Engine {
         ["prepare", span(run, "xa.prepare", "xa.prepare")],
         ["log", span(run, "log.put", "log.put")],
         ["commit", span(run, "xa.commit", "xa.commit")],
+        ["apply", span(run, "local.apply", "local.apply")],
       ];
       for (const [phase, ms] of phases) if (ms !== null) m.phase.observe({ protocol: run.protocol, phase }, ms / 1000);
     }
@@ -256,11 +268,11 @@ export class Engine {
     };
   }
 
-  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches">): TraceHeader {
+  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches" | "protocol">): TraceHeader {
     const c = this.opts.coordinator;
     return {
       source: "runtime",
-      model: COORDINATOR_MODEL,
+      model: PROTOCOL_DEFS[run.protocol].model,
       params: { voteTimeoutMs: c.voteTimeoutMs, retryDelayMs: c.retryDelayMs, maxAttempts: c.maxAttempts },
       actors: [CLIENT_ACTOR, COORDINATOR_ACTOR, ...run.branches.map((b) => b.shard), "txlog"],
       tx: run.tx,
@@ -297,7 +309,7 @@ export class Engine {
   }
 
   private tick(): void {
-    if (this.resolverInstance.st.phase === "idle") this.scan = { listed: false, recovered: new Set() };
+    if (this.resolverInstance.st.phase === "idle") this.scan = { lists: 0, recovered: new Set(), scanned: new Set() };
     this.resolverInstance.deliver({ t: "scan", active: this.active() });
   }
 
@@ -305,7 +317,8 @@ export class Engine {
     const s = this.scan;
     if (s === null) return;
     this.scan = null;
-    const complete = s.listed && this.opts.shards.every((x) => s.recovered.has(x));
+    // Both sub-resolvers listed the log and every shard answered both scans (XA RECOVER and the undo rows).
+    const complete = s.lists >= 2 && this.opts.shards.every((x) => s.recovered.has(x) && (this.opts.adapters.local === undefined || s.scanned.has(x)));
     if (complete) this.caughtUp = true;
     this.lastScan = { at: new Date().toISOString(), complete };
     this.opts.metrics?.resolverScans.inc({ result: complete ? "complete" : "partial" });
@@ -336,6 +349,39 @@ export class Engine {
 
 /** A transaction id: a UUID, which fits an XA gtrid (64 bytes) and never repeats across restarts. */
 export const newTxId = (): TxId => randomUUID();
+
+/** What a resolver effect does, for the resolver_actions metric; null for reads. */
+function resolverAction(e: Effect): string | null {
+  switch (e.t) {
+    case "xa.commit":
+      return "commit";
+    case "xa.rollback":
+      return "rollback";
+    case "xa.kill":
+      return "fence";
+    case "log.put":
+      if (e.value.kind === "decision") return e.ifVersion > 0 ? `staging_${e.value.decision}` : "presume_abort";
+      if (e.value.kind === "spec") return `record_${e.value.state.toLowerCase()}`;
+      return null;
+    case "log.delete":
+      return "forget";
+    case "local.tombstone":
+      return "tombstone";
+    case "local.compensate":
+      return "compensate";
+    case "local.release":
+      return "release";
+    default:
+      return null;
+  }
+}
+
+/** Compensations and releases that changed a shard, by who ran them. */
+function countLocal(m: Metrics, r: Result, by: "coordinator" | "resolver"): void {
+  if ((r.t === "local.compensate" || r.t === "local.release") && r.r.ok && r.r.applied) {
+    (r.t === "local.compensate" ? m.compensations : m.releases).inc({ by });
+  }
+}
 
 function span(run: Running, from: Effect["t"], to: Result["t"]): number | null {
   const a = run.first[from];

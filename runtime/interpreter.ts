@@ -13,14 +13,39 @@
  * that a live run can be replayed against the role (runtime/replay.ts).
  */
 import type { Role } from "../spec/role.ts";
-import type { Effect, Outcome, Result, TxId } from "../spec/effects.ts";
+import type { Effect as BaseEffect, LocalEffect, LocalResult, Outcome, Result as BaseResult, TxId, XaExecConnResult, XaKillEffect, XaKillResult } from "../spec/effects.ts";
 import type { Msg, TraceStep } from "../traces/format.ts";
-import type { Clock, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";
+import type { Clock, LocalExecutor, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";
+
+/** Every effect a role of any protocol may ask for (2PC, parallel commit, the speculative path). */
+export type Effect = BaseEffect | XaKillEffect | LocalEffect;
+/** Every result the interpreter delivers. xa.exec's carries the branch's connection id (parallel commit needs it; other roles ignore it). */
+export type Result = Exclude<BaseResult, { t: "xa.exec" }> | XaExecConnResult | XaKillResult | LocalResult;
 
 export interface Adapters {
   readonly xa: XaExecutor;
   readonly log: TxlogStore;
   readonly clock: Clock;
+  /** The speculative path's local transactions; absent: a speculative role's local effects are refused. */
+  readonly local?: LocalExecutor;
+}
+
+/** A role asked for something the runtime never does: a field that exists only for a checker mutant. */
+export class RefusedEffect extends Error {}
+
+/**
+ * The effect fields that exist only so the checker's deliberate bugs can ask
+ * for less (spec/effects.ts): the runtime runs the protocol, never a mutant,
+ * and refuses them rather than execute a weaker statement.
+ */
+export function refuseMutantFields(e: Effect): void {
+  const bad =
+    (e.t === "xa.exec" && !e.guard) ||
+    (e.t === "local.apply" && (!e.escrow || e.parts !== "both")) ||
+    (e.t === "local.compensate" && !e.retire) ||
+    (e.t === "local.release" && e.row !== "retire") ||
+    (e.t === "log.put" && e.value.kind === "staging" && e.value.branches.some((b) => b.conn === ""));
+  if (bad) throw new RefusedEffect(`refusing ${e.t} with a mutant-only field: ${JSON.stringify(e)}`);
 }
 
 /** What the owner of an instance may watch; none of it feeds back into the role. */
@@ -74,6 +99,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   deliver(input: In): void {
     if (this.ended) return;
     const { st, effects } = this.role.step(this.st, input);
+    for (const e of effects) refuseMutantFields(e);
     this.st = st;
     const now = this.opts.adapters.clock.now_ms();
     if (this.opts.record) this.record(input, effects, now);
@@ -182,7 +208,19 @@ export class RoleInstance<St, In extends { readonly t: string }> {
         return;
       }
       case "xa.exec":
-        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r }), e);
+        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r, conn: r.ok ? xa.connectionOf(e.tx, e.shard) : null }), e);
+      case "xa.kill":
+        return this.await(xa.kill(e.shard, e.conn), (r) => ({ t: "xa.kill", shard: e.shard, conn: e.conn, r }), e);
+      case "local.apply":
+        return this.await(this.local(e).apply(e.tx, e.shard, e.ops, e.branches), (r) => ({ t: "local.apply", tx: e.tx, shard: e.shard, r }), e);
+      case "local.tombstone":
+        return this.await(this.local(e).tombstone(e.tx, e.shard), (r) => ({ t: "local.tombstone", tx: e.tx, shard: e.shard, r }), e);
+      case "local.compensate":
+        return this.await(this.local(e).compensate(e.tx, e.shard), (r) => ({ t: "local.compensate", tx: e.tx, shard: e.shard, r }), e);
+      case "local.release":
+        return this.await(this.local(e).release(e.tx, e.shard), (r) => ({ t: "local.release", tx: e.tx, shard: e.shard, r }), e);
+      case "local.scan":
+        return this.await(this.local(e).scan(e.shard), (r) => ({ t: "local.scan", shard: e.shard, r }), e);
       case "xa.prepare":
         return this.await(xa.prepare(e.tx, e.shard), (r) => ({ t: "xa.prepare", tx: e.tx, shard: e.shard, r }), e);
       case "xa.commit":
@@ -198,6 +236,12 @@ export class RoleInstance<St, In extends { readonly t: string }> {
       case "log.delete":
         return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e);
     }
+  }
+
+  private local(e: LocalEffect): LocalExecutor {
+    const l = this.opts.adapters.local;
+    if (l === undefined) throw new RefusedEffect(`${e.t}: this runtime has no local-transaction adapter`);
+    return l;
   }
 
   private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect): void {
@@ -228,8 +272,16 @@ function effectKey(e: Effect): string {
     case "xa.commit":
     case "xa.rollback":
       return `${e.t}|${e.shard}|${e.tx}`;
+    case "local.apply":
+    case "local.tombstone":
+    case "local.compensate":
+    case "local.release":
+      return `${e.t}|${e.shard}|${e.tx}`;
     case "xa.recover":
+    case "local.scan":
       return `${e.t}|${e.shard}`;
+    case "xa.kill":
+      return `${e.t}|${e.shard}|${e.conn}`;
     case "log.put":
     case "log.delete":
       return `${e.t}|${e.key}`;
@@ -248,8 +300,16 @@ function resultKey(r: Result): string | null {
     case "xa.commit":
     case "xa.rollback":
       return `${r.t}|${r.shard}|${r.tx}`;
+    case "local.apply":
+    case "local.tombstone":
+    case "local.compensate":
+    case "local.release":
+      return `${r.t}|${r.shard}|${r.tx}`;
     case "xa.recover":
+    case "local.scan":
       return `${r.t}|${r.shard}`;
+    case "xa.kill":
+      return `${r.t}|${r.shard}|${r.conn}`;
     case "log.put":
     case "log.delete":
       return `${r.t}|${r.key}`;
@@ -270,6 +330,12 @@ function targetOf(e: Effect): string | null {
     case "xa.commit":
     case "xa.rollback":
     case "xa.recover":
+    case "xa.kill":
+    case "local.apply":
+    case "local.tombstone":
+    case "local.compensate":
+    case "local.release":
+    case "local.scan":
       return e.shard;
     case "log.put":
     case "log.list":
@@ -294,8 +360,26 @@ function effectLabel(e: Effect): string {
       return "XA ROLLBACK";
     case "xa.recover":
       return "XA RECOVER";
+    case "xa.kill":
+      return `KILL CONNECTION ${e.conn}`;
+    case "local.apply":
+      return `apply + undo row (${e.ops.length} op${e.ops.length === 1 ? "" : "s"})`;
+    case "local.tombstone":
+      return "tombstone";
+    case "local.compensate":
+      return "compensate";
+    case "local.release":
+      return "release";
+    case "local.scan":
+      return "scan undo rows";
     case "log.put":
-      return e.value.kind === "decision" ? `put ${e.value.decision.toUpperCase()}` : `put ${e.key}`;
+      return e.value.kind === "decision"
+        ? `put ${e.value.decision.toUpperCase()}`
+        : e.value.kind === "staging"
+          ? "put STAGING"
+          : e.value.kind === "spec"
+            ? `put ${e.value.state}`
+            : `put ${e.key}`;
     case "log.list":
       return `list ${e.prefix}`;
     case "log.delete":
@@ -315,6 +399,13 @@ function resultLabel(r: Result): string {
       return r.r.ok ? `${r.r.entries.length} records` : r.r.err;
     case "log.put":
       return r.r.ok ? `ok (v${r.r.version})` : r.r.err;
+    case "local.scan":
+      return r.r.ok ? `${r.r.rows.length} undo rows` : r.r.err;
+    case "local.compensate":
+    case "local.release":
+      return r.r.ok ? (r.r.applied ? "applied" : "nothing to do") : r.r.err;
+    case "local.tombstone":
+      return r.r.ok ? "ok" : r.r.err === "DUPLICATE" ? `DUPLICATE (${r.r.existing})` : r.r.err;
     case "timeout":
       return "timeout";
     default:
@@ -326,10 +417,20 @@ function unavailable(e: Effect): Result {
   const err = { ok: false, err: "UNAVAILABLE" } as const;
   switch (e.t) {
     case "xa.exec":
+      return { t: e.t, tx: e.tx, shard: e.shard, r: err, conn: null };
     case "xa.prepare":
     case "xa.commit":
     case "xa.rollback":
       return { t: e.t, tx: e.tx, shard: e.shard, r: err };
+    case "xa.kill":
+      return { t: e.t, shard: e.shard, conn: e.conn, r: err };
+    case "local.apply":
+    case "local.tombstone":
+    case "local.compensate":
+    case "local.release":
+      return { t: e.t, tx: e.tx, shard: e.shard, r: err } as Result;
+    case "local.scan":
+      return { t: e.t, shard: e.shard, r: err };
     case "xa.recover":
       return { t: "xa.recover", shard: e.shard, r: err };
     case "log.put":

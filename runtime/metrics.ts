@@ -31,7 +31,7 @@ export class Metrics {
   });
   readonly phase = new Histogram({
     name: "speccommit_phase_duration_seconds",
-    help: "Per protocol phase: exec (XA START..END), prepare, log (decision write), commit (XA COMMIT of every branch).",
+    help: "Per protocol phase: exec (XA START..END), prepare, log (decision or STAGING write), commit (XA COMMIT of every branch), apply (speculative local transactions).",
     labelNames: ["protocol", "phase"] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
@@ -55,7 +55,8 @@ export class Metrics {
   });
   readonly resolverActions = new Counter({
     name: "speccommit_resolver_actions_total",
-    help: "What the resolver asked for: commit, rollback, presume_abort (ABORT record), forget (record deleted).",
+    help:
+      "What the resolver asked for: commit, rollback, presume_abort (ABORT record), forget (record deleted), fence (KILL of a STAGING connection), staging_commit / staging_abort (a STAGING transaction decided), tombstone, compensate, release, record_spec_* (speculation records).",
     labelNames: ["action"] as const,
     registers: [this.registry],
   });
@@ -78,6 +79,51 @@ export class Metrics {
     labelNames: ["route", "code"] as const,
     registers: [this.registry],
   });
+
+  readonly speculations = new Counter({
+    name: "speccommit_speculations_total",
+    help: "Speculative transactions answered, by result: hit (committed), rollback (aborted: a branch failed, was tombstoned and the applied ones compensated), in_doubt.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly speculationHitRatio = new Gauge({
+    name: "speccommit_speculation_hit_ratio",
+    help: "Hits over hits plus rollbacks, since the server started (NaN before the first).",
+    registers: [this.registry],
+  });
+  readonly compensations = new Counter({
+    name: "speccommit_compensations_total",
+    help: "Compensations that changed a shard (an applied speculative branch undone), by who ran them (coordinator, resolver).",
+    labelNames: ["by"] as const,
+    registers: [this.registry],
+  });
+  readonly releases = new Counter({
+    name: "speccommit_releases_total",
+    help: "Releases that changed a shard (a committed speculative branch's pending credits made spendable), by who ran them.",
+    labelNames: ["by"] as const,
+    registers: [this.registry],
+  });
+  readonly stagingRecoveries = new Counter({
+    name: "speccommit_staging_recoveries_total",
+    help: "STAGING transactions of a dead or give-up coordinator the resolver decided, by decision (commit: every branch was prepared).",
+    labelNames: ["decision"] as const,
+    registers: [this.registry],
+  });
+  readonly stagingFences = new Counter({
+    name: "speccommit_staging_fences_total",
+    help: "KILL CONNECTION fences the resolver sent for STAGING transactions.",
+    registers: [this.registry],
+  });
+  private specHits = 0;
+  private specRollbacks = 0;
+
+  /** A speculative transaction was answered. */
+  speculation(result: "hit" | "rollback" | "in_doubt"): void {
+    this.speculations.inc({ result });
+    if (result === "hit") this.specHits++;
+    if (result === "rollback") this.specRollbacks++;
+    this.speculationHitRatio.set(this.specHits / (this.specHits + this.specRollbacks));
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "speccommit_process_" });

@@ -8,30 +8,32 @@
  * The role is rebuilt from the trace header (`model` and `params`), so a
  * trace carries everything needed to check it.
  */
-import type { Effect } from "../spec/effects.ts";
-import type { Role } from "../spec/role.ts";
-import { coordinator, type CoordinatorInput, type CoordinatorState } from "../spec/protocols/twopc/coordinator.ts";
 import type { Trace, TraceHeader } from "../traces/format.ts";
-import { COORDINATOR_ACTOR, COORDINATOR_MODEL } from "./engine.ts";
+import { COORDINATOR_ACTOR } from "./engine.ts";
+import { PROTOCOL_DEFS, protocolOfModel, type AnyCoordinator, type CoordinatorInput } from "./protocols.ts";
 
 export type ReplayResult =
   | { ok: true; steps: number }
   | { ok: false; step: number; message: string; expected: unknown; got: unknown };
 
 /** The role a runtime trace header names, with the options it ran with. */
-export function roleOfHeader(h: TraceHeader): Role<CoordinatorState, CoordinatorInput, Effect> {
-  if (h.model !== COORDINATOR_MODEL) throw new Error(`trace model ${JSON.stringify(h.model)}: only ${COORDINATOR_MODEL} traces can be replayed`);
+export function roleOfHeader(h: TraceHeader): AnyCoordinator {
+  const def = protocolOfModel(h.model ?? "");
+  if (def === undefined) {
+    const known = Object.values(PROTOCOL_DEFS).map((d) => d.model);
+    throw new Error(`trace model ${JSON.stringify(h.model)}: only runtime coordinator traces (${known.join(", ")}) can be replayed`);
+  }
   const p = h.params ?? {};
   const num = (name: string): number => {
     const v = p[name];
     if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new Error(`trace header params.${name}: expected an integer, got ${JSON.stringify(v)}`);
     return v;
   };
-  return coordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), maxAttempts: num("maxAttempts") });
+  return def.role({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), maxAttempts: num("maxAttempts") });
 }
 
 /** Feeds every recorded input to a fresh role and compares the effects it asks for with the recorded ones. */
-export function replayTrace(trace: Trace, role: Role<CoordinatorState, CoordinatorInput, Effect> = roleOfHeader(trace.header)): ReplayResult {
+export function replayTrace(trace: Trace, role: AnyCoordinator = roleOfHeader(trace.header)): ReplayResult {
   let st = role.start();
   for (const s of trace.steps) {
     // Steps of the environment (shards, log, client) are drawn, not replayed: the role only sees their answers as inputs.

@@ -252,7 +252,7 @@ class Api {
     try {
       const ct = req.headers["content-type"];
       if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
-      request = decodeTransfer(await this.readBody(req), this.accounts);
+      request = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
     } catch (e) {
       if (e instanceof BadRequest) {
         const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};

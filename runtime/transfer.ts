@@ -11,7 +11,7 @@
  */
 import { Schema } from "effect";
 import type { BranchSpec, Op, ShardId } from "../spec/effects.ts";
-import { PROTOCOLS, type Protocol } from "./engine.ts";
+import { PROTOCOLS, type Protocol } from "./protocols.ts";
 
 export const OPS_MAX = 64;
 /** |delta| at most 10^15 cents, so 64 of them sum exactly in a double. */
@@ -52,7 +52,7 @@ export interface AccountCatalog {
 }
 
 /** Throws BadRequest with a message that says what is wrong. */
-export function decodeTransfer(text: string, catalog: AccountCatalog): TransferRequest {
+export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: Protocol = "2pc"): TransferRequest {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -67,9 +67,9 @@ export function decodeTransfer(text: string, catalog: AccountCatalog): TransferR
   try {
     body = Schema.decodeUnknownSync(BodySchema)(json, { onExcessProperty: "error" });
   } catch (e) {
-    throw new BadRequest(400, `invalid body: ${(e as Error).message.replaceAll("\n", "")}; expected {"ops":[{"shard_id":"shard-a","account_id":1,"delta":"-50.00"},...],"idempotency_key"?:"...","protocol"?:"2pc"}`);
+    throw new BadRequest(400, `invalid body: ${(e as Error).message.replaceAll("\n", "")}; expected {"ops":[{"shard_id":"shard-a","account_id":1,"delta":"-50.00"},...],"idempotency_key"?:"...","protocol"?:"2pc"|"parallel"|"speculative"}`);
   }
-  const protocol = body.protocol ?? "2pc";
+  const protocol = body.protocol ?? defaultProtocol;
   if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
     throw new BadRequest(400, `protocol ${JSON.stringify(protocol)} is not supported; supported: ${PROTOCOLS.join(", ")}`);
   }

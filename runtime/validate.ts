@@ -26,7 +26,7 @@ import * as txlog from "../spec/env/txlog.ts";
 import * as xa from "../spec/env/xa.ts";
 import { branchXid, connOf, executeXa, type XaEffect } from "../spec/env/executor.ts";
 import type { Trace } from "../traces/format.ts";
-import { COORDINATOR_ACTOR } from "./engine.ts";
+import { COORDINATOR_ACTOR, COORDINATOR_MODEL } from "./engine.ts";
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 
@@ -38,6 +38,10 @@ const FOREIGN_XID: xa.Xid = "validate.foreign";
 const STATES_MAX = 256;
 
 export function validateEnvironment(trace: Trace): ValidationResult {
+  // The environment models here are XA and the txlog as 2PC uses them; parallel commit's KILL and the speculative path's local transactions are not covered yet.
+  if (trace.header.model !== COORDINATOR_MODEL) {
+    return { ok: false, step: 0, message: `environment validation covers ${COORDINATOR_MODEL} traces only (this trace: ${JSON.stringify(trace.header.model)}); replay the role with replayTrace instead` };
+  }
   const steps = trace.steps.filter((s) => s.actor === COORDINATOR_ACTOR);
   const first = steps[0]?.input as { t?: string; tx?: TxId; branches?: readonly BranchSpec[] } | undefined;
   if (first?.t !== "request" || first.tx === undefined || first.branches === undefined) {

@@ -14,7 +14,20 @@
  * defines for it (UNAVAILABLE: the request may or may not have taken effect),
  * and every call ends within a bounded time.
  */
-import type { Fence, LogDeleteResult, LogListResult, LogPutResult, LogRecord, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/effects.ts";
+import type {
+  ConnectionId,
+  Fence,
+  LocalResult,
+  LogDeleteResult,
+  LogListResult,
+  LogPutResult,
+  LogRecord,
+  Op,
+  RecoverResult,
+  ShardId,
+  TxId,
+  XaResult,
+} from "../../spec/effects.ts";
 
 export interface XaExecutor {
   readonly shards: readonly ShardId[];
@@ -24,6 +37,43 @@ export interface XaExecutor {
   commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult>;
   rollback(tx: TxId, shard: ShardId): Promise<XaResult>;
   recover(shard: ShardId): Promise<RecoverResult>;
+  /**
+   * Parallel commit (spec/effects.ts XaKillEffect): the connection the branch
+   * (tx, shard) runs on, as the shard numbers it, once `exec` answered ok and
+   * while the branch's connection lives; null otherwise. The id includes the
+   * shard's boot identity (MariaDB numbers connections from 1 again after a
+   * restart), so an id from before a restart never names a later connection.
+   */
+  connectionOf(tx: TxId, shard: ShardId): ConnectionId | null;
+  /**
+   * KILL CONNECTION `conn` on `shard`; ok only once the connection is gone
+   * (no longer in the process list), so no statement sent on it can still
+   * run. An unknown id, or one from an earlier boot of the shard, is ok (that
+   * connection is already gone). UNAVAILABLE: the shard did not answer.
+   */
+  kill(shard: ShardId, conn: ConnectionId): Promise<XaResult>;
+}
+
+/** The `r` of the local result answering effect kind T (compensate and release share one result shape). */
+type LocalR<T extends LocalResult["t"]> = LocalResult extends infer X ? (X extends { t: infer U; r: infer R } ? (T extends U ? R : never) : never) : never;
+
+/**
+ * The speculative path's shard statements (spec/effects.ts LocalEffect,
+ * spec/env/local.ts): each method is ONE local transaction (START TRANSACTION
+ * ... COMMIT, never XA) on its shard, with the protocol's fields only (the
+ * interpreter refuses the mutant-only fields before it calls these).
+ */
+export interface LocalExecutor {
+  readonly shards: readonly ShardId[];
+  /** Undo row (tx, shard) inserted, debits guarded, credits held as pending: all or nothing. */
+  apply(tx: TxId, shard: ShardId, ops: readonly Op[], branches: readonly ShardId[]): Promise<LocalR<"local.apply">>;
+  tombstone(tx: TxId, shard: ShardId): Promise<LocalR<"local.tombstone">>;
+  /** Inverse deltas applied and the row retired (state compensated); applied: false when the row was not in state undo. */
+  compensate(tx: TxId, shard: ShardId): Promise<LocalR<"local.compensate">>;
+  /** Pending credits made spendable and the row retired (state released); applied: false when the row was not in state undo. */
+  release(tx: TxId, shard: ShardId): Promise<LocalR<"local.release">>;
+  /** The undo rows still in state undo. */
+  scan(shard: ShardId): Promise<LocalR<"local.scan">>;
 }
 
 export interface TxlogStore {

@@ -431,3 +431,6 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
 
   return { start, step };
 }
+
+/** The coordinator has nothing more to do for its transaction (the resolver may still have). */
+export const coordinatorDone = (st: CoordinatorState): boolean => st.phase === "done";
