@@ -1,0 +1,170 @@
+/**
+ * The process resolver (spec/protocols/process-resolver.ts): one epoch for
+ * both sub-resolvers, the XA scan then the speculative scan, results routed
+ * to the one that asked, a fenced sub-resolver making the process take a new
+ * epoch. And the routing claim itself: each sub-resolver, inside, asks for
+ * exactly what it asks for alone.
+ */
+import { describe, expect, it } from "vitest";
+import { processResolver, type ProcessEffect, type ProcessResolverInput } from "../../spec/protocols/process-resolver.ts";
+import * as xa from "../../spec/protocols/parallel/resolver.ts";
+import * as spec from "../../spec/protocols/speculative/resolver.ts";
+import { EPOCH_KEY, type LogEntry } from "../../spec/effects.ts";
+import { transcript } from "./transcript.ts";
+
+const SHARDS = ["s1", "s2"];
+
+function show(e: ProcessEffect): string {
+  switch (e.t) {
+    case "log.list":
+      return `list ${e.prefix}`;
+    case "log.put":
+      return `put ${e.key} ${e.value.kind === "decision" ? e.value.decision : e.value.kind === "spec" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
+    case "log.delete":
+      return `delete ${e.key}`;
+    case "xa.recover":
+    case "local.scan":
+      return `${e.t} ${e.shard}`;
+    case "xa.kill":
+      return `kill ${e.shard} ${e.conn}`;
+    case "local.tombstone":
+    case "local.compensate":
+    case "local.release":
+    case "xa.commit":
+    case "xa.rollback":
+      return `${e.t} ${e.tx} ${e.shard}`;
+    default:
+      return e.t;
+  }
+}
+
+const listed = (entries: LogEntry[]): ProcessResolverInput => ({ t: "log.list", r: { ok: true, entries } });
+const recovered = (shard: string, prepared: { tx: string; shard: string }[] = []): ProcessResolverInput => ({ t: "xa.recover", shard, r: { ok: true, prepared } });
+const scanned = (shard: string, rows: { tx: string; branch: string; state: "undo"; branches: string[] }[] = []): ProcessResolverInput => ({ t: "local.scan", shard, r: { ok: true, rows } });
+const epochTaken = (version: number): ProcessResolverInput => ({ t: "log.put", key: EPOCH_KEY, r: { ok: true, version } });
+
+describe("process resolver", () => {
+  const role = processResolver({ shards: SHARDS });
+
+  it("takes one epoch, then runs the XA scan and the speculative scan one after the other", () => {
+    const { lines, st } = transcript(
+      role,
+      [
+        { t: "scan", active: [] },
+        listed([]),
+        epochTaken(3),
+        listed([]),
+        recovered("s1"),
+        recovered("s2"),
+        listed([]),
+        scanned("s1"),
+        scanned("s2"),
+      ],
+      show,
+    );
+    expect(lines).toEqual([
+      ["list epoch"],
+      ["put epoch epoch if v0"],
+      ["list tx/"],
+      ["xa.recover s1"],
+      ["xa.recover s2"],
+      ["list spec/"],
+      ["local.scan s1"],
+      ["local.scan s2"],
+      [],
+    ]);
+    expect(st.phase).toBe("idle");
+    expect(st.epoch).toBe(3);
+    expect(st.xa.epoch).toBe(3);
+    expect(st.spec.epoch).toBe(3);
+  });
+
+  it("a scan while one is under way is ignored; results nobody waits for change nothing", () => {
+    const { lines } = transcript(
+      role,
+      [{ t: "scan", active: [] }, { t: "scan", active: [] }, scanned("s1"), listed([]), epochTaken(1)],
+      show,
+    );
+    expect(lines).toEqual([["list epoch"], [], [], ["put epoch epoch if v0"], ["list tx/"]]);
+  });
+
+  it("a sub-resolver fenced by a newer epoch makes the process take a new one at the next scan", () => {
+    // Two scans, so that the speculative resolver settles a transaction it saw twice; its fenced record write resets the epoch.
+    const row = { tx: "t9", branch: "s1", state: "undo" as const, branches: ["s1", "s2"] };
+    const scan = (): ProcessResolverInput[] => [{ t: "scan", active: [] }, listed([]), recovered("s1"), recovered("s2"), listed([]), scanned("s1", [row]), scanned("s2")];
+    const { lines, st } = transcript(
+      role,
+      [
+        { t: "scan", active: [] },
+        listed([]),
+        epochTaken(5),
+        listed([]),
+        recovered("s1"),
+        recovered("s2"),
+        listed([]),
+        scanned("s1", [row]),
+        scanned("s2"),
+        ...scan(),
+        { t: "local.tombstone", tx: "t9", shard: "s2", r: { ok: true } },
+        { t: "log.put", key: "spec/t9", r: { ok: false, err: "FENCED" } },
+        { t: "scan", active: [] },
+      ],
+      show,
+    );
+    // Second scan: t9 is seen again, so it is settled: s2 not applied is probed with a tombstone.
+    expect(lines[15]).toEqual(["local.tombstone t9 s2"]);
+    // The tombstone won: rollback decided, SPEC_EXECUTING goes out under epoch 5.
+    expect(lines[16]).toEqual(["put spec/t9 SPEC_EXECUTING if v0 fence v5"]);
+    expect(lines[17]).toEqual([]);
+    expect(st.epoch).toBeNull();
+    // The next scan boots again.
+    expect(lines[18]).toEqual(["list epoch"]);
+  });
+
+  it("each sub-resolver asks for exactly what it asks for alone (same inputs, same epoch)", () => {
+    const staging: LogEntry = { key: "tx/t1", value: { kind: "staging", branches: [{ shard: "s1", conn: "b:7" }, { shard: "s2", conn: "b:8" }] }, version: 4 };
+    const decided: LogEntry = { key: "tx/t2", value: { kind: "decision", decision: "commit", branches: ["s1", "s2"] }, version: 2 };
+    const xaInputs = (): xa.ResolverInput[] => [
+      { t: "scan", active: [] },
+      { t: "log.list", r: { ok: true, entries: [staging, decided] } },
+      { t: "xa.recover", shard: "s1", r: { ok: true, prepared: [{ tx: "t1", shard: "s1" }, { tx: "t2", shard: "s1" }] } },
+      { t: "xa.recover", shard: "s2", r: { ok: true, prepared: [{ tx: "t2", shard: "s2" }] } },
+    ];
+    // Alone: boot with epoch 2, then the same scan twice (the second fences t1's connections).
+    const alone = transcript(
+      xa.resolver({ shards: SHARDS }),
+      [
+        { t: "scan", active: [] },
+        { t: "log.list", r: { ok: true, entries: [] } },
+        { t: "log.put", key: EPOCH_KEY, r: { ok: true, version: 2 } },
+        ...xaInputs().slice(1),
+        { t: "xa.commit", tx: "t2", shard: "s1", r: { ok: true } },
+        { t: "xa.commit", tx: "t2", shard: "s2", r: { ok: true } },
+        ...xaInputs(),
+      ],
+      show,
+    ).lines;
+    const specAlone = (): ProcessResolverInput[] => [listed([]), scanned("s1"), scanned("s2")];
+    const inside = transcript(
+      role,
+      [
+        { t: "scan", active: [] },
+        listed([]),
+        epochTaken(2),
+        ...(xaInputs().slice(1) as ProcessResolverInput[]),
+        { t: "xa.commit", tx: "t2", shard: "s1", r: { ok: true } },
+        { t: "xa.commit", tx: "t2", shard: "s2", r: { ok: true } },
+        ...specAlone(),
+        ...(xaInputs() as ProcessResolverInput[]),
+      ],
+      show,
+    ).lines;
+    // The process adds the speculative scan after the XA one ends; the XA effects are the same, step for step.
+    const xaPart = (lines: string[][]) => lines.flat().filter((l) => !l.startsWith("list spec/") && !l.startsWith("local."));
+    expect(xaPart(inside)).toEqual(xaPart(alone));
+    expect(alone.flat()).toContain("kill s1 b:7");
+    // And the speculative resolver alone, given the same epoch, asks for the same scan as inside.
+    const specLines = transcript(spec.resolver({ shards: SHARDS }), [{ t: "scan", active: [] }, { t: "log.list", r: { ok: true, entries: [] } }, { t: "log.put", key: EPOCH_KEY, r: { ok: true, version: 2 } }, { t: "log.list", r: { ok: true, entries: [] } }, scanned("s1") as spec.ResolverInput], show).lines.flat();
+    expect(specLines.slice(2)).toEqual(["list spec/", "local.scan s1", "local.scan s2"]);
+  });
+});
