@@ -16,8 +16,21 @@
  *      prepared branch that appears later, from a statement of a dead
  *      process, has no record and is presumed aborted). Whether it never ran
  *      or was aborted cannot be told apart (presumed abort forgets aborts).
+ *
+ * Parallel commit: a STAGING record is not a decision; with it, a branch
+ * whose prepare is still in flight may yet complete the implicit commit, so
+ * the answer is in doubt until the record is decided (by its coordinator or
+ * the resolver's fence).
+ *
+ * The speculative path (docs/protocols/speculative.md) is read first and
+ * differently: its history rows are written when a branch applies, before
+ * the outcome is known, so they prove nothing. Its terminal record says the
+ * outcome; else the branch keys in spec_undo decide by the protocol's own
+ * rule (spec/protocols/speculative/settle.ts `outcomeOfKeys`); else it is in
+ * doubt.
  */
-import { decisionKey, decisionOf, type ShardId, type TxId } from "../spec/effects.ts";
+import { decisionKey, decisionOf, specKey, specStateOf, type ShardId, type TxId, type UndoRowState } from "../spec/effects.ts";
+import { outcomeOfKeys } from "../spec/protocols/speculative/settle.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 
@@ -25,6 +38,10 @@ export type DurableStatus =
   | { found: "decision"; decision: "commit" | "abort" }
   | { found: "history"; shards: ShardId[] }
   | { found: "prepared"; shards: ShardId[] }
+  /** Parallel commit's STAGING record, not decided yet. */
+  | { found: "staging" }
+  /** A speculation: its outcome, or null while its keys do not decide it yet. */
+  | { found: "speculation"; outcome: "commit" | "rollback" | null }
   | { found: "nothing" };
 
 export class DurableUnavailable extends Error {}
@@ -36,8 +53,12 @@ export async function durableStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogSto
   if (!TX_ID.test(tx)) return { found: "nothing" };
   const listed = await deps.log.list(decisionKey(tx));
   if (!listed.ok) throw new DurableUnavailable("the transaction log did not answer");
-  const decision = decisionOf(listed.entries.find((e) => e.key === decisionKey(tx))?.value);
+  const record = listed.entries.find((e) => e.key === decisionKey(tx))?.value;
+  const decision = decisionOf(record);
   if (decision !== null) return { found: "decision", decision };
+  if (record?.kind === "staging") return { found: "staging" };
+  const speculation = await speculationStatus(tx, deps);
+  if (speculation !== null) return speculation;
   const withHistory: ShardId[] = [];
   const prepared: ShardId[] = [];
   for (const shard of shards) {
@@ -52,4 +73,29 @@ export async function durableStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogSto
   if (withHistory.length > 0) return { found: "history", shards: withHistory };
   if (prepared.length > 0) return { found: "prepared", shards: prepared };
   return { found: "nothing" };
+}
+
+/** What the speculative path's record and keys say of `tx`; null when it never ran speculatively (no record, no row). */
+async function speculationStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogStore }): Promise<DurableStatus | null> {
+  const listed = await deps.log.list(specKey(tx));
+  if (!listed.ok) throw new DurableUnavailable("the transaction log did not answer");
+  const state = specStateOf(listed.entries.find((e) => e.key === specKey(tx))?.value);
+  if (state === "SPEC_COMMITTED") return { found: "speculation", outcome: "commit" };
+  if (state === "SPEC_ROLLED_BACK") return { found: "speculation", outcome: "rollback" };
+  const held = new Map<ShardId, UndoRowState>();
+  let branches: ShardId[] = [];
+  for (const shard of deps.xa.shards) {
+    const r = await deps.xa.pool(shard).run<Array<{ branch: string; state: UndoRowState; branches: string }>>(`SELECT branch, state, branches FROM spec_undo WHERE tx = '${tx}'`);
+    if (!r.ok) throw new DurableUnavailable(`${shard} did not answer`);
+    for (const row of r.value) {
+      held.set(row.branch, row.state);
+      if (row.state !== "tombstone") branches = JSON.parse(row.branches) as ShardId[];
+    }
+  }
+  if (state === null && held.size === 0) return null;
+  // The record lists the branches; so does every row but a tombstone.
+  const rec = listed.entries.find((e) => e.key === specKey(tx))?.value;
+  if (rec?.kind === "spec") branches = [...rec.branches];
+  if (branches.length === 0) return { found: "speculation", outcome: [...held.values()].includes("tombstone") ? "rollback" : null };
+  return { found: "speculation", outcome: outcomeOfKeys(branches, (b) => held.get(b) ?? null) };
 }

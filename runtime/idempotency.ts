@@ -193,7 +193,10 @@ export class Idempotency {
       case "history":
         return { status: "committed" };
       case "prepared":
+      case "staging":
         return { status: "in_doubt" };
+      case "speculation":
+        return d.outcome === "commit" ? { status: "committed" } : d.outcome === "rollback" ? { status: "aborted", reason: "resolver" } : { status: "in_doubt" };
       case "nothing":
         // No branch committed and none prepared: nothing is left that a COMMIT record, even one landing late, could commit.
         return { status: "aborted", reason: "resolver" };

@@ -320,6 +320,10 @@ class Api {
         return this.send(res, route, 200, { tx, status: "committed", source, shards: d.shards });
       case "prepared":
         return this.send(res, route, 200, { tx, status: "in_doubt", source, prepared_on: d.shards });
+      case "staging":
+        return this.send(res, route, 200, { tx, status: "in_doubt", source, staging_record: true });
+      case "speculation":
+        return this.send(res, route, 200, { tx, status: d.outcome === "commit" ? "committed" : d.outcome === "rollback" ? "aborted" : "in_doubt", source, speculation: d.outcome ?? "undecided" });
       case "nothing":
         return this.send(res, route, 404, { error: `no trace of transaction ${tx} in memory, in the log or on any shard: it never committed (aborted, or never ran)` });
     }

@@ -20,7 +20,7 @@
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
  */
-import { specKey, specStateOf, type Fence, type SpecEffect, type SpecResult, type ShardId, type TxId } from "../../effects.ts";
+import { specKey, specStateOf, type Fence, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../effects.ts";
 
 export type Known =
   /** The coordinator's apply is in flight: its answer will say. */
@@ -186,4 +186,17 @@ export function onResult(s: Settlement, r: SpecResult, o: SettleOptions): { s: S
     default:
       return { s, effects: [] };
   }
+}
+
+/**
+ * The outcome the keys of a speculation say, from what holds each branch's
+ * key (null: nothing yet): the decision rule above, for a reader that did not
+ * settle it (runtime/durable.ts, after a restart). null while it is not
+ * decided: some key is empty and none holds a tombstone or a compensated row.
+ */
+export function outcomeOfKeys(branches: readonly ShardId[], held: (branch: ShardId) => UndoRowState | null): "commit" | "rollback" | null {
+  const states = branches.map(held);
+  if (states.some((s) => s === "tombstone" || s === "compensated")) return "rollback";
+  if (states.every((s) => s === "undo" || s === "released")) return "commit";
+  return null;
 }
