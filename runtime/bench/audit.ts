@@ -2,7 +2,8 @@
  * The audit after a run, read straight from the shards (never from the
  * server under test):
  *
- *   - conservation: the sum of every balance is what it was before the run
+ *   - conservation: the sum of every balance (plus pending credits of the
+ *     speculative path, shardTotalCents) is what it was before the run
  *     (bigint cents);
  *   - settled: once the resolver has had its time, no XA branch of ours is
  *     left prepared on any shard (XA RECOVER, polled with a bound);
@@ -50,7 +51,7 @@ async function onEachShard<T>(shards: readonly ShardAddress[], fn: (c: Connectio
   );
 }
 
-/** Sum of every balance of every shard, in cents. */
+/** Money on every shard, in cents: every balance plus every pending (escrowed) credit of the speculative path (shardTotalCents). */
 export async function totalCents(shards: readonly ShardAddress[]): Promise<bigint> {
   const totals = await onEachShard(shards, (c) => shardTotalCents(c));
   return totals.reduce((a, b) => a + b, 0n);

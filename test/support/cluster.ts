@@ -116,7 +116,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   };
 }
 
-/** Sum of every balance on every shard, in cents. Each shard is read on its own connection, one after another. */
+/** Money on every shard (balances plus pending credits, shardTotalCents), in cents. Each shard is read on its own connection, one after another. */
 export async function totalBalance(cluster: Pick<TestCluster, "shards">): Promise<bigint> {
   let total = 0n;
   for (const shard of cluster.shards) {

@@ -1,0 +1,289 @@
+/**
+ * The live executor of the speculative path's shard statements
+ * (spec/effects.ts LocalEffect): each method is ONE local transaction
+ * (START TRANSACTION ... COMMIT, never XA) on its shard, with exactly the
+ * statements spec/env/local.ts lists in its header, over the tables of
+ * runtime/cluster/schema.ts (accounts, spec_pending, spec_undo, history).
+ *
+ *   apply      the undo row first (it takes the branch's write-once key:
+ *              1062 is DUPLICATE), then the ops in ascending account order
+ *              (fewer deadlocks between branches that share accounts): a
+ *              debit is a guarded UPDATE (no row: INSUFFICIENT_FUNDS, the
+ *              whole transaction rolled back), a credit goes into spec_pending.
+ *              The branch's history rows go in the same transaction, as the
+ *              XA path writes them (xid = the transaction id; one row per
+ *              account, its deltas summed: the key is (xid, account_id)), so
+ *              the history audits work unchanged.
+ *   tombstone  INSERT of a 'tombstone' row; on 1062 the row that holds the key
+ *              is read (locking read, same transaction) for DUPLICATE + existing.
+ *   compensate SELECT ... FOR UPDATE of the row in state 'undo' (none: nothing
+ *              done, applied false); the inverse deltas; the row retired
+ *              ('compensated'); the branch's history rows deleted, so an
+ *              aborted transfer leaves no history.
+ *   release    as compensate, but the pending credits move into the balances
+ *              and the row becomes 'released' (the history stays).
+ *   scan       the rows in state 'undo'.
+ *
+ * Errors: a lost connection, a statement timeout, a lock wait timeout (1205),
+ * a deadlock (1213) or any error this file does not expect is UNAVAILABLE:
+ * "may or may not have committed" is true of all of them (for 1205 and 1213
+ * the server rolled the transaction back, which UNAVAILABLE allows). A method
+ * never rejects, and ends within the pool's acquire bound plus a few statement
+ * timeouts.
+ *
+ * Ids are restricted as for XA ([A-Za-z0-9_.:-], at most 64 bytes), so they
+ * go into statements as plain quoted literals.
+ */
+import mysql from "mysql2";
+import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../../spec/effects.ts";
+import type { LocalExecutor } from "./ports.ts";
+import { ShardPool, type PoolLimits, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
+import type { XaStatementObserver } from "./xa-mysql.ts";
+
+/**
+ * The result of one kind of local effect. Distributive over LocalResult, so
+ * that the member whose `t` is "local.compensate" | "local.release" is found
+ * for either (a plain Extract<LocalResult, { t: T }> gives never for them).
+ */
+export type LocalR<T extends LocalResult["t"]> = LocalResult extends infer X ? (X extends { t: infer U; r: infer R } ? (T extends U ? R : never) : never) : never;
+
+const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+const ER_DUP_ENTRY = 1062;
+const UNAVAILABLE = { ok: false, err: "UNAVAILABLE" } as const;
+const STATES: ReadonlySet<string> = new Set<UndoRowState>(["undo", "released", "compensated", "tombstone"]);
+
+export interface MysqlLocalOptions {
+  readonly shards: readonly ShardAddress[];
+  readonly limits: PoolLimits;
+  readonly observer?: XaStatementObserver;
+  /**
+   * Pools to use instead of opening new ones (e.g. those of the XA executor,
+   * `XaMysql.pool`), keyed by shard name; not closed by close().
+   */
+  readonly pools?: ReadonlyMap<ShardId, ShardPool>;
+}
+
+/** A statement failed; carried out of the transaction body to the one place that maps it. */
+class SqlFailure {
+  constructor(readonly error: QueryError) {}
+}
+
+type Q = <T>(sql: string) => Promise<T>;
+type Packet = { affectedRows?: number };
+
+function checkId(what: string, id: string): string {
+  if (!ID.test(id)) throw new Error(`${what} ${JSON.stringify(id)} is not a valid id (want ${ID.source})`);
+  return id;
+}
+
+function checkOp(op: Op, where: string): void {
+  if (!Number.isSafeInteger(op.delta) || !Number.isSafeInteger(op.account) || op.account <= 0) {
+    throw new Error(`local.apply ${where}: op ${JSON.stringify(op)} is not (positive integer account, integer cents)`);
+  }
+}
+
+/** Parses the inverse column as written by apply. */
+function parseInverse(text: string): Op[] {
+  const v = JSON.parse(text) as unknown;
+  if (!Array.isArray(v)) throw new Error(`spec_undo.inverse is not a list: ${text}`);
+  return v.map((x) => {
+    const op = x as Op;
+    checkOp(op, "inverse");
+    return { account: op.account, delta: op.delta };
+  });
+}
+
+export class MysqlLocal implements LocalExecutor {
+  readonly shards: readonly ShardId[];
+  private readonly pools = new Map<ShardId, ShardPool>();
+  private readonly owned: ShardPool[] = [];
+
+  constructor(private readonly opts: MysqlLocalOptions) {
+    this.shards = opts.shards.map((s) => checkId("shard id", s.name));
+    for (const s of opts.shards) {
+      const shared = opts.pools?.get(s.name);
+      const pool = shared ?? new ShardPool(s, opts.limits);
+      if (shared === undefined) this.owned.push(pool);
+      this.pools.set(s.name, pool);
+    }
+  }
+
+  pool(shard: ShardId): ShardPool {
+    const p = this.pools.get(shard);
+    if (p === undefined) throw new Error(`unknown shard ${shard}`);
+    return p;
+  }
+
+  apply(tx: TxId, shard: ShardId, ops: readonly Op[], branches: readonly ShardId[]): Promise<LocalR<"local.apply">> {
+    return this.transaction<LocalR<"local.apply">>(`apply ${tx}|${shard}`, shard, async (q) => {
+      const t = checkId("transaction id", tx);
+      const b = checkId("shard id", shard);
+      for (const op of ops) checkOp(op, `${tx}|${shard}`);
+      const inverse = ops.map((op) => ({ account: op.account, delta: -op.delta || 0 }));
+      const list = [...branches].map((x) => checkId("branch", x)).sort();
+      try {
+        await q(
+          `INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','undo',${mysql.escape(JSON.stringify(inverse))},${mysql.escape(JSON.stringify(list))},1)`,
+        );
+      } catch (e) {
+        if (e instanceof SqlFailure && !e.error.fatal && e.error.errno === ER_DUP_ENTRY) return { commit: false, r: { ok: false, err: "DUPLICATE" } as const };
+        throw e;
+      }
+      if (ops.length === 0) return { commit: true, r: { ok: true } as const };
+      // Stable: ops on one account keep their order (only debits touch the balance, so the guard's outcome does not depend on it).
+      const sorted = ops.map((op, i) => ({ op, i })).sort((x, y) => x.op.account - y.op.account || x.i - y.i).map((x) => x.op);
+      const stmts: string[] = [];
+      const debits: number[] = [];
+      for (const op of sorted) {
+        if (op.delta < 0) {
+          debits.push(stmts.length);
+          stmts.push(`UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND balance + ${op.delta} >= 0`);
+        } else {
+          stmts.push(`INSERT INTO spec_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}`);
+        }
+      }
+      const perAccount = new Map<number, number>();
+      for (const op of sorted) perAccount.set(op.account, (perAccount.get(op.account) ?? 0) + op.delta);
+      const at_us = Date.now() * 1000;
+      stmts.push(`INSERT INTO history (xid, account_id, delta, at_us) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us})`).join(",")}`);
+      const results = await q<Packet | Packet[]>(stmts.join(";"));
+      const packets = Array.isArray(results) ? results : [results];
+      for (const i of debits) if (packets[i]?.affectedRows !== 1) return { commit: false, r: { ok: false, err: "INSUFFICIENT_FUNDS" } as const };
+      return { commit: true, r: { ok: true } as const };
+    });
+  }
+
+  tombstone(tx: TxId, shard: ShardId): Promise<LocalR<"local.tombstone">> {
+    return this.transaction<LocalR<"local.tombstone">>(`tombstone ${tx}|${shard}`, shard, async (q) => {
+      const t = checkId("transaction id", tx);
+      const b = checkId("shard id", shard);
+      try {
+        await q(`INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','tombstone','[]','[]',1)`);
+        return { commit: true, r: { ok: true } as const };
+      } catch (e) {
+        if (!(e instanceof SqlFailure) || e.error.fatal || e.error.errno !== ER_DUP_ENTRY) throw e;
+      }
+      const rows = await q<Array<{ state: string }>>(`SELECT state FROM spec_undo WHERE tx = '${t}' AND branch = '${b}' LOCK IN SHARE MODE`);
+      const state = rows[0]?.state;
+      if (state === undefined || !STATES.has(state)) return { commit: false, r: UNAVAILABLE };
+      return { commit: true, r: { ok: false, err: "DUPLICATE", existing: state as UndoRowState } as const };
+    });
+  }
+
+  compensate(tx: TxId, shard: ShardId): Promise<LocalR<"local.compensate">> {
+    return this.retire(tx, shard, "compensated");
+  }
+
+  release(tx: TxId, shard: ShardId): Promise<LocalR<"local.release">> {
+    return this.retire(tx, shard, "released");
+  }
+
+  async scan(shard: ShardId): Promise<LocalR<"local.scan">> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return UNAVAILABLE;
+    try {
+      const r = await pool.run<Array<{ tx: string; branch: string; state: string; branches: string }>>(
+        "SELECT tx, branch, state, branches FROM spec_undo WHERE state = 'undo' ORDER BY tx, branch",
+      );
+      if (!r.ok) {
+        this.noteError(shard, r.error);
+        return UNAVAILABLE;
+      }
+      const rows: UndoRowView[] = r.value.map((x) => ({ tx: x.tx, branch: x.branch, state: x.state as UndoRowState, branches: JSON.parse(x.branches) as ShardId[] }));
+      return { ok: true, rows };
+    } catch (e) {
+      console.error(`local scan ${shard}: ${(e as Error).stack ?? String(e)}`);
+      return UNAVAILABLE;
+    }
+  }
+
+  /** Closes the pools this executor opened (not those it was given). */
+  close(): void {
+    for (const p of this.owned) p.close();
+  }
+
+  /** compensate or release: one transaction, a no-op unless the row is in state 'undo'. */
+  private retire(tx: TxId, shard: ShardId, to: "compensated" | "released"): Promise<LocalR<"local.release">> {
+    return this.transaction<LocalR<"local.release">>(`${to} ${tx}|${shard}`, shard, async (q) => {
+      const t = checkId("transaction id", tx);
+      const b = checkId("shard id", shard);
+      const rows = await q<Array<{ inverse: string; escrow: unknown }>>(
+        `SELECT inverse, escrow FROM spec_undo WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo' FOR UPDATE`,
+      );
+      const row = rows[0];
+      if (row === undefined) return { commit: true, r: { ok: true, applied: false } as const };
+      const inverse = parseInverse(row.inverse);
+      const escrow = Number(row.escrow) !== 0;
+      const stmts: string[] = [];
+      const sorted = [...inverse].sort((x, y) => x.account - y.account);
+      for (const inv of sorted) {
+        if (inv.delta === 0) continue;
+        if (to === "compensated") {
+          // A debit given back to the balance; a credit taken back out of pending, where it is sure to be.
+          if (inv.delta > 0 || !escrow) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
+          else stmts.push(`UPDATE spec_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
+        } else if (inv.delta < 0 && escrow) {
+          stmts.push(`UPDATE spec_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
+          stmts.push(`UPDATE accounts SET balance = balance + ${-inv.delta} WHERE id = ${inv.account}`);
+        }
+      }
+      stmts.push(`UPDATE spec_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
+      if (to === "compensated" && inverse.length > 0) {
+        stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
+      }
+      await q(stmts.join(";"));
+      return { commit: true, r: { ok: true, applied: true } as const };
+    });
+  }
+
+  /**
+   * One local transaction on `shard`: START TRANSACTION, the body, then
+   * COMMIT or ROLLBACK as the body says. Any failed statement the body does
+   * not handle, a failed COMMIT, or a bug is UNAVAILABLE.
+   */
+  private async transaction<R extends { readonly ok: boolean }>(what: string, shard: ShardId, body: (q: Q) => Promise<{ commit: boolean; r: R }>): Promise<R | typeof UNAVAILABLE> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return UNAVAILABLE;
+    const c = await pool.acquire();
+    if (c === null) {
+      this.opts.observer?.onError?.(shard, "NO_CONNECTION");
+      return UNAVAILABLE;
+    }
+    const q: Q = async <T>(sql: string): Promise<T> => {
+      const r = await pool.query<T>(c, sql);
+      if (!r.ok) {
+        this.noteError(shard, r.error);
+        throw new SqlFailure(r.error);
+      }
+      return r.value;
+    };
+    let ok = false;
+    try {
+      await q("START TRANSACTION");
+      const out = await body(q);
+      await q(out.commit ? "COMMIT" : "ROLLBACK");
+      ok = true;
+      return out.r;
+    } catch (e) {
+      if (!(e instanceof SqlFailure)) console.error(`local ${what}: ${(e as Error).stack ?? String(e)}`);
+      return UNAVAILABLE;
+    } finally {
+      // Before answering: a failed transaction's locks are gone by the time its caller hears of it.
+      await this.done(pool, c, ok);
+    }
+  }
+
+  /** Back to the pool, with no transaction open on it; a connection that might still hold one is closed. */
+  private async done(pool: ShardPool, c: PooledConnection, clean: boolean): Promise<void> {
+    if (!clean && !c.dead) {
+      const r = await pool.query(c, "ROLLBACK");
+      if (!r.ok) c.dead = true;
+    }
+    if (c.dead) pool.discard(c);
+    else pool.release(c);
+  }
+
+  private noteError(shard: ShardId, e: QueryError): void {
+    this.opts.observer?.onError?.(shard, e.errno !== undefined ? String(e.errno) : e.code);
+  }
+}
