@@ -3,7 +3,7 @@
  *
  *   POST /transfer              run a transfer with a coordinator; answer its outcome
  *   GET  /transactions/:id      status, timings and recorded trace of a recent transaction
- *   GET  /accounts/:shard/:id   committed balance
+ *   GET  /accounts/:shard/:id   committed (spendable) balance, and pending speculative credits
  *   GET  /healthz               the process is up
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches (bearer token)
@@ -21,6 +21,7 @@ import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
+import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
 import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
@@ -54,22 +55,22 @@ const SHUTDOWN_POLL_MS = 10;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
-  const xa = new XaMysql({
-    shards: cluster.shards,
-    limits: {
-      connections_max: config.shard_connections_max,
-      waiters_max: config.in_flight_max * 2,
-      acquire_timeout_ms: config.statement_timeout_ms,
-      connect_timeout_ms: Math.min(config.statement_timeout_ms, 5_000),
-      statement_timeout_ms: config.statement_timeout_ms,
-    },
-    observer: { onError: (shard, code) => metrics.shardErrors.inc({ shard, code }) },
-  });
+  const xaLimits = {
+    connections_max: config.shard_connections_max,
+    waiters_max: config.in_flight_max * 2,
+    acquire_timeout_ms: config.statement_timeout_ms,
+    connect_timeout_ms: Math.min(config.statement_timeout_ms, 5_000),
+    statement_timeout_ms: config.statement_timeout_ms,
+  };
+  const observer = { onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }) };
+  const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer });
   const client = etcdClient({ hosts: cluster.etcd, prefix: config.etcd_prefix, call_timeout_ms: config.etcd_timeout_ms, dial_timeout_ms: config.etcd_timeout_ms });
   const txlog = new TxlogEtcd(client, config.etcd_prefix, {
     onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
   });
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
+  // The speculative path's local transactions share the XA executor's pools (one connection budget per shard).
+  const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools });
   let accounts: Accounts;
   try {
     accounts = await Accounts.load(pools);
@@ -79,7 +80,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     throw e;
   }
   const engine = new Engine({
-    adapters: { xa, log: txlog, clock: systemClock },
+    adapters: { xa, log: txlog, clock: systemClock, local },
     shards: xa.shards,
     coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, maxAttempts: config.attempts_max },
     resolver_interval_ms: config.resolver_interval_ms,
@@ -334,12 +335,16 @@ class Api {
     if (!this.xa.shards.includes(shard)) return this.send(res, route, 404, { error: `unknown shard ${JSON.stringify(shard)} (shards: ${this.xa.shards.join(", ")})` });
     if (!/^\d{1,15}$/.test(idText)) return this.send(res, route, 400, { error: `account id ${JSON.stringify(idText)} is not a positive integer` });
     const id = Number(idText);
-    const r = await this.xa.pool(shard).run<Array<{ balance: string }>>(`SELECT balance FROM accounts WHERE id = ${id}`);
+    const r = await this.xa
+      .pool(shard)
+      .run<Array<{ balance: string; pending: string }>>(`SELECT a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN spec_pending p ON p.account_id = a.id WHERE a.id = ${id}`);
     if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${r.error.message}` });
     const row = r.value[0];
     if (row === undefined) return this.send(res, route, 404, { error: `no account ${id} on ${shard}` });
     const cents = toCents(row.balance);
-    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatBigCents(cents) });
+    const pending = toCents(row.pending);
+    // balance: spendable, committed; pending: credits of speculations not final yet (escrow, docs/protocols/speculative.md).
+    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatBigCents(cents), pending_cents: pending.toString() });
   }
 
   private async ready(res: ServerResponse): Promise<void> {
