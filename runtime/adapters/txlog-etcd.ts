@@ -33,6 +33,17 @@ export const LogRecordSchema = Schema.Union([
     branches: Schema.Array(Schema.String),
   }),
   Schema.Struct({ kind: Schema.Literal("epoch") }),
+  // Parallel commit's STAGING record: each branch with the connection that runs it.
+  Schema.Struct({
+    kind: Schema.Literal("staging"),
+    branches: Schema.Array(Schema.Struct({ shard: Schema.String, conn: Schema.String })),
+  }),
+  // The speculative path's record.
+  Schema.Struct({
+    kind: Schema.Literal("spec"),
+    state: Schema.Literals(["SPEC_EXECUTING", "SPEC_COMMITTED", "SPEC_ROLLED_BACK"]),
+    branches: Schema.Array(Schema.String),
+  }),
 ]);
 
 const decodeRecord = Schema.decodeUnknownSync(LogRecordSchema);

@@ -53,7 +53,7 @@ describe("POST /transfer", () => {
     expect(snap.history.has(`shard-c|${r.body.tx}`)).toBe(false);
 
     const account = await request(url, "GET", `/accounts/shard-a/${a(1)}`);
-    expect(account.body).toEqual({ shard_id: "shard-a", account_id: a(1), balance_cents: String(before[0]! - 5000n), balance: "950.00" });
+    expect(account.body).toEqual({ shard_id: "shard-a", account_id: a(1), balance_cents: String(before[0]! - 5000n), balance: "950.00", pending_cents: "0" });
 
     // The commit phase and forgetting go on after the reply; give them a moment.
     let view = (await request(url, "GET", `/transactions/${r.body.tx}`)).body;

@@ -129,3 +129,19 @@ describe("interpreter", () => {
     expect(clock.pending()).toBe(0);
   });
 });
+
+describe("txlog records in etcd", () => {
+  it("every record kind a protocol writes decodes back to itself; an unknown kind names the key", async () => {
+    const { decodeLogRecord } = await import("../../runtime/adapters/txlog-etcd.ts");
+    const records = [
+      { kind: "decision", decision: "commit", branches: ["shard-a", "shard-b"] },
+      { kind: "epoch" },
+      { kind: "staging", branches: [{ shard: "shard-a", conn: "1763700000:42" }] },
+      { kind: "spec", state: "SPEC_EXECUTING", branches: ["shard-a"] },
+      { kind: "spec", state: "SPEC_ROLLED_BACK", branches: ["shard-a", "shard-c"] },
+    ];
+    for (const r of records) expect(decodeLogRecord("tx/x", JSON.stringify(r))).toEqual(r);
+    expect(() => decodeLogRecord("tx/y", JSON.stringify({ kind: "vote" }))).toThrow(/tx\/y/);
+    expect(() => decodeLogRecord("spec/z", JSON.stringify({ kind: "spec", state: "SPEC_MAYBE", branches: [] }))).toThrow(/spec\/z/);
+  });
+});

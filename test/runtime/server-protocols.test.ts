@@ -1,0 +1,167 @@
+// Parallel commit and the speculative path through the real server, against
+// real MariaDB x3 and etcd started by the test: the per-request protocol,
+// money moved once, records and undo rows where the protocols say, traces
+// that replay against their role, metrics.
+import mysql from "mysql2/promise";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decisionKey, specKey } from "../../spec/effects.ts";
+import { replayTrace } from "../../runtime/replay.ts";
+import type { RunningServer } from "../../runtime/server.ts";
+import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { balance, closeAgents, request, serverOn } from "./support.ts";
+
+const PREFIX = "tp/";
+let cluster: TestCluster;
+let server: RunningServer;
+let url: string;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 3, accountsPerShard: 100, balanceCents: 100_000, lockWaitTimeoutS: 1 });
+  server = await serverOn(cluster, ["--etcd-prefix", PREFIX]);
+  url = server.url;
+});
+
+afterAll(async () => {
+  closeAgents();
+  await server?.close(2_000);
+  await cluster?.stop();
+});
+
+const a = (n: number) => n; // shard-a holds 1..100
+const b = (n: number) => 100 + n; // shard-b holds 101..200
+
+const transfer = (protocol: string, ops: Array<[string, number, string | number]>) =>
+  request(url, "POST", "/transfer", { json: { ops: ops.map(([shard_id, account_id, delta]) => ({ shard_id, account_id, delta })), protocol } });
+
+async function done(tx: string): Promise<any> {
+  let view = (await request(url, "GET", `/transactions/${tx}`)).body;
+  for (let i = 0; i < 100 && !view.done; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    view = (await request(url, "GET", `/transactions/${tx}`)).body;
+  }
+  return view;
+}
+
+async function undoRows(shard: string, tx: string): Promise<Array<{ branch: string; state: string }>> {
+  const conn = await mysql.createConnection(cluster.shard(shard).connectionOptions());
+  try {
+    const [rows] = await conn.query("SELECT branch, state FROM spec_undo WHERE tx = ?", [tx]);
+    return rows as Array<{ branch: string; state: string }>;
+  } finally {
+    await conn.end();
+  }
+}
+
+async function metric(name: string, labels: string): Promise<number> {
+  const text = (await request(url, "GET", "/metrics")).body as string;
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? 0 : Number(line.split(" ").pop());
+}
+
+describe("per-request protocol", () => {
+  it("refuses an unknown protocol, naming the three", async () => {
+    const r = await transfer("3pc", [
+      ["shard-a", a(1), -1],
+      ["shard-b", b(1), 1],
+    ]);
+    expect(r.status).toBe(400);
+    expect(r.body.error).toContain("2pc, parallel, speculative");
+  });
+
+  it("parallel commit: STAGING with the connection ids, answered committed, then COMMITTED, XA COMMIT, forgotten; the trace replays", async () => {
+    const before = [await balance(cluster, "shard-a", a(3)), await balance(cluster, "shard-b", b(3))];
+    const r = await transfer("parallel", [
+      ["shard-a", a(3), -700],
+      ["shard-b", b(3), 700],
+    ]);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ status: "committed", protocol: "parallel" });
+    const view = await done(r.body.tx);
+    expect(view).toMatchObject({ protocol: "parallel", status: "committed", done: true, phase: "done" });
+    expect(await balance(cluster, "shard-a", a(3))).toBe(before[0]! - 700n);
+    expect(await balance(cluster, "shard-b", b(3))).toBe(before[1]! + 700n);
+    const role = view.trace.steps.filter((s: { actor: string }) => s.actor === "coordinator");
+    const puts = role.flatMap((s: { effects: Array<{ t: string; value?: { kind: string; branches: unknown[] } }> }) => s.effects.filter((e) => e.t === "log.put"));
+    // STAGING names each branch's connection as <boot>:<connection id>.
+    expect(puts[0].value.kind).toBe("staging");
+    for (const br of puts[0].value.branches as Array<{ conn: string }>) expect(br.conn).toMatch(/^.+:\d+$/);
+    expect(puts[1].value.kind).toBe("decision");
+    expect(view.trace.header.model).toBe("parallel.coordinator");
+    expect(replayTrace(view.trace)).toEqual({ ok: true, steps: role.length });
+    expect(await cluster.etcdClient().get(PREFIX + decisionKey(r.body.tx)).string()).toBeNull();
+  });
+
+  it("speculative: committed after one round trip, credit pending until released, SPEC_COMMITTED, rows retired; the trace replays", async () => {
+    const before = [await balance(cluster, "shard-a", a(5)), await balance(cluster, "shard-b", b(5))];
+    const hits = await metric("speccommit_speculations_total", 'result="hit"');
+    const r = await transfer("speculative", [
+      ["shard-a", a(5), -1234],
+      ["shard-b", b(5), 1234],
+    ]);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ status: "committed", protocol: "speculative" });
+    const view = await done(r.body.tx);
+    expect(view).toMatchObject({ protocol: "speculative", status: "committed", done: true });
+    expect(await balance(cluster, "shard-a", a(5))).toBe(before[0]! - 1234n);
+    expect(await balance(cluster, "shard-b", b(5))).toBe(before[1]! + 1234n);
+    const account = (await request(url, "GET", `/accounts/shard-b/${b(5)}`)).body;
+    expect(account).toMatchObject({ balance_cents: String(before[1]! + 1234n), pending_cents: "0" });
+    expect((await undoRows("shard-a", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
+    expect((await undoRows("shard-b", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
+    const rec = JSON.parse((await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string())!);
+    expect(rec).toMatchObject({ kind: "spec", state: "SPEC_COMMITTED" });
+    const role = view.trace.steps.filter((s: { actor: string }) => s.actor === "coordinator");
+    // The answer came in the step that heard the second apply: before any txlog write.
+    const replyAt = role.findIndex((s: { effects: Array<{ t: string }> }) => s.effects.some((e) => e.t === "reply"));
+    const firstPut = role.findIndex((s: { effects: Array<{ t: string }> }) => s.effects.some((e) => e.t === "log.put"));
+    expect(replyAt).toBeGreaterThan(0);
+    expect(replyAt).toBeLessThanOrEqual(firstPut);
+    expect(role.slice(0, replyAt + 1).every((s: { input: { t: string } }) => s.input.t === "request" || s.input.t === "local.apply")).toBe(true);
+    expect(view.trace.header.model).toBe("speculative.coordinator");
+    expect(replayTrace(view.trace)).toEqual({ ok: true, steps: role.length });
+    expect(await metric("speccommit_speculations_total", 'result="hit"')).toBe(hits + 1);
+  });
+
+  it("speculative mis-speculation: the credit applied, the debit failed; tombstone, compensation, nothing moved, SPEC_ROLLED_BACK", async () => {
+    const before = [await balance(cluster, "shard-a", a(7)), await balance(cluster, "shard-b", b(7))];
+    const compensations = await metric("speccommit_compensations_total", 'by="coordinator"');
+    const r = await transfer("speculative", [
+      ["shard-a", a(7), 200_000],
+      ["shard-b", b(7), -200_000],
+    ]);
+    expect(r.status).toBe(409);
+    expect(r.body).toMatchObject({ status: "aborted", reason: "insufficient_funds", protocol: "speculative" });
+    const view = await done(r.body.tx);
+    expect(view.done).toBe(true);
+    expect(await balance(cluster, "shard-a", a(7))).toBe(before[0]!);
+    expect(await balance(cluster, "shard-b", b(7))).toBe(before[1]!);
+    expect((await request(url, "GET", `/accounts/shard-a/${a(7)}`)).body).toMatchObject({ pending_cents: "0" });
+    const rows = [...(await undoRows("shard-a", r.body.tx)), ...(await undoRows("shard-b", r.body.tx))].map((x) => `${x.branch}=${x.state}`).sort();
+    // shard-a's credit applied and was compensated; shard-b's key holds the tombstone of the branch that never applied.
+    expect(rows).toEqual(["shard-a=compensated", "shard-b=tombstone"]);
+    const rec = JSON.parse((await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string())!);
+    expect(rec).toMatchObject({ kind: "spec", state: "SPEC_ROLLED_BACK" });
+    expect(await metric("speccommit_compensations_total", 'by="coordinator"')).toBe(compensations + 1);
+    expect(await metric("speccommit_speculations_total", 'result="rollback"')).toBeGreaterThanOrEqual(1);
+    expect(replayTrace(view.trace)).toMatchObject({ ok: true });
+  });
+
+  it("a transaction this process no longer remembers is read from durable state by its protocol's rules", async () => {
+    const r = await transfer("speculative", [
+      ["shard-a", a(9), -10],
+      ["shard-b", b(9), 10],
+    ]);
+    expect(r.body.status).toBe("committed");
+    await done(r.body.tx);
+    // Another server on the same prefix has no memory of it.
+    const other = await serverOn(cluster, ["--etcd-prefix", PREFIX]);
+    try {
+      const answer = await request(other.url, "GET", `/transactions/${r.body.tx}`);
+      const view = answer.body;
+      if (answer.status !== 200) console.error(answer.status, view);
+      expect(view).toMatchObject({ tx: r.body.tx, status: "committed", speculation: "commit" });
+    } finally {
+      await other.close(1_000);
+    }
+  });
+});
