@@ -34,7 +34,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import type { Pool } from "mysql2/promise";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { auditHistory, preparedBranches, totalCents } from "../../runtime/bench/audit.ts";
@@ -76,7 +76,10 @@ let etcd: Etcd3;
 /** One small pool per shard for the polls (the shards are not killed here). */
 let pools: Map<string, Pool>;
 
-beforeAll(async () => {
+// A cluster per scenario (about 1 s to start): a scenario that fails leaves branches prepared and records
+// that would otherwise fail the next one, and two servers on different etcd prefixes must not share shards
+// (each one's resolver would presume abort the other's branches).
+beforeEach(async () => {
   // innodb_lock_wait_timeout 1 s: a transfer stuck behind a row lock of a dead coordinator's branch gives up quickly.
   cluster = await startTestCluster({ shards: 3, accountsPerShard: 1_000, lockWaitTimeoutS: 1 });
   dir = mkdtempSync(join(tmpdir(), "speccommit-crash-protocols-"));
@@ -96,7 +99,7 @@ beforeAll(async () => {
   };
 });
 
-afterAll(async () => {
+afterEach(async () => {
   await cluster?.stop();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
