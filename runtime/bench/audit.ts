@@ -6,7 +6,9 @@
  *     speculative path, shardTotalCents) is what it was before the run
  *     (bigint cents);
  *   - settled: once the resolver has had its time, no XA branch of ours is
- *     left prepared on any shard (XA RECOVER, polled with a bound);
+ *     left prepared on any shard (XA RECOVER, polled with a bound) and, when
+ *     asked, no undo row of the speculative path is left in state 'undo'
+ *     (spec_undo; every speculation released or compensated);
  *   - exactly once: every transfer answered committed has exactly its rows
  *     in the history (one per account, with its delta); one answered aborted
  *     has none; one in doubt has all or none; every other transaction in the
@@ -23,6 +25,10 @@ import type { Ledger } from "./load.ts";
 import { branchesOf, type Transfer } from "./workload.ts";
 
 const SETTLE_POLL_MS = 200;
+/** MariaDB: the table does not exist (a cluster created before the speculative path's tables). */
+const ER_NO_SUCH_TABLE = 1146;
+/** Undo rows named in a report; the rest are counted. */
+const UNDO_ROWS_SHOWN = 5;
 /** Problems listed in full; the rest are counted. */
 const PROBLEMS_SHOWN = 20;
 
@@ -71,6 +77,28 @@ export async function preparedBranches(shards: readonly ShardAddress[], formatId
   return lists.flat();
 }
 
+/**
+ * Undo rows of the speculative path still in state 'undo' (applied, neither
+ * released nor compensated yet), as "shard|tx|branch", at most `shown` of
+ * them per shard, and their count. A shard without the spec_undo table has
+ * none.
+ */
+export async function undoRows(shards: readonly ShardAddress[], shown = UNDO_ROWS_SHOWN): Promise<{ count: number; rows: string[] }> {
+  const per = await onEachShard(shards, async (c, s) => {
+    try {
+      const [n] = await c.query("SELECT COUNT(*) AS n FROM spec_undo WHERE state = 'undo'");
+      const count = Number((n as Array<{ n: string | number }>)[0]?.n ?? 0);
+      if (count === 0) return { count, rows: [] };
+      const [rows] = await c.query(`SELECT tx, branch FROM spec_undo WHERE state = 'undo' LIMIT ${shown}`);
+      return { count, rows: (rows as Array<{ tx: string; branch: string }>).map((r) => `${s.name}|${r.tx}|${r.branch}`) };
+    } catch (e) {
+      if ((e as { errno?: number }).errno === ER_NO_SUCH_TABLE) return { count: 0, rows: [] };
+      throw e;
+    }
+  });
+  return { count: per.reduce((a, p) => a + p.count, 0), rows: per.flatMap((p) => p.rows) };
+}
+
 export interface Settled {
   readonly settled: boolean;
   readonly waited_ms: number;
@@ -78,23 +106,45 @@ export interface Settled {
   readonly prepared: readonly string[];
   /** Most prepared branches seen at one poll. */
   readonly prepared_max: number;
+  /** With `undo`: undo rows still in state 'undo' at the end of the wait (count, and a few as "shard|tx|branch"). */
+  readonly undo_left?: number;
+  readonly undo_rows?: readonly string[];
+  /** With `undo`: most undo rows in state 'undo' seen at one poll. */
+  readonly undo_max?: number;
 }
 
-/** Polls XA RECOVER on every shard until no branch with one of these formatIDs is prepared, for `timeout_ms` at most. A shard that does not answer counts as unsettled. */
-export async function waitSettled(shards: readonly ShardAddress[], formatIds: readonly number[], timeout_ms: number): Promise<Settled> {
+/**
+ * Polls XA RECOVER on every shard until no branch with one of these
+ * formatIDs is prepared (and, with `undo`, no spec_undo row is left in state
+ * 'undo'), for `timeout_ms` at most. A shard that does not answer counts as
+ * unsettled.
+ */
+export async function waitSettled(shards: readonly ShardAddress[], formatIds: readonly number[], timeout_ms: number, opts: { undo?: boolean } = {}): Promise<Settled> {
   const t0 = performance.now();
   let prepared: string[] = [];
   let prepared_max = 0;
+  let undo = { count: 0, rows: [] as string[] };
+  let undo_max = 0;
   for (;;) {
     try {
       prepared = (await Promise.all(formatIds.map((f) => preparedBranches(shards, f)))).flat();
     } catch (e) {
       prepared = [`(a shard did not answer XA RECOVER: ${(e as Error).message})`];
     }
+    if (opts.undo === true) {
+      try {
+        undo = await undoRows(shards);
+      } catch (e) {
+        undo = { count: 1, rows: [`(a shard did not answer the spec_undo count: ${(e as Error).message})`] };
+      }
+      undo_max = Math.max(undo_max, undo.count);
+    }
     prepared_max = Math.max(prepared_max, prepared.length);
     const waited_ms = Math.round(performance.now() - t0);
-    if (prepared.length === 0) return { settled: true, waited_ms, prepared, prepared_max };
-    if (waited_ms >= timeout_ms) return { settled: false, waited_ms, prepared, prepared_max };
+    const done = prepared.length === 0 && undo.count === 0;
+    if (done || waited_ms >= timeout_ms) {
+      return { settled: done, waited_ms, prepared, prepared_max, ...(opts.undo === true ? { undo_left: undo.count, undo_rows: undo.rows, undo_max } : {}) };
+    }
     await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
   }
 }
@@ -110,6 +160,17 @@ export interface HistoryAudit {
   readonly unanswered_max: number;
   readonly problems: readonly string[];
   readonly problems_total: number;
+  /** The same checks per ledger, in the order given (e.g. one ledger per protocol); the unanswered check is over all of them together. */
+  readonly per_ledger: readonly LedgerAudit[];
+}
+
+export interface LedgerAudit {
+  readonly name: string;
+  readonly committed_checked: number;
+  readonly aborted_checked: number;
+  readonly in_doubt_committed: number;
+  readonly in_doubt_rolled_back: number;
+  readonly problems_total: number;
 }
 
 /** The history rows a transfer leaves when applied once: "shard|account|delta", sorted. */
@@ -119,8 +180,12 @@ function expectedRows(t: Transfer): string[] {
     .sort();
 }
 
-/** Checks the history since `since_us` (microseconds since the epoch) against the ledgers of the run. */
-export async function auditHistory(shards: readonly ShardAddress[], ledgers: readonly Ledger[], since_us: number): Promise<HistoryAudit> {
+/**
+ * Checks the history since `since_us` (microseconds since the epoch) against
+ * the ledgers of the run. `names` label the ledgers in problems and in
+ * `per_ledger` (default: their index).
+ */
+export async function auditHistory(shards: readonly ShardAddress[], ledgers: readonly Ledger[], since_us: number, names: readonly string[] = []): Promise<HistoryAudit> {
   const byTx = new Map<string, string[]>();
   let history_rows = 0;
   const perShard = await onEachShard(shards, async (c, s) => {
@@ -148,29 +213,41 @@ export async function auditHistory(shards: readonly ShardAddress[], ledgers: rea
   let in_doubt_committed = 0;
   let in_doubt_rolled_back = 0;
   let unanswered_max = 0;
-  for (const ledger of ledgers) {
+  const per_ledger: LedgerAudit[] = [];
+  ledgers.forEach((ledger, i) => {
+    const name = names[i] ?? String(i);
+    const label = names[i] !== undefined ? `${name}: ` : "";
+    const at = { committed_checked, aborted_checked, in_doubt_committed, in_doubt_rolled_back, problems_total };
     unanswered_max += ledger.unknown;
     for (const [tx, t] of ledger.committed) {
       answered.add(tx);
       committed_checked++;
       const want = expectedRows(t);
       const got = rowsOf(tx);
-      if (!same(got, want)) problem(`committed ${tx}: history has [${got.join(", ")}], expected exactly [${want.join(", ")}]`);
+      if (!same(got, want)) problem(`${label}committed ${tx}: history has [${got.join(", ")}], expected exactly [${want.join(", ")}]`);
     }
     for (const [tx] of ledger.aborted) {
       answered.add(tx);
       aborted_checked++;
       const got = rowsOf(tx);
-      if (got.length > 0) problem(`aborted ${tx}: history has [${got.join(", ")}], expected nothing`);
+      if (got.length > 0) problem(`${label}aborted ${tx}: history has [${got.join(", ")}], expected nothing`);
     }
     for (const [tx, t] of ledger.inDoubt) {
       answered.add(tx);
       const got = rowsOf(tx);
       if (got.length === 0) in_doubt_rolled_back++;
       else if (same(got, expectedRows(t))) in_doubt_committed++;
-      else problem(`in doubt ${tx}: history has [${got.join(", ")}], expected all of [${expectedRows(t).join(", ")}] or nothing`);
+      else problem(`${label}in doubt ${tx}: history has [${got.join(", ")}], expected all of [${expectedRows(t).join(", ")}] or nothing`);
     }
-  }
+    per_ledger.push({
+      name,
+      committed_checked: committed_checked - at.committed_checked,
+      aborted_checked: aborted_checked - at.aborted_checked,
+      in_doubt_committed: in_doubt_committed - at.in_doubt_committed,
+      in_doubt_rolled_back: in_doubt_rolled_back - at.in_doubt_rolled_back,
+      problems_total: problems_total - at.problems_total,
+    });
+  });
   let unanswered_applied = 0;
   for (const [tx, rows] of byTx) {
     if (answered.has(tx)) continue;
@@ -181,5 +258,5 @@ export async function auditHistory(shards: readonly ShardAddress[], ledgers: rea
   if (unanswered_applied > unanswered_max) {
     problem(`${unanswered_applied} transactions in the history that no answer named, but only ${unanswered_max} requests lost their answer`);
   }
-  return { history_rows, committed_checked, aborted_checked, in_doubt_committed, in_doubt_rolled_back, unanswered_applied, unanswered_max, problems, problems_total };
+  return { history_rows, committed_checked, aborted_checked, in_doubt_committed, in_doubt_rolled_back, unanswered_applied, unanswered_max, problems, problems_total, per_ledger };
 }

@@ -78,7 +78,12 @@ export class HttpTarget implements TransferTarget {
    * phase (exec, prepare, log, commit), and speccommit_transaction_duration_seconds
    * of committed transfers as "in_server" (request to reply inside the server).
    */
-  phaseTotals(): Promise<PhaseTotals> {
+  async phaseTotals(): Promise<PhaseTotals> {
+    return phaseTotalsOf(await this.metricsText(), this.opts.protocol);
+  }
+
+  /** The server's GET /metrics page (Prometheus text). */
+  metricsText(): Promise<string> {
     return new Promise((resolve, reject) => {
       const req = http.get({ host: this.host, port: this.port, path: "/metrics", agent: this.agent, timeout: REQUEST_TIMEOUT_MS }, (res) => {
         const chunks: Buffer[] = [];
@@ -86,7 +91,7 @@ export class HttpTarget implements TransferTarget {
         res.on("error", reject);
         res.on("end", () => {
           if (res.statusCode !== 200) return reject(new Error(`GET /metrics answered ${res.statusCode}`));
-          resolve(phaseTotalsOf(Buffer.concat(chunks).toString("utf8"), this.opts.protocol));
+          resolve(Buffer.concat(chunks).toString("utf8"));
         });
       });
       req.on("timeout", () => req.destroy(new Error("GET /metrics timed out")));
@@ -125,6 +130,25 @@ export function outcomeOf(status: number, text: string): Outcome {
   // Numbers in the message (in-flight counts, ms) would make every refusal its own reason.
   if (status === 503) return { kind: "rejected", reason: `503 ${String(body.error ?? "").replace(/\d+/g, "N")}`.slice(0, 80) };
   throw new UnexpectedAnswer(`POST /transfer answered ${status}: ${text.slice(0, 300)}`);
+}
+
+/**
+ * A counter of a Prometheus text page by one label, e.g.
+ * speccommit_speculations_total by result (hit, rollback, in_doubt: the
+ * speculative transactions answered since the server started) or
+ * speccommit_compensations_total by who ran them.
+ */
+export function counterByLabel(text: string, name: string, label: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const prefix = `${name}{`;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(prefix)) continue;
+    const m = /^[^{]+\{([^}]*)\} (\S+)$/.exec(line);
+    if (m === null) continue;
+    const value = new RegExp(`(?:^|,)${label}="([^"]*)"`).exec(m[1]!)?.[1];
+    if (value !== undefined) out[value] = (out[value] ?? 0) + Number(m[2]);
+  }
+  return out;
 }
 
 const METRIC_LINE = /^speccommit_(phase|transaction)_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/;

@@ -6,6 +6,7 @@
  *   npm run bench                                  # fresh local cluster + server, 64 clients, 20 s
  *   npm run bench -- --clients 1 --duration 10 --json out/bench-1.json
  *   npm run bench -- --url http://127.0.0.1:8080 --cluster-file .speccommit/cluster.json
+ *   npm run bench -- --compare --scenario all     # 2pc vs parallel vs speculative (compare.ts)
  *
  * Exit status: 0 the audit passed, 1 it failed or the run failed, 2 bad usage.
  * Goals are reported as measured; missing one does not fail the run.
@@ -20,16 +21,16 @@ import type { ClusterAddresses } from "../server.ts";
 import { auditHistory, totalCents, waitSettled } from "./audit.ts";
 import { FLOOR_FORMAT_ID, FloorTarget } from "./floor.ts";
 import { HttpTarget, UnexpectedAnswer } from "./http-target.ts";
-import { CpuTally, sampleCpu } from "./cpu.ts";
-import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./load.ts";
+import { CpuTally } from "./cpu.ts";
+import { runCompare } from "./compare.ts";
+import { mergeLoad, newLedger, type Ledger, type LoadResult } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
-import { formatReport, goals, phaseReport, progressLine, ratioToFloor, type BenchReport } from "./report.ts";
+import { formatReport, goals, phaseReport, ratioToFloor, type BenchReport } from "./report.ts";
+import { round } from "./round.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { PhaseTotals, TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
 
-/** A client pauses this long after a refused or lost request, so an outage is not a busy loop. */
-const BACKOFF_MS = 100;
 /** Connections per shard for the floor: one per client plus the commits still running, within MariaDB's 200. */
 const FLOOR_CONNECTIONS_MAX = 150;
 
@@ -113,37 +114,6 @@ function processes(file: Partial<ClusterFile>, serverPid: number | undefined): M
 /** Set by the first SIGINT/SIGTERM: the load stops, the audit and the cleanup still run (a fresh cluster's servers are detached and would outlive us). */
 let interrupted = false;
 
-/** One round of one target: `warmup_s` then `duration_s` measured, on transfer streams from `streamOffset`. */
-async function round(name: string, target: TransferTarget, o: BenchOptions, workload: WorkloadOptions, warmup_s: number, duration_s: number, streamOffset: number, ledger: Ledger, pids: ReadonlyMap<string, number>, cpu: CpuTally, phases: PhaseTotals): Promise<LoadResult> {
-  console.log(`${name}: ${o.clients} clients, ${warmup_s} s warm-up, ${duration_s} s measured`);
-  // Phase times are an explanation, not a result: a server that stopped answering GET /metrics (Ctrl-C reaches it too) costs only them.
-  const phasesBefore = await target.phaseTotals().catch(() => null);
-  const before = sampleCpu(pids);
-  const result = await runLoad({
-    target,
-    workload,
-    clients: o.clients,
-    warmupMs: warmup_s * 1000,
-    durationMs: duration_s * 1000,
-    backoffMs: BACKOFF_MS,
-    ledger,
-    streamOffset,
-    onProgress: (p) => console.log(progressLine(name, p)),
-    stop: () => interrupted,
-  });
-  cpu.add(before, sampleCpu(pids));
-  const phasesAfter = await target.phaseTotals().catch(() => null);
-  if (phasesBefore !== null && phasesAfter !== null) {
-    for (const [phase, after] of Object.entries(phasesAfter)) {
-      const b = phasesBefore[phase] ?? { sum_s: 0, count: 0 };
-      const into = (phases[phase] ??= { sum_s: 0, count: 0 });
-      into.sum_s += after.sum_s - b.sum_s;
-      into.count += after.count - b.count;
-    }
-  }
-  return result;
-}
-
 async function run(o: BenchOptions): Promise<boolean> {
   const log = (line: string) => console.log(line);
   const started_at = new Date().toISOString();
@@ -153,6 +123,9 @@ async function run(o: BenchOptions): Promise<boolean> {
     const addresses: ClusterAddresses = addressesFromClusterFile(target.clusterFile);
     const cluster = readCluster(target.clusterFile);
     const pids = processes(cluster, target.serverPid);
+    if (o.compare) {
+      return await runCompare({ options: o, url: target.url, addresses, shards: shardRanges(cluster, target.clusterFile), pids, started_at, loadavg_start, stop: () => interrupted });
+    }
     const workload: WorkloadOptions = {
       shards: shardRanges(cluster, target.clusterFile),
       crossShardShare: o.cross_shard_share,
@@ -192,7 +165,20 @@ async function run(o: BenchOptions): Promise<boolean> {
       for (let r = 0; r < o.rounds && !interrupted; r++) {
         for (const t of targets) {
           const name = `${t.target.name}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
-          const res = await round(name, t.target, o, workload, r === 0 ? o.warmup_s : 0, t.duration_s / o.rounds, r * o.clients, t.ledger, pids, t.cpu, t.phases);
+          const res = await round({
+            name,
+            target: t.target,
+            workload,
+            clients: o.clients,
+            warmup_s: r === 0 ? o.warmup_s : 0,
+            duration_s: t.duration_s / o.rounds,
+            streamOffset: r * o.clients,
+            ledger: t.ledger,
+            pids,
+            cpu: t.cpu,
+            phases: t.phases,
+            stop: () => interrupted,
+          });
           t.result = t.result === undefined ? res : mergeLoad(t.result, res);
         }
       }
@@ -211,7 +197,7 @@ async function run(o: BenchOptions): Promise<boolean> {
     const report: BenchReport = {
       started_at,
       machine: { cpus: cpus().length, loadavg_start, loadavg_end: loadavg() },
-      options: { ...o, help: undefined },
+      options: { ...o, help: undefined, given: undefined, compare: undefined, scenarios: undefined, misspeculate_share: undefined },
       server: ours,
       floor,
       ratio_to_floor: ratio,

@@ -5,6 +5,9 @@
 
 export class UsageError extends Error {}
 
+export const SCENARIOS = ["uniform", "hot", "misspeculate"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
 export interface BenchOptions {
   clients: number;
   duration_s: number;
@@ -34,6 +37,14 @@ export interface BenchOptions {
   json?: string;
   seed: number;
   settle_timeout_s: number;
+  /** Compare the protocols (2pc, parallel, speculative) on the same transfers, rounds interleaved, instead of server vs floor. */
+  compare: boolean;
+  /** --compare: the scenarios to run, in order. */
+  scenarios: Scenario[];
+  /** --compare, scenario misspeculate: 0..1, share of transfers made to fail on one shard. */
+  misspeculate_share: number;
+  /** The keys set by a flag (the scenarios keep a flag's value over their own default). */
+  given: Set<string>;
   help: boolean;
 }
 
@@ -67,9 +78,19 @@ target (default: a local cluster in a fresh temporary directory and a server sta
 output
   --json FILE            the results as JSON too
   --settle-timeout S     bound on the wait for the resolver to settle every branch (default 30)
-  --help`;
+  --help
 
-type Kind = "int" | "percent" | "string" | "list";
+compare the protocols (instead of server vs floor)
+  --compare              2pc, parallel and speculative on the same transfers, rounds interleaved (2pc parallel
+                         speculative 2pc ...); --duration is per protocol; one table per scenario, ratios to 2pc
+  --scenario NAME        uniform | hot | misspeculate | all (default uniform)
+                           uniform       the load flags as given
+                           hot           --hot-share (default 90) of account draws from --hot-accounts (default 10) per shard
+                           misspeculate  --misspeculate percent of transfers cross shards with an amount above all
+                                         the money of the cluster: the debit fails, the credit on the other shard applied
+  --misspeculate P       percent of failing transfers in the misspeculate scenario (default 10)`;
+
+type Kind = "int" | "percent" | "string" | "list" | "bool" | "scenario";
 const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number; max?: number }> = {
   "--clients": { key: "clients", kind: "int", min: 1, max: 4_096 },
   "--duration": { key: "duration_s", kind: "int", min: 1, max: 3_600 },
@@ -90,6 +111,9 @@ const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number;
   "--cpu-prof": { key: "cpu_prof_dir", kind: "string" },
   "--json": { key: "json", kind: "string" },
   "--settle-timeout": { key: "settle_timeout_s", kind: "int", min: 1, max: 3_600 },
+  "--compare": { key: "compare", kind: "bool" },
+  "--scenario": { key: "scenarios", kind: "scenario" },
+  "--misspeculate": { key: "misspeculate_share", kind: "percent" },
 };
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
@@ -107,6 +131,10 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     server_args: [],
     seed: 1,
     settle_timeout_s: 30,
+    compare: false,
+    scenarios: ["uniform"],
+    misspeculate_share: 0.1,
+    given: new Set(),
     help: false,
   };
   const values = o as unknown as Record<string, unknown>;
@@ -120,6 +148,12 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     const flag = eq >= 0 ? arg.slice(0, eq) : arg;
     const spec = FLAGS[flag];
     if (spec === undefined) throw new UsageError(`unknown option ${JSON.stringify(arg)}; run with --help for the options`);
+    o.given.add(spec.key);
+    if (spec.kind === "bool") {
+      if (eq >= 0) throw new UsageError(`${flag} takes no value`);
+      values[spec.key] = true;
+      continue;
+    }
     let text = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
     // --server-arg takes the next word as is, even one that starts with "--".
     if (text === undefined || (spec.kind !== "list" && eq < 0 && text.startsWith("--"))) throw new UsageError(`${flag} needs a value`);
@@ -146,9 +180,22 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       case "list":
         o.server_args.push(text);
         break;
+      case "scenario":
+        if (text === "all") o.scenarios = [...SCENARIOS];
+        else if ((SCENARIOS as readonly string[]).includes(text)) o.scenarios = [text as Scenario];
+        else throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a scenario; expected ${SCENARIOS.join(", ")} or all`);
+        break;
     }
   }
   if (o.floor_duration_s < 0) o.floor_duration_s = o.duration_s;
+  if (o.compare) {
+    if (o.protocol !== undefined) throw new UsageError("--compare runs every protocol; drop --protocol");
+    if (o.given.has("floor_duration_s")) throw new UsageError("--compare measures the protocols against 2pc, not the floor; drop --floor-duration");
+  } else {
+    for (const k of ["scenarios", "misspeculate_share"] as const) {
+      if (o.given.has(k)) throw new UsageError(`${k === "scenarios" ? "--scenario" : "--misspeculate"} goes with --compare`);
+    }
+  }
   if (o.amount_cents_min > o.amount_cents_max) {
     throw new UsageError(`--amount-min (${o.amount_cents_min}) is above --amount-max (${o.amount_cents_max})`);
   }

@@ -25,6 +25,20 @@ export interface WorkloadOptions {
   readonly amountCentsMin: number;
   readonly amountCentsMax: number;
   readonly seed: number;
+  /**
+   * 0..1: share of transfers that are made to fail on one shard (the
+   * mis-speculation scenario): cross-shard, with `failingAmountCents` as the
+   * amount. Absent or 0: none, and the streams are exactly those of a
+   * workload without the field.
+   */
+  readonly failingShare?: number;
+  /**
+   * The amount of a failing transfer: more than all the money of the
+   * cluster, so its debit fails with insufficient funds whatever the
+   * balances, while its credit on the other shard applies (speculative: a
+   * branch applied, then compensated).
+   */
+  readonly failingAmountCents?: number;
 }
 
 export interface TransferOp {
@@ -59,6 +73,14 @@ export function validateWorkload(w: WorkloadOptions): void {
   if (!(Number.isSafeInteger(w.amountCentsMin) && w.amountCentsMin >= 1 && Number.isSafeInteger(w.amountCentsMax) && w.amountCentsMax >= w.amountCentsMin)) {
     throw new Error(`workload: amounts must be integer cents with 1 <= min <= max (got ${w.amountCentsMin}..${w.amountCentsMax})`);
   }
+  const failing = w.failingShare ?? 0;
+  if (!(failing >= 0 && failing <= 1)) throw new Error(`workload: the failing share must be from 0 to 1 (got ${failing})`);
+  if (failing > 0) {
+    if (w.shards.length < 2) throw new Error("workload: failing transfers cross shards: they need 2 shards or more");
+    if (!(Number.isSafeInteger(w.failingAmountCents) && w.failingAmountCents! >= 1)) {
+      throw new Error(`workload: failing transfers need an amount in integer cents >= 1 (got ${w.failingAmountCents})`);
+    }
+  }
 }
 
 /** mulberry32: small, fast, and good enough to spread transfers over accounts. */
@@ -82,10 +104,13 @@ export function transferStream(w: WorkloadOptions, client: number): () => Transf
     const last = random() < w.hotShare ? s.firstAccountId + w.hotAccounts - 1 : s.lastAccountId;
     return int(s.firstAccountId, last);
   };
+  const failingShare = w.failingShare ?? 0;
   return () => {
+    // Drawn only when failing transfers are asked for, so that other workloads keep their streams.
+    const failing = failingShare > 0 && random() < failingShare;
     const from = w.shards[int(0, w.shards.length - 1)]!;
     let to = from;
-    if (random() < w.crossShardShare) {
+    if (failing || random() < w.crossShardShare) {
       const other = int(0, w.shards.length - 2);
       to = w.shards[other >= w.shards.indexOf(from) ? other + 1 : other]!;
     }
@@ -94,7 +119,7 @@ export function transferStream(w: WorkloadOptions, client: number): () => Transf
     // Bounded: with two or more candidates, each redraw differs from `a` with probability >= 1/2.
     for (let i = 0; to === from && b === a && i < 64; i++) b = account(to);
     if (to === from && b === a) b = a === from.firstAccountId ? a + 1 : a - 1;
-    const amount = int(w.amountCentsMin, w.amountCentsMax);
+    const amount = failing ? w.failingAmountCents! : int(w.amountCentsMin, w.amountCentsMax);
     return {
       ops: [
         { shard_id: from.name, account_id: a, delta: -amount },
