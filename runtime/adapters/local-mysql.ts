@@ -130,8 +130,12 @@ export class MysqlLocal implements LocalExecutor {
         throw e;
       }
       if (ops.length === 0) return { commit: true, r: { ok: true } as const };
-      // Stable: ops on one account keep their order (only debits touch the balance, so the guard's outcome does not depend on it).
-      const sorted = ops.map((op, i) => ({ op, i })).sort((x, y) => x.op.account - y.op.account || x.i - y.i).map((x) => x.op);
+      // One lock order for every statement of this file: the undo row, then by account, the balance before the pending row.
+      // Only debits touch the balance and only credits pending, so the guards' outcome does not depend on the order.
+      const sorted = ops
+        .map((op, i) => ({ op, i }))
+        .sort((x, y) => x.op.account - y.op.account || Number(x.op.delta >= 0) - Number(y.op.delta >= 0) || x.i - y.i)
+        .map((x) => x.op);
       const stmts: string[] = [];
       const debits: number[] = [];
       for (const op of sorted) {
@@ -215,16 +219,18 @@ export class MysqlLocal implements LocalExecutor {
       const inverse = parseInverse(row.inverse);
       const escrow = Number(row.escrow) !== 0;
       const stmts: string[] = [];
-      const sorted = [...inverse].sort((x, y) => x.account - y.account);
+      // The lock order of apply: by account, the balance before the pending row.
+      const onBalance = (inv: Op) => inv.delta > 0 || !escrow;
+      const sorted = [...inverse].sort((x, y) => x.account - y.account || Number(onBalance(y)) - Number(onBalance(x)));
       for (const inv of sorted) {
         if (inv.delta === 0) continue;
         if (to === "compensated") {
           // A debit given back to the balance; a credit taken back out of pending, where it is sure to be.
-          if (inv.delta > 0 || !escrow) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
+          if (onBalance(inv)) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
           else stmts.push(`UPDATE spec_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
         } else if (inv.delta < 0 && escrow) {
-          stmts.push(`UPDATE spec_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
           stmts.push(`UPDATE accounts SET balance = balance + ${-inv.delta} WHERE id = ${inv.account}`);
+          stmts.push(`UPDATE spec_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
         }
       }
       stmts.push(`UPDATE spec_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
