@@ -16,7 +16,7 @@
  * shard can be crashed and restarted; the log can be made unavailable
  * (writes then may or may not happen, as the vocabulary says).
  */
-import type { LogDeleteResult, LogListResult, LogPutResult, LogRecord, Fence, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/effects.ts";
+import type { ConnectionId, LogDeleteResult, LogListResult, LogPutResult, LogRecord, Fence, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/effects.ts";
 import * as txlog from "../../spec/env/txlog.ts";
 import * as xa from "../../spec/env/xa.ts";
 import { connOf, executeXa, type XaEffect } from "../../spec/env/executor.ts";
@@ -203,6 +203,30 @@ export class MemoryXa implements XaExecutor {
   }
   recover(shard: ShardId): Promise<RecoverResult> {
     return this.run(shard, { t: "xa.recover", shard }, null) as Promise<RecoverResult>;
+  }
+
+  /** The branch's connection while the shard has it (null before exec, once the branch finished, after a crash or a kill). */
+  connectionOf(tx: TxId, shard: ShardId): ConnectionId | null {
+    const s = this.state.get(shard);
+    const conn = this.conn(tx, shard);
+    return s !== undefined && s.conns.some((c) => c.id === conn) ? conn : null;
+  }
+
+  /** KILL CONNECTION, applied after the latency as every statement; an unknown connection is ok (already gone). */
+  kill(shard: ShardId, conn: ConnectionId): Promise<XaResult> {
+    const incarnation = this.incarnation;
+    return new Promise((resolve) =>
+      this.clock.setTimer(this.rng.int(this.latency.min_ms, this.latency.max_ms), () => {
+        const s = this.state.get(shard);
+        // As in run: a down shard, or a process that died meanwhile (the statement never reached the server).
+        if (s === undefined || !s.up || incarnation !== this.incarnation) {
+          resolve({ ok: false, err: "UNAVAILABLE" });
+          return;
+        }
+        this.state.set(shard, xa.killConnection(s, conn));
+        resolve({ ok: true });
+      }),
+    );
   }
 
   /** kill -9 of a shard: connections gone, unprepared branches rolled back, prepared ones kept. */

@@ -3,9 +3,9 @@
  * taken from mysql2 because the XA executor needs what mysql2's pool does not
  * give: a connection leaves the pool for as long as its XA branch lives (not
  * for one query), a dead connection is told apart at once (its session's
- * thread id is kept so the executor can make sure the server dropped it), the
- * wait for a connection is bounded in time and in length, and the counts are
- * visible to /admin/shards.
+ * thread id and the server's boot are kept so the executor can make sure the
+ * server dropped it, and name it to others), the wait for a connection is
+ * bounded in time and in length, and the counts are visible to /admin/shards.
  *
  * Uses mysql2's callback API with `query()` only: XA statements fail as
  * server-side prepared statements.
@@ -38,6 +38,13 @@ export interface PooledConnection {
   readonly raw: mysql.Connection;
   /** The server's id of this session (CONNECTION_ID()). */
   readonly threadId: number;
+  /**
+   * The boot of the server this connection was opened on: its start time in
+   * unix seconds (UNIX_TIMESTAMP() - Uptime, both read at the same statement
+   * start, so exact), as a string. MariaDB numbers sessions from 1 again after
+   * a restart: a thread id names a session only together with its boot.
+   */
+  readonly boot: string;
   dead: boolean;
 }
 
@@ -151,7 +158,7 @@ export class ShardPool {
         multipleStatements: true,
         connectTimeout: this.limits.connect_timeout_ms,
       });
-      const c: PooledConnection = { raw, threadId: 0, dead: false };
+      const c: PooledConnection = { raw, threadId: 0, boot: "", dead: false };
       // Without a listener an idle connection's loss would be thrown; with it, the pool just skips the connection.
       raw.on("error", () => {
         c.dead = true;
@@ -166,7 +173,27 @@ export class ShardPool {
           return;
         }
         (c as { threadId: number }).threadId = raw.threadId;
-        resolve(c);
+        // The server's boot, on the same round-trip budget as the connect.
+        let settled = false;
+        const timer = setTimeout(() => {
+          if (settled) return;
+          settled = true;
+          hardClose(raw);
+          resolve(null);
+        }, this.limits.connect_timeout_ms);
+        raw.query({ sql: BOOT_SQL }, (qerr, rows) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          const boot = qerr ? null : bootOf(rows);
+          if (boot === null) {
+            hardClose(raw);
+            resolve(null);
+            return;
+          }
+          (c as { boot: string }).boot = boot;
+          resolve(c);
+        });
       });
     });
   }
@@ -228,6 +255,14 @@ export class ShardPool {
       this.open--;
     }
   }
+}
+
+/** The server's start time, exact: Uptime is query_start - server_start_time, UNIX_TIMESTAMP() is query_start. */
+const BOOT_SQL = "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS boot FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'";
+
+function bootOf(rows: unknown): string | null {
+  const v = Array.isArray(rows) ? Number((rows[0] as { boot?: unknown } | undefined)?.boot) : Number.NaN;
+  return Number.isSafeInteger(v) && v > 0 ? String(v) : null;
 }
 
 /**

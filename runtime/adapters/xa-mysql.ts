@@ -16,8 +16,17 @@
  * until it left the process list). Statements of one branch are serialized,
  * so a connection goes back to the pool only when nothing more is queued for
  * its branch.
+ *
+ * Parallel commit names a branch's connection (connectionOf) and kills it
+ * (kill, spec/effects.ts XaKillEffect). The name is `<boot>:<thread id>`:
+ * the server's start time (see PooledConnection.boot) and CONNECTION_ID(),
+ * since MariaDB numbers sessions from 1 again after a restart. A branch whose
+ * connection was killed, by this process or another, is a branch whose owner
+ * died: its XA PREPARE answers UNAVAILABLE (only the owner could prepare it,
+ * and the server rolled it back), its commit or rollback goes on a fresh
+ * connection as above.
  */
-import type { Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/effects.ts";
+import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/effects.ts";
 import type { XaExecutor } from "./ports.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 
@@ -72,6 +81,22 @@ interface Branch {
   threadId: number;
   /** The dead owner's session was seen gone from the server. */
   ownerGone: boolean;
+  /** xa.exec answered ok: from then on, and while it lives, the owner is named by connectionOf. */
+  executed: boolean;
+}
+
+const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
+const OK: XaResult = { ok: true };
+
+/** A branch connection's name (spec/effects.ts ConnectionId): `<boot>:<thread id>`. */
+export const connectionIdOf = (c: Pick<PooledConnection, "boot" | "threadId">): ConnectionId => `${c.boot}:${c.threadId}`;
+
+/** The parts of a ConnectionId; null when it is not one this executor made. */
+export function parseConnectionId(conn: ConnectionId): { boot: string; threadId: number } | null {
+  const m = /^([1-9][0-9]*):([1-9][0-9]*)$/.exec(conn);
+  if (m === null) return null;
+  const threadId = Number(m[2]);
+  return Number.isSafeInteger(threadId) ? { boot: m[1]!, threadId } : null;
 }
 
 export interface ShardHealth {
@@ -118,7 +143,8 @@ export class XaMysql implements XaExecutor {
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.serialized(tx, shard, async () => {
       const xid = xidSql(tx, shard);
-      return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false);
+      // Only the owner can prepare: once it died (killed, timed out, lost), the branch is rolled back, and that is UNAVAILABLE.
+      return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false, true);
     });
   }
 
@@ -155,6 +181,54 @@ export class XaMysql implements XaExecutor {
       prepared.push({ tx, shard });
     }
     return { ok: true, prepared };
+  }
+
+  connectionOf(tx: TxId, shard: ShardId): ConnectionId | null {
+    const b = this.branches.get(this.key(tx, shard));
+    if (b === undefined || !b.executed || b.conn === null || b.conn.dead) return null;
+    return connectionIdOf(b.conn);
+  }
+
+  /**
+   * KILL CONNECTION on another connection, then waits until the session has
+   * left the process list (sessionGone). An id of another boot names a
+   * session that died with that boot: ok, once a connection of the current
+   * boot answered. Never rejects.
+   */
+  async kill(shard: ShardId, conn: ConnectionId): Promise<XaResult> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return UNAVAILABLE;
+    const id = parseConnectionId(conn);
+    if (id === null) {
+      // Not a name this executor gives: nothing says which session it is, so it cannot be said to be gone.
+      console.error(`xa.kill ${shard}: ${JSON.stringify(conn)} is not a connection id (<boot>:<thread id>)`);
+      return UNAVAILABLE;
+    }
+    // A second try when the first connection turned out dead: after a restart the pool may still hold the old boot's.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let c = await this.acquire(shard, pool);
+      if (c === null) return UNAVAILABLE;
+      if (c.boot === id.boot && c.threadId === id.threadId) {
+        // The session is idle in this pool (its branch finished): close it, and watch it leave from another one.
+        pool.discard(c);
+        c = await this.acquire(shard, pool);
+        if (c === null) return UNAVAILABLE;
+      }
+      try {
+        if (c.boot !== id.boot) {
+          const q = await pool.query(c, "SELECT 1");
+          if (q.ok) return OK;
+          this.noteError(shard, q.error);
+        } else if (await this.sessionGone(pool, c, id.threadId)) {
+          this.killed(shard, id.boot, id.threadId);
+          return OK;
+        }
+        if (!c.dead) return UNAVAILABLE;
+      } finally {
+        pool.release(c);
+      }
+    }
+    return UNAVAILABLE;
   }
 
   /** Branches this process holds a live connection for, per shard. */
@@ -233,7 +307,8 @@ export class XaMysql implements XaExecutor {
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
-    this.branches.set(key, { conn: c, threadId: c.threadId, ownerGone: false });
+    const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false };
+    this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
     const updates = ops.map((op) => {
       assertCents(op, key);
@@ -262,7 +337,21 @@ export class XaMysql implements XaExecutor {
     for (let i = 0; i < ops.length; i++) {
       if (results[1 + i]?.affectedRows !== 1) return { ok: false, err: "INSUFFICIENT_FUNDS" };
     }
+    branch.executed = true;
     return { ok: true };
+  }
+
+  /**
+   * Session `threadId` of `boot` was killed and seen gone: if it owned a
+   * branch here, the branch's next statement knows at once that its owner
+   * died, and need not make sure of it again.
+   */
+  private killed(shard: ShardId, boot: string, threadId: number): void {
+    for (const [key, b] of this.branches) {
+      if (b.conn === null || !key.endsWith(`|${shard}`) || b.conn.boot !== boot || b.conn.threadId !== threadId) continue;
+      b.conn.dead = true;
+      b.ownerGone = true;
+    }
   }
 
   /** The owner connection died: the branch is addressed from fresh connections from now on. */
@@ -277,8 +366,10 @@ export class XaMysql implements XaExecutor {
    * A statement of an existing branch: on its owner connection while that
    * lives, else on a fresh one. `finished` says whether the branch is over
    * after this result; then its owner connection goes back to the pool.
+   * `ownerOnly`: the statement means something only on the owner (XA
+   * PREPARE); once the owner died it is UNAVAILABLE without being sent.
    */
-  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean): Promise<XaResult> {
+  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean, ownerOnly = false): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
     const key = this.key(tx, shard);
@@ -296,10 +387,11 @@ export class XaMysql implements XaExecutor {
       return r;
     }
     if (b !== undefined && b.conn !== null) {
-      // Died while idle between statements.
+      // Died while idle between statements (or killed: see kill).
       pool.discard(b.conn);
       b.conn = null;
     }
+    if (ownerOnly && b !== undefined) return UNAVAILABLE;
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     try {
