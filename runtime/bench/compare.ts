@@ -8,7 +8,8 @@
  * Scenarios (each on the same cluster, one after the other):
  *   uniform       the load flags as given (default: 15% cross-shard, no hot set);
  *   hot           most account draws from a few hot accounts per shard, where
- *                 2PC holds its row locks through the decision;
+ *                 2PC holds its row locks through the decision (small amounts,
+ *                 so that the hot balances do not run dry);
  *   misspeculate  a share of transfers cross shards with an amount above all
  *                 the money of the cluster: the debit branch fails with
  *                 insufficient funds, the credit branch on the other shard
@@ -46,6 +47,14 @@ export type Compared = (typeof COMPARED)[number];
 /** The hot scenario's defaults when --hot-share / --hot-accounts are not given. */
 export const HOT_SHARE_DEFAULT = 0.9;
 export const HOT_ACCOUNTS_DEFAULT = 10;
+/**
+ * The hot scenario's largest amount when --amount-max is not given: 1.00.
+ * With the default 100.00, a hot account's balance is a random walk of
+ * about 50.00 a step that reaches 0 from 1000.00 within a few hundred
+ * steps (a few seconds of load), and the scenario would measure
+ * insufficient funds rather than lock contention.
+ */
+export const HOT_AMOUNT_MAX_DEFAULT = 100;
 /** The goal of the issue: p50 and p99 at least 30% below 2pc. */
 const LATENCY_GOAL_RATIO = 0.7;
 const HIT_RATE_GOAL = 0.9;
@@ -131,9 +140,10 @@ export function scenarioWorkload(s: Scenario, o: BenchOptions, shards: readonly 
     case "hot": {
       const hotShare = o.given.has("hot_share") ? o.hot_share : HOT_SHARE_DEFAULT;
       const hotAccounts = o.given.has("hot_accounts") ? o.hot_accounts : HOT_ACCOUNTS_DEFAULT;
+      const amountCentsMax = o.given.has("amount_cents_max") ? o.amount_cents_max : Math.max(o.amount_cents_min, HOT_AMOUNT_MAX_DEFAULT);
       return {
-        workload: { ...base, hotShare, hotAccounts },
-        description: `${pct(hotShare)} of account draws on the ${hotAccounts} hot accounts of each shard, ${pct(base.crossShardShare)} cross-shard, ${amounts}`,
+        workload: { ...base, hotShare, hotAccounts, amountCentsMax },
+        description: `${pct(hotShare)} of account draws on the ${hotAccounts} hot accounts of each shard, ${pct(base.crossShardShare)} cross-shard, amounts ${o.amount_cents_min}..${amountCentsMax} cents`,
       };
     }
     case "misspeculate": {
@@ -312,6 +322,17 @@ export function formatScenario(sr: ScenarioReport, clients: number): string {
       const p = row.report;
       const spec = row.server_speculations !== null ? `; server counters over its rounds (speculations by result, compensations and releases by who ran them): ${JSON.stringify(row.server_speculations)}` : "";
       return `  ${row.protocol.padEnd(11)} ${p.committed} committed in ${p.measured_s} s; aborts ${JSON.stringify(p.aborts)}; in doubt ${p.in_doubt}; refused ${sum(p.rejected)}; lost ${sum(p.lost)}${spec}`;
+    }),
+    "  by transfer kind (committed; p50 / p95 / p99 ms; ratio of p50 and p99 to 2pc's):",
+    ...sr.rows.map((row) => {
+      const b = sr.rows.find((x) => x.protocol === "2pc")?.report.by_shards;
+      const k = (name: "single" | "cross") => {
+        const x = row.report.by_shards[name];
+        const r50 = b === undefined ? null : ratio(x.p50, b[name].p50);
+        const r99 = b === undefined ? null : ratio(x.p99, b[name].p99);
+        return `${name === "single" ? "one shard" : "cross-shard"} ${x.committed}: ${fmt(x.p50)} / ${fmt(x.p95)} / ${fmt(x.p99)} (${times(r50) || "-"}, ${times(r99) || "-"})`;
+      };
+      return `    ${row.protocol.padEnd(11)} ${k("single")}; ${k("cross")}`;
     }),
     "  mean ms per phase (server's metrics, warm-up included; apply: speculative local transactions; in_server: request to reply inside the server):",
     ...sr.rows.map(

@@ -68,6 +68,9 @@ export interface LoadResult {
   readonly committed: number;
   /** Request to answer, committed transfers of the measured period. */
   readonly latency: Latencies;
+  /** The same, split: transfers within one shard, and across two shards or more. */
+  readonly latencySingle: Latencies;
+  readonly latencyCross: Latencies;
   readonly aborts: Record<string, number>;
   readonly inDoubt: number;
   readonly rejected: Record<string, number>;
@@ -85,6 +88,12 @@ export function mergeLoad(a: LoadResult, b: LoadResult): LoadResult {
   const latency = new Latencies();
   latency.addAll(a.latency);
   latency.addAll(b.latency);
+  const latencySingle = new Latencies();
+  latencySingle.addAll(a.latencySingle);
+  latencySingle.addAll(b.latencySingle);
+  const latencyCross = new Latencies();
+  latencyCross.addAll(a.latencyCross);
+  latencyCross.addAll(b.latencyCross);
   const aborts = { ...a.aborts };
   addCounts(aborts, b.aborts);
   const rejected = { ...a.rejected };
@@ -97,6 +106,8 @@ export function mergeLoad(a: LoadResult, b: LoadResult): LoadResult {
     measuredMs: a.measuredMs + b.measuredMs,
     committed: a.committed + b.committed,
     latency,
+    latencySingle,
+    latencyCross,
     aborts,
     inDoubt: a.inDoubt + b.inDoubt,
     rejected,
@@ -111,6 +122,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   if (!(Number.isSafeInteger(o.clients) && o.clients >= 1)) throw new Error(`clients must be an integer >= 1 (got ${o.clients})`);
   const ledger = o.ledger ?? newLedger();
   const latency = new Latencies();
+  const latencySingle = new Latencies();
+  const latencyCross = new Latencies();
   const aborts: Record<string, number> = {};
   const rejected: Record<string, number> = {};
   const unknown: Record<string, number> = {};
@@ -150,6 +163,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         if (measured) {
           committed++;
           latency.add(ms);
+          (t.ops.some((op) => op.shard_id !== t.ops[0]!.shard_id) ? latencyCross : latencySingle).add(ms);
         }
         return;
       case "aborted":
@@ -202,5 +216,5 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   }
   if (failure !== undefined) throw failure;
   const measuredMs = Math.max(0, Math.min(performance.now(), end) - measureFrom);
-  return { target: o.target.name, clients: o.clients, measuredMs, committed, latency, aborts, inDoubt, rejected, unknown, ledger };
+  return { target: o.target.name, clients: o.clients, measuredMs, committed, latency, latencySingle, latencyCross, aborts, inDoubt, rejected, unknown, ledger };
 }

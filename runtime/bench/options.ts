@@ -85,7 +85,8 @@ compare the protocols (instead of server vs floor)
                          speculative 2pc ...); --duration is per protocol; one table per scenario, ratios to 2pc
   --scenario NAME        uniform | hot | misspeculate | all (default uniform)
                            uniform       the load flags as given
-                           hot           --hot-share (default 90) of account draws from --hot-accounts (default 10) per shard
+                           hot           --hot-share (default 90) of account draws from --hot-accounts (default 10) per shard,
+                                         amounts up to --amount-max (default 100 cents here, so hot balances do not run dry)
                            misspeculate  --misspeculate percent of transfers cross shards with an amount above all
                                          the money of the cluster: the debit fails, the credit on the other shard applied
   --misspeculate P       percent of failing transfers in the misspeculate scenario (default 10)`;

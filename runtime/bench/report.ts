@@ -17,6 +17,11 @@ export interface PhaseReport {
   /** Request to answer of committed transfers. */
   readonly latency_ms: { p50: number | null; p95: number | null; p99: number | null; p99_9: number | null };
   readonly latency_mean_ms: number | null;
+  /** Committed transfers and their latency, split: within one shard (one branch), across shards (two branches or more). */
+  readonly by_shards: {
+    readonly single: { committed: number; p50: number | null; p95: number | null; p99: number | null };
+    readonly cross: { committed: number; p50: number | null; p95: number | null; p99: number | null };
+  };
   readonly aborts: Record<string, number>;
   readonly in_doubt: number;
   readonly rejected: Record<string, number>;
@@ -64,6 +69,11 @@ export interface BenchReport {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
+const split = (l: LoadResult["latency"]) => {
+  const p = l.percentiles([50, 95, 99]);
+  return { committed: l.count, p50: p[50], p95: p[95], p99: p[99] };
+};
+
 export function phaseReport(r: LoadResult, cpu: CpuUse, phases: PhaseTotals): PhaseReport {
   const p = r.latency.percentiles([50, 95, 99, 99.9]);
   const measured_s = r.measuredMs / 1000;
@@ -78,6 +88,7 @@ export function phaseReport(r: LoadResult, cpu: CpuUse, phases: PhaseTotals): Ph
     committed_per_s: round(committed_per_s, 1),
     latency_ms: { p50: p[50], p95: p[95], p99: p[99], p99_9: p[99.9] },
     latency_mean_ms: r.latency.mean() === null ? null : round(r.latency.mean()!, 3),
+    by_shards: { single: split(r.latencySingle), cross: split(r.latencyCross) },
     aborts: r.aborts,
     in_doubt: r.inDoubt,
     rejected: r.rejected,
