@@ -109,7 +109,7 @@ export class Engine {
       speculative: PROTOCOL_DEFS.speculative.role(opts.coordinator),
     };
     const m = opts.metrics;
-    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards }), {
+    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards, speculative: opts.adapters.local !== undefined }), {
       actor: "resolver",
       adapters: opts.adapters,
       hooks: {
@@ -318,7 +318,7 @@ export class Engine {
     if (s === null) return;
     this.scan = null;
     // Both sub-resolvers listed the log and every shard answered both scans (XA RECOVER and the undo rows).
-    const complete = s.lists >= 2 && this.opts.shards.every((x) => s.recovered.has(x) && (this.opts.adapters.local === undefined || s.scanned.has(x)));
+    const complete = s.lists >= (this.opts.adapters.local === undefined ? 1 : 2) && this.opts.shards.every((x) => s.recovered.has(x) && (this.opts.adapters.local === undefined || s.scanned.has(x)));
     if (complete) this.caughtUp = true;
     this.lastScan = { at: new Date().toISOString(), complete };
     this.opts.metrics?.resolverScans.inc({ result: complete ? "complete" : "partial" });

@@ -51,6 +51,8 @@ export type ProcessResolverInput = { readonly t: "scan"; readonly active: readon
 export interface ProcessResolverOptions {
   /** XA shards (XA RECOVER) and speculative shards (undo-row scans); the same shards in the server. */
   readonly shards: readonly ShardId[];
+  /** Run the speculative resolver after the XA one (a process without the speculative path's tables leaves it out). Default true. */
+  readonly speculative?: boolean;
 }
 
 export const processEpochOf = (st: ProcessResolverState): number | null => st.epoch;
@@ -73,6 +75,7 @@ export function processResolver(opts: ProcessResolverOptions): Role<ProcessResol
   function afterXa(st: ProcessResolverState, effects: ProcessEffect[]): Out {
     if (st.xa.epoch === null) return { st: lostEpoch(st), effects };
     if (st.xa.phase !== "idle") return { st, effects };
+    if (opts.speculative === false) return { st: { ...st, phase: "idle" }, effects };
     const sub = specRole.step({ ...st.spec, epoch: st.epoch }, { t: "scan", active: st.active });
     const next = afterSpec({ ...st, phase: "spec", spec: sub.st }, sub.effects);
     return { st: next.st, effects: [...effects, ...next.effects] };

@@ -79,6 +79,16 @@ describe("process resolver", () => {
     expect(st.spec.epoch).toBe(3);
   });
 
+  it("without the speculative path, a scan ends with the XA scan", () => {
+    const { lines, st } = transcript(
+      processResolver({ shards: SHARDS, speculative: false }),
+      [{ t: "scan", active: [] }, listed([]), epochTaken(1), listed([]), recovered("s1"), recovered("s2"), { t: "scan", active: [] }],
+      show,
+    );
+    expect(lines).toEqual([["list epoch"], ["put epoch epoch if v0"], ["list tx/"], ["xa.recover s1"], ["xa.recover s2"], [], ["list tx/"]]);
+    expect(st.phase).toBe("xa");
+  });
+
   it("a scan while one is under way is ignored; results nobody waits for change nothing", () => {
     const { lines } = transcript(
       role,
