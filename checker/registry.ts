@@ -8,6 +8,7 @@ import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";
 import { twopcFactory } from "../spec/protocols/twopc/model.ts";
 import { parallelFactory } from "../spec/protocols/parallel/model.ts";
+import { mixedFactory } from "../spec/protocols/mixed/model.ts";
 import { speculativeFactory } from "../spec/protocols/speculative/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory, speculativeFactory, parallelFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory, speculativeFactory, parallelFactory, mixedFactory];

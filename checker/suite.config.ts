@@ -94,6 +94,20 @@ export const suite: SuiteEntry[] = [
   ...parallelMutant("ignore-active", "AC4_all_yes_commits", 17),
   ...parallelMutant("keep-records", "AC5_terminates", 7, { crash: 1 }),
 
+  // One resolver for both protocols (spec/protocols/mixed): the parallel-commit resolver, the one the
+  // server runs, under 2PC coordinators (coordinators=2pc, one-phase commit included; the 2PC
+  // properties) and under a 2PC and a parallel coordinator side by side (coordinators=mixed; on
+  // local, the one-phase transfer by 2PC and the cross-shard one by parallel commit). Under 2PC
+  // coordinators the counts are twopc's: on 2PC's records it does what the 2PC resolver does.
+  // docs/protocols/parallel-commit.md, "One resolver for both protocols".
+  { model: "mixed", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, expect: "ok", counts: { distinct: 290_586, generated: 823_999, depth: 49 } },
+  { model: "mixed", params: { scenario: "local", crash: 1, shardCrash: 0, logFault: 1, timeouts: false }, expect: "ok", counts: { distinct: 116_671, generated: 349_699, depth: 50 } },
+  { model: "mixed", params: { scenario: "local", coordinators: "mixed", crash: 1, shardCrash: 0, logFault: 1, timeouts: false }, expect: "ok", counts: { distinct: 176_801, generated: 522_999, depth: 50 } },
+  ...mixedMutant("ignore-active", "AC4_all_yes_commits", 17, { scenario: "transfer" }),
+  ...mixedMutant("keep-records", "AC5_terminates", 7, { scenario: "transfer", crash: 1 }),
+  // Acts on STAGING records only, so 2PC coordinators alone never expose it: shown on the parallel transfer.
+  ...mixedMutant("missing-is-commit", "AC3_commit_needs_all_yes", 28, { scenario: "local", coordinators: "mixed", crash: 1, timeouts: false }),
+
   // Speculative path with undo (spec/protocols/speculative): one-phase local transactions with
   // escrowed credits and undo rows under a write-once key; rollback by tombstone + compensation.
   // transfer = 2 shards x 1 transfer; same = 2 x 2 transfers from the same account (one
@@ -116,6 +130,8 @@ export const suite: SuiteEntry[] = [
   ...speculativeMutant("release-early", "iso_released_only_when_committed", 6),
   ...speculativeMutant("release-deletes-row", "committed_never_rolled_back", 21, { crash: 1 }),
   ...speculativeMutant("settle-at-first-sight", "no_spurious_rollback", 11, { timeouts: false }),
+  // Forgets the record once SPEC_EXECUTING is durable, before the branches are final: the terminal record is never written.
+  ...speculativeMutant("delete-before-final", "every_speculation_ends", 8),
   // The same mutants shown caught by each remaining property alone.
   ...speculativeMutant("spendable-credits", "iso_debits_visible_at_once", 5),
   ...speculativeMutant("undo-separate", "money_conserved", 5),
@@ -132,6 +148,11 @@ function twopcMutant(mutant: string, scenario: string, property: string, faults:
 /** A parallel-commit mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
 function parallelMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
   return [{ model: "parallel", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
+
+/** A mutant of the parallel-commit resolver in the mixed model: the property that catches it alone and its shortest trace, with no faults unless given. */
+function mixedMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean>): SuiteEntry[] {
+  return [{ model: "mixed", params: { crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
 }
 
 /** A speculative mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
