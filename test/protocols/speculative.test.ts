@@ -112,6 +112,8 @@ function show(e: SpecEffect): string {
       return `put ${e.key} ${e.value.kind === "spec" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "log.list":
       return `list ${e.prefix}`;
+    case "log.delete":
+      return `delete ${e.key}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "reply":
       return `reply ${e.outcome.status}${e.outcome.status === "aborted" ? ` ${e.outcome.reason}` : ""}`;
     case "timer":
@@ -124,11 +126,12 @@ function show(e: SpecEffect): string {
 const request: CoordinatorInput = { t: "request", tx: "t1", branches, epoch: 3 };
 const applied = (shard: string): CoordinatorInput => ({ t: "local.apply", tx: "t1", shard, r: ok });
 const putOk = (version: number): CoordinatorInput => ({ t: "log.put", key: "spec/t1", r: { ok: true, version } });
+const deleted: CoordinatorInput = { t: "log.delete", key: "spec/t1", r: ok };
 
 describe("speculative coordinator", () => {
   const role = coordinator(defaultCoordinatorOptions);
 
-  it("one round trip: answers committed when every branch applied, then EXECUTING, releases, COMMITTED", () => {
+  it("one round trip: answers committed when every branch applied, then EXECUTING, releases, COMMITTED, then forgets the record", () => {
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
       request,
       applied("s2"),
@@ -137,6 +140,7 @@ describe("speculative coordinator", () => {
       { t: "local.release", tx: "t1", shard: "s1", r: { ok: true, applied: true } },
       { t: "local.release", tx: "t1", shard: "s2", r: { ok: true, applied: true } },
       putOk(2),
+      deleted,
     ]);
     expect(lines).toEqual([
       ["apply s1", "apply s2", "timer apply"],
@@ -145,9 +149,50 @@ describe("speculative coordinator", () => {
       ["release s1", "release s2"],
       [],
       ["put spec/t1 SPEC_COMMITTED if v1 fence v3"],
+      ["delete spec/t1 fence v3"],
       [],
     ]);
     expect(st.phase).toBe("done");
+  });
+
+  /** Up to the terminal put of a committed speculation (SPEC_EXECUTING at v1). */
+  const upToTerminal: CoordinatorInput[] = [
+    request,
+    applied("s1"),
+    applied("s2"),
+    putOk(1),
+    { t: "local.release", tx: "t1", shard: "s1", r: { ok: true, applied: true } },
+    { t: "local.release", tx: "t1", shard: "s2", r: { ok: true, applied: true } },
+  ];
+
+  it("a terminal put that finds the record gone is done: another settler wrote the end and forgot it", () => {
+    const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
+      ...upToTerminal,
+      { t: "log.put", key: "spec/t1", r: { ok: false, err: "CAS", current: null, version: 0 } },
+    ]);
+    expect(lines.at(-1)).toEqual([]);
+    expect(st.phase).toBe("done");
+  });
+
+  it("a terminal put that finds a terminal record (another settler's, or its own with the answer lost) forgets it", () => {
+    const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
+      ...upToTerminal,
+      { t: "log.put", key: "spec/t1", r: { ok: false, err: "CAS", current: { kind: "spec", state: "SPEC_COMMITTED", branches: shards }, version: 2 } },
+      deleted,
+    ]);
+    expect(lines.slice(-2)).toEqual([["delete spec/t1 fence v3"], []]);
+    expect(st.phase).toBe("done");
+  });
+
+  it("a delete that fails is retried, then left behind for the resolver; a fenced one is not retried", () => {
+    const unavailable: CoordinatorInput = { t: "log.delete", key: "spec/t1", r: { ok: false, err: "UNAVAILABLE" } };
+    const one = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1 });
+    const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), unavailable, { t: "timeout", id: "settle:t1" }, unavailable]);
+    expect(lines.slice(-4)).toEqual([["delete spec/t1 fence v3"], ["timer settle:t1"], ["delete spec/t1 fence v3"], []]);
+    expect(st.phase).toBe("done");
+    const fenced = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), { t: "log.delete", key: "spec/t1", r: { ok: false, err: "FENCED" } }]);
+    expect(fenced.lines.at(-1)).toEqual([]);
+    expect(fenced.st.phase).toBe("done");
   });
 
   it("mis-speculation: tombstones the failed branch, answers aborted once it wins, compensates the applied one", () => {
@@ -159,6 +204,7 @@ describe("speculative coordinator", () => {
       putOk(1),
       { t: "local.compensate", tx: "t1", shard: "s2", r: { ok: true, applied: true } },
       putOk(2),
+      deleted,
     ]);
     expect(lines).toEqual([
       ["apply s1", "apply s2", "timer apply"],
@@ -167,6 +213,7 @@ describe("speculative coordinator", () => {
       ["reply aborted insufficient_funds", "put spec/t1 SPEC_EXECUTING if v0 fence v3"],
       ["compensate s2"],
       ["put spec/t1 SPEC_ROLLED_BACK if v1 fence v3"],
+      ["delete spec/t1 fence v3"],
       [],
     ]);
     expect(st.phase).toBe("done");
@@ -225,6 +272,7 @@ describe("speculative resolver", () => {
       { t: "log.put", key: "spec/t1", r: { ok: true, version: 1 } },
       { t: "local.compensate", tx: "t1", shard: "s1", r: { ok: true, applied: true } },
       { t: "log.put", key: "spec/t1", r: { ok: true, version: 2 } },
+      { t: "log.delete", key: "spec/t1", r: ok },
     ]);
     expect(lines).toEqual([
       ["list epoch"],
@@ -240,6 +288,7 @@ describe("speculative resolver", () => {
       ["put spec/t1 SPEC_EXECUTING if v0 fence v4"],
       ["compensate s1"],
       ["put spec/t1 SPEC_ROLLED_BACK if v1 fence v4"],
+      ["delete spec/t1 fence v4"],
       [],
     ]);
   });
@@ -256,6 +305,15 @@ describe("speculative resolver", () => {
     expect(lines.slice(-3)).toEqual([["release s1", "release s2"], [], ["put spec/t1 SPEC_COMMITTED if v1 fence v4"]]);
   });
 
+  it("deletes a terminal record left behind at first sight, fenced; not one whose coordinator is live", () => {
+    const committed: LogEntry = { key: "spec/t1", value: { kind: "spec", state: "SPEC_COMMITTED", branches: shards }, version: 2 };
+    const { lines, st } = transcript<ResolverState, ResolverInput>(role, [...boot, ...scan([committed], []), { t: "log.delete", key: "spec/t1", r: ok }]);
+    expect(lines.slice(-2)).toEqual([["delete spec/t1 fence v4"], []]);
+    expect(st.phase).toBe("idle");
+    const live = transcript<ResolverState, ResolverInput>(role, [{ t: "scan", active: ["t1"] }, ...boot.slice(1), ...scan([committed], [])]);
+    expect(live.lines.at(-1)).toEqual([]);
+  });
+
   it("leaves a speculation with a live coordinator alone", () => {
     const { lines } = transcript<ResolverState, ResolverInput>(role, [...boot, ...scan([executing], ["s1"]), { t: "scan", active: ["t1"] }, ...scan([executing], ["s1"])]);
     expect(lines.at(-1)).toEqual([]);
@@ -266,9 +324,9 @@ describe("speculative composed model", () => {
   it("has exactly the known size on 2 shards x 1 transfer without faults", () => {
     const r = check(speculativeFactory.build({ ...speculativeFactory.params, scenario: "transfer", crash: 0, shardCrash: 0 }));
     expect({ distinct: r.distinct, generated: r.generated, depth: r.depth, violations: r.violations.length }).toEqual({
-      distinct: 871,
-      generated: 2094,
-      depth: 19,
+      distinct: 1100,
+      generated: 2652,
+      depth: 20,
       violations: 0,
     });
   });

@@ -15,7 +15,10 @@
  *   4. after the answer: put SPEC_EXECUTING in the txlog (fenced by the
  *      process epoch), and once it is durable release every branch (commit)
  *      or compensate it (rollback), then write SPEC_COMMITTED /
- *      SPEC_ROLLED_BACK.
+ *      SPEC_ROLLED_BACK, and once that is durable forget the record (fenced
+ *      log.delete). The coordinator is done when the record is forgotten,
+ *      or when it gives up (the resolver finishes, or deletes a terminal
+ *      record left behind).
  *
  * The role is pure: see spec/role.ts for the effect ordering contract.
  */
@@ -73,7 +76,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     maxRetries: opts.maxRetries,
     retryDelayMs: opts.retryDelayMs,
     fence: { key: EPOCH_KEY, version: st.epoch },
-    mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" || mutant === "release-deletes-row" ? mutant : undefined,
+    mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" || mutant === "release-deletes-row" || mutant === "delete-before-final" ? mutant : undefined,
   });
 
   const reply = (st: CoordinatorState, outcome: Outcome): Out =>

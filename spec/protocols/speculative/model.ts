@@ -28,7 +28,7 @@
  * Properties: ./properties.ts; docs/protocols/speculative.md states each.
  */
 import type { Model, ModelFactory, StepInfo } from "../../../checker/model.ts";
-import { EPOCH_KEY, specKey, type BranchSpec, type LocalEffect, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import { EPOCH_KEY, specKey, specStateOf, txOfSpecKey, type BranchSpec, type SpecRecord, type LocalEffect, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
 import * as txlog from "../../env/txlog.ts";
 import * as local from "../../env/local.ts";
 import { canonicalJson } from "../../env/canonical.ts";
@@ -56,6 +56,8 @@ export interface Ghost {
   readonly moved: readonly (readonly number[])[];
   /** Per transaction, per shard index: compensations that changed the shard. */
   readonly compensations: readonly (readonly number[])[];
+  /** Per transaction: the terminal record once one was written (kept after the record is forgotten). */
+  readonly terminal: readonly (SpecRecord["state"] | null)[];
 }
 
 export interface Budget {
@@ -109,7 +111,9 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   const sc = cfg.scenario;
   const coord = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1, mutant: cfg.mutant === "settle-at-first-sight" ? undefined : cfg.mutant });
   const settleMutant: SettleMutant | undefined =
-    cfg.mutant === "rollback-without-tombstone" || cfg.mutant === "compensate-keeps-row" || cfg.mutant === "release-deletes-row" ? cfg.mutant : undefined;
+    cfg.mutant === "rollback-without-tombstone" || cfg.mutant === "compensate-keeps-row" || cfg.mutant === "release-deletes-row" || cfg.mutant === "delete-before-final"
+      ? cfg.mutant
+      : undefined;
   const res = resolver({ shards: sc.shards, mutant: cfg.mutant === "settle-at-first-sight" ? cfg.mutant : settleMutant });
   const shardIndex = (id: ShardId): number => sc.shards.indexOf(id);
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
@@ -124,7 +128,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     log: txlog.emptyTxlog,
     flights: [],
     told: sc.txs.map(() => null),
-    ghost: { moved: zeros(), compensations: zeros() },
+    ghost: { moved: zeros(), compensations: zeros(), terminal: sc.txs.map(() => null) },
     budget: cfg.budget,
   });
 
@@ -205,12 +209,24 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     switch (fx.t) {
       case "log.put": {
         const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
-        const outs: Answer[] = [{ world: { ...w, log: s }, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
+        const written = r.ok ? terminalWritten({ ...w, log: s }, fx.key) : w;
+        const outs: Answer[] = [{ world: written, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: SpecResult = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
-          outs.push({ world: { ...w, log: s, budget: b }, result: unavailable, fault: true, label: "UNAVAILABLE (written)" });
+          outs.push({ world: { ...written, budget: b }, result: unavailable, fault: true, label: "UNAVAILABLE (written)" });
           outs.push({ world: { ...w, budget: b }, result: unavailable, fault: true, label: "UNAVAILABLE (not written)" });
+        }
+        return outs;
+      }
+      case "log.delete": {
+        const { s, r } = txlog.del(w.log, fx.key, fx.fence);
+        const outs: Answer[] = [{ world: { ...w, log: s }, result: { t: "log.delete", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err }];
+        if (w.budget.logFault > 0) {
+          const b = { ...w.budget, logFault: w.budget.logFault - 1 };
+          const unavailable: SpecResult = { t: "log.delete", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
+          outs.push({ world: { ...w, log: s, budget: b }, result: unavailable, fault: true, label: "UNAVAILABLE (deleted)" });
+          outs.push({ world: { ...w, budget: b }, result: unavailable, fault: true, label: "UNAVAILABLE (not deleted)" });
         }
         return outs;
       }
@@ -227,6 +243,15 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     }
   }
 
+  /** The ghost remembers a terminal record once it is in the log, so that properties still see it after it is forgotten. */
+  function terminalWritten(w: World, key: string): World {
+    const state = specStateOf(txlog.get(w.log, key)?.value);
+    if (state !== "SPEC_COMMITTED" && state !== "SPEC_ROLLED_BACK") return w;
+    const t = txIndex(txOfSpecKey(key));
+    if (t < 0 || w.ghost.terminal[t] === state) return w;
+    return { ...w, ghost: { ...w.ghost, terminal: w.ghost.terminal.map((x, i) => (i === t ? state : x)) } };
+  }
+
   const resultLabel = (r: SpecResult): string => {
     if (!("r" in r)) return "ok";
     const x = r.r as { ok: boolean; err?: string; existing?: string; applied?: boolean; rows?: unknown[] };
@@ -239,7 +264,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   /** An orphaned txlog write fenced by a newer epoch can only answer FENCED to nobody: drop it. */
   function dropFencedOrphans(w: World): World {
     const epoch = txlog.get(w.log, EPOCH_KEY)?.version ?? 0;
-    const dead = (f: Flight) => f.orphan && f.fx.t === "log.put" && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
+    const dead = (f: Flight) => f.orphan && (f.fx.t === "log.put" || f.fx.t === "log.delete") && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
     return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
   }
 
@@ -254,8 +279,8 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
   /**
    * Reduction: a scan is not offered when it can only be a no-op: the epoch
    * is taken and no transaction without a live coordinator has an undo row
-   * or an unfinished SPEC_EXECUTING record, and no suspect is pending, so
- * plan() settles nothing and records no suspect. Such a
+   * or a record (SPEC_EXECUTING to settle, a terminal one to forget), and no
+   * suspect is pending, so plan() settles nothing and records no suspect. Such a
    * scan only reads and ends in the state it started in (faults it could meet
    * are offered by every other statement too).
    */
@@ -264,8 +289,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     return sc.txs.every((t, i) => {
       if (isActive(w.coords[i]!)) return true;
       const rec = txlog.get(w.log, specKey(t.id))?.value;
-      const open = rec?.kind === "spec" && rec.state === "SPEC_EXECUTING";
-      return !open && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
+      return rec?.kind !== "spec" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
     });
   }
 
@@ -341,6 +365,8 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
         return `put ${fx.key}=${fx.value.kind === "spec" ? fx.value.state : "new epoch"} if v${fx.ifVersion}`;
       case "log.list":
         return `list ${fx.prefix}*`;
+      case "log.delete":
+        return `delete ${fx.key}`;
       case "timer":
         return `timer ${fx.id}`;
       default:
@@ -445,6 +471,7 @@ export const speculativeMutants: readonly (CoordinatorMutant | ResolverMutant)[]
   "release-early",
   "release-deletes-row",
   "settle-at-first-sight",
+  "delete-before-final",
 ];
 
 export const speculativeFactory: ModelFactory = {

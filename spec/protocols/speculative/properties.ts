@@ -9,7 +9,12 @@
  *   delta(t,s,a) the branch's delta on account a (debit < 0, credit > 0);
  *   moved(t,s)   (ghost) cents the transaction's statements added to the
  *                shard's balances plus pending, whatever the rows say;
- *   record(t)    the state of the txlog record spec/<t>.
+ *   record(t)    the state of the txlog record spec/<t> now (absent once forgotten);
+ *   terminal(t)  (ghost) the terminal record SPEC_COMMITTED / SPEC_ROLLED_BACK
+ *                once one was written, kept after the record is forgotten
+ *                (deleted): a property that reads the terminal record reads
+ *                this, so that "written, then deleted" still counts, and a
+ *                branch landing after the rollback is still seen.
  */
 import type { Action, Budget, Scenario, World } from "./model.ts";
 import * as txlog from "../../env/txlog.ts";
@@ -26,7 +31,7 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
   const dead = (w: World, t: number, s: number): boolean => ["tombstone", "compensated"].includes(rowState(w, t, s) ?? "");
   const opsOf = (t: number, s: number) => sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops);
   const deltaOf = (t: number, s: number): number => opsOf(t, s).reduce((sum, op) => sum + op.delta, 0);
-  const record = (w: World, t: number) => specStateOf(txlog.get(w.log, specKey(sc.txs[t]!.id))?.value);
+  const terminal = (w: World, t: number) => w.ghost.terminal[t] ?? null;
   const initial = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
   const initialOf = (s: number, a: number): number => sc.balances[s]!.find(([id]) => id === a)?.[1] ?? 0;
   const shardSum = (sh: LocalShard, col: 1 | 2): number => sh.accounts.reduce((sum, acct) => sum + acct[col], 0);
@@ -69,17 +74,17 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
     rollback_restores_total: (w) =>
       txs.every((t) => !rolledBack(w, t) || branchesOf(t).some((s) => rowState(w, t, s) === "undo") || branchesOf(t).every((s) => w.ghost.moved[t]![s] === 0)),
     /** A client told "committed" never sees the transaction rolled back. */
-    committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w, t) && record(w, t) !== "SPEC_ROLLED_BACK")),
+    committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w, t) && terminal(w, t) !== "SPEC_ROLLED_BACK")),
     /** A client told "aborted" never sees the transaction committed: some branch's key holds a tombstone, so none can release. */
     aborted_is_final: (w) => txs.every((t) => w.told[t]?.status !== "aborted" || (rolledBack(w, t) && !branchesOf(t).some((s) => rowState(w, t, s) === "released"))),
     /**
-     * A terminal record is the truth on the shards, and stays so: committed means every branch
-     * released; rolled back means no branch applied, now or later (a late branch landing after the
-     * rollback shows here).
+     * A terminal record is the truth on the shards, and stays so, deleted or not: committed means
+     * every branch released; rolled back means no branch applied, now or later (a late branch landing
+     * after the rollback shows here, even once the record is forgotten).
      */
     terminal_record_is_final: (w) =>
       txs.every((t) => {
-        const r = record(w, t);
+        const r = terminal(w, t);
         if (r === "SPEC_COMMITTED") return branchesOf(t).every((s) => rowState(w, t, s) === "released");
         if (r === "SPEC_ROLLED_BACK") return !branchesOf(t).some((s) => applied(w, t, s));
         return true;
@@ -107,19 +112,21 @@ export function speculativeEventually(sc: Scenario) {
   const ids = sc.txs.map((t) => t.id);
   return {
     /**
-     * Once faults stop, every speculation can still end: every coordinator
-     * is done, no undo row is left in state undo, and every transaction that
-     * left anything behind (a record, or a row other than a tombstone) has a
-     * SPEC_COMMITTED or SPEC_ROLLED_BACK record.
+     * Once faults stop, every speculation can still end and be forgotten:
+     * every coordinator is done, no undo row is left in state undo, no
+     * record is left in the txlog (SPEC_EXECUTING settled, terminal records
+     * deleted), and every transaction that moved anything (a row other than
+     * a tombstone) had its SPEC_COMMITTED or SPEC_ROLLED_BACK record written
+     * before it was forgotten (the ghost `terminal`).
      */
     every_speculation_ends: {
       goal: (w: World) =>
         w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
         w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
-        ids.every((tx) => {
-          const st = specStateOf(txlog.get(w.log, specKey(tx))?.value);
-          const left = st !== null || w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
-          return !left || st === "SPEC_COMMITTED" || st === "SPEC_ROLLED_BACK";
+        ids.every((tx, t) => {
+          if (specStateOf(txlog.get(w.log, specKey(tx))?.value) !== null) return false;
+          const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
+          return !left || w.ghost.terminal[t] !== null;
         }),
       allowed: (a: Action) => !(a.k === "crash" || (a.k === "complete" && a.fault)),
     },

@@ -9,9 +9,17 @@
  *      terminal record, and no live coordinator in this process, that the
  *      previous scan already found so, is settled (./settle.ts) exactly as
  *      its coordinator would have: tombstone each branch not seen applied,
- *      then release or compensate, then the terminal record. Its branches
- *      are those the record or the undo row lists (every undo row lists
- *      every branch of its transaction).
+ *      then release or compensate, then the terminal record, then forget
+ *      the record (fenced log.delete). Its branches are those the record or
+ *      the undo row lists (every undo row lists every branch of its
+ *      transaction);
+ *   4. every terminal record (SPEC_COMMITTED / SPEC_ROLLED_BACK) of a
+ *      transaction with no live coordinator is deleted, fenced, at once: a
+ *      settler that wrote it and could not delete it (out of retries,
+ *      fenced, crashed) left it behind. Its branches are all final (the
+ *      terminal record is written only then, and final is stable), so
+ *      deleting it loses nothing, and without it the spec/ listing would
+ *      grow with every speculation ever made.
  *
  * Why "the previous scan already found it": the `active` set is taken when a
  * scan starts, so a transaction that starts during a scan is not in it. Its
@@ -28,8 +36,10 @@
  *
  * Why a speculation is always found while it is not final: its undo rows
  * stay in state undo until it is settled, and no row leaves that state
- * before SPEC_EXECUTING is durable (settle.ts). A speculation that left
- * neither (every apply lost, the record never written) moved no money.
+ * before SPEC_EXECUTING is durable (settle.ts), and the record is deleted
+ * only after the terminal record, i.e. once every branch is final. A
+ * speculation that left neither (every apply lost, the record never
+ * written) moved no money.
  */
 import type { Role, Step } from "../../role.ts";
 import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../effects.ts";
@@ -82,11 +92,21 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       const state = specStateOf(e.value);
       if (state === "SPEC_EXECUTING" && e.value.kind === "spec") found.set(txOfSpecKey(e.key), { branches: e.value.branches, version: e.version });
     }
-    const final = new Set(st.records.filter((e) => specStateOf(e.value) !== "SPEC_EXECUTING").map((e) => txOfSpecKey(e.key)));
+    const terminal = st.records.filter((e) => e.value.kind === "spec" && specStateOf(e.value) !== "SPEC_EXECUTING");
+    const final = new Set(terminal.map((e) => txOfSpecKey(e.key)));
     for (const r of st.rows) if (!found.has(r.tx) && !final.has(r.tx)) found.set(r.tx, { branches: r.branches, version: null });
     const effects: SpecEffect[] = [];
     const settles: Settlement[] = [];
     const suspects: TxId[] = [];
+    // Leftover terminal records: every branch is final, only the record is left to forget (no need to
+    // wait a scan: deleting it is safe under any settler; a live coordinator forgets its own).
+    for (const e of terminal) {
+      const tx = txOfSpecKey(e.key);
+      if (st.active.includes(tx) || e.value.kind !== "spec") continue;
+      const out = drive(newSettlement(tx, e.value.branches.map((shard) => ({ shard, k: "final" as const })), "final", e.version), settleOpts(st));
+      effects.push(...out.effects);
+      if (!settled(out.s)) settles.push(out.s);
+    }
     for (const [tx, f] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (st.active.includes(tx)) continue;
       if (!st.suspects.includes(tx) && opts.mutant !== "settle-at-first-sight") {
@@ -133,6 +153,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
           return { st: { ...st, phase: "listing", epoch: input.r.version }, effects: [{ t: "log.list", prefix: SPEC_PREFIX }] };
         }
         return route(st, specKeyTx(input.key), input);
+      case "log.delete":
+        return route(st, specKeyTx(input.key), input);
       case "local.tombstone":
       case "local.compensate":
       case "local.release":
@@ -150,7 +172,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     if (s === undefined) return { st, effects: [] };
     const out = onResult(s, input, settleOpts(st));
     // A fenced write: this process is stale; drop everything and start over at the next scan.
-    if (input.t === "log.put" && !input.r.ok && input.r.err === "FENCED") return { st: start(), effects: [] };
+    if ((input.t === "log.put" || input.t === "log.delete") && !input.r.ok && input.r.err === "FENCED") return { st: start(), effects: [] };
     const settles = st.settles.map((x) => (x.tx === tx ? out.s : x)).filter((x) => !settled(x));
     return { st: settles.length === 0 ? idle(st) : { ...st, settles }, effects: out.effects };
   }

@@ -15,7 +15,22 @@
  * durable release (commit) or compensate (rollback) every applied branch, so
  * that a speculation stays findable by recovery while it is not final (its
  * undo rows, or else its record); then write SPEC_COMMITTED /
- * SPEC_ROLLED_BACK. None of these writes is on the client's path.
+ * SPEC_ROLLED_BACK; once that is durable, forget the record (a fenced
+ * log.delete, as 2PC forgets its decision): the resolver lists the whole
+ * spec/ prefix on every scan, so a record kept forever would make every scan
+ * list every speculation ever made. None of these writes is on the client's
+ * path.
+ *
+ * The keys decide, the record is only for findability. A terminal record is
+ * written only when every branch is final, and final is stable, so deleting
+ * it (or any later record of the same transaction) loses nothing. Hence:
+ *   - a terminal put whose compare finds the key absent: the record was
+ *     written terminal and forgotten by another settler; every branch is
+ *     final in my view too (I only put the end then): nothing left to do;
+ *   - a compare that finds a terminal record (another settler's, or mine whose
+ *     answer was lost): forget it (deleting twice is harmless);
+ *   - a settler whose delete fails for good leaves a terminal record: the
+ *     resolver deletes every terminal record it lists.
  *
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
@@ -42,7 +57,12 @@ export interface SettleBranch {
   readonly k: Known;
 }
 
-export type RecordState = "absent" | "putting" | "durable" | "putting-final" | "final";
+/**
+ * The txlog record as this settler knows it: absent, SPEC_EXECUTING being put / durable, the
+ * terminal record being put / durable ("final"), being deleted, or forgotten (deleted after
+ * the terminal record was durable: the settlement is over).
+ */
+export type RecordState = "absent" | "putting" | "durable" | "putting-final" | "final" | "deleting" | "forgotten";
 
 export interface Settlement {
   readonly tx: TxId;
@@ -60,7 +80,7 @@ export interface Settlement {
 }
 
 /** Deliberate bugs that live in settling, for the checker to catch. */
-export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row" | "release-deletes-row";
+export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row" | "release-deletes-row" | "delete-before-final";
 
 export interface SettleOptions {
   readonly maxRetries: number;
@@ -86,15 +106,19 @@ function decide(s: Settlement): Settlement {
 }
 
 const outstanding = (s: Settlement): boolean =>
-  s.branches.some((b) => b.k === "probing" || b.k === "finishing") || s.record === "putting" || s.record === "putting-final";
+  s.branches.some((b) => b.k === "probing" || b.k === "finishing") || s.record === "putting" || s.record === "putting-final" || s.record === "deleting";
 
-/** Nothing more will happen: final, or given up with no answer outstanding. */
-export const settled = (s: Settlement): boolean => s.record === "final" || (s.gaveUp && !outstanding(s));
+/** Nothing more will happen: the record forgotten, or given up with no answer outstanding. */
+export const settled = (s: Settlement): boolean => s.record === "forgotten" || (s.gaveUp && !outstanding(s));
+
+const forget = (s: Settlement, o: SettleOptions): SpecEffect => ({ t: "log.delete", key: specKey(s.tx), fence: o.fence });
 
 /** Ask for every step that can go now. */
 export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effects: SpecEffect[] } {
   let s = decide(s0);
-  if (s.waiting || s.gaveUp || s.record === "final") return { s, effects: [] };
+  if (s.waiting || s.gaveUp || s.record === "forgotten" || s.record === "deleting") return { s, effects: [] };
+  // The terminal record is durable: every branch is final, so the record has nothing left to keep findable.
+  if (s.record === "final") return { s: { ...s, record: "deleting" }, effects: [forget(s, o)] };
   const effects: SpecEffect[] = [];
   const terminal = s.outcome === "commit" ? "SPEC_COMMITTED" : "SPEC_ROLLED_BACK";
   // Written once the outcome is known, before any row leaves state undo: not on the client's path,
@@ -168,17 +192,33 @@ export function onResult(s: Settlement, r: SpecResult, o: SettleOptions): { s: S
       if (r.key !== specKey(s.tx)) return { s, effects: [] };
       if (s.record !== "putting" && s.record !== "putting-final") return { s, effects: [] };
       const res = r.r;
-      if (res.ok) return then({ ...s, record: s.record === "putting" ? "durable" : "final", version: res.version });
+      if (res.ok) {
+        const out = then({ ...s, record: s.record === "putting" ? "durable" : "final", version: res.version });
+        // The mutant forgets the record as soon as SPEC_EXECUTING is durable, before any branch is final.
+        if (o.mutant === "delete-before-final" && s.record === "putting") return { s: out.s, effects: [forget(s, o), ...out.effects] };
+        return out;
+      }
       if (res.err === "CAS") {
         const state = specStateOf(res.current);
-        // Someone else already wrote the end: every branch was final then.
-        if (state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") return { s: { ...s, record: "final" }, effects: [] };
+        // The end is written (by another settler, or by me with the answer lost): every branch was final then. Forget it.
+        if (state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") return then({ ...s, record: "final", version: res.version });
         if (state === "SPEC_EXECUTING") return then({ ...s, record: "durable", version: res.version });
+        // Absent under my terminal put: written terminal and forgotten by another settler. Every branch is
+        // final (I put the end only then), so nothing is left to do; writing the record again would only
+        // make another settler forget it again.
+        if (s.record === "putting-final") return { s: { ...s, record: "forgotten" }, effects: [] };
         return then({ ...s, record: "absent" });
       }
       // A newer process owns the log: this one must not write again.
       if (res.err === "FENCED") return { s: { ...s, record: s.record === "putting" ? "absent" : "durable", gaveUp: true }, effects: [] };
       return failed(s, o, (x) => ({ ...x, record: x.record === "putting" ? "absent" : "durable" }));
+    }
+    case "log.delete": {
+      if (r.key !== specKey(s.tx) || s.record !== "deleting") return { s, effects: [] };
+      if (r.r.ok) return { s: { ...s, record: "forgotten" }, effects: [] };
+      // A newer process owns the log; its resolver deletes the terminal record it lists.
+      if (r.r.err === "FENCED") return { s: { ...s, record: "final", gaveUp: true }, effects: [] };
+      return failed(s, o, (x) => ({ ...x, record: "final" }));
     }
     case "timeout":
       if (r.id !== settleTimer(s.tx) || !s.waiting) return { s, effects: [] };
