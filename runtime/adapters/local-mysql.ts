@@ -5,18 +5,24 @@
  * statements spec/env/local.ts lists in its header, over the tables of
  * runtime/cluster/schema.ts (accounts, spec_pending, spec_undo, history).
  *
- *   apply      the undo row first (it takes the branch's write-once key:
- *              1062 is DUPLICATE), then the ops in ascending account order
- *              (fewer deadlocks between branches that share accounts): a
- *              debit is a guarded UPDATE (no row: INSUFFICIENT_FUNDS, the
- *              whole transaction rolled back), a credit goes into spec_pending.
+ *   apply      ONE round trip when it commits (START TRANSACTION, every
+ *              statement and COMMIT in one multi-statement batch; the batch
+ *              stops at the first error with the transaction open, and it is
+ *              rolled back): the undo row first (it takes the branch's
+ *              write-once key: 1062 is DUPLICATE), then the ops in ascending
+ *              account order (fewer deadlocks between branches that share
+ *              accounts): a debit is a guarded UPDATE inside a compound
+ *              statement that SIGNALs when no row matched (INSUFFICIENT_FUNDS,
+ *              the whole transaction rolled back), a credit goes into
+ *              spec_pending.
  *              The branch's history rows go in the same transaction, as the
  *              XA path writes them (xid = the transaction id; one row per
  *              account, its deltas summed: the key is (xid, account_id)), so
  *              the history audits work unchanged.
  *   tombstone  INSERT of a 'tombstone' row; on 1062 the row that holds the key
  *              is read (locking read, same transaction) for DUPLICATE + existing.
- *   compensate SELECT ... FOR UPDATE of the row in state 'undo' (none: nothing
+ *   compensate (two round trips: the locking read with START TRANSACTION, then
+ *              the changes with COMMIT) SELECT ... FOR UPDATE of the row in state 'undo' (none: nothing
  *              done, applied false); the inverse deltas; the row retired
  *              ('compensated'); the branch's history rows deleted, so an
  *              aborted transfer leaves no history.
@@ -49,6 +55,8 @@ export type LocalR<T extends LocalResult["t"]> = LocalResult extends infer X ? (
 
 const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 const ER_DUP_ENTRY = 1062;
+/** What a debit's guard raises when it matched no row (SIGNAL in the apply batch); not an errno MariaDB itself uses. */
+const INSUFFICIENT_FUNDS_ERRNO = 30001;
 const UNAVAILABLE = { ok: false, err: "UNAVAILABLE" } as const;
 const STATES: ReadonlySet<string> = new Set<UndoRowState>(["undo", "released", "compensated", "tombstone"]);
 
@@ -69,7 +77,6 @@ class SqlFailure {
 }
 
 type Q = <T>(sql: string) => Promise<T>;
-type Packet = { affectedRows?: number };
 
 function checkId(what: string, id: string): string {
   if (!ID.test(id)) throw new Error(`${what} ${JSON.stringify(id)} is not a valid id (want ${ID.source})`);
@@ -121,27 +128,24 @@ export class MysqlLocal implements LocalExecutor {
       for (const op of ops) checkOp(op, `${tx}|${shard}`);
       const inverse = ops.map((op) => ({ account: op.account, delta: -op.delta || 0 }));
       const list = [...branches].map((x) => checkId("branch", x)).sort();
-      try {
-        await q(
-          `INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','undo',${mysql.escape(JSON.stringify(inverse))},${mysql.escape(JSON.stringify(list))},1)`,
-        );
-      } catch (e) {
-        if (e instanceof SqlFailure && !e.error.fatal && e.error.errno === ER_DUP_ENTRY) return { commit: false, r: { ok: false, err: "DUPLICATE" } as const };
-        throw e;
-      }
-      if (ops.length === 0) return { commit: true, r: { ok: true } as const };
+      // ONE round trip when it commits: START TRANSACTION (added by `transaction`), the undo row, the ops, the history, COMMIT.
+      // The batch stops at the first failing statement, with the transaction still open: `transaction` rolls it back.
+      const stmts: string[] = [
+        `INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','undo',${mysql.escape(JSON.stringify(inverse))},${mysql.escape(JSON.stringify(list))},1)`,
+      ];
       // One lock order for every statement of this file: the undo row, then by account, the balance before the pending row.
       // Only debits touch the balance and only credits pending, so the guards' outcome does not depend on the order.
       const sorted = ops
         .map((op, i) => ({ op, i }))
         .sort((x, y) => x.op.account - y.op.account || Number(x.op.delta >= 0) - Number(y.op.delta >= 0) || x.i - y.i)
         .map((x) => x.op);
-      const stmts: string[] = [];
-      const debits: number[] = [];
       for (const op of sorted) {
         if (op.delta < 0) {
-          debits.push(stmts.length);
-          stmts.push(`UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND balance + ${op.delta} >= 0`);
+          // The guarded update; no row matched (too little money, or no such account) raises INSUFFICIENT_FUNDS_ERRNO, which stops the batch before COMMIT.
+          stmts.push(
+            `BEGIN NOT ATOMIC UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND balance + ${op.delta} >= 0; ` +
+              `IF ROW_COUNT() <> 1 THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${INSUFFICIENT_FUNDS_ERRNO}, MESSAGE_TEXT = 'insufficient funds'; END IF; END`,
+          );
         } else {
           stmts.push(`INSERT INTO spec_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}`);
         }
@@ -149,11 +153,18 @@ export class MysqlLocal implements LocalExecutor {
       const perAccount = new Map<number, number>();
       for (const op of sorted) perAccount.set(op.account, (perAccount.get(op.account) ?? 0) + op.delta);
       const at_us = Date.now() * 1000;
-      stmts.push(`INSERT INTO history (xid, account_id, delta, at_us) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us})`).join(",")}`);
-      const results = await q<Packet | Packet[]>(stmts.join(";"));
-      const packets = Array.isArray(results) ? results : [results];
-      for (const i of debits) if (packets[i]?.affectedRows !== 1) return { commit: false, r: { ok: false, err: "INSUFFICIENT_FUNDS" } as const };
-      return { commit: true, r: { ok: true } as const };
+      if (perAccount.size > 0) stmts.push(`INSERT INTO history (xid, account_id, delta, at_us) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us})`).join(",")}`);
+      stmts.push("COMMIT");
+      try {
+        await q(stmts.join(";"));
+      } catch (e) {
+        if (!(e instanceof SqlFailure) || e.error.fatal) throw e;
+        // The undo row's key is taken (the history's key is the same transaction's, so it cannot be the one taken first).
+        if (e.error.errno === ER_DUP_ENTRY) return { commit: false, r: { ok: false, err: "DUPLICATE" } as const };
+        if (e.error.errno === INSUFFICIENT_FUNDS_ERRNO) return { commit: false, r: { ok: false, err: "INSUFFICIENT_FUNDS" } as const };
+        throw e;
+      }
+      return { commit: "done", r: { ok: true } as const };
     });
   }
 
@@ -237,8 +248,9 @@ export class MysqlLocal implements LocalExecutor {
       if (to === "compensated" && inverse.length > 0) {
         stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
       }
+      stmts.push("COMMIT");
       await q(stmts.join(";"));
-      return { commit: true, r: { ok: true, applied: true } as const };
+      return { commit: "done", r: { ok: true, applied: true } as const };
     });
   }
 
@@ -247,7 +259,12 @@ export class MysqlLocal implements LocalExecutor {
    * COMMIT or ROLLBACK as the body says. Any failed statement the body does
    * not handle, a failed COMMIT, or a bug is UNAVAILABLE.
    */
-  private async transaction<R extends { readonly ok: boolean }>(what: string, shard: ShardId, body: (q: Q) => Promise<{ commit: boolean; r: R }>): Promise<R | typeof UNAVAILABLE> {
+  private async transaction<R extends { readonly ok: boolean }>(
+    what: string,
+    shard: ShardId,
+    /** commit: true / false: COMMIT or ROLLBACK now; "done": the body's last batch ended with its own COMMIT. */
+    body: (q: Q) => Promise<{ commit: boolean | "done"; r: R }>,
+  ): Promise<R | typeof UNAVAILABLE> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return UNAVAILABLE;
     const c = await pool.acquire();
@@ -255,19 +272,24 @@ export class MysqlLocal implements LocalExecutor {
       this.opts.observer?.onError?.(shard, "NO_CONNECTION");
       return UNAVAILABLE;
     }
+    // START TRANSACTION goes in the same round trip as the body's first batch; its result is cut off again.
+    let begun = false;
     const q: Q = async <T>(sql: string): Promise<T> => {
-      const r = await pool.query<T>(c, sql);
+      const first = !begun;
+      begun = true;
+      const r = await pool.query<unknown>(c, first ? `START TRANSACTION;${sql}` : sql);
       if (!r.ok) {
         this.noteError(shard, r.error);
         throw new SqlFailure(r.error);
       }
-      return r.value;
+      if (!first) return r.value as T;
+      const rest = (r.value as unknown[]).slice(1);
+      return (rest.length === 1 ? rest[0] : rest) as T;
     };
     let ok = false;
     try {
-      await q("START TRANSACTION");
       const out = await body(q);
-      await q(out.commit ? "COMMIT" : "ROLLBACK");
+      if (out.commit !== "done") await q(out.commit ? "COMMIT" : "ROLLBACK");
       ok = true;
       return out.r;
     } catch (e) {
