@@ -108,8 +108,12 @@ describe("per-request protocol", () => {
     expect(account).toMatchObject({ balance_cents: String(before[1]! + 1234n), pending_cents: "0" });
     expect((await undoRows("shard-a", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
     expect((await undoRows("shard-b", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
-    const rec = JSON.parse((await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string())!);
-    expect(rec).toMatchObject({ kind: "spec", state: "SPEC_COMMITTED" });
+    // SPEC_EXECUTING, SPEC_COMMITTED, then forgotten: the trace shows the writes, etcd no longer has the record.
+    expect(await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string()).toBeNull();
+    const written = view.trace.steps
+      .filter((s: { actor: string }) => s.actor === "coordinator")
+      .flatMap((s: { effects: Array<{ t: string; value?: { state?: string } }> }) => s.effects.filter((e) => e.t === "log.put" || e.t === "log.delete").map((e) => e.value?.state ?? e.t));
+    expect(written).toEqual(["SPEC_EXECUTING", "SPEC_COMMITTED", "log.delete"]);
     const role = view.trace.steps.filter((s: { actor: string }) => s.actor === "coordinator");
     // The answer came in the step that heard the second apply: before any txlog write.
     const replyAt = role.findIndex((s: { effects: Array<{ t: string }> }) => s.effects.some((e) => e.t === "reply"));
@@ -139,8 +143,11 @@ describe("per-request protocol", () => {
     const rows = [...(await undoRows("shard-a", r.body.tx)), ...(await undoRows("shard-b", r.body.tx))].map((x) => `${x.branch}=${x.state}`).sort();
     // shard-a's credit applied and was compensated; shard-b's key holds the tombstone of the branch that never applied.
     expect(rows).toEqual(["shard-a=compensated", "shard-b=tombstone"]);
-    const rec = JSON.parse((await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string())!);
-    expect(rec).toMatchObject({ kind: "spec", state: "SPEC_ROLLED_BACK" });
+    const written = view.trace.steps
+      .filter((s: { actor: string }) => s.actor === "coordinator")
+      .flatMap((s: { effects: Array<{ t: string; value?: { state?: string } }> }) => s.effects.filter((e) => e.t === "log.put" || e.t === "log.delete").map((e) => e.value?.state ?? e.t));
+    expect(written).toEqual(["SPEC_EXECUTING", "SPEC_ROLLED_BACK", "log.delete"]);
+    expect(await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string()).toBeNull();
     expect(await metric("speccommit_compensations_total", 'by="coordinator"')).toBe(compensations + 1);
     expect(await metric("speccommit_speculations_total", 'result="rollback"')).toBeGreaterThanOrEqual(1);
     expect(replayTrace(view.trace)).toMatchObject({ ok: true });
