@@ -7,7 +7,7 @@
 import type { Role } from "../spec/role.ts";
 import type { BranchSpec, TxId } from "../spec/effects.ts";
 import * as twopc from "../spec/protocols/twopc/coordinator.ts";
-import * as parallel from "../spec/protocols/parallel/coordinator.ts";
+import * as parallel from "../spec/protocols/parallel/with-one-phase.ts";
 import * as speculative from "../spec/protocols/speculative/coordinator.ts";
 import type { Effect, Result } from "./interpreter.ts";
 
