@@ -37,6 +37,9 @@ const FOREIGN_XID: xa.Xid = "validate.foreign";
 /** Bound on the states kept per branch or key; more would mean the environment actions were modelled wrongly. */
 const STATES_MAX = 256;
 
+/** Whether validateEnvironment has models for this trace's protocol (2PC only, for now). */
+export const environmentModelled = (trace: Trace): boolean => trace.header.model === COORDINATOR_MODEL;
+
 export function validateEnvironment(trace: Trace): ValidationResult {
   // The environment models here are XA and the txlog as 2PC uses them; parallel commit's KILL and the speculative path's local transactions are not covered yet.
   if (trace.header.model !== COORDINATOR_MODEL) {

@@ -3,7 +3,7 @@
  * one branch takes 2PC's one-phase path, two or more take parallel commit.
  */
 import { describe, expect, it } from "vitest";
-import { coordinator, coordinatorDone } from "../../spec/protocols/parallel/with-one-phase.ts";
+import { coordinator, coordinatorDone, type OnePhaseOrParallelInput } from "../../spec/protocols/parallel/with-one-phase.ts";
 import type { ParallelEffect } from "../../spec/effects.ts";
 import { transcript } from "./transcript.ts";
 
@@ -16,7 +16,7 @@ describe("parallel commit with the one-phase path", () => {
   const role = coordinator(opts);
 
   it("one branch: XA COMMIT ONE PHASE after the exec, no prepare, no record; then done", () => {
-    const { lines, st } = transcript(
+    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, ParallelEffect>(
       role,
       [
         { t: "request", tx: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -5 }, { account: 2, delta: 5 }] }], epoch: 1 },
@@ -31,7 +31,7 @@ describe("parallel commit with the one-phase path", () => {
   });
 
   it("two branches: parallel commit (prepare at once, STAGING once every connection is known)", () => {
-    const { lines, st } = transcript(
+    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, ParallelEffect>(
       role,
       [
         { t: "request", tx: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -5 }] }, { shard: "s2", ops: [{ account: 2, delta: 5 }] }], epoch: 1 },

@@ -88,4 +88,51 @@ describe("speccommit trace", () => {
     await expect(cli("render", join(dir, "missing.ndjson"))).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/no such file/) });
     await expect(cli("validate", sample)).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/checker trace/) });
   });
+
+  it("validates traces the engine recorded: 2PC fully (role and environment), parallel by its role; a tampered one fails", async () => {
+    const { MemoryTxlog, MemoryXa, Rng, SimClock } = await import("../../runtime/adapters/memory.ts");
+    const { Engine } = await import("../../runtime/engine.ts");
+    const clock = new SimClock();
+    const rng = new Rng(5);
+    const balances = new Map([
+      ["shard-a", [[1, 1_000] as const]],
+      ["shard-b", [[101, 1_000] as const]],
+    ]);
+    const engine = new Engine({
+      adapters: { xa: new MemoryXa(balances, clock, rng), log: new MemoryTxlog(clock, rng), clock },
+      shards: ["shard-a", "shard-b"],
+      coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, maxAttempts: 3 },
+      resolver_interval_ms: 500,
+      in_flight_max: 10,
+      retain_transactions: 10,
+      record_traces: true,
+    });
+    const scanned = engine.scanNow();
+    await clock.run(100);
+    expect(await scanned).toBe(true);
+    const branches = [
+      { shard: "shard-a", ops: [{ account: 1, delta: -10 }] },
+      { shard: "shard-b", ops: [{ account: 101, delta: 10 }] },
+    ];
+    const dir = await mkdtemp(join(tmpdir(), "speccommit-trace-"));
+    const files: Record<string, string> = {};
+    for (const protocol of ["2pc", "parallel"] as const) {
+      const started = engine.submit(branches, protocol);
+      await clock.run(clock.now_ms() + 1_000);
+      expect(await started.outcome).toEqual({ status: "committed" });
+      const view = engine.transaction(started.tx)!;
+      files[protocol] = join(dir, `${protocol}.ndjson`);
+      await writeFile(files[protocol]!, formatTrace({ header: view.trace!.header, steps: [...view.trace!.steps] }));
+    }
+    engine.stop();
+    expect((await cli("validate", files["2pc"]!)).stdout).toMatch(/valid \(\d+ steps, 8 environment answers allowed by the models\)/);
+    expect((await cli("validate", files.parallel!)).stdout).toMatch(/parallel\.coordinator role reproduces every step .* NOT checked/);
+    // A trace whose recorded effects the role would not ask for.
+    const trace = parseTrace(await readFile(files["2pc"]!, "utf8"));
+    const i = trace.steps.findIndex((x) => x.actor === "coordinator" && (x.effects as Array<{ t: string }>).some((e) => e.t === "xa.prepare"));
+    const steps = trace.steps.map((x, j) => (j === i ? { ...x, effects: (x.effects as Array<{ t: string }>).filter((e) => e.t !== "xa.prepare") } : x));
+    const tampered = join(dir, "tampered.ndjson");
+    await writeFile(tampered, formatTrace({ header: trace.header, steps }));
+    await expect(cli("validate", tampered)).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/does not reproduce/) });
+  });
 });
