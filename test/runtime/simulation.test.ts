@@ -3,104 +3,22 @@
 // models (runtime/adapters/memory.ts) on virtual time. A failure prints its
 // seed; `SEED=<n> npx vitest run test/runtime/simulation.test.ts` replays it.
 import { describe, expect, it } from "vitest";
-import type { Outcome, ShardId, TxId } from "../../spec/effects.ts";
-import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { Engine } from "../../runtime/engine.ts";
 import { replayTrace } from "../../runtime/replay.ts";
 import { validateEnvironment } from "../../runtime/validate.ts";
-import { branchXid } from "../../spec/env/executor.ts";
+import { expectedHistory, historyOf, newEngine, randomTransfer, RESOLVER_INTERVAL_MS, SHARDS, submit, TOTAL_CENTS, world as simWorld, type Sent, type World } from "./sim.ts";
 
-const SHARDS: ShardId[] = ["shard-a", "shard-b", "shard-c"];
-const ACCOUNTS_PER_SHARD = 6;
-const BALANCE_CENTS = 1_000;
-const RESOLVER_INTERVAL_MS = 500;
-
-interface World {
-  clock: SimClock;
-  rng: Rng;
-  xa: MemoryXa;
-  log: MemoryTxlog;
-  engine: Engine;
-}
-
-function world(seed: number): World {
-  const clock = new SimClock();
-  const rng = new Rng(seed);
-  const balances = new Map(SHARDS.map((s, i) => [s, Array.from({ length: ACCOUNTS_PER_SHARD }, (_, j) => [i * 100 + j + 1, BALANCE_CENTS] as const)]));
-  const xa = new MemoryXa(balances, clock, rng);
-  const log = new MemoryTxlog(clock, rng);
-  return { clock, rng, xa, log, engine: newEngine(clock, xa, log) };
-}
-
-function newEngine(clock: SimClock, xa: MemoryXa, log: MemoryTxlog): Engine {
-  return new Engine({
-    adapters: { xa, log, clock },
-    shards: SHARDS,
-    coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, maxAttempts: 3 },
-    resolver_interval_ms: RESOLVER_INTERVAL_MS,
-    in_flight_max: 10_000,
-    retain_transactions: 10_000,
-    record_traces: true,
-  });
-}
-
-interface Sent {
-  tx: TxId;
-  ops: Array<{ shard: ShardId; account: number; delta: number }>;
-  outcome: Outcome | null;
-}
-
-/** A random transfer: 2 or 3 accounts on random shards, hot accounts likely, amounts that sometimes overdraw. */
-function randomTransfer(rng: Rng): Array<{ shard: ShardId; account: number; delta: number }> {
-  const n = rng.int(2, 3);
-  const picked = new Map<string, { shard: ShardId; account: number }>();
-  while (picked.size < n) {
-    const si = rng.int(0, SHARDS.length - 1);
-    const account = si * 100 + (rng.next() < 0.5 ? 1 : rng.int(1, ACCOUNTS_PER_SHARD));
-    picked.set(`${si}:${account}`, { shard: SHARDS[si]!, account });
-  }
-  const accounts = [...picked.values()];
-  const amount = rng.int(1, 1_500);
-  const credits = accounts.length - 1;
-  return accounts.map((a, i) => ({ ...a, delta: i === 0 ? -amount * credits : amount }));
-}
-
-function submit(w: World, sent: Sent[], ops: Sent["ops"]): void {
-  const shards = [...new Set(ops.map((o) => o.shard))].sort();
-  const branches = shards.map((shard) => ({ shard, ops: ops.filter((o) => o.shard === shard).map(({ account, delta }) => ({ account, delta })) }));
-  let started;
-  try {
-    started = w.engine.submit(branches);
-  } catch {
-    // Not ready (no epoch) or shutting down: the transfer never started.
-    return;
-  }
-  const s: Sent = { tx: started.tx, ops, outcome: null };
-  sent.push(s);
-  void started.outcome.then((o) => (s.outcome = o));
-}
-
-function historyOf(w: World, tx: TxId, shard: ShardId): Array<[number, number]> {
-  return w.xa.state
-    .get(shard)!
-    .history.filter(([xid]) => xid === branchXid(tx, shard))
-    .map(([, account, delta]) => [account, delta]);
-}
+const world = (seed: number): World => simWorld(seed, { withLocal: false });
 
 /** The invariants every run must end with, whatever the faults. */
 function audit(w: World, sent: Sent[], seed: number): void {
   const where = `seed ${seed}`;
-  expect(w.xa.total(), `${where}: total`).toBe(SHARDS.length * ACCOUNTS_PER_SHARD * BALANCE_CENTS);
+  expect(w.xa.total(), `${where}: total`).toBe(TOTAL_CENTS);
   for (const s of w.xa.state.values()) for (const [account, c] of s.balances) expect(c, `${where}: account ${account}`).toBeGreaterThanOrEqual(0);
   expect(w.xa.prepared(), `${where}: branches left prepared`).toEqual([]);
   for (const s of sent) {
     const applied = SHARDS.map((shard) => historyOf(w, s.tx, shard));
-    const expected = SHARDS.map((shard) =>
-      s.ops
-        .filter((o) => o.shard === shard)
-        .map((o): [number, number] => [o.account, o.delta])
-        .sort((a, b) => a[0] - b[0]),
-    );
+    const expected = expectedHistory(s);
     const none = SHARDS.map(() => []);
     // Atomic: all branches or none; and what the client was told is what happened.
     if (s.outcome?.status === "committed") expect(applied, `${where}: committed ${s.tx}`).toEqual(expected);
@@ -162,7 +80,7 @@ describe("simulation: engine over the XA and txlog models", () => {
     const crashed = w.engine;
     w.engine.stop();
     w.xa.crashProcess();
-    w.engine = newEngine(w.clock, w.xa, w.log);
+    w.engine = newEngine(w);
     w.engine.startResolver();
     await w.clock.run(30_000);
     audit(w, sent, seed);
