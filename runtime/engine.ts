@@ -190,7 +190,8 @@ export class Engine {
           if (m !== undefined) {
             m.transactions.inc({ protocol, outcome: o.status });
             if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
-            if (protocol === "speculative") m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
+            // A one-branch transaction takes the one-phase path (spec/protocols/one-phase.ts): nothing was speculated.
+            if (protocol === "speculative" && branches.length > 1) m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
             m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
           }
           onReply?.(o);

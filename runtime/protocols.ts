@@ -7,7 +7,8 @@
 import type { Role } from "../spec/role.ts";
 import type { BranchSpec, TxId } from "../spec/effects.ts";
 import * as twopc from "../spec/protocols/twopc/coordinator.ts";
-import * as parallel from "../spec/protocols/parallel/with-one-phase.ts";
+import * as parallel from "../spec/protocols/parallel/coordinator.ts";
+import { doneWithOnePhase, withOnePhase } from "../spec/protocols/one-phase.ts";
 import * as speculative from "../spec/protocols/speculative/coordinator.ts";
 import type { Effect, Result } from "./interpreter.ts";
 
@@ -38,6 +39,8 @@ export interface ProtocolDef {
 
 type Done = (st: { readonly phase: string }) => boolean;
 
+const speculativeOptions = (s: CoordinatorSettings): speculative.CoordinatorOptions => ({ applyTimeoutMs: s.voteTimeoutMs, retryDelayMs: s.retryDelayMs, maxRetries: s.maxAttempts });
+
 export const PROTOCOL_DEFS: Readonly<Record<Protocol, ProtocolDef>> = {
   "2pc": {
     protocol: "2pc",
@@ -48,14 +51,16 @@ export const PROTOCOL_DEFS: Readonly<Record<Protocol, ProtocolDef>> = {
   parallel: {
     protocol: "parallel",
     model: "parallel.coordinator",
-    role: (s) => parallel.coordinator({ voteTimeoutMs: s.voteTimeoutMs, retryDelayMs: s.retryDelayMs, maxAttempts: s.maxAttempts }) as unknown as AnyCoordinator,
-    done: parallel.coordinatorDone as Done,
+    // One branch: 2PC's one-phase path (spec/protocols/one-phase.ts); two or more: parallel commit.
+    role: (s) => withOnePhase(s, parallel.coordinator(s), parallel.coordinatorDone).role as unknown as AnyCoordinator,
+    done: doneWithOnePhase(parallel.coordinatorDone) as Done,
   },
   speculative: {
     protocol: "speculative",
     model: "speculative.coordinator",
-    role: (s) => speculative.coordinator({ applyTimeoutMs: s.voteTimeoutMs, retryDelayMs: s.retryDelayMs, maxRetries: s.maxAttempts }) as unknown as AnyCoordinator,
-    done: speculative.coordinatorDone as Done,
+    // One branch: 2PC's one-phase path (nothing to speculate on, nothing to undo); two or more: the speculative path.
+    role: (s) => withOnePhase(s, speculative.coordinator(speculativeOptions(s)), speculative.coordinatorDone).role as unknown as AnyCoordinator,
+    done: doneWithOnePhase(speculative.coordinatorDone) as Done,
   },
 };
 

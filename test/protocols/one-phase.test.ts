@@ -1,10 +1,14 @@
 /**
- * Parallel commit as the server runs it (spec/protocols/parallel/with-one-phase.ts):
+ * Parallel commit as the server runs it (spec/protocols/one-phase.ts):
  * one branch takes 2PC's one-phase path, two or more take parallel commit.
  */
 import { describe, expect, it } from "vitest";
-import { coordinator, coordinatorDone, type OnePhaseOrParallelInput } from "../../spec/protocols/parallel/with-one-phase.ts";
+import { withOnePhase } from "../../spec/protocols/one-phase.ts";
+import * as parallel from "../../spec/protocols/parallel/coordinator.ts";
+import * as speculative from "../../spec/protocols/speculative/coordinator.ts";
 import type { ParallelEffect } from "../../spec/effects.ts";
+
+type OnePhaseOrParallelInput = parallel.CoordinatorInput;
 import { transcript } from "./transcript.ts";
 
 const opts = { voteTimeoutMs: 1_000, retryDelayMs: 50, maxAttempts: 3 };
@@ -12,8 +16,8 @@ const ok = { ok: true } as const;
 const show = (e: ParallelEffect): string =>
   e.t === "log.put" ? `put ${e.value.kind}` : e.t === "xa.commit" ? `commit ${e.shard}${e.onePhase === true ? " one-phase" : ""}` : "shard" in e ? `${e.t} ${e.shard}` : e.t;
 
-describe("parallel commit with the one-phase path", () => {
-  const role = coordinator(opts);
+describe("one-branch transactions take 2PC's one-phase path", () => {
+  const { role, done: coordinatorDone } = withOnePhase(opts, parallel.coordinator(opts), parallel.coordinatorDone);
 
   it("one branch: XA COMMIT ONE PHASE after the exec, no prepare, no record; then done", () => {
     const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, ParallelEffect>(
@@ -41,7 +45,23 @@ describe("parallel commit with the one-phase path", () => {
       show,
     );
     expect(lines).toEqual([["xa.exec s1", "xa.exec s2", "timer"], ["xa.prepare s1"], ["xa.prepare s2", "put staging"]]);
-    expect(st.path).toBe("parallel");
+    expect(st.path).toBe("many");
     expect(coordinatorDone(st)).toBe(false);
+  });
+
+  it("the speculative path too: one branch is one-phase XA, two are local transactions with undo rows", () => {
+    const { role: spec } = withOnePhase(opts, speculative.coordinator({ applyTimeoutMs: 1_000, retryDelayMs: 50, maxRetries: 3 }), speculative.coordinatorDone);
+    const one = spec.step(spec.start(), { t: "request", tx: "t3", branches: [{ shard: "s1", ops: [{ account: 1, delta: -5 }, { account: 2, delta: 5 }] }], epoch: 1 });
+    expect(one.effects.map((e) => e.t)).toEqual(["xa.exec", "timer"]);
+    const two = spec.step(spec.start(), {
+      t: "request",
+      tx: "t4",
+      branches: [
+        { shard: "s1", ops: [{ account: 1, delta: -5 }] },
+        { shard: "s2", ops: [{ account: 2, delta: 5 }] },
+      ],
+      epoch: 1,
+    });
+    expect(two.effects.map((e) => e.t)).toEqual(["local.apply", "local.apply", "timer"]);
   });
 });
