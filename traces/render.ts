@@ -241,7 +241,8 @@ function short(s: string, max: number): string {
 
 function clip(s: string, max: number): string {
   const cps = Array.from(s);
-  return cps.length <= max ? s : cps.slice(0, max - 1).join("") + "…";
+  // ASCII only: the bundled Graphviz has no width for other characters and warns on every render.
+  return cps.length <= max ? s : cps.slice(0, max - 3).join("") + "...";
 }
 
 /** A DOT double-quoted string. Backslashes are doubled because labels and tooltips read `\n`, `\N`, ... as escapes. */
