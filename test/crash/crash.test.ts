@@ -3,9 +3,6 @@
 // resolver has settled: no branch of ours prepared, the total unchanged,
 // every transfer answered committed applied exactly once, none answered
 // aborted applied at all, every other one all-or-nothing (runtime/bench/audit.ts).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
@@ -13,10 +10,10 @@ import { auditHistory, preparedBranches, totalCents, waitSettled } from "../../r
 import { HttpTarget } from "../../runtime/bench/http-target.ts";
 import { runLoad, type LoadResult } from "../../runtime/bench/load.ts";
 import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
-import type { Outcome, TransferTarget } from "../../runtime/bench/target.ts";
+import type { TransferTarget } from "../../runtime/bench/target.ts";
 import type { WorkloadOptions } from "../../runtime/bench/workload.ts";
-import { addressesOfCluster } from "../../runtime/main.ts";
-import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import type { TestCluster } from "../support/cluster.ts";
+import { Counting, serverArgs as crashServerArgs, startCrashCluster, until as untilEvery, type CrashCluster } from "./support.ts";
 
 const CLIENTS = 200;
 /** Commits before the crash: the load is in full swing. */
@@ -30,80 +27,23 @@ const SETTLE_WAIT_MS = 30_000;
 const DOWN_MS = 500;
 const POLL_MS = 20;
 
+let crash: CrashCluster;
 let cluster: TestCluster;
-let dir: string;
 let clusterFile: string;
 let shards: readonly ShardAddress[];
 let workload: WorkloadOptions;
 
 beforeAll(async () => {
-  // innodb_lock_wait_timeout 1 s: a transfer stuck behind a branch prepared by a dead coordinator gives up quickly.
-  cluster = await startTestCluster({ shards: 3, accountsPerShard: 1_000, lockWaitTimeoutS: 1 });
-  dir = mkdtempSync(join(tmpdir(), "speccommit-crash-"));
-  clusterFile = join(dir, "cluster.json");
-  writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
-  shards = addressesOfCluster(cluster.describe()).shards;
-  workload = {
-    shards: cluster.shards.map((s) => ({ name: s.name, firstAccountId: s.firstAccountId, lastAccountId: s.lastAccountId })),
-    crossShardShare: 0.5,
-    hotShare: 0.05,
-    hotAccounts: 50,
-    amountCentsMin: 1,
-    amountCentsMax: 500,
-    // Each scenario runs its own transfer streams (scenario()'s seed).
-    seed: 0,
-  };
+  crash = await startCrashCluster("speccommit-crash-");
+  ({ cluster, clusterFile, shards, workload } = crash);
 });
 
 afterAll(async () => {
-  await cluster?.stop();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  await crash?.stop();
 });
 
-/** Counts requests in flight, to show the crash hit a loaded system. */
-class Counting implements TransferTarget {
-  readonly name: string;
-  inFlight = 0;
-  committed = 0;
-  constructor(private readonly inner: TransferTarget) {
-    this.name = inner.name;
-  }
-  async transfer(t: Parameters<TransferTarget["transfer"]>[0]): Promise<Outcome> {
-    this.inFlight++;
-    try {
-      const o = await this.inner.transfer(t);
-      if (o.kind === "committed") this.committed++;
-      return o;
-    } finally {
-      this.inFlight--;
-    }
-  }
-  phaseTotals(): ReturnType<TransferTarget["phaseTotals"]> {
-    return this.inner.phaseTotals();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
-
-async function until(what: string, ok: () => boolean, timeout_ms: number): Promise<void> {
-  const deadline = performance.now() + timeout_ms;
-  while (!ok()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-const serverArgs = (prefix: string, port: number) => [
-  "--cluster-file", clusterFile,
-  "--port", String(port),
-  "--etcd-prefix", prefix,
-  "--resolver-interval-ms", "250",
-  "--etcd-timeout-ms", "500",
-  "--statement-timeout-ms", "2000",
-  "--retry-delay-ms", "50",
-  "--shutdown-grace-ms", "2000",
-];
+const until = (what: string, ok: () => boolean, timeout_ms: number) => untilEvery(what, ok, timeout_ms, POLL_MS);
+const serverArgs = (prefix: string, port: number) => crashServerArgs(clusterFile, prefix, port);
 
 /**
  * Runs the load, waits for COMMITTED_BEFORE_CRASH commits, calls `crash`

@@ -29,9 +29,6 @@
 // On a failure the test prints the evidence per transaction: answer, etcd
 // records, undo rows, history rows, prepared branches, and what the running
 // server says at GET /transactions/:id.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import type { Pool } from "mysql2/promise";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -41,10 +38,10 @@ import { auditHistory, preparedBranches, totalCents } from "../../runtime/bench/
 import { HttpTarget } from "../../runtime/bench/http-target.ts";
 import { runLoad, type Ledger, type LoadResult } from "../../runtime/bench/load.ts";
 import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
-import type { Outcome, TransferTarget } from "../../runtime/bench/target.ts";
+import type { TransferTarget } from "../../runtime/bench/target.ts";
 import { branchesOf, type WorkloadOptions } from "../../runtime/bench/workload.ts";
-import { addressesOfCluster } from "../../runtime/main.ts";
-import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import type { TestCluster } from "../support/cluster.ts";
+import { Counting, serverArgs as crashServerArgs, sleep, startCrashCluster, until as untilEvery, type CrashCluster } from "./support.ts";
 
 type Protocol = "parallel" | "speculative";
 
@@ -67,8 +64,8 @@ const POLL_MS = 10;
 /** Transactions described in full when something is wrong. */
 const EVIDENCE_MAX = 8;
 
+let crash: CrashCluster;
 let cluster: TestCluster;
-let dir: string;
 let clusterFile: string;
 let shards: readonly ShardAddress[];
 let workload: WorkloadOptions;
@@ -80,76 +77,18 @@ let pools: Map<string, Pool>;
 // that would otherwise fail the next one, and two servers on different etcd prefixes must not share shards
 // (each one's resolver would presume abort the other's branches).
 beforeEach(async () => {
-  // innodb_lock_wait_timeout 1 s: a transfer stuck behind a row lock of a dead coordinator's branch gives up quickly.
-  cluster = await startTestCluster({ shards: 3, accountsPerShard: 1_000, lockWaitTimeoutS: 1 });
-  dir = mkdtempSync(join(tmpdir(), "speccommit-crash-protocols-"));
-  clusterFile = join(dir, "cluster.json");
-  writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
-  shards = addressesOfCluster(cluster.describe()).shards;
+  crash = await startCrashCluster("speccommit-crash-protocols-");
+  ({ cluster, clusterFile, shards, workload } = crash);
   etcd = cluster.etcdClient();
   pools = new Map(cluster.shards.map((s) => [s.name, s.pool({ connectionLimit: 2 })]));
-  workload = {
-    shards: cluster.shards.map((s) => ({ name: s.name, firstAccountId: s.firstAccountId, lastAccountId: s.lastAccountId })),
-    crossShardShare: 0.5,
-    hotShare: 0.05,
-    hotAccounts: 50,
-    amountCentsMin: 1,
-    amountCentsMax: 500,
-    seed: 0,
-  };
 });
 
 afterEach(async () => {
-  await cluster?.stop();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  await crash?.stop();
 });
 
-/** Counts requests in flight and commits, to show the kill hit a loaded system. */
-class Counting implements TransferTarget {
-  readonly name: string;
-  inFlight = 0;
-  committed = 0;
-  constructor(private readonly inner: TransferTarget) {
-    this.name = inner.name;
-  }
-  async transfer(t: Parameters<TransferTarget["transfer"]>[0]): Promise<Outcome> {
-    this.inFlight++;
-    try {
-      const o = await this.inner.transfer(t);
-      if (o.kind === "committed") this.committed++;
-      return o;
-    } finally {
-      this.inFlight--;
-    }
-  }
-  phaseTotals(): ReturnType<TransferTarget["phaseTotals"]> {
-    return this.inner.phaseTotals();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, timeout_ms: number): Promise<void> {
-  const deadline = performance.now() + timeout_ms;
-  while (!ok()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await sleep(POLL_MS);
-  }
-}
-
-const serverArgs = (prefix: string, port: number) => [
-  "--cluster-file", clusterFile,
-  "--port", String(port),
-  "--etcd-prefix", prefix,
-  "--resolver-interval-ms", "250",
-  "--etcd-timeout-ms", "500",
-  "--statement-timeout-ms", "2000",
-  "--retry-delay-ms", "50",
-  "--shutdown-grace-ms", "2000",
-];
+const until = (what: string, ok: () => boolean, timeout_ms: number) => untilEvery(what, ok, timeout_ms, POLL_MS);
+const serverArgs = (prefix: string, port: number) => crashServerArgs(clusterFile, prefix, port);
 
 /** The sum of a metric's series whose labels include every pair of `labels`, in a Prometheus text page. */
 function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
