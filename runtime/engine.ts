@@ -16,6 +16,7 @@ import type { TraceHeader, TraceStep } from "../traces/format.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
+import { probeDone, prober, type ProbeInput, type ProbeState } from "../spec/protocols/speculative/probe.ts";
 import { PROTOCOL_DEFS, PROTOCOLS, type AnyCoordinator, type CoordinatorInput, type CoordinatorSettings, type Protocol } from "./protocols.ts";
 
 export { PROTOCOLS, type Protocol };
@@ -109,6 +110,8 @@ export class Engine {
       speculative: PROTOCOL_DEFS.speculative.role(opts.coordinator),
     };
     const m = opts.metrics;
+    /** STAGING decisions the resolver asked to write, by key, until their answer. */
+    const stagingDecisions = new Map<string, "commit" | "abort">();
     this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards, speculative: opts.adapters.local !== undefined }), {
       actor: "resolver",
       adapters: opts.adapters,
@@ -118,10 +121,15 @@ export class Engine {
           const action = resolverAction(e);
           if (action !== null) m.resolverActions.inc({ action });
           if (e.t === "xa.kill") m.stagingFences.inc();
-          if (e.t === "log.put" && e.value.kind === "decision" && e.ifVersion > 0) m.stagingRecoveries.inc({ decision: e.value.decision });
+          // A decision over a STAGING record (CAS on its version): counted when it is durable (resolver result below).
+          if (e.t === "log.put" && e.value.kind === "decision" && e.ifVersion > 0) stagingDecisions.set(e.key, e.value.decision);
         },
         onResult: (r) => {
           if (m !== undefined) countLocal(m, r, "resolver");
+          if (r.t === "log.put" && stagingDecisions.has(r.key)) {
+            if (r.r.ok) m?.stagingRecoveries.inc({ decision: stagingDecisions.get(r.key)! });
+            stagingDecisions.delete(r.key);
+          }
           if (this.scan === null) return;
           if (r.t === "log.list" && r.r.ok) this.scan.lists++;
           if (r.t === "xa.recover" && r.r.ok) this.scan.recovered.add(r.shard);
@@ -244,6 +252,37 @@ export class Engine {
       run.resolveOutcome(run.outcome);
     }
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * Settles a speculation whose coordinator is gone and of which nothing was
+   * found (spec/protocols/speculative/probe.ts: a tombstone on every branch
+   * key, then the settling any settler does), and resolves with its outcome
+   * as soon as the keys decide it. For the idempotency path after a restart.
+   */
+  probeSpeculation(tx: TxId, branches: readonly ShardId[]): Promise<Outcome> {
+    const epoch = this.epoch;
+    if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
+    if (this.opts.adapters.local === undefined) throw new Error("this server has no local-transaction adapter: it cannot settle a speculation");
+    const c = this.opts.coordinator;
+    return new Promise<Outcome>((resolve) => {
+      let answered = false;
+      const instance = new RoleInstance<ProbeState, ProbeInput>(prober({ maxRetries: c.maxAttempts, retryDelayMs: c.retryDelayMs }), {
+        actor: "probe",
+        adapters: this.opts.adapters,
+        done: probeDone,
+        hooks: {
+          onReply: (_tx, o) => {
+            answered = true;
+            resolve(o);
+          },
+          onEnd: () => {
+            if (!answered) resolve({ status: "in_doubt" });
+          },
+        },
+      });
+      instance.deliver({ t: "probe", tx, branches, epoch });
+    });
   }
 
   /** The reply of a transaction this process runs or ran recently. */

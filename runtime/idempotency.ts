@@ -43,6 +43,8 @@ const RecordSchema = Schema.Struct({
   tx: Schema.String,
   fingerprint: Schema.String,
   shards: Schema.Array(Schema.String),
+  /** The claimed transfer's protocol (absent in claims written before the speculative path existed: 2pc). */
+  protocol: Schema.optional(Schema.String),
   outcome: Schema.optional(OutcomeSchema),
 });
 
@@ -120,7 +122,7 @@ export class Idempotency {
   private async claimAndRun(key: string, request: TransferRequest, fingerprint: string): Promise<IdempotentResult> {
     const etcdKey = idempotencyEtcdKey(key);
     const tx = newTxId();
-    const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard) };
+    const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard), protocol: request.protocol };
     let res;
     try {
       res = await this.deps.ns
@@ -198,6 +200,9 @@ export class Idempotency {
       case "speculation":
         return d.outcome === "commit" ? { status: "committed" } : d.outcome === "rollback" ? { status: "aborted", reason: "resolver" } : { status: "in_doubt" };
       case "nothing":
+        // A speculation of several branches: an apply of the dead coordinator may still be waiting for a lock and commit
+        // later, so nothing found is not final. Its protocol's probe (a tombstone on every key) makes it final.
+        if (rec.protocol === "speculative" && rec.shards.length > 1) return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
         // No branch committed and none prepared: nothing is left that a COMMIT record, even one landing late, could commit.
         return { status: "aborted", reason: "resolver" };
     }

@@ -10,7 +10,9 @@ import { processResolver, type ProcessEffect, type ProcessResolverInput } from "
 import * as xa from "../../spec/protocols/parallel/resolver.ts";
 import * as spec from "../../spec/protocols/speculative/resolver.ts";
 import { EPOCH_KEY, type LogEntry } from "../../spec/effects.ts";
-import { transcript } from "./transcript.ts";
+import { transcript, transcript as runTranscript } from "./transcript.ts";
+import { prober, type ProbeInput, type ProbeState } from "../../spec/protocols/speculative/probe.ts";
+import type { SpecEffect } from "../../spec/effects.ts";
 
 const SHARDS = ["s1", "s2"];
 
@@ -176,5 +178,42 @@ describe("process resolver", () => {
     // And the speculative resolver alone, given the same epoch, asks for the same scan as inside.
     const specLines = transcript(spec.resolver({ shards: SHARDS }), [{ t: "scan", active: [] }, { t: "log.list", r: { ok: true, entries: [] } }, { t: "log.put", key: EPOCH_KEY, r: { ok: true, version: 2 } }, { t: "log.list", r: { ok: true, entries: [] } }, scanned("s1") as spec.ResolverInput], show).lines.flat();
     expect(specLines.slice(2)).toEqual(["list spec/", "local.scan s1", "local.scan s2"]);
+  });
+});
+
+describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
+  const role = prober({ maxRetries: 1, retryDelayMs: 10 });
+  const transcript = (r: typeof role, inputs: ProbeInput[], show: (e: SpecEffect) => string) => runTranscript<ProbeState, ProbeInput, SpecEffect>(r, inputs, show);
+  const probe = { t: "probe" as const, tx: "t5", branches: ["s2", "s1"], epoch: 4 };
+
+  it("tombstones every key; a tombstone that wins decides the rollback, answered before anything else", () => {
+    const { lines } = transcript(
+      role,
+      [
+        probe,
+        { t: "local.tombstone", tx: "t5", shard: "s1", r: { ok: false, err: "DUPLICATE", existing: "undo" } },
+        { t: "local.tombstone", tx: "t5", shard: "s2", r: { ok: true } },
+      ],
+      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as ProcessEffect)),
+    );
+    expect(lines).toEqual([["local.tombstone t5 s1", "local.tombstone t5 s2"], [], ["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]]);
+  });
+
+  it("every key holding the branch's undo row: the late applies won, committed", () => {
+    const dup = (shard: string) => ({ t: "local.tombstone" as const, tx: "t5", shard, r: { ok: false as const, err: "DUPLICATE" as const, existing: "undo" as const } });
+    const { lines } = transcript(role, [probe, dup("s1"), dup("s2")], (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as ProcessEffect)));
+    expect(lines[2]![0]).toBe("reply committed");
+  });
+
+  it("one tombstone that wins decides at once, even while another shard does not answer", () => {
+    const lost = (shard: string) => ({ t: "local.tombstone" as const, tx: "t5", shard, r: { ok: false as const, err: "UNAVAILABLE" as const } });
+    const { lines, st } = transcript(
+      role,
+      [probe, { t: "local.tombstone", tx: "t5", shard: "s1", r: { ok: true } }, lost("s2"), { t: "timeout", id: "settle:t5" }, lost("s2")],
+      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : e.t === "timer" ? "timer" : show(e as ProcessEffect)),
+    );
+    // s1's tombstone won: the rollback is decided at once, whatever s2 says.
+    expect(lines[1]).toEqual(["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]);
+    expect(st.replied).toBe(true);
   });
 });

@@ -4,7 +4,11 @@
 // that replay against their role, metrics.
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
 import { decisionKey, specKey } from "../../spec/effects.ts";
+import { MysqlLocal } from "../../runtime/adapters/local-mysql.ts";
+import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
+import { addressesOfCluster } from "../../runtime/main.ts";
 import { replayTrace } from "../../runtime/replay.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
@@ -170,5 +174,41 @@ describe("per-request protocol", () => {
     } finally {
       await other.close(1_000);
     }
+  });
+
+  it("an idempotency retry of a speculation whose coordinator died before anything landed: probed with tombstones, never a stale 'aborted'", async () => {
+    // The claim a dead server left: the transfer was claimed and started, nothing of it is visible yet (its applies may be
+    // waiting for locks). Reading finds nothing; the answer must come from the keys, made final by tombstones.
+    const tx = "7e0c2b1a-0000-4000-8000-00000000dead";
+    const branches = [
+      { shard: "shard-a", ops: [{ account: a(11), delta: -300 }] },
+      { shard: "shard-b", ops: [{ account: b(11), delta: 300 }] },
+    ];
+    const fingerprint = createHash("sha256").update(JSON.stringify({ protocol: "speculative", branches })).digest("hex");
+    const key = "order-probe-1";
+    await cluster.etcdClient().put(PREFIX + idempotencyEtcdKey(key)).value(JSON.stringify({ tx, fingerprint, shards: ["shard-a", "shard-b"], protocol: "speculative" }));
+    const before = [await balance(cluster, "shard-a", a(11)), await balance(cluster, "shard-b", b(11))];
+    const r = await request(url, "POST", "/transfer", {
+      json: {
+        ops: [
+          { shard_id: "shard-a", account_id: a(11), delta: -300 },
+          { shard_id: "shard-b", account_id: b(11), delta: 300 },
+        ],
+        protocol: "speculative",
+        idempotency_key: key,
+      },
+    });
+    expect(r.body).toMatchObject({ tx, status: "aborted", reason: "resolver", replayed: true });
+    expect((await undoRows("shard-a", tx)).map((x) => x.state)).toEqual(["tombstone"]);
+    expect((await undoRows("shard-b", tx)).map((x) => x.state)).toEqual(["tombstone"]);
+    // The dead coordinator's apply, landing now, finds its key taken: it can never apply.
+    const shards = addressesOfCluster(cluster.describe()).shards;
+    const local = new MysqlLocal({ shards, limits: { connections_max: 2, waiters_max: 4, acquire_timeout_ms: 2_000, connect_timeout_ms: 2_000, statement_timeout_ms: 2_000 } });
+    try {
+      expect(await local.apply(tx, "shard-a", branches[0]!.ops, ["shard-a", "shard-b"])).toEqual({ ok: false, err: "DUPLICATE" });
+    } finally {
+      local.close();
+    }
+    expect([await balance(cluster, "shard-a", a(11)), await balance(cluster, "shard-b", b(11))]).toEqual(before);
   });
 });

@@ -1,0 +1,77 @@
+/**
+ * Settling one speculation on demand, for a reader that must know its
+ * outcome now and found nothing of it: the idempotency path after a restart
+ * (runtime/idempotency.ts), whose client retries a key whose coordinator is
+ * gone. Reading is not enough there: an apply of the dead coordinator may
+ * still be waiting for a lock on its shard and commit later, so "no undo row,
+ * no record" does not mean "never". The protocol's answer is the probe
+ * settle.ts already uses: a tombstone on every branch key. Whichever of the
+ * apply and the tombstone commits first wins, so once every key is held the
+ * outcome is final, and this role answers it.
+ *
+ * It is exactly the settling the coordinator and the resolver do (settle.ts,
+ * started from "every branch unknown"): any number of settlers reach the
+ * same outcome from the same keys, so running it beside the resolver is
+ * safe. After the answer it finishes the settlement (record, compensation or
+ * release, terminal record, forget) like any settler.
+ *
+ * The role is pure: see spec/role.ts.
+ */
+import type { Role, Step } from "../../role.ts";
+import { EPOCH_KEY, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import { drive, newSettlement, onResult, settled, type Settlement, type SettleOptions } from "./settle.ts";
+
+export interface ProbeState {
+  readonly phase: "idle" | "running" | "done";
+  readonly tx: TxId;
+  readonly epoch: number;
+  readonly settle: Settlement | null;
+  readonly replied: boolean;
+}
+
+export type ProbeInput = { readonly t: "probe"; readonly tx: TxId; readonly branches: readonly ShardId[]; readonly epoch: number } | SpecResult;
+
+export interface ProbeOptions {
+  readonly maxRetries: number;
+  readonly retryDelayMs: number;
+}
+
+type Out = Step<ProbeState, SpecEffect>;
+
+export function prober(opts: ProbeOptions): Role<ProbeState, ProbeInput, SpecEffect> {
+  const start = (): ProbeState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false });
+  const settleOpts = (st: ProbeState): SettleOptions => ({ maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs, fence: { key: EPOCH_KEY, version: st.epoch } });
+
+  function after(st0: ProbeState, out: { s: Settlement; effects: SpecEffect[] }): Out {
+    let st: ProbeState = { ...st0, settle: out.s };
+    const effects = [...out.effects];
+    const say = (o: Outcome) => {
+      if (st.replied) return;
+      st = { ...st, replied: true };
+      effects.unshift({ t: "reply", tx: st.tx, outcome: o });
+    };
+    if (out.s.outcome === "commit") say({ status: "committed" });
+    else if (out.s.outcome === "rollback") say({ status: "aborted", reason: "resolver" });
+    if (settled(out.s)) {
+      // Out of retries before the keys decided (a shard that does not answer): only a later probe or the resolver can tell.
+      if (out.s.outcome === null) say({ status: "in_doubt" });
+      st = { ...st, phase: "done" };
+    }
+    return { st, effects };
+  }
+
+  function step(st: ProbeState, input: ProbeInput): Out {
+    if (input.t === "probe") {
+      if (st.phase !== "idle") return { st, effects: [] };
+      const running: ProbeState = { ...start(), phase: "running", tx: input.tx, epoch: input.epoch };
+      const s = newSettlement(input.tx, [...input.branches].sort().map((shard) => ({ shard, k: "unknown" as const })), "absent", 0);
+      return after(running, drive(s, settleOpts(running)));
+    }
+    if (st.phase !== "running" || st.settle === null) return { st, effects: [] };
+    return after(st, onResult(st.settle, input, settleOpts(st)));
+  }
+
+  return { start, step };
+}
+
+export const probeDone = (st: ProbeState): boolean => st.phase === "done";
