@@ -326,7 +326,9 @@ class Api {
       case "speculation":
         return this.send(res, route, 200, { tx, status: d.outcome === "commit" ? "committed" : d.outcome === "rollback" ? "aborted" : "in_doubt", source, speculation: d.outcome ?? "undecided" });
       case "nothing":
-        return this.send(res, route, 404, { error: `no trace of transaction ${tx} in memory, in the log or on any shard: it never committed (aborted, or never ran)` });
+        return this.send(res, route, 404, {
+          error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
+        });
     }
   }
 
