@@ -74,8 +74,13 @@ export interface IdempotencyDeps {
   readonly log: TxlogEtcd;
 }
 
+/**
+ * What makes two requests "the same transfer": the branches, and the protocol as the BODY named it ("2pc" when it
+ * named none, the only default before --protocol existed), so that a retry of the same body after a restart with
+ * another --protocol default is still the same transfer (the claim records the protocol that actually ran).
+ */
 const fingerprintOf = (r: TransferRequest): string =>
-  createHash("sha256").update(JSON.stringify({ protocol: r.protocol, branches: r.branches })).digest("hex");
+  createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? "2pc", branches: r.branches })).digest("hex");
 
 export const idempotencyEtcdKey = (key: string): string => IDEMPOTENCY_PREFIX + createHash("sha256").update(key).digest("hex");
 

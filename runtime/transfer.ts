@@ -42,6 +42,8 @@ const BodySchema = Schema.Struct({
 export interface TransferRequest {
   readonly branches: readonly BranchSpec[];
   readonly protocol: Protocol;
+  /** The protocol the body named; null when it named none and the server's default applies. */
+  readonly protocol_in_body: Protocol | null;
   readonly idempotency_key?: string;
 }
 
@@ -106,7 +108,12 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     if (ops.length > 0) branches.push({ shard, ops });
   }
   if (branches.length === 0) throw new BadRequest(422, "the ops cancel out on every account: nothing to transfer");
-  return { branches, protocol: protocol as Protocol, ...(key !== undefined ? { idempotency_key: key } : {}) };
+  return {
+    branches,
+    protocol: protocol as Protocol,
+    protocol_in_body: (body.protocol ?? null) as Protocol | null,
+    ...(key !== undefined ? { idempotency_key: key } : {}),
+  };
 }
 
 const DECIMAL = /^(-?)(\d{1,13})(?:\.(\d{1,2}))?$/;

@@ -31,12 +31,27 @@ describe("transfer decoding", () => {
     );
     expect(r).toEqual({
       protocol: "2pc",
+      protocol_in_body: null,
       idempotency_key: "k1",
       branches: [
         { shard: "shard-a", ops: [{ account: 3, delta: -1250 }, { account: 4, delta: 100 }] },
         { shard: "shard-b", ops: [{ account: 7, delta: 1150 }] },
       ],
     });
+  });
+
+  it("takes the body's protocol, else the server's default, and says which", () => {
+    const body = (protocol?: string) =>
+      JSON.stringify({
+        ops: [
+          { shard_id: "shard-a", account_id: 1, delta: -1 },
+          { shard_id: "shard-b", account_id: 2, delta: 1 },
+        ],
+        ...(protocol !== undefined ? { protocol } : {}),
+      });
+    expect(decodeTransfer(body(), catalog, "speculative")).toMatchObject({ protocol: "speculative", protocol_in_body: null });
+    expect(decodeTransfer(body("parallel"), catalog, "speculative")).toMatchObject({ protocol: "parallel", protocol_in_body: "parallel" });
+    expect(() => decodeTransfer(body("3pc"), catalog)).toThrow(/supported: 2pc, parallel, speculative/);
   });
 
   it.each([
