@@ -264,14 +264,13 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   }
 }
 
-/** Pairs an effect with its result: same kind, same branch or key. */
-function effectKey(e: Effect): string {
+/** Pairs an effect with its result: same kind, same branch or key (also used by runtime/validate.ts). */
+export function effectKey(e: Effect): string {
   switch (e.t) {
     case "xa.exec":
     case "xa.prepare":
     case "xa.commit":
     case "xa.rollback":
-      return `${e.t}|${e.shard}|${e.tx}`;
     case "local.apply":
     case "local.tombstone":
     case "local.compensate":
@@ -293,13 +292,12 @@ function effectKey(e: Effect): string {
 }
 
 /** The effect key a result answers; null for inputs that answer no effect (a request, a scan, a timeout). */
-function resultKey(r: Result): string | null {
+export function resultKey(r: Result | { readonly t: "request" | "scan" | "probe" }): string | null {
   switch (r.t) {
     case "xa.exec":
     case "xa.prepare":
     case "xa.commit":
     case "xa.rollback":
-      return `${r.t}|${r.shard}|${r.tx}`;
     case "local.apply":
     case "local.tombstone":
     case "local.compensate":

@@ -27,6 +27,7 @@ import * as xa from "../spec/env/xa.ts";
 import { branchXid, connOf, executeXa, type XaEffect } from "../spec/env/executor.ts";
 import type { Trace } from "../traces/format.ts";
 import { COORDINATOR_ACTOR, COORDINATOR_MODEL } from "./engine.ts";
+import { effectKey, resultKey } from "./interpreter.ts";
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 
@@ -60,7 +61,8 @@ export function validateEnvironment(trace: Trace): ValidationResult {
 
   for (const s of steps) {
     const input = s.input as Result | { t: "request" };
-    const key = resultKey(input);
+    // Effects and answers pair as the interpreter recorded them (runtime/interpreter.ts).
+    const key = resultKey(input as Parameters<typeof resultKey>[0]);
     if (key !== null) {
       const effect = asked.get(key)?.shift();
       if (effect === undefined) return { ok: false, step: s.step, message: `an answer (${input.t}) to an effect the coordinator never asked for` };
@@ -81,7 +83,7 @@ export function validateEnvironment(trace: Trace): ValidationResult {
     }
     for (const e of s.effects as Effect[]) {
       const k = effectKey(e);
-      if (k !== null) asked.set(k, [...(asked.get(k) ?? []), e]);
+      asked.set(k, [...(asked.get(k) ?? []), e]);
     }
   }
   return { ok: true, answers };
@@ -191,38 +193,6 @@ function logWorldBefore(s: txlog.TxlogState, fx: Extract<Effect, { t: "log.put" 
     worlds.push(txlog.put(s, fx.fence.key, { kind: "epoch" }, epoch?.version ?? 0).s);
   }
   return worlds;
-}
-
-// ---------------------------------------------------------------- pairing
-
-function effectKey(e: Effect): string | null {
-  switch (e.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-      return `${e.t}|${e.shard}|${e.tx}`;
-    case "log.put":
-    case "log.delete":
-      return `${e.t}|${e.key}`;
-    default:
-      return null;
-  }
-}
-
-function resultKey(r: Result | { t: "request" }): string | null {
-  switch (r.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-      return `${r.t}|${r.shard}|${r.tx}`;
-    case "log.put":
-    case "log.delete":
-      return `${r.t}|${r.key}`;
-    default:
-      return null;
-  }
 }
 
 /** Decision records written by the resolver name branches this check cannot know; compare answers without them. */
