@@ -24,7 +24,7 @@
  */
 import type { Role, Step } from "../../role.ts";
 import { EPOCH_KEY, type AbortReason, type BranchSpec, type Outcome, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
-import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
+import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 export type CoordinatorMutant =
   | SettleMutant
@@ -84,21 +84,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
 
   /** Hand the settlement's new state back; answer the client as soon as the outcome is known. */
   function after(st0: CoordinatorState, out: { s: Settlement; effects: SpecEffect[] }): Out {
-    let st: CoordinatorState = { ...st0, settle: out.s };
-    const effects = [...out.effects];
-    const said = (o: Outcome) => {
-      const r = reply(st, o);
-      st = r.st;
-      effects.unshift(...r.effects);
-    };
-    if (out.s.outcome === "commit") said({ status: "committed" });
-    else if (out.s.outcome === "rollback") said({ status: "aborted", reason: st.reason ?? "resolver" });
-    if (settled(out.s)) {
-      // Gave up before the outcome was known: only recovery can finish it now.
-      if (out.s.outcome === null) said({ status: "in_doubt" });
-      st = { ...st, phase: "done" };
-    }
-    return { st, effects };
+    const answer = answerOf(out.s, st0.reason ?? "resolver");
+    const r = answer === null ? { st: st0, effects: [] } : reply(st0, answer);
+    const st: CoordinatorState = { ...r.st, settle: out.s, ...(settled(out.s) ? { phase: "done" as const } : {}) };
+    return { st, effects: [...r.effects, ...out.effects] };
   }
 
   function step(st: CoordinatorState, input: CoordinatorInput): Out {

@@ -18,8 +18,8 @@
  * The role is pure: see spec/role.ts.
  */
 import type { Role, Step } from "../../role.ts";
-import { EPOCH_KEY, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
-import { drive, newSettlement, onResult, settled, type Settlement, type SettleOptions } from "./settle.ts";
+import { EPOCH_KEY, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleOptions } from "./settle.ts";
 
 export interface ProbeState {
   readonly phase: "idle" | "running" | "done";
@@ -43,21 +43,9 @@ export function prober(opts: ProbeOptions): Role<ProbeState, ProbeInput, SpecEff
   const settleOpts = (st: ProbeState): SettleOptions => ({ maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs, fence: { key: EPOCH_KEY, version: st.epoch } });
 
   function after(st0: ProbeState, out: { s: Settlement; effects: SpecEffect[] }): Out {
-    let st: ProbeState = { ...st0, settle: out.s };
-    const effects = [...out.effects];
-    const say = (o: Outcome) => {
-      if (st.replied) return;
-      st = { ...st, replied: true };
-      effects.unshift({ t: "reply", tx: st.tx, outcome: o });
-    };
-    if (out.s.outcome === "commit") say({ status: "committed" });
-    else if (out.s.outcome === "rollback") say({ status: "aborted", reason: "resolver" });
-    if (settled(out.s)) {
-      // Out of retries before the keys decided (a shard that does not answer): only a later probe or the resolver can tell.
-      if (out.s.outcome === null) say({ status: "in_doubt" });
-      st = { ...st, phase: "done" };
-    }
-    return { st, effects };
+    const answer = st0.replied ? null : answerOf(out.s, "resolver");
+    const effects: SpecEffect[] = answer === null ? out.effects : [{ t: "reply", tx: st0.tx, outcome: answer }, ...out.effects];
+    return { st: { ...st0, settle: out.s, replied: st0.replied || answer !== null, phase: settled(out.s) ? "done" : st0.phase }, effects };
   }
 
   function step(st: ProbeState, input: ProbeInput): Out {

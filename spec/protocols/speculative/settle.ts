@@ -35,7 +35,7 @@
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
  */
-import { specKey, specStateOf, type Fence, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../effects.ts";
+import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../effects.ts";
 
 export type Known =
   /** The coordinator's apply is in flight: its answer will say. */
@@ -238,5 +238,18 @@ export function outcomeOfKeys(branches: readonly ShardId[], held: (branch: Shard
   const states = branches.map(held);
   if (states.some((s) => s === "tombstone" || s === "compensated")) return "rollback";
   if (states.every((s) => s === "undo" || s === "released")) return "commit";
+  return null;
+}
+
+/**
+ * What a settler that has a client (the coordinator, a probe) tells it: the
+ * outcome once the keys decide it, in doubt if it gave up before they did,
+ * null while neither.
+ */
+export function answerOf(s: Settlement, reason: AbortReason): Outcome | null {
+  if (s.outcome === "commit") return { status: "committed" };
+  if (s.outcome === "rollback") return { status: "aborted", reason };
+  // Gave up before the outcome was known: only recovery can finish it now.
+  if (settled(s)) return { status: "in_doubt" };
   return null;
 }
