@@ -24,10 +24,12 @@ if (name === undefined || name === "--help" || name === "-h") {
   console.log(usage());
   process.exit(name === undefined ? 2 : 0);
 }
-const entry = commands[name];
+// `trace validate` is conformance's (conformance/cli.ts); `trace render` is traces'.
+const validate = name === "trace" && rest[0] === "validate";
+const entry = validate ? ["../conformance/cli.ts"] : commands[name];
 if (entry === undefined) {
   console.error(`speccommit: unknown command '${name}'\n\n${usage()}`);
   process.exit(2);
 }
 const mod = await import(new URL(entry[0], import.meta.url).href);
-process.exitCode = await mod.main(rest);
+process.exitCode = await mod.main(validate ? rest.slice(1) : rest);

@@ -12,7 +12,7 @@
  * state: a reused Float64Array of successors) and one for ordinary models
  * (encode, fingerprint, bytes in an arena).
  */
-import type { Model } from "./model.ts";
+import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
 import { peakRssMb, progressLine } from "./result.ts";
 import { KeySet, StateTable } from "./table.ts";

@@ -9,7 +9,7 @@
  * one with the smallest index is the shallowest, so its trace is a shortest
  * one. Memory: 4 bytes per allowed edge plus 9 bytes per state per property.
  */
-import type { Eventually, Model } from "./model.ts";
+import type { Eventually, Model } from "../spec/kernel/model.ts";
 import { U32List } from "./store.ts";
 
 interface Property<S, A> {

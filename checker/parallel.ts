@@ -25,7 +25,7 @@
  * model from the registry by name, parameters and mutant.
  */
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
-import type { Model } from "./model.ts";
+import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
 import { peakRssMb, progressLine } from "./result.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";

@@ -9,8 +9,8 @@
  * has the next key), so the trace is a genuine run of the model, not a walk
  * between representatives.
  */
-import type { Model, StepInfo } from "./model.ts";
-import type { Trace, TraceStep } from "../traces/format.ts";
+import type { Model, StepInfo } from "../spec/kernel/model.ts";
+import type { Trace, TraceStep } from "../spec/kernel/trace.ts";
 
 export type StateKey = Uint8Array | number;
 
@@ -64,7 +64,7 @@ function actionText(a: unknown): string {
   return typeof a === "string" ? a : JSON.stringify(a);
 }
 
-/** A run as a trace (traces/format.ts): step 0 is the initial state, then the steps each action draws as. */
+/** A run as a trace (spec/kernel/trace.ts): step 0 is the initial state, then the steps each action draws as. */
 export function toTrace<S, A>(
   model: Model<S, A>,
   run: Run<S, A>,

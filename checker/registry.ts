@@ -2,7 +2,7 @@
  * Every model the CLI, the suite and the worker threads can load by name.
  * Adding a model is one line here (plus its entries in suite.config.ts).
  */
-import type { ModelFactory } from "./model.ts";
+import type { ModelFactory } from "../spec/kernel/model.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";

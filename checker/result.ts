@@ -1,5 +1,5 @@
 /** What a check is asked to do, and what it reports. Shared by the one-thread and the parallel engines. */
-import type { Trace } from "../traces/format.ts";
+import type { Trace } from "../spec/kernel/trace.ts";
 
 export interface CheckOptions {
   /** Identify states by model.canonical(s) (symmetry reduction). */

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { mkdir, writeFile } from "node:fs/promises";
-import type { Model, ModelFactory } from "./model.ts";
+import type { Model, ModelFactory } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation } from "./result.ts";
 import { registry } from "./registry.ts";
 import { check } from "./engine.ts";

@@ -8,7 +8,7 @@
  * "done" for that level (ports are FIFO, so every batch came first).
  */
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
-import type { Model } from "./model.ts";
+import type { Model } from "../spec/kernel/model.ts";
 import { registry } from "./registry.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";

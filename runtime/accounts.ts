@@ -8,7 +8,7 @@
  * A shard whose ids are one dense range is kept as that range; otherwise the
  * ids themselves are kept, up to IDS_MAX per shard.
  */
-import type { ShardId } from "../spec/effects.ts";
+import type { ShardId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
 import type { AccountCatalog } from "./transfer.ts";
 

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Schema } from "effect";
-import { PROTOCOLS, type Protocol } from "./protocols.ts";
+import { PROTOCOLS, type Protocol } from "../spec/protocols/registry.ts";
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }));
 

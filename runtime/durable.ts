@@ -29,7 +29,7 @@
  * rule (spec/protocols/speculative/settle.ts `outcomeOfKeys`); else it is in
  * doubt.
  */
-import { decisionKey, decisionOf, specKey, specStateOf, type ShardId, type TxId, type UndoRowState } from "../spec/effects.ts";
+import { decisionKey, decisionOf, specKey, specStateOf, type ShardId, type TxId, type UndoRowState } from "../spec/kernel/effects.ts";
 import { outcomeOfKeys } from "../spec/protocols/speculative/settle.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";

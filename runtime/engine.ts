@@ -1,6 +1,6 @@
 /**
  * The engine: the role instances of one server. One coordinator instance per
- * transaction, of the protocol the request chose (runtime/protocols.ts: 2PC,
+ * transaction, of the protocol the request chose (spec/protocols/registry.ts: 2PC,
  * parallel commit, the speculative path), and one resolver instance
  * (spec/protocols/process-resolver.ts: the parallel-commit resolver, which
  * also finishes 2PC, then the speculative one) fed a `scan` at start and
@@ -10,22 +10,17 @@
  * GET /transactions/:id and counts it.
  */
 import { randomUUID } from "node:crypto";
-import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/effects.ts";
+import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/kernel/effects.ts";
 import { processEpochOf, processResolver, type ProcessResolverInput, type ProcessResolverState } from "../spec/protocols/process-resolver.ts";
-import type { TraceHeader, TraceStep } from "../traces/format.ts";
+import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 import { probeDone, prober, type ProbeInput, type ProbeState } from "../spec/protocols/speculative/probe.ts";
-import { PROTOCOL_DEFS, PROTOCOLS, type AnyCoordinator, type CoordinatorInput, type CoordinatorSettings, type Protocol } from "./protocols.ts";
+import { PROTOCOL_DEFS, PROTOCOLS, type AnyCoordinator, type CoordinatorInput, type CoordinatorSettings, type Protocol } from "../spec/protocols/registry.ts";
 
 export { PROTOCOLS, type Protocol };
 
-/** The name under which 2PC traces are recorded (each protocol has its own: runtime/protocols.ts). */
-export const COORDINATOR_MODEL = PROTOCOL_DEFS["2pc"].model;
-/** Lifelines of a recorded transaction: the role's steps are the coordinator's; the others are its environment. */
-export const COORDINATOR_ACTOR = "coordinator";
-export const CLIENT_ACTOR = "client";
 
 export interface EngineOptions {
   readonly adapters: Adapters;

@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import type { Namespace } from "etcd3";
 import { Schema } from "effect";
-import type { Outcome, TxId } from "../spec/effects.ts";
+import type { Outcome, TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";

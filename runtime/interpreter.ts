@@ -1,5 +1,5 @@
 /**
- * The interpreter: runs one role instance (spec/role.ts) against adapters.
+ * The interpreter: runs one role instance (spec/kernel/role.ts) against adapters.
  * It decides nothing. It feeds an input to `role.step`, starts every effect
  * the step returned at once (the effects of one step are independent), and
  * feeds each effect's result back as an input in the order the results
@@ -9,18 +9,16 @@
  * cleared and later results are dropped (the role would ignore them; the
  * adapters still finish the statements they started).
  *
- * Optionally every step is recorded as a trace step (traces/format.ts), so
- * that a live run can be replayed against the role (runtime/replay.ts).
+ * Optionally every step is recorded as a trace step (spec/kernel/trace.ts), so
+ * that a live run can be replayed against the role (conformance/replay.ts).
  */
-import type { Role } from "../spec/role.ts";
-import type { Effect as BaseEffect, LocalEffect, LocalResult, Outcome, Result as BaseResult, TxId, XaExecConnResult, XaKillEffect, XaKillResult } from "../spec/effects.ts";
-import type { Msg, TraceStep } from "../traces/format.ts";
+import type { Role } from "../spec/kernel/role.ts";
+import type { AnyEffect as Effect, AnyResult as Result, LocalEffect, Outcome, TxId } from "../spec/kernel/effects.ts";
+import { effectKey, resultKey, targetOf } from "../spec/kernel/keys.ts";
+import type { Msg, TraceStep } from "../spec/kernel/trace.ts";
 import type { Clock, LocalExecutor, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";
 
-/** Every effect a role of any protocol may ask for (2PC, parallel commit, the speculative path). */
-export type Effect = BaseEffect | XaKillEffect | LocalEffect;
-/** Every result the interpreter delivers. xa.exec's carries the branch's connection id (parallel commit needs it; other roles ignore it). */
-export type Result = Exclude<BaseResult, { t: "xa.exec" }> | XaExecConnResult | XaKillResult | LocalResult;
+export type { Effect, Result };
 
 export interface Adapters {
   readonly xa: XaExecutor;
@@ -35,7 +33,7 @@ export class RefusedEffect extends Error {}
 
 /**
  * The effect fields that exist only so the checker's deliberate bugs can ask
- * for less (spec/effects.ts): the runtime runs the protocol, never a mutant,
+ * for less (spec/kernel/effects.ts): the runtime runs the protocol, never a mutant,
  * and refuses them rather than execute a weaker statement.
  */
 export function refuseMutantFields(e: Effect): void {
@@ -144,7 +142,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
    * sending the request and receiving the reply, each shard and the log
    * receiving a request and answering it, with sends and receives matched,
    * so that the trace draws as a sequence diagram. Replay
-   * (runtime/replay.ts) feeds only the role's steps.
+   * (conformance/replay.ts) feeds only the role's steps.
    */
   trace(): TraceStep[] {
     const actor = this.opts.actor;
@@ -261,88 +259,6 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     if (this.ended) return;
     this.opts.hooks?.onResult?.(r, this.opts.adapters.clock.now_ms());
     this.deliver(r as unknown as In);
-  }
-}
-
-/** Pairs an effect with its result: same kind, same branch or key (also used by runtime/validate.ts). */
-export function effectKey(e: Effect): string {
-  switch (e.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-      return `${e.t}|${e.shard}|${e.tx}`;
-    case "xa.recover":
-    case "local.scan":
-      return `${e.t}|${e.shard}`;
-    case "xa.kill":
-      return `${e.t}|${e.shard}|${e.conn}`;
-    case "log.put":
-    case "log.delete":
-      return `${e.t}|${e.key}`;
-    case "log.list":
-    case "reply":
-    case "timer":
-      return e.t;
-  }
-}
-
-/** The effect key a result answers; null for inputs that answer no effect (a request, a scan, a timeout). */
-export function resultKey(r: Result | { readonly t: "request" | "scan" | "probe" }): string | null {
-  switch (r.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-      return `${r.t}|${r.shard}|${r.tx}`;
-    case "xa.recover":
-    case "local.scan":
-      return `${r.t}|${r.shard}`;
-    case "xa.kill":
-      return `${r.t}|${r.shard}|${r.conn}`;
-    case "log.put":
-    case "log.delete":
-      return `${r.t}|${r.key}`;
-    case "log.list":
-      return r.t;
-    case "timeout":
-      return null;
-    default:
-      return null;
-  }
-}
-
-/** Where an effect goes: its shard, the transaction log, or the client. */
-function targetOf(e: Effect): string | null {
-  switch (e.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "xa.recover":
-    case "xa.kill":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-    case "local.scan":
-      return e.shard;
-    case "log.put":
-    case "log.list":
-    case "log.delete":
-      return "txlog";
-    case "reply":
-      return "client";
-    case "timer":
-      return null;
   }
 }
 

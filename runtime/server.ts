@@ -15,7 +15,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { timingSafeEqual } from "node:crypto";
-import type { Outcome, ShardId } from "../spec/effects.ts";
+import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";

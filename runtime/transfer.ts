@@ -10,8 +10,8 @@
  * account whose deltas cancel out is dropped.
  */
 import { Schema } from "effect";
-import type { BranchSpec, Op, ShardId } from "../spec/effects.ts";
-import { PROTOCOLS, type Protocol } from "./protocols.ts";
+import type { BranchSpec, Op, ShardId } from "../spec/kernel/effects.ts";
+import { PROTOCOLS, type Protocol } from "../spec/protocols/registry.ts";
 
 export const OPS_MAX = 64;
 /** |delta| at most 10^15 cents, so 64 of them sum exactly in a double. */

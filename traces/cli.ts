@@ -1,6 +1,8 @@
 /**
- * `speccommit trace`: draw a trace, or check a recorded live one against the spec.
- * Exit status: 0 done; 1 the trace failed validation; 2 a usage or input error.
+ * `speccommit trace render`: draw a trace. (`speccommit trace validate` is
+ * conformance/cli.ts: checking a trace against the spec is conformance's job,
+ * and traces/ only reads, writes and draws them.)
+ * Exit status: 0 done; 2 a usage or input error.
  */
 import { writeFile } from "node:fs/promises";
 import { readTrace } from "./ndjson.ts";
@@ -11,9 +13,7 @@ const USAGE = `usage:
   speccommit trace validate FILE.ndjson
 
 render    draws the trace as a message sequence diagram (SVG; --dot writes the DOT source)
-validate  checks a trace the server recorded (GET /transactions/:id?format=ndjson): fed to a
-          fresh role, its recorded inputs give its recorded effects, and every answer from a
-          shard or the txlog is one the spec's environment models allow`;
+validate  checks a trace the server recorded against the spec (speccommit trace validate --help)`;
 
 class UsageError extends Error {}
 
@@ -42,38 +42,6 @@ const commands: Record<string, Command> = {
       const target = out ?? file.replace(/\.ndjson$/, "") + (dot ? ".dot" : ".svg");
       await writeFile(target, dot ? toDot(trace) : await toSvg(trace), "utf8");
       console.log(`wrote ${target} (${trace.steps.length} steps)`);
-      return 0;
-    },
-  },
-  validate: {
-    async run(args) {
-      const [file, ...rest] = args;
-      if (file === undefined || rest.length > 0) throw new UsageError("validate needs exactly one trace file");
-      const trace = await readTrace(file);
-      if (trace.header.source !== "runtime") {
-        throw new UsageError(`${file} is a ${trace.header.source} trace; validate checks traces the server recorded (source "runtime")`);
-      }
-      // The checks replay the trace through the spec's roles and environment
-      // models; they live with the runtime that records the traces.
-      const { replayTrace } = await import("../runtime/replay.ts");
-      const { environmentModelled, validateEnvironment } = await import("../runtime/validate.ts");
-      const replay = replayTrace(trace);
-      if (!replay.ok) {
-        console.error(`${file}: step ${replay.step}: the role does not reproduce this trace: ${replay.message}`);
-        return 1;
-      }
-      if (!environmentModelled(trace)) {
-        console.log(
-          `${file}: the ${trace.header.model} role reproduces every step (${replay.steps} role steps); its environment answers are NOT checked (the environment models cover 2PC traces only)`,
-        );
-        return 0;
-      }
-      const env = validateEnvironment(trace);
-      if (!env.ok) {
-        console.error(`${file}: step ${env.step}: ${env.message}`);
-        return 1;
-      }
-      console.log(`${file}: valid (${trace.steps.length} steps, ${env.answers} environment answers allowed by the models)`);
       return 0;
     },
   },

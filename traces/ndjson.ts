@@ -12,7 +12,7 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { Msg, Trace, TraceHeader, TraceStep } from "./format.ts";
+import type { Msg, Trace, TraceHeader, TraceStep } from "../spec/kernel/trace.ts";
 
 export function formatTrace(t: Trace): string {
   const lines = [JSON.stringify({ header: orderedHeader(t.header) })];

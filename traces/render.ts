@@ -19,7 +19,7 @@
  * labels.
  */
 import { renderGraphFromSource } from "graphviz-cli";
-import type { Msg, Trace, TraceStep } from "./format.ts";
+import type { Msg, Trace, TraceStep } from "../spec/kernel/trace.ts";
 
 /** Past this the picture is unreadable anyway. */
 const steps_max_render = 2_000;

@@ -1,6 +1,6 @@
 /**
  * The live executor of the speculative path's shard statements
- * (spec/effects.ts LocalEffect): each method is ONE local transaction
+ * (spec/kernel/effects.ts LocalEffect): each method is ONE local transaction
  * (START TRANSACTION ... COMMIT, never XA) on its shard, with exactly the
  * statements spec/env/local.ts lists in its header, over the tables of
  * runtime/cluster/schema.ts (accounts, spec_pending, spec_undo, history).
@@ -41,7 +41,7 @@
  * go into statements as plain quoted literals.
  */
 import mysql from "mysql2";
-import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../../spec/effects.ts";
+import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../../spec/kernel/effects.ts";
 import type { LocalExecutor } from "./ports.ts";
 import { ShardPool, type PoolLimits, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 import type { XaStatementObserver } from "./xa-mysql.ts";

@@ -10,7 +10,7 @@
  * vocabulary's "may or may not have taken effect"). While a shard is down
  * every statement answers UNAVAILABLE and changes nothing.
  */
-import type { LocalEffect, LocalResult, Op, ShardId, TxId, UndoRowView } from "../../spec/effects.ts";
+import type { LocalEffect, LocalResult, Op, ShardId, TxId, UndoRowView } from "../../spec/kernel/effects.ts";
 import * as local from "../../spec/env/local.ts";
 import type { LocalR } from "./local-mysql.ts";
 import type { Latency, Rng, SimClock } from "./memory.ts";

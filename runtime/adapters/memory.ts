@@ -16,7 +16,7 @@
  * shard can be crashed and restarted; the log can be made unavailable
  * (writes then may or may not happen, as the vocabulary says).
  */
-import type { ConnectionId, LogDeleteResult, LogListResult, LogPutResult, LogRecord, Fence, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/effects.ts";
+import type { ConnectionId, LogDeleteResult, LogListResult, LogPutResult, LogRecord, Fence, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/kernel/effects.ts";
 import * as txlog from "../../spec/env/txlog.ts";
 import * as xa from "../../spec/env/xa.ts";
 import { connOf, executeXa, type XaEffect } from "../../spec/env/executor.ts";

@@ -1,5 +1,5 @@
 /**
- * The services the interpreter executes effects through (spec/effects.ts).
+ * The services the interpreter executes effects through (spec/kernel/effects.ts).
  * Each has a live implementation (MariaDB XA, etcd) and an in-memory one
  * built on the spec's environment models (spec/env/), so the same
  * interpreter runs against real servers and in deterministic simulation.
@@ -27,7 +27,7 @@ import type {
   ShardId,
   TxId,
   XaResult,
-} from "../../spec/effects.ts";
+} from "../../spec/kernel/effects.ts";
 
 export interface XaExecutor {
   readonly shards: readonly ShardId[];
@@ -38,7 +38,7 @@ export interface XaExecutor {
   rollback(tx: TxId, shard: ShardId): Promise<XaResult>;
   recover(shard: ShardId): Promise<RecoverResult>;
   /**
-   * Parallel commit (spec/effects.ts XaKillEffect): the connection the branch
+   * Parallel commit (spec/kernel/effects.ts XaKillEffect): the connection the branch
    * (tx, shard) runs on, as the shard numbers it, once `exec` answered ok and
    * while the branch's connection lives; null otherwise. The id includes the
    * shard's boot identity (MariaDB numbers connections from 1 again after a
@@ -58,7 +58,7 @@ export interface XaExecutor {
 type LocalR<T extends LocalResult["t"]> = LocalResult extends infer X ? (X extends { t: infer U; r: infer R } ? (T extends U ? R : never) : never) : never;
 
 /**
- * The speculative path's shard statements (spec/effects.ts LocalEffect,
+ * The speculative path's shard statements (spec/kernel/effects.ts LocalEffect,
  * spec/env/local.ts): each method is ONE local transaction (START TRANSACTION
  * ... COMMIT, never XA) on its shard, with the protocol's fields only (the
  * interpreter refuses the mutant-only fields before it calls these).

@@ -5,7 +5,7 @@
  * log.put is a compare-and-swap on the key's version, as spec/env/txlog.ts
  * models it: `If(Version(key) == ifVersion) Then(Put) Else(Get)`, in one etcd
  * transaction. etcd's version is 1 on creation and grows by one per put, so a
- * successful CAS leaves version ifVersion + 1. A fence (spec/effects.ts
+ * successful CAS leaves version ifVersion + 1. A fence (spec/kernel/effects.ts
  * EpochRecord) is one more compare in the same transaction: the epoch key
  * still has the writer's version. Records read back are decoded
  * with a Schema: a record this code did not write is an error naming the key,
@@ -23,7 +23,7 @@
  */
 import { Etcd3, type IOptions, type Namespace } from "etcd3";
 import { Schema } from "effect";
-import type { Fence, LogDeleteResult, LogEntry, LogListResult, LogPutResult, LogRecord } from "../../spec/effects.ts";
+import type { Fence, LogDeleteResult, LogEntry, LogListResult, LogPutResult, LogRecord } from "../../spec/kernel/effects.ts";
 import type { TxlogStore } from "./ports.ts";
 
 export const LogRecordSchema = Schema.Union([

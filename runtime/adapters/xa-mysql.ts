@@ -1,5 +1,5 @@
 /**
- * The live XA executor: spec/effects.ts XA effects as MariaDB XA statements
+ * The live XA executor: spec/kernel/effects.ts XA effects as MariaDB XA statements
  * over mysql2 (docs/operations.md, "XA branches").
  *
  * xid layout: formatID = XID_FORMAT_ID (fixed, marks the branches as ours in
@@ -18,7 +18,7 @@
  * its branch.
  *
  * Parallel commit names a branch's connection (connectionOf) and kills it
- * (kill, spec/effects.ts XaKillEffect). The name is `<boot>:<thread id>`:
+ * (kill, spec/kernel/effects.ts XaKillEffect). The name is `<boot>:<thread id>`:
  * the server's start time (see PooledConnection.boot) and CONNECTION_ID(),
  * since MariaDB numbers sessions from 1 again after a restart. A branch whose
  * connection was killed, by this process or another, is a branch whose owner
@@ -26,7 +26,7 @@
  * and the server rolled it back), its commit or rollback goes on a fresh
  * connection as above.
  */
-import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/effects.ts";
+import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 
@@ -88,7 +88,7 @@ interface Branch {
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
 const OK: XaResult = { ok: true };
 
-/** A branch connection's name (spec/effects.ts ConnectionId): `<boot>:<thread id>`. */
+/** A branch connection's name (spec/kernel/effects.ts ConnectionId): `<boot>:<thread id>`. */
 export const connectionIdOf = (c: Pick<PooledConnection, "boot" | "threadId">): ConnectionId => `${c.boot}:${c.threadId}`;
 
 /** The parts of a ConnectionId; null when it is not one this executor made. */

@@ -27,7 +27,7 @@
  * deadlock between branches. Deadlocks are covered by the XA model itself
  * and its model-based test against MariaDB, not by the protocol models.
  */
-import type { Effect, PreparedXid, Result, ShardId, TxId, XaError } from "../effects.ts";
+import type { Effect, PreparedXid, Result, ShardId, TxId, XaError } from "../kernel/effects.ts";
 import * as xa from "./xa.ts";
 
 export type XaEffect = Extract<Effect, { t: "xa.exec" | "xa.prepare" | "xa.commit" | "xa.rollback" | "xa.recover" }>;

@@ -41,7 +41,7 @@
  * the key, and an apply of the same branch that arrives late (a re-sent or
  * duplicated statement) would then apply a second time.
  */
-import type { LocalEffect, LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../effects.ts";
+import type { LocalEffect, LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../kernel/effects.ts";
 
 /** [account id, spendable balance, pending (escrowed) credits], in cents. */
 export type AccountRow = readonly [number, number, number];

@@ -9,7 +9,7 @@
  * model): an unacknowledged write may or may not have happened. The
  * composition offers both outcomes for an UNAVAILABLE answer.
  */
-import type { Fence, LogDeleteResult, LogEntry, LogPutResult, LogRecord } from "../effects.ts";
+import type { Fence, LogDeleteResult, LogEntry, LogPutResult, LogRecord } from "../kernel/effects.ts";
 
 export interface TxlogState {
   /** Sorted by key. */

@@ -23,9 +23,9 @@
  * Timers fire at any time after they are set: a timeout is never assumed
  * to mean the other side is dead.
  */
-import type { Model, ModelFactory, StepInfo } from "../../checker/model.ts";
-import type { Role } from "../role.ts";
-import { decisionKey, decisionOf, EPOCH_KEY, type BranchSpec, type Outcome, type ParallelEffect, type Result, type ShardId, type TxId, type XaKillResult } from "../effects.ts";
+import type { Model, ModelFactory, StepInfo } from "../kernel/model.ts";
+import type { Role } from "../kernel/role.ts";
+import { decisionKey, decisionOf, EPOCH_KEY, type BranchSpec, type Outcome, type ParallelEffect, type Result, type ShardId, type TxId, type XaKillResult } from "../kernel/effects.ts";
 import * as txlog from "../env/txlog.ts";
 import * as xa from "../env/xa.ts";
 import { executeXa, branchXid, connOf, isXaEffect as isSharedXaEffect, type XaEffect } from "../env/executor.ts";

@@ -14,10 +14,10 @@
  * multi-branch ones by their own models. The choice is made once, from the
  * request, and never changes, so the two paths never share a transaction.
  *
- * The role is pure: see spec/role.ts.
+ * The role is pure: see spec/kernel/role.ts.
  */
-import type { Role, Step } from "../role.ts";
-import type { BranchSpec, Effect, Result, TxId } from "../effects.ts";
+import type { Role, Step } from "../kernel/role.ts";
+import type { BranchSpec, Effect, Result, TxId } from "../kernel/effects.ts";
 import * as twopc from "./twopc/coordinator.ts";
 
 /** The inputs 2PC's coordinator speaks: the shared vocabulary's results (not a kill's, not a local transaction's). */

@@ -26,13 +26,13 @@
  * the speculative resolver waits for a second sighting: the NEXT scan's set,
  * taken after this listing, is what must cover a live coordinator.
  *
- * The role is pure: see spec/role.ts.
+ * The role is pure: see spec/kernel/role.ts.
  */
-import type { Role, Step } from "../role.ts";
-import { EPOCH_KEY, type ParallelEffect, type ParallelResult, type SpecEffect, type SpecResult, type TxId } from "../effects.ts";
+import type { Role, Step } from "../kernel/role.ts";
+import { EPOCH_KEY, type ParallelEffect, type ParallelResult, type SpecEffect, type SpecResult, type TxId } from "../kernel/effects.ts";
 import * as xa from "./parallel/resolver.ts";
 import * as spec from "./speculative/resolver.ts";
-import type { ShardId } from "../effects.ts";
+import type { ShardId } from "../kernel/effects.ts";
 
 export type ProcessEffect = ParallelEffect | SpecEffect;
 export type ProcessResult = ParallelResult | SpecResult;

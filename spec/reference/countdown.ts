@@ -8,7 +8,7 @@
  * reached. The mutant "noRepair" removes the repair, so a jam is forever:
  * caught as a deadlock and as a violation of `Done`.
  */
-import type { Model, ModelFactory } from "../../checker/model.ts";
+import type { Model, ModelFactory } from "../kernel/model.ts";
 
 export interface CountdownState {
   left: number;

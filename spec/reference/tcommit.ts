@@ -10,7 +10,7 @@
  * the engine's generic path). RMs are interchangeable: the sorted array is an
  * exact canonical form.
  */
-import type { Model, ModelFactory } from "../../checker/model.ts";
+import type { Model, ModelFactory } from "../kernel/model.ts";
 
 export const TC_STATES = ["working", "prepared", "committed", "aborted"] as const;
 export type TCState = readonly number[];

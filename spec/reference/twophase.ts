@@ -17,7 +17,7 @@
  *                 bit N+2; Abort in msgs at bit N+3
  * The RMs are interchangeable, so the model also declares a symmetry.
  */
-import type { Model, ModelFactory, Msg, StepInfo } from "../../checker/model.ts";
+import type { Model, ModelFactory, Msg, StepInfo } from "../kernel/model.ts";
 
 export type TwoPhaseAction =
   | { kind: "TMCommit" }

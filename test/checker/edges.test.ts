@@ -2,7 +2,7 @@
 // violation in an initial state, a model with no initial state.
 import { describe, expect, it } from "vitest";
 import { check } from "../../checker/engine.ts";
-import type { Model } from "../../checker/model.ts";
+import type { Model } from "../../spec/kernel/model.ts";
 
 /** Counters 0..limit-1 stepping by +1 (mod limit), from the given initial values. */
 function counter(inits: number[], limit: number, packed: boolean): Model<number, "inc"> {

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { check } from "../../checker/engine.ts";
 import { countdown } from "../../spec/reference/countdown.ts";
-import type { Model } from "../../checker/model.ts";
+import type { Model } from "../../spec/kernel/model.ts";
 
 /** A ring 0 -> 1 -> ... -> n-1 -> 0, plus a side exit from `trap` into a sink state n with no way back. */
 function ring(n: number, trap: number | undefined): Model<number, string> {

@@ -5,7 +5,7 @@ import { check } from "../../checker/engine.ts";
 import { replay, keyOf } from "../../checker/rebuild.ts";
 import { findFactory } from "../../checker/run.ts";
 import { parseTrace, formatTrace } from "../../traces/ndjson.ts";
-import type { Model } from "../../checker/model.ts";
+import type { Model } from "../../spec/kernel/model.ts";
 
 /**
  * Shortest counterexamples, worked out by hand:

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { check } from "../../checker/engine.ts";
 import { twoPhase, type TwoPhaseView } from "../../spec/reference/twophase.ts";
 import { tcommit } from "../../spec/reference/tcommit.ts";
-import type { Model } from "../../checker/model.ts";
+import type { Model } from "../../spec/kernel/model.ts";
 
 /** Every reachable state, by a plain BFS written here (no engine code). */
 function reachable<S, A>(m: Model<S, A>): S[] {

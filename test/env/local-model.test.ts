@@ -19,7 +19,7 @@
 import fc from "fast-check";
 import mysql, { type Connection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import type { LocalEffect, LocalResult, Op, ShardId } from "../../spec/effects.ts";
+import type { LocalEffect, LocalResult, Op, ShardId } from "../../spec/kernel/effects.ts";
 import * as local from "../../spec/env/local.ts";
 import { MysqlLocal } from "../../runtime/adapters/local-mysql.ts";
 import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { withOnePhase } from "../../spec/protocols/one-phase.ts";
 import * as parallel from "../../spec/protocols/parallel/coordinator.ts";
 import * as speculative from "../../spec/protocols/speculative/coordinator.ts";
-import type { ParallelEffect } from "../../spec/effects.ts";
+import type { ParallelEffect } from "../../spec/kernel/effects.ts";
 
 type OnePhaseOrParallelInput = parallel.CoordinatorInput;
 import { transcript } from "./transcript.ts";

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/parallel/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/parallel/resolver.ts";
 import { parallelFactory } from "../../spec/protocols/parallel/model.ts";
-import type { LogEntry, ParallelEffect } from "../../spec/effects.ts";
+import type { LogEntry, ParallelEffect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
 import { suite } from "../../checker/suite.config.ts";

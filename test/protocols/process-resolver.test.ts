@@ -9,10 +9,10 @@ import { describe, expect, it } from "vitest";
 import { processResolver, type ProcessEffect, type ProcessResolverInput } from "../../spec/protocols/process-resolver.ts";
 import * as xa from "../../spec/protocols/parallel/resolver.ts";
 import * as spec from "../../spec/protocols/speculative/resolver.ts";
-import { EPOCH_KEY, type LogEntry } from "../../spec/effects.ts";
+import { EPOCH_KEY, type LogEntry } from "../../spec/kernel/effects.ts";
 import { transcript, transcript as runTranscript } from "./transcript.ts";
 import { prober, type ProbeInput, type ProbeState } from "../../spec/protocols/speculative/probe.ts";
-import type { SpecEffect } from "../../spec/effects.ts";
+import type { SpecEffect } from "../../spec/kernel/effects.ts";
 
 const SHARDS = ["s1", "s2"];
 

@@ -10,7 +10,7 @@ import * as local from "../../spec/env/local.ts";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/speculative/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/speculative/resolver.ts";
 import { speculativeFactory } from "../../spec/protocols/speculative/model.ts";
-import type { LogEntry, SpecEffect } from "../../spec/effects.ts";
+import type { LogEntry, SpecEffect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
 import { suite } from "../../checker/suite.config.ts";

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/twopc/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/twopc/resolver.ts";
 import { twopcFactory } from "../../spec/protocols/twopc/model.ts";
-import type { Effect } from "../../spec/effects.ts";
+import type { Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { suite } from "../../checker/suite.config.ts";
 import { transcript as runTranscript } from "./transcript.ts";

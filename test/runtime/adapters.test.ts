@@ -3,7 +3,7 @@
 // takes (a dead owner connection, a shard that is down, a stale epoch).
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EPOCH_KEY } from "../../spec/effects.ts";
+import { EPOCH_KEY } from "../../spec/kernel/effects.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
 import { DATABASE } from "../../runtime/cluster/schema.ts";

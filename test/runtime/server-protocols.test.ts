@@ -5,11 +5,11 @@
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { decisionKey, specKey } from "../../spec/effects.ts";
+import { decisionKey, specKey } from "../../spec/kernel/effects.ts";
 import { MysqlLocal } from "../../runtime/adapters/local-mysql.ts";
 import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
 import { addressesOfCluster } from "../../runtime/main.ts";
-import { replayTrace } from "../../runtime/replay.ts";
+import { replayTrace } from "../../conformance/replay.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import { balance, closeAgents, request, serverOn } from "./support.ts";

@@ -2,11 +2,11 @@
 // itself: transfers, aborts, bad input, idempotency, the resolver, load.
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decisionKey } from "../../spec/effects.ts";
+import { decisionKey } from "../../spec/kernel/effects.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
-import { replayTrace } from "../../runtime/replay.ts";
-import { validateEnvironment } from "../../runtime/validate.ts";
+import { replayTrace } from "../../conformance/replay.ts";
+import { validateEnvironment } from "../../conformance/validate.ts";
 import { parseTrace } from "../../traces/ndjson.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, totalBalance, xaRecover, type TestCluster } from "../support/cluster.ts";

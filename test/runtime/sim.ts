@@ -1,12 +1,12 @@
 // The deterministic simulation's world, shared by the simulation tests: the
 // engine over the spec's environment models (MemoryXa, MemoryLocal,
 // MemoryTxlog) on a SimClock, random transfers, and submitting them.
-import type { Outcome, ShardId, TxId } from "../../spec/effects.ts";
+import type { Outcome, ShardId, TxId } from "../../spec/kernel/effects.ts";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { Engine } from "../../runtime/engine.ts";
 import type { Metrics } from "../../runtime/metrics.ts";
-import type { Protocol } from "../../runtime/protocols.ts";
+import type { Protocol } from "../../spec/protocols/registry.ts";
 import { branchXid } from "../../spec/env/executor.ts";
 
 export const SHARDS: ShardId[] = ["shard-a", "shard-b", "shard-c"];

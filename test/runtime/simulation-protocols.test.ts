@@ -7,8 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../runtime/engine.ts";
 import { Metrics } from "../../runtime/metrics.ts";
-import type { Protocol } from "../../runtime/protocols.ts";
-import { replayTrace } from "../../runtime/replay.ts";
+import type { Protocol } from "../../spec/protocols/registry.ts";
+import { replayTrace } from "../../conformance/replay.ts";
 import { rowOf } from "../../spec/env/local.ts";
 import { expectedHistory, historyOf, newEngine, randomTransfer, RESOLVER_INTERVAL_MS, SHARDS, submit, TOTAL_CENTS, world as simWorld, type Sent, type World } from "./sim.ts";
 

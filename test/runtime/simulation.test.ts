@@ -4,8 +4,8 @@
 // seed; `SEED=<n> npx vitest run test/runtime/simulation.test.ts` replays it.
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../runtime/engine.ts";
-import { replayTrace } from "../../runtime/replay.ts";
-import { validateEnvironment } from "../../runtime/validate.ts";
+import { replayTrace } from "../../conformance/replay.ts";
+import { validateEnvironment } from "../../conformance/validate.ts";
 import { expectedHistory, historyOf, newEngine, randomTransfer, RESOLVER_INTERVAL_MS, SHARDS, submit, TOTAL_CENTS, world as simWorld, type Sent, type World } from "./sim.ts";
 
 const world = (seed: number): World => simWorld(seed, { withLocal: false });

@@ -1,4 +1,4 @@
-// Parallel commit's connection ids and KILL CONNECTION (spec/effects.ts
+// Parallel commit's connection ids and KILL CONNECTION (spec/kernel/effects.ts
 // XaKillEffect; runtime/adapters/ports.ts XaExecutor.connectionOf/kill): the
 // live executor against a real MariaDB, and the in-memory one over the model.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { formatTrace, parseTrace, readTrace } from "../../traces/ndjson.ts";
 import { toDot, toSvg } from "../../traces/render.ts";
-import type { Trace } from "../../traces/format.ts";
+import type { Trace } from "../../spec/kernel/trace.ts";
 
 const run = promisify(execFile);
 const sample = new URL("./testdata/twophase-counterexample.ndjson", import.meta.url).pathname;

@@ -16,9 +16,9 @@
  *
  * docs/protocols/parallel-commit.md, "One resolver for both protocols".
  */
-import type { Model, ModelFactory } from "../../../checker/model.ts";
-import type { Role } from "../../role.ts";
-import type { ParallelEffect, TxId } from "../../effects.ts";
+import type { Model, ModelFactory } from "../../kernel/model.ts";
+import type { Role } from "../../kernel/role.ts";
+import type { ParallelEffect, TxId } from "../../kernel/effects.ts";
 import * as twopc from "../twopc/coordinator.ts";
 import * as par from "../parallel/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "../parallel/resolver.ts";

@@ -30,9 +30,9 @@
  * re-sends XA PREPARE: that is what lets a KILL of the recorded connection
  * settle for good whether the branch can still prepare.
  *
- * The role is pure: see spec/role.ts for the effect ordering contract.
+ * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
-import type { Role, Step } from "../../role.ts";
+import type { Role, Step } from "../../kernel/role.ts";
 import {
   decisionKey,
   decisionOf,
@@ -50,7 +50,7 @@ import {
   type ShardId,
   type TxId,
   type XaError,
-} from "../../effects.ts";
+} from "../../kernel/effects.ts";
 
 export type BranchStatus =
   | "executing"

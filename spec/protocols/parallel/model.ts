@@ -15,7 +15,7 @@
  * The ghost `implicit` records, per transaction, whether the implicit commit
  * condition ever held (./properties.ts, IC).
  */
-import type { Model, ModelFactory } from "../../../checker/model.ts";
+import type { Model, ModelFactory } from "../../kernel/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, resolverMutants, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";

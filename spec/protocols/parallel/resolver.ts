@@ -39,7 +39,7 @@
  * every txlog write with it, as in 2PC. A failed step is retried on the next
  * scan, never in a loop.
  */
-import type { Role, Step } from "../../role.ts";
+import type { Role, Step } from "../../kernel/role.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -54,7 +54,7 @@ import {
   type ShardId,
   type StagingRecord,
   type TxId,
-} from "../../effects.ts";
+} from "../../kernel/effects.ts";
 
 export const resolverMutants = ["no-fence", "missing-is-commit", "ignore-active", "keep-records"] as const;
 export type ResolverMutant = (typeof resolverMutants)[number];

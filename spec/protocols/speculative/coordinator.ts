@@ -20,10 +20,10 @@
  *      or when it gives up (the resolver finishes, or deletes a terminal
  *      record left behind).
  *
- * The role is pure: see spec/role.ts for the effect ordering contract.
+ * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
-import type { Role, Step } from "../../role.ts";
-import { EPOCH_KEY, type AbortReason, type BranchSpec, type Outcome, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import type { Role, Step } from "../../kernel/role.ts";
+import { EPOCH_KEY, type AbortReason, type BranchSpec, type Outcome, type SpecEffect, type SpecResult, type TxId } from "../../kernel/effects.ts";
 import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 export type CoordinatorMutant =

@@ -27,8 +27,8 @@
  *
  * Properties: ./properties.ts; docs/protocols/speculative.md states each.
  */
-import type { Model, ModelFactory, StepInfo } from "../../../checker/model.ts";
-import { EPOCH_KEY, specKey, specStateOf, txOfSpecKey, type BranchSpec, type SpecRecord, type LocalEffect, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import type { Model, ModelFactory, StepInfo } from "../../kernel/model.ts";
+import { EPOCH_KEY, specKey, specStateOf, txOfSpecKey, type BranchSpec, type SpecRecord, type LocalEffect, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../kernel/effects.ts";
 import * as txlog from "../../env/txlog.ts";
 import * as local from "../../env/local.ts";
 import { canonicalJson } from "../../env/canonical.ts";

@@ -15,10 +15,10 @@
  * safe. After the answer it finishes the settlement (record, compensation or
  * release, terminal record, forget) like any settler.
  *
- * The role is pure: see spec/role.ts.
+ * The role is pure: see spec/kernel/role.ts.
  */
-import type { Role, Step } from "../../role.ts";
-import { EPOCH_KEY, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
+import type { Role, Step } from "../../kernel/role.ts";
+import { EPOCH_KEY, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../kernel/effects.ts";
 import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleOptions } from "./settle.ts";
 
 export interface ProbeState {

@@ -19,7 +19,7 @@
 import type { Action, Budget, Scenario, World } from "./model.ts";
 import * as txlog from "../../env/txlog.ts";
 import { rowOf, type LocalShard } from "../../env/local.ts";
-import { specKey, specStateOf, type UndoRowState } from "../../effects.ts";
+import { specKey, specStateOf, type UndoRowState } from "../../kernel/effects.ts";
 
 type Pred = (w: World) => boolean;
 

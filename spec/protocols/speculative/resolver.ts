@@ -41,8 +41,8 @@
  * speculation that left neither (every apply lost, the record never
  * written) moved no money.
  */
-import type { Role, Step } from "../../role.ts";
-import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../effects.ts";
+import type { Role, Step } from "../../kernel/role.ts";
+import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 /** Settles a transaction at its first sighting, without waiting a scan (so it races live coordinators). */

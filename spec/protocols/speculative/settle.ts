@@ -35,7 +35,7 @@
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
  */
-import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../effects.ts";
+import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../kernel/effects.ts";
 
 export type Known =
   /** The coordinator's apply is in flight: its answer will say. */

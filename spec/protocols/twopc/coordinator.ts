@@ -21,9 +21,9 @@
  * connection lost during that commit leaves the outcome unknown to the
  * coordinator, which answers "in doubt" (the shard's history tells).
  *
- * The role is pure: see spec/role.ts for the effect ordering contract.
+ * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
-import type { Role, Step } from "../../role.ts";
+import type { Role, Step } from "../../kernel/role.ts";
 import {
   decisionKey,
   decisionOf,
@@ -39,7 +39,7 @@ import {
   type ShardId,
   type TxId,
   type XaError,
-} from "../../effects.ts";
+} from "../../kernel/effects.ts";
 
 export type BranchStatus =
   | "executing"

@@ -7,7 +7,7 @@
  *
  * Properties are in ./properties.ts; docs/protocols/2pc.md states each one.
  */
-import type { Model, ModelFactory } from "../../../checker/model.ts";
+import type { Model, ModelFactory } from "../../kernel/model.ts";
 import type { CoordinatorInput, CoordinatorMutant, CoordinatorState } from "./coordinator.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions } from "./coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";

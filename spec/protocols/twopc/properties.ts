@@ -12,7 +12,7 @@
 import type { Action, Scenario, World } from "./model.ts";
 import { branchXid } from "../../env/executor.ts";
 import * as txlog from "../../env/txlog.ts";
-import { decisionKey, decisionOf } from "../../effects.ts";
+import { decisionKey, decisionOf } from "../../kernel/effects.ts";
 
 type Pred = (w: World) => boolean;
 

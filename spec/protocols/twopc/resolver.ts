@@ -22,7 +22,7 @@
  * Before its first scan, the resolver takes a new process epoch (a CAS on
  * the epoch key); coordinators of this process fence their writes with it,
  * so writes a dead incarnation still had in flight can never land after
- * this one started deciding (see EpochRecord in spec/effects.ts). The
+ * this one started deciding (see EpochRecord in spec/kernel/effects.ts). The
  * process takes no request before the epoch is known.
  *
  * 1397 (NOTA) and 1402 (RBROLLBACK) on XA COMMIT/ROLLBACK mean the branch is
@@ -33,7 +33,7 @@
  * is not running. The runtime passes the transactions its live coordinators
  * own; after a crash that set is empty.
  */
-import type { Role, Step } from "../../role.ts";
+import type { Role, Step } from "../../kernel/role.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -47,7 +47,7 @@ import {
   type Result,
   type ShardId,
   type TxId,
-} from "../../effects.ts";
+} from "../../kernel/effects.ts";
 
 export type ResolverMutant = "missing-is-commit" | "rollback-committed" | "ignore-active" | "gc-without-recover";
 

@@ -290,3 +290,8 @@ export interface XaKillResult {
 /** What parallel-commit roles ask for and hear: the shared vocabulary plus the kill and the exec's connection id. */
 export type ParallelEffect = Effect | XaKillEffect;
 export type ParallelResult = Exclude<Result, { t: "xa.exec" }> | XaExecConnResult | XaKillResult;
+
+/** Every effect a role of any protocol may ask for (2PC, parallel commit, the speculative path). */
+export type AnyEffect = Effect | XaKillEffect | LocalEffect;
+/** Every result an effect brings back. xa.exec's carries the branch's connection id (parallel commit needs it; other roles ignore it). */
+export type AnyResult = Exclude<Result, { t: "xa.exec" }> | XaExecConnResult | XaKillResult | LocalResult;

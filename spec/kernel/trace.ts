@@ -8,7 +8,7 @@
  *   {"step":1,"actor":"rm1","input":"RMPrepare(rm1)","effects":[],"sends":[{"id":"Prepared(rm1)","from":"rm1","to":"TM","label":"Prepared"}]}
  *   ...
  */
-import type { Msg } from "../checker/model.ts";
+import type { Msg } from "./model.ts";
 
 export type { Msg };
 
@@ -52,3 +52,7 @@ export interface Trace {
   header: TraceHeader;
   steps: TraceStep[];
 }
+
+/** Lifelines of a recorded transaction: the coordinator role's steps, and its client. */
+export const COORDINATOR_ACTOR = "coordinator";
+export const CLIENT_ACTOR = "client";

@@ -21,13 +21,16 @@
  * An answer no state of the set allows is a violation; the result names the
  * step. The sets stay small: a few states per branch and per key.
  */
-import type { BranchSpec, Effect, Fence, LogPutResult, LogDeleteResult, Result, ShardId, TxId, XaResult } from "../spec/effects.ts";
+import type { BranchSpec, Effect, Fence, LogPutResult, LogDeleteResult, Result, ShardId, TxId, XaResult } from "../spec/kernel/effects.ts";
 import * as txlog from "../spec/env/txlog.ts";
 import * as xa from "../spec/env/xa.ts";
 import { branchXid, connOf, executeXa, type XaEffect } from "../spec/env/executor.ts";
-import type { Trace } from "../traces/format.ts";
-import { COORDINATOR_ACTOR, COORDINATOR_MODEL } from "./engine.ts";
-import { effectKey, resultKey } from "./interpreter.ts";
+import type { Trace } from "../spec/kernel/trace.ts";
+import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
+import { effectKey, resultKey } from "../spec/kernel/keys.ts";
+import { PROTOCOL_DEFS } from "../spec/protocols/registry.ts";
+
+const COORDINATOR_MODEL = PROTOCOL_DEFS["2pc"].model;
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 

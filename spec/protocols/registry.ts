@@ -1,16 +1,16 @@
 /**
  * The protocols the server runs, each as its spec role (spec/protocols/):
  * which coordinator role, built with which options, when it is done, and the
- * name its traces are recorded under (runtime/replay.ts builds the role back
+ * name its traces are recorded under (conformance/replay.ts builds the role back
  * from that name and the options). Nothing protocol-shaped is decided here.
  */
-import type { Role } from "../spec/role.ts";
-import type { BranchSpec, TxId } from "../spec/effects.ts";
-import * as twopc from "../spec/protocols/twopc/coordinator.ts";
-import * as parallel from "../spec/protocols/parallel/coordinator.ts";
-import { doneWithOnePhase, withOnePhase } from "../spec/protocols/one-phase.ts";
-import * as speculative from "../spec/protocols/speculative/coordinator.ts";
-import type { Effect, Result } from "./interpreter.ts";
+import type { Role } from "../kernel/role.ts";
+import type { BranchSpec, TxId } from "../kernel/effects.ts";
+import * as twopc from "./twopc/coordinator.ts";
+import * as parallel from "./parallel/coordinator.ts";
+import { doneWithOnePhase, withOnePhase } from "./one-phase.ts";
+import * as speculative from "./speculative/coordinator.ts";
+import type { AnyEffect as Effect, AnyResult as Result } from "../kernel/effects.ts";
 
 export const PROTOCOLS = ["2pc", "parallel", "speculative"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];

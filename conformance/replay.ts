@@ -8,9 +8,9 @@
  * The role is rebuilt from the trace header (`model` and `params`), so a
  * trace carries everything needed to check it.
  */
-import type { Trace, TraceHeader } from "../traces/format.ts";
-import { COORDINATOR_ACTOR } from "./engine.ts";
-import { PROTOCOL_DEFS, protocolOfModel, type AnyCoordinator, type CoordinatorInput } from "./protocols.ts";
+import type { Trace, TraceHeader } from "../spec/kernel/trace.ts";
+import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
+import { PROTOCOL_DEFS, protocolOfModel, type AnyCoordinator, type CoordinatorInput } from "../spec/protocols/registry.ts";
 
 export type ReplayResult =
   | { ok: true; steps: number }
