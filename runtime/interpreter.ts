@@ -13,7 +13,7 @@
  * that a live run can be replayed against the role (conformance/replay.ts).
  */
 import type { Role } from "../spec/kernel/role.ts";
-import type { AnyEffect as Effect, AnyResult as Result, LocalEffect, Outcome, TxId } from "../spec/kernel/effects.ts";
+import type { Effect, Result, LocalEffect, Outcome, TxId } from "../spec/kernel/effects.ts";
 import { effectKey, resultKey, targetOf } from "../spec/kernel/keys.ts";
 import type { Msg, TraceStep } from "../spec/kernel/trace.ts";
 import type { Clock, LocalExecutor, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";

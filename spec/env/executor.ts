@@ -123,7 +123,7 @@ function execBranch(s0: xa.ShardState, fx: Extract<XaEffect, { t: "xa.exec" }>, 
   const xid = branchXid(fx.tx, fx.shard);
   const result = (s: xa.ShardState, err: XaError | null): ExecOutcome => ({
     shard: s,
-    result: { t: "xa.exec", tx: fx.tx, shard: fx.shard, r: err === null ? { ok: true } : { ok: false, err } },
+    result: { t: "xa.exec", tx: fx.tx, shard: fx.shard, r: err === null ? { ok: true } : { ok: false, err }, conn: err === null ? conn : null },
     label: err ?? "ok",
   });
   const blocked = fx.ops.some((op) => {

@@ -137,11 +137,17 @@ export type Effect =
   | { readonly t: "log.delete"; readonly key: string; readonly fence?: Fence }
   | { readonly t: "reply"; readonly tx: TxId; readonly outcome: Outcome }
   /** Ask for a `timeout` input with this id after `ms` milliseconds (at the earliest). */
-  | { readonly t: "timer"; readonly id: string; readonly ms: number };
+  | { readonly t: "timer"; readonly id: string; readonly ms: number }
+  | XaKillEffect
+  | LocalEffect;
 
-/** Results of effects, delivered to the role that asked. */
+/**
+ * Results of effects, delivered to the role that asked. xa.exec's names the
+ * connection the branch runs on (null when it failed): parallel commit
+ * records it; the other roles ignore it.
+ */
 export type Result =
-  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
+  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult; readonly conn: ConnectionId | null }
   | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
   | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
   | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId; readonly r: XaResult }
@@ -149,7 +155,9 @@ export type Result =
   | { readonly t: "log.put"; readonly key: string; readonly r: LogPutResult }
   | { readonly t: "log.list"; readonly r: LogListResult }
   | { readonly t: "log.delete"; readonly key: string; readonly r: LogDeleteResult }
-  | { readonly t: "timeout"; readonly id: string };
+  | { readonly t: "timeout"; readonly id: string }
+  | XaKillResult
+  | LocalResult;
 
 /** The txlog key of a transaction's decision record. */
 export const decisionKey = (tx: TxId): string => `tx/${tx}`;
@@ -163,8 +171,7 @@ export const finishedOnRollback = (err: XaError): boolean => err === "NOTA" || e
 /*
  * Speculative path with undo (spec/protocols/speculative, docs/protocols/speculative.md):
  * one-phase local transactions on the shards (no XA), their results, and the
- * txlog record that says where a speculation stands. Kept apart from `Effect`
- * and `Result` so that roles which do not speak them stay exhaustive.
+ * txlog record that says where a speculation stands.
  */
 
 /** Where a speculation stands in the txlog (observability and recovery, never on the client's path). */
@@ -240,15 +247,11 @@ export type LocalResult =
   | { readonly t: "local.compensate" | "local.release"; readonly tx: TxId; readonly shard: ShardId; readonly r: { readonly ok: true; readonly applied: boolean } | { readonly ok: false; readonly err: "UNAVAILABLE" } }
   | { readonly t: "local.scan"; readonly shard: ShardId; readonly r: { readonly ok: true; readonly rows: readonly UndoRowView[] } | { readonly ok: false; readonly err: "UNAVAILABLE" } };
 
-/** What speculative roles ask for and hear: the shared vocabulary plus the local-transaction effects. */
-export type SpecEffect = Effect | LocalEffect;
-export type SpecResult = Result | LocalResult;
 
 /*
  * Parallel commit (spec/protocols/parallel, docs/protocols/parallel-commit.md):
  * the STAGING record, the connection id an xa.exec reports, and KILL
- * CONNECTION as an effect. Kept apart from `Effect` and `Result` so that
- * roles which do not speak them stay exhaustive.
+ * CONNECTION as an effect.
  */
 
 /** A branch's connection as the shard numbers it (MariaDB's CONNECTION_ID(), as a string). */
@@ -277,8 +280,6 @@ export interface XaKillEffect {
   readonly conn: ConnectionId;
 }
 
-/** xa.exec's result as parallel commit hears it: with the connection the branch runs on (null when it failed). */
-export type XaExecConnResult = Extract<Result, { t: "xa.exec" }> & { readonly conn: ConnectionId | null };
 
 export interface XaKillResult {
   readonly t: "xa.kill";
@@ -286,12 +287,4 @@ export interface XaKillResult {
   readonly conn: ConnectionId;
   readonly r: XaResult;
 }
-
-/** What parallel-commit roles ask for and hear: the shared vocabulary plus the kill and the exec's connection id. */
-export type ParallelEffect = Effect | XaKillEffect;
-export type ParallelResult = Exclude<Result, { t: "xa.exec" }> | XaExecConnResult | XaKillResult;
-
-/** Every effect a role of any protocol may ask for (2PC, parallel commit, the speculative path). */
-export type AnyEffect = Effect | XaKillEffect | LocalEffect;
-/** Every result an effect brings back. xa.exec's carries the branch's connection id (parallel commit needs it; other roles ignore it). */
-export type AnyResult = Exclude<Result, { t: "xa.exec" }> | XaExecConnResult | XaKillResult | LocalResult;
+export type XaExecResult = Extract<Result, { t: "xa.exec" }>;

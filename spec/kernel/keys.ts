@@ -5,7 +5,7 @@
  * diagrams use these, so that a live trace and a counterexample name the
  * same things the same way.
  */
-import type { AnyEffect as Effect, AnyResult as Result } from "./effects.ts";
+import type { Effect, Result } from "./effects.ts";
 
 /** Pairs an effect with its result: same kind, same branch or key. */
 export function effectKey(e: Effect): string {

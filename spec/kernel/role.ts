@@ -24,3 +24,24 @@ export interface Step<St, Fx> {
   st: St;
   effects: Fx[];
 }
+
+/**
+ * A role's assertion failed: something the protocol says can never happen
+ * did (a second reply, a commit before the decision is durable, an input the
+ * role never asked for). It is a bug, in the protocol or in what fed the
+ * role; the model checker and the server check the same assertions, and both
+ * stop the instance rather than act on a state the protocol does not know.
+ */
+export class ProtocolViolation extends Error {
+  override readonly name = "ProtocolViolation";
+}
+
+/** Asserts what must hold inside a role (as TigerBeetle does: assertions are documentation that runs). */
+export function assert(condition: boolean, message: () => string): asserts condition {
+  if (!condition) throw new ProtocolViolation(message());
+}
+
+/** An input arrived that answers an effect this role never asks for. */
+export function cannotArrive(role: string, input: { readonly t: string }): never {
+  throw new ProtocolViolation(`${role}: a ${input.t} result cannot arrive: this role never asks for ${input.t}`);
+}

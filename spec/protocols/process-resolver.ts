@@ -29,13 +29,13 @@
  * The role is pure: see spec/kernel/role.ts.
  */
 import type { Role, Step } from "../kernel/role.ts";
-import { EPOCH_KEY, type ParallelEffect, type ParallelResult, type SpecEffect, type SpecResult, type TxId } from "../kernel/effects.ts";
+import { EPOCH_KEY, type Effect, type Result, type TxId } from "../kernel/effects.ts";
 import * as xa from "./parallel/resolver.ts";
 import * as spec from "./speculative/resolver.ts";
 import type { ShardId } from "../kernel/effects.ts";
 
-export type ProcessEffect = ParallelEffect | SpecEffect;
-export type ProcessResult = ParallelResult | SpecResult;
+export type ProcessEffect = Effect | Effect;
+export type ProcessResult = Result | Result;
 
 export interface ProcessResolverState {
   /** idle between scans; booting while taking the epoch; xa / spec while that sub-resolver scans. */
@@ -117,7 +117,7 @@ export function processResolver(opts: ProcessResolverOptions): Role<ProcessResol
       }
       case "spec": {
         if (input.t === "xa.kill" || (input.t === "xa.exec" && "conn" in input)) return { st, effects: [] };
-        const sub = specRole.step(st.spec, input as SpecResult);
+        const sub = specRole.step(st.spec, input as Result);
         return afterSpec({ ...st, spec: sub.st }, sub.effects);
       }
     }
@@ -126,4 +126,4 @@ export function processResolver(opts: ProcessResolverOptions): Role<ProcessResol
   return { start, step };
 }
 
-const isLocal = (r: ProcessResult): r is Extract<SpecResult, { t: `local.${string}` }> => r.t.startsWith("local.");
+const isLocal = (r: ProcessResult): r is Extract<Result, { t: `local.${string}` }> => r.t.startsWith("local.");

@@ -10,7 +10,7 @@ import * as twopc from "./twopc/coordinator.ts";
 import * as parallel from "./parallel/coordinator.ts";
 import { doneWithOnePhase, withOnePhase } from "./one-phase.ts";
 import * as speculative from "./speculative/coordinator.ts";
-import type { AnyEffect as Effect, AnyResult as Result } from "../kernel/effects.ts";
+import type { Effect, Result } from "../kernel/effects.ts";
 
 export const PROTOCOLS = ["2pc", "parallel", "speculative"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];

@@ -6,21 +6,21 @@ import { describe, expect, it } from "vitest";
 import { withOnePhase } from "../../spec/protocols/one-phase.ts";
 import * as parallel from "../../spec/protocols/parallel/coordinator.ts";
 import * as speculative from "../../spec/protocols/speculative/coordinator.ts";
-import type { ParallelEffect } from "../../spec/kernel/effects.ts";
+import type { Effect } from "../../spec/kernel/effects.ts";
 
 type OnePhaseOrParallelInput = parallel.CoordinatorInput;
 import { transcript } from "./transcript.ts";
 
 const opts = { voteTimeoutMs: 1_000, retryDelayMs: 50, maxAttempts: 3 };
 const ok = { ok: true } as const;
-const show = (e: ParallelEffect): string =>
+const show = (e: Effect): string =>
   e.t === "log.put" ? `put ${e.value.kind}` : e.t === "xa.commit" ? `commit ${e.shard}${e.onePhase === true ? " one-phase" : ""}` : "shard" in e ? `${e.t} ${e.shard}` : e.t;
 
 describe("one-branch transactions take 2PC's one-phase path", () => {
   const { role, done: coordinatorDone } = withOnePhase(opts, parallel.coordinator(opts), parallel.coordinatorDone);
 
   it("one branch: XA COMMIT ONE PHASE after the exec, no prepare, no record; then done", () => {
-    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, ParallelEffect>(
+    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, Effect>(
       role,
       [
         { t: "request", tx: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -5 }, { account: 2, delta: 5 }] }], epoch: 1 },
@@ -35,7 +35,7 @@ describe("one-branch transactions take 2PC's one-phase path", () => {
   });
 
   it("two branches: parallel commit (prepare at once, STAGING once every connection is known)", () => {
-    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, ParallelEffect>(
+    const { lines, st } = transcript<ReturnType<typeof role.start>, OnePhaseOrParallelInput, Effect>(
       role,
       [
         { t: "request", tx: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -5 }] }, { shard: "s2", ops: [{ account: 2, delta: 5 }] }], epoch: 1 },

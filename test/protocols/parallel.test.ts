@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/parallel/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/parallel/resolver.ts";
 import { parallelFactory } from "../../spec/protocols/parallel/model.ts";
-import type { LogEntry, ParallelEffect } from "../../spec/kernel/effects.ts";
+import type { LogEntry, Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
 import { suite } from "../../checker/suite.config.ts";
@@ -21,11 +21,11 @@ const branches = [
 const ok = { ok: true } as const;
 
 /** A transcript of `role` over `inputs`, effects shown as this file's `show` draws them. */
-function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; effects: ParallelEffect[] } }, inputs: In[]): { lines: string[][]; st: St } {
+function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; effects: Effect[] } }, inputs: In[]): { lines: string[][]; st: St } {
   return runTranscript(role, inputs, show);
 }
 
-function show(e: ParallelEffect): string {
+function show(e: Effect): string {
   switch (e.t) {
     case "xa.exec":
       return `exec ${e.shard}`;
@@ -50,6 +50,8 @@ function show(e: ParallelEffect): string {
       return `reply ${e.outcome.status}${e.outcome.status === "aborted" ? ` ${e.outcome.reason}` : ""}`;
     case "timer":
       return `timer ${e.id}`;
+    default:
+      return e.t;
   }
 }
 

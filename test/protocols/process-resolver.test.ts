@@ -12,7 +12,7 @@ import * as spec from "../../spec/protocols/speculative/resolver.ts";
 import { EPOCH_KEY, type LogEntry } from "../../spec/kernel/effects.ts";
 import { transcript, transcript as runTranscript } from "./transcript.ts";
 import { prober, type ProbeInput, type ProbeState } from "../../spec/protocols/speculative/probe.ts";
-import type { SpecEffect } from "../../spec/kernel/effects.ts";
+import type { Effect } from "../../spec/kernel/effects.ts";
 
 const SHARDS = ["s1", "s2"];
 
@@ -183,7 +183,7 @@ describe("process resolver", () => {
 
 describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
   const role = prober({ maxRetries: 1, retryDelayMs: 10 });
-  const transcript = (r: typeof role, inputs: ProbeInput[], show: (e: SpecEffect) => string) => runTranscript<ProbeState, ProbeInput, SpecEffect>(r, inputs, show);
+  const transcript = (r: typeof role, inputs: ProbeInput[], show: (e: Effect) => string) => runTranscript<ProbeState, ProbeInput, Effect>(r, inputs, show);
   const probe = { t: "probe" as const, tx: "t5", branches: ["s2", "s1"], epoch: 4 };
 
   it("tombstones every key; a tombstone that wins decides the rollback, answered before anything else", () => {

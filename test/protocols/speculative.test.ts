@@ -10,7 +10,7 @@ import * as local from "../../spec/env/local.ts";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/speculative/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/speculative/resolver.ts";
 import { speculativeFactory } from "../../spec/protocols/speculative/model.ts";
-import type { LogEntry, SpecEffect } from "../../spec/kernel/effects.ts";
+import type { LogEntry, Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
 import { suite } from "../../checker/suite.config.ts";
@@ -94,11 +94,11 @@ describe("local shard (one-phase transactions)", () => {
 });
 
 /** A transcript of `role` over `inputs`, effects shown as this file's `show` draws them. */
-function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; effects: SpecEffect[] } }, inputs: In[]): { lines: string[][]; st: St } {
+function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; effects: Effect[] } }, inputs: In[]): { lines: string[][]; st: St } {
   return runTranscript(role, inputs, show);
 }
 
-function show(e: SpecEffect): string {
+function show(e: Effect): string {
   switch (e.t) {
     case "local.apply":
       return `apply ${e.shard}`;

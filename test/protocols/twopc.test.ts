@@ -44,6 +44,8 @@ function show(e: Effect): string {
       return `reply ${e.outcome.status}${e.outcome.status === "aborted" ? ` ${e.outcome.reason}` : ""}`;
     case "timer":
       return `timer ${e.id}`;
+    default:
+      return e.t;
   }
 }
 
@@ -54,8 +56,8 @@ describe("2PC coordinator", () => {
   it("commits: exec and prepare each branch, make the decision durable, answer, commit, forget", () => {
     const inputs: CoordinatorInput[] = [
       { t: "request", tx: "t1", branches, epoch: 3 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
-      { t: "xa.exec", tx: "t1", shard: "s2", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
+      { t: "xa.exec", tx: "t1", shard: "s2", r: ok, conn: null },
       { t: "xa.prepare", tx: "t1", shard: "s2", r: ok },
       { t: "xa.prepare", tx: "t1", shard: "s1", r: ok },
       { t: "log.put", key: "tx/t1", r: { ok: true, version: 1 } },
@@ -81,8 +83,8 @@ describe("2PC coordinator", () => {
   it("aborts without a log write when a branch lacks funds, and rolls back a branch whose exec was still running", () => {
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
       { t: "request", tx: "t1", branches, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: { ok: false, err: "INSUFFICIENT_FUNDS" } },
-      { t: "xa.exec", tx: "t1", shard: "s2", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: { ok: false, err: "INSUFFICIENT_FUNDS" }, conn: null },
+      { t: "xa.exec", tx: "t1", shard: "s2", r: ok, conn: null },
       { t: "xa.rollback", tx: "t1", shard: "s1", r: ok },
       { t: "xa.rollback", tx: "t1", shard: "s2", r: ok },
     ]);
@@ -93,8 +95,8 @@ describe("2PC coordinator", () => {
   it("treats a CAS failure that shows its own COMMIT as durable, and one that shows the resolver's ABORT as abort", () => {
     const prepared: CoordinatorInput[] = [
       { t: "request", tx: "t1", branches, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
-      { t: "xa.exec", tx: "t1", shard: "s2", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
+      { t: "xa.exec", tx: "t1", shard: "s2", r: ok, conn: null },
       { t: "xa.prepare", tx: "t1", shard: "s1", r: ok },
       { t: "xa.prepare", tx: "t1", shard: "s2", r: ok },
     ];
@@ -108,8 +110,8 @@ describe("2PC coordinator", () => {
     const r = coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2 });
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(r, [
       { t: "request", tx: "t1", branches, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
-      { t: "xa.exec", tx: "t1", shard: "s2", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
+      { t: "xa.exec", tx: "t1", shard: "s2", r: ok, conn: null },
       { t: "xa.prepare", tx: "t1", shard: "s1", r: ok },
       { t: "xa.prepare", tx: "t1", shard: "s2", r: ok },
       { t: "log.put", key: "tx/t1", r: { ok: false, err: "UNAVAILABLE" } },
@@ -124,13 +126,13 @@ describe("2PC coordinator", () => {
     const one = [{ shard: "s1", ops: [{ account: 1, delta: -30 }, { account: 3, delta: 30 }] }];
     const committed = transcript<CoordinatorState, CoordinatorInput>(role, [
       { t: "request", tx: "t1", branches: one, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
       { t: "xa.commit", tx: "t1", shard: "s1", r: ok },
     ]);
     expect(committed.lines).toEqual([["exec s1", "timer vote"], ["commit s1 one phase"], ["reply committed"]]);
     const lost = transcript<CoordinatorState, CoordinatorInput>(role, [
       { t: "request", tx: "t1", branches: one, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
       { t: "xa.commit", tx: "t1", shard: "s1", r: { ok: false, err: "UNAVAILABLE" } },
     ]);
     expect(lost.lines.at(-1)).toEqual(["reply in_doubt"]);
@@ -141,7 +143,7 @@ describe("2PC coordinator", () => {
     const r = coordinator({ ...defaultCoordinatorOptions, maxAttempts: 1 });
     const { st } = transcript<CoordinatorState, CoordinatorInput>(r, [
       { t: "request", tx: "t1", branches, epoch: 1 },
-      { t: "xa.exec", tx: "t1", shard: "s1", r: ok },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
       { t: "xa.prepare", tx: "t1", shard: "s1", r: ok },
       { t: "timeout", id: "vote" },
       { t: "xa.rollback", tx: "t1", shard: "s1", r: { ok: false, err: "UNAVAILABLE" } },

@@ -3,7 +3,9 @@
  * (../parallel/resolver.ts), the one the server runs, finishing what 2PC
  * coordinators (../twopc/coordinator.ts, one-phase commit included) leave
  * behind, alone or next to parallel-commit coordinators. The world is the
- * one every XA protocol shares (../compose.ts); only the roles differ:
+ * one every protocol shares (spec/world/world.ts) over XA shards, with the
+ * XA protocols' ghost and scan reduction (../xa-world.ts); only the roles
+ * differ:
  *
  *   coordinators=2pc    every transaction by the 2PC coordinator; the 2PC
  *                       properties, unchanged (../twopc/properties.ts): what a
@@ -17,14 +19,17 @@
  * docs/protocols/parallel-commit.md, "One resolver for both protocols".
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
+import { xaShards } from "../../env/xa-shard.ts";
+import { world } from "../../world/world.ts";
+import type { Action, Budget, Scenario } from "../../world/types.ts";
+import { scenario as namedScenario, VOTE_TIMER, wholeParam, xaGhost, xaScanIsNoop, type XaWorld } from "../xa-world.ts";
 import type { Role } from "../../kernel/role.ts";
-import type { ParallelEffect, TxId } from "../../kernel/effects.ts";
+import type { Effect, TxId } from "../../kernel/effects.ts";
 import * as twopc from "../twopc/coordinator.ts";
 import * as par from "../parallel/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "../parallel/resolver.ts";
-import { implicitlyCommitted } from "../parallel/properties.ts";
+import { implicitGhost, resolverQuiet } from "../parallel/model.ts";
 import { twopcEventually, twopcInvariants } from "../twopc/properties.ts";
-import { compose, scenario as namedScenario, wholeParam, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
 import { mixedEventually, mixedInvariants } from "./properties.ts";
 
 export type Protocol = "2pc" | "parallel";
@@ -44,7 +49,7 @@ export const mixedResolverMutants = ["ignore-active", "keep-records", "missing-i
 export const protocolOf = (coordinators: Coordinators, t: number): Protocol => (coordinators === "mixed" && t % 2 === 1 ? "parallel" : "2pc");
 
 /** Each request runs the coordinator of its transaction's protocol; every later input goes to that one. */
-export function mixedCoordinator(protocolOfTx: (tx: TxId) => Protocol): Role<MixedCoordinatorState, MixedCoordinatorInput, ParallelEffect> {
+export function mixedCoordinator(protocolOfTx: (tx: TxId) => Protocol): Role<MixedCoordinatorState, MixedCoordinatorInput, Effect> {
   const c2 = twopc.coordinator({ ...twopc.defaultCoordinatorOptions, maxAttempts: 2 });
   const cp = par.coordinator({ ...par.defaultCoordinatorOptions, maxAttempts: 2 });
   const start = (): MixedCoordinatorState => ({ phase: "idle", proto: null, st: null });
@@ -53,9 +58,7 @@ export function mixedCoordinator(protocolOfTx: (tx: TxId) => Protocol): Role<Mix
     step(s, input) {
       const proto = s.proto ?? (input.t === "request" ? protocolOfTx(input.tx) : null);
       if (proto === "2pc") {
-        // The 2PC coordinator hears xa.exec as the server gives it to 2PC: no connection id.
-        const i = input.t === "xa.exec" ? (({ conn: _conn, ...r }) => r)(input) : input;
-        const out = c2.step(s.st === null ? c2.start() : (s.st as twopc.CoordinatorState), i as twopc.CoordinatorInput);
+        const out = c2.step(s.st === null ? c2.start() : (s.st as twopc.CoordinatorState), input as twopc.CoordinatorInput);
         return { st: { phase: out.st.phase, proto, st: out.st }, effects: out.effects };
       }
       if (proto === "parallel") {
@@ -76,52 +79,48 @@ export interface MixedConfig {
   readonly resolverMutant?: ResolverMutant;
 }
 
-const requestOf = (tx: Scenario["txs"][number], epoch: number) => ({ t: "request", tx: tx.id, branches: tx.branches, epoch }) as const;
 const parallelResolver = (cfg: MixedConfig) => resolver({ shards: cfg.scenario.shards, mutant: cfg.resolverMutant });
-const quiet = (r: ResolverState): boolean => r.suspects.length === 0 && r.fenced.length === 0;
 
 /** 2PC coordinators (one-phase commit included) under the parallel-commit resolver, with the 2PC properties. */
-export function twopcUnderParallelResolver(cfg: MixedConfig): Model<AnyWorld<twopc.CoordinatorState, ResolverState>, Action> {
-  return compose<twopc.CoordinatorState, twopc.CoordinatorInput, ResolverState, ResolverInput>({
-    name: "mixed",
-    scenario: cfg.scenario,
-    budget: cfg.budget,
-    restart: cfg.restart,
-    timeouts: cfg.timeouts,
-    coordinator: twopc.coordinator({ ...twopc.defaultCoordinatorOptions, maxAttempts: 2 }),
-    request: requestOf,
-    resolver: parallelResolver(cfg),
-    scan: (active) => ({ t: "scan", active }),
-    quiet,
-    // The 2PC properties read only the shared ghost, which carries no `implicit`: 2PC never writes STAGING.
-    invariants: (s) => twopcInvariants(s) as unknown as Record<string, (w: AnyWorld<twopc.CoordinatorState, ResolverState>) => boolean>,
-    eventually: (s) => twopcEventually(s) as unknown as ReturnType<typeof mixedEventually>,
-  });
-}
-
-/** One 2PC and one parallel-commit coordinator side by side under the parallel-commit resolver. */
-export function mixedCoordinators(cfg: MixedConfig): Model<AnyWorld<MixedCoordinatorState, ResolverState>, Action> {
+export function twopcUnderParallelResolver(cfg: MixedConfig): Model<XaWorld<twopc.CoordinatorState, ResolverState>, Action> {
+  type W = XaWorld<twopc.CoordinatorState, ResolverState>;
   const sc = cfg.scenario;
-  const protoOf = (tx: TxId): Protocol => protocolOf("mixed", sc.txs.findIndex((t) => t.id === tx));
-  return compose<MixedCoordinatorState, MixedCoordinatorInput, ResolverState, ResolverInput>({
+  return world({
     name: "mixed",
     scenario: sc,
     budget: cfg.budget,
     restart: cfg.restart,
     timeouts: cfg.timeouts,
-    coordinator: mixedCoordinator(protoOf),
-    request: requestOf,
+    timeoutTimers: [VOTE_TIMER],
+    coordinator: twopc.coordinator({ ...twopc.defaultCoordinatorOptions, maxAttempts: 2 }),
     resolver: parallelResolver(cfg),
-    scan: (active) => ({ t: "scan", active }),
-    quiet,
-    execResult: (r, conn) => ({ ...r, conn: r.r.ok ? conn : null }),
-    observe: (w) => {
-      // As the parallel model: per transaction, IC ever held (never for a 2PC transaction, which writes no STAGING).
-      const before = w.ghost.implicit ?? sc.txs.map(() => false);
-      const implicit = before.map((v, t) => v || implicitlyCommitted(sc, w, t));
-      if (w.ghost.implicit !== undefined && implicit.every((v, t) => v === before[t])) return w;
-      return { ...w, ghost: { ...w.ghost, implicit } };
-    },
+    env: xaShards,
+    ghost: xaGhost<W>(sc),
+    scanIsNoop: xaScanIsNoop<twopc.CoordinatorState, ResolverState>(sc, resolverQuiet),
+    // The 2PC properties read only the shared ghost, which carries no `implicit`: 2PC never writes STAGING.
+    invariants: (s) => twopcInvariants(s) as unknown as Record<string, (w: W) => boolean>,
+    eventually: (s) => twopcEventually(s) as unknown as ReturnType<typeof mixedEventually>,
+  });
+}
+
+/** One 2PC and one parallel-commit coordinator side by side under the parallel-commit resolver. */
+export function mixedCoordinators(cfg: MixedConfig): Model<XaWorld<MixedCoordinatorState, ResolverState>, Action> {
+  type W = XaWorld<MixedCoordinatorState, ResolverState>;
+  const sc = cfg.scenario;
+  const protoOf = (tx: TxId): Protocol => protocolOf("mixed", sc.txs.findIndex((t) => t.id === tx));
+  return world({
+    name: "mixed",
+    scenario: sc,
+    budget: cfg.budget,
+    restart: cfg.restart,
+    timeouts: cfg.timeouts,
+    timeoutTimers: [VOTE_TIMER],
+    coordinator: mixedCoordinator(protoOf),
+    resolver: parallelResolver(cfg),
+    env: xaShards,
+    // As the parallel model: per transaction, IC ever held (never for a 2PC transaction, which writes no STAGING).
+    ghost: xaGhost<W>(sc, implicitGhost<W>(sc)),
+    scanIsNoop: xaScanIsNoop<MixedCoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: (s) => mixedInvariants(s, (t) => protocolOf("mixed", t)),
     eventually: mixedEventually,
   });

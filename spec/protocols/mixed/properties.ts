@@ -12,7 +12,8 @@
  * 2PC transaction never writes STAGING, so for it commit*(t) is 2PC's
  * decision*(t) = commit.
  */
-import type { Action, Scenario, World as AnyWorld } from "../compose.ts";
+import type { Action, Scenario } from "../../world/types.ts";
+import type { XaWorld as AnyWorld } from "../xa-world.ts";
 import { twopcInvariants } from "../twopc/properties.ts";
 import { parallelEventually, parallelInvariants } from "../parallel/properties.ts";
 import type { Protocol } from "./model.ts";

@@ -32,7 +32,8 @@
  *
  * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
-import type { Role, Step } from "../../kernel/role.ts";
+import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa-branches.ts";
 import {
   decisionKey,
   decisionOf,
@@ -45,8 +46,8 @@ import {
   type Fence,
   type LogPutResult,
   type Outcome,
-  type ParallelEffect,
-  type ParallelResult,
+  type Effect,
+  type Result,
   type ShardId,
   type TxId,
   type XaError,
@@ -105,7 +106,7 @@ export interface CoordinatorState {
   readonly epoch: number;
 }
 
-export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number } | ParallelResult;
+export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number } | Result;
 
 /** Deliberate bugs, each of which the model checker must catch (./model.ts lists which property catches which). */
 export const coordinatorMutants = [
@@ -131,13 +132,10 @@ export interface CoordinatorOptions {
 
 export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 5_000, retryDelayMs: 200, maxAttempts: 5 };
 
-const VOTE_TIMER = "vote";
-const LOG_TIMER = "log";
-const retryTimer = (shard: ShardId): string => `retry:${shard}`;
 
-type Out = Step<CoordinatorState, ParallelEffect>;
+type Out = Step<CoordinatorState, Effect>;
 
-export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, ParallelEffect> {
+export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, Effect> {
   const mutant = opts.mutant;
 
   const start = (): CoordinatorState => ({
@@ -152,15 +150,15 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     epoch: 0,
   });
   const fence = (st: CoordinatorState): Fence => ({ key: EPOCH_KEY, version: st.epoch });
-  const forget = (st: CoordinatorState): ParallelEffect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
-  const putStaging = (st: CoordinatorState): ParallelEffect => ({
+  const forget = (st: CoordinatorState): Effect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
+  const putStaging = (st: CoordinatorState): Effect => ({
     t: "log.put",
     key: decisionKey(st.tx),
     value: { kind: "staging", branches: st.branches.map((b) => ({ shard: b.shard, conn: mutant === "staging-without-conns" ? "" : b.conn! })) },
     ifVersion: 0,
     fence: fence(st),
   });
-  const putCommitted = (st: CoordinatorState): ParallelEffect => ({
+  const putCommitted = (st: CoordinatorState): Effect => ({
     t: "log.put",
     key: decisionKey(st.tx),
     value: { kind: "decision", decision: "commit", branches: st.branches.map((b) => b.shard) },
@@ -168,22 +166,14 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     fence: fence(st),
   });
 
-  const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
-    ...st,
-    branches: st.branches.map((x) => (x.shard === shard ? { ...x, ...b } : x)),
-  });
-  const branch = (st: CoordinatorState, shard: ShardId): BranchState | undefined => st.branches.find((b) => b.shard === shard);
-
-  const reply = (st: CoordinatorState, outcome: Outcome): { st: CoordinatorState; fx: ParallelEffect[] } =>
-    st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
 
   /** The implicit commit condition, as far as this coordinator has heard: STAGING durable and every branch prepared. */
   function maybeCommitted(st: CoordinatorState): Out {
     const allPrepared = st.branches.every((b) => b.status === "prepared");
     let next = st;
-    const effects: ParallelEffect[] = [];
+    const effects: Effect[] = [];
     if (allPrepared && mutant === "reply-before-staging") {
-      const r = reply(next, { status: "committed" });
+      const r = reply<CoordinatorState>(next, { status: "committed" });
       next = r.st;
       effects.push(...r.fx);
     }
@@ -201,7 +191,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
 
   /** Committed: tell the client, then make the decision explicit. */
   function onImplicitCommit(st: CoordinatorState): Out {
-    const r = reply({ ...st, phase: "recording", logAttempts: 1 }, { status: "committed" });
+    const r = reply<CoordinatorState>({ ...st, phase: "recording", logAttempts: 1 }, { status: "committed" });
     const effects = [...r.fx, putCommitted(st)];
     if (mutant === "commit-before-record") {
       const c = commitAll(r.st);
@@ -210,50 +200,21 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st: r.st, effects };
   }
 
-  function commitAll(st: CoordinatorState): Out {
-    const effects: ParallelEffect[] = [];
-    let next = st;
-    for (const b of st.branches) {
-      if (b.status === "prepared" || b.status === "retry_wait") {
-        next = setBranch(next, b.shard, { status: "committing", attempts: b.attempts + 1 });
-        effects.push({ t: "xa.commit", tx: st.tx, shard: b.shard });
-      }
-    }
-    return { st: next, effects };
-  }
-
-  /** A branch definitely failed, or STAGING was never sent: no branch can ever commit, so abort is certain now. */
-  function abort(st: CoordinatorState, reason: AbortReason): Out {
-    const r = reply({ ...st, phase: "aborting", reason }, { status: "aborted", reason });
-    const effects: ParallelEffect[] = [...r.fx];
-    let next = r.st;
-    for (const b of next.branches) {
-      // A branch with an exec or prepare in flight is rolled back when that answer comes.
-      if (b.status === "prepared" || b.status === "failed") {
-        next = setBranch(next, b.shard, { status: "rolling_back", attempts: 1 });
-        effects.push({ t: "xa.rollback", tx: st.tx, shard: b.shard });
-      }
-    }
-    return maybeFinished(next, effects);
-  }
-
   /**
    * Leave the transaction to the resolver: answer in_doubt (unless already
    * answered) and kill this coordinator's connections, so that its prepared
    * branches can be finished from any connection and its unprepared ones die.
    */
   function handover(st: CoordinatorState): Out {
-    const r = reply({ ...st, phase: "done" }, { status: "in_doubt" });
+    const r = reply<CoordinatorState>({ ...st, phase: "done" }, { status: "in_doubt" });
     const kills = st.branches
       .filter((b) => b.conn !== null && b.status !== "committed" && b.status !== "rolled_back")
-      .map((b): ParallelEffect => ({ t: "xa.kill", shard: b.shard, conn: b.conn! }));
+      .map((b): Effect => ({ t: "xa.kill", shard: b.shard, conn: b.conn! }));
     return { st: r.st, effects: [...r.fx, ...kills] };
   }
 
-  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
-
   /** Once every branch is finished: forget the record (when one may exist), or stop. */
-  function maybeFinished(st: CoordinatorState, effects: ParallelEffect[]): Out {
+  function maybeFinished(st: CoordinatorState, effects: Effect[]): Out {
     if (!st.branches.every(finished)) return { st, effects };
     if (st.phase === "committing") {
       if (st.branches.every((b) => b.status === "committed")) return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
@@ -268,20 +229,14 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  function retryOrGiveUp(st: CoordinatorState, shard: ShardId): Out {
-    const b = branch(st, shard)!;
-    if (b.attempts >= opts.maxAttempts) return maybeFinished(setBranch(st, shard, { status: "abandoned" }), []);
-    return { st: setBranch(st, shard, { status: "retry_wait" }), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
-  }
+  const p2 = phase2<CoordinatorState>({ maxAttempts: opts.maxAttempts, retryDelayMs: opts.retryDelayMs, maybeFinished });
+  const { commitAll, abort } = p2;
 
   /** A log write did not answer: retry it later, or give up with `giveUp`. */
   function retryLog(st: CoordinatorState, giveUp: (st: CoordinatorState) => Out): Out {
     if (st.logAttempts >= opts.maxAttempts) return giveUp(st);
     return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
   }
-
-  const abortReason = (err: XaError): AbortReason =>
-    err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
 
   /** The answer to the STAGING write (while voting, or aborting after it was sent). */
   function onStaging(st: CoordinatorState, r: LogPutResult): Out {
@@ -334,22 +289,22 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         return {
           st: next,
           effects: [
-            ...input.branches.map((b): ParallelEffect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: mutant !== "no-funds-check" })),
+            ...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: mutant !== "no-funds-check" })),
             { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
           ],
         };
       }
 
       case "xa.exec": {
-        const b = branch(st, input.shard);
+        const b = branchOf(st, input.shard);
         if (b === undefined || b.status !== "executing") return { st, effects: [] };
         if (st.phase === "aborting") {
-          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+          return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
         }
         if (st.phase !== "voting") return { st, effects: [] };
-        if (!input.r.ok || input.conn === null) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "UNAVAILABLE" : input.r.err));
-        const next = setBranch(st, input.shard, { status: "preparing", prepareSent: true, conn: input.conn });
-        const effects: ParallelEffect[] = [{ t: "xa.prepare", tx: st.tx, shard: input.shard }];
+        if (!input.r.ok || input.conn === null) return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "UNAVAILABLE" : input.r.err));
+        const next = setBranch<CoordinatorState>(st, input.shard, { status: "preparing", prepareSent: true, conn: input.conn });
+        const effects: Effect[] = [{ t: "xa.prepare", tx: st.tx, shard: input.shard }];
         // Every connection id is known: STAGING goes out while the prepares run.
         if (next.branches.every((x) => x.conn !== null)) {
           return { st: { ...next, staging: "sent", logAttempts: 1 }, effects: [...effects, putStaging(next)] };
@@ -358,17 +313,17 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       }
 
       case "xa.prepare": {
-        const b = branch(st, input.shard);
+        const b = branchOf(st, input.shard);
         if (b === undefined || b.status !== "preparing") return { st, effects: [] };
         if (st.phase === "aborting") {
-          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+          return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
         }
         if (st.phase !== "voting") return { st, effects: [] };
-        if (input.r.ok) return maybeCommitted(setBranch(st, input.shard, { status: "prepared" }));
-        if (input.r.err !== "UNAVAILABLE") return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+        if (input.r.ok) return maybeCommitted(setBranch<CoordinatorState>(st, input.shard, { status: "prepared" }));
+        if (input.r.err !== "UNAVAILABLE") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
         // Maybe prepared. Without STAGING nothing can commit: abort is still certain.
-        if (st.staging === "unsent") return abort(setBranch(st, input.shard, { status: "failed" }), "shard_unavailable");
-        return handover(setBranch(st, input.shard, { status: "unknown" }));
+        if (st.staging === "unsent") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), "shard_unavailable");
+        return handover(setBranch<CoordinatorState>(st, input.shard, { status: "unknown" }));
       }
 
       case "log.put": {
@@ -390,42 +345,32 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
           if (st.phase === "forgetting") return { st, effects: [forget(st)] };
           return { st, effects: [] };
         }
-        const shard = input.id.slice("retry:".length);
-        const b = branch(st, shard);
-        if (b === undefined || b.status !== "retry_wait") return { st, effects: [] };
-        // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
-        const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) });
-        if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" }), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
-        if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" }), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
-        return { st, effects: [] };
+        return p2.onRetryTimer(st, input.id.slice("retry:".length));
       }
 
       case "xa.commit": {
-        const b = branch(st, input.shard);
+        const b = branchOf(st, input.shard);
         if (b === undefined || b.status !== "committing") return { st, effects: [] };
-        if (input.r.ok || finishedOnCommit(input.r.err)) return maybeFinished(setBranch(st, input.shard, { status: "committed" }), []);
-        return retryOrGiveUp(st, input.shard);
+        return p2.onCommit(st, input);
       }
 
-      case "xa.rollback": {
-        const b = branch(st, input.shard);
-        if (b === undefined || b.status !== "rolling_back") return { st, effects: [] };
-        // UNAVAILABLE closed the connection: a branch never sent XA PREPARE died with it.
-        const gone = input.r.ok || finishedOnRollback(input.r.err) || (input.r.err === "UNAVAILABLE" && !b.prepareSent);
-        if (gone) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
-        return retryOrGiveUp(st, input.shard);
-      }
+      case "xa.rollback":
+        return p2.onRollback(st, input);
 
-      case "log.delete": {
-        if (st.phase !== "forgetting") return { st, effects: [] };
-        if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
-        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
-      }
+      case "log.delete":
+        return p2.onForget(st, input);
 
       case "xa.kill":
+        // The kills of a handover: nothing waits for them (the resolver fences again before it decides).
+        return { st, effects: [] };
       case "xa.recover":
       case "log.list":
-        return { st, effects: [] };
+      case "local.apply":
+      case "local.tombstone":
+      case "local.compensate":
+      case "local.release":
+      case "local.scan":
+        return cannotArrive("parallel-commit coordinator", input);
     }
   }
 

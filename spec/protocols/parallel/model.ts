@@ -1,7 +1,7 @@
 /**
  * Parallel commit composed for the model checker: the coordinator and
  * resolver roles (./coordinator.ts, ./resolver.ts, run unchanged as the
- * server will run them) in the world every XA protocol shares (../compose.ts):
+ * server will run them) in the world every protocol shares (spec/world/world.ts):
  * the XA shard and txlog models, coordinator process crashes with orphaned
  * statements, shard crashes, log faults, the process epoch fence.
  *
@@ -16,13 +16,16 @@
  * condition ever held (./properties.ts, IC).
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { resolver, resolverMutants, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
-import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
+import { xaShards } from "../../env/xa-shard.ts";
+import { world } from "../../world/world.ts";
+import type { Action, Budget, Scenario } from "../../world/types.ts";
+import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa-world.ts";
+import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
+import { resolver, resolverMutants, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import { implicitlyCommitted, parallelEventually, parallelInvariants } from "./properties.ts";
 
-export type { Action, Scenario } from "../compose.ts";
-export type World = AnyWorld<CoordinatorState, ResolverState>;
+export type { Action, Scenario } from "../../world/types.ts";
+export type World = XaWorld<CoordinatorState, ResolverState>;
 
 export interface ParallelConfig {
   readonly scenario: Scenario;
@@ -34,26 +37,33 @@ export interface ParallelConfig {
   readonly resolverMutant?: ResolverMutant;
 }
 
+/** Records, per transaction, whether the implicit commit condition ever held (./properties.ts, IC). */
+export function implicitGhost<W extends XaWorld<any, any>>(sc: Scenario): (w: W) => W {
+  return (w) => {
+    const before = w.ghost.implicit ?? sc.txs.map(() => false);
+    const implicit = before.map((v, t) => v || implicitlyCommitted(sc, w, t));
+    if (w.ghost.implicit !== undefined && implicit.every((v, t) => v === before[t])) return w;
+    return { ...w, ghost: { ...w.ghost, implicit } };
+  };
+}
+
+/** The parallel-commit resolver carries nothing over from its last scan. */
+export const resolverQuiet = (r: ResolverState): boolean => r.suspects.length === 0 && r.fenced.length === 0;
+
 export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
   const sc = cfg.scenario;
-  return compose<CoordinatorState, CoordinatorInput, ResolverState, ResolverInput>({
+  return world({
     name: "parallel",
     scenario: sc,
     budget: cfg.budget,
     restart: cfg.restart,
     timeouts: cfg.timeouts,
+    timeoutTimers: [VOTE_TIMER],
     coordinator: coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2, mutant: cfg.coordinatorMutant }),
-    request: (tx, epoch) => ({ t: "request", tx: tx.id, branches: tx.branches, epoch }),
     resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
-    scan: (active) => ({ t: "scan", active }),
-    quiet: (r) => r.suspects.length === 0 && r.fenced.length === 0,
-    execResult: (r, conn) => ({ ...r, conn: r.r.ok ? conn : null }),
-    observe: (w) => {
-      const before = w.ghost.implicit ?? sc.txs.map(() => false);
-      const implicit = before.map((v, t) => v || implicitlyCommitted(sc, w, t));
-      if (w.ghost.implicit !== undefined && implicit.every((v, t) => v === before[t])) return w;
-      return { ...w, ghost: { ...w.ghost, implicit } };
-    },
+    env: xaShards,
+    ghost: xaGhost<World>(sc, implicitGhost(sc)),
+    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: parallelInvariants,
     eventually: parallelEventually,
   });

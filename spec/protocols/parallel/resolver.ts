@@ -39,7 +39,7 @@
  * every txlog write with it, as in 2PC. A failed step is retried on the next
  * scan, never in a loop.
  */
-import type { Role, Step } from "../../kernel/role.ts";
+import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -48,8 +48,8 @@ import {
   txOfDecisionKey,
   type Fence,
   type LogEntry,
-  type ParallelEffect,
-  type ParallelResult,
+  type Effect,
+  type Result,
   type PreparedXid,
   type ShardId,
   type StagingRecord,
@@ -84,11 +84,11 @@ export interface ResolverState {
   readonly toKill: readonly { readonly shard: ShardId; readonly conn: string }[];
 }
 
-export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | ParallelResult;
+export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | Result;
 
-type Out = Step<ResolverState, ParallelEffect>;
+type Out = Step<ResolverState, Effect>;
 
-const keyOf = (e: ParallelEffect): string => {
+const keyOf = (e: Effect): string => {
   switch (e.t) {
     case "xa.commit":
     case "xa.rollback":
@@ -105,7 +105,7 @@ const keyOf = (e: ParallelEffect): string => {
 const connKey = (shard: ShardId, conn: string): string => `${shard} ${conn}`;
 const stagingOf = (e: LogEntry | undefined): StagingRecord | null => (e?.value.kind === "staging" ? e.value : null);
 
-export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, ParallelEffect> {
+export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, Effect> {
   const mutant = opts.mutant;
   const start = (): ResolverState => ({
     phase: "idle",
@@ -136,7 +136,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   const listDecisions = (st: ResolverState): Out => ({ st: { ...st, phase: "listing" }, effects: [{ t: "log.list", prefix: DECISION_PREFIX }] });
 
   /** Issue `effects` and remember them as outstanding; with none left, the scan is over. */
-  function issue(st: ResolverState, done: string | null, effects: ParallelEffect[]): Out {
+  function issue(st: ResolverState, done: string | null, effects: Effect[]): Out {
     const outstanding = st.outstanding.filter((k) => k !== done).concat(effects.map(keyOf)).sort();
     if (outstanding.length === 0) return { st: endScan(st), effects };
     return { st: { ...st, phase: "resolving", outstanding }, effects };
@@ -156,7 +156,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 
   /** Every shard answered RECOVER (or failed to): decide what to do with each transaction. */
   function plan(st: ResolverState): Out {
-    const effects: ParallelEffect[] = [];
+    const effects: Effect[] = [];
     const prepared = preparedOf(st);
     const presumed = new Map<TxId, ShardId[]>();
     const suspects = new Set<TxId>();
@@ -196,7 +196,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       const allSeen = rec.value.kind === "decision" && rec.value.branches.every((s) => known.has(s));
       if (allSeen && !stillPrepared && mutant !== "keep-records") effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
     }
-    const kills: ParallelEffect[] = toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
+    const kills: Effect[] = toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
     return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort(), toKill: toKill.slice(1) }, null, [...effects, ...kills]);
   }
 
@@ -222,7 +222,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
             records: [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
             recovered: opts.shards.map((shard) => ({ shard, answered: false, prepared: null })),
           },
-          effects: opts.shards.slice(0, 1).map((shard): ParallelEffect => ({ t: "xa.recover", shard })),
+          effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })),
         };
       }
       case "xa.recover": {
@@ -253,14 +253,14 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         if (decision === null) return issue(st, done, []);
         const t = decision === "commit" ? "xa.commit" : "xa.rollback";
         const shards = preparedOf(st).filter((x) => x.tx === tx).map((x) => x.shard);
-        return issue(st, done, shards.map((shard): ParallelEffect => ({ t, tx, shard })));
+        return issue(st, done, shards.map((shard): Effect => ({ t, tx, shard })));
       }
       case "xa.kill": {
         if (st.phase !== "resolving") return { st, effects: [] };
         const done = keyOf(input);
         if (!st.outstanding.includes(done)) return { st, effects: [] };
         const killed = input.r.ok ? [...st.killed, connKey(input.shard, input.conn)].sort() : st.killed;
-        const kills: ParallelEffect[] = st.toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
+        const kills: Effect[] = st.toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
         return issue({ ...st, killed, toKill: st.toKill.slice(1) }, done, kills);
       }
       case "xa.commit":
@@ -281,7 +281,12 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       case "xa.exec":
       case "xa.prepare":
       case "timeout":
-        return { st, effects: [] };
+      case "local.apply":
+      case "local.tombstone":
+      case "local.compensate":
+      case "local.release":
+      case "local.scan":
+        return cannotArrive("parallel-commit resolver", input);
     }
   }
 

@@ -23,7 +23,7 @@
  * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
 import type { Role, Step } from "../../kernel/role.ts";
-import { EPOCH_KEY, type AbortReason, type BranchSpec, type Outcome, type SpecEffect, type SpecResult, type TxId } from "../../kernel/effects.ts";
+import { EPOCH_KEY, type AbortReason, type BranchSpec, type Outcome, type Effect, type Result, type TxId } from "../../kernel/effects.ts";
 import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 export type CoordinatorMutant =
@@ -63,13 +63,13 @@ export interface CoordinatorState {
 
 export type CoordinatorInput =
   | { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number }
-  | SpecResult;
+  | Result;
 
 export const APPLY_TIMER = "apply";
 
-type Out = Step<CoordinatorState, SpecEffect>;
+type Out = Step<CoordinatorState, Effect>;
 
-export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, SpecEffect> {
+export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, Effect> {
   const mutant = opts.mutant;
   const start = (): CoordinatorState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false, reason: null, request: [], undoSent: [] });
   const settleOpts = (st: CoordinatorState): SettleOptions => ({
@@ -83,7 +83,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     st.replied ? { st, effects: [] } : { st: { ...st, replied: true }, effects: [{ t: "reply", tx: st.tx, outcome }] };
 
   /** Hand the settlement's new state back; answer the client as soon as the outcome is known. */
-  function after(st0: CoordinatorState, out: { s: Settlement; effects: SpecEffect[] }): Out {
+  function after(st0: CoordinatorState, out: { s: Settlement; effects: Effect[] }): Out {
     const answer = answerOf(out.s, st0.reason ?? "resolver");
     const r = answer === null ? { st: st0, effects: [] } : reply(st0, answer);
     const st: CoordinatorState = { ...r.st, settle: out.s, ...(settled(out.s) ? { phase: "done" as const } : {}) };
@@ -103,7 +103,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         settle: newSettlement(input.tx, shards.map((shard) => ({ shard, k: "pending" })), "absent", 0),
       };
       const applies = input.branches.map(
-        (b): SpecEffect => ({
+        (b): Effect => ({
           t: "local.apply",
           tx: input.tx,
           shard: b.shard,
@@ -125,7 +125,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       if (b === undefined || b.k !== "pending") return { st, effects: [] };
       if (input.r.ok && mutant === "undo-separate" && !st.undoSent.includes(input.shard)) {
         const ops = st.request.find((x) => x.shard === input.shard)?.ops ?? [];
-        const undo: SpecEffect = { t: "local.apply", tx: st.tx, shard: input.shard, ops, branches: s.branches.map((x) => x.shard), escrow: true, parts: "undo" };
+        const undo: Effect = { t: "local.apply", tx: st.tx, shard: input.shard, ops, branches: s.branches.map((x) => x.shard), escrow: true, parts: "undo" };
         return { st: { ...st, undoSent: [...st.undoSent, input.shard].sort() }, effects: [undo] };
       }
       const k = input.r.ok ? "applied" : "unknown";

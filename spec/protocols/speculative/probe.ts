@@ -18,7 +18,7 @@
  * The role is pure: see spec/kernel/role.ts.
  */
 import type { Role, Step } from "../../kernel/role.ts";
-import { EPOCH_KEY, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../kernel/effects.ts";
+import { EPOCH_KEY, type ShardId, type Effect, type Result, type TxId } from "../../kernel/effects.ts";
 import { answerOf, drive, newSettlement, onResult, settled, type Settlement, type SettleOptions } from "./settle.ts";
 
 export interface ProbeState {
@@ -29,22 +29,22 @@ export interface ProbeState {
   readonly replied: boolean;
 }
 
-export type ProbeInput = { readonly t: "probe"; readonly tx: TxId; readonly branches: readonly ShardId[]; readonly epoch: number } | SpecResult;
+export type ProbeInput = { readonly t: "probe"; readonly tx: TxId; readonly branches: readonly ShardId[]; readonly epoch: number } | Result;
 
 export interface ProbeOptions {
   readonly maxRetries: number;
   readonly retryDelayMs: number;
 }
 
-type Out = Step<ProbeState, SpecEffect>;
+type Out = Step<ProbeState, Effect>;
 
-export function prober(opts: ProbeOptions): Role<ProbeState, ProbeInput, SpecEffect> {
+export function prober(opts: ProbeOptions): Role<ProbeState, ProbeInput, Effect> {
   const start = (): ProbeState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false });
   const settleOpts = (st: ProbeState): SettleOptions => ({ maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs, fence: { key: EPOCH_KEY, version: st.epoch } });
 
-  function after(st0: ProbeState, out: { s: Settlement; effects: SpecEffect[] }): Out {
+  function after(st0: ProbeState, out: { s: Settlement; effects: Effect[] }): Out {
     const answer = st0.replied ? null : answerOf(out.s, "resolver");
-    const effects: SpecEffect[] = answer === null ? out.effects : [{ t: "reply", tx: st0.tx, outcome: answer }, ...out.effects];
+    const effects: Effect[] = answer === null ? out.effects : [{ t: "reply", tx: st0.tx, outcome: answer }, ...out.effects];
     return { st: { ...st0, settle: out.s, replied: st0.replied || answer !== null, phase: settled(out.s) ? "done" : st0.phase }, effects };
   }
 

@@ -42,7 +42,7 @@
  * written) moved no money.
  */
 import type { Role, Step } from "../../kernel/role.ts";
-import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
+import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 /** Settles a transaction at its first sighting, without waiting a scan (so it races live coordinators). */
@@ -66,13 +66,13 @@ export interface ResolverState {
   readonly suspects: readonly TxId[];
 }
 
-export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | SpecResult;
+export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | Result;
 
-type Out = Step<ResolverState, SpecEffect>;
+type Out = Step<ResolverState, Effect>;
 
 export const epochOf = (st: ResolverState): number | null => st.epoch;
 
-export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, SpecEffect> {
+export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInput, Effect> {
   const start = (): ResolverState => ({ phase: "idle", epoch: null, active: [], records: [], scanned: [], rows: [], settles: [], suspects: [] });
   const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects });
   // No retry loop in a scan: the next scan starts again from what the shards and the log say.
@@ -95,7 +95,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     const terminal = st.records.filter((e) => e.value.kind === "spec" && specStateOf(e.value) !== "SPEC_EXECUTING");
     const final = new Set(terminal.map((e) => txOfSpecKey(e.key)));
     for (const r of st.rows) if (!found.has(r.tx) && !final.has(r.tx)) found.set(r.tx, { branches: r.branches, version: null });
-    const effects: SpecEffect[] = [];
+    const effects: Effect[] = [];
     const settles: Settlement[] = [];
     const suspects: TxId[] = [];
     // Leftover terminal records: every branch is final, only the record is left to forget (no need to
@@ -166,7 +166,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 
   const specKeyTx = (key: string): TxId | null => (key.startsWith(SPEC_PREFIX) ? txOfSpecKey(key) : null);
 
-  function route(st: ResolverState, tx: TxId | null, input: SpecResult): Out {
+  function route(st: ResolverState, tx: TxId | null, input: Result): Out {
     if (st.phase !== "settling" || tx === null) return { st, effects: [] };
     const s = st.settles.find((x) => x.tx === tx);
     if (s === undefined) return { st, effects: [] };

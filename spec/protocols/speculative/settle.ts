@@ -35,7 +35,7 @@
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
  */
-import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type SpecEffect, type SpecResult, type ShardId, type TxId, type UndoRowState } from "../../kernel/effects.ts";
+import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type Effect, type Result, type ShardId, type TxId, type UndoRowState } from "../../kernel/effects.ts";
 
 export type Known =
   /** The coordinator's apply is in flight: its answer will say. */
@@ -111,15 +111,15 @@ const outstanding = (s: Settlement): boolean =>
 /** Nothing more will happen: the record forgotten, or given up with no answer outstanding. */
 export const settled = (s: Settlement): boolean => s.record === "forgotten" || (s.gaveUp && !outstanding(s));
 
-const forget = (s: Settlement, o: SettleOptions): SpecEffect => ({ t: "log.delete", key: specKey(s.tx), fence: o.fence });
+const forget = (s: Settlement, o: SettleOptions): Effect => ({ t: "log.delete", key: specKey(s.tx), fence: o.fence });
 
 /** Ask for every step that can go now. */
-export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effects: SpecEffect[] } {
+export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effects: Effect[] } {
   let s = decide(s0);
   if (s.waiting || s.gaveUp || s.record === "forgotten" || s.record === "deleting") return { s, effects: [] };
   // The terminal record is durable: every branch is final, so the record has nothing left to keep findable.
   if (s.record === "final") return { s: { ...s, record: "deleting" }, effects: [forget(s, o)] };
-  const effects: SpecEffect[] = [];
+  const effects: Effect[] = [];
   const terminal = s.outcome === "commit" ? "SPEC_COMMITTED" : "SPEC_ROLLED_BACK";
   // Written once the outcome is known, before any row leaves state undo: not on the client's path,
   // and not racing the applies (a speculation that was never decided is findable by its undo rows).
@@ -160,7 +160,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
 }
 
 /** A statement failed to answer: retry after the owner's timer, or give up. */
-function failed(s: Settlement, o: SettleOptions, revert: (s: Settlement) => Settlement): { s: Settlement; effects: SpecEffect[] } {
+function failed(s: Settlement, o: SettleOptions, revert: (s: Settlement) => Settlement): { s: Settlement; effects: Effect[] } {
   const back = revert(s);
   if (s.retries >= o.maxRetries) return { s: { ...back, gaveUp: true }, effects: [] };
   return { s: { ...back, retries: s.retries + 1, waiting: true }, effects: [{ t: "timer", id: settleTimer(s.tx), ms: o.retryDelayMs }] };
@@ -170,7 +170,7 @@ const setK = (s: Settlement, shard: ShardId, k: Known): Settlement => ({ ...s, b
 const kOf = (s: Settlement, shard: ShardId): Known | undefined => s.branches.find((b) => b.shard === shard)?.k;
 
 /** Take in one result about this settlement's transaction; results that are not awaited change nothing. */
-export function onResult(s: Settlement, r: SpecResult, o: SettleOptions): { s: Settlement; effects: SpecEffect[] } {
+export function onResult(s: Settlement, r: Result, o: SettleOptions): { s: Settlement; effects: Effect[] } {
   const then = (next: Settlement) => drive(next, o);
   switch (r.t) {
     case "local.tombstone": {

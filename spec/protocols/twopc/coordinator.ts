@@ -23,23 +23,9 @@
  *
  * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
-import type { Role, Step } from "../../kernel/role.ts";
-import {
-  decisionKey,
-  decisionOf,
-  EPOCH_KEY,
-  finishedOnCommit,
-  finishedOnRollback,
-  type AbortReason,
-  type BranchSpec,
-  type Effect,
-  type Fence,
-  type Outcome,
-  type Result,
-  type ShardId,
-  type TxId,
-  type XaError,
-} from "../../kernel/effects.ts";
+import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
+import { decisionKey, decisionOf, EPOCH_KEY, type AbortReason, type Effect, type BranchSpec, type Fence, type LogPutResult, type Result, type ShardId, type TxId } from "../../kernel/effects.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa-branches.ts";
 
 export type BranchStatus =
   | "executing"
@@ -115,10 +101,6 @@ export const defaultCoordinatorOptions: CoordinatorOptions = {
   maxAttempts: 5,
 };
 
-const VOTE_TIMER = "vote";
-const LOG_TIMER = "log";
-const retryTimer = (shard: ShardId): string => `retry:${shard}`;
-
 type Out = Step<CoordinatorState, Effect>;
 
 export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions): Role<CoordinatorState, CoordinatorInput, Effect> {
@@ -128,15 +110,6 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   const fence = (st: CoordinatorState): Fence | undefined => (mutant === "no-epoch-fence" ? undefined : { key: EPOCH_KEY, version: st.epoch });
   const forget = (st: CoordinatorState): Effect => ({ t: "log.delete", key: decisionKey(st.tx), fence: fence(st) });
 
-  const setBranch = (st: CoordinatorState, shard: ShardId, b: Partial<BranchState>): CoordinatorState => ({
-    ...st,
-    branches: st.branches.map((x) => (x.shard === shard ? { ...x, ...b } : x)),
-  });
-  const branch = (st: CoordinatorState, shard: ShardId): BranchState | undefined => st.branches.find((b) => b.shard === shard);
-
-  const reply = (st: CoordinatorState, outcome: Outcome): { st: CoordinatorState; fx: Effect[] } =>
-    st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
-
   const putDecision = (st: CoordinatorState): Effect => ({
     t: "log.put",
     key: decisionKey(st.tx),
@@ -144,59 +117,6 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     ifVersion: 0,
     fence: fence(st),
   });
-
-  /** Every branch is prepared: make the decision durable, then commit. */
-  function decideCommit(st: CoordinatorState): Out {
-    const logging: CoordinatorState = { ...st, phase: "logging", logAttempts: 1 };
-    if (mutant === "reply-before-durable") {
-      const r = reply(logging, { status: "committed" });
-      return { st: r.st, effects: [...r.fx, putDecision(st)] };
-    }
-    if (mutant === "commit-before-durable") {
-      const c = commitAll({ ...logging, phase: "logging" });
-      return { st: { ...c.st, phase: "logging" }, effects: [putDecision(st), ...c.effects] };
-    }
-    return { st: logging, effects: [putDecision(st)] };
-  }
-
-  function commitAll(st: CoordinatorState): Out {
-    const effects: Effect[] = [];
-    let next = st;
-    for (const b of st.branches) {
-      if (b.status === "prepared" || b.status === "retry_wait") {
-        next = setBranch(next, b.shard, { status: "committing", attempts: b.attempts + 1 });
-        effects.push({ t: "xa.commit", tx: st.tx, shard: b.shard });
-      }
-    }
-    return { st: next, effects };
-  }
-
-  /** The decision is durable: answer the client and commit every branch. */
-  function onDurable(st: CoordinatorState): Out {
-    const r = reply({ ...st, phase: "committing", logAttempts: 0 }, { status: "committed" });
-    const c = commitAll(r.st);
-    const effects = [...r.fx, ...c.effects];
-    if (mutant === "forget-before-commit") effects.push(forget(st));
-    return maybeFinished(c.st, effects);
-  }
-
-  /** Abort: certain as soon as decided, because only this coordinator writes COMMIT. */
-  function abort(st: CoordinatorState, reason: AbortReason): Out {
-    const aborting: CoordinatorState = { ...st, phase: "aborting", reason };
-    const r = reply(aborting, { status: "aborted", reason });
-    const effects: Effect[] = [...r.fx];
-    let next = r.st;
-    for (const b of next.branches) {
-      // A branch with an exec or prepare in flight is rolled back when that answer comes.
-      if (b.status === "prepared" || b.status === "failed") {
-        next = setBranch(next, b.shard, { status: "rolling_back", attempts: 1 });
-        effects.push({ t: "xa.rollback", tx: st.tx, shard: b.shard });
-      }
-    }
-    return maybeFinished(next, effects);
-  }
-
-  const finished = (b: BranchState): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
 
   /**
    * Once every branch is finished (and so nothing is in flight): forget the
@@ -212,152 +132,150 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  /** A commit or rollback of one branch failed: retry later, or leave it to the resolver. */
-  function retryOrGiveUp(st: CoordinatorState, shard: ShardId, err: XaError): Out {
-    const b = branch(st, shard)!;
-    const unbounded = mutant === "nota-retries-forever" && (err === "NOTA" || err === "RBROLLBACK");
-    if (b.attempts >= opts.maxAttempts && !unbounded) return maybeFinished(setBranch(st, shard, { status: "abandoned" }), []);
-    return { st: setBranch(st, shard, { status: "retry_wait" }), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
+  const p2 = phase2<CoordinatorState>({ maxAttempts: opts.maxAttempts, retryDelayMs: opts.retryDelayMs, maybeFinished, notaRetriesForever: mutant === "nota-retries-forever" });
+
+  /** Every branch is prepared: make the decision durable, then commit. */
+  function decideCommit(st: CoordinatorState): Out {
+    const logging: CoordinatorState = { ...st, phase: "logging", logAttempts: 1 };
+    if (mutant === "reply-before-durable") {
+      const r = reply<CoordinatorState>(logging, { status: "committed" });
+      return { st: r.st, effects: [...r.fx, putDecision(st)] };
+    }
+    if (mutant === "commit-before-durable") {
+      const c = p2.commitAll({ ...logging, phase: "logging" });
+      return { st: { ...c.st, phase: "logging" }, effects: [putDecision(st), ...c.effects] };
+    }
+    return { st: logging, effects: [putDecision(st)] };
   }
 
-  const abortReason = (err: XaError): AbortReason =>
-    err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
+  /** The decision is durable: answer the client and commit every branch. */
+  function onDurable(st: CoordinatorState): Out {
+    const r = reply<CoordinatorState>({ ...st, phase: "committing", logAttempts: 0 }, { status: "committed" });
+    const c = p2.commitAll(r.st);
+    const effects = [...r.fx, ...c.effects];
+    if (mutant === "forget-before-commit") effects.push(forget(st));
+    return maybeFinished(c.st, effects);
+  }
+
+  function onRequest(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "request" }>): Out {
+    if (st.phase !== "idle") return { st, effects: [] };
+    const next: CoordinatorState = {
+      ...st,
+      phase: "voting",
+      tx: input.tx,
+      epoch: input.epoch,
+      branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
+    };
+    const guard = mutant !== "no-funds-check";
+    return {
+      st: next,
+      effects: [...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+    };
+  }
+
+  function onExec(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.exec" }>): Out {
+    const b = branchOf(st, input.shard);
+    if (b === undefined || b.status !== "executing") return { st, effects: [] };
+    // Whatever the exec did, roll the branch back.
+    if (st.phase === "aborting") return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+    if (!input.r.ok) return p2.abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+    if (st.branches.length === 1) {
+      const next = setBranch<CoordinatorState>({ ...st, phase: "one_phase" }, input.shard, { status: "committing", attempts: 1 });
+      return { st: next, effects: [{ t: "xa.commit", tx: st.tx, shard: input.shard, onePhase: true }] };
+    }
+    return { st: setBranch<CoordinatorState>(st, input.shard, { status: "preparing", prepareSent: true }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
+  }
+
+  function onPrepare(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.prepare" }>): Out {
+    const b = branchOf(st, input.shard);
+    if (b === undefined || b.status !== "preparing") return { st, effects: [] };
+    if (st.phase === "aborting") return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+    const ok = input.r.ok || mutant === "commit-despite-failed-prepare";
+    if (!ok) return p2.abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "RMFAIL" : input.r.err));
+    const next = setBranch<CoordinatorState>(st, input.shard, { status: "prepared" });
+    if (next.branches.every((x) => x.status === "prepared")) return decideCommit(next);
+    return { st: next, effects: [] };
+  }
+
+  function onTimeout(st: CoordinatorState, id: string): Out {
+    if (id === VOTE_TIMER) {
+      if (st.phase !== "voting") return { st, effects: [] };
+      if (mutant === "timeout-keeps-voting") {
+        const r = reply<CoordinatorState>(st, { status: "aborted", reason: "timeout" });
+        return { st: r.st, effects: r.fx };
+      }
+      return p2.abort(st, "timeout");
+    }
+    if (id === LOG_TIMER) {
+      if (st.phase === "logging") return { st, effects: [putDecision(st)] };
+      if (st.phase === "forgetting") return { st, effects: [forget(st)] };
+      return { st, effects: [] };
+    }
+    return p2.onRetryTimer(st, id.slice("retry:".length));
+  }
+
+  function onDecisionPut(st: CoordinatorState, r: LogPutResult): Out {
+    if (st.phase !== "logging") return { st, effects: [] };
+    if (r.ok) return onDurable(st);
+    if (r.err === "CAS") {
+      // Our own earlier write whose answer was lost, or the resolver's presumed-abort record.
+      if (decisionOf(r.current) === "commit") return onDurable(st);
+      if (decisionOf(r.current) === "abort") return p2.abort(st, "resolver");
+    }
+    if (r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) {
+      // A newer process owns the log (this one is stale and must not decide), or the record may or may not
+      // exist: only the resolver can finish this transaction now.
+      const rep = reply<CoordinatorState>({ ...st, phase: "done" }, { status: "in_doubt" });
+      return { st: rep.st, effects: rep.fx };
+    }
+    return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+  }
+
+  /** XA COMMIT ... ONE PHASE answered: only `ok` means committed; a lost connection leaves the outcome unknown. */
+  function onOnePhaseCommit(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.commit" }>): Out {
+    // (The mutant takes a lost connection during the commit for success.)
+    if (input.r.ok || (mutant === "one-phase-lost-is-commit" && input.r.err === "UNAVAILABLE")) {
+      const r = reply<CoordinatorState>({ ...setBranch<CoordinatorState>(st, input.shard, { status: "committed" }), phase: "done" }, { status: "committed" });
+      return { st: r.st, effects: r.fx };
+    }
+    if (input.r.err === "UNAVAILABLE") {
+      // Committed or rolled back with its connection: the coordinator cannot tell which.
+      const r = reply<CoordinatorState>({ ...setBranch<CoordinatorState>(st, input.shard, { status: "abandoned" }), phase: "done" }, { status: "in_doubt" });
+      return { st: r.st, effects: r.fx };
+    }
+    return p2.abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+  }
 
   function step(st: CoordinatorState, input: CoordinatorInput): Out {
     switch (input.t) {
-      case "request": {
-        if (st.phase !== "idle") return { st, effects: [] };
-        const next: CoordinatorState = {
-          ...st,
-          phase: "voting",
-          tx: input.tx,
-          epoch: input.epoch,
-          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
-        };
-        const guard = mutant !== "no-funds-check";
-        return {
-          st: next,
-          effects: [
-            ...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })),
-            { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
-          ],
-        };
-      }
-
-      case "xa.exec": {
-        const b = branch(st, input.shard);
-        if (b === undefined || b.status !== "executing") return { st, effects: [] };
-        if (st.phase === "aborting") {
-          // Whatever the exec did, roll the branch back.
-          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
-        }
-        if (!input.r.ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
-        if (st.branches.length === 1) {
-          const next = setBranch({ ...st, phase: "one_phase" }, input.shard, { status: "committing", attempts: 1 });
-          return { st: next, effects: [{ t: "xa.commit", tx: st.tx, shard: input.shard, onePhase: true }] };
-        }
-        return { st: setBranch(st, input.shard, { status: "preparing", prepareSent: true }), effects: [{ t: "xa.prepare", tx: st.tx, shard: input.shard }] };
-      }
-
-      case "xa.prepare": {
-        const b = branch(st, input.shard);
-        if (b === undefined || b.status !== "preparing") return { st, effects: [] };
-        if (st.phase === "aborting") {
-          return { st: setBranch(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
-        }
-        const ok = input.r.ok || mutant === "commit-despite-failed-prepare";
-        if (!ok) return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "RMFAIL" : input.r.err));
-        const next = setBranch(st, input.shard, { status: "prepared" });
-        if (next.branches.every((x) => x.status === "prepared")) return decideCommit(next);
-        return { st: next, effects: [] };
-      }
-
-      case "timeout": {
-        if (input.id === VOTE_TIMER) {
-          if (st.phase !== "voting") return { st, effects: [] };
-          if (mutant === "timeout-keeps-voting") {
-            const r = reply(st, { status: "aborted", reason: "timeout" });
-            return { st: r.st, effects: r.fx };
-          }
-          return abort(st, "timeout");
-        }
-        if (input.id === LOG_TIMER) {
-          if (st.phase === "logging") return { st, effects: [putDecision(st)] };
-          if (st.phase === "forgetting") return { st, effects: [forget(st)] };
-          return { st, effects: [] };
-        }
-        const shard = input.id.slice("retry:".length);
-        const b = branch(st, shard);
-        if (b === undefined || b.status !== "retry_wait") return { st, effects: [] };
-        // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
-        const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) });
-        if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" }), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
-        if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" }), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
-        return { st, effects: [] };
-      }
-
-      case "log.put": {
-        if (st.phase !== "logging") return { st, effects: [] };
-        const r = input.r;
-        if (r.ok) return onDurable(st);
-        if (r.err === "CAS") {
-          // Our own earlier write whose answer was lost, or the resolver's presumed-abort record.
-          if (decisionOf(r.current) === "commit") return onDurable(st);
-          if (decisionOf(r.current) === "abort") return abort(st, "resolver");
-        }
-        if (r.err === "FENCED") {
-          // A newer process owns the log: this one is stale and must not decide.
-          const rep = reply({ ...st, phase: "done" }, { status: "in_doubt" });
-          return { st: rep.st, effects: rep.fx };
-        }
-        if (st.logAttempts >= opts.maxAttempts) {
-          // The record may or may not exist: only the resolver can finish this transaction now.
-          const rep = reply({ ...st, phase: "done" }, { status: "in_doubt" });
-          return { st: rep.st, effects: rep.fx };
-        }
-        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
-      }
-
+      case "request":
+        return onRequest(st, input);
+      case "xa.exec":
+        return onExec(st, input);
+      case "xa.prepare":
+        return onPrepare(st, input);
+      case "timeout":
+        return onTimeout(st, input.id);
+      case "log.put":
+        return onDecisionPut(st, input.r);
       case "xa.commit": {
-        const b = branch(st, input.shard);
+        const b = branchOf(st, input.shard);
         if (b === undefined || b.status !== "committing") return { st, effects: [] };
-        if (st.phase === "one_phase") {
-          // (The mutant takes a lost connection during the commit for success.)
-          if (input.r.ok || (mutant === "one-phase-lost-is-commit" && input.r.err === "UNAVAILABLE")) {
-            const r = reply({ ...setBranch(st, input.shard, { status: "committed" }), phase: "done" }, { status: "committed" });
-            return { st: r.st, effects: r.fx };
-          }
-          if (input.r.err === "UNAVAILABLE") {
-            // Committed or rolled back with its connection: the coordinator cannot tell which.
-            const r = reply({ ...setBranch(st, input.shard, { status: "abandoned" }), phase: "done" }, { status: "in_doubt" });
-            return { st: r.st, effects: r.fx };
-          }
-          return abort(setBranch(st, input.shard, { status: "failed" }), abortReason(input.r.err));
-        }
-        const done = input.r.ok || (finishedOnCommit(input.r.err) && mutant !== "nota-retries-forever");
-        if (done) return maybeFinished(setBranch(st, input.shard, { status: "committed" }), []);
-        return retryOrGiveUp(st, input.shard, input.r.ok ? "RMFAIL" : input.r.err);
+        return st.phase === "one_phase" ? onOnePhaseCommit(st, input) : p2.onCommit(st, input);
       }
-
-      case "xa.rollback": {
-        const b = branch(st, input.shard);
-        if (b === undefined || b.status !== "rolling_back") return { st, effects: [] };
-        // UNAVAILABLE means the connection is gone (the executor closes it): a branch that was
-        // never prepared dies with it. One that may be prepared survives: retry, then the resolver.
-        const gone = input.r.ok || finishedOnRollback(input.r.err) || (input.r.err === "UNAVAILABLE" && !b.prepareSent);
-        if (gone) return maybeFinished(setBranch(st, input.shard, { status: "rolled_back" }), []);
-        return retryOrGiveUp(st, input.shard, input.r.err);
-      }
-
-      case "log.delete": {
-        if (st.phase !== "forgetting") return { st, effects: [] };
-        if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
-        return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
-      }
-
+      case "xa.rollback":
+        return p2.onRollback(st, input);
+      case "log.delete":
+        return p2.onForget(st, input);
       case "xa.recover":
       case "log.list":
-        return { st, effects: [] };
+      case "xa.kill":
+      case "local.apply":
+      case "local.tombstone":
+      case "local.compensate":
+      case "local.release":
+      case "local.scan":
+        return cannotArrive("2PC coordinator", input);
     }
   }
 

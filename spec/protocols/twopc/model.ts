@@ -1,21 +1,23 @@
 /**
  * 2PC with presumed abort, composed for the model checker: the coordinator
- * and resolver roles (run unchanged, as the server runs them) over the XA
- * shard model, the txlog model, a client and a fault budget. The world, its
- * actions, faults and reductions are the ones every XA protocol shares
- * (../compose.ts); this file names the roles and the configurations.
+ * and resolver roles (run unchanged, as the server runs them) in the world
+ * every protocol shares (spec/world/world.ts) over XA shards
+ * (spec/env/xa-shard.ts); the ghost, scan reduction and scenarios are the
+ * XA protocols' (../xa-world.ts). This file names the roles.
  *
  * Properties are in ./properties.ts; docs/protocols/2pc.md states each one.
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import type { CoordinatorInput, CoordinatorMutant, CoordinatorState } from "./coordinator.ts";
-import { coordinator, coordinatorMutants, defaultCoordinatorOptions } from "./coordinator.ts";
-import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
-import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
+import { xaShards } from "../../env/xa-shard.ts";
+import { world } from "../../world/world.ts";
+import type { Action, Budget, Scenario } from "../../world/types.ts";
+import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa-world.ts";
+import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
+import { resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import { twopcInvariants, twopcEventually } from "./properties.ts";
 
-export type { Action, Budget, Flight, Ghost, Scenario } from "../compose.ts";
-export type World = AnyWorld<CoordinatorState, ResolverState>;
+export type { Action, Budget, Flight, Scenario } from "../../world/types.ts";
+export type World = XaWorld<CoordinatorState, ResolverState>;
 export type Slot = World["coords"][number];
 
 export interface TwopcConfig {
@@ -30,17 +32,19 @@ export interface TwopcConfig {
 }
 
 export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
-  return compose<CoordinatorState, CoordinatorInput, ResolverState, ResolverInput>({
+  const sc = cfg.scenario;
+  return world({
     name: "twopc",
-    scenario: cfg.scenario,
+    scenario: sc,
     budget: cfg.budget,
     restart: cfg.restart,
     timeouts: cfg.timeouts,
+    timeoutTimers: [VOTE_TIMER],
     coordinator: coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2, mutant: cfg.coordinatorMutant }),
-    request: (tx, epoch) => ({ t: "request", tx: tx.id, branches: tx.branches, epoch }),
-    resolver: resolver({ shards: cfg.scenario.shards, mutant: cfg.resolverMutant }),
-    scan: (active) => ({ t: "scan", active }),
-    quiet: (r) => r.suspects.length === 0,
+    resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
+    env: xaShards,
+    ghost: xaGhost<World>(sc),
+    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, (r) => r.suspects.length === 0),
     invariants: twopcInvariants,
     eventually: twopcEventually,
   });
@@ -55,4 +59,3 @@ export const twopcFactory: ModelFactory = xaProtocolFactory({
   resolverMutants,
   build: twopcModel,
 });
-

@@ -33,7 +33,7 @@
  * is not running. The runtime passes the transactions its live coordinators
  * own; after a crash that set is empty.
  */
-import type { Role, Step } from "../../kernel/role.ts";
+import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -217,7 +217,13 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       case "xa.exec":
       case "xa.prepare":
       case "timeout":
-        return { st, effects: [] };
+      case "xa.kill":
+      case "local.apply":
+      case "local.tombstone":
+      case "local.compensate":
+      case "local.release":
+      case "local.scan":
+        return cannotArrive("2PC resolver", input);
     }
   }
 

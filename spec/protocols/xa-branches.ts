@@ -1,0 +1,148 @@
+/**
+ * What the XA coordinators (2PC, ./twopc/coordinator.ts; parallel commit,
+ * ./parallel/coordinator.ts) do alike once the outcome is known: the
+ * per-branch bookkeeping, the reply, and phase two. Commit or roll back every
+ * branch, retry a failed statement a bounded number of times after a delay,
+ * then leave the branch to the resolver ("abandoned"); forget the record once
+ * every branch committed. When the coordinator is finished is each
+ * protocol's own (`maybeFinished`).
+ *
+ * 1397 (NOTA) and 1402 (RBROLLBACK) on XA COMMIT or ROLLBACK mean the branch
+ * is already finished. An XA ROLLBACK that answers UNAVAILABLE closed its
+ * connection: a branch that was never sent XA PREPARE died with it; one that
+ * may be prepared survives it, so the rollback is retried.
+ */
+import type { Step } from "../kernel/role.ts";
+import {
+  finishedOnCommit,
+  finishedOnRollback,
+  type AbortReason,
+  type Effect,
+  type Result,
+  type Outcome,
+  type ShardId,
+  type TxId,
+  type XaError,
+} from "../kernel/effects.ts";
+
+export const VOTE_TIMER = "vote";
+export const LOG_TIMER = "log";
+export const retryTimer = (shard: ShardId): string => `retry:${shard}`;
+
+export interface XaBranch {
+  readonly shard: ShardId;
+  readonly status: string;
+  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  readonly attempts: number;
+  /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
+  readonly prepareSent: boolean;
+}
+
+export interface XaCoordinator<B extends XaBranch = XaBranch> {
+  readonly phase: string;
+  readonly tx: TxId;
+  readonly branches: readonly B[];
+  /** Attempts at the current txlog write. */
+  readonly logAttempts: number;
+  readonly replied: boolean;
+  readonly reason: AbortReason | null;
+}
+
+export const setBranch = <S extends XaCoordinator>(st: S, shard: ShardId, b: Partial<S["branches"][number]>): S => ({
+  ...st,
+  branches: st.branches.map((x) => (x.shard === shard ? { ...x, ...b } : x)),
+});
+
+export const branchOf = <S extends XaCoordinator>(st: S, shard: ShardId): S["branches"][number] | undefined => st.branches.find((b) => b.shard === shard);
+
+/** The client's answer, once: a second reply is never sent. */
+export const reply = <S extends XaCoordinator>(st: S, outcome: Outcome): { st: S; fx: Effect[] } =>
+  st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
+
+/** Why a branch's failure aborts the transaction, as the client hears it. */
+export const abortReason = (err: XaError): AbortReason =>
+  err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
+
+export const finished = (b: XaBranch): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
+
+export interface Phase2Options<S extends XaCoordinator> {
+  readonly maxAttempts: number;
+  readonly retryDelayMs: number;
+  /** The protocol's own "is this coordinator done" (and what it does then). */
+  maybeFinished(st: S, effects: Effect[]): Step<S, Effect>;
+  /** Mutant only: NOTA and RBROLLBACK on XA COMMIT are not taken for "finished", and retried for ever. */
+  readonly notaRetriesForever?: boolean;
+}
+
+export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
+  type Out = Step<S, Effect>;
+  const noop = (st: S): Out => ({ st, effects: [] });
+
+  function commitAll(st: S): Out {
+    const effects: Effect[] = [];
+    let next = st;
+    for (const b of st.branches) {
+      if (b.status === "prepared" || b.status === "retry_wait") {
+        next = setBranch(next, b.shard, { status: "committing", attempts: b.attempts + 1 } as Partial<S["branches"][number]>);
+        effects.push({ t: "xa.commit", tx: st.tx, shard: b.shard });
+      }
+    }
+    return { st: next, effects };
+  }
+
+  /** Abort: answer the client, then roll back every branch that may hold work (one with a statement in flight: when it answers). */
+  function abort(st: S, reason: AbortReason): Out {
+    const r = reply<S>({ ...st, phase: "aborting", reason }, { status: "aborted", reason });
+    const effects: Effect[] = [...r.fx];
+    let next = r.st;
+    for (const b of next.branches) {
+      if (b.status === "prepared" || b.status === "failed") {
+        next = setBranch(next, b.shard, { status: "rolling_back", attempts: 1 } as Partial<S["branches"][number]>);
+        effects.push({ t: "xa.rollback", tx: st.tx, shard: b.shard });
+      }
+    }
+    return opts.maybeFinished(next, effects);
+  }
+
+  /** A commit or rollback of one branch failed: retry later, or leave it to the resolver. */
+  function retryOrGiveUp(st: S, shard: ShardId, err: XaError): Out {
+    const b = branchOf(st, shard)!;
+    const unbounded = opts.notaRetriesForever === true && (err === "NOTA" || err === "RBROLLBACK");
+    if (b.attempts >= opts.maxAttempts && !unbounded) return opts.maybeFinished(setBranch(st, shard, { status: "abandoned" } as Partial<S["branches"][number]>), []);
+    return { st: setBranch(st, shard, { status: "retry_wait" } as Partial<S["branches"][number]>), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
+  }
+
+  function onCommit(st: S, input: Extract<Result, { t: "xa.commit" }>): Out {
+    const done = input.r.ok || (finishedOnCommit(input.r.err) && opts.notaRetriesForever !== true);
+    if (done) return opts.maybeFinished(setBranch(st, input.shard, { status: "committed" } as Partial<S["branches"][number]>), []);
+    return retryOrGiveUp(st, input.shard, input.r.ok ? "RMFAIL" : input.r.err);
+  }
+
+  function onRollback(st: S, input: Extract<Result, { t: "xa.rollback" }>): Out {
+    const b = branchOf(st, input.shard);
+    if (b === undefined || b.status !== "rolling_back") return noop(st);
+    const gone = input.r.ok || finishedOnRollback(input.r.err) || (input.r.err === "UNAVAILABLE" && !b.prepareSent);
+    if (gone) return opts.maybeFinished(setBranch(st, input.shard, { status: "rolled_back" } as Partial<S["branches"][number]>), []);
+    return retryOrGiveUp(st, input.shard, input.r.err);
+  }
+
+  /** The retry timer of a branch fired: send its commit or rollback again. */
+  function onRetryTimer(st: S, shard: ShardId): Out {
+    const b = branchOf(st, shard);
+    if (b === undefined || b.status !== "retry_wait") return noop(st);
+    // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
+    const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) } as Partial<S["branches"][number]>);
+    if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" } as Partial<S["branches"][number]>), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
+    if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" } as Partial<S["branches"][number]>), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
+    return noop(st);
+  }
+
+  /** The answer to forgetting the record: done, or retry the delete (a fenced one is someone else's to finish). */
+  function onForget(st: S, input: Extract<Result, { t: "log.delete" }>): Out {
+    if (st.phase !== "forgetting") return noop(st);
+    if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
+    return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+  }
+
+  return { commitAll, abort, retryOrGiveUp, onCommit, onRollback, onRetryTimer, onForget };
+}

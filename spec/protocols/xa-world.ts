@@ -1,0 +1,174 @@
+/**
+ * What the XA protocols (2PC, parallel commit) share in the world
+ * (spec/world/world.ts): XA shards, the ghost variables their properties
+ * read, the scan reduction, the named scenarios and the factory parameters.
+ */
+import type { ModelFactory, Model } from "../kernel/model.ts";
+import { decisionKey, decisionOf } from "../kernel/effects.ts";
+import { branchXid } from "../env/executor.ts";
+import * as txlog from "../env/txlog.ts";
+import type * as xa from "../env/xa.ts";
+import type { Budget, GhostSpec, Scenario, Slot, World } from "../world/types.ts";
+
+export interface XaGhost {
+  /** The first decision ever made durable per transaction. */
+  readonly decision: readonly ("commit" | "abort" | null)[];
+  /** Per transaction, per shard index: the branch was ever started / ever prepared. */
+  readonly existed: readonly (readonly boolean[])[];
+  readonly prepared: readonly (readonly boolean[])[];
+  /** A fault or a timeout happened (AC4 speaks only of runs with neither). */
+  readonly faulty: boolean;
+  /** Parallel commit only: per transaction, the implicit commit condition held at some point. */
+  readonly implicit?: readonly boolean[];
+}
+
+export type XaWorld<C = unknown, R = unknown> = World<C, R, xa.ShardState, XaGhost>;
+
+/** The timer whose firing is 2PC's and parallel commit's timeout abort. */
+export const VOTE_TIMER = "vote";
+
+/** The ghost of an XA protocol; `also` records a protocol's own ghost variables after the shared ones. */
+export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W) => W): GhostSpec<XaGhost, W> {
+  const xidOf = (t: number, s: number): string => branchXid(sc.txs[t]!.id, sc.shards[s]!);
+  const committedOn = (w: W, t: number, s: number): boolean => w.shards[s]!.history.some((h) => h[0] === xidOf(t, s));
+  const faulty = (w: W): W => ({ ...w, ghost: { ...w.ghost, faulty: true } });
+
+  function observe(w: W): W {
+    let changed = false;
+    const sticky = (matrix: readonly (readonly boolean[])[], holds: (t: number, s: number) => boolean) =>
+      matrix.map((row, t) =>
+        row.map((v, s) => {
+          if (v) return v;
+          const now = holds(t, s);
+          if (now) changed = true;
+          return now;
+        }),
+      );
+    const existed = sticky(w.ghost.existed, (t, s) => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s)) || committedOn(w, t, s));
+    const prepared = sticky(w.ghost.prepared, (t, s) => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s) && b.state === "PREPARED"));
+    const decision = w.ghost.decision.map((d, t) => {
+      if (d !== null) return d;
+      const e = decisionOf(txlog.get(w.log, decisionKey(sc.txs[t]!.id))?.value);
+      if (e !== null) changed = true;
+      return e;
+    });
+    const shared = changed ? { ...w, ghost: { ...w.ghost, existed, prepared, decision } } : w;
+    return also ? also(shared) : shared;
+  }
+
+  return {
+    init: () => ({
+      decision: sc.txs.map(() => null),
+      existed: sc.txs.map(() => sc.shards.map(() => false)),
+      prepared: sc.txs.map(() => sc.shards.map(() => false)),
+      faulty: false,
+    }),
+    observe,
+    fault: faulty,
+    timer: (w, id) => (id === VOTE_TIMER ? faulty(w) : w),
+  };
+}
+
+/**
+ * Reduction (docs/protocols/2pc.md, "What the checker explores"): a scan is
+ * not offered when it can only be a no-op: the epoch is taken, the resolver
+ * carries nothing over from its last scan (`quiet`), no transaction is
+ * still to start, and every transaction that left anything behind (a
+ * branch, a record, an effect in flight) has a live coordinator, so the
+ * scan's `active` snapshot makes it skip all of them. Such a scan only
+ * reads, and ends in the state it started in; leaving it out removes
+ * stuttering steps, not behaviours. Sound only for resolvers that leave
+ * active transactions entirely alone (both do).
+ */
+export function xaScanIsNoop<C extends { readonly phase: string }, R extends { readonly epoch: number | null }>(
+  sc: Scenario,
+  quiet: (r: R) => boolean,
+): (w: XaWorld<C, R>) => boolean {
+  const isActive = (c: Slot<C>): boolean => c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
+  const hasLeftovers = (w: XaWorld<C, R>, t: number): boolean =>
+    w.flights.some((f) => f.owner === t) ||
+    sc.shards.some((_, s) => w.shards[s]!.branches.some((b) => b.xid === branchXid(sc.txs[t]!.id, sc.shards[s]!))) ||
+    txlog.get(w.log, decisionKey(sc.txs[t]!.id)) !== undefined;
+  return (w) => {
+    if (w.resolver.epoch === null || !quiet(w.resolver)) return false;
+    return w.coords.every((c, t) => c.st.phase !== "idle" && (isActive(c) || !hasLeftovers(w, t)));
+  };
+}
+
+/** The configurations the suites name, shared by every XA protocol: shards x transfers. */
+export function scenario(name: string): Scenario {
+  switch (name) {
+    case "transfer":
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100]], [[2, 100]]],
+        txs: [{ id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] }],
+      };
+    case "conflict":
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100]], [[2, 100]]],
+        txs: ["t1", "t2"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] })),
+      };
+    case "three":
+      return {
+        shards: ["s1", "s2", "s3"],
+        balances: [[[1, 100]], [[2, 100]], [[3, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] },
+          { id: "t2", branches: [{ shard: "s2", ops: [{ account: 2, delta: -40 }] }, { shard: "s3", ops: [{ account: 3, delta: 40 }] }] },
+        ],
+      };
+    case "local":
+      // A transfer inside one shard (one phase) racing a cross-shard one for account 1.
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100], [3, 0]], [[2, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }, { account: 3, delta: 60 }] }] },
+          { id: "t2", branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] },
+        ],
+      };
+    default:
+      throw new Error(`unknown scenario '${name}': use transfer, conflict, three or local`);
+  }
+}
+
+/**
+ * The ModelFactory of an XA protocol: the parameters every such model takes
+ * (scenario, fault budget, restart, vote timer) and its mutants, split
+ * between the coordinator's and the resolver's.
+ */
+export function xaProtocolFactory<CM extends string, RM extends string>(p: {
+  name: string;
+  description: string;
+  coordinatorMutants: readonly CM[];
+  resolverMutants: readonly RM[];
+  build(cfg: { scenario: Scenario; budget: Budget; restart: boolean; timeouts: boolean; coordinatorMutant: CM | undefined; resolverMutant: RM | undefined }): Model<any, any>;
+}): ModelFactory {
+  return {
+    name: p.name,
+    description: p.description,
+    params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
+    mutants: [...p.coordinatorMutants, ...p.resolverMutants],
+    build(params, mutant) {
+      // checker/run.ts has already refused a mutant the factory does not declare.
+      const num = (k: string): number => wholeParam(p.name, params, k);
+      return p.build({
+        scenario: scenario(String(params.scenario)),
+        budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
+        restart: params.restart === true,
+        timeouts: params.timeouts === true,
+        coordinatorMutant: p.coordinatorMutants.find((m) => m === mutant),
+        resolverMutant: p.resolverMutants.find((m) => m === mutant),
+      });
+    },
+  };
+}
+
+/** Reads a whole-number parameter of a factory, with a message that says which. */
+export function wholeParam(model: string, p: Record<string, string | number | boolean>, k: string): number {
+  const v = p[k];
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new Error(`${model}: parameter ${k} must be a whole number >= 0 (got ${String(v)})`);
+  return v;
+}

@@ -1,0 +1,76 @@
+/**
+ * The effects in flight, as a multiset: sorted by a canonical key so that two
+ * worlds with the same flights in another order are the same state.
+ */
+import { EPOCH_KEY, type Effect } from "../kernel/effects.ts";
+import { canonicalJson } from "../env/canonical.ts";
+import * as txlog from "../env/txlog.ts";
+import type { Flight, World } from "./types.ts";
+
+/** The canonical key of a flight, computed once per flight object. */
+export function flightKeys(): (f: Flight) => string {
+  const keys = new WeakMap<Flight, string>();
+  return (f) => {
+    let k = keys.get(f);
+    if (k === undefined) keys.set(f, (k = canonicalJson(f)));
+    return k;
+  };
+}
+
+export function sortFlights(fs: readonly Flight[], key: (f: Flight) => string): Flight[] {
+  return fs
+    .map((f) => [key(f), f] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, f]) => f);
+}
+
+/**
+ * Adds the effects a role asked for. A timer replaces an older timer of the
+ * same owner and id; a timeout timer the configuration turns off is never
+ * set. A reply reaches the client at once: when the client hears it changes
+ * nothing the system does, and the properties speak of what was said, which
+ * only grows.
+ */
+export function launch<W extends World>(
+  w: W,
+  owner: number,
+  effects: readonly Effect[],
+  opts: { readonly txIndex: (tx: string) => number; readonly timerOff: (id: string) => boolean; readonly key: (f: Flight) => string },
+): W {
+  if (effects.length === 0) return w;
+  let flights = [...w.flights];
+  let told = w.told;
+  for (const fx of effects) {
+    if (fx.t === "reply") {
+      const t = opts.txIndex(fx.tx);
+      told = told.map((o, i) => (i === t ? fx.outcome : o));
+      continue;
+    }
+    if (fx.t === "timer") {
+      if (opts.timerOff(fx.id)) continue;
+      flights = flights.filter((f) => !(f.owner === owner && f.fx.t === "timer" && f.fx.id === fx.id));
+    }
+    flights.push({ owner, fx, orphan: false, inc: w.inc });
+  }
+  return { ...w, flights: sortFlights(flights, opts.key), told };
+}
+
+/**
+ * An orphaned txlog write whose fence no longer holds can only answer
+ * FENCED, to nobody: it is dropped as soon as a new epoch is taken, which
+ * removes states without removing behaviours.
+ */
+export function dropFencedOrphans<W extends World>(w: W): W {
+  const epoch = txlog.get(w.log, EPOCH_KEY)?.version ?? 0;
+  const dead = (f: Flight) => f.orphan && (f.fx.t === "log.put" || f.fx.t === "log.delete") && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
+  return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
+}
+
+/** What a process crash leaves in flight: statements and log writes already sent may still land; replies, timers and reads die. */
+export function orphaned(flights: readonly Flight[], key: (f: Flight) => string): Flight[] {
+  const reads = new Set<string>(["timer", "log.list", "xa.recover", "local.scan"]);
+  return sortFlights(
+    flights.filter((f) => !reads.has(f.fx.t)).map((f) => ({ ...f, orphan: true })),
+    key,
+  );
+}

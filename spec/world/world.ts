@@ -1,0 +1,191 @@
+/**
+ * The world every protocol model runs in: one coordinator role per
+ * transaction and one resolver role per process, run unchanged as the server
+ * runs them, over shards (an environment the protocol names: XA, local
+ * transactions, or both), the txlog model, a client and a fault budget. A
+ * protocol brings its roles, its ghost variables and its properties
+ * (./types.ts, WorldConfig); what the checker assumes about the world is the
+ * same for every protocol.
+ *
+ * One action is one of:
+ *   - a client request reaching a transaction's coordinator (once the
+ *     resolver has taken the process epoch);
+ *   - an effect in flight completing, with each outcome the environment may
+ *     give (the role that asked reacts to the answer in the same action);
+ *   - a resolver scan tick;
+ *   - a fault, each bounded by the budget: the coordinator process crashing
+ *     (every coordinator and the resolver lose their volatile state;
+ *     statements already sent may still execute), a shard's own faults
+ *     (its environment's), the txlog failing to answer (the write may or may
+ *     not have happened);
+ *   - recovery, which is not a fault: the process or a shard restarting, a
+ *     shard noticing a dead client's connection.
+ *
+ * Timers fire at any time after they are set: a timeout is never assumed to
+ * mean the other side is dead.
+ */
+import type { Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { Model } from "../kernel/model.ts";
+import { collapser } from "../env/collapse.ts";
+import * as txlog from "../env/txlog.ts";
+import { describer } from "./describe.ts";
+import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
+import { isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
+import type { Action, Flight, Slot, World, WorldConfig } from "./types.ts";
+
+type Phased = { readonly phase: string };
+type Resolving = { readonly phase: string; readonly epoch: number | null };
+
+export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldConfig<C, R, Sh, G>): Model<World<C, R, Sh, G>, Action> {
+  type W = World<C, R, Sh, G>;
+  const sc = cfg.scenario;
+  const { coordinator: coord, resolver: res, env, ghost } = cfg;
+  const key = flightKeys();
+  const shardIndex = (id: ShardId): number => {
+    const i = sc.shards.indexOf(id);
+    if (i < 0) throw new Error(`unknown shard ${id}`);
+    return i;
+  };
+  const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
+  const launchOpts = { txIndex, key, timerOff: (id: string) => !cfg.timeouts && cfg.timeoutTimers.includes(id) };
+  const collapse = collapser<W>(["up", "inc", "coords", "resolver", "shards", "log", "flights", "told", "ghost", "budget"]);
+
+  const init = (): W => ({
+    up: true,
+    inc: 0,
+    coords: sc.txs.map(() => ({ st: coord.start(), alive: true })),
+    resolver: res.start(),
+    shards: sc.balances.map((b) => env.init(b)),
+    log: txlog.emptyTxlog,
+    flights: [],
+    told: sc.txs.map(() => null),
+    ghost: ghost.init(sc),
+    budget: cfg.budget,
+  });
+
+  /** Deliver a result to its role and launch what the role asks next. */
+  function deliver(w: W, owner: number, result: Result): W {
+    if (owner < 0) {
+      const out = res.step(w.resolver, result);
+      return launch({ ...w, resolver: out.st }, owner, out.effects, launchOpts);
+    }
+    const slot = w.coords[owner]!;
+    if (!slot.alive) return w;
+    const out = coord.step(slot.st, result);
+    const coords = w.coords.map((c, i) => (i === owner ? { ...c, st: out.st } : c));
+    return launch({ ...w, coords }, owner, out.effects, launchOpts);
+  }
+
+  const withShard = (w: W, s: number, sh: Sh): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+
+  /** Orphaned statements on a connection the shard has dropped can no longer arrive. */
+  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
+    ...w,
+    flights: w.flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
+  });
+
+  /** Every way the world may answer flight `f` (`w` no longer holds it). */
+  function answers(w: W, f: Flight): Answer<W>[] {
+    const fx = f.fx;
+    if (env.owns(fx)) {
+      const s = shardIndex((fx as { shard: ShardId }).shard);
+      const before = w.shards[s]!;
+      return env.answers(before, f, w.budget).map((o) => {
+        let nw = o.ran !== null && ghost.ran ? ghost.ran(withShard(w, s, o.ran), f, s, before, o.ran) : w;
+        nw = withShard(nw, s, o.shard);
+        if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
+        if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
+        return { world: nw, result: o.result, fault: o.crashes, label: o.label };
+      });
+    }
+    if (isLogEffect(fx)) return logAnswers(w, fx);
+    if (fx.t === "timer") return [{ world: ghost.timer ? ghost.timer(w, fx.id) : w, result: { t: "timeout", id: fx.id }, fault: false, label: "fires" }];
+    throw new Error(`${cfg.name}: no environment answers ${fx.t}${fx.t === "reply" ? " (a reply is never in flight: launch delivers it)" : ""}`);
+  }
+
+  /** The answers of the last state expanded, so that `next` does not compute them again. */
+  let answersFor: { w: W; byFlight: Answer<W>[][] } | null = null;
+  const answersOf = (w: W, i: number): Answer<W>[] => {
+    if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
+    return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
+  };
+
+  const observe = (w0: W): W => {
+    const w = dropFencedOrphans(w0);
+    return ghost.observe ? ghost.observe(w) : w;
+  };
+  const faulty = (w: W): W => (ghost.fault ? ghost.fault(w) : w);
+  const isActive = (c: Slot<C>): boolean => c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
+
+  function* actions(w: W): Iterable<Action> {
+    for (let t = 0; t < w.coords.length; t++) {
+      const c = w.coords[t]!;
+      // The process takes requests once the resolver has taken its epoch.
+      if (w.up && c.alive && c.st.phase === "idle" && w.resolver.epoch !== null) yield { k: "request", tx: t };
+    }
+    for (let i = 0; i < w.flights.length; i++) {
+      if (i > 0 && key(w.flights[i - 1]!) === key(w.flights[i]!)) continue;
+      const outs = answersOf(w, i);
+      for (let o = 0; o < outs.length; o++) yield { k: "complete", i, o, fault: outs[o]!.fault, label: outs[o]!.label };
+    }
+    if (w.up && w.resolver.phase === "idle" && !cfg.scanIsNoop(w)) yield { k: "scan" };
+    if (w.up && w.budget.crash > 0) yield { k: "crash" };
+    if (!w.up && cfg.restart) yield { k: "restart" };
+    for (let s = 0; s < w.shards.length; s++) yield* env.faults(w.shards[s]!, s, w.budget, w);
+  }
+
+  function next(w: W, a: Action): W {
+    switch (a.k) {
+      case "request": {
+        const tx = sc.txs[a.tx]!;
+        const out = coord.step(w.coords[a.tx]!.st, { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch! });
+        const coords = w.coords.map((c, i) => (i === a.tx ? { ...c, st: out.st } : c));
+        return observe(launch({ ...w, coords }, a.tx, out.effects, launchOpts));
+      }
+      case "complete": {
+        const f = w.flights[a.i]!;
+        const out = answersOf(w, a.i)[a.o]!;
+        let nw = out.fault ? faulty(out.world) : out.world;
+        if (out.result !== null && !f.orphan) nw = deliver(nw, f.owner, out.result);
+        return observe(nw);
+      }
+      case "scan": {
+        const active = w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : []));
+        const out = res.step(w.resolver, { t: "scan", active });
+        return launch({ ...w, resolver: out.st }, -1, out.effects, launchOpts);
+      }
+      case "crash":
+        return faulty({
+          ...w,
+          up: false,
+          coords: w.coords.map((c) => ({ ...c, alive: false })),
+          resolver: res.start(),
+          flights: orphaned(w.flights, key),
+          budget: { ...w.budget, crash: w.budget.crash - 1 },
+        });
+      case "restart":
+        return { ...w, up: true, inc: w.inc + 1 };
+      case "shardCrash":
+        return observe(faulty({ ...withShard(w, a.s, env.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
+      case "shardRestart":
+        return withShard(w, a.s, env.fault(w.shards[a.s]!, a));
+      case "notice":
+        return observe(dropOrphansOn(withShard(w, a.s, env.fault(w.shards[a.s]!, a)), a.s, a.conn));
+    }
+  }
+
+  return {
+    name: cfg.name,
+    init: () => [init()],
+    actions,
+    next,
+    invariants: cfg.invariants(sc),
+    eventually: cfg.eventually(sc),
+    encode: collapse.encode,
+    decode: collapse.decode,
+    localEncoding: true,
+    describe: describer<W>(sc, key),
+    view: (w) => w,
+    actors: () => ["client", ...sc.txs.map((t) => `coord(${t.id})`), "resolver", "process", "txlog", ...sc.shards],
+  };
+}
