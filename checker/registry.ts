@@ -1,14 +1,14 @@
 /**
- * Every model the CLI, the suite and the worker threads can load by name.
- * Adding a model is one line here (plus its entries in suite.config.ts).
+ * Every model the CLI, the suite and the worker threads can load by name:
+ * the reference models, every registered protocol's own model
+ * (spec/protocols/registry.ts), and the server's composition
+ * (spec/server/model.ts). A new protocol needs no line here.
  */
 import type { ModelFactory } from "../spec/kernel/model.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";
-import { twopcFactory } from "../spec/protocols/twopc/model.ts";
-import { parallelFactory } from "../spec/protocols/parallel/model.ts";
-import { mixedFactory } from "../spec/protocols/mixed/model.ts";
-import { speculativeFactory } from "../spec/protocols/speculative/model.ts";
+import { REGISTRY } from "../spec/protocols/registry.ts";
+import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, twopcFactory, speculativeFactory, parallelFactory, mixedFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory];

@@ -67,7 +67,7 @@ export const suite: SuiteEntry[] = [
   ...twopcMutant("forget-before-commit", "transfer", "committed_reply_is_durable"),
   ...twopcMutant("timeout-keeps-voting", "transfer", "aborted_reply_is_final"),
   ...twopcMutant("no-epoch-fence", "transfer", "AC2_irrevocable", { crash: 1 }),
-  ...twopcMutant("missing-is-commit", "transfer", "AC3_commit_needs_all_yes", { crash: 1 }),
+  ...twopcMutant("presume-commit", "transfer", "AC3_commit_needs_all_yes", { crash: 1 }),
   ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", { crash: 1 }),
   ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
   ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable"),
@@ -94,7 +94,7 @@ export const suite: SuiteEntry[] = [
   ...parallelMutant("ignore-active", "AC4_all_yes_commits", 17),
   ...parallelMutant("keep-records", "AC5_terminates", 7, { crash: 1 }),
 
-  // One resolver for both protocols (spec/protocols/mixed): the parallel-commit resolver, the one the
+  // One resolver for both protocols (spec/server/model.ts, model mixed): the parallel-commit resolver, the one the
   // server runs, under 2PC coordinators (coordinators=2pc, one-phase commit included; the 2PC
   // properties) and under a 2PC and a parallel coordinator side by side (coordinators=mixed; on
   // local, the one-phase transfer by 2PC and the cross-shard one by parallel commit). Under 2PC

@@ -10,17 +10,24 @@
  */
 import type { Trace, TraceHeader } from "../spec/kernel/trace.ts";
 import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
-import { PROTOCOL_DEFS, protocolOfModel, type AnyCoordinator, type CoordinatorInput } from "../spec/protocols/registry.ts";
+import type { Role } from "../spec/kernel/role.ts";
+import type { Effect } from "../spec/kernel/effects.ts";
+import type { CoordinatorInput } from "../spec/protocols/protocol.ts";
+import { protocolOfTraceModel, REGISTRY } from "../spec/protocols/registry.ts";
+import { serverCoordinator } from "../spec/server/coordinator.ts";
+
+/** The coordinator role a live trace records: the server's (spec/server/coordinator.ts), which runs every protocol. */
+type TracedRole = Role<any, CoordinatorInput, Effect>;
 
 export type ReplayResult =
   | { ok: true; steps: number }
   | { ok: false; step: number; message: string; expected: unknown; got: unknown };
 
 /** The role a runtime trace header names, with the options it ran with. */
-export function roleOfHeader(h: TraceHeader): AnyCoordinator {
-  const def = protocolOfModel(h.model ?? "");
+export function roleOfHeader(h: TraceHeader): TracedRole {
+  const def = protocolOfTraceModel(h.model ?? "");
   if (def === undefined) {
-    const known = Object.values(PROTOCOL_DEFS).map((d) => d.model);
+    const known = REGISTRY.map((d) => d.traceModel);
     throw new Error(`trace model ${JSON.stringify(h.model)}: only runtime coordinator traces (${known.join(", ")}) can be replayed`);
   }
   const p = h.params ?? {};
@@ -29,11 +36,11 @@ export function roleOfHeader(h: TraceHeader): AnyCoordinator {
     if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new Error(`trace header params.${name}: expected an integer, got ${JSON.stringify(v)}`);
     return v;
   };
-  return def.role({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), maxAttempts: num("maxAttempts") });
+  return serverCoordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), attemptsMax: num("attemptsMax") });
 }
 
 /** Feeds every recorded input to a fresh role and compares the effects it asks for with the recorded ones. */
-export function replayTrace(trace: Trace, role: AnyCoordinator = roleOfHeader(trace.header)): ReplayResult {
+export function replayTrace(trace: Trace, role: TracedRole = roleOfHeader(trace.header)): ReplayResult {
   let st = role.start();
   for (const s of trace.steps) {
     // Steps of the environment (shards, log, client) are drawn, not replayed: the role only sees their answers as inputs.

@@ -28,9 +28,10 @@ import { branchXid, connOf, executeXa, type XaEffect } from "../spec/env/executo
 import type { Trace } from "../spec/kernel/trace.ts";
 import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
 import { effectKey, resultKey } from "../spec/kernel/keys.ts";
-import { PROTOCOL_DEFS } from "../spec/protocols/registry.ts";
+import { ONE_PHASE } from "../spec/protocols/registry.ts";
 
-const COORDINATOR_MODEL = PROTOCOL_DEFS["2pc"].model;
+/** The traces whose environment answers the models here cover: the XA and txlog effects of the one-phase protocol's coordinator (2PC). */
+const COORDINATOR_MODEL = ONE_PHASE.traceModel;
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Schema } from "effect";
-import { PROTOCOLS, type Protocol } from "../spec/protocols/registry.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../spec/protocols/registry.ts";
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }));
 
@@ -69,7 +69,7 @@ export const SETTINGS = {
     schema: Schema.Literals(PROTOCOLS),
     allowed: PROTOCOLS.join(", "),
     doc: "the commit protocol of a transfer whose body names none (a body's \"protocol\" field overrides it)",
-    default: "2pc",
+    default: DEFAULT_PROTOCOL,
   },
   resolver_interval_ms: { schema: int(50, 3_600_000), allowed: "an integer from 50 to 3600000", doc: "time between resolver scans", default: 2_000 },
   vote_timeout_ms: { schema: int(10, 600_000), allowed: "an integer from 10 to 600000", doc: "coordinator: abort when exec+prepare take longer", default: 5_000 },
@@ -119,7 +119,7 @@ export interface Config {
   mysql_password?: string;
   shard_unix_socket: boolean;
   etcd_prefix: string;
-  protocol: Protocol;
+  protocol: ProtocolName;
   resolver_interval_ms: number;
   vote_timeout_ms: number;
   retry_delay_ms: number;

@@ -11,15 +11,17 @@
  */
 import { randomUUID } from "node:crypto";
 import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/kernel/effects.ts";
-import { processEpochOf, processResolver, type ProcessResolverInput, type ProcessResolverState } from "../spec/protocols/process-resolver.ts";
+import { processEpochOf, processResolver, type ProcessResolverState } from "../spec/server/resolver.ts";
+import { serverCoordinator, type ServerCoordinatorState } from "../spec/server/coordinator.ts";
+import type { CoordinatorInput, CoordinatorSettings, ResolverInput } from "../spec/protocols/protocol.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 import { probeDone, prober, type ProbeInput, type ProbeState } from "../spec/protocols/speculative/probe.ts";
-import { PROTOCOL_DEFS, PROTOCOLS, type AnyCoordinator, type CoordinatorInput, type CoordinatorSettings, type Protocol } from "../spec/protocols/registry.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNamed, RESOLVER_PARTS, type ProtocolName } from "../spec/protocols/registry.ts";
 
-export { PROTOCOLS, type Protocol };
+export { PROTOCOLS, type ProtocolName };
 
 
 export interface EngineOptions {
@@ -47,7 +49,7 @@ export interface Timings {
 
 export interface TransactionView {
   tx: TxId;
-  protocol: Protocol;
+  protocol: ProtocolName;
   /** running until the coordinator replied; then the outcome; `done` once the coordinator has nothing left to do. */
   status: "running" | Outcome["status"];
   outcome: Outcome | null;
@@ -67,11 +69,11 @@ export class NotReady extends Error {}
 
 interface Running {
   readonly tx: TxId;
-  readonly protocol: Protocol;
+  readonly protocol: ProtocolName;
   readonly started_wall_ms: number;
   readonly t0_ms: number;
   readonly branches: readonly BranchSpec[];
-  readonly instance: RoleInstance<{ readonly phase: string }, CoordinatorInput>;
+  readonly instance: RoleInstance<ServerCoordinatorState, CoordinatorInput>;
   outcome: Outcome | null;
   readonly outcomePromise: Promise<Outcome>;
   readonly resolveOutcome: (o: Outcome) => void;
@@ -86,28 +88,25 @@ export class Engine {
   private readonly running = new Map<TxId, Running>();
   /** Insertion-ordered, so the oldest is first to go. */
   private readonly finished = new Map<TxId, Running>();
-  private readonly roles: Record<Protocol, AnyCoordinator>;
-  private readonly resolverInstance: RoleInstance<ProcessResolverState, ProcessResolverInput>;
+  private readonly coordinatorRole: ReturnType<typeof serverCoordinator>;
+  private readonly resolverInstance: RoleInstance<ProcessResolverState, ResolverInput>;
   private resolverTimer: TimerHandle | null = null;
   private accepting = true;
   private idleWaiters: Array<() => void> = [];
-  /** Scan bookkeeping: did the log list and every shard answer in the scan under way. */
-  private scan: { lists: number; recovered: Set<ShardId>; scanned: Set<ShardId> } | null = null;
   private scanWaiters: Array<(complete: boolean) => void> = [];
+  private resolverPhase = "idle";
   /** The first scan in which the log and every shard answered has finished. */
   caughtUp = false;
   lastScan: { at: string; complete: boolean } | null = null;
 
   constructor(private readonly opts: EngineOptions) {
-    this.roles = {
-      "2pc": PROTOCOL_DEFS["2pc"].role(opts.coordinator),
-      parallel: PROTOCOL_DEFS.parallel.role(opts.coordinator),
-      speculative: PROTOCOL_DEFS.speculative.role(opts.coordinator),
-    };
+    this.coordinatorRole = serverCoordinator(opts.coordinator);
+    // A process without the local-transaction adapter runs only the parts its shards can answer.
+    const parts = RESOLVER_PARTS.filter((p) => p.needs !== "local" || opts.adapters.local !== undefined);
     const m = opts.metrics;
     /** STAGING decisions the resolver asked to write, by key, until their answer. */
     const stagingDecisions = new Map<string, "commit" | "abort">();
-    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards, speculative: opts.adapters.local !== undefined }), {
+    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards, parts }), {
       actor: "resolver",
       adapters: opts.adapters,
       hooks: {
@@ -125,19 +124,18 @@ export class Engine {
             if (r.r.ok) m?.stagingRecoveries.inc({ decision: stagingDecisions.get(r.key)! });
             stagingDecisions.delete(r.key);
           }
-          if (this.scan === null) return;
-          if (r.t === "log.list" && r.r.ok) this.scan.lists++;
-          if (r.t === "xa.recover" && r.r.ok) this.scan.recovered.add(r.shard);
-          if (r.t === "local.scan" && r.r.ok) this.scan.scanned.add(r.shard);
         },
         onStep: (st) => {
-          if (st.phase === "idle") this.scanEnded();
+          // A scan ended: the resolver went back to idle (it says whether the scan was complete).
+          const was = this.resolverPhase;
+          this.resolverPhase = st.phase;
+          if (was !== "idle" && st.phase === "idle") this.scanEnded(st.lastScan === "complete");
         },
       },
     });
   }
 
-  /** The epoch the resolver took for this process (spec/protocols/twopc/resolver.ts), null before. */
+  /** The epoch the resolver took for this process (spec/protocols/xa/resolver.ts), null before. */
   get epoch(): number | null {
     return processEpochOf(this.resolverInstance.st);
   }
@@ -157,7 +155,7 @@ export class Engine {
    */
   submit(
     branches: readonly BranchSpec[],
-    protocol: Protocol = "2pc",
+    protocol: ProtocolName = DEFAULT_PROTOCOL,
     tx: TxId = newTxId(),
     /** Called with the reply in the very step that produced it, before the step's other effects start (the HTTP answer goes out first). */
     onReply?: (o: Outcome) => void,
@@ -167,17 +165,17 @@ export class Engine {
     if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
     if (this.running.size >= this.opts.in_flight_max) throw new Overloaded(`${this.running.size} transactions in flight (in_flight_max ${this.opts.in_flight_max})`);
     if (this.running.has(tx) || this.finished.has(tx)) throw new Error(`transaction id ${tx} already used`);
-    if (protocol === "speculative" && this.opts.adapters.local === undefined) throw new Error("this server has no local-transaction adapter: the speculative protocol is not available");
+    if (protocolNamed(protocol).needs === "local" && this.opts.adapters.local === undefined) throw new Error(`this server has no local-transaction adapter: the ${protocol} protocol is not available`);
     const m = this.opts.metrics;
     const clock = this.opts.adapters.clock;
     let resolveOutcome!: (o: Outcome) => void;
     const outcome = new Promise<Outcome>((resolve) => (resolveOutcome = resolve));
     const first: Running["first"] = {};
     const last: Running["last"] = {};
-    const instance: RoleInstance<{ readonly phase: string }, CoordinatorInput> = new RoleInstance(this.roles[protocol], {
+    const instance: RoleInstance<ServerCoordinatorState, CoordinatorInput> = new RoleInstance(this.coordinatorRole, {
       actor: COORDINATOR_ACTOR,
       adapters: this.opts.adapters,
-      done: PROTOCOL_DEFS[protocol].done,
+      done: this.coordinatorRole.done,
       record: this.opts.record_traces,
       hooks: {
         onEffect: (e, now) => {
@@ -193,8 +191,8 @@ export class Engine {
           if (m !== undefined) {
             m.transactions.inc({ protocol, outcome: o.status });
             if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
-            // A one-branch transaction takes the one-phase path (spec/protocols/one-phase.ts): nothing was speculated.
-            if (protocol === "speculative" && branches.length > 1) m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
+            // A one-branch transaction takes the one-phase path (spec/server/coordinator.ts): nothing was speculated.
+            if (protocolNamed(protocol).speculates && instance.st.path === "many") m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
             m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
           }
           onReply?.(o);
@@ -220,7 +218,7 @@ export class Engine {
     };
     this.running.set(tx, run);
     m?.inFlight.set(this.running.size);
-    instance.deliverFrom(CLIENT_ACTOR, `transfer (${branches.length} branch${branches.length === 1 ? "" : "es"})`, { t: "request", tx, branches, epoch });
+    instance.deliverFrom(CLIENT_ACTOR, `transfer (${branches.length} branch${branches.length === 1 ? "" : "es"})`, { t: "request", tx, branches, epoch, protocol });
     return { tx, outcome };
   }
 
@@ -262,7 +260,7 @@ export class Engine {
     const c = this.opts.coordinator;
     return new Promise<Outcome>((resolve) => {
       let answered = false;
-      const instance = new RoleInstance<ProbeState, ProbeInput>(prober({ maxRetries: c.maxAttempts, retryDelayMs: c.retryDelayMs }), {
+      const instance = new RoleInstance<ProbeState, ProbeInput>(prober({ attemptsMax: c.attemptsMax, retryDelayMs: c.retryDelayMs }), {
         actor: "probe",
         adapters: this.opts.adapters,
         done: probeDone,
@@ -307,8 +305,8 @@ export class Engine {
     const c = this.opts.coordinator;
     return {
       source: "runtime",
-      model: PROTOCOL_DEFS[run.protocol].model,
-      params: { voteTimeoutMs: c.voteTimeoutMs, retryDelayMs: c.retryDelayMs, maxAttempts: c.maxAttempts },
+      model: protocolNamed(run.protocol).traceModel,
+      params: { voteTimeoutMs: c.voteTimeoutMs, retryDelayMs: c.retryDelayMs, attemptsMax: c.attemptsMax },
       actors: [CLIENT_ACTOR, COORDINATOR_ACTOR, ...run.branches.map((b) => b.shard), "txlog"],
       tx: run.tx,
       started_ms: run.started_wall_ms,
@@ -344,16 +342,10 @@ export class Engine {
   }
 
   private tick(): void {
-    if (this.resolverInstance.st.phase === "idle") this.scan = { lists: 0, recovered: new Set(), scanned: new Set() };
     this.resolverInstance.deliver({ t: "scan", active: this.active() });
   }
 
-  private scanEnded(): void {
-    const s = this.scan;
-    if (s === null) return;
-    this.scan = null;
-    // Both sub-resolvers listed the log and every shard answered both scans (XA RECOVER and the undo rows).
-    const complete = s.lists >= (this.opts.adapters.local === undefined ? 1 : 2) && this.opts.shards.every((x) => s.recovered.has(x) && (this.opts.adapters.local === undefined || s.scanned.has(x)));
+  private scanEnded(complete: boolean): void {
     if (complete) this.caughtUp = true;
     this.lastScan = { at: new Date().toISOString(), complete };
     this.opts.metrics?.resolverScans.inc({ result: complete ? "complete" : "partial" });

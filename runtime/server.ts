@@ -82,7 +82,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const engine = new Engine({
     adapters: { xa, log: txlog, clock: systemClock, local },
     shards: xa.shards,
-    coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, maxAttempts: config.attempts_max },
+    coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max },
     resolver_interval_ms: config.resolver_interval_ms,
     in_flight_max: config.in_flight_max,
     retain_transactions: config.retain_transactions,

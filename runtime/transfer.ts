@@ -11,7 +11,7 @@
  */
 import { Schema } from "effect";
 import type { BranchSpec, Op, ShardId } from "../spec/kernel/effects.ts";
-import { PROTOCOLS, type Protocol } from "../spec/protocols/registry.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../spec/protocols/registry.ts";
 
 export const OPS_MAX = 64;
 /** |delta| at most 10^15 cents, so 64 of them sum exactly in a double. */
@@ -41,9 +41,9 @@ const BodySchema = Schema.Struct({
 
 export interface TransferRequest {
   readonly branches: readonly BranchSpec[];
-  readonly protocol: Protocol;
+  readonly protocol: ProtocolName;
   /** The protocol the body named; null when it named none and the server's default applies. */
-  readonly protocol_in_body: Protocol | null;
+  readonly protocol_in_body: ProtocolName | null;
   readonly idempotency_key?: string;
 }
 
@@ -54,7 +54,7 @@ export interface AccountCatalog {
 }
 
 /** Throws BadRequest with a message that says what is wrong. */
-export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: Protocol = "2pc"): TransferRequest {
+export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: ProtocolName = DEFAULT_PROTOCOL): TransferRequest {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -69,7 +69,7 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   try {
     body = Schema.decodeUnknownSync(BodySchema)(json, { onExcessProperty: "error" });
   } catch (e) {
-    throw new BadRequest(400, `invalid body: ${(e as Error).message.replaceAll("\n", "")}; expected {"ops":[{"shard_id":"shard-a","account_id":1,"delta":"-50.00"},...],"idempotency_key"?:"...","protocol"?:"2pc"|"parallel"|"speculative"}`);
+    throw new BadRequest(400, `invalid body: ${(e as Error).message.replaceAll("\n", "")}; expected {"ops":[{"shard_id":"shard-a","account_id":1,"delta":"-50.00"},...],"idempotency_key"?:"...","protocol"?:${PROTOCOLS.map((p) => `"${p}"`).join("|")}}`);
   }
   const protocol = body.protocol ?? defaultProtocol;
   if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
@@ -110,8 +110,8 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   if (branches.length === 0) throw new BadRequest(422, "the ops cancel out on every account: nothing to transfer");
   return {
     branches,
-    protocol: protocol as Protocol,
-    protocol_in_body: (body.protocol ?? null) as Protocol | null,
+    protocol: protocol as ProtocolName,
+    protocol_in_body: (body.protocol ?? null) as ProtocolName | null,
     ...(key !== undefined ? { idempotency_key: key } : {}),
   };
 }

@@ -1,67 +1,45 @@
 /**
- * The protocols the server runs, each as its spec role (spec/protocols/):
- * which coordinator role, built with which options, when it is done, and the
- * name its traces are recorded under (conformance/replay.ts builds the role back
- * from that name and the options). Nothing protocol-shaped is decided here.
+ * Every protocol the project has, registered once. Each is one folder
+ * exporting one declared value (./protocol.ts); every list of protocols is
+ * derived from REGISTRY: the API's and the configuration's names, the
+ * checker's models, the process resolver's parts, the txlog's record kinds,
+ * metrics labels, the benchmark's --compare. Adding a protocol is a folder
+ * and a line here (docs/architecture.md, "Adding a protocol").
  */
-import type { Role } from "../kernel/role.ts";
-import type { BranchSpec, TxId } from "../kernel/effects.ts";
-import * as twopc from "./twopc/coordinator.ts";
-import * as parallel from "./parallel/coordinator.ts";
-import { doneWithOnePhase, withOnePhase } from "./one-phase.ts";
-import * as speculative from "./speculative/coordinator.ts";
-import type { Effect, Result } from "../kernel/effects.ts";
+import type { Protocol, ResolverPart } from "./protocol.ts";
+import { twopc } from "./twopc/index.ts";
+import { parallel } from "./parallel/index.ts";
+import { speculative } from "./speculative/index.ts";
 
-export const PROTOCOLS = ["2pc", "parallel", "speculative"] as const;
-export type Protocol = (typeof PROTOCOLS)[number];
+export const REGISTRY = [twopc, parallel, speculative] as const satisfies readonly Protocol[];
 
-/** The server's coordinator settings (config.ts), shared by every protocol. */
-export interface CoordinatorSettings {
-  /** 2PC / parallel: how long executing (and preparing) may take; speculative: how long the applies may take before settling. */
-  readonly voteTimeoutMs: number;
-  readonly retryDelayMs: number;
-  /** Attempts per commit, rollback or log write (speculative: retries of a settling statement). */
-  readonly maxAttempts: number;
+export type ProtocolName = (typeof REGISTRY)[number]["name"];
+export const PROTOCOLS: readonly ProtocolName[] = REGISTRY.map((p) => p.name);
+
+/** The protocol of a request that names none. */
+export const DEFAULT_PROTOCOL: ProtocolName = twopc.name;
+
+/**
+ * The protocol whose coordinator takes every transaction of ONE branch,
+ * whatever protocol the request named (spec/server/coordinator.ts): 2PC's
+ * XA COMMIT ... ONE PHASE, with no prepare and no record. With one branch
+ * there is no one to agree with and nothing to undo.
+ */
+export const ONE_PHASE: Protocol = twopc;
+
+export const isProtocolName = (name: string): name is ProtocolName => (PROTOCOLS as readonly string[]).includes(name);
+
+export function protocolNamed(name: string): Protocol {
+  const p = REGISTRY.find((x) => x.name === name);
+  if (p === undefined) throw new Error(`protocol ${JSON.stringify(name)} is not registered (registered: ${PROTOCOLS.join(", ")})`);
+  return p;
 }
 
-export type CoordinatorInput = { readonly t: "request"; readonly tx: TxId; readonly branches: readonly BranchSpec[]; readonly epoch: number } | Result;
+/** The protocol whose live coordinator traces carry this header `model`, if any. */
+export const protocolOfTraceModel = (model: string): Protocol | undefined => REGISTRY.find((p) => p.traceModel === model);
 
-/** A coordinator role as the engine drives it: opaque state, any protocol's effects. */
-export type AnyCoordinator = Role<{ readonly phase: string }, CoordinatorInput, Effect>;
+/** The process resolver's parts, each once, in registry order (2PC and parallel commit share the XA part). */
+export const RESOLVER_PARTS: readonly ResolverPart[] = REGISTRY.map((p) => p.resolver).filter((r, i, all) => all.findIndex((x) => x.name === r.name) === i);
 
-export interface ProtocolDef {
-  readonly protocol: Protocol;
-  /** The trace header's `model`. */
-  readonly model: string;
-  readonly role: (s: CoordinatorSettings) => AnyCoordinator;
-  readonly done: (st: { readonly phase: string }) => boolean;
-}
-
-type Done = (st: { readonly phase: string }) => boolean;
-
-const speculativeOptions = (s: CoordinatorSettings): speculative.CoordinatorOptions => ({ applyTimeoutMs: s.voteTimeoutMs, retryDelayMs: s.retryDelayMs, maxRetries: s.maxAttempts });
-
-export const PROTOCOL_DEFS: Readonly<Record<Protocol, ProtocolDef>> = {
-  "2pc": {
-    protocol: "2pc",
-    model: "twopc.coordinator",
-    role: (s) => twopc.coordinator({ voteTimeoutMs: s.voteTimeoutMs, retryDelayMs: s.retryDelayMs, maxAttempts: s.maxAttempts }) as unknown as AnyCoordinator,
-    done: twopc.coordinatorDone as Done,
-  },
-  parallel: {
-    protocol: "parallel",
-    model: "parallel.coordinator",
-    // One branch: 2PC's one-phase path (spec/protocols/one-phase.ts); two or more: parallel commit.
-    role: (s) => withOnePhase(s, parallel.coordinator(s), parallel.coordinatorDone).role as unknown as AnyCoordinator,
-    done: doneWithOnePhase(parallel.coordinatorDone) as Done,
-  },
-  speculative: {
-    protocol: "speculative",
-    model: "speculative.coordinator",
-    // One branch: 2PC's one-phase path (nothing to speculate on, nothing to undo); two or more: the speculative path.
-    role: (s) => withOnePhase(s, speculative.coordinator(speculativeOptions(s)), speculative.coordinatorDone).role as unknown as AnyCoordinator,
-    done: doneWithOnePhase(speculative.coordinatorDone) as Done,
-  },
-};
-
-export const protocolOfModel = (model: string): ProtocolDef | undefined => Object.values(PROTOCOL_DEFS).find((d) => d.model === model);
+/** Every kind of txlog record some protocol writes. */
+export const RECORD_KINDS: readonly string[] = [...new Set(REGISTRY.flatMap((p) => p.records))];

@@ -37,7 +37,8 @@ export interface Scenario {
   readonly shards: readonly ShardId[];
   /** Initial balances per shard: [account, cents]. */
   readonly balances: readonly (readonly (readonly [number, number])[])[];
-  readonly txs: readonly { readonly id: TxId; readonly branches: readonly BranchSpec[] }[];
+  /** `protocol`: the protocol the client names (the server's coordinator dispatches on it; a protocol's own model has none). */
+  readonly txs: readonly { readonly id: TxId; readonly branches: readonly BranchSpec[]; readonly protocol?: string }[];
 }
 
 export interface World<C = unknown, R = unknown, Sh = unknown, G = unknown> {

@@ -138,7 +138,8 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     switch (a.k) {
       case "request": {
         const tx = sc.txs[a.tx]!;
-        const out = coord.step(w.coords[a.tx]!.st, { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch! });
+        const request = { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch!, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
+        const out = coord.step(w.coords[a.tx]!.st, request);
         const coords = w.coords.map((c, i) => (i === a.tx ? { ...c, st: out.st } : c));
         return observe(launch({ ...w, coords }, a.tx, out.effects, launchOpts));
       }

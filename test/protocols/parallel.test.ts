@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/parallel/coordinator.ts";
-import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/parallel/resolver.ts";
+import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/xa/resolver.ts";
 import { parallelFactory } from "../../spec/protocols/parallel/model.ts";
 import type { LogEntry, Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";

@@ -186,7 +186,7 @@ describe("speculative coordinator", () => {
 
   it("a delete that fails is retried, then left behind for the resolver; a fenced one is not retried", () => {
     const unavailable: CoordinatorInput = { t: "log.delete", key: "spec/t1", r: { ok: false, err: "UNAVAILABLE" } };
-    const one = coordinator({ ...defaultCoordinatorOptions, maxRetries: 1 });
+    const one = coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2 });
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), unavailable, { t: "timeout", id: "settle:t1" }, unavailable]);
     expect(lines.slice(-4)).toEqual([["delete spec/t1 fence v3"], ["timer settle:t1"], ["delete spec/t1 fence v3"], []]);
     expect(st.phase).toBe("done");
@@ -232,7 +232,7 @@ describe("speculative coordinator", () => {
 
   it("a probe that cannot reach its shard is retried once, then left to the resolver with in_doubt", () => {
     const unavailable: CoordinatorInput = { t: "local.tombstone", tx: "t1", shard: "s2", r: { ok: false, err: "UNAVAILABLE" } };
-    const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(coordinator({ ...defaultCoordinatorOptions, maxRetries: 1 }), [
+    const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2 }), [
       request,
       applied("s1"),
       { t: "local.apply", tx: "t1", shard: "s2", r: { ok: false, err: "UNAVAILABLE" } },

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { coordinator, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorState } from "../../spec/protocols/twopc/coordinator.ts";
-import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/twopc/resolver.ts";
+import { resolver, type ResolverInput, type ResolverState } from "../../spec/protocols/xa/resolver.ts";
 import { twopcFactory } from "../../spec/protocols/twopc/model.ts";
 import type { Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
@@ -107,7 +107,7 @@ describe("2PC coordinator", () => {
   });
 
   it("answers in doubt when the log stays unavailable, and never rolls back then", () => {
-    const r = coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2 });
+    const r = coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2 });
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(r, [
       { t: "request", tx: "t1", branches, epoch: 1 },
       { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
@@ -140,7 +140,7 @@ describe("2PC coordinator", () => {
   });
 
   it("does not stop while an exec is in flight: an abandoned branch waits for the others", () => {
-    const r = coordinator({ ...defaultCoordinatorOptions, maxAttempts: 1 });
+    const r = coordinator({ ...defaultCoordinatorOptions, attemptsMax: 1 });
     const { st } = transcript<CoordinatorState, CoordinatorInput>(r, [
       { t: "request", tx: "t1", branches, epoch: 1 },
       { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
@@ -153,7 +153,7 @@ describe("2PC coordinator", () => {
   });
 });
 
-describe("2PC resolver", () => {
+describe("XA resolver on 2PC records", () => {
   const role = resolver({ shards: ["s1", "s2"] });
   const boot: ResolverInput[] = [
     { t: "scan", active: [] },

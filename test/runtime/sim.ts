@@ -6,7 +6,7 @@ import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/mem
 import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { Engine } from "../../runtime/engine.ts";
 import type { Metrics } from "../../runtime/metrics.ts";
-import type { Protocol } from "../../spec/protocols/registry.ts";
+import type { ProtocolName } from "../../spec/protocols/registry.ts";
 import { branchXid } from "../../spec/env/executor.ts";
 
 export const SHARDS: ShardId[] = ["shard-a", "shard-b", "shard-c"];
@@ -44,7 +44,7 @@ export function newEngine(w: Pick<World, "clock" | "xa" | "local" | "log">, metr
     ...(metrics !== undefined ? { metrics } : {}),
     adapters: { xa: w.xa, log: w.log, clock: w.clock, ...(w.local !== undefined ? { local: w.local } : {}) },
     shards: SHARDS,
-    coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, maxAttempts: 3 },
+    coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, attemptsMax: 3 },
     resolver_interval_ms: RESOLVER_INTERVAL_MS,
     in_flight_max: 10_000,
     retain_transactions: 10_000,
@@ -75,7 +75,7 @@ export function randomTransfer(rng: Rng): Ops {
 }
 
 /** Submits `ops` as one transfer; one the engine refuses (not ready, shutting down) never started and is not recorded. */
-export function submit(w: World, sent: Sent[], ops: Ops, protocol: Protocol = "2pc"): void {
+export function submit(w: World, sent: Sent[], ops: Ops, protocol: ProtocolName = "2pc"): void {
   const shards = [...new Set(ops.map((o) => o.shard))].sort();
   const branches = shards.map((shard) => ({ shard, ops: ops.filter((o) => o.shard === shard).map(({ account, delta }) => ({ account, delta })) }));
   let started;

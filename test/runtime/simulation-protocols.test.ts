@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { Engine } from "../../runtime/engine.ts";
 import { Metrics } from "../../runtime/metrics.ts";
-import type { Protocol } from "../../spec/protocols/registry.ts";
+import type { ProtocolName } from "../../spec/protocols/registry.ts";
 import { replayTrace } from "../../conformance/replay.ts";
 import { rowOf } from "../../spec/env/local.ts";
 import { expectedHistory, historyOf, newEngine, randomTransfer, RESOLVER_INTERVAL_MS, SHARDS, submit, TOTAL_CENTS, world as simWorld, type Sent, type World } from "./sim.ts";
@@ -83,7 +83,7 @@ function replayAll(engines: Engine[], sent: Sent[]): number {
 }
 
 const seeds = process.env.SEED !== undefined ? [Number(process.env.SEED)] : Array.from({ length: 8 }, (_, i) => 2_000 + i);
-const PROTOCOLS: Protocol[] = ["parallel", "speculative"];
+const PROTOCOLS: ProtocolName[] = ["parallel", "speculative"];
 
 describe.each(PROTOCOLS)("simulation: %s over the environment models", (protocol) => {
   const audit = protocol === "parallel" ? auditParallel : auditSpeculative;

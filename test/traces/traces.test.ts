@@ -101,7 +101,7 @@ describe("speccommit trace", () => {
     const engine = new Engine({
       adapters: { xa: new MemoryXa(balances, clock, rng), log: new MemoryTxlog(clock, rng), clock },
       shards: ["shard-a", "shard-b"],
-      coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, maxAttempts: 3 },
+      coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, attemptsMax: 3 },
       resolver_interval_ms: 500,
       in_flight_max: 10,
       retain_transactions: 10,

@@ -33,7 +33,7 @@
  * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
-import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa-branches.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa/branches.ts";
 import {
   decisionKey,
   decisionOf,
@@ -74,7 +74,7 @@ export interface BranchState {
   readonly status: BranchStatus;
   /** The connection the branch runs on, once xa.exec succeeded. */
   readonly conn: ConnectionId | null;
-  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  /** Commit or rollback attempts made so far (bounded by `attemptsMax`). */
   readonly attempts: number;
   /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
   readonly prepareSent: boolean;
@@ -126,11 +126,11 @@ export interface CoordinatorOptions {
   /** Delay before retrying a failed commit, rollback or log write. */
   readonly retryDelayMs: number;
   /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
-  readonly maxAttempts: number;
+  readonly attemptsMax: number;
   readonly mutant?: CoordinatorMutant;
 }
 
-export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 5_000, retryDelayMs: 200, maxAttempts: 5 };
+export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 5_000, retryDelayMs: 200, attemptsMax: 5 };
 
 
 type Out = Step<CoordinatorState, Effect>;
@@ -229,12 +229,12 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  const p2 = phase2<CoordinatorState>({ maxAttempts: opts.maxAttempts, retryDelayMs: opts.retryDelayMs, maybeFinished });
+  const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished });
   const { commitAll, abort } = p2;
 
   /** A log write did not answer: retry it later, or give up with `giveUp`. */
   function retryLog(st: CoordinatorState, giveUp: (st: CoordinatorState) => Out): Out {
-    if (st.logAttempts >= opts.maxAttempts) return giveUp(st);
+    if (st.logAttempts >= opts.attemptsMax) return giveUp(st);
     return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
   }
 

@@ -19,9 +19,9 @@ import type { Model, ModelFactory } from "../../kernel/model.ts";
 import { xaShards } from "../../env/xa-shard.ts";
 import { world } from "../../world/world.ts";
 import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa-world.ts";
+import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa/world.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { resolver, resolverMutants, type ResolverMutant, type ResolverState } from "./resolver.ts";
+import { parallelResolverMutants, resolver, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
 import { implicitlyCommitted, parallelEventually, parallelInvariants } from "./properties.ts";
 
 export type { Action, Scenario } from "../../world/types.ts";
@@ -59,7 +59,7 @@ export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
     restart: cfg.restart,
     timeouts: cfg.timeouts,
     timeoutTimers: [VOTE_TIMER],
-    coordinator: coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2, mutant: cfg.coordinatorMutant }),
+    coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.coordinatorMutant }),
     resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
     env: xaShards,
     ghost: xaGhost<World>(sc, implicitGhost(sc)),
@@ -73,6 +73,6 @@ export const parallelFactory: ModelFactory = xaProtocolFactory({
   name: "parallel",
   description: "Parallel commit: STAGING record written with the prepares, commit = STAGING durable + all prepared; resolver fences with KILL CONNECTION",
   coordinatorMutants,
-  resolverMutants,
+  resolverMutants: parallelResolverMutants,
   build: parallelModel,
 });

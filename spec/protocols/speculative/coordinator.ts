@@ -38,15 +38,15 @@ export type CoordinatorMutant =
   | "release-early";
 
 export interface CoordinatorOptions {
-  /** How long the applies may take before the coordinator settles the missing ones. */
-  readonly applyTimeoutMs: number;
+  /** How long the applies may take before the coordinator settles the missing ones (the server's vote_timeout_ms: the first phase of every protocol). */
+  readonly voteTimeoutMs: number;
   /** Retries of a failed tombstone, release, compensation or log write before leaving it to the resolver. */
-  readonly maxRetries: number;
+  readonly attemptsMax: number;
   readonly retryDelayMs: number;
   readonly mutant?: CoordinatorMutant;
 }
 
-export const defaultCoordinatorOptions: CoordinatorOptions = { applyTimeoutMs: 2_000, maxRetries: 3, retryDelayMs: 200 };
+export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 2_000, attemptsMax: 4, retryDelayMs: 200 };
 
 export interface CoordinatorState {
   readonly phase: "idle" | "running" | "done";
@@ -73,7 +73,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   const mutant = opts.mutant;
   const start = (): CoordinatorState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false, reason: null, request: [], undoSent: [] });
   const settleOpts = (st: CoordinatorState): SettleOptions => ({
-    maxRetries: opts.maxRetries,
+    attemptsMax: opts.attemptsMax,
     retryDelayMs: opts.retryDelayMs,
     fence: { key: EPOCH_KEY, version: st.epoch },
     mutant: mutant === "rollback-without-tombstone" || mutant === "compensate-keeps-row" || mutant === "release-deletes-row" || mutant === "delete-before-final" ? mutant : undefined,
@@ -114,7 +114,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
         }),
       );
       const out = drive(running.settle!, settleOpts(running));
-      return { st: { ...running, settle: out.s }, effects: [...applies, ...out.effects, { t: "timer", id: APPLY_TIMER, ms: opts.applyTimeoutMs }] };
+      return { st: { ...running, settle: out.s }, effects: [...applies, ...out.effects, { t: "timer", id: APPLY_TIMER, ms: opts.voteTimeoutMs }] };
     }
     if (st.phase !== "running" || st.settle === null) return { st, effects: [] };
     const s = st.settle;

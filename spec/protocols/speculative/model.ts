@@ -102,7 +102,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     restart: true,
     timeouts: cfg.timeouts,
     timeoutTimers: [APPLY_TIMER],
-    coordinator: coordinator({ ...defaultCoordinatorOptions, maxRetries: 1, mutant: cfg.mutant === "settle-at-first-sight" ? undefined : cfg.mutant }),
+    coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.mutant === "settle-at-first-sight" ? undefined : cfg.mutant }),
     resolver: resolver({ shards: sc.shards, mutant: cfg.mutant === "settle-at-first-sight" ? cfg.mutant : settleMutant }),
     env: localShards,
     ghost: speculativeGhost<World>(sc),

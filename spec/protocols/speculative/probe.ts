@@ -32,7 +32,7 @@ export interface ProbeState {
 export type ProbeInput = { readonly t: "probe"; readonly tx: TxId; readonly branches: readonly ShardId[]; readonly epoch: number } | Result;
 
 export interface ProbeOptions {
-  readonly maxRetries: number;
+  readonly attemptsMax: number;
   readonly retryDelayMs: number;
 }
 
@@ -40,7 +40,7 @@ type Out = Step<ProbeState, Effect>;
 
 export function prober(opts: ProbeOptions): Role<ProbeState, ProbeInput, Effect> {
   const start = (): ProbeState => ({ phase: "idle", tx: "", epoch: 0, settle: null, replied: false });
-  const settleOpts = (st: ProbeState): SettleOptions => ({ maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs, fence: { key: EPOCH_KEY, version: st.epoch } });
+  const settleOpts = (st: ProbeState): SettleOptions => ({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, fence: { key: EPOCH_KEY, version: st.epoch } });
 
   function after(st0: ProbeState, out: { s: Settlement; effects: Effect[] }): Out {
     const answer = st0.replied ? null : answerOf(out.s, "resolver");

@@ -41,6 +41,7 @@
  * speculation that left neither (every apply lost, the record never
  * written) moved no money.
  */
+import type { ResolverPart } from "../protocol.ts";
 import type { Role, Step } from "../../kernel/role.ts";
 import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
@@ -77,7 +78,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   const idle = (st: ResolverState): ResolverState => ({ ...start(), epoch: st.epoch, suspects: st.suspects });
   // No retry loop in a scan: the next scan starts again from what the shards and the log say.
   const settleMutant = opts.mutant === "settle-at-first-sight" ? undefined : opts.mutant;
-  const settleOpts = (st: ResolverState): SettleOptions => ({ maxRetries: 0, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: settleMutant });
+  const settleOpts = (st: ResolverState): SettleOptions => ({ attemptsMax: 1, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: settleMutant });
 
   function scanNext(st: ResolverState): Out {
     const shard = opts.shards.find((s) => !st.scanned.includes(s));
@@ -179,3 +180,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 
   return { start, step };
 }
+
+/** The process resolver's part for the speculative path (spec/server/resolver.ts). */
+export const speculativeResolverPart: ResolverPart = { name: "speculative", needs: "local", role: (shards) => resolver({ shards }) };

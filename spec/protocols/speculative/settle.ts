@@ -71,7 +71,7 @@ export interface Settlement {
   readonly record: RecordState;
   /** The record's version once durable (the terminal put's compare). */
   readonly version: number;
-  /** Failed statements retried so far; the owner's `maxRetries` bounds it. */
+  /** Failed statements retried so far; the owner's `attemptsMax` bounds it. */
   readonly retries: number;
   /** A retry is due when the owner's timer fires. */
   readonly waiting: boolean;
@@ -83,7 +83,7 @@ export interface Settlement {
 export type SettleMutant = "rollback-without-tombstone" | "compensate-keeps-row" | "release-deletes-row" | "delete-before-final";
 
 export interface SettleOptions {
-  readonly maxRetries: number;
+  readonly attemptsMax: number;
   /** Delay before a failed statement is sent again. */
   readonly retryDelayMs: number;
   readonly fence: Fence;
@@ -162,7 +162,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
 /** A statement failed to answer: retry after the owner's timer, or give up. */
 function failed(s: Settlement, o: SettleOptions, revert: (s: Settlement) => Settlement): { s: Settlement; effects: Effect[] } {
   const back = revert(s);
-  if (s.retries >= o.maxRetries) return { s: { ...back, gaveUp: true }, effects: [] };
+  if (s.retries + 1 >= o.attemptsMax) return { s: { ...back, gaveUp: true }, effects: [] };
   return { s: { ...back, retries: s.retries + 1, waiting: true }, effects: [{ t: "timer", id: settleTimer(s.tx), ms: o.retryDelayMs }] };
 }
 

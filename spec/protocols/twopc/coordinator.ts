@@ -25,7 +25,7 @@
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import { decisionKey, decisionOf, EPOCH_KEY, type AbortReason, type Effect, type BranchSpec, type Fence, type LogPutResult, type Result, type ShardId, type TxId } from "../../kernel/effects.ts";
-import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa-branches.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa/branches.ts";
 
 export type BranchStatus =
   | "executing"
@@ -44,7 +44,7 @@ export type BranchStatus =
 export interface BranchState {
   readonly shard: ShardId;
   readonly status: BranchStatus;
-  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  /** Commit or rollback attempts made so far (bounded by `attemptsMax`). */
   readonly attempts: number;
   /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
   readonly prepareSent: boolean;
@@ -91,14 +91,14 @@ export interface CoordinatorOptions {
   /** Delay before retrying a failed commit, rollback or log write. */
   readonly retryDelayMs: number;
   /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
-  readonly maxAttempts: number;
+  readonly attemptsMax: number;
   readonly mutant?: CoordinatorMutant;
 }
 
 export const defaultCoordinatorOptions: CoordinatorOptions = {
   voteTimeoutMs: 5_000,
   retryDelayMs: 200,
-  maxAttempts: 5,
+  attemptsMax: 5,
 };
 
 type Out = Step<CoordinatorState, Effect>;
@@ -132,7 +132,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  const p2 = phase2<CoordinatorState>({ maxAttempts: opts.maxAttempts, retryDelayMs: opts.retryDelayMs, maybeFinished, notaRetriesForever: mutant === "nota-retries-forever" });
+  const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished, notaRetriesForever: mutant === "nota-retries-forever" });
 
   /** Every branch is prepared: make the decision durable, then commit. */
   function decideCommit(st: CoordinatorState): Out {
@@ -222,7 +222,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       if (decisionOf(r.current) === "commit") return onDurable(st);
       if (decisionOf(r.current) === "abort") return p2.abort(st, "resolver");
     }
-    if (r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) {
+    if (r.err === "FENCED" || st.logAttempts >= opts.attemptsMax) {
       // A newer process owns the log (this one is stale and must not decide), or the record may or may not
       // exist: only the resolver can finish this transaction now.
       const rep = reply<CoordinatorState>({ ...st, phase: "done" }, { status: "in_doubt" });

@@ -1,9 +1,10 @@
 /**
  * 2PC with presumed abort, composed for the model checker: the coordinator
- * and resolver roles (run unchanged, as the server runs them) in the world
+ * and the XA resolver (../xa/resolver.ts, which also finishes parallel
+ * commit's records) run unchanged, as the server runs them, in the world
  * every protocol shares (spec/world/world.ts) over XA shards
  * (spec/env/xa-shard.ts); the ghost, scan reduction and scenarios are the
- * XA protocols' (../xa-world.ts). This file names the roles.
+ * XA protocols' (../xa/world.ts). This file names the roles.
  *
  * Properties are in ./properties.ts; docs/protocols/2pc.md states each one.
  */
@@ -11,9 +12,10 @@ import type { Model, ModelFactory } from "../../kernel/model.ts";
 import { xaShards } from "../../env/xa-shard.ts";
 import { world } from "../../world/world.ts";
 import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa-world.ts";
+import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa/world.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
+import { resolver, twopcResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
+import { resolverQuiet } from "../parallel/model.ts";
 import { twopcInvariants, twopcEventually } from "./properties.ts";
 
 export type { Action, Budget, Flight, Scenario } from "../../world/types.ts";
@@ -40,22 +42,20 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     restart: cfg.restart,
     timeouts: cfg.timeouts,
     timeoutTimers: [VOTE_TIMER],
-    coordinator: coordinator({ ...defaultCoordinatorOptions, maxAttempts: 2, mutant: cfg.coordinatorMutant }),
+    coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.coordinatorMutant }),
     resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
     env: xaShards,
     ghost: xaGhost<World>(sc),
-    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, (r) => r.suspects.length === 0),
+    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: twopcInvariants,
     eventually: twopcEventually,
   });
 }
 
-const resolverMutants: readonly ResolverMutant[] = ["missing-is-commit", "rollback-committed", "ignore-active", "gc-without-recover"];
-
 export const twopcFactory: ModelFactory = xaProtocolFactory({
   name: "twopc",
   description: "2PC with presumed abort: coordinator + resolver roles over the XA shard and txlog models, with crashes",
   coordinatorMutants,
-  resolverMutants,
+  resolverMutants: twopcResolverMutants,
   build: twopcModel,
 });

@@ -3,12 +3,12 @@
  * (spec/world/world.ts): XA shards, the ghost variables their properties
  * read, the scan reduction, the named scenarios and the factory parameters.
  */
-import type { ModelFactory, Model } from "../kernel/model.ts";
-import { decisionKey, decisionOf } from "../kernel/effects.ts";
-import { branchXid } from "../env/executor.ts";
-import * as txlog from "../env/txlog.ts";
-import type * as xa from "../env/xa.ts";
-import type { Budget, GhostSpec, Scenario, Slot, World } from "../world/types.ts";
+import type { ModelFactory, Model } from "../../kernel/model.ts";
+import { decisionKey, decisionOf } from "../../kernel/effects.ts";
+import { branchXid } from "../../env/executor.ts";
+import * as txlog from "../../env/txlog.ts";
+import type * as xa from "../../env/xa.ts";
+import type { Budget, GhostSpec, Scenario, Slot, World } from "../../world/types.ts";
 
 export interface XaGhost {
   /** The first decision ever made durable per transaction. */

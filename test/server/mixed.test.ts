@@ -1,12 +1,12 @@
 /**
- * One resolver for both protocols (spec/protocols/mixed): the parallel-commit
+ * One resolver for both protocols (spec/server/model.ts, model mixed): the parallel-commit
  * resolver under 2PC coordinators keeps every 2PC property, with the 2PC
  * model's exact size (it treats 2PC's records as the 2PC resolver does), and
  * next to a parallel-commit coordinator each transaction keeps its own
  * protocol's properties; the check can fail: the resolver's mutants are caught.
  */
 import { describe, expect, it } from "vitest";
-import { mixedFactory, mixedResolverMutants } from "../../spec/protocols/mixed/model.ts";
+import { mixedFactory, mixedResolverMutants } from "../../spec/server/model.ts";
 import { twopcFactory } from "../../spec/protocols/twopc/model.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";

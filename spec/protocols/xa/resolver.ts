@@ -1,8 +1,10 @@
 /**
- * The resolver of parallel commit: it finishes what a dead or give-up
- * coordinator left behind, and it also finishes 2PC's records exactly as the
- * 2PC resolver does (../twopc/resolver.ts), so one resolver serves both. It
- * runs at boot and on every scan tick:
+ * The resolver of the XA protocols, 2PC with presumed abort
+ * (../twopc/coordinator.ts) and parallel commit (../parallel/coordinator.ts):
+ * it finishes what a dead or give-up coordinator of either left behind. One
+ * resolver serves both because they share the decision key: a key holds
+ * 2PC's COMMIT or ABORT record, or parallel commit's STAGING record and then
+ * its decision. It runs at boot and on every scan tick:
  *
  *   1. list the records at the decision keys;
  *   2. XA RECOVER every shard, one after the other (after the list);
@@ -35,11 +37,24 @@
  * only after a COMMITTED record is durable, and a COMMITTED record is never
  * replaced by STAGING; the record is listed before the RECOVER.
  *
- * Before its first scan, the resolver takes a new process epoch and fences
- * every txlog write with it, as in 2PC. A failed step is retried on the next
- * scan, never in a loop.
+ * Why presumed abort waits a scan, and why `active` matters: the ABORT CAS
+ * (create only if absent) is what keeps a coordinator that is still alive
+ * somewhere from committing after the rollback: its own COMMIT CAS then fails
+ * and it aborts. And a record may only be deleted once the transaction's
+ * coordinator can no longer write to it, i.e. when it is not running. The
+ * runtime passes the transactions its live coordinators own; after a crash
+ * that set is empty.
+ *
+ * Before its first scan, the resolver takes a new process epoch (a CAS on the
+ * epoch key); coordinators of this process fence their writes with it, so
+ * writes a dead incarnation still had in flight can never land after this
+ * one started deciding (see EpochRecord in spec/kernel/effects.ts). 1397
+ * (NOTA) and 1402 (RBROLLBACK) on XA COMMIT/ROLLBACK mean the branch is
+ * already finished. A failed step is retried on the next scan, never in a
+ * loop.
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
+import type { ResolverPart } from "../protocol.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -56,8 +71,19 @@ import {
   type TxId,
 } from "../../kernel/effects.ts";
 
-export const resolverMutants = ["no-fence", "missing-is-commit", "ignore-active", "keep-records"] as const;
+/**
+ * Deliberate bugs the checker must catch. Parallel commit's (STAGING):
+ * no-fence, missing-is-commit (a fenced STAGING with a branch missing taken
+ * for committed). 2PC's (decision records, presumed abort): presume-commit (a
+ * prepared branch with no record committed), rollback-committed,
+ * gc-without-recover (records deleted without looking at the shards). Both:
+ * ignore-active, keep-records.
+ */
+export const resolverMutants = ["no-fence", "missing-is-commit", "ignore-active", "keep-records", "presume-commit", "rollback-committed", "gc-without-recover"] as const;
 export type ResolverMutant = (typeof resolverMutants)[number];
+/** The mutants each protocol's model is checked with (the rest act on the other protocol's records only). */
+export const twopcResolverMutants = ["presume-commit", "rollback-committed", "ignore-active", "gc-without-recover"] as const satisfies readonly ResolverMutant[];
+export const parallelResolverMutants = ["no-fence", "missing-is-commit", "ignore-active", "keep-records"] as const satisfies readonly ResolverMutant[];
 
 export interface ResolverOptions {
   readonly shards: readonly ShardId[];
@@ -163,10 +189,12 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     for (const x of prepared) {
       const rec = recordOf(st, x.tx);
       if (rec === undefined) {
-        if (st.suspects.includes(x.tx)) presumed.set(x.tx, [...(presumed.get(x.tx) ?? []), x.shard]);
+        if (mutant === "presume-commit") effects.push({ t: "xa.commit", tx: x.tx, shard: x.shard });
+        else if (st.suspects.includes(x.tx)) presumed.set(x.tx, [...(presumed.get(x.tx) ?? []), x.shard]);
         else suspects.add(x.tx);
       } else if (rec.value.kind === "decision") {
-        effects.push({ t: rec.value.decision === "commit" ? "xa.commit" : "xa.rollback", tx: x.tx, shard: x.shard });
+        const commit = rec.value.decision === "commit" && mutant !== "rollback-committed";
+        effects.push({ t: commit ? "xa.commit" : "xa.rollback", tx: x.tx, shard: x.shard });
       }
     }
     for (const [tx, shards] of [...presumed].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
@@ -194,7 +222,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       }
       const stillPrepared = prepared.some((x) => x.tx === tx);
       const allSeen = rec.value.kind === "decision" && rec.value.branches.every((s) => known.has(s));
-      if (allSeen && !stillPrepared && mutant !== "keep-records") effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
+      if (mutant === "gc-without-recover" || (allSeen && !stillPrepared && mutant !== "keep-records")) effects.push({ t: "log.delete", key: rec.key, fence: fence(st) });
     }
     const kills: Effect[] = toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
     return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort(), toKill: toKill.slice(1) }, null, [...effects, ...kills]);
@@ -294,3 +322,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 }
 
 const byXid = (a: PreparedXid, b: PreparedXid): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0);
+
+/** The process resolver's part for the XA protocols (spec/server/resolver.ts). */
+export const xaResolverPart: ResolverPart = { name: "xa", needs: "xa", role: (shards) => resolver({ shards }) };

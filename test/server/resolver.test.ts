@@ -1,22 +1,24 @@
 /**
- * The process resolver (spec/protocols/process-resolver.ts): one epoch for
- * both sub-resolvers, the XA scan then the speculative scan, results routed
- * to the one that asked, a fenced sub-resolver making the process take a new
- * epoch. And the routing claim itself: each sub-resolver, inside, asks for
- * exactly what it asks for alone.
+ * The process resolver (spec/server/resolver.ts): one epoch for every part,
+ * the XA scan then the speculative scan, results routed to the part that
+ * asked, a fenced part making the process take a new epoch, and whether the
+ * last scan was complete. And the routing claim itself: each part, inside,
+ * asks for exactly what it asks for alone.
  */
 import { describe, expect, it } from "vitest";
-import { processResolver, type ProcessEffect, type ProcessResolverInput } from "../../spec/protocols/process-resolver.ts";
-import * as xa from "../../spec/protocols/parallel/resolver.ts";
+import { processResolver } from "../../spec/server/resolver.ts";
+import { RESOLVER_PARTS } from "../../spec/protocols/registry.ts";
+import type { ResolverInput as ProcessResolverInput } from "../../spec/protocols/protocol.ts";
+import * as xa from "../../spec/protocols/xa/resolver.ts";
 import * as spec from "../../spec/protocols/speculative/resolver.ts";
 import { EPOCH_KEY, type LogEntry } from "../../spec/kernel/effects.ts";
-import { transcript, transcript as runTranscript } from "./transcript.ts";
+import { transcript, transcript as runTranscript } from "../protocols/transcript.ts";
 import { prober, type ProbeInput, type ProbeState } from "../../spec/protocols/speculative/probe.ts";
 import type { Effect } from "../../spec/kernel/effects.ts";
 
 const SHARDS = ["s1", "s2"];
 
-function show(e: ProcessEffect): string {
+function show(e: Effect): string {
   switch (e.t) {
     case "log.list":
       return `list ${e.prefix}`;
@@ -46,7 +48,7 @@ const scanned = (shard: string, rows: { tx: string; branch: string; state: "undo
 const epochTaken = (version: number): ProcessResolverInput => ({ t: "log.put", key: EPOCH_KEY, r: { ok: true, version } });
 
 describe("process resolver", () => {
-  const role = processResolver({ shards: SHARDS });
+  const role = processResolver({ shards: SHARDS, parts: RESOLVER_PARTS });
 
   it("takes one epoch, then runs the XA scan and the speculative scan one after the other", () => {
     const { lines, st } = transcript(
@@ -77,18 +79,28 @@ describe("process resolver", () => {
     ]);
     expect(st.phase).toBe("idle");
     expect(st.epoch).toBe(3);
-    expect(st.xa.epoch).toBe(3);
-    expect(st.spec.epoch).toBe(3);
+    expect(st.parts.map((p) => p.epoch)).toEqual([3, 3]);
+    expect(st.lastScan).toBe("complete");
   });
 
   it("without the speculative path, a scan ends with the XA scan", () => {
     const { lines, st } = transcript(
-      processResolver({ shards: SHARDS, speculative: false }),
+      processResolver({ shards: SHARDS, parts: RESOLVER_PARTS.filter((p) => p.needs === "xa") }),
       [{ t: "scan", active: [] }, listed([]), epochTaken(1), listed([]), recovered("s1"), recovered("s2"), { t: "scan", active: [] }],
       show,
     );
     expect(lines).toEqual([["list epoch"], ["put epoch epoch if v0"], ["list tx/"], ["xa.recover s1"], ["xa.recover s2"], [], ["list tx/"]]);
-    expect(st.phase).toBe("xa");
+    expect(st.phase).toBe("scanning");
+  });
+
+  it("a scan in which a shard did not answer is partial", () => {
+    const { st } = transcript(
+      role,
+      [{ t: "scan", active: [] }, listed([]), epochTaken(1), listed([]), recovered("s1"), { t: "xa.recover", shard: "s2", r: { ok: false, err: "UNAVAILABLE" } }, listed([]), scanned("s1"), scanned("s2")],
+      show,
+    );
+    expect(st.phase).toBe("idle");
+    expect(st.lastScan).toBe("partial");
   });
 
   it("a scan while one is under way is ignored; results nobody waits for change nothing", () => {
@@ -182,7 +194,7 @@ describe("process resolver", () => {
 });
 
 describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
-  const role = prober({ maxRetries: 1, retryDelayMs: 10 });
+  const role = prober({ attemptsMax: 2, retryDelayMs: 10 });
   const transcript = (r: typeof role, inputs: ProbeInput[], show: (e: Effect) => string) => runTranscript<ProbeState, ProbeInput, Effect>(r, inputs, show);
   const probe = { t: "probe" as const, tx: "t5", branches: ["s2", "s1"], epoch: 4 };
 
@@ -194,14 +206,14 @@ describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
         { t: "local.tombstone", tx: "t5", shard: "s1", r: { ok: false, err: "DUPLICATE", existing: "undo" } },
         { t: "local.tombstone", tx: "t5", shard: "s2", r: { ok: true } },
       ],
-      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as ProcessEffect)),
+      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as Effect)),
     );
     expect(lines).toEqual([["local.tombstone t5 s1", "local.tombstone t5 s2"], [], ["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]]);
   });
 
   it("every key holding the branch's undo row: the late applies won, committed", () => {
     const dup = (shard: string) => ({ t: "local.tombstone" as const, tx: "t5", shard, r: { ok: false as const, err: "DUPLICATE" as const, existing: "undo" as const } });
-    const { lines } = transcript(role, [probe, dup("s1"), dup("s2")], (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as ProcessEffect)));
+    const { lines } = transcript(role, [probe, dup("s1"), dup("s2")], (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as Effect)));
     expect(lines[2]![0]).toBe("reply committed");
   });
 
@@ -210,7 +222,7 @@ describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
     const { lines, st } = transcript(
       role,
       [probe, { t: "local.tombstone", tx: "t5", shard: "s1", r: { ok: true } }, lost("s2"), { t: "timeout", id: "settle:t5" }, lost("s2")],
-      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : e.t === "timer" ? "timer" : show(e as ProcessEffect)),
+      (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : e.t === "timer" ? "timer" : show(e as Effect)),
     );
     // s1's tombstone won: the rollback is decided at once, whatever s2 says.
     expect(lines[1]).toEqual(["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]);

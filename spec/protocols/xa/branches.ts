@@ -12,7 +12,7 @@
  * connection: a branch that was never sent XA PREPARE died with it; one that
  * may be prepared survives it, so the rollback is retried.
  */
-import type { Step } from "../kernel/role.ts";
+import type { Step } from "../../kernel/role.ts";
 import {
   finishedOnCommit,
   finishedOnRollback,
@@ -23,7 +23,7 @@ import {
   type ShardId,
   type TxId,
   type XaError,
-} from "../kernel/effects.ts";
+} from "../../kernel/effects.ts";
 
 export const VOTE_TIMER = "vote";
 export const LOG_TIMER = "log";
@@ -32,7 +32,7 @@ export const retryTimer = (shard: ShardId): string => `retry:${shard}`;
 export interface XaBranch {
   readonly shard: ShardId;
   readonly status: string;
-  /** Commit or rollback attempts made so far (bounded by `maxAttempts`). */
+  /** Commit or rollback attempts made so far (bounded by `attemptsMax`). */
   readonly attempts: number;
   /** XA PREPARE was sent: the branch may be prepared, so only a rollback or the resolver ends it. */
   readonly prepareSent: boolean;
@@ -66,7 +66,7 @@ export const abortReason = (err: XaError): AbortReason =>
 export const finished = (b: XaBranch): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
 
 export interface Phase2Options<S extends XaCoordinator> {
-  readonly maxAttempts: number;
+  readonly attemptsMax: number;
   readonly retryDelayMs: number;
   /** The protocol's own "is this coordinator done" (and what it does then). */
   maybeFinished(st: S, effects: Effect[]): Step<S, Effect>;
@@ -108,7 +108,7 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
   function retryOrGiveUp(st: S, shard: ShardId, err: XaError): Out {
     const b = branchOf(st, shard)!;
     const unbounded = opts.notaRetriesForever === true && (err === "NOTA" || err === "RBROLLBACK");
-    if (b.attempts >= opts.maxAttempts && !unbounded) return opts.maybeFinished(setBranch(st, shard, { status: "abandoned" } as Partial<S["branches"][number]>), []);
+    if (b.attempts >= opts.attemptsMax && !unbounded) return opts.maybeFinished(setBranch(st, shard, { status: "abandoned" } as Partial<S["branches"][number]>), []);
     return { st: setBranch(st, shard, { status: "retry_wait" } as Partial<S["branches"][number]>), effects: [{ t: "timer", id: retryTimer(shard), ms: opts.retryDelayMs }] };
   }
 
@@ -131,7 +131,7 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
     const b = branchOf(st, shard);
     if (b === undefined || b.status !== "retry_wait") return noop(st);
     // Capped so that a retry loop is a cycle in the state graph, not an infinite chain.
-    const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.maxAttempts) } as Partial<S["branches"][number]>);
+    const next = setBranch(st, shard, { attempts: Math.min(b.attempts + 1, opts.attemptsMax) } as Partial<S["branches"][number]>);
     if (st.phase === "committing") return { st: setBranch(next, shard, { status: "committing" } as Partial<S["branches"][number]>), effects: [{ t: "xa.commit", tx: st.tx, shard }] };
     if (st.phase === "aborting") return { st: setBranch(next, shard, { status: "rolling_back" } as Partial<S["branches"][number]>), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
     return noop(st);
@@ -140,7 +140,7 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
   /** The answer to forgetting the record: done, or retry the delete (a fenced one is someone else's to finish). */
   function onForget(st: S, input: Extract<Result, { t: "log.delete" }>): Out {
     if (st.phase !== "forgetting") return noop(st);
-    if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.maxAttempts) return { st: { ...st, phase: "done" }, effects: [] };
+    if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.attemptsMax) return { st: { ...st, phase: "done" }, effects: [] };
     return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
   }
 

@@ -1,0 +1,86 @@
+/**
+ * A commit protocol as one declared value: everything the checker, the
+ * server and the docs need from it, exported by the protocol's folder
+ * (./twopc/index.ts, ./parallel/index.ts, ./speculative/index.ts) and
+ * registered once in ./registry.ts. Every list of protocols (the API's and
+ * the configuration's, metrics labels, the benchmark's --compare, the
+ * checker's models, the txlog's record kinds) is derived from the registry,
+ * so adding a protocol is one folder, one registry line and one document
+ * (docs/architecture.md, "Adding a protocol").
+ */
+import type { Role } from "../kernel/role.ts";
+import type { BranchSpec, Effect, Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { ModelFactory } from "../kernel/model.ts";
+
+/** The coordinator settings the server is configured with (runtime/config.ts), one name per setting, shared by every protocol. */
+export interface CoordinatorSettings {
+  /**
+   * How long the first phase may take before the coordinator gives up on it
+   * (`vote_timeout_ms`): 2PC and parallel commit, executing and preparing the
+   * branches; the speculative path, the applies.
+   */
+  readonly voteTimeoutMs: number;
+  /** Delay before retrying a failed statement or log write (`retry_delay_ms`). */
+  readonly retryDelayMs: number;
+  /** Attempts per statement or log write before the work is left to the resolver (`attempts_max`). */
+  readonly attemptsMax: number;
+}
+
+/** What starts a coordinator: the client's transfer, under the process epoch it writes with. */
+export interface Request {
+  readonly t: "request";
+  readonly tx: TxId;
+  readonly branches: readonly BranchSpec[];
+  readonly epoch: number;
+  /** The protocol the client chose (the server's coordinator dispatches on it; a protocol's own coordinator ignores it). */
+  readonly protocol?: string;
+}
+
+export type CoordinatorInput = Request | Result;
+export type Phased = { readonly phase: string };
+/** A coordinator as the engine and the server composition drive it: opaque state with a phase, any effect. */
+export type CoordinatorRole = Role<any, CoordinatorInput, Effect>;
+
+export type ResolverInput = { readonly t: "scan"; readonly active: readonly TxId[] } | Result;
+/** A resolver's state shows the composition whether it is between scans, and the epoch it writes under. */
+export type ResolverLike = { readonly phase: string; readonly epoch: number | null };
+
+/**
+ * A part of the process resolver (spec/server/resolver.ts): finishes what
+ * coordinators of one or more protocols left behind. 2PC and parallel commit
+ * share one ("xa": one decision key per transaction, both record kinds).
+ */
+export interface ResolverPart {
+  readonly name: string;
+  /** What the part's shards must run. */
+  readonly needs: ShardKind;
+  role(shards: readonly ShardId[]): Role<any, ResolverInput, Effect>;
+}
+
+/** What a protocol needs of a shard: XA, or one-phase local transactions (with the speculative path's tables). */
+export type ShardKind = "xa" | "local";
+
+export interface Protocol {
+  /** As the API and the configuration name it ("2pc"). */
+  readonly name: string;
+  /** As a person names it ("2PC with presumed abort"). */
+  readonly title: string;
+  /** Its document, from the repository's root. */
+  readonly doc: string;
+  /** The trace header `model` of a live coordinator trace (conformance/replay.ts builds the role back from it). */
+  readonly traceModel: string;
+  /** What its coordinator needs of the shards for a transaction of two branches or more. */
+  readonly needs: ShardKind;
+  /** It answers the client before the outcome is final (the speculation metrics count it). */
+  readonly speculates: boolean;
+  /** The coordinator of a transaction of two branches or more (the server's one-phase choice takes the others). */
+  coordinator(settings: CoordinatorSettings): CoordinatorRole;
+  /** Its coordinator has nothing left to do. */
+  done(st: Phased): boolean;
+  /** The resolver part that finishes its transactions. */
+  readonly resolver: ResolverPart;
+  /** The kinds of txlog record it writes (runtime/adapters/txlog-etcd.ts decodes exactly these and the epoch). */
+  readonly records: readonly string[];
+  /** Its model for the checker: parameters, scenarios, properties, mutants. */
+  readonly model: ModelFactory;
+}
