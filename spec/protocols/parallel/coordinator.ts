@@ -275,91 +275,90 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return handover(st);
   }
 
+  function onRequest(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "request" }>): Out {
+    if (st.phase !== "idle") return { st, effects: [] };
+    const next: CoordinatorState = {
+      ...start(),
+      phase: "voting",
+      tx: input.tx,
+      epoch: input.epoch,
+      branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", conn: null, attempts: 0, prepareSent: false })),
+    };
+    const guard = mutant !== "no-funds-check";
+    return {
+      st: next,
+      effects: [...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+    };
+  }
+
+  function onExec(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.exec" }>): Out {
+    const b = branchOf(st, input.shard);
+    if (b === undefined || b.status !== "executing") return { st, effects: [] };
+    if (st.phase === "aborting") return p2.rollBackLate(st, input.shard);
+    if (st.phase !== "voting") return { st, effects: [] };
+    if (!input.r.ok || input.conn === null) return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "UNAVAILABLE" : input.r.err));
+    const next = setBranch<CoordinatorState>(st, input.shard, { status: "preparing", prepareSent: true, conn: input.conn });
+    const effects: Effect[] = [{ t: "xa.prepare", tx: st.tx, shard: input.shard }];
+    // Every connection id is known: STAGING goes out while the prepares run.
+    if (next.branches.every((x) => x.conn !== null)) return { st: { ...next, staging: "sent", logAttempts: 1 }, effects: [...effects, putStaging(next)] };
+    return { st: next, effects };
+  }
+
+  function onPrepare(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.prepare" }>): Out {
+    const b = branchOf(st, input.shard);
+    if (b === undefined || b.status !== "preparing") return { st, effects: [] };
+    if (st.phase === "aborting") return p2.rollBackLate(st, input.shard);
+    if (st.phase !== "voting") return { st, effects: [] };
+    if (input.r.ok) return maybeCommitted(setBranch<CoordinatorState>(st, input.shard, { status: "prepared" }));
+    if (input.r.err !== "UNAVAILABLE") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
+    // Maybe prepared. Without STAGING nothing can commit: abort is still certain.
+    if (st.staging === "unsent") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), "shard_unavailable");
+    return handover(setBranch<CoordinatorState>(st, input.shard, { status: "unknown" }));
+  }
+
+  function onTimeout(st: CoordinatorState, id: string): Out {
+    if (id === VOTE_TIMER) {
+      // Once STAGING is sent, every prepare and the log write answer within their own timeouts.
+      if (st.phase !== "voting" || (st.staging !== "unsent" && mutant !== "timeout-after-staging")) return { st, effects: [] };
+      return abort(st, "timeout");
+    }
+    if (id === LOG_TIMER) {
+      if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return { st, effects: [putStaging(st)] };
+      if (st.phase === "recording") return { st, effects: [putCommitted(st)] };
+      if (st.phase === "forgetting") return { st, effects: [forget(st)] };
+      return { st, effects: [] };
+    }
+    return p2.onRetryTimer(st, id.slice("retry:".length));
+  }
+
+  function onRecordPut(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "log.put" }>): Out {
+    if (input.key !== decisionKey(st.tx)) return { st, effects: [] };
+    if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return onStaging(st, input.r);
+    if (st.phase === "recording") return onCommitted(st, input.r);
+    return { st, effects: [] };
+  }
+
   function step(st: CoordinatorState, input: CoordinatorInput): Out {
     switch (input.t) {
-      case "request": {
-        if (st.phase !== "idle") return { st, effects: [] };
-        const next: CoordinatorState = {
-          ...start(),
-          phase: "voting",
-          tx: input.tx,
-          epoch: input.epoch,
-          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", conn: null, attempts: 0, prepareSent: false })),
-        };
-        return {
-          st: next,
-          effects: [
-            ...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard: mutant !== "no-funds-check" })),
-            { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
-          ],
-        };
-      }
-
-      case "xa.exec": {
-        const b = branchOf(st, input.shard);
-        if (b === undefined || b.status !== "executing") return { st, effects: [] };
-        if (st.phase === "aborting") {
-          return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
-        }
-        if (st.phase !== "voting") return { st, effects: [] };
-        if (!input.r.ok || input.conn === null) return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "UNAVAILABLE" : input.r.err));
-        const next = setBranch<CoordinatorState>(st, input.shard, { status: "preparing", prepareSent: true, conn: input.conn });
-        const effects: Effect[] = [{ t: "xa.prepare", tx: st.tx, shard: input.shard }];
-        // Every connection id is known: STAGING goes out while the prepares run.
-        if (next.branches.every((x) => x.conn !== null)) {
-          return { st: { ...next, staging: "sent", logAttempts: 1 }, effects: [...effects, putStaging(next)] };
-        }
-        return { st: next, effects };
-      }
-
-      case "xa.prepare": {
-        const b = branchOf(st, input.shard);
-        if (b === undefined || b.status !== "preparing") return { st, effects: [] };
-        if (st.phase === "aborting") {
-          return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
-        }
-        if (st.phase !== "voting") return { st, effects: [] };
-        if (input.r.ok) return maybeCommitted(setBranch<CoordinatorState>(st, input.shard, { status: "prepared" }));
-        if (input.r.err !== "UNAVAILABLE") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
-        // Maybe prepared. Without STAGING nothing can commit: abort is still certain.
-        if (st.staging === "unsent") return abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), "shard_unavailable");
-        return handover(setBranch<CoordinatorState>(st, input.shard, { status: "unknown" }));
-      }
-
-      case "log.put": {
-        if (input.key !== decisionKey(st.tx)) return { st, effects: [] };
-        if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return onStaging(st, input.r);
-        if (st.phase === "recording") return onCommitted(st, input.r);
-        return { st, effects: [] };
-      }
-
-      case "timeout": {
-        if (input.id === VOTE_TIMER) {
-          // Once STAGING is sent, every prepare and the log write answer within their own timeouts.
-          if (st.phase !== "voting" || (st.staging !== "unsent" && mutant !== "timeout-after-staging")) return { st, effects: [] };
-          return abort(st, "timeout");
-        }
-        if (input.id === LOG_TIMER) {
-          if ((st.phase === "voting" || st.phase === "aborting") && st.staging === "sent") return { st, effects: [putStaging(st)] };
-          if (st.phase === "recording") return { st, effects: [putCommitted(st)] };
-          if (st.phase === "forgetting") return { st, effects: [forget(st)] };
-          return { st, effects: [] };
-        }
-        return p2.onRetryTimer(st, input.id.slice("retry:".length));
-      }
-
+      case "request":
+        return onRequest(st, input);
+      case "xa.exec":
+        return onExec(st, input);
+      case "xa.prepare":
+        return onPrepare(st, input);
+      case "log.put":
+        return onRecordPut(st, input);
+      case "timeout":
+        return onTimeout(st, input.id);
       case "xa.commit": {
         const b = branchOf(st, input.shard);
         if (b === undefined || b.status !== "committing") return { st, effects: [] };
         return p2.onCommit(st, input);
       }
-
       case "xa.rollback":
         return p2.onRollback(st, input);
-
       case "log.delete":
         return p2.onForget(st, input);
-
       case "xa.kill":
         // The kills of a handover: nothing waits for them (the resolver fences again before it decides).
         return { st, effects: [] };

@@ -176,8 +176,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   function onExec(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.exec" }>): Out {
     const b = branchOf(st, input.shard);
     if (b === undefined || b.status !== "executing") return { st, effects: [] };
-    // Whatever the exec did, roll the branch back.
-    if (st.phase === "aborting") return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+    if (st.phase === "aborting") return p2.rollBackLate(st, input.shard);
     if (!input.r.ok) return p2.abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.err));
     if (st.branches.length === 1) {
       const next = setBranch<CoordinatorState>({ ...st, phase: "one_phase" }, input.shard, { status: "committing", attempts: 1 });
@@ -189,7 +188,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   function onPrepare(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.prepare" }>): Out {
     const b = branchOf(st, input.shard);
     if (b === undefined || b.status !== "preparing") return { st, effects: [] };
-    if (st.phase === "aborting") return { st: setBranch<CoordinatorState>(st, input.shard, { status: "rolling_back", attempts: 1 }), effects: [{ t: "xa.rollback", tx: st.tx, shard: input.shard }] };
+    if (st.phase === "aborting") return p2.rollBackLate(st, input.shard);
     const ok = input.r.ok || mutant === "commit-despite-failed-prepare";
     if (!ok) return p2.abort(setBranch<CoordinatorState>(st, input.shard, { status: "failed" }), abortReason(input.r.ok ? "RMFAIL" : input.r.err));
     const next = setBranch<CoordinatorState>(st, input.shard, { status: "prepared" });

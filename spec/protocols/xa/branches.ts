@@ -104,6 +104,11 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
     return opts.maybeFinished(next, effects);
   }
 
+  /** An exec or prepare answered after the coordinator decided to abort: whatever it did, roll the branch back. */
+  function rollBackLate(st: S, shard: ShardId): Out {
+    return { st: setBranch(st, shard, { status: "rolling_back", attempts: 1 } as Partial<S["branches"][number]>), effects: [{ t: "xa.rollback", tx: st.tx, shard }] };
+  }
+
   /** A commit or rollback of one branch failed: retry later, or leave it to the resolver. */
   function retryOrGiveUp(st: S, shard: ShardId, err: XaError): Out {
     const b = branchOf(st, shard)!;
@@ -144,5 +149,5 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
     return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
   }
 
-  return { commitAll, abort, retryOrGiveUp, onCommit, onRollback, onRetryTimer, onForget };
+  return { commitAll, abort, rollBackLate, retryOrGiveUp, onCommit, onRollback, onRetryTimer, onForget };
 }

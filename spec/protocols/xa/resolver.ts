@@ -228,6 +228,62 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort(), toKill: toKill.slice(1) }, null, [...effects, ...kills]);
   }
 
+  function onList(st: ResolverState, input: Extract<ResolverInput, { t: "log.list" }>): Out {
+    if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
+    if (st.phase === "booting") {
+      const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
+      return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
+    }
+    if (st.phase !== "listing") return { st, effects: [] };
+    const records = [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const recovered = opts.shards.map((shard) => ({ shard, answered: false, prepared: null }));
+    return { st: { ...st, phase: "recovering", records, recovered }, effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })) };
+  }
+
+  function onRecover(st: ResolverState, input: Extract<ResolverInput, { t: "xa.recover" }>): Out {
+    if (st.phase !== "recovering") return { st, effects: [] };
+    const r = input.r;
+    const recovered = st.recovered.map((x) => (x.shard === input.shard ? { shard: x.shard, answered: true, prepared: r.ok ? [...r.prepared].sort(byXid) : null } : x));
+    const next = { ...st, recovered };
+    const pending = recovered.find((x) => !x.answered);
+    return pending === undefined ? plan(next) : { st: next, effects: [{ t: "xa.recover", shard: pending.shard }] };
+  }
+
+  function onPut(st: ResolverState, input: Extract<ResolverInput, { t: "log.put" }>): Out {
+    if (st.phase === "booting" && input.key === EPOCH_KEY) {
+      if (!input.r.ok) return { st: idle(st), effects: [] };
+      return listDecisions({ ...st, epoch: input.r.version });
+    }
+    const done = `log.put:${input.key}`;
+    if (st.phase !== "resolving" || !st.outstanding.includes(done)) return { st, effects: [] };
+    const tx = txOfDecisionKey(input.key);
+    const r = input.r;
+    if (!r.ok && r.err === "FENCED") return { st: start(), effects: [] };
+    const staging = stagingOf(recordOf(st, tx));
+    const written = staging !== null ? stagingDecision(st, tx, staging) : "abort";
+    // Our record is durable, or a decision was already there: follow it (a STAGING one: next scan).
+    const decision = r.ok ? written : r.err === "CAS" ? decisionOf(r.current) : null;
+    if (decision === null) return issue(st, done, []);
+    const t = decision === "commit" ? "xa.commit" : "xa.rollback";
+    const shards = preparedOf(st).filter((x) => x.tx === tx).map((x) => x.shard);
+    return issue(st, done, shards.map((shard): Effect => ({ t, tx, shard })));
+  }
+
+  function onKill(st: ResolverState, input: Extract<ResolverInput, { t: "xa.kill" }>): Out {
+    const done = keyOf(input);
+    if (st.phase !== "resolving" || !st.outstanding.includes(done)) return { st, effects: [] };
+    const killed = input.r.ok ? [...st.killed, connKey(input.shard, input.conn)].sort() : st.killed;
+    const kills: Effect[] = st.toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
+    return issue({ ...st, killed, toKill: st.toKill.slice(1) }, done, kills);
+  }
+
+  /** A commit, rollback or delete of this scan answered: finished or not (1397/1402 included), the next scan sees what is left. */
+  function onDone(st: ResolverState, done: string, fenced: boolean): Out {
+    if (st.phase !== "resolving" || !st.outstanding.includes(done)) return { st, effects: [] };
+    if (fenced) return { st: start(), effects: [] };
+    return issue(st, done, []);
+  }
+
   function step(st: ResolverState, input: ResolverInput): Out {
     switch (input.t) {
       case "scan": {
@@ -236,76 +292,19 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
         return listDecisions(next);
       }
-      case "log.list": {
-        if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
-        if (st.phase === "booting") {
-          const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
-          return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
-        }
-        if (st.phase !== "listing") return { st, effects: [] };
-        return {
-          st: {
-            ...st,
-            phase: "recovering",
-            records: [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
-            recovered: opts.shards.map((shard) => ({ shard, answered: false, prepared: null })),
-          },
-          effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })),
-        };
-      }
-      case "xa.recover": {
-        if (st.phase !== "recovering") return { st, effects: [] };
-        const r = input.r;
-        const recovered = st.recovered.map((x) =>
-          x.shard === input.shard ? { shard: x.shard, answered: true, prepared: r.ok ? [...r.prepared].sort(byXid) : null } : x,
-        );
-        const next = { ...st, recovered };
-        const pending = recovered.find((x) => !x.answered);
-        return pending === undefined ? plan(next) : { st: next, effects: [{ t: "xa.recover", shard: pending.shard }] };
-      }
-      case "log.put": {
-        if (st.phase === "booting" && input.key === EPOCH_KEY) {
-          if (!input.r.ok) return { st: idle(st), effects: [] };
-          return listDecisions({ ...st, epoch: input.r.version });
-        }
-        if (st.phase !== "resolving") return { st, effects: [] };
-        const done = `log.put:${input.key}`;
-        if (!st.outstanding.includes(done)) return { st, effects: [] };
-        const tx = txOfDecisionKey(input.key);
-        const r = input.r;
-        if (!r.ok && r.err === "FENCED") return { st: start(), effects: [] };
-        const staging = stagingOf(recordOf(st, tx));
-        const written = staging !== null ? stagingDecision(st, tx, staging) : "abort";
-        // Our record is durable, or a decision was already there: follow it (a STAGING one: next scan).
-        const decision = r.ok ? written : r.err === "CAS" ? decisionOf(r.current) : null;
-        if (decision === null) return issue(st, done, []);
-        const t = decision === "commit" ? "xa.commit" : "xa.rollback";
-        const shards = preparedOf(st).filter((x) => x.tx === tx).map((x) => x.shard);
-        return issue(st, done, shards.map((shard): Effect => ({ t, tx, shard })));
-      }
-      case "xa.kill": {
-        if (st.phase !== "resolving") return { st, effects: [] };
-        const done = keyOf(input);
-        if (!st.outstanding.includes(done)) return { st, effects: [] };
-        const killed = input.r.ok ? [...st.killed, connKey(input.shard, input.conn)].sort() : st.killed;
-        const kills: Effect[] = st.toKill.slice(0, 1).map((k) => ({ t: "xa.kill", ...k }));
-        return issue({ ...st, killed, toKill: st.toKill.slice(1) }, done, kills);
-      }
+      case "log.list":
+        return onList(st, input);
+      case "xa.recover":
+        return onRecover(st, input);
+      case "log.put":
+        return onPut(st, input);
+      case "xa.kill":
+        return onKill(st, input);
       case "xa.commit":
-      case "xa.rollback": {
-        if (st.phase !== "resolving") return { st, effects: [] };
-        const done = `${input.t}:${input.tx}:${input.shard}`;
-        if (!st.outstanding.includes(done)) return { st, effects: [] };
-        // Finished or not (1397/1402 included), the next scan sees what is still prepared.
-        return issue(st, done, []);
-      }
-      case "log.delete": {
-        if (st.phase !== "resolving") return { st, effects: [] };
-        const done = `log.delete:${input.key}`;
-        if (!st.outstanding.includes(done)) return { st, effects: [] };
-        if (!input.r.ok && input.r.err === "FENCED") return { st: start(), effects: [] };
-        return issue(st, done, []);
-      }
+      case "xa.rollback":
+        return onDone(st, `${input.t}:${input.tx}:${input.shard}`, false);
+      case "log.delete":
+        return onDone(st, `log.delete:${input.key}`, !input.r.ok && input.r.err === "FENCED");
       case "xa.exec":
       case "xa.prepare":
       case "timeout":
@@ -314,7 +313,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       case "local.compensate":
       case "local.release":
       case "local.scan":
-        return cannotArrive("parallel-commit resolver", input);
+        return cannotArrive("XA resolver", input);
     }
   }
 
