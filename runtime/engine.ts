@@ -11,7 +11,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/kernel/effects.ts";
-import { processEpochOf, processResolver, type ProcessResolverState } from "../spec/server/resolver.ts";
+import { processEpochOf, processResolver, resolverActionOf, type ProcessResolverState } from "../spec/server/resolver.ts";
+import { stagingDecisionOf } from "../spec/protocols/xa/resolver.ts";
 import { serverCoordinator, type ServerCoordinatorState } from "../spec/server/coordinator.ts";
 import type { CoordinatorInput, CoordinatorSettings, ResolverInput } from "../spec/protocols/protocol.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
@@ -89,7 +90,7 @@ export class Engine {
   /** Insertion-ordered, so the oldest is first to go. */
   private readonly finished = new Map<TxId, Running>();
   private readonly coordinatorRole: ReturnType<typeof serverCoordinator>;
-  private readonly resolverInstance: RoleInstance<ProcessResolverState, ResolverInput>;
+  private resolverInstance: RoleInstance<ProcessResolverState, ResolverInput>;
   private resolverTimer: TimerHandle | null = null;
   private accepting = true;
   private idleWaiters: Array<() => void> = [];
@@ -106,17 +107,24 @@ export class Engine {
     const m = opts.metrics;
     /** STAGING decisions the resolver asked to write, by key, until their answer. */
     const stagingDecisions = new Map<string, "commit" | "abort">();
-    this.resolverInstance = new RoleInstance(processResolver({ shards: opts.shards, parts }), {
+    const makeResolver = (): RoleInstance<ProcessResolverState, ResolverInput> => new RoleInstance(processResolver({ shards: opts.shards, parts }), {
       actor: "resolver",
       adapters: opts.adapters,
       hooks: {
+        onViolation: (e) => {
+          this.violated("resolver", e);
+          // The resolver is the process's only way to finish what its dead coordinators left: a fresh one takes over (new epoch, next scan).
+          this.resolverPhase = "idle";
+          this.resolverInstance = makeResolver();
+        },
         onEffect: (e) => {
           if (m === undefined) return;
-          const action = resolverAction(e);
+          const action = resolverActionOf(parts, e);
           if (action !== null) m.resolverActions.inc({ action });
           if (e.t === "xa.kill") m.stagingFences.inc();
-          // A decision over a STAGING record (CAS on its version): counted when it is durable (resolver result below).
-          if (e.t === "log.put" && e.value.kind === "decision" && e.ifVersion > 0) stagingDecisions.set(e.key, e.value.decision);
+          // A decision over a STAGING record: counted when it is durable (resolver result below).
+          const staging = stagingDecisionOf(e);
+          if (staging !== null && e.t === "log.put") stagingDecisions.set(e.key, staging);
         },
         onResult: (r) => {
           if (m !== undefined) countLocal(m, r, "resolver");
@@ -133,6 +141,7 @@ export class Engine {
         },
       },
     });
+    this.resolverInstance = makeResolver();
   }
 
   /** The epoch the resolver took for this process (spec/protocols/xa/resolver.ts), null before. */
@@ -198,6 +207,7 @@ export class Engine {
           onReply?.(o);
           resolveOutcome(o);
         },
+        onViolation: (e) => this.violated("coordinator", e),
         onEnd: () => this.ended(run),
       },
     });
@@ -220,6 +230,17 @@ export class Engine {
     m?.inFlight.set(this.running.size);
     instance.deliverFrom(CLIENT_ACTOR, `transfer (${branches.length} branch${branches.length === 1 ? "" : "es"})`, { t: "request", tx, branches, epoch, protocol });
     return { tx, outcome };
+  }
+
+  /**
+   * A role asserted something the protocol says never happens: a bug. The
+   * instance has stopped (a coordinator without a reply answers in_doubt, as
+   * after a crash; the resolver finishes from durable state); it is logged
+   * and counted so that it is seen.
+   */
+  private violated(role: "coordinator" | "resolver", e: Error): void {
+    console.error(`protocol violation in the ${role}: ${e.message}`);
+    this.opts.metrics?.violations.inc({ role });
   }
 
   private ended(run: Running): void {
@@ -376,32 +397,6 @@ export class Engine {
 
 /** A transaction id: a UUID, which fits an XA gtrid (64 bytes) and never repeats across restarts. */
 export const newTxId = (): TxId => randomUUID();
-
-/** What a resolver effect does, for the resolver_actions metric; null for reads. */
-function resolverAction(e: Effect): string | null {
-  switch (e.t) {
-    case "xa.commit":
-      return "commit";
-    case "xa.rollback":
-      return "rollback";
-    case "xa.kill":
-      return "fence";
-    case "log.put":
-      if (e.value.kind === "decision") return e.ifVersion > 0 ? `staging_${e.value.decision}` : "presume_abort";
-      if (e.value.kind === "spec") return `record_${e.value.state.toLowerCase()}`;
-      return null;
-    case "log.delete":
-      return "forget";
-    case "local.tombstone":
-      return "tombstone";
-    case "local.compensate":
-      return "compensate";
-    case "local.release":
-      return "release";
-    default:
-      return null;
-  }
-}
 
 /** Compensations and releases that changed a shard, by who ran them. */
 function countLocal(m: Metrics, r: Result, by: "coordinator" | "resolver"): void {

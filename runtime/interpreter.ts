@@ -12,7 +12,7 @@
  * Optionally every step is recorded as a trace step (spec/kernel/trace.ts), so
  * that a live run can be replayed against the role (conformance/replay.ts).
  */
-import type { Role } from "../spec/kernel/role.ts";
+import { ProtocolViolation, type Role } from "../spec/kernel/role.ts";
 import type { Effect, Result, LocalEffect, Outcome, TxId } from "../spec/kernel/effects.ts";
 import { effectKey, resultKey, targetOf } from "../spec/kernel/keys.ts";
 import type { Msg, TraceStep } from "../spec/kernel/trace.ts";
@@ -53,6 +53,8 @@ export interface InstanceHooks<St> {
   onStep?(st: St, input: unknown, effects: readonly Effect[]): void;
   onEffect?(e: Effect, now_ms: number): void;
   onResult?(r: Result, now_ms: number): void;
+  /** The role asserted something that must never happen (spec/kernel/role.ts): the instance has stopped. */
+  onViolation?(e: ProtocolViolation): void;
   onEnd?(): void;
 }
 
@@ -84,6 +86,8 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   private readonly timers = new Set<TimerHandle>();
   /** Effects started and not yet answered. */
   pending = 0;
+  /** The role has answered its client (a second answer is a protocol violation). */
+  private replied = false;
 
   constructor(
     private readonly role: Role<St, In, Effect>,
@@ -93,11 +97,24 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.started_ms = opts.adapters.clock.now_ms();
   }
 
-  /** Steps the role on `input` and starts the effects it asks for. */
+  /** Steps the role on `input` and starts the effects it asks for; a role that asserts what must never happen is stopped. */
   deliver(input: In): void {
     if (this.ended) return;
-    const { st, effects } = this.role.step(this.st, input);
-    for (const e of effects) refuseMutantFields(e);
+    let out: { st: St; effects: Effect[] };
+    try {
+      out = this.role.step(this.st, input);
+      for (const e of out.effects) {
+        refuseMutantFields(e);
+        if (e.t === "reply" && this.replied) throw new ProtocolViolation(`${this.opts.actor}: a second reply for ${e.tx} (${e.outcome.status})`);
+        if (e.t === "reply") this.replied = true;
+      }
+    } catch (e) {
+      if (!(e instanceof ProtocolViolation)) throw e;
+      this.opts.hooks?.onViolation?.(e);
+      this.end();
+      return;
+    }
+    const { st, effects } = out;
     this.st = st;
     const now = this.opts.adapters.clock.now_ms();
     if (this.opts.record) this.record(input, effects, now);

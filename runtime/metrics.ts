@@ -60,6 +60,12 @@ export class Metrics {
     labelNames: ["action"] as const,
     registers: [this.registry],
   });
+  readonly violations = new Counter({
+    name: "speccommit_protocol_violations_total",
+    help: "Role assertions that failed (spec/kernel/role.ts: something the protocol says never happens did), by role. Any is a bug.",
+    labelNames: ["role"] as const,
+    registers: [this.registry],
+  });
   readonly resolverScans = new Counter({
     name: "speccommit_resolver_scans_total",
     help: "Resolver scans finished, by result (complete: the log and every shard answered; partial otherwise).",

@@ -55,6 +55,8 @@ export interface ResolverPart {
   /** What the part's shards must run. */
   readonly needs: ShardKind;
   role(shards: readonly ShardId[]): Role<any, ResolverInput, Effect>;
+  /** What one of its effects does, as the server counts it (speccommit_resolver_actions_total); null for reads. */
+  actionOf(e: Effect): string | null;
 }
 
 /** What a protocol needs of a shard: XA, or one-phase local transactions (with the speculative path's tables). */

@@ -50,6 +50,9 @@ export interface ProcessResolverState {
 
 export const processEpochOf = (st: ProcessResolverState): number | null => st.epoch;
 
+/** What a resolver effect does, as the part that asks for it names it (the metrics' `action` label); null for reads. */
+export const resolverActionOf = (parts: readonly ResolverPart[], e: Effect): string | null => parts.reduce<string | null>((found, p) => found ?? p.actionOf(e), null);
+
 type Out = Step<ProcessResolverState, Effect>;
 const NOTHING: ProcessResolverState["answered"] = { lists: 0, xa: [], local: [] };
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Effect } from "../../spec/kernel/effects.ts";
-import type { Role } from "../../spec/kernel/role.ts";
+import { cannotArrive, type Role } from "../../spec/kernel/role.ts";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { ConfigError, loadConfig } from "../../runtime/config.ts";
 import { RoleInstance } from "../../runtime/interpreter.ts";
@@ -142,6 +142,53 @@ describe("interpreter", () => {
     // The 1,000 ms timer was cleared at 20 ms: the clock stopped there.
     expect(clock.now_ms()).toBe(20);
     expect(clock.pending()).toBe(0);
+  });
+});
+
+describe("RoleInstance and a role's assertions", () => {
+  type In = { readonly t: "go" } | { readonly t: "timeout"; readonly id: string };
+  const adapters = () => {
+    const clock = new SimClock();
+    const rng = new Rng(1);
+    return { xa: new MemoryXa(new Map(), clock, rng), log: new MemoryTxlog(clock, rng), clock };
+  };
+
+  it("a role that answers its client twice is stopped and reported, and its second answer never leaves", () => {
+    const twice: Role<{ n: number }, In, Effect> = {
+      start: () => ({ n: 0 }),
+      step: (st) => ({ st: { n: st.n + 1 }, effects: [{ t: "reply", tx: "t1", outcome: { status: st.n === 0 ? "committed" : "aborted", reason: "conflict" } as never }] }),
+    };
+    const replies: string[] = [];
+    const violations: string[] = [];
+    let ended = 0;
+    const inst = new RoleInstance(twice, {
+      actor: "coordinator",
+      adapters: adapters(),
+      hooks: { onReply: (_tx, o) => replies.push(o.status), onViolation: (e) => violations.push(e.message), onEnd: () => ended++ },
+    });
+    inst.deliver({ t: "go" });
+    inst.deliver({ t: "go" });
+    expect(replies).toEqual(["committed"]);
+    expect(violations).toEqual(["coordinator: a second reply for t1 (aborted)"]);
+    expect(ended).toBe(1);
+    expect(inst.ended).toBe(true);
+  });
+
+  it("an assertion inside the role stops the instance the same way; other errors still throw", () => {
+    const asserting: Role<null, In, Effect> = {
+      start: () => null,
+      step: (st, input) => {
+        if (input.t === "timeout") throw new Error("not an assertion");
+        return cannotArrive("test role", { t: "xa.kill" });
+      },
+    };
+    const violations: string[] = [];
+    const inst = new RoleInstance(asserting, { actor: "r", adapters: adapters(), hooks: { onViolation: (e) => violations.push(e.name) } });
+    inst.deliver({ t: "go" });
+    expect(violations).toEqual(["ProtocolViolation"]);
+    expect(inst.ended).toBe(true);
+    const other = new RoleInstance(asserting, { actor: "r", adapters: adapters() });
+    expect(() => other.deliver({ t: "timeout", id: "x" })).toThrow("not an assertion");
   });
 });
 

@@ -229,7 +229,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished });
+  const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished, commitsEarly: mutant === "commit-before-staging" || mutant === "commit-before-record" });
   const { commitAll, abort } = p2;
 
   /** A log write did not answer: retry it later, or give up with `giveUp`. */

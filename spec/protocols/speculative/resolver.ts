@@ -182,4 +182,16 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 }
 
 /** The process resolver's part for the speculative path (spec/server/resolver.ts). */
-export const speculativeResolverPart: ResolverPart = { name: "speculative", needs: "local", role: (shards) => resolver({ shards }) };
+export const speculativeResolverPart: ResolverPart = {
+  name: "speculative",
+  needs: "local",
+  role: (shards) => resolver({ shards }),
+  actionOf(e) {
+    if (e.t === "local.tombstone") return "tombstone";
+    if (e.t === "local.compensate") return "compensate";
+    if (e.t === "local.release") return "release";
+    if (e.t === "log.delete") return "forget";
+    if (e.t === "log.put" && e.value.kind === "spec") return `record_${e.value.state.toLowerCase()}`;
+    return null;
+  },
+};

@@ -132,7 +132,13 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return { st, effects };
   }
 
-  const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished, notaRetriesForever: mutant === "nota-retries-forever" });
+  const p2 = phase2<CoordinatorState>({
+    attemptsMax: opts.attemptsMax,
+    retryDelayMs: opts.retryDelayMs,
+    maybeFinished,
+    notaRetriesForever: mutant === "nota-retries-forever",
+    commitsEarly: mutant === "commit-before-durable",
+  });
 
   /** Every branch is prepared: make the decision durable, then commit. */
   function decideCommit(st: CoordinatorState): Out {

@@ -12,7 +12,7 @@
  * connection: a branch that was never sent XA PREPARE died with it; one that
  * may be prepared survives it, so the rollback is retried.
  */
-import type { Step } from "../../kernel/role.ts";
+import { assert, type Step } from "../../kernel/role.ts";
 import {
   finishedOnCommit,
   finishedOnRollback,
@@ -72,13 +72,17 @@ export interface Phase2Options<S extends XaCoordinator> {
   maybeFinished(st: S, effects: Effect[]): Step<S, Effect>;
   /** Mutant only: NOTA and RBROLLBACK on XA COMMIT are not taken for "finished", and retried for ever. */
   readonly notaRetriesForever?: boolean;
+  /** Mutant only: XA COMMIT may go out before the decision is durable (the assertion against it is off). */
+  readonly commitsEarly?: boolean;
 }
 
 export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
   type Out = Step<S, Effect>;
   const noop = (st: S): Out => ({ st, effects: [] });
 
+  /** XA COMMIT of every prepared branch: only once the decision is durable (phase "committing"). */
   function commitAll(st: S): Out {
+    assert(st.phase === "committing" || opts.commitsEarly === true, () => `coordinator of ${st.tx}: XA COMMIT before the decision is durable (phase ${st.phase})`);
     const effects: Effect[] = [];
     let next = st;
     for (const b of st.branches) {

@@ -322,5 +322,25 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
 
 const byXid = (a: PreparedXid, b: PreparedXid): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0);
 
+/**
+ * A decision this resolver writes over a STAGING record (a CAS on the
+ * record's version, after the fence): the recovery of a parallel-commit
+ * transaction whose coordinator is gone. Presumed aborts are CAS on an
+ * absent key (version 0).
+ */
+export const stagingDecisionOf = (e: Effect): "commit" | "abort" | null => (e.t === "log.put" && e.value.kind === "decision" && e.ifVersion > 0 ? e.value.decision : null);
+
 /** The process resolver's part for the XA protocols (spec/server/resolver.ts). */
-export const xaResolverPart: ResolverPart = { name: "xa", needs: "xa", role: (shards) => resolver({ shards }) };
+export const xaResolverPart: ResolverPart = {
+  name: "xa",
+  needs: "xa",
+  role: (shards) => resolver({ shards }),
+  actionOf(e) {
+    if (e.t === "xa.commit") return "commit";
+    if (e.t === "xa.rollback") return "rollback";
+    if (e.t === "xa.kill") return "fence";
+    if (e.t === "log.delete") return "forget";
+    if (e.t === "log.put" && e.value.kind === "decision") return stagingDecisionOf(e) !== null ? `staging_${e.value.decision}` : "presume_abort";
+    return null;
+  },
+};
