@@ -14,7 +14,7 @@
  * Every call carries a gRPC deadline; an error or a missed deadline is
  * UNAVAILABLE (the write may or may not have happened), as the vocabulary says.
  *
- * Batching (DESIGN.md, "Batching": a refinement that keeps every verified
+ * Batching (docs/architecture.md, "Batching": a refinement that keeps every verified
  * property): the puts and deletes asked for in one turn of the event loop
  * go to etcd as one transaction, `If(fence) Then(<one nested Txn per put>,
  * <one delete per delete>)`, so each keeps its own CAS and its own answer

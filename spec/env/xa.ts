@@ -1,6 +1,6 @@
 /**
- * One MariaDB 10.11 XA shard as a coordinator sees it (DESIGN.md, "Environment
- * models"). Pure, deterministic, immutable: every function returns a new state
+ * One MariaDB 10.11 XA shard as a coordinator sees it (docs/xa-model.md).
+ * Pure, deterministic, immutable: every function returns a new state
  * and never mutates its input. The state is plain data in canonical form
  * (arrays sorted by key) so that the model checker can fingerprint it.
  *

@@ -1,6 +1,6 @@
 /**
  * A role is a protocol participant written as one pure step function
- * (DESIGN.md, "Roles"): an input in, the new volatile state and a list of
+ * (docs/architecture.md, "Roles"): an input in, the new volatile state and a list of
  * effects out. The role never waits; the answer to an effect comes back as a
  * later input. The same role runs inside the model checker (composed with the
  * environment models in spec/env/) and inside the server (runtime/), which

@@ -36,7 +36,7 @@ import { twopcModel } from "../protocols/twopc/model.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
 import { RESOLVER_PARTS } from "../protocols/registry.ts";
 import { serverCoordinator, type ServerCoordinatorState } from "./coordinator.ts";
-import { processResolver, type ProcessResolverState } from "./resolver.ts";
+import { processResolver, processResolverMutants, type ProcessResolverMutant, type ProcessResolverState } from "./resolver.ts";
 import { serverEventually, serverInvariants, xaFamilyInvariants, type ServerGhost } from "./properties.ts";
 
 /** The coordinator settings every model runs with: two attempts make a retry loop a cycle (timers fire at any time). */
@@ -141,7 +141,8 @@ function serverGhost(sc: Scenario): GhostSpec<ServerGhost, ServerWorld> {
  * included).
  */
 function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
-  const partOf = <S>(w: ServerWorld, name: string): S => w.resolver.parts[RESOLVER_PARTS.findIndex((p) => p.name === name)] as S;
+  /** A part's state (undefined when the process runs without it: a mutant). */
+  const partOf = <S>(w: ServerWorld, name: string): S | undefined => w.resolver.parts[RESOLVER_PARTS.findIndex((p) => p.name === name)] as S | undefined;
   const live = (w: ServerWorld, t: number): boolean => {
     const c = w.coords[t]!;
     return c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
@@ -158,7 +159,9 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
   };
   return (w) => {
     if (w.resolver.epoch === null || w.resolver.lastScan !== "complete") return false;
-    if (!resolverQuiet(partOf<XaResolverState>(w, "xa")) || partOf<SpeculativeResolverState>(w, "speculative").suspects.length > 0) return false;
+    const xa = partOf<XaResolverState>(w, "xa");
+    const speculative = partOf<SpeculativeResolverState>(w, "speculative");
+    if ((xa !== undefined && !resolverQuiet(xa)) || (speculative !== undefined && speculative.suspects.length > 0)) return false;
     return w.coords.every((c, t) => c.st.phase !== "idle" && (live(w, t) || !leftovers(w, t)));
   };
 }
@@ -167,6 +170,7 @@ export interface ServerConfig {
   readonly scenario: Scenario;
   readonly budget: Budget;
   readonly timeouts: boolean;
+  readonly mutant?: ProcessResolverMutant;
 }
 
 export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
@@ -179,7 +183,7 @@ export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
     timeouts: cfg.timeouts,
     timeoutTimers: [VOTE_TIMER, APPLY_TIMER],
     coordinator: serverCoordinator(SETTINGS),
-    resolver: processResolver({ shards: sc.shards, parts: RESOLVER_PARTS }),
+    resolver: processResolver({ shards: sc.shards, parts: RESOLVER_PARTS, mutant: cfg.mutant }),
     env: bothShards,
     ghost: serverGhost(sc),
     scanIsNoop: serverScanIsNoop(sc),
@@ -235,13 +239,14 @@ export const serverFactory: ModelFactory = {
   name: "server",
   description: "The server's own composition: its coordinator (protocol per request, one-phase path) and its process resolver over every registered part, on shards running XA and local transactions, with transactions of different protocols side by side",
   params: { scenario: "2pc+speculative", crash: 1, shardCrash: 0, logFault: 0, timeouts: false },
-  mutants: [],
-  build(params) {
+  mutants: [...processResolverMutants],
+  build(params, mutant) {
     const num = (k: string): number => wholeParam("server", params, k);
     return serverModel({
       scenario: serverScenario(String(params.scenario)),
       budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
       timeouts: params.timeouts === true,
+      mutant: processResolverMutants.find((m) => m === mutant),
     });
   },
 };

@@ -59,21 +59,36 @@ const NOTHING: ProcessResolverState["answered"] = { lists: 0, xa: [], local: [] 
 /** The shard kind a result comes from, or null for the txlog and timers. */
 const kindOf = (r: Result): "xa" | "local" | null => (r.t.startsWith("xa.") ? "xa" : r.t.startsWith("local.") ? "local" : null);
 
-export function processResolver(opts: { readonly shards: readonly ShardId[]; readonly parts: readonly ResolverPart[] }): Role<ProcessResolverState, ResolverInput, Effect> {
-  const roles = opts.parts.map((p) => p.role(opts.shards));
+/**
+ * Deliberate bugs of the composition the server model must catch:
+ * stale-active, later parts scan with an empty `active` set (they would take
+ * a live transaction for an abandoned one); first-part-only, a scan runs the
+ * first part alone (what is left of the others' transactions is never
+ * finished).
+ */
+export const processResolverMutants = ["stale-active", "first-part-only"] as const;
+export type ProcessResolverMutant = (typeof processResolverMutants)[number];
+
+export function processResolver(opts: {
+  readonly shards: readonly ShardId[];
+  readonly parts: readonly ResolverPart[];
+  readonly mutant?: ProcessResolverMutant;
+}): Role<ProcessResolverState, ResolverInput, Effect> {
+  const roles = (opts.mutant === "first-part-only" ? opts.parts.slice(0, 1) : opts.parts).map((p) => p.role(opts.shards));
   const start = (): ProcessResolverState => ({ phase: "idle", epoch: null, active: [], at: 0, parts: roles.map((r) => r.start()), answered: NOTHING, lastScan: null });
 
   /** A part fenced (it forgot its epoch): the process must take a new one. */
   const lostEpoch = (st: ProcessResolverState): ProcessResolverState => ({ ...start(), lastScan: "partial" });
 
   const complete = (st: ProcessResolverState): boolean =>
-    st.answered.lists >= opts.parts.length && opts.parts.every((p) => opts.shards.every((s) => st.answered[p.needs].includes(s)));
+    st.answered.lists >= roles.length && opts.parts.slice(0, roles.length).every((p) => opts.shards.every((s) => st.answered[p.needs].includes(s)));
 
   /** Part `at` starts its scan (and the ones after it, as each finishes at once). */
   function startPart(st: ProcessResolverState, at: number, effects: Effect[]): Out {
     // Between scans nothing of the last one is kept but its verdict, so that a scan which changes nothing ends where it started.
     if (at >= roles.length) return { st: { ...st, phase: "idle", at: 0, answered: NOTHING, lastScan: complete(st) ? "complete" : "partial" }, effects };
-    const sub = roles[at]!.step({ ...st.parts[at]!, epoch: st.epoch }, { t: "scan", active: st.active });
+    const active = opts.mutant === "stale-active" && at > 0 ? [] : st.active;
+    const sub = roles[at]!.step({ ...st.parts[at]!, epoch: st.epoch }, { t: "scan", active });
     return afterPart({ ...st, phase: "scanning", at, parts: st.parts.map((p, i) => (i === at ? sub.st : p)) }, [...effects, ...sub.effects]);
   }
 
