@@ -248,10 +248,10 @@ export class MemoryXa implements XaExecutor {
     this.incarnation++;
   }
 
-  /** Sum of committed balances over every shard. */
-  total(): number {
-    let sum = 0;
-    for (const s of this.state.values()) for (const [, c] of s.balances) sum += c;
+  /** Sum of committed balances over every shard, in bigint like every sum of money (the model's balances are small, the sum need not be). */
+  total(): bigint {
+    let sum = 0n;
+    for (const s of this.state.values()) for (const [, c] of s.balances) sum += BigInt(c);
     return sum;
   }
 
