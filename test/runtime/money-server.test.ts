@@ -6,7 +6,10 @@
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BALANCE_CENTS_MAX } from "../../runtime/cluster/schema.ts";
+import { replayTrace } from "../../runtime/replay.ts";
 import type { RunningServer } from "../../runtime/server.ts";
+import { DELTA_CENTS_MAX } from "../../runtime/transfer.ts";
+import { validateEnvironment } from "../../runtime/validate.ts";
 import { snapshot, closeAgents, request, serverOn, balance } from "./support.ts";
 import { startTestCluster, totalBalance, type TestCluster } from "../support/cluster.ts";
 
@@ -62,6 +65,28 @@ describe("a body whose exact sum is not zero", () => {
     });
     expect(r.status).toBe(400);
     expect(r.body.error).toContain("JSON number 9007199254740993 is beyond 9007199254740991");
+    expect(await totalBalance(cluster)).toBe(total);
+  });
+});
+
+describe("a transfer of the limit", () => {
+  it("moves 10^15 cents, one op each way, exactly; its trace replays and validates against the environment models", async () => {
+    await sql("shard-a", `UPDATE accounts SET balance = ${DELTA_CENTS_MAX} WHERE id = 31`);
+    const total = await totalBalance(cluster);
+    const r = await request(url, "POST", "/transfer", {
+      json: { ops: [{ shard_id: "shard-a", account_id: 31, delta: -DELTA_CENTS_MAX }, { shard_id: "shard-b", account_id: 10031, delta: "10000000000000.00" }] },
+    });
+    expect(r.body).toMatchObject({ status: "committed" });
+    let view = (await request(url, "GET", `/transactions/${r.body.tx}`)).body;
+    for (let i = 0; i < 100 && !view.done; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      view = (await request(url, "GET", `/transactions/${r.body.tx}`)).body;
+    }
+    expect(view.branches.map((b: { ops: unknown }) => b.ops)).toEqual([[{ account: 31, delta: -DELTA_CENTS_MAX }], [{ account: 10031, delta: DELTA_CENTS_MAX }]]);
+    expect(replayTrace(view.trace)).toMatchObject({ ok: true });
+    expect(validateEnvironment(view.trace)).toMatchObject({ ok: true });
+    expect(await balance(cluster, "shard-a", 31)).toBe(0n);
+    expect(await balance(cluster, "shard-b", 10031)).toBe(BigInt(DELTA_CENTS_MAX) + 100_000n);
     expect(await totalBalance(cluster)).toBe(total);
   });
 });
