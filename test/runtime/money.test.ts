@@ -133,7 +133,8 @@ type Cents = { account: number; c: bigint };
  * - pairs that cancel (x on one account, -x on another), one in four nudged by a cent;
  * - independent amounts (their sum is almost never zero);
  * - the issue's shape: n times +x on one account, a cent or two elsewhere,
- *   n times -x, with partial sums far above 2^53.
+ *   n times -x, with partial sums far above 2^53; the -x on the same account
+ *   or on another one (then both accounts change by n x, up to 31 x 10^15).
  */
 function shapes(magnitude: fc.Arbitrary<bigint>): fc.Arbitrary<Cents[]> {
   const signed = fc.tuple(magnitude, fc.boolean()).map(([m, neg]) => (neg ? -m : m));
@@ -145,8 +146,12 @@ function shapes(magnitude: fc.Arbitrary<bigint>): fc.Arbitrary<Cents[]> {
     .map(([ops, n]) => ops.map((op, i) => (n !== null && n[0] === i ? { ...op, c: op.c + n[1] } : op)));
   const independent = fc.array(fc.record({ account, c: signed }), { minLength: 1, maxLength: 64 });
   const stacked = fc
-    .tuple(fc.bigInt({ min: D / 2n, max: D }), fc.integer({ min: 5, max: 31 }), account, account, fc.constantFrom(-2n, -1n, 0n, 1n, 2n))
-    .map(([x, n, a, b, c]): Cents[] => [...Array.from({ length: n }, () => ({ account: a, c: x })), { account: b, c }, ...Array.from({ length: n }, () => ({ account: a, c: -x }))]);
+    .tuple(fc.bigInt({ min: D / 2n, max: D }), fc.integer({ min: 5, max: 31 }), account, account, fc.constantFrom(-2n, -1n, 0n, 1n, 2n), fc.option(account))
+    .map(([x, n, a, b, c, back]): Cents[] => [
+      ...Array.from({ length: n }, () => ({ account: a, c: x })),
+      { account: b, c },
+      ...Array.from({ length: n }, () => ({ account: back ?? a, c: -x })),
+    ]);
   return fc.oneof({ arbitrary: balanced, weight: 4 }, { arbitrary: independent, weight: 1 }, { arbitrary: stacked, weight: 2 });
 }
 
