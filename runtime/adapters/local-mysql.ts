@@ -17,10 +17,10 @@
  *              spec_pending, guarded in the same way: it SIGNALs when the
  *              balance plus the account's pending credits would be past
  *              BALANCE_CENTS_MAX, since the release that moves the credit
- *              into the balance must not fail later (an answer of
- *              UNAVAILABLE: the spec's vocabulary has no word for it, and the
- *              seed's total, at most 2^53 - 1 cents, keeps it out of reach
- *              of anything but a balance set by hand).
+ *              into the balance must not fail later. It answers
+ *              UNAVAILABLE, as the spec's vocabulary has no word for it; the
+ *              seed's total (at most 2^53 - 1 cents) keeps it out of reach
+ *              of anything but a balance set by hand.
  *              The branch's history rows go in the same transaction, as the
  *              XA path writes them (xid = the transaction id; one row per
  *              account, its deltas summed: the key is (xid, account_id)), so

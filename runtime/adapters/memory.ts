@@ -248,7 +248,7 @@ export class MemoryXa implements XaExecutor {
     this.incarnation++;
   }
 
-  /** Sum of committed balances over every shard, in bigint like every sum of money (the model's balances are small, the sum need not be). */
+  /** Sum of committed balances over every shard; a bigint, as every sum of money is (runtime/transfer.ts DELTA_CENTS_MAX says why). */
   total(): bigint {
     let sum = 0n;
     for (const s of this.state.values()) for (const [, c] of s.balances) sum += BigInt(c);
