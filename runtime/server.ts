@@ -27,7 +27,7 @@ import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
 import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
-import { BadRequest, decodeTransfer } from "./transfer.ts";
+import { BadRequest, decodeTransfer, formatCents } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
 import { formatTrace } from "../traces/ndjson.ts";
 
@@ -346,7 +346,7 @@ class Api {
     const cents = toCents(row.balance);
     const pending = toCents(row.pending);
     // balance: spendable, committed; pending: credits of speculations not final yet (escrow, docs/protocols/speculative.md).
-    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatBigCents(cents), pending_cents: pending.toString() });
+    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatCents(cents), pending_cents: pending.toString() });
   }
 
   private async ready(res: ServerResponse): Promise<void> {
@@ -396,12 +396,6 @@ class Api {
       resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan, epoch: this.engine.epoch },
     });
   }
-}
-
-function formatBigCents(c: bigint): string {
-  const neg = c < 0n;
-  const a = neg ? -c : c;
-  return `${neg ? "-" : ""}${a / 100n}.${(a % 100n).toString().padStart(2, "0")}`;
 }
 
 function withTimeout<T, D>(p: Promise<T>, ms: number, fallback: D): Promise<T | D> {

@@ -28,11 +28,16 @@ import { branchXid, connOf, executeXa, type XaEffect } from "../spec/env/executo
 import type { Trace } from "../traces/format.ts";
 import { COORDINATOR_ACTOR, COORDINATOR_MODEL } from "./engine.ts";
 import { effectKey, resultKey } from "./interpreter.ts";
+import { DELTA_CENTS_MAX } from "./transfer.ts";
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 
-/** Balance of every account the transaction touches when "enough money" is assumed. */
-const RICH_CENTS = 1_000_000_000_000;
+/**
+ * Balance of every account the transaction touches when "enough money" is
+ * assumed: no debit is larger (runtime/transfer.ts), and the model's sums
+ * (this plus one branch's delta per account) stay below 2^53.
+ */
+const RICH_CENTS = DELTA_CENTS_MAX;
 const FOREIGN_CONN: xa.ConnId = "validate/foreign";
 const FOREIGN_XID: xa.Xid = "validate.foreign";
 /** Bound on the states kept per branch or key; more would mean the environment actions were modelled wrongly. */
