@@ -10,8 +10,9 @@
  *
  * Once it listens it prints one line `speccommit: listening on <url>` (the
  * port resolved when --port 0), then the URLs and a curl example. SIGTERM or
- * SIGINT: stop taking requests, let running transactions finish for up to
- * shutdown_grace_ms, exit 0; a second signal exits at once.
+ * SIGINT: drain (running transactions finish for up to shutdown_grace_ms,
+ * every request read is answered, docs/operations.md "Shutdown"), exit 0; a
+ * second signal exits at once.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -41,7 +41,7 @@ export interface RunningServer {
   readonly port: number;
   readonly engine: Engine;
   readonly accounts: Accounts;
-  /** Stops taking requests, lets running transactions finish for up to `grace_ms`, closes every connection. */
+  /** Drains (see `shutdown`): running transactions finish for up to `grace_ms`, every request read is answered, then every connection closes. */
   close(grace_ms?: number): Promise<void>;
 }
 
@@ -52,6 +52,8 @@ const BOOT_SCAN_WAIT_MS = 10_000;
 /** Open client sockets; past it node closes new ones at once rather than letting them pile up. */
 const SOCKETS_MAX = 4_096;
 const SHUTDOWN_POLL_MS = 10;
+/** After the grace period: how long answers already decided (in_doubt of stopped coordinators, 503s) may take to go out. */
+const ANSWERS_FLUSH_MS = 1_000;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
@@ -123,21 +125,36 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
 }
 
+/**
+ * The drain (docs/operations.md, "Shutdown"): every request the server has
+ * read is answered. The listener and the keep-alive connections stay open
+ * while running transactions finish, so a request already on its way is
+ * read and answered (503 + Retry-After when it has no coordinator yet)
+ * instead of meeting a closed socket; every answer from then on says
+ * `Connection: close`, so each connection ends after its answer.
+ */
 async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
   await engine.drain(grace_ms);
-  // Idempotent transfers store their outcome after the coordinator replied: let those answers go out too.
-  while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
+  // Idempotent transfers store their outcome after the coordinator replied, and bodies may still be arriving: let those be answered too.
+  await untilClosedOrLate(api, deadline_ms);
+  // Past the grace period: coordinators still running end, and their clients get in_doubt (202).
   engine.stop();
-  // Requests still open past the grace period get their connection cut.
+  await untilClosedOrLate(api, Date.now() + ANSWERS_FLUSH_MS);
+  // Stops listening and closes the idle keep-alive connections (node's close()); the others end after their answer.
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await withTimeout(closed, ANSWERS_FLUSH_MS, undefined);
+  // A request whose body has not arrived by now is cut.
   server.closeAllConnections();
   await closed;
   accounts.close();
   xa.close();
   client.close();
+}
+
+async function untilClosedOrLate(api: Api, deadline_ms: number): Promise<void> {
+  while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
 }
 
 class Api {
@@ -169,11 +186,7 @@ class Api {
       if (path === "/ready") return await this.ready(res);
       if (path === "/metrics") {
         route = "/metrics";
-        const text = await this.metrics.registry.metrics();
-        this.metrics.http.inc({ route, code: "200" });
-        res.writeHead(200, { "Content-Type": this.metrics.registry.contentType });
-        res.end(text);
-        return;
+        return this.sendText(res, route, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
       if (m !== null) return await this.transaction(res, decodeURIComponent(m[1]!), url.searchParams.get("format"));
@@ -193,9 +206,13 @@ class Api {
   }
 
   private send(res: ServerResponse, route: string, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    this.sendText(res, route, status, "application/json", JSON.stringify(body), headers);
+  }
+
+  /** While draining, every answer closes its connection: the client opens a new one elsewhere instead of reusing this one. */
+  private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
     this.metrics.http.inc({ route, code: String(status) });
-    const text = JSON.stringify(body);
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), ...headers });
+    res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
     res.end(text);
   }
 
@@ -233,7 +250,7 @@ class Api {
 
   private async transfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = "/transfer";
-    if (this.closing) return this.send(res, route, 503, { error: "shutting down" }, { "Retry-After": String(RETRY_AFTER_S), Connection: "close" });
+    if (this.closing) return this.send(res, route, 503, { error: "the server is shutting down; retry (another instance, or this one once restarted)" }, { "Retry-After": String(RETRY_AFTER_S) });
     // Requests still reading their body or claiming an idempotency key are not coordinators yet; bound them too.
     if (this.transfersOpen >= this.config.in_flight_max * 2) {
       this.metrics.rejected.inc({ reason: "overload" });
@@ -297,10 +314,7 @@ class Api {
     if (format === null || format === "json") return this.send(res, route, 200, view);
     if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
-    const text = formatTrace({ header: view.trace.header, steps: [...view.trace.steps] });
-    this.metrics.http.inc({ route, code: "200" });
-    res.writeHead(200, { "Content-Type": "application/x-ndjson", "Content-Length": Buffer.byteLength(text) });
-    res.end(text);
+    this.sendText(res, route, 200, "application/x-ndjson", formatTrace({ header: view.trace.header, steps: [...view.trace.steps] }));
   }
 
   /** A transaction this process does not remember (older, or run before a restart): what the log and the shards say. */
