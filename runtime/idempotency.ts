@@ -27,7 +27,7 @@ import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
-import type { TransferRequest } from "./transfer.ts";
+import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 
 export const IDEMPOTENCY_PREFIX = "idem/";
 
@@ -82,6 +82,44 @@ export interface IdempotencyDeps {
 const fingerprintOf = (r: TransferRequest): string =>
   createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? "2pc", branches: r.branches })).digest("hex");
 
+/**
+ * The idempotency key of a POST /transfer: the `Idempotency-Key` header, the
+ * body's `idempotency_key`, or both when they name the same key (one key
+ * space: a retry may move the key from one to the other). `header`: every
+ * value of the header (node's headersDistinct). The header follows the IETF
+ * httpapi draft (a Structured Field String, `"order-4711"`) and also takes
+ * the bare value Stripe, PayPal and Adyen clients send (`order-4711`). The
+ * key has the body field's limit (1 to IDEMPOTENCY_KEY_LENGTH_MAX
+ * characters). Throws BadRequest(400) with what to send instead.
+ */
+export function idempotencyKeyOf(header: readonly string[] | undefined, body: string | undefined): string | undefined {
+  if (header === undefined || header.length === 0) return body;
+  if (header.length > 1) throw new BadRequest(400, `${header.length} Idempotency-Key headers: send one`);
+  const key = headerKey(header[0]!);
+  if (body !== undefined && body !== key) {
+    throw new BadRequest(400, `the Idempotency-Key header (${JSON.stringify(key)}) and the body's idempotency_key (${JSON.stringify(body)}) differ: send the key once, or the same key in both`);
+  }
+  return key;
+}
+
+/** Printable ASCII, the characters a Structured Field String may hold (RFC 8941, 3.3.3). */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+function headerKey(value: string): string {
+  let key = value;
+  if (value.startsWith('"')) {
+    const m = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/.exec(value);
+    if (m === null) throw new BadRequest(400, `Idempotency-Key: a quoted key is a Structured Field String ("..." with \\" and \\\\ as the only escapes); or send the key bare`);
+    key = m[1]!.replace(/\\(["\\])/g, "$1");
+  } else if (!PRINTABLE.test(value)) {
+    throw new BadRequest(400, "Idempotency-Key: use printable ASCII characters (or put the key in the body's idempotency_key)");
+  }
+  if (key.length === 0 || key.length > IDEMPOTENCY_KEY_LENGTH_MAX) {
+    throw new BadRequest(400, `Idempotency-Key must have 1 to ${IDEMPOTENCY_KEY_LENGTH_MAX} characters (got ${key.length})`);
+  }
+  return key;
+}
+
 export const idempotencyEtcdKey = (key: string): string => IDEMPOTENCY_PREFIX + createHash("sha256").update(key).digest("hex");
 
 export class Idempotency {
@@ -114,7 +152,7 @@ export class Idempotency {
   }
 
   private mismatch(tx: TxId): IdempotencyConflict {
-    return new IdempotencyConflict(422, "this idempotency_key was used for a different transfer; use a new key for a new transfer", tx);
+    return new IdempotencyConflict(422, "this idempotency key was used for a different transfer; use a new key for a new transfer", tx);
   }
 
   private async read(etcdKey: string): Promise<{ record: IdemRecord; version: number } | null> {

@@ -25,7 +25,7 @@ import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
 import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
-import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
+import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
@@ -270,7 +270,9 @@ class Api {
     try {
       const ct = req.headers["content-type"];
       if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
-      request = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
+      const decoded = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
+      const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
+      request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
     } catch (e) {
       if (e instanceof BadRequest) {
         const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};
