@@ -25,7 +25,7 @@ import { Schema } from "effect";
 import type { Outcome, TxId } from "../spec/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
-import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
+import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 
@@ -216,39 +216,27 @@ export class Idempotency {
     if (rec.outcome !== undefined) return { tx: rec.tx, outcome: rec.outcome, replayed: true };
     const running = this.deps.engine.outcomeOf(rec.tx);
     const told = running === undefined ? undefined : await running;
-    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now.
-    if (told !== undefined && told.status !== "in_doubt") return { tx: rec.tx, outcome: told, replayed: true };
+    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now, once
+    // the coordinator (when this process still holds it) will write nothing more: the rule GET /transactions/:id follows.
+    if (told !== undefined && (told.status !== "in_doubt" || this.deps.engine.inDoubt(rec.tx) === undefined)) return { tx: rec.tx, outcome: told, replayed: true };
     const outcome = await this.settle(rec);
+    // A transaction this process still holds answers GET /transactions/:id with the same outcome from now on.
+    this.deps.engine.settled(rec.tx, outcome);
     await this.record(etcdKey, rec, version, outcome);
     return { tx: rec.tx, outcome, replayed: true };
   }
 
-  /** The outcome of a claimed transaction whose claimant is gone, from durable facts (runtime/durable.ts). */
+  /** The outcome of a claimed transaction whose claimant is gone, or answered in_doubt: from durable facts (runtime/durable.ts). */
   private async settle(rec: IdemRecord): Promise<Outcome> {
-    let d: DurableStatus;
+    let outcome;
     try {
-      d = await durableStatus(rec.tx, this.deps, rec.shards);
+      outcome = await settledOutcome(rec.tx, rec, this.deps);
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
-    switch (d.found) {
-      case "decision":
-        return d.decision === "commit" ? { status: "committed" } : { status: "aborted", reason: "resolver" };
-      case "history":
-        return { status: "committed" };
-      case "prepared":
-      case "staging":
-        return { status: "in_doubt" };
-      case "speculation":
-        return d.outcome === "commit" ? { status: "committed" } : d.outcome === "rollback" ? { status: "aborted", reason: "resolver" } : { status: "in_doubt" };
-      case "nothing":
-        // A speculation of several branches: an apply of the dead coordinator may still be waiting for a lock and commit
-        // later, so nothing found is not final. Its protocol's probe (a tombstone on every key) makes it final.
-        if (rec.protocol === "speculative" && rec.shards.length > 1) return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
-        // No branch committed and none prepared: nothing is left that a COMMIT record, even one landing late, could commit.
-        return { status: "aborted", reason: "resolver" };
-    }
+    if (outcome !== "probe") return outcome;
+    return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
   }
 }
 

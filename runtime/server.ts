@@ -23,8 +23,8 @@ import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
-import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
-import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
+import { DurableUnavailable, durableStatus, outcomeOfStatus, settledOutcome, type DurableStatus } from "./durable.ts";
+import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer } from "./transfer.ts";
@@ -313,10 +313,32 @@ class Api {
     const route = "/transactions/:id";
     const view = this.engine.transaction(tx);
     if (view === undefined) return this.durableTransaction(res, tx);
-    if (format === null || format === "json") return this.send(res, route, 200, view);
+    if (format === null || format === "json") return this.send(res, route, 200, await this.settledView(view));
     if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
     this.sendText(res, route, 200, "application/x-ndjson", formatTrace({ header: view.trace.header, steps: [...view.trace.steps] }));
+  }
+
+  /**
+   * A coordinator that answered in_doubt and ended has said all it knows: the
+   * outcome is then what durable state says, by the rule a restarted server
+   * reads it with (runtime/durable.ts), and once final it is kept as this
+   * process's answer. While durable state does not say, in_doubt stands.
+   */
+  private async settledView(view: TransactionView): Promise<TransactionView | (TransactionView & { durable_error: string })> {
+    const ran = this.engine.inDoubt(view.tx);
+    if (ran === undefined) return view;
+    let outcome;
+    try {
+      outcome = await settledOutcome(view.tx, ran, { xa: this.xa, log: this.txlog });
+    } catch (e) {
+      if (!(e instanceof DurableUnavailable)) throw e;
+      return { ...view, durable_error: `cannot read the outcome from durable state yet: ${e.message}` };
+    }
+    // A speculation of which nothing is found stays in doubt: a GET does not write the probe's tombstones (a retry with its idempotency key does).
+    if (outcome === "probe") return view;
+    this.engine.settled(view.tx, outcome);
+    return this.engine.transaction(view.tx) ?? view;
   }
 
   /** A transaction this process does not remember (older, or run before a restart): what the log and the shards say. */
@@ -329,23 +351,20 @@ class Api {
       if (e instanceof DurableUnavailable) return this.send(res, route, 503, { error: `cannot look up ${tx}: ${e.message}` });
       throw e;
     }
-    const source = "durable state (this process does not remember the transaction)";
-    switch (d.found) {
-      case "decision":
-        return this.send(res, route, 200, { tx, status: d.decision === "commit" ? "committed" : "aborted", source, decision_record: d.decision });
-      case "history":
-        return this.send(res, route, 200, { tx, status: "committed", source, shards: d.shards });
-      case "prepared":
-        return this.send(res, route, 200, { tx, status: "in_doubt", source, prepared_on: d.shards });
-      case "staging":
-        return this.send(res, route, 200, { tx, status: "in_doubt", source, staging_record: true });
-      case "speculation":
-        return this.send(res, route, 200, { tx, status: d.outcome === "commit" ? "committed" : d.outcome === "rollback" ? "aborted" : "in_doubt", source, speculation: d.outcome ?? "undecided" });
-      case "nothing":
-        return this.send(res, route, 404, {
-          error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
-        });
+    const outcome = outcomeOfStatus(d);
+    if (outcome === null) {
+      return this.send(res, route, 404, {
+        error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
+      });
     }
+    const found =
+      d.found === "decision" ? { decision_record: d.decision }
+      : d.found === "history" ? { shards: d.shards }
+      : d.found === "prepared" ? { prepared_on: d.shards }
+      : d.found === "staging" ? { staging_record: true }
+      : d.found === "speculation" ? { speculation: d.outcome ?? "undecided" }
+      : {};
+    this.send(res, route, 200, { tx, status: outcome.status, source: "durable state (this process does not remember the transaction)", ...found });
   }
 
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {
