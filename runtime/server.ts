@@ -4,10 +4,10 @@
  *   POST /transfer              run a transfer with a coordinator; answer its outcome
  *   GET  /transactions/:id      status, timings and recorded trace of a recent transaction
  *   GET  /accounts/:shard/:id   committed (spendable) balance, and pending speculative credits
- *   GET  /healthz               the process is up
+ *   GET  /healthz, /health      the process is up
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches (bearer token)
- *   GET  /metrics               Prometheus
+ *   GET  /metrics               Prometheus (bearer token when metrics_token is set)
  *
  * `startServer` wires the live adapters, the engine and the HTTP server; it
  * is what `speccommit serve` runs and what tests and the benchmark start.
@@ -182,10 +182,12 @@ class Api {
         return await this.transfer(req, res);
       }
       if (req.method !== "GET") return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET" });
-      if (path === "/healthz") return this.send(res, (route = "/healthz"), 200, { status: "ok" });
+      // /health too: the name many load balancers and monitors probe by default.
+      if (path === "/healthz" || path === "/health") return this.send(res, (route = path), 200, { status: "ok" });
       if (path === "/ready") return await this.ready(res);
       if (path === "/metrics") {
         route = "/metrics";
+        if (!bearer(req, this.config.metrics_token)) return this.send(res, route, 401, { error: "/metrics needs the header Authorization: Bearer <metrics_token>" }, { "WWW-Authenticate": "Bearer" });
         return this.sendText(res, route, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
@@ -194,7 +196,7 @@ class Api {
       if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
       if (path === "/admin/shards") {
         route = "/admin/shards";
-        if (!this.authorized(req)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
+        if (!bearer(req, this.config.admin_token)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
         return await this.adminShards(res);
       }
       return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
@@ -214,15 +216,6 @@ class Api {
     this.metrics.http.inc({ route, code: String(status) });
     res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
     res.end(text);
-  }
-
-  private authorized(req: IncomingMessage): boolean {
-    const token = this.config.admin_token;
-    if (token === undefined) return true;
-    const h = req.headers.authorization ?? "";
-    const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
-    const want = Buffer.from(token);
-    return given.length === want.length && timingSafeEqual(given, want);
   }
 
   /** The body, or a BadRequest(413) past body_bytes_max (the rest of the body is not read). */
@@ -431,6 +424,15 @@ class Api {
       resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan, epoch: this.engine.epoch },
     });
   }
+}
+
+/** The request carries `Authorization: Bearer <token>` (compared in constant time); true when no token is configured. */
+function bearer(req: IncomingMessage, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const h = req.headers.authorization ?? "";
+  const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 function formatBigCents(c: bigint): string {

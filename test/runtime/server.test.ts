@@ -445,6 +445,25 @@ describe("operations endpoints", () => {
     ]);
   });
 
+  it("answers /health like /healthz; /metrics is open by default (the admin token does not guard it) and needs the metrics_token when one is set", async () => {
+    expect(await request(url, "GET", "/health")).toMatchObject({ status: 200, body: { status: "ok" } });
+    // This file's server has an admin token and no metrics token.
+    expect((await request(url, "GET", "/metrics")).status).toBe(200);
+    const guarded = await serverOn(cluster, ["--etcd-prefix", "t4/", "--metrics-token", "scrape-token-1"]);
+    try {
+      for (const authorization of [undefined, "Bearer wrong-token-1", "Bearer s3cret-token", "scrape-token-1", "Bearer scrape-token-"]) {
+        const r = await request(guarded.url, "GET", "/metrics", { headers: authorization === undefined ? {} : { Authorization: authorization } });
+        expect([r.status, r.headers["www-authenticate"], r.body.error], String(authorization)).toEqual([401, "Bearer", expect.stringMatching(/Authorization: Bearer <metrics_token>/)]);
+      }
+      const ok = await request(guarded.url, "GET", "/metrics", { headers: { Authorization: "Bearer scrape-token-1" } });
+      expect(ok.status).toBe(200);
+      expect(ok.body).toMatch(/^process_cpu_seconds_total /m);
+      expect((await request(guarded.url, "GET", "/health")).status).toBe(200);
+    } finally {
+      await guarded.close(1_000);
+    }
+  });
+
   it("answers 503 with Retry-After past in_flight_max, and nothing is applied for the refused transfer", async () => {
     const small = await serverOn(cluster, ["--etcd-prefix", "t2/", "--in-flight-max", "1"]);
     try {
