@@ -23,6 +23,8 @@ const LOOPING = 16;
 /** Keep-alive connections idle at SIGTERM that send a transfer at the same moment, and others once the server took it. */
 const IDLE = 8;
 const ACCOUNTS = 100;
+/** The running transfers wait for their locks as long as the test holds them: no vote or statement timeout ends them first. */
+const PATIENT = ["--vote-timeout-ms", "60000", "--statement-timeout-ms", "40000"];
 /** Bound on one looping client's requests (a server that never closes the connection fails the test instead of hanging it). */
 const LOOP_MAX = 20_000;
 /** Polls of 20 ms before a wait fails the test. */
@@ -33,8 +35,8 @@ let dir: string;
 let clusterFile: string;
 
 beforeAll(async () => {
-  // Lock waits longer than the test holds its locks (the default 3 s is enough, 10 s leaves room on a busy machine).
-  cluster = await startTestCluster({ shards: 2, accountsPerShard: ACCOUNTS, lockWaitTimeoutS: 10 });
+  // Lock waits far longer than the test holds its locks, even on a machine so busy that it takes seconds.
+  cluster = await startTestCluster({ shards: 2, accountsPerShard: ACCOUNTS, lockWaitTimeoutS: 30 });
   dir = mkdtempSync(join(tmpdir(), "speccommit-drain-"));
   clusterFile = join(dir, "cluster.json");
   writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
@@ -139,7 +141,7 @@ async function warm(url: URL, agent: http.Agent, n: number): Promise<void> {
 describe("SIGTERM drain", () => {
   it("answers every accepted request (200/409/202 for what runs, 503 + Retry-After + Connection: close for what has not started), resets none, applies every 200 once", async () => {
     const total = await totalBalance(cluster);
-    const { child, url, output } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "drain/", "--shutdown-grace-ms", "10000"]);
+    const { child, url, output } = await serve(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "drain/", "--shutdown-grace-ms", "60000", ...PATIENT]);
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     const agents = Array.from({ length: 5 }, () => new http.Agent({ keepAlive: true, maxSockets: 64 }));
     const [runningAgent, pendingAgent, loopAgent, idleAgent, racingAgent] = agents as [http.Agent, http.Agent, http.Agent, http.Agent, http.Agent];
