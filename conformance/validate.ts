@@ -29,14 +29,19 @@ import type { Trace } from "../spec/kernel/trace.ts";
 import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
 import { effectKey, resultKey } from "../spec/kernel/keys.ts";
 import { ONE_PHASE } from "../spec/protocols/registry.ts";
+import { DELTA_CENTS_MAX } from "../spec/kernel/effects.ts";
 
 /** The traces whose environment answers the models here cover: the XA and txlog effects of the one-phase protocol's coordinator (2PC). */
 const COORDINATOR_MODEL = ONE_PHASE.traceModel;
 
 export type ValidationResult = { ok: true; answers: number } | { ok: false; step: number; message: string };
 
-/** Balance of every account the transaction touches when "enough money" is assumed. */
-const RICH_CENTS = 1_000_000_000_000;
+/**
+ * Balance of every account the transaction touches when "enough money" is
+ * assumed: no debit is larger (runtime/transfer.ts), and the model's sums
+ * (this plus one branch's delta per account) stay below 2^53.
+ */
+const RICH_CENTS = DELTA_CENTS_MAX;
 const FOREIGN_CONN: xa.ConnId = "validate/foreign";
 const FOREIGN_XID: xa.Xid = "validate.foreign";
 /** Bound on the states kept per branch or key; more would mean the environment actions were modelled wrongly. */

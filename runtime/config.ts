@@ -96,6 +96,12 @@ export const SETTINGS = {
     doc: "bearer token required by /admin/* (none: admin is open)",
     secret: true,
   },
+  metrics_token: {
+    schema: Schema.String.check(Schema.isMinLength(8)),
+    allowed: "a string of 8 characters or more",
+    doc: "bearer token required by GET /metrics (none: /metrics is open, as Prometheus scrape targets usually are; admin_token does not open it)",
+    secret: true,
+  },
   shutdown_grace_ms: { schema: int(0, 600_000), allowed: "an integer from 0 to 600000", doc: "on SIGTERM/SIGINT, how long running transactions may finish", default: 10_000 },
   retain_transactions: {
     schema: int(0, 1_000_000),
@@ -130,6 +136,7 @@ export interface Config {
   shard_connections_max: number;
   body_bytes_max: number;
   admin_token?: string;
+  metrics_token?: string;
   shutdown_grace_ms: number;
   retain_transactions: number;
   record_traces: boolean;

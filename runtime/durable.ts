@@ -28,8 +28,13 @@
  * outcome; else the branch keys in spec_undo decide by the protocol's own
  * rule (spec/protocols/speculative/settle.ts `outcomeOfKeys`); else it is in
  * doubt.
+ *
+ * The same rule settles a transaction this process still holds in memory
+ * once its coordinator answered in_doubt and ended (`settledOutcome`), so
+ * that one id never has two answers: GET /transactions/:id, the idempotency
+ * path and a restarted server all read the outcome from here.
  */
-import { decisionKey, decisionOf, specKey, specStateOf, type ShardId, type TxId, type UndoRowState } from "../spec/kernel/effects.ts";
+import { decisionKey, decisionOf, specKey, specStateOf, type Outcome, type ShardId, type TxId, type UndoRowState } from "../spec/kernel/effects.ts";
 import { outcomeOfKeys } from "../spec/protocols/speculative/settle.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
@@ -98,4 +103,43 @@ async function speculationStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogStore 
   if (rec?.kind === "spec") branches = [...rec.branches];
   if (branches.length === 0) return { found: "speculation", outcome: [...held.values()].includes("tombstone") ? "rollback" : null };
   return { found: "speculation", outcome: outcomeOfKeys(branches, (b) => held.get(b) ?? null) };
+}
+
+/** The outcome a durable status says; null when nothing of the transaction is found (a reader that knows it ran: `settledOutcome`). */
+export function outcomeOfStatus(d: DurableStatus): Outcome | null {
+  switch (d.found) {
+    case "decision":
+      return d.decision === "commit" ? { status: "committed" } : { status: "aborted", reason: "resolver" };
+    case "history":
+      return { status: "committed" };
+    case "prepared":
+    case "staging":
+      return { status: "in_doubt" };
+    case "speculation":
+      return d.outcome === "commit" ? { status: "committed" } : d.outcome === "rollback" ? { status: "aborted", reason: "resolver" } : { status: "in_doubt" };
+    case "nothing":
+      return null;
+  }
+}
+
+/** What is known of a transaction that ran: its protocol (absent: 2pc) and the shards of its branches. */
+export interface RanAs {
+  readonly protocol?: string;
+  readonly shards: readonly ShardId[];
+}
+
+/**
+ * The outcome of a transaction known to have run, whose coordinator is gone
+ * or answered in_doubt and ended, from durable state alone. Nothing found:
+ * it never committed and never will (rule 4), so aborted; except for a
+ * speculation of several branches, where an apply of its coordinator may
+ * still be waiting for a lock and commit later: "probe" (only its
+ * protocol's probe, spec/protocols/speculative/probe.ts, makes that final).
+ * Throws DurableUnavailable.
+ */
+export async function settledOutcome(tx: TxId, ran: RanAs, deps: { xa: XaMysql; log: TxlogStore }): Promise<Outcome | "probe"> {
+  const outcome = outcomeOfStatus(await durableStatus(tx, deps, ran.shards));
+  if (outcome !== null) return outcome;
+  if (ran.protocol === "speculative" && ran.shards.length > 1) return "probe";
+  return { status: "aborted", reason: "resolver" };
 }

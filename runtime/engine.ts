@@ -54,6 +54,10 @@ export interface TransactionView {
   /** running until the coordinator replied; then the outcome; `done` once the coordinator has nothing left to do. */
   status: "running" | Outcome["status"];
   outcome: Outcome | null;
+  /** Where the outcome comes from: the coordinator's reply, or durable state once the coordinator answered in_doubt and ended. */
+  source: "coordinator" | "durable state";
+  /** What the coordinator answered its client (null before it did). */
+  reply: Outcome | null;
   done: boolean;
   started_at: string;
   branches: readonly BranchSpec[];
@@ -76,6 +80,8 @@ interface Running {
   readonly branches: readonly BranchSpec[];
   readonly instance: RoleInstance<ServerCoordinatorState, CoordinatorInput>;
   outcome: Outcome | null;
+  /** The final outcome durable state gave after the coordinator answered in_doubt and ended (Engine.settled). */
+  settled: Outcome | null;
   readonly outcomePromise: Promise<Outcome>;
   readonly resolveOutcome: (o: Outcome) => void;
   /** First time an effect of each kind was started, last time a result of each kind arrived (clock ms). */
@@ -219,6 +225,7 @@ export class Engine {
       branches,
       instance,
       outcome: null,
+      settled: null,
       outcomePromise: outcome,
       resolveOutcome,
       first,
@@ -299,20 +306,43 @@ export class Engine {
     });
   }
 
-  /** The reply of a transaction this process runs or ran recently. */
+  /** The outcome of a transaction this process runs or ran recently: the coordinator's reply, or what durable state settled since. */
   outcomeOf(tx: TxId): Promise<Outcome> | undefined {
-    return (this.running.get(tx) ?? this.finished.get(tx))?.outcomePromise;
+    const run = this.running.get(tx) ?? this.finished.get(tx);
+    if (run === undefined) return undefined;
+    return run.settled !== null ? Promise.resolve(run.settled) : run.outcomePromise;
+  }
+
+  /**
+   * A transaction of this process whose outcome only durable state can tell
+   * (runtime/durable.ts `settledOutcome`): its coordinator answered in_doubt
+   * and ended with no statement or log write still waiting for an answer, so
+   * it will write nothing more, and nothing settled it yet.
+   */
+  inDoubt(tx: TxId): { protocol: ProtocolName; shards: ShardId[] } | undefined {
+    const run = this.finished.get(tx);
+    if (run === undefined || run.outcome?.status !== "in_doubt" || run.settled !== null || run.instance.pending > 0) return undefined;
+    return { protocol: run.protocol, shards: run.branches.map((b) => b.shard) };
+  }
+
+  /** Keeps the final outcome durable state gave for a transaction `inDoubt` named: from then on it is this process's answer. */
+  settled(tx: TxId, o: Outcome): void {
+    if (o.status === "in_doubt" || this.inDoubt(tx) === undefined) return;
+    this.finished.get(tx)!.settled = o;
   }
 
   transaction(tx: TxId): TransactionView | undefined {
     const run = this.running.get(tx) ?? this.finished.get(tx);
     if (run === undefined) return undefined;
     const done = run.instance.ended;
+    const outcome = run.settled ?? run.outcome;
     return {
       tx: run.tx,
       protocol: run.protocol,
-      status: run.outcome === null ? "running" : run.outcome.status,
-      outcome: run.outcome,
+      status: outcome === null ? "running" : outcome.status,
+      outcome,
+      source: run.settled === null ? "coordinator" : "durable state",
+      reply: run.outcome,
       done,
       started_at: new Date(run.started_wall_ms).toISOString(),
       branches: run.branches,

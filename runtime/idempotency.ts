@@ -25,9 +25,9 @@ import { Schema } from "effect";
 import type { Outcome, TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
-import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
+import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
-import type { TransferRequest } from "./transfer.ts";
+import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 
 export const IDEMPOTENCY_PREFIX = "idem/";
 
@@ -82,6 +82,44 @@ export interface IdempotencyDeps {
 const fingerprintOf = (r: TransferRequest): string =>
   createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? "2pc", branches: r.branches })).digest("hex");
 
+/**
+ * The idempotency key of a POST /transfer: the `Idempotency-Key` header, the
+ * body's `idempotency_key`, or both when they name the same key (one key
+ * space: a retry may move the key from one to the other). `header`: every
+ * value of the header (node's headersDistinct). The header follows the IETF
+ * httpapi draft (a Structured Field String, `"order-4711"`) and also takes
+ * the bare value Stripe, PayPal and Adyen clients send (`order-4711`). The
+ * key has the body field's limit (1 to IDEMPOTENCY_KEY_LENGTH_MAX
+ * characters). Throws BadRequest(400) with what to send instead.
+ */
+export function idempotencyKeyOf(header: readonly string[] | undefined, body: string | undefined): string | undefined {
+  if (header === undefined || header.length === 0) return body;
+  if (header.length > 1) throw new BadRequest(400, `${header.length} Idempotency-Key headers: send one`);
+  const key = headerKey(header[0]!);
+  if (body !== undefined && body !== key) {
+    throw new BadRequest(400, `the Idempotency-Key header (${JSON.stringify(key)}) and the body's idempotency_key (${JSON.stringify(body)}) differ: send the key once, or the same key in both`);
+  }
+  return key;
+}
+
+/** Printable ASCII, the characters a Structured Field String may hold (RFC 8941, 3.3.3). */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+function headerKey(value: string): string {
+  let key = value;
+  if (value.startsWith('"')) {
+    const m = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/.exec(value);
+    if (m === null) throw new BadRequest(400, `Idempotency-Key: a quoted key is a Structured Field String ("..." with \\" and \\\\ as the only escapes); or send the key bare`);
+    key = m[1]!.replace(/\\(["\\])/g, "$1");
+  } else if (!PRINTABLE.test(value)) {
+    throw new BadRequest(400, "Idempotency-Key: use printable ASCII characters (or put the key in the body's idempotency_key)");
+  }
+  if (key.length === 0 || key.length > IDEMPOTENCY_KEY_LENGTH_MAX) {
+    throw new BadRequest(400, `Idempotency-Key must have 1 to ${IDEMPOTENCY_KEY_LENGTH_MAX} characters (got ${key.length})`);
+  }
+  return key;
+}
+
 export const idempotencyEtcdKey = (key: string): string => IDEMPOTENCY_PREFIX + createHash("sha256").update(key).digest("hex");
 
 export class Idempotency {
@@ -114,7 +152,7 @@ export class Idempotency {
   }
 
   private mismatch(tx: TxId): IdempotencyConflict {
-    return new IdempotencyConflict(422, "this idempotency_key was used for a different transfer; use a new key for a new transfer", tx);
+    return new IdempotencyConflict(422, "this idempotency key was used for a different transfer; use a new key for a new transfer", tx);
   }
 
   private async read(etcdKey: string): Promise<{ record: IdemRecord; version: number } | null> {
@@ -178,39 +216,27 @@ export class Idempotency {
     if (rec.outcome !== undefined) return { tx: rec.tx, outcome: rec.outcome, replayed: true };
     const running = this.deps.engine.outcomeOf(rec.tx);
     const told = running === undefined ? undefined : await running;
-    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now.
-    if (told !== undefined && told.status !== "in_doubt") return { tx: rec.tx, outcome: told, replayed: true };
+    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now, once
+    // the coordinator (when this process still holds it) will write nothing more: the rule GET /transactions/:id follows.
+    if (told !== undefined && (told.status !== "in_doubt" || this.deps.engine.inDoubt(rec.tx) === undefined)) return { tx: rec.tx, outcome: told, replayed: true };
     const outcome = await this.settle(rec);
+    // A transaction this process still holds answers GET /transactions/:id with the same outcome from now on.
+    this.deps.engine.settled(rec.tx, outcome);
     await this.record(etcdKey, rec, version, outcome);
     return { tx: rec.tx, outcome, replayed: true };
   }
 
-  /** The outcome of a claimed transaction whose claimant is gone, from durable facts (runtime/durable.ts). */
+  /** The outcome of a claimed transaction whose claimant is gone, or answered in_doubt: from durable facts (runtime/durable.ts). */
   private async settle(rec: IdemRecord): Promise<Outcome> {
-    let d: DurableStatus;
+    let outcome;
     try {
-      d = await durableStatus(rec.tx, this.deps, rec.shards);
+      outcome = await settledOutcome(rec.tx, rec, this.deps);
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
-    switch (d.found) {
-      case "decision":
-        return d.decision === "commit" ? { status: "committed" } : { status: "aborted", reason: "resolver" };
-      case "history":
-        return { status: "committed" };
-      case "prepared":
-      case "staging":
-        return { status: "in_doubt" };
-      case "speculation":
-        return d.outcome === "commit" ? { status: "committed" } : d.outcome === "rollback" ? { status: "aborted", reason: "resolver" } : { status: "in_doubt" };
-      case "nothing":
-        // A speculation of several branches: an apply of the dead coordinator may still be waiting for a lock and commit
-        // later, so nothing found is not final. Its protocol's probe (a tombstone on every key) makes it final.
-        if (rec.protocol === "speculative" && rec.shards.length > 1) return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
-        // No branch committed and none prepared: nothing is left that a COMMIT record, even one landing late, could commit.
-        return { status: "aborted", reason: "resolver" };
-    }
+    if (outcome !== "probe") return outcome;
+    return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
   }
 }
 

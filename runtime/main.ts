@@ -10,8 +10,9 @@
  *
  * Once it listens it prints one line `speccommit: listening on <url>` (the
  * port resolved when --port 0), then the URLs and a curl example. SIGTERM or
- * SIGINT: stop taking requests, let running transactions finish for up to
- * shutdown_grace_ms, exit 0; a second signal exits at once.
+ * SIGINT: drain (running transactions finish for up to shutdown_grace_ms,
+ * every request read is answered, docs/operations.md "Shutdown"), exit 0; a
+ * second signal exits at once.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -108,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`speccommit serve: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}`);
     return 1;
   }
-  console.log(`speccommit: listening on ${server.url}\n${banner(server)}`);
+  console.log(`speccommit: listening on ${server.url}\n${banner(server, config)}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -135,7 +136,7 @@ export async function main(argv: string[]): Promise<number> {
   });
 }
 
-function banner(s: RunningServer): string {
+function banner(s: RunningServer, config: Config): string {
   const shards = s.accounts.shards;
   const a = shards[0]!;
   const b = shards[1] ?? a;
@@ -151,6 +152,7 @@ function banner(s: RunningServer): string {
     `  POST ${s.url}/transfer`,
     `  GET  ${s.url}/transactions/<tx>   ${s.url}/accounts/${a}/${from}`,
     `  GET  ${s.url}/healthz   ${s.url}/ready   ${s.url}/admin/shards   ${s.url}/metrics`,
+    `metrics: ${config.metrics_token === undefined ? "open to anyone who reaches the port (set metrics_token to require a bearer token)" : "bearer metrics_token required"}`,
     `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
     "try:",
     `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json' -d '${body}'`,

@@ -132,6 +132,8 @@ export class Metrics {
   }
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "speccommit_process_" });
+    // Unprefixed: process_* and nodejs_* are the names every Prometheus client library gives these (process_cpu_seconds_total,
+    // process_resident_memory_bytes, ...), so stock dashboards and alerts find them; the job label tells servers apart.
+    collectDefaultMetrics({ register: this.registry });
   }
 }

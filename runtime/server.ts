@@ -4,10 +4,10 @@
  *   POST /transfer              run a transfer with a coordinator; answer its outcome
  *   GET  /transactions/:id      status, timings and recorded trace of a recent transaction
  *   GET  /accounts/:shard/:id   committed (spendable) balance, and pending speculative credits
- *   GET  /healthz               the process is up
+ *   GET  /healthz, /health      the process is up
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches (bearer token)
- *   GET  /metrics               Prometheus
+ *   GET  /metrics               Prometheus (bearer token when metrics_token is set)
  *
  * `startServer` wires the live adapters, the engine and the HTTP server; it
  * is what `speccommit serve` runs and what tests and the benchmark start.
@@ -23,11 +23,11 @@ import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
-import { DurableUnavailable, durableStatus, type DurableStatus } from "./durable.ts";
-import { Engine, newTxId, NotReady, Overloaded, ShuttingDown } from "./engine.ts";
-import { Idempotency, IdempotencyConflict } from "./idempotency.ts";
+import { DurableUnavailable, durableStatus, outcomeOfStatus, settledOutcome, type DurableStatus } from "./durable.ts";
+import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
+import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
-import { BadRequest, decodeTransfer } from "./transfer.ts";
+import { BadRequest, decodeTransfer, formatCents } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
 import { formatTrace } from "../traces/ndjson.ts";
 
@@ -41,7 +41,7 @@ export interface RunningServer {
   readonly port: number;
   readonly engine: Engine;
   readonly accounts: Accounts;
-  /** Stops taking requests, lets running transactions finish for up to `grace_ms`, closes every connection. */
+  /** Drains (see `shutdown`): running transactions finish for up to `grace_ms`, every request read is answered, then every connection closes. */
   close(grace_ms?: number): Promise<void>;
 }
 
@@ -52,6 +52,8 @@ const BOOT_SCAN_WAIT_MS = 10_000;
 /** Open client sockets; past it node closes new ones at once rather than letting them pile up. */
 const SOCKETS_MAX = 4_096;
 const SHUTDOWN_POLL_MS = 10;
+/** After the grace period: how long answers already decided (in_doubt of stopped coordinators, 503s) may take to go out. */
+const ANSWERS_FLUSH_MS = 1_000;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
@@ -123,21 +125,36 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
 }
 
+/**
+ * The drain (docs/operations.md, "Shutdown"): every request the server has
+ * read is answered. The listener and the keep-alive connections stay open
+ * while running transactions finish, so a request already on its way is
+ * read and answered (503 + Retry-After when it has no coordinator yet)
+ * instead of meeting a closed socket; every answer from then on says
+ * `Connection: close`, so each connection ends after its answer.
+ */
 async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
   await engine.drain(grace_ms);
-  // Idempotent transfers store their outcome after the coordinator replied: let those answers go out too.
-  while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
+  // Idempotent transfers store their outcome after the coordinator replied, and bodies may still be arriving: let those be answered too.
+  await untilClosedOrLate(api, deadline_ms);
+  // Past the grace period: coordinators still running end, and their clients get in_doubt (202).
   engine.stop();
-  // Requests still open past the grace period get their connection cut.
+  await untilClosedOrLate(api, Date.now() + ANSWERS_FLUSH_MS);
+  // Stops listening and closes the idle keep-alive connections (node's close()); the others end after their answer.
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await withTimeout(closed, ANSWERS_FLUSH_MS, undefined);
+  // A request whose body has not arrived by now is cut.
   server.closeAllConnections();
   await closed;
   accounts.close();
   xa.close();
   client.close();
+}
+
+async function untilClosedOrLate(api: Api, deadline_ms: number): Promise<void> {
+  while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
 }
 
 class Api {
@@ -165,15 +182,13 @@ class Api {
         return await this.transfer(req, res);
       }
       if (req.method !== "GET") return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET" });
-      if (path === "/healthz") return this.send(res, (route = "/healthz"), 200, { status: "ok" });
+      // /health too: the name many load balancers and monitors probe by default.
+      if (path === "/healthz" || path === "/health") return this.send(res, (route = path), 200, { status: "ok" });
       if (path === "/ready") return await this.ready(res);
       if (path === "/metrics") {
         route = "/metrics";
-        const text = await this.metrics.registry.metrics();
-        this.metrics.http.inc({ route, code: "200" });
-        res.writeHead(200, { "Content-Type": this.metrics.registry.contentType });
-        res.end(text);
-        return;
+        if (!bearer(req, this.config.metrics_token)) return this.send(res, route, 401, { error: "/metrics needs the header Authorization: Bearer <metrics_token>" }, { "WWW-Authenticate": "Bearer" });
+        return this.sendText(res, route, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
       if (m !== null) return await this.transaction(res, decodeURIComponent(m[1]!), url.searchParams.get("format"));
@@ -181,7 +196,7 @@ class Api {
       if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
       if (path === "/admin/shards") {
         route = "/admin/shards";
-        if (!this.authorized(req)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
+        if (!bearer(req, this.config.admin_token)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
         return await this.adminShards(res);
       }
       return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
@@ -193,19 +208,14 @@ class Api {
   }
 
   private send(res: ServerResponse, route: string, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    this.metrics.http.inc({ route, code: String(status) });
-    const text = JSON.stringify(body);
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), ...headers });
-    res.end(text);
+    this.sendText(res, route, status, "application/json", JSON.stringify(body), headers);
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    const token = this.config.admin_token;
-    if (token === undefined) return true;
-    const h = req.headers.authorization ?? "";
-    const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
-    const want = Buffer.from(token);
-    return given.length === want.length && timingSafeEqual(given, want);
+  /** While draining, every answer closes its connection: the client opens a new one elsewhere instead of reusing this one. */
+  private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
+    this.metrics.http.inc({ route, code: String(status) });
+    res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
+    res.end(text);
   }
 
   /** The body, or a BadRequest(413) past body_bytes_max (the rest of the body is not read). */
@@ -233,7 +243,7 @@ class Api {
 
   private async transfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = "/transfer";
-    if (this.closing) return this.send(res, route, 503, { error: "shutting down" }, { "Retry-After": String(RETRY_AFTER_S), Connection: "close" });
+    if (this.closing) return this.send(res, route, 503, { error: "the server is shutting down; retry (another instance, or this one once restarted)" }, { "Retry-After": String(RETRY_AFTER_S) });
     // Requests still reading their body or claiming an idempotency key are not coordinators yet; bound them too.
     if (this.transfersOpen >= this.config.in_flight_max * 2) {
       this.metrics.rejected.inc({ reason: "overload" });
@@ -253,7 +263,9 @@ class Api {
     try {
       const ct = req.headers["content-type"];
       if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
-      request = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
+      const decoded = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
+      const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
+      request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
     } catch (e) {
       if (e instanceof BadRequest) {
         const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};
@@ -294,13 +306,32 @@ class Api {
     const route = "/transactions/:id";
     const view = this.engine.transaction(tx);
     if (view === undefined) return this.durableTransaction(res, tx);
-    if (format === null || format === "json") return this.send(res, route, 200, view);
+    if (format === null || format === "json") return this.send(res, route, 200, await this.settledView(view));
     if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
-    const text = formatTrace({ header: view.trace.header, steps: [...view.trace.steps] });
-    this.metrics.http.inc({ route, code: "200" });
-    res.writeHead(200, { "Content-Type": "application/x-ndjson", "Content-Length": Buffer.byteLength(text) });
-    res.end(text);
+    this.sendText(res, route, 200, "application/x-ndjson", formatTrace({ header: view.trace.header, steps: [...view.trace.steps] }));
+  }
+
+  /**
+   * A coordinator that answered in_doubt and ended has said all it knows: the
+   * outcome is then what durable state says, by the rule a restarted server
+   * reads it with (runtime/durable.ts), and once final it is kept as this
+   * process's answer. While durable state does not say, in_doubt stands.
+   */
+  private async settledView(view: TransactionView): Promise<TransactionView | (TransactionView & { durable_error: string })> {
+    const ran = this.engine.inDoubt(view.tx);
+    if (ran === undefined) return view;
+    let outcome;
+    try {
+      outcome = await settledOutcome(view.tx, ran, { xa: this.xa, log: this.txlog });
+    } catch (e) {
+      if (!(e instanceof DurableUnavailable)) throw e;
+      return { ...view, durable_error: `cannot read the outcome from durable state yet: ${e.message}` };
+    }
+    // A speculation of which nothing is found stays in doubt: a GET does not write the probe's tombstones (a retry with its idempotency key does).
+    if (outcome === "probe") return view;
+    this.engine.settled(view.tx, outcome);
+    return this.engine.transaction(view.tx) ?? view;
   }
 
   /** A transaction this process does not remember (older, or run before a restart): what the log and the shards say. */
@@ -313,23 +344,20 @@ class Api {
       if (e instanceof DurableUnavailable) return this.send(res, route, 503, { error: `cannot look up ${tx}: ${e.message}` });
       throw e;
     }
-    const source = "durable state (this process does not remember the transaction)";
-    switch (d.found) {
-      case "decision":
-        return this.send(res, route, 200, { tx, status: d.decision === "commit" ? "committed" : "aborted", source, decision_record: d.decision });
-      case "history":
-        return this.send(res, route, 200, { tx, status: "committed", source, shards: d.shards });
-      case "prepared":
-        return this.send(res, route, 200, { tx, status: "in_doubt", source, prepared_on: d.shards });
-      case "staging":
-        return this.send(res, route, 200, { tx, status: "in_doubt", source, staging_record: true });
-      case "speculation":
-        return this.send(res, route, 200, { tx, status: d.outcome === "commit" ? "committed" : d.outcome === "rollback" ? "aborted" : "in_doubt", source, speculation: d.outcome ?? "undecided" });
-      case "nothing":
-        return this.send(res, route, 404, {
-          error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
-        });
+    const outcome = outcomeOfStatus(d);
+    if (outcome === null) {
+      return this.send(res, route, 404, {
+        error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
+      });
     }
+    const found =
+      d.found === "decision" ? { decision_record: d.decision }
+      : d.found === "history" ? { shards: d.shards }
+      : d.found === "prepared" ? { prepared_on: d.shards }
+      : d.found === "staging" ? { staging_record: true }
+      : d.found === "speculation" ? { speculation: d.outcome ?? "undecided" }
+      : {};
+    this.send(res, route, 200, { tx, status: outcome.status, source: "durable state (this process does not remember the transaction)", ...found });
   }
 
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {
@@ -346,7 +374,7 @@ class Api {
     const cents = toCents(row.balance);
     const pending = toCents(row.pending);
     // balance: spendable, committed; pending: credits of speculations not final yet (escrow, docs/protocols/speculative.md).
-    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatBigCents(cents), pending_cents: pending.toString() });
+    this.send(res, route, 200, { shard_id: shard, account_id: id, balance_cents: cents.toString(), balance: formatCents(cents), pending_cents: pending.toString() });
   }
 
   private async ready(res: ServerResponse): Promise<void> {
@@ -398,10 +426,13 @@ class Api {
   }
 }
 
-function formatBigCents(c: bigint): string {
-  const neg = c < 0n;
-  const a = neg ? -c : c;
-  return `${neg ? "-" : ""}${a / 100n}.${(a % 100n).toString().padStart(2, "0")}`;
+/** The request carries `Authorization: Bearer <token>` (compared in constant time); true when no token is configured. */
+function bearer(req: IncomingMessage, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const h = req.headers.authorization ?? "";
+  const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 function withTimeout<T, D>(p: Promise<T>, ms: number, fallback: D): Promise<T | D> {

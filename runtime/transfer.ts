@@ -1,9 +1,9 @@
 /**
  * POST /transfer bodies: decoding and validation, pure. A body crosses a
  * boundary, so it is decoded with a Schema (unknown fields refused), then
- * checked for what a Schema does not say: money as integer cents (a JSON
- * number with a fraction or an exponent is refused before parsing could
- * round it), deltas summing to zero, known shards, existing accounts.
+ * checked for what a Schema does not say: money as exact integer cents (a
+ * JSON number JSON.parse would not read exactly is refused from the text
+ * before), deltas summing to zero exactly, known shards, existing accounts.
  *
  * Ops on the same account are merged and ops are grouped by shard into one
  * branch per shard (the history table keys rows by (xid, account)); an
@@ -12,10 +12,30 @@
 import { Schema } from "effect";
 import type { BranchSpec, Op, ShardId } from "../spec/kernel/effects.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../spec/protocols/registry.ts";
+import { DELTA_CENTS_MAX } from "../spec/kernel/effects.ts";
 
 export const OPS_MAX = 64;
-/** |delta| at most 10^15 cents, so 64 of them sum exactly in a double. */
-export const DELTA_CENTS_MAX = 1_000_000_000_000_000;
+export { DELTA_CENTS_MAX };
+/**
+ * DELTA_CENTS_MAX (spec/kernel/effects.ts) bounds one op, and one account's
+ * net change in one transfer. Why this keeps money exact:
+ *
+ * - It is below 2^53, so every amount the decoder passes on (Op.delta of
+ *   spec/kernel/effects.ts) is a safe integer: exact as a JS number, as a JSON
+ *   number in traces, undo rows and etcd, and as the SQL literal the adapters
+ *   write (the decimal text of a safe integer is exact).
+ * - A sum of several amounts is not bounded by 2^53 (64 x 10^15 > 2^53, and
+ *   10 x 10^15 + 1 is already rounded as a double), so the zero-sum check and
+ *   the merging per account add in bigint; a net change is range-checked
+ *   before it becomes a number.
+ * - JSON.parse reads a number token exactly when it is an integer of at most
+ *   2^53 - 1 in magnitude; firstInexactNumber refuses every other token
+ *   from the text before JSON.parse could round it.
+ *
+ * test/runtime/money.test.ts checks the bound and, by property, that a body
+ * is accepted only when its exact sum (BigInt, from the text) is zero.
+ */
+const DELTA_MAX = BigInt(DELTA_CENTS_MAX);
 export const IDEMPOTENCY_KEY_LENGTH_MAX = 200;
 
 export class BadRequest extends Error {
@@ -61,10 +81,8 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   } catch (e) {
     throw new BadRequest(400, `malformed JSON: ${(e as Error).message}`);
   }
-  const fractional = firstNonIntegerNumber(text);
-  if (fractional !== null) {
-    throw new BadRequest(400, `JSON number ${fractional} is not an integer: amounts are integer cents (e.g. -5000) or decimal strings (e.g. "-50.00")`);
-  }
+  const inexact = firstInexactNumber(text);
+  if (inexact !== null) throw new BadRequest(400, inexact);
   let body: typeof BodySchema.Type;
   try {
     body = Schema.decodeUnknownSync(BodySchema)(json, { onExcessProperty: "error" });
@@ -82,8 +100,8 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   if (body.ops.length < 1 || body.ops.length > OPS_MAX) {
     throw new BadRequest(400, `a transfer has 1 to ${OPS_MAX} ops (got ${body.ops.length})`);
   }
-  const merged = new Map<ShardId, Map<number, number>>();
-  let sum = 0;
+  const ops: CentsOp[] = [];
+  let sum = 0n;
   body.ops.forEach((op, i) => {
     const at = `ops[${i}]`;
     const cents = centsOf(op.delta, `${at}.delta`);
@@ -93,20 +111,11 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     const exists = Number.isSafeInteger(op.account_id) && op.account_id > 0 ? catalog.hasAccount(op.shard_id, op.account_id) : false;
     if (exists === null) throw new BadRequest(503, `${op.shard_id} has not answered since the server started; retry shortly`);
     if (!exists) throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
-    const accounts = merged.get(op.shard_id) ?? new Map<number, number>();
-    accounts.set(op.account_id, (accounts.get(op.account_id) ?? 0) + cents);
-    merged.set(op.shard_id, accounts);
+    ops.push({ shard: op.shard_id, account: op.account_id, cents });
     sum += cents;
   });
-  if (sum !== 0) throw new BadRequest(422, `the deltas sum to ${formatCents(sum)}, not zero: a transfer moves money, it never creates or destroys it`);
-  const branches: BranchSpec[] = [];
-  for (const shard of [...merged.keys()].sort()) {
-    const ops: Op[] = [...merged.get(shard)!]
-      .filter(([, delta]) => delta !== 0)
-      .sort(([a], [b]) => a - b)
-      .map(([account, delta]) => ({ account, delta }));
-    if (ops.length > 0) branches.push({ shard, ops });
-  }
+  if (sum !== 0n) throw new BadRequest(422, `the deltas sum to ${formatCents(sum)}, not zero: a transfer moves money, it never creates or destroys it`);
+  const branches = groupBranches(ops);
   if (branches.length === 0) throw new BadRequest(422, "the ops cancel out on every account: nothing to transfer");
   return {
     branches,
@@ -116,36 +125,81 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   };
 }
 
-const DECIMAL = /^(-?)(\d{1,13})(?:\.(\d{1,2}))?$/;
+/** One op of a request in exact cents, before merging. */
+export interface CentsOp {
+  readonly shard: ShardId;
+  readonly account: number;
+  readonly cents: bigint;
+}
 
-/** A delta as integer cents: a JSON integer is cents, a string is a decimal amount with at most two decimals. */
-export function centsOf(delta: string | number, at: string): number {
-  if (typeof delta === "number") {
-    if (!Number.isSafeInteger(delta) || Math.abs(delta) > DELTA_CENTS_MAX) {
-      throw new BadRequest(400, `${at}: ${delta} is not an integer number of cents from -${DELTA_CENTS_MAX} to ${DELTA_CENTS_MAX}`);
+/**
+ * Ops merged per account (in bigint) and grouped into one branch per shard,
+ * shards by name and accounts by id; an account whose deltas cancel out is
+ * dropped. A net change beyond DELTA_CENTS_MAX is refused (422): it would not
+ * be a safe integer in Op.delta.
+ */
+export function groupBranches(ops: readonly CentsOp[]): BranchSpec[] {
+  const merged = new Map<ShardId, Map<number, bigint>>();
+  for (const op of ops) {
+    const accounts = merged.get(op.shard) ?? new Map<number, bigint>();
+    accounts.set(op.account, (accounts.get(op.account) ?? 0n) + op.cents);
+    merged.set(op.shard, accounts);
+  }
+  const branches: BranchSpec[] = [];
+  for (const shard of [...merged.keys()].sort()) {
+    const changed = [...merged.get(shard)!].filter(([, net]) => net !== 0n).sort(([a], [b]) => a - b);
+    for (const [account, net] of changed) {
+      if (net > DELTA_MAX || net < -DELTA_MAX) {
+        throw new BadRequest(422, `account ${account} on ${shard} changes by ${formatCents(net)} in this transfer, beyond the limit of ${formatCents(DELTA_MAX)} per account: split the transfer`);
+      }
     }
-    return delta;
+    if (changed.length > 0) branches.push({ shard, ops: changed.map(([account, net]): Op => ({ account, delta: Number(net) })) });
+  }
+  return branches;
+}
+
+/** A decimal amount: any number of digits before the point (leading zeros allowed), at most two after. */
+const DECIMAL = /^(-?)(\d+)(?:\.(\d{1,2}))?$/;
+/** Digits of the limit's whole units: an amount with more (leading zeros aside) is beyond it, and is refused before BigInt reads it. */
+const UNITS_DIGITS_MAX = String(DELTA_MAX / 100n).length;
+
+/** A delta as exact integer cents: a JSON integer is cents, a string is a decimal amount with at most two decimals. */
+export function centsOf(delta: string | number, at: string): bigint {
+  const beyond = () => new BadRequest(400, `${at}: ${JSON.stringify(delta)} is beyond the limit of ${DELTA_CENTS_MAX} cents (${formatCents(DELTA_MAX)}) either way`);
+  if (typeof delta === "number") {
+    // firstInexactNumber let only integers up to 2^53 - 1 through to JSON.parse, which reads those exactly.
+    if (!Number.isSafeInteger(delta)) throw new BadRequest(400, `${at}: ${delta} is not an integer number of cents`);
+    const cents = BigInt(delta);
+    if (cents > DELTA_MAX || cents < -DELTA_MAX) throw beyond();
+    return cents;
   }
   const m = DECIMAL.exec(delta);
   if (m === null) {
     throw new BadRequest(400, `${at}: ${JSON.stringify(delta)} is not an amount: write a decimal string with at most two decimals ("-50.00", "12.5", "7") or integer cents (-5000)`);
   }
-  const cents = Number(m[2]) * 100 + Number((m[3] ?? "0").padEnd(2, "0"));
-  return m[1] === "-" ? -cents : cents;
+  const units = m[2]!.replace(/^0+(?=\d)/, "");
+  if (units.length > UNITS_DIGITS_MAX) throw beyond();
+  const abs = BigInt(units) * 100n + BigInt((m[3] ?? "").padEnd(2, "0"));
+  if (abs > DELTA_MAX) throw beyond();
+  return m[1] === "-" ? -abs : abs;
 }
 
-export function formatCents(cents: number): string {
-  const sign = cents < 0 ? "-" : "";
-  const abs = Math.abs(cents);
-  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+/** Cents as a decimal amount: -1n is "-0.01". Exact for any size. */
+export function formatCents(cents: bigint): string {
+  const abs = cents < 0n ? -cents : cents;
+  return `${cents < 0n ? "-" : ""}${abs / 100n}.${(abs % 100n).toString().padStart(2, "0")}`;
 }
+
+const SAFE_MAX_DIGITS = String(Number.MAX_SAFE_INTEGER);
 
 /**
- * The first number token in a JSON text that has a fraction or an exponent,
- * or null. JSON.parse would turn 1.0 and 1e2 into integers and 0.1 into a
- * float; the text is the only place left to see what the client wrote.
+ * Why the first number token of a JSON text JSON.parse would not read
+ * exactly as an integer, or null: a fraction or an exponent (1.0 and 1e2
+ * would become integers, 0.1 a float), or an integer beyond 2^53 - 1 in
+ * magnitude (it would be rounded). The text is the only place left to see
+ * what the client wrote. Expects valid JSON (run after JSON.parse accepted it).
  */
-export function firstNonIntegerNumber(text: string): string | null {
+export function firstInexactNumber(text: string): string | null {
   let i = 0;
   const n = text.length;
   while (i < n) {
@@ -160,7 +214,13 @@ export function firstNonIntegerNumber(text: string): string | null {
       const start = i;
       while (i < n && /[0-9eE.+-]/.test(text[i]!)) i++;
       const token = text.slice(start, i);
-      if (/[.eE]/.test(token)) return token;
+      if (/[.eE]/.test(token)) {
+        return `JSON number ${token} is not an integer: amounts are integer cents (e.g. -5000) or decimal strings (e.g. "-50.00")`;
+      }
+      const digits = token.startsWith("-") ? token.slice(1) : token;
+      if (digits.length > SAFE_MAX_DIGITS.length || (digits.length === SAFE_MAX_DIGITS.length && digits > SAFE_MAX_DIGITS)) {
+        return `JSON number ${token} is beyond ${Number.MAX_SAFE_INTEGER} (2^53 - 1) in magnitude and cannot be read exactly; amounts are at most ${DELTA_CENTS_MAX} cents (${formatCents(DELTA_MAX)}) either way`;
+      }
       continue;
     }
     i++;

@@ -14,7 +14,13 @@
  *              accounts): a debit is a guarded UPDATE inside a compound
  *              statement that SIGNALs when no row matched (INSUFFICIENT_FUNDS,
  *              the whole transaction rolled back), a credit goes into
- *              spec_pending.
+ *              spec_pending, guarded in the same way: it SIGNALs when the
+ *              balance plus the account's pending credits would be past
+ *              BALANCE_CENTS_MAX, since the release that moves the credit
+ *              into the balance must not fail later. It answers
+ *              UNAVAILABLE, as the spec's vocabulary has no word for it; the
+ *              seed's total (at most 2^53 - 1 cents) keeps it out of reach
+ *              of anything but a balance set by hand.
  *              The branch's history rows go in the same transaction, as the
  *              XA path writes them (xid = the transaction id; one row per
  *              account, its deltas summed: the key is (xid, account_id)), so
@@ -45,6 +51,7 @@ import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "
 import type { LocalExecutor } from "./ports.ts";
 import { ShardPool, type PoolLimits, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 import type { XaStatementObserver } from "./xa-mysql.ts";
+import { BALANCE_CENTS_MAX } from "../cluster/schema.ts";
 
 /**
  * The result of one kind of local effect. Distributive over LocalResult, so
@@ -57,6 +64,8 @@ const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 const ER_DUP_ENTRY = 1062;
 /** What a debit's guard raises when it matched no row (SIGNAL in the apply batch); not an errno MariaDB itself uses. */
 const INSUFFICIENT_FUNDS_ERRNO = 30001;
+/** What a credit's guard raises when its release could not fit in the balance column (SIGNAL in the apply batch). */
+const BALANCE_LIMIT_ERRNO = 30002;
 const UNAVAILABLE = { ok: false, err: "UNAVAILABLE" } as const;
 const STATES: ReadonlySet<string> = new Set<UndoRowState>(["undo", "released", "compensated", "tombstone"]);
 
@@ -147,11 +156,17 @@ export class MysqlLocal implements LocalExecutor {
               `IF ROW_COUNT() <> 1 THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${INSUFFICIENT_FUNDS_ERRNO}, MESSAGE_TEXT = 'insufficient funds'; END IF; END`,
           );
         } else {
-          stmts.push(`INSERT INTO spec_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}`);
+          // Written as a difference, which cannot overflow: pending is never negative.
+          stmts.push(
+            `BEGIN NOT ATOMIC INSERT INTO spec_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}; ` +
+              `IF (SELECT balance FROM accounts WHERE id = ${op.account}) > ${BALANCE_CENTS_MAX} - (SELECT cents FROM spec_pending WHERE account_id = ${op.account}) THEN ` +
+              `SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${BALANCE_LIMIT_ERRNO}, MESSAGE_TEXT = 'balance limit'; END IF; END`,
+          );
         }
       }
-      const perAccount = new Map<number, number>();
-      for (const op of sorted) perAccount.set(op.account, (perAccount.get(op.account) ?? 0) + op.delta);
+      // Each delta is a safe integer (checkOp); a sum of several need not be.
+      const perAccount = new Map<number, bigint>();
+      for (const op of sorted) perAccount.set(op.account, (perAccount.get(op.account) ?? 0n) + BigInt(op.delta));
       const at_us = Date.now() * 1000;
       if (perAccount.size > 0) stmts.push(`INSERT INTO history (xid, account_id, delta, at_us) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us})`).join(",")}`);
       stmts.push("COMMIT");

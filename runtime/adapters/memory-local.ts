@@ -88,9 +88,9 @@ export class MemoryLocal implements LocalExecutor {
   }
 
   /** The conserved quantity: every balance plus every pending credit, over every shard. */
-  total(): number {
-    let sum = 0;
-    for (const s of this.state.values()) for (const [, balance, pending] of s.accounts) sum += balance + pending;
+  total(): bigint {
+    let sum = 0n;
+    for (const s of this.state.values()) for (const [, balance, pending] of s.accounts) sum += BigInt(balance) + BigInt(pending);
     return sum;
   }
 

@@ -248,10 +248,10 @@ export class MemoryXa implements XaExecutor {
     this.incarnation++;
   }
 
-  /** Sum of committed balances over every shard. */
-  total(): number {
-    let sum = 0;
-    for (const s of this.state.values()) for (const [, c] of s.balances) sum += c;
+  /** Sum of committed balances over every shard; a bigint, as every sum of money is (runtime/transfer.ts DELTA_CENTS_MAX says why). */
+  total(): bigint {
+    let sum = 0n;
+    for (const s of this.state.values()) for (const [, c] of s.balances) sum += BigInt(c);
     return sum;
   }
 

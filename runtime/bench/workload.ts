@@ -5,8 +5,12 @@
  * small hot set per shard, so that 2PC's row locks held through the decision
  * show. Every client draws from its own seeded stream: a run is repeatable.
  *
- * Amounts are integer cents and go on the wire as JSON integers of cents.
+ * Amounts are integer cents and go on the wire as JSON integers of cents;
+ * each is within the server's DELTA_CENTS_MAX, so a JS number carries it
+ * exactly.
  */
+import type { BranchSpec } from "../../spec/kernel/effects.ts";
+import { DELTA_CENTS_MAX, groupBranches } from "../transfer.ts";
 
 export interface ShardRange {
   readonly name: string;
@@ -53,10 +57,7 @@ export interface Transfer {
 }
 
 /** One XA branch of a transfer: its shard and its ops sorted by account, exactly as the server groups them (runtime/transfer.ts). */
-export interface Branch {
-  readonly shard: string;
-  readonly ops: ReadonlyArray<{ readonly account: number; readonly delta: number }>;
-}
+export type Branch = BranchSpec;
 
 export function validateWorkload(w: WorkloadOptions): void {
   if (w.shards.length === 0) throw new Error("workload: no shards");
@@ -70,15 +71,15 @@ export function validateWorkload(w: WorkloadOptions): void {
   if (w.hotShare > 0 && (w.hotAccounts < 2 || w.hotAccounts > smallest)) {
     throw new Error(`workload: the hot set must have 2 to ${smallest} accounts (accounts of the smallest shard), got ${w.hotAccounts}`);
   }
-  if (!(Number.isSafeInteger(w.amountCentsMin) && w.amountCentsMin >= 1 && Number.isSafeInteger(w.amountCentsMax) && w.amountCentsMax >= w.amountCentsMin)) {
-    throw new Error(`workload: amounts must be integer cents with 1 <= min <= max (got ${w.amountCentsMin}..${w.amountCentsMax})`);
+  if (!(Number.isSafeInteger(w.amountCentsMin) && w.amountCentsMin >= 1 && Number.isSafeInteger(w.amountCentsMax) && w.amountCentsMax >= w.amountCentsMin && w.amountCentsMax <= DELTA_CENTS_MAX)) {
+    throw new Error(`workload: amounts must be integer cents with 1 <= min <= max <= ${DELTA_CENTS_MAX} (the server's limit; got ${w.amountCentsMin}..${w.amountCentsMax})`);
   }
   const failing = w.failingShare ?? 0;
   if (!(failing >= 0 && failing <= 1)) throw new Error(`workload: the failing share must be from 0 to 1 (got ${failing})`);
   if (failing > 0) {
     if (w.shards.length < 2) throw new Error("workload: failing transfers cross shards: they need 2 shards or more");
-    if (!(Number.isSafeInteger(w.failingAmountCents) && w.failingAmountCents! >= 1)) {
-      throw new Error(`workload: failing transfers need an amount in integer cents >= 1 (got ${w.failingAmountCents})`);
+    if (!(Number.isSafeInteger(w.failingAmountCents) && w.failingAmountCents! >= 1 && w.failingAmountCents! <= DELTA_CENTS_MAX)) {
+      throw new Error(`workload: failing transfers need an amount in integer cents from 1 to ${DELTA_CENTS_MAX} (the server's limit; got ${w.failingAmountCents})`);
     }
   }
 }
@@ -129,19 +130,7 @@ export function transferStream(w: WorkloadOptions, client: number): () => Transf
   };
 }
 
-/** The XA branches of a transfer: one per shard, ops merged per account and sorted by account, shards sorted by name. */
+/** The XA branches of a transfer, grouped exactly as the server groups them (runtime/transfer.ts groupBranches). */
 export function branchesOf(t: Transfer): Branch[] {
-  const byShard = new Map<string, Map<number, number>>();
-  for (const op of t.ops) {
-    const accounts = byShard.get(op.shard_id) ?? new Map<number, number>();
-    accounts.set(op.account_id, (accounts.get(op.account_id) ?? 0) + op.delta);
-    byShard.set(op.shard_id, accounts);
-  }
-  return [...byShard.keys()].sort().flatMap((shard) => {
-    const ops = [...byShard.get(shard)!]
-      .filter(([, delta]) => delta !== 0)
-      .sort(([a], [b]) => a - b)
-      .map(([account, delta]) => ({ account, delta }));
-    return ops.length > 0 ? [{ shard, ops }] : [];
-  });
+  return groupBranches(t.ops.map((op) => ({ shard: op.shard_id, account: op.account_id, cents: BigInt(op.delta) })));
 }

@@ -3,7 +3,7 @@
  * Exit status: 0 done (status: every component up), 1 failure, 2 bad usage,
  * 3 status found a component not up.
  */
-import { DEFAULT_DIR, DEFAULTS, LIMITS, down, status, up, type ClusterStatus } from "./cluster.ts";
+import { DEFAULT_DIR, DEFAULTS, LIMITS, down, seedTotalCents, status, up, type ClusterStatus } from "./cluster.ts";
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -104,7 +104,7 @@ async function runUp(values: Map<string, string>): Promise<number> {
     say(`  ${s.name.padEnd(8)} mysql://root@127.0.0.1:${s.port}/speccommit  pid ${s.pid}  accounts ${s.firstAccountId}..${s.lastAccountId}`);
   }
   say(`  ${"etcd".padEnd(8)} ${c.etcd.clientUrl}  pid ${c.etcd.pid}`);
-  say(`  total ${c.seed.shards * c.seed.accountsPerShard * c.seed.balanceCents} cents at seed; details in ${c.dir}/cluster.json`);
+  say(`  total ${seedTotalCents(c.seed)} cents at seed; details in ${c.dir}/cluster.json`);
   return EXIT_OK;
 }
 

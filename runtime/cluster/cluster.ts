@@ -80,10 +80,20 @@ export function validateSeedParameters(p: SeedParameters): void {
     const v = p[key];
     if (!Number.isSafeInteger(v) || v < min || v > max) throw new Error(`${key} (${SEED_FLAGS[key]}) must be an integer from ${min} to ${max} (got ${v})`);
   }
-  const total = p.shards * p.accountsPerShard * p.balanceCents;
-  if (!Number.isSafeInteger(total)) {
+  const total = seedTotalCents(p);
+  if (total > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new Error(`shards x accountsPerShard x balanceCents = ${total} cents exceeds ${Number.MAX_SAFE_INTEGER}; lower one of them`);
   }
+}
+
+/**
+ * The money a seed creates, in cents. validateSeedParameters keeps it at most
+ * 2^53 - 1: transfers conserve it and balances are never negative, so a
+ * balance holds at most this total plus the credits in flight, far (1024 x)
+ * below what a BIGINT column holds.
+ */
+export function seedTotalCents(p: SeedParameters): bigint {
+  return BigInt(p.shards) * BigInt(p.accountsPerShard) * BigInt(p.balanceCents);
 }
 
 export function readClusterFile(dir: string): ClusterFile | undefined {

@@ -20,6 +20,16 @@ export const DATABASE = "speccommit";
 /** MariaDB error number of a violated CHECK constraint (an overdraft). */
 export const ER_CONSTRAINT_FAILED = 4025;
 
+/**
+ * The largest balance, in cents: the range of a BIGINT column. Every reader
+ * takes money as a decimal string or a bigint (toCents), so this, not 2^53,
+ * is where exactness ends; MariaDB refuses arithmetic past it (error 1690,
+ * ER_DATA_OUT_OF_RANGE), so an UPDATE that would credit a balance beyond it
+ * fails and its transfer aborts. The speculative apply checks it for the
+ * balance its credit will be released into (runtime/adapters/local-mysql.ts).
+ */
+export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
+
 export interface TableDdl {
   readonly name: string;
   /** A CREATE TABLE IF NOT EXISTS statement, in DATABASE. */

@@ -11,7 +11,16 @@
 export type TxId = string;
 export type ShardId = string;
 
-/** One balance change: `delta` cents on `account` (negative = debit). */
+/**
+ * The largest |delta| of one op, in cents (10^13 units). Below 2^53, so every
+ * amount the vocabulary carries is a safe integer: exact as a JS number, in
+ * JSON, in traces and in SQL literals. runtime/transfer.ts refuses a request
+ * beyond it (per op and per account's net change), and adds amounts in
+ * bigint, since a sum of several may pass 2^53.
+ */
+export const DELTA_CENTS_MAX = 1_000_000_000_000_000;
+
+/** One balance change: `delta` cents on `account` (negative = debit; |delta| <= DELTA_CENTS_MAX). */
 export interface Op {
   readonly account: number;
   readonly delta: number;

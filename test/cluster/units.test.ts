@@ -1,7 +1,7 @@
 // The cluster code's pure parts: money conversion, names and ids, seed limits, ports.
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import { validateSeedParameters } from "../../runtime/cluster/cluster.ts";
+import { seedTotalCents, validateSeedParameters } from "../../runtime/cluster/cluster.ts";
 import { freePorts } from "../../runtime/cluster/ports.ts";
 import { firstAccountId, shardName, toCents } from "../../runtime/cluster/schema.ts";
 
@@ -36,7 +36,15 @@ describe("validateSeedParameters", () => {
     expect(() => validateSeedParameters({ shards: 27, accountsPerShard: 1, balanceCents: 1 })).toThrow("shards (--shards) must be an integer from 1 to 26 (got 27)");
     expect(() => validateSeedParameters({ shards: 1, accountsPerShard: 0, balanceCents: 1 })).toThrow("accountsPerShard (--accounts) must be an integer from 1 to 10000000 (got 0)");
     expect(() => validateSeedParameters({ shards: 1, accountsPerShard: 1, balanceCents: 0.5 })).toThrow("balanceCents (--balance-cents)");
-    expect(() => validateSeedParameters({ shards: 26, accountsPerShard: 10_000_000, balanceCents: 1_000_000_000_000 })).toThrow("exceeds 9007199254740991");
+    expect(() => validateSeedParameters({ shards: 26, accountsPerShard: 10_000_000, balanceCents: 1_000_000_000_000 })).toThrow("= 260000000000000000000 cents exceeds 9007199254740991");
+  });
+
+  it("allows a seed total of exactly 2^53 - 1 cents and not one more, computed exactly", () => {
+    // 2^53 - 1 = 6361 x 69431 x 20394401; 2^53 = 8 x 2^20 x 2^30.
+    const atMost = { shards: 1, accountsPerShard: 69_431, balanceCents: 6_361 * 20_394_401 };
+    expect(seedTotalCents(atMost)).toBe(2n ** 53n - 1n);
+    expect(() => validateSeedParameters(atMost)).not.toThrow();
+    expect(() => validateSeedParameters({ shards: 8, accountsPerShard: 2 ** 20, balanceCents: 2 ** 30 })).toThrow("= 9007199254740992 cents exceeds");
   });
 });
 

@@ -361,7 +361,7 @@ describe("MemoryLocal", () => {
     expect(["undo", "released"]).toContain(((await t) as { existing?: string }).existing);
     expect(await r).toEqual({ ok: true, applied: true });
     expect(mem.state.get(SHARD)!.accounts).toEqual([[1, 70, 0], [2, 80, 0], [3, 10, 0], [4, 0, 0]]);
-    expect(mem.total()).toBe(160);
+    expect(mem.total()).toBe(160n);
     expect(mem.undoLeft()).toEqual([]);
   });
 
@@ -383,7 +383,7 @@ describe("MemoryLocal", () => {
       await clock.run();
       const rows = (await s) as unknown as { ok: true; rows: { tx: string }[] };
       expect(rows.ok).toBe(true);
-      expect(mem.total()).toBe(160);
+      expect(mem.total()).toBe(160n);
       // What committed before the crash is there to compensate.
       const cs = rows.rows.map((r) => mem.compensate(r.tx, SHARD));
       await clock.run();

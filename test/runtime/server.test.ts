@@ -173,6 +173,40 @@ describe("idempotency keys", () => {
     expect(await balance(cluster, "shard-a", a(20))).toBe(before - 100n);
   });
 
+  it("honours the Idempotency-Key header exactly like the body field (one key space), and refuses a header and a body that differ", async () => {
+    const key = `hdr-${Date.now()}`;
+    const ops: Array<[string, number, string]> = [
+      ["shard-b", b(23), "-1.00"],
+      ["shard-c", c(23), "1.00"],
+    ];
+    const send = (headers: Record<string, string>, extra: Record<string, unknown> = {}) =>
+      request(url, "POST", "/transfer", { json: { ops: ops.map(([shard_id, account_id, delta]) => ({ shard_id, account_id, delta })), ...extra }, headers });
+    const before = await snapshot(cluster);
+    const first = await send({ "Idempotency-Key": key });
+    expect(first.body).toMatchObject({ status: "committed", replayed: false, idempotency_key: key });
+    // The same key again: as a bare header, as the draft's Structured Field String, in the body, in both.
+    for (const [headers, extra] of [
+      [{ "Idempotency-Key": key }, {}],
+      [{ "Idempotency-Key": `"${key}"` }, {}],
+      [{}, { idempotency_key: key }],
+      [{ "Idempotency-Key": key }, { idempotency_key: key }],
+    ] as const) {
+      const again = await send(headers, extra);
+      expect(again.body, JSON.stringify([headers, extra])).toMatchObject({ status: "committed", replayed: true, tx: first.body.tx });
+    }
+    const differ = await send({ "Idempotency-Key": key }, { idempotency_key: `${key}-other` });
+    expect(differ.status).toBe(400);
+    expect(differ.body.error).toMatch(/Idempotency-Key header .* and the body's idempotency_key .* differ/);
+    const tooLong = await send({ "Idempotency-Key": "k".repeat(201) });
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.error).toMatch(/1 to 200 characters/);
+    // Applied once: one history row per shard for the first transaction, nothing else anywhere.
+    const after = await snapshot(cluster);
+    expect([after.history.get(`shard-b|${first.body.tx}`), after.history.get(`shard-c|${first.body.tx}`)]).toEqual([1, 1]);
+    expect([...after.history.keys()].filter((k) => !before.history.has(k))).toHaveLength(2);
+    expect(await balance(cluster, "shard-b", b(23))).toBe(BigInt(before.balances.get(`shard-b|${b(23)}`)!) - 100n);
+  });
+
   it("applies a transfer once when the same key is sent by 20 clients at once", async () => {
     const key = `conc-${Date.now()}`;
     const before = await balance(cluster, "shard-b", b(21));
@@ -409,6 +443,25 @@ describe("operations endpoints", () => {
       ["shard-b", true, []],
       ["shard-c", true, []],
     ]);
+  });
+
+  it("answers /health like /healthz; /metrics is open by default (the admin token does not guard it) and needs the metrics_token when one is set", async () => {
+    expect(await request(url, "GET", "/health")).toMatchObject({ status: 200, body: { status: "ok" } });
+    // This file's server has an admin token and no metrics token.
+    expect((await request(url, "GET", "/metrics")).status).toBe(200);
+    const guarded = await serverOn(cluster, ["--etcd-prefix", "t4/", "--metrics-token", "scrape-token-1"]);
+    try {
+      for (const authorization of [undefined, "Bearer wrong-token-1", "Bearer s3cret-token", "scrape-token-1", "Bearer scrape-token-"]) {
+        const r = await request(guarded.url, "GET", "/metrics", { headers: authorization === undefined ? {} : { Authorization: authorization } });
+        expect([r.status, r.headers["www-authenticate"], r.body.error], String(authorization)).toEqual([401, "Bearer", expect.stringMatching(/Authorization: Bearer <metrics_token>/)]);
+      }
+      const ok = await request(guarded.url, "GET", "/metrics", { headers: { Authorization: "Bearer scrape-token-1" } });
+      expect(ok.status).toBe(200);
+      expect(ok.body).toMatch(/^process_cpu_seconds_total /m);
+      expect((await request(guarded.url, "GET", "/health")).status).toBe(200);
+    } finally {
+      await guarded.close(1_000);
+    }
   });
 
   it("answers 503 with Retry-After past in_flight_max, and nothing is applied for the refused transfer", async () => {

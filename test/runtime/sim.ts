@@ -13,7 +13,7 @@ export const SHARDS: ShardId[] = ["shard-a", "shard-b", "shard-c"];
 export const ACCOUNTS_PER_SHARD = 6;
 export const BALANCE_CENTS = 1_000;
 export const RESOLVER_INTERVAL_MS = 500;
-export const TOTAL_CENTS = SHARDS.length * ACCOUNTS_PER_SHARD * BALANCE_CENTS;
+export const TOTAL_CENTS = BigInt(SHARDS.length * ACCOUNTS_PER_SHARD * BALANCE_CENTS);
 
 export interface World {
   clock: SimClock;

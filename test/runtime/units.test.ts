@@ -9,7 +9,7 @@ import { cannotArrive, type Role } from "../../spec/kernel/role.ts";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { ConfigError, loadConfig } from "../../runtime/config.ts";
 import { RoleInstance } from "../../runtime/interpreter.ts";
-import { BadRequest, centsOf, decodeTransfer, firstNonIntegerNumber } from "../../runtime/transfer.ts";
+import { BadRequest, centsOf, decodeTransfer, firstInexactNumber } from "../../runtime/transfer.ts";
 
 const catalog = { shards: ["shard-a", "shard-b"], hasAccount: (_s: string, id: number) => id <= 100 };
 
@@ -55,24 +55,30 @@ describe("transfer decoding", () => {
   });
 
   it.each([
-    ["-50.00", -5000],
-    ["50", 5000],
-    ["0.5", 50],
-    ["0.05", 5],
-    ["-0.01", -1],
-    ["9999999999999.99", 999_999_999_999_999],
+    ["-50.00", -5000n],
+    ["50", 5000n],
+    ["0.5", 50n],
+    ["0.05", 5n],
+    ["-0.01", -1n],
+    ["-0", 0n],
+    ["007.50", 750n],
+    ["9999999999999.99", 999_999_999_999_999n],
+    ["10000000000000", 1_000_000_000_000_000n],
+    ["-0000000000000000000010000000000000.00", -1_000_000_000_000_000n],
   ])("centsOf(%j) = %i", (text, cents) => {
     expect(centsOf(text, "d")).toBe(cents);
   });
 
-  it.each(["1.005", "1.", ".5", "+1", "1e2", " 1", "1,00", "", "--1", "0x10", "12345678901234"])("refuses the amount %j", (text) => {
+  it.each(["1.005", "1.", ".5", "+1", "1e2", " 1", "1,00", "", "--1", "0x10", "10000000000000.01", "-12345678901234", "1".repeat(5000)])("refuses the amount %j", (text) => {
     expect(() => centsOf(text, "d")).toThrow(BadRequest);
   });
 
-  it("finds number tokens with a fraction or exponent outside strings only", () => {
-    expect(firstNonIntegerNumber('{"a":"1.5","b":[1,-2,3],"c":true,"d":null,"e":"x\\"1.0"}')).toBeNull();
-    expect(firstNonIntegerNumber('{"a":1,"b":-0.0}')).toBe("-0.0");
-    expect(firstNonIntegerNumber('{"a":[1E3]}')).toBe("1E3");
+  it("finds number tokens outside strings that JSON.parse would not read exactly: a fraction, an exponent, an integer beyond 2^53 - 1", () => {
+    expect(firstInexactNumber('{"a":"1.5","b":[1,-2,3],"c":true,"d":null,"e":"x\\"1.0","f":9007199254740991,"g":-9007199254740991}')).toBeNull();
+    expect(firstInexactNumber('{"a":1,"b":-0.0}')).toMatch(/^JSON number -0.0 is not an integer/);
+    expect(firstInexactNumber('{"a":[1E3]}')).toMatch(/^JSON number 1E3 is not an integer/);
+    expect(firstInexactNumber('{"a":[9007199254740992]}')).toMatch(/^JSON number 9007199254740992 is beyond/);
+    expect(firstInexactNumber('{"a":"9007199254740993","b":-10000000000000000000}')).toMatch(/^JSON number -10000000000000000000 is beyond/);
   });
 });
 

@@ -247,7 +247,7 @@ describe("MemoryXa: connectionOf and kill", () => {
     expect(await settle(mem.kill("s1", mem.connectionOf("t2", "s1")!))).toEqual({ ok: true });
     expect(await settle(mem.recover("s1"))).toEqual({ ok: true, prepared: [{ tx: "t2", shard: "s1" }] });
     expect(await settle(mem.commit("t2", "s1"))).toEqual({ ok: true });
-    expect(mem.total()).toBe(3_007);
+    expect(mem.total()).toBe(3_007n);
   });
 
   it("kill of an unknown connection is ok; on a shard that is down it is UNAVAILABLE", async () => {

@@ -16,7 +16,7 @@
  */
 import { Etcd3 } from "etcd3";
 import mysql, { type Connection, type Pool, type PoolConnection } from "mysql2/promise";
-import { startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
+import { seedTotalCents, startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
 import type { EtcdProcess } from "../../runtime/cluster/etcd.ts";
 import type { MariaDbProcess, ShardConnectionOptions } from "../../runtime/cluster/mariadb.ts";
 import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
@@ -89,14 +89,13 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     },
   }));
   let stopped = false;
-  const { shards: n, accountsPerShard, balanceCents } = ephemeral.seed;
   return {
     dir: ephemeral.dir,
     seed: ephemeral.seed,
     shards,
     etcd: ephemeral.etcd,
     describe: () => ephemeral.describe(),
-    seededTotalCents: BigInt(n) * BigInt(accountsPerShard) * BigInt(balanceCents),
+    seededTotalCents: seedTotalCents(ephemeral.seed),
     shard: (name) => {
       const found = shards.find((s) => s.name === name);
       if (found === undefined) throw new Error(`no shard '${name}' (shards: ${shards.map((s) => s.name).join(", ")})`);
