@@ -14,7 +14,7 @@ const USAGE = `usage:
 options:
   --set key=value   a model parameter (repeatable)
   --mutant NAME     check one deliberate bug of the model
-  --property NAME   check only this invariant or eventually property (repeatable)
+  --property NAME   check only this property (invariant, eventually, leadsTo, eventuallyAlways; repeatable)
   --workers N       worker threads (default 1); same counts as 1
   --symmetry        symmetry reduction (models that declare it)
   --deadlock        report states with no enabled action (unless terminal)
@@ -120,8 +120,10 @@ export function describeResult(r: CheckResult): string {
       `${r.seconds.toFixed(2)} s (${rate(r)} states/s), peak RSS ${r.peakRssMb} MB`,
   ];
   for (const v of r.violations) {
-    lines.push(`  VIOLATION ${v.name} (${v.kind}): shortest trace ${v.length} steps${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
+    const trace = v.cycle === undefined ? `shortest trace ${v.length} steps` : `lasso: shortest prefix ${v.length} steps, then ${v.cycle === 0 ? "stutters forever" : `a ${v.cycle}-step cycle forever`}`;
+    lines.push(`  VIOLATION ${v.name} (${v.kind}): ${trace}${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
   }
+  if (r.outside !== undefined) lines.push(`  constraint: ${r.outside} more distinct states outside it (invariants checked, not expanded, not in the count)`);
   if (!r.complete) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
   else if (r.violations.length === 0) lines.push("  OK: every reachable state explored, no violation");
   return lines.join("\n");

@@ -19,7 +19,7 @@ import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List, U32List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
-import { LivenessGraph } from "./liveness.ts";
+import { StateGraph, toViolation } from "./graph.ts";
 
 export interface RunInfo {
   params: Record<string, string | number | boolean>;
@@ -151,7 +151,8 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     throw new Error(`${model.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   }
   const search = new Search(model, opts);
-  const liveness = model.eventually && Object.keys(model.eventually).length > 0 ? new LivenessGraph(model) : undefined;
+  // Liveness checks (liveness.ts, fairness.ts) need the state graph: the engine feeds it through this hook.
+  const liveness = StateGraph.of(model, !!opts.symmetry);
   const key = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
 
   const violations: Violation[] = [];
@@ -168,7 +169,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
   if (search.found) {
     for (const name of search.found.names) violations.push(makeViolation(search.found.index, name, search.found.kind));
   } else if (liveness && !search.stopped) {
-    for (const bad of liveness.check()) violations.push(makeViolation(bad.index, bad.name, "eventually"));
+    for (const found of liveness.check(search.initialCount, (i) => search.chain(i))) violations.push(toViolation(model, !!opts.symmetry, info.params, key, found));
   }
   const seconds = search.seconds();
   // A last line closes a series of progress lines; a run too short for any prints none.
@@ -294,7 +295,7 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
 }
 
 /** The loop for ordinary models: states are decoded from, and encoded to, canonical bytes. */
-function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A> | undefined): (index: number) => StateKey {
+function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> | undefined): (index: number) => StateKey {
   const model = search.model;
   const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
   const arena = new ByteArena();
@@ -334,7 +335,7 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A
       if (!search.beforeExpand(head) || !search.tick(head)) break;
     }
     const s = model.decode(arena.get(head));
-    liveness?.beginState(head);
+    liveness?.beginState(head, s);
     let enabled = 0;
     let action: A | undefined;
     try {

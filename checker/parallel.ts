@@ -30,6 +30,7 @@ import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./resu
 import { peakRssMb, progressLine } from "./result.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
+import { FairGraph } from "./fairness.ts";
 
 export interface WorkerSetup {
   model: string;
@@ -124,6 +125,10 @@ class Crew {
 export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
   if (model.eventually && Object.keys(model.eventually).length > 0) {
     throw new UserError(`${model.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
+  }
+  // Liveness under fairness (fairness.ts) needs the whole state graph in one thread, as `eventually` does.
+  if (FairGraph.wanted(model)) {
+    throw new UserError(`${model.name} has leadsTo or eventuallyAlways properties, which the parallel engine does not check; use --workers 1`);
   }
   if (model.localEncoding) {
     throw new UserError(`${model.name} encodes states with ids local to one model instance (Model.localEncoding), which worker threads cannot share; use --workers 1`);

@@ -83,7 +83,7 @@ export interface RunSpec {
   params?: Params | string[];
   mutant?: string;
   /**
-   * Check only these properties (invariants or `eventually` names). The
+   * Check only these properties (invariants, `eventually`, `leadsTo` or `eventuallyAlways` names). The
    * search stops at the first violated state, so a mutant that breaks two
    * properties shows only the one that breaks first; checking one property
    * alone shows that this property catches the mutant by itself.
@@ -108,14 +108,20 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   return checkParallel({ model: f.name, params, mutant: spec.mutant, workers, options }, model);
 }
 
-/** The model with only the named invariants and `eventually` properties (all of them when `names` is undefined). */
+/** The model with only the named properties, of every kind (all of them when `names` is undefined). */
 export function onlyProperties<S, A>(model: Model<S, A>, names: readonly string[] | undefined): Model<S, A> {
   if (names === undefined) return model;
-  const known = [...Object.keys(model.invariants), ...Object.keys(model.eventually ?? {})];
+  const known = [model.invariants, model.eventually, model.leadsTo, model.eventuallyAlways].flatMap((r) => Object.keys(r ?? {}));
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) throw new UserError(`${model.name} has no property ${unknown.join(", ")}; its properties are: ${known.join(", ")}`);
   const pick = <T>(r: Readonly<Record<string, T>>): Record<string, T> => Object.fromEntries(Object.entries(r).filter(([k]) => names.includes(k)));
-  return { ...model, invariants: pick(model.invariants), ...(model.eventually ? { eventually: pick(model.eventually) } : {}) };
+  return {
+    ...model,
+    invariants: pick(model.invariants),
+    ...(model.eventually ? { eventually: pick(model.eventually) } : {}),
+    ...(model.leadsTo ? { leadsTo: pick(model.leadsTo) } : {}),
+    ...(model.eventuallyAlways ? { eventuallyAlways: pick(model.eventuallyAlways) } : {}),
+  };
 }
 
 /**
@@ -143,7 +149,7 @@ export function summary(result: CheckResult): object {
   return {
     ...rest,
     statesPerSecond: rate(result),
-    violations: violations.map((v: Violation) => ({ name: v.name, kind: v.kind, length: v.length, file: v.file ?? null })),
+    violations: violations.map((v: Violation) => ({ name: v.name, kind: v.kind, length: v.length, ...(v.cycle !== undefined ? { cycle: v.cycle } : {}), file: v.file ?? null })),
   };
 }
 
