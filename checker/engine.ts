@@ -20,6 +20,7 @@ import { ByteArena, F64List, U32List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
 import { StateGraph, toViolation } from "./graph.ts";
+import { Constraint } from "./constraint.ts";
 
 export interface RunInfo {
   params: Record<string, string | number | boolean>;
@@ -55,6 +56,7 @@ class Search<S, A> {
   reported = false;
   /** Where the packed loop leaves the values of its cache-warming loads, so they are not dead code. */
   sink = 0;
+  readonly constraint: Constraint<S> | undefined;
 
   constructor(
     readonly model: Model<S, A>,
@@ -65,6 +67,7 @@ class Search<S, A> {
     this.nextReport = this.started + (opts.progressMs ?? 2000);
     this.stateLimit = opts.maxStates ?? Infinity;
     this.deadline = opts.maxSeconds === undefined ? Infinity : this.started + opts.maxSeconds * 1000;
+    this.constraint = Constraint.of(model);
   }
 
   seconds(): number {
@@ -73,6 +76,8 @@ class Search<S, A> {
 
   /** Invariants of a newly stored state; records the first violation. */
   checkInvariants(s: S, index: number): void {
+    // Model.constraint (constraint.ts): every new state passes here once; levelEnd is 0 while initial states are stored.
+    this.constraint?.admit(s, index, this.levelEnd === 0 ? 1 : this.level + 1);
     let broken: string[] | undefined;
     const fns = this.invariantFns;
     for (let i = 0; i < fns.length; i++) {
@@ -180,9 +185,11 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     ...(info.mutant ? { mutant: info.mutant } : {}),
     workers: 1,
     symmetry: !!opts.symmetry,
-    distinct: search.distinct,
+    // TLC leaves states outside the constraint out of distinct and depth (constraint.ts).
+    distinct: search.distinct - (search.constraint?.outsideCount ?? 0),
+    ...(search.constraint ? { outside: search.constraint.outsideCount } : {}),
     generated: search.generated,
-    depth: search.maxLevel,
+    depth: search.constraint ? search.constraint.depth : search.maxLevel,
     seconds,
     peakRssMb: peakRssMb(),
     complete: search.stopped === undefined,
@@ -252,6 +259,10 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
     if (search.full()) break;
     if (head === search.levelEnd || (head & TICK_MASK) === 0) {
       if (!search.beforeExpand(head) || !search.tick(head)) break;
+    }
+    if (search.constraint?.outside(head)) {
+      head++;
+      continue;
     }
     const x = states.data[head]!;
     const n = packed.successors(x, out);
@@ -333,6 +344,10 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> |
     if (search.full()) break;
     if (head === search.levelEnd || (head & TICK_MASK) === 0) {
       if (!search.beforeExpand(head) || !search.tick(head)) break;
+    }
+    if (search.constraint?.outside(head)) {
+      head++;
+      continue;
     }
     const s = model.decode(arena.get(head));
     liveness?.beginState(head, s);

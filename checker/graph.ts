@@ -35,6 +35,10 @@ export class StateGraph<S, A> {
     if (symmetry && FairGraph.wanted(model)) {
       throw new UserError(`${model.name}: leadsTo and eventuallyAlways are checked without symmetry reduction (fair actions name processes, which a permutation renames); run it without --symmetry`);
     }
+    const liveness = Object.keys({ ...model.eventually, ...model.leadsTo, ...model.eventuallyAlways }).length > 0;
+    if (model.constraint && liveness) {
+      throw new UserError(`${model.name}: liveness properties are not checked with a state constraint (the states it cuts off would look like deadlocks to them); check them on a finite model without Model.constraint`);
+    }
     const possible = model.eventually && Object.keys(model.eventually).length > 0 ? new LivenessGraph(model) : undefined;
     const fair = FairGraph.wanted(model) ? new FairGraph(model) : undefined;
     return possible || fair ? new StateGraph(possible, fair) : undefined;

@@ -22,7 +22,7 @@
  * it like the one-thread engine.
  *
  * Functions cannot cross threads, so a worker builds its own copy of the
- * model from the registry by name, parameters and mutant.
+ * model from the registry by name (or from its file, load.ts), parameters and mutant.
  */
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "./model.ts";
@@ -33,6 +33,7 @@ import { UserError } from "./errors.ts";
 import { FairGraph } from "./fairness.ts";
 
 export interface WorkerSetup {
+  /** A registry name or a model file's absolute path (load.ts). */
   model: string;
   params: Record<string, string | number | boolean>;
   mutant?: string;
