@@ -9,8 +9,10 @@
  * is one, else the one export that is a factory, else the one that is a
  * model. A bare Model becomes a factory with no parameters and no mutants.
  */
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import type { Model, ModelFactory } from "./model.ts";
 import { registry } from "./registry.ts";
 import { UserError } from "./errors.ts";
@@ -49,15 +51,17 @@ export async function resolveFactory(ref: string): Promise<ModelFactory> {
   const path = resolve(ref);
   const known = loaded.get(path);
   if (known) return known;
+  if (!existsSync(path)) throw new UserError(`model file ${ref}: no such file (${path})`);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    // tsx's own import: a .ts file outside any "type": "module" package is TypeScript too.
+    mod = (await tsImport(pathToFileURL(path).href, import.meta.url)) as Record<string, unknown>;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND" && String((e as Error).message).includes(path)) throw new UserError(`model file ${ref}: no such file (${path})`);
     throw new UserError(`model file ${ref} could not be loaded: ${(e as Error).message}`);
   }
-  const f = factoryIn(mod, ref);
+  // A file outside any "type": "module" package loads as CommonJS: its exports come wrapped in `default`.
+  const inner = mod.default as Record<string, unknown> | undefined;
+  const f = factoryIn(inner !== null && typeof inner === "object" && inner.__esModule === true ? inner : mod, ref);
   loaded.set(path, f);
   sources.set(f, path);
   return f;
@@ -82,7 +86,7 @@ function isModel(x: unknown): x is Model<unknown, unknown> {
 function factoryIn(mod: Record<string, unknown>, ref: string): ModelFactory {
   const pick = <T>(test: (x: unknown) => x is T): T | undefined => {
     if (test(mod.default)) return mod.default;
-    const hits = Object.entries(mod).filter(([k, v]) => k !== "default" && test(v));
+    const hits = Object.entries(mod).filter(([k, v]) => k !== "default" && k !== "__esModule" && test(v));
     if (hits.length > 1) throw new UserError(`model file ${ref} exports several (${hits.map(([k]) => k).join(", ")}); export the one to check as default`);
     return hits[0]?.[1] as T | undefined;
   };
@@ -90,7 +94,7 @@ function factoryIn(mod: Record<string, unknown>, ref: string): ModelFactory {
   if (factory) return factory;
   const model = pick(isModel);
   if (model) return { name: model.name, description: `the model exported by ${ref}`, params: {}, mutants: [], build: () => model };
-  const names = Object.keys(mod).join(", ") || "nothing";
+  const names = Object.keys(mod).filter((k) => k !== "__esModule").join(", ") || "nothing";
   throw new UserError(
     `model file ${ref} exports no ModelFactory (name, description, params, mutants, build) and no Model (name, init, actions, next, invariants, encode, decode); it exports: ${names}`,
   );
