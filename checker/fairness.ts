@@ -30,8 +30,9 @@
  * reached by the nearest step that discharges it (short, not always the
  * shortest cycle). Tarjan's algorithm is iterative: no recursion, any depth.
  *
- * Memory, while the search runs: 4 bytes per state (predicate bits) and 4 per
- * edge, plus 4 per edge per distinct `fair` function (the fair action's id).
+ * Memory, while the search runs: 8 bytes per state (predicate bits, first
+ * edge) and 4 per edge, plus 4 per edge per distinct `fair` function (the
+ * fair action's id); the check then needs about 40 bytes per state more.
  */
 import type { Fairness, Model } from "./model.ts";
 import type { ViolationKind } from "./result.ts";
