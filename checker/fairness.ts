@@ -32,7 +32,7 @@
  *
  * Memory, while the search runs: 8 bytes per state (predicate bits, first
  * edge) and 4 per edge, plus 4 per edge per distinct `fair` function (the
- * fair action's id); the check then needs about 40 bytes per state more.
+ * fair action's id); the check then needs about 60 bytes per state more.
  */
 import type { Fairness, Model } from "./model.ts";
 import type { ViolationKind } from "./result.ts";
