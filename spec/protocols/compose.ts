@@ -23,7 +23,7 @@
  * Timers fire at any time after they are set: a timeout is never assumed
  * to mean the other side is dead.
  */
-import type { Model, ModelFactory, StepInfo } from "../../checker/model.ts";
+import type { Fairness, LeadsTo, Model, ModelFactory, StepInfo } from "../../checker/model.ts";
 import type { Role } from "../role.ts";
 import { decisionKey, decisionOf, EPOCH_KEY, type BranchSpec, type Outcome, type ParallelEffect, type Result, type ShardId, type TxId, type XaKillResult } from "../effects.ts";
 import * as txlog from "../env/txlog.ts";
@@ -136,6 +136,8 @@ export interface Composition<C extends CoordinatorLike, CIn, R extends ResolverL
   observe?(w: World<C, R>): World<C, R>;
   invariants(sc: Scenario): Record<string, (w: World<C, R>) => boolean>;
   eventually(sc: Scenario): Record<string, { goal(w: World<C, R>): boolean; allowed?(a: Action): boolean }>;
+  /** Leads-to properties, given the fairness of the composition (`fairStep`: every non-fault step, per effect and process). */
+  leadsTo?(sc: Scenario, fair: Fairness<World<C, R>, Action>): Record<string, LeadsTo<World<C, R>, Action>>;
 }
 
 /** The result an effect brings back to the role that asked, or null for effects that answer nobody. */
@@ -458,6 +460,33 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
     }
   }
 
+  /**
+   * Weak fairness of every step that is not a fault (docs/checker.md, "Liveness
+   * under fairness"), one fair action per thing that acts: each effect in
+   * flight (answered by any non-fault outcome; its key names it), each
+   * transaction's request, the resolver's scan, the process restarting, each
+   * shard restarting, each dead connection being noticed. Faults (crashes, a
+   * fault outcome) are never required: a behaviour may simply not take them.
+   */
+  const fairStep: Fairness<W, Action> = (w, a) => {
+    switch (a.k) {
+      case "complete":
+        return a.fault ? undefined : `complete ${flightKey(w.flights[a.i]!)}`;
+      case "crash":
+      case "shardCrash":
+        return undefined;
+      case "request":
+        return `request ${a.tx}`;
+      case "shardRestart":
+        return `shardRestart ${a.s}`;
+      case "notice":
+        return `notice ${a.s} ${a.conn}`;
+      case "scan":
+      case "restart":
+        return a.k;
+    }
+  };
+
   const actorOfFx = (fx: AnyEffect): string =>
     isXaEffect(fx) || fx.t === "xa.kill" ? fx.shard : fx.t === "reply" ? "client" : fx.t === "timer" ? "timer" : "txlog";
   const ownerName = (owner: number): string => (owner < 0 ? "resolver" : `coord(${sc.txs[owner]!.id})`);
@@ -544,6 +573,7 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
     next,
     invariants: cfg.invariants(sc),
     eventually: cfg.eventually(sc),
+    ...(cfg.leadsTo ? { leadsTo: cfg.leadsTo(sc, fairStep) } : {}),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,

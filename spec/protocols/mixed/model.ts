@@ -23,9 +23,9 @@ import * as twopc from "../twopc/coordinator.ts";
 import * as par from "../parallel/coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "../parallel/resolver.ts";
 import { implicitlyCommitted } from "../parallel/properties.ts";
-import { twopcEventually, twopcInvariants } from "../twopc/properties.ts";
+import { twopcEventually, twopcInvariants, twopcLeadsTo } from "../twopc/properties.ts";
 import { compose, scenario as namedScenario, wholeParam, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
-import { mixedEventually, mixedInvariants } from "./properties.ts";
+import { mixedEventually, mixedInvariants, mixedLeadsTo } from "./properties.ts";
 
 export type Protocol = "2pc" | "parallel";
 export type Coordinators = "2pc" | "mixed";
@@ -96,6 +96,7 @@ export function twopcUnderParallelResolver(cfg: MixedConfig): Model<AnyWorld<two
     // The 2PC properties read only the shared ghost, which carries no `implicit`: 2PC never writes STAGING.
     invariants: (s) => twopcInvariants(s) as unknown as Record<string, (w: AnyWorld<twopc.CoordinatorState, ResolverState>) => boolean>,
     eventually: (s) => twopcEventually(s) as unknown as ReturnType<typeof mixedEventually>,
+    leadsTo: (s, fair) => twopcLeadsTo(s, fair as never) as unknown as ReturnType<typeof mixedLeadsTo>,
   });
 }
 
@@ -124,6 +125,7 @@ export function mixedCoordinators(cfg: MixedConfig): Model<AnyWorld<MixedCoordin
     },
     invariants: (s) => mixedInvariants(s, (t) => protocolOf("mixed", t)),
     eventually: mixedEventually,
+    leadsTo: mixedLeadsTo,
   });
 }
 

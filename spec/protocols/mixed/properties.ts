@@ -12,9 +12,10 @@
  * 2PC transaction never writes STAGING, so for it commit*(t) is 2PC's
  * decision*(t) = commit.
  */
+import type { Fairness, LeadsTo } from "../../../checker/model.ts";
 import type { Action, Scenario, World as AnyWorld } from "../compose.ts";
 import { twopcInvariants } from "../twopc/properties.ts";
-import { parallelEventually, parallelInvariants } from "../parallel/properties.ts";
+import { parallelEventually, parallelInvariants, parallelLeadsTo } from "../parallel/properties.ts";
 import type { Protocol } from "./model.ts";
 
 type World = AnyWorld<any, any>;
@@ -70,4 +71,8 @@ export function mixedInvariants(sc: Scenario, protocolOf: (t: number) => Protoco
 /** AC5 as parallel commit states it on the whole world: it implies 2PC's (no record left but the epoch). */
 export function mixedEventually(sc: Scenario): Record<string, { goal(w: World): boolean; allowed?(a: Action): boolean }> {
   return parallelEventually(sc) as unknown as Record<string, { goal(w: World): boolean; allowed?(a: Action): boolean }>;
+}
+
+export function mixedLeadsTo(sc: Scenario, fair: Fairness<World, Action>): Record<string, LeadsTo<World, Action>> {
+  return parallelLeadsTo(sc, fair as never) as unknown as Record<string, LeadsTo<World, Action>>;
 }

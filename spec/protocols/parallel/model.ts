@@ -19,7 +19,7 @@ import type { Model, ModelFactory } from "../../../checker/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorInput, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, resolverMutants, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
-import { implicitlyCommitted, parallelEventually, parallelInvariants } from "./properties.ts";
+import { implicitlyCommitted, parallelEventually, parallelInvariants, parallelLeadsTo } from "./properties.ts";
 
 export type { Action, Scenario } from "../compose.ts";
 export type World = AnyWorld<CoordinatorState, ResolverState>;
@@ -56,6 +56,7 @@ export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
     },
     invariants: parallelInvariants,
     eventually: parallelEventually,
+    leadsTo: parallelLeadsTo,
   });
 }
 

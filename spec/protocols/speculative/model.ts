@@ -27,7 +27,7 @@
  *
  * Properties: ./properties.ts; docs/protocols/speculative.md states each.
  */
-import type { Model, ModelFactory, StepInfo } from "../../../checker/model.ts";
+import type { Fairness, Model, ModelFactory, StepInfo } from "../../../checker/model.ts";
 import { EPOCH_KEY, specKey, specStateOf, txOfSpecKey, type BranchSpec, type SpecRecord, type LocalEffect, type Outcome, type ShardId, type SpecEffect, type SpecResult, type TxId } from "../../effects.ts";
 import * as txlog from "../../env/txlog.ts";
 import * as local from "../../env/local.ts";
@@ -36,7 +36,7 @@ import { collapser } from "../../env/collapse.ts";
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { epochOf, resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import type { SettleMutant } from "./settle.ts";
-import { speculativeEventually, speculativeInvariants } from "./properties.ts";
+import { speculativeEventually, speculativeInvariants, speculativeLeadsTo } from "./properties.ts";
 
 export interface Slot {
   readonly st: CoordinatorState;
@@ -347,6 +347,27 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     }
   }
 
+  /**
+   * Weak fairness of every step that is not a fault, one fair action per
+   * thing that acts (as compose.ts's fairStep): each effect in flight
+   * (answered by any non-fault outcome), each request, the scan, restarts.
+   */
+  const fairStep: Fairness<World, Action> = (w, a) => {
+    switch (a.k) {
+      case "complete":
+        return a.fault ? undefined : `complete ${flightKey(w.flights[a.i]!)}`;
+      case "crash":
+        return undefined;
+      case "request":
+        return `request ${a.tx}`;
+      case "shardRestart":
+        return `shardRestart ${a.s}`;
+      case "scan":
+      case "restart":
+        return a.k;
+    }
+  };
+
   const ownerName = (owner: number): string => (owner < 0 ? "resolver" : `coord(${sc.txs[owner]!.id})`);
   const actorOfFx = (fx: SpecEffect): string => (isLocal(fx) ? fx.shard : fx.t === "timer" ? "timer" : "txlog");
   const fxLabel = (fx: SpecEffect): string => {
@@ -425,6 +446,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     next,
     invariants: speculativeInvariants(sc, cfg.budget),
     eventually: speculativeEventually(sc),
+    leadsTo: speculativeLeadsTo(sc, fairStep),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,

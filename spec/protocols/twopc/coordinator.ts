@@ -76,6 +76,8 @@ export interface CoordinatorState {
   readonly reason: AbortReason | null;
   /** The process epoch this coordinator writes under (see EpochRecord). */
   readonly epoch: number;
+  /** Mutant retry-on-conflict only: the request, to run it again. */
+  readonly request?: readonly BranchSpec[];
 }
 
 export type CoordinatorInput =
@@ -96,6 +98,10 @@ export const coordinatorMutants = [
   "timeout-keeps-voting",
   "no-epoch-fence",
   "one-phase-lost-is-commit",
+  // On a lock conflict, roll back and run the whole transaction again, with no bound: two
+  // conflicting transfers can take turns blocking each other forever, although at every turn
+  // one of them could get both locks (a fair cycle that AG EF does not see; AC5_finishes does).
+  "retry-on-conflict",
 ] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
@@ -183,7 +189,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   /** Abort: certain as soon as decided, because only this coordinator writes COMMIT. */
   function abort(st: CoordinatorState, reason: AbortReason): Out {
     const aborting: CoordinatorState = { ...st, phase: "aborting", reason };
-    const r = reply(aborting, { status: "aborted", reason });
+    const r = mutant === "retry-on-conflict" && reason === "conflict" ? { st: aborting, fx: [] } : reply(aborting, { status: "aborted", reason });
     const effects: Effect[] = [...r.fx];
     let next = r.st;
     for (const b of next.branches) {
@@ -208,6 +214,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     if (st.phase === "committing" && st.branches.every((b) => b.status === "committed")) {
       return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
     }
+    if (mutant === "retry-on-conflict" && st.phase === "aborting" && st.reason === "conflict" && st.request) {
+      const again = begin(st.tx, st.epoch, st.request);
+      return { st: again.st, effects: [...effects, ...again.effects] };
+    }
     if (st.phase === "aborting" || st.phase === "committing") return { st: { ...st, phase: "done" }, effects };
     return { st, effects };
   }
@@ -223,25 +233,28 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   const abortReason = (err: XaError): AbortReason =>
     err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
 
+  /** Execute every branch and start the vote timer. */
+  function begin(tx: TxId, epoch: number, branches: readonly BranchSpec[]): Out {
+    const next: CoordinatorState = {
+      ...start(),
+      phase: "voting",
+      tx,
+      epoch,
+      branches: branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
+      ...(mutant === "retry-on-conflict" ? { request: branches } : {}),
+    };
+    const guard = mutant !== "no-funds-check";
+    return {
+      st: next,
+      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+    };
+  }
+
   function step(st: CoordinatorState, input: CoordinatorInput): Out {
     switch (input.t) {
       case "request": {
         if (st.phase !== "idle") return { st, effects: [] };
-        const next: CoordinatorState = {
-          ...st,
-          phase: "voting",
-          tx: input.tx,
-          epoch: input.epoch,
-          branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
-        };
-        const guard = mutant !== "no-funds-check";
-        return {
-          st: next,
-          effects: [
-            ...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })),
-            { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs },
-          ],
-        };
+        return begin(input.tx, input.epoch, input.branches);
       }
 
       case "xa.exec": {

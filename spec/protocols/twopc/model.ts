@@ -12,7 +12,7 @@ import type { CoordinatorInput, CoordinatorMutant, CoordinatorState } from "./co
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions } from "./coordinator.ts";
 import { resolver, type ResolverInput, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import { compose, xaProtocolFactory, type Action, type Budget, type Scenario, type World as AnyWorld } from "../compose.ts";
-import { twopcInvariants, twopcEventually } from "./properties.ts";
+import { twopcInvariants, twopcEventually, twopcLeadsTo } from "./properties.ts";
 
 export type { Action, Budget, Flight, Ghost, Scenario } from "../compose.ts";
 export type World = AnyWorld<CoordinatorState, ResolverState>;
@@ -43,6 +43,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     quiet: (r) => r.suspects.length === 0,
     invariants: twopcInvariants,
     eventually: twopcEventually,
+    leadsTo: twopcLeadsTo,
   });
 }
 
