@@ -5,16 +5,18 @@
  */
 import { registry } from "./registry.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
-import { findFactory, rate, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
+import { rate, resolveFactory, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
 
 const USAGE = `usage:
   speccommit check <model> [--set key=value ...] [options]
   speccommit check --mutants <model> [--set key=value ...] [options]
 
+<model> is a name (below) or the path of a module exporting a ModelFactory or a Model (./my-model.ts).
+
 options:
   --set key=value   a model parameter (repeatable)
   --mutant NAME     check one deliberate bug of the model
-  --property NAME   check only this invariant or eventually property (repeatable)
+  --property NAME   check only this property (invariant, eventually, leadsTo, eventuallyAlways; repeatable)
   --workers N       worker threads (default 1); same counts as 1
   --symmetry        symmetry reduction (models that declare it)
   --deadlock        report states with no enabled action (unless terminal)
@@ -102,7 +104,7 @@ function parseArgs(argv: string[]): Args {
     }
   }
   if (a.model === undefined) {
-    throw new UserError(`which model? the models are: ${registry.map((f) => f.name).join(", ")}`);
+    throw new UserError(`which model? the models are: ${registry.map((f) => f.name).join(", ")}; or give the path of a model file (./my-model.ts)`);
   }
   if (a.mutants && a.mutant !== undefined) throw new UserError("--mutants runs every mutant; do not combine it with --mutant");
   return a;
@@ -120,8 +122,10 @@ export function describeResult(r: CheckResult): string {
       `${r.seconds.toFixed(2)} s (${rate(r)} states/s), peak RSS ${r.peakRssMb} MB`,
   ];
   for (const v of r.violations) {
-    lines.push(`  VIOLATION ${v.name} (${v.kind}): shortest trace ${v.length} steps${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
+    const trace = v.cycle === undefined ? `shortest trace ${v.length} steps` : `lasso: shortest prefix ${v.length} steps, then ${v.cycle === 0 ? "stutters forever" : `a ${v.cycle}-step cycle forever`}`;
+    lines.push(`  VIOLATION ${v.name} (${v.kind}): ${trace}${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
   }
+  if (r.outside !== undefined) lines.push(`  constraint: ${r.outside} more distinct states outside it (invariants checked, not expanded, not in the count)`);
   if (!r.complete) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
   else if (r.violations.length === 0) lines.push("  OK: every reachable state explored, no violation");
   return lines.join("\n");
@@ -134,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const args = parseArgs(argv);
-    const factory = findFactory(args.model!);
+    const factory = await resolveFactory(args.model!);
     // Validate every parameter before any work starts.
     resolveParams(factory, args.sets);
     const progress = args.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
@@ -144,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       let missed = 0;
       const results: CheckResult[] = [];
       for (const mutant of factory.mutants) {
-        const r = await runCheck({ model: factory.name, params: args.sets, mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
+        const r = await runCheck({ model: args.model!, params: args.sets, mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
         await writeCounterexamples(r, args.out);
         results.push(r);
         const caught = r.violations.length > 0;
@@ -157,7 +161,7 @@ export async function main(argv: string[]): Promise<number> {
       if (args.json) console.log(JSON.stringify({ model: factory.name, mutants: results.map(summary) }));
       return missed > 0 ? 1 : 0;
     }
-    const r = await runCheck({ model: factory.name, params: args.sets, mutant: args.mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
+    const r = await runCheck({ model: args.model!, params: args.sets, mutant: args.mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });
     await writeCounterexamples(r, args.out);
     console.log(args.json ? JSON.stringify(summary(r)) : describeResult(r));
     if (r.violations.length > 0) return 1;

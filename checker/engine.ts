@@ -19,7 +19,8 @@ import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List, U32List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
-import { LivenessGraph } from "./liveness.ts";
+import { StateGraph, toViolation } from "./graph.ts";
+import { Constraint } from "./constraint.ts";
 
 export interface RunInfo {
   params: Record<string, string | number | boolean>;
@@ -55,6 +56,7 @@ class Search<S, A> {
   reported = false;
   /** Where the packed loop leaves the values of its cache-warming loads, so they are not dead code. */
   sink = 0;
+  readonly constraint: Constraint<S> | undefined;
 
   constructor(
     readonly model: Model<S, A>,
@@ -65,6 +67,7 @@ class Search<S, A> {
     this.nextReport = this.started + (opts.progressMs ?? 2000);
     this.stateLimit = opts.maxStates ?? Infinity;
     this.deadline = opts.maxSeconds === undefined ? Infinity : this.started + opts.maxSeconds * 1000;
+    this.constraint = Constraint.of(model);
   }
 
   seconds(): number {
@@ -73,6 +76,8 @@ class Search<S, A> {
 
   /** Invariants of a newly stored state; records the first violation. */
   checkInvariants(s: S, index: number): void {
+    // Model.constraint (constraint.ts): every new state passes here once; levelEnd is 0 while initial states are stored.
+    this.constraint?.admit(s, index, this.levelEnd === 0 ? 1 : this.level + 1);
     let broken: string[] | undefined;
     const fns = this.invariantFns;
     for (let i = 0; i < fns.length; i++) {
@@ -151,7 +156,8 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     throw new Error(`${model.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   }
   const search = new Search(model, opts);
-  const liveness = model.eventually && Object.keys(model.eventually).length > 0 ? new LivenessGraph(model) : undefined;
+  // Liveness checks (liveness.ts, fairness.ts) need the state graph: the engine feeds it through this hook.
+  const liveness = StateGraph.of(model, !!opts.symmetry);
   const key = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
 
   const violations: Violation[] = [];
@@ -168,7 +174,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
   if (search.found) {
     for (const name of search.found.names) violations.push(makeViolation(search.found.index, name, search.found.kind));
   } else if (liveness && !search.stopped) {
-    for (const bad of liveness.check()) violations.push(makeViolation(bad.index, bad.name, "eventually"));
+    for (const found of liveness.check(search.initialCount, (i) => search.chain(i))) violations.push(toViolation(model, !!opts.symmetry, info.params, key, found));
   }
   const seconds = search.seconds();
   // A last line closes a series of progress lines; a run too short for any prints none.
@@ -179,9 +185,11 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     ...(info.mutant ? { mutant: info.mutant } : {}),
     workers: 1,
     symmetry: !!opts.symmetry,
-    distinct: search.distinct,
+    // TLC leaves states outside the constraint out of distinct and depth (constraint.ts).
+    distinct: search.distinct - (search.constraint?.outsideCount ?? 0),
+    ...(search.constraint ? { outside: search.constraint.outsideCount } : {}),
     generated: search.generated,
-    depth: search.maxLevel,
+    depth: search.constraint ? search.constraint.depth : search.maxLevel,
     seconds,
     peakRssMb: peakRssMb(),
     complete: search.stopped === undefined,
@@ -252,6 +260,10 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
     if (head === search.levelEnd || (head & TICK_MASK) === 0) {
       if (!search.beforeExpand(head) || !search.tick(head)) break;
     }
+    if (search.constraint?.outside(head)) {
+      head++;
+      continue;
+    }
     const x = states.data[head]!;
     const n = packed.successors(x, out);
     search.generated += n;
@@ -294,7 +306,7 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
 }
 
 /** The loop for ordinary models: states are decoded from, and encoded to, canonical bytes. */
-function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A> | undefined): (index: number) => StateKey {
+function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> | undefined): (index: number) => StateKey {
   const model = search.model;
   const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
   const arena = new ByteArena();
@@ -333,8 +345,12 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: LivenessGraph<S, A
     if (head === search.levelEnd || (head & TICK_MASK) === 0) {
       if (!search.beforeExpand(head) || !search.tick(head)) break;
     }
+    if (search.constraint?.outside(head)) {
+      head++;
+      continue;
+    }
     const s = model.decode(arena.get(head));
-    liveness?.beginState(head);
+    liveness?.beginState(head, s);
     let enabled = 0;
     let action: A | undefined;
     try {

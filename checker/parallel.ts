@@ -22,7 +22,7 @@
  * it like the one-thread engine.
  *
  * Functions cannot cross threads, so a worker builds its own copy of the
- * model from the registry by name, parameters and mutant.
+ * model from the registry by name (or from its file, load.ts), parameters and mutant.
  */
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
@@ -30,8 +30,10 @@ import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./resu
 import { peakRssMb, progressLine } from "./result.ts";
 import { replay, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
+import { FairGraph } from "./fairness.ts";
 
 export interface WorkerSetup {
+  /** A registry name or a model file's absolute path (load.ts). */
   model: string;
   params: Record<string, string | number | boolean>;
   mutant?: string;
@@ -124,6 +126,10 @@ class Crew {
 export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
   if (model.eventually && Object.keys(model.eventually).length > 0) {
     throw new UserError(`${model.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
+  }
+  // Liveness under fairness (fairness.ts) needs the whole state graph in one thread, as `eventually` does.
+  if (FairGraph.wanted(model)) {
+    throw new UserError(`${model.name} has leadsTo or eventuallyAlways properties, which the parallel engine does not check; use --workers 1`);
   }
   if (model.localEncoding) {
     throw new UserError(`${model.name} encodes states with ids local to one model instance (Model.localEncoding), which worker threads cannot share; use --workers 1`);

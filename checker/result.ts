@@ -17,14 +17,20 @@ export interface CheckOptions {
   progressMs?: number;
 }
 
-export type ViolationKind = "invariant" | "deadlock" | "eventually";
+export type ViolationKind = "invariant" | "deadlock" | "eventually" | "leadsTo" | "eventuallyAlways";
 
 export interface Violation {
-  /** Invariant name, "deadlock", or the name of the `eventually` property. */
+  /** Invariant name, "deadlock", or the name of the liveness property. */
   name: string;
   kind: ViolationKind;
-  /** Steps (actions) from an initial state to the violating state: a shortest such trace. */
+  /**
+   * Steps (actions) from an initial state to the violating state: a shortest
+   * such trace. For a lasso (leadsTo, eventuallyAlways): the steps of its
+   * prefix, a shortest one, to the first state of the cycle.
+   */
   length: number;
+  /** A lasso's cycle: its steps, after which the behaviour is back where the cycle began (0: it stutters there forever). */
+  cycle?: number;
   trace: Trace;
   /** Where the trace was written (NDJSON), once it has been. */
   file?: string;
@@ -36,8 +42,10 @@ export interface CheckResult {
   mutant?: string;
   workers: number;
   symmetry: boolean;
-  /** Distinct states stored (after symmetry reduction when on). */
+  /** Distinct states stored (after symmetry reduction when on), those outside the model's constraint left out as TLC does. */
   distinct: number;
+  /** With Model.constraint: distinct states found outside it (stored, invariants checked, not expanded). */
+  outside?: number;
   /** As TLC counts: initial states plus every (state, enabled action) pair expanded. */
   generated: number;
   /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */

@@ -1,6 +1,6 @@
 /**
  * Running one configuration by name: what the CLI, the suite and the
- * benchmark share. Finds the model in the registry, parses its parameters,
+ * benchmark share. Finds the model (in the registry, or in a file: load.ts), parses its parameters,
  * picks the one-thread or the parallel engine, and writes counterexamples
  * (NDJSON + SVG) where asked.
  */
@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { mkdir, writeFile } from "node:fs/promises";
 import type { Model, ModelFactory } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation } from "./result.ts";
-import { registry } from "./registry.ts";
+import { findFactory, resolveFactory, sourceOf } from "./load.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
 import { writeTrace } from "../traces/ndjson.ts";
@@ -17,15 +17,7 @@ import { toSvg } from "../traces/render.ts";
 
 export type Params = Record<string, string | number | boolean>;
 
-export { UserError };
-
-export function findFactory(name: string): ModelFactory {
-  const found = registry.find((f) => f.name === name) ?? registry.find((f) => f.name.toLowerCase() === name.toLowerCase());
-  if (!found) {
-    throw new UserError(`unknown model '${name}'; the models are: ${registry.map((f) => f.name).join(", ")}`);
-  }
-  return found;
-}
+export { UserError, findFactory, resolveFactory };
 
 function describeParams(f: ModelFactory): string {
   const list = Object.entries(f.params).map(([k, v]) => `${k} (${typeof v}, default ${v})`);
@@ -83,7 +75,7 @@ export interface RunSpec {
   params?: Params | string[];
   mutant?: string;
   /**
-   * Check only these properties (invariants or `eventually` names). The
+   * Check only these properties (invariants, `eventually`, `leadsTo` or `eventuallyAlways` names). The
    * search stops at the first violated state, so a mutant that breaks two
    * properties shows only the one that breaks first; checking one property
    * alone shows that this property catches the mutant by itself.
@@ -95,27 +87,35 @@ export interface RunSpec {
 
 /** Checks one configuration with the engine the worker count asks for. */
 export async function runCheck(spec: RunSpec): Promise<CheckResult> {
-  const f = findFactory(spec.model);
+  const f = await resolveFactory(spec.model);
   const params = resolveParams(f, spec.params);
   const model = onlyProperties(buildModel(f, params, spec.mutant), spec.properties);
   const workers = spec.workers ?? 1;
   if (spec.properties !== undefined && workers > 1) throw new UserError("checking chosen properties (--property) runs with one worker");
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be a positive integer, got ${workers}`);
   const options = spec.options ?? {};
+  if (workers > 1 && model.constraint) throw new UserError(`${f.name} has a state constraint (Model.constraint), which only the one-thread engine applies; use --workers 1`);
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   if (workers === 1) return check(model, options, info);
-  return checkParallel({ model: f.name, params, mutant: spec.mutant, workers, options }, model);
+  // Workers load a file model from its path, as this thread did.
+  return checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, workers, options }, model);
 }
 
-/** The model with only the named invariants and `eventually` properties (all of them when `names` is undefined). */
+/** The model with only the named properties, of every kind (all of them when `names` is undefined). */
 export function onlyProperties<S, A>(model: Model<S, A>, names: readonly string[] | undefined): Model<S, A> {
   if (names === undefined) return model;
-  const known = [...Object.keys(model.invariants), ...Object.keys(model.eventually ?? {})];
+  const known = [model.invariants, model.eventually, model.leadsTo, model.eventuallyAlways].flatMap((r) => Object.keys(r ?? {}));
   const unknown = names.filter((n) => !known.includes(n));
   if (unknown.length > 0) throw new UserError(`${model.name} has no property ${unknown.join(", ")}; its properties are: ${known.join(", ")}`);
   const pick = <T>(r: Readonly<Record<string, T>>): Record<string, T> => Object.fromEntries(Object.entries(r).filter(([k]) => names.includes(k)));
-  return { ...model, invariants: pick(model.invariants), ...(model.eventually ? { eventually: pick(model.eventually) } : {}) };
+  return {
+    ...model,
+    invariants: pick(model.invariants),
+    ...(model.eventually ? { eventually: pick(model.eventually) } : {}),
+    ...(model.leadsTo ? { leadsTo: pick(model.leadsTo) } : {}),
+    ...(model.eventuallyAlways ? { eventuallyAlways: pick(model.eventuallyAlways) } : {}),
+  };
 }
 
 /**
@@ -143,7 +143,7 @@ export function summary(result: CheckResult): object {
   return {
     ...rest,
     statesPerSecond: rate(result),
-    violations: violations.map((v: Violation) => ({ name: v.name, kind: v.kind, length: v.length, file: v.file ?? null })),
+    violations: violations.map((v: Violation) => ({ name: v.name, kind: v.kind, length: v.length, ...(v.cycle !== undefined ? { cycle: v.cycle } : {}), file: v.file ?? null })),
   };
 }
 

@@ -139,6 +139,20 @@ export const suite: SuiteEntry[] = [
   ...speculativeMutant("undo-separate", "money_conserved", 5),
   ...speculativeMutant("undo-separate", "balances_conserved_when_settled", 5),
   ...speculativeMutant("rollback-without-tombstone", "aborted_is_final", 5),
+
+  // Liveness under weak fairness (checker/fairness.ts; docs/checker.md, "Liveness under fairness"): AC5 and
+  // "every speculation ends" as leads-to, true ~> finished, under weak fairness of every non-fault step. Lengths
+  // are the lasso's shortest prefix. retry-on-conflict makes two conflicting transfers take turns blocking each
+  // other forever: the possibility check passes on it (a way out exists at every turn), the leads-to finds the cycle.
+  { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false }, mutant: "retry-on-conflict", expect: "ok", properties: ["AC5_terminates"] },
+  { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false }, mutant: "retry-on-conflict", expect: "violates AC5_finishes", properties: ["AC5_finishes"], length: 13 },
+  // With the process down for good, 2PC blocks: the lasso stutters in a state with prepared branches.
+  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_finishes", properties: ["AC5_finishes"], length: 10 },
+  // The mutants the possibility check catches are caught by the leads-to too, each on every protocol.
+  { model: "twopc", params: { scenario: "transfer", crash: 0, shardCrash: 1 }, mutant: "nota-retries-forever", expect: "violates AC5_finishes", properties: ["AC5_finishes"], length: 19 },
+  ...parallelMutant("keep-records", "AC5_finishes", 17, { crash: 1 }),
+  ...mixedMutant("keep-records", "AC5_finishes", 16, { scenario: "transfer", crash: 1 }),
+  ...speculativeMutant("delete-before-final", "every_speculation_finishes", 15),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */

@@ -1,14 +1,16 @@
 /**
  * `npm run check` (`speccommit suite`): runs every entry of the suite file
- * (checker/suite.config.ts unless `--suite FILE`), prints one table row per
+ * (checker/suite.config.ts unless `--suite FILE`; an entry's model is a
+ * registry name or a model file's path, relative to the suite file), prints one table row per
  * entry, writes the counterexample of every violation (NDJSON + SVG) under
  * out/, and exits 1 if any entry's outcome is not the expected one: a
  * violation in a correct model, a mutant not caught, a run left incomplete,
  * or a count or trace length that differs from the one the entry states.
  */
 import { registry } from "./registry.ts";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { basename, dirname, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { isModelPath } from "./load.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
 import { findFactory, rate, runCheck, UserError, writeCounterexamples, type Params } from "./run.ts";
 
@@ -147,7 +149,7 @@ function row(cells: string[]): string {
 export function formatRow(v: Verdict): string {
   const r = v.result;
   return row([
-    v.entry.model,
+    isModelPath(v.entry.model) ? basename(v.entry.model) : v.entry.model,
     config(v.entry),
     r ? String(r.distinct) : "-",
     r ? String(r.generated) : "-",
@@ -158,11 +160,13 @@ export function formatRow(v: Verdict): string {
   ]);
 }
 
+/** The entries of a suite file; a model given as a path is relative to the suite file. */
 async function loadSuite(file: string | undefined): Promise<SuiteEntry[]> {
   const url = file ? pathToFileURL(resolve(file)).href : new URL("./suite.config.ts", import.meta.url).href;
   const mod = (await import(url)) as { suite?: SuiteEntry[] };
   if (!Array.isArray(mod.suite)) throw new UserError(`${file ?? "checker/suite.config.ts"} must export 'suite', an array of entries`);
-  return mod.suite;
+  const dir = dirname(fileURLToPath(url));
+  return mod.suite.map((e) => (isModelPath(e.model) ? { ...e, model: resolve(dir, e.model) } : e));
 }
 
 /** Mutants declared by registered models that no entry of `entries` runs, as "model/mutant". */

@@ -9,7 +9,7 @@
  */
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
-import { registry } from "./registry.ts";
+import { resolveFactory } from "./load.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
@@ -43,8 +43,8 @@ interface Batch {
 type PeerMessage = Batch | { type: "done" };
 
 const setup = workerData as WorkerSetup;
-const factory = registry.find((f) => f.name === setup.model);
-if (!factory) throw new Error(`worker: no model '${setup.model}' in the registry`);
+// A registry name or a model file's path (load.ts): the same model the main thread checks.
+const factory = await resolveFactory(setup.model);
 const model: Model<unknown, unknown> = factory.build(setup.params, setup.mutant);
 const me = setup.id;
 const workers = setup.workers;

@@ -69,6 +69,9 @@ function checkLines(lines: string[], where: string): Trace {
     }
     steps.push(step);
   }
+  if (header.loop !== undefined && !steps.some((s) => s.step === header.loop)) {
+    throw new Error(`${where} 1: header.loop names step ${header.loop}, which the trace does not have`);
+  }
   return { header, steps };
 }
 
@@ -81,7 +84,7 @@ function parseJson(line: string, at: string): unknown {
   }
 }
 
-const headerKeys = ["source", "model", "params", "actors", "violation", "note", "tx", "started_ms"] as const;
+const headerKeys = ["source", "model", "params", "actors", "violation", "note", "loop", "tx", "started_ms"] as const;
 const stepKeys = ["step", "actor", "input", "effects", "sends", "receives", "state", "at_ms"] as const;
 const msgKeys = ["id", "from", "to", "label"] as const;
 const sources: readonly TraceHeader["source"][] = ["checker", "simulation", "runtime"];
@@ -111,6 +114,10 @@ function decodeHeaderLine(v: unknown, at: string): TraceHeader {
   if ("actors" in h) out.actors = strList(h.actors, at, "header.actors");
   if ("violation" in h) out.violation = str(h.violation, at, "header.violation");
   if ("note" in h) out.note = str(h.note, at, "header.note");
+  if ("loop" in h) {
+    if (!Number.isSafeInteger(h.loop) || (h.loop as number) < 0) throw new Error(`${at}: header.loop must be a step number (a non-negative integer), got ${show(h.loop)}`);
+    out.loop = h.loop as number;
+  }
   if ("tx" in h) out.tx = str(h.tx, at, "header.tx");
   if ("started_ms" in h) out.started_ms = nonNegative(h.started_ms, at, "header.started_ms");
   return out;

@@ -43,6 +43,7 @@ const color = {
   early: "#7f8c8d",
   violation_fill: "#fdecea",
   violation_line: "#c0392b",
+  loop: "#8e44ad",
 };
 
 export function toDot(t: Trace): string {
@@ -83,6 +84,7 @@ export function toDot(t: Trace): string {
     const last = r === rows - 1 && violation !== undefined;
     out.push(`  ${id(col.get(s.actor)!, r)} [${pos(col.get(s.actor)!, r)}, ${stepBox(s, last ? violation : undefined)}];`);
   }
+  out.push(...loopBack(t, col, pos));
   if (lostRow >= 0) {
     for (const a of lostTargets) {
       const c = col.get(a)!;
@@ -106,6 +108,34 @@ export function toDot(t: Trace): string {
   }
   out.push("}");
   return out.join("\n") + "\n";
+}
+
+/**
+ * A lasso (header.loop): an arrow up the left margin from the last step back
+ * to the step where the cycle starts, or a note that the last state
+ * stutters forever.
+ */
+function loopBack(t: Trace, col: Map<string, number>, pos: (c: number, r: number) => string): string[] {
+  const loop = t.header.loop;
+  if (loop === undefined) return [];
+  const to = t.steps.findIndex((s) => s.step === loop);
+  const from = t.steps.length - 1;
+  if (to < 0) return [];
+  const box = (r: number) => id(col.get(t.steps[r]!.actor)!, r);
+  const margin = -0.6;
+  const out = ["", "  // the lasso's cycle: back from the last step to where it started, forever"];
+  const mark = `fontcolor=${q(color.loop)}, color=${q(color.loop)}`;
+  if (to === from) {
+    out.push(`  loop_note [${pos(margin, from)}, shape=plaintext, ${mark}, fontsize=9, label="stutters\\nforever"];`);
+    out.push(`  ${box(from)} -> loop_note [arrowhead=none, style=dashed, ${mark}];`);
+    return out;
+  }
+  out.push(`  loop_from [${pos(margin, from)}, shape=point, width=0.05, ${mark}];`);
+  out.push(`  loop_to [${pos(margin, to)}, shape=point, width=0.05, ${mark}];`);
+  out.push(`  ${box(from)} -> loop_from [arrowhead=none, style=dashed, penwidth=1.5, ${mark}];`);
+  out.push(`  loop_from -> loop_to [arrowhead=none, style=dashed, penwidth=1.5, ${mark}, label=${q(`cycle: back to step ${loop}, forever`)}];`);
+  out.push(`  loop_to -> ${box(to)} [style=dashed, penwidth=1.5, ${mark}];`);
+  return out;
 }
 
 /**

@@ -34,6 +34,23 @@ export interface Model<S, A> {
    */
   readonly eventually?: Readonly<Record<string, Eventually<S, A>>>;
   /**
+   * Leads-to under weak fairness, `from ~> to` (docs/checker.md, "Liveness
+   * under fairness"): every fair behaviour that reaches a `from` state later
+   * reaches a `to` state. Checked on the whole state graph after the search
+   * (strongly connected components); a violation is a lasso, a shortest
+   * prefix to a fair cycle that never meets `to`.
+   */
+  readonly leadsTo?: Readonly<Record<string, LeadsTo<S, A>>>;
+  /** Eventually-always under weak fairness, `<>[]holds`: every fair behaviour ends up staying in `holds` states. */
+  readonly eventuallyAlways?: Readonly<Record<string, EventuallyAlways<S, A>>>;
+  /**
+   * TLC's CONSTRAINT: a state where this is false is stored and its
+   * invariants are checked, but it is not expanded (so it is never a
+   * deadlock), and it is not counted in `distinct` (CheckResult.outside
+   * counts it), as TLC does.
+   */
+  constraint?(s: S): boolean;
+  /**
    * Symmetry reduction: map every state of an orbit to the same representative.
    * Used only when the checker is asked for it (`--symmetry`).
    */
@@ -93,6 +110,29 @@ export interface Eventually<S, A> {
   goal(s: S): boolean;
   /** Steps that may be taken on the way to the goal; all of them when absent. */
   allowed?(a: A): boolean;
+}
+
+/**
+ * Weak fairness, as TLA+'s WF_vars: the name of the fair action that the
+ * step `a` from `s` is a step of, or undefined when no fairness requires it.
+ * Every name is one fair action (all the steps it names, together): if it
+ * stays enabled (some step of it leads to another state) from some point on,
+ * a step of it must eventually be taken. Steps that leave the state
+ * unchanged count neither as enabling nor as taking it (they are stuttering).
+ * `() => "next"` is WF_vars(Next); a name per process gives per-process
+ * fairness.
+ */
+export type Fairness<S, A> = (s: S, a: A) => string | undefined;
+
+export interface LeadsTo<S, A> {
+  from(s: S): boolean;
+  to(s: S): boolean;
+  fair: Fairness<S, A>;
+}
+
+export interface EventuallyAlways<S, A> {
+  holds(s: S): boolean;
+  fair: Fairness<S, A>;
 }
 
 /** A message in a sequence diagram. Sends and receives are matched by `id`. */

@@ -23,6 +23,12 @@ export interface TraceHeader {
   violation?: string;
   /** Free text shown under the diagram's title. */
   note?: string;
+  /**
+   * A lasso (a liveness counterexample of the checker): the state after the
+   * last step is the state after step `loop`, so the steps after `loop` repeat
+   * forever; when `loop` is the last step, the behaviour stutters there.
+   */
+  loop?: number;
   /** Transaction id, for live traces. */
   tx?: string;
   /** Wall-clock start of a live trace, ms since the epoch. */

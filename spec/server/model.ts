@@ -31,7 +31,7 @@ import { APPLY_TIMER } from "../protocols/speculative/coordinator.ts";
 import { speculativeGhost } from "../protocols/speculative/model.ts";
 import type { ResolverState as SpeculativeResolverState } from "../protocols/speculative/resolver.ts";
 import { implicitGhost, resolverQuiet } from "../protocols/parallel/model.ts";
-import { parallelEventually } from "../protocols/parallel/properties.ts";
+import { parallelEventually, parallelLeadsTo } from "../protocols/parallel/properties.ts";
 import { twopcModel } from "../protocols/twopc/model.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
 import { RESOLVER_PARTS } from "../protocols/registry.ts";
@@ -84,6 +84,7 @@ export function mixedModel(cfg: MixedConfig): Model<any, Action> {
     invariants: (s) => xaFamilyInvariants(s, protocolOfTx(s)),
     // AC5 as parallel commit states it on the whole world: it implies 2PC's (no record left but the epoch).
     eventually: (s) => parallelEventually(s) as unknown as Record<string, { goal(w: W): boolean; allowed?(a: Action): boolean }>,
+    leadsTo: (s, fair) => parallelLeadsTo(s, fair as never) as never,
   });
 }
 

@@ -7,6 +7,7 @@
  */
 import type { Effect, Result, BranchSpec, Outcome, ShardId, TxId } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
+import type { Fairness, LeadsTo } from "../kernel/model.ts";
 import type { TxlogState } from "../env/txlog.ts";
 
 /** How many faults of each kind a run may still meet. */
@@ -142,4 +143,6 @@ export interface WorldConfig<C extends { readonly phase: string }, R extends { r
   scanIsNoop(w: World<C, R, Sh, G>): boolean;
   invariants(sc: Scenario): Record<string, (w: World<C, R, Sh, G>) => boolean>;
   eventually(sc: Scenario): Record<string, { goal(w: World<C, R, Sh, G>): boolean; allowed?(a: Action): boolean }>;
+  /** Leads-to properties, given the world's fairness (`fairStep` in ./world.ts: every non-fault step, per effect and process). */
+  leadsTo?(sc: Scenario, fair: Fairness<World<C, R, Sh, G>, Action>): Record<string, LeadsTo<World<C, R, Sh, G>, Action>>;
 }

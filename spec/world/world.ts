@@ -175,6 +175,34 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     }
   }
 
+  /**
+   * Weak fairness of every step that is not a fault (docs/checker.md,
+   * "Liveness under fairness"), one fair action per thing that acts: each
+   * effect in flight (answered by any non-fault outcome; its key names it),
+   * each transaction's request, the resolver's scan, the process restarting,
+   * each shard restarting, each dead connection being noticed. Faults
+   * (crashes, a fault outcome) are never required: a behaviour may simply not
+   * take them.
+   */
+  const fairStep = (w: W, a: Action): string | undefined => {
+    switch (a.k) {
+      case "complete":
+        return a.fault ? undefined : `complete ${key(w.flights[a.i]!)}`;
+      case "crash":
+      case "shardCrash":
+        return undefined;
+      case "request":
+        return `request ${a.tx}`;
+      case "shardRestart":
+        return `shardRestart ${a.s}`;
+      case "notice":
+        return `notice ${a.s} ${a.conn}`;
+      case "scan":
+      case "restart":
+        return a.k;
+    }
+  };
+
   return {
     name: cfg.name,
     init: () => [init()],
@@ -182,6 +210,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     next,
     invariants: cfg.invariants(sc),
     eventually: cfg.eventually(sc),
+    ...(cfg.leadsTo ? { leadsTo: cfg.leadsTo(sc, fairStep) } : {}),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,

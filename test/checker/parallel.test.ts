@@ -60,7 +60,7 @@ describe("parallel engine", () => {
 
   it("a failing worker fails the run instead of leaving its peers waiting", async () => {
     const run = checkParallel({ model: "NoSuchModel", params: {}, workers: 2, options: {} }, twoPhase(3));
-    await expect(run).rejects.toThrow(/worker \d failed: worker: no model 'NoSuchModel' in the registry/);
+    await expect(run).rejects.toThrow(/worker \d failed: unknown model 'NoSuchModel'/);
   });
 
   it("refuses a model whose encoding is local to its instance (interned ids), before starting any thread", async () => {

@@ -22,7 +22,7 @@ import type { Action, Budget, Scenario } from "../../world/types.ts";
 import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa/world.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { parallelResolverMutants, resolver, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
-import { implicitlyCommitted, parallelEventually, parallelInvariants } from "./properties.ts";
+import { implicitlyCommitted, parallelEventually, parallelInvariants, parallelLeadsTo } from "./properties.ts";
 
 export type { Action, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
@@ -66,6 +66,7 @@ export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
     scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: parallelInvariants,
     eventually: parallelEventually,
+    leadsTo: parallelLeadsTo,
   });
 }
 

@@ -17,7 +17,7 @@ import type { Action, Budget, Flight, GhostSpec, Scenario, World as AnyWorld } f
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import type { SettleMutant } from "./settle.ts";
-import { speculativeEventually, speculativeInvariants } from "./properties.ts";
+import { speculativeEventually, speculativeInvariants, speculativeLeadsTo } from "./properties.ts";
 
 export type { Action, Budget, Scenario } from "../../world/types.ts";
 
@@ -109,6 +109,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     scanIsNoop: speculativeScanIsNoop(sc),
     invariants: (s) => speculativeInvariants(s, cfg.budget),
     eventually: speculativeEventually,
+    leadsTo: speculativeLeadsTo,
   });
 }
 

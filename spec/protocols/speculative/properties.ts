@@ -16,6 +16,7 @@
  *                this, so that "written, then deleted" still counts, and a
  *                branch landing after the rollback is still seen.
  */
+import type { Fairness } from "../../kernel/model.ts";
 import type { Action, Budget, Scenario, World } from "./model.ts";
 import * as txlog from "../../env/txlog.ts";
 import { rowOf, type LocalShard } from "../../env/local.ts";
@@ -108,27 +109,39 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
   };
 }
 
-export function speculativeEventually(sc: Scenario) {
+/**
+ * Every speculation ended and is forgotten: every coordinator is done, no
+ * undo row is left in state undo, no record is left in the txlog
+ * (SPEC_EXECUTING settled, terminal records deleted), and every transaction
+ * that moved anything (a row other than a tombstone) had its SPEC_COMMITTED
+ * or SPEC_ROLLED_BACK record written before it was forgotten (the ghost
+ * `terminal`).
+ */
+function allEnded(sc: Scenario): (w: World) => boolean {
   const ids = sc.txs.map((t) => t.id);
+  return (w) =>
+    w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
+    w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
+    ids.every((tx, t) => {
+      if (specStateOf(txlog.get(w.log, specKey(tx))?.value) !== null) return false;
+      const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
+      return !left || w.ghost.terminal[t] !== null;
+    });
+}
+
+export function speculativeEventually(sc: Scenario) {
   return {
-    /**
-     * Once faults stop, every speculation can still end and be forgotten:
-     * every coordinator is done, no undo row is left in state undo, no
-     * record is left in the txlog (SPEC_EXECUTING settled, terminal records
-     * deleted), and every transaction that moved anything (a row other than
-     * a tombstone) had its SPEC_COMMITTED or SPEC_ROLLED_BACK record written
-     * before it was forgotten (the ghost `terminal`).
-     */
+    /** As a possibility: once faults stop, every speculation can still end and be forgotten. */
     every_speculation_ends: {
-      goal: (w: World) =>
-        w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
-        w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
-        ids.every((tx, t) => {
-          if (specStateOf(txlog.get(w.log, specKey(tx))?.value) !== null) return false;
-          const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
-          return !left || w.ghost.terminal[t] !== null;
-        }),
+      goal: allEnded(sc),
       allowed: (a: Action) => !(a.k === "crash" || (a.k === "complete" && a.fault)),
     },
+  };
+}
+
+export function speculativeLeadsTo(sc: Scenario, fair: Fairness<World, Action>) {
+  return {
+    /** As liveness: every speculation eventually ends (true ~> ended), under weak fairness of every non-fault step (model.ts, fairStep). */
+    every_speculation_finishes: { from: () => true, to: allEnded(sc), fair },
   };
 }

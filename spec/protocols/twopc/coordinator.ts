@@ -62,6 +62,8 @@ export interface CoordinatorState {
   readonly reason: AbortReason | null;
   /** The process epoch this coordinator writes under (see EpochRecord). */
   readonly epoch: number;
+  /** Mutant retry-on-conflict only: the request, to run it again. */
+  readonly request?: readonly BranchSpec[];
 }
 
 export type CoordinatorInput =
@@ -82,6 +84,10 @@ export const coordinatorMutants = [
   "timeout-keeps-voting",
   "no-epoch-fence",
   "one-phase-lost-is-commit",
+  // On a lock conflict, roll back and run the whole transaction again, with no bound: two
+  // conflicting transfers can take turns blocking each other forever, although at every turn
+  // one of them could get both locks (a fair cycle that AG EF does not see; AC5_finishes does).
+  "retry-on-conflict",
 ] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
@@ -128,6 +134,10 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     if (st.phase === "committing" && st.branches.every((b) => b.status === "committed")) {
       return { st: { ...st, phase: "forgetting", logAttempts: 1 }, effects: [...effects, forget(st)] };
     }
+    if (mutant === "retry-on-conflict" && st.phase === "aborting" && st.reason === "conflict" && st.request) {
+      const again = begin(st.tx, st.epoch, st.request);
+      return { st: again.st, effects: [...effects, ...again.effects] };
+    }
     if (st.phase === "aborting" || st.phase === "committing") return { st: { ...st, phase: "done" }, effects };
     return { st, effects };
   }
@@ -138,6 +148,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     maybeFinished,
     notaRetriesForever: mutant === "nota-retries-forever",
     commitsEarly: mutant === "commit-before-durable",
+    silentAbort: (reason) => mutant === "retry-on-conflict" && reason === "conflict",
   });
 
   /** Every branch is prepared: make the decision durable, then commit. */
@@ -163,20 +174,26 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     return maybeFinished(c.st, effects);
   }
 
-  function onRequest(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "request" }>): Out {
-    if (st.phase !== "idle") return { st, effects: [] };
+  /** Execute every branch, under the vote timer. */
+  function begin(tx: TxId, epoch: number, branches: readonly BranchSpec[]): Out {
     const next: CoordinatorState = {
-      ...st,
+      ...start(),
       phase: "voting",
-      tx: input.tx,
-      epoch: input.epoch,
-      branches: input.branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
+      tx,
+      epoch,
+      branches: branches.map((b) => ({ shard: b.shard, status: "executing", attempts: 0, prepareSent: false })),
+      ...(mutant === "retry-on-conflict" ? { request: branches } : {}),
     };
     const guard = mutant !== "no-funds-check";
     return {
       st: next,
-      effects: [...input.branches.map((b): Effect => ({ t: "xa.exec", tx: input.tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
     };
+  }
+
+  function onRequest(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "request" }>): Out {
+    if (st.phase !== "idle") return { st, effects: [] };
+    return begin(input.tx, input.epoch, input.branches);
   }
 
   function onExec(st: CoordinatorState, input: Extract<CoordinatorInput, { t: "xa.exec" }>): Out {

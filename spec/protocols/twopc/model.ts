@@ -16,7 +16,7 @@ import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } fr
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, twopcResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
 import { resolverQuiet } from "../parallel/model.ts";
-import { twopcInvariants, twopcEventually } from "./properties.ts";
+import { twopcInvariants, twopcEventually, twopcLeadsTo } from "./properties.ts";
 
 export type { Action, Budget, Flight, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
@@ -49,6 +49,7 @@ export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
     scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: twopcInvariants,
     eventually: twopcEventually,
+    leadsTo: twopcLeadsTo,
   });
 }
 

@@ -74,6 +74,8 @@ export interface Phase2Options<S extends XaCoordinator> {
   readonly notaRetriesForever?: boolean;
   /** Mutant only: XA COMMIT may go out before the decision is durable (the assertion against it is off). */
   readonly commitsEarly?: boolean;
+  /** Mutant only: an abort for this reason is not answered (the coordinator runs the transaction again). */
+  silentAbort?(reason: AbortReason): boolean;
 }
 
 export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
@@ -96,7 +98,8 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
 
   /** Abort: answer the client, then roll back every branch that may hold work (one with a statement in flight: when it answers). */
   function abort(st: S, reason: AbortReason): Out {
-    const r = reply<S>({ ...st, phase: "aborting", reason }, { status: "aborted", reason });
+    const aborting: S = { ...st, phase: "aborting", reason };
+    const r = opts.silentAbort?.(reason) === true ? { st: aborting, fx: [] } : reply<S>(aborting, { status: "aborted", reason });
     const effects: Effect[] = [...r.fx];
     let next = r.st;
     for (const b of next.branches) {
