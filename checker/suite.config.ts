@@ -46,14 +46,14 @@ export const suite: SuiteEntry[] = [
   // XA shard and txlog models, with crashes. Scenarios: transfer = 2 shards x 1 transfer;
   // conflict = 2 shards x 2 transfers on the same accounts; three = 3 shards x 2 transfers
   // sharing an account. docs/protocols/2pc.md gives the cost of each and of larger ones.
-  { model: "twopc", params: { scenario: "transfer", crash: 0, shardCrash: 0 }, expect: "ok" },
-  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, expect: "ok" },
-  { model: "twopc", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
-  { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
-  { model: "twopc", params: { scenario: "three", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
-  { model: "twopc", params: { scenario: "three", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
-  { model: "twopc", params: { scenario: "local", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok" },
-  { model: "twopc", params: { scenario: "local", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok" },
+  { model: "twopc", params: { scenario: "transfer", crash: 0, shardCrash: 0 }, expect: "ok", counts: { distinct: 536, generated: 1_242, depth: 20 } },
+  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, expect: "ok", counts: { distinct: 290_586, generated: 823_999, depth: 49 } },
+  { model: "twopc", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 531_578, generated: 1_863_682, depth: 50 } },
+  { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok", counts: { distinct: 762_194, generated: 2_600_335, depth: 37 } },
+  { model: "twopc", params: { scenario: "three", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 1_167_585, generated: 4_155_912, depth: 69 } },
+  { model: "twopc", params: { scenario: "three", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok", counts: { distinct: 1_035_161, generated: 3_681_674, depth: 42 } },
+  { model: "twopc", params: { scenario: "local", crash: 1, shardCrash: 0, timeouts: false }, expect: "ok", counts: { distinct: 28_012, generated: 80_800, depth: 47 } },
+  { model: "twopc", params: { scenario: "local", crash: 0, shardCrash: 1, timeouts: false }, expect: "ok", counts: { distinct: 44_387, generated: 137_138, depth: 31 } },
   // Expected result: with the process down for good, prepared branches stay prepared (2PC blocks).
   { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_terminates" },
   // Each mutant, on the smallest configuration that exposes it, caught by the named
@@ -153,6 +153,17 @@ export const suite: SuiteEntry[] = [
   ...parallelMutant("keep-records", "AC5_finishes", 17, { crash: 1 }),
   ...mixedMutant("keep-records", "AC5_finishes", 16, { scenario: "transfer", crash: 1 }),
   ...speculativeMutant("delete-before-final", "every_speculation_finishes", 15),
+  // The server's own composition (spec/server/model.ts): its coordinator (protocol per request, one-phase
+  // path for one branch) and its process resolver over every registered part, on shards running XA and
+  // local transactions; a 2PC or parallel-commit transfer beside a speculation, under a process crash.
+  { model: "server", params: { scenario: "2pc+speculative", crash: 0 }, expect: "ok", counts: { distinct: 16_936, generated: 52_513, depth: 34 } },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, expect: "ok", counts: { distinct: 327_509, generated: 1_066_788, depth: 70 } },
+  { model: "server", params: { scenario: "parallel+speculative", crash: 1 }, expect: "ok", counts: { distinct: 406_502, generated: 1_304_928, depth: 70 } },
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1 }, expect: "ok", counts: { distinct: 10_800, generated: 28_452, depth: 42 } },
+  // Bugs of the composition itself: later resolver parts scanning with an empty `active` set settle a live
+  // speculation; a scan that runs the first part only leaves a dead coordinator's speculation unfinished.
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "stale-active", expect: "violates no_spurious_rollback", properties: ["no_spurious_rollback"], length: 21 },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "first-part-only", expect: "violates every_transaction_ends", properties: ["every_transaction_ends"], length: 6 },
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
