@@ -43,6 +43,8 @@ export interface Context {
 const tx_chars_max = 12;
 const tx_chars_shown = 8;
 
+const count = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
 const txText = (tx: TxId): string => (tx.length <= tx_chars_max ? tx : tx.slice(0, tx_chars_shown));
 
 /** The kind of each effect as a diagram names it: XA statements upper case, as written in SQL. */
@@ -99,7 +101,7 @@ function recordText(v: LogRecord): string {
     case "staging": {
       // A branch without its connection cannot be fenced: worth seeing (a checker mutant writes one).
       const missing = v.branches.filter((b) => b.conn === "").length;
-      return `STAGING (${v.branches.length - missing} conns${missing > 0 ? `, ${missing} missing` : ""})`;
+      return `STAGING (${count(v.branches.length - missing, "conn")}${missing > 0 ? `, ${missing} missing` : ""})`;
     }
   }
 }
@@ -130,7 +132,7 @@ export function effectLabel(e: AnyEffect, ctx: Context = {}): string {
     case "local.scan":
       return `${kind} ${e.shard}`;
     case "xa.kill":
-      return `${kind} ${e.shard} conn ${e.conn}`;
+      return `${kind} ${e.shard} conn ${e.conn === "" ? "(none)" : e.conn}`;
     case "log.put":
       return putText(e, ctx);
     case "log.list":
@@ -159,8 +161,8 @@ export function answerLabel(r: AnyResult): string {
   }
   if ("version" in x) return `v${x.version}`;
   if ("prepared" in x) return `${x.prepared.length} prepared`;
-  if ("entries" in x) return `${x.entries.length} records`;
-  if ("rows" in x) return `${x.rows.length} undo rows`;
+  if ("entries" in x) return count(x.entries.length, "record");
+  if ("rows" in x) return count(x.rows.length, "undo row");
   if ("applied" in x && !x.applied) return "ok (nothing to do)";
   return "ok";
 }
@@ -192,7 +194,7 @@ export const heardLabel = (o: Outcome): string => `hears ${replyLabel(o)}`;
 
 /** A client request reaching its coordinator: `request (2 branches)`, `request t2 (2 branches)`. */
 export function requestLabel(tx: TxId, branches: number, ctx: Context = {}): string {
-  return `request${tx === ctx.tx ? "" : ` ${txText(tx)}`} (${branches} branch${branches === 1 ? "" : "es"})`;
+  return `request${tx === ctx.tx ? "" : ` ${txText(tx)}`} (${count(branches, "branch", "branches")})`;
 }
 
 /** Where an effect goes: the lifeline of its shard, the txlog, or the client; null for a timer (nobody else sees it). */
