@@ -1,6 +1,6 @@
 /**
  * One trace format for a counterexample, a simulation and a live run
- * (DESIGN.md, "Traces"): NDJSON, the first line a header, then one line per
+ * (docs/traces.md): NDJSON, the first line a header, then one line per
  * step. The renderer draws any of them as a message sequence diagram; trace
  * validation replays a live one against the spec.
  *
