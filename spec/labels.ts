@@ -187,7 +187,7 @@ export function resultLabel(r: AnyResult, ctx: Context = {}): string {
 }
 
 /** What the client is told: `committed`, `aborted (conflict)`, `in_doubt`. */
-export const replyLabel = (o: Outcome): string => (o.status === "aborted" ? `aborted (${o.reason})` : o.status);
+const replyLabel = (o: Outcome): string => (o.status === "aborted" ? `aborted (${o.reason})` : o.status);
 
 /** The client's step on hearing its answer: `hears committed`. */
 export const heardLabel = (o: Outcome): string => `hears ${replyLabel(o)}`;

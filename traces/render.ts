@@ -73,7 +73,7 @@ export function toDot(t: Trace): string {
     y: (r) => -(header_height_pt + r * row_height_pt),
     lostRow,
     footRow: t.steps.length + (lostRow >= 0 ? 1 : 0),
-    left: -half[0]!,
+    left: -Math.round(half[0]!),
   };
   const out: string[] = [];
   out.push("digraph trace {");
@@ -307,7 +307,8 @@ function columns(t: Trace, actors: readonly string[], col: ReadonlyMap<string, n
     half[c] = Math.max(half[c]!, widest / 2 + 10);
   }
   const xs = [0];
-  for (let c = 1; c < actors.length; c++) xs.push(xs[c - 1]! + Math.max(column_gap_min_pt, half[c - 1]! + half[c]! + column_padding_pt));
+  // Whole points: the DOT stays free of float noise (691.4000000000001).
+  for (let c = 1; c < actors.length; c++) xs.push(xs[c - 1]! + Math.round(Math.max(column_gap_min_pt, half[c - 1]! + half[c]! + column_padding_pt)));
   return { xs, half };
 }
 

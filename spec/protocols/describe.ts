@@ -10,7 +10,7 @@
 import type { StepInfo } from "../../checker/model.ts";
 import type { Outcome, TxId } from "../effects.ts";
 import { canonicalJson } from "../env/canonical.ts";
-import { effectLabel, exchangeLabel, heardLabel, replyLabel, requestLabel, targetOf, type AnyEffect, type Context } from "../labels.ts";
+import { effectLabel, exchangeLabel, heardLabel, requestLabel, targetOf, type AnyEffect, type Context } from "../labels.ts";
 
 /** An effect on its way, asked for by `owner` (a transaction index, or -1 for the resolver). */
 export interface FlightLike {
@@ -45,7 +45,10 @@ export function describer<F extends FlightLike, W extends WorldLike<F>>(
   const ownerName = (owner: number): string => (owner < 0 ? "resolver" : `coord(${txs[owner]!.id})`);
   const envOf = (fx: AnyEffect): string => targetOf(fx) ?? "timer";
   const requestMsg = (f: F): Msg => ({ id: `${ownerName(f.owner)}:${canonicalJson(f.fx)}`, from: ownerName(f.owner), to: envOf(f.fx), label: effectLabel(f.fx, ctx) });
-  const replyMsg = (owner: number, to: W): Msg => ({ id: `reply:${txs[owner]!.id}`, from: ownerName(owner), to: "client", label: replyLabel(to.told[owner]!) });
+  const replyMsg = (owner: number, to: W): Msg => {
+    const reply = { t: "reply", tx: txs[owner]!.id, outcome: to.told[owner]! } as const;
+    return { id: `reply:${reply.tx}`, from: ownerName(owner), to: "client", label: effectLabel(reply, ctx) };
+  };
   const replied = (owner: number, before: W, after: W): boolean => owner >= 0 && before.told[owner] !== after.told[owner];
 
   /** What `owner` sent in this action: the effects it launched (timers draw no arrow) and its reply. */
