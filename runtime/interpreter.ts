@@ -10,7 +10,8 @@
  * adapters still finish the statements they started).
  *
  * Optionally every step is recorded as a trace step (traces/format.ts), so
- * that a live run can be replayed against the role (runtime/replay.ts).
+ * that a live run can be replayed against the role (runtime/replay.ts) and
+ * drawn with the labels counterexamples use (spec/labels.ts).
  */
 import type { Role } from "../spec/role.ts";
 import type { Effect as BaseEffect, LocalEffect, LocalResult, Outcome, Result as BaseResult, TxId, XaExecConnResult, XaKillEffect, XaKillResult } from "../spec/effects.ts";
@@ -144,7 +145,10 @@ export class RoleInstance<St, In extends { readonly t: string }> {
    * instance's actor) and, around them, its environment's: the client
    * sending the request and receiving the reply, each shard and the log
    * receiving a request and answering it, with sends and receives matched,
-   * so that the trace draws as a sequence diagram. Replay
+   * so that the trace draws as a sequence diagram. Every step carries its
+   * label: a step that handles an answer says the request and the answer
+   * (`PREPARE shard-b -> ok`), on the answering shard's lifeline and on the
+   * role's, so that two branches' answers are told apart. Replay
    * (runtime/replay.ts) feeds only the role's steps.
    */
   trace(): TraceStep[] {

@@ -139,27 +139,28 @@ function stepBoxes(t: Trace, m: Matching, L: Layout): string[] {
 function messages(t: Trace, m: Matching, L: Layout): string[] {
   const out = ["", "  // messages"];
   const lanes = new Lanes();
-  const across = (k: string, from: At, to: string, toRow: number, style: string, tip: string): string => {
+  /** Straight across from the sender's box to `to`'s lifeline (`arrow`), then down it to the row that takes it (`bar`). */
+  const across = (k: string, from: At, to: string, toRow: number, arrow: string, bar: string): void => {
     const w = `wait_${k}`;
     out.push(`  ${w} [${pos(L, to, from.row, lanes.take(to, from.row, toRow) * lane_pt)}, shape=point, width=0.02, style=invis];`);
-    out.push(`  ${id(L.col.get(from.actor)!, from.row)} -> ${w} [${style}];`);
-    return `  ${w} -> ${id(L.col.get(to)!, toRow === L.lostRow ? "lost" : toRow)} [arrowhead=none, penwidth=4, tooltip=${tip}`;
+    out.push(`  ${id(L.col.get(from.actor)!, from.row)} -> ${w} [${arrow}];`);
+    out.push(`  ${w} -> ${id(L.col.get(to)!, toRow === L.lostRow ? "lost" : toRow)} [arrowhead=none, ${bar}];`);
   };
   for (const [k, e] of m.matched.entries()) {
     // An arrow whose box already says what it carries stays bare: a label on a long arrow lands beside some other row's box.
     const said = labelText(t.steps[e.to.row]!).includes(e.msg.label);
-    const tip = q(msgTip(e.msg));
-    const style = `color=${q(color.message)}, fontcolor=${q(color.message)}, ${said ? "" : `label=${q(short(e.msg.label, label_chars_max))}, `}tooltip=${tip}`;
+    const tip = `tooltip=${q(msgTip(e.msg))}`;
+    const arrow = `color=${q(color.message)}, fontcolor=${q(color.message)}, ${said ? "" : `label=${q(short(e.msg.label, label_chars_max))}, `}${tip}`;
     if (e.to.row === e.from.row + 1 || e.to.actor === e.from.actor) {
-      out.push(`  ${id(L.col.get(e.from.actor)!, e.from.row)} -> ${id(L.col.get(e.to.actor)!, e.to.row)} [${style}];`);
+      out.push(`  ${id(L.col.get(e.from.actor)!, e.from.row)} -> ${id(L.col.get(e.to.actor)!, e.to.row)} [${arrow}];`);
     } else {
-      out.push(across(`m${k}`, e.from, e.to.actor, e.to.row, style, tip) + `, color=${q(color.waiting)}];`);
+      across(`m${k}`, e.from, e.to.actor, e.to.row, arrow, `penwidth=4, color=${q(color.waiting)}, ${tip}`);
     }
   }
   for (const [k, l] of m.lost.entries()) {
-    const tip = q("never received: " + msgTip(l.msg));
-    const style = `style=dashed, color=${q(color.lost)}, fontcolor=${q(color.lost)}, label=${q(short(l.msg.label, label_chars_max))}, tooltip=${tip}`;
-    out.push(across(`l${k}`, l.from, l.msg.to, L.lostRow, style, tip) + `, style=dashed, penwidth=2, color=${q(color.lost)}];`);
+    const tip = `tooltip=${q("never received: " + msgTip(l.msg))}`;
+    const arrow = `style=dashed, color=${q(color.lost)}, fontcolor=${q(color.lost)}, label=${q(short(l.msg.label, label_chars_max))}, ${tip}`;
+    across(`l${k}`, l.from, l.msg.to, L.lostRow, arrow, `style=dashed, penwidth=2, color=${q(color.lost)}, ${tip}`);
   }
   for (const [k, e] of m.early.entries()) {
     // The sender's end: a point on its lifeline in the receiving row.
