@@ -1,6 +1,6 @@
 /**
  * One trace format for a counterexample, a simulation and a live run
- * (DESIGN.md, "Traces"): NDJSON, the first line a header, then one line per
+ * (docs/traces.md): NDJSON, the first line a header, then one line per
  * step. The renderer draws any of them as a message sequence diagram; trace
  * validation replays a live one against the spec.
  *
@@ -42,6 +42,13 @@ export interface TraceStep {
   actor: string;
   /** What happened to the actor: an action name, a role input, an effect result. */
   input: unknown;
+  /**
+   * What the diagram's box says (spec/labels.ts: `PREPARE shard-b -> ok`).
+   * The server records one for every step, since its inputs are the role's
+   * JSON values; absent, the box shows the input (a checker trace's input
+   * is already such a label).
+   */
+  label?: string;
   /** What the actor asked for in this step (role effects), in order. */
   effects: unknown[];
   sends?: Msg[];

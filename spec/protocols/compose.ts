@@ -31,6 +31,8 @@ import * as xa from "../env/xa.ts";
 import { executeXa, branchXid, connOf, isXaEffect as isSharedXaEffect, type XaEffect } from "../env/executor.ts";
 import { canonicalJson } from "../env/canonical.ts";
 import { collapser } from "../env/collapse.ts";
+import { answerLabel } from "../labels.ts";
+import { describer } from "./describe.ts";
 
 /** Every effect a composed role may ask for. */
 export type AnyEffect = ParallelEffect;
@@ -246,7 +248,7 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
           result: o.result.t === "xa.exec" && cfg.execResult && conn !== null ? cfg.execResult(o.result, conn) : o.result,
         },
         fault: false,
-        label: o.label,
+        label: answerLabel(o.result),
       }));
     }
     switch (fx.t) {
@@ -254,15 +256,19 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
         // KILL CONNECTION: the connection is gone when the answer comes (see XaKillEffect).
         const s = shardIndex(fx.shard);
         const sh = w.shards[s]!;
-        if (!sh.up) return [{ answer: { world: w, result: { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: false, err: "UNAVAILABLE" } } }, fault: false, label: "UNAVAILABLE" }];
+        if (!sh.up) {
+          const result: XaKillResult = { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: false, err: "UNAVAILABLE" } };
+          return [{ answer: { world: w, result }, fault: false, label: answerLabel(result) }];
+        }
         const killed = withShard(w, s, xa.killConnection(sh, fx.conn));
         const world = { ...killed, flights: dropOrphansOn(killed, fx.shard, fx.conn) };
-        return [{ answer: { world, result: { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: true } } }, fault: false, label: "ok" }];
+        const result: XaKillResult = { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: true } };
+        return [{ answer: { world, result }, fault: false, label: answerLabel(result) }];
       }
       case "log.put": {
         const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
-        const ok: Answer<C, R> = { world: { ...w, log: s }, result: { t: "log.put", key: fx.key, r } };
-        const outs = [{ answer: ok, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
+        const result: Result = { t: "log.put", key: fx.key, r };
+        const outs = [{ answer: { world: { ...w, log: s }, result }, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: Result = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
@@ -273,7 +279,8 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
       }
       case "log.list": {
         const entries = txlog.list(w.log, fx.prefix);
-        const outs = [{ answer: { world: w, result: { t: "log.list", r: { ok: true, entries } } as Result }, fault: false, label: `${entries.length} records` }];
+        const result: Result = { t: "log.list", r: { ok: true, entries } };
+        const outs = [{ answer: { world: w, result }, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           outs.push({ answer: { world: { ...w, budget: b }, result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } } }, fault: true, label: "UNAVAILABLE" });
@@ -282,7 +289,8 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
       }
       case "log.delete": {
         const { s: log, r } = txlog.del(w.log, fx.key, fx.fence);
-        const outs = [{ answer: { world: { ...w, log }, result: { t: "log.delete", key: fx.key, r } as Result }, fault: false, label: r.ok ? "ok" : r.err }];
+        const result: Result = { t: "log.delete", key: fx.key, r };
+        const outs = [{ answer: { world: { ...w, log }, result }, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: Result = { t: "log.delete", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
@@ -294,7 +302,8 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
       case "reply":
         throw new Error("a reply is never in flight: launch delivers it");
       case "timer":
-        return [{ answer: { world: fx.id === "vote" ? { ...w, ghost: { ...w.ghost, faulty: true } } : w, result: { t: "timeout", id: fx.id } }, fault: false, label: "fires" }];
+        const result: Result = { t: "timeout", id: fx.id };
+        return [{ answer: { world: fx.id === "vote" ? { ...w, ghost: { ...w.ghost, faulty: true } } : w, result }, fault: false, label: answerLabel(result) }];
     }
   }
 
@@ -487,72 +496,16 @@ export function compose<C extends CoordinatorLike, CIn, R extends ResolverLike, 
     }
   };
 
-  const actorOfFx = (fx: AnyEffect): string =>
-    isXaEffect(fx) || fx.t === "xa.kill" ? fx.shard : fx.t === "reply" ? "client" : fx.t === "timer" ? "timer" : "txlog";
-  const ownerName = (owner: number): string => (owner < 0 ? "resolver" : `coord(${sc.txs[owner]!.id})`);
-  const fxLabel = (fx: AnyEffect): string => {
-    switch (fx.t) {
-      case "xa.exec":
-      case "xa.prepare":
-      case "xa.commit":
-      case "xa.rollback":
-        return `${fx.t.slice(3).toUpperCase()} ${fx.tx}`;
-      case "xa.recover":
-        return "XA RECOVER";
-      case "xa.kill":
-        return `KILL ${fx.conn}`;
-      case "log.put": {
-        const v = fx.value;
-        const what = v.kind === "decision" ? v.decision.toUpperCase() : v.kind === "staging" ? `STAGING[${v.branches.map((b) => b.conn).join(" ")}]` : "new epoch";
-        return `put ${fx.key}=${what} if v${fx.ifVersion}`;
-      }
-      case "log.list":
-        return `list ${fx.prefix}*`;
-      case "log.delete":
-        return `delete ${fx.key}`;
-      case "reply":
-        return `${fx.outcome.status}${fx.outcome.status === "aborted" ? ` (${fx.outcome.reason})` : ""}`;
-      case "timer":
-        return `timer ${fx.id}`;
-    }
-  };
-  const msgId = (owner: number, fx: AnyEffect): string => `${ownerName(owner)}:${canonicalJson(fx)}`;
-  const replyMsg = (owner: number, to: W) => {
-    const o = to.told[owner]!;
-    return { id: `reply:${sc.txs[owner]!.id}`, from: ownerName(owner), to: "client", label: o.status === "aborted" ? `aborted (${o.reason})` : o.status };
-  };
-  const replied = (owner: number, before: W, after: W): boolean => owner >= 0 && before.told[owner] !== after.told[owner];
-  const sendsOf = (owner: number, before: W, after: W) => {
-    const had = new Set(before.flights.map((f) => flightKey(f)));
-    const sends = after.flights
-      .filter((f) => f.owner === owner && !f.orphan && !had.has(flightKey(f)) && f.fx.t !== "timer")
-      .map((f) => ({ id: msgId(owner, f.fx), from: ownerName(owner), to: actorOfFx(f.fx), label: fxLabel(f.fx) }));
-    return replied(owner, before, after) ? [...sends, replyMsg(owner, after)] : sends;
-  };
-  /** The client's side of a reply sent in this action, drawn as a step of its own. */
-  const clientHears = (owner: number, before: W, after: W): StepInfo[] =>
-    replied(owner, before, after) ? [{ actor: "client", label: `hears ${replyMsg(owner, after).label}`, receives: [replyMsg(owner, after)] }] : [];
+  const steps = describer<Flight, W>(sc.txs, flightKey);
 
   function describe(from: W, a: Action, to: W): StepInfo | StepInfo[] {
     switch (a.k) {
       case "request":
-        return [{ actor: ownerName(a.tx), label: `request ${sc.txs[a.tx]!.id}`, sends: sendsOf(a.tx, from, to) }, ...clientHears(a.tx, from, to)];
-      case "complete": {
-        const f = from.flights[a.i]!;
-        const env = actorOfFx(f.fx);
-        const req = { id: msgId(f.owner, f.fx), from: ownerName(f.owner), to: env, label: fxLabel(f.fx) };
-        if (f.fx.t === "timer") return [{ actor: ownerName(f.owner), label: `timeout ${f.fx.id}`, sends: sendsOf(f.owner, from, to) }, ...clientHears(f.owner, from, to)];
-        const envStep: StepInfo = { actor: env, label: `${fxLabel(f.fx)} -> ${a.label}${f.orphan ? " (orphan)" : ""}`, receives: [req] };
-        if (f.orphan) return envStep;
-        const ansId = `${req.id}->${a.label}`;
-        return [
-          { ...envStep, sends: [{ id: ansId, from: env, to: ownerName(f.owner), label: a.label }] },
-          { actor: ownerName(f.owner), label: `on ${a.label}`, receives: [{ id: ansId, from: env, to: ownerName(f.owner), label: a.label }], sends: sendsOf(f.owner, from, to) },
-          ...clientHears(f.owner, from, to),
-        ];
-      }
+        return steps.request(a.tx, from, to);
+      case "complete":
+        return steps.complete(a.i, a.label, from, to);
       case "scan":
-        return { actor: "resolver", label: "scan", sends: sendsOf(-1, from, to) };
+        return steps.scan(from, to);
       case "crash":
         return { actor: "process", label: "CRASH (coordinators + resolver)" };
       case "restart":

@@ -33,6 +33,8 @@ import * as txlog from "../../env/txlog.ts";
 import * as local from "../../env/local.ts";
 import { canonicalJson } from "../../env/canonical.ts";
 import { collapser } from "../../env/collapse.ts";
+import { answerLabel } from "../../labels.ts";
+import { describer } from "../describe.ts";
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { epochOf, resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import type { SettleMutant } from "./settle.ts";
@@ -198,7 +200,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       const down = (x: World): World => ({ ...x, shards: x.shards.map((y, i) => (i === s ? local.crash(y) : y)), budget: { ...x.budget, shardCrash: x.budget.shardCrash - 1 } });
       const unavailable = local.unavailable(fx);
       if (!sh.up) return [{ world: w, result: unavailable, fault: false, label: "UNAVAILABLE (down)" }];
-      const outs: Answer[] = [{ ...ran, fault: false, label: resultLabel(ran.result) }];
+      const outs: Answer[] = [{ ...ran, fault: false, label: answerLabel(ran.result) }];
       if (f.orphan) outs.push({ world: w, result: null, fault: false, label: "rolled back (dead client)" });
       if (w.budget.shardCrash > 0) {
         if (fx.t !== "local.scan") outs.push({ world: down(ran.world), result: unavailable, fault: true, label: "committed, then CRASH" });
@@ -210,7 +212,8 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       case "log.put": {
         const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
         const written = r.ok ? terminalWritten({ ...w, log: s }, fx.key) : w;
-        const outs: Answer[] = [{ world: written, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
+        const result: SpecResult = { t: "log.put", key: fx.key, r };
+        const outs: Answer[] = [{ world: written, result, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: SpecResult = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
@@ -221,7 +224,8 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       }
       case "log.delete": {
         const { s, r } = txlog.del(w.log, fx.key, fx.fence);
-        const outs: Answer[] = [{ world: { ...w, log: s }, result: { t: "log.delete", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err }];
+        const result: SpecResult = { t: "log.delete", key: fx.key, r };
+        const outs: Answer[] = [{ world: { ...w, log: s }, result, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) {
           const b = { ...w.budget, logFault: w.budget.logFault - 1 };
           const unavailable: SpecResult = { t: "log.delete", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
@@ -232,12 +236,14 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
       }
       case "log.list": {
         const entries = txlog.list(w.log, fx.prefix);
-        const outs: Answer[] = [{ world: w, result: { t: "log.list", r: { ok: true, entries } }, fault: false, label: `${entries.length} records` }];
+        const result: SpecResult = { t: "log.list", r: { ok: true, entries } };
+        const outs: Answer[] = [{ world: w, result, fault: false, label: answerLabel(result) }];
         if (w.budget.logFault > 0) outs.push({ world: { ...w, budget: { ...w.budget, logFault: w.budget.logFault - 1 } }, result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } }, fault: true, label: "UNAVAILABLE" });
         return outs;
       }
       case "timer":
-        return [{ world: w, result: { t: "timeout", id: fx.id }, fault: false, label: "fires" }];
+        const result: SpecResult = { t: "timeout", id: fx.id };
+        return [{ world: w, result, fault: false, label: answerLabel(result) }];
       default:
         throw new Error(`speculative: no environment for effect ${fx.t}`);
     }
@@ -251,15 +257,6 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     if (t < 0 || w.ghost.terminal[t] === state) return w;
     return { ...w, ghost: { ...w.ghost, terminal: w.ghost.terminal.map((x, i) => (i === t ? state : x)) } };
   }
-
-  const resultLabel = (r: SpecResult): string => {
-    if (!("r" in r)) return "ok";
-    const x = r.r as { ok: boolean; err?: string; existing?: string; applied?: boolean; rows?: unknown[] };
-    if (!x.ok) return x.existing ? `${x.err} (${x.existing})` : x.err!;
-    if (x.rows) return `${x.rows.length} undo rows`;
-    if (x.applied === false) return "ok (nothing to do)";
-    return "ok";
-  };
 
   /** An orphaned txlog write fenced by a newer epoch can only answer FENCED to nobody: drop it. */
   function dropFencedOrphans(w: World): World {
@@ -368,68 +365,16 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     }
   };
 
-  const ownerName = (owner: number): string => (owner < 0 ? "resolver" : `coord(${sc.txs[owner]!.id})`);
-  const actorOfFx = (fx: SpecEffect): string => (isLocal(fx) ? fx.shard : fx.t === "timer" ? "timer" : "txlog");
-  const fxLabel = (fx: SpecEffect): string => {
-    switch (fx.t) {
-      case "local.apply":
-        return `APPLY ${fx.tx} ${fx.ops.map((o) => `${o.account}:${o.delta > 0 ? "+" : ""}${o.delta}`).join(" ")}${fx.parts === "both" ? "" : ` (${fx.parts} only)`}${fx.escrow ? "" : " (no escrow)"}`;
-      case "local.tombstone":
-        return `TOMBSTONE ${fx.tx}`;
-      case "local.compensate":
-        return `COMPENSATE ${fx.tx}${fx.retire ? "" : " (row kept)"}`;
-      case "local.release":
-        return `RELEASE ${fx.tx}${fx.row === "retire" ? "" : " (row deleted)"}`;
-      case "local.scan":
-        return "SCAN undo";
-      case "log.put":
-        return `put ${fx.key}=${fx.value.kind === "spec" ? fx.value.state : "new epoch"} if v${fx.ifVersion}`;
-      case "log.list":
-        return `list ${fx.prefix}*`;
-      case "log.delete":
-        return `delete ${fx.key}`;
-      case "timer":
-        return `timer ${fx.id}`;
-      default:
-        return fx.t;
-    }
-  };
-  const msgId = (owner: number, fx: SpecEffect): string => `${ownerName(owner)}:${canonicalJson(fx)}`;
-  const replyMsg = (owner: number, to: World) => {
-    const o = to.told[owner]!;
-    return { id: `reply:${sc.txs[owner]!.id}`, from: ownerName(owner), to: "client", label: o.status === "aborted" ? `aborted (${o.reason})` : o.status };
-  };
-  const replied = (owner: number, before: World, after: World): boolean => owner >= 0 && before.told[owner] !== after.told[owner];
-  const sendsOf = (owner: number, before: World, after: World) => {
-    const had = new Set(before.flights.map(flightKey));
-    const sends = after.flights
-      .filter((f) => f.owner === owner && !f.orphan && !had.has(flightKey(f)) && f.fx.t !== "timer")
-      .map((f) => ({ id: msgId(owner, f.fx), from: ownerName(owner), to: actorOfFx(f.fx), label: fxLabel(f.fx) }));
-    return replied(owner, before, after) ? [...sends, replyMsg(owner, after)] : sends;
-  };
-  const clientHears = (owner: number, before: World, after: World): StepInfo[] =>
-    replied(owner, before, after) ? [{ actor: "client", label: `hears ${replyMsg(owner, after).label}`, receives: [replyMsg(owner, after)] }] : [];
+  const steps = describer<Flight, World>(sc.txs, flightKey);
 
   function describe(from: World, a: Action, to: World): StepInfo | StepInfo[] {
     switch (a.k) {
       case "request":
-        return [{ actor: ownerName(a.tx), label: `request ${sc.txs[a.tx]!.id}`, sends: sendsOf(a.tx, from, to) }, ...clientHears(a.tx, from, to)];
-      case "complete": {
-        const f = from.flights[a.i]!;
-        if (f.fx.t === "timer") return [{ actor: ownerName(f.owner), label: `timeout ${f.fx.id}`, sends: sendsOf(f.owner, from, to) }, ...clientHears(f.owner, from, to)];
-        const env = actorOfFx(f.fx);
-        const req = { id: msgId(f.owner, f.fx), from: ownerName(f.owner), to: env, label: fxLabel(f.fx) };
-        const envStep: StepInfo = { actor: env, label: `${fxLabel(f.fx)} -> ${a.label}${f.orphan ? " (orphan)" : ""}`, receives: [req] };
-        if (f.orphan) return envStep;
-        const ans = { id: `${req.id}->${a.label}`, from: env, to: ownerName(f.owner), label: a.label };
-        return [
-          { ...envStep, sends: [ans] },
-          { actor: ownerName(f.owner), label: `on ${a.label}`, receives: [ans], sends: sendsOf(f.owner, from, to) },
-          ...clientHears(f.owner, from, to),
-        ];
-      }
+        return steps.request(a.tx, from, to);
+      case "complete":
+        return steps.complete(a.i, a.label, from, to);
       case "scan":
-        return { actor: "resolver", label: "scan", sends: sendsOf(-1, from, to) };
+        return steps.scan(from, to);
       case "crash":
         return { actor: "process", label: "CRASH (coordinators + resolver)" };
       case "restart":
