@@ -10,11 +10,13 @@
  * adapters still finish the statements they started).
  *
  * Optionally every step is recorded as a trace step (spec/kernel/trace.ts), so
- * that a live run can be replayed against the role (conformance/replay.ts).
+ * that a live run can be replayed against the role (conformance/replay.ts) and
+ * drawn with the labels counterexamples use (spec/labels.ts).
  */
 import { ProtocolViolation, type Role } from "../spec/kernel/role.ts";
 import type { Effect, Result, LocalEffect, Outcome, TxId } from "../spec/kernel/effects.ts";
-import { effectKey, resultKey, targetOf } from "../spec/kernel/keys.ts";
+import { effectKey, resultKey } from "../spec/kernel/keys.ts";
+import { answerLabel, effectLabel, exchangeLabel, heardLabel, isResult, requestLabel, resultLabel, targetOf, type Context } from "../spec/labels.ts";
 import type { Msg, TraceStep } from "../spec/kernel/trace.ts";
 import type { Clock, LocalExecutor, TimerHandle, TxlogStore, XaExecutor } from "./adapters/ports.ts";
 
@@ -158,11 +160,15 @@ export class RoleInstance<St, In extends { readonly t: string }> {
    * instance's actor) and, around them, its environment's: the client
    * sending the request and receiving the reply, each shard and the log
    * receiving a request and answering it, with sends and receives matched,
-   * so that the trace draws as a sequence diagram. Replay
+   * so that the trace draws as a sequence diagram. Every step carries its
+   * label: a step that handles an answer says the request and the answer
+   * (`PREPARE shard-b -> ok`), on the answering shard's lifeline and on the
+   * role's, so that two branches' answers are told apart. Replay
    * (conformance/replay.ts) feeds only the role's steps.
    */
   trace(): TraceStep[] {
     const actor = this.opts.actor;
+    const ctx = contextOf(this.recorded[0]?.input);
     const steps: TraceStep[] = [];
     let ids = 0;
     const msg = (from: string, to: string, label: string): Msg => ({ id: `m${++ids}`, from, to, label });
@@ -171,38 +177,42 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     const waiting = new Map<string, Msg[]>();
     this.recorded.forEach((r, i) => {
       let receives: Msg[] | undefined;
+      let label = inputLabel(r.input, ctx);
       if (i === 0 && this.origin !== null) {
         const m = msg(this.origin.from, actor, this.origin.label);
-        push({ actor: this.origin.from, input: this.origin.label, effects: [], sends: [m], at_ms: r.at_ms });
+        push({ actor: this.origin.from, input: this.origin.label, label: this.origin.label, effects: [], sends: [m], at_ms: r.at_ms });
         receives = [m];
       }
-      const key = resultKey(r.input as unknown as Result);
+      const result = r.input as unknown as Result;
+      const key = resultKey(result);
       const request = key === null ? undefined : waiting.get(key)?.shift();
       if (request !== undefined) {
-        const answer = msg(request.to, actor, resultLabel(r.input as unknown as Result));
-        push({ actor: request.to, input: request.label, effects: [], receives: [request], sends: [answer], at_ms: r.at_ms });
+        const answer = msg(request.to, actor, answerLabel(result));
+        label = exchangeLabel(request.label, answer.label);
+        push({ actor: request.to, input: request.label, label, effects: [], receives: [request], sends: [answer], at_ms: r.at_ms });
         receives = [answer];
       }
       const sends: Msg[] = [];
-      const replies: Msg[] = [];
+      const replies: { msg: Msg; outcome: Outcome }[] = [];
       for (const e of r.effects) {
         const to = targetOf(e);
         if (to === null) continue;
-        const m = msg(actor, to, effectLabel(e));
+        const m = msg(actor, to, effectLabel(e, ctx));
         sends.push(m);
-        if (e.t === "reply") replies.push(m);
+        if (e.t === "reply") replies.push({ msg: m, outcome: e.outcome });
         else waiting.set(effectKey(e), [...(waiting.get(effectKey(e)) ?? []), m]);
       }
       push({
         actor,
         input: r.input,
+        label,
         effects: r.effects as unknown[],
         ...(sends.length > 0 ? { sends } : {}),
         ...(receives !== undefined ? { receives } : {}),
         ...(r.state !== undefined ? { state: r.state } : {}),
         at_ms: r.at_ms,
       });
-      for (const m of replies) push({ actor: m.to, input: "reply", effects: [], receives: [m], at_ms: r.at_ms });
+      for (const { msg: m, outcome } of replies) push({ actor: m.to, input: "reply", label: heardLabel(outcome), effects: [], receives: [m], at_ms: r.at_ms });
     });
     return steps;
   }
@@ -279,69 +289,18 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   }
 }
 
-function effectLabel(e: Effect): string {
-  switch (e.t) {
-    case "xa.exec":
-      return `XA START..END (${e.ops.length} op${e.ops.length === 1 ? "" : "s"})`;
-    case "xa.prepare":
-      return "XA PREPARE";
-    case "xa.commit":
-      return "XA COMMIT";
-    case "xa.rollback":
-      return "XA ROLLBACK";
-    case "xa.recover":
-      return "XA RECOVER";
-    case "xa.kill":
-      return `KILL CONNECTION ${e.conn}`;
-    case "local.apply":
-      return `apply + undo row (${e.ops.length} op${e.ops.length === 1 ? "" : "s"})`;
-    case "local.tombstone":
-      return "tombstone";
-    case "local.compensate":
-      return "compensate";
-    case "local.release":
-      return "release";
-    case "local.scan":
-      return "scan undo rows";
-    case "log.put":
-      return e.value.kind === "decision"
-        ? `put ${e.value.decision.toUpperCase()}`
-        : e.value.kind === "staging"
-          ? "put STAGING"
-          : e.value.kind === "spec"
-            ? `put ${e.value.state}`
-            : `put ${e.key}`;
-    case "log.list":
-      return `list ${e.prefix}`;
-    case "log.delete":
-      return "delete";
-    case "reply":
-      return e.outcome.status === "aborted" ? `aborted: ${e.outcome.reason}` : e.outcome.status;
-    case "timer":
-      return `timer ${e.id}`;
-  }
+/** A coordinator's trace is about the transaction of its first input, the request. */
+function contextOf(first: unknown): Context {
+  const r = first as { t?: string; tx?: unknown } | undefined;
+  return r?.t === "request" && typeof r.tx === "string" ? { tx: r.tx } : {};
 }
 
-function resultLabel(r: Result): string {
-  switch (r.t) {
-    case "xa.recover":
-      return r.r.ok ? `${r.r.prepared.length} prepared` : r.r.err;
-    case "log.list":
-      return r.r.ok ? `${r.r.entries.length} records` : r.r.err;
-    case "log.put":
-      return r.r.ok ? `ok (v${r.r.version})` : r.r.err;
-    case "local.scan":
-      return r.r.ok ? `${r.r.rows.length} undo rows` : r.r.err;
-    case "local.compensate":
-    case "local.release":
-      return r.r.ok ? (r.r.applied ? "applied" : "nothing to do") : r.r.err;
-    case "local.tombstone":
-      return r.r.ok ? "ok" : r.r.err === "DUPLICATE" ? `DUPLICATE (${r.r.existing})` : r.r.err;
-    case "timeout":
-      return "timeout";
-    default:
-      return r.r.ok ? "ok" : r.r.err;
-  }
+/** A role input that answers no recorded request: the client's request, a timeout, a result asked before recording began, a scan. */
+function inputLabel(input: unknown, ctx: Context): string {
+  const r = input as { t?: unknown; tx?: unknown; branches?: unknown };
+  if (r.t === "request" && typeof r.tx === "string" && Array.isArray(r.branches)) return requestLabel(r.tx, r.branches.length, ctx);
+  if (isResult(input)) return resultLabel(input, ctx);
+  return typeof r.t === "string" ? r.t : "input";
 }
 
 function unavailable(e: Effect): Result {

@@ -23,13 +23,23 @@ import type { Msg, Trace, TraceStep } from "../spec/kernel/trace.ts";
 
 /** Past this the picture is unreadable anyway. */
 const steps_max_render = 2_000;
-const input_chars_max = 40;
-const label_chars_max = 30;
+/** Labels are short by construction (spec/labels.ts); this only stops a runaway one from widening a column without end. */
+const box_chars_max = 72;
+const label_chars_max = 48;
 const tooltip_chars_max = 1_500;
 
-const column_width_pt = 190;
+/** Columns are as far apart as their widest boxes need, and never closer than this. */
+const column_gap_min_pt = 150;
+const column_padding_pt = 24;
 const row_height_pt = 34;
 const header_height_pt = 46;
+const step_font_pt = 10;
+/** Bars of messages waiting on one lifeline at once are this far apart. */
+const lane_pt = 7;
+/** The lasso's return arrow runs this far left of the first lifeline's widest box (past the time axis). */
+const loop_margin_pt = 110;
+/** The time axis (live traces), left of the first lifeline's widest box. */
+const time_column_pt = 60;
 
 const font = "Helvetica";
 const color = {
@@ -44,6 +54,9 @@ const color = {
   violation_fill: "#fdecea",
   violation_line: "#c0392b",
   loop: "#8e44ad",
+  time: "#5b6b80",
+  /** A message waiting on its receiver's lifeline. */
+  waiting: "#9dbbe0",
 };
 
 export function toDot(t: Trace): string {
@@ -55,59 +68,125 @@ export function toDot(t: Trace): string {
   const m = matchMessages(t.steps);
   const actors = lifelines(t, m);
   const col = new Map(actors.map((a, i) => [a, i]));
-  const rows = t.steps.length;
-  const lostTargets = new Set(m.lost.map((l) => l.msg.to));
-  const lostRow = lostTargets.size > 0 ? rows : -1;
-  const footRow = rows + (lostRow >= 0 ? 1 : 0);
-  const violation = t.header.violation;
-  const x = (c: number) => c * column_width_pt;
-  const y = (r: number) => -(header_height_pt + r * row_height_pt);
-  const pos = (c: number, r: number) => `pos="${x(c)},${y(r)}!"`;
-
+  const { xs, half } = columns(t, actors, col);
+  const lostRow = m.lost.length > 0 ? t.steps.length : -1;
+  const L: Layout = {
+    col,
+    x: (a) => xs[col.get(a)!]!,
+    y: (r) => -(header_height_pt + r * row_height_pt),
+    lostRow,
+    footRow: t.steps.length + (lostRow >= 0 ? 1 : 0),
+    left: -Math.round(half[0]!),
+  };
   const out: string[] = [];
   out.push("digraph trace {");
   out.push(`  graph [layout=neato, inputscale=72, splines=false, overlap=true, outputorder=edgesfirst, fontname=${q(font)}, fontsize=14, labelloc=t, label=${title(t)}, bgcolor="white", pad=0.3];`);
   out.push(`  node [fontname=${q(font)}, fontsize=10, margin="0.12,0.03", height=0.3];`);
   out.push(`  edge [fontname=${q(font)}, fontsize=9, arrowsize=0.7];`);
-
-  out.push("");
-  out.push("  // actors, top and bottom, with the lifeline between");
-  for (const [i, a] of actors.entries()) {
-    out.push(`  ${id(i, "head")} [${pos(i, -1)}, ${actorBox(a)}];`);
-    out.push(`  ${id(i, "foot")} [${pos(i, footRow)}, ${actorBox(a)}];`);
-    out.push(`  ${id(i, "head")} -> ${id(i, "foot")} [arrowhead=none, penwidth=2, color=${q(color.lifeline)}];`);
+  out.push("", "  // actors, top and bottom, with the lifeline between");
+  for (const a of actors) {
+    const c = col.get(a)!;
+    out.push(`  ${id(c, "head")} [${pos(L, a, -1)}, ${actorBox(a)}];`);
+    out.push(`  ${id(c, "foot")} [${pos(L, a, L.footRow)}, ${actorBox(a)}];`);
+    out.push(`  ${id(c, "head")} -> ${id(c, "foot")} [arrowhead=none, penwidth=2, color=${q(color.lifeline)}];`);
   }
+  out.push(...timeAxis(t, L), ...stepBoxes(t, m, L), ...messages(t, m, L), ...loopBack(t, L));
+  out.push("}");
+  return out.join("\n") + "\n";
+}
 
-  out.push("");
-  out.push("  // one row per step, on its actor's column");
+/** Where things go: a column per actor (`x`), a row per step (`y`), in points. */
+interface Layout {
+  col: ReadonlyMap<string, number>;
+  x(actor: string): number;
+  y(row: number): number;
+  /** The row of the "in flight / lost" markers; -1 when nothing was lost. */
+  lostRow: number;
+  footRow: number;
+  /** The left edge of the first column's widest box. */
+  left: number;
+}
+
+const pos = (L: Layout, actor: string, row: number, dx = 0): string => `pos="${L.x(actor) + dx},${L.y(row)}!"`;
+
+/** Live traces: ms since the trace began, left of the first lifeline, one mark per row. */
+function timeAxis(t: Trace, L: Layout): string[] {
+  if (!t.steps.some((s) => s.at_ms !== undefined)) return [];
+  const at = (r: number) => `pos="${L.left - time_column_pt / 2},${L.y(r)}!", shape=plaintext, fontsize=9, fontcolor=${q(color.time)}`;
+  const out = ["", "  // the time axis", `  time_head [${at(-1)}, label="ms since\\nrequest"];`];
+  for (const [r, s] of t.steps.entries()) if (s.at_ms !== undefined) out.push(`  time_${r} [${at(r)}, label=${q(msText(s.at_ms))}];`);
+  return out;
+}
+
+function stepBoxes(t: Trace, m: Matching, L: Layout): string[] {
+  const out = ["", "  // one row per step, on its actor's column"];
+  const violation = t.header.violation;
   for (const [r, s] of t.steps.entries()) {
-    const last = r === rows - 1 && violation !== undefined;
-    out.push(`  ${id(col.get(s.actor)!, r)} [${pos(col.get(s.actor)!, r)}, ${stepBox(s, last ? violation : undefined)}];`);
+    const last = r === t.steps.length - 1 && violation !== undefined;
+    out.push(`  ${id(L.col.get(s.actor)!, r)} [${pos(L, s.actor, r)}, ${stepBox(s, last ? violation : undefined)}];`);
   }
-  out.push(...loopBack(t, col, pos));
-  if (lostRow >= 0) {
-    for (const a of lostTargets) {
-      const c = col.get(a)!;
-      out.push(`  ${id(c, "lost")} [${pos(c, lostRow)}, shape=box, style="rounded,dashed", color=${q(color.lost)}, fontcolor=${q(color.lost)}, fontsize=9, label="in flight / lost"];`);
+  for (const a of new Set(m.lost.map((l) => l.msg.to))) {
+    out.push(`  ${id(L.col.get(a)!, "lost")} [${pos(L, a, L.lostRow)}, shape=box, style="rounded,dashed", color=${q(color.lost)}, fontcolor=${q(color.lost)}, fontsize=9, label="in flight / lost"];`);
+  }
+  return out;
+}
+
+/**
+ * A message taken in the next row is one arrow from box to box. One taken
+ * later (or never) goes straight across at its sender's row to the
+ * receiver's lifeline and waits there: a bar down the lifeline to the box
+ * that takes it (or to the "in flight / lost" marker). A long slanted arrow
+ * would pass behind the boxes of the rows between and seem to start from one
+ * of them. Bars that overlap on one lifeline are set side by side.
+ */
+function messages(t: Trace, m: Matching, L: Layout): string[] {
+  const out = ["", "  // messages"];
+  const lanes = new Lanes();
+  /** Straight across from the sender's box to `to`'s lifeline (`arrow`), then down it to the row that takes it (`bar`). */
+  const across = (k: string, from: At, to: string, toRow: number, arrow: string, bar: string): void => {
+    const w = `wait_${k}`;
+    out.push(`  ${w} [${pos(L, to, from.row, lanes.take(to, from.row, toRow) * lane_pt)}, shape=point, width=0.02, style=invis];`);
+    out.push(`  ${id(L.col.get(from.actor)!, from.row)} -> ${w} [${arrow}];`);
+    out.push(`  ${w} -> ${id(L.col.get(to)!, toRow === L.lostRow ? "lost" : toRow)} [arrowhead=none, ${bar}];`);
+  };
+  for (const [k, e] of m.matched.entries()) {
+    // An arrow whose box already says what it carries stays bare: a label on a long arrow lands beside some other row's box.
+    const said = labelText(t.steps[e.to.row]!).includes(e.msg.label);
+    const tip = `tooltip=${q(msgTip(e.msg))}`;
+    const arrow = `color=${q(color.message)}, fontcolor=${q(color.message)}, ${said ? "" : `label=${q(short(e.msg.label, label_chars_max))}, `}${tip}`;
+    if (e.to.row === e.from.row + 1 || e.to.actor === e.from.actor) {
+      out.push(`  ${id(L.col.get(e.from.actor)!, e.from.row)} -> ${id(L.col.get(e.to.actor)!, e.to.row)} [${arrow}];`);
+    } else {
+      across(`m${k}`, e.from, e.to.actor, e.to.row, arrow, `penwidth=4, color=${q(color.waiting)}, ${tip}`);
     }
   }
-
-  out.push("");
-  out.push("  // messages");
-  for (const e of m.matched) {
-    out.push(`  ${id(col.get(e.from.actor)!, e.from.row)} -> ${id(col.get(e.to.actor)!, e.to.row)} [color=${q(color.message)}, fontcolor=${q(color.message)}, label=${q(short(e.msg.label, label_chars_max))}, tooltip=${q(msgTip(e.msg))}];`);
-  }
-  for (const l of m.lost) {
-    out.push(`  ${id(col.get(l.from.actor)!, l.from.row)} -> ${id(col.get(l.msg.to)!, "lost")} [style=dashed, color=${q(color.lost)}, fontcolor=${q(color.lost)}, label=${q(short(l.msg.label, label_chars_max))}, tooltip=${q("never received: " + msgTip(l.msg))}];`);
+  for (const [k, l] of m.lost.entries()) {
+    const tip = `tooltip=${q("never received: " + msgTip(l.msg))}`;
+    const arrow = `style=dashed, color=${q(color.lost)}, fontcolor=${q(color.lost)}, label=${q(short(l.msg.label, label_chars_max))}, ${tip}`;
+    across(`l${k}`, l.from, l.msg.to, L.lostRow, arrow, `style=dashed, penwidth=2, color=${q(color.lost)}, ${tip}`);
   }
   for (const [k, e] of m.early.entries()) {
     // The sender's end: a point on its lifeline in the receiving row.
     const from = `early_${k}`;
-    out.push(`  ${from} [${pos(col.get(e.msg.from)!, e.to.row)}, shape=point, width=0.05, color=${q(color.early)}];`);
-    out.push(`  ${from} -> ${id(col.get(e.to.actor)!, e.to.row)} [style=dotted, color=${q(color.early)}, fontcolor=${q(color.early)}, label=${q(short(e.msg.label, label_chars_max))}, tooltip=${q("sent before the trace began: " + msgTip(e.msg))}];`);
+    out.push(`  ${from} [${pos(L, e.msg.from, e.to.row)}, shape=point, width=0.05, color=${q(color.early)}];`);
+    out.push(`  ${from} -> ${id(L.col.get(e.to.actor)!, e.to.row)} [style=dotted, color=${q(color.early)}, fontcolor=${q(color.early)}, label=${q(short(e.msg.label, label_chars_max))}, tooltip=${q("sent before the trace began: " + msgTip(e.msg))}];`);
   }
-  out.push("}");
-  return out.join("\n") + "\n";
+  return out;
+}
+
+/** Side-by-side places for bars on a lifeline: a bar takes the first lane free over its rows. */
+class Lanes {
+  private readonly ends = new Map<string, number[]>();
+
+  /** The lane (0 = on the lifeline) for a bar from row `from` to row `to` on `actor`'s lifeline. */
+  take(actor: string, from: number, to: number): number {
+    const ends = this.ends.get(actor) ?? [];
+    this.ends.set(actor, ends);
+    let lane = ends.findIndex((end) => end < from);
+    if (lane < 0) lane = ends.length;
+    ends[lane] = to;
+    return lane;
+  }
 }
 
 /**
@@ -115,23 +194,24 @@ export function toDot(t: Trace): string {
  * to the step where the cycle starts, or a note that the last state
  * stutters forever.
  */
-function loopBack(t: Trace, col: Map<string, number>, pos: (c: number, r: number) => string): string[] {
+function loopBack(t: Trace, L: Layout): string[] {
   const loop = t.header.loop;
   if (loop === undefined) return [];
   const to = t.steps.findIndex((s) => s.step === loop);
   const from = t.steps.length - 1;
   if (to < 0) return [];
-  const box = (r: number) => id(col.get(t.steps[r]!.actor)!, r);
-  const margin = -0.6;
+  const box = (r: number) => id(L.col.get(t.steps[r]!.actor)!, r);
+  // In the left margin, left of the time axis when there is one.
+  const at = (r: number) => `pos="${L.left - loop_margin_pt},${L.y(r)}!"`;
   const out = ["", "  // the lasso's cycle: back from the last step to where it started, forever"];
   const mark = `fontcolor=${q(color.loop)}, color=${q(color.loop)}`;
   if (to === from) {
-    out.push(`  loop_note [${pos(margin, from)}, shape=plaintext, ${mark}, fontsize=9, label="stutters\\nforever"];`);
+    out.push(`  loop_note [${at(from)}, shape=plaintext, ${mark}, fontsize=9, label="stutters\\nforever"];`);
     out.push(`  ${box(from)} -> loop_note [arrowhead=none, style=dashed, ${mark}];`);
     return out;
   }
-  out.push(`  loop_from [${pos(margin, from)}, shape=point, width=0.05, ${mark}];`);
-  out.push(`  loop_to [${pos(margin, to)}, shape=point, width=0.05, ${mark}];`);
+  out.push(`  loop_from [${at(from)}, shape=point, width=0.05, ${mark}];`);
+  out.push(`  loop_to [${at(to)}, shape=point, width=0.05, ${mark}];`);
   out.push(`  ${box(from)} -> loop_from [arrowhead=none, style=dashed, penwidth=1.5, ${mark}];`);
   out.push(`  loop_from -> loop_to [arrowhead=none, style=dashed, penwidth=1.5, ${mark}, label=${q(`cycle: back to step ${loop}, forever`)}];`);
   out.push(`  loop_to -> ${box(to)} [style=dashed, penwidth=1.5, ${mark}];`);
@@ -230,14 +310,55 @@ function actorBox(a: string): string {
   return `shape=box, style="rounded,filled", fillcolor=${q(color.actor_fill)}, color=${q(color.actor_line)}, fontsize=11, label=${q(short(a, label_chars_max))}, tooltip=${q(a)}`;
 }
 
+/** A step's label: the one recorded, else its input. */
+const labelText = (s: TraceStep): string => s.label ?? inputText(s.input);
+
+/** What a step's box says: its number and label. */
+const boxText = (s: TraceStep): string => `${s.step}. ${short(labelText(s), box_chars_max)}`;
+
 function stepBox(s: TraceStep, violation: string | undefined): string {
-  const at = s.at_ms === undefined ? "" : `  +${s.at_ms} ms`;
-  const text = `${s.step}. ${short(inputText(s.input), input_chars_max)}${at}`;
-  const tip = q(clip(`step ${s.step} (${s.actor}): ${inputText(s.input)}${s.state === undefined ? "" : "\nstate after: " + JSON.stringify(s.state)}`, tooltip_chars_max));
+  const text = boxText(s);
+  const at = s.at_ms === undefined ? "" : ` at +${msText(s.at_ms)} ms`;
+  const tip = q(clip(`step ${s.step} (${s.actor})${at}: ${inputText(s.input)}${s.state === undefined ? "" : "\nstate after: " + JSON.stringify(s.state)}`, tooltip_chars_max));
   if (violation === undefined) {
     return `shape=box, style="rounded,filled", fillcolor=${q(color.step_fill)}, color=${q(color.step_line)}, label=${q(text)}, tooltip=${tip}`;
   }
   return `shape=box, style="rounded,filled,bold", penwidth=2, fillcolor=${q(color.violation_fill)}, color=${q(color.violation_line)}, fontcolor=${q(color.violation_line)}, label=${q(`${text}\nviolates ${short(violation, label_chars_max)}`)}, tooltip=${tip}`;
+}
+
+/**
+ * Each column's centre and half its widest box, in points: neighbours far
+ * enough apart that the widest box on either lifeline does not reach the
+ * other one.
+ */
+function columns(t: Trace, actors: readonly string[], col: ReadonlyMap<string, number>): { xs: number[]; half: number[] } {
+  const half = actors.map((a) => textWidth(short(a, label_chars_max), 11) / 2);
+  for (const [r, s] of t.steps.entries()) {
+    const c = col.get(s.actor)!;
+    const violation = r === t.steps.length - 1 ? t.header.violation : undefined;
+    const widest = Math.max(textWidth(boxText(s), step_font_pt), violation === undefined ? 0 : textWidth(`violates ${violation}`, step_font_pt));
+    half[c] = Math.max(half[c]!, widest / 2 + 10);
+  }
+  const xs = [0];
+  // Whole points: the DOT stays free of float noise (691.4000000000001).
+  for (let c = 1; c < actors.length; c++) xs.push(xs[c - 1]! + Math.round(Math.max(column_gap_min_pt, half[c - 1]! + half[c]! + column_padding_pt)));
+  return { xs, half };
+}
+
+/**
+ * About how wide Helvetica sets `s` at `size_pt`, from coarse per-class
+ * widths: a layout estimate (the WASM Graphviz measures the same way, with
+ * no font files), erring wide.
+ */
+function textWidth(s: string, size_pt: number): number {
+  let em = 0;
+  for (const ch of s) em += /[A-Z]/.test(ch) ? 0.7 : /[a-z0-9]/.test(ch) ? 0.56 : ch === " " ? 0.28 : 0.4;
+  return em * size_pt;
+}
+
+/** Milliseconds as the time axis shows them: a tenth of a millisecond below a second, whole ones above. */
+function msText(ms: number): string {
+  return ms < 1_000 ? `+${ms.toFixed(1)}` : `+${Math.round(ms)}`;
 }
 
 function title(t: Trace): string {

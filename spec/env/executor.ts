@@ -65,7 +65,6 @@ export function errorOf(out: xa.Outcome): XaError | null {
 export interface ExecOutcome {
   readonly shard: xa.ShardState;
   readonly result: Result;
-  readonly label: string;
 }
 
 const hasConn = (s: xa.ShardState, conn: xa.ConnId | null): conn is xa.ConnId => conn !== null && s.conns.some((c) => c.id === conn);
@@ -87,14 +86,14 @@ function runFresh(s: xa.ShardState, stmt: xa.Stmt): { s: xa.ShardState; out: xa.
  */
 export function executeXa(s: xa.ShardState, fx: XaEffect, conn: xa.ConnId | null): ExecOutcome[] {
   if (!s.up) {
-    if (fx.t === "xa.recover") return [{ shard: s, result: { t: "xa.recover", shard: fx.shard, r: { ok: false, err: "UNAVAILABLE" } }, label: "UNAVAILABLE" }];
-    return [{ shard: s, result: { t: fx.t, tx: fx.tx, shard: fx.shard, r: { ok: false, err: "UNAVAILABLE" } } as Result, label: "UNAVAILABLE" }];
+    if (fx.t === "xa.recover") return [{ shard: s, result: { t: "xa.recover", shard: fx.shard, r: { ok: false, err: "UNAVAILABLE" } } }];
+    return [{ shard: s, result: { t: fx.t, tx: fx.tx, shard: fx.shard, r: { ok: false, err: "UNAVAILABLE" } } as Result }];
   }
   switch (fx.t) {
     case "xa.recover": {
       const xids = xa.recoverXids(s);
       const prepared: PreparedXid[] = xids.map((x) => ({ tx: txOfXid(x), shard: shardOfXid(x) }));
-      return [{ shard: s, result: { t: "xa.recover", shard: fx.shard, r: { ok: true, prepared } }, label: `${prepared.length} prepared` }];
+      return [{ shard: s, result: { t: "xa.recover", shard: fx.shard, r: { ok: true, prepared } } }];
     }
     case "xa.exec":
       return execBranch(s, fx, conn!);
@@ -113,7 +112,7 @@ export function executeXa(s: xa.ShardState, fx: XaEffect, conn: xa.ConnId | null
         const finished = fx.t !== "xa.prepare" && (err === null || (!onePhase && (err === "NOTA" || err === "RBROLLBACK")));
         const shard = own && finished ? xa.disconnect(s2, conn) : s2;
         const r = err === null ? ({ ok: true } as const) : ({ ok: false, err } as const);
-        return { shard, result: { t: fx.t, tx: fx.tx, shard: fx.shard, r } as Result, label: err ?? "ok" };
+        return { shard, result: { t: fx.t, tx: fx.tx, shard: fx.shard, r } as Result };
       });
     }
   }
@@ -124,7 +123,6 @@ function execBranch(s0: xa.ShardState, fx: Extract<XaEffect, { t: "xa.exec" }>, 
   const result = (s: xa.ShardState, err: XaError | null): ExecOutcome => ({
     shard: s,
     result: { t: "xa.exec", tx: fx.tx, shard: fx.shard, r: err === null ? { ok: true } : { ok: false, err }, conn: err === null ? conn : null },
-    label: err ?? "ok",
   });
   const blocked = fx.ops.some((op) => {
     const holder = xa.lockHolder(s0, op.account);

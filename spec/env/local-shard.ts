@@ -11,20 +11,13 @@
  * see until its next statement, which then meets the "crashed before it
  * committed" outcome.
  */
-import type { Effect, LocalEffect, LocalResult } from "../kernel/effects.ts";
+import type { Effect, LocalEffect } from "../kernel/effects.ts";
+import { answerLabel } from "../labels.ts";
 import type { Action, ShardAnswer, ShardEnv } from "../world/types.ts";
 import * as local from "./local.ts";
 
 const isLocal = (fx: Effect): fx is LocalEffect => fx.t.startsWith("local.");
 
-/** A local result as a diagram shows it. */
-export function localResultLabel(r: LocalResult): string {
-  const x = r.r as { ok: boolean; err?: string; existing?: string; applied?: boolean; rows?: unknown[] };
-  if (!x.ok) return x.existing ? `${x.err} (${x.existing})` : x.err!;
-  if (x.rows) return `${x.rows.length} undo rows`;
-  if (x.applied === false) return "ok (nothing to do)";
-  return "ok";
-}
 
 export const localShards: ShardEnv<local.LocalShard> = {
   init: (balances) => local.initLocal(balances),
@@ -36,7 +29,7 @@ export const localShards: ShardEnv<local.LocalShard> = {
     const unavailable = local.unavailable(fx);
     if (!sh.up) return [{ shard: sh, ran: null, result: unavailable, crashes: false, label: "UNAVAILABLE (down)" }];
     const { s: after, r } = local.execute(sh, fx);
-    const outs: ShardAnswer<local.LocalShard>[] = [{ shard: after, ran: after, result: r, crashes: false, label: localResultLabel(r) }];
+    const outs: ShardAnswer<local.LocalShard>[] = [{ shard: after, ran: after, result: r, crashes: false, label: answerLabel(r) }];
     if (f.orphan) outs.push({ shard: sh, ran: null, result: null, crashes: false, label: "rolled back (dead client)" });
     if (budget.shardCrash > 0) {
       if (fx.t !== "local.scan") outs.push({ shard: local.crash(after), ran: after, result: unavailable, crashes: true, label: "committed, then CRASH" });

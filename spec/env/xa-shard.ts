@@ -6,6 +6,7 @@
  * of a dead client process (it then rolls back the branch's unprepared work).
  */
 import type { Effect } from "../kernel/effects.ts";
+import { answerLabel } from "../labels.ts";
 import type { Action, Flight, ShardAnswer, ShardEnv } from "../world/types.ts";
 import { connOf, executeXa, isXaEffect } from "./executor.ts";
 import * as xa from "./xa.ts";
@@ -29,9 +30,13 @@ export const xaShards: ShardEnv<xa.ShardState> = {
     const fx = f.fx;
     if (fx.t === "xa.kill") {
       // KILL CONNECTION: the connection is gone when the answer comes (see XaKillEffect).
-      if (!sh.up) return [{ shard: sh, ran: null, result: { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: false, err: "UNAVAILABLE" } }, crashes: false, label: "UNAVAILABLE" }];
+      if (!sh.up) {
+        const down = { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: false, err: "UNAVAILABLE" } } as const;
+        return [{ shard: sh, ran: null, result: down, crashes: false, label: answerLabel(down) }];
+      }
       const killed = xa.killConnection(sh, fx.conn);
-      return [{ shard: killed, ran: killed, result: { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: true } }, crashes: false, label: "ok", dropOrphansOn: fx.conn }];
+      const ok = { t: "xa.kill", shard: fx.shard, conn: fx.conn, r: { ok: true } } as const;
+      return [{ shard: killed, ran: killed, result: ok, crashes: false, label: answerLabel(ok), dropOrphansOn: fx.conn }];
     }
     if (!isXaEffect(fx as never)) throw new Error(`XA shard: no answer for ${fx.t}`);
     const conn = branchConnOf(f);
@@ -40,7 +45,7 @@ export const xaShards: ShardEnv<xa.ShardState> = {
       ran: o.shard,
       result: o.result,
       crashes: false,
-      label: o.label,
+      label: answerLabel(o.result),
     }));
   },
 

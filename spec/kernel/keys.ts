@@ -1,9 +1,8 @@
 /**
- * How effects and results pair up, and where an effect goes: the keys that
- * match a result to the effect it answers (same kind, same branch or key) and
- * each effect's target lifeline. The interpreter, trace validation and the
- * diagrams use these, so that a live trace and a counterexample name the
- * same things the same way.
+ * How effects and results pair up: the keys that match a result to the
+ * effect it answers (same kind, same branch or key). The interpreter and
+ * trace validation use them (where an effect goes, and how it is labelled,
+ * is spec/labels.ts).
  */
 import type { Effect, Result } from "./effects.ts";
 
@@ -63,29 +62,4 @@ export function resultKey(r: Result | { readonly t: "request" | "scan" | "probe"
   }
 }
 
-/** Where an effect goes: its shard, the transaction log, or the client. */
-export function targetOf(e: Effect): string | null {
-  switch (e.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "xa.recover":
-    case "xa.kill":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-    case "local.scan":
-      return e.shard;
-    case "log.put":
-    case "log.list":
-    case "log.delete":
-      return "txlog";
-    case "reply":
-      return "client";
-    case "timer":
-      return null;
-  }
-}
 

@@ -42,6 +42,13 @@ export interface TraceStep {
   actor: string;
   /** What happened to the actor: an action name, a role input, an effect result. */
   input: unknown;
+  /**
+   * What the diagram's box says (spec/labels.ts: `PREPARE shard-b -> ok`).
+   * The server records one for every step, since its inputs are the role's
+   * JSON values; absent, the box shows the input (a checker trace's input
+   * is already such a label).
+   */
+  label?: string;
   /** What the actor asked for in this step (role effects), in order. */
   effects: unknown[];
   sends?: Msg[];

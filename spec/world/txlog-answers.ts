@@ -4,6 +4,7 @@
  * UNAVAILABLE whether or not it happened, and a read may answer UNAVAILABLE.
  */
 import type { Effect, Result } from "../kernel/effects.ts";
+import { answerLabel } from "../labels.ts";
 import * as txlog from "../env/txlog.ts";
 import type { World } from "./types.ts";
 
@@ -27,7 +28,8 @@ export function logAnswers<W extends World>(w: W, fx: LogEffect): Answer<W>[] {
     case "log.put": {
       const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
       const written: W = { ...w, log: s };
-      const outs: Answer<W>[] = [{ world: written, result: { t: "log.put", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err === "CAS" ? "CAS failed" : r.err }];
+      const result: Result = { t: "log.put", key: fx.key, r };
+      const outs: Answer<W>[] = [{ world: written, result, fault: false, label: answerLabel(result) }];
       if (!faults) return outs;
       const unavailable: Result = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
       outs.push({ world: lost(written), result: unavailable, fault: true, label: "UNAVAILABLE (written)" });
@@ -36,14 +38,16 @@ export function logAnswers<W extends World>(w: W, fx: LogEffect): Answer<W>[] {
     }
     case "log.list": {
       const entries = txlog.list(w.log, fx.prefix);
-      const outs: Answer<W>[] = [{ world: w, result: { t: "log.list", r: { ok: true, entries } }, fault: false, label: `${entries.length} records` }];
+      const result: Result = { t: "log.list", r: { ok: true, entries } };
+      const outs: Answer<W>[] = [{ world: w, result, fault: false, label: answerLabel(result) }];
       if (faults) outs.push({ world: lost(w), result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } }, fault: true, label: "UNAVAILABLE" });
       return outs;
     }
     case "log.delete": {
       const { s, r } = txlog.del(w.log, fx.key, fx.fence);
       const deleted: W = { ...w, log: s };
-      const outs: Answer<W>[] = [{ world: deleted, result: { t: "log.delete", key: fx.key, r }, fault: false, label: r.ok ? "ok" : r.err }];
+      const result: Result = { t: "log.delete", key: fx.key, r };
+      const outs: Answer<W>[] = [{ world: deleted, result, fault: false, label: answerLabel(result) }];
       if (!faults) return outs;
       const unavailable: Result = { t: "log.delete", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
       outs.push({ world: lost(deleted), result: unavailable, fault: true, label: "UNAVAILABLE (deleted)" });

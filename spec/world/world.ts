@@ -29,6 +29,7 @@ import type { Model } from "../kernel/model.ts";
 import { collapser } from "../env/collapse.ts";
 import * as txlog from "../env/txlog.ts";
 import { describer } from "./describe.ts";
+import { answerLabel } from "../labels.ts";
 import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
 import { isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
 import type { Action, Flight, Slot, World, WorldConfig } from "./types.ts";
@@ -99,7 +100,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
       });
     }
     if (isLogEffect(fx)) return logAnswers(w, fx);
-    if (fx.t === "timer") return [{ world: ghost.timer ? ghost.timer(w, fx.id) : w, result: { t: "timeout", id: fx.id }, fault: false, label: "fires" }];
+    if (fx.t === "timer") return [{ world: ghost.timer ? ghost.timer(w, fx.id) : w, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
     throw new Error(`${cfg.name}: no environment answers ${fx.t}${fx.t === "reply" ? " (a reply is never in flight: launch delivers it)" : ""}`);
   }
 

@@ -139,10 +139,10 @@ describe("interpreter", () => {
       [0, "r", "go"],
       [5, "r", "timeout"],
       // The log's answer is drawn as a step of the log, then the role's step on it.
-      [20, "txlog", "list "],
+      [20, "txlog", "list *"],
       [20, "r", "log.list"],
     ]);
-    expect(inst.trace()[2]!.receives).toEqual([{ id: "m1", from: "r", to: "txlog", label: "list " }]);
+    expect(inst.trace()[2]!.receives).toEqual([{ id: "m1", from: "r", to: "txlog", label: "list *" }]);
     expect(inst.trace()[3]!.receives).toEqual([{ id: "m2", from: "txlog", to: "r", label: "0 records" }]);
     expect(ended).toBe(1);
     // The 1,000 ms timer was cleared at 20 ms: the clock stopped there.
