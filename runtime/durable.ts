@@ -25,7 +25,7 @@
  * The speculative path (docs/protocols/speculative.md) is read first and
  * differently: its history rows are written when a branch applies, before
  * the outcome is known, so they prove nothing. Its terminal record says the
- * outcome; else the branch keys in spec_undo decide by the protocol's own
+ * outcome; else the branch keys in speculative_undo decide by the protocol's own
  * rule (spec/protocols/speculative/settle.ts `outcomeOfKeys`); else it is in
  * doubt.
  *
@@ -34,7 +34,7 @@
  * that one id never has two answers: GET /transactions/:id, the idempotency
  * path and a restarted server all read the outcome from here.
  */
-import { decisionKey, decisionOf, specKey, specStateOf, type Outcome, type ShardId, type TxId, type UndoRowState } from "../spec/kernel/effects.ts";
+import { decisionKey, decisionOf, speculativeKey, speculativeStateOf, type Outcome, type ShardId, type TxId, type UndoRowState } from "../spec/kernel/effects.ts";
 import { outcomeOfKeys } from "../spec/protocols/speculative/settle.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
@@ -82,15 +82,15 @@ export async function durableStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogSto
 
 /** What the speculative path's record and keys say of `tx`; null when it never ran speculatively (no record, no row). */
 async function speculationStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogStore }): Promise<DurableStatus | null> {
-  const listed = await deps.log.list(specKey(tx));
+  const listed = await deps.log.list(speculativeKey(tx));
   if (!listed.ok) throw new DurableUnavailable("the transaction log did not answer");
-  const state = specStateOf(listed.entries.find((e) => e.key === specKey(tx))?.value);
+  const state = speculativeStateOf(listed.entries.find((e) => e.key === speculativeKey(tx))?.value);
   if (state === "SPEC_COMMITTED") return { found: "speculation", outcome: "commit" };
   if (state === "SPEC_ROLLED_BACK") return { found: "speculation", outcome: "rollback" };
   const held = new Map<ShardId, UndoRowState>();
   let branches: ShardId[] = [];
   for (const shard of deps.xa.shards) {
-    const r = await deps.xa.pool(shard).run<Array<{ branch: string; state: UndoRowState; branches: string }>>(`SELECT branch, state, branches FROM spec_undo WHERE tx = '${tx}'`);
+    const r = await deps.xa.pool(shard).run<Array<{ branch: string; state: UndoRowState; branches: string }>>(`SELECT branch, state, branches FROM speculative_undo WHERE tx = '${tx}'`);
     if (!r.ok) throw new DurableUnavailable(`${shard} did not answer`);
     for (const row of r.value) {
       held.set(row.branch, row.state);
@@ -99,8 +99,8 @@ async function speculationStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogStore 
   }
   if (state === null && held.size === 0) return null;
   // The record lists the branches; so does every row but a tombstone.
-  const rec = listed.entries.find((e) => e.key === specKey(tx))?.value;
-  if (rec?.kind === "spec") branches = [...rec.branches];
+  const rec = listed.entries.find((e) => e.key === speculativeKey(tx))?.value;
+  if (rec?.kind === "speculative") branches = [...rec.branches];
   if (branches.length === 0) return { found: "speculation", outcome: [...held.values()].includes("tombstone") ? "rollback" : null };
   return { found: "speculation", outcome: outcomeOfKeys(branches, (b) => held.get(b) ?? null) };
 }

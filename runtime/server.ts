@@ -367,7 +367,7 @@ class Api {
     const id = Number(idText);
     const r = await this.xa
       .pool(shard)
-      .run<Array<{ balance: string; pending: string }>>(`SELECT a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN spec_pending p ON p.account_id = a.id WHERE a.id = ${id}`);
+      .run<Array<{ balance: string; pending: string }>>(`SELECT a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN speculative_pending p ON p.account_id = a.id WHERE a.id = ${id}`);
     if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${r.error.message}` });
     const row = r.value[0];
     if (row === undefined) return this.send(res, route, 404, { error: `no account ${id} on ${shard}` });

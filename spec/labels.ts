@@ -12,7 +12,7 @@
  * with one transfer), its id is left out (`Context.tx`); any other
  * transaction is named.
  */
-import { DECISION_PREFIX, EPOCH_KEY, SPEC_PREFIX, type Effect, type LogRecord, type Outcome, type Result, type TxId } from "./kernel/effects.ts";
+import { DECISION_PREFIX, EPOCH_KEY, SPECULATIVE_PREFIX, type Effect, type LogRecord, type Outcome, type Result, type TxId } from "./kernel/effects.ts";
 
 export interface Context {
   /** The transaction the whole trace is about: its id is not repeated in labels. */
@@ -52,7 +52,7 @@ const branchText = (shard: string, tx: TxId, ctx: Context): string => (tx === ct
 
 /** The transaction a txlog key is about (a decision or speculation record); null for the epoch key. */
 function keyTx(key: string): { prefix: string; tx: TxId } | null {
-  const prefix = [DECISION_PREFIX, SPEC_PREFIX].find((p) => key.startsWith(p));
+  const prefix = [DECISION_PREFIX, SPECULATIVE_PREFIX].find((p) => key.startsWith(p));
   return prefix === undefined ? null : { prefix, tx: key.slice(prefix.length) };
 }
 
@@ -74,7 +74,7 @@ function recordText(v: LogRecord): string {
   switch (v.kind) {
     case "decision":
       return v.decision.toUpperCase();
-    case "spec":
+    case "speculative":
       return v.state;
     case "epoch":
       return "new epoch";

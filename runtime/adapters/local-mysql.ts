@@ -3,7 +3,7 @@
  * (spec/kernel/effects.ts LocalEffect): each method is ONE local transaction
  * (START TRANSACTION ... COMMIT, never XA) on its shard, with exactly the
  * statements spec/env/local.ts lists in its header, over the tables of
- * runtime/cluster/schema.ts (accounts, spec_pending, spec_undo, history).
+ * runtime/cluster/schema.ts (accounts, speculative_pending, speculative_undo, history).
  *
  *   apply      ONE round trip when it commits (START TRANSACTION, every
  *              statement and COMMIT in one multi-statement batch; the batch
@@ -14,7 +14,7 @@
  *              accounts): a debit is a guarded UPDATE inside a compound
  *              statement that SIGNALs when no row matched (INSUFFICIENT_FUNDS,
  *              the whole transaction rolled back), a credit goes into
- *              spec_pending, guarded in the same way: it SIGNALs when the
+ *              speculative_pending, guarded in the same way: it SIGNALs when the
  *              balance plus the account's pending credits would be past
  *              BALANCE_CENTS_MAX, since the release that moves the credit
  *              into the balance must not fail later. It answers
@@ -101,7 +101,7 @@ function checkOp(op: Op, where: string): void {
 /** Parses the inverse column as written by apply. */
 function parseInverse(text: string): Op[] {
   const v = JSON.parse(text) as unknown;
-  if (!Array.isArray(v)) throw new Error(`spec_undo.inverse is not a list: ${text}`);
+  if (!Array.isArray(v)) throw new Error(`speculative_undo.inverse is not a list: ${text}`);
   return v.map((x) => {
     const op = x as Op;
     checkOp(op, "inverse");
@@ -140,7 +140,7 @@ export class MysqlLocal implements LocalExecutor {
       // ONE round trip when it commits: START TRANSACTION (added by `transaction`), the undo row, the ops, the history, COMMIT.
       // The batch stops at the first failing statement, with the transaction still open: `transaction` rolls it back.
       const stmts: string[] = [
-        `INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','undo',${mysql.escape(JSON.stringify(inverse))},${mysql.escape(JSON.stringify(list))},1)`,
+        `INSERT INTO speculative_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','undo',${mysql.escape(JSON.stringify(inverse))},${mysql.escape(JSON.stringify(list))},1)`,
       ];
       // One lock order for every statement of this file: the undo row, then by account, the balance before the pending row.
       // Only debits touch the balance and only credits pending, so the guards' outcome does not depend on the order.
@@ -158,8 +158,8 @@ export class MysqlLocal implements LocalExecutor {
         } else {
           // Written as a difference, which cannot overflow: pending is never negative.
           stmts.push(
-            `BEGIN NOT ATOMIC INSERT INTO spec_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}; ` +
-              `IF (SELECT balance FROM accounts WHERE id = ${op.account}) > ${BALANCE_CENTS_MAX} - (SELECT cents FROM spec_pending WHERE account_id = ${op.account}) THEN ` +
+            `BEGIN NOT ATOMIC INSERT INTO speculative_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}; ` +
+              `IF (SELECT balance FROM accounts WHERE id = ${op.account}) > ${BALANCE_CENTS_MAX} - (SELECT cents FROM speculative_pending WHERE account_id = ${op.account}) THEN ` +
               `SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${BALANCE_LIMIT_ERRNO}, MESSAGE_TEXT = 'balance limit'; END IF; END`,
           );
         }
@@ -188,12 +188,12 @@ export class MysqlLocal implements LocalExecutor {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
       try {
-        await q(`INSERT INTO spec_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','tombstone','[]','[]',1)`);
+        await q(`INSERT INTO speculative_undo (tx, branch, state, inverse, branches, escrow) VALUES ('${t}','${b}','tombstone','[]','[]',1)`);
         return { commit: true, r: { ok: true } as const };
       } catch (e) {
         if (!(e instanceof SqlFailure) || e.error.fatal || e.error.errno !== ER_DUP_ENTRY) throw e;
       }
-      const rows = await q<Array<{ state: string }>>(`SELECT state FROM spec_undo WHERE tx = '${t}' AND branch = '${b}' LOCK IN SHARE MODE`);
+      const rows = await q<Array<{ state: string }>>(`SELECT state FROM speculative_undo WHERE tx = '${t}' AND branch = '${b}' LOCK IN SHARE MODE`);
       const state = rows[0]?.state;
       if (state === undefined || !STATES.has(state)) return { commit: false, r: UNAVAILABLE };
       return { commit: true, r: { ok: false, err: "DUPLICATE", existing: state as UndoRowState } as const };
@@ -213,7 +213,7 @@ export class MysqlLocal implements LocalExecutor {
     if (pool === undefined) return UNAVAILABLE;
     try {
       const r = await pool.run<Array<{ tx: string; branch: string; state: string; branches: string }>>(
-        "SELECT tx, branch, state, branches FROM spec_undo WHERE state = 'undo' ORDER BY tx, branch",
+        "SELECT tx, branch, state, branches FROM speculative_undo WHERE state = 'undo' ORDER BY tx, branch",
       );
       if (!r.ok) {
         this.noteError(shard, r.error);
@@ -238,7 +238,7 @@ export class MysqlLocal implements LocalExecutor {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
       const rows = await q<Array<{ inverse: string; escrow: unknown }>>(
-        `SELECT inverse, escrow FROM spec_undo WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo' FOR UPDATE`,
+        `SELECT inverse, escrow FROM speculative_undo WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo' FOR UPDATE`,
       );
       const row = rows[0];
       if (row === undefined) return { commit: true, r: { ok: true, applied: false } as const };
@@ -253,13 +253,13 @@ export class MysqlLocal implements LocalExecutor {
         if (to === "compensated") {
           // A debit given back to the balance; a credit taken back out of pending, where it is sure to be.
           if (onBalance(inv)) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
-          else stmts.push(`UPDATE spec_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
+          else stmts.push(`UPDATE speculative_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
         } else if (inv.delta < 0 && escrow) {
           stmts.push(`UPDATE accounts SET balance = balance + ${-inv.delta} WHERE id = ${inv.account}`);
-          stmts.push(`UPDATE spec_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
+          stmts.push(`UPDATE speculative_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
         }
       }
-      stmts.push(`UPDATE spec_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
+      stmts.push(`UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
       if (to === "compensated" && inverse.length > 0) {
         stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
       }

@@ -8,7 +8,7 @@
  *   - settled: once the resolver has had its time, no XA branch of ours is
  *     left prepared on any shard (XA RECOVER, polled with a bound) and, when
  *     asked, no undo row of the speculative path is left in state 'undo'
- *     (spec_undo; every speculation released or compensated);
+ *     (speculative_undo; every speculation released or compensated);
  *   - exactly once: every transfer answered committed has exactly its rows
  *     in the history (one per account, with its delta); one answered aborted
  *     has none; one in doubt has all or none; every other transaction in the
@@ -80,16 +80,16 @@ export async function preparedBranches(shards: readonly ShardAddress[], formatId
 /**
  * Undo rows of the speculative path still in state 'undo' (applied, neither
  * released nor compensated yet), as "shard|tx|branch", at most `shown` of
- * them per shard, and their count. A shard without the spec_undo table has
+ * them per shard, and their count. A shard without the speculative_undo table has
  * none.
  */
 export async function undoRows(shards: readonly ShardAddress[], shown = UNDO_ROWS_SHOWN): Promise<{ count: number; rows: string[] }> {
   const per = await onEachShard(shards, async (c, s) => {
     try {
-      const [n] = await c.query("SELECT COUNT(*) AS n FROM spec_undo WHERE state = 'undo'");
+      const [n] = await c.query("SELECT COUNT(*) AS n FROM speculative_undo WHERE state = 'undo'");
       const count = Number((n as Array<{ n: string | number }>)[0]?.n ?? 0);
       if (count === 0) return { count, rows: [] };
-      const [rows] = await c.query(`SELECT tx, branch FROM spec_undo WHERE state = 'undo' LIMIT ${shown}`);
+      const [rows] = await c.query(`SELECT tx, branch FROM speculative_undo WHERE state = 'undo' LIMIT ${shown}`);
       return { count, rows: (rows as Array<{ tx: string; branch: string }>).map((r) => `${s.name}|${r.tx}|${r.branch}`) };
     } catch (e) {
       if ((e as { errno?: number }).errno === ER_NO_SUCH_TABLE) return { count: 0, rows: [] };
@@ -115,7 +115,7 @@ export interface Settled {
 
 /**
  * Polls XA RECOVER on every shard until no branch with one of these
- * formatIDs is prepared (and, with `undo`, no spec_undo row is left in state
+ * formatIDs is prepared (and, with `undo`, no speculative_undo row is left in state
  * 'undo'), for `timeout_ms` at most. A shard that does not answer counts as
  * unsettled.
  */
@@ -135,7 +135,7 @@ export async function waitSettled(shards: readonly ShardAddress[], formatIds: re
       try {
         undo = await undoRows(shards);
       } catch (e) {
-        undo = { count: 1, rows: [`(a shard did not answer the spec_undo count: ${(e as Error).message})`] };
+        undo = { count: 1, rows: [`(a shard did not answer the speculative_undo count: ${(e as Error).message})`] };
       }
       undo_max = Math.max(undo_max, undo.count);
     }

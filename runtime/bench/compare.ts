@@ -16,7 +16,7 @@
  *                 applies (speculative: applied, then compensated).
  *
  * After every round of every protocol: wait (bounded) until no XA branch of
- * ours is prepared and no spec_undo row is in state 'undo', then the total
+ * ours is prepared and no speculative_undo row is in state 'undo', then the total
  * (balances + pending credits) must equal the one before that round. After
  * the scenario: the history against one ledger per protocol (exactly once,
  * aborted not applied, in doubt all-or-nothing).
@@ -349,7 +349,7 @@ export function formatScenario(sr: ScenarioReport, clients: number): string {
           .join(", ")}; others ${row.report.cpu.others_cores ?? "?"} cores busy`,
     ),
     ...(sr.goals.length > 0 ? ["  goals:", ...sr.goals.map((g) => `    ${g.met ? "met   " : "MISSED"} ${g.goal}: ${g.measured}`)] : []),
-    "  audit, after each protocol's every round (total = balances + pending credits; settled = no XA branch prepared, no spec_undo row in state 'undo'):",
+    "  audit, after each protocol's every round (total = balances + pending credits; settled = no XA branch prepared, no speculative_undo row in state 'undo'):",
     ...sr.rows.map((row) => {
       const rs = row.audit.rounds;
       const first = rs[0];

@@ -60,8 +60,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.
     // Money here is part of the shard's total (shardTotalCents).
-    name: "spec_pending",
-    create: `CREATE TABLE IF NOT EXISTS spec_pending (
+    name: "speculative_pending",
+    create: `CREATE TABLE IF NOT EXISTS speculative_pending (
       account_id BIGINT NOT NULL PRIMARY KEY,
       cents BIGINT NOT NULL,
       CONSTRAINT pending_not_negative CHECK (cents >= 0)
@@ -70,8 +70,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
   {
     // The speculative path's undo log and write-once key per branch (spec/env/local.ts): a row is retired
     // (released, compensated), never deleted. tx and branch compare as bytes, as the model orders them.
-    name: "spec_undo",
-    create: `CREATE TABLE IF NOT EXISTS spec_undo (
+    name: "speculative_undo",
+    create: `CREATE TABLE IF NOT EXISTS speculative_undo (
       tx VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
       branch VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
       state ENUM('undo','released','compensated','tombstone') NOT NULL,
@@ -140,19 +140,19 @@ export async function accountCount(conn: Queryable): Promise<number> {
 /**
  * The money on one shard, in cents: every balance plus every pending
  * (escrowed) credit of the speculative path. This is the conserved quantity:
- * a speculative branch moves a credit into spec_pending and its release moves
+ * a speculative branch moves a credit into speculative_pending and its release moves
  * it into the balance.
  */
 export async function shardTotalCents(conn: Queryable): Promise<bigint> {
   const [rows] = await conn.query(
-    `SELECT (SELECT COALESCE(SUM(balance), 0) FROM ${DATABASE}.accounts) + (SELECT COALESCE(SUM(cents), 0) FROM ${DATABASE}.spec_pending) AS total`,
+    `SELECT (SELECT COALESCE(SUM(balance), 0) FROM ${DATABASE}.accounts) + (SELECT COALESCE(SUM(cents), 0) FROM ${DATABASE}.speculative_pending) AS total`,
   );
   return toCents((rows as Array<{ total: unknown }>)[0]?.total);
 }
 
 /** Undo rows of the speculative path still in state 'undo' on one shard: after recovery has run, none may be left behind. */
 export async function undoRowsLeft(conn: Queryable): Promise<number> {
-  const [rows] = await conn.query(`SELECT COUNT(*) AS n FROM ${DATABASE}.spec_undo WHERE state = 'undo'`);
+  const [rows] = await conn.query(`SELECT COUNT(*) AS n FROM ${DATABASE}.speculative_undo WHERE state = 'undo'`);
   return Number((rows as Array<{ n: string | number }>)[0]?.n ?? 0);
 }
 

@@ -13,28 +13,28 @@
  *
  * Tables (created by the runtime later; docs/protocols/speculative.md):
  *   accounts(id PK, balance, CHECK balance >= 0)           -- exists today
- *   spec_pending(account_id PK, cents, CHECK cents >= 0)   -- escrowed credits
- *   spec_undo(tx, branch, state, inverse JSON, branches JSON, escrow,
+ *   speculative_pending(account_id PK, cents, CHECK cents >= 0)   -- escrowed credits
+ *   speculative_undo(tx, branch, state, inverse JSON, branches JSON, escrow,
  *             PRIMARY KEY (tx, branch))                    -- the write-once key
  *
  * The statements each operation maps to (one START TRANSACTION ... COMMIT):
- *   apply      INSERT INTO spec_undo VALUES (?, ?, 'undo', ?, ?, 1)  -- 1062: DUPLICATE, ROLLBACK
+ *   apply      INSERT INTO speculative_undo VALUES (?, ?, 'undo', ?, ?, 1)  -- 1062: DUPLICATE, ROLLBACK
  *              per debit:  UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0
  *                          -- 0 rows: INSUFFICIENT_FUNDS, ROLLBACK
- *              per credit: INSERT INTO spec_pending VALUES (?, ?) ON DUPLICATE KEY UPDATE cents = cents + ?
- *   tombstone  INSERT INTO spec_undo VALUES (?, ?, 'tombstone', '[]', '[]', 1)
- *              -- 1062: SELECT state FROM spec_undo WHERE tx = ? AND branch = ?  (DUPLICATE + what holds the key)
- *   compensate SELECT inverse, escrow FROM spec_undo WHERE tx = ? AND branch = ? AND state = 'undo' FOR UPDATE
+ *              per credit: INSERT INTO speculative_pending VALUES (?, ?) ON DUPLICATE KEY UPDATE cents = cents + ?
+ *   tombstone  INSERT INTO speculative_undo VALUES (?, ?, 'tombstone', '[]', '[]', 1)
+ *              -- 1062: SELECT state FROM speculative_undo WHERE tx = ? AND branch = ?  (DUPLICATE + what holds the key)
+ *   compensate SELECT inverse, escrow FROM speculative_undo WHERE tx = ? AND branch = ? AND state = 'undo' FOR UPDATE
  *              -- no row: COMMIT, nothing done
  *              per inverse debit:  UPDATE accounts SET balance = balance + ? WHERE id = ?
- *              per inverse credit: UPDATE spec_pending SET cents = cents - ? WHERE account_id = ?
- *              UPDATE spec_undo SET state = 'compensated' WHERE tx = ? AND branch = ?
+ *              per inverse credit: UPDATE speculative_pending SET cents = cents - ? WHERE account_id = ?
+ *              UPDATE speculative_undo SET state = 'compensated' WHERE tx = ? AND branch = ?
  *   release    SELECT ... FOR UPDATE as compensate; per credit:
- *              UPDATE spec_pending SET cents = cents - ? WHERE account_id = ?;
+ *              UPDATE speculative_pending SET cents = cents - ? WHERE account_id = ?;
  *              UPDATE accounts SET balance = balance + ? WHERE id = ?;
- *              UPDATE spec_undo SET state = 'released' WHERE tx = ? AND branch = ?
- *   scan       SELECT tx, branch, state, branches FROM spec_undo WHERE state = 'undo'
- *   rowsOf     SELECT tx, branch, state, branches FROM spec_undo WHERE tx = ?
+ *              UPDATE speculative_undo SET state = 'released' WHERE tx = ? AND branch = ?
+ *   scan       SELECT tx, branch, state, branches FROM speculative_undo WHERE state = 'undo'
+ *   rowsOf     SELECT tx, branch, state, branches FROM speculative_undo WHERE tx = ?
  *
  * Why a finished row is retired (state released / compensated) rather than
  * deleted: the unique key is the branch's write-once log. A deleted row frees

@@ -53,7 +53,7 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord = DecisionRecord | EpochRecord | SpecRecord | StagingRecord;
+export type LogRecord = DecisionRecord | EpochRecord | SpeculativeRecord | StagingRecord;
 
 export interface DecisionRecord {
   readonly kind: "decision";
@@ -184,17 +184,17 @@ export const finishedOnRollback = (err: XaError): boolean => err === "NOTA" || e
  */
 
 /** Where a speculation stands in the txlog (observability and recovery, never on the client's path). */
-export interface SpecRecord {
-  readonly kind: "spec";
+export interface SpeculativeRecord {
+  readonly kind: "speculative";
   readonly state: "SPEC_EXECUTING" | "SPEC_COMMITTED" | "SPEC_ROLLED_BACK";
   readonly branches: readonly ShardId[];
 }
 
 /** The txlog key of a speculation's record. */
-export const specKey = (tx: TxId): string => `spec/${tx}`;
-export const SPEC_PREFIX = "spec/";
-export const txOfSpecKey = (key: string): TxId => key.slice(SPEC_PREFIX.length);
-export const specStateOf = (r: LogRecord | null | undefined): SpecRecord["state"] | null => (r?.kind === "spec" ? r.state : null);
+export const speculativeKey = (tx: TxId): string => `speculative/${tx}`;
+export const SPECULATIVE_PREFIX = "speculative/";
+export const txOfSpeculativeKey = (key: string): TxId => key.slice(SPECULATIVE_PREFIX.length);
+export const speculativeStateOf = (r: LogRecord | null | undefined): SpeculativeRecord["state"] | null => (r?.kind === "speculative" ? r.state : null);
 
 /**
  * A row of a shard's undo table, unique on (tx, branch): "undo" holds the

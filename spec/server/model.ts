@@ -18,7 +18,7 @@
  * docs/architecture.md, "The server as a model".
  */
 import type { Model, ModelFactory } from "../kernel/model.ts";
-import { specKey } from "../kernel/effects.ts";
+import { speculativeKey } from "../kernel/effects.ts";
 import { xaShards } from "../env/xa-shard.ts";
 import { bothShards, type BothShard } from "../env/both-shards.ts";
 import { branchXid } from "../env/executor.ts";
@@ -154,7 +154,7 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
       w.flights.some((f) => f.owner === t) ||
       sc.shards.some((s, i) => w.shards[i]!.xa.branches.some((b) => b.xid === branchXid(id, s))) ||
       txlog.get(w.log, `tx/${id}`) !== undefined ||
-      txlog.get(w.log, specKey(id)) !== undefined ||
+      txlog.get(w.log, speculativeKey(id)) !== undefined ||
       w.shards.some((sh) => sh.local.undo.some((r) => r.tx === id && r.state === "undo"))
     );
   };

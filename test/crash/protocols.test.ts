@@ -6,7 +6,7 @@
 //   1. runs a closed-loop load of CLIENTS clients, all with the scenario's
 //      protocol, half of the transfers cross-shard;
 //   2. polls etcd (and, for speculative, the shards) until the window is
-//      open: a tx/ key holding a STAGING record, resp. a spec/ key in
+//      open: a tx/ key holding a STAGING record, resp. a speculative/ key in
 //      SPEC_EXECUTING or an undo row in state 'undo'; then kill -9;
 //   3. reads what the dead process left behind (STAGING records, undo rows,
 //      SPEC_EXECUTING records, prepared branches); if it left nothing to
@@ -111,8 +111,8 @@ interface Record_ {
   readonly raw: string;
 }
 
-/** The records under `<prefix><sub>` (sub "tx/" or "spec/"), decoded loosely: an unknown shape is kept raw, never an error here. */
-async function records(prefix: string, sub: "tx/" | "spec/"): Promise<Record_[]> {
+/** The records under `<prefix><sub>` (sub "tx/" or "speculative/"), decoded loosely: an unknown shape is kept raw, never an error here. */
+async function records(prefix: string, sub: "tx/" | "speculative/"): Promise<Record_[]> {
   const kv = await etcd.namespace(prefix).getAll().prefix(sub).strings();
   return Object.entries(kv).map(([key, raw]) => {
     const k = key.startsWith(prefix) ? key.slice(prefix.length) : key;
@@ -136,11 +136,11 @@ interface UndoRow {
   readonly state: string;
 }
 
-/** Undo rows (spec_undo) of every shard; only those in state 'undo' unless `all`. */
+/** Undo rows (speculative_undo) of every shard; only those in state 'undo' unless `all`. */
 async function undoRows(all = false): Promise<UndoRow[]> {
   const lists = await Promise.all(
     [...pools].map(async ([shard, pool]) => {
-      const [rows] = await pool.query(`SELECT tx, branch, state FROM spec_undo${all ? "" : " WHERE state = 'undo'"}`);
+      const [rows] = await pool.query(`SELECT tx, branch, state FROM speculative_undo${all ? "" : " WHERE state = 'undo'"}`);
       return (rows as Array<{ tx: string; branch: string; state: string }>).map((r) => ({ shard, tx: r.tx, branch: r.branch, state: r.state }));
     }),
   );
@@ -178,7 +178,7 @@ interface Leftovers {
 }
 
 async function leftovers(prefix: string): Promise<Leftovers> {
-  const [p, tx, spec, undo] = await Promise.all([prepared(), records(prefix, "tx/"), records(prefix, "spec/"), undoRows()]);
+  const [p, tx, spec, undo] = await Promise.all([prepared(), records(prefix, "tx/"), records(prefix, "speculative/"), undoRows()]);
   const txRecords: Record<string, number> = {};
   for (const r of tx) {
     const k = r.state === "" ? r.kind : `${r.kind}:${r.state}`;
@@ -190,7 +190,7 @@ async function leftovers(prefix: string): Promise<Leftovers> {
     txRecords,
     txRecordCount: tx.length,
     undo,
-    executing: spec.filter((r) => r.kind === "spec" && r.state === "SPEC_EXECUTING").map((r) => r.tx),
+    executing: spec.filter((r) => r.kind === "speculative" && r.state === "SPEC_EXECUTING").map((r) => r.tx),
   };
 }
 
@@ -228,15 +228,15 @@ async function windowNow(protocol: Protocol, prefix: string): Promise<{ what: st
     const staging = (await records(prefix, "tx/")).filter((r) => r.kind === "staging");
     return { what: "tx/ keys holding a STAGING record", count: staging.length, sample: staging.slice(0, 3).map((r) => `tx/${r.tx} = ${r.raw}`) };
   }
-  const [spec, undo] = await Promise.all([records(prefix, "spec/"), undoRows()]);
-  const executing = spec.filter((r) => r.kind === "spec" && r.state === "SPEC_EXECUTING");
+  const [spec, undo] = await Promise.all([records(prefix, "speculative/"), undoRows()]);
+  const executing = spec.filter((r) => r.kind === "speculative" && r.state === "SPEC_EXECUTING");
   return {
-    what: "spec/ keys in SPEC_EXECUTING + undo rows in state 'undo'",
+    what: "speculative/ keys in SPEC_EXECUTING + undo rows in state 'undo'",
     count: executing.length + undo.length,
     sample: [
       `${executing.length} SPEC_EXECUTING, ${undo.length} undo rows`,
-      ...executing.slice(0, 2).map((r) => `spec/${r.tx} = ${r.raw}`),
-      ...undo.slice(0, 2).map((r) => `${r.shard}: spec_undo(${r.tx}, ${r.branch}) ${r.state}`),
+      ...executing.slice(0, 2).map((r) => `speculative/${r.tx} = ${r.raw}`),
+      ...undo.slice(0, 2).map((r) => `${r.shard}: speculative_undo(${r.tx}, ${r.branch}) ${r.state}`),
     ],
   };
 }
@@ -267,7 +267,7 @@ function answerOf(ledger: Ledger, tx: string): string {
 async function evidence(prefix: string, server: ServerProcess, ledger: Ledger, tx: string): Promise<string> {
   const [txRec, specRec, undo, hist, prep] = await Promise.all([
     etcd.namespace(prefix).get(`tx/${tx}`).string(),
-    etcd.namespace(prefix).get(`spec/${tx}`).string(),
+    etcd.namespace(prefix).get(`speculative/${tx}`).string(),
     undoRows(true).then((rows) => rows.filter((r) => r.tx === tx)),
     historyOf([tx]),
     prepared().then((l) => l.filter((b) => b.endsWith(`|${tx}`))),
@@ -282,8 +282,8 @@ async function evidence(prefix: string, server: ServerProcess, ledger: Ledger, t
   const t = ledger.committed.get(tx) ?? ledger.aborted.get(tx) ?? ledger.inDoubt.get(tx);
   return [
     `  tx ${tx}: answer ${answerOf(ledger, tx)}${t !== undefined ? `, ops ${JSON.stringify(t.ops)}` : ""}`,
-    `    etcd ${prefix}tx/${tx} = ${txRec ?? "(absent)"}; ${prefix}spec/${tx} = ${specRec ?? "(absent)"}`,
-    `    spec_undo: ${undo.map((r) => `${r.shard}(${r.branch}) ${r.state}`).join(", ") || "(none)"}`,
+    `    etcd ${prefix}tx/${tx} = ${txRec ?? "(absent)"}; ${prefix}speculative/${tx} = ${specRec ?? "(absent)"}`,
+    `    speculative_undo: ${undo.map((r) => `${r.shard}(${r.branch}) ${r.state}`).join(", ") || "(none)"}`,
     `    history: ${(hist.get(tx) ?? []).join(", ") || "(none)"}`,
     `    prepared: ${prep.join(", ") || "(none)"}`,
     `    GET /transactions/${tx} (restarted server): ${view}`,
@@ -300,7 +300,7 @@ async function evidence(prefix: string, server: ServerProcess, ledger: Ledger, t
  * speculative path on this cluster, so every row is one of its transactions.
  */
 async function auditSpeculative(prefix: string, ledger: Ledger): Promise<{ problems: Array<{ tx: string; what: string }>; released: number; rolledBack: number; transactions: number }> {
-  const [rows, recs] = await Promise.all([undoRows(true), records(prefix, "spec/")]);
+  const [rows, recs] = await Promise.all([undoRows(true), records(prefix, "speculative/")]);
   const byTx = new Map<string, UndoRow[]>();
   for (const r of rows) byTx.set(r.tx, [...(byTx.get(r.tx) ?? []), r]);
   const recOf = new Map(recs.map((r) => [r.tx, r]));

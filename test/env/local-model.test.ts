@@ -75,10 +75,10 @@ function modelView(s: local.LocalShard): Observed {
 }
 
 async function realView(): Promise<Observed> {
-  const [a] = await admin.query("SELECT a.id, a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN spec_pending p ON p.account_id = a.id ORDER BY a.id");
-  const [u] = await admin.query("SELECT tx, branch, state, inverse, branches, escrow FROM spec_undo ORDER BY tx, branch");
+  const [a] = await admin.query("SELECT a.id, a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN speculative_pending p ON p.account_id = a.id ORDER BY a.id");
+  const [u] = await admin.query("SELECT tx, branch, state, inverse, branches, escrow FROM speculative_undo ORDER BY tx, branch");
   const [h] = await admin.query("SELECT xid, account_id, delta FROM history ORDER BY xid, account_id");
-  const [orphans] = await admin.query("SELECT account_id FROM spec_pending WHERE account_id NOT IN (SELECT id FROM accounts)");
+  const [orphans] = await admin.query("SELECT account_id FROM speculative_pending WHERE account_id NOT IN (SELECT id FROM accounts)");
   if ((orphans as unknown[]).length > 0) throw new Error(`pending credits of accounts that do not exist: ${JSON.stringify(orphans)}`);
   return {
     accounts: (a as { id: string; balance: string; pending: string }[]).map((x) => [Number(x.id), Number(x.balance), Number(x.pending)]),
@@ -91,8 +91,8 @@ async function realView(): Promise<Observed> {
 }
 
 async function reset(): Promise<void> {
-  await admin.query("DELETE FROM spec_undo");
-  await admin.query("DELETE FROM spec_pending");
+  await admin.query("DELETE FROM speculative_undo");
+  await admin.query("DELETE FROM speculative_pending");
   await admin.query("DELETE FROM history");
   await admin.query("DELETE FROM accounts");
   await admin.query(`INSERT INTO accounts (id, balance) VALUES ${BALANCES.map(([id, b]) => `(${id},${b})`).join(",")}`);
@@ -313,7 +313,7 @@ describe("MysqlLocal examples", () => {
     for (const r of left.ok ? left.rows : []) expect(await exec.compensate(r.tx, SHARD)).toEqual({ ok: true, applied: true });
     expect(await shardTotalCents(admin)).toBe(4000n);
     expect(await undoRowsLeft(admin)).toBe(0);
-    const [p] = await admin.query("SELECT COALESCE(SUM(cents), 0) AS n FROM spec_pending");
+    const [p] = await admin.query("SELECT COALESCE(SUM(cents), 0) AS n FROM speculative_pending");
     expect(toCents((p as { n: unknown }[])[0]!.n)).toBe(0n);
     const v = await realView();
     const released = new Set(ok.filter((_, i) => i % 2 === 0).map((b) => b.tx));

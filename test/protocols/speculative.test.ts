@@ -109,7 +109,7 @@ function show(e: Effect): string {
     case "local.scan":
       return `scan ${e.shard}`;
     case "log.put":
-      return `put ${e.key} ${e.value.kind === "spec" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
+      return `put ${e.key} ${e.value.kind === "speculative" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "log.list":
       return `list ${e.prefix}`;
     case "log.delete":
@@ -125,8 +125,8 @@ function show(e: Effect): string {
 
 const request: CoordinatorInput = { t: "request", tx: "t1", branches, epoch: 3 };
 const applied = (shard: string): CoordinatorInput => ({ t: "local.apply", tx: "t1", shard, r: ok });
-const putOk = (version: number): CoordinatorInput => ({ t: "log.put", key: "spec/t1", r: { ok: true, version } });
-const deleted: CoordinatorInput = { t: "log.delete", key: "spec/t1", r: ok };
+const putOk = (version: number): CoordinatorInput => ({ t: "log.put", key: "speculative/t1", r: { ok: true, version } });
+const deleted: CoordinatorInput = { t: "log.delete", key: "speculative/t1", r: ok };
 
 describe("speculative coordinator", () => {
   const role = coordinator(defaultCoordinatorOptions);
@@ -145,11 +145,11 @@ describe("speculative coordinator", () => {
     expect(lines).toEqual([
       ["apply s1", "apply s2", "timer apply"],
       [],
-      ["reply committed", "put spec/t1 SPEC_EXECUTING if v0 fence v3"],
+      ["reply committed", "put speculative/t1 SPEC_EXECUTING if v0 fence v3"],
       ["release s1", "release s2"],
       [],
-      ["put spec/t1 SPEC_COMMITTED if v1 fence v3"],
-      ["delete spec/t1 fence v3"],
+      ["put speculative/t1 SPEC_COMMITTED if v1 fence v3"],
+      ["delete speculative/t1 fence v3"],
       [],
     ]);
     expect(st.phase).toBe("done");
@@ -168,7 +168,7 @@ describe("speculative coordinator", () => {
   it("a terminal put that finds the record gone is done: another settler wrote the end and forgot it", () => {
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
       ...upToTerminal,
-      { t: "log.put", key: "spec/t1", r: { ok: false, err: "CAS", current: null, version: 0 } },
+      { t: "log.put", key: "speculative/t1", r: { ok: false, err: "CAS", current: null, version: 0 } },
     ]);
     expect(lines.at(-1)).toEqual([]);
     expect(st.phase).toBe("done");
@@ -177,20 +177,20 @@ describe("speculative coordinator", () => {
   it("a terminal put that finds a terminal record (another settler's, or its own with the answer lost) forgets it", () => {
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
       ...upToTerminal,
-      { t: "log.put", key: "spec/t1", r: { ok: false, err: "CAS", current: { kind: "spec", state: "SPEC_COMMITTED", branches: shards }, version: 2 } },
+      { t: "log.put", key: "speculative/t1", r: { ok: false, err: "CAS", current: { kind: "speculative", state: "SPEC_COMMITTED", branches: shards }, version: 2 } },
       deleted,
     ]);
-    expect(lines.slice(-2)).toEqual([["delete spec/t1 fence v3"], []]);
+    expect(lines.slice(-2)).toEqual([["delete speculative/t1 fence v3"], []]);
     expect(st.phase).toBe("done");
   });
 
   it("a delete that fails is retried, then left behind for the resolver; a fenced one is not retried", () => {
-    const unavailable: CoordinatorInput = { t: "log.delete", key: "spec/t1", r: { ok: false, err: "UNAVAILABLE" } };
+    const unavailable: CoordinatorInput = { t: "log.delete", key: "speculative/t1", r: { ok: false, err: "UNAVAILABLE" } };
     const one = coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2 });
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), unavailable, { t: "timeout", id: "settle:t1" }, unavailable]);
-    expect(lines.slice(-4)).toEqual([["delete spec/t1 fence v3"], ["timer settle:t1"], ["delete spec/t1 fence v3"], []]);
+    expect(lines.slice(-4)).toEqual([["delete speculative/t1 fence v3"], ["timer settle:t1"], ["delete speculative/t1 fence v3"], []]);
     expect(st.phase).toBe("done");
-    const fenced = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), { t: "log.delete", key: "spec/t1", r: { ok: false, err: "FENCED" } }]);
+    const fenced = transcript<CoordinatorState, CoordinatorInput>(one, [...upToTerminal, putOk(2), { t: "log.delete", key: "speculative/t1", r: { ok: false, err: "FENCED" } }]);
     expect(fenced.lines.at(-1)).toEqual([]);
     expect(fenced.st.phase).toBe("done");
   });
@@ -210,10 +210,10 @@ describe("speculative coordinator", () => {
       ["apply s1", "apply s2", "timer apply"],
       [],
       ["tombstone s1"],
-      ["reply aborted insufficient_funds", "put spec/t1 SPEC_EXECUTING if v0 fence v3"],
+      ["reply aborted insufficient_funds", "put speculative/t1 SPEC_EXECUTING if v0 fence v3"],
       ["compensate s2"],
-      ["put spec/t1 SPEC_ROLLED_BACK if v1 fence v3"],
-      ["delete spec/t1 fence v3"],
+      ["put speculative/t1 SPEC_ROLLED_BACK if v1 fence v3"],
+      ["delete speculative/t1 fence v3"],
       [],
     ]);
     expect(st.phase).toBe("done");
@@ -227,7 +227,7 @@ describe("speculative coordinator", () => {
       { t: "local.tombstone", tx: "t1", shard: "s2", r: { ok: false, err: "DUPLICATE", existing: "undo" } },
       { t: "local.apply", tx: "t1", shard: "s2", r: ok },
     ]);
-    expect(lines).toEqual([["apply s1", "apply s2", "timer apply"], [], ["tombstone s2"], ["reply committed", "put spec/t1 SPEC_EXECUTING if v0 fence v3"], []]);
+    expect(lines).toEqual([["apply s1", "apply s2", "timer apply"], [], ["tombstone s2"], ["reply committed", "put speculative/t1 SPEC_EXECUTING if v0 fence v3"], []]);
   });
 
   it("a probe that cannot reach its shard is retried once, then left to the resolver with in_doubt", () => {
@@ -247,7 +247,7 @@ describe("speculative coordinator", () => {
 
 describe("speculative resolver", () => {
   const role = resolver({ shards });
-  const executing: LogEntry = { key: "spec/t1", value: { kind: "spec", state: "SPEC_EXECUTING", branches: shards }, version: 1 };
+  const executing: LogEntry = { key: "speculative/t1", value: { kind: "speculative", state: "SPEC_EXECUTING", branches: shards }, version: 1 };
   const boot: ResolverInput[] = [
     { t: "scan", active: [] },
     { t: "log.list", r: { ok: true, entries: [] } },
@@ -269,26 +269,26 @@ describe("speculative resolver", () => {
       { t: "scan", active: [] },
       ...scan([], ["s1"]),
       { t: "local.tombstone", tx: "t1", shard: "s2", r: ok },
-      { t: "log.put", key: "spec/t1", r: { ok: true, version: 1 } },
+      { t: "log.put", key: "speculative/t1", r: { ok: true, version: 1 } },
       { t: "local.compensate", tx: "t1", shard: "s1", r: { ok: true, applied: true } },
-      { t: "log.put", key: "spec/t1", r: { ok: true, version: 2 } },
-      { t: "log.delete", key: "spec/t1", r: ok },
+      { t: "log.put", key: "speculative/t1", r: { ok: true, version: 2 } },
+      { t: "log.delete", key: "speculative/t1", r: ok },
     ]);
     expect(lines).toEqual([
       ["list epoch"],
       ["put epoch epoch if v0"],
-      ["list spec/"],
+      ["list speculative/"],
       ["scan s1"],
       ["scan s2"],
       [],
-      ["list spec/"],
+      ["list speculative/"],
       ["scan s1"],
       ["scan s2"],
       ["tombstone s2"],
-      ["put spec/t1 SPEC_EXECUTING if v0 fence v4"],
+      ["put speculative/t1 SPEC_EXECUTING if v0 fence v4"],
       ["compensate s1"],
-      ["put spec/t1 SPEC_ROLLED_BACK if v1 fence v4"],
-      ["delete spec/t1 fence v4"],
+      ["put speculative/t1 SPEC_ROLLED_BACK if v1 fence v4"],
+      ["delete speculative/t1 fence v4"],
       [],
     ]);
   });
@@ -302,13 +302,13 @@ describe("speculative resolver", () => {
       { t: "local.release", tx: "t1", shard: "s1", r: { ok: true, applied: true } },
       { t: "local.release", tx: "t1", shard: "s2", r: { ok: true, applied: true } },
     ]);
-    expect(lines.slice(-3)).toEqual([["release s1", "release s2"], [], ["put spec/t1 SPEC_COMMITTED if v1 fence v4"]]);
+    expect(lines.slice(-3)).toEqual([["release s1", "release s2"], [], ["put speculative/t1 SPEC_COMMITTED if v1 fence v4"]]);
   });
 
   it("deletes a terminal record left behind at first sight, fenced; not one whose coordinator is live", () => {
-    const committed: LogEntry = { key: "spec/t1", value: { kind: "spec", state: "SPEC_COMMITTED", branches: shards }, version: 2 };
-    const { lines, st } = transcript<ResolverState, ResolverInput>(role, [...boot, ...scan([committed], []), { t: "log.delete", key: "spec/t1", r: ok }]);
-    expect(lines.slice(-2)).toEqual([["delete spec/t1 fence v4"], []]);
+    const committed: LogEntry = { key: "speculative/t1", value: { kind: "speculative", state: "SPEC_COMMITTED", branches: shards }, version: 2 };
+    const { lines, st } = transcript<ResolverState, ResolverInput>(role, [...boot, ...scan([committed], []), { t: "log.delete", key: "speculative/t1", r: ok }]);
+    expect(lines.slice(-2)).toEqual([["delete speculative/t1 fence v4"], []]);
     expect(st.phase).toBe("idle");
     const live = transcript<ResolverState, ResolverInput>(role, [{ t: "scan", active: ["t1"] }, ...boot.slice(1), ...scan([committed], [])]);
     expect(live.lines.at(-1)).toEqual([]);

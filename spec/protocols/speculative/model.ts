@@ -8,7 +8,7 @@
  * Properties: ./properties.ts; docs/protocols/speculative.md states each.
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import { specKey, specStateOf, type SpecRecord, type ShardId, type TxId } from "../../kernel/effects.ts";
+import { speculativeKey, speculativeStateOf, type SpeculativeRecord, type ShardId, type TxId } from "../../kernel/effects.ts";
 import * as txlog from "../../env/txlog.ts";
 import type * as local from "../../env/local.ts";
 import { localShards } from "../../env/local-shard.ts";
@@ -27,7 +27,7 @@ export interface Ghost {
   /** Per transaction, per shard index: compensations that changed the shard. */
   readonly compensations: readonly (readonly number[])[];
   /** Per transaction: the terminal record once one was written (kept after the record is forgotten). */
-  readonly terminal: readonly (SpecRecord["state"] | null)[];
+  readonly terminal: readonly (SpeculativeRecord["state"] | null)[];
 }
 
 export type World = AnyWorld<CoordinatorState, ResolverState, local.LocalShard, Ghost>;
@@ -61,7 +61,7 @@ export function speculativeGhost<W extends AnyWorld<any, any, local.LocalShard, 
     observe(w: W): W {
       let terminal = w.ghost.terminal;
       sc.txs.forEach((tx, t) => {
-        const state = specStateOf(txlog.get(w.log, specKey(tx.id))?.value);
+        const state = speculativeStateOf(txlog.get(w.log, speculativeKey(tx.id))?.value);
         if ((state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") && terminal[t] !== state) terminal = terminal.map((x, i) => (i === t ? state : x));
       });
       return terminal === w.ghost.terminal ? w : { ...w, ghost: { ...w.ghost, terminal } };
@@ -83,8 +83,8 @@ export function speculativeScanIsNoop(sc: Scenario): (w: World) => boolean {
     return sc.txs.every((t, i) => {
       const c = w.coords[i]!;
       if (c.alive && c.st.phase === "running") return true;
-      const rec = txlog.get(w.log, specKey(t.id))?.value;
-      return rec?.kind !== "spec" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
+      const rec = txlog.get(w.log, speculativeKey(t.id))?.value;
+      return rec?.kind !== "speculative" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
     });
   };
 }

@@ -20,7 +20,7 @@ import type { Fairness } from "../../kernel/model.ts";
 import type { Action, Budget, Scenario, World } from "./model.ts";
 import * as txlog from "../../env/txlog.ts";
 import { rowOf, type LocalShard } from "../../env/local.ts";
-import { specKey, specStateOf, type UndoRowState } from "../../kernel/effects.ts";
+import { speculativeKey, speculativeStateOf, type UndoRowState } from "../../kernel/effects.ts";
 
 type Pred = (w: World) => boolean;
 
@@ -123,7 +123,7 @@ function allEnded(sc: Scenario): (w: World) => boolean {
     w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
     w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
     ids.every((tx, t) => {
-      if (specStateOf(txlog.get(w.log, specKey(tx))?.value) !== null) return false;
+      if (speculativeStateOf(txlog.get(w.log, speculativeKey(tx))?.value) !== null) return false;
       const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
       return !left || w.ghost.terminal[t] !== null;
     });

@@ -43,7 +43,7 @@
  */
 import type { ResolverPart } from "../protocol.ts";
 import type { Role, Step } from "../../kernel/role.ts";
-import { EPOCH_KEY, SPEC_PREFIX, specStateOf, txOfSpecKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
+import { EPOCH_KEY, SPECULATIVE_PREFIX, speculativeStateOf, txOfSpeculativeKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 /** Settles a transaction at its first sighting, without waiting a scan (so it races live coordinators). */
@@ -90,11 +90,11 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   function plan(st: ResolverState): Out {
     const found = new Map<TxId, { branches: readonly ShardId[]; version: number | null }>();
     for (const e of st.records) {
-      const state = specStateOf(e.value);
-      if (state === "SPEC_EXECUTING" && e.value.kind === "spec") found.set(txOfSpecKey(e.key), { branches: e.value.branches, version: e.version });
+      const state = speculativeStateOf(e.value);
+      if (state === "SPEC_EXECUTING" && e.value.kind === "speculative") found.set(txOfSpeculativeKey(e.key), { branches: e.value.branches, version: e.version });
     }
-    const terminal = st.records.filter((e) => e.value.kind === "spec" && specStateOf(e.value) !== "SPEC_EXECUTING");
-    const final = new Set(terminal.map((e) => txOfSpecKey(e.key)));
+    const terminal = st.records.filter((e) => e.value.kind === "speculative" && speculativeStateOf(e.value) !== "SPEC_EXECUTING");
+    const final = new Set(terminal.map((e) => txOfSpeculativeKey(e.key)));
     for (const r of st.rows) if (!found.has(r.tx) && !final.has(r.tx)) found.set(r.tx, { branches: r.branches, version: null });
     const effects: Effect[] = [];
     const settles: Settlement[] = [];
@@ -102,8 +102,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     // Leftover terminal records: every branch is final, only the record is left to forget (no need to
     // wait a scan: deleting it is safe under any settler; a live coordinator forgets its own).
     for (const e of terminal) {
-      const tx = txOfSpecKey(e.key);
-      if (st.active.includes(tx) || e.value.kind !== "spec") continue;
+      const tx = txOfSpeculativeKey(e.key);
+      if (st.active.includes(tx) || e.value.kind !== "speculative") continue;
       const out = drive(newSettlement(tx, e.value.branches.map((shard) => ({ shard, k: "final" as const })), "final", e.version), settleOpts(st));
       effects.push(...out.effects);
       if (!settled(out.s)) settles.push(out.s);
@@ -130,7 +130,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         if (st.phase !== "idle") return { st, effects: [] };
         const next: ResolverState = { ...idle(st), active: [...input.active].sort() };
         if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
-        return { st: { ...next, phase: "listing" }, effects: [{ t: "log.list", prefix: SPEC_PREFIX }] };
+        return { st: { ...next, phase: "listing" }, effects: [{ t: "log.list", prefix: SPECULATIVE_PREFIX }] };
       }
       case "log.list": {
         if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
@@ -151,7 +151,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         if (st.phase === "booting" && input.key === EPOCH_KEY) {
           // Another process took the epoch first, or the log did not answer: try again next scan.
           if (!input.r.ok) return { st: idle(st), effects: [] };
-          return { st: { ...st, phase: "listing", epoch: input.r.version }, effects: [{ t: "log.list", prefix: SPEC_PREFIX }] };
+          return { st: { ...st, phase: "listing", epoch: input.r.version }, effects: [{ t: "log.list", prefix: SPECULATIVE_PREFIX }] };
         }
         return route(st, specKeyTx(input.key), input);
       case "log.delete":
@@ -165,7 +165,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     }
   }
 
-  const specKeyTx = (key: string): TxId | null => (key.startsWith(SPEC_PREFIX) ? txOfSpecKey(key) : null);
+  const specKeyTx = (key: string): TxId | null => (key.startsWith(SPECULATIVE_PREFIX) ? txOfSpeculativeKey(key) : null);
 
   function route(st: ResolverState, tx: TxId | null, input: Result): Out {
     if (st.phase !== "settling" || tx === null) return { st, effects: [] };
@@ -191,7 +191,7 @@ export const speculativeResolverPart: ResolverPart = {
     if (e.t === "local.compensate") return "compensate";
     if (e.t === "local.release") return "release";
     if (e.t === "log.delete") return "forget";
-    if (e.t === "log.put" && e.value.kind === "spec") return `record_${e.value.state.toLowerCase()}`;
+    if (e.t === "log.put" && e.value.kind === "speculative") return `record_${e.value.state.toLowerCase()}`;
     return null;
   },
 };

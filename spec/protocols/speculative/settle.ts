@@ -35,7 +35,7 @@
  * Pure data in, data out; the owner (coordinator or resolver) routes results
  * here and chooses how often a failed statement is retried.
  */
-import { specKey, specStateOf, type AbortReason, type Fence, type Outcome, type Effect, type Result, type ShardId, type TxId, type UndoRowState } from "../../kernel/effects.ts";
+import { speculativeKey, speculativeStateOf, type AbortReason, type Fence, type Outcome, type Effect, type Result, type ShardId, type TxId, type UndoRowState } from "../../kernel/effects.ts";
 
 export type Known =
   /** The coordinator's apply is in flight: its answer will say. */
@@ -111,7 +111,7 @@ const outstanding = (s: Settlement): boolean =>
 /** Nothing more will happen: the record forgotten, or given up with no answer outstanding. */
 export const settled = (s: Settlement): boolean => s.record === "forgotten" || (s.gaveUp && !outstanding(s));
 
-const forget = (s: Settlement, o: SettleOptions): Effect => ({ t: "log.delete", key: specKey(s.tx), fence: o.fence });
+const forget = (s: Settlement, o: SettleOptions): Effect => ({ t: "log.delete", key: speculativeKey(s.tx), fence: o.fence });
 
 /** Ask for every step that can go now. */
 export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effects: Effect[] } {
@@ -124,7 +124,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
   // Written once the outcome is known, before any row leaves state undo: not on the client's path,
   // and not racing the applies (a speculation that was never decided is findable by its undo rows).
   if (s.record === "absent" && s.outcome !== null) {
-    effects.push({ t: "log.put", key: specKey(s.tx), value: { kind: "spec", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
+    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculative", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
     s = { ...s, record: "putting" };
   }
   const branches = s.branches.map((b): SettleBranch => {
@@ -153,7 +153,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
     return { s: more.s, effects: [...effects, ...more.effects] };
   }
   if (s.outcome !== null && s.record === "durable" && s.branches.every((b) => b.k === "final")) {
-    effects.push({ t: "log.put", key: specKey(s.tx), value: { kind: "spec", state: terminal, branches: s.branches.map((b) => b.shard) }, ifVersion: s.version, fence: o.fence });
+    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculative", state: terminal, branches: s.branches.map((b) => b.shard) }, ifVersion: s.version, fence: o.fence });
     s = { ...s, record: "putting-final" };
   }
   return { s, effects };
@@ -189,7 +189,7 @@ export function onResult(s: Settlement, r: Result, o: SettleOptions): { s: Settl
       return failed(s, o, (x) => setK(x, r.shard, "applied"));
     }
     case "log.put": {
-      if (r.key !== specKey(s.tx)) return { s, effects: [] };
+      if (r.key !== speculativeKey(s.tx)) return { s, effects: [] };
       if (s.record !== "putting" && s.record !== "putting-final") return { s, effects: [] };
       const res = r.r;
       if (res.ok) {
@@ -199,7 +199,7 @@ export function onResult(s: Settlement, r: Result, o: SettleOptions): { s: Settl
         return out;
       }
       if (res.err === "CAS") {
-        const state = specStateOf(res.current);
+        const state = speculativeStateOf(res.current);
         // The end is written (by another settler, or by me with the answer lost): every branch was final then. Forget it.
         if (state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") return then({ ...s, record: "final", version: res.version });
         if (state === "SPEC_EXECUTING") return then({ ...s, record: "durable", version: res.version });
@@ -214,7 +214,7 @@ export function onResult(s: Settlement, r: Result, o: SettleOptions): { s: Settl
       return failed(s, o, (x) => ({ ...x, record: x.record === "putting" ? "absent" : "durable" }));
     }
     case "log.delete": {
-      if (r.key !== specKey(s.tx) || s.record !== "deleting") return { s, effects: [] };
+      if (r.key !== speculativeKey(s.tx) || s.record !== "deleting") return { s, effects: [] };
       if (r.r.ok) return { s: { ...s, record: "forgotten" }, effects: [] };
       // A newer process owns the log; its resolver deletes the terminal record it lists.
       if (r.r.err === "FENCED") return { s: { ...s, record: "final", gaveUp: true }, effects: [] };
