@@ -36,6 +36,8 @@ export interface EngineOptions {
   readonly in_flight_max: number;
   /** Finished transactions kept for GET /transactions/:id (oldest dropped first). */
   readonly retain_transactions: number;
+  /** Bound on their estimated bytes (retainedBytes), oldest dropped first; absent: only the count bounds them. */
+  readonly retain_trace_bytes_max?: number;
   readonly record_traces: boolean;
   readonly metrics?: Metrics;
 }
@@ -65,6 +67,23 @@ export interface TransactionView {
   trace: { header: TraceHeader; steps: readonly TraceStep[]; truncated: boolean } | null;
 }
 
+/**
+ * What a retained transaction is estimated to hold besides its trace text: the view's fields, its branches and
+ * timings, the map entry (measured: runtime/bench/growth.ts, docs/operations.md "Bounds").
+ */
+export const RETAINED_VIEW_BYTES = 512;
+
+/**
+ * A finished transaction as kept for GET /transactions/:id: its view as of the end, with the trace as JSON text,
+ * not the role instance that recorded it (whose inputs, effects, closures and promises cost several times more).
+ */
+interface Finished {
+  readonly view: Omit<TransactionView, "trace">;
+  readonly trace_json: string | null;
+  /** Estimated bytes: the trace text's length (one byte per character: V8 keeps ASCII strings one byte wide) + RETAINED_VIEW_BYTES. */
+  readonly bytes: number;
+}
+
 export class Overloaded extends Error {}
 export class ShuttingDown extends Error {}
 /** The resolver has not taken this process's epoch yet (etcd not reached so far): no coordinator may write. */
@@ -90,7 +109,9 @@ interface Running {
 export class Engine {
   private readonly running = new Map<TxId, Running>();
   /** Insertion-ordered, so the oldest is first to go. */
-  private readonly finished = new Map<TxId, Running>();
+  private readonly finished = new Map<TxId, Finished>();
+  /** Sum of the finished transactions' bytes. */
+  private finishedBytes = 0;
   private readonly roles: Record<Protocol, AnyCoordinator>;
   private readonly resolverInstance: RoleInstance<ProcessResolverState, ProcessResolverInput>;
   private resolverTimer: TimerHandle | null = null;
@@ -232,8 +253,6 @@ export class Engine {
   private ended(run: Running): void {
     run.done_ms = this.opts.adapters.clock.now_ms() - run.t0_ms;
     this.running.delete(run.tx);
-    this.finished.set(run.tx, run);
-    while (this.finished.size > this.opts.retain_transactions) this.finished.delete(this.finished.keys().next().value!);
     const m = this.opts.metrics;
     if (m !== undefined) {
       m.inFlight.set(this.running.size);
@@ -251,6 +270,7 @@ export class Engine {
       run.outcome = { status: "in_doubt" };
       run.resolveOutcome(run.outcome);
     }
+    this.retain(run);
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -285,14 +305,43 @@ export class Engine {
     });
   }
 
+  /** Keeps a finished transaction, then drops the oldest until both bounds hold. */
+  private retain(run: Running): void {
+    const { trace, ...view } = this.view(run);
+    const trace_json = trace === null ? null : JSON.stringify(trace);
+    const f: Finished = { view, trace_json, bytes: (trace_json?.length ?? 0) + RETAINED_VIEW_BYTES };
+    this.finished.set(run.tx, f);
+    this.finishedBytes += f.bytes;
+    const bytes_max = this.opts.retain_trace_bytes_max ?? Number.POSITIVE_INFINITY;
+    while (this.finished.size > this.opts.retain_transactions || this.finishedBytes > bytes_max) {
+      const [oldest, o] = this.finished.entries().next().value!;
+      this.finished.delete(oldest);
+      this.finishedBytes -= o.bytes;
+    }
+  }
+
+  /** Finished transactions kept in memory and their estimated bytes (Finished.bytes). */
+  get retained(): { transactions: number; bytes: number } {
+    return { transactions: this.finished.size, bytes: this.finishedBytes };
+  }
+
   /** The reply of a transaction this process runs or ran recently. */
   outcomeOf(tx: TxId): Promise<Outcome> | undefined {
-    return (this.running.get(tx) ?? this.finished.get(tx))?.outcomePromise;
+    const run = this.running.get(tx);
+    if (run !== undefined) return run.outcomePromise;
+    const outcome = this.finished.get(tx)?.view.outcome;
+    return outcome === undefined || outcome === null ? undefined : Promise.resolve(outcome);
   }
 
   transaction(tx: TxId): TransactionView | undefined {
-    const run = this.running.get(tx) ?? this.finished.get(tx);
-    if (run === undefined) return undefined;
+    const run = this.running.get(tx);
+    if (run !== undefined) return this.view(run);
+    const f = this.finished.get(tx);
+    if (f === undefined) return undefined;
+    return { ...f.view, trace: f.trace_json === null ? null : (JSON.parse(f.trace_json) as TransactionView["trace"]) };
+  }
+
+  private view(run: Running): TransactionView {
     const done = run.instance.ended;
     return {
       tx: run.tx,
