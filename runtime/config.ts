@@ -112,8 +112,8 @@ export const SETTINGS = {
   retain_trace_bytes_max: {
     schema: int(0, 4_294_967_296),
     allowed: "an integer from 0 to 4294967296",
-    doc: "bytes of finished transactions kept in memory (their trace as NDJSON, plus 512 per transaction); past it the oldest go",
-    default: 67_108_864,
+    doc: "estimated bytes of finished transactions kept in memory (each: its trace's JSON text, plus 1024); past it the oldest go",
+    default: 16_777_216,
   },
   idempotency_retention_ms: {
     schema: int(RETENTION_MS_MIN, 2_592_000_000),

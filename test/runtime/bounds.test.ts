@@ -18,12 +18,12 @@ const config = (...argv: string[]) => {
 };
 
 describe("settings that bound growth", () => {
-  it("defaults: 24 h retention, compaction every minute, 64 MiB of traces, 1024 connections, timeouts", () => {
+  it("defaults: 24 h retention, compaction every minute, 16 MiB of traces, 1024 connections, timeouts", () => {
     expect(config()).toMatchObject({
       idempotency_retention_ms: 86_400_000,
       etcd_compaction_interval_ms: 60_000,
       etcd_compaction_revisions_kept: 10_000,
-      retain_trace_bytes_max: 67_108_864,
+      retain_trace_bytes_max: 16_777_216,
       retain_transactions: 10_000,
       connections_max: 1_024,
       headers_timeout_ms: 10_000,
