@@ -119,6 +119,12 @@ async function inProcessServer(o: Options, cluster: EphemeralCluster): Promise<T
   };
 }
 
+/** Connections open to the shards, from /admin/shards (the bench's server has no admin token). */
+async function shardConnections(url: string): Promise<number> {
+  const body = (await (await fetch(new URL("/admin/shards", url))).json()) as { shards: Array<{ connections: { open: number } }> };
+  return body.shards.reduce((n, s) => n + s.connections.open, 0);
+}
+
 const load = (): string => loadavg().map((x) => x.toFixed(2)).join(" ");
 
 function post(agent: http.Agent, url: URL, body: string): Promise<number> {
@@ -166,7 +172,7 @@ async function main(): Promise<void> {
       const keys = (await etcd.getAll().prefix(PREFIX).keys()).length;
       const mb = (x: string) => (Number(x) / 1048576).toFixed(1);
       console.log(
-        `${String(done).padStart(7)} transfers  ${await server.memory()}  etcd db ${mb(st.dbSize).padStart(6)} MB (in use ${mb(st.dbSizeInUse)} MB)  keys ${keys}  revision ${st.header.revision}  ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+        `${String(done).padStart(7)} transfers  ${await server.memory()}  shard connections ${await shardConnections(server.url)}  etcd db ${mb(st.dbSize).padStart(6)} MB (in use ${mb(st.dbSizeInUse)} MB)  keys ${keys}  revision ${st.header.revision}  ${((Date.now() - t0) / 1000).toFixed(0)} s`,
       );
     };
     await sample(0);
@@ -177,7 +183,8 @@ async function main(): Promise<void> {
         const n = next++;
         const code = await post(agent, url, transferBody(n));
         codes.set(code, (codes.get(code) ?? 0) + 1);
-        if (++done % o.every === 0) await sample(done);
+        const d = ++done;
+        if (d % o.every === 0) await sample(d);
       }
     };
     await Promise.all(Array.from({ length: o.clients }, client));
