@@ -25,6 +25,11 @@ interface Setting {
   readonly secret?: boolean;
 }
 
+/** Below an hour a key could expire while a client still retries an answer it did not get; see checkBounds. */
+const RETENTION_MS_MIN = 3_600_000;
+/** An idempotency claim must outlive the longest a transfer's fate can stay open by this factor (checkBounds). */
+const RETENTION_OVER_TRANSFER_MIN = 10;
+
 const SHARDS_PATTERN = /^[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5}(,[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5})*$/;
 
 export const SETTINGS = {
@@ -110,6 +115,34 @@ export const SETTINGS = {
     default: 10_000,
   },
   record_traces: { schema: Schema.Boolean, allowed: "true or false", doc: "record every coordinator step (GET /transactions/:id shows the trace)", default: true },
+  retain_trace_bytes_max: {
+    schema: int(0, 4_294_967_296),
+    allowed: "an integer from 0 to 4294967296",
+    doc: "estimated bytes of finished transactions kept in memory (each: its trace's JSON text, plus 1024); past it the oldest go",
+    default: 16_777_216,
+  },
+  idempotency_retention_ms: {
+    schema: int(RETENTION_MS_MIN, 2_592_000_000),
+    allowed: `an integer from ${RETENTION_MS_MIN} (1 hour) to 2592000000 (30 days)`,
+    doc: "an idempotency key is kept at least this long; a request with it after that is a new transfer",
+    default: 86_400_000,
+  },
+  etcd_compaction_interval_ms: {
+    schema: Schema.Union([Schema.Literal(0), int(1_000, 86_400_000)]),
+    allowed: "0 (off: etcd compacts itself) or an integer from 1000 to 86400000",
+    doc: "time between compactions of etcd's history",
+    default: 60_000,
+  },
+  etcd_compaction_revisions_kept: {
+    schema: int(1, 100_000_000),
+    allowed: "an integer from 1 to 100000000",
+    doc: "etcd revisions a compaction keeps behind the current one",
+    default: 10_000,
+  },
+  connections_max: { schema: int(1, 65_536), allowed: "an integer from 1 to 65536", doc: "open HTTP connections; past it a new one is closed at once", default: 1_024 },
+  headers_timeout_ms: { schema: int(1_000, 600_000), allowed: "an integer from 1000 to 600000", doc: "a connection that has not sent a request's headers within it is closed", default: 10_000 },
+  request_timeout_ms: { schema: int(1_000, 3_600_000), allowed: "an integer from 1000 to 3600000", doc: "a request not received whole (headers and body) within it gets 408 and its connection is closed", default: 30_000 },
+  keep_alive_timeout_ms: { schema: int(100, 600_000), allowed: "an integer from 100 to 600000", doc: "an idle keep-alive connection is closed this long (plus node's 1 s) after its last answer", default: 5_000 },
 } as const satisfies Record<string, Setting>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -140,6 +173,14 @@ export interface Config {
   shutdown_grace_ms: number;
   retain_transactions: number;
   record_traces: boolean;
+  retain_trace_bytes_max: number;
+  idempotency_retention_ms: number;
+  etcd_compaction_interval_ms: number;
+  etcd_compaction_revisions_kept: number;
+  connections_max: number;
+  headers_timeout_ms: number;
+  request_timeout_ms: number;
+  keep_alive_timeout_ms: number;
 }
 
 export class ConfigError extends Error {}
@@ -237,7 +278,32 @@ export function loadConfig(src: ConfigSources): LoadResult {
   if (config.shards !== undefined && config.cluster_file !== undefined) {
     throw new ConfigError("give either --cluster-file or --shards/--etcd, not both");
   }
+  checkBounds(config);
   return { help: false, config };
+}
+
+/**
+ * The longest a transfer's fate (committed or not) can stay open after its
+ * idempotency claim: the vote (exec and prepare, or the speculative applies),
+ * a shard statement already sent, and every attempt at the decision write.
+ * After it no coordinator can commit it any more (docs/operations.md,
+ * "Idempotency").
+ */
+export const transferOpen_ms = (c: Pick<Config, "vote_timeout_ms" | "statement_timeout_ms" | "attempts_max" | "etcd_timeout_ms" | "retry_delay_ms">): number =>
+  c.vote_timeout_ms + c.statement_timeout_ms + c.attempts_max * (c.etcd_timeout_ms + c.retry_delay_ms);
+
+/** Settings that are only right together. */
+function checkBounds(c: Config): void {
+  const open_ms = transferOpen_ms(c);
+  if (c.idempotency_retention_ms < RETENTION_OVER_TRANSFER_MIN * open_ms) {
+    throw new ConfigError(
+      `idempotency_retention_ms ${c.idempotency_retention_ms} is under ${RETENTION_OVER_TRANSFER_MIN} x ${open_ms} ms, the longest a transfer can stay open with these settings ` +
+        "(vote_timeout_ms + statement_timeout_ms + attempts_max x (etcd_timeout_ms + retry_delay_ms)): raise idempotency_retention_ms or lower those",
+    );
+  }
+  if (c.headers_timeout_ms > c.request_timeout_ms) {
+    throw new ConfigError(`headers_timeout_ms ${c.headers_timeout_ms} is over request_timeout_ms ${c.request_timeout_ms}: the headers are part of the request; raise request_timeout_ms or lower headers_timeout_ms`);
+  }
 }
 
 export function usage(): string {

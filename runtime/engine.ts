@@ -34,6 +34,8 @@ export interface EngineOptions {
   readonly in_flight_max: number;
   /** Finished transactions kept for GET /transactions/:id (oldest dropped first). */
   readonly retain_transactions: number;
+  /** Bound on their estimated bytes (retainedBytes), oldest dropped first; absent: only the count bounds them. */
+  readonly retain_trace_bytes_max?: number;
   readonly record_traces: boolean;
   readonly metrics?: Metrics;
 }
@@ -67,6 +69,29 @@ export interface TransactionView {
   trace: { header: TraceHeader; steps: readonly TraceStep[]; truncated: boolean } | null;
 }
 
+/**
+ * What a retained transaction is estimated to hold besides its trace text: the view's fields, its branches and
+ * timings, the map entry. Measured about 800 bytes for a 2PC transfer of two branches (docs/operations.md, "Bounds");
+ * rounded up so that the estimate errs on the side of keeping less.
+ */
+export const RETAINED_VIEW_BYTES = 1_024;
+
+/**
+ * A finished transaction as kept for GET /transactions/:id: its view as of the end, with the trace as JSON text,
+ * not the role instance that recorded it (whose inputs, effects, closures and promises cost several times more).
+ */
+interface Finished {
+  /** What GET /transactions/:id shows, with the outcome durable state settled once there is one. */
+  view: Omit<TransactionView, "trace">;
+  readonly trace_json: string | null;
+  /** Estimated bytes: the trace text's length (one byte per character: V8 keeps ASCII strings one byte wide) + RETAINED_VIEW_BYTES. */
+  readonly bytes: number;
+  /** The final outcome durable state gave once the coordinator left it in doubt (`settled`). */
+  settled: Outcome | null;
+  /** Effects of the ended coordinator still waiting for an answer. */
+  pending(): number;
+}
+
 export class Overloaded extends Error {}
 export class ShuttingDown extends Error {}
 /** The resolver has not taken this process's epoch yet (etcd not reached so far): no coordinator may write. */
@@ -80,8 +105,6 @@ interface Running {
   readonly branches: readonly BranchSpec[];
   readonly instance: RoleInstance<ServerCoordinatorState, CoordinatorInput>;
   outcome: Outcome | null;
-  /** The final outcome durable state gave after the coordinator answered in_doubt and ended (Engine.settled). */
-  settled: Outcome | null;
   readonly outcomePromise: Promise<Outcome>;
   readonly resolveOutcome: (o: Outcome) => void;
   /** First time an effect of each kind was started, last time a result of each kind arrived (clock ms). */
@@ -94,7 +117,9 @@ interface Running {
 export class Engine {
   private readonly running = new Map<TxId, Running>();
   /** Insertion-ordered, so the oldest is first to go. */
-  private readonly finished = new Map<TxId, Running>();
+  private readonly finished = new Map<TxId, Finished>();
+  /** Sum of the finished transactions' bytes. */
+  private finishedBytes = 0;
   private readonly coordinatorRole: ReturnType<typeof serverCoordinator>;
   private resolverInstance: RoleInstance<ProcessResolverState, ResolverInput>;
   private resolverTimer: TimerHandle | null = null;
@@ -225,7 +250,6 @@ export class Engine {
       branches,
       instance,
       outcome: null,
-      settled: null,
       outcomePromise: outcome,
       resolveOutcome,
       first,
@@ -253,8 +277,6 @@ export class Engine {
   private ended(run: Running): void {
     run.done_ms = this.opts.adapters.clock.now_ms() - run.t0_ms;
     this.running.delete(run.tx);
-    this.finished.set(run.tx, run);
-    while (this.finished.size > this.opts.retain_transactions) this.finished.delete(this.finished.keys().next().value!);
     const m = this.opts.metrics;
     if (m !== undefined) {
       m.inFlight.set(this.running.size);
@@ -272,6 +294,7 @@ export class Engine {
       run.outcome = { status: "in_doubt" };
       run.resolveOutcome(run.outcome);
     }
+    this.retain(run);
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -306,11 +329,36 @@ export class Engine {
     });
   }
 
+  /** Keeps a finished transaction (its view, its trace as text), then drops the oldest until both bounds hold. */
+  private retain(run: Running): void {
+    const { trace, ...view } = this.view(run);
+    const trace_json = trace === null ? null : JSON.stringify(trace);
+    // The recording is in trace_json now: the instance, kept only to know whether effects still wait for answers, drops it.
+    run.instance.dropRecording();
+    const instance = run.instance;
+    const f: Finished = { view, trace_json, bytes: (trace_json?.length ?? 0) + RETAINED_VIEW_BYTES, settled: null, pending: () => instance.pending };
+    this.finished.set(run.tx, f);
+    this.finishedBytes += f.bytes;
+    const bytes_max = this.opts.retain_trace_bytes_max ?? Number.POSITIVE_INFINITY;
+    while (this.finished.size > this.opts.retain_transactions || this.finishedBytes > bytes_max) {
+      const [oldest, o] = this.finished.entries().next().value!;
+      this.finished.delete(oldest);
+      this.finishedBytes -= o.bytes;
+    }
+  }
+
+  /** Finished transactions kept in memory and their estimated bytes (Finished.bytes). */
+  get retained(): { transactions: number; bytes: number } {
+    return { transactions: this.finished.size, bytes: this.finishedBytes };
+  }
+
   /** The outcome of a transaction this process runs or ran recently: the coordinator's reply, or what durable state settled since. */
   outcomeOf(tx: TxId): Promise<Outcome> | undefined {
-    const run = this.running.get(tx) ?? this.finished.get(tx);
-    if (run === undefined) return undefined;
-    return run.settled !== null ? Promise.resolve(run.settled) : run.outcomePromise;
+    const run = this.running.get(tx);
+    if (run !== undefined) return run.outcomePromise;
+    const f = this.finished.get(tx);
+    const outcome = f?.settled ?? f?.view.outcome;
+    return outcome === undefined || outcome === null ? undefined : Promise.resolve(outcome);
   }
 
   /**
@@ -320,28 +368,36 @@ export class Engine {
    * it will write nothing more, and nothing settled it yet.
    */
   inDoubt(tx: TxId): { protocol: ProtocolName; shards: ShardId[] } | undefined {
-    const run = this.finished.get(tx);
-    if (run === undefined || run.outcome?.status !== "in_doubt" || run.settled !== null || run.instance.pending > 0) return undefined;
-    return { protocol: run.protocol, shards: run.branches.map((b) => b.shard) };
+    const f = this.finished.get(tx);
+    if (f === undefined || f.view.outcome?.status !== "in_doubt" || f.settled !== null || f.pending() > 0) return undefined;
+    return { protocol: f.view.protocol, shards: f.view.branches.map((b) => b.shard) };
   }
 
   /** Keeps the final outcome durable state gave for a transaction `inDoubt` named: from then on it is this process's answer. */
   settled(tx: TxId, o: Outcome): void {
     if (o.status === "in_doubt" || this.inDoubt(tx) === undefined) return;
-    this.finished.get(tx)!.settled = o;
+    const f = this.finished.get(tx)!;
+    f.settled = o;
+    f.view = { ...f.view, status: o.status, outcome: o, source: "durable state" };
   }
 
   transaction(tx: TxId): TransactionView | undefined {
-    const run = this.running.get(tx) ?? this.finished.get(tx);
-    if (run === undefined) return undefined;
+    const run = this.running.get(tx);
+    if (run !== undefined) return this.view(run);
+    const f = this.finished.get(tx);
+    if (f === undefined) return undefined;
+    return { ...f.view, trace: f.trace_json === null ? null : (JSON.parse(f.trace_json) as TransactionView["trace"]) };
+  }
+
+  private view(run: Running): TransactionView {
     const done = run.instance.ended;
-    const outcome = run.settled ?? run.outcome;
+    const outcome = run.outcome;
     return {
       tx: run.tx,
       protocol: run.protocol,
       status: outcome === null ? "running" : outcome.status,
       outcome,
-      source: run.settled === null ? "coordinator" : "durable state",
+      source: "coordinator",
       reply: run.outcome,
       done,
       started_at: new Date(run.started_wall_ms).toISOString(),

@@ -18,15 +18,23 @@
  * (runtime/durable.ts): the decision record, else history rows (committed),
  * else a prepared branch (in_doubt for now: ask again), else aborted.
  * A settled outcome is written into the record like a live one.
+ *
+ * Retention: a claim is attached to an etcd lease (runtime/retention.ts) and
+ * is gone `retention_ms` (at least) after it was made; a request with its key
+ * after that is a new transfer. A claim whose outcome is still unknown is put
+ * on a fresh lease whenever a request finds it so, so that it lives as long
+ * as clients keep asking. Why a claim cannot expire under a transfer still in
+ * flight: docs/operations.md, "Idempotency".
  */
 import { createHash } from "node:crypto";
-import type { Namespace } from "etcd3";
+import { EtcdLeaseInvalidError, type Namespace } from "etcd3";
 import { Schema } from "effect";
 import type { Outcome, TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
+import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 
 export const IDEMPOTENCY_PREFIX = "idem/";
@@ -72,6 +80,8 @@ export interface IdempotencyDeps {
   readonly engine: Engine;
   readonly xa: XaMysql;
   readonly log: TxlogEtcd;
+  /** How long a claim is kept at least (config idempotency_retention_ms). */
+  readonly retention_ms: number;
 }
 
 /**
@@ -126,7 +136,11 @@ export class Idempotency {
   /** Requests of this process per key, so that concurrent ones here share one claim. Bounded by in_flight_max. */
   private readonly local = new Map<string, Promise<IdempotentResult>>();
 
-  constructor(private readonly deps: IdempotencyDeps) {}
+  private readonly leases: RetentionLeases;
+
+  constructor(private readonly deps: IdempotencyDeps) {
+    this.leases = new RetentionLeases(deps.ns, deps.retention_ms);
+  }
 
   async run(key: string, request: TransferRequest): Promise<IdempotentResult> {
     const fingerprint = fingerprintOf(request);
@@ -166,17 +180,7 @@ export class Idempotency {
     const etcdKey = idempotencyEtcdKey(key);
     const tx = newTxId();
     const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard), protocol: request.protocol };
-    let res;
-    try {
-      res = await this.deps.ns
-        .if(etcdKey, "Version", "==", 0)
-        .then(this.deps.ns.put(etcdKey).value(JSON.stringify(claim)))
-        .else(this.deps.ns.get(etcdKey))
-        .commit();
-    } catch (e) {
-      // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
-      throw new IdempotencyConflict(503, `the transaction log did not answer (${(e as Error).message}); retry with the same idempotency_key`);
-    }
+    const res = await this.create(etcdKey, claim);
     if (!res.succeeded) {
       const kv = res.responses[0]?.response_range?.kvs[0];
       if (kv === undefined) throw new IdempotencyConflict(503, "the idempotency record changed while it was read; retry with the same idempotency_key");
@@ -199,15 +203,39 @@ export class Idempotency {
     return { tx, outcome, replayed: false };
   }
 
-  /** Stores a final outcome in the record (compare on the version read, so a settled outcome is never overwritten). */
+  /** The CAS create of a claim, on the retention lease of now; a lease etcd no longer knows is replaced once. */
+  private async create(etcdKey: string, claim: IdemRecord) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const lease = await this.leases.current();
+        return await this.deps.ns
+          .if(etcdKey, "Version", "==", 0)
+          .then(this.deps.ns.put(etcdKey).value(JSON.stringify(claim)).lease(lease))
+          .else(this.deps.ns.get(etcdKey))
+          .commit();
+      } catch (e) {
+        if (e instanceof EtcdLeaseInvalidError && attempt === 1) {
+          this.leases.forget();
+          continue;
+        }
+        // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
+        throw new IdempotencyConflict(503, `the transaction log did not answer (${(e as Error).message}); retry with the same idempotency_key`);
+      }
+    }
+  }
+
+  /**
+   * Stores a final outcome in the record, on the lease the record has (compare on the version read, so a settled
+   * outcome is never overwritten). An outcome still unknown moves the record to the lease of now instead.
+   */
   private async record(etcdKey: string, rec: IdemRecord, version: number, outcome: Outcome): Promise<void> {
-    if (outcome.status === "in_doubt") return;
-    const next: IdemRecord = { ...rec, outcome };
+    const next: IdemRecord = outcome.status === "in_doubt" ? rec : { ...rec, outcome };
     try {
-      await this.deps.ns.if(etcdKey, "Version", "==", version).then(this.deps.ns.put(etcdKey).value(JSON.stringify(next))).commit();
+      const put = this.deps.ns.put(etcdKey).value(JSON.stringify(next));
+      await this.deps.ns.if(etcdKey, "Version", "==", version).then(outcome.status === "in_doubt" ? put.lease(await this.leases.current()) : put.ignoreLease()).commit();
     } catch (e) {
-      // Not fatal: a later request with the key settles the outcome from the txlog and the shards.
-      console.error(`idempotency ${etcdKey}: outcome not stored (${(e as Error).message})`);
+      // Not fatal: a later request with the key settles the outcome from the txlog and the shards (and renews the lease).
+      console.error(`idempotency ${etcdKey}: ${outcome.status === "in_doubt" ? "lease not renewed" : "outcome not stored"} (${(e as Error).message})`);
     }
   }
 

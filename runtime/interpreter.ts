@@ -131,6 +131,12 @@ export class RoleInstance<St, In extends { readonly t: string }> {
     this.deliver(input);
   }
 
+  /** Forgets the recorded steps (once the owner keeps the trace elsewhere); `trace()` is empty from then on. */
+  dropRecording(): void {
+    this.recorded.length = 0;
+    this.origin = null;
+  }
+
   /** Ends the instance now (shutdown): timers cleared, later results dropped. */
   stop(): void {
     this.end();

@@ -19,7 +19,7 @@ import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
-import { etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { EtcdCompactor, etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
@@ -49,8 +49,8 @@ export interface RunningServer {
 const RETRY_AFTER_S = 1;
 const ADMIN_PROBE_TIMEOUT_MS = 2_000;
 const BOOT_SCAN_WAIT_MS = 10_000;
-/** Open client sockets; past it node closes new ones at once rather than letting them pile up. */
-const SOCKETS_MAX = 4_096;
+/** Longest interval between node's checks of the headers and request timeouts. */
+const CONNECTIONS_CHECK_MS_MAX = 1_000;
 const SHUTDOWN_POLL_MS = 10;
 /** After the grace period: how long answers already decided (in_doubt of stopped coordinators, 503s) may take to go out. */
 const ANSWERS_FLUSH_MS = 1_000;
@@ -88,20 +88,30 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     resolver_interval_ms: config.resolver_interval_ms,
     in_flight_max: config.in_flight_max,
     retain_transactions: config.retain_transactions,
+    retain_trace_bytes_max: config.retain_trace_bytes_max,
     record_traces: config.record_traces,
     metrics,
   });
-  const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog });
+  const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog, retention_ms: config.idempotency_retention_ms });
+  const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
   engine.startResolver();
 
   const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics);
-  const server = createServer((req, res) => void api.handle(req, res));
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = Math.max(30_000, config.vote_timeout_ms * 2);
-  server.maxConnections = SOCKETS_MAX;
+  const server = createServer(
+    {
+      headersTimeout: config.headers_timeout_ms,
+      requestTimeout: config.request_timeout_ms,
+      keepAliveTimeout: config.keep_alive_timeout_ms,
+      // node enforces the two timeouts above only when this timer fires (30 s by default, which made a 10 s headers
+      // timeout act after 30-55 s); a tenth of the headers timeout keeps both within 10% of what they say.
+      connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_MS_MAX, config.headers_timeout_ms / 10),
+    },
+    (req, res) => void api.handle(req, res),
+  );
+  // A connection past the cap is accepted and closed at once by node, before any byte is read.
+  server.maxConnections = config.connections_max;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -115,13 +125,17 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
   }
   const port = (server.address() as AddressInfo).port;
+  compactor.start();
   let closing: Promise<void> | null = null;
   return {
     url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     port,
     engine,
     accounts,
-    close: (grace_ms = config.shutdown_grace_ms) => (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts)),
+    close: (grace_ms = config.shutdown_grace_ms) => {
+      compactor.stop();
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts));
+    },
   };
 }
 

@@ -156,6 +156,9 @@ export class ShardPool {
         supportBigNumbers: true,
         bigNumberStrings: true,
         multipleStatements: true,
+        // Every statement goes as text (query), none is prepared; mysql2's default cache of 16,000 prepared statements
+        // preallocates four arrays of that length, about 512 KB of heap per connection.
+        maxPreparedStatements: 1,
         connectTimeout: this.limits.connect_timeout_ms,
       });
       const c: PooledConnection = { raw, threadId: 0, boot: "", dead: false };

@@ -282,6 +282,68 @@ export class TxlogEtcd implements TxlogStore {
   }
 }
 
+export interface CompactionOptions {
+  /** Time between compactions; 0: never (etcd compacts itself, e.g. --auto-compaction-retention). */
+  readonly interval_ms: number;
+  /** Revisions kept behind the current one. */
+  readonly revisions_kept: number;
+}
+
+/**
+ * Compacts etcd's history. etcd keeps every revision of every key until a
+ * compaction drops the ones before a given revision; without one, every CAS,
+ * claim and delete of a busy server stays in etcd's database until it reaches
+ * its quota (2 GB by default), past which etcd refuses every write
+ * ("mvcc: database space exceeded"). This server never reads an old revision
+ * (no watch, no read at a revision), so it keeps only a window of
+ * `revisions_kept` for tools that do. Freed pages are reused by etcd, so the
+ * database file stops growing; it shrinks only with `etcdctl defrag`, which
+ * blocks etcd while it runs and is left to the operator.
+ */
+export class EtcdCompactor {
+  private timer: NodeJS.Timeout | null = null;
+  /** The revision compacted to last: the next compaction is skipped until the window moved past it. */
+  private compacted = 0;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly opts: CompactionOptions,
+  ) {}
+
+  start(): void {
+    if (this.opts.interval_ms === 0 || this.timer !== null) return;
+    const again = () => {
+      void this.compactOnce().finally(() => {
+        if (this.timer !== null) this.timer = setTimeout(again, this.opts.interval_ms).unref();
+      });
+    };
+    this.timer = setTimeout(again, this.opts.interval_ms).unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Compacts to `revisions_kept` behind the current revision; true if etcd did (or an earlier compaction already had). */
+  async compactOnce(): Promise<boolean> {
+    try {
+      // Any read answers the current revision in its header.
+      const current = Number((await this.client.kv.range({ key: Buffer.from("\0"), count_only: true })).header.revision);
+      const target = current - this.opts.revisions_kept;
+      if (target <= this.compacted) return true;
+      await this.client.kv.compact({ revision: target, physical: false });
+      this.compacted = target;
+      return true;
+    } catch (e) {
+      // Another client compacted further already: the history we wanted gone is gone.
+      if (/required revision has been compacted/.test((e as Error).message)) return true;
+      logFailure("compact", "", e);
+      return false;
+    }
+  }
+}
+
 /** Failures are rate-limited to one line per second so an etcd outage does not flood the log. */
 let lastFailureLog_ms = 0;
 function logFailure(op: string, key: string, e: unknown): void {
