@@ -100,7 +100,7 @@ async function speculationStatus(tx: TxId, deps: { xa: XaMysql; log: TxlogStore 
   if (state === null && held.size === 0) return null;
   // The record lists the branches; so does every row but a tombstone.
   const rec = listed.entries.find((e) => e.key === speculativeKey(tx))?.value;
-  if (rec?.kind === "speculative") branches = [...rec.branches];
+  if (rec?.kind === "speculation") branches = [...rec.branches];
   if (branches.length === 0) return { found: "speculation", outcome: [...held.values()].includes("tombstone") ? "rollback" : null };
   return { found: "speculation", outcome: outcomeOfKeys(branches, (b) => held.get(b) ?? null) };
 }

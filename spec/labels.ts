@@ -74,7 +74,7 @@ function recordText(v: LogRecord): string {
   switch (v.kind) {
     case "decision":
       return v.decision.toUpperCase();
-    case "speculative":
+    case "speculation":
       return v.state;
     case "epoch":
       return "new epoch";

@@ -40,7 +40,7 @@ export const LogRecordSchema = Schema.Union([
   }),
   // The speculative path's record.
   Schema.Struct({
-    kind: Schema.Literal("speculative"),
+    kind: Schema.Literal("speculation"),
     state: Schema.Literals(["SPEC_EXECUTING", "SPEC_COMMITTED", "SPEC_ROLLED_BACK"]),
     branches: Schema.Array(Schema.String),
   }),

@@ -38,11 +38,15 @@ import { mergeLoad, newLedger, type Ledger, type LoadResult } from "./load.ts";
 import { UsageError, type BenchOptions, type Scenario } from "./options.ts";
 import { phaseReport, type Goal, type PhaseReport } from "./report.ts";
 import { round } from "./round.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNamed, type ProtocolName } from "../../spec/protocols/registry.ts";
 import type { PhaseTotals } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
 
-export const COMPARED = ["2pc", "parallel", "speculative"] as const;
-export type Compared = (typeof COMPARED)[number];
+/** Every registered protocol, in registry order. */
+export const COMPARED = PROTOCOLS;
+/** The protocol the others are measured against: the default (2PC). */
+export const BASELINE: ProtocolName = DEFAULT_PROTOCOL;
+export type Compared = ProtocolName;
 
 /** The hot scenario's defaults when --hot-share / --hot-accounts are not given. */
 export const HOT_SHARE_DEFAULT = 0.9;
@@ -210,7 +214,7 @@ async function runScenario(d: CompareDeps, s: Scenario): Promise<ScenarioReport>
       for (const run of runs) {
         if (d.stop()) break;
         const name = `${s}/${run.protocol}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
-        const specBefore = run.protocol === "speculative" ? await speculationCounts(run.target) : null;
+        const specBefore = protocolNamed(run.protocol).speculates ? await speculationCounts(run.target) : null;
         const res = await round({
           name,
           target: run.target,
@@ -250,17 +254,17 @@ async function runScenario(d: CompareDeps, s: Scenario): Promise<ScenarioReport>
     const answered = p.committed + sum(p.aborts) + p.in_doubt;
     return answered === 0 ? null : round2(sum(p.aborts) / answered, 4);
   };
-  const base = reports.find((x) => x.run.protocol === "2pc")?.report ?? null;
+  const base = reports.find((x) => x.run.protocol === BASELINE)?.report ?? null;
   const rows: CompareRow[] = reports.map(({ run, report }) => {
     const aborted = sum(report.aborts);
-    const hit_rate = run.protocol === "speculative" && report.committed + aborted > 0 ? round2(report.committed / (report.committed + aborted), 4) : null;
+    const hit_rate = protocolNamed(run.protocol).speculates && report.committed + aborted > 0 ? round2(report.committed / (report.committed + aborted), 4) : null;
     const r2 = (f: (p: PhaseReport) => number | null) => (base === null ? null : ratio(f(report), f(base)));
     return {
       protocol: run.protocol,
       report,
       abort_rate: abortRate(report),
       hit_rate,
-      server_speculations: run.protocol === "speculative" ? run.speculations : null,
+      server_speculations: protocolNamed(run.protocol).speculates ? run.speculations : null,
       ratio_to_2pc: {
         committed_per_s: r2((p) => p.committed_per_s),
         p50: r2((p) => p.latency_ms.p50),
@@ -285,7 +289,7 @@ export function scenarioGoals(s: Scenario, clients: number, rows: readonly Compa
   const out: Goal[] = [];
   if (s === "uniform") {
     for (const row of rows) {
-      if (row.protocol === "2pc") continue;
+      if (row.protocol === BASELINE) continue;
       for (const p of ["p50", "p99"] as const) {
         const x = row.ratio_to_2pc[p];
         out.push({ goal: `${clients} client${clients === 1 ? "" : "s"}: ${row.protocol} ${p} at least 30% below 2pc (<= ${LATENCY_GOAL_RATIO}x)`, measured: x === null ? "n/a" : `${x}x (${row.report.latency_ms[p] === null ? "-" : fmt(row.report.latency_ms[p])} ms)`, met: x !== null && x <= LATENCY_GOAL_RATIO });
@@ -293,7 +297,7 @@ export function scenarioGoals(s: Scenario, clients: number, rows: readonly Compa
     }
   }
   if (s !== "misspeculate") {
-    const spec = rows.find((row) => row.protocol === "speculative");
+    const spec = rows.find((row) => protocolNamed(row.protocol).speculates);
     if (spec !== undefined) {
       out.push({ goal: `${s}: speculative hit rate above 90% with no failures injected`, measured: spec.hit_rate === null ? "n/a" : `${round2(spec.hit_rate * 100, 2)}%`, met: spec.hit_rate !== null && spec.hit_rate > HIT_RATE_GOAL });
     }
@@ -325,7 +329,7 @@ export function formatScenario(sr: ScenarioReport, clients: number): string {
     }),
     "  by transfer kind (committed; p50 / p95 / p99 ms; ratio of p50 and p99 to 2pc's):",
     ...sr.rows.map((row) => {
-      const b = sr.rows.find((x) => x.protocol === "2pc")?.report.by_shards;
+      const b = sr.rows.find((x) => x.protocol === BASELINE)?.report.by_shards;
       const k = (name: "single" | "cross") => {
         const x = row.report.by_shards[name];
         const r50 = b === undefined ? null : ratio(x.p50, b[name].p50);

@@ -28,7 +28,7 @@ export type Outcome =
 export type PhaseTotals = Record<string, { sum_s: number; count: number }>;
 
 export interface TransferTarget {
-  /** Shown in reports: "2pc", "floor", ... */
+  /** Shown in reports: a protocol's name, or floor. */
   readonly name: string;
   transfer(t: Transfer): Promise<Outcome>;
   phaseTotals(): Promise<PhaseTotals>;

@@ -185,7 +185,7 @@ export const finishedOnRollback = (err: XaError): boolean => err === "NOTA" || e
 
 /** Where a speculation stands in the txlog (observability and recovery, never on the client's path). */
 export interface SpeculativeRecord {
-  readonly kind: "speculative";
+  readonly kind: "speculation";
   readonly state: "SPEC_EXECUTING" | "SPEC_COMMITTED" | "SPEC_ROLLED_BACK";
   readonly branches: readonly ShardId[];
 }
@@ -194,7 +194,7 @@ export interface SpeculativeRecord {
 export const speculativeKey = (tx: TxId): string => `speculative/${tx}`;
 export const SPECULATIVE_PREFIX = "speculative/";
 export const txOfSpeculativeKey = (key: string): TxId => key.slice(SPECULATIVE_PREFIX.length);
-export const speculativeStateOf = (r: LogRecord | null | undefined): SpeculativeRecord["state"] | null => (r?.kind === "speculative" ? r.state : null);
+export const speculativeStateOf = (r: LogRecord | null | undefined): SpeculativeRecord["state"] | null => (r?.kind === "speculation" ? r.state : null);
 
 /**
  * A row of a shard's undo table, unique on (tx, branch): "undo" holds the

@@ -63,7 +63,7 @@ export interface ResolverPart {
 export type ShardKind = "xa" | "local";
 
 export interface Protocol {
-  /** As the API and the configuration name it ("2pc"). */
+  /** As the API and the configuration name it (the request body's `protocol`). */
   readonly name: string;
   /** As a person names it ("2PC with presumed abort"). */
   readonly title: string;

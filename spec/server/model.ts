@@ -34,7 +34,7 @@ import { implicitGhost, resolverQuiet } from "../protocols/parallel/model.ts";
 import { parallelEventually, parallelLeadsTo } from "../protocols/parallel/properties.ts";
 import { twopcModel } from "../protocols/twopc/model.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
-import { RESOLVER_PARTS } from "../protocols/registry.ts";
+import { DEFAULT_PROTOCOL, RESOLVER_PARTS } from "../protocols/registry.ts";
 import { serverCoordinator, type ServerCoordinatorState } from "./coordinator.ts";
 import { processResolver, processResolverMutants, type ProcessResolverMutant, type ProcessResolverState } from "./resolver.ts";
 import { serverEventually, serverInvariants, xaFamilyInvariants, type ServerGhost } from "./properties.ts";
@@ -42,7 +42,7 @@ import { serverEventually, serverInvariants, xaFamilyInvariants, type ServerGhos
 /** The coordinator settings every model runs with: two attempts make a retry loop a cycle (timers fire at any time). */
 const SETTINGS = { voteTimeoutMs: defaultCoordinatorOptions.voteTimeoutMs, retryDelayMs: defaultCoordinatorOptions.retryDelayMs, attemptsMax: 2 };
 
-const protocolOfTx = (sc: Scenario) => (t: number): string => sc.txs[t]!.protocol ?? "2pc";
+const protocolOfTx = (sc: Scenario) => (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
 
 // ---------------------------------------------------------------------------------------------
 // mixed: the XA family under the XA resolver

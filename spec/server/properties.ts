@@ -129,7 +129,7 @@ export function serverEventually(sc: Scenario, protocolOf: (t: number) => string
     every_transaction_ends: {
       goal: (w) => {
         const x = xa.of(w);
-        const records = { ...x, log: { entries: x.log.entries.filter((e) => e.value.kind !== "speculative") } };
+        const records = { ...x, log: { entries: x.log.entries.filter((e) => e.value.kind !== "speculation") } };
         return ac5.goal(records as never) && ends.goal(local.of(w) as never);
       },
       allowed: (a) => ac5.allowed(a) && ends.allowed(a),

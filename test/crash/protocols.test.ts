@@ -190,7 +190,7 @@ async function leftovers(prefix: string): Promise<Leftovers> {
     txRecords,
     txRecordCount: tx.length,
     undo,
-    executing: spec.filter((r) => r.kind === "speculative" && r.state === "SPEC_EXECUTING").map((r) => r.tx),
+    executing: spec.filter((r) => r.kind === "speculation" && r.state === "SPEC_EXECUTING").map((r) => r.tx),
   };
 }
 
@@ -229,7 +229,7 @@ async function windowNow(protocol: Protocol, prefix: string): Promise<{ what: st
     return { what: "tx/ keys holding a STAGING record", count: staging.length, sample: staging.slice(0, 3).map((r) => `tx/${r.tx} = ${r.raw}`) };
   }
   const [spec, undo] = await Promise.all([records(prefix, "speculative/"), undoRows()]);
-  const executing = spec.filter((r) => r.kind === "speculative" && r.state === "SPEC_EXECUTING");
+  const executing = spec.filter((r) => r.kind === "speculation" && r.state === "SPEC_EXECUTING");
   return {
     what: "speculative/ keys in SPEC_EXECUTING + undo rows in state 'undo'",
     count: executing.length + undo.length,

@@ -109,7 +109,7 @@ function show(e: Effect): string {
     case "local.scan":
       return `scan ${e.shard}`;
     case "log.put":
-      return `put ${e.key} ${e.value.kind === "speculative" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
+      return `put ${e.key} ${e.value.kind === "speculation" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "log.list":
       return `list ${e.prefix}`;
     case "log.delete":
@@ -177,7 +177,7 @@ describe("speculative coordinator", () => {
   it("a terminal put that finds a terminal record (another settler's, or its own with the answer lost) forgets it", () => {
     const { lines, st } = transcript<CoordinatorState, CoordinatorInput>(role, [
       ...upToTerminal,
-      { t: "log.put", key: "speculative/t1", r: { ok: false, err: "CAS", current: { kind: "speculative", state: "SPEC_COMMITTED", branches: shards }, version: 2 } },
+      { t: "log.put", key: "speculative/t1", r: { ok: false, err: "CAS", current: { kind: "speculation", state: "SPEC_COMMITTED", branches: shards }, version: 2 } },
       deleted,
     ]);
     expect(lines.slice(-2)).toEqual([["delete speculative/t1 fence v3"], []]);
@@ -247,7 +247,7 @@ describe("speculative coordinator", () => {
 
 describe("speculative resolver", () => {
   const role = resolver({ shards });
-  const executing: LogEntry = { key: "speculative/t1", value: { kind: "speculative", state: "SPEC_EXECUTING", branches: shards }, version: 1 };
+  const executing: LogEntry = { key: "speculative/t1", value: { kind: "speculation", state: "SPEC_EXECUTING", branches: shards }, version: 1 };
   const boot: ResolverInput[] = [
     { t: "scan", active: [] },
     { t: "log.list", r: { ok: true, entries: [] } },
@@ -306,7 +306,7 @@ describe("speculative resolver", () => {
   });
 
   it("deletes a terminal record left behind at first sight, fenced; not one whose coordinator is live", () => {
-    const committed: LogEntry = { key: "speculative/t1", value: { kind: "speculative", state: "SPEC_COMMITTED", branches: shards }, version: 2 };
+    const committed: LogEntry = { key: "speculative/t1", value: { kind: "speculation", state: "SPEC_COMMITTED", branches: shards }, version: 2 };
     const { lines, st } = transcript<ResolverState, ResolverInput>(role, [...boot, ...scan([committed], []), { t: "log.delete", key: "speculative/t1", r: ok }]);
     expect(lines.slice(-2)).toEqual([["delete speculative/t1 fence v4"], []]);
     expect(st.phase).toBe("idle");

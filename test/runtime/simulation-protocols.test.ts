@@ -66,7 +66,7 @@ function auditSpeculative(w: World, sent: Sent[], where: string): void {
     else if (s.outcome?.status === "aborted") expect(rolledBack, `${where}: aborted ${s.tx}: ${states.join(",")}`).toBe(true);
     else expect(committed || rolledBack, `${where}: ${s.tx} neither committed nor rolled back: ${states.join(",")}`).toBe(true);
   }
-  const open = w.log.state.entries.filter((e) => e.value.kind === "speculative" && e.value.state === "SPEC_EXECUTING");
+  const open = w.log.state.entries.filter((e) => e.value.kind === "speculation" && e.value.state === "SPEC_EXECUTING");
   expect(open, `${where}: SPEC_EXECUTING records left`).toEqual([]);
 }
 

@@ -205,11 +205,11 @@ describe("txlog records in etcd", () => {
       { kind: "decision", decision: "commit", branches: ["shard-a", "shard-b"] },
       { kind: "epoch" },
       { kind: "staging", branches: [{ shard: "shard-a", conn: "1763700000:42" }] },
-      { kind: "speculative", state: "SPEC_EXECUTING", branches: ["shard-a"] },
-      { kind: "speculative", state: "SPEC_ROLLED_BACK", branches: ["shard-a", "shard-c"] },
+      { kind: "speculation", state: "SPEC_EXECUTING", branches: ["shard-a"] },
+      { kind: "speculation", state: "SPEC_ROLLED_BACK", branches: ["shard-a", "shard-c"] },
     ];
     for (const r of records) expect(decodeLogRecord("tx/x", JSON.stringify(r))).toEqual(r);
     expect(() => decodeLogRecord("tx/y", JSON.stringify({ kind: "vote" }))).toThrow(/tx\/y/);
-    expect(() => decodeLogRecord("speculative/z", JSON.stringify({ kind: "speculative", state: "SPEC_MAYBE", branches: [] }))).toThrow(/speculative\/z/);
+    expect(() => decodeLogRecord("speculative/z", JSON.stringify({ kind: "speculation", state: "SPEC_MAYBE", branches: [] }))).toThrow(/speculative\/z/);
   });
 });

@@ -23,7 +23,7 @@ function show(e: Effect): string {
     case "log.list":
       return `list ${e.prefix}`;
     case "log.put":
-      return `put ${e.key} ${e.value.kind === "decision" ? e.value.decision : e.value.kind === "speculative" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
+      return `put ${e.key} ${e.value.kind === "decision" ? e.value.decision : e.value.kind === "speculation" ? e.value.state : e.value.kind} if v${e.ifVersion}${e.fence ? ` fence v${e.fence.version}` : ""}`;
     case "log.delete":
       return `delete ${e.key}`;
     case "xa.recover":

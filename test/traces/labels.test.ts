@@ -36,12 +36,12 @@ const ops = fc.array(fc.record({ account: fc.nat(), delta: fc.integer() }), { ma
 const record: fc.Arbitrary<LogRecord> = fc.oneof(
   fc.record({ kind: fc.constant("decision" as const), decision: fc.constantFrom("commit" as const, "abort" as const), branches: fc.array(shard) }),
   fc.record({ kind: fc.constant("epoch" as const) }),
-  fc.record({ kind: fc.constant("speculative" as const), state: fc.constantFrom("SPEC_EXECUTING" as const, "SPEC_COMMITTED" as const, "SPEC_ROLLED_BACK" as const), branches: fc.array(shard) }),
+  fc.record({ kind: fc.constant("speculation" as const), state: fc.constantFrom("SPEC_EXECUTING" as const, "SPEC_COMMITTED" as const, "SPEC_ROLLED_BACK" as const), branches: fc.array(shard) }),
   fc.record({ kind: fc.constant("staging" as const), branches: fc.array(fc.record({ shard, conn }), { maxLength: 8 }) }),
 );
 /** A key and the record a protocol would write there. */
 const keyed = fc.oneof(
-  fc.tuple(txId, record).map(([tx, value]) => ({ key: value.kind === "speculative" ? speculativeKey(tx) : value.kind === "epoch" ? EPOCH_KEY : decisionKey(tx), value })),
+  fc.tuple(txId, record).map(([tx, value]) => ({ key: value.kind === "speculation" ? speculativeKey(tx) : value.kind === "epoch" ? EPOCH_KEY : decisionKey(tx), value })),
 );
 const outcome = fc.oneof(
   fc.constant({ status: "committed" as const }),

@@ -19,6 +19,6 @@ export const speculative = {
   coordinator: (s) => coordinator(s),
   done: (st) => coordinatorDone(st as CoordinatorState),
   resolver: speculativeResolverPart,
-  records: ["speculative"],
+  records: ["speculation"],
   model: speculativeFactory,
 } as const satisfies Protocol;

@@ -84,7 +84,7 @@ export function speculativeScanIsNoop(sc: Scenario): (w: World) => boolean {
       const c = w.coords[i]!;
       if (c.alive && c.st.phase === "running") return true;
       const rec = txlog.get(w.log, speculativeKey(t.id))?.value;
-      return rec?.kind !== "speculative" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
+      return rec?.kind !== "speculation" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
     });
   };
 }

@@ -91,9 +91,9 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     const found = new Map<TxId, { branches: readonly ShardId[]; version: number | null }>();
     for (const e of st.records) {
       const state = speculativeStateOf(e.value);
-      if (state === "SPEC_EXECUTING" && e.value.kind === "speculative") found.set(txOfSpeculativeKey(e.key), { branches: e.value.branches, version: e.version });
+      if (state === "SPEC_EXECUTING" && e.value.kind === "speculation") found.set(txOfSpeculativeKey(e.key), { branches: e.value.branches, version: e.version });
     }
-    const terminal = st.records.filter((e) => e.value.kind === "speculative" && speculativeStateOf(e.value) !== "SPEC_EXECUTING");
+    const terminal = st.records.filter((e) => e.value.kind === "speculation" && speculativeStateOf(e.value) !== "SPEC_EXECUTING");
     const final = new Set(terminal.map((e) => txOfSpeculativeKey(e.key)));
     for (const r of st.rows) if (!found.has(r.tx) && !final.has(r.tx)) found.set(r.tx, { branches: r.branches, version: null });
     const effects: Effect[] = [];
@@ -103,7 +103,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     // wait a scan: deleting it is safe under any settler; a live coordinator forgets its own).
     for (const e of terminal) {
       const tx = txOfSpeculativeKey(e.key);
-      if (st.active.includes(tx) || e.value.kind !== "speculative") continue;
+      if (st.active.includes(tx) || e.value.kind !== "speculation") continue;
       const out = drive(newSettlement(tx, e.value.branches.map((shard) => ({ shard, k: "final" as const })), "final", e.version), settleOpts(st));
       effects.push(...out.effects);
       if (!settled(out.s)) settles.push(out.s);
@@ -191,7 +191,7 @@ export const speculativeResolverPart: ResolverPart = {
     if (e.t === "local.compensate") return "compensate";
     if (e.t === "local.release") return "release";
     if (e.t === "log.delete") return "forget";
-    if (e.t === "log.put" && e.value.kind === "speculative") return `record_${e.value.state.toLowerCase()}`;
+    if (e.t === "log.put" && e.value.kind === "speculation") return `record_${e.value.state.toLowerCase()}`;
     return null;
   },
 };

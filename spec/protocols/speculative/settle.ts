@@ -124,7 +124,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
   // Written once the outcome is known, before any row leaves state undo: not on the client's path,
   // and not racing the applies (a speculation that was never decided is findable by its undo rows).
   if (s.record === "absent" && s.outcome !== null) {
-    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculative", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
+    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculation", state: "SPEC_EXECUTING", branches: s.branches.map((b) => b.shard) }, ifVersion: 0, fence: o.fence });
     s = { ...s, record: "putting" };
   }
   const branches = s.branches.map((b): SettleBranch => {
@@ -153,7 +153,7 @@ export function drive(s0: Settlement, o: SettleOptions): { s: Settlement; effect
     return { s: more.s, effects: [...effects, ...more.effects] };
   }
   if (s.outcome !== null && s.record === "durable" && s.branches.every((b) => b.k === "final")) {
-    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculative", state: terminal, branches: s.branches.map((b) => b.shard) }, ifVersion: s.version, fence: o.fence });
+    effects.push({ t: "log.put", key: speculativeKey(s.tx), value: { kind: "speculation", state: terminal, branches: s.branches.map((b) => b.shard) }, ifVersion: s.version, fence: o.fence });
     s = { ...s, record: "putting-final" };
   }
   return { s, effects };
