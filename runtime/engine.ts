@@ -1,10 +1,10 @@
 /**
- * The engine: the role instances of one server. One coordinator instance per
- * transaction, of the protocol the request chose (spec/protocols/registry.ts: 2PC,
- * parallel commit, the speculative path), and one resolver instance
- * (spec/protocols/process-resolver.ts: the parallel-commit resolver, which
- * also finishes 2PC, then the speculative one) fed a `scan` at start and
- * every `resolver_interval_ms` with the ids of the coordinators alive here.
+ * The engine: the role instances of one server, from the server's
+ * composition (spec/server/): one coordinator instance per transaction (the
+ * server coordinator: the request's protocol, or the one-phase path for one
+ * branch), and one resolver instance (the process resolver: every registered
+ * resolver part in turn under one epoch) fed a `scan` at start and every
+ * `resolver_interval_ms` with the ids of the coordinators alive here.
  * Everything protocol-shaped happens inside those roles; the engine only
  * starts instances, hands them their input, keeps what they did for
  * GET /transactions/:id and counts it.

@@ -79,7 +79,7 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       branches TEXT NOT NULL,
       escrow BOOLEAN NOT NULL DEFAULT 1,
       PRIMARY KEY (tx, branch),
-      KEY spec_undo_state (state)
+      KEY speculative_undo_state (state)
     ) ENGINE=InnoDB`,
   },
 ];

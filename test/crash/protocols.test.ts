@@ -309,7 +309,7 @@ async function auditSpeculative(prefix: string, ledger: Ledger): Promise<{ probl
   let rolledBack = 0;
   const txs = new Set([...byTx.keys(), ...recOf.keys(), ...ledger.committed.keys(), ...ledger.aborted.keys(), ...ledger.inDoubt.keys()]);
   for (const tx of txs) {
-    // A one-branch transfer takes 2PC's one-phase path (spec/protocols/one-phase.ts): no undo row, no record; auditHistory covers it.
+    // A one-branch transfer takes 2PC's one-phase path (spec/server/coordinator.ts): no undo row, no record; auditHistory covers it.
     const t = ledger.committed.get(tx) ?? ledger.aborted.get(tx) ?? ledger.inDoubt.get(tx);
     if (t !== undefined && branchesOf(t).length === 1) continue;
     const mine = byTx.get(tx) ?? [];

@@ -54,7 +54,7 @@ function auditSpeculative(w: World, sent: Sent[], where: string): void {
     }
   }
   expect(localOf(w).undoLeft(), `${where}: undo rows left`).toEqual([]);
-  // One-branch transfers took 2PC's one-phase path (spec/protocols/one-phase.ts): audited as XA.
+  // One-branch transfers took 2PC's one-phase path (spec/server/coordinator.ts): audited as XA.
   auditParallel(w, sent.filter((s) => new Set(s.ops.map((o) => o.shard)).size === 1), `${where} (one-branch, one-phase XA)`);
   for (const s of sent) {
     const shards = [...new Set(s.ops.map((o) => o.shard))];

@@ -110,7 +110,7 @@ export function twopcLeadsTo(_sc: Scenario, fair: Fairness<World, Action>) {
   return {
     /**
      * AC5 as liveness: every transaction eventually finishes (true ~> finished)
-     * under weak fairness of every non-fault step (compose.ts, fairStep). Unlike
+     * under weak fairness of every non-fault step (spec/world/world.ts, fairStep). Unlike
      * AC5_terminates it also fails on a fair cycle that never finishes although
      * it could leave at every turn (a retry loop that never gives up).
      */
