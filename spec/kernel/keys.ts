@@ -6,60 +6,64 @@
  */
 import type { Effect, Result } from "./effects.ts";
 
+/** What, besides its kind, tells one effect of a kind from another (and its result from theirs). */
+type Pairing = "branch" | "shard" | "conn" | "key" | "kind";
+
+/** Every effect kind has one (the Record makes a new kind without one a type error). */
+const PAIRING: Readonly<Record<Effect["t"], Pairing>> = {
+  "xa.exec": "branch",
+  "xa.prepare": "branch",
+  "xa.commit": "branch",
+  "xa.rollback": "branch",
+  "local.apply": "branch",
+  "local.tombstone": "branch",
+  "local.compensate": "branch",
+  "local.release": "branch",
+  "xa.recover": "shard",
+  "local.scan": "shard",
+  "xa.kill": "conn",
+  "log.put": "key",
+  "log.delete": "key",
+  "log.list": "kind",
+  reply: "kind",
+  timer: "kind",
+};
+
+interface Keyed {
+  readonly t: string;
+  readonly shard?: string;
+  readonly tx?: string;
+  readonly conn?: string | null;
+  readonly key?: string;
+}
+
+/** The pairing key of an effect or a result of kind `x.t`; null when no effect has that kind. */
+function pairKey(x: Keyed): string | null {
+  if (!Object.hasOwn(PAIRING, x.t)) return null;
+  switch (PAIRING[x.t as Effect["t"]]) {
+    case "branch":
+      return `${x.t}|${x.shard}|${x.tx}`;
+    case "shard":
+      return `${x.t}|${x.shard}`;
+    case "conn":
+      return `${x.t}|${x.shard}|${x.conn}`;
+    case "key":
+      return `${x.t}|${x.key}`;
+    case "kind":
+      return x.t;
+  }
+}
+
 /** Pairs an effect with its result: same kind, same branch or key. */
 export function effectKey(e: Effect): string {
-  switch (e.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-      return `${e.t}|${e.shard}|${e.tx}`;
-    case "xa.recover":
-    case "local.scan":
-      return `${e.t}|${e.shard}`;
-    case "xa.kill":
-      return `${e.t}|${e.shard}|${e.conn}`;
-    case "log.put":
-    case "log.delete":
-      return `${e.t}|${e.key}`;
-    case "log.list":
-    case "reply":
-    case "timer":
-      return e.t;
-  }
+  return pairKey(e as Keyed)!;
 }
 
-/** The effect key a result answers; null for inputs that answer no effect (a request, a scan, a timeout). */
+/**
+ * The effect key a result answers; null for inputs that answer no effect (a
+ * request, a scan, a timeout: a timer's answer is its own input, not paired).
+ */
 export function resultKey(r: Result | { readonly t: "request" | "scan" | "probe" }): string | null {
-  switch (r.t) {
-    case "xa.exec":
-    case "xa.prepare":
-    case "xa.commit":
-    case "xa.rollback":
-    case "local.apply":
-    case "local.tombstone":
-    case "local.compensate":
-    case "local.release":
-      return `${r.t}|${r.shard}|${r.tx}`;
-    case "xa.recover":
-    case "local.scan":
-      return `${r.t}|${r.shard}`;
-    case "xa.kill":
-      return `${r.t}|${r.shard}|${r.conn}`;
-    case "log.put":
-    case "log.delete":
-      return `${r.t}|${r.key}`;
-    case "log.list":
-      return r.t;
-    case "timeout":
-      return null;
-    default:
-      return null;
-  }
+  if (r.t === "timeout") return null;
+  return pairKey(r as Keyed);
 }
-
-
