@@ -21,7 +21,7 @@ options:
   --symmetry        symmetry reduction (models that declare it)
   --deadlock        report states with no enabled action (unless terminal)
   --max-states N    stop, INCOMPLETE, after N distinct states
-  --max-depth N     do not expand states at depth N (initial states: depth 1)
+  --max-depth N     do not expand states at depth N (initial states: depth 1; their deadlocks are reported)
   --max-seconds N   stop, INCOMPLETE, after N seconds
   --json            print one JSON object on stdout
   --out DIR         where counterexamples go (default out/)
@@ -114,21 +114,33 @@ function paramText(params: Record<string, unknown>): string {
   return Object.entries(params).map(([k, v]) => `${k}=${v}`).join(" ");
 }
 
-export function describeResult(r: CheckResult): string {
+/**
+ * One run's summary. `rss: false` leaves out the process's peak RSS, which
+ * covers every run the process made (`--mutants` prints it once, at the
+ * end); the store figure is this run's own.
+ */
+export function describeResult(r: CheckResult, rss = true): string {
   const name = `${r.model}${r.mutant ? `[${r.mutant}]` : ""} ${paramText(r.params)}`.trim();
   const how = [r.workers > 1 ? `${r.workers} workers` : "", r.symmetry ? "symmetry" : ""].filter(Boolean).join(", ");
   const lines = [
     `${name}${how ? ` (${how})` : ""}: ${r.distinct} distinct states, ${r.generated} generated, depth ${r.depth}, ` +
-      `${r.seconds.toFixed(2)} s (${rate(r)} states/s), peak RSS ${r.peakRssMb} MB`,
+      `${r.seconds.toFixed(2)} s (${rate(r)} states/s), state store ${r.storeMb} MB${rss ? `, peak RSS ${r.peakRssMb} MB` : ""}`,
   ];
   for (const v of r.violations) {
     const trace = v.cycle === undefined ? `shortest trace ${v.length} steps` : `lasso: shortest prefix ${v.length} steps, then ${v.cycle === 0 ? "stutters forever" : `a ${v.cycle}-step cycle forever`}`;
     lines.push(`  VIOLATION ${v.name} (${v.kind}): ${trace}${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
   }
   if (r.outside !== undefined) lines.push(`  constraint: ${r.outside} more distinct states outside it (invariants checked, not expanded, not in the count)`);
-  if (!r.complete) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
+  if (r.incomplete !== undefined) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
+  else if (!r.complete) lines.push("  stopped at the first violating state: the counts are of the states explored until then");
   else if (r.violations.length === 0) lines.push("  OK: every reachable state explored, no violation");
   return lines.join("\n");
+}
+
+/** A mutant's JSON summary without the process-wide peak RSS (printed once for all of them). */
+function perMutant(r: CheckResult): object {
+  const { peakRssMb: _process, ...own } = summary(r) as { peakRssMb: number };
+  return own;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -154,11 +166,13 @@ export async function main(argv: string[]): Promise<number> {
         const caught = r.violations.length > 0;
         if (!caught) missed++;
         if (!args.json) {
-          console.log(describeResult(r));
+          console.log(describeResult(r, false));
           console.log(caught ? `  mutant ${mutant}: CAUGHT` : `  mutant ${mutant}: NOT CAUGHT`);
         }
       }
-      if (args.json) console.log(JSON.stringify({ model: factory.name, mutants: results.map(summary) }));
+      const peak = results.reduce((m, r) => Math.max(m, r.peakRssMb), 0);
+      if (args.json) console.log(JSON.stringify({ model: factory.name, peakRssMb: peak, mutants: results.map(perMutant) }));
+      else console.log(`peak RSS of this process over all ${results.length} mutants: ${peak} MB (each mutant's own memory is its state store above)`);
       return missed > 0 ? 1 : 0;
     }
     const r = await runCheck({ model: args.model!, params: args.sets, mutant: args.mutant, workers: args.workers, options, ...(args.properties ? { properties: args.properties } : {}) });

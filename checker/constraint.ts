@@ -38,6 +38,10 @@ export class Constraint<S> {
     this.outsideCount++;
   }
 
+  get bytes(): number {
+    return this.outsideBits.byteLength;
+  }
+
   /** Not to be expanded. */
   outside(index: number): boolean {
     return index < this.outsideBits.length * 8 && (this.outsideBits[index >> 3]! & (1 << (index & 7))) !== 0;

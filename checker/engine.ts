@@ -14,11 +14,11 @@
  */
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { peakRssMb, progressLine } from "./result.ts";
+import { peakRssMb, progressLine, toMb } from "./result.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List, U32List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
-import { replay, toTrace, type StateKey } from "./rebuild.ts";
+import { replay, stateKeying, toTrace, type StateKey, type StateKeying } from "./rebuild.ts";
 import { StateGraph, toViolation } from "./graph.ts";
 import { Constraint } from "./constraint.ts";
 
@@ -52,6 +52,8 @@ class Search<S, A> {
   readonly stateLimit: number;
   /** States below this index are initial (their parent link is meaningless). */
   initialCount = 0;
+  /** The search reached --max-depth: the states left in the queue are at that depth (probeDepthLimit). */
+  atDepthLimit = false;
   /** Whether a progress line was printed (then a last one closes the series). */
   reported = false;
   /** Where the packed loop leaves the values of its cache-warming loads, so they are not dead code. */
@@ -102,10 +104,28 @@ class Search<S, A> {
       this.levelEnd = this.distinct;
     }
     if (this.opts.maxDepth !== undefined && this.level >= this.opts.maxDepth) {
-      this.stopped = `max depth ${this.opts.maxDepth}`;
+      this.atDepthLimit = true;
       return false;
     }
     return true;
+  }
+
+  /**
+   * The states from `head` on are at the depth limit: they are not expanded
+   * (no successor is stored or counted), but each one's actions are
+   * enumerated, so a deadlock at that depth is reported like any other. The
+   * search is incomplete only if one of them has an enabled action.
+   */
+  probeDepthLimit(head: number, probe: (index: number) => { state: S; enabled: number }): void {
+    let more = false;
+    for (let i = head; i < this.distinct && !this.found; i++) {
+      if (this.constraint?.outside(i)) continue;
+      const { state, enabled } = probe(i);
+      if (enabled > 0) more = true;
+      else this.checkDeadlock(state, i);
+    }
+    // A violation among them is what the run reports (complete is false either way).
+    if (more && !this.found) this.stopped = `max depth ${this.opts.maxDepth}`;
   }
 
   /** The state limit, checked before every expansion. */
@@ -158,23 +178,24 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
   const search = new Search(model, opts);
   // Liveness checks (liveness.ts, fairness.ts) need the state graph: the engine feeds it through this hook.
   const liveness = StateGraph.of(model, !!opts.symmetry);
-  const key = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
+  // The packed loop keeps no state graph; a packed model with liveness properties runs the generic loop (and is rebuilt from its bytes).
+  const { key, keying, bytes } = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
 
   const violations: Violation[] = [];
   const makeViolation = (index: number, name: string, kind: ViolationKind): Violation => {
     const keys = search.chain(index).map(key);
-    const run = replay(model, !!opts.symmetry, keys);
+    const run = replay(model, keying, keys);
     return {
       name,
       kind,
       length: run.actions.length,
-      trace: toTrace(model, run, { params: info.params, violation: name }),
+      trace: toTrace(model, run, { params: info.params, violation: name, ...(info.mutant ? { mutant: info.mutant } : {}) }),
     };
   };
   if (search.found) {
     for (const name of search.found.names) violations.push(makeViolation(search.found.index, name, search.found.kind));
   } else if (liveness && !search.stopped) {
-    for (const found of liveness.check(search.initialCount, (i) => search.chain(i))) violations.push(toViolation(model, !!opts.symmetry, info.params, key, found));
+    for (const found of liveness.check(search.initialCount, (i) => search.chain(i))) violations.push(toViolation(model, keying, info, key, found));
   }
   const seconds = search.seconds();
   // A last line closes a series of progress lines; a run too short for any prints none.
@@ -191,8 +212,10 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     generated: search.generated,
     depth: search.constraint ? search.constraint.depth : search.maxLevel,
     seconds,
+    storeMb: toMb(bytes + search.parents.bytes + (liveness?.bytes ?? 0) + (search.constraint?.bytes ?? 0)),
     peakRssMb: peakRssMb(),
-    complete: search.stopped === undefined,
+    // Complete: every reachable state explored; a search stopped at its first violation is not.
+    complete: search.stopped === undefined && search.found === undefined,
     ...(search.stopped ? { incomplete: search.stopped } : {}),
     violations,
   };
@@ -219,15 +242,24 @@ function modelError<S, A>(model: Model<S, A>, e: unknown, s: S, depth: number, a
   return new Error(`${model.name}: the model threw ${step} from a state at depth ${depth}: ${(e as Error)?.message ?? String(e)}\nstate: ${state}`, { cause: e });
 }
 
-/** The loop for packed models. Returns how to read a stored state's key. */
-function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey {
+/** What a loop leaves for the rebuild: a stored state's key, and the keying that made it. */
+interface Stored<S> {
+  key: (index: number) => StateKey;
+  keying: StateKeying<S>;
+  /** Bytes the loop allocated for states (table, keys). */
+  bytes: number;
+}
+
+/** The loop for packed models. */
+function explorePacked<S, A>(search: Search<S, A>): Stored<S> {
   const model = search.model;
   const packed = model.packed!;
   const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
   const states = new F64List(1 << 16);
   const table = new KeySet(16);
   const parents = search.parents;
-  const keyOf = (s: S) => packed.pack(canonical ? canonical(s) : s);
+  const keying = stateKeying(model, !!search.opts.symmetry, true);
+  const keyOf = (s: S) => keying.of(s) as number;
   const isNew = (y: number) => {
     const hi = Math.floor(y / TWO_POW_32);
     const lo = y >>> 0;
@@ -301,14 +333,15 @@ function explorePacked<S, A>(search: Search<S, A>): (index: number) => StateKey 
     }
     head++;
   }
+  if (search.atDepthLimit) search.probeDepthLimit(head, (i) => ({ state: packed.unpack(states.data[i]!), enabled: packed.successors(states.data[i]!, out) }));
   search.sink = touched;
-  return (index) => states.data[index]!;
+  return { key: (index) => states.data[index]!, keying, bytes: states.bytes + table.bytes };
 }
 
 /** The loop for ordinary models: states are decoded from, and encoded to, canonical bytes. */
-function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> | undefined): (index: number) => StateKey {
+function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> | undefined): Stored<S> {
   const model = search.model;
-  const canonical = search.opts.symmetry ? model.canonical!.bind(model) : undefined;
+  const keying = stateKeying(model, !!search.opts.symmetry, false);
   const arena = new ByteArena();
   const table = new StateTable(16);
   const parents = search.parents;
@@ -316,8 +349,8 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> |
 
   /** Stores s if new; returns its index either way. */
   const visit = (s: S, parent: number): number => {
-    const c = canonical ? canonical(s) : s;
-    const bytes = model.encode(c);
+    const c = keying.canonical(s);
+    const bytes = keying.ofCanonical(c) as Uint8Array;
     fingerprint(bytes, fp);
     const seen = table.findOrAdd(fp[0]!, fp[1]!, search.distinct);
     if (seen >= 0) return seen;
@@ -370,6 +403,14 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> |
     if (enabled === 0 && !search.found) search.checkDeadlock(s, head);
     head++;
   }
+  if (search.atDepthLimit) {
+    search.probeDepthLimit(head, (i) => {
+      const state = model.decode(arena.get(i));
+      let enabled = 0;
+      for (const _ of model.actions(state)) enabled++;
+      return { state, enabled };
+    });
+  }
   liveness?.end(search.distinct);
-  return (index) => arena.get(index).slice();
+  return { key: (index) => arena.get(index).slice(), keying, bytes: arena.bytes + table.bytes };
 }

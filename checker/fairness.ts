@@ -104,6 +104,11 @@ export class FairGraph<S, A> {
     return Object.keys(model.leadsTo ?? {}).length + Object.keys(model.eventuallyAlways ?? {}).length > 0;
   }
 
+  /** Bytes allocated for the graph while the search runs. */
+  get bytes(): number {
+    return this.bits.bytes + this.rowStart.bytes + this.targets.bytes + this.groups.reduce((n, g) => n + g.classes.bytes, 0);
+  }
+
   addState(s: S): void {
     let m = 0;
     for (let i = 0; i < this.preds.length; i++) if (this.preds[i]!(s)) m |= 1 << i;

@@ -10,7 +10,7 @@ import type { Model } from "../spec/kernel/model.ts";
 import type { Violation, ViolationKind } from "./result.ts";
 import { LivenessGraph } from "./liveness.ts";
 import { FairGraph } from "./fairness.ts";
-import { keyOf, replay, toTrace, type Run, type StateKey } from "./rebuild.ts";
+import { replay, toTrace, type Run, type StateKey, type StateKeying } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
 
 export interface Found {
@@ -42,6 +42,11 @@ export class StateGraph<S, A> {
     const possible = model.eventually && Object.keys(model.eventually).length > 0 ? new LivenessGraph(model) : undefined;
     const fair = FairGraph.wanted(model) ? new FairGraph(model) : undefined;
     return possible || fair ? new StateGraph(possible, fair) : undefined;
+  }
+
+  /** Bytes allocated for the graphs. */
+  get bytes(): number {
+    return (this.possible?.bytes ?? 0) + (this.fair?.bytes ?? 0);
   }
 
   addState(s: S): void {
@@ -78,38 +83,39 @@ export class StateGraph<S, A> {
  */
 export function toViolation<S, A>(
   model: Model<S, A>,
-  symmetry: boolean,
-  params: Record<string, string | number | boolean>,
+  keying: StateKeying<S>,
+  info: { params: Record<string, string | number | boolean>; mutant?: string },
   key: (index: number) => StateKey,
   found: Found,
 ): Violation {
   const keys = found.path.map(key);
-  const run = found.steps ? replaySteps(model, keys, found.steps) : replay(model, symmetry, keys);
+  const header = { params: info.params, violation: found.name, ...(info.mutant ? { mutant: info.mutant } : {}) };
+  const run = found.steps ? replaySteps(model, keying, keys, found.steps) : replay(model, keying, keys);
   if (found.loop === undefined) {
-    return { name: found.name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, { params, violation: found.name }) };
+    return { name: found.name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, header) };
   }
   const cycle = run.actions.length - found.loop;
   const note =
     cycle === 0
       ? "lasso: the last state stutters forever (no fair action is enabled in it)"
       : `lasso: a ${found.loop}-step prefix, then a ${cycle}-step cycle back to the state of the marked step, repeated forever`;
-  const trace = toTrace(model, run, { params, violation: found.name, note });
-  const prefix = toTrace(model, { states: run.states.slice(0, found.loop + 1), actions: run.actions.slice(0, found.loop) }, { params, violation: found.name });
+  const trace = toTrace(model, run, { ...header, note });
+  const prefix = toTrace(model, { states: run.states.slice(0, found.loop + 1), actions: run.actions.slice(0, found.loop) }, header);
   trace.header.loop = prefix.steps.length - 1;
   return { name: found.name, kind: found.kind, length: found.loop, cycle, trace };
 }
 
 /** Re-executes the given actions (by position) from the initial state with the first key, checking each state's key. */
-function replaySteps<S, A>(model: Model<S, A>, keys: StateKey[], steps: number[]): Run<S, A> {
+function replaySteps<S, A>(model: Model<S, A>, keying: StateKeying<S>, keys: StateKey[], steps: number[]): Run<S, A> {
   const same = (a: StateKey, b: StateKey): boolean => (typeof a === "number" || typeof b === "number" ? a === b : Buffer.compare(a, b) === 0);
-  const first = [...model.init()].find((s) => same(keyOf(model, false, s), keys[0]!));
+  const first = [...model.init()].find((s) => same(keying.of(s), keys[0]!));
   if (first === undefined) throw new Error(`${model.name}: lasso rebuild found no initial state with the stored key`);
   const run: Run<S, A> = { states: [first], actions: [] };
   steps.forEach((k, i) => {
     const from = run.states[i]!;
     const a = [...model.actions(from)][k];
     const to = a === undefined ? undefined : model.next(from, a);
-    if (to === undefined || !same(keyOf(model, false, to), keys[i + 1]!)) {
+    if (to === undefined || !same(keying.of(to), keys[i + 1]!)) {
       throw new Error(`${model.name}: lasso rebuild: action ${k} of step ${i} does not lead to the stored state (are actions() and next() deterministic?)`);
     }
     run.actions.push(a!);

@@ -33,6 +33,11 @@ export class LivenessGraph<S, A> {
     }));
   }
 
+  /** Bytes allocated for the graph. */
+  get bytes(): number {
+    return this.props.reduce((n, p) => n + p.goal.bytes + p.rowStart.bytes + p.edges.bytes, 0);
+  }
+
   /** A new state, in index order. */
   addState(s: S): void {
     for (const p of this.props) p.goal.push(p.prop.goal(s) ? 1 : 0);

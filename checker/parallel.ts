@@ -27,8 +27,8 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { peakRssMb, progressLine } from "./result.ts";
-import { replay, toTrace, type StateKey } from "./rebuild.ts";
+import { peakRssMb, progressLine, toMb } from "./result.ts";
+import { replay, stateKeying, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
 import { FairGraph } from "./fairness.ts";
 
@@ -56,10 +56,13 @@ export interface FoundReport {
 export type ToWorker =
   | { type: "ports"; ports: Array<MessagePort | undefined> }
   | { type: "level"; level: number }
+  /** The frontier is at the depth limit: enumerate its states' actions (deadlocks), expand nothing. */
+  | { type: "probe"; level: number }
   | { type: "chain"; gid: number };
 
 export type ToMain =
-  | { type: "level"; id: number; distinct: number; generated: number; added: number; found?: FoundReport; stopped?: string }
+  | { type: "level"; id: number; distinct: number; generated: number; added: number; bytes: number; found?: FoundReport; stopped?: string }
+  | { type: "probed"; id: number; enabled: boolean; found?: FoundReport }
   | { type: "progress"; id: number; distinct: number; generated: number; queue: number }
   | { type: "chain"; id: number; key: StateKey; parent: number };
 
@@ -186,16 +189,19 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
     let generated = 0;
     let stopped: string | undefined;
     let found: FoundReport | undefined;
+    let bytes = 0;
     let level = 1;
     const deadline = opts.maxSeconds === undefined ? Infinity : started + opts.maxSeconds * 1000;
     for (;;) {
       let added = 0;
       distinct = 0;
       generated = 0;
+      bytes = 0;
       for (const r of replies) {
         if (r.type !== "level") throw new Error(`parallel: unexpected reply ${r.type}`);
         distinct += r.distinct;
         generated += r.generated;
+        bytes += r.bytes;
         added += r.added;
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
@@ -204,7 +210,15 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       if (added > 0) depth = level;
       if (found || stopped || added === 0) break;
       if (opts.maxDepth !== undefined && level >= opts.maxDepth) {
-        stopped = `max depth ${opts.maxDepth}`;
+        // As the one-thread engine: deadlocks at the limit are reported; incomplete only if a state there has an enabled action.
+        const probed = await crew.all(() => ({ type: "probe", level }));
+        let more = false;
+        for (const r of probed) {
+          if (r.type !== "probed") throw new Error(`parallel: unexpected reply ${r.type}`);
+          more ||= r.enabled;
+          if (r.found && (!found || r.found.gid < found.gid)) found = r.found;
+        }
+        if (more && !found) stopped = `max depth ${opts.maxDepth}`;
         break;
       }
       if (opts.maxStates !== undefined && distinct >= opts.maxStates) {
@@ -230,9 +244,10 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
         at = reply.parent;
       }
       keys.reverse();
-      const run = replay(model, !!opts.symmetry, keys);
+      // The workers store packed keys for a packed model, canonical bytes otherwise (worker.ts).
+      const run = replay(model, stateKeying(model, !!opts.symmetry, !!model.packed), keys);
       for (const name of found.names) {
-        violations.push({ name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, { params: spec.params, violation: name }) });
+        violations.push({ name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, { params: spec.params, violation: name, ...(spec.mutant ? { mutant: spec.mutant } : {}) }) });
       }
     }
     const result: CheckResult = {
@@ -245,8 +260,10 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       generated,
       depth,
       seconds: seconds(),
+      storeMb: toMb(bytes),
       peakRssMb: peakRssMb(),
-      complete: stopped === undefined,
+      // Complete: every reachable state explored; a search stopped at its first violation is not.
+      complete: stopped === undefined && found === undefined,
       ...(stopped ? { incomplete: stopped } : {}),
       violations,
     };

@@ -23,14 +23,40 @@ function keyText(k: StateKey): string {
   return typeof k === "number" ? `n${k}` : `b${Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString("hex")}`;
 }
 
-export function keyOf<S, A>(model: Model<S, A>, symmetry: boolean, s: S): StateKey {
-  const c = symmetry && model.canonical ? model.canonical(s) : s;
-  return model.packed ? model.packed.pack(c) : model.encode(c);
+/**
+ * How a search names a state: its packed number (Model.packed) or its
+ * canonical bytes (Model.encode), after symmetry's canonical form when on.
+ * A search picks one representation and stores the keys `of` makes; the
+ * rebuild compares with the same `of`, so the two can never disagree (a
+ * packed model checked by the generic loop, as with liveness properties,
+ * stores bytes and is rebuilt from bytes).
+ */
+export interface StateKeying<S> {
+  readonly packed: boolean;
+  /** The canonical form the search stores (s itself without symmetry). */
+  canonical(s: S): S;
+  /** The key of a state already in canonical form. */
+  ofCanonical(c: S): StateKey;
+  /** The key of any state. */
+  of(s: S): StateKey;
 }
 
-export function replay<S, A>(model: Model<S, A>, symmetry: boolean, keys: StateKey[]): Run<S, A> {
+export function stateKeying<S, A>(model: Model<S, A>, symmetry: boolean, packed: boolean): StateKeying<S> {
+  if (packed && !model.packed) throw new Error(`${model.name} has no packed form (Model.packed)`);
+  const canonical = symmetry && model.canonical ? model.canonical.bind(model) : (s: S) => s;
+  const ofCanonical = packed ? (c: S): StateKey => model.packed!.pack(c) : (c: S): StateKey => model.encode(c);
+  return { packed, canonical, ofCanonical, of: (s) => ofCanonical(canonical(s)) };
+}
+
+/** The key with the packed form when the model has one (the packed loop's and the workers' keying). */
+export function keyOf<S, A>(model: Model<S, A>, symmetry: boolean, s: S): StateKey {
+  return stateKeying(model, symmetry, !!model.packed).of(s);
+}
+
+/** Re-executes the model along `keys`, made by `keying.of` (the search's own keying). */
+export function replay<S, A>(model: Model<S, A>, keying: StateKeying<S>, keys: StateKey[]): Run<S, A> {
   const want = keys.map(keyText);
-  const text = (s: S) => keyText(keyOf(model, symmetry, s));
+  const text = (s: S) => keyText(keying.of(s));
   let current: S | undefined;
   for (const s of model.init()) {
     if (text(s) === want[0]) {
@@ -68,7 +94,7 @@ function actionText(a: unknown): string {
 export function toTrace<S, A>(
   model: Model<S, A>,
   run: Run<S, A>,
-  header: { params: Record<string, string | number | boolean>; violation: string; note?: string },
+  header: { params: Record<string, string | number | boolean>; violation: string; note?: string; mutant?: string },
 ): Trace {
   const view = (s: S) => (model.view ? model.view(s) : s);
   const actors = model.actors?.();
@@ -92,9 +118,11 @@ export function toTrace<S, A>(
     header: {
       source: "checker",
       model: model.name,
+      ...(header.mutant ? { mutant: header.mutant } : {}),
       params: header.params,
       ...(actors ? { actors } : {}),
       violation: header.violation,
+      length: run.actions.length,
       ...(header.note ? { note: header.note } : {}),
     },
     steps,

@@ -8,7 +8,12 @@ export interface CheckOptions {
   deadlock?: boolean;
   /** Stop (INCOMPLETE) once this many distinct states are stored. */
   maxStates?: number;
-  /** Do not expand states at this depth (initial states are depth 1); INCOMPLETE if any would be. */
+  /**
+   * Do not expand states at this depth (initial states are depth 1): their
+   * invariants are checked, and their actions enumerated so that a deadlock
+   * among them is reported, but no successor of theirs is stored or counted.
+   * INCOMPLETE if any of them has an enabled action.
+   */
   maxDepth?: number;
   /** Stop (INCOMPLETE) after this many seconds. */
   maxSeconds?: number;
@@ -51,12 +56,25 @@ export interface CheckResult {
   /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */
   depth: number;
   seconds: number;
+  /**
+   * This run's own memory for states, in MB: the visited set, the stored
+   * keys, the parent links, the liveness graph and the constraint's marks
+   * (capacity allocated, summed over workers). Unlike peakRssMb it is per
+   * run, so it tells the runs of one process (`--mutants`) apart.
+   */
+  storeMb: number;
+  /** Peak resident set size of the whole process so far (every run it made, every thread), in MB. */
   peakRssMb: number;
-  /** False when a limit stopped the search before every reachable state was explored. */
+  /** True only when every reachable state was explored: false when a limit stopped the search, or the first violating state did (invariant, deadlock). */
   complete: boolean;
   /** Which limit stopped it, when incomplete. */
   incomplete?: string;
   violations: Violation[];
+}
+
+/** Bytes as MB, to a tenth. */
+export function toMb(bytes: number): number {
+  return Math.round((bytes / 2 ** 20) * 10) / 10;
 }
 
 /** Peak resident set size of this process (all its threads) so far, in MB. */

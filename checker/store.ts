@@ -11,6 +11,10 @@ export class U32List {
   constructor(capacity = 1024) {
     this.data = new Uint32Array(capacity);
   }
+  /** Bytes allocated (capacity, not length). */
+  get bytes(): number {
+    return this.data.byteLength;
+  }
   push(v: number): void {
     if (this.length === this.data.length) this.grow(this.length + 1);
     this.data[this.length++] = v;
@@ -28,6 +32,10 @@ export class F64List {
   constructor(capacity = 1024) {
     this.data = new Float64Array(capacity);
   }
+  /** Bytes allocated (capacity, not length). */
+  get bytes(): number {
+    return this.data.byteLength;
+  }
   push(v: number): void {
     if (this.length === this.data.length) this.grow(this.length + 1);
     this.data[this.length++] = v;
@@ -44,6 +52,11 @@ export class ByteArena {
   private buf = new Uint8Array(1 << 16);
   private used = 0;
   private readonly starts = new F64List();
+
+  /** Bytes allocated (capacity, not length). */
+  get bytes(): number {
+    return this.buf.byteLength + this.starts.bytes;
+  }
 
   push(bytes: Uint8Array): void {
     if (this.used + bytes.length > this.buf.length) {

@@ -28,6 +28,11 @@ export class StateTable {
     this.growAt = Math.floor(capacity * MAX_LOAD);
   }
 
+  /** Bytes allocated for the slots. */
+  get bytes(): number {
+    return this.slots.byteLength;
+  }
+
   get size(): number {
     return this.count;
   }
@@ -96,6 +101,11 @@ export class KeySet {
     this.slots = new Uint32Array(capacity * 2);
     this.mask = capacity - 1;
     this.growAt = Math.floor(capacity * MAX_LOAD);
+  }
+
+  /** Bytes allocated for the slots. */
+  get bytes(): number {
+    return this.slots.byteLength;
   }
 
   get size(): number {

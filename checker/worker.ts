@@ -85,9 +85,13 @@ interface Store {
   /** Adds an initial state if this worker owns it. */
   init(s: unknown): void;
   expand(index: number, depth: number): void;
+  /** A state at the depth limit: its number of enabled actions, and the state (nothing is stored or sent). */
+  probe(index: number): { state: unknown; enabled: number };
   receive(b: Batch): void;
   flush(peer: number): void;
   key(index: number): number | Uint8Array;
+  /** Bytes allocated for this worker's states (table, keys). */
+  bytes(): number;
 }
 
 function packedStore(): Store {
@@ -143,6 +147,10 @@ function packedStore(): Store {
         }
       }
     },
+    probe(index) {
+      const x = states.data[index]!;
+      return { state: packed.unpack(x), enabled: packed.successors(x, out) };
+    },
     receive(b) {
       const nums = b.numbers;
       for (let i = 0; i < nums.length; i += 2) {
@@ -160,6 +168,7 @@ function packedStore(): Store {
       filled[peer] = 0;
     },
     key: (index) => states.data[index]!,
+    bytes: () => states.bytes + table.bytes,
   };
   return store;
 }
@@ -204,6 +213,12 @@ function genericStore(): Store {
       generated += enabled;
       if (enabled === 0) checkDeadlock(s, index, depth);
     },
+    probe(index) {
+      const state = model.decode(arena.get(index));
+      let enabled = 0;
+      for (const _ of model.actions(state)) enabled++;
+      return { state, enabled };
+    },
     receive(b) {
       const bytes = b.bytes!;
       const lengths = b.lengths!;
@@ -231,6 +246,7 @@ function genericStore(): Store {
       box.chunks = [];
     },
     key: (index) => arena.get(index).slice(),
+    bytes: () => arena.bytes + table.bytes,
   };
   return store;
 }
@@ -279,7 +295,7 @@ async function runLevel(level: number): Promise<void> {
   const added = count - frontierEnd;
   frontierStart = frontierEnd;
   frontierEnd = count;
-  post({ type: "level", id: me, distinct: count, generated, added, ...(found ? { found } : {}), ...(stopped ? { stopped } : {}) });
+  post({ type: "level", id: me, distinct: count, generated, added, bytes: store.bytes() + parents.bytes, ...(found ? { found } : {}), ...(stopped ? { stopped } : {}) });
 }
 
 parentPort!.on("message", (m: ToWorker) => {
@@ -292,11 +308,21 @@ parentPort!.on("message", (m: ToWorker) => {
         store.init(s);
       }
       frontierEnd = count;
-      post({ type: "level", id: me, distinct: count, generated, added: count, ...(found ? { found } : {}) });
+      post({ type: "level", id: me, distinct: count, generated, added: count, bytes: store.bytes() + parents.bytes, ...(found ? { found } : {}) });
       break;
     case "level":
       void runLevel(m.level);
       break;
+    case "probe": {
+      let enabled = false;
+      for (let i = frontierStart; i < frontierEnd && !found; i++) {
+        const p = store.probe(i);
+        if (p.enabled > 0) enabled = true;
+        else checkDeadlock(p.state, i, m.level);
+      }
+      post({ type: "probed", id: me, enabled, ...(found ? { found } : {}) });
+      break;
+    }
     case "chain": {
       const index = Math.floor(m.gid / workers);
       post({ type: "chain", id: me, key: store.key(index), parent: parents.data[index]! });

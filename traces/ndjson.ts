@@ -84,7 +84,7 @@ function parseJson(line: string, at: string): unknown {
   }
 }
 
-const headerKeys = ["source", "model", "params", "actors", "violation", "note", "loop", "tx", "started_ms"] as const;
+const headerKeys = ["source", "model", "mutant", "params", "actors", "violation", "length", "note", "loop", "tx", "started_ms"] as const;
 const stepKeys = ["step", "actor", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
 const msgKeys = ["id", "from", "to", "label"] as const;
 const sources: readonly TraceHeader["source"][] = ["checker", "simulation", "runtime"];
@@ -112,7 +112,12 @@ function decodeHeaderLine(v: unknown, at: string): TraceHeader {
     out.params = p as Record<string, string | number | boolean>;
   }
   if ("actors" in h) out.actors = strList(h.actors, at, "header.actors");
+  if ("mutant" in h) out.mutant = str(h.mutant, at, "header.mutant");
   if ("violation" in h) out.violation = str(h.violation, at, "header.violation");
+  if ("length" in h) {
+    if (!Number.isSafeInteger(h.length) || (h.length as number) < 0) throw new Error(`${at}: header.length must be a step count (a non-negative integer), got ${show(h.length)}`);
+    out.length = h.length as number;
+  }
   if ("note" in h) out.note = str(h.note, at, "header.note");
   if ("loop" in h) {
     if (!Number.isSafeInteger(h.loop) || (h.loop as number) < 0) throw new Error(`${at}: header.loop must be a step number (a non-negative integer), got ${show(h.loop)}`);

@@ -366,10 +366,12 @@ function title(t: Trace): string {
   const params = Object.entries(h.params ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(", ");
-  const lines = [`${h.model ?? "trace"}${params === "" ? "" : "  " + params}`];
+  const lines = [`${h.model ?? "trace"}${h.mutant === undefined ? "" : ` [mutant ${h.mutant}]`}${params === "" ? "" : "  " + params}`];
   if (h.violation !== undefined) lines.push(`violates ${h.violation}`);
   if (h.note !== undefined) lines.push(...h.note.split("\n"));
-  const facts = [`${h.source} trace`, `${t.steps.length} step${t.steps.length === 1 ? "" : "s"}`];
+  // Steps are actions taken, as the checker counts them (header.length); without it, every row but the initial state's.
+  const steps = h.length ?? t.steps.filter((s) => s.step > 0).length;
+  const facts = [`${h.source} trace`, `${steps} step${steps === 1 ? "" : "s"}`];
   if (h.tx !== undefined) facts.push(`tx ${h.tx}`);
   if (h.started_ms !== undefined) facts.push(`started ${new Date(h.started_ms).toISOString()}`);
   lines.push(facts.join(", "));

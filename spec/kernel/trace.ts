@@ -19,8 +19,17 @@ export interface TraceHeader {
   params?: Record<string, string | number | boolean>;
   /** Lifelines, in drawing order. Actors seen in steps but missing here are appended. */
   actors?: string[];
+  /** The deliberate bug (a model's mutant) a counterexample was found in. */
+  mutant?: string;
   /** The property a counterexample violates. */
   violation?: string;
+  /**
+   * A counterexample's length in steps: the actions taken from the initial
+   * state, as the checker counts them (`shortest trace N steps`). Rows are
+   * not steps: the initial state is a row (step 0), and one action may draw
+   * as several rows.
+   */
+  length?: number;
   /** Free text shown under the diagram's title. */
   note?: string;
   /**

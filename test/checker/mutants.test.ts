@@ -2,7 +2,7 @@
 // counterexample, and every counterexample is a genuine run of the model.
 import { describe, expect, it } from "vitest";
 import { check } from "../../checker/engine.ts";
-import { replay, keyOf } from "../../checker/rebuild.ts";
+import { replay, keyOf, stateKeying } from "../../checker/rebuild.ts";
 import { findFactory } from "../../checker/run.ts";
 import { parseTrace, formatTrace } from "../../traces/ndjson.ts";
 import type { Model } from "../../spec/kernel/model.ts";
@@ -71,7 +71,7 @@ describe("mutants", () => {
       const states = r.violations[0]!.trace.steps.map((s) => s.state);
       expect(states.at(-1)).toEqual(last);
       const keys = replayKeys(m, r.violations[0]!.length, e);
-      const run = replay(m, false, keys);
+      const run = replay(m, stateKeying(m, false, !!m.packed), keys);
       expectGenuineRun(m, run.states, run.actions);
       expect(m.invariants[e.violation]!(run.states.at(-1)!)).toBe(false);
       run.states.slice(0, -1).forEach((s) => expect(m.invariants[e.violation]!(s)).toBe(true));

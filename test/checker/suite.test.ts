@@ -66,7 +66,7 @@ describe("suite runner", () => {
   });
 
   it("judge: 'violates X' accepts an eventually violation by name", () => {
-    const r = { model: "M", params: {}, workers: 1, symmetry: false, distinct: 1, generated: 1, depth: 1, seconds: 0, peakRssMb: 1, complete: true, violations: [{ name: "Done", kind: "eventually" as const, length: 1, trace: { header: { source: "checker" as const }, steps: [] } }] };
+    const r = { model: "M", params: {}, workers: 1, symmetry: false, distinct: 1, generated: 1, depth: 1, seconds: 0, storeMb: 1, peakRssMb: 1, complete: true, violations: [{ name: "Done", kind: "eventually" as const, length: 1, trace: { header: { source: "checker" as const }, steps: [] } }] };
     expect(judge({ model: "M", expect: "violates Done" }, r)).toEqual([]);
     expect(judge({ model: "M", expect: "ok" }, r)).toEqual(["violates Done"]);
   });
