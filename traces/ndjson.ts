@@ -84,8 +84,8 @@ function parseJson(line: string, at: string): unknown {
   }
 }
 
-const headerKeys = ["source", "model", "params", "actors", "violation", "note", "loop", "tx", "started_ms"] as const;
-const stepKeys = ["step", "actor", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
+const headerKeys = ["source", "model", "params", "actors", "violation", "mutant", "note", "loop", "tx", "started_ms"] as const;
+const stepKeys = ["step", "actor", "tx", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
 const msgKeys = ["id", "from", "to", "label"] as const;
 const sources: readonly TraceHeader["source"][] = ["checker", "simulation", "runtime"];
 
@@ -113,6 +113,7 @@ function decodeHeaderLine(v: unknown, at: string): TraceHeader {
   }
   if ("actors" in h) out.actors = strList(h.actors, at, "header.actors");
   if ("violation" in h) out.violation = str(h.violation, at, "header.violation");
+  if ("mutant" in h) out.mutant = str(h.mutant, at, "header.mutant");
   if ("note" in h) out.note = str(h.note, at, "header.note");
   if ("loop" in h) {
     if (!Number.isSafeInteger(h.loop) || (h.loop as number) < 0) throw new Error(`${at}: header.loop must be a step number (a non-negative integer), got ${show(h.loop)}`);
@@ -139,6 +140,7 @@ function decodeStep(v: unknown, at: string): TraceStep {
     input: s.input,
     effects: list(s.effects, at, "effects"),
   };
+  if ("tx" in s) out.tx = str(s.tx, at, "tx");
   if ("label" in s) out.label = str(s.label, at, "label");
   if ("sends" in s) out.sends = msgList(s.sends, at, "sends");
   if ("receives" in s) out.receives = msgList(s.receives, at, "receives");

@@ -21,6 +21,8 @@ export interface TraceHeader {
   actors?: string[];
   /** The property a counterexample violates. */
   violation?: string;
+  /** The model's deliberate bug a counterexample was found with (conformance rebuilds the mutant roles from it). */
+  mutant?: string;
   /** Free text shown under the diagram's title. */
   note?: string;
   /**
@@ -38,9 +40,22 @@ export interface TraceHeader {
 export interface TraceStep {
   /** 1-based position in the trace; the initial state, when recorded, is step 0. */
   step: number;
-  /** The lifeline that takes this step. */
+  /**
+   * Who takes this step. A role's step names the role as the server does
+   * (`coordinator`, `resolver`); an environment's step names its lifeline
+   * (a shard, `txlog`, `client`, `process`).
+   */
   actor: string;
-  /** What happened to the actor: an action name, a role input, an effect result. */
+  /**
+   * The transaction whose coordinator took the step: a role instance is
+   * (actor, tx). Absent on a resolver's and an environment's steps.
+   */
+  tx?: string;
+  /**
+   * A role's step: the input the role was fed, a JSON value (a request, an
+   * effect's result, a timeout, a scan). An environment's step: what it did,
+   * in words (the request it answered, `crash`, `restart`).
+   */
   input: unknown;
   /**
    * What the diagram's box says (spec/labels.ts: `PREPARE shard-b -> ok`).
@@ -49,7 +64,7 @@ export interface TraceStep {
    * is already such a label).
    */
   label?: string;
-  /** What the actor asked for in this step (role effects), in order. */
+  /** What the role asked for in this step, in order ([] for an environment's step). */
   effects: unknown[];
   sends?: Msg[];
   receives?: Msg[];
@@ -66,6 +81,18 @@ export interface Trace {
   steps: TraceStep[];
 }
 
-/** Lifelines of a recorded transaction: the coordinator role's steps, and its client. */
+/** Actors of the roles, as the server names them: one coordinator per transaction, one resolver per process. */
 export const COORDINATOR_ACTOR = "coordinator";
+export const RESOLVER_ACTOR = "resolver";
+/** Lifelines of the environment that are not a shard or the txlog: the client, the coordinator process. */
 export const CLIENT_ACTOR = "client";
+export const PROCESS_ACTOR = "process";
+/** The input of the process's crash step: every role of the process starts again from `start()`. */
+export const PROCESS_CRASH = "crash";
+
+/**
+ * The lifeline a step draws on: its actor, and for a coordinator of another
+ * transaction than the trace's own (`header.tx`) the transaction too:
+ * `coordinator(t2)`. Messages (`sends`, `receives`) name lifelines.
+ */
+export const lifelineOf = (actor: string, tx: string | undefined, headerTx?: string): string => (tx === undefined || tx === headerTx ? actor : `${actor}(${tx})`);
