@@ -1,11 +1,13 @@
 /**
  * One trace format for a counterexample, a simulation and a live run
  * (docs/traces.md): NDJSON, the first line a header, then one line per
- * step. The renderer draws any of them as a message sequence diagram; trace
- * validation replays a live one against the spec.
+ * step, in one dialect: a role's step carries its input and effects under
+ * the server's actor names. The renderer draws any of them as a message
+ * sequence diagram; trace validation replays any of them against the roles.
  *
- *   {"header":{"source":"checker","model":"TwoPhase","params":{"RM":3},"actors":["TM","rm1"],"violation":"TCConsistent"}}
- *   {"step":1,"actor":"rm1","input":"RMPrepare(rm1)","effects":[],"sends":[{"id":"Prepared(rm1)","from":"rm1","to":"TM","label":"Prepared"}]}
+ *   {"header":{"source":"checker","model":"twopc","params":{...},"actors":["client","coordinator(t1)","resolver",...],"violation":"...","mutant":"..."}}
+ *   {"step":6,"actor":"coordinator","tx":"t1","input":{"t":"request",...},"label":"request (2 branches)","effects":[{"t":"xa.exec",...}],"sends":[...]}
+ *   {"step":7,"actor":"s1","input":"EXEC s1","label":"EXEC s1 -> ok","effects":[],"receives":[...],"sends":[...]}
  *   ...
  */
 import type { Msg } from "./model.ts";
