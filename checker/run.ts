@@ -99,13 +99,16 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   // Workers load a file model from its path, as this thread did.
   const result = workers === 1 ? check(model, options, info) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, workers, options }, model);
-  return withMutant(result, spec.mutant);
+  return rebuildable(result, f.name, spec.mutant);
 }
 
-/** A counterexample's header names the mutant it was found with, so that conformance can rebuild the mutant's roles (docs/traces.md). */
-function withMutant(result: CheckResult, mutant: string | undefined): CheckResult {
-  if (mutant === undefined) return result;
-  for (const v of result.violations) v.trace = { ...v.trace, header: { ...v.trace.header, mutant } };
+/**
+ * A counterexample's header names the model as the registry does (the
+ * `mixed` model's instances are named after their protocol) and the mutant
+ * it was found with, so that conformance can rebuild its roles (docs/traces.md).
+ */
+function rebuildable(result: CheckResult, model: string, mutant: string | undefined): CheckResult {
+  for (const v of result.violations) v.trace = { ...v.trace, header: { ...v.trace.header, model, ...(mutant !== undefined ? { mutant } : {}) } };
   return result;
 }
 
