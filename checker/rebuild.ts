@@ -99,7 +99,7 @@ export function toTrace<S, A>(
   const view = (s: S) => (model.view ? model.view(s) : s);
   const actors = model.actors?.();
   const steps: TraceStep[] = [
-    { step: 0, actor: actors?.[0] ?? "system", input: "Init", effects: [], state: view(run.states[0]!) },
+    { step: 0, actor: actors?.[0] ?? "system", input: "Init", label: "Init", effects: [], state: view(run.states[0]!) },
   ];
   run.actions.forEach((a, i) => {
     const from = run.states[i]!;
@@ -108,7 +108,8 @@ export function toTrace<S, A>(
     // One action may draw as several steps (Model.describe); each carries the state after the action.
     const infos: readonly StepInfo[] = Array.isArray(described) ? described : [described as StepInfo];
     for (const info of infos) {
-      const step: TraceStep = { step: steps.length, actor: info.actor, input: info.label, effects: [], state: view(to) };
+      // The step as the server records one (docs/traces.md): a role's input and effects, or the environment's words.
+      const step: TraceStep = { step: steps.length, actor: info.actor, ...(info.tx !== undefined ? { tx: info.tx } : {}), input: info.input ?? info.label, label: info.label, effects: [...(info.effects ?? [])], state: view(to) };
       if (info.sends && info.sends.length > 0) step.sends = info.sends;
       if (info.receives && info.receives.length > 0) step.receives = info.receives;
       steps.push(step);

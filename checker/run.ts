@@ -97,9 +97,19 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   if (workers > 1 && model.constraint) throw new UserError(`${f.name} has a state constraint (Model.constraint), which only the one-thread engine applies; use --workers 1`);
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
-  if (workers === 1) return check(model, options, info);
   // Workers load a file model from its path, as this thread did.
-  return checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, workers, options }, model);
+  const result = workers === 1 ? check(model, options, info) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, workers, options }, model);
+  return rebuildable(result, f.name, spec.mutant);
+}
+
+/**
+ * A counterexample's header names the model as the registry does (the
+ * `mixed` model's instances are named after their protocol) and the mutant
+ * it was found with, so that conformance can rebuild its roles (docs/traces.md).
+ */
+function rebuildable(result: CheckResult, model: string, mutant: string | undefined): CheckResult {
+  for (const v of result.violations) v.trace = { ...v.trace, header: { ...v.trace.header, model, ...(mutant !== undefined ? { mutant } : {}) } };
+  return result;
 }
 
 /** The model with only the named properties, of every kind (all of them when `names` is undefined). */

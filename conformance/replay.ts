@@ -1,32 +1,37 @@
 /**
- * Replaying a recorded live trace against the role that produced it: a fresh
- * role, fed the recorded inputs in order, must ask for exactly the recorded
- * effects at every step. That is what "the runtime runs the spec unchanged"
- * means for one transaction, checked after the fact; `speccommit trace
- * validate` can call `replayTrace` on a trace read from NDJSON.
+ * Replaying a trace against the roles that produced it: each role instance
+ * of the trace (a role's actor and, for a coordinator, its transaction),
+ * started fresh and fed its recorded inputs in order, must ask for exactly
+ * the recorded effects at every step. The same check for a live transaction
+ * (the server's coordinator, rebuilt from the header's settings) and for a
+ * counterexample (the model's roles, rebuilt from the header's model, params
+ * and mutant): the one trace dialect (docs/traces.md) makes them the same.
  *
- * The role is rebuilt from the trace header (`model` and `params`), so a
- * trace carries everything needed to check it.
+ * A step of the process crashing (`process`, input `crash`) restarts every
+ * role from `start()`, as the crash does. The environment's steps (shards,
+ * log, client) are drawn, not replayed: a role sees them only as its inputs.
  */
-import type { Trace, TraceHeader } from "../spec/kernel/trace.ts";
-import { COORDINATOR_ACTOR } from "../spec/kernel/trace.ts";
-import type { Role } from "../spec/kernel/role.ts";
-import type { Effect } from "../spec/kernel/effects.ts";
-import type { CoordinatorInput } from "../spec/protocols/protocol.ts";
+import type { Trace, TraceHeader, TraceStep } from "../spec/kernel/trace.ts";
+import { COORDINATOR_ACTOR, PROCESS_ACTOR, PROCESS_CRASH } from "../spec/kernel/trace.ts";
+import { ProtocolViolation, type Role } from "../spec/kernel/role.ts";
+import type { ModelFactory } from "../spec/kernel/model.ts";
 import { protocolOfTraceModel, REGISTRY } from "../spec/protocols/registry.ts";
 import { serverCoordinator } from "../spec/server/coordinator.ts";
+import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 
-/** The coordinator role a live trace records: the server's (spec/server/coordinator.ts), which runs every protocol. */
-type TracedRole = Role<any, CoordinatorInput, Effect>;
+/** The roles a trace's steps are replayed against, by actor name. */
+export type Roles = Readonly<Record<string, Role<any, any, any>>>;
 
 export type ReplayResult =
   | { ok: true; steps: number }
   | { ok: false; step: number; message: string; expected: unknown; got: unknown };
 
-/** The role a runtime trace header names, with the options it ran with. */
-export function roleOfHeader(h: TraceHeader): TracedRole {
-  const def = protocolOfTraceModel(h.model ?? "");
-  if (def === undefined) {
+/** The models whose counterexamples record role steps: every protocol's own, and the server's compositions. */
+const ROLE_MODELS: readonly ModelFactory[] = [...REGISTRY.map((p) => p.model), mixedFactory, serverFactory];
+
+/** The coordinator a runtime trace header names, with the settings it ran with. */
+function runtimeRoles(h: TraceHeader): Roles {
+  if (protocolOfTraceModel(h.model ?? "") === undefined) {
     const known = REGISTRY.map((d) => d.traceModel);
     throw new Error(`trace model ${JSON.stringify(h.model)}: only runtime coordinator traces (${known.join(", ")}) can be replayed`);
   }
@@ -36,28 +41,63 @@ export function roleOfHeader(h: TraceHeader): TracedRole {
     if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new Error(`trace header params.${name}: expected an integer, got ${JSON.stringify(v)}`);
     return v;
   };
-  return serverCoordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), attemptsMax: num("attemptsMax") });
+  return { [COORDINATOR_ACTOR]: serverCoordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), attemptsMax: num("attemptsMax") }) };
 }
 
-/** Feeds every recorded input to a fresh role and compares the effects it asks for with the recorded ones. */
-export function replayTrace(trace: Trace, role: TracedRole = roleOfHeader(trace.header)): ReplayResult {
-  let st = role.start();
-  for (const s of trace.steps) {
-    // Steps of the environment (shards, log, client) are drawn, not replayed: the role only sees their answers as inputs.
-    if (s.step === 0 || s.actor !== COORDINATOR_ACTOR) continue;
-    const out = role.step(st, s.input as CoordinatorInput);
-    const got = canonical(out.effects);
-    const expected = canonical(s.effects);
-    if (got !== expected) {
-      return { ok: false, step: s.step, message: `step ${s.step}: the role asks for different effects than the runtime recorded`, expected: s.effects, got: out.effects };
-    }
-    if (s.state !== undefined && canonical(s.state) !== canonical(out.st)) {
-      return { ok: false, step: s.step, message: `step ${s.step}: the role reaches a different state than the runtime recorded`, expected: s.state, got: out.st };
-    }
-    st = out.st;
+/** The roles of the model a counterexample header names, built with its params and `mutant` (none: the correct roles). */
+function checkerRoles(h: TraceHeader, mutant: string | undefined): Roles {
+  const f = ROLE_MODELS.find((m) => m.name === h.model);
+  if (f === undefined) {
+    throw new Error(`trace model ${JSON.stringify(h.model)}: its steps are not role steps (role models: ${ROLE_MODELS.map((m) => m.name).join(", ")})`);
   }
-  return { ok: true, steps: trace.steps.filter((s) => s.actor === COORDINATOR_ACTOR).length };
+  if (mutant !== undefined && !f.mutants.includes(mutant)) throw new Error(`trace header mutant ${JSON.stringify(mutant)}: ${f.name} has no such mutant`);
+  const roles = f.build({ ...f.params, ...(h.params ?? {}) }, mutant).roles?.();
+  if (roles === undefined) throw new Error(`model ${f.name} declares no roles (Model.roles)`);
+  return roles;
 }
+
+/**
+ * The roles a trace header names: the server's coordinator for a live
+ * trace; for a counterexample, its model's roles, with the header's mutant
+ * unless `correct` asks for the model without it.
+ */
+export function rolesOfHeader(h: TraceHeader, opts: { correct?: boolean } = {}): Roles {
+  if (h.source === "runtime") return runtimeRoles(h);
+  return checkerRoles(h, opts.correct ? undefined : h.mutant);
+}
+
+/** Feeds every role's recorded inputs to fresh roles and compares the effects each asks for with the recorded ones. */
+export function replayTrace(trace: Trace, roles: Roles = rolesOfHeader(trace.header)): ReplayResult {
+  const states = new Map<string, unknown>();
+  const instance = (s: TraceStep) => `${s.actor}\u0000${s.tx ?? trace.header.tx ?? ""}`;
+  let replayed = 0;
+  for (const s of trace.steps) {
+    if (s.step === 0) continue;
+    if (s.actor === PROCESS_ACTOR && s.input === PROCESS_CRASH) states.clear();
+    const role = roles[s.actor];
+    if (role === undefined) continue;
+    const at = instance(s);
+    let out: { st: unknown; effects: unknown[] };
+    try {
+      out = role.step(states.has(at) ? states.get(at) : role.start(), s.input);
+    } catch (e) {
+      if (!(e instanceof ProtocolViolation)) throw e;
+      return { ok: false, step: s.step, message: `step ${s.step} (${whose(s)}): the role asserts ${e.message}`, expected: s.effects, got: e.message };
+    }
+    if (canonical(out.effects) !== canonical(s.effects)) {
+      return { ok: false, step: s.step, message: `step ${s.step} (${whose(s)}): the role asks for different effects than the trace recorded`, expected: s.effects, got: out.effects };
+    }
+    // A live step may record the role's state; a counterexample's step records the whole world's.
+    if (trace.header.source === "runtime" && s.state !== undefined && canonical(s.state) !== canonical(out.st)) {
+      return { ok: false, step: s.step, message: `step ${s.step} (${whose(s)}): the role reaches a different state than the runtime recorded`, expected: s.state, got: out.st };
+    }
+    states.set(at, out.st);
+    replayed++;
+  }
+  return { ok: true, steps: replayed };
+}
+
+const whose = (s: TraceStep): string => (s.tx === undefined ? s.actor : `${s.actor} of ${s.tx}`);
 
 /** JSON with object keys sorted, so that key order never counts as a difference. */
 function canonical(v: unknown): string {

@@ -210,6 +210,8 @@ export class RoleInstance<St, In extends { readonly t: string }> {
       }
       push({
         actor,
+        // A coordinator's instance is (actor, tx), as in a counterexample (docs/traces.md).
+        ...(ctx.tx !== undefined ? { tx: ctx.tx } : {}),
         input: r.input,
         label,
         effects: r.effects as unknown[],

@@ -85,7 +85,7 @@ function parseJson(line: string, at: string): unknown {
 }
 
 const headerKeys = ["source", "model", "mutant", "params", "actors", "violation", "length", "note", "loop", "tx", "started_ms"] as const;
-const stepKeys = ["step", "actor", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
+const stepKeys = ["step", "actor", "tx", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
 const msgKeys = ["id", "from", "to", "label"] as const;
 const sources: readonly TraceHeader["source"][] = ["checker", "simulation", "runtime"];
 
@@ -144,6 +144,7 @@ function decodeStep(v: unknown, at: string): TraceStep {
     input: s.input,
     effects: list(s.effects, at, "effects"),
   };
+  if ("tx" in s) out.tx = str(s.tx, at, "tx");
   if ("label" in s) out.label = str(s.label, at, "label");
   if ("sends" in s) out.sends = msgList(s.sends, at, "sends");
   if ("receives" in s) out.receives = msgList(s.receives, at, "receives");

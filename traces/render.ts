@@ -19,7 +19,7 @@
  * labels.
  */
 import { renderGraphFromSource } from "graphviz-cli";
-import type { Msg, Trace, TraceStep } from "../spec/kernel/trace.ts";
+import { lifelineOf, type Msg, type Trace, type TraceStep } from "../spec/kernel/trace.ts";
 
 /** Past this the picture is unreadable anyway. */
 const steps_max_render = 2_000;
@@ -59,12 +59,14 @@ const color = {
   waiting: "#9dbbe0",
 };
 
-export function toDot(t: Trace): string {
-  if (t.steps.length > steps_max_render) {
+export function toDot(trace: Trace): string {
+  if (trace.steps.length > steps_max_render) {
     throw new Error(
-      `trace has ${t.steps.length} steps; the diagram is limited to ${steps_max_render} (cut the trace to the interesting part)`,
+      `trace has ${trace.steps.length} steps; the diagram is limited to ${steps_max_render} (cut the trace to the interesting part)`,
     );
   }
+  // A coordinator of another transaction than the trace's own draws on a lifeline of its own (spec/kernel/trace.ts).
+  const t: Trace = { ...trace, steps: trace.steps.map((s) => (s.tx === undefined ? s : { ...s, actor: lifelineOf(s.actor, s.tx, trace.header.tx) })) };
   const m = matchMessages(t.steps);
   const actors = lifelines(t, m);
   const col = new Map(actors.map((a, i) => [a, i]));

@@ -11,6 +11,8 @@
  * `decode(encode(s))` must give back a state equal to `s` for every purpose
  * of `actions`, `next`, the invariants and `describe`.
  */
+import type { Role } from "./role.ts";
+
 export interface Model<S, A> {
   /** Short identifier, e.g. "TwoPhase". */
   readonly name: string;
@@ -73,6 +75,12 @@ export interface Model<S, A> {
   view?(s: S): unknown;
   /** Lifelines in the order a diagram should draw them. */
   actors?(): string[];
+  /**
+   * The roles whose steps `describe` records, by actor name (`coordinator`,
+   * `resolver`), as this model runs them (its mutant included), so that
+   * conformance can replay a trace of this model against them.
+   */
+  roles?(): Readonly<Record<string, Role<any, any, any>>>;
   /**
    * Optional fast path for models whose states pack into an integer below
    * 2^53 (see docs/checker.md, "Packed states"). The engine then keeps states
@@ -145,10 +153,24 @@ export interface Msg {
 }
 
 export interface StepInfo {
-  /** The lifeline that takes the step. */
+  /**
+   * Who takes the step: a role's actor name as the server names it
+   * (`coordinator`, `resolver`), or an environment's lifeline (a shard,
+   * `txlog`, `client`, `process`).
+   */
   actor: string;
-  /** Short text for the step, e.g. "TMCommit". */
+  /** The transaction whose coordinator took the step, when several coordinators share the actor name. */
+  tx?: string;
+  /** Short text for the step, e.g. "TMCommit" (spec/labels.ts for the protocol models). */
   label: string;
+  /**
+   * What the actor got: for a role, the input it was fed (a JSON value, as
+   * the server records it); for the environment, what it did in words
+   * (`crash`, the request it answered). Absent: the label.
+   */
+  input?: unknown;
+  /** A role's step: the effects the role asked for, in order. */
+  effects?: readonly unknown[];
   sends?: Msg[];
   receives?: Msg[];
 }

@@ -1,11 +1,13 @@
 /**
  * One trace format for a counterexample, a simulation and a live run
  * (docs/traces.md): NDJSON, the first line a header, then one line per
- * step. The renderer draws any of them as a message sequence diagram; trace
- * validation replays a live one against the spec.
+ * step, in one dialect: a role's step carries its input and effects under
+ * the server's actor names. The renderer draws any of them as a message
+ * sequence diagram; trace validation replays any of them against the roles.
  *
- *   {"header":{"source":"checker","model":"TwoPhase","params":{"RM":3},"actors":["TM","rm1"],"violation":"TCConsistent"}}
- *   {"step":1,"actor":"rm1","input":"RMPrepare(rm1)","effects":[],"sends":[{"id":"Prepared(rm1)","from":"rm1","to":"TM","label":"Prepared"}]}
+ *   {"header":{"source":"checker","model":"twopc","params":{...},"actors":["client","coordinator(t1)","resolver",...],"violation":"...","mutant":"..."}}
+ *   {"step":6,"actor":"coordinator","tx":"t1","input":{"t":"request",...},"label":"request (2 branches)","effects":[{"t":"xa.exec",...}],"sends":[...]}
+ *   {"step":7,"actor":"s1","input":"EXEC s1","label":"EXEC s1 -> ok","effects":[],"receives":[...],"sends":[...]}
  *   ...
  */
 import type { Msg } from "./model.ts";
@@ -47,9 +49,22 @@ export interface TraceHeader {
 export interface TraceStep {
   /** 1-based position in the trace; the initial state, when recorded, is step 0. */
   step: number;
-  /** The lifeline that takes this step. */
+  /**
+   * Who takes this step. A role's step names the role as the server does
+   * (`coordinator`, `resolver`); an environment's step names its lifeline
+   * (a shard, `txlog`, `client`, `process`).
+   */
   actor: string;
-  /** What happened to the actor: an action name, a role input, an effect result. */
+  /**
+   * The transaction whose coordinator took the step: a role instance is
+   * (actor, tx). Absent on a resolver's and an environment's steps.
+   */
+  tx?: string;
+  /**
+   * A role's step: the input the role was fed, a JSON value (a request, an
+   * effect's result, a timeout, a scan). An environment's step: what it did,
+   * in words (the request it answered, `crash`, `restart`).
+   */
   input: unknown;
   /**
    * What the diagram's box says (spec/labels.ts: `PREPARE shard-b -> ok`).
@@ -58,7 +73,7 @@ export interface TraceStep {
    * is already such a label).
    */
   label?: string;
-  /** What the actor asked for in this step (role effects), in order. */
+  /** What the role asked for in this step, in order ([] for an environment's step). */
   effects: unknown[];
   sends?: Msg[];
   receives?: Msg[];
@@ -75,6 +90,18 @@ export interface Trace {
   steps: TraceStep[];
 }
 
-/** Lifelines of a recorded transaction: the coordinator role's steps, and its client. */
+/** Actors of the roles, as the server names them: one coordinator per transaction, one resolver per process. */
 export const COORDINATOR_ACTOR = "coordinator";
+export const RESOLVER_ACTOR = "resolver";
+/** Lifelines of the environment that are not a shard or the txlog: the client, the coordinator process. */
 export const CLIENT_ACTOR = "client";
+export const PROCESS_ACTOR = "process";
+/** The input of the process's crash step: every role of the process starts again from `start()`. */
+export const PROCESS_CRASH = "crash";
+
+/**
+ * The lifeline a step draws on: its actor, and for a coordinator of another
+ * transaction than the trace's own (`header.tx`) the transaction too:
+ * `coordinator(t2)`. Messages (`sends`, `receives`) name lifelines.
+ */
+export const lifelineOf = (actor: string, tx: string | undefined, headerTx?: string): string => (tx === undefined || tx === headerTx ? actor : `${actor}(${tx})`);

@@ -29,6 +29,7 @@ import type { Model } from "../kernel/model.ts";
 import { collapser } from "../env/collapse.ts";
 import * as txlog from "../env/txlog.ts";
 import { describer } from "./describe.ts";
+import { CLIENT_ACTOR, COORDINATOR_ACTOR, PROCESS_ACTOR, RESOLVER_ACTOR, lifelineOf } from "../kernel/trace.ts";
 import { answerLabel } from "../labels.ts";
 import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
 import { isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
@@ -117,6 +118,15 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   };
   const faulty = (w: W): W => (ghost.fault ? ghost.fault(w) : w);
   const isActive = (c: Slot<C>): boolean => c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
+  /** The client's request for transaction `t`, under the epoch the resolver took. */
+  const requestOf = (w: W, t: number) => {
+    const tx = sc.txs[t]!;
+    return { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch!, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
+  };
+  /** The resolver's scan tick, with the transactions whose coordinator is alive here. */
+  const scanOf = (w: W) => ({ t: "scan", active: w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : [])) }) as const;
+  /** What `next` delivers when flight `a.i` completes with outcome `a.o`. */
+  const resultOf = (w: W, a: Extract<Action, { k: "complete" }>): Result | null => answersOf(w, a.i)[a.o]!.result;
 
   function* actions(w: W): Iterable<Action> {
     for (let t = 0; t < w.coords.length; t++) {
@@ -138,9 +148,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   function next(w: W, a: Action): W {
     switch (a.k) {
       case "request": {
-        const tx = sc.txs[a.tx]!;
-        const request = { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch!, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
-        const out = coord.step(w.coords[a.tx]!.st, request);
+        const out = coord.step(w.coords[a.tx]!.st, requestOf(w, a.tx));
         const coords = w.coords.map((c, i) => (i === a.tx ? { ...c, st: out.st } : c));
         return observe(launch({ ...w, coords }, a.tx, out.effects, launchOpts));
       }
@@ -152,8 +160,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
         return observe(nw);
       }
       case "scan": {
-        const active = w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : []));
-        const out = res.step(w.resolver, { t: "scan", active });
+        const out = res.step(w.resolver, scanOf(w));
         return launch({ ...w, resolver: out.st }, -1, out.effects, launchOpts);
       }
       case "crash":
@@ -215,8 +222,9 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,
-    describe: describer<W>(sc, key),
+    describe: describer<W>(sc, key, { coordinator: coord, resolver: res, request: requestOf, scan: scanOf, result: resultOf }),
     view: (w) => w,
-    actors: () => ["client", ...sc.txs.map((t) => `coord(${t.id})`), "resolver", "process", "txlog", ...sc.shards],
+    actors: () => [CLIENT_ACTOR, ...sc.txs.map((t) => lifelineOf(COORDINATOR_ACTOR, t.id)), RESOLVER_ACTOR, PROCESS_ACTOR, "txlog", ...sc.shards],
+    roles: () => ({ [COORDINATOR_ACTOR]: coord, [RESOLVER_ACTOR]: res }),
   };
 }

@@ -14,14 +14,14 @@ import { describe, expect, it } from "vitest";
 import type { ProtocolName as Protocol } from "../../spec/protocols/registry.ts";
 import { runCheck } from "../../checker/run.ts";
 import { toDot } from "../../traces/render.ts";
-import type { Trace } from "../../spec/kernel/trace.ts";
+import { lifelineOf, type Trace } from "../../spec/kernel/trace.ts";
 import { RESOLVER_INTERVAL_MS, world } from "../runtime/sim.ts";
 
 const golden = (name: string) => new URL(`./testdata/${name}.golden`, import.meta.url).pathname;
 
 /** The steps as one line each (row, actor, time, what the box says), the messages, then the DOT. */
 function goldenText(t: Trace): string {
-  const lines = t.steps.map((s) => `${String(s.step).padStart(3)}  ${s.actor.padEnd(12)} ${s.at_ms === undefined ? "" : `+${s.at_ms.toFixed(3)} ms  `}${s.label ?? String(s.input)}`);
+  const lines = t.steps.map((s) => `${String(s.step).padStart(3)}  ${lifelineOf(s.actor, s.tx, t.header.tx).padEnd(16)} ${s.at_ms === undefined ? "" : `+${s.at_ms.toFixed(3)} ms  `}${s.label ?? String(s.input)}`);
   const msgs = t.steps.flatMap((s) => (s.sends ?? []).map((m) => `  ${m.from} -> ${m.to}: ${m.label}`));
   return [`# ${t.header.model}`, "", "## steps", ...lines, "", "## messages sent", ...msgs, "", "## dot", toDot(t)].join("\n");
 }

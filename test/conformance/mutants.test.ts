@@ -1,0 +1,81 @@
+/**
+ * Every suite mutant's counterexample, in the one trace dialect
+ * (docs/traces.md): replayed against the roles it was found with (the
+ * model's roles with the mutant), every role step asks for exactly the
+ * recorded effects; replayed against the correct roles, it parts ways at a
+ * role step, the first where the mutant's roles ask for something else. A
+ * mutant that changes no role (only what the world or a ghost does) replays
+ * against the correct roles too: ENVIRONMENT_ONLY names those, with why.
+ */
+import { describe, expect, it } from "vitest";
+import { suite } from "../../checker/suite.config.ts";
+import { runCheck } from "../../checker/run.ts";
+import { replayTrace, rolesOfHeader } from "../../conformance/replay.ts";
+import { replayOnInterpreter } from "./interpreter-replay.ts";
+
+/** Mutants whose roles are the correct ones: the bug is in the environment or a ghost the world runs. */
+const ENVIRONMENT_ONLY: Readonly<Record<string, string>> = {};
+
+/**
+ * Possibility liveness (`eventually`): the counterexample is a shortest path
+ * to a state from which the goal can no longer be reached; the mutant's
+ * roles differ only in what they would do after it, so the path itself
+ * replays against the correct roles too. The same mutants' lassos (the
+ * `*_finishes` entries) show the differing steps, and replay apart.
+ */
+const DIFFERS_AFTER_PREFIX: Readonly<Record<string, string>> = {
+  "twopc/nota-retries-forever/AC5_terminates": "retries a NOTA answer forever, after the shard crash the path ends with",
+  "parallel/keep-records/AC5_terminates": "never deletes the record once the path has ended",
+  "mixed/keep-records/AC5_terminates": "never deletes the record once the path has ended",
+  "server/first-part-only/every_transaction_ends": "the later scans that never run the speculative part come after the path",
+};
+
+/** Mutants whose counterexample asks for an effect with a mutant-only field (spec/kernel/effects.ts), which the interpreter refuses to run. */
+const REFUSED: readonly string[] = [
+  "twopc/no-funds-check",
+  "parallel/no-funds-check",
+  "parallel/staging-without-conns",
+  "speculative/spendable-credits",
+  "speculative/undo-separate",
+  "speculative/compensate-keeps-row",
+  "speculative/release-deletes-row",
+];
+
+const ROLE_MODELS = new Set(["twopc", "parallel", "speculative", "mixed", "server"]);
+const entries = suite.filter((e) => e.mutant !== undefined && ROLE_MODELS.has(e.model) && e.expect.startsWith("violates ") && (e.workers ?? 1) === 1);
+
+describe("suite mutants' counterexamples replay against the roles", () => {
+  it.each(entries.map((e) => [`${e.model} ${e.mutant} ${e.properties?.join(",") ?? ""} ${JSON.stringify(e.params)}`, e] as const))("%s", async (_name, e) => {
+    const r = await runCheck({ model: e.model, params: e.params, mutant: e.mutant, properties: e.properties });
+    const v = r.violations[0]!;
+    expect(v.trace.header.mutant).toBe(e.mutant);
+    const withMutant = replayTrace(v.trace);
+    expect(withMutant).toMatchObject({ ok: true });
+    // The same role steps on the real interpreter: the same effects come out, or it refuses a mutant-only effect.
+    const onInterpreter = await replayOnInterpreter(v.trace, rolesOfHeader(v.trace.header));
+    if (!onInterpreter.ok && onInterpreter.refused === true) {
+      expect(REFUSED, `${e.model}/${e.mutant}: the interpreter refuses step ${onInterpreter.step}: ${onInterpreter.message}`).toContain(`${e.model}/${e.mutant}`);
+    } else {
+      expect(onInterpreter).toMatchObject({ ok: true, steps: withMutant.ok ? withMutant.steps : -1 });
+    }
+    const correct = replayTrace(v.trace, rolesOfHeader(v.trace.header, { correct: true }));
+    const key = `${e.model}/${e.mutant}`;
+    const prefixOnly = DIFFERS_AFTER_PREFIX[`${key}/${e.properties?.join(",")}`];
+    if (prefixOnly !== undefined) {
+      expect(correct, `${key}: ${prefixOnly}`).toMatchObject({ ok: true });
+      return;
+    }
+    if (ENVIRONMENT_ONLY[key] !== undefined) {
+      expect(correct, `${key} is declared environment-only: ${ENVIRONMENT_ONLY[key]}`).toMatchObject({ ok: true });
+      return;
+    }
+    expect(correct.ok, `${key}: the correct roles reproduce the whole counterexample`).toBe(false);
+    if (correct.ok) return;
+    // The divergence is a role step, at or before the violation.
+    const at = v.trace.steps[correct.step]!;
+    expect(at.step).toBe(correct.step);
+    expect(["coordinator", "resolver"]).toContain(at.actor);
+    expect(correct.step).toBeLessThanOrEqual(v.trace.steps.length - 1);
+    expect(correct.got).not.toEqual(correct.expected);
+  }, 300_000);
+});
