@@ -39,10 +39,17 @@ import * as local from "../env/local.ts";
 import type { BothShard } from "../env/both-shards.ts";
 import type { DurableFacts } from "../protocols/protocol.ts";
 import type { Scenario, World } from "../world/types.ts";
-import type { XaGhost } from "../protocols/xa/world.ts";
 import { factKeys, ranBy, readBack, settle, type ReadBackRules } from "./readback.ts";
 
-type SW = World<{ readonly phase: string }, unknown, BothShard, XaGhost & { readonly terminal: readonly (string | null)[] }>;
+/** The server world's ghost variables this property reads (spec/server/properties.ts ServerGhost). */
+interface FinalGhost {
+  readonly decision: readonly ("commit" | "abort" | null)[];
+  readonly existed: readonly (readonly boolean[])[];
+  readonly implicit?: readonly boolean[];
+  readonly terminal: readonly (string | null)[];
+}
+
+type SW = World<{ readonly phase: string }, unknown, BothShard, FinalGhost>;
 
 /** The durable facts of transaction `t` in world `w`, as the runtime gathers them (runtime/durable.ts). */
 export function factsOf(sc: Scenario, w: SW, t: number, r: ReadBackRules): DurableFacts {
