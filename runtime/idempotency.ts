@@ -33,6 +33,7 @@ import type { Outcome, TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
+import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
@@ -85,12 +86,12 @@ export interface IdempotencyDeps {
 }
 
 /**
- * What makes two requests "the same transfer": the branches, and the protocol as the BODY named it ("2pc" when it
- * named none, the only default before --protocol existed), so that a retry of the same body after a restart with
+ * What makes two requests "the same transfer": the branches, and the protocol as the BODY named it (the registry's
+ * DEFAULT_PROTOCOL when it named none, the only default before --protocol existed), so that a retry of the same body after a restart with
  * another --protocol default is still the same transfer (the claim records the protocol that actually ran).
  */
 const fingerprintOf = (r: TransferRequest): string =>
-  createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? "2pc", branches: r.branches })).digest("hex");
+  createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? DEFAULT_PROTOCOL, branches: r.branches })).digest("hex");
 
 /**
  * The idempotency key of a POST /transfer: the `Idempotency-Key` header, the
@@ -264,7 +265,7 @@ export class Idempotency {
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
     if (outcome !== "probe") return outcome;
-    return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
+    return this.deps.engine.probe(rec.tx, rec);
   }
 }
 
