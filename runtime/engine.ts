@@ -19,7 +19,8 @@ import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } fro
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
-import { probeDone, prober, type ProbeInput, type ProbeState } from "../spec/protocols/speculative/probe.ts";
+import type { ProbeRequest } from "../spec/protocols/protocol.ts";
+import { ranBy, type RanAs } from "../spec/server/readback.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNamed, RESOLVER_PARTS, type ProtocolName } from "../spec/protocols/registry.ts";
 
 export { PROTOCOLS, type ProtocolName };
@@ -299,22 +300,26 @@ export class Engine {
   }
 
   /**
-   * Settles a speculation whose coordinator is gone and of which nothing was
-   * found (spec/protocols/speculative/probe.ts: a tombstone on every branch
-   * key, then the settling any settler does), and resolves with its outcome
-   * as soon as the keys decide it. For the idempotency path after a restart.
+   * Settles a transaction whose coordinator is gone and of which nothing was
+   * found, by its protocol's probe (the registry's `Protocol.probe`, asked
+   * for by its read-back rule: spec/server/readback.ts `settle` answered
+   * "probe"), and resolves with its outcome as soon as the probe answers.
+   * For the idempotency path after a restart.
    */
-  probeSpeculation(tx: TxId, branches: readonly ShardId[]): Promise<Outcome> {
+  probe(tx: TxId, ran: RanAs): Promise<Outcome> {
+    const part = ranBy(ran).probe;
+    if (part === undefined) throw new Error(`protocol ${ranBy(ran).name} has no probe: its read-back never asks for one`);
+    const branches = ran.shards;
     const epoch = this.epoch;
     if (epoch === null) throw new NotReady("the coordinator has no epoch yet: the transaction log has not answered since boot");
     if (this.opts.adapters.local === undefined) throw new Error("this server has no local-transaction adapter: it cannot settle a speculation");
     const c = this.opts.coordinator;
     return new Promise<Outcome>((resolve) => {
       let answered = false;
-      const instance = new RoleInstance<ProbeState, ProbeInput>(prober({ attemptsMax: c.attemptsMax, retryDelayMs: c.retryDelayMs }), {
+      const instance = new RoleInstance<any, ProbeRequest | Result>(part.role({ attemptsMax: c.attemptsMax, retryDelayMs: c.retryDelayMs }), {
         actor: "probe",
         adapters: this.opts.adapters,
-        done: probeDone,
+        done: (st) => part.done(st),
         hooks: {
           onReply: (_tx, o) => {
             answered = true;

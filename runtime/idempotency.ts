@@ -33,6 +33,8 @@ import type { Outcome, TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
+import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
+import { answerOfClaim, storable } from "../spec/server/idempotency.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
@@ -85,12 +87,12 @@ export interface IdempotencyDeps {
 }
 
 /**
- * What makes two requests "the same transfer": the branches, and the protocol as the BODY named it ("2pc" when it
- * named none, the only default before --protocol existed), so that a retry of the same body after a restart with
+ * What makes two requests "the same transfer": the branches, and the protocol as the BODY named it (the registry's
+ * DEFAULT_PROTOCOL when it named none, the only default before --protocol existed), so that a retry of the same body after a restart with
  * another --protocol default is still the same transfer (the claim records the protocol that actually ran).
  */
 const fingerprintOf = (r: TransferRequest): string =>
-  createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? "2pc", branches: r.branches })).digest("hex");
+  createHash("sha256").update(JSON.stringify({ protocol: r.protocol_in_body ?? DEFAULT_PROTOCOL, branches: r.branches })).digest("hex");
 
 /**
  * The idempotency key of a POST /transfer: the `Idempotency-Key` header, the
@@ -241,12 +243,12 @@ export class Idempotency {
 
   /** A request with a key that was claimed before. */
   private async earlier(etcdKey: string, rec: IdemRecord, version: number): Promise<IdempotentResult> {
-    if (rec.outcome !== undefined) return { tx: rec.tx, outcome: rec.outcome, replayed: true };
-    const running = this.deps.engine.outcomeOf(rec.tx);
+    const running = rec.outcome === undefined ? this.deps.engine.outcomeOf(rec.tx) : undefined;
     const told = running === undefined ? undefined : await running;
-    // in_doubt is where the coordinator left it, not an outcome: the log and the shards may know more by now, once
-    // the coordinator (when this process still holds it) will write nothing more: the rule GET /transactions/:id follows.
-    if (told !== undefined && (told.status !== "in_doubt" || this.deps.engine.inDoubt(rec.tx) === undefined)) return { tx: rec.tx, outcome: told, replayed: true };
+    const held = told === undefined ? undefined : { told, endedInDoubt: this.deps.engine.inDoubt(rec.tx) !== undefined };
+    // The rule is spec/server/idempotency.ts answerOfClaim: the runtime only gathers what it reads.
+    const answer = answerOfClaim(rec.outcome, held);
+    if (answer.from !== "read-back") return { tx: rec.tx, outcome: answer.outcome, replayed: true };
     const outcome = await this.settle(rec);
     // A transaction this process still holds answers GET /transactions/:id with the same outcome from now on.
     this.deps.engine.settled(rec.tx, outcome);
@@ -264,7 +266,7 @@ export class Idempotency {
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
     if (outcome !== "probe") return outcome;
-    return this.deps.engine.probeSpeculation(rec.tx, rec.shards);
+    return this.deps.engine.probe(rec.tx, rec);
   }
 }
 

@@ -23,7 +23,7 @@ import { EtcdCompactor, etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
-import { DurableUnavailable, durableStatus, outcomeOfStatus, settledOutcome, type DurableStatus } from "./durable.ts";
+import { DurableUnavailable, durableOutcome, settledOutcome } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
@@ -351,26 +351,19 @@ class Api {
   /** A transaction this process does not remember (older, or run before a restart): what the log and the shards say. */
   private async durableTransaction(res: ServerResponse, tx: string): Promise<void> {
     const route = "/transactions/:id";
-    let d: DurableStatus;
+    let d;
     try {
-      d = await durableStatus(tx, { xa: this.xa, log: this.txlog });
+      d = await durableOutcome(tx, { xa: this.xa, log: this.txlog });
     } catch (e) {
       if (e instanceof DurableUnavailable) return this.send(res, route, 503, { error: `cannot look up ${tx}: ${e.message}` });
       throw e;
     }
-    const outcome = outcomeOfStatus(d);
-    if (outcome === null) {
+    if (d === null) {
       return this.send(res, route, 404, {
         error: `no trace of transaction ${tx} in memory, in the log or on any shard: it has not committed (aborted, or never ran; a speculative transfer's apply may still be on its way, and a retry with its idempotency_key settles it)`,
       });
     }
-    const found =
-      d.found === "decision" ? { decision_record: d.decision }
-      : d.found === "history" ? { shards: d.shards }
-      : d.found === "prepared" ? { prepared_on: d.shards }
-      : d.found === "staging" ? { staging_record: true }
-      : d.found === "speculation" ? { speculation: d.outcome ?? "undecided" }
-      : {};
+    const { outcome, found } = d;
     this.send(res, route, 200, { tx, status: outcome.status, source: "durable state (this process does not remember the transaction)", ...found });
   }
 

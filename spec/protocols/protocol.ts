@@ -9,7 +9,7 @@
  * (docs/architecture.md, "Adding a protocol").
  */
 import type { Role } from "../kernel/role.ts";
-import type { BranchSpec, Effect, Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { BranchSpec, Effect, LogRecord, Outcome, Result, ShardId, TxId, UndoRowState } from "../kernel/effects.ts";
 import type { ModelFactory } from "../kernel/model.ts";
 
 /** The coordinator settings the server is configured with (runtime/config.ts), one name per setting, shared by every protocol. */
@@ -62,6 +62,67 @@ export interface ResolverPart {
 /** What a protocol needs of a shard: XA, or one-phase local transactions (with the speculative path's tables). */
 export type ShardKind = "xa" | "local";
 
+/**
+ * What durable state holds of one transaction: what a process that did not
+ * run it (or no longer remembers it) can know. The runtime gathers these
+ * facts through its ports (runtime/durable.ts); the server model projects
+ * them from the world (spec/server/readback.ts). Neither interprets them:
+ * each protocol's `ReadBackRule` does.
+ */
+export interface DurableFacts {
+  /** The txlog records found at the keys the registered rules name (`ReadBackRule.keys`). */
+  readonly records: readonly { readonly key: string; readonly value: LogRecord }[];
+  /** Shards holding a committed history row of the transaction (the XA part of a shard). */
+  readonly history: readonly ShardId[];
+  /** Shards where a branch of the transaction is prepared (XA RECOVER). */
+  readonly prepared: readonly ShardId[];
+  /** The transaction's rows in the shards' undo table (the speculative path's keys). */
+  readonly undo: readonly { readonly branch: ShardId; readonly state: UndoRowState; readonly branches: readonly ShardId[] }[];
+}
+
+/** The record at `key` among the facts, if one was found. */
+export const recordAt = (facts: DurableFacts, key: string): LogRecord | undefined => facts.records.find((r) => r.key === key)?.value;
+
+/**
+ * A protocol's read-back rule: what the durable facts of a transaction say
+ * of its outcome, as a pure function. GET /transactions/:id, a retried
+ * idempotency key and a restarted server all read the outcome through it
+ * (spec/server/readback.ts composes the registered rules); the server model
+ * checks that it never contradicts the outcome (`readback_sound`).
+ */
+export interface ReadBackRule {
+  /** The txlog keys of the transaction's records this rule reads. */
+  keys(tx: TxId): readonly string[];
+  /**
+   * The outcome the facts show, `in_doubt` while they do not decide it yet;
+   * null when nothing of this protocol's is found (another rule may know the
+   * transaction, or nothing of it exists).
+   */
+  read(tx: TxId, facts: DurableFacts): Outcome | null;
+  /** What of the facts it read, as GET /transactions/:id shows it (`read` found something). */
+  found(tx: TxId, facts: DurableFacts): Record<string, unknown>;
+  /**
+   * What "nothing found" means for a transaction known to have run by this
+   * protocol whose coordinator is gone: aborted (it never committed and never
+   * will), or "probe" (only the protocol's probe can make it final).
+   */
+  readonly nothingFound: "aborted" | "probe";
+}
+
+/** What starts a probe: settle `tx` over its branches now, under the process epoch. */
+export interface ProbeRequest {
+  readonly t: "probe";
+  readonly tx: TxId;
+  readonly branches: readonly ShardId[];
+  readonly epoch: number;
+}
+
+/** The role that makes a transaction final on demand when nothing of it is found (`ReadBackRule.nothingFound` "probe"). */
+export interface ProbePart {
+  role(settings: Pick<CoordinatorSettings, "attemptsMax" | "retryDelayMs">): Role<any, ProbeRequest | Result, Effect>;
+  done(st: Phased): boolean;
+}
+
 export interface Protocol {
   /** As the API and the configuration name it (the request body's `protocol`). */
   readonly name: string;
@@ -83,6 +144,10 @@ export interface Protocol {
   readonly resolver: ResolverPart;
   /** The kinds of txlog record it writes (runtime/adapters/txlog-etcd.ts decodes exactly these and the epoch). */
   readonly records: readonly string[];
+  /** What durable facts say of one of its transactions (GET /transactions/:id, idempotency settle). */
+  readonly readBack: ReadBackRule;
+  /** Its probe, when its read-back rule needs one (`nothingFound: "probe"`). */
+  readonly probe?: ProbePart;
   /** Its model for the checker: parameters, scenarios, properties, mutants. */
   readonly model: ModelFactory;
 }

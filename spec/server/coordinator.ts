@@ -30,6 +30,10 @@ export type ServerCoordinatorState =
 /** The path a request takes: the one-phase path for a single branch, else its protocol's own coordinator. */
 export const pathOf = (branches: number): Path => (branches > 1 ? "many" : "one_phase");
 
+/** The protocol whose coordinator runs a request of `branches` branches that named `protocol` (absent: the default). */
+export const protocolRun = (protocol: string | undefined, branches: number): Protocol =>
+  pathOf(branches) === "one_phase" ? ONE_PHASE : protocolNamed(protocol ?? DEFAULT_PROTOCOL);
+
 /** The server's coordinator, with its own "nothing left to do" predicate. */
 export function serverCoordinator(settings: CoordinatorSettings): Role<ServerCoordinatorState, CoordinatorInput, Effect> & { done(st: ServerCoordinatorState): boolean } {
   const roles = new Map<string, Role<Phased, CoordinatorInput, Effect>>();

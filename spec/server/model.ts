@@ -38,6 +38,9 @@ import { DEFAULT_PROTOCOL, RESOLVER_PARTS } from "../protocols/registry.ts";
 import { serverCoordinator, type ServerCoordinatorState } from "./coordinator.ts";
 import { processResolver, processResolverMutants, type ProcessResolverMutant, type ProcessResolverState } from "./resolver.ts";
 import { serverEventually, serverInvariants, xaFamilyInvariants, type ServerGhost } from "./properties.ts";
+import { XA_READ_BACK, xaReadBack } from "../protocols/xa/readback.ts";
+import { readBackRules, REGISTERED_RULES, type ReadBackRules } from "./readback.ts";
+import { readBackSound } from "./readback-sound.ts";
 
 /** The coordinator settings every model runs with: two attempts make a retry loop a cycle (timers fire at any time). */
 const SETTINGS = { voteTimeoutMs: defaultCoordinatorOptions.voteTimeoutMs, retryDelayMs: defaultCoordinatorOptions.retryDelayMs, attemptsMax: 2 };
@@ -167,15 +170,33 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
   };
 }
 
+/**
+ * The read-back rules' mutants (./readback-sound.ts catches them): the XA
+ * rule reading a STAGING record as a commit; the composition reading
+ * "nothing found" of a speculation as aborted.
+ */
+export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted"] as const;
+export type ReadBackMutant = (typeof readBackMutants)[number];
+
+const rulesOf = (m: ReadBackMutant | undefined): ReadBackRules =>
+  m === "readback-staging-is-commit" ? readBackRules((p) => (p.readBack === XA_READ_BACK ? xaReadBack("staging-is-commit") : undefined))
+  : m === "settle-nothing-is-aborted" ? readBackRules(undefined, "nothing-is-aborted")
+  : REGISTERED_RULES;
+
 export interface ServerConfig {
   readonly scenario: Scenario;
   readonly budget: Budget;
   readonly timeouts: boolean;
-  readonly mutant?: ProcessResolverMutant;
+  readonly mutant?: ProcessResolverMutant | ReadBackMutant;
+  /** Also check settle_sound_in_flight (./readback-sound.ts); it adds no state. */
+  readonly settleInFlight?: boolean;
 }
 
 export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
   const sc = cfg.scenario;
+  const coordinator = serverCoordinator(SETTINGS);
+  const resolverMutant = processResolverMutants.find((m) => m === cfg.mutant);
+  const rules = rulesOf(readBackMutants.find((m) => m === cfg.mutant));
   return world({
     name: "server",
     scenario: sc,
@@ -183,12 +204,12 @@ export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
     restart: true,
     timeouts: cfg.timeouts,
     timeoutTimers: [VOTE_TIMER, APPLY_TIMER],
-    coordinator: serverCoordinator(SETTINGS),
-    resolver: processResolver({ shards: sc.shards, parts: RESOLVER_PARTS, mutant: cfg.mutant }),
+    coordinator,
+    resolver: processResolver({ shards: sc.shards, parts: RESOLVER_PARTS, mutant: resolverMutant }),
     env: bothShards,
     ghost: serverGhost(sc),
     scanIsNoop: serverScanIsNoop(sc),
-    invariants: (s) => serverInvariants(s, cfg.budget, protocolOfTx(s)),
+    invariants: (s) => ({ ...serverInvariants(s, cfg.budget, protocolOfTx(s)), ...readBackSound(s, rules, coordinator.done, cfg.settleInFlight === true) }),
     eventually: (s) => serverEventually(s, protocolOfTx(s)),
   });
 }
@@ -239,15 +260,16 @@ export function serverScenario(name: string): Scenario {
 export const serverFactory: ModelFactory = {
   name: "server",
   description: "The server's own composition: its coordinator (protocol per request, one-phase path) and its process resolver over every registered part, on shards running XA and local transactions, with transactions of different protocols side by side",
-  params: { scenario: "2pc+speculative", crash: 1, shardCrash: 0, logFault: 0, timeouts: false },
-  mutants: [...processResolverMutants],
+  params: { scenario: "2pc+speculative", crash: 1, shardCrash: 0, logFault: 0, timeouts: false, settleInFlight: false },
+  mutants: [...processResolverMutants, ...readBackMutants],
   build(params, mutant) {
     const num = (k: string): number => wholeParam("server", params, k);
     return serverModel({
       scenario: serverScenario(String(params.scenario)),
       budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
       timeouts: params.timeouts === true,
-      mutant: processResolverMutants.find((m) => m === mutant),
+      settleInFlight: params.settleInFlight === true,
+      mutant: [...processResolverMutants, ...readBackMutants].find((m) => m === mutant),
     });
   },
 };

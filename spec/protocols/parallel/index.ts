@@ -4,6 +4,7 @@
  * ./properties.ts and ./model.ts. docs/protocols/parallel-commit.md.
  */
 import type { Protocol } from "../protocol.ts";
+import { XA_READ_BACK } from "../xa/readback.ts";
 import { xaResolverPart } from "../xa/resolver.ts";
 import { coordinator, coordinatorDone, type CoordinatorState } from "./coordinator.ts";
 import { parallelFactory } from "./model.ts";
@@ -19,5 +20,6 @@ export const parallel = {
   done: (st) => coordinatorDone(st as CoordinatorState),
   resolver: xaResolverPart,
   records: ["staging", "decision"],
+  readBack: XA_READ_BACK,
   model: parallelFactory,
 } as const satisfies Protocol;

@@ -5,6 +5,8 @@
  * docs/protocols/speculative.md.
  */
 import type { Protocol } from "../protocol.ts";
+import { SPECULATIVE_READ_BACK } from "./readback.ts";
+import { probeDone, prober, type ProbeState } from "./probe.ts";
 import { coordinator, coordinatorDone, type CoordinatorState } from "./coordinator.ts";
 import { speculativeFactory } from "./model.ts";
 import { speculativeResolverPart } from "./resolver.ts";
@@ -20,5 +22,7 @@ export const speculative = {
   done: (st) => coordinatorDone(st as CoordinatorState),
   resolver: speculativeResolverPart,
   records: ["speculation"],
+  readBack: SPECULATIVE_READ_BACK,
+  probe: { role: (s) => prober(s), done: (st) => probeDone(st as ProbeState) },
   model: speculativeFactory,
 } as const satisfies Protocol;

@@ -4,6 +4,7 @@
  * (../xa/resolver.ts), ./properties.ts and ./model.ts. docs/protocols/2pc.md.
  */
 import type { Protocol } from "../protocol.ts";
+import { XA_READ_BACK } from "../xa/readback.ts";
 import { xaResolverPart } from "../xa/resolver.ts";
 import { coordinator, coordinatorDone, type CoordinatorState } from "./coordinator.ts";
 import { twopcFactory } from "./model.ts";
@@ -19,5 +20,6 @@ export const twopc = {
   done: (st) => coordinatorDone(st as CoordinatorState),
   resolver: xaResolverPart,
   records: ["decision"],
+  readBack: XA_READ_BACK,
   model: twopcFactory,
 } as const satisfies Protocol;
