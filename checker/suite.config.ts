@@ -164,6 +164,12 @@ export const suite: SuiteEntry[] = [
   // speculation; a scan that runs the first part only leaves a dead coordinator's speculation unfinished.
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "stale-active", expect: "violates no_spurious_rollback", properties: ["no_spurious_rollback"], length: 21 },
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "first-part-only", expect: "violates every_transaction_ends", properties: ["every_transaction_ends"], length: 6 },
+  // The read-back rules (spec/server/readback.ts) the server answers GET /transactions/:id and settles in-doubt
+  // answers with: a staging record read as committed, and "nothing durable" read as aborted while a statement is in
+  // flight (settle_sound_in_flight, checked behind settleInFlight: today's rules still violate it; see
+  // spec/server/readback-sound.ts and docs/architecture.md).
+  { model: "server", params: { scenario: "parallel+speculative", crash: 1 }, mutant: "readback-staging-is-commit", expect: "violates readback_sound", properties: ["readback_sound"], length: 9 },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 5 },
 ];
 
 /** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
