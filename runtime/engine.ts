@@ -160,6 +160,7 @@ export class Engine {
         },
         onResult: (r) => {
           if (m !== undefined) countLocal(m, r, "resolver");
+          if (r.t === "xa.recover") m?.preparedView.listed(r.shard, r.r.ok ? r.r.prepared.map((x) => x.tx) : null, this.resolverInstance.st.active, (tx) => Date.parse(this.transaction(tx)?.started_at ?? ""));
           if (r.t === "log.put" && stagingDecisions.has(r.key)) {
             if (r.r.ok) m?.stagingRecoveries.inc({ decision: stagingDecisions.get(r.key)! });
             stagingDecisions.delete(r.key);
@@ -461,6 +462,7 @@ export class Engine {
     if (complete) this.caughtUp = true;
     this.lastScan = { at: new Date().toISOString(), complete };
     this.opts.metrics?.resolverScans.inc({ result: complete ? "complete" : "partial" });
+    if (complete) this.opts.metrics?.lastCompleteScan.setToCurrentTime();
     for (const w of this.scanWaiters.splice(0)) w(complete);
   }
 

@@ -120,6 +120,39 @@ export class Metrics {
     help: "KILL CONNECTION fences the resolver sent for STAGING transactions.",
     registers: [this.registry],
   });
+  /** Prepared branches and in-doubt transactions as the resolver's scans saw them (PreparedView below). */
+  preparedView = new PreparedView();
+  readonly preparedBranches: Gauge<"shard"> = new Gauge({
+    name: "speccommit_prepared_branches",
+    help: "Branches the shard held PREPARED (XA RECOVER) at the resolver's last scan that reached it, live coordinators' included.",
+    labelNames: ["shard"] as const,
+    registers: [this.registry],
+    collect: (): void => this.preparedView.exportShards(this.preparedBranches, this.preparedOldest),
+  });
+  readonly preparedOldest: Gauge<"shard"> = new Gauge({
+    name: "speccommit_prepared_oldest_seconds",
+    help: "Age of the oldest of those branches: since its transaction started when this process ran it, otherwise since the first scan that listed it (0 when none).",
+    labelNames: ["shard"] as const,
+    registers: [this.registry],
+    collect: (): void => this.preparedView.exportShards(this.preparedBranches, this.preparedOldest),
+  });
+  readonly inDoubt: Gauge = new Gauge({
+    name: "speccommit_in_doubt_transactions",
+    help: "Transactions with a branch prepared at the last scan and no coordinator running in this process (the resolver's to finish).",
+    registers: [this.registry],
+    collect: (): void => this.preparedView.exportInDoubt(this.inDoubt, this.inDoubtOldest),
+  });
+  readonly inDoubtOldest: Gauge = new Gauge({
+    name: "speccommit_in_doubt_oldest_seconds",
+    help: "Age of the oldest in-doubt transaction, measured as speccommit_prepared_oldest_seconds is (0 when none).",
+    registers: [this.registry],
+    collect: (): void => this.preparedView.exportInDoubt(this.inDoubt, this.inDoubtOldest),
+  });
+  readonly lastCompleteScan = new Gauge({
+    name: "speccommit_resolver_last_complete_scan_timestamp_seconds",
+    help: "Unix time at which the last complete resolver scan (the log and every shard answered) ended; 0 before the first.",
+    registers: [this.registry],
+  });
   private specHits = 0;
   private specRollbacks = 0;
 
@@ -136,4 +169,61 @@ export class Metrics {
     // process_resident_memory_bytes, ...), so stock dashboards and alerts find them; the job label tells servers apart.
     collectDefaultMetrics({ register: this.registry });
   }
+}
+
+/** Bound on the branches kept per shard (XA RECOVER lists what the shard holds; past it the rest is counted, not kept). */
+export const PREPARED_KEPT_MAX = 10_000;
+
+/**
+ * What the resolver's XA RECOVER answers said: per shard, the prepared
+ * branches of its last answer and when each was first seen (or when its
+ * transaction started, if this process ran it), and which were in doubt (not
+ * in the scan's `active` set: no coordinator running here). Ages are worked
+ * out when /metrics is read.
+ */
+export class PreparedView {
+  private readonly shards = new Map<string, { count: number; since: Map<string, number>; inDoubt: Set<string> }>();
+
+  constructor(private readonly now_ms: () => number = Date.now) {}
+
+  /**
+   * A shard's XA RECOVER answered (`prepared`: the branches' transaction ids; null: the shard did not answer, the
+   * last answer stands). `active`: the transactions the scan left to their live coordinators; `startedAt`: a
+   * transaction's start (ms since the epoch) when this process ran it (undefined or NaN otherwise).
+   */
+  listed(shard: string, prepared: readonly string[] | null, active: readonly string[], startedAt: (tx: string) => number | undefined): void {
+    if (prepared === null) return;
+    const old = this.shards.get(shard)?.since ?? new Map<string, number>();
+    const now = this.now_ms();
+    const live = new Set(active);
+    const since = new Map<string, number>();
+    const inDoubt = new Set<string>();
+    for (const tx of prepared.slice(0, PREPARED_KEPT_MAX)) {
+      const started = startedAt(tx);
+      since.set(tx, old.get(tx) ?? (started !== undefined && Number.isFinite(started) ? Math.min(now, started) : now));
+      if (!live.has(tx)) inDoubt.add(tx);
+    }
+    this.shards.set(shard, { count: prepared.length, since, inDoubt });
+  }
+
+  exportShards(count: Gauge<"shard">, oldest: Gauge<"shard">): void {
+    const now = this.now_ms();
+    for (const [shard, s] of this.shards) {
+      count.set({ shard }, s.count);
+      oldest.set({ shard }, ageSeconds(now, s.since.values()));
+    }
+  }
+
+  exportInDoubt(count: Gauge, oldest: Gauge): void {
+    const since = new Map<string, number>();
+    for (const s of this.shards.values()) for (const tx of s.inDoubt) since.set(tx, Math.min(since.get(tx) ?? Infinity, s.since.get(tx)!));
+    count.set(since.size);
+    oldest.set(ageSeconds(this.now_ms(), since.values()));
+  }
+}
+
+function ageSeconds(now: number, since: Iterable<number>): number {
+  let first = now;
+  for (const t of since) first = Math.min(first, t);
+  return (now - first) / 1000;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs (MariaDB server, etcd) when
+# Installs the system packages the project needs (MariaDB server, etcd,
+# Prometheus for test/observe and ops/prometheus) when
 # they are missing. Needs root (apt-get); prints the command to run otherwise.
 # Nothing is started here: the project starts its own instances on free ports.
 set -euo pipefail
@@ -8,6 +9,7 @@ need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
 if [ "${WITH_SPIN:-0}" = 1 ]; then command -v spin >/dev/null 2>&1 || need+=(spin); fi
 
 if [ ${#need[@]} -eq 0 ]; then
