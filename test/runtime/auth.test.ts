@@ -79,6 +79,16 @@ describe("credentials and scopes", () => {
     expect(new RateLimiter(0, 1, () => now).take("a")).toBe(0);
   });
 
+  it("the example tokens file of docs/security.md is one the server reads", () => {
+    const doc = readFileSync(new URL("../../docs/security.md", import.meta.url), "utf8");
+    const example = /```\n(# name[^`]*)```/.exec(doc)![1]!;
+    expect(parseTokens(example, "docs/security.md").map((c) => [c.name, [...c.scopes].join(",")])).toEqual([
+      ["teller-1", "transfer,read"],
+      ["prometheus", "metrics"],
+      ["ops", "admin,read"],
+    ]);
+  });
+
   it("redacts every occurrence of a secret", () => {
     expect(redact("pw=hunter22; again hunter22", ["hunter22", undefined])).toBe("pw=(redacted); again (redacted)");
   });
