@@ -116,6 +116,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   console.log(`speccommit: listening on ${server.url}\n${banner(server, config)}`);
   if (config.auth === "none") console.error(AUTH_OFF);
+  if (config.auth === "none" && !["127.0.0.1", "::1", "localhost"].includes(config.host)) {
+    console.error(`  !!! and it listens on ${config.host}, not loopback: other hosts can reach it. !!!\n`);
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -462,7 +462,7 @@ class Api {
     const r = await this.xa
       .pool(shard)
       .run<Array<{ balance: string; pending: string }>>(`SELECT a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN speculative_pending p ON p.account_id = a.id WHERE a.id = ${id}`);
-    if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${r.error.message}` });
+    if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${redact(r.error.message, this.secrets)}` });
     const row = r.value[0];
     if (row === undefined) return this.send(res, route, 404, { error: `no account ${id} on ${shard}` });
     const cents = toCents(row.balance);
