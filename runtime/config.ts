@@ -57,7 +57,17 @@ export const SETTINGS = {
     doc: "etcd endpoints (with --shards)",
   },
   mysql_user: { schema: Schema.NonEmptyString, allowed: "a MariaDB user name", doc: "user for every shard", default: "root" },
-  mysql_password: { schema: Schema.String, allowed: "a string", doc: "password for every shard", secret: true },
+  mysql_password: {
+    schema: Schema.String,
+    allowed: "a string",
+    doc: "password for every shard (prefer --mysql-password-file or the environment: a flag is visible in ps)",
+    secret: true,
+  },
+  mysql_password_file: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path",
+    doc: "file holding the shards' password (one trailing newline is dropped); not with mysql_password",
+  },
   shard_unix_socket: {
     schema: Schema.Boolean,
     allowed: "true or false",
@@ -95,16 +105,33 @@ export const SETTINGS = {
     default: 150,
   },
   body_bytes_max: { schema: int(256, 16_777_216), allowed: "an integer from 256 to 16777216", doc: "largest request body; past it 413", default: 65_536 },
+  auth: {
+    schema: Schema.Literals(["tokens", "none"]),
+    allowed: "tokens or none",
+    doc: "tokens: every route but the probes needs a bearer token of tokens_file (implied by --tokens-file); none: no authentication, for local development only (must be said)",
+  },
+  tokens_file: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path",
+    doc: "credentials, one a line: name scope[,scope] sha256-of-token [not-after] (docs/security.md); reread on SIGHUP",
+  },
+  rate_limit_per_s: {
+    schema: int(0, 1_000_000),
+    allowed: "an integer from 0 (no limit) to 1000000",
+    doc: "requests a second per credential (token bucket); past it 429 + Retry-After",
+    default: 1_000,
+  },
+  rate_limit_burst: { schema: int(1, 1_000_000), allowed: "an integer from 1 to 1000000", doc: "requests a credential may make at once above its rate", default: 2_000 },
   admin_token: {
     schema: Schema.String.check(Schema.isMinLength(8)),
     allowed: "a string of 8 characters or more",
-    doc: "bearer token required by /admin/* (none: admin is open)",
+    doc: "legacy: a credential named admin_token with scope admin (with auth none: /admin/* needs it when set)",
     secret: true,
   },
   metrics_token: {
     schema: Schema.String.check(Schema.isMinLength(8)),
     allowed: "a string of 8 characters or more",
-    doc: "bearer token required by GET /metrics (none: /metrics is open, as Prometheus scrape targets usually are; admin_token does not open it)",
+    doc: "legacy: a credential named metrics_token with scope metrics (with auth none: GET /metrics needs it when set, and is open otherwise)",
     secret: true,
   },
   shutdown_grace_ms: { schema: int(0, 600_000), allowed: "an integer from 0 to 600000", doc: "on SIGTERM/SIGINT, how long running transactions may finish", default: 10_000 },
@@ -156,6 +183,7 @@ export interface Config {
   etcd?: string;
   mysql_user: string;
   mysql_password?: string;
+  mysql_password_file?: string;
   shard_unix_socket: boolean;
   etcd_prefix: string;
   protocol: ProtocolName;
@@ -168,6 +196,10 @@ export interface Config {
   in_flight_max: number;
   shard_connections_max: number;
   body_bytes_max: number;
+  auth: "tokens" | "none";
+  tokens_file?: string;
+  rate_limit_per_s: number;
+  rate_limit_burst: number;
   admin_token?: string;
   metrics_token?: string;
   shutdown_grace_ms: number;
@@ -242,7 +274,8 @@ function decodeSetting(name: SettingName, value: unknown, where: string): unknow
   }
 }
 
-export type LoadResult = { help: true; usage: string } | { help: false; config: Config };
+/** `warnings`: things to print at start (a secret given as a flag, visible in ps). */
+export type LoadResult = { help: true; usage: string } | { help: false; config: Config; warnings: string[] };
 
 /** Builds the configuration from defaults, file, environment and flags. Throws ConfigError with a message for the user. */
 export function loadConfig(src: ConfigSources): LoadResult {
@@ -269,7 +302,12 @@ export function loadConfig(src: ConfigSources): LoadResult {
     const text = src.env[envOf(name)];
     if (text !== undefined && text !== "") out[name] = decodeSetting(name, fromText(name, text), envOf(name));
   }
-  for (const [name, text] of flags.values) out[name] = decodeSetting(name, fromText(name, text), flagOf(name));
+  const warnings: string[] = [];
+  for (const [name, text] of flags.values) {
+    out[name] = decodeSetting(name, fromText(name, text), flagOf(name));
+    const s: Setting = SETTINGS[name];
+    if (s.secret) warnings.push(`${flagOf(name)} on the command line is visible to every user of this host (ps); use ${envOf(name)} or a file instead`);
+  }
 
   const config = out as unknown as Config;
   if ((config.shards === undefined) !== (config.etcd === undefined)) {
@@ -278,8 +316,33 @@ export function loadConfig(src: ConfigSources): LoadResult {
   if (config.shards !== undefined && config.cluster_file !== undefined) {
     throw new ConfigError("give either --cluster-file or --shards/--etcd, not both");
   }
+  checkAuth(config);
+  readSecretFiles(config);
   checkBounds(config);
-  return { help: false, config };
+  return { help: false, config, warnings };
+}
+
+/** Authentication is off only when said (`auth: "none"`); a tokens file implies `auth: "tokens"`. */
+function checkAuth(c: { auth?: "tokens" | "none"; tokens_file?: string }): void {
+  if (c.auth === undefined && c.tokens_file === undefined) {
+    throw new ConfigError(
+      "authentication is not configured: give --tokens-file <file> (credentials, docs/security.md), or --auth none to run without authentication (local development only)",
+    );
+  }
+  if (c.auth === "none" && c.tokens_file !== undefined) throw new ConfigError("--auth none and --tokens-file contradict each other: give one");
+  if (c.auth === "tokens" && c.tokens_file === undefined) throw new ConfigError("--auth tokens needs --tokens-file <file> (docs/security.md)");
+  c.auth ??= "tokens";
+}
+
+function readSecretFiles(c: Config): void {
+  if (c.mysql_password_file === undefined) return;
+  if (c.mysql_password !== undefined) throw new ConfigError("give the shards' password once: mysql_password or mysql_password_file, not both");
+  try {
+    c.mysql_password = readFileSync(c.mysql_password_file, "utf8").replace(/\r?\n$/, "");
+  } catch (e) {
+    // The error names the file, never its content.
+    throw new ConfigError(`mysql_password_file ${c.mysql_password_file}: ${(e as NodeJS.ErrnoException).code ?? "cannot read"}`);
+  }
 }
 
 /**

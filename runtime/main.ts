@@ -21,6 +21,7 @@ import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { up } from "./cluster/cluster.ts";
 import { DATABASE } from "./cluster/schema.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { credentialsOf, redact, TokensFileError } from "./auth.ts";
 import { startServer, type ClusterAddresses, type RunningServer } from "./server.ts";
 
 const ClusterFileSchema = Schema.Struct({
@@ -94,9 +95,12 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     config = loaded.config;
+    for (const w of loaded.warnings) console.error(`speccommit serve: warning: ${w}`);
+    // A wrong tokens file stops the start before a cluster is brought up.
+    credentialsOf(config, (p) => readFileSync(p, "utf8"));
   } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`speccommit serve: ${e.message}`);
+    if (e instanceof ConfigError || e instanceof TokensFileError || (e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "EACCES") {
+      console.error(`speccommit serve: ${(e as Error).message}`);
       return 2;
     }
     throw e;
@@ -106,10 +110,15 @@ export async function main(argv: string[]): Promise<number> {
     const cluster = await clusterAddresses(config, (line) => console.log(line));
     server = await startServer(config, cluster);
   } catch (e) {
-    console.error(`speccommit serve: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}`);
+    const text = e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e));
+    console.error(`speccommit serve: ${redact(text, [config.mysql_password, config.admin_token, config.metrics_token])}`);
     return 1;
   }
   console.log(`speccommit: listening on ${server.url}\n${banner(server, config)}`);
+  if (config.auth === "none") console.error(AUTH_OFF);
+  if (config.auth === "none" && !["127.0.0.1", "::1", "localhost"].includes(config.host)) {
+    console.error(`  !!! and it listens on ${config.host}, not loopback: other hosts can reach it. !!!\n`);
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -131,10 +140,24 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
+    process.on("SIGHUP", () => {
+      try {
+        console.log(`speccommit: SIGHUP: ${server.reloadCredentials()} credentials loaded`);
+      } catch (e) {
+        console.error(`speccommit: SIGHUP: credentials unchanged: ${(e as Error).message}`);
+      }
+    });
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
 }
+
+const AUTH_OFF = [
+  "",
+  "  !!! AUTHENTICATION IS OFF (--auth none): anyone who can reach this port can move money. !!!",
+  "  !!! Local development only. For anything else: --tokens-file (docs/security.md).        !!!",
+  "",
+].join("\n");
 
 function banner(s: RunningServer, config: Config): string {
   const shards = s.accounts.shards;
@@ -152,9 +175,11 @@ function banner(s: RunningServer, config: Config): string {
     `  POST ${s.url}/transfer`,
     `  GET  ${s.url}/transactions/<tx>   ${s.url}/accounts/${a}/${from}`,
     `  GET  ${s.url}/healthz   ${s.url}/ready   ${s.url}/admin/shards   ${s.url}/metrics`,
-    `metrics: ${config.metrics_token === undefined ? "open to anyone who reaches the port (set metrics_token to require a bearer token)" : "bearer metrics_token required"}`,
+    config.auth === "none"
+      ? `auth: NONE (every route open${config.admin_token !== undefined ? "; /admin/* needs admin_token" : ""}${config.metrics_token !== undefined ? "; /metrics needs metrics_token" : ""})`
+      : `auth: bearer tokens, ${s.credentials} credentials (${config.tokens_file ?? "legacy tokens"}); the probes /healthz /health /ready are open`,
     `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
     "try:",
-    `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json' -d '${body}'`,
+    `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json'${config.auth === "none" ? "" : " -H \"Authorization: Bearer $TOKEN\""} -d '${body}'`,
   ].join("\n");
 }

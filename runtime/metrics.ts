@@ -85,6 +85,24 @@ export class Metrics {
     labelNames: ["route", "code"] as const,
     registers: [this.registry],
   });
+  readonly authFailures = new Counter({
+    name: "speccommit_http_auth_failures_total",
+    help: "Requests refused by authentication or authorization, by reason: missing, malformed, invalid (no credential has the token), expired (401); scope (403).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: "speccommit_http_rate_limited_total",
+    help: "Requests refused with 429 by the per-credential rate limit, by credential name.",
+    labelNames: ["credential"] as const,
+    registers: [this.registry],
+  });
+  readonly byCredential = new Counter({
+    name: "speccommit_http_requests_by_credential_total",
+    help: "Authenticated requests answered, by credential name, route and status code (series: at most the credentials configured x routes x codes).",
+    labelNames: ["credential", "route", "code"] as const,
+    registers: [this.registry],
+  });
 
   readonly speculations = new Counter({
     name: "speccommit_speculations_total",

@@ -6,15 +6,18 @@
  *   GET  /accounts/:shard/:id   committed (spendable) balance, and pending speculative credits
  *   GET  /healthz, /health      the process is up
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
- *   GET  /admin/shards          per shard: health, connections, prepared branches (bearer token)
- *   GET  /metrics               Prometheus (bearer token when metrics_token is set)
+ *   GET  /admin/shards          per shard: health, connections, prepared branches
+ *   GET  /metrics               Prometheus
+ *
+ * Every route but the probes needs a bearer token whose credential has the
+ * route's scope (runtime/auth.ts, docs/security.md), unless `auth` is "none".
  *
  * `startServer` wires the live adapters, the engine and the HTTP server; it
  * is what `speccommit serve` runs and what tests and the benchmark start.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
@@ -23,6 +26,7 @@ import { EtcdCompactor, etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
+import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, type AuthResult, type Scope } from "./auth.ts";
 import { DurableUnavailable, durableOutcome, settledOutcome } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
@@ -41,6 +45,10 @@ export interface RunningServer {
   readonly port: number;
   readonly engine: Engine;
   readonly accounts: Accounts;
+  /** Rereads the tokens file (rotation; SIGHUP in `speccommit serve`); the old set stays when the file is wrong (the error says why). Answers the number of credentials. */
+  reloadCredentials(): number;
+  /** Credentials configured now. */
+  readonly credentials: number;
   /** Drains (see `shutdown`): running transactions finish for up to `grace_ms`, every request read is answered, then every connection closes. */
   close(grace_ms?: number): Promise<void>;
 }
@@ -57,6 +65,8 @@ const ANSWERS_FLUSH_MS = 1_000;
 
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
+  // Before anything connects: a wrong tokens file stops the start.
+  const auth = new Authenticator(config.auth, credentialsOf(config, (p) => readFileSync(p, "utf8")));
   const xaLimits = {
     connections_max: config.shard_connections_max,
     waiters_max: config.in_flight_max * 2,
@@ -98,7 +108,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
   engine.startResolver();
 
-  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics);
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth);
   const server = createServer(
     {
       headersTimeout: config.headers_timeout_ms,
@@ -132,6 +142,10 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     port,
     engine,
     accounts,
+    reloadCredentials: () => api.reloadCredentials(),
+    get credentials() {
+      return auth.count;
+    },
     close: (grace_ms = config.shutdown_grace_ms) => {
       compactor.stop();
       return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts));
@@ -171,9 +185,18 @@ async function untilClosedOrLate(api: Api, deadline_ms: number): Promise<void> {
   while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
 }
 
+/** Bound on remembered transaction -> credential names when retain_transactions is larger. */
+const CREDENTIAL_OF_TX_MAX = 100_000;
+
 class Api {
   closing = false;
   transfersOpen = 0;
+  private readonly limiter: RateLimiter;
+  /** The credential of each answered request (for speccommit_http_requests_by_credential_total). */
+  private readonly credentialOf = new WeakMap<ServerResponse, string>();
+  /** Which credential started a recent transaction (shown in its view and trace header); the oldest go past the bound. */
+  private readonly txCredential = new Map<string, string>();
+  private readonly secrets: readonly (string | undefined)[];
 
   constructor(
     private readonly config: Config,
@@ -183,13 +206,67 @@ class Api {
     private readonly accounts: Accounts,
     private readonly idempotency: Idempotency,
     private readonly metrics: Metrics,
-  ) {}
+    private readonly auth: Authenticator,
+  ) {
+    this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
+    this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
+  }
+
+  reloadCredentials(): number {
+    const creds = credentialsOf(this.config, (p) => readFileSync(p, "utf8"));
+    this.auth.replace(creds);
+    this.limiter.keepOnly(creds.map((c) => c.name));
+    return creds.length;
+  }
+
+  /**
+   * Authentication, authorization and the rate limit, before anything else
+   * happens (no body read, no state touched). False: the request was answered
+   * (401, 403 or 429).
+   */
+  private admit(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    const scope = scopeOf(path);
+    const r = this.auth.check(req.headers.authorization, scope);
+    const route = routeOf(path);
+    if (!r.ok) {
+      this.metrics.authFailures.inc({ reason: r.reason });
+      this.send(res, route, r.status, { error: refusal(path, scope!, r) }, { ...(r.status === 401 ? { "WWW-Authenticate": "Bearer" } : {}), ...closeIfBody(req) });
+      return false;
+    }
+    if (r.credential === null) return true;
+    this.credentialOf.set(res, r.credential);
+    const wait_s = this.limiter.take(r.credential);
+    if (wait_s === 0) return true;
+    this.metrics.rateLimited.inc({ credential: r.credential });
+    this.send(res, route, 429, { error: `credential ${r.credential} is over its rate limit (${this.config.rate_limit_per_s}/s, burst ${this.config.rate_limit_burst})` }, { "Retry-After": String(wait_s), ...closeIfBody(req) });
+    return false;
+  }
+
+  private rememberCredential(tx: string, res: ServerResponse): void {
+    const name = this.credentialOf.get(res);
+    if (name === undefined || this.txCredential.has(tx)) return;
+    this.txCredential.set(tx, name);
+    const max = Math.max(1, Math.min(this.config.retain_transactions, CREDENTIAL_OF_TX_MAX));
+    for (const oldest of this.txCredential.keys()) {
+      if (this.txCredential.size <= max) break;
+      this.txCredential.delete(oldest);
+    }
+  }
+
+  /** A view or trace header with the name of the credential that started the transaction (when known). */
+  private withCredential(view: TransactionView): TransactionView & { credential?: string } {
+    const credential = this.txCredential.get(view.tx);
+    if (credential === undefined) return view;
+    const trace = view.trace === null ? null : { ...view.trace, header: { ...view.trace.header, params: { ...view.trace.header.params, credential } } };
+    return { ...view, credential, trace };
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname;
     let route = "other";
     try {
+      if (!this.admit(req, res, path)) return;
       if (path === "/transfer") {
         route = "/transfer";
         if (req.method !== "POST") return this.send(res, route, 405, { error: "use POST /transfer" }, { Allow: "POST" });
@@ -201,7 +278,6 @@ class Api {
       if (path === "/ready") return await this.ready(res);
       if (path === "/metrics") {
         route = "/metrics";
-        if (!bearer(req, this.config.metrics_token)) return this.send(res, route, 401, { error: "/metrics needs the header Authorization: Bearer <metrics_token>" }, { "WWW-Authenticate": "Bearer" });
         return this.sendText(res, route, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       }
       let m = /^\/transactions\/([^/]+)$/.exec(path);
@@ -210,12 +286,11 @@ class Api {
       if (m !== null) return await this.account(res, decodeURIComponent(m[1]!), m[2]!);
       if (path === "/admin/shards") {
         route = "/admin/shards";
-        if (!bearer(req, this.config.admin_token)) return this.send(res, route, 401, { error: "admin endpoints need the header Authorization: Bearer <admin_token>" }, { "WWW-Authenticate": "Bearer" });
         return await this.adminShards(res);
       }
       return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
     } catch (e) {
-      console.error(`${req.method} ${path}: ${(e as Error).stack ?? String(e)}`);
+      console.error(redact(`${req.method} ${path}: ${(e as Error).stack ?? String(e)}`, this.secrets));
       if (!res.headersSent) this.send(res, route, 500, { error: "internal error; see the server log" });
       else res.destroy();
     }
@@ -228,6 +303,8 @@ class Api {
   /** While draining, every answer closes its connection: the client opens a new one elsewhere instead of reusing this one. */
   private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
     this.metrics.http.inc({ route, code: String(status) });
+    const credential = this.credentialOf.get(res);
+    if (credential !== undefined) this.metrics.byCredential.inc({ credential, route, code: String(status) });
     res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
     res.end(text);
   }
@@ -298,10 +375,12 @@ class Api {
     try {
       if (request.idempotency_key !== undefined) {
         const r = await this.idempotency.run(request.idempotency_key, request);
+        this.rememberCredential(r.tx, res);
         return answer(r.tx, r.outcome, r.replayed);
       }
       // Answered from inside the coordinator's step, so the response is written before that step's commits are sent.
       const tx = newTxId();
+      this.rememberCredential(tx, res);
       const outcome = await this.engine.submit(request.branches, request.protocol, tx, (o) => answer(tx, o)).outcome;
       // A coordinator stopped at shutdown ends without a reply: its outcome (in_doubt) is still the client's due.
       if (!res.headersSent) answer(tx, outcome);
@@ -318,9 +397,10 @@ class Api {
   /** JSON view; with ?format=ndjson the recorded trace alone, as `speccommit trace render|validate` read it. */
   private async transaction(res: ServerResponse, tx: string, format: string | null): Promise<void> {
     const route = "/transactions/:id";
-    const view = this.engine.transaction(tx);
-    if (view === undefined) return this.durableTransaction(res, tx);
-    if (format === null || format === "json") return this.send(res, route, 200, await this.settledView(view));
+    const found = this.engine.transaction(tx);
+    if (found === undefined) return this.durableTransaction(res, tx);
+    const view = this.withCredential(found);
+    if (format === null || format === "json") return this.send(res, route, 200, this.withCredential(await this.settledView(found)));
     if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
     this.sendText(res, route, 200, "application/x-ndjson", formatTrace({ header: view.trace.header, steps: [...view.trace.steps] }));
@@ -375,7 +455,7 @@ class Api {
     const r = await this.xa
       .pool(shard)
       .run<Array<{ balance: string; pending: string }>>(`SELECT a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN speculative_pending p ON p.account_id = a.id WHERE a.id = ${id}`);
-    if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${r.error.message}` });
+    if (!r.ok) return this.send(res, route, 503, { error: `${shard} did not answer: ${redact(r.error.message, this.secrets)}` });
     const row = r.value[0];
     if (row === undefined) return this.send(res, route, 404, { error: `no account ${id} on ${shard}` });
     const cents = toCents(row.balance);
@@ -416,7 +496,7 @@ class Api {
           address: a.socketPath !== undefined ? `unix:${a.socketPath}` : `tcp:${a.host}:${a.port}`,
           reachable: health.reachable,
           latency_ms: health.latency_ms,
-          error: health.error,
+          error: health.error === undefined || health.error === null ? health.error : redact(health.error, this.secrets),
           connections: health.connections,
           branches_open: health.branches_open,
           accounts: this.accounts.describe(s),
@@ -433,13 +513,26 @@ class Api {
   }
 }
 
-/** The request carries `Authorization: Bearer <token>` (compared in constant time); true when no token is configured. */
-function bearer(req: IncomingMessage, token: string | undefined): boolean {
-  if (token === undefined) return true;
-  const h = req.headers.authorization ?? "";
-  const given = Buffer.from(h.startsWith("Bearer ") ? h.slice("Bearer ".length) : "");
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+/** The route label of a path (speccommit_http_requests_total). */
+function routeOf(path: string): string {
+  if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
+  if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
+  if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready"].includes(path)) return path;
+  return "other";
+}
+
+/** The 401/403 body: what is needed, never which part was wrong beyond that (no hint for guessing). */
+function refusal(path: string, scope: Scope, r: Exclude<AuthResult, { ok: true }>): string {
+  if (r.status === 403) return `the credential has no scope ${scope}, which ${path} needs`;
+  const legacy = scope === "metrics" ? "metrics_token" : scope === "admin" ? "admin_token" : undefined;
+  if (legacy !== undefined) return `${path} needs the header Authorization: Bearer <${legacy}> (or the token of a credential with scope ${scope})`;
+  return `${path} needs the header Authorization: Bearer <token> of a credential with scope ${scope}`;
+}
+
+/** A refused request's body is not read: the connection ends after the answer rather than read a body for nothing. */
+function closeIfBody(req: IncomingMessage): Record<string, string> {
+  const declared = req.headers["content-length"];
+  return (declared !== undefined && declared !== "0") || req.headers["transfer-encoding"] !== undefined ? { Connection: "close" } : {};
 }
 
 function withTimeout<T, D>(p: Promise<T>, ms: number, fallback: D): Promise<T | D> {

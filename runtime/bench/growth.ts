@@ -103,7 +103,7 @@ async function childServer(o: Options, cluster: EphemeralCluster): Promise<Targe
 async function inProcessServer(o: Options, cluster: EphemeralCluster): Promise<Target> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error("--in-process needs a full collection before each sample: run node --expose-gc --import tsx runtime/bench/growth.ts --in-process");
-  const loaded = loadConfig({ argv: ["--port", "0", "--etcd-prefix", PREFIX, ...o.serverArgs], env: {} });
+  const loaded = loadConfig({ argv: ["--port", "0", "--auth", "none", "--etcd-prefix", PREFIX, ...o.serverArgs], env: {} });
   if (loaded.help) throw new Error("--server-arg --help: not a server to measure");
   const server = await startServer(loaded.config, addressesOfCluster(cluster.describe()));
   return {

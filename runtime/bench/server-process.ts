@@ -28,9 +28,11 @@ export interface ServerProcess {
  * Starts `speccommit serve <args>` and resolves once it listens. `nodeArgs`
  * go to node itself (e.g. --cpu-prof). Pass `--port 0` for a free port; a
  * restart passes the port the first run took, so clients keep their URL.
+ * Without --auth or --tokens-file in `args` it runs with `--auth none` (the
+ * benchmark and the crash tests measure the protocol, not authentication).
  */
 export function startServerProcess(args: readonly string[], opts: { nodeArgs?: readonly string[]; cwd?: string } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, "serve", ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, "serve", ...(args.some((a) => a.startsWith("--auth") || a.startsWith("--tokens-file")) ? [] : ["--auth", "none"]), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
   });

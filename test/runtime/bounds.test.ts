@@ -12,7 +12,7 @@ import { RETENTION_BUCKETS, RetentionLeases } from "../../runtime/retention.ts";
 import { RESOLVER_INTERVAL_MS, SHARDS, world } from "./sim.ts";
 
 const config = (...argv: string[]) => {
-  const r = loadConfig({ argv, env: {} });
+  const r = loadConfig({ argv: ["--auth", "none", ...argv], env: {} });
   if (r.help) throw new Error("unexpected --help");
   return r.config;
 };

@@ -48,7 +48,7 @@ afterAll(async () => {
 });
 
 function serve(args: string[]): Promise<{ child: ChildProcess; url: URL; output: () => string }> {
-  const child = spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [BIN, "serve", "--auth", "none", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (out += c.toString()));

@@ -30,7 +30,7 @@ afterAll(async () => {
 
 /** A server on its own etcd prefix; `override` sets what loadConfig would refuse (a retention of seconds). */
 async function serverWith(prefix: string, flags: string[], override: Partial<Config> = {}): Promise<RunningServer> {
-  const loaded = loadConfig({ argv: ["--port", "0", "--resolver-interval-ms", "60000", "--etcd-prefix", prefix, ...flags], env: {} });
+  const loaded = loadConfig({ argv: ["--port", "0", "--auth", "none", "--resolver-interval-ms", "60000", "--etcd-prefix", prefix, ...flags], env: {} });
   if (loaded.help) throw new Error("unexpected --help");
   const s = await startServer({ ...loaded.config, ...override }, addressesOfCluster(cluster.describe()));
   servers.push(s);

@@ -32,7 +32,7 @@ afterAll(async () => {
 
 /** Starts `speccommit serve` and resolves with its URL once it printed the listening line. */
 function serve(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [BIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [BIN, "serve", "--auth", "none", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
@@ -65,6 +65,8 @@ describe("speccommit serve: as a child process, starting with parts of the clust
       });
       expect(r.body).toMatchObject({ status: "committed" });
       expect(output()).toContain(`curl -s -X POST ${url}/transfer`);
+      // --auth none (this helper passes it) is said loudly.
+      expect(output()).toMatch(/AUTHENTICATION IS OFF \(--auth none\)/);
       expect((await request(url, "GET", "/ready")).status).toBe(200);
     } finally {
       closeAgents();
@@ -121,6 +123,8 @@ describe("speccommit serve: as a child process, starting with parts of the clust
     [["--resolver-interval-ms", "soon"], /--resolver-interval-ms: "soon" is not allowed/],
     [["--colour", "red"], /unknown option "--colour"/],
     [["--shards", "shard-a=127.0.0.1:1"], /--shards and --etcd go together/],
+    [["--cluster-file", "nowhere.json"], /authentication is not configured: give --tokens-file <file> .*or --auth none/],
+    [["--cluster-file", "nowhere.json", "--tokens-file", "/nonexistent/tokens"], /ENOENT.*\/nonexistent\/tokens/],
   ])("refuses %j with exit 2 and a message naming the setting", (args, message) => {
     const r = spawnSync(process.execPath, [BIN, "serve", ...args], { encoding: "utf8", timeout: 30_000 });
     expect(r.status).toBe(2);

@@ -11,9 +11,14 @@ import { xaRecover, type TestCluster } from "../support/cluster.ts";
 
 /** A server on a free port with test-sized settings; `flags` as on the command line. */
 export async function serverOn(cluster: TestCluster, flags: string[] = []): Promise<RunningServer> {
-  const loaded = loadConfig({ argv: ["--port", "0", "--resolver-interval-ms", "60000", ...flags], env: {} });
+  const loaded = loadConfig({ argv: ["--port", "0", "--resolver-interval-ms", "60000", ...authFlags(flags), ...flags], env: {} });
   if (loaded.help) throw new Error("unexpected --help");
   return startServer(loaded.config, addressesOfCluster(cluster.describe()));
+}
+
+/** `--auth none` unless the flags configure authentication themselves (these tests are about other things; test/runtime/auth.test.ts is about it). */
+export function authFlags(flags: readonly string[]): string[] {
+  return flags.some((f) => f.startsWith("--auth") || f.startsWith("--tokens-file")) ? [] : ["--auth", "none"];
 }
 
 export interface HttpAnswer {

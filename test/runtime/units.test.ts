@@ -87,7 +87,7 @@ describe("configuration", () => {
     const dir = mkdtempSync(join(tmpdir(), "speccommit-config-"));
     const file = join(dir, "c.json");
     writeFileSync(file, JSON.stringify({ port: 9000, in_flight_max: 7, resolver_interval_ms: 100 }));
-    const r = loadConfig({ argv: ["--config", file, "--port=9002"], env: { SPECCOMMIT_PORT: "9001", SPECCOMMIT_IN_FLIGHT_MAX: "8" } });
+    const r = loadConfig({ argv: ["--config", file, "--port=9002", "--auth", "none"], env: { SPECCOMMIT_PORT: "9001", SPECCOMMIT_IN_FLIGHT_MAX: "8" } });
     expect(r.help).toBe(false);
     if (r.help) return;
     expect(r.config).toMatchObject({ port: 9002, in_flight_max: 8, resolver_interval_ms: 100, vote_timeout_ms: 5_000, etcd_prefix: "speccommit/", record_traces: true });
