@@ -375,7 +375,7 @@ function checkSecurity(w: ReturnType<typeof workload>, image: Image): string[] {
   return problems;
 }
 
-const podNames = (w: ReturnType<typeof workload>) => Array.from({ length: Number(w.set.spec?.replicas ?? 1) }, (_, i) => `${w.set.metadata?.name}-${i}`);
+export const podNames = (w: ReturnType<typeof workload>) => Array.from({ length: Number(w.set.spec?.replicas ?? 1) }, (_, i) => `${w.set.metadata?.name}-${i}`);
 
 function checkArgs(docs: Array<{ file: string; doc: Obj }>, w: ReturnType<typeof workload>, opts: ServeOptions): string[] {
   const problems: string[] = [];
@@ -411,12 +411,12 @@ function checkArgs(docs: Array<{ file: string; doc: Obj }>, w: ReturnType<typeof
     const port = flags.get("--port");
     if (!(container.ports ?? []).some((p: Obj) => String(p.containerPort) === port)) problems.push(`container: --port ${port} is no containerPort`);
   }
-  problems.push(...checkPodConfigs(docs, w));
+  problems.push(...checkPodConfigs(docs, w, opts));
   return problems;
 }
 
 /** Each pod's settings file exists, holds known settings and no secret, and no two pods share an etcd prefix, a shard or a shard's address. */
-function checkPodConfigs(docs: Array<{ file: string; doc: Obj }>, w: ReturnType<typeof workload>): string[] {
+function checkPodConfigs(docs: Array<{ file: string; doc: Obj }>, w: ReturnType<typeof workload>, opts: ServeOptions): string[] {
   const problems: string[] = [];
   const { pod, container } = w;
   const seen = new Map<string, string>();
@@ -441,7 +441,10 @@ function checkPodConfigs(docs: Array<{ file: string; doc: Obj }>, w: ReturnType<
       problems.push(`${name}: ${config}: ${(e as Error).message}`);
       continue;
     }
-    for (const key of Object.keys(settings)) if (SECRET_SETTINGS.includes(key)) problems.push(`${name}: ${config}: the secret ${key} in a ConfigMap`);
+    for (const key of Object.keys(settings)) {
+      if (SECRET_SETTINGS.includes(key)) problems.push(`${name}: ${config}: the secret ${key} in a ConfigMap`);
+      else if (key === "config" || !opts.flags.has(flagOf(key))) problems.push(`${name}: ${config}: ${key} is not a setting of serve --help`);
+    }
     claim(`etcd prefix ${settings.etcd_prefix ?? "speccommit/"}`, name);
     for (const shard of String(settings.shards ?? "").split(",").filter((s) => s !== "")) {
       const [shardName, address] = shard.split("=");

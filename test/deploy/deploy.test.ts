@@ -20,6 +20,7 @@ import { chmodSync, chownSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSy
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig, type Config } from "../../runtime/config.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import {
   askedPaths,
@@ -31,6 +32,7 @@ import {
   imageOf,
   optionsOfHelp,
   parseManifests,
+  podNames,
   readDeployFiles,
   workload,
   type DeployFiles,
@@ -76,6 +78,7 @@ const MUTANTS: Array<{ name: string; file: string; from: string | RegExp; to: st
   { name: "a pod without a settings file", file: "statefulset.yaml", from: "replicas: 2", to: "replicas: 3", problem: /speccommit-2: --config \/etc\/speccommit\/speccommit-2.json is no key/ },
   { name: "two coordinators on one shard", file: "configmap.yaml", from: "shard-c=mariadb-shard-c", to: "shard-a=mariadb-shard-c", problem: /speccommit-1 and speccommit-0 share shard shard-a/ },
   { name: "two coordinators on one prefix", file: "configmap.yaml", from: '"etcd_prefix": "speccommit/speccommit-1/"', to: '"etcd_prefix": "speccommit/speccommit-0/"', problem: /share etcd prefix/ },
+  { name: "an unknown setting in a settings file", file: "configmap.yaml", from: '"mysql_user": "speccommit",', to: '"mysql_usr": "speccommit",', problem: /speccommit-0: \/etc\/speccommit\/speccommit-0.json: mysql_usr is not a setting/ },
   { name: "a secret in the ConfigMap", file: "configmap.yaml", from: '"mysql_user": "speccommit",', to: '"mysql_user": "speccommit", "mysql_password": "x",', problem: /the secret mysql_password in a ConfigMap/ },
   { name: "Service selects nothing", file: "service.yaml", from: /selector:\n(\s+)app.kubernetes.io\/name: speccommit/, to: "selector:\n$1app.kubernetes.io/name: speccomit", problem: /Service: its selector does not select/ },
   { name: "Service not headless", file: "service.yaml", from: "clusterIP: None", to: "type: ClusterIP", problem: /must be headless/ },
@@ -93,6 +96,22 @@ const MUTANTS: Array<{ name: string; file: string; from: string | RegExp; to: st
   { name: "no writable /tmp", file: "Dockerfile", from: 'VOLUME ["/tmp"]', to: "", problem: /no VOLUME \/tmp/ },
   { name: "password baked into the image", file: "Dockerfile", from: "SPECCOMMIT_PORT=8080", to: "SPECCOMMIT_PORT=8080 \\\n    SPECCOMMIT_MYSQL_PASSWORD=x", problem: /ENV SPECCOMMIT_MYSQL_PASSWORD puts a secret into the image/ },
 ];
+
+/** Loads every pod's args, env and settings file (laid out under a temporary directory) with the server's own loadConfig; returns the configs or throws its ConfigError. */
+function loadPods(files: DeployFiles): Config[] {
+  const base = mkdtempSync(join(tmpdir(), "speccommit-deploy-config-"));
+  try {
+    return podNames(workload(parseManifests(files.k8s).docs)).map((name) => {
+      const { argv, env } = podProcess(files, name, { base: join(base, name), secrets: { tokens: "", "mysql-password": "pw-of-the-test\n" } });
+      expect(argv.slice(0, 2)).toEqual(["bin/speccommit.js", "serve"]);
+      const r = loadConfig({ argv: argv.slice(2), env });
+      if (r.help) throw new Error(`${name}: --help in the args`);
+      return r.config;
+    });
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+}
 
 describe("deployment files, statically", () => {
   it("serve --help lists the flags and variables the checks compare with", () => {
@@ -119,6 +138,21 @@ describe("deployment files, statically", () => {
     expect(dockerignoreExcludes(ignore, "keep/a/b/y.ts")).toBe(true);
   });
 
+  it("every pod's args, env and settings file (as shipped) load with the server's own configuration loader", () => {
+    const configs = loadPods(real);
+    expect(configs.map((c) => c.etcd_prefix)).toEqual(["speccommit/speccommit-0/", "speccommit/speccommit-1/"]);
+    for (const c of configs) {
+      expect(c).toMatchObject({ auth: "tokens", mysql_user: "speccommit", mysql_password: "pw-of-the-test", port: 0, host: "127.0.0.1" });
+      expect(c.shards).toMatch(/^shard-/);
+    }
+  });
+
+  it("a settings value the server refuses is caught by its loader (a broken copy)", () => {
+    const bad = broken("configmap.yaml", '"etcd_prefix": "speccommit/speccommit-1/"', '"etcd_prefix": "speccommit/speccommit 1/"');
+    expect(allProblems(bad)).toEqual([]);
+    expect(() => loadPods(bad)).toThrow(/etcd_prefix.*is not allowed/);
+  });
+
   it("the Secret's files are mode 0440: the YAML is read as Kubernetes reads it", () => {
     const { pod } = workload(parseManifests(real.k8s).docs);
     expect(pod.volumes.find((v: { secret?: unknown }) => v.secret !== undefined).secret.defaultMode).toBe(0o440);
@@ -128,11 +162,13 @@ describe("deployment files, statically", () => {
 // ------------------------------------------------------------- for real
 
 const image: Image = imageOf(real.dockerfile);
-const dir = mkdtempSync(join(tmpdir(), "speccommit-deploy-"));
-const app = join(dir, "app");
+let dir: string;
+let app: string;
 
 /** The image's WORKDIR as its COPY lines make it, in `app`; npm ci's node_modules stands in as a link to ours (test/repo/packaging.test.ts checks that --omit=dev suffices). */
 function materializeImage(): void {
+  dir = mkdtempSync(join(tmpdir(), "speccommit-deploy-"));
+  app = join(dir, "app");
   mkdirSync(app, { recursive: true });
   for (const c of image.copies) {
     const to = join(app, posix.relative(image.workdir, c.to));
@@ -162,6 +198,56 @@ function runAs(): { uid: number; gid: number } | undefined {
   return probe.status === 0 ? { uid: NOBODY, gid: NOBODY } : undefined;
 }
 
+interface PodLayout {
+  /** Where the volumes' files go. */
+  base: string;
+  /** The Secret's content by key. */
+  secrets: Record<string, string>;
+  /** Settings to put over each settings file's (the test cluster's shards and etcd); none: as shipped. */
+  override?: Record<string, string>;
+  /** The user the pod runs as, to own /tmp and be the Secret files' group. */
+  as?: { uid: number; gid: number } | undefined;
+}
+
+/**
+ * Lays out pod `podName`'s mounted volumes under `layout.base` as the kubelet
+ * would (ConfigMap keys as files, the Secret's items with its defaultMode, an
+ * empty /tmp) and returns its argv (after the image's `node`) and env, with the
+ * mount paths rewritten to those directories and any free port on loopback
+ * instead of 8080 on every address (the static checks compared the real ones).
+ */
+function podProcess(files: DeployFiles, podName: string, layout: PodLayout): { argv: string[]; env: Record<string, string>; tmp: string } {
+  const { docs } = parseManifests(files.k8s);
+  const { pod, container } = workload(docs);
+  const mounts = new Map<string, string>();
+  for (const m of container.volumeMounts as Array<{ name: string; mountPath: string }>) {
+    const volume = pod.volumes.find((v: { name: string }) => v.name === m.name);
+    const local = join(layout.base, `mnt-${m.name}`);
+    mkdirSync(local, { recursive: true });
+    if (volume.configMap !== undefined) {
+      const data: Record<string, string> = docs.find((d) => d.doc.kind === "ConfigMap" && d.doc.metadata.name === volume.configMap.name)!.doc.data;
+      for (const [key, text] of Object.entries(data)) writeFileSync(join(local, key), layout.override === undefined ? text : JSON.stringify({ ...JSON.parse(text), ...layout.override }));
+    } else if (volume.secret !== undefined) {
+      for (const item of volume.secret.items as Array<{ key: string; path: string }>) {
+        writeFileSync(join(local, item.path), layout.secrets[item.key]!);
+        if (layout.as !== undefined) chownSync(join(local, item.path), 0, layout.as.gid);
+        chmodSync(join(local, item.path), volume.secret.defaultMode);
+      }
+    } else if (layout.as !== undefined) chownSync(local, layout.as.uid, layout.as.gid);
+    mounts.set(m.mountPath, local);
+  }
+  const args = expandArgs(container, podName).map((a) => {
+    for (const [mountPath, local] of mounts) if (a.startsWith(mountPath + "/")) return local + a.slice(mountPath.length);
+    return a;
+  });
+  for (const [flag, value] of [["--port", "0"], ["--host", "127.0.0.1"]] as const) {
+    if (!args.includes(flag)) throw new Error(`the pod's args have no ${flag}`);
+    args[args.indexOf(flag) + 1] = value;
+  }
+  const env = { PATH: process.env["PATH"] ?? "/usr/bin:/bin", ...image.env, ...envOfContainer(container, podName), TMPDIR: mounts.get("/tmp")! };
+  return { argv: [...image.entrypoint.slice(1), ...args], env, tmp: mounts.get("/tmp")! };
+}
+
 describe("deployment files, run: the image's files with the pod's args, env, settings and secrets", () => {
   const PASSWORD = randomBytes(12).toString("hex");
   const tokens = { teller: randomBytes(32).toString("hex"), scraper: randomBytes(32).toString("hex") };
@@ -185,47 +271,11 @@ describe("deployment files, run: the image's files with the pod's args, env, set
 
   afterAll(async () => {
     await cluster?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Lays out the pod's mounted volumes under `dir` and returns the pod's argv and env with the mount paths, host and port rewritten to them. */
-  function podProcess(files: DeployFiles, podName: string): { argv: string[]; env: Record<string, string>; tmp: string } {
-    const { docs } = parseManifests(files.k8s);
-    const { pod, container } = workload(docs);
-    const mounts = new Map<string, string>();
-    for (const m of container.volumeMounts as Array<{ name: string; mountPath: string }>) {
-      const volume = pod.volumes.find((v: { name: string }) => v.name === m.name);
-      const local = join(dir, `mnt-${m.name}`);
-      mkdirSync(local, { recursive: true });
-      if (volume.configMap !== undefined) {
-        const data: Record<string, string> = docs.find((d) => d.doc.kind === "ConfigMap" && d.doc.metadata.name === volume.configMap.name)!.doc.data;
-        for (const [key, text] of Object.entries(data)) {
-          // The shards and etcd of this test's cluster; every other setting as shipped.
-          const s = { ...JSON.parse(text), shards: cluster.shards.map((x) => `${x.name}=127.0.0.1:${x.db.port}`).join(","), etcd: cluster.etcd.clientUrl };
-          writeFileSync(join(local, key), JSON.stringify(s));
-        }
-      } else if (volume.secret !== undefined) {
-        const content: Record<string, string> = { tokens: `teller transfer,read ${sha(tokens.teller)}\nscraper metrics ${sha(tokens.scraper)}\n`, "mysql-password": PASSWORD + "\n" };
-        for (const item of volume.secret.items as Array<{ key: string; path: string }>) {
-          writeFileSync(join(local, item.path), content[item.key]!);
-          if (as !== undefined) chownSync(join(local, item.path), 0, as.gid);
-          chmodSync(join(local, item.path), volume.secret.defaultMode);
-        }
-      } else if (as !== undefined) chownSync(local, as.uid, as.gid);
-      mounts.set(m.mountPath, local);
-    }
-    const args = expandArgs(container, podName).map((a) => {
-      for (const [mountPath, local] of mounts) if (a.startsWith(mountPath + "/")) return local + a.slice(mountPath.length);
-      return a;
-    });
-    // Any free port on loopback instead of 8080 on every address (the static checks compared the real ones).
-    for (const [flag, value] of [["--port", "0"], ["--host", "127.0.0.1"]] as const) {
-      if (!args.includes(flag)) throw new Error(`the pod's args have no ${flag}`);
-      args[args.indexOf(flag) + 1] = value;
-    }
-    const env = { PATH: process.env["PATH"] ?? "/usr/bin:/bin", ...image.env, ...envOfContainer(container, podName), TMPDIR: mounts.get("/tmp")! };
-    return { argv: [...image.entrypoint.slice(1), ...args], env, tmp: mounts.get("/tmp")! };
-  }
+  const secrets = () => ({ tokens: `teller transfer,read ${sha(tokens.teller)}\nscraper metrics ${sha(tokens.scraper)}\n`, "mysql-password": PASSWORD + "\n" });
+  const testCluster = () => ({ shards: cluster.shards.map((x) => `${x.name}=127.0.0.1:${x.db.port}`).join(","), etcd: cluster.etcd.clientUrl });
 
   it("ENTRYPOINT with CMD (no arguments given) runs and prints serve's options", () => {
     const r = spawnSync(process.execPath, [...image.entrypoint.slice(1), ...image.cmd], { cwd: app, env: { PATH: process.env["PATH"] ?? "", ...image.env }, encoding: "utf8" });
@@ -236,7 +286,7 @@ describe("deployment files, run: the image's files with the pod's args, env, set
 
   it("pod speccommit-0 starts, answers every path the cluster asks, commits, passes the HEALTHCHECK, and drains on SIGTERM", async () => {
     const before = snapshot(app);
-    const { argv, env, tmp } = podProcess(real, "speccommit-0");
+    const { argv, env, tmp } = podProcess(real, "speccommit-0", { base: dir, secrets: secrets(), override: testCluster(), as });
     const child = spawn(process.execPath, argv, { cwd: app, env, stdio: ["ignore", "pipe", "pipe"], ...(as ?? {}) });
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
