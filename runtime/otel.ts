@@ -1,0 +1,258 @@
+/**
+ * The OpenTelemetry SDK behind runtime/tracing.ts: a tracer provider of its
+ * own (not registered globally), a batch span processor (bounded by the
+ * OTEL_BSP_* variables) and the OTLP/HTTP exporter (JSON; OTEL_EXPORTER_OTLP_*
+ * variables such as headers apply). Loaded only when tracing is configured.
+ *
+ * A transfer is a root span `transfer` (kind SERVER, child of the caller's
+ * span when the request carried a W3C traceparent) with one child per effect
+ * the coordinator started (named by the effect: `xa.exec`, `xa.prepare`,
+ * `log.put`, `xa.commit`, `local.apply`, ...), from the effect's start to its
+ * answer. The spans are built from what the interpreter already does: the
+ * effects a role asked for and their results, paired as the trace does
+ * (spec/kernel/keys.ts). Retries (an effect asked again for the same branch or
+ * key), fences (xa.kill, a FENCED answer) and timeouts are span events.
+ */
+import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
+import type { Effect, Outcome, Result } from "../spec/kernel/effects.ts";
+import { effectKey, resultKey } from "../spec/kernel/keys.ts";
+import type { ResolverSpans, TraceParent, Tracing, TracingOptions, TransferSpans } from "./tracing.ts";
+
+const SCOPE = "speccommit";
+
+/**
+ * Every time given to the SDK, in ms since the epoch with sub-millisecond digits, from one monotonic clock. Left to
+ * itself the SDK starts each span at Date.now() (whole milliseconds) and so a child could seem to end after its
+ * parent.
+ */
+const now = (): number => performance.timeOrigin + performance.now();
+/** Span events per span: the SDK's own bound (a coordinator retries at most attempts_max times per effect). */
+const EVENTS_MAX = 128;
+
+export class OtelTracing implements Tracing {
+  readonly url: string;
+  private readonly provider: BasicTracerProvider;
+  private readonly tracer: Tracer;
+  private readonly propagator = new W3CTraceContextPropagator();
+
+  constructor(opts: TracingOptions) {
+    this.url = opts.url;
+    const exporter = new OTLPTraceExporter({ url: opts.url });
+    this.provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName }),
+      spanLimits: { eventCountLimit: EVENTS_MAX },
+      spanProcessors: [new BatchSpanProcessor(exporter)],
+    });
+    this.tracer = this.provider.getTracer(SCOPE);
+  }
+
+  transfer(t: { tx: string; protocol: string; branches: number; parent?: TraceParent }): TransferSpans {
+    const parent = t.parent?.traceparent === undefined ? ROOT_CONTEXT : this.propagator.extract(ROOT_CONTEXT, t.parent, defaultTextMapGetter);
+    const root = this.tracer.startSpan(
+      "transfer",
+      { kind: SpanKind.SERVER, startTime: now(), attributes: { "speccommit.tx_id": t.tx, "speccommit.protocol": t.protocol, "speccommit.branches": t.branches } },
+      parent,
+    );
+    return new OtelTransfer(this.tracer, root);
+  }
+
+  resolver(): ResolverSpans {
+    return new OtelResolver(this.tracer);
+  }
+
+  flush(): Promise<void> {
+    return this.provider.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.provider.shutdown();
+  }
+}
+
+/** Children of one parent span, one per effect, ended by the effect's result (first in, first out per pairing key). */
+class Children {
+  private readonly open = new Map<string, Span[]>();
+  /** How many times each pairing key was asked (a second time is a retry). */
+  private readonly asked = new Map<string, number>();
+
+  constructor(
+    private readonly tracer: Tracer,
+    private readonly parent: () => Span,
+  ) {}
+
+  /** Starts the effect's span; answers the attempt number (1 for the first time this branch or key was asked). */
+  start(e: Effect, name: string, attributes: Attributes): { span: Span; attempt: number } {
+    const key = effectKey(e);
+    const attempt = (this.asked.get(key) ?? 0) + 1;
+    this.asked.set(key, attempt);
+    const ctx: Context = trace.setSpan(ROOT_CONTEXT, this.parent());
+    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, startTime: now(), attributes: { ...attributes, ...effectAttributes(e), "speccommit.attempt": attempt } }, ctx);
+    if (attempt > 1) span.addEvent("retry", { "speccommit.attempt": attempt }, now());
+    const list = this.open.get(key);
+    if (list === undefined) this.open.set(key, [span]);
+    else list.push(span);
+    return { span, attempt };
+  }
+
+  /** Ends the span the result answers; answers the result's error (null when ok), or undefined when no span waits for it. */
+  end(r: Result): string | null | undefined {
+    const key = resultKey(r);
+    if (key === null) return undefined;
+    const list = this.open.get(key);
+    const span = list?.shift();
+    if (span === undefined) return undefined;
+    if (list!.length === 0) this.open.delete(key);
+    const err = errorOf(r);
+    span.setAttribute("speccommit.result", err ?? "ok");
+    if (err !== null) span.setStatus({ code: SpanStatusCode.ERROR, message: err });
+    span.end(now());
+    return err;
+  }
+
+  /** Ends every span still waiting (its answer will not be heard). */
+  endAll(): void {
+    for (const list of this.open.values()) {
+      for (const span of list) {
+        span.setAttribute("speccommit.result", "unanswered");
+        span.end(now());
+      }
+    }
+    this.open.clear();
+  }
+}
+
+class OtelTransfer implements TransferSpans {
+  readonly traceId: string;
+  private readonly children: Children;
+  private ended = false;
+
+  constructor(
+    tracer: Tracer,
+    private readonly root: Span,
+  ) {
+    this.traceId = root.spanContext().traceId;
+    this.children = new Children(tracer, () => root);
+  }
+
+  effect(e: Effect): void {
+    if (this.ended || e.t === "reply" || e.t === "timer") return;
+    const { attempt } = this.children.start(e, e.t, {});
+    if (attempt > 1) this.root.addEvent("retry", { "speccommit.effect": e.t, "speccommit.attempt": attempt, ...targetOf(e) }, now());
+    if (e.t === "xa.kill") this.root.addEvent("fence", { "speccommit.shard": e.shard, "speccommit.conn": e.conn }, now());
+  }
+
+  result(r: Result): void {
+    if (this.ended) return;
+    const err = this.children.end(r);
+    if (err === "FENCED") this.root.addEvent("fenced", { "speccommit.effect": r.t, ...targetOf(r) }, now());
+  }
+
+  timeout(id: string): void {
+    if (!this.ended) this.root.addEvent("timeout", { "speccommit.timer": id }, now());
+  }
+
+  reply(o: Outcome): void {
+    if (this.ended) return;
+    this.root.addEvent("reply", outcomeAttributes(o), now());
+    this.root.setAttributes(outcomeAttributes(o));
+  }
+
+  end(o: Outcome): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.children.endAll();
+    this.root.setAttributes(outcomeAttributes(o));
+    if (o.status !== "committed") this.root.setStatus({ code: SpanStatusCode.ERROR, message: o.status === "aborted" ? `aborted: ${o.reason}` : "in_doubt" });
+    this.root.end(now());
+  }
+}
+
+/** A scan's span is started at its first action (with the scan's start time), so that scans that find nothing to do export nothing. */
+class OtelResolver implements ResolverSpans {
+  private scanStarted: number | null = null;
+  private scan: Span | null = null;
+  private actions = 0;
+  private children: Children;
+
+  constructor(private readonly tracer: Tracer) {
+    this.children = new Children(tracer, () => this.scanSpan());
+  }
+
+  phase(phase: string): void {
+    if (phase !== "idle" && this.scanStarted === null) this.scanStarted = now();
+    if (phase === "idle" && this.scanStarted !== null) {
+      this.children.endAll();
+      this.scan?.setAttribute("speccommit.actions", this.actions);
+      this.scan?.end(now());
+      this.scan = null;
+      this.scanStarted = null;
+      this.actions = 0;
+      this.children = new Children(this.tracer, () => this.scanSpan());
+    }
+  }
+
+  effect(e: Effect, action: string | null): void {
+    if (action === null) return;
+    this.actions++;
+    this.children.start(e, `resolver ${action}`, { "speccommit.action": action, ...txOf(e) });
+    if (e.t === "xa.kill") this.scanSpan().addEvent("fence", { "speccommit.shard": e.shard, "speccommit.conn": e.conn }, now());
+  }
+
+  result(r: Result): void {
+    if (this.scan === null) return;
+    const err = this.children.end(r);
+    if (err === "FENCED") this.scan.addEvent("fenced", { "speccommit.effect": r.t, ...targetOf(r) }, now());
+  }
+
+  private scanSpan(): Span {
+    this.scan ??= this.tracer.startSpan("resolver scan", { kind: SpanKind.INTERNAL, startTime: this.scanStarted ?? now() }, ROOT_CONTEXT);
+    return this.scan;
+  }
+}
+
+function outcomeAttributes(o: Outcome): Attributes {
+  return { "speccommit.outcome": o.status, ...(o.status === "aborted" ? { "speccommit.abort_reason": o.reason } : {}) };
+}
+
+/** The error of a result, or null when it succeeded. */
+function errorOf(r: Result): string | null {
+  if (r.t === "timeout") return null;
+  const answer = r.r as { ok: boolean; err?: string };
+  return answer.ok ? null : (answer.err ?? "error");
+}
+
+function targetOf(x: Effect | Result): Attributes {
+  const o = x as { shard?: string; key?: string };
+  return { ...(o.shard !== undefined ? { "speccommit.shard": o.shard } : {}), ...(o.key !== undefined ? { "speccommit.key": o.key } : {}) };
+}
+
+function effectAttributes(e: Effect): Attributes {
+  const out: Attributes = targetOf(e);
+  if (e.t === "log.put") out["speccommit.record"] = recordOf(e.value);
+  if (e.t === "xa.commit" && e.onePhase === true) out["speccommit.one_phase"] = true;
+  return out;
+}
+
+function recordOf(v: Extract<Effect, { t: "log.put" }>["value"]): string {
+  switch (v.kind) {
+    case "decision":
+      return `decision ${v.decision}`;
+    case "speculation":
+      return `speculation ${v.state}`;
+    default:
+      return v.kind;
+  }
+}
+
+/** The transaction a resolver action is about: its branch's, or its log key's. */
+function txOf(e: Effect): Attributes {
+  const o = e as { tx?: string; key?: string };
+  if (o.tx !== undefined) return { "speccommit.tx_id": o.tx };
+  if (o.key !== undefined && o.key.includes("/")) return { "speccommit.tx_id": o.key.slice(o.key.indexOf("/") + 1) };
+  return {};
+}
