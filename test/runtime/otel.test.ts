@@ -169,4 +169,20 @@ describe("OpenTelemetry spans of transfers", () => {
     const { spans } = await spansOf(r.body.tx);
     expect(transferRoot(spans, r.body.tx).span.parentSpanId).toBe("");
   });
+
+  it("off (no --otlp-endpoint, no OTEL_* variables): no tracing, no trace id in the NDJSON header", async () => {
+    const off = await serverOn(cluster, ["--etcd-prefix", PREFIX]);
+    try {
+      expect(off.tracing).toBeUndefined();
+      const r = await request(off.url, "POST", "/transfer", { json: { ops: [{ shard_id: "shard-a", account_id: a(11), delta: -1 }, { shard_id: "shard-b", account_id: b(11), delta: 1 }] } });
+      expect(r.status).toBe(200);
+      await off.engine.drain(5_000);
+      const text = (await request(off.url, "GET", `/transactions/${r.body.tx}?format=ndjson`)).body as string;
+      const header = parseTrace(text).header;
+      expect(header.tx).toBe(r.body.tx);
+      expect(header).not.toHaveProperty("trace_id");
+    } finally {
+      await off.close(1_000);
+    }
+  });
 });
