@@ -74,11 +74,15 @@ export class OtelTracing implements Tracing {
   }
 }
 
-/** Children of one parent span, one per effect, ended by the effect's result (first in, first out per pairing key). */
+/**
+ * Children of one parent span, one per effect, ended by the effect's result (first in, first out per pairing key).
+ * An effect asked again for a branch or key whose last answer was an error is a retry (attempt 2, 3, ...); asked
+ * again after a success it is a new request (parallel commit's STAGING then decision on one key): attempt 1.
+ */
 class Children {
-  private readonly open = new Map<string, Span[]>();
-  /** How many times each pairing key was asked (a second time is a retry). */
-  private readonly asked = new Map<string, number>();
+  private readonly open = new Map<string, Array<{ span: Span; attempt: number }>>();
+  /** Pairing keys whose last answer was an error, with that attempt's number. */
+  private readonly failed = new Map<string, number>();
 
   constructor(
     private readonly tracer: Tracer,
@@ -88,14 +92,13 @@ class Children {
   /** Starts the effect's span; answers the attempt number (1 for the first time this branch or key was asked). */
   start(e: Effect, name: string, attributes: Attributes): { span: Span; attempt: number } {
     const key = effectKey(e);
-    const attempt = (this.asked.get(key) ?? 0) + 1;
-    this.asked.set(key, attempt);
+    const attempt = (this.failed.get(key) ?? 0) + 1;
     const ctx: Context = trace.setSpan(ROOT_CONTEXT, this.parent());
     const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, startTime: now(), attributes: { ...attributes, ...effectAttributes(e), "speccommit.attempt": attempt } }, ctx);
     if (attempt > 1) span.addEvent("retry", { "speccommit.attempt": attempt }, now());
     const list = this.open.get(key);
-    if (list === undefined) this.open.set(key, [span]);
-    else list.push(span);
+    if (list === undefined) this.open.set(key, [{ span, attempt }]);
+    else list.push({ span, attempt });
     return { span, attempt };
   }
 
@@ -104,10 +107,13 @@ class Children {
     const key = resultKey(r);
     if (key === null) return undefined;
     const list = this.open.get(key);
-    const span = list?.shift();
-    if (span === undefined) return undefined;
+    const opened = list?.shift();
+    if (opened === undefined) return undefined;
     if (list!.length === 0) this.open.delete(key);
+    const { span, attempt } = opened;
     const err = errorOf(r);
+    if (err === null) this.failed.delete(key);
+    else this.failed.set(key, attempt);
     span.setAttribute("speccommit.result", err ?? "ok");
     if (err !== null) span.setStatus({ code: SpanStatusCode.ERROR, message: err });
     span.end(now());
@@ -117,7 +123,7 @@ class Children {
   /** Ends every span still waiting (its answer will not be heard). */
   endAll(): void {
     for (const list of this.open.values()) {
-      for (const span of list) {
+      for (const { span } of list) {
         span.setAttribute("speccommit.result", "unanswered");
         span.end(now());
       }
