@@ -18,7 +18,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { XID_FORMAT_ID } from "../adapters/xa-mysql.ts";
 import { down, up, type ClusterFile } from "../cluster/cluster.ts";
 import { addressesFromClusterFile } from "../main.ts";
@@ -40,10 +40,12 @@ interface Options {
   protocol: string;
   cross_shard_share: number;
   json?: string;
+  /** Run the servers under node --cpu-prof, profiles written here (one per server). */
+  cpu_prof_dir?: string;
 }
 
 const USAGE = `usage: npm run bench:otel -- [--clients N (32)] [--duration S measured per mode (20)] [--warmup S per round (2)]
-       [--rounds N (4)] [--protocol 2pc|parallel|speculative (2pc)] [--cross-shard P percent (50)] [--json FILE]`;
+       [--rounds N (4)] [--protocol 2pc|parallel|speculative (2pc)] [--cross-shard P percent (50)] [--json FILE] [--cpu-prof DIR]`;
 
 function parse(argv: readonly string[]): Options {
   const o: Options = { clients: 32, duration_s: 20, warmup_s: 2, rounds: 4, protocol: "2pc", cross_shard_share: 0.5 };
@@ -63,6 +65,7 @@ function parse(argv: readonly string[]): Options {
     else if (flag === "--protocol") o.protocol = v;
     else if (flag === "--cross-shard") o.cross_shard_share = int(0) / 100;
     else if (flag === "--json") o.json = v;
+    else if (flag === "--cpu-prof") o.cpu_prof_dir = resolve(v);
     else throw new Error(`unknown option ${flag}\n${USAGE}`);
   }
   if (o.cross_shard_share > 1) throw new Error("--cross-shard: a percent from 0 to 100");
@@ -107,7 +110,7 @@ async function measure(o: Options, clusterFile: string, workload: WorkloadOption
   for (let r = 0; r < o.rounds; r++) {
     for (const mode of r % 2 === 0 ? modes : [...modes].reverse()) {
       const args = ["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", "bench-otel/", ...(mode.name === "on" ? ["--otlp-endpoint", sink.url] : [])];
-      const server = await startServerProcess(args);
+      const server = await startServerProcess(args, o.cpu_prof_dir !== undefined ? { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", join(o.cpu_prof_dir, `${mode.name}-${r + 1}`)] } : {});
       const target = new HttpTarget({ url: server.url, sockets: o.clients, protocol: o.protocol });
       try {
         const res = await round({

@@ -156,6 +156,21 @@ describe("OpenTelemetry spans of transfers", () => {
     expect(failed.map((c) => [c.span.attributes["speccommit.result"], c.span.status])).toEqual([["INSUFFICIENT_FUNDS", 2]]);
   });
 
+  it("an idempotent transfer continues the caller's trace too; its replay starts no new transfer span", async () => {
+    const callerTrace = "0af7651916cd43dd8448eb211c80319c";
+    const body = { ops: [{ shard_id: "shard-a", account_id: a(13), delta: -5 }, { shard_id: "shard-b", account_id: b(13), delta: 5 }], idempotency_key: "otel-order-1" };
+    const headers = { traceparent: `00-${callerTrace}-b7ad6b7169203331-01` };
+    const r = await request(url, "POST", "/transfer", { json: body, headers });
+    expect(r.status).toBe(200);
+    const { trace, spans } = await spansOf(r.body.tx);
+    expect(trace.header.trace_id).toBe(callerTrace);
+    expect(transferRoot(spans, r.body.tx).span.parentSpanId).toBe("b7ad6b7169203331");
+    const again = await request(url, "POST", "/transfer", { json: body, headers });
+    expect(again.body).toMatchObject({ tx: r.body.tx, replayed: true });
+    await server.tracing!.flush();
+    expect(receiver.spans.filter((s) => s.name === "transfer" && s.attributes["speccommit.tx_id"] === r.body.tx)).toHaveLength(1);
+  });
+
   it("a malformed traceparent starts a new trace instead of failing the transfer", async () => {
     const r = await transfer(
       "2pc",
