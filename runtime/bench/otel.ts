@@ -31,6 +31,7 @@ import { round } from "./round.ts";
 import { startServerProcess } from "./server-process.ts";
 import type { PhaseTotals } from "./target.ts";
 import type { WorkloadOptions } from "./workload.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS } from "../../spec/protocols/registry.ts";
 
 interface Options {
   clients: number;
@@ -45,10 +46,10 @@ interface Options {
 }
 
 const USAGE = `usage: npm run bench:otel -- [--clients N (32)] [--duration S measured per mode (20)] [--warmup S per round (2)]
-       [--rounds N (4)] [--protocol 2pc|parallel|speculative (2pc)] [--cross-shard P percent (50)] [--json FILE] [--cpu-prof DIR]`;
+       [--rounds N (4)] [--protocol ${PROTOCOLS.join("|")} (${DEFAULT_PROTOCOL})] [--cross-shard P percent (50)] [--json FILE] [--cpu-prof DIR]`;
 
 function parse(argv: readonly string[]): Options {
-  const o: Options = { clients: 32, duration_s: 20, warmup_s: 2, rounds: 4, protocol: "2pc", cross_shard_share: 0.5 };
+  const o: Options = { clients: 32, duration_s: 20, warmup_s: 2, rounds: 4, protocol: DEFAULT_PROTOCOL, cross_shard_share: 0.5 };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i]!;
     const v = argv[i + 1];
@@ -62,7 +63,10 @@ function parse(argv: readonly string[]): Options {
     else if (flag === "--duration") o.duration_s = int(1);
     else if (flag === "--warmup") o.warmup_s = int(0);
     else if (flag === "--rounds") o.rounds = int(1);
-    else if (flag === "--protocol") o.protocol = v;
+    else if (flag === "--protocol") {
+      if (!(PROTOCOLS as readonly string[]).includes(v)) throw new Error(`--protocol ${v}: one of ${PROTOCOLS.join(", ")}`);
+      o.protocol = v;
+    }
     else if (flag === "--cross-shard") o.cross_shard_share = int(0) / 100;
     else if (flag === "--json") o.json = v;
     else if (flag === "--cpu-prof") o.cpu_prof_dir = resolve(v);
