@@ -31,8 +31,6 @@ const SCOPE = "speccommit";
  * parent.
  */
 const now = (): number => performance.timeOrigin + performance.now();
-/** Span events per span: the SDK's own bound (a coordinator retries at most attempts_max times per effect). */
-const EVENTS_MAX = 128;
 
 export class OtelTracing implements Tracing {
   readonly url: string;
@@ -45,7 +43,6 @@ export class OtelTracing implements Tracing {
     const exporter = new OTLPTraceExporter({ url: opts.url });
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName }),
-      spanLimits: { eventCountLimit: EVENTS_MAX },
       spanProcessors: [new BatchSpanProcessor(exporter)],
     });
     this.tracer = this.provider.getTracer(SCOPE);
@@ -83,6 +80,8 @@ class Children {
   private readonly open = new Map<string, Array<{ span: Span; attempt: number }>>();
   /** Pairing keys whose last answer was an error, with that attempt's number. */
   private readonly failed = new Map<string, number>();
+  /** The parent's context, made at the first child. */
+  private ctx: Context | null = null;
 
   constructor(
     private readonly tracer: Tracer,
@@ -93,8 +92,8 @@ class Children {
   start(e: Effect, name: string, attributes: Attributes): { span: Span; attempt: number } {
     const key = effectKey(e);
     const attempt = (this.failed.get(key) ?? 0) + 1;
-    const ctx: Context = trace.setSpan(ROOT_CONTEXT, this.parent());
-    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, startTime: now(), attributes: { ...attributes, ...effectAttributes(e), "speccommit.attempt": attempt } }, ctx);
+    this.ctx ??= trace.setSpan(ROOT_CONTEXT, this.parent());
+    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, startTime: now(), attributes: { ...attributes, ...effectAttributes(e), "speccommit.attempt": attempt } }, this.ctx);
     if (attempt > 1) span.addEvent("retry", { "speccommit.attempt": attempt }, now());
     const list = this.open.get(key);
     if (list === undefined) this.open.set(key, [{ span, attempt }]);
