@@ -14,16 +14,18 @@
  * key), fences (xa.kill, a FENCED answer) and timeouts are span events.
  */
 import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
 import type { Effect, Outcome, Result } from "../spec/kernel/effects.ts";
 import { effectKey, resultKey } from "../spec/kernel/keys.ts";
 import type { ResolverSpans, TraceParent, Tracing, TracingOptions, TransferSpans } from "./tracing.ts";
 
 const SCOPE = "speccommit";
+/** At most one line on stderr about failed exports per this many ms (a collector that is down must not flood the log). */
+const EXPORT_FAILURE_REPORT_MS = 10_000;
 
 /**
  * Every time given to the SDK, in ms since the epoch with sub-millisecond digits, from one monotonic clock. Left to
@@ -40,7 +42,7 @@ export class OtelTracing implements Tracing {
 
   constructor(opts: TracingOptions) {
     this.url = opts.url;
-    const exporter = new OTLPTraceExporter({ url: opts.url });
+    const exporter = new Reporting(new OTLPTraceExporter({ url: opts.url }), opts.url);
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.serviceName }),
       spanProcessors: [new BatchSpanProcessor(exporter)],
@@ -62,12 +64,52 @@ export class OtelTracing implements Tracing {
     return new OtelResolver(this.tracer);
   }
 
+  /** Never rejects: a failed export is said on stderr (Reporting) and its spans are dropped; the server goes on. */
   flush(): Promise<void> {
-    return this.provider.forceFlush();
+    return this.provider.forceFlush().catch(() => undefined);
   }
 
   shutdown(): Promise<void> {
-    return this.provider.shutdown();
+    return this.provider.shutdown().catch(() => undefined);
+  }
+}
+
+/**
+ * The exporter, with failures said on stderr (at most one line per EXPORT_FAILURE_REPORT_MS, with the spans
+ * dropped since the last line): the SDK's own diagnostics are off, and a collector that is down or refuses
+ * would otherwise lose spans without a word. Transfers never wait for an export.
+ */
+class Reporting implements SpanExporter {
+  private dropped = 0;
+  private reportedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly url: string,
+  ) {}
+
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.inner.export(spans, (r) => {
+      if (r.code !== ExportResultCode.SUCCESS) this.failed(spans.length, r.error);
+      done(r);
+    });
+  }
+
+  private failed(spans: number, error: Error | undefined): void {
+    this.dropped += spans;
+    const at = performance.now();
+    if (at - this.reportedAt < EXPORT_FAILURE_REPORT_MS) return;
+    this.reportedAt = at;
+    console.error(`OpenTelemetry: span export to ${this.url} failed (${error?.message ?? "no reason given"}); ${this.dropped} spans dropped since the last report`);
+    this.dropped = 0;
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
   }
 }
 

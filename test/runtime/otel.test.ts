@@ -3,7 +3,7 @@
 // to a real receiver started by the test (test/support/otlp.ts): the span
 // tree of a 2PC, a parallel and a speculative transfer, the caller's W3C
 // traceparent continued, the trace id in the transfer's NDJSON trace header.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunningServer } from "../../runtime/server.ts";
 import { parseTrace } from "../../traces/ndjson.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
@@ -183,6 +183,21 @@ describe("OpenTelemetry spans of transfers", () => {
     expect(r.status).toBe(200);
     const { spans } = await spansOf(r.body.tx);
     expect(transferRoot(spans, r.body.tx).span.parentSpanId).toBe("");
+  });
+
+  it("a collector that cannot be reached costs the transfers nothing: they commit, the failed export is reported on stderr", async () => {
+    const unreachable = await serverOn(cluster, ["--etcd-prefix", PREFIX, "--otlp-endpoint", "http://127.0.0.1:9"]);
+    const said = vi.spyOn(console, "error");
+    try {
+      const r = await request(unreachable.url, "POST", "/transfer", { json: { ops: [{ shard_id: "shard-a", account_id: a(15), delta: -1 }, { shard_id: "shard-b", account_id: b(15), delta: 1 }] } });
+      expect(r.status).toBe(200);
+      await unreachable.engine.drain(5_000);
+      await unreachable.tracing!.flush();
+      expect(said.mock.calls.map((c) => String(c[0])).join("\n")).toMatch(/OpenTelemetry: span export to http:\/\/127\.0\.0\.1:9\/v1\/traces failed \(.+\); \d+ spans dropped/);
+    } finally {
+      said.mockRestore();
+      await unreachable.close(1_000);
+    }
   });
 
   it("off (no --otlp-endpoint, no OTEL_* variables): no tracing, no trace id in the NDJSON header", async () => {
