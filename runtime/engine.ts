@@ -156,9 +156,10 @@ export class Engine {
           this.resolverInstance = makeResolver();
         },
         onEffect: (e) => {
-          if (spans !== undefined) spans.effect(e, resolverActionOf(parts, e));
-          if (m === undefined) return;
+          if (m === undefined && spans === undefined) return;
           const action = resolverActionOf(parts, e);
+          spans?.effect(e, action);
+          if (m === undefined) return;
           if (action !== null) m.resolverActions.inc({ action });
           if (e.t === "xa.kill") m.stagingFences.inc();
           // A decision over a STAGING record: counted when it is durable (resolver result below).
@@ -241,7 +242,15 @@ export class Engine {
           spans?.result(r);
           if (m !== undefined) countLocal(m, r, "coordinator");
         },
-        ...(spans !== undefined ? { onStep: (_st: unknown, input: unknown) => (input as { t?: string }).t === "timeout" && spans.timeout((input as { id: string }).id) } : {}),
+        // A protocol timer that fired reaches the role as a `timeout` input (interpreter.ts), never as a result.
+        ...(spans !== undefined
+          ? {
+              onStep: (_st: unknown, input: unknown) => {
+                const i = input as { t?: string; id?: string };
+                if (i.t === "timeout" && i.id !== undefined) spans.timeout(i.id);
+              },
+            }
+          : {}),
         onReply: (_tx, o) => {
           spans?.reply(o);
           run.outcome = o;
