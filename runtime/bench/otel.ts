@@ -32,6 +32,8 @@ import { startServerProcess } from "./server-process.ts";
 import type { PhaseTotals } from "./target.ts";
 import type { WorkloadOptions } from "./workload.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS } from "../../spec/protocols/registry.ts";
+import { startTracing } from "../tracing.ts";
+import { engineOverhead } from "./otel-engine.ts";
 
 interface Options {
   clients: number;
@@ -43,10 +45,13 @@ interface Options {
   json?: string;
   /** Run the servers under node --cpu-prof, profiles written here (one per server). */
   cpu_prof_dir?: string;
+  /** The engine alone (otel-engine.ts), this many transfers a round, instead of the servers. */
+  engine_transfers?: number;
 }
 
 const USAGE = `usage: npm run bench:otel -- [--clients N (32)] [--duration S measured per mode (20)] [--warmup S per round (2)]
-       [--rounds N (4)] [--protocol ${PROTOCOLS.join("|")} (${DEFAULT_PROTOCOL})] [--cross-shard P percent (50)] [--json FILE] [--cpu-prof DIR]`;
+       [--rounds N (4)] [--protocol ${PROTOCOLS.join("|")} (${DEFAULT_PROTOCOL})] [--cross-shard P percent (50)] [--json FILE] [--cpu-prof DIR]
+       [--engine N: the engine alone over in-memory shards, N transfers a round, CPU per transfer]`;
 
 function parse(argv: readonly string[]): Options {
   const o: Options = { clients: 32, duration_s: 20, warmup_s: 2, rounds: 4, protocol: DEFAULT_PROTOCOL, cross_shard_share: 0.5 };
@@ -70,6 +75,7 @@ function parse(argv: readonly string[]): Options {
     else if (flag === "--cross-shard") o.cross_shard_share = int(0) / 100;
     else if (flag === "--json") o.json = v;
     else if (flag === "--cpu-prof") o.cpu_prof_dir = resolve(v);
+    else if (flag === "--engine") o.engine_transfers = int(1);
     else throw new Error(`unknown option ${flag}\n${USAGE}`);
   }
   if (o.cross_shard_share > 1) throw new Error("--cross-shard: a percent from 0 to 100");
@@ -231,6 +237,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (e) {
     console.error(`bench:otel: ${(e as Error).message}`);
     return 2;
+  }
+  if (o.engine_transfers !== undefined) {
+    const sink = await startSink();
+    const tracing = await startTracing({ url: `${sink.url}/v1/traces`, serviceName: "bench" });
+    try {
+      await engineOverhead({ transfers: o.engine_transfers, rounds: o.rounds, protocol: o.protocol }, tracing, sink.spans);
+    } finally {
+      await tracing.shutdown();
+      await sink.close();
+    }
+    return 0;
   }
   return (await run(o)) ? 0 : 1;
 }
