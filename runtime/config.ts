@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { Schema } from "effect";
 import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../spec/protocols/registry.ts";
+import { otlpTracesUrl } from "./tracing.ts";
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }));
 
@@ -166,6 +167,11 @@ export const SETTINGS = {
     doc: "etcd revisions a compaction keeps behind the current one",
     default: 10_000,
   },
+  otlp_endpoint: {
+    schema: Schema.String.check(Schema.isPattern(/^https?:\/\/[^\s]+$/)),
+    allowed: "an http(s) URL, e.g. http://127.0.0.1:4318",
+    doc: "export OpenTelemetry spans over OTLP/HTTP to this collector (<url>/v1/traces); also on with the standard OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER=otlp, off with OTEL_SDK_DISABLED=true",
+  },
   connections_max: { schema: int(1, 65_536), allowed: "an integer from 1 to 65536", doc: "open HTTP connections; past it a new one is closed at once", default: 1_024 },
   headers_timeout_ms: { schema: int(1_000, 600_000), allowed: "an integer from 1000 to 600000", doc: "a connection that has not sent a request's headers within it is closed", default: 10_000 },
   request_timeout_ms: { schema: int(1_000, 3_600_000), allowed: "an integer from 1000 to 3600000", doc: "a request not received whole (headers and body) within it gets 408 and its connection is closed", default: 30_000 },
@@ -213,6 +219,11 @@ export interface Config {
   headers_timeout_ms: number;
   request_timeout_ms: number;
   keep_alive_timeout_ms: number;
+  otlp_endpoint?: string;
+  /** Derived: where OpenTelemetry spans go (runtime/tracing.ts `otlpTracesUrl`), undefined when tracing is off. */
+  otlp_traces_url?: string;
+  /** Derived: the spans' service.name (OTEL_SERVICE_NAME, else speccommit). */
+  otel_service_name?: string;
 }
 
 export class ConfigError extends Error {}
@@ -318,6 +329,11 @@ export function loadConfig(src: ConfigSources): LoadResult {
   }
   checkAuth(config);
   readSecretFiles(config);
+  const traces = otlpTracesUrl(config.otlp_endpoint, src.env);
+  if (traces !== undefined) {
+    config.otlp_traces_url = traces;
+    config.otel_service_name = src.env["OTEL_SERVICE_NAME"]?.trim() || "speccommit";
+  }
   checkBounds(config);
   return { help: false, config, warnings };
 }

@@ -19,6 +19,7 @@ import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } fro
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
+import type { TraceParent, Tracing, TransferSpans } from "./tracing.ts";
 import type { ProbeRequest } from "../spec/protocols/protocol.ts";
 import { ranBy, type RanAs } from "../spec/server/readback.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNamed, RESOLVER_PARTS, type ProtocolName } from "../spec/protocols/registry.ts";
@@ -39,6 +40,8 @@ export interface EngineOptions {
   readonly retain_trace_bytes_max?: number;
   readonly record_traces: boolean;
   readonly metrics?: Metrics;
+  /** OpenTelemetry spans (runtime/tracing.ts); absent: none, and no SDK loaded. */
+  readonly tracing?: Tracing;
 }
 
 /** Times in ms since the request; null when the phase did not happen. */
@@ -113,6 +116,8 @@ interface Running {
   readonly last: Partial<Record<Result["t"], number>>;
   reply_ms: number | null;
   done_ms: number | null;
+  /** The transaction's OpenTelemetry spans, when tracing is on. */
+  readonly spans?: TransferSpans;
 }
 
 export class Engine {
@@ -139,6 +144,7 @@ export class Engine {
     const m = opts.metrics;
     /** STAGING decisions the resolver asked to write, by key, until their answer. */
     const stagingDecisions = new Map<string, "commit" | "abort">();
+    const spans = opts.tracing?.resolver();
     const makeResolver = (): RoleInstance<ProcessResolverState, ResolverInput> => new RoleInstance(processResolver({ shards: opts.shards, parts }), {
       actor: "resolver",
       adapters: opts.adapters,
@@ -150,8 +156,10 @@ export class Engine {
           this.resolverInstance = makeResolver();
         },
         onEffect: (e) => {
-          if (m === undefined) return;
+          if (m === undefined && spans === undefined) return;
           const action = resolverActionOf(parts, e);
+          spans?.effect(e, action);
+          if (m === undefined) return;
           if (action !== null) m.resolverActions.inc({ action });
           if (e.t === "xa.kill") m.stagingFences.inc();
           // A decision over a STAGING record: counted when it is durable (resolver result below).
@@ -159,6 +167,7 @@ export class Engine {
           if (staging !== null && e.t === "log.put") stagingDecisions.set(e.key, staging);
         },
         onResult: (r) => {
+          spans?.result(r);
           if (m !== undefined) countLocal(m, r, "resolver");
           if (r.t === "xa.recover") m?.preparedView.listed(r.shard, r.r.ok ? r.r.prepared.map((x) => x.tx) : null, this.resolverInstance.st.active, (tx) => Date.parse(this.transaction(tx)?.started_at ?? ""));
           if (r.t === "log.put" && stagingDecisions.has(r.key)) {
@@ -170,6 +179,7 @@ export class Engine {
           // A scan ended: the resolver went back to idle (it says whether the scan was complete).
           const was = this.resolverPhase;
           this.resolverPhase = st.phase;
+          spans?.phase(st.phase);
           if (was !== "idle" && st.phase === "idle") this.scanEnded(st.lastScan === "complete");
         },
       },
@@ -201,6 +211,8 @@ export class Engine {
     tx: TxId = newTxId(),
     /** Called with the reply in the very step that produced it, before the step's other effects start (the HTTP answer goes out first). */
     onReply?: (o: Outcome) => void,
+    /** The caller's W3C trace context: the transfer's spans continue its trace (when tracing is on). */
+    parent?: TraceParent,
   ): { tx: TxId; outcome: Promise<Outcome> } {
     if (!this.accepting) throw new ShuttingDown("the server is shutting down");
     const epoch = this.epoch;
@@ -214,6 +226,7 @@ export class Engine {
     const outcome = new Promise<Outcome>((resolve) => (resolveOutcome = resolve));
     const first: Running["first"] = {};
     const last: Running["last"] = {};
+    const spans = this.opts.tracing?.transfer({ tx, protocol, branches: branches.length, ...(parent !== undefined ? { parent } : {}) });
     const instance: RoleInstance<ServerCoordinatorState, CoordinatorInput> = new RoleInstance(this.coordinatorRole, {
       actor: COORDINATOR_ACTOR,
       adapters: this.opts.adapters,
@@ -222,12 +235,24 @@ export class Engine {
       hooks: {
         onEffect: (e, now) => {
           first[e.t] ??= now;
+          spans?.effect(e);
         },
         onResult: (r, now) => {
           last[r.t] = now;
+          spans?.result(r);
           if (m !== undefined) countLocal(m, r, "coordinator");
         },
+        // A protocol timer that fired reaches the role as a `timeout` input (interpreter.ts), never as a result.
+        ...(spans !== undefined
+          ? {
+              onStep: (_st: unknown, input: unknown) => {
+                const i = input as { t?: string; id?: string };
+                if (i.t === "timeout" && i.id !== undefined) spans.timeout(i.id);
+              },
+            }
+          : {}),
         onReply: (_tx, o) => {
+          spans?.reply(o);
           run.outcome = o;
           run.reply_ms = clock.now_ms() - run.t0_ms;
           if (m !== undefined) {
@@ -258,6 +283,7 @@ export class Engine {
       last,
       reply_ms: null,
       done_ms: null,
+      ...(spans !== undefined ? { spans } : {}),
     };
     this.running.set(tx, run);
     m?.inFlight.set(this.running.size);
@@ -296,6 +322,7 @@ export class Engine {
       run.outcome = { status: "in_doubt" };
       run.resolveOutcome(run.outcome);
     }
+    run.spans?.end(run.outcome);
     this.retain(run);
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
@@ -414,7 +441,7 @@ export class Engine {
     };
   }
 
-  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches" | "protocol">): TraceHeader {
+  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches" | "protocol" | "spans">): TraceHeader {
     const c = this.opts.coordinator;
     return {
       source: "runtime",
@@ -423,6 +450,7 @@ export class Engine {
       actors: [CLIENT_ACTOR, COORDINATOR_ACTOR, ...run.branches.map((b) => b.shard), "txlog"],
       tx: run.tx,
       started_ms: run.started_wall_ms,
+      ...(run.spans !== undefined ? { trace_id: run.spans.traceId } : {}),
     };
   }
 

@@ -38,6 +38,7 @@ import { answerOfClaim, storable } from "../spec/server/idempotency.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
+import type { TraceParent } from "./tracing.ts";
 
 export const IDEMPOTENCY_PREFIX = "idem/";
 
@@ -144,14 +145,14 @@ export class Idempotency {
     this.leases = new RetentionLeases(deps.ns, deps.retention_ms);
   }
 
-  async run(key: string, request: TransferRequest): Promise<IdempotentResult> {
+  async run(key: string, request: TransferRequest, parent?: TraceParent): Promise<IdempotentResult> {
     const fingerprint = fingerprintOf(request);
     const mine = this.local.get(key);
     if (mine !== undefined) {
       const r = await mine;
       return this.replay(key, fingerprint, r);
     }
-    const p = this.claimAndRun(key, request, fingerprint);
+    const p = this.claimAndRun(key, request, fingerprint, parent);
     this.local.set(key, p);
     try {
       return await p;
@@ -178,7 +179,7 @@ export class Idempotency {
     return { record: decodeRecord(etcdKey, kv.value.toString("utf8")), version: Number(kv.version) };
   }
 
-  private async claimAndRun(key: string, request: TransferRequest, fingerprint: string): Promise<IdempotentResult> {
+  private async claimAndRun(key: string, request: TransferRequest, fingerprint: string, parent?: TraceParent): Promise<IdempotentResult> {
     const etcdKey = idempotencyEtcdKey(key);
     const tx = newTxId();
     const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard), protocol: request.protocol };
@@ -192,7 +193,7 @@ export class Idempotency {
     }
     let started;
     try {
-      started = this.deps.engine.submit(request.branches, request.protocol, tx);
+      started = this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent);
     } catch (e) {
       if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
         // Give the key back so the client's retry runs the transfer; should the delete fail, the retry settles it as aborted.

@@ -179,6 +179,7 @@ function banner(s: RunningServer, config: Config): string {
       ? `auth: NONE (every route open${config.admin_token !== undefined ? "; /admin/* needs admin_token" : ""}${config.metrics_token !== undefined ? "; /metrics needs metrics_token" : ""})`
       : `auth: bearer tokens, ${s.credentials} credentials (${config.tokens_file ?? "legacy tokens"}); the probes /healthz /health /ready are open`,
     `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
+    s.tracing !== undefined ? `OpenTelemetry: spans to ${s.tracing.url} (OTLP/HTTP)` : "OpenTelemetry: off (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT turns it on)",
     "try:",
     `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json'${config.auth === "none" ? "" : " -H \"Authorization: Bearer $TOKEN\""} -d '${body}'`,
   ].join("\n");

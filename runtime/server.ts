@@ -34,6 +34,7 @@ import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer, formatCents } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
 import { formatTrace } from "../traces/ndjson.ts";
+import { startTracing, type TraceParent, type Tracing } from "./tracing.ts";
 
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
@@ -45,6 +46,8 @@ export interface RunningServer {
   readonly port: number;
   readonly engine: Engine;
   readonly accounts: Accounts;
+  /** OpenTelemetry spans, when configured (otlp_endpoint or the OTEL_* variables); undefined: off, no SDK loaded. */
+  readonly tracing: Tracing | undefined;
   /** Rereads the tokens file (rotation; SIGHUP in `speccommit serve`); the old set stays when the file is wrong (the error says why). Answers the number of credentials. */
   reloadCredentials(): number;
   /** Credentials configured now. */
@@ -91,6 +94,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     client.close();
     throw e;
   }
+  const tracing = config.otlp_traces_url === undefined ? undefined : await startTracing({ url: config.otlp_traces_url, serviceName: config.otel_service_name ?? "speccommit" });
   const engine = new Engine({
     adapters: { xa, log: txlog, clock: systemClock, local },
     shards: xa.shards,
@@ -101,6 +105,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     retain_trace_bytes_max: config.retain_trace_bytes_max,
     record_traces: config.record_traces,
     metrics,
+    ...(tracing !== undefined ? { tracing } : {}),
   });
   const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog, retention_ms: config.idempotency_retention_ms });
   const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
@@ -132,6 +137,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     accounts.close();
     xa.close();
     client.close();
+    await tracing?.shutdown();
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
   }
   const port = (server.address() as AddressInfo).port;
@@ -142,13 +148,15 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     port,
     engine,
     accounts,
+    tracing,
     reloadCredentials: () => api.reloadCredentials(),
     get credentials() {
       return auth.count;
     },
     close: (grace_ms = config.shutdown_grace_ms) => {
       compactor.stop();
-      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts));
+      // The spans of the transactions the drain finished go out before the exporter stops.
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts).then(() => tracing?.shutdown()));
     },
   };
 }
@@ -374,14 +382,14 @@ class Api {
       });
     try {
       if (request.idempotency_key !== undefined) {
-        const r = await this.idempotency.run(request.idempotency_key, request);
+        const r = await this.idempotency.run(request.idempotency_key, request, traceParentOf(req));
         this.rememberCredential(r.tx, res);
         return answer(r.tx, r.outcome, r.replayed);
       }
       // Answered from inside the coordinator's step, so the response is written before that step's commits are sent.
       const tx = newTxId();
       this.rememberCredential(tx, res);
-      const outcome = await this.engine.submit(request.branches, request.protocol, tx, (o) => answer(tx, o)).outcome;
+      const outcome = await this.engine.submit(request.branches, request.protocol, tx, (o) => answer(tx, o), traceParentOf(req)).outcome;
       // A coordinator stopped at shutdown ends without a reply: its outcome (in_doubt) is still the client's due.
       if (!res.headersSent) answer(tx, outcome);
     } catch (e) {
@@ -511,6 +519,14 @@ class Api {
       resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan, epoch: this.engine.epoch },
     });
   }
+}
+
+/** The W3C trace context headers of a request (one value each; a repeated header is ignored, as the W3C spec allows). */
+function traceParentOf(req: IncomingMessage): TraceParent | undefined {
+  const parent = req.headers.traceparent;
+  if (typeof parent !== "string") return undefined;
+  const state = req.headers.tracestate;
+  return { traceparent: parent, ...(typeof state === "string" ? { tracestate: state } : {}) };
 }
 
 /** The route label of a path (speccommit_http_requests_total). */

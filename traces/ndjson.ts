@@ -84,7 +84,7 @@ function parseJson(line: string, at: string): unknown {
   }
 }
 
-const headerKeys = ["source", "model", "mutant", "params", "actors", "violation", "length", "note", "loop", "tx", "started_ms"] as const;
+const headerKeys = ["source", "model", "mutant", "params", "actors", "violation", "length", "note", "loop", "tx", "started_ms", "trace_id"] as const;
 const stepKeys = ["step", "actor", "tx", "input", "label", "effects", "sends", "receives", "state", "at_ms"] as const;
 const msgKeys = ["id", "from", "to", "label"] as const;
 const sources: readonly TraceHeader["source"][] = ["checker", "simulation", "runtime"];
@@ -125,6 +125,11 @@ function decodeHeaderLine(v: unknown, at: string): TraceHeader {
   }
   if ("tx" in h) out.tx = str(h.tx, at, "header.tx");
   if ("started_ms" in h) out.started_ms = nonNegative(h.started_ms, at, "header.started_ms");
+  if ("trace_id" in h) {
+    const id = str(h.trace_id, at, "header.trace_id");
+    if (!/^[0-9a-f]{32}$/.test(id) || /^0+$/.test(id)) throw new Error(`${at}: header.trace_id must be a W3C trace id (32 lowercase hex digits, not all zero), got ${show(h.trace_id)}`);
+    out.trace_id = id;
+  }
   return out;
 }
 

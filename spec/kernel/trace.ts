@@ -44,6 +44,12 @@ export interface TraceHeader {
   tx?: string;
   /** Wall-clock start of a live trace, ms since the epoch. */
   started_ms?: number;
+  /**
+   * The OpenTelemetry trace this live transaction's spans belong to (W3C
+   * trace id: 32 lowercase hex digits), when the server exports spans; joins
+   * the two.
+   */
+  trace_id?: string;
 }
 
 export interface TraceStep {

@@ -6,6 +6,7 @@ import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../../runtime/adapters/mem
 import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { Engine } from "../../runtime/engine.ts";
 import type { Metrics } from "../../runtime/metrics.ts";
+import type { Tracing } from "../../runtime/tracing.ts";
 import type { ProtocolName } from "../../spec/protocols/registry.ts";
 import { branchXid } from "../../spec/env/executor.ts";
 
@@ -26,7 +27,7 @@ export interface World {
 }
 
 /** A fresh world; `withLocal`: also the speculative path's shards (same seed balances, separate state). */
-export function world(seed: number, opts: { withLocal: boolean; metrics?: () => Metrics }): World {
+export function world(seed: number, opts: { withLocal: boolean; metrics?: () => Metrics; tracing?: Tracing }): World {
   const clock = new SimClock();
   const rng = new Rng(seed);
   const balances = new Map(SHARDS.map((s, i) => [s, Array.from({ length: ACCOUNTS_PER_SHARD }, (_, j) => [i * 100 + j + 1, BALANCE_CENTS] as const)]));
@@ -34,14 +35,15 @@ export function world(seed: number, opts: { withLocal: boolean; metrics?: () => 
   const local = opts.withLocal ? new MemoryLocal(balances, clock, rng) : undefined;
   const log = new MemoryTxlog(clock, rng);
   const w: World = { clock, rng, xa, local, log, engine: undefined as unknown as Engine };
-  w.engine = newEngine(w, opts.metrics?.());
+  w.engine = newEngine(w, opts.metrics?.(), opts.tracing);
   return w;
 }
 
 /** A new engine (a new process incarnation) over the world's shards and log. */
-export function newEngine(w: Pick<World, "clock" | "xa" | "local" | "log">, metrics?: Metrics): Engine {
+export function newEngine(w: Pick<World, "clock" | "xa" | "local" | "log">, metrics?: Metrics, tracing?: Tracing): Engine {
   return new Engine({
     ...(metrics !== undefined ? { metrics } : {}),
+    ...(tracing !== undefined ? { tracing } : {}),
     adapters: { xa: w.xa, log: w.log, clock: w.clock, ...(w.local !== undefined ? { local: w.local } : {}) },
     shards: SHARDS,
     coordinator: { voteTimeoutMs: 200, retryDelayMs: 20, attemptsMax: 3 },

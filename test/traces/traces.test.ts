@@ -43,6 +43,16 @@ describe("NDJSON traces", () => {
     );
   });
 
+  it("keeps a live trace's OpenTelemetry trace id and refuses one that is not a W3C trace id", () => {
+    const id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const withId: Trace = { header: { ...small.header, source: "runtime", tx: "t1", trace_id: id }, steps: small.steps };
+    expect(parseTrace(formatTrace(withId)).header.trace_id).toBe(id);
+    for (const bad of ["4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f3577b34da6", "0".repeat(32), 42]) {
+      const text = formatTrace(withId).replace(JSON.stringify(id), JSON.stringify(bad));
+      expect(() => parseTrace(text)).toThrow(/header\.trace_id must be a (W3C trace id|string)/);
+    }
+  });
+
   it("names the line of a malformed step", () => {
     const text = formatTrace(small).split("\n");
     text[2] = '{"step": 1, "actor": 3}';
