@@ -56,7 +56,11 @@ export const SETTINGS = {
     allowed: "etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379",
     doc: "etcd endpoints (with --shards)",
   },
-  mysql_user: { schema: Schema.NonEmptyString, allowed: "a MariaDB user name", doc: "user for every shard", default: "root" },
+  mysql_user: {
+    schema: Schema.NonEmptyString,
+    allowed: "a MariaDB user name",
+    doc: "user for every shard (default: with a cluster file, each shard's least-privilege user and password file that `cluster up` made; else root)",
+  },
   mysql_password: {
     schema: Schema.String,
     allowed: "a string",
@@ -181,7 +185,7 @@ export interface Config {
   cluster_file?: string;
   shards?: string;
   etcd?: string;
-  mysql_user: string;
+  mysql_user?: string;
   mysql_password?: string;
   mysql_password_file?: string;
   shard_unix_socket: boolean;

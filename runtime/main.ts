@@ -25,12 +25,22 @@ import { credentialsOf, redact, TokensFileError } from "./auth.ts";
 import { startServer, type ClusterAddresses, type RunningServer } from "./server.ts";
 
 const ClusterFileSchema = Schema.Struct({
-  shards: Schema.Array(Schema.Struct({ name: Schema.String, port: Schema.Int, dataDir: Schema.optional(Schema.String) })),
+  shards: Schema.Array(
+    Schema.Struct({
+      name: Schema.String,
+      port: Schema.Int,
+      dataDir: Schema.optional(Schema.String),
+      user: Schema.optional(Schema.String),
+      passwordFile: Schema.optional(Schema.String),
+    }),
+  ),
   etcd: Schema.Struct({ clientUrl: Schema.String }),
 });
 
 export interface AddressOptions {
+  /** Absent (and no password): each shard's own user and password file from the cluster description (`cluster up` makes them), else root. */
   readonly user?: string;
+  /** With `user`: the password for every shard. */
   readonly password?: string;
   /** Talk to a shard over its unix socket (<dataDir>/mysqld.sock) when it exists; default true. */
   readonly unixSocket?: boolean;
@@ -57,10 +67,21 @@ export function addressesOfCluster(file: typeof ClusterFileSchema.Type, opts: Ad
     shards: file.shards.map((s) => {
       const socket = s.dataDir !== undefined ? join(s.dataDir, "mysqld.sock") : undefined;
       const useSocket = (opts.unixSocket ?? true) && socket !== undefined && existsSync(socket);
-      return shardAddress(s.name, "127.0.0.1", s.port, opts.user ?? "root", opts.password, useSocket ? socket : undefined);
+      const own = opts.user === undefined && opts.password === undefined && s.user !== undefined;
+      const password = own ? (s.passwordFile !== undefined ? readPasswordFile(s.passwordFile, s.name) : undefined) : opts.password;
+      return shardAddress(s.name, "127.0.0.1", s.port, own ? s.user! : (opts.user ?? "root"), password, useSocket ? socket : undefined);
     }),
     etcd: [file.etcd.clientUrl],
   };
+}
+
+function readPasswordFile(path: string, shard: string): string {
+  try {
+    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (e) {
+    // The error names the file, never its content.
+    throw new ConfigError(`${shard}: password file ${path}: ${(e as NodeJS.ErrnoException).code ?? "cannot read"}`);
+  }
 }
 
 function shardAddress(name: string, host: string, port: number, user: string, password?: string, socketPath?: string): ShardAddress {
@@ -69,14 +90,18 @@ function shardAddress(name: string, host: string, port: number, user: string, pa
 
 /** The cluster to use: the one named by the configuration, else the local one, brought up now. */
 export async function clusterAddresses(config: Config, log: (line: string) => void): Promise<ClusterAddresses> {
-  const opts: AddressOptions = { user: config.mysql_user, unixSocket: config.shard_unix_socket, ...(config.mysql_password !== undefined ? { password: config.mysql_password } : {}) };
+  const opts: AddressOptions = {
+    unixSocket: config.shard_unix_socket,
+    ...(config.mysql_user !== undefined ? { user: config.mysql_user } : {}),
+    ...(config.mysql_password !== undefined ? { password: config.mysql_password } : {}),
+  };
   if (config.cluster_file !== undefined) return addressesFromClusterFile(config.cluster_file, opts);
   if (config.shards !== undefined && config.etcd !== undefined) {
     return {
       shards: config.shards.split(",").map((part) => {
         const [name, addr] = part.split("=") as [string, string];
         const i = addr.lastIndexOf(":");
-        return shardAddress(name, addr.slice(0, i), Number(addr.slice(i + 1)), config.mysql_user, config.mysql_password);
+        return shardAddress(name, addr.slice(0, i), Number(addr.slice(i + 1)), config.mysql_user ?? "root", config.mysql_password);
       }),
       etcd: config.etcd.split(","),
     };

@@ -14,12 +14,14 @@
  *
  * Money comes back as bigint cents (see runtime/cluster/schema.ts).
  */
+import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import mysql, { type Connection, type Pool, type PoolConnection } from "mysql2/promise";
 import { seedTotalCents, startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
 import type { EtcdProcess } from "../../runtime/cluster/etcd.ts";
 import type { MariaDbProcess, ShardConnectionOptions } from "../../runtime/cluster/mariadb.ts";
-import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
+import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
+import { DATABASE, SHARD_USER, shardTotalCents } from "../../runtime/cluster/schema.ts";
 
 const POOL_CONNECTIONS_DEFAULT = 16;
 const ETCD_DIAL_TIMEOUT_MS = 2_000;
@@ -30,7 +32,9 @@ export interface TestShard {
   readonly firstAccountId: number;
   readonly lastAccountId: number;
   readonly db: MariaDbProcess;
-  /** Options for mysql2 with the speccommit database selected. */
+  /** The shard as the server reaches it: the least-privilege user `cluster up` made, over TCP. */
+  serverAddress(): ShardAddress;
+  /** Options for mysql2 (as root: the tests' observer) with the speccommit database selected. */
   connectionOptions(extra?: { multipleStatements?: boolean }): ShardConnectionOptions;
   /** A new pool on this shard (closed by cluster.stop()). */
   pool(opts?: { connectionLimit?: number }): Pool;
@@ -73,6 +77,14 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     firstAccountId: s.firstAccountId,
     lastAccountId: s.lastAccountId,
     db: s.db,
+    serverAddress: () => ({
+      name: s.name,
+      host: "127.0.0.1",
+      port: s.db.port,
+      user: SHARD_USER,
+      password: readFileSync(ephemeral.describe().shards.find((r) => r.name === s.name)!.passwordFile, "utf8").trim(),
+      database: DATABASE,
+    }),
     connectionOptions: (extra) => s.db.connectionOptions({ database: DATABASE, ...extra }),
     pool: (poolOpts) => {
       const pool = mysql.createPool({
