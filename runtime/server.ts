@@ -22,7 +22,7 @@ import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
-import { EtcdCompactor, etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
@@ -38,6 +38,8 @@ import { formatTrace } from "../traces/ndjson.ts";
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
   readonly etcd: readonly string[];
+  /** With https:// etcd URLs: the CA and the client certificate. */
+  readonly etcdTls?: EtcdTls;
 }
 
 export interface RunningServer {
@@ -76,7 +78,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
   const observer = { onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }) };
   const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer });
-  const client = etcdClient({ hosts: cluster.etcd, prefix: config.etcd_prefix, call_timeout_ms: config.etcd_timeout_ms, dial_timeout_ms: config.etcd_timeout_ms });
+  const client = etcdClient({
+    hosts: cluster.etcd,
+    prefix: config.etcd_prefix,
+    call_timeout_ms: config.etcd_timeout_ms,
+    dial_timeout_ms: config.etcd_timeout_ms,
+    ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
+  });
   const txlog = new TxlogEtcd(client, config.etcd_prefix, {
     onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
   });

@@ -21,6 +21,16 @@ export interface ShardAddress {
   readonly database: string;
   /** A unix socket to use instead of host:port (a shard on this machine). */
   readonly socketPath?: string;
+  /** TLS to the shard (mysql2's `ssl`): the server is verified by `ca` (and its name or IP), `cert`/`key` a client certificate. */
+  readonly ssl?: ShardTls;
+}
+
+export interface ShardTls {
+  /** PEM text of the CA that signed the shard's certificate. */
+  readonly ca: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly rejectUnauthorized: true;
 }
 
 export interface PoolLimits {
@@ -149,7 +159,10 @@ export class ShardPool {
   private connect(): Promise<PooledConnection | null> {
     return new Promise((resolve) => {
       const raw = mysql.createConnection({
-        ...(this.address.socketPath !== undefined ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port }),
+        ...(this.address.socketPath !== undefined && this.address.ssl === undefined
+          ? { socketPath: this.address.socketPath }
+          : { host: this.address.host, port: this.address.port }),
+        ...(this.address.ssl !== undefined ? { ssl: { ...this.address.ssl } } : {}),
         user: this.address.user,
         ...(this.address.password !== undefined ? { password: this.address.password } : {}),
         database: this.address.database,

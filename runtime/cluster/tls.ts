@@ -14,6 +14,7 @@
 import { execFile } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { ShardTls } from "../adapters/mysql-pool.ts";
 import { requireBinary } from "./system.ts";
 
 export interface TlsFiles {
@@ -83,12 +84,7 @@ export async function ensureCertificates(dir: string): Promise<TlsFiles> {
 }
 
 /** What mysql2's `ssl` option takes to verify a MariaDB server by this CA (and present a client certificate, when given). */
-export interface MysqlSsl {
-  ca: string;
-  cert?: string;
-  key?: string;
-  rejectUnauthorized: true;
-}
+export type MysqlSsl = ShardTls;
 
 export function mysqlSslOf(files: { ca: string; cert?: string; key?: string }): MysqlSsl {
   return {

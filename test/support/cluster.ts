@@ -59,7 +59,7 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir">;
+export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir" | "tls">;
 
 /** Defaults are small (2 shards x 100 accounts x 100000 cents) so a test starts in about a second. */
 export async function startTestCluster(opts: TestClusterOptions = {}): Promise<TestCluster> {
@@ -70,7 +70,9 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     ...(opts.lockWaitTimeoutS !== undefined ? { lockWaitTimeoutS: opts.lockWaitTimeoutS } : {}),
     ...(opts.bufferPoolMb !== undefined ? { bufferPoolMb: opts.bufferPoolMb } : {}),
     ...(opts.keepDir !== undefined ? { keepDir: opts.keepDir } : {}),
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
   });
+  const tls = ephemeral.describe().tls;
   const closers: Array<() => Promise<unknown>> = [];
   const shards: TestShard[] = ephemeral.shards.map((s) => ({
     name: s.name,
@@ -84,6 +86,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
       user: SHARD_USER,
       password: readFileSync(ephemeral.describe().shards.find((r) => r.name === s.name)!.passwordFile, "utf8").trim(),
       database: DATABASE,
+      ...(tls !== undefined ? { ssl: { ca: readFileSync(tls.ca, "utf8"), rejectUnauthorized: true as const } } : {}),
     }),
     connectionOptions: (extra) => s.db.connectionOptions({ database: DATABASE, ...extra }),
     pool: (poolOpts) => {
@@ -114,7 +117,13 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
       return found;
     },
     etcdClient: () => {
-      const client = new Etcd3({ hosts: ephemeral.etcd.clientUrl, dialTimeout: ETCD_DIAL_TIMEOUT_MS });
+      const client = new Etcd3({
+        hosts: ephemeral.etcd.clientUrl,
+        dialTimeout: ETCD_DIAL_TIMEOUT_MS,
+        ...(tls !== undefined
+          ? { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.clientCert), privateKey: readFileSync(tls.clientKey) } }
+          : {}),
+      });
       closers.push(async () => client.close());
       return client;
     },
