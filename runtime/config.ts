@@ -72,6 +72,12 @@ export const SETTINGS = {
     allowed: "a file path",
     doc: "file holding the shards' password (one trailing newline is dropped); not with mysql_password",
   },
+  tls_cert: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path (PEM)",
+    doc: "HTTPS: the server's certificate (chain), with tls_key; both reread on SIGHUP (connections open stay on the certificate they began with)",
+  },
+  tls_key: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "HTTPS: the key of tls_cert (keep it mode 0600)" },
   mysql_ssl_ca: {
     schema: Schema.NonEmptyString,
     allowed: "a file path (PEM)",
@@ -202,6 +208,8 @@ export interface Config {
   mysql_user?: string;
   mysql_password?: string;
   mysql_password_file?: string;
+  tls_cert?: string;
+  tls_key?: string;
   mysql_ssl_ca?: string;
   mysql_ssl_cert?: string;
   mysql_ssl_key?: string;
@@ -361,7 +369,7 @@ function checkAuth(c: { auth?: "tokens" | "none"; tokens_file?: string }): void 
 
 /** A certificate goes with its key; a client certificate needs the CA of the server it talks to. */
 function checkTls(c: Config): void {
-  for (const [cert, key] of [["mysql_ssl_cert", "mysql_ssl_key"], ["etcd_cert", "etcd_key"]] as const) {
+  for (const [cert, key] of [["tls_cert", "tls_key"], ["mysql_ssl_cert", "mysql_ssl_key"], ["etcd_cert", "etcd_key"]] as const) {
     if ((c[cert] === undefined) !== (c[key] === undefined)) throw new ConfigError(`${cert} and ${key} go together: give both or neither`);
   }
   if (c.mysql_ssl_cert !== undefined && c.mysql_ssl_ca === undefined && c.cluster_file === undefined) {

@@ -66,6 +66,7 @@ export function shardTlsOf(t: TlsPaths): ShardTls | undefined {
     ...(t.mysql_ssl_cert !== undefined ? { cert: readTlsFile("mysql_ssl_cert", t.mysql_ssl_cert) } : {}),
     ...(t.mysql_ssl_key !== undefined ? { key: readTlsFile("mysql_ssl_key", t.mysql_ssl_key) } : {}),
     rejectUnauthorized: true,
+    verifyIdentity: true,
   };
 }
 
@@ -245,6 +246,12 @@ export async function main(argv: string[]): Promise<number> {
       } catch (e) {
         console.error(`speccommit: SIGHUP: credentials unchanged: ${(e as Error).message}`);
       }
+      try {
+        const notAfter = server.reloadTls();
+        if (notAfter !== null) console.log(`speccommit: SIGHUP: certificate reloaded for new connections (valid until ${notAfter})`);
+      } catch (e) {
+        console.error(`speccommit: SIGHUP: certificate unchanged: ${(e as Error).message}`);
+      }
     });
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
@@ -279,6 +286,6 @@ function banner(s: RunningServer, config: Config): string {
       : `auth: bearer tokens, ${s.credentials} credentials (${config.tokens_file ?? "legacy tokens"}); the probes /healthz /health /ready are open`,
     `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
     "try:",
-    `  curl -s -X POST ${s.url}/transfer -H 'Content-Type: application/json'${config.auth === "none" ? "" : " -H \"Authorization: Bearer $TOKEN\""} -d '${body}'`,
+    `  curl -s${s.url.startsWith("https:") ? " --cacert <CA of tls_cert>" : ""} -X POST ${s.url}/transfer -H 'Content-Type: application/json'${config.auth === "none" ? "" : " -H \"Authorization: Bearer $TOKEN\""} -d '${body}'`,
   ].join("\n");
 }

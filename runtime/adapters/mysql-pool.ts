@@ -21,7 +21,7 @@ export interface ShardAddress {
   readonly database: string;
   /** A unix socket to use instead of host:port (a shard on this machine). */
   readonly socketPath?: string;
-  /** TLS to the shard (mysql2's `ssl`): the server is verified by `ca` (and its name or IP), `cert`/`key` a client certificate. */
+  /** TLS to the shard (mysql2's `ssl`): the server is verified by `ca` (and its host name, when addressed by one), `cert`/`key` a client certificate. */
   readonly ssl?: ShardTls;
 }
 
@@ -31,6 +31,11 @@ export interface ShardTls {
   readonly cert?: string;
   readonly key?: string;
   readonly rejectUnauthorized: true;
+  /**
+   * Check the certificate names the shard's host. mysql2 does it only for a
+   * host name: a shard addressed by IP is verified by its CA alone.
+   */
+  readonly verifyIdentity: true;
 }
 
 export interface PoolLimits {

@@ -92,5 +92,6 @@ export function mysqlSslOf(files: { ca: string; cert?: string; key?: string }): 
     ...(files.cert !== undefined ? { cert: readFileSync(files.cert, "utf8") } : {}),
     ...(files.key !== undefined ? { key: readFileSync(files.key, "utf8") } : {}),
     rejectUnauthorized: true,
+    verifyIdentity: true,
   };
 }

@@ -86,7 +86,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
       user: SHARD_USER,
       password: readFileSync(ephemeral.describe().shards.find((r) => r.name === s.name)!.passwordFile, "utf8").trim(),
       database: DATABASE,
-      ...(tls !== undefined ? { ssl: { ca: readFileSync(tls.ca, "utf8"), rejectUnauthorized: true as const } } : {}),
+      ...(tls !== undefined ? { ssl: { ca: readFileSync(tls.ca, "utf8"), rejectUnauthorized: true as const, verifyIdentity: true as const } } : {}),
     }),
     connectionOptions: (extra) => s.db.connectionOptions({ database: DATABASE, ...extra }),
     pool: (poolOpts) => {
