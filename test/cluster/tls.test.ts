@@ -15,6 +15,9 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
 import { down, readClusterFile } from "../../runtime/cluster/cluster.ts";
+import { loadConfig } from "../../runtime/config.ts";
+import { clusterAddresses } from "../../runtime/main.ts";
+import { startServer } from "../../runtime/server.ts";
 import { DATABASE, SHARD_USER } from "../../runtime/cluster/schema.ts";
 import { ensureCertificates, type TlsFiles } from "../../runtime/cluster/tls.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
@@ -159,6 +162,40 @@ describe("speccommit serve on a TLS cluster", () => {
     const [hist] = await root.query("SELECT delta FROM history WHERE xid = ?", [body.tx]);
     expect(hist).toEqual([{ delta: "250" }]);
     await root.end();
+  });
+});
+
+describe("serve with the TLS files as flags (shards and etcd elsewhere, no cluster file)", () => {
+  it("commits a transfer with --shards, https --etcd, --mysql-ssl-ca, --etcd-ca/cert/key and the shard user; refuses a certificate without its key", async () => {
+    const d = cluster.describe();
+    const argv = [
+      "--auth", "none", "--port", "0", "--etcd-prefix", "flags/", "--resolver-interval-ms", "60000",
+      "--shards", d.shards.map((s) => `${s.name}=127.0.0.1:${s.port}`).join(","),
+      "--etcd", d.etcd.clientUrl,
+      "--mysql-user", SHARD_USER, "--mysql-password-file", d.shards[0]!.passwordFile,
+      "--mysql-ssl-ca", tls.ca,
+      "--etcd-ca", tls.ca, "--etcd-cert", tls.clientCert, "--etcd-key", tls.clientKey,
+    ];
+    // One password for every shard with --shards: give shard-b shard-a's for this test.
+    const root = await cluster.shard("shard-b").connect();
+    await root.query(`ALTER USER '${SHARD_USER}'@'127.0.0.1' IDENTIFIED BY ?`, [passwordOf("shard-a")]);
+    const loaded = loadConfig({ argv, env: {} });
+    if (loaded.help) throw new Error("help");
+    const server = await startServer(loaded.config, await clusterAddresses(loaded.config, () => {}));
+    try {
+      const r = await fetch(`${server.url}/transfer`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ops: [{ shard_id: "shard-a", account_id: 2, delta: -10 }, { shard_id: "shard-b", account_id: 102, delta: 10 }] }),
+      });
+      expect([r.status, ((await r.json()) as { status: string }).status]).toEqual([200, "committed"]);
+    } finally {
+      await server.close(1_000);
+      await root.query(`ALTER USER '${SHARD_USER}'@'127.0.0.1' IDENTIFIED BY ?`, [readFileSync(d.shards[1]!.passwordFile, "utf8").trim()]);
+      await root.end();
+    }
+    const without = argv.filter((a, i) => a !== "--etcd-key" && argv[i - 1] !== "--etcd-key");
+    expect(() => loadConfig({ argv: without, env: {} })).toThrow(/etcd_cert and etcd_key go together/);
   });
 });
 
