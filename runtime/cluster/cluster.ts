@@ -17,6 +17,7 @@
  * `startEphemeralCluster` is the test variant: a fresh temporary directory,
  * servers that are children of the calling process and die with it.
  */
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -25,7 +26,6 @@ import { onExitAfterKill, pidAlive, sleep } from "./child.ts";
 import { attachEtcd, etcdHealthy, startEtcd, type EtcdProcess } from "./etcd.ts";
 import { attachMariaDb, mariaDbAnswers, startMariaDb, type MariaDbProcess } from "./mariadb.ts";
 import { portAnswers, reservePort } from "./ports.ts";
-import { randomBytes } from "node:crypto";
 import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUNT_MAX, SHARD_USER, seed, shardName } from "./schema.ts";
 import { ensureSystemPackages } from "./system.ts";
 import { ensureCertificates, type TlsFiles } from "./tls.ts";
