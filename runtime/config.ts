@@ -57,7 +57,11 @@ export const SETTINGS = {
     allowed: "etcd client URLs, comma-separated, e.g. http://127.0.0.1:2379",
     doc: "etcd endpoints (with --shards)",
   },
-  mysql_user: { schema: Schema.NonEmptyString, allowed: "a MariaDB user name", doc: "user for every shard", default: "root" },
+  mysql_user: {
+    schema: Schema.NonEmptyString,
+    allowed: "a MariaDB user name",
+    doc: "user for every shard (default: with a cluster file, each shard's least-privilege user and password file that `cluster up` made; else root)",
+  },
   mysql_password: {
     schema: Schema.String,
     allowed: "a string",
@@ -69,6 +73,26 @@ export const SETTINGS = {
     allowed: "a file path",
     doc: "file holding the shards' password (one trailing newline is dropped); not with mysql_password",
   },
+  tls_cert: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path (PEM)",
+    doc: "HTTPS: the server's certificate (chain), with tls_key; both reread on SIGHUP (connections open stay on the certificate they began with)",
+  },
+  tls_key: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "HTTPS: the key of tls_cert (keep it mode 0600)" },
+  mysql_ssl_ca: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path (PEM)",
+    doc: "TLS to every shard, verifying its certificate (and its IP or name) by this CA; shards are then reached over TCP, never the unix socket (default with a cluster file made by `cluster up --tls`: its CA)",
+  },
+  mysql_ssl_cert: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "client certificate for the shards (with mysql_ssl_key and mysql_ssl_ca)" },
+  mysql_ssl_key: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "key of mysql_ssl_cert" },
+  etcd_ca: {
+    schema: Schema.NonEmptyString,
+    allowed: "a file path (PEM)",
+    doc: "CA that signed etcd's certificate, for https:// etcd URLs (default with a cluster file made by `cluster up --tls`: its CA)",
+  },
+  etcd_cert: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "client certificate for etcd (--client-cert-auth), with etcd_key (default with a TLS cluster file: its client certificate)" },
+  etcd_key: { schema: Schema.NonEmptyString, allowed: "a file path (PEM)", doc: "key of etcd_cert" },
   shard_unix_socket: {
     schema: Schema.Boolean,
     allowed: "true or false",
@@ -187,9 +211,17 @@ export interface Config {
   cluster_file?: string;
   shards?: string;
   etcd?: string;
-  mysql_user: string;
+  mysql_user?: string;
   mysql_password?: string;
   mysql_password_file?: string;
+  tls_cert?: string;
+  tls_key?: string;
+  mysql_ssl_ca?: string;
+  mysql_ssl_cert?: string;
+  mysql_ssl_key?: string;
+  etcd_ca?: string;
+  etcd_cert?: string;
+  etcd_key?: string;
   shard_unix_socket: boolean;
   etcd_prefix: string;
   protocol: ProtocolName;
@@ -328,6 +360,7 @@ export function loadConfig(src: ConfigSources): LoadResult {
     throw new ConfigError("give either --cluster-file or --shards/--etcd, not both");
   }
   checkAuth(config);
+  checkTls(config);
   readSecretFiles(config);
   const traces = otlpTracesUrl(config.otlp_endpoint, src.env);
   if (traces !== undefined) {
@@ -348,6 +381,16 @@ function checkAuth(c: { auth?: "tokens" | "none"; tokens_file?: string }): void 
   if (c.auth === "none" && c.tokens_file !== undefined) throw new ConfigError("--auth none and --tokens-file contradict each other: give one");
   if (c.auth === "tokens" && c.tokens_file === undefined) throw new ConfigError("--auth tokens needs --tokens-file <file> (docs/security.md)");
   c.auth ??= "tokens";
+}
+
+/** A certificate goes with its key; a client certificate needs the CA of the server it talks to. */
+function checkTls(c: Config): void {
+  for (const [cert, key] of [["tls_cert", "tls_key"], ["mysql_ssl_cert", "mysql_ssl_key"], ["etcd_cert", "etcd_key"]] as const) {
+    if ((c[cert] === undefined) !== (c[key] === undefined)) throw new ConfigError(`${cert} and ${key} go together: give both or neither`);
+  }
+  if (c.mysql_ssl_cert !== undefined && c.mysql_ssl_ca === undefined && c.cluster_file === undefined) {
+    throw new ConfigError("mysql_ssl_cert needs mysql_ssl_ca (the CA that signed the shards' certificates)");
+  }
 }
 
 function readSecretFiles(c: Config): void {

@@ -16,13 +16,16 @@
  * is what `speccommit serve` runs and what tests and the benchmark start.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { createSecureContext } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
 import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
-import { EtcdCompactor, etcdClient, TxlogEtcd } from "./adapters/txlog-etcd.ts";
+import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
@@ -39,6 +42,8 @@ import { startTracing, type TraceParent, type Tracing } from "./tracing.ts";
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
   readonly etcd: readonly string[];
+  /** With https:// etcd URLs: the CA and the client certificate. */
+  readonly etcdTls?: EtcdTls;
 }
 
 export interface RunningServer {
@@ -52,6 +57,14 @@ export interface RunningServer {
   reloadCredentials(): number;
   /** Credentials configured now. */
   readonly credentials: number;
+  /**
+   * HTTPS: rereads tls_cert and tls_key and serves new connections with them
+   * (SIGHUP in `speccommit serve`); open connections keep theirs, none is
+   * dropped. A file that cannot be read, or a key that does not match its
+   * certificate, leaves the old pair in place and throws why. Answers the new
+   * certificate's expiry; null without HTTPS.
+   */
+  reloadTls(): string | null;
   /** Drains (see `shutdown`): running transactions finish for up to `grace_ms`, every request read is answered, then every connection closes. */
   close(grace_ms?: number): Promise<void>;
 }
@@ -66,8 +79,31 @@ const SHUTDOWN_POLL_MS = 10;
 /** After the grace period: how long answers already decided (in_doubt of stopped coordinators, 503s) may take to go out. */
 const ANSWERS_FLUSH_MS = 1_000;
 
+/** The HTTPS certificate and key, read and checked to belong together (createSecureContext throws otherwise). */
+function serverTls(config: Config): { cert: Buffer; key: Buffer; notAfter: string } | undefined {
+  if (config.tls_cert === undefined || config.tls_key === undefined) return undefined;
+  const read = (setting: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      // Names the file, never its content.
+      throw new Error(`${setting} ${path}: ${(e as NodeJS.ErrnoException).code ?? "cannot read"}`);
+    }
+  };
+  const cert = read("tls_cert", config.tls_cert);
+  const key = read("tls_key", config.tls_key);
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new Error(`tls_cert ${config.tls_cert} and tls_key ${config.tls_key}: ${(e as Error).message}`);
+  }
+  return { cert, key, notAfter: new X509Certificate(cert).validTo };
+}
+
 export async function startServer(config: Config, cluster: ClusterAddresses): Promise<RunningServer> {
   const metrics = new Metrics();
+  // Before anything connects: a wrong certificate or key stops the start.
+  const tls = serverTls(config);
   // Before anything connects: a wrong tokens file stops the start.
   const auth = new Authenticator(config.auth, credentialsOf(config, (p) => readFileSync(p, "utf8")));
   const xaLimits = {
@@ -79,7 +115,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
   const observer = { onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }) };
   const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer });
-  const client = etcdClient({ hosts: cluster.etcd, prefix: config.etcd_prefix, call_timeout_ms: config.etcd_timeout_ms, dial_timeout_ms: config.etcd_timeout_ms });
+  const client = etcdClient({
+    hosts: cluster.etcd,
+    prefix: config.etcd_prefix,
+    call_timeout_ms: config.etcd_timeout_ms,
+    dial_timeout_ms: config.etcd_timeout_ms,
+    ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
+  });
   const txlog = new TxlogEtcd(client, config.etcd_prefix, {
     onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
   });
@@ -114,17 +156,18 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   engine.startResolver();
 
   const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth);
-  const server = createServer(
-    {
-      headersTimeout: config.headers_timeout_ms,
-      requestTimeout: config.request_timeout_ms,
-      keepAliveTimeout: config.keep_alive_timeout_ms,
-      // node enforces the two timeouts above only when this timer fires (30 s by default, which made a 10 s headers
-      // timeout act after 30-55 s); a tenth of the headers timeout keeps both within 10% of what they say.
-      connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_MS_MAX, config.headers_timeout_ms / 10),
-    },
-    (req, res) => void api.handle(req, res),
-  );
+  const httpOptions = {
+    headersTimeout: config.headers_timeout_ms,
+    requestTimeout: config.request_timeout_ms,
+    keepAliveTimeout: config.keep_alive_timeout_ms,
+    // node enforces the two timeouts above only when this timer fires (30 s by default, which made a 10 s headers
+    // timeout act after 30-55 s); a tenth of the headers timeout keeps both within 10% of what they say.
+    connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_MS_MAX, config.headers_timeout_ms / 10),
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse) => void api.handle(req, res);
+  // node's https server is its http server over TLS: the same options, timeouts, keep-alive and drain.
+  const server: Server | HttpsServer =
+    tls === undefined ? createServer(httpOptions, handler) : createHttpsServer({ ...httpOptions, cert: tls.cert, key: tls.key, minVersion: "TLSv1.2" }, handler);
   // A connection past the cap is accepted and closed at once by node, before any byte is read.
   server.maxConnections = config.connections_max;
   try {
@@ -144,12 +187,18 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   compactor.start();
   let closing: Promise<void> | null = null;
   return {
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    url: `${tls === undefined ? "http" : "https"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     port,
     engine,
     accounts,
     tracing,
     reloadCredentials: () => api.reloadCredentials(),
+    reloadTls: () => {
+      if (tls === undefined) return null;
+      const next = serverTls(config)!;
+      (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, minVersion: "TLSv1.2" });
+      return next.notAfter;
+    },
     get credentials() {
       return auth.count;
     },
@@ -169,7 +218,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
  * instead of meeting a closed socket; every answer from then on says
  * `Connection: close`, so each connection ends after its answer.
  */
-async function shutdown(server: Server, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
+async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
   await engine.drain(grace_ms);

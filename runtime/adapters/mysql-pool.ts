@@ -21,6 +21,21 @@ export interface ShardAddress {
   readonly database: string;
   /** A unix socket to use instead of host:port (a shard on this machine). */
   readonly socketPath?: string;
+  /** TLS to the shard (mysql2's `ssl`): the server is verified by `ca` (and its host name, when addressed by one), `cert`/`key` a client certificate. */
+  readonly ssl?: ShardTls;
+}
+
+export interface ShardTls {
+  /** PEM text of the CA that signed the shard's certificate. */
+  readonly ca: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly rejectUnauthorized: true;
+  /**
+   * Check the certificate names the shard's host. mysql2 does it only for a
+   * host name: a shard addressed by IP is verified by its CA alone.
+   */
+  readonly verifyIdentity: true;
 }
 
 export interface PoolLimits {
@@ -149,7 +164,10 @@ export class ShardPool {
   private connect(): Promise<PooledConnection | null> {
     return new Promise((resolve) => {
       const raw = mysql.createConnection({
-        ...(this.address.socketPath !== undefined ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port }),
+        ...(this.address.socketPath !== undefined && this.address.ssl === undefined
+          ? { socketPath: this.address.socketPath }
+          : { host: this.address.host, port: this.address.port }),
+        ...(this.address.ssl !== undefined ? { ssl: { ...this.address.ssl } } : {}),
         user: this.address.user,
         ...(this.address.password !== undefined ? { password: this.address.password } : {}),
         database: this.address.database,

@@ -70,6 +70,14 @@ export interface EtcdOptions {
   readonly prefix: string;
   readonly call_timeout_ms: number;
   readonly dial_timeout_ms: number;
+  /** TLS (https:// hosts): the CA that signed etcd's certificate, and the client certificate etcd requires. */
+  readonly tls?: EtcdTls;
+}
+
+export interface EtcdTls {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
 }
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
@@ -90,6 +98,15 @@ const passThrough = {
 export function etcdClient(opts: EtcdOptions): Etcd3 {
   return new Etcd3({
     hosts: [...opts.hosts],
+    ...(opts.tls !== undefined
+      ? {
+          credentials: {
+            rootCertificate: opts.tls.ca,
+            ...(opts.tls.key !== undefined ? { privateKey: opts.tls.key } : {}),
+            ...(opts.tls.cert !== undefined ? { certChain: opts.tls.cert } : {}),
+          },
+        }
+      : {}),
     dialTimeout: opts.dial_timeout_ms,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.call_timeout_ms }),
     faultHandling: { host: () => passThrough, global: passThrough },

@@ -34,7 +34,8 @@ const PROBLEMS_SHOWN = 20;
 
 async function connectShard(a: ShardAddress): Promise<Connection> {
   return mysql.createConnection({
-    ...(a.socketPath !== undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
+    ...(a.socketPath !== undefined && a.ssl === undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
+    ...(a.ssl !== undefined ? { ssl: { ...a.ssl } } : {}),
     user: a.user,
     ...(a.password !== undefined ? { password: a.password } : {}),
     database: a.database,

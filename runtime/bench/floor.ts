@@ -26,7 +26,7 @@ import { randomUUID } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import mysql, { type Pool, type PoolConnection } from "mysql2/promise";
 import type { ShardAddress } from "../adapters/mysql-pool.ts";
-import { etcdClient } from "../adapters/txlog-etcd.ts";
+import { etcdClient, type EtcdTls } from "../adapters/txlog-etcd.ts";
 import type { Outcome, PhaseTotals, TransferTarget } from "./target.ts";
 import { branchesOf, type Branch, type Transfer } from "./workload.ts";
 
@@ -39,6 +39,8 @@ const CONFLICT_ERRNOS = new Set([1205, 1213, 1614]);
 export interface FloorOptions {
   readonly shards: readonly ShardAddress[];
   readonly etcd: readonly string[];
+  /** With https:// etcd URLs (a TLS cluster). */
+  readonly etcdTls?: EtcdTls;
   /** etcd key prefix of the decision records; removed by close(). */
   readonly prefix: string;
   /** Connections per shard: a closed loop of C clients needs about C plus the commits in flight. */
@@ -68,7 +70,8 @@ export class FloorTarget implements TransferTarget {
       this.pools.set(
         a.name,
         mysql.createPool({
-          ...(a.socketPath !== undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
+          ...(a.socketPath !== undefined && a.ssl === undefined ? { socketPath: a.socketPath } : { host: a.host, port: a.port }),
+          ...(a.ssl !== undefined ? { ssl: { ...a.ssl } } : {}),
           user: a.user,
           ...(a.password !== undefined ? { password: a.password } : {}),
           database: a.database,
@@ -80,7 +83,13 @@ export class FloorTarget implements TransferTarget {
       );
     }
     // The server's own client settings (no client-side retry or circuit breaker), so the floor's etcd call costs what the server's does.
-    this.etcd = etcdClient({ hosts: opts.etcd, prefix: opts.prefix, call_timeout_ms: ETCD_TIMEOUT_MS, dial_timeout_ms: ETCD_TIMEOUT_MS });
+    this.etcd = etcdClient({
+      hosts: opts.etcd,
+      prefix: opts.prefix,
+      call_timeout_ms: ETCD_TIMEOUT_MS,
+      dial_timeout_ms: ETCD_TIMEOUT_MS,
+      ...(opts.etcdTls !== undefined ? { tls: opts.etcdTls } : {}),
+    });
   }
 
   async phaseTotals(): Promise<PhaseTotals> {

@@ -154,7 +154,7 @@ async function run(o: BenchOptions): Promise<boolean> {
     ];
     if (o.floor_duration_s > 0) {
       targets.push({
-        target: new FloorTarget({ shards: addresses.shards, etcd: addresses.etcd, prefix: `bench-floor-${process.pid}/`, connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2) }),
+        target: new FloorTarget({ shards: addresses.shards, etcd: addresses.etcd, ...(addresses.etcdTls !== undefined ? { etcdTls: addresses.etcdTls } : {}), prefix: `bench-floor-${process.pid}/`, connectionsPerShard: Math.min(FLOOR_CONNECTIONS_MAX, o.clients * 2) }),
         ledger: newLedger(),
         cpu: new CpuTally(),
         phases: {},

@@ -52,7 +52,7 @@ export function startServerProcess(args: readonly string[], opts: { nodeArgs?: r
       reject(new Error(`speccommit serve did not listen within ${LISTEN_WAIT_MS} ms:\n${out.slice(-4000)}`));
     }, LISTEN_WAIT_MS);
     const onData = () => {
-      const m = /speccommit: listening on (http:\/\/[^\s]+)/.exec(out);
+      const m = /speccommit: listening on (https?:\/\/[^\s]+)/.exec(out);
       if (m === null) return;
       clearTimeout(timer);
       child.stdout!.off("data", onData);

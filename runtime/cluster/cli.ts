@@ -23,6 +23,9 @@ options:
   --accounts N         up, first start: accounts per shard, ${LIMITS.accountsPerShard.min}-${LIMITS.accountsPerShard.max} (default ${DEFAULTS.accountsPerShard})
   --balance-cents N    up, first start: opening balance of each account in cents,
                        ${LIMITS.balanceCents.min}-${LIMITS.balanceCents.max} (default ${DEFAULTS.balanceCents} = 1000.00)
+  --tls                up: require TLS on every shard (require_secure_transport) and on etcd
+                       (client certificates), with a local CA made by openssl in D/tls;
+                       a cluster made with it keeps it on later ups
   --json               status: print JSON
   -h, --help           this text
 
@@ -37,6 +40,7 @@ const FLAGS: Record<string, readonly Flag[]> = {
     { name: "--shards", takesValue: true },
     { name: "--accounts", takesValue: true },
     { name: "--balance-cents", takesValue: true },
+    { name: "--tls", takesValue: false },
   ],
   down: [{ name: "--dir", takesValue: true }],
   status: [
@@ -92,6 +96,7 @@ async function runUp(values: Map<string, string>): Promise<number> {
     ...(shards !== undefined ? { shards } : {}),
     ...(accountsPerShard !== undefined ? { accountsPerShard } : {}),
     ...(balanceCents !== undefined ? { balanceCents } : {}),
+    ...(values.has("--tls") ? { tls: true } : {}),
     log: say,
   });
   const c = result.cluster;
@@ -101,9 +106,10 @@ async function runUp(values: Map<string, string>): Promise<number> {
   ].filter((p) => p.length > 0);
   say(`cluster up in ${c.dir} (${result.totalMs} ms): ${parts.join("; ")}`);
   for (const s of c.shards) {
-    say(`  ${s.name.padEnd(8)} mysql://root@127.0.0.1:${s.port}/speccommit  pid ${s.pid}  accounts ${s.firstAccountId}..${s.lastAccountId}`);
+    say(`  ${s.name.padEnd(8)} mysql://${s.user}@127.0.0.1:${s.port}/speccommit  pid ${s.pid}  accounts ${s.firstAccountId}..${s.lastAccountId}  password in ${s.passwordFile}`);
   }
   say(`  ${"etcd".padEnd(8)} ${c.etcd.clientUrl}  pid ${c.etcd.pid}`);
+  if (c.tls !== undefined) say(`  TLS required on every shard and on etcd; CA ${c.tls.ca}, etcd client certificate ${c.tls.clientCert}`);
   say(`  total ${seedTotalCents(c.seed)} cents at seed; details in ${c.dir}/cluster.json`);
   return EXIT_OK;
 }

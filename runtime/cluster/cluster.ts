@@ -7,6 +7,8 @@
  *   <dir>/shard-a.tmp/   shard-a's own tmpdir (mariadb.ts says why it is not shared)
  *   <dir>/shard-b/ ...
  *   <dir>/etcd/          etcd data directory (etcd.log, etcd.pid inside)
+ *   <dir>/tls/           with --tls: the local CA and certificates (tls.ts)
+ *   <dir>/shard-a.password  the password of shard-a's user `speccommit` (mode 0600, made on first `up`)
  *
  * `up` reuses what already runs and starts what does not (same ports when
  * they are still free), so it is safe to repeat. Servers started by `up` are
@@ -15,6 +17,7 @@
  * `startEphemeralCluster` is the test variant: a fresh temporary directory,
  * servers that are children of the calling process and die with it.
  */
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -23,8 +26,9 @@ import { onExitAfterKill, pidAlive, sleep } from "./child.ts";
 import { attachEtcd, etcdHealthy, startEtcd, type EtcdProcess } from "./etcd.ts";
 import { attachMariaDb, mariaDbAnswers, startMariaDb, type MariaDbProcess } from "./mariadb.ts";
 import { portAnswers, reservePort } from "./ports.ts";
-import { accountCount, createSchema, firstAccountId, SHARD_COUNT_MAX, seed, shardName } from "./schema.ts";
+import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUNT_MAX, SHARD_USER, seed, shardName } from "./schema.ts";
 import { ensureSystemPackages } from "./system.ts";
+import { ensureCertificates, type TlsFiles } from "./tls.ts";
 
 export const DEFAULT_DIR = ".speccommit";
 export const DEFAULTS = { shards: 3, accountsPerShard: 10_000, balanceCents: 100_000 } as const;
@@ -51,6 +55,9 @@ export interface ShardRecord {
   dataDir: string;
   firstAccountId: number;
   lastAccountId: number;
+  /** The least-privilege user the server connects as (schema.ts createShardUser), and the file holding its password. */
+  user: string;
+  passwordFile: string;
 }
 
 export interface EtcdRecord {
@@ -68,6 +75,8 @@ export interface ClusterFile {
   seed: SeedParameters;
   shards: ShardRecord[];
   etcd: EtcdRecord;
+  /** Present when the cluster requires TLS (`up --tls`): the CA, the servers' and the client's certificates and keys. */
+  tls?: TlsFiles;
   updatedAt: string;
 }
 
@@ -119,11 +128,26 @@ function writeClusterFile(file: ClusterFile): void {
   renameSync(tmp, path);
 }
 
-/** Creates the schema and, when the shard holds no account yet, seeds it. */
-async function prepareShard(db: MariaDbProcess, index: number, p: SeedParameters): Promise<"seeded" | "kept"> {
+export const shardPasswordPath = (dir: string, name: string) => join(resolve(dir), `${name}.password`);
+
+/**
+ * The password of a shard's user: read from its file, or made (32 random
+ * bytes, base64url) and written with mode 0600 when the file does not exist.
+ */
+function shardPassword(dir: string, name: string): string {
+  const path = shardPasswordPath(dir, name);
+  if (existsSync(path)) return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  const password = randomBytes(32).toString("base64url");
+  writeFileSync(path, `${password}\n`, { mode: 0o600, flag: "wx" });
+  return password;
+}
+
+/** Creates the schema and the shard user and, when the shard holds no account yet, seeds it. */
+async function prepareShard(db: MariaDbProcess, index: number, p: SeedParameters, dir: string): Promise<"seeded" | "kept"> {
   const conn = await mysql.createConnection(db.connectionOptions());
   try {
     await createSchema(conn);
+    await createShardUser(conn, SHARD_USER, shardPassword(dir, shardName(index)), { requireSsl: db.tls !== undefined });
     if ((await accountCount(conn)) > 0) return "kept";
     await seed(conn, { accounts: p.accountsPerShard, balanceCents: p.balanceCents, firstId: firstAccountId(index, p.accountsPerShard) });
     return "seeded";
@@ -150,9 +174,18 @@ async function allOrUndo<T>(tasks: Array<Promise<T>>, undo: (t: T) => Promise<vo
   throw failed.reason;
 }
 
-function shardRecord(name: string, index: number, db: MariaDbProcess, p: SeedParameters): ShardRecord {
+function shardRecord(name: string, index: number, db: MariaDbProcess, p: SeedParameters, dir: string): ShardRecord {
   const first = firstAccountId(index, p.accountsPerShard);
-  return { name, port: db.port, pid: db.pid, dataDir: db.dataDir, firstAccountId: first, lastAccountId: first + p.accountsPerShard - 1 };
+  return {
+    name,
+    port: db.port,
+    pid: db.pid,
+    dataDir: db.dataDir,
+    firstAccountId: first,
+    lastAccountId: first + p.accountsPerShard - 1,
+    user: SHARD_USER,
+    passwordFile: shardPasswordPath(dir, name),
+  };
 }
 
 function etcdRecord(e: EtcdProcess): EtcdRecord {
@@ -165,6 +198,11 @@ export interface UpOptions {
   shards?: number;
   accountsPerShard?: number;
   balanceCents?: number;
+  /**
+   * Require TLS (MariaDB require_secure_transport, etcd client certificates),
+   * with a local CA made in <dir>/tls. Absent: what the cluster was made with.
+   */
+  tls?: boolean;
   /** Progress lines (what is started, reused, seeded, how long it took). */
   log?: (line: string) => void;
 }
@@ -235,6 +273,12 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   mkdirSync(dir, { recursive: true });
   const unlock = lockDir(dir);
   try {
+    const tls = opts.tls === true || (opts.tls === undefined && recorded?.tls !== undefined) ? await ensureCertificates(dir) : undefined;
+    const sameTls = (name: string, runs: boolean) => {
+      if (runs !== (tls !== undefined)) {
+        throw new Error(`${name} runs ${runs ? "with" : "without"} TLS; to ${tls !== undefined ? "turn TLS on" : "turn it off"}: speccommit cluster down --dir ${dir}, then up${tls !== undefined ? " --tls" : ""} again`);
+      }
+    };
     recorded?.shards.forEach((s) => reservePort(s.port));
     if (recorded !== undefined) {
       reservePort(recorded.etcd.clientPort);
@@ -250,15 +294,16 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       const was = recorded?.shards[index];
       const running = await attachMariaDb({ dataDir, detached: true, requireAnswer: false });
       if (running !== undefined) {
-        if (!(await waitUntil(() => mariaDbAnswers(running.port), ANSWER_WAIT_MS))) {
+        if (!(await waitUntil(() => mariaDbAnswers(running.port, running.tls), ANSWER_WAIT_MS))) {
           throw new Error(`${name}: mariadbd pid ${running.pid} runs but does not answer on port ${running.port}; see ${join(dataDir, "error.log")}, then: speccommit cluster down --dir ${dir}`);
         }
+        sameTls(name, running.tls !== undefined);
         reused.push(name);
         return running;
       }
       const port = was !== undefined && !(await portAnswers(was.port)) ? was.port : undefined;
       const t = Date.now();
-      const db = await startMariaDb({ dataDir, detached: true, ...(port !== undefined ? { port } : {}) });
+      const db = await startMariaDb({ dataDir, detached: true, ...(port !== undefined ? { port } : {}), ...(tls !== undefined ? { tls } : {}) });
       startedHere.add(db);
       started.push({ name, ms: Date.now() - t });
       log(`${name}: mariadbd pid ${db.pid} on 127.0.0.1:${db.port} (${Date.now() - t} ms)`);
@@ -270,9 +315,10 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       const was = recorded?.etcd;
       const running = await attachEtcd({ dataDir, detached: true, requireAnswer: false });
       if (running !== undefined) {
-        if (!(await waitUntil(() => etcdHealthy(running.clientPort), ANSWER_WAIT_MS))) {
+        if (!(await waitUntil(() => etcdHealthy(running.clientPort, running.tls), ANSWER_WAIT_MS))) {
           throw new Error(`etcd pid ${running.pid} runs but is not healthy on port ${running.clientPort}; see ${join(dataDir, "etcd.log")}, then: speccommit cluster down --dir ${dir}`);
         }
+        sameTls("etcd", running.tls !== undefined);
         reused.push("etcd");
         return running;
       }
@@ -287,6 +333,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         detached: true,
         ...(clientPort !== undefined ? { clientPort } : {}),
         ...(was !== undefined ? { peerPort: was.peerPort } : {}),
+        ...(tls !== undefined ? { tls } : {}),
       });
       startedHere.add(etcd);
       started.push({ name: "etcd", ms: Date.now() - t });
@@ -310,7 +357,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       await Promise.all(
         dbs.map(async (db, i) => {
           const t = Date.now();
-          if ((await prepareShard(db, i, p)) === "seeded") {
+          if ((await prepareShard(db, i, p, dir)) === "seeded") {
             seeded.push(shardName(i));
             log(`${shardName(i)}: seeded ${p.accountsPerShard} accounts x ${p.balanceCents} cents (${Date.now() - t} ms)`);
           }
@@ -320,8 +367,9 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         version: 1,
         dir,
         seed: p,
-        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p)),
+        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p, dir)),
         etcd: etcdRecord(etcd),
+        ...(tls !== undefined ? { tls } : {}),
         updatedAt: new Date().toISOString(),
       };
       writeClusterFile(cluster);
@@ -359,13 +407,13 @@ export interface ClusterStatus {
 
 async function shardStatus(s: ShardRecord): Promise<ComponentStatus> {
   const running = await attachMariaDb({ dataDir: s.dataDir, requireAnswer: false });
-  const state = running === undefined ? "down" : (await mariaDbAnswers(running.port)) ? "up" : "starting";
+  const state = running === undefined ? "down" : (await mariaDbAnswers(running.port, running.tls)) ? "up" : "starting";
   return { name: s.name, state, pid: running?.pid ?? null, port: running?.port ?? s.port, dataDir: s.dataDir };
 }
 
 async function etcdStatus(e: EtcdRecord): Promise<ComponentStatus> {
   const running = await attachEtcd({ dataDir: e.dataDir, requireAnswer: false });
-  const state = running === undefined ? "down" : (await etcdHealthy(running.clientPort)) ? "up" : "starting";
+  const state = running === undefined ? "down" : (await etcdHealthy(running.clientPort, running.tls)) ? "up" : "starting";
   return { name: "etcd", state, pid: running?.pid ?? null, port: running?.clientPort ?? e.clientPort, dataDir: e.dataDir };
 }
 
@@ -440,6 +488,8 @@ export interface EphemeralOptions extends Partial<SeedParameters> {
   bufferPoolMb?: number;
   /** Keep the directory after stop() (to read the logs of a failed test). */
   keepDir?: boolean;
+  /** As `up --tls`: TLS required by every server, a local CA in <dir>/tls. */
+  tls?: boolean;
 }
 
 /**
@@ -467,12 +517,14 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
   };
   const kill = (proc: MariaDbProcess | EtcdProcess) => proc.kill9();
   try {
+    const tls = opts.tls === true ? await ensureCertificates(dir) : undefined;
     const procs = await allOrUndo<MariaDbProcess | EtcdProcess>(
       [
-        startEtcd({ dataDir: join(dir, "etcd") }),
+        startEtcd({ dataDir: join(dir, "etcd"), ...(tls !== undefined ? { tls } : {}) }),
         ...Array.from({ length: p.shards }, (_, i) =>
           startMariaDb({
             dataDir: join(dir, shardName(i)),
+            ...(tls !== undefined ? { tls } : {}),
             ...(opts.lockWaitTimeoutS !== undefined ? { lockWaitTimeoutS: opts.lockWaitTimeoutS } : {}),
             ...(opts.bufferPoolMb !== undefined ? { bufferPoolMb: opts.bufferPoolMb } : {}),
           }),
@@ -487,7 +539,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       removeDir();
     };
     try {
-      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p)));
+      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir)));
     } catch (e) {
       await stop();
       throw e;
@@ -496,7 +548,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       dir,
       seed: p,
       shards: dbs.map((db, i) => {
-        const r = shardRecord(shardName(i), i, db, p);
+        const r = shardRecord(shardName(i), i, db, p, dir);
         return { name: r.name, firstAccountId: r.firstAccountId, lastAccountId: r.lastAccountId, db };
       }),
       etcd,
@@ -504,8 +556,9 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
         version: 1,
         dir,
         seed: p,
-        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p)),
+        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p, dir)),
         etcd: etcdRecord(etcd),
+        ...(tls !== undefined ? { tls } : {}),
         updatedAt: new Date().toISOString(),
       }),
       stop,

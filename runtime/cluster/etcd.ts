@@ -9,10 +9,12 @@
  * `etcd.out` (stdout/stderr) and `etcd.pid` (written by us: etcd writes none).
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { request as httpsRequest } from "node:https";
+import { dirname, join, resolve } from "node:path";
 import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
+import { tlsFilesIn, type TlsFiles } from "./tls.ts";
 
 const HOST = "127.0.0.1";
 const MEMBER_NAME = "n1";
@@ -33,10 +35,18 @@ export interface EtcdOptions {
   detached?: boolean;
   readyTimeoutMs?: number;
   stopTimeoutMs?: number;
+  /**
+   * Clients over TLS only, with a client certificate signed by `ca`
+   * (--client-cert-auth). The peer URL stays plain: one member, on loopback,
+   * talking to nobody.
+   */
+  tls?: TlsFiles;
 }
 
 export interface EtcdProcess {
-  /** http://127.0.0.1:<clientPort>, what etcd3's `hosts` option takes. */
+  /** The TLS files, when clients must use TLS. */
+  readonly tls: TlsFiles | undefined;
+  /** http(s)://127.0.0.1:<clientPort>, what etcd3's `hosts` option takes. */
   readonly clientUrl: string;
   readonly clientPort: number;
   readonly peerPort: number;
@@ -57,14 +67,15 @@ interface Settings {
   detached: boolean;
   readyTimeoutMs: number;
   stopTimeoutMs: number;
+  tls: TlsFiles | undefined;
 }
 
 export const etcdLogPath = (dataDir: string) => join(dataDir, "etcd.log");
 export const etcdPidPath = (dataDir: string) => join(dataDir, "etcd.pid");
-const clientUrlOf = (port: number) => `http://${HOST}:${port}`;
+const clientUrlOf = (port: number, tls?: TlsFiles) => `${tls !== undefined ? "https" : "http"}://${HOST}:${port}`;
 
-function serverArgs(dataDir: string, clientPort: number, peerPort: number): string[] {
-  const client = clientUrlOf(clientPort);
+function serverArgs(dataDir: string, clientPort: number, peerPort: number, tls: TlsFiles | undefined): string[] {
+  const client = clientUrlOf(clientPort, tls);
   const peer = `http://${HOST}:${peerPort}`;
   return [
     "--name", MEMBER_NAME,
@@ -79,16 +90,59 @@ function serverArgs(dataDir: string, clientPort: number, peerPort: number): stri
     "--election-timeout=250",
     "--logger", "zap",
     "--log-outputs", etcdLogPath(dataDir),
+    ...(tls !== undefined ? ["--cert-file", tls.cert, "--key-file", tls.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : []),
   ];
 }
 
+/** The TLS files of a running etcd, from its argv (the client certificate lies next to the server's). */
+function tlsOfArgv(argv: readonly string[]): TlsFiles | undefined {
+  const i = argv.indexOf("--cert-file");
+  const cert = i >= 0 ? argv[i + 1] : undefined;
+  return cert !== undefined ? tlsFilesIn(dirname(cert)) : undefined;
+}
+
+/** A JSON request to etcd's client port, over TLS with the client certificate when `tls`; null on any failure. */
+async function etcdJson(clientPort: number, path: string, tls: TlsFiles | undefined, body?: string): Promise<unknown> {
+  const url = `${clientUrlOf(clientPort, tls)}${path}`;
+  const method = body !== undefined ? "POST" : "GET";
+  if (tls === undefined) {
+    const res = await fetch(url, { method, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
+    return res.ok ? res.json() : null;
+  }
+  return new Promise((ok) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        ca: readFileSync(tls.ca),
+        cert: readFileSync(tls.clientCert),
+        key: readFileSync(tls.clientKey),
+        timeout: HEALTH_REQUEST_TIMEOUT_MS,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            ok(res.statusCode === 200 ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : null);
+          } catch {
+            ok(null);
+          }
+        });
+        res.on("error", () => ok(null));
+      },
+    );
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => ok(null));
+    req.end(body);
+  });
+}
+
 /** True when GET /health answers {"health":"true"} (a leader exists and the member serves). */
-export async function etcdHealthy(clientPort: number): Promise<boolean> {
+export async function etcdHealthy(clientPort: number, tls?: TlsFiles): Promise<boolean> {
   try {
-    const res = await fetch(`${clientUrlOf(clientPort)}/health`, { signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
-    if (!res.ok) return false;
-    const body = (await res.json()) as { health?: unknown };
-    return body.health === "true" || body.health === true;
+    const body = (await etcdJson(clientPort, "/health", tls)) as { health?: unknown } | null;
+    return body?.health === "true" || body?.health === true;
   } catch {
     return false;
   }
@@ -99,16 +153,10 @@ export async function etcdHealthy(clientPort: number): Promise<boolean> {
  * process may have bound the port between our probe and etcd's own bind;
  * without this check a foreign etcd that is healthy would pass for ours.
  */
-async function servesPeerPort(clientPort: number, peerPort: number): Promise<boolean> {
+async function servesPeerPort(clientPort: number, peerPort: number, tls: TlsFiles | undefined): Promise<boolean> {
   try {
-    const res = await fetch(`${clientUrlOf(clientPort)}/v3/cluster/member/list`, {
-      method: "POST",
-      body: "{}",
-      signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS),
-    });
-    if (!res.ok) return false;
-    const body = (await res.json()) as { header?: { member_id?: string }; members?: Array<{ ID?: string; peerURLs?: string[] }> };
-    const self = body.members?.find((m) => m.ID === body.header?.member_id);
+    const body = (await etcdJson(clientPort, "/v3/cluster/member/list", tls, "{}")) as { header?: { member_id?: string }; members?: Array<{ ID?: string; peerURLs?: string[] }> } | null;
+    const self = body?.members?.find((m) => m.ID === body.header?.member_id);
     return self?.peerURLs?.includes(`http://${HOST}:${peerPort}`) ?? false;
   } catch {
     return false;
@@ -126,7 +174,7 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
   const started = Date.now();
   const proc = Supervised.spawn({
     command: requireBinary("etcd"),
-    args: serverArgs(s.dataDir, clientPort, peerPort),
+    args: serverArgs(s.dataDir, clientPort, peerPort, s.tls),
     outputPath: outPath,
     detached: s.detached,
   });
@@ -139,7 +187,7 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
       const status = proc.status();
       throw new Error(`etcd (${s.dataDir}, client port ${clientPort}) exited before it was healthy (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); ${text}`);
     }
-    if ((await etcdHealthy(clientPort)) && (await servesPeerPort(clientPort, peerPort))) return { kind: "ready", proc };
+    if ((await etcdHealthy(clientPort, s.tls)) && (await servesPeerPort(clientPort, peerPort, s.tls))) return { kind: "ready", proc };
     await sleep(READY_POLL_MS);
   }
   proc.signal("SIGKILL");
@@ -156,7 +204,11 @@ class Etcd implements EtcdProcess {
   ) {}
 
   get clientUrl(): string {
-    return clientUrlOf(this.clientPort);
+    return clientUrlOf(this.clientPort, this.s.tls);
+  }
+
+  get tls(): TlsFiles | undefined {
+    return this.s.tls;
   }
 
   get dataDir(): string {
@@ -201,6 +253,7 @@ function settingsOf(opts: EtcdOptions): Settings {
     detached: opts.detached ?? false,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT,
     stopTimeoutMs: opts.stopTimeoutMs ?? STOP_TIMEOUT_MS_DEFAULT,
+    tls: opts.tls,
   };
 }
 
@@ -232,10 +285,11 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
  * healthy; undefined otherwise.
  */
 export async function attachEtcd(opts: Omit<EtcdOptions, "clientPort" | "peerPort"> & { requireAnswer?: boolean }): Promise<EtcdProcess | undefined> {
-  const s = settingsOf(opts);
-  const proc = runningOn(s.dataDir);
+  const proc = runningOn(resolve(opts.dataDir));
   if (proc === undefined) return undefined;
   const argv = pidArgv(proc.pid) ?? [];
+  // Its restart keeps the TLS it runs with.
+  const s = settingsOf({ ...opts, tls: tlsOfArgv(argv) });
   const portOf = (flag: string) => {
     const url = argv[argv.indexOf(flag) + 1];
     return url === undefined || !argv.includes(flag) ? Number.NaN : Number(new URL(url).port);
@@ -243,7 +297,7 @@ export async function attachEtcd(opts: Omit<EtcdOptions, "clientPort" | "peerPor
   const clientPort = portOf("--listen-client-urls");
   const peerPort = portOf("--listen-peer-urls");
   if (!Number.isInteger(clientPort) || !Number.isInteger(peerPort)) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(clientPort))) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await etcdHealthy(clientPort, s.tls))) return undefined;
   return new Etcd(s, clientPort, peerPort, proc);
 }
 

@@ -25,6 +25,7 @@ import mysql from "mysql2/promise";
 import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
+import { mysqlSslOf, type MysqlSsl } from "./tls.ts";
 
 const HOST = "127.0.0.1";
 const USER = "root";
@@ -50,6 +51,14 @@ export interface MariaDbOptions {
   detached?: boolean;
   readyTimeoutMs?: number;
   stopTimeoutMs?: number;
+  /** TLS required on TCP (require_secure_transport): the server's certificate, key and CA. */
+  tls?: MariaDbTls;
+}
+
+export interface MariaDbTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 /**
@@ -66,9 +75,13 @@ export interface ShardConnectionOptions {
   supportBigNumbers: true;
   bigNumberStrings: true;
   connectTimeout: number;
+  /** With a TLS shard: verify it by its CA. */
+  ssl?: MysqlSsl;
 }
 
 export interface MariaDbProcess {
+  /** The TLS files the server runs with, when it requires TLS. */
+  readonly tls: MariaDbTls | undefined;
   readonly port: number;
   readonly dataDir: string;
   /** Changes on restart. */
@@ -91,10 +104,12 @@ interface Settings {
   detached: boolean;
   readyTimeoutMs: number;
   stopTimeoutMs: number;
+  tls: MariaDbTls | undefined;
 }
 
 function settingsOf(opts: MariaDbOptions): Settings {
   const s: Settings = {
+    tls: opts.tls,
     dataDir: resolve(opts.dataDir),
     bufferPoolMb: opts.bufferPoolMb ?? 32,
     lockWaitTimeoutS: opts.lockWaitTimeoutS ?? 3,
@@ -213,11 +228,22 @@ function serverArgs(s: Settings, port: number): string[] {
     `--innodb-lock-wait-timeout=${s.lockWaitTimeoutS}`,
     "--performance-schema=OFF",
     `--max-connections=${s.maxConnections}`,
+    ...(s.tls !== undefined
+      ? [`--ssl-ca=${s.tls.ca}`, `--ssl-cert=${s.tls.cert}`, `--ssl-key=${s.tls.key}`, "--require-secure-transport=ON"]
+      : []),
   ];
 }
 
-function connectionOptionsFor(port: number, extra?: { database?: string; multipleStatements?: boolean }): ShardConnectionOptions {
+/** The TLS files a running mariadbd was started with (read from its argv). */
+function tlsOfArgv(argv: readonly string[]): MariaDbTls | undefined {
+  const value = (flag: string) => argv.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
+  const [ca, cert, key] = [value("--ssl-ca"), value("--ssl-cert"), value("--ssl-key")];
+  return ca !== undefined && cert !== undefined && key !== undefined ? { ca, cert, key } : undefined;
+}
+
+function connectionOptionsFor(port: number, extra?: { database?: string; multipleStatements?: boolean }, tls?: MariaDbTls): ShardConnectionOptions {
   return {
+    ...(tls !== undefined ? { ssl: mysqlSslOf({ ca: tls.ca }) } : {}),
     host: HOST,
     port,
     user: USER,
@@ -230,10 +256,10 @@ function connectionOptionsFor(port: number, extra?: { database?: string; multipl
 }
 
 /** One `SELECT 1` over a fresh connection; true on success. */
-export async function mariaDbAnswers(port: number): Promise<boolean> {
+export async function mariaDbAnswers(port: number, tls?: MariaDbTls): Promise<boolean> {
   let conn: mysql.Connection | undefined;
   try {
-    conn = await mysql.createConnection(connectionOptionsFor(port));
+    conn = await mysql.createConnection(connectionOptionsFor(port, undefined, tls));
     await conn.query("SELECT 1");
     return true;
   } catch {
@@ -249,10 +275,10 @@ export async function mariaDbAnswers(port: number): Promise<boolean> {
  * (then our mariadbd exits with "address in use"); without this check a
  * foreign server that answers would pass for ours.
  */
-async function servesDataDir(port: number, dataDir: string): Promise<boolean> {
+async function servesDataDir(port: number, dataDir: string, tls: MariaDbTls | undefined): Promise<boolean> {
   let conn: mysql.Connection | undefined;
   try {
-    conn = await mysql.createConnection(connectionOptionsFor(port));
+    conn = await mysql.createConnection(connectionOptionsFor(port, undefined, tls));
     const [rows] = await conn.query("SELECT @@datadir AS datadir");
     const served = String((rows as Array<{ datadir: unknown }>)[0]?.datadir ?? "");
     return resolve(served) === dataDir;
@@ -285,7 +311,7 @@ async function launch(s: Settings, port: number): Promise<LaunchResult> {
         `mariadbd (${s.dataDir}, port ${port}) exited before it was ready (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); end of ${logPath}:\n${tail}`,
       );
     }
-    if (await servesDataDir(port, s.dataDir)) return { kind: "ready", proc };
+    if (await servesDataDir(port, s.dataDir, s.tls)) return { kind: "ready", proc };
     await sleep(READY_POLL_MS);
   }
   proc.signal("SIGKILL");
@@ -304,12 +330,16 @@ class MariaDb implements MariaDbProcess {
     return this.s.dataDir;
   }
 
+  get tls(): MariaDbTls | undefined {
+    return this.s.tls;
+  }
+
   get pid(): number {
     return this.proc.pid;
   }
 
   connectionOptions(extra?: { database?: string; multipleStatements?: boolean }): ShardConnectionOptions {
-    return connectionOptionsFor(this.port, extra);
+    return connectionOptionsFor(this.port, extra, this.s.tls);
   }
 
   alive(): boolean {
@@ -373,13 +403,15 @@ export async function startMariaDb(opts: MariaDbOptions): Promise<MariaDbProcess
  * with `opts`' settings.
  */
 export async function attachMariaDb(opts: Omit<MariaDbOptions, "port"> & { requireAnswer?: boolean }): Promise<MariaDbProcess | undefined> {
-  const s = settingsOf(opts);
-  const proc = runningOn(s.dataDir);
+  const proc = runningOn(resolve(opts.dataDir));
   if (proc === undefined) return undefined;
-  const portArg = (pidArgv(proc.pid) ?? []).find((a) => a.startsWith("--port="));
+  const argv = pidArgv(proc.pid) ?? [];
+  // Its restart keeps the TLS it runs with.
+  const s = settingsOf({ ...opts, tls: tlsOfArgv(argv) });
+  const portArg = argv.find((a) => a.startsWith("--port="));
   const port = Number(portArg?.slice("--port=".length));
   if (!Number.isInteger(port) || port <= 0) return undefined;
-  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(port))) return undefined;
+  if ((opts.requireAnswer ?? true) && !(await mariaDbAnswers(port, s.tls))) return undefined;
   return new MariaDb(s, port, proc);
 }
 

@@ -30,10 +30,15 @@ export const ER_CONSTRAINT_FAILED = 4025;
  */
 export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
 
+/** A privilege the shard user holds on one table (docs/operations.md, "The shard user"). */
+export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE";
+
 export interface TableDdl {
   readonly name: string;
   /** A CREATE TABLE IF NOT EXISTS statement, in DATABASE. */
   readonly create: string;
+  /** What the server does to this table, no more: the shard user's grants on it. */
+  readonly grants: readonly TablePrivilege[];
 }
 
 export const SHARD_TABLES: readonly TableDdl[] = [
@@ -44,6 +49,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       balance BIGINT NOT NULL,
       CONSTRAINT balance_not_negative CHECK (balance >= 0)
     ) ENGINE=InnoDB`,
+    // Read (GET /accounts, recovery) and changed by the branches; accounts are created by `cluster up`, never by the server.
+    grants: ["SELECT", "UPDATE"],
   },
   {
     // One row per applied delta; (xid, account_id) is unique so a branch applied twice fails loudly.
@@ -56,6 +63,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       PRIMARY KEY (xid, account_id),
       KEY history_account (account_id)
     ) ENGINE=InnoDB`,
+    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes.
+    grants: ["SELECT", "INSERT", "DELETE"],
   },
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.
@@ -66,6 +75,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       cents BIGINT NOT NULL,
       CONSTRAINT pending_not_negative CHECK (cents >= 0)
     ) ENGINE=InnoDB`,
+    // INSERT ... ON DUPLICATE KEY UPDATE needs both; rows are emptied, never deleted.
+    grants: ["SELECT", "INSERT", "UPDATE"],
   },
   {
     // The speculative path's undo log and write-once key per branch (spec/env/local.ts): a row is retired
@@ -81,6 +92,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       PRIMARY KEY (tx, branch),
       KEY speculative_undo_state (state)
     ) ENGINE=InnoDB`,
+    // A row is written once and retired by UPDATE; SELECT ... FOR UPDATE needs SELECT.
+    grants: ["SELECT", "INSERT", "UPDATE"],
   },
 ];
 
@@ -91,6 +104,38 @@ export async function createSchema(conn: Queryable): Promise<void> {
   await conn.query(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
   await conn.query(`USE ${DATABASE}`);
   for (const table of SHARD_TABLES) await conn.query(table.create);
+}
+
+/** The MariaDB user the server connects as (`cluster up` creates it on every shard). */
+export const SHARD_USER = "speccommit";
+
+/**
+ * Where the shard user may connect from: 127.0.0.1 over TCP (the server runs
+ * with --skip-name-resolve, so the address is matched as written) and
+ * localhost, which is how MariaDB names a unix-socket connection.
+ */
+export const SHARD_USER_HOSTS = ["127.0.0.1", "localhost"] as const;
+
+/**
+ * Creates (or brings back to exactly this) the shard user: the password
+ * given, the grants of SHARD_TABLES and nothing else (any other privilege it
+ * was given is revoked). `requireSsl`: the account itself refuses a
+ * connection without TLS over TCP (REQUIRE SSL; the unix socket is local and
+ * does not carry it). Needs a connection as root.
+ *
+ * What is not granted, on purpose: XA RECOVER, KILL of the user's own
+ * sessions and reading its own sessions in information_schema.PROCESSLIST
+ * need no privilege in MariaDB (verified on 10.11: docs/operations.md).
+ */
+export async function createShardUser(conn: Queryable, user: string, password: string, opts: { requireSsl?: boolean } = {}): Promise<void> {
+  if (!/^[a-z][a-z0-9_]{0,31}$/.test(user)) throw new Error(`shard user name must be 1-32 characters of a-z 0-9 _ starting with a letter (got ${JSON.stringify(user)})`);
+  for (const host of SHARD_USER_HOSTS) {
+    const account = `'${user}'@'${host}'`;
+    await conn.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ?`, [password]);
+    await conn.query(`ALTER USER ${account} IDENTIFIED BY ? REQUIRE ${opts.requireSsl === true && host !== "localhost" ? "SSL" : "NONE"}`, [password]);
+    await conn.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
+    for (const table of SHARD_TABLES) await conn.query(`GRANT ${table.grants.join(", ")} ON ${DATABASE}.${table.name} TO ${account}`);
+  }
 }
 
 export interface SeedSpec {

@@ -212,7 +212,7 @@ describe("speccommit cluster (CLI)", () => {
       [["up", "--balance-cents", "-1"], "--balance-cents must be an integer from 0 to 1000000000000 (got '-1')"],
       [["up", "--balance-cents", "--dir", "x"], "--balance-cents needs a value"],
       [["up", "--balance-cents=1e3"], "--balance-cents must be an integer from 0 to 1000000000000 (got '1e3')"],
-      [["up", "--shard", "2"], "unknown option '--shard' for 'cluster up' (allowed: --dir, --shards, --accounts, --balance-cents)"],
+      [["up", "--shard", "2"], "unknown option '--shard' for 'cluster up' (allowed: --dir, --shards, --accounts, --balance-cents, --tls)"],
       [["down", "--json"], "unknown option '--json' for 'cluster down' (allowed: --dir)"],
       [["status", "--dir"], "--dir needs a value"],
       [["restart"], "unknown subcommand 'restart' (allowed: up, down, status)"],

@@ -143,7 +143,7 @@ const outcome = (r: LocalResult): string => {
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, accountsPerShard: 4, balanceCents: 100, lockWaitTimeoutS: 1 });
   const s = cluster.shards[0]!;
-  exec = new MysqlLocal({ shards: [{ name: s.name, host: "127.0.0.1", port: s.db.port, user: "root", database: DATABASE }], limits });
+  exec = new MysqlLocal({ shards: [s.serverAddress()], limits });
   admin = await s.connect();
 });
 
@@ -294,7 +294,7 @@ describe("MysqlLocal examples", () => {
     // A pool as wide as the load, so that what fails is the database's doing (deadlocks, lock waits), not the pool's bound.
     const s = cluster.shards[0]!;
     const exec = new MysqlLocal({
-      shards: [{ name: s.name, host: "127.0.0.1", port: s.db.port, user: "root", database: DATABASE }],
+      shards: [s.serverAddress()],
       limits: { ...limits, connections_max: 24, waiters_max: 2 * N },
     });
     onTestFinished(() => exec.close());

@@ -18,7 +18,7 @@ const limits = { connections_max: 8, waiters_max: 8, acquire_timeout_ms: 2_000, 
 
 const executor = () =>
   new XaMysql({
-    shards: cluster.shards.map((s) => ({ name: s.name, host: "127.0.0.1", port: s.db.port, user: "root", database: DATABASE })),
+    shards: cluster.shards.map((s) => s.serverAddress()),
     limits,
   });
 

@@ -14,12 +14,14 @@
  *
  * Money comes back as bigint cents (see runtime/cluster/schema.ts).
  */
+import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import mysql, { type Connection, type Pool, type PoolConnection } from "mysql2/promise";
 import { seedTotalCents, startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
 import type { EtcdProcess } from "../../runtime/cluster/etcd.ts";
 import type { MariaDbProcess, ShardConnectionOptions } from "../../runtime/cluster/mariadb.ts";
-import { DATABASE, shardTotalCents } from "../../runtime/cluster/schema.ts";
+import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
+import { DATABASE, SHARD_USER, shardTotalCents } from "../../runtime/cluster/schema.ts";
 
 const POOL_CONNECTIONS_DEFAULT = 16;
 const ETCD_DIAL_TIMEOUT_MS = 2_000;
@@ -30,7 +32,9 @@ export interface TestShard {
   readonly firstAccountId: number;
   readonly lastAccountId: number;
   readonly db: MariaDbProcess;
-  /** Options for mysql2 with the speccommit database selected. */
+  /** The shard as the server reaches it: the least-privilege user `cluster up` made, over TCP. */
+  serverAddress(): ShardAddress;
+  /** Options for mysql2 (as root: the tests' observer) with the speccommit database selected. */
   connectionOptions(extra?: { multipleStatements?: boolean }): ShardConnectionOptions;
   /** A new pool on this shard (closed by cluster.stop()). */
   pool(opts?: { connectionLimit?: number }): Pool;
@@ -55,7 +59,7 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir">;
+export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir" | "tls">;
 
 /** Defaults are small (2 shards x 100 accounts x 100000 cents) so a test starts in about a second. */
 export async function startTestCluster(opts: TestClusterOptions = {}): Promise<TestCluster> {
@@ -66,13 +70,24 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     ...(opts.lockWaitTimeoutS !== undefined ? { lockWaitTimeoutS: opts.lockWaitTimeoutS } : {}),
     ...(opts.bufferPoolMb !== undefined ? { bufferPoolMb: opts.bufferPoolMb } : {}),
     ...(opts.keepDir !== undefined ? { keepDir: opts.keepDir } : {}),
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
   });
+  const tls = ephemeral.describe().tls;
   const closers: Array<() => Promise<unknown>> = [];
   const shards: TestShard[] = ephemeral.shards.map((s) => ({
     name: s.name,
     firstAccountId: s.firstAccountId,
     lastAccountId: s.lastAccountId,
     db: s.db,
+    serverAddress: () => ({
+      name: s.name,
+      host: "127.0.0.1",
+      port: s.db.port,
+      user: SHARD_USER,
+      password: readFileSync(ephemeral.describe().shards.find((r) => r.name === s.name)!.passwordFile, "utf8").trim(),
+      database: DATABASE,
+      ...(tls !== undefined ? { ssl: { ca: readFileSync(tls.ca, "utf8"), rejectUnauthorized: true as const, verifyIdentity: true as const } } : {}),
+    }),
     connectionOptions: (extra) => s.db.connectionOptions({ database: DATABASE, ...extra }),
     pool: (poolOpts) => {
       const pool = mysql.createPool({
@@ -102,7 +117,13 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
       return found;
     },
     etcdClient: () => {
-      const client = new Etcd3({ hosts: ephemeral.etcd.clientUrl, dialTimeout: ETCD_DIAL_TIMEOUT_MS });
+      const client = new Etcd3({
+        hosts: ephemeral.etcd.clientUrl,
+        dialTimeout: ETCD_DIAL_TIMEOUT_MS,
+        ...(tls !== undefined
+          ? { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.clientCert), privateKey: readFileSync(tls.clientKey) } }
+          : {}),
+      });
       closers.push(async () => client.close());
       return client;
     },
