@@ -37,13 +37,15 @@ import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import type { TimerHandle } from "../../runtime/adapters/ports.ts";
 
 /** A fault of the model that the memory adapters cannot produce. */
-export type CannotExpress = "xa-orphan-lands" | "local-orphan-rolled-back" | "crash-loses-acknowledged-rollbacks";
+export type CannotExpress = "xa-orphan-lands" | "local-orphan-rolled-back" | "local-statement-survives-crash" | "crash-loses-acknowledged-rollbacks";
 
 export const CANNOT_EXPRESS_WHY: Readonly<Record<CannotExpress, string>> = {
   "xa-orphan-lands":
     "an XA statement sent before the coordinator process crashed lands after the crash: MemoryXa answers every statement of a dead incarnation UNAVAILABLE without running it (it models the statement as sent at its completion, when the socket is already closed)",
   "local-orphan-rolled-back":
     "the shard drops a dead client's connection and rolls back its local statement: MemoryLocal has no notion of the coordinator process, a statement in flight always runs",
+  "local-statement-survives-crash":
+    "a local statement in flight when its shard crashed is answered as if no crash had met it (it runs after the restart): MemoryLocal answers every statement in flight at a crash UNAVAILABLE (the crash closed its connection), having committed just before or not",
   "crash-loses-acknowledged-rollbacks":
     "kill -9 with acknowledged XA ROLLBACKs not yet flushed (xa.crashOutcomes beyond the first): MemoryXa.crashShard is xa.crash, the outcome where every rollback reached the disk",
 };
@@ -63,13 +65,15 @@ export interface MemoryFactories {
 class ScriptedRng extends Rng {
   /** What `next()` draws: below 0.5, "the write happened" / "the statement committed before the crash". */
   draw = 0.99;
+  /** Draws queued for one call that draws several times (MemoryLocal.crashShard: one per statement in flight), then `draw`. */
+  queue: number[] = [];
   /** Chooses among a statement's outcomes. */
   chooser: ((xs: readonly unknown[]) => number) | null = null;
   constructor() {
     super(0);
   }
   override next(): number {
-    return this.draw;
+    return this.queue.shift() ?? this.draw;
   }
   override int(lo: number): number {
     return lo;
@@ -157,6 +161,18 @@ function answerOf(s: TraceStep, request: string): { answer: string; orphan: bool
 const heardAs = (answer: string): string =>
   answer.startsWith("UNAVAILABLE (") || answer === "committed, then CRASH" || answer === "CRASH before commit" ? "UNAVAILABLE" : answer;
 
+/**
+ * The world's executor (spec/env/executor.ts, a shard that is down) answers
+ * a failed xa.exec without `conn`, where the vocabulary says `conn: null` and
+ * the interpreter writes it; the roles read both alike (a failed exec's
+ * connection is never read). The recorded input is compared with the field
+ * filled in; every other field must be equal.
+ */
+function execConn(input: unknown): unknown {
+  const r = input as { t?: string; conn?: unknown };
+  return r !== null && typeof r === "object" && r.t === "xa.exec" && !("conn" in r) ? { ...r, conn: null } : input;
+}
+
 const mutantOnly = (effects: readonly unknown[]): boolean =>
   effects.some((e) => {
     try {
@@ -230,6 +246,8 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
   let answers = 0;
   let faults = 0;
   let states = 0;
+  /** Local statements a crash of their shard met in flight: MemoryLocal answers them UNAVAILABLE. */
+  const lostInCrash = new Set<Pending>();
   const get = (s: TraceStep): Instance => {
     const tx = s.tx ?? trace.header.tx;
     const key = `${s.actor}\u0000${tx ?? ""}`;
@@ -328,7 +346,7 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
     x.heard = null;
     if (x.inst.ended) return fail(s, "the instance stopped (a protocol violation)");
     if (heard === null) return fail(s, "the memory adapters delivered nothing to this role", s.input, null);
-    if (canonicalJson(heard.input) !== canonicalJson(s.input)) return fail(s, "the memory adapters answered otherwise than the checker's world", s.input, heard.input);
+    if (canonicalJson(heard.input) !== canonicalJson(execConn(s.input))) return fail(s, "the memory adapters answered otherwise than the checker's world", s.input, heard.input);
     if (canonicalJson(heard.effects) !== canonicalJson(s.effects)) return fail(s, "the interpreter started different effects", s.effects, heard.effects);
     return null;
   }
@@ -384,10 +402,10 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
       };
     }
     if (fx.t.startsWith("local.")) {
-      if (label.endsWith("rolled back (dead client)")) return "local-orphan-rolled-back";
+      if (answer === "rolled back (dead client)") return "local-orphan-rolled-back";
+      if (lostInCrash.has(op) && heardAs(answer) !== "UNAVAILABLE") return "local-statement-survives-crash";
       if (answer === "committed, then CRASH" || answer === "CRASH before commit") {
-        rng.draw = answer === "committed, then CRASH" ? 0 : 0.99;
-        env.local!.crashShard(env.shards[shard]!);
+        crashLocal(env.shards[shard]!, op, answer === "committed, then CRASH");
         // In the world a local statement's crash is the whole shard's (spec/env/both-shards.ts).
         if (env.xa.state.has(env.shards[shard]!)) env.xa.crashShard(env.shards[shard]!);
         faults++;
@@ -408,12 +426,27 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
     return () => {};
   }
 
+  /**
+   * kill -9 of a shard's local part: MemoryLocal.crashShard draws, for each
+   * statement in flight on the shard (in the order they were sent), whether
+   * it committed just before. The world's crash is the outcome of one
+   * statement (`target`, committed or not); every other statement in flight
+   * there did not commit.
+   */
+  function crashLocal(id: string, target: Pending | null, committed: boolean): void {
+    const inFlight = clock.ops.filter((p) => !p.cancelled && !lostInCrash.has(p) && p.effect.t.startsWith("local.") && (p.effect as { shard: string }).shard === id);
+    rng.queue = inFlight.map((p) => (p === target && committed ? 0 : 0.99));
+    for (const p of inFlight) lostInCrash.add(p);
+    env.local!.crashShard(id);
+    rng.queue = [];
+  }
+
   function shardFault(s: TraceStep, id: string): MemoryReplay | null {
     faults++;
     if (s.input === "crash") {
       if ((s.label ?? "") !== "CRASH (kill -9)") return { ok: false, step: s.step, message: `step ${s.step} (${s.actor}): ${CANNOT_EXPRESS_WHY["crash-loses-acknowledged-rollbacks"]}`, cannot: "crash-loses-acknowledged-rollbacks" };
       if (env.xa.state.has(id)) env.xa.crashShard(id);
-      if (env.local?.state.has(id)) env.local.crashShard(id);
+      if (env.local?.state.has(id)) crashLocal(id, null, false);
       return null;
     }
     if (s.input === "restart") {
