@@ -37,11 +37,11 @@ import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import type { TimerHandle } from "../../runtime/adapters/ports.ts";
 
 /** A fault of the model that the memory adapters cannot produce. */
-export type CannotExpress = "xa-orphan-lands" | "local-orphan-rolled-back" | "local-statement-survives-crash" | "crash-loses-acknowledged-rollbacks";
+export type CannotExpress = "resolver-on-branch-connection" | "local-orphan-rolled-back" | "local-statement-survives-crash" | "crash-loses-acknowledged-rollbacks";
 
 export const CANNOT_EXPRESS_WHY: Readonly<Record<CannotExpress, string>> = {
-  "xa-orphan-lands":
-    "an XA statement sent before the coordinator process crashed lands after the crash: MemoryXa answers every statement of a dead incarnation UNAVAILABLE without running it (it models the statement as sent at its completion, when the socket is already closed)",
+  "resolver-on-branch-connection":
+    "the resolver's XA statement for a branch whose connection this process holds, landing after the process crashed and the shard dropped that connection: the world's resolver always uses a fresh connection (spec/env/xa-shard.ts branchConnOf), so the statement runs; MemoryXa, as runtime/adapters/xa-mysql.ts, sends it on the branch's connection while that lives, so it is lost with it",
   "local-orphan-rolled-back":
     "the shard drops a dead client's connection and rolls back its local statement: MemoryLocal has no notion of the coordinator process, a statement in flight always runs",
   "local-statement-survives-crash":
@@ -106,7 +106,8 @@ class ScheduleClock extends SimClock {
   }
   override setTimer(_ms: number, fn: () => void): TimerHandle {
     const c = this.current;
-    if (c === null) throw new Error("a timer set outside an effect");
+    // Outside any effect: the adapter's own timer (MemoryXa noticing a dead connection), which the trace's steps replace.
+    if (c === null) return { id: { fn, cancelled: true } };
     const p: Pending = { owner: c.owner, key: canonicalJson(c.effect), effect: c.effect, gen: this.gen, fn, cancelled: false };
     (c.effect.t === "timer" ? this.timers : this.ops).push(p);
     this.last = p;
@@ -281,6 +282,7 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
         for (const x of instances.values()) x.inst.stop();
         instances = new Map();
         clock.gen++;
+        clock.current = null;
         env.xa.crashProcess();
         faults++;
       }
@@ -299,23 +301,16 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
   }
   return { ok: true, steps, answers, faults, states };
 
-  /**
-   * After an environment's step the adapters hold what the world holds: the
-   * txlog, and each shard (XA part, local part). Not compared: a shard's XA
-   * part while the world still holds a connection of a crashed process
-   * (MemoryXa.crashProcess drops them at the crash; the world when the shard
-   * notices, a later step of its own), which only the answers can then show.
-   */
+  /** After an environment's step the adapters hold what the world holds: the txlog, and each shard (XA part, local part). */
   function compareState(s: TraceStep): MemoryReplay | null {
-    const w = s.state as (WorldView & { inc: number; up: boolean }) | undefined;
+    const w = s.state as WorldView | undefined;
     if (w === undefined) return null;
     const mine = adapterState(env, w);
     if (canonicalJson(mine.log) !== canonicalJson(w.log)) return fail(s, "the memory txlog holds another state than the world's", w.log, mine.log);
     for (let k = 0; k < w.shards.length; k++) {
       const [want, got] = [w.shards[k]!, mine.shards[k]!];
       const wx = xaOf(want);
-      const dead = wx !== null && wx.conns.some((c) => !w.up || Number(c.id.slice(c.id.lastIndexOf("@") + 1)) < w.inc);
-      if (!dead && canonicalJson(xaOf(got)) !== canonicalJson(wx)) return fail(s, `${env.shards[k]}: MemoryXa holds another state than the world's`, wx, xaOf(got));
+      if (canonicalJson(xaOf(got)) !== canonicalJson(wx)) return fail(s, `${env.shards[k]}: MemoryXa holds another state than the world's`, wx, xaOf(got));
       if (canonicalJson(localOf(got)) !== canonicalJson(localOf(want))) return fail(s, `${env.shards[k]}: MemoryLocal holds another state than the world's`, localOf(want), localOf(got));
       states++;
     }
@@ -371,16 +366,17 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
     const restore = armFault(s, op, answer, shard, recorded);
     if (typeof restore === "string") return { ok: false, step: s.step, message: `step ${s.step} (${s.actor}): ${CANNOT_EXPRESS_WHY[restore]}`, cannot: restore };
     op.cancelled = true;
+    clock.current = null;
     op.fn();
     await settle();
     restore();
     answers++;
     if (op.answer === undefined) return fail(s, "the adapter did not answer");
     const got = answerLabel({ t: op.effect.t, r: op.answer } as Result);
-    if (got !== heardAs(answer)) {
-      if (orphan && op.effect.t.startsWith("xa.")) return { ok: false, step: s.step, message: `step ${s.step} (${s.actor}): ${CANNOT_EXPRESS_WHY["xa-orphan-lands"]}`, cannot: "xa-orphan-lands" };
-      return fail(s, `the adapter answered ${req.label} with ${got}, the checker's world with ${answer}`, answer, got);
+    if (got !== heardAs(answer) && orphan && req.from === "resolver" && op.effect.t.startsWith("xa.") && got === "UNAVAILABLE") {
+      return { ok: false, step: s.step, message: `step ${s.step} (${s.actor}): ${CANNOT_EXPRESS_WHY["resolver-on-branch-connection"]}`, cannot: "resolver-on-branch-connection" };
     }
+    if (got !== heardAs(answer)) return fail(s, `the adapter answered ${req.label} with ${got}, the checker's world with ${answer}`, answer, got);
     if (refused) return { ok: false, step: next!.step, message: `step ${next!.step}: the interpreter refuses a mutant-only effect`, refused: true };
     return null;
   }
@@ -454,9 +450,10 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
       if (env.local?.state.has(id)) env.local.restartShard(id);
       return null;
     }
-    // notice: the shard drops a dead process's connection. MemoryXa dropped it when the process crashed (crashProcess).
+    // notice: the shard drops a dead process's connection, now (MemoryXa schedules its own notice, which the replay never fires).
     const conn = (s.label ?? "").replace(/^drops dead connection /, "");
-    const held = env.xa.state.get(id)?.conns.some((c) => c.id === conn) ?? false;
-    return held ? fail(s, `the shard still holds connection ${conn} of a crashed process`) : null;
+    if (!(env.xa.state.get(id)?.conns.some((c) => c.id === conn) ?? false)) return fail(s, `the shard holds no connection ${conn} to drop`);
+    env.xa.notice(id, conn);
+    return null;
   }
 }

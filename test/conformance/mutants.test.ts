@@ -54,10 +54,8 @@ const REFUSED: readonly string[] = [
  * the memory adapters is checked up to that step and stops there.
  */
 const CANNOT_EXPRESS: Readonly<Record<string, CannotExpress>> = {
-  "twopc/presume-commit/AC3_commit_needs_all_yes": "xa-orphan-lands",
-  "twopc/rollback-committed/AC1_agreement": "xa-orphan-lands",
-  "parallel/no-fence/AC2_irrevocable": "xa-orphan-lands",
-  "parallel/no-fence/implicit_commit_is_final": "xa-orphan-lands",
+  "twopc/presume-commit/AC3_commit_needs_all_yes": "resolver-on-branch-connection",
+  "twopc/rollback-committed/AC1_agreement": "resolver-on-branch-connection",
 };
 
 const ROLE_MODELS = new Set(["twopc", "parallel", "speculative", "mixed", "server"]);
