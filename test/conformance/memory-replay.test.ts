@@ -31,6 +31,14 @@ class CrashLosesPrepared extends MemoryXa {
   }
 }
 
+/** A process crash whose connections the shards drop at once (MemoryXa before this check): no statement of the dead process lands. */
+class DropsConnectionsAtCrash extends MemoryXa {
+  override crashProcess(): void {
+    super.crashProcess();
+    for (const [shard, s] of this.state) for (const c of s.conns) if (c.id.endsWith(`@${this.incarnation - 1}`)) this.notice(shard, c.id);
+  }
+}
+
 /** An apply that makes its credits spendable at once instead of holding them pending until the outcome is final. */
 class ApplyWithoutEscrow extends MemoryLocal {
   override apply(...args: Parameters<MemoryLocal["apply"]>): ReturnType<MemoryLocal["apply"]> {
@@ -65,6 +73,14 @@ const cases: readonly { name: string; entry: [string, string, string]; adapters:
     adapters: { xa: (b, c, r) => new CrashLosesPrepared(b, c, r) },
     step: 24,
     label: "CRASH (kill -9)",
+    message: /s1: MemoryXa holds another state than the world's/,
+  },
+  {
+    name: "a process crash whose connections the shards drop at once",
+    entry: ["parallel", "no-fence", "AC2_irrevocable"],
+    adapters: { xa: (b, c, r) => new DropsConnectionsAtCrash(b, c, r) },
+    step: 18,
+    label: "list epoch* -> 1 record",
     message: /s1: MemoryXa holds another state than the world's/,
   },
   {
