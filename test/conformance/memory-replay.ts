@@ -37,13 +37,11 @@ import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import type { TimerHandle } from "../../runtime/adapters/ports.ts";
 
 /** A fault of the model that the memory adapters cannot produce. */
-export type CannotExpress = "resolver-on-branch-connection" | "local-orphan-rolled-back" | "local-statement-survives-crash" | "crash-loses-acknowledged-rollbacks";
+export type CannotExpress = "resolver-on-branch-connection" | "local-statement-survives-crash" | "crash-loses-acknowledged-rollbacks";
 
 export const CANNOT_EXPRESS_WHY: Readonly<Record<CannotExpress, string>> = {
   "resolver-on-branch-connection":
     "the resolver's XA statement for a branch whose connection this process holds, landing after the process crashed and the shard dropped that connection: the world's resolver always uses a fresh connection (spec/env/xa-shard.ts branchConnOf), so the statement runs; MemoryXa, as runtime/adapters/xa-mysql.ts, sends it on the branch's connection while that lives, so it is lost with it",
-  "local-orphan-rolled-back":
-    "the shard drops a dead client's connection and rolls back its local statement: MemoryLocal has no notion of the coordinator process, a statement in flight always runs",
   "local-statement-survives-crash":
     "a local statement in flight when its shard crashed is answered as if no crash had met it (it runs after the restart): MemoryLocal answers every statement in flight at a crash UNAVAILABLE (the crash closed its connection), having committed just before or not",
   "crash-loses-acknowledged-rollbacks":
@@ -160,7 +158,7 @@ function answerOf(s: TraceStep, request: string): { answer: string; orphan: bool
 
 /** What the asker hears of a fault the world's label spells out: `UNAVAILABLE (written)`, `committed, then CRASH` are heard as UNAVAILABLE. */
 const heardAs = (answer: string): string =>
-  answer.startsWith("UNAVAILABLE (") || answer === "committed, then CRASH" || answer === "CRASH before commit" ? "UNAVAILABLE" : answer;
+  answer.startsWith("UNAVAILABLE (") || answer === "committed, then CRASH" || answer === "CRASH before commit" || answer === "rolled back (dead client)" ? "UNAVAILABLE" : answer;
 
 /**
  * The world's executor (spec/env/executor.ts, a shard that is down) answers
@@ -284,6 +282,7 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
         clock.gen++;
         clock.current = null;
         env.xa.crashProcess();
+        env.local?.crashProcess();
         faults++;
       }
       continue;
@@ -363,7 +362,7 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
     const refused = !orphan && !unheard && next !== undefined && mutantOnly(next.effects);
     if (refused) for (const x of instances.values()) if (x.lifeline === req.from) x.inst.stop();
     const recorded = s.state as WorldView | undefined;
-    const restore = armFault(s, op, answer, shard, recorded);
+    const restore = armFault(op, answer, shard, recorded);
     if (typeof restore === "string") return { ok: false, step: s.step, message: `step ${s.step} (${s.actor}): ${CANNOT_EXPRESS_WHY[restore]}`, cannot: restore };
     op.cancelled = true;
     clock.current = null;
@@ -382,11 +381,10 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
   }
 
   /** Sets the adapters' knobs for the fault this step's answer is; returns how to undo them, or what cannot be expressed. */
-  function armFault(s: TraceStep, op: Pending, answer: string, shard: number, recorded: WorldView | undefined): (() => void) | CannotExpress {
+  function armFault(op: Pending, answer: string, shard: number, recorded: WorldView | undefined): (() => void) | CannotExpress {
     const fx = op.effect;
     rng.draw = 0.99;
     rng.chooser = null;
-    const label = s.label ?? "";
     if (fx.t.startsWith("log.")) {
       if (!answer.startsWith("UNAVAILABLE")) return () => {};
       env.log.available = false;
@@ -398,7 +396,8 @@ export async function replayOnMemory(trace: Trace, roles: Readonly<Record<string
       };
     }
     if (fx.t.startsWith("local.")) {
-      if (answer === "rolled back (dead client)") return "local-orphan-rolled-back";
+      // A statement of a crashed process: it commits, or the shard rolls it back with the dead connection.
+      if (op.gen < clock.gen) rng.draw = answer === "rolled back (dead client)" ? 0.99 : 0;
       if (lostInCrash.has(op) && heardAs(answer) !== "UNAVAILABLE") return "local-statement-survives-crash";
       if (answer === "committed, then CRASH" || answer === "CRASH before commit") {
         crashLocal(env.shards[shard]!, op, answer === "committed, then CRASH");
