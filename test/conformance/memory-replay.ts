@@ -5,8 +5,8 @@
  * only the schedule (docs/traces.md): which role instance is started or fed
  * a scan, which effect in flight is answered when (the environment's step
  * that receives it), when a role's timer fires, and the environment's faults
- * (a process crash, a shard's kill -9 and restart, a lost txlog answer, a
- * local statement meeting a crash). The memory adapters execute each effect
+ * (a process crash, a shard's kill -9 and restart, a shard noticing a dead
+ * connection, a lost txlog answer, a local statement meeting a crash). The memory adapters execute each effect
  * against their own state and produce the answer; the interpreter builds the
  * role's input from it; and that input must be the one the checker's world
  * produced (the recorded input of the role's step), the role's effects the
