@@ -5,7 +5,9 @@
  * a random virtual latency drawn from the seed, as MemoryXa does for XA.
  *
  * A statement is atomic at its completion. Faults: a shard can be crashed and
- * restarted. A statement in flight when its shard crashes answers UNAVAILABLE;
+ * restarted; the coordinator process can crash (crashProcess), after which
+ * each of its statements in flight commits or is rolled back with its
+ * connection. A statement in flight when its shard crashes answers UNAVAILABLE;
  * the seed decides whether it had committed just before the crash (the
  * vocabulary's "may or may not have taken effect"). While a shard is down
  * every statement answers UNAVAILABLE and changes nothing.
@@ -27,6 +29,8 @@ export class MemoryLocal implements LocalExecutor {
   readonly shards: readonly ShardId[];
   readonly state = new Map<ShardId, local.LocalShard>();
   private readonly inFlight = new Set<InFlight>();
+  /** The coordinator process incarnation (crashProcess). */
+  private incarnation = 0;
 
   constructor(
     balances: ReadonlyMap<ShardId, ReadonlyArray<readonly [number, number]>>,
@@ -40,12 +44,15 @@ export class MemoryLocal implements LocalExecutor {
 
   private run(fx: LocalEffect): Promise<LocalResult["r"]> {
     const f: InFlight = { shard: fx.shard, fx, lost: false };
+    const incarnation = this.incarnation;
     this.inFlight.add(f);
     return new Promise((resolve) =>
       this.clock.setTimer(this.rng.int(this.latency.min_ms, this.latency.max_ms), () => {
         this.inFlight.delete(f);
         const s = this.state.get(fx.shard);
-        if (s === undefined || f.lost) {
+        // A statement of a process that died meanwhile commits, or the shard rolls it back when it drops the dead
+        // connection (the seed says); nobody hears either.
+        if (s === undefined || f.lost || (incarnation !== this.incarnation && this.rng.next() >= 0.5)) {
           resolve(local.unavailable(fx).r);
           return;
         }
@@ -70,6 +77,11 @@ export class MemoryLocal implements LocalExecutor {
   }
   scan(shard: ShardId): Promise<LocalR<"local.scan">> {
     return this.run({ t: "local.scan", shard }) as Promise<LocalR<"local.scan">>;
+  }
+
+  /** The coordinator process died: each of its statements still in flight commits or is rolled back (see run). */
+  crashProcess(): void {
+    this.incarnation++;
   }
 
   /** kill -9 of a shard: each statement in flight on it committed just before, or not (the seed says), and answers UNAVAILABLE. */

@@ -14,7 +14,11 @@
  * Every answer arrives after a random virtual latency, and is applied to the
  * model at that moment (the effect is atomic at its completion). Faults: a
  * shard can be crashed and restarted; the log can be made unavailable
- * (writes then may or may not happen, as the vocabulary says).
+ * (writes then may or may not happen, as the vocabulary says); the
+ * coordinator process can crash (MemoryXa.crashProcess): its statements
+ * already sent still land, as in the world (spec/world/world.ts), until the
+ * shard notices its dead connection, a latency later, and rolls back what it
+ * had not prepared.
  */
 import type { ConnectionId, LogDeleteResult, LogListResult, LogPutResult, LogRecord, Fence, Op, RecoverResult, ShardId, TxId, XaResult } from "../../spec/kernel/effects.ts";
 import * as txlog from "../../spec/env/txlog.ts";
@@ -99,6 +103,8 @@ export class SimClock implements Clock {
   }
 }
 
+const noticeKey = (shard: ShardId, conn: string): string => `${shard}\u0000${conn}`;
+
 /** Lets every promise continuation that is ready run (setImmediate comes after the microtask queue drained). */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -154,7 +160,7 @@ export class MemoryTxlog implements TxlogStore {
 export class MemoryXa implements XaExecutor {
   readonly shards: readonly ShardId[];
   readonly state = new Map<ShardId, xa.ShardState>();
-  /** The coordinator process incarnation: a crash of it loses every branch connection (see crashProcess). */
+  /** The coordinator process incarnation: a crash of it leaves every branch connection to be noticed dead (see crashProcess). */
   incarnation = 1;
 
   constructor(
@@ -169,17 +175,22 @@ export class MemoryXa implements XaExecutor {
 
   private run(shard: ShardId, fx: XaEffect, conn: xa.ConnId | null): Promise<XaResult | RecoverResult> {
     const incarnation = this.incarnation;
+    // The connection the statement travels on: the branch's while it lives (xa.exec opens it), else a fresh one.
+    const carrier = conn !== null && (fx.t === "xa.exec" || (this.state.get(shard)?.conns.some((c) => c.id === conn) ?? false)) ? conn : null;
     return new Promise((resolve) =>
       this.clock.setTimer(this.rng.int(this.latency.min_ms, this.latency.max_ms), () => {
         const s = this.state.get(shard);
-        // A statement of a process that died meanwhile never reached the server (its socket closed with it).
-        if (s === undefined || incarnation !== this.incarnation) {
+        // A statement sent before its process died still runs on the server (spec/world/flights.ts, orphaned), unless the
+        // server has already dropped the dead connection it came on; a read (RECOVER) of a dead process is answered to nobody.
+        const dropped = carrier !== null && this.noticed.has(noticeKey(shard, carrier));
+        if (s === undefined || (incarnation !== this.incarnation && (fx.t === "xa.recover" || dropped))) {
           resolve({ ok: false, err: "UNAVAILABLE" });
           return;
         }
         const outcomes = executeXa(s, fx, conn);
         const o = this.rng.pick(outcomes);
         this.state.set(shard, o.shard);
+        this.noticeDeadConnections();
         resolve((o.result as { r: XaResult | RecoverResult }).r);
       }),
     );
@@ -214,16 +225,17 @@ export class MemoryXa implements XaExecutor {
 
   /** KILL CONNECTION, applied after the latency as every statement; an unknown connection is ok (already gone). */
   kill(shard: ShardId, conn: ConnectionId): Promise<XaResult> {
-    const incarnation = this.incarnation;
     return new Promise((resolve) =>
       this.clock.setTimer(this.rng.int(this.latency.min_ms, this.latency.max_ms), () => {
         const s = this.state.get(shard);
-        // As in run: a down shard, or a process that died meanwhile (the statement never reached the server).
-        if (s === undefined || !s.up || incarnation !== this.incarnation) {
+        // A down shard answers nothing; a KILL sent before its process died still runs, as every statement.
+        if (s === undefined || !s.up) {
           resolve({ ok: false, err: "UNAVAILABLE" });
           return;
         }
         this.state.set(shard, xa.killConnection(s, conn));
+        // Nothing sent on a killed connection can still arrive.
+        this.noticed.add(noticeKey(shard, conn));
         resolve({ ok: true });
       }),
     );
@@ -238,14 +250,37 @@ export class MemoryXa implements XaExecutor {
     this.state.set(shard, xa.restart(this.state.get(shard)!));
   }
 
-  /** The coordinator process died: its connections close (unprepared branches roll back), the next incarnation uses new ones. */
+  /**
+   * The coordinator process died: the next incarnation uses new connections.
+   * The shards notice the dead process's connections after a latency each
+   * (`notice`: unprepared branches roll back); until then its statements
+   * already sent may still run on them, as in the world (spec/world/world.ts).
+   */
   crashProcess(): void {
-    for (const [shard, s] of this.state) {
-      let next = s;
-      for (const c of s.conns) if (c.id.endsWith(`@${this.incarnation}`)) next = xa.disconnect(next, c.id);
-      this.state.set(shard, next);
-    }
     this.incarnation++;
+    this.noticeDeadConnections();
+  }
+
+  /** The shard drops a dead process's connection (unprepared work rolled back); statements sent on it no longer arrive. */
+  notice(shard: ShardId, conn: ConnectionId): void {
+    const s = this.state.get(shard);
+    if (s !== undefined) this.state.set(shard, xa.disconnect(s, conn));
+    this.noticed.add(noticeKey(shard, conn));
+  }
+
+  /** Connections a dead incarnation holds, each noticed once, after a latency. */
+  private readonly noticing = new Set<string>();
+  private readonly noticed = new Set<string>();
+  private noticeDeadConnections(): void {
+    for (const [shard, s] of this.state) {
+      for (const c of s.conns) {
+        const key = noticeKey(shard, c.id);
+        const at = c.id.lastIndexOf("@");
+        if (at < 0 || Number(c.id.slice(at + 1)) >= this.incarnation || this.noticing.has(key)) continue;
+        this.noticing.add(key);
+        this.clock.setTimer(this.rng.int(this.latency.min_ms, this.latency.max_ms), () => this.notice(shard, c.id));
+      }
+    }
   }
 
   /** Sum of committed balances over every shard; a bigint, as every sum of money is (runtime/transfer.ts DELTA_CENTS_MAX says why). */
