@@ -1,15 +1,19 @@
 /**
- * `npm run bench:checker`: TwoPhase with RM = 7, 8, 9 on our checker (1 and 2
- * workers) and on SPIN (checker/bench/twophase.pml, full state storage, no
- * partial-order reduction), each run as a child process so that its wall
- * time and peak RSS are its own. Counts must equal TLC's; the table says if
- * any differs.
+ * `npm run bench:checker`: first the project's protocol models (readable
+ * object states, collapsed by spec/env/collapse.ts) with the state encoder
+ * of before (`--encoder json`, the canonical-JSON collapser) and of now
+ * (`--encoder interned`), side by side in one run, with the load average;
+ * then TwoPhase with RM = 7, 8, 9 on our checker (1 and 2 workers) and on
+ * SPIN (checker/bench/twophase.pml, full state storage, no partial-order
+ * reduction). Each run is a child process so that its time and peak RSS are
+ * its own. Counts must equal TLC's (TwoPhase) and each other's (the two
+ * encoders); the tables say if any differs.
  *
- *   npm run bench:checker [-- --rm 7,8,9] [--workers 1,2]
+ *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|twopc,speculative,...] [--rounds N]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -113,6 +117,78 @@ async function spin(rm: number, dir: string): Promise<Row> {
   };
 }
 
+/** The protocol models' configurations: the suite's larger entries that take seconds, not minutes, with the old encoder. */
+const PROTOCOLS: ReadonlyArray<{ model: string; sets: string[] }> = [
+  { model: "twopc", sets: ["scenario=transfer", "crash=1", "shardCrash=1", "logFault=1"] },
+  { model: "parallel", sets: ["scenario=transfer", "crash=1", "shardCrash=1"] },
+  { model: "speculative", sets: ["scenario=transfer", "crash=1", "shardCrash=1"] },
+  { model: "mixed", sets: ["scenario=local", "coordinators=mixed", "crash=1", "shardCrash=0", "logFault=1", "timeouts=false"] },
+  { model: "server", sets: ["scenario=2pc+speculative", "crash=1"] },
+];
+
+interface EncoderRun {
+  distinct: number;
+  generated: number;
+  depth: number;
+  /** The search's own time (start-up excluded), as `check --json` reports it. */
+  seconds: number;
+  peakRssMb: number;
+}
+
+async function encoderRun(model: string, sets: string[], encoder: string): Promise<EncoderRun> {
+  const args = [join(root, "bin/speccommit.js"), "check", model, ...sets.flatMap((kv) => ["--set", kv]), "--encoder", encoder, "--json", "--quiet", "--out", join(tmpdir(), "speccommit-bench-out")];
+  const r = await runChild(process.execPath, args, root);
+  if (r.code !== 0) throw new Error(`speccommit check ${model} failed (exit ${r.code}): ${r.stderr}`);
+  const j = JSON.parse(r.stdout) as EncoderRun;
+  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+}
+
+const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
+
+/**
+ * Each configuration with both encoders, alternating (json, interned) for
+ * `rounds` rounds; the table shows each encoder's best time (the least
+ * disturbed by other jobs) and the ratio of the two. Returns how many
+ * configurations gave different counts.
+ */
+async function protocolBench(configs: typeof PROTOCOLS, rounds: number): Promise<number> {
+  console.log(`Protocol models, one worker: the canonical-JSON encoder (before) vs the interned one (after); best of ${rounds} alternating round(s); time = the search's own`);
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "generated".padStart(10), "depth", "before s".padStart(9), "after s".padStart(8), "before st/s".padStart(11), "after st/s".padStart(10), "ratio".padStart(6), "RSS MB b/a".padStart(10), "load 1/5/15 min"].join("  "));
+  let bad = 0;
+  for (const { model, sets } of configs) {
+    const before = await encoderRun(model, sets, "json");
+    const after = await encoderRun(model, sets, "interned");
+    for (let i = 1; i < rounds; i++) {
+      const b = await encoderRun(model, sets, "json");
+      const a = await encoderRun(model, sets, "interned");
+      if (b.seconds < before.seconds) before.seconds = b.seconds;
+      if (a.seconds < after.seconds) after.seconds = a.seconds;
+    }
+    const same = before.distinct === after.distinct && before.generated === after.generated && before.depth === after.depth;
+    if (!same) bad++;
+    const rate = (r: EncoderRun) => String(Math.round(r.distinct / r.seconds));
+    console.log(
+      [
+        model.padEnd(12),
+        sets.join(" ").padEnd(62),
+        String(after.distinct).padStart(9),
+        String(after.generated).padStart(10),
+        String(after.depth).padStart(5),
+        before.seconds.toFixed(2).padStart(9),
+        after.seconds.toFixed(2).padStart(8),
+        rate(before).padStart(11),
+        rate(after).padStart(10),
+        `${(before.seconds / after.seconds).toFixed(2)}x`.padStart(6),
+        `${before.peakRssMb}/${after.peakRssMb}`.padStart(10),
+        load(),
+        same ? "" : `COUNTS DIFFER: before ${before.distinct}/${before.generated}/${before.depth}`,
+      ].join("  "),
+    );
+  }
+  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); counts are the same for both unless the line says so.\n");
+  return bad;
+}
+
 function parseList(argv: string[], flag: string, fallback: number[]): number[] {
   const i = argv.indexOf(flag);
   if (i < 0) return fallback;
@@ -138,13 +214,18 @@ function fmt(row: Row, spinRow: Row | undefined): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const rms = parseList(argv, "--rm", [7, 8, 9]);
+  // `--rm none` (or `--protocols none`) leaves that part out.
+  const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
+  const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
+  const rounds = parseList(argv, "--rounds", [1])[0]!;
+  const configs = protocols === "all" ? PROTOCOLS : protocols === "none" ? [] : PROTOCOLS.filter((c) => protocols.split(",").includes(c.model));
+  console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
+  let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
   const workerCounts = parseList(argv, "--workers", [1, 2]);
   const withSpin = hasTool("spin") && hasTool("gcc");
   if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
   console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
-  let bad = 0;
   const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
   try {
     for (const rm of rms) {
@@ -167,6 +248,7 @@ export async function main(argv: string[]): Promise<number> {
     await removeDir(dir, { recursive: true, force: true });
   }
   console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }
 

@@ -25,7 +25,7 @@
  * fingerprints need; it is not a format to store or to share between worker
  * threads (models that use it are checked with one worker).
  */
-import { canonicalJson } from "./canonical.ts";
+import { canonicalJsonPlain as canonicalJson } from "./canonical.ts";
 
 export interface Collapser<S extends object> {
   encode(s: S): Uint8Array;
