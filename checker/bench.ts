@@ -213,15 +213,9 @@ function fmt(row: Row, spinRow: Row | undefined): string {
   ].join("  ");
 }
 
-export async function main(argv: string[]): Promise<number> {
-  // `--rm none` (or `--protocols none`) leaves that part out.
-  const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
-  const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
-  const rounds = parseList(argv, "--rounds", [1])[0]!;
-  const configs = protocols === "all" ? PROTOCOLS : protocols === "none" ? [] : PROTOCOLS.filter((c) => protocols.split(",").includes(c.model));
-  console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
-  let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
-  const workerCounts = parseList(argv, "--workers", [1, 2]);
+/** TwoPhase for each RM: SPIN (when installed) and ours with each worker count. Returns how many rows' counts differ from TLC's. */
+async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<number> {
+  let bad = 0;
   const withSpin = hasTool("spin") && hasTool("gcc");
   if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
@@ -248,6 +242,18 @@ export async function main(argv: string[]): Promise<number> {
     await removeDir(dir, { recursive: true, force: true });
   }
   console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  return bad;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  // `--rm none` (or `--protocols none`) leaves that part out.
+  const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
+  const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
+  const rounds = parseList(argv, "--rounds", [1])[0]!;
+  const configs = protocols === "all" ? PROTOCOLS : protocols === "none" ? [] : PROTOCOLS.filter((c) => protocols.split(",").includes(c.model));
+  console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
+  let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
+  if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
   console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }

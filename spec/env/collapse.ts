@@ -49,20 +49,21 @@ export function useEncoder(e: Encoder): void {
 export function collapser<S extends object>(fields: readonly (keyof S & string)[]): Collapser<S> {
   if (encoder === "json") return jsonCollapser(fields);
   const interner = new Interner();
-  // The state decoded last: the checker decodes a state, then encodes its
-  // successors, whose parts are mostly that state's parts or equal to them.
-  let last: Record<string, unknown> | undefined;
+  const n = fields.length;
+  const ids = new Uint32Array(n);
+  const bytes = new Uint8Array(ids.buffer);
+  // The parts of the state decoded last: the checker decodes a state, then
+  // encodes its successors, whose parts are mostly that state's or equal to them.
+  const last: unknown[] = [];
   return {
     encode(s) {
-      const ids = new Uint32Array(fields.length);
-      for (let f = 0; f < fields.length; f++) ids[f] = interner.id(s[fields[f]!], last?.[fields[f]!]);
-      return new Uint8Array(ids.buffer);
+      for (let f = 0; f < n; f++) ids[f] = interner.id(s[fields[f]!], last[f]);
+      return bytes.slice();
     },
     decode(b) {
-      const ids = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : new Uint32Array(b.slice().buffer);
+      const view = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : new Uint32Array(b.slice().buffer);
       const s: Record<string, unknown> = {};
-      for (let f = 0; f < fields.length; f++) s[fields[f]!] = interner.value(ids[f]!);
-      last = s;
+      for (let f = 0; f < n; f++) s[fields[f]!] = last[f] = interner.value(view[f]!);
       return s as S;
     },
   };
