@@ -9,7 +9,7 @@
  * its own. Counts must equal TLC's (TwoPhase) and each other's (the two
  * encoders); the tables say if any differs.
  *
- *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|twopc,speculative,...] [--rounds N]
+ *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|MODEL,...] [--rounds N] [--max-distinct N]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
@@ -17,6 +17,11 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
+import { suite } from "./suite.config.ts";
+import type { SuiteEntry } from "./suite.ts";
+import { twoPhaseFactory } from "../spec/reference/twophase.ts";
+import { tcommitFactory } from "../spec/reference/tcommit.ts";
+import { countdownFactory } from "../spec/reference/countdown.ts";
 
 const TLC: Record<number, { distinct: number; generated: number; depth: number }> = {
   3: { distinct: 288, generated: 1_146, depth: 11 },
@@ -117,14 +122,23 @@ async function spin(rm: number, dir: string): Promise<Row> {
   };
 }
 
-/** The protocol models' configurations: the suite's larger entries that take seconds, not minutes, with the old encoder. */
-const PROTOCOLS: ReadonlyArray<{ model: string; sets: string[] }> = [
-  { model: "twopc", sets: ["scenario=transfer", "crash=1", "shardCrash=1", "logFault=1"] },
-  { model: "parallel", sets: ["scenario=transfer", "crash=1", "shardCrash=1"] },
-  { model: "speculative", sets: ["scenario=transfer", "crash=1", "shardCrash=1"] },
-  { model: "mixed", sets: ["scenario=local", "coordinators=mixed", "crash=1", "shardCrash=0", "logFault=1", "timeouts=false"] },
-  { model: "server", sets: ["scenario=2pc+speculative", "crash=1"] },
-];
+/**
+ * The protocol models' configurations: for each model of the suite that is
+ * not a TLA+ reference model (those pack their states by hand), its largest
+ * one-worker "ok" entry with at most `maxDistinct` states, so that both
+ * encoders take seconds, not minutes. Their counts must be the suite's.
+ */
+export function protocolConfigs(maxDistinct: number): Array<{ model: string; sets: string[]; counts: NonNullable<SuiteEntry["counts"]> }> {
+  const reference = new Set([twoPhaseFactory.name, tcommitFactory.name, countdownFactory.name]);
+  const best = new Map<string, SuiteEntry>();
+  for (const e of suite) {
+    const d = e.counts?.distinct;
+    if (reference.has(e.model) || e.expect !== "ok" || d === undefined || d > maxDistinct) continue;
+    if (e.mutant !== undefined || e.workers !== undefined || e.symmetry || e.properties) continue;
+    if ((best.get(e.model)?.counts?.distinct ?? -1) < d) best.set(e.model, e);
+  }
+  return [...best.values()].map((e) => ({ model: e.model, sets: Object.entries(e.params ?? {}).map(([k, v]) => `${k}=${v}`), counts: e.counts! }));
+}
 
 interface EncoderRun {
   distinct: number;
@@ -151,11 +165,11 @@ const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
  * disturbed by other jobs) and the ratio of the two. Returns how many
  * configurations gave different counts.
  */
-async function protocolBench(configs: typeof PROTOCOLS, rounds: number): Promise<number> {
+async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
   console.log(`Protocol models, one worker: the canonical-JSON encoder (before) vs the interned one (after); best of ${rounds} alternating round(s); time = the search's own`);
   console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "generated".padStart(10), "depth", "before s".padStart(9), "after s".padStart(8), "before st/s".padStart(11), "after st/s".padStart(10), "ratio".padStart(6), "RSS MB b/a".padStart(10), "load 1/5/15 min"].join("  "));
   let bad = 0;
-  for (const { model, sets } of configs) {
+  for (const { model, sets, counts } of configs) {
     const before = await encoderRun(model, sets, "json");
     const after = await encoderRun(model, sets, "interned");
     for (let i = 1; i < rounds; i++) {
@@ -164,7 +178,8 @@ async function protocolBench(configs: typeof PROTOCOLS, rounds: number): Promise
       if (b.seconds < before.seconds) before.seconds = b.seconds;
       if (a.seconds < after.seconds) after.seconds = a.seconds;
     }
-    const same = before.distinct === after.distinct && before.generated === after.generated && before.depth === after.depth;
+    const suiteCounts = (r: EncoderRun) => r.distinct === counts.distinct && (counts.generated === undefined || r.generated === counts.generated) && (counts.depth === undefined || r.depth === counts.depth);
+    const same = suiteCounts(before) && suiteCounts(after);
     if (!same) bad++;
     const rate = (r: EncoderRun) => String(Math.round(r.distinct / r.seconds));
     console.log(
@@ -181,11 +196,11 @@ async function protocolBench(configs: typeof PROTOCOLS, rounds: number): Promise
         `${(before.seconds / after.seconds).toFixed(2)}x`.padStart(6),
         `${before.peakRssMb}/${after.peakRssMb}`.padStart(10),
         load(),
-        same ? "" : `COUNTS DIFFER: before ${before.distinct}/${before.generated}/${before.depth}`,
+        same ? "= suite" : `COUNTS DIFFER from the suite's: before ${before.distinct}/${before.generated}/${before.depth}`,
       ].join("  "),
     );
   }
-  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); counts are the same for both unless the line says so.\n");
+  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); = suite: both encoders' counts are the suite entry's.\n");
   return bad;
 }
 
@@ -250,7 +265,8 @@ export async function main(argv: string[]): Promise<number> {
   const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
   const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
   const rounds = parseList(argv, "--rounds", [1])[0]!;
-  const configs = protocols === "all" ? PROTOCOLS : protocols === "none" ? [] : PROTOCOLS.filter((c) => protocols.split(",").includes(c.model));
+  const all = protocolConfigs(parseList(argv, "--max-distinct", [350_000])[0]!);
+  const configs = protocols === "all" ? all : protocols === "none" ? [] : all.filter((c) => protocols.split(",").includes(c.model));
   console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
   let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
   if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
