@@ -52,18 +52,24 @@ export function collapser<S extends object>(fields: readonly (keyof S & string)[
   const n = fields.length;
   const ids = new Uint32Array(n);
   const bytes = new Uint8Array(ids.buffer);
-  // The parts of the state decoded last: the checker decodes a state, then
-  // encodes its successors, whose parts are mostly that state's or equal to them.
-  const last: unknown[] = [];
+  // The parts of the state decoded last, and their ids: the checker decodes a
+  // state, then encodes its successors, whose parts are mostly that state's
+  // own (the same object: its id is known) or equal to them (the hint).
+  const none = Symbol("none");
+  const last: unknown[] = fields.map(() => none);
+  const lastIds = new Uint32Array(n);
   return {
     encode(s) {
-      for (let f = 0; f < n; f++) ids[f] = interner.id(s[fields[f]!], last[f]);
+      for (let f = 0; f < n; f++) {
+        const v = s[fields[f]!];
+        ids[f] = v === last[f] ? lastIds[f]! : interner.id(v, last[f]);
+      }
       return bytes.slice();
     },
     decode(b) {
       const view = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : new Uint32Array(b.slice().buffer);
       const s: Record<string, unknown> = {};
-      for (let f = 0; f < n; f++) s[fields[f]!] = last[f] = interner.value(view[f]!);
+      for (let f = 0; f < n; f++) s[fields[f]!] = last[f] = interner.value((lastIds[f] = view[f]!));
       return s as S;
     },
   };
