@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { collapser, Interner } from "../../spec/env/collapse.ts";
+import { collapser, Interner, useEncoder } from "../../spec/env/collapse.ts";
 import { canonicalJson } from "../../spec/env/canonical.ts";
 
 /** Small plain data, so that equal values are frequent. */
@@ -90,5 +90,17 @@ describe("collapse interner", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("useEncoder('json') builds the baseline: one table per field, ids from 0 in each", () => {
+    const ids = (c: ReturnType<typeof collapser<{ p: unknown; q: unknown }>>) => [...new Uint32Array(c.encode({ p: 1, q: "a" }).slice().buffer)];
+    try {
+      useEncoder("json");
+      expect(ids(collapser(["p", "q"]))).toEqual([0, 0]);
+    } finally {
+      useEncoder("interned");
+    }
+    // The interner numbers all values together.
+    expect(ids(collapser(["p", "q"]))).toEqual([0, 1]);
   });
 });
