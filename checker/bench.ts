@@ -146,6 +146,8 @@ interface EncoderRun {
   depth: number;
   /** The search's own time (start-up excluded), as `check --json` reports it. */
   seconds: number;
+  /** The child's CPU time over the search (`cpuSeconds`). */
+  cpuSeconds: number;
   peakRssMb: number;
 }
 
@@ -154,7 +156,7 @@ async function encoderRun(model: string, sets: string[], encoder: string): Promi
   const r = await runChild(process.execPath, args, root);
   if (r.code !== 0) throw new Error(`speccommit check ${model} failed (exit ${r.code}): ${r.stderr}`);
   const j = JSON.parse(r.stdout) as EncoderRun;
-  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, cpuSeconds: j.cpuSeconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
 }
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
@@ -167,7 +169,7 @@ const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
  */
 async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
   console.log(`Protocol models, one worker: the canonical-JSON encoder (before) vs the interned one (after); best of ${rounds} alternating round(s); time = the search's own`);
-  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "generated".padStart(10), "depth", "before s".padStart(9), "after s".padStart(8), "before st/s".padStart(11), "after st/s".padStart(10), "ratio".padStart(6), "RSS MB b/a".padStart(10), "load 1/5/15 min"].join("  "));
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "generated".padStart(10), "depth", "before s".padStart(9), "after s".padStart(8), "before st/s".padStart(11), "after st/s".padStart(10), "ratio".padStart(6), "CPU s b/a".padStart(11), "CPU ratio", "RSS MB b/a".padStart(10), "load 1/5/15 min"].join("  "));
   let bad = 0;
   for (const { model, sets, counts } of configs) {
     const before = await encoderRun(model, sets, "json");
@@ -175,8 +177,10 @@ async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds
     for (let i = 1; i < rounds; i++) {
       const b = await encoderRun(model, sets, "json");
       const a = await encoderRun(model, sets, "interned");
-      if (b.seconds < before.seconds) before.seconds = b.seconds;
-      if (a.seconds < after.seconds) after.seconds = a.seconds;
+      before.seconds = Math.min(before.seconds, b.seconds);
+      after.seconds = Math.min(after.seconds, a.seconds);
+      before.cpuSeconds = Math.min(before.cpuSeconds, b.cpuSeconds);
+      after.cpuSeconds = Math.min(after.cpuSeconds, a.cpuSeconds);
     }
     const suiteCounts = (r: EncoderRun) => r.distinct === counts.distinct && (counts.generated === undefined || r.generated === counts.generated) && (counts.depth === undefined || r.depth === counts.depth);
     const same = suiteCounts(before) && suiteCounts(after);
@@ -194,13 +198,15 @@ async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds
         rate(before).padStart(11),
         rate(after).padStart(10),
         `${(before.seconds / after.seconds).toFixed(2)}x`.padStart(6),
+        `${before.cpuSeconds.toFixed(1)}/${after.cpuSeconds.toFixed(1)}`.padStart(11),
+        `${(before.cpuSeconds / after.cpuSeconds).toFixed(2)}x`.padStart(9),
         `${before.peakRssMb}/${after.peakRssMb}`.padStart(10),
         load(),
         same ? "= suite" : `COUNTS DIFFER from the suite's: before ${before.distinct}/${before.generated}/${before.depth}`,
       ].join("  "),
     );
   }
-  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); = suite: both encoders' counts are the suite entry's.\n");
+  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); CPU: the same with the child's CPU time over the search, less disturbed by other jobs; = suite: both encoders' counts are the suite entry's.\n");
   return bad;
 }
 
