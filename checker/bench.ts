@@ -1,18 +1,27 @@
 /**
- * `npm run bench:checker`: TwoPhase with RM = 7, 8, 9 on our checker (1 and 2
- * workers) and on SPIN (checker/bench/twophase.pml, full state storage, no
- * partial-order reduction), each run as a child process so that its wall
- * time and peak RSS are its own. Counts must equal TLC's; the table says if
- * any differs.
+ * `npm run bench:checker`: first the project's protocol models (readable
+ * object states, collapsed by spec/env/collapse.ts) with the state encoder
+ * of before (`--encoder json`, the canonical-JSON collapser) and of now
+ * (`--encoder interned`), side by side in one run, with the load average;
+ * then TwoPhase with RM = 7, 8, 9 on our checker (1 and 2 workers) and on
+ * SPIN (checker/bench/twophase.pml, full state storage, no partial-order
+ * reduction). Each run is a child process so that its time and peak RSS are
+ * its own. Counts must equal TLC's (TwoPhase) and each other's (the two
+ * encoders); the tables say if any differs.
  *
- *   npm run bench:checker [-- --rm 7,8,9] [--workers 1,2]
+ *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|MODEL,...] [--rounds N] [--max-distinct N]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
+import { suite } from "./suite.config.ts";
+import type { SuiteEntry } from "./suite.ts";
+import { twoPhaseFactory } from "../spec/reference/twophase.ts";
+import { tcommitFactory } from "../spec/reference/tcommit.ts";
+import { countdownFactory } from "../spec/reference/countdown.ts";
 
 const TLC: Record<number, { distinct: number; generated: number; depth: number }> = {
   3: { distinct: 288, generated: 1_146, depth: 11 },
@@ -113,6 +122,94 @@ async function spin(rm: number, dir: string): Promise<Row> {
   };
 }
 
+/**
+ * The protocol models' configurations: for each model of the suite that is
+ * not a TLA+ reference model (those pack their states by hand), its largest
+ * one-worker "ok" entry with at most `maxDistinct` states, so that both
+ * encoders take seconds, not minutes. Their counts must be the suite's.
+ */
+export function protocolConfigs(maxDistinct: number): Array<{ model: string; sets: string[]; counts: NonNullable<SuiteEntry["counts"]> }> {
+  const reference = new Set([twoPhaseFactory.name, tcommitFactory.name, countdownFactory.name]);
+  const best = new Map<string, SuiteEntry>();
+  for (const e of suite) {
+    const d = e.counts?.distinct;
+    if (reference.has(e.model) || e.expect !== "ok" || d === undefined || d > maxDistinct) continue;
+    if (e.mutant !== undefined || e.workers !== undefined || e.symmetry || e.properties) continue;
+    if ((best.get(e.model)?.counts?.distinct ?? -1) < d) best.set(e.model, e);
+  }
+  return [...best.values()].map((e) => ({ model: e.model, sets: Object.entries(e.params ?? {}).map(([k, v]) => `${k}=${v}`), counts: e.counts! }));
+}
+
+interface EncoderRun {
+  distinct: number;
+  generated: number;
+  depth: number;
+  /** The search's own time (start-up excluded), as `check --json` reports it. */
+  seconds: number;
+  /** The child's CPU time over the search (`cpuSeconds`). */
+  cpuSeconds: number;
+  peakRssMb: number;
+}
+
+async function encoderRun(model: string, sets: string[], encoder: string): Promise<EncoderRun> {
+  const args = [join(root, "bin/speccommit.js"), "check", model, ...sets.flatMap((kv) => ["--set", kv]), "--encoder", encoder, "--json", "--quiet", "--out", join(tmpdir(), "speccommit-bench-out")];
+  const r = await runChild(process.execPath, args, root);
+  if (r.code !== 0) throw new Error(`speccommit check ${model} failed (exit ${r.code}): ${r.stderr}`);
+  const j = JSON.parse(r.stdout) as EncoderRun;
+  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, cpuSeconds: j.cpuSeconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+}
+
+const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
+
+/**
+ * Each configuration with both encoders, alternating (json, interned) for
+ * `rounds` rounds; the table shows each encoder's best time (the least
+ * disturbed by other jobs) and the ratio of the two. Returns how many
+ * configurations gave different counts.
+ */
+async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
+  console.log(`Protocol models, one worker: the canonical-JSON encoder (before) vs the interned one (after); best of ${rounds} alternating round(s); time = the search's own`);
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "generated".padStart(10), "depth", "before s".padStart(9), "after s".padStart(8), "before st/s".padStart(11), "after st/s".padStart(10), "ratio".padStart(6), "CPU s b/a".padStart(11), "CPU ratio", "RSS MB b/a".padStart(10), "load 1/5/15 min"].join("  "));
+  let bad = 0;
+  for (const { model, sets, counts } of configs) {
+    const before = await encoderRun(model, sets, "json");
+    const after = await encoderRun(model, sets, "interned");
+    for (let i = 1; i < rounds; i++) {
+      const b = await encoderRun(model, sets, "json");
+      const a = await encoderRun(model, sets, "interned");
+      before.seconds = Math.min(before.seconds, b.seconds);
+      after.seconds = Math.min(after.seconds, a.seconds);
+      before.cpuSeconds = Math.min(before.cpuSeconds, b.cpuSeconds);
+      after.cpuSeconds = Math.min(after.cpuSeconds, a.cpuSeconds);
+    }
+    const suiteCounts = (r: EncoderRun) => r.distinct === counts.distinct && (counts.generated === undefined || r.generated === counts.generated) && (counts.depth === undefined || r.depth === counts.depth);
+    const same = suiteCounts(before) && suiteCounts(after);
+    if (!same) bad++;
+    const rate = (r: EncoderRun) => String(Math.round(r.distinct / r.seconds));
+    console.log(
+      [
+        model.padEnd(12),
+        sets.join(" ").padEnd(62),
+        String(after.distinct).padStart(9),
+        String(after.generated).padStart(10),
+        String(after.depth).padStart(5),
+        before.seconds.toFixed(2).padStart(9),
+        after.seconds.toFixed(2).padStart(8),
+        rate(before).padStart(11),
+        rate(after).padStart(10),
+        `${(before.seconds / after.seconds).toFixed(2)}x`.padStart(6),
+        `${before.cpuSeconds.toFixed(1)}/${after.cpuSeconds.toFixed(1)}`.padStart(11),
+        `${(before.cpuSeconds / after.cpuSeconds).toFixed(2)}x`.padStart(9),
+        `${before.peakRssMb}/${after.peakRssMb}`.padStart(10),
+        load(),
+        same ? "= suite" : `COUNTS DIFFER from the suite's: before ${before.distinct}/${before.generated}/${before.depth}`,
+      ].join("  "),
+    );
+  }
+  console.log("ratio: before's time / after's (above 1: the interned encoder is faster); CPU: the same with the child's CPU time over the search, less disturbed by other jobs; = suite: both encoders' counts are the suite entry's.\n");
+  return bad;
+}
+
 function parseList(argv: string[], flag: string, fallback: number[]): number[] {
   const i = argv.indexOf(flag);
   if (i < 0) return fallback;
@@ -137,14 +234,13 @@ function fmt(row: Row, spinRow: Row | undefined): string {
   ].join("  ");
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const rms = parseList(argv, "--rm", [7, 8, 9]);
-  const workerCounts = parseList(argv, "--workers", [1, 2]);
+/** TwoPhase for each RM: SPIN (when installed) and ours with each worker count. Returns how many rows' counts differ from TLC's. */
+async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<number> {
+  let bad = 0;
   const withSpin = hasTool("spin") && hasTool("gcc");
   if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
   console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
-  let bad = 0;
   const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
   try {
     for (const rm of rms) {
@@ -167,6 +263,20 @@ export async function main(argv: string[]): Promise<number> {
     await removeDir(dir, { recursive: true, force: true });
   }
   console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  return bad;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  // `--rm none` (or `--protocols none`) leaves that part out.
+  const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
+  const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
+  const rounds = parseList(argv, "--rounds", [1])[0]!;
+  const all = protocolConfigs(parseList(argv, "--max-distinct", [350_000])[0]!);
+  const configs = protocols === "all" ? all : protocols === "none" ? [] : all.filter((c) => protocols.split(",").includes(c.model));
+  console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
+  let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
+  if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
+  console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }
 

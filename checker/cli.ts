@@ -5,6 +5,7 @@
  */
 import { registry } from "./registry.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
+import { useEncoder, type Encoder } from "../spec/env/collapse.ts";
 import { rate, resolveFactory, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
 
 const USAGE = `usage:
@@ -23,6 +24,8 @@ options:
   --max-states N    stop, INCOMPLETE, after N distinct states
   --max-depth N     do not expand states at depth N (initial states: depth 1; their deadlocks are reported)
   --max-seconds N   stop, INCOMPLETE, after N seconds
+  --encoder E       how collapsed states (the protocol models) are encoded: interned (default) or
+                    json, the canonical-JSON baseline kept for benchmarks; same states, same counts
   --json            print one JSON object on stdout
   --out DIR         where counterexamples go (default out/)
   --quiet           no progress lines on stderr`;
@@ -38,6 +41,7 @@ interface Args {
   json: boolean;
   out: string;
   quiet: boolean;
+  encoder: Encoder;
 }
 
 function positiveNumber(flag: string, raw: string | undefined): number {
@@ -47,7 +51,7 @@ function positiveNumber(flag: string, raw: string | undefined): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false };
+  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false, encoder: "interned" };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -90,6 +94,12 @@ function parseArgs(argv: string[]): Args {
       case "--json":
         a.json = true;
         break;
+      case "--encoder": {
+        const e = value();
+        if (e !== "interned" && e !== "json") throw new UserError(`--encoder expects interned or json, got '${e}'`);
+        a.encoder = e;
+        break;
+      }
       case "--out":
         a.out = value();
         break;
@@ -150,6 +160,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const args = parseArgs(argv);
+    useEncoder(args.encoder);
     const factory = await resolveFactory(args.model!);
     // Validate every parameter before any work starts.
     resolveParams(factory, args.sets);

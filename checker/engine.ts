@@ -176,6 +176,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     throw new Error(`${model.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   }
   const search = new Search(model, opts);
+  const cpu = process.cpuUsage();
   // Liveness checks (liveness.ts, fairness.ts) need the state graph: the engine feeds it through this hook.
   const liveness = StateGraph.of(model, !!opts.symmetry);
   // The packed loop keeps no state graph; a packed model with liveness properties runs the generic loop (and is rebuilt from its bytes).
@@ -198,6 +199,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     for (const found of liveness.check(search.initialCount, (i) => search.chain(i))) violations.push(toViolation(model, keying, info, key, found));
   }
   const seconds = search.seconds();
+  const used = process.cpuUsage(cpu);
   // A last line closes a series of progress lines; a run too short for any prints none.
   if (opts.progress && search.reported) opts.progress(search.progressText(search.distinct));
   return {
@@ -212,6 +214,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     generated: search.generated,
     depth: search.constraint ? search.constraint.depth : search.maxLevel,
     seconds,
+    cpuSeconds: (used.user + used.system) / 1e6,
     storeMb: toMb(bytes + search.parents.bytes + (liveness?.bytes ?? 0) + (search.constraint?.bytes ?? 0)),
     peakRssMb: peakRssMb(),
     // Complete: every reachable state explored; a search stopped at its first violation is not.

@@ -57,6 +57,12 @@ export interface CheckResult {
   depth: number;
   seconds: number;
   /**
+   * One-thread runs: the process's CPU time (user + system) over the search,
+   * which other jobs on a shared machine disturb less than `seconds` (the
+   * benchmark compares encoders with it; garbage collection threads count).
+   */
+  cpuSeconds?: number;
+  /**
    * This run's own memory for states, in MB: the visited set, the stored
    * keys, the parent links, the liveness graph and the constraint's marks
    * (capacity allocated, summed over workers). Unlike peakRssMb it is per

@@ -17,11 +17,22 @@ export function flightKeys(): (f: Flight) => string {
   };
 }
 
+/** The flights in key order (a stable insertion sort: a few flights, mostly in order already). */
 export function sortFlights(fs: readonly Flight[], key: (f: Flight) => string): Flight[] {
-  return fs
-    .map((f) => [key(f), f] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, f]) => f);
+  const out = fs.slice();
+  const keys = out.map(key);
+  for (let i = 1; i < out.length; i++) {
+    const f = out[i]!;
+    const k = keys[i]!;
+    let j = i - 1;
+    for (; j >= 0 && keys[j]! > k; j--) {
+      out[j + 1] = out[j]!;
+      keys[j + 1] = keys[j]!;
+    }
+    out[j + 1] = f;
+    keys[j + 1] = k;
+  }
+  return out;
 }
 
 /**
