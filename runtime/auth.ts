@@ -37,6 +37,35 @@ export interface Credential {
 
 export class TokensFileError extends Error {}
 
+/**
+ * Which credential started each recent transaction: shown in its view and
+ * trace header, and written into the shards' history rows of its branches
+ * (the adapters ask `get` when they insert them). Bounded: the oldest go
+ * past `max`.
+ */
+export class TxCredentials {
+  private readonly byTx = new Map<string, string>();
+  constructor(private readonly max: number) {}
+  remember(tx: string, name: string): void {
+    if (this.byTx.has(tx)) return;
+    this.byTx.set(tx, name);
+    for (const oldest of this.byTx.keys()) {
+      if (this.byTx.size <= this.max) break;
+      this.byTx.delete(oldest);
+    }
+  }
+  get(tx: string): string | undefined {
+    return this.byTx.get(tx);
+  }
+}
+
+/** A credential's name as an SQL literal for the history rows (NULL when none). Names are checked by NAME, so no quoting is needed; anything else is refused. */
+export function credentialSql(name: string | undefined): string {
+  if (name === undefined) return "NULL";
+  if (!NAME.test(name)) throw new Error(`not a credential name: ${JSON.stringify(name)}`);
+  return `'${name}'`;
+}
+
 export const sha256 = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
 
 /** Parses a tokens file's text; throws TokensFileError naming the line. */

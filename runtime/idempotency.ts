@@ -145,14 +145,14 @@ export class Idempotency {
     this.leases = new RetentionLeases(deps.ns, deps.retention_ms);
   }
 
-  async run(key: string, request: TransferRequest, parent?: TraceParent): Promise<IdempotentResult> {
+  async run(key: string, request: TransferRequest, parent?: TraceParent, onTx?: (tx: TxId) => void): Promise<IdempotentResult> {
     const fingerprint = fingerprintOf(request);
     const mine = this.local.get(key);
     if (mine !== undefined) {
       const r = await mine;
       return this.replay(key, fingerprint, r);
     }
-    const p = this.claimAndRun(key, request, fingerprint, parent);
+    const p = this.claimAndRun(key, request, fingerprint, parent, onTx);
     this.local.set(key, p);
     try {
       return await p;
@@ -179,7 +179,8 @@ export class Idempotency {
     return { record: decodeRecord(etcdKey, kv.value.toString("utf8")), version: Number(kv.version) };
   }
 
-  private async claimAndRun(key: string, request: TransferRequest, fingerprint: string, parent?: TraceParent): Promise<IdempotentResult> {
+  /** `onTx`: told the new transaction's id once the claim is ours, before its branches run. */
+  private async claimAndRun(key: string, request: TransferRequest, fingerprint: string, parent?: TraceParent, onTx?: (tx: TxId) => void): Promise<IdempotentResult> {
     const etcdKey = idempotencyEtcdKey(key);
     const tx = newTxId();
     const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard), protocol: request.protocol };
@@ -191,6 +192,7 @@ export class Idempotency {
       if (rec.fingerprint !== fingerprint) throw this.mismatch(rec.tx);
       return this.earlier(etcdKey, rec, Number(kv.version));
     }
+    onTx?.(tx);
     let started;
     try {
       started = this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent);

@@ -21,7 +21,7 @@ import { createSecureContext } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
-import type { Outcome, ShardId } from "../spec/kernel/effects.ts";
+import type { Outcome, ShardId, TxId } from "../spec/kernel/effects.ts";
 import { Accounts } from "./accounts.ts";
 import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
@@ -29,7 +29,7 @@ import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/t
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
-import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, type AuthResult, type Scope } from "./auth.ts";
+import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
 import { DurableUnavailable, durableOutcome, settledOutcome } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
@@ -114,7 +114,10 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     statement_timeout_ms: config.statement_timeout_ms,
   };
   const observer = { onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }) };
-  const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer });
+  // Which credential started each recent transaction: its view, its trace header and its branches' history rows.
+  const txCredentials = new TxCredentials(Math.max(1, Math.min(config.retain_transactions, CREDENTIAL_OF_TX_MAX)));
+  const credentialOf = (tx: TxId) => txCredentials.get(tx);
+  const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer, credentialOf });
   const client = etcdClient({
     hosts: cluster.etcd,
     prefix: config.etcd_prefix,
@@ -127,7 +130,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   });
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
   // The speculative path's local transactions share the XA executor's pools (one connection budget per shard).
-  const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools });
+  const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools, credentialOf });
   let accounts: Accounts;
   try {
     accounts = await Accounts.load(pools);
@@ -155,7 +158,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
   engine.startResolver();
 
-  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth);
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials);
   const httpOptions = {
     headersTimeout: config.headers_timeout_ms,
     requestTimeout: config.request_timeout_ms,
@@ -251,8 +254,6 @@ class Api {
   private readonly limiter: RateLimiter;
   /** The credential of each answered request (for speccommit_http_requests_by_credential_total). */
   private readonly credentialOf = new WeakMap<ServerResponse, string>();
-  /** Which credential started a recent transaction (shown in its view and trace header); the oldest go past the bound. */
-  private readonly txCredential = new Map<string, string>();
   private readonly secrets: readonly (string | undefined)[];
 
   constructor(
@@ -264,6 +265,8 @@ class Api {
     private readonly idempotency: Idempotency,
     private readonly metrics: Metrics,
     private readonly auth: Authenticator,
+    /** Which credential started a recent transaction (its view, trace header and history rows); bounded. */
+    private readonly txCredential: TxCredentials,
   ) {
     this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
     this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
@@ -301,13 +304,7 @@ class Api {
 
   private rememberCredential(tx: string, res: ServerResponse): void {
     const name = this.credentialOf.get(res);
-    if (name === undefined || this.txCredential.has(tx)) return;
-    this.txCredential.set(tx, name);
-    const max = Math.max(1, Math.min(this.config.retain_transactions, CREDENTIAL_OF_TX_MAX));
-    for (const oldest of this.txCredential.keys()) {
-      if (this.txCredential.size <= max) break;
-      this.txCredential.delete(oldest);
-    }
+    if (name !== undefined) this.txCredential.remember(tx, name);
   }
 
   /** A view or trace header with the name of the credential that started the transaction (when known). */
@@ -431,7 +428,8 @@ class Api {
       });
     try {
       if (request.idempotency_key !== undefined) {
-        const r = await this.idempotency.run(request.idempotency_key, request, traceParentOf(req));
+        // The credential is known before the branches run, so that their history rows carry it.
+        const r = await this.idempotency.run(request.idempotency_key, request, traceParentOf(req), (tx) => this.rememberCredential(tx, res));
         this.rememberCredential(r.tx, res);
         return answer(r.tx, r.outcome, r.replayed);
       }

@@ -46,6 +46,7 @@
  * Ids are restricted as for XA ([A-Za-z0-9_.:-], at most 64 bytes), so they
  * go into statements as plain quoted literals.
  */
+import { credentialSql } from "../auth.ts";
 import mysql from "mysql2";
 import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../../spec/kernel/effects.ts";
 import type { LocalExecutor } from "./ports.ts";
@@ -78,6 +79,8 @@ export interface MysqlLocalOptions {
    * `XaMysql.pool`), keyed by shard name; not closed by close().
    */
   readonly pools?: ReadonlyMap<ShardId, ShardPool>;
+  /** The credential that started a transaction (runtime/auth.ts TxCredentials), written into its history rows; none: NULL. */
+  readonly credentialOf?: (tx: TxId) => string | undefined;
 }
 
 /** A statement failed; carried out of the transaction body to the one place that maps it. */
@@ -168,7 +171,8 @@ export class MysqlLocal implements LocalExecutor {
       const perAccount = new Map<number, bigint>();
       for (const op of sorted) perAccount.set(op.account, (perAccount.get(op.account) ?? 0n) + BigInt(op.delta));
       const at_us = Date.now() * 1000;
-      if (perAccount.size > 0) stmts.push(`INSERT INTO history (xid, account_id, delta, at_us) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us})`).join(",")}`);
+      const who = credentialSql(this.opts.credentialOf?.(tx));
+      if (perAccount.size > 0) stmts.push(`INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${[...perAccount].map(([a, d]) => `('${t}',${a},${d},${at_us},${who})`).join(",")}`);
       stmts.push("COMMIT");
       try {
         await q(stmts.join(";"));

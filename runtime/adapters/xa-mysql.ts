@@ -26,6 +26,7 @@
  * and the server rolled it back), its commit or rollback goes on a fresh
  * connection as above.
  */
+import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
@@ -113,6 +114,8 @@ export interface XaMysqlOptions {
   readonly shards: readonly ShardAddress[];
   readonly limits: PoolLimits;
   readonly observer?: XaStatementObserver;
+  /** The credential that started a transaction (runtime/auth.ts TxCredentials), written into its history rows; none: NULL. */
+  readonly credentialOf?: (tx: TxId) => string | undefined;
 }
 
 export class XaMysql implements XaExecutor {
@@ -315,7 +318,8 @@ export class XaMysql implements XaExecutor {
       const cond = guard ? ` AND balance + ${op.delta} >= 0` : "";
       return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account}${cond}`;
     });
-    const history = `INSERT INTO history (xid, account_id, delta, at_us) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us})`).join(",")}`;
+    const who = credentialSql(this.opts.credentialOf?.(tx));
+    const history = `INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us},${who})`).join(",")}`;
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
     const sql = [`XA START ${xid}`, ...updates, history, `XA END ${xid}`].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);

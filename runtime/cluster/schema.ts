@@ -39,6 +39,8 @@ export interface TableDdl {
   readonly create: string;
   /** What the server does to this table, no more: the shard user's grants on it. */
   readonly grants: readonly TablePrivilege[];
+  /** Statements that bring a table made by an earlier version to `create`'s shape (idempotent: IF NOT EXISTS). */
+  readonly upgrade?: readonly string[];
 }
 
 export const SHARD_TABLES: readonly TableDdl[] = [
@@ -60,9 +62,13 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       account_id BIGINT NOT NULL,
       delta BIGINT NOT NULL,
       at_us BIGINT NOT NULL,
+      credential VARCHAR(64) NULL,
       PRIMARY KEY (xid, account_id),
       KEY history_account (account_id)
     ) ENGINE=InnoDB`,
+    // The credential (runtime/auth.ts) whose request started the transfer; NULL with --auth none. Added after the
+    // first clusters were made: a shard made before gets the column.
+    upgrade: ["ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL"],
     // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes.
     grants: ["SELECT", "INSERT", "DELETE"],
   },
@@ -103,7 +109,10 @@ type Queryable = Connection | PoolConnection;
 export async function createSchema(conn: Queryable): Promise<void> {
   await conn.query(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`);
   await conn.query(`USE ${DATABASE}`);
-  for (const table of SHARD_TABLES) await conn.query(table.create);
+  for (const table of SHARD_TABLES) {
+    await conn.query(table.create);
+    for (const stmt of table.upgrade ?? []) await conn.query(stmt);
+  }
 }
 
 /** The MariaDB user the server connects as (`cluster up` creates it on every shard). */

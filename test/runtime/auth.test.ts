@@ -190,6 +190,38 @@ describe("a real server with tokens", () => {
     expect(m.body).toMatch(/speccommit_http_auth_failures_total\{reason="scope"\} [1-9]/);
   });
 
+  it("writes the credential into the history rows of every branch: each protocol, and through an idempotency key", async () => {
+    const historyOf = async (tx: string) => {
+      const rows: Array<{ shard: string; credential: string | null }> = [];
+      for (const shard of ["shard-a", "shard-b"]) {
+        const c = await cluster.shard(shard).connect();
+        try {
+          const [r] = await c.query("SELECT credential FROM history WHERE xid = ?", [tx]);
+          for (const row of r as Array<{ credential: string | null }>) rows.push({ shard, credential: row.credential });
+        } finally {
+          await c.end();
+        }
+      }
+      return rows;
+    };
+    const bodies = [
+      { ...ENDPOINTS[0].json, protocol: "2pc" },
+      { ...ENDPOINTS[0].json, protocol: "parallel" },
+      { ...ENDPOINTS[0].json, protocol: "speculative" },
+      { ...ENDPOINTS[0].json, idempotency_key: `history-credential-${Date.now()}` },
+    ];
+    for (const json of bodies) {
+      const t = await request(server.url, "POST", "/transfer", { headers: header("teller"), json });
+      expect(t.status, JSON.stringify(t.body)).toBe(200);
+      // The speculative path writes its history rows at apply; the XA branches at exec: both before the answer.
+      expect(await historyOf(String(t.body.tx)), JSON.stringify(json)).toEqual([
+        { shard: "shard-a", credential: "teller" },
+        { shard: "shard-b", credential: "teller" },
+      ]);
+      for (let i = 0; i < 500 && server.engine.inFlight > 0; i++) await new Promise((done) => setTimeout(done, 10));
+    }
+  });
+
   it("rate limit per credential: past the burst 429 with Retry-After, counted; other credentials go on", async () => {
     const limited = await serverOn(cluster, ["--etcd-prefix", PREFIX, "--tokens-file", file, "--rate-limit-per-s", "1", "--rate-limit-burst", "2"]);
     try {
