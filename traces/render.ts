@@ -19,7 +19,7 @@
  * labels.
  */
 import { renderGraphFromSource } from "graphviz-cli";
-import { lifelineOf, type Msg, type Trace, type TraceStep } from "../spec/kernel/trace.ts";
+import { lifelineOf, type Msg, type Trace, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
 
 /** Past this the picture is unreadable anyway. */
 const steps_max_render = 2_000;
@@ -40,6 +40,20 @@ const lane_pt = 7;
 const loop_margin_pt = 110;
 /** The time axis (live traces), left of the first lifeline's widest box. */
 const time_column_pt = 60;
+/**
+ * Live traces: rows are spaced by the time between them on a log scale, this
+ * much more per doubling of the gap (1 ms: 10 pt, 3 ms: 20 pt, 7 ms: 30 pt),
+ * never more than `time_gap_max_pt` (reached at 255 ms): a long wait (a vote
+ * timeout, a retry after a crash) does not make a huge image; a cut gap says
+ * how long it was on the time axis.
+ */
+const time_pt_per_doubling = 10;
+const time_gap_max_pt = 80;
+/** Runs of up to this many rows repeated back to back are folded into one block marked "xN". */
+const fold_block_max = 4;
+/** The legend: below the foot of the lifelines, rows of samples at least this wide. */
+const legend_width_min_pt = 520;
+const legend_row_pt = 30;
 
 const font = "Helvetica";
 const color = {
@@ -57,7 +71,27 @@ const color = {
   time: "#5b6b80",
   /** A message waiting on its receiver's lifeline. */
   waiting: "#9dbbe0",
+  crash_fill: "#f6d5c3",
+  crash_line: "#c0392b",
+  restart_fill: "#dff3e4",
+  restart_line: "#1e8449",
+  fence_fill: "#fdf2c4",
+  fence_line: "#9a7d0a",
 };
+
+/** A row of the diagram: a step, or a block of identical steps folded into one (`fold`). */
+type Row = TraceStep & { fold?: Fold };
+/** Rows folded into one: how many times the block ran, the steps each row stands for, the time of the last. */
+interface Fold {
+  times: number;
+  steps: number[];
+  last_ms?: number;
+}
+/** A trace as drawn: its rows after folding. */
+interface Drawn {
+  header: TraceHeader;
+  steps: Row[];
+}
 
 export function toDot(trace: Trace): string {
   if (trace.steps.length > steps_max_render) {
@@ -66,19 +100,23 @@ export function toDot(trace: Trace): string {
     );
   }
   // A coordinator of another transaction than the trace's own draws on a lifeline of its own (spec/kernel/trace.ts).
-  const t: Trace = { ...trace, steps: trace.steps.map((s) => (s.tx === undefined ? s : { ...s, actor: lifelineOf(s.actor, s.tx, trace.header.tx) })) };
+  const lined: Trace = { ...trace, steps: trace.steps.map((s) => (s.tx === undefined ? s : { ...s, actor: lifelineOf(s.actor, s.tx, trace.header.tx) })) };
+  const t = foldRuns(lined);
   const m = matchMessages(t.steps);
   const actors = lifelines(t, m);
   const col = new Map(actors.map((a, i) => [a, i]));
   const { xs, half } = columns(t, actors, col);
   const lostRow = m.lost.length > 0 ? t.steps.length : -1;
+  const footRow = t.steps.length + (lostRow >= 0 ? 1 : 0);
+  const ys = rowOffsets(t.steps, footRow);
   const L: Layout = {
     col,
     x: (a) => xs[col.get(a)!]!,
-    y: (r) => -(header_height_pt + r * row_height_pt),
+    y: (r) => (r < 0 ? -(header_height_pt - row_height_pt) : -ys[r]!),
     lostRow,
-    footRow: t.steps.length + (lostRow >= 0 ? 1 : 0),
+    footRow,
     left: -Math.round(half[0]!),
+    right: xs[xs.length - 1]! + Math.round(half[half.length - 1]!),
   };
   const out: string[] = [];
   out.push("digraph trace {");
@@ -92,7 +130,7 @@ export function toDot(trace: Trace): string {
     out.push(`  ${id(c, "foot")} [${pos(L, a, L.footRow)}, ${actorBox(a)}];`);
     out.push(`  ${id(c, "head")} -> ${id(c, "foot")} [arrowhead=none, penwidth=2, color=${q(color.lifeline)}];`);
   }
-  out.push(...timeAxis(t, L), ...stepBoxes(t, m, L), ...messages(t, m, L), ...loopBack(t, L));
+  out.push(...timeAxis(t, L), ...stepBoxes(t, m, L), ...messages(t, m, L), ...loopBack(t, L), ...legend(t, m, L));
   out.push("}");
   return out.join("\n") + "\n";
 }
@@ -107,20 +145,56 @@ interface Layout {
   footRow: number;
   /** The left edge of the first column's widest box. */
   left: number;
+  /** The right edge of the last column's widest box. */
+  right: number;
 }
 
 const pos = (L: Layout, actor: string, row: number, dx = 0): string => `pos="${L.x(actor) + dx},${L.y(row)}!"`;
 
-/** Live traces: ms since the trace began, left of the first lifeline, one mark per row. */
-function timeAxis(t: Trace, L: Layout): string[] {
+/**
+ * Live traces: ms since the trace began, left of the first lifeline, one mark
+ * per row (a folded row: its first and last); a gap cut short (rowOffsets)
+ * says how long it was, half way between its rows.
+ */
+function timeAxis(t: Drawn, L: Layout): string[] {
   if (!t.steps.some((s) => s.at_ms !== undefined)) return [];
-  const at = (r: number) => `pos="${L.left - time_column_pt / 2},${L.y(r)}!", shape=plaintext, fontsize=9, fontcolor=${q(color.time)}`;
-  const out = ["", "  // the time axis", `  time_head [${at(-1)}, label="ms since\\nrequest"];`];
-  for (const [r, s] of t.steps.entries()) if (s.at_ms !== undefined) out.push(`  time_${r} [${at(r)}, label=${q(msText(s.at_ms))}];`);
+  const x = L.left - time_column_pt / 2;
+  const at = (y: number) => `pos="${x},${y}!", shape=plaintext, fontsize=9, fontcolor=${q(color.time)}`;
+  const out = ["", "  // the time axis", `  time_head [${at(L.y(-1))}, label="ms since\\nrequest"];`];
+  let prev: number | undefined;
+  for (const [r, s] of t.steps.entries()) {
+    if (s.at_ms === undefined) continue;
+    if (prev !== undefined && timeGapPt(s.at_ms - prev) >= time_gap_max_pt) {
+      out.push(`  time_gap_${r} [${at(Math.round((L.y(r - 1) + L.y(r)) / 2))}, label=${q(`(${msText(s.at_ms - prev).slice(1)} ms)`)}];`);
+    }
+    const last = s.fold?.last_ms;
+    out.push(`  time_${r} [${at(L.y(r))}, label=${q(msText(s.at_ms) + (last === undefined ? "" : ".." + msText(last)))}];`);
+    prev = last ?? s.at_ms;
+  }
   return out;
 }
 
-function stepBoxes(t: Trace, m: Matching, L: Layout): string[] {
+/** The extra height between two rows `dt_ms` apart (live traces): a log scale, capped (time_pt_per_doubling). */
+export function timeGapPt(dt_ms: number): number {
+  if (!(dt_ms > 0)) return 0;
+  return Math.min(time_gap_max_pt, Math.round(time_pt_per_doubling * Math.log2(1 + dt_ms)));
+}
+
+/** Each row's distance below the top, in points, up to the foot row: a row height apart, plus the time between them (live). */
+function rowOffsets(steps: readonly Row[], footRow: number): number[] {
+  const ys: number[] = [];
+  let y = header_height_pt;
+  let prev: number | undefined;
+  for (let r = 0; r <= footRow; r++) {
+    const s = steps[r];
+    if (r > 0) y += row_height_pt + (s?.at_ms !== undefined && prev !== undefined ? timeGapPt(s.at_ms - prev) : 0);
+    ys.push(y);
+    if (s?.at_ms !== undefined) prev = s.fold?.last_ms ?? s.at_ms;
+  }
+  return ys;
+}
+
+function stepBoxes(t: Drawn, m: Matching, L: Layout): string[] {
   const out = ["", "  // one row per step, on its actor's column"];
   const violation = t.header.violation;
   for (const [r, s] of t.steps.entries()) {
@@ -141,7 +215,7 @@ function stepBoxes(t: Trace, m: Matching, L: Layout): string[] {
  * would pass behind the boxes of the rows between and seem to start from one
  * of them. Bars that overlap on one lifeline are set side by side.
  */
-function messages(t: Trace, m: Matching, L: Layout): string[] {
+function messages(t: Drawn, m: Matching, L: Layout): string[] {
   const out = ["", "  // messages"];
   const lanes = new Lanes();
   /** Straight across from the sender's box to `to`'s lifeline (`arrow`), then down it to the row that takes it (`bar`). */
@@ -196,7 +270,7 @@ class Lanes {
  * to the step where the cycle starts, or a note that the last state
  * stutters forever.
  */
-function loopBack(t: Trace, L: Layout): string[] {
+function loopBack(t: Drawn, L: Layout): string[] {
   const loop = t.header.loop;
   if (loop === undefined) return [];
   const to = t.steps.findIndex((s) => s.step === loop);
@@ -278,8 +352,148 @@ function matchMessages(steps: TraceStep[]): Matching {
   return out;
 }
 
+/** Two steps draw the same: one actor, one label (their numbers, times and messages aside). */
+const sameRow = (a: TraceStep, b: TraceStep): boolean => a.actor === b.actor && labelText(a) === labelText(b);
+
+/**
+ * Long runs folded: a block of up to `fold_block_max` rows repeated back to
+ * back (a retry loop, a resolver scanning again and again) is drawn once, each
+ * box marked `xN`. Never folded: the step that violates the property and a
+ * lasso's cycle (from its first step on), whose rows the diagram points at.
+ */
+function foldRuns(t: Trace): Drawn {
+  const steps = t.steps;
+  let end = steps.length - (t.header.violation === undefined ? 0 : 1);
+  const loop = t.header.loop === undefined ? -1 : steps.findIndex((s) => s.step === t.header.loop);
+  if (loop >= 0) end = Math.min(end, loop);
+  const out: Row[] = [];
+  for (let i = 0; i < steps.length; ) {
+    const run = i < end ? longestRun(steps, i, end) : undefined;
+    if (run === undefined) {
+      out.push(steps[i]!);
+      i++;
+    } else {
+      out.push(...foldRun(steps, i, run.k, run.times));
+      i += run.k * run.times;
+    }
+  }
+  return { header: t.header, steps: out };
+}
+
+/** The block of `k` rows from `i` repeated the most rows' worth (twice at least) before `end`; the shortest block on a tie. */
+function longestRun(steps: readonly TraceStep[], i: number, end: number): { k: number; times: number } | undefined {
+  let best: { k: number; times: number } | undefined;
+  for (let k = 1; k <= fold_block_max; k++) {
+    let times = 1;
+    const again = (n: number) => Array.from({ length: k }, (_, p) => p).every((p) => sameRow(steps[i + p]!, steps[i + n * k + p]!));
+    while (i + (times + 1) * k <= end && again(times)) times++;
+    if (times >= 2 && (best === undefined || times * k > best.times * best.k)) best = { k, times };
+  }
+  return best;
+}
+
+/**
+ * The rows of a run folded into its first block. Messages within the run
+ * between different repetitions (or within a later one) are left out; every
+ * message into or out of the run is kept, on the folded row it came from or
+ * went to, so the arrows before and after the run are drawn as they were.
+ */
+function foldRun(steps: readonly TraceStep[], a: number, k: number, times: number): Row[] {
+  const b = a + k * times;
+  const rep = (row: number) => Math.floor((row - a) / k);
+  const inRun = (row: number) => row >= a && row < b;
+  // Each message's sender row (the latest before a receive, as matchMessages takes it) and receiver rows.
+  const senders = new Map<string, number[]>();
+  const receivers = new Map<string, number[]>();
+  for (let row = 0; row < steps.length; row++) {
+    for (const msg of steps[row]!.receives ?? []) receivers.set(msg.id, [...(receivers.get(msg.id) ?? []), row]);
+    for (const msg of steps[row]!.sends ?? []) senders.set(msg.id, [...(senders.get(msg.id) ?? []), row]);
+  }
+  const senderOf = (id: string, row: number) => (senders.get(id) ?? []).filter((s) => s < row).at(-1);
+  const keepReceive = (id: string, row: number): boolean => {
+    const from = senderOf(id, row);
+    return from === undefined || !inRun(from) || (rep(from) === 0 && rep(row) === 0);
+  };
+  const keepSend = (id: string, row: number): boolean => {
+    const to = (receivers.get(id) ?? []).filter((r) => r > row && senderOf(id, r) === row);
+    return to.length === 0 || to.some((r) => !inRun(r) || (rep(row) === 0 && rep(r) === 0));
+  };
+  return Array.from({ length: k }, (_, p): Row => {
+    const rows = Array.from({ length: times }, (_, n) => a + n * k + p);
+    const first = steps[rows[0]!]!;
+    const receives = rows.flatMap((row) => (steps[row]!.receives ?? []).filter((msg) => keepReceive(msg.id, row)));
+    const sends = rows.flatMap((row) => (steps[row]!.sends ?? []).filter((msg) => keepSend(msg.id, row)));
+    const fold: Fold = { times, steps: rows.map((row) => steps[row]!.step) };
+    const last_ms = steps[rows[times - 1]!]!.at_ms;
+    if (last_ms !== undefined) fold.last_ms = last_ms;
+    const row: Row = { ...first, fold };
+    if (receives.length > 0) row.receives = receives;
+    else delete row.receives;
+    if (sends.length > 0) row.sends = sends;
+    else delete row.sends;
+    return row;
+  });
+}
+
+/** One sample in the legend: a box drawn as the diagram draws that kind of step, or a short arrow drawn as that kind of message. */
+interface LegendItem {
+  text: string;
+  box?: string;
+  edge?: string;
+}
+
+/** What each mark means, only for the marks the diagram has: rows of samples below the lifelines' feet. */
+function legend(t: Drawn, m: Matching, L: Layout): string[] {
+  const items = legendItems(t, m);
+  const out = ["", "  // the legend"];
+  const width = Math.max(L.right - L.left, legend_width_min_pt);
+  const top = L.y(L.footRow) - 44;
+  out.push(`  legend_title [pos="${L.left + 22},${top}!", shape=plaintext, fontsize=10, label="legend:"];`);
+  let x = L.left + 60;
+  let row = 0;
+  for (const [k, it] of items.entries()) {
+    const w = it.box !== undefined ? textWidth(it.text, 9) + 24 : 40 + textWidth(it.text, 9) + 16;
+    if (x + w > L.left + width && x > L.left + 60) {
+      x = L.left + 60;
+      row++;
+    }
+    const y = top - row * legend_row_pt;
+    if (it.box !== undefined) {
+      out.push(`  legend_${k} [pos="${Math.round(x + w / 2)},${y}!", ${it.box}, fontsize=9, label=${q(it.text)}];`);
+    } else {
+      out.push(`  legend_${k}_a [pos="${Math.round(x)},${y}!", shape=point, width=0.01, style=invis];`);
+      out.push(`  legend_${k}_b [pos="${Math.round(x + 36)},${y}!", shape=point, width=0.01, style=invis];`);
+      out.push(`  legend_${k}_a -> legend_${k}_b [${it.edge}];`);
+      out.push(`  legend_${k} [pos="${Math.round(x + 44 + textWidth(it.text, 9) / 2)},${y}!", shape=plaintext, fontsize=9, label=${q(it.text)}];`);
+    }
+    x += w + 14;
+  }
+  return out;
+}
+
+function legendItems(t: Drawn, m: Matching): LegendItem[] {
+  const kinds = new Set(t.steps.map(stepKind));
+  const items: LegendItem[] = [{ text: "step: number. label", box: kindStyle.step }];
+  if (kinds.has("crash")) items.push({ text: "crash (kill -9)", box: kindStyle.crash });
+  if (kinds.has("restart")) items.push({ text: "restart", box: kindStyle.restart });
+  if (kinds.has("fence")) items.push({ text: "fence (epoch, KILL conn, FENCED)", box: kindStyle.fence });
+  if (t.header.violation !== undefined) items.push({ text: "violates the property", box: violationStyle });
+  if (t.steps.some((s) => s.fold !== undefined)) items.push({ text: "xN: N identical rows folded", box: kindStyle.step });
+  if (m.matched.length > 0) items.push({ text: "message", edge: `color=${q(color.message)}` });
+  if (m.matched.some((e) => e.to.row !== e.from.row + 1 && e.to.actor !== e.from.actor)) {
+    items.push({ text: "waiting to be taken", edge: `arrowhead=none, penwidth=4, color=${q(color.waiting)}` });
+  }
+  if (m.lost.length > 0) items.push({ text: "never taken", edge: `style=dashed, color=${q(color.lost)}` });
+  if (m.early.length > 0) items.push({ text: "sent before the trace", edge: `style=dotted, color=${q(color.early)}` });
+  if (t.header.loop !== undefined) items.push({ text: "cycle, forever", edge: `style=dashed, penwidth=1.5, color=${q(color.loop)}` });
+  if (t.steps.some((s) => s.at_ms !== undefined)) {
+    items.push({ text: `time down the page: log scale, gaps over ${Math.round(2 ** (time_gap_max_pt / time_pt_per_doubling) - 1)} ms cut`, box: `shape=plaintext, fontcolor=${q(color.time)}` });
+  }
+  return items;
+}
+
 /** header.actors first, then everyone else the diagram needs, in order of appearance. */
-function lifelines(t: Trace, m: Matching): string[] {
+function lifelines(t: Drawn, m: Matching): string[] {
   const order = [...(t.header.actors ?? [])];
   const seen = new Set(order);
   const add = (a: string) => {
@@ -315,17 +529,43 @@ function actorBox(a: string): string {
 /** A step's label: the one recorded, else its input. */
 const labelText = (s: TraceStep): string => s.label ?? inputText(s.input);
 
-/** What a step's box says: its number and label. */
-const boxText = (s: TraceStep): string => `${s.step}. ${short(labelText(s), box_chars_max)}`;
+/** What a step's box says: its number and label, and how many times it ran when folded (`x3`). */
+const boxText = (s: Row): string => `${s.step}. ${short(labelText(s), box_chars_max)}${s.fold === undefined ? "" : `  x${s.fold.times}`}`;
 
-function stepBox(s: TraceStep, violation: string | undefined): string {
+/** What kind of event a step is, for how its box is drawn. */
+export type StepKind = "crash" | "restart" | "fence" | "step";
+
+/**
+ * A crash (`crash` input: the process's or a shard's kill -9; an answer that
+ * says CRASH), a restart, or a fence: the resolver killing a branch's
+ * connection (`xa.kill` asked or answered, `KILL ...`), a write refused
+ * because its epoch is stale (`FENCED`), or a new epoch (the fencing token).
+ */
+export function stepKind(s: TraceStep): StepKind {
+  const label = labelText(s);
+  if (s.input === "crash" || /\bCRASH\b/.test(label)) return "crash";
+  if (s.input === "restart") return "restart";
+  const input = s.input as { t?: unknown } | null;
+  const kills = (typeof input === "object" && input !== null && input.t === "xa.kill") || s.effects.some((e) => (e as { t?: unknown } | null)?.t === "xa.kill");
+  return kills || /^KILL |\bFENCED\b|\bnew epoch\b/.test(label) ? "fence" : "step";
+}
+
+/** A box's style for each kind: a crash square-cornered with crossed corners, a restart green, a fence amber. */
+const kindStyle: Record<StepKind, string> = {
+  step: `shape=box, style="rounded,filled", fillcolor=${q(color.step_fill)}, color=${q(color.step_line)}`,
+  crash: `shape=box, style="filled,bold,diagonals", penwidth=2, fillcolor=${q(color.crash_fill)}, color=${q(color.crash_line)}, fontcolor=${q(color.crash_line)}`,
+  restart: `shape=box, style="rounded,filled,bold", penwidth=2, fillcolor=${q(color.restart_fill)}, color=${q(color.restart_line)}, fontcolor=${q(color.restart_line)}`,
+  fence: `shape=box, style="rounded,filled,bold", penwidth=2, fillcolor=${q(color.fence_fill)}, color=${q(color.fence_line)}`,
+};
+const violationStyle = `shape=box, style="rounded,filled,bold", penwidth=2, fillcolor=${q(color.violation_fill)}, color=${q(color.violation_line)}, fontcolor=${q(color.violation_line)}`;
+
+function stepBox(s: Row, violation: string | undefined): string {
   const text = boxText(s);
   const at = s.at_ms === undefined ? "" : ` at +${msText(s.at_ms)} ms`;
-  const tip = q(clip(`step ${s.step} (${s.actor})${at}: ${inputText(s.input)}${s.state === undefined ? "" : "\nstate after: " + JSON.stringify(s.state)}`, tooltip_chars_max));
-  if (violation === undefined) {
-    return `shape=box, style="rounded,filled", fillcolor=${q(color.step_fill)}, color=${q(color.step_line)}, label=${q(text)}, tooltip=${tip}`;
-  }
-  return `shape=box, style="rounded,filled,bold", penwidth=2, fillcolor=${q(color.violation_fill)}, color=${q(color.violation_line)}, fontcolor=${q(color.violation_line)}, label=${q(`${text}\nviolates ${short(violation, label_chars_max)}`)}, tooltip=${tip}`;
+  const folded = s.fold === undefined ? "" : `, ${s.fold.times} times: steps ${s.fold.steps.join(", ")}`;
+  const tip = q(clip(`step ${s.step} (${s.actor})${at}${folded}: ${inputText(s.input)}${s.state === undefined ? "" : "\nstate after: " + JSON.stringify(s.state)}`, tooltip_chars_max));
+  if (violation === undefined) return `${kindStyle[stepKind(s)]}, label=${q(text)}, tooltip=${tip}`;
+  return `${violationStyle}, label=${q(`${text}\nviolates ${short(violation, label_chars_max)}`)}, tooltip=${tip}`;
 }
 
 /**
@@ -333,7 +573,7 @@ function stepBox(s: TraceStep, violation: string | undefined): string {
  * enough apart that the widest box on either lifeline does not reach the
  * other one.
  */
-function columns(t: Trace, actors: readonly string[], col: ReadonlyMap<string, number>): { xs: number[]; half: number[] } {
+function columns(t: Drawn, actors: readonly string[], col: ReadonlyMap<string, number>): { xs: number[]; half: number[] } {
   const half = actors.map((a) => textWidth(short(a, label_chars_max), 11) / 2);
   for (const [r, s] of t.steps.entries()) {
     const c = col.get(s.actor)!;
@@ -363,21 +603,43 @@ function msText(ms: number): string {
   return ms < 1_000 ? `+${ms.toFixed(1)}` : `+${Math.round(ms)}`;
 }
 
-function title(t: Trace): string {
+function title(t: Drawn): string {
   const h = t.header;
   const params = Object.entries(h.params ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(", ");
   const lines = [`${h.model ?? "trace"}${h.mutant === undefined ? "" : ` [mutant ${h.mutant}]`}${params === "" ? "" : "  " + params}`];
   if (h.violation !== undefined) lines.push(`violates ${h.violation}`);
+  const outcome = outcomeText(t);
+  if (outcome !== undefined) lines.push(outcome);
   if (h.note !== undefined) lines.push(...h.note.split("\n"));
-  // Steps are actions taken, as the checker counts them (header.length); without it, every row but the initial state's.
-  const steps = h.length ?? t.steps.filter((s) => s.step > 0).length;
+  // Steps are actions taken, as the checker counts them (header.length); without it, every row but the initial state's (a folded row counts every step it stands for).
+  const steps = h.length ?? t.steps.reduce((n, s) => n + (s.step > 0 ? (s.fold?.steps.length ?? 1) : 0), 0);
   const facts = [`${h.source} trace`, `${steps} step${steps === 1 ? "" : "s"}`];
   if (h.tx !== undefined) facts.push(`tx ${h.tx}`);
   if (h.started_ms !== undefined) facts.push(`started ${new Date(h.started_ms).toISOString()}`);
   lines.push(facts.join(", "));
   return q(lines.join("\n"));
+}
+
+/**
+ * The transaction's outcome, as its coordinator replied (the `reply` effect
+ * for the header's transaction, else the first one), and for a live trace how
+ * long it took: until the reply, and until the last step.
+ */
+function outcomeText(t: Drawn): string | undefined {
+  let reply: { outcome: { status: string; reason?: string }; at_ms?: number } | undefined;
+  for (const s of t.steps) {
+    for (const e of s.effects as { t?: unknown; tx?: unknown; outcome?: { status: string; reason?: string } }[]) {
+      if (e?.t !== "reply" || e.outcome === undefined || (reply !== undefined && e.tx !== t.header.tx)) continue;
+      reply = { outcome: e.outcome, at_ms: s.at_ms };
+    }
+  }
+  const ends = t.steps.reduce<number | undefined>((m, s) => (s.at_ms === undefined ? m : Math.max(m ?? 0, s.fold?.last_ms ?? s.at_ms)), undefined);
+  const told = reply === undefined ? "no reply in the trace" : `${reply.outcome.status}${reply.outcome.reason === undefined ? "" : ` (${reply.outcome.reason})`}`;
+  if (ends === undefined) return reply === undefined ? undefined : `client told ${told}`;
+  const replied = reply?.at_ms === undefined ? "" : ` in ${msText(reply.at_ms).slice(1)} ms`;
+  return `${told}${replied}, last step at ${msText(ends)} ms`;
 }
 
 function msgTip(msg: Msg): string {

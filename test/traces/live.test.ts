@@ -32,17 +32,23 @@ function shardOf(trace: Trace, step: Trace["steps"][number]): string | null {
 /** Every box of the trace's diagram, as the DOT draws it: its whole label, no JSON, the shard named. */
 function expectReadableBoxes(trace: Trace): void {
   const dot = toDot(trace);
-  const boxes = [...dot.matchAll(/^ {2}a\d+_(\d+) \[pos="[^"]*", shape=box, [^\n]*?label="([^"]*)"/gm)].map((m) => ({ row: Number(m[1]), text: m[2]! }));
-  expect(boxes.length, "one box per step").toBe(trace.steps.length);
-  for (const { row, text } of boxes) {
-    const step = trace.steps[row]!;
+  // A folded run (traces/render.ts) is one box per row of its block, "  xN" after the label: N steps each.
+  const boxes = [...dot.matchAll(/^ {2}a\d+_\d+ \[pos="[^"]*", shape=box, [^\n]*?label="(\d+)\. ([^"]*?)(?: {2}x(\d+))?"/gm)].map((m) => ({
+    step: Number(m[1]),
+    text: `${m[1]}. ${m[2]}`,
+    times: m[3] === undefined ? 1 : Number(m[3]),
+  }));
+  expect(boxes.reduce((n, b) => n + b.times, 0), "one box per step, or per folded run").toBe(trace.steps.length);
+  const row = (step: number) => trace.steps.findIndex((s) => s.step === step);
+  for (const { step: n, text } of boxes) {
+    const step = trace.steps[row(n)]!;
     const where = `${trace.header.model} step ${step.step} (${step.actor}): ${text}`;
     expect(text, where).not.toMatch(/[{}]|\\"/);
     expect(text.endsWith("..."), `${where}: cut`).toBe(false);
     const shard = shardOf(trace, step);
     if (shard !== null) expect(text.split(" "), where).toContain(shard);
   }
-  for (const { row, text } of boxes) expect(text, "the recorded label, whole").toBe(`${trace.steps[row]!.step}. ${trace.steps[row]!.label}`);
+  for (const { step, text } of boxes) expect(text, "the recorded label, whole").toBe(`${step}. ${trace.steps[row(step)]!.label}`);
 }
 
 describe("a real server's traces", () => {
