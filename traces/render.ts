@@ -561,7 +561,7 @@ const violationStyle = `shape=box, style="rounded,filled,bold", penwidth=2, fill
 
 function stepBox(s: Row, violation: string | undefined): string {
   const text = boxText(s);
-  const at = s.at_ms === undefined ? "" : ` at +${msText(s.at_ms)} ms`;
+  const at = s.at_ms === undefined ? "" : ` at ${msText(s.at_ms)} ms`;
   const folded = s.fold === undefined ? "" : `, ${s.fold.times} times: steps ${s.fold.steps.join(", ")}`;
   const tip = q(clip(`step ${s.step} (${s.actor})${at}${folded}: ${inputText(s.input)}${s.state === undefined ? "" : "\nstate after: " + JSON.stringify(s.state)}`, tooltip_chars_max));
   if (violation === undefined) return `${kindStyle[stepKind(s)]}, label=${q(text)}, tooltip=${tip}`;

@@ -26,7 +26,8 @@ function goldenText(t: Trace): string {
   return [`# ${t.header.model}`, "", "## steps", ...lines, "", "## messages sent", ...msgs, "", "## dot", toDot(t)].join("\n");
 }
 
-async function recorded(protocol: Protocol): Promise<Trace> {
+/** `txlogDown`: the txlog fails from 6 ms on, so the decision's write is retried (a run the diagram folds) and the client hears in_doubt. */
+async function recorded(protocol: Protocol, txlogDown = false): Promise<Trace> {
   const w = world(7, { withLocal: true });
   const scanned = w.engine.scanNow();
   await w.clock.run(RESOLVER_INTERVAL_MS);
@@ -37,9 +38,10 @@ async function recorded(protocol: Protocol): Promise<Trace> {
     { shard: "shard-c", ops: [{ account: 201, delta: 200 }] },
   ];
   const tx = "9f3c2a1e-5b7d-4c8e-a0f1-2d3e4f5a6b7c";
+  if (txlogDown) w.clock.setTimer(6, () => (w.log.available = false));
   const started = w.engine.submit(branches, protocol, tx);
   await w.clock.run(w.clock.now_ms() + 5_000);
-  expect(await started.outcome).toEqual({ status: "committed" });
+  expect(await started.outcome).toEqual({ status: txlogDown ? "in_doubt" : "committed" });
   const view = w.engine.transaction(tx)!;
   w.engine.stop();
   return { header: { ...view.trace!.header, started_ms: 0 }, steps: [...view.trace!.steps] };
@@ -48,6 +50,13 @@ async function recorded(protocol: Protocol): Promise<Trace> {
 describe("golden diagrams", () => {
   it.each(["2pc", "parallel", "speculative"] as const)("a live %s transfer over three shards", async (protocol) => {
     await expect(goldenText(await recorded(protocol))).toMatchFileSnapshot(golden(`live-${protocol}`));
+  });
+
+  it("a live 2PC transfer whose decision cannot be written: the retries folded", async () => {
+    const t = await recorded("2pc", true);
+    const text = goldenText(t);
+    expect(text).toContain('label="17. timeout log  x2"');
+    await expect(text).toMatchFileSnapshot(golden("live-2pc-txlog-down"));
   });
 
   it("a counterexample: 2PC forgetting the decision before the commits landed", async () => {

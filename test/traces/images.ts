@@ -19,7 +19,8 @@ const dir = new URL("../../docs/img/", import.meta.url).pathname;
 /** Small enough for a page: 60 dots per inch (the DOT is in points, 72 per inch). */
 const dpi = 60;
 
-async function live(protocol: Protocol): Promise<Trace> {
+/** A live transfer over three shards; `txlogDown`: the txlog fails from 6 ms on, so the decision's write is retried (a folded run) and the client hears in_doubt. */
+async function live(protocol: Protocol, txlogDown = false): Promise<Trace> {
   const w = world(7, { withLocal: true });
   const scanned = w.engine.scanNow();
   await w.clock.run(RESOLVER_INTERVAL_MS);
@@ -30,10 +31,11 @@ async function live(protocol: Protocol): Promise<Trace> {
     { shard: "shard-c", ops: [{ account: 201, delta: 200 }] },
   ];
   const tx = "9f3c2a1e-5b7d-4c8e-a0f1-2d3e4f5a6b7c";
+  if (txlogDown) w.clock.setTimer(6, () => (w.log.available = false));
   const started = w.engine.submit(branches, protocol, tx);
   await w.clock.run(w.clock.now_ms() + 5_000);
   const outcome = await started.outcome;
-  if (outcome.status !== "committed") throw new Error(`${protocol}: ${JSON.stringify(outcome)}`);
+  if (outcome.status !== (txlogDown ? "in_doubt" : "committed")) throw new Error(`${protocol}: ${JSON.stringify(outcome)}`);
   const view = w.engine.transaction(tx)!;
   w.engine.stop();
   return { header: { ...view.trace!.header, started_ms: 0 }, steps: [...view.trace!.steps] };
@@ -53,6 +55,7 @@ function png(name: string, t: Trace): void {
 }
 
 for (const p of ["2pc", "parallel", "speculative"] as const) png(`live-${p}`, await live(p));
+png("live-2pc-txlog-down", await live("2pc", true));
 png("twopc-forget-before-commit", await counterexample("twopc", "forget-before-commit", "committed_reply_is_durable"));
 png("parallel-no-fence", await counterexample("parallel", "no-fence", "AC2_irrevocable", { scenario: "transfer", crash: 1, shardCrash: 0 }));
 png("parallel-keep-records", await counterexample("parallel", "keep-records", "AC5_finishes", { scenario: "transfer", crash: 1, shardCrash: 0 }));
