@@ -107,6 +107,8 @@ describe("long runs folded", () => {
     expect(box(dot, 2)).toContain("5 times: steps 2, 3, 4, 5, 6");
     for (const n of [3, 4, 5, 6]) expect(box(dot, n)).toBe("");
     expect(dot).toMatch(/time_1 \[[^\]]*label="\+1\.0\.\.\+5\.0"/);
+    // The next row is spaced from the run's last time (+5.0 to +6.0: 1 ms), not its first (+1.0).
+    expect(yOf(box(dot, 2)) - yOf(box(dot, 7))).toBe(34 + 10);
     expect(dot).toContain('label="runtime trace, 7 steps, tx t, started 1970-01-01T00:00:00.000Z"'.slice(7, -1));
     expect(legendOf(dot)).toContain('label="xN: N identical rows folded"');
   });
