@@ -5,7 +5,8 @@
  * does not fit its ranks. So the diagram is laid out here and Graphviz only
  * draws it: `neato` with every node pinned (`pos="x,y!"`, in points) and
  * straight edges. One column per actor, a vertical lifeline from its head to
- * its foot; one row per step, the step's box on its actor's column; message
+ * its foot; one row per step (runs repeated back to back folded into one,
+ * `foldRuns`), the step's box on its actor's column; message
  * arrows go straight from the sending step's box to the receiving step's box,
  * so an asynchronous message slants down by the time it took.
  *
@@ -195,7 +196,7 @@ function rowOffsets(steps: readonly Row[], footRow: number): number[] {
 }
 
 function stepBoxes(t: Drawn, m: Matching, L: Layout): string[] {
-  const out = ["", "  // one row per step, on its actor's column"];
+  const out = ["", "  // one row per step (or folded run), on its actor's column"];
   const violation = t.header.violation;
   for (const [r, s] of t.steps.entries()) {
     const last = r === t.steps.length - 1 && violation !== undefined;
