@@ -213,12 +213,14 @@ describe("a real server with tokens", () => {
     for (const json of bodies) {
       const t = await request(server.url, "POST", "/transfer", { headers: header("teller"), json });
       expect(t.status, JSON.stringify(t.body)).toBe(200);
-      // The speculative path writes its history rows at apply; the XA branches at exec: both before the answer.
+      // The rows are written at exec (XA) or apply (speculative), before the answer, but 2PC and parallel commit
+      // answer before their XA COMMITs: the rows are visible once the coordinator is done.
+      for (let i = 0; i < 500 && server.engine.inFlight > 0; i++) await new Promise((done) => setTimeout(done, 10));
+      expect(server.engine.inFlight).toBe(0);
       expect(await historyOf(String(t.body.tx)), JSON.stringify(json)).toEqual([
         { shard: "shard-a", credential: "teller" },
         { shard: "shard-b", credential: "teller" },
       ]);
-      for (let i = 0; i < 500 && server.engine.inFlight > 0; i++) await new Promise((done) => setTimeout(done, 10));
     }
   });
 
