@@ -182,7 +182,7 @@ function render(s) {
   });
   fill("shards", s.shards, (tr, h) => {
     cell(tr, h.shard); cell(tr, h.reachable ? "up" : "DOWN" + (h.error ? ": " + h.error : ""), h.reachable ? "ok" : "bad");
-    cell(tr, h.latency_ms === null ? "-" : String(h.latency_ms)); cell(tr, h.prepared === null ? "-" : String(h.prepared));
+    cell(tr, h.latency_ms === null ? "-" : h.latency_ms.toFixed(1)); cell(tr, h.prepared === null ? "-" : String(h.prepared));
   });
   $("resolver").textContent = "resolver: " + (s.resolver.caught_up ? "caught up" : "NOT caught up") + ", last scan " + (s.resolver.last_scan ? s.resolver.last_scan.at + (s.resolver.last_scan.complete ? "" : " (incomplete)") : "none") + ", epoch " + s.resolver.epoch + "; in flight " + s.in_flight;
   $("doubtcount").textContent = "(" + s.in_doubt.total + (s.in_doubt.total > s.in_doubt.list.length ? ", oldest " + s.in_doubt.list.length + " shown" : "") + ")";

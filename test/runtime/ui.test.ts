@@ -78,6 +78,13 @@ describe("GET /ui", () => {
     expect(svg.status).toBe(200);
     expect(svg.headers["content-type"]).toBe("image/svg+xml");
 
+    // What the page computes its figures from: the engine's counter and histogram for the one transfer.
+    const summary = (await request(server.url, "GET", "/ui/summary")).body;
+    expect(summary.protocols["2pc"]).toMatchObject({ committed: 1, aborted: 0, in_doubt: 0, latency: { count: 1 } });
+    expect(summary.protocols["2pc"].latency.buckets.at(-1)).toEqual([10, 1]);
+    expect(summary.recent.map((x: { tx: string }) => x.tx)).toEqual([tx]);
+    expect(summary.shards.map((x: { shard: string; prepared: number }) => [x.shard, x.prepared])).toEqual([["shard-a", 0], ["shard-b", 0]]);
+
     const dom = await chromium(`${server.url}/ui?tx=${tx}`, ["--dump-dom"]);
     expect(Number(/data-polls="(\d+)"/.exec(dom)?.[1] ?? 0)).toBeGreaterThanOrEqual(1);
     expect(row(dom, "recent", tx)).toMatch(new RegExp(`^${tx} 2pc committed .* shard-a, shard-b$`));
