@@ -140,8 +140,8 @@ a{color:#05c;cursor:pointer}#diagram img{max-width:100%;background:#fff;border:1
 <div>Token <input id="token" type="password" size="30" placeholder="bearer token (scope read)"> <button id="save">use</button>
  <span id="status" class="muted">loading</span></div>
 <h2>Throughput and latency by protocol</h2>
-<table id="protocols"><thead><tr><th>protocol</th><th>tx/s</th><th>p50 ms</th><th>p99 ms</th><th>committed</th><th>aborted</th><th>in doubt</th></tr></thead><tbody></tbody></table>
-<div class="muted">rates and quantiles over the last poll interval (since the start on the first poll); quantiles from the histogram buckets</div>
+<table id="protocols"><thead><tr><th>protocol</th><th>tx/s</th><th>p50 ms (30 s)</th><th>p99 ms (30 s)</th><th>p50 ms (all)</th><th>p99 ms (all)</th><th>committed</th><th>aborted</th><th>in doubt</th></tr></thead><tbody></tbody></table>
+<div class="muted">tx/s over the last poll interval; quantiles over the last 30 s of polls and since the server started, as the upper bound of the histogram bucket they fall in</div>
 <h2>Shards</h2>
 <table id="shards"><thead><tr><th>shard</th><th>health</th><th>latency ms</th><th>prepared branches</th></tr></thead><tbody></tbody></table>
 <div id="resolver" class="muted"></div>
@@ -153,9 +153,9 @@ a{color:#05c;cursor:pointer}#diagram img{max-width:100%;background:#fff;border:1
 <div id="diagram"></div><pre id="trace"></pre>
 <script>
 "use strict";
-const POLL_MS = 2000;
+const POLL_MS = 2000, WINDOW_MS = 30000;
 let token = sessionStorage.getItem("speccommit-token") || "";
-let prev = null;
+let prev = null, kept = [];
 const $ = (id) => document.getElementById(id);
 const headers = () => (token ? { Authorization: "Bearer " + token } : {});
 $("save").onclick = () => { token = $("token").value.trim(); sessionStorage.setItem("speccommit-token", token); poll(); };
@@ -171,13 +171,20 @@ function quantile(buckets, q) {
 function minus(now, before) { if (!before) return now; const m = new Map(before); return now.map(([le, c]) => [le, c - (m.get(le) || 0)]); }
 function render(s) {
   const dt = prev ? (Date.parse(s.at) - Date.parse(prev.at)) / 1000 : null;
+  // The oldest summary of the last 30 s is the base of the windowed quantiles.
+  kept = kept.filter((k) => Date.parse(s.at) - Date.parse(k.at) <= WINDOW_MS);
+  const base = kept[0];
   fill("protocols", Object.entries(s.protocols).sort(), (tr, [p, v]) => {
     const was = prev && prev.protocols[p];
     const n = v.committed + v.aborted + v.in_doubt, n0 = was ? was.committed + was.aborted + was.in_doubt : 0;
-    // Buckets cover answers to the last second bucket; an answer slower than the last bound is counted in n only.
-    const b = minus(v.latency.buckets, was && was.latency.buckets);
+    // The buckets end at the last finite bound (10 s): an answer slower than that counts in n, not in the quantiles.
+    const old = base && base.protocols[p];
+    // No base yet (first poll): no window. A protocol absent from the base: all its answers came after it.
+    const w = !base ? [] : old ? minus(v.latency.buckets, old.latency.buckets) : v.latency.buckets;
+    const all = v.latency.buckets;
     const f = (x) => (x === null ? "-" : x.toFixed(1));
-    cell(tr, p); cell(tr, dt ? ((n - n0) / dt).toFixed(1) : "-"); cell(tr, f(quantile(b, 0.5))); cell(tr, f(quantile(b, 0.99)));
+    cell(tr, p); cell(tr, dt ? ((n - n0) / dt).toFixed(1) : "-");
+    cell(tr, f(quantile(w, 0.5))); cell(tr, f(quantile(w, 0.99))); cell(tr, f(quantile(all, 0.5))); cell(tr, f(quantile(all, 0.99)));
     cell(tr, String(v.committed)); cell(tr, String(v.aborted)); cell(tr, String(v.in_doubt), v.in_doubt ? "bad" : "");
   });
   fill("shards", s.shards, (tr, h) => {
@@ -196,6 +203,7 @@ function render(s) {
     txCell(tr, r.tx); cell(tr, r.protocol); cell(tr, r.status, r.status === "in_doubt" ? "bad" : r.status === "committed" ? "ok" : ""); cell(tr, r.phase); cell(tr, r.started_at); cell(tr, r.shards.join(", "));
   });
   prev = s;
+  kept.push(s);
 }
 async function poll() {
   try {
