@@ -145,6 +145,10 @@ describe("GET /ui", () => {
     } finally {
       process.kill(cluster.etcd.pid, "SIGCONT");
     }
+    // etcd is back, the resolver has not scanned: still in doubt, now with what the log holds (the decision record,
+    // when the commit write sent before the pause landed after it; none otherwise).
+    const back = await chromium(`${server.url}/ui`, ["--dump-dom"]);
+    expect(row(back, "indoubt", tx)).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b (none \\(no decision written\\)|\\{"kind":"decision","decision":"commit","branches":\\["shard-a","shard-b"\\]\\})$`));
     for (let i = 0; i < 5 && (await preparedBranches(shards, XID_FORMAT_ID)).length > 0; i++) await server.engine.scanNow();
     expect(await preparedBranches(shards, XID_FORMAT_ID)).toEqual([]);
     const after = await chromium(`${server.url}/ui`, ["--dump-dom"]);
