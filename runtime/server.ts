@@ -8,7 +8,8 @@
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches
  *   GET  /metrics               Prometheus
- *   GET  /ui                    the operator's page (runtime/ui.ts); it polls GET /ui/summary
+ *   GET  /ui                    the operator's page (runtime/ui.ts), open: no data in it
+ *   GET  /ui/summary            what the page shows (scope read)
  *
  * Every route but the probes needs a bearer token whose credential has the
  * route's scope (runtime/auth.ts, docs/security.md), unless `auth` is "none".
