@@ -5,7 +5,7 @@
 // and trace; after etcd is paused and a coordinator process is killed with
 // -9 between prepare and decision, it lists the in-doubt transaction with the
 // shards its branches are prepared on, and once the resolver settled it the
-// row is gone. A screenshot is saved under out/ and its size checked.
+// row is gone. Screenshots are saved under out/ (ui.png, ui-in-doubt.png) and their size checked.
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -116,6 +116,7 @@ describe("GET /ui", () => {
   }, 120_000);
 
   it("in Chromium: lists a transaction in doubt after etcd paused + kill -9 of its coordinator, and drops it once settled", async () => {
+    mkdirSync("out", { recursive: true });
     const clusterFile = join(dir, "cluster.json");
     writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
     const shards = addressesOfCluster(cluster.describe()).shards;
@@ -149,6 +150,11 @@ describe("GET /ui", () => {
     // when the commit write sent before the pause landed after it; none otherwise).
     const back = await chromium(`${server.url}/ui`, ["--dump-dom"]);
     expect(row(back, "indoubt", tx)).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b (none \\(no decision written\\)|\\{"kind":"decision","decision":"commit","branches":\\["shard-a","shard-b"\\]\\})$`));
+    const png = join("out", "ui-in-doubt.png");
+    rmSync(png, { force: true });
+    await chromium(`${server.url}/ui`, [`--screenshot=${png}`, "--window-size=1280,900", "--hide-scrollbars"]);
+    expect(readFileSync(png).subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
+    expect(statSync(png).size).toBeGreaterThan(30_000);
     for (let i = 0; i < 5 && (await preparedBranches(shards, XID_FORMAT_ID)).length > 0; i++) await server.engine.scanNow();
     expect(await preparedBranches(shards, XID_FORMAT_ID)).toEqual([]);
     const after = await chromium(`${server.url}/ui`, ["--dump-dom"]);
