@@ -73,6 +73,9 @@ export interface TransactionView {
   trace: { header: TraceHeader; steps: readonly TraceStep[]; truncated: boolean } | null;
 }
 
+/** A line of the page's list of recent transactions (Engine.recent). */
+export type RecentTransaction = Pick<TransactionView, "tx" | "protocol" | "status" | "started_at" | "phase" | "done"> & { shards: ShardId[] };
+
 /**
  * What a retained transaction is estimated to hold besides its trace text: the view's fields, its branches and
  * timings, the map entry. Measured about 800 bytes for a 2PC transfer of two branches (docs/operations.md, "Bounds");
@@ -412,6 +415,28 @@ export class Engine {
     const f = this.finished.get(tx)!;
     f.settled = o;
     f.view = { ...f.view, status: o.status, outcome: o, source: "durable state" };
+  }
+
+  /**
+   * The newest transactions this process runs or ran, newest first, at most `n` (the page's list, GET /ui/summary):
+   * the running ones, then the retained finished ones. No trace (GET /transactions/:id has it).
+   */
+  recent(n: number): RecentTransaction[] {
+    const out: RecentTransaction[] = [];
+    const pick = (v: Omit<TransactionView, "trace">): RecentTransaction => ({ tx: v.tx, protocol: v.protocol, status: v.status, started_at: v.started_at, phase: v.phase, done: v.done, shards: v.branches.map((b) => b.shard) });
+    for (const run of [...this.running.values()].reverse()) {
+      if (out.length >= n) return out;
+      const status = run.outcome === null ? "running" : run.outcome.status;
+      out.push({ tx: run.tx, protocol: run.protocol, status, started_at: new Date(run.started_wall_ms).toISOString(), phase: run.instance.st.phase, done: run.instance.ended, shards: run.branches.map((b) => b.shard) });
+    }
+    const finished = [...this.finished.values()];
+    for (let i = finished.length - 1; i >= 0 && out.length < n; i--) out.push(pick(finished[i]!.view));
+    return out;
+  }
+
+  /** A coordinator of this process is running `tx` (its prepared branches are its own to finish, not in doubt). */
+  isRunning(tx: TxId): boolean {
+    return this.running.has(tx);
   }
 
   transaction(tx: TxId): TransactionView | undefined {

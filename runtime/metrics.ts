@@ -224,6 +224,16 @@ export class PreparedView {
     this.shards.set(shard, { count: prepared.length, since, inDoubt });
   }
 
+  /** When a scan first saw a prepared branch of `tx` (ms since the epoch; the transaction's start if this process ran it), if one did. */
+  firstSeen(tx: string): number | undefined {
+    let first: number | undefined;
+    for (const s of this.shards.values()) {
+      const t = s.since.get(tx);
+      if (t !== undefined) first = Math.min(first ?? t, t);
+    }
+    return first;
+  }
+
   exportShards(count: Gauge<"shard">, oldest: Gauge<"shard">): void {
     const now = this.now_ms();
     for (const [shard, s] of this.shards) {

@@ -8,6 +8,8 @@
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches
  *   GET  /metrics               Prometheus
+ *   GET  /ui                    the operator's page (runtime/ui.ts), open: no data in it
+ *   GET  /ui/summary            what the page shows (scope read)
  *
  * Every route but the probes needs a bearer token whose credential has the
  * route's scope (runtime/auth.ts, docs/security.md), unless `auth` is "none".
@@ -38,6 +40,8 @@ import { BadRequest, decodeTransfer, formatCents } from "./transfer.ts";
 import { toCents } from "./cluster/schema.ts";
 import { formatTrace } from "../traces/ndjson.ts";
 import { startTracing, type TraceParent, type Tracing } from "./tracing.ts";
+import { toSvg } from "../traces/render.ts";
+import { UI_HTML, uiSummary } from "./ui.ts";
 
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
@@ -245,6 +249,16 @@ async function untilClosedOrLate(api: Api, deadline_ms: number): Promise<void> {
   while (api.transfersOpen > 0 && Date.now() < deadline_ms) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_POLL_MS));
 }
 
+/**
+ * The page holds no data (what it shows comes from /ui/summary, which needs scope read): it may be served without a
+ * token, which a browser cannot send on navigation. It loads nothing from elsewhere and may not be framed.
+ */
+const UI_HEADERS = {
+  "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src blob:; frame-ancestors 'none'",
+  "X-Content-Type-Options": "nosniff",
+  "Cache-Control": "no-store",
+};
+
 /** Bound on remembered transaction -> credential names when retain_transactions is larger. */
 const CREDENTIAL_OF_TX_MAX = 100_000;
 
@@ -341,6 +355,12 @@ class Api {
       if (path === "/admin/shards") {
         route = "/admin/shards";
         return await this.adminShards(res);
+      }
+      if (path === "/ui") return this.sendText(res, (route = path), 200, "text/html; charset=utf-8", UI_HTML, UI_HEADERS);
+      if (path === "/ui/summary") {
+        route = path;
+        const summary = await uiSummary({ engine: this.engine, metrics: this.metrics, xa: this.xa, txlog: this.txlog, redact: (t) => redact(t, this.secrets) });
+        return this.send(res, route, 200, summary, { "Cache-Control": "no-store" });
       }
       return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
     } catch (e) {
@@ -456,8 +476,10 @@ class Api {
     if (found === undefined) return this.durableTransaction(res, tx);
     const view = this.withCredential(found);
     if (format === null || format === "json") return this.send(res, route, 200, this.withCredential(await this.settledView(found)));
-    if (format !== "ndjson") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json or ndjson` });
+    if (format !== "ndjson" && format !== "svg") return this.send(res, route, 400, { error: `format ${JSON.stringify(format)}: use json, ndjson or svg` });
     if (view.trace === null) return this.send(res, route, 404, { error: "traces are not recorded (record_traces is false)" });
+    // The sequence diagram, drawn by the renderer of counterexamples (traces/render.ts).
+    if (format === "svg") return this.sendText(res, route, 200, "image/svg+xml", await toSvg({ header: view.trace.header, steps: [...view.trace.steps] }));
     this.sendText(res, route, 200, "application/x-ndjson", formatTrace({ header: view.trace.header, steps: [...view.trace.steps] }));
   }
 
@@ -580,7 +602,7 @@ function traceParentOf(req: IncomingMessage): TraceParent | undefined {
 function routeOf(path: string): string {
   if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
   if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
-  if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready"].includes(path)) return path;
+  if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
   return "other";
 }
 

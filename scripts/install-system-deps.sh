@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs (MariaDB server, etcd,
-# Prometheus for test/observe and ops/prometheus) when
+# Prometheus for test/observe and ops/prometheus, Chromium for the page's
+# test, test/runtime/ui.test.ts) when
 # they are missing. Needs root (apt-get); prints the command to run otherwise.
 # Nothing is started here: the project starts its own instances on free ports.
 set -euo pipefail
@@ -10,6 +11,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${WITH_SPIN:-0}" = 1 ]; then command -v spin >/dev/null 2>&1 || need+=(spin); fi
 
 if [ ${#need[@]} -eq 0 ]; then

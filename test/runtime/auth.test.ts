@@ -144,6 +144,7 @@ describe("a real server with tokens", () => {
     { method: "GET", path: "/transactions/00000000-0000-0000-0000-000000000000", scope: "read" },
     { method: "GET", path: "/admin/shards", scope: "admin" },
     { method: "GET", path: "/metrics", scope: "metrics" },
+    { method: "GET", path: "/ui/summary", scope: "read" },
   ] as const;
   const WHO: Who[] = ["none", "bad", "malformed", "teller", "reader", "ops", "scraper", "old", "rotated"];
   const header = (who: Who): Record<string, string> =>
@@ -175,6 +176,17 @@ describe("a real server with tokens", () => {
       }),
       { numRuns: 60 },
     );
+  });
+
+  it("the page's HTML is open (no data in it); what it shows, /ui/summary, needs scope read", async () => {
+    const page = await request(server.url, "GET", "/ui");
+    expect(page.status).toBe(200);
+    expect(String(page.body)).toContain("/ui/summary");
+    expect((await request(server.url, "GET", "/ui/summary")).status).toBe(401);
+    expect((await request(server.url, "GET", "/ui/summary", { headers: header("scraper") })).status).toBe(403);
+    const r = await request(server.url, "GET", "/ui/summary", { headers: header("reader") });
+    expect(r.status).toBe(200);
+    expect(r.body.shards.map((x: { shard: string }) => x.shard)).toEqual(["shard-a", "shard-b"]);
   });
 
   it("names the credential in the transaction's view, its trace header and the metrics; counts refusals by reason", async () => {
