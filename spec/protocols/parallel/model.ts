@@ -16,8 +16,8 @@
  * condition ever held (./properties.ts, IC).
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { xaProtocolFactory, type XaWorld } from "../xa/world.ts";
+import type { Action, Scenario } from "../../world/types.ts";
+import { xaProtocolFactory, type XaProtocolConfig, type XaWorld } from "../xa/world.ts";
 import { xaModel } from "../xa/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { parallelResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
@@ -26,15 +26,7 @@ import { implicitlyCommitted, parallelEventually, parallelInvariants, parallelLe
 export type { Action, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
 
-export interface ParallelConfig {
-  readonly scenario: Scenario;
-  readonly budget: Budget;
-  readonly restart: boolean;
-  /** The vote timer may fire (an abort while some branch is still executing). */
-  readonly timeouts: boolean;
-  readonly coordinatorMutant?: CoordinatorMutant;
-  readonly resolverMutant?: ResolverMutant;
-}
+export type ParallelConfig = XaProtocolConfig<CoordinatorMutant, ResolverMutant>;
 
 /** Records, per transaction, whether the implicit commit condition ever held (./properties.ts, IC). */
 export function implicitGhost<W extends XaWorld<any, any>>(sc: Scenario): (w: W) => W {

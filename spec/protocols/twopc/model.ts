@@ -10,8 +10,8 @@
  * Properties are in ./properties.ts; docs/protocols/2pc.md states each one.
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { xaProtocolFactory, type XaWorld } from "../xa/world.ts";
+import type { Action } from "../../world/types.ts";
+import { xaProtocolFactory, type XaProtocolConfig, type XaWorld } from "../xa/world.ts";
 import { xaModel } from "../xa/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { twopcResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
@@ -21,16 +21,7 @@ export type { Action, Budget, Flight, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
 export type Slot = World["coords"][number];
 
-export interface TwopcConfig {
-  readonly scenario: Scenario;
-  readonly budget: Budget;
-  /** The process restarts after a crash (false: it stays down forever, to show 2PC blocking). */
-  readonly restart: boolean;
-  /** The vote timer may fire (a timeout abort). */
-  readonly timeouts: boolean;
-  readonly coordinatorMutant?: CoordinatorMutant;
-  readonly resolverMutant?: ResolverMutant;
-}
+export type TwopcConfig = XaProtocolConfig<CoordinatorMutant, ResolverMutant>;
 
 export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
   return xaModel({
