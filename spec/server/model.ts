@@ -19,18 +19,18 @@
  */
 import type { Model, ModelFactory } from "../kernel/model.ts";
 import { speculativeKey } from "../kernel/effects.ts";
-import { xaShards } from "../env/xa-shard.ts";
 import { bothShards, type BothShard } from "../env/both-shards.ts";
 import { branchXid } from "../env/executor.ts";
 import * as txlog from "../env/txlog.ts";
 import { world } from "../world/world.ts";
 import type { Action, Budget, GhostSpec, Scenario, World } from "../world/types.ts";
-import { scenario as xaScenario, VOTE_TIMER, wholeParam, xaGhost, xaScanIsNoop, type XaWorld } from "../protocols/xa/world.ts";
-import { resolver as xaResolver, type ResolverMutant, type ResolverState as XaResolverState } from "../protocols/xa/resolver.ts";
+import { scenario as xaScenario, VOTE_TIMER, wholeParam, xaGhost, type XaWorld } from "../protocols/xa/world.ts";
+import { resolverQuiet, type ResolverMutant, type ResolverState as XaResolverState } from "../protocols/xa/resolver.ts";
+import { xaModel } from "../protocols/xa/model.ts";
 import { APPLY_TIMER } from "../protocols/speculative/coordinator.ts";
 import { speculativeGhost } from "../protocols/speculative/model.ts";
 import type { ResolverState as SpeculativeResolverState } from "../protocols/speculative/resolver.ts";
-import { implicitGhost, resolverQuiet } from "../protocols/parallel/model.ts";
+import { implicitGhost } from "../protocols/parallel/model.ts";
 import { parallelEventually, parallelLeadsTo } from "../protocols/parallel/properties.ts";
 import { twopcModel } from "../protocols/twopc/model.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
@@ -71,19 +71,16 @@ export function mixedModel(cfg: MixedConfig): Model<any, Action> {
   if (cfg.coordinators === "2pc") return twopcModel({ ...cfg, resolverMutant: cfg.resolverMutant as never });
   type W = XaWorld<ServerCoordinatorState, XaResolverState>;
   const sc = alternate(cfg.scenario);
-  return world({
+  return xaModel({
     name: "mixed",
     scenario: sc,
     budget: cfg.budget,
     restart: cfg.restart,
     timeouts: cfg.timeouts,
-    timeoutTimers: [VOTE_TIMER],
     coordinator: serverCoordinator(SETTINGS),
-    resolver: xaResolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
-    env: xaShards,
+    resolverMutant: cfg.resolverMutant,
     // Per transaction, IC ever held (never for a 2PC transaction, which writes no STAGING).
-    ghost: xaGhost<W>(sc, implicitGhost<W>(sc)),
-    scanIsNoop: xaScanIsNoop<ServerCoordinatorState, XaResolverState>(sc, resolverQuiet),
+    ghost: implicitGhost<W>(sc),
     invariants: (s) => xaFamilyInvariants(s, protocolOfTx(s)),
     // AC5 as parallel commit states it on the whole world: it implies 2PC's (no record left but the epoch).
     eventually: (s) => parallelEventually(s) as unknown as Record<string, { goal(w: W): boolean; allowed?(a: Action): boolean }>,

@@ -33,24 +33,20 @@
  * The role is pure: see spec/kernel/role.ts for the effect ordering contract.
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
-import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa/branches.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER, xaCoordinatorDefaults, type XaCoordinatorOptions } from "../xa/branches.ts";
 import {
   decisionKey,
   decisionOf,
   EPOCH_KEY,
-  finishedOnCommit,
-  finishedOnRollback,
   type AbortReason,
   type BranchSpec,
   type ConnectionId,
   type Fence,
   type LogPutResult,
-  type Outcome,
   type Effect,
   type Result,
   type ShardId,
   type TxId,
-  type XaError,
 } from "../../kernel/effects.ts";
 
 export type BranchStatus =
@@ -120,18 +116,9 @@ export const coordinatorMutants = [
 ] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
-export interface CoordinatorOptions {
-  /** How long executing every branch may take before the coordinator aborts (only while STAGING is unsent). */
-  readonly voteTimeoutMs: number;
-  /** Delay before retrying a failed commit, rollback or log write. */
-  readonly retryDelayMs: number;
-  /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
-  readonly attemptsMax: number;
-  readonly mutant?: CoordinatorMutant;
-}
+export type CoordinatorOptions = XaCoordinatorOptions<CoordinatorMutant>;
 
-export const defaultCoordinatorOptions: CoordinatorOptions = { voteTimeoutMs: 5_000, retryDelayMs: 200, attemptsMax: 5 };
-
+export const defaultCoordinatorOptions: CoordinatorOptions = xaCoordinatorDefaults;
 
 type Out = Step<CoordinatorState, Effect>;
 
@@ -230,13 +217,7 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
   }
 
   const p2 = phase2<CoordinatorState>({ attemptsMax: opts.attemptsMax, retryDelayMs: opts.retryDelayMs, maybeFinished, commitsEarly: mutant === "commit-before-staging" || mutant === "commit-before-record" });
-  const { commitAll, abort } = p2;
-
-  /** A log write did not answer: retry it later, or give up with `giveUp`. */
-  function retryLog(st: CoordinatorState, giveUp: (st: CoordinatorState) => Out): Out {
-    if (st.logAttempts >= opts.attemptsMax) return giveUp(st);
-    return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
-  }
+  const { commitAll, abort, retryLog } = p2;
 
   /** The answer to the STAGING write (while voting, or aborting after it was sent). */
   function onStaging(st: CoordinatorState, r: LogPutResult): Out {

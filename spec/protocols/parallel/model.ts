@@ -16,26 +16,17 @@
  * condition ever held (./properties.ts, IC).
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import { xaShards } from "../../env/xa-shard.ts";
-import { world } from "../../world/world.ts";
-import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa/world.ts";
+import type { Action, Scenario } from "../../world/types.ts";
+import { xaProtocolFactory, type XaProtocolConfig, type XaWorld } from "../xa/world.ts";
+import { xaModel } from "../xa/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { parallelResolverMutants, resolver, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
+import { parallelResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
 import { implicitlyCommitted, parallelEventually, parallelInvariants, parallelLeadsTo } from "./properties.ts";
 
 export type { Action, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
 
-export interface ParallelConfig {
-  readonly scenario: Scenario;
-  readonly budget: Budget;
-  readonly restart: boolean;
-  /** The vote timer may fire (an abort while some branch is still executing). */
-  readonly timeouts: boolean;
-  readonly coordinatorMutant?: CoordinatorMutant;
-  readonly resolverMutant?: ResolverMutant;
-}
+export type ParallelConfig = XaProtocolConfig<CoordinatorMutant, ResolverMutant>;
 
 /** Records, per transaction, whether the implicit commit condition ever held (./properties.ts, IC). */
 export function implicitGhost<W extends XaWorld<any, any>>(sc: Scenario): (w: W) => W {
@@ -47,23 +38,12 @@ export function implicitGhost<W extends XaWorld<any, any>>(sc: Scenario): (w: W)
   };
 }
 
-/** The parallel-commit resolver carries nothing over from its last scan. */
-export const resolverQuiet = (r: ResolverState): boolean => r.suspects.length === 0 && r.fenced.length === 0;
-
 export function parallelModel(cfg: ParallelConfig): Model<World, Action> {
-  const sc = cfg.scenario;
-  return world({
+  return xaModel({
+    ...cfg,
     name: "parallel",
-    scenario: sc,
-    budget: cfg.budget,
-    restart: cfg.restart,
-    timeouts: cfg.timeouts,
-    timeoutTimers: [VOTE_TIMER],
     coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.coordinatorMutant }),
-    resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
-    env: xaShards,
-    ghost: xaGhost<World>(sc, implicitGhost(sc)),
-    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
+    ghost: implicitGhost<World>(cfg.scenario),
     invariants: parallelInvariants,
     eventually: parallelEventually,
     leadsTo: parallelLeadsTo,

@@ -19,6 +19,7 @@ import type { Action, Scenario, World } from "./model.ts";
 import { branchXid } from "../../env/executor.ts";
 import * as txlog from "../../env/txlog.ts";
 import { decisionKey, decisionOf } from "../../kernel/effects.ts";
+import { xaBanking, xaEventually, xaFacts, xaLeadsTo, xaQuiet } from "../xa/properties.ts";
 
 type Pred = (w: World) => boolean;
 
@@ -33,16 +34,9 @@ export function implicitlyCommitted(sc: Scenario, w: Pick<World, "log" | "shards
 }
 
 export function parallelInvariants(sc: Scenario): Record<string, Pred> {
-  const branchesOf = (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard));
-  const xidOf = (t: number, s: number): string => branchXid(sc.txs[t]!.id, sc.shards[s]!);
-  const committed = (w: World, t: number, s: number): boolean => w.shards[s]!.history.some((h) => h[0] === xidOf(t, s));
-  const present = (w: World, t: number, s: number): boolean => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s));
-  const rolledBack = (w: World, t: number, s: number): boolean => w.ghost.existed[t]![s]! && !present(w, t, s) && !committed(w, t, s);
+  const { branchesOf, committed, rolledBack, txs } = xaFacts(sc);
   const implicit = (w: World, t: number): boolean => w.ghost.implicit?.[t] === true;
   const commitStar = (w: World, t: number): boolean => implicit(w, t) || w.ghost.decision[t] === "commit";
-  const txs = sc.txs.map((_, t) => t);
-  const initialTotal = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
-  const opsOf = (t: number, s: number) => sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops);
 
   return {
     /** AC1: no branch committed while another branch of the same transaction rolled back. */
@@ -67,51 +61,19 @@ export function parallelInvariants(sc: Scenario): Record<string, Pred> {
     /** The client hears "aborted" only if no branch can ever commit (checked in every later state too). */
     aborted_reply_is_final: (w) =>
       txs.every((t) => w.told[t]?.status !== "aborted" || (!commitStar(w, t) && !branchesOf(t).some((s) => committed(w, t, s)))),
-    /** Banking: balances plus the deltas of committed transactions' branches not yet applied never change. */
-    money_conserved: (w) => {
-      let total = 0;
-      for (const sh of w.shards) for (const [, cents] of sh.balances) total += cents;
-      for (const t of txs) {
-        if (!commitStar(w, t)) continue;
-        for (const s of branchesOf(t)) if (!committed(w, t, s)) total += opsOf(t, s).reduce((sum, op) => sum + op.delta, 0);
-      }
-      return total === initialTotal;
-    },
-    /** Banking: no committed balance below zero. */
-    no_negative_balance: (w) => w.shards.every((sh) => sh.balances.every(([, cents]) => cents >= 0)),
-    /** Banking: no op applied twice; every op of a committed transaction applied once its branch has finished. */
-    applied_exactly_once: (w) =>
-      txs.every((t) =>
-        branchesOf(t).every((s) => {
-          const rows = w.shards[s]!.history.filter((h) => h[0] === xidOf(t, s));
-          const ops = opsOf(t, s);
-          if (!ops.every((op) => rows.filter((h) => h[1] === op.account).length <= 1)) return false;
-          const finished = w.ghost.existed[t]![s]! && !present(w, t, s);
-          return !commitStar(w, t) || !finished || rows.length === ops.length;
-        }),
-      ),
+    /** Banking (../xa/properties.ts): with commit*(t) both for the deltas owed and for the ops promised. */
+    ...xaBanking(sc, commitStar, commitStar),
   };
 }
 
 /** Every transaction finished: no coordinator left running, no branch left on any shard, no STAGING, COMMIT or ABORT record left in the log. */
-const finished = (w: World): boolean =>
-  w.coords.every((c) => !c.alive || c.st.phase === "done") &&
-  w.shards.every((sh) => sh.branches.length === 0) &&
-  w.log.entries.every((e) => e.value.kind === "epoch");
+const finished = (w: World): boolean => xaQuiet(w) && w.log.entries.every((e) => e.value.kind === "epoch");
 
 export function parallelEventually(_sc: Scenario) {
-  return {
-    /** AC5 as a possibility: once faults stop, every transaction can still finish. */
-    AC5_terminates: {
-      goal: finished,
-      allowed: (a: Action) => !(a.k === "crash" || a.k === "shardCrash" || (a.k === "complete" && a.fault)),
-    },
-  };
+  return xaEventually(finished);
 }
 
+/** AC5_finishes (../xa/properties.ts, xaLeadsTo): AC5 under weak fairness. */
 export function parallelLeadsTo(_sc: Scenario, fair: Fairness<World, Action>) {
-  return {
-    /** AC5 as liveness: every transaction eventually finishes (true ~> finished), under weak fairness of every non-fault step. */
-    AC5_finishes: { from: () => true, to: finished, fair },
-  };
+  return xaLeadsTo(finished, fair);
 }

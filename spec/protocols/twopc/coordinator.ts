@@ -25,7 +25,7 @@
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import { decisionKey, decisionOf, EPOCH_KEY, type AbortReason, type Effect, type BranchSpec, type Fence, type LogPutResult, type Result, type ShardId, type TxId } from "../../kernel/effects.ts";
-import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER } from "../xa/branches.ts";
+import { abortReason, branchOf, finished, LOG_TIMER, phase2, reply, setBranch, VOTE_TIMER, xaCoordinatorDefaults, type XaCoordinatorOptions } from "../xa/branches.ts";
 
 export type BranchStatus =
   | "executing"
@@ -91,21 +91,9 @@ export const coordinatorMutants = [
 ] as const;
 export type CoordinatorMutant = (typeof coordinatorMutants)[number];
 
-export interface CoordinatorOptions {
-  /** How long the vote (exec + prepare of every branch) may take before the coordinator aborts. */
-  readonly voteTimeoutMs: number;
-  /** Delay before retrying a failed commit, rollback or log write. */
-  readonly retryDelayMs: number;
-  /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
-  readonly attemptsMax: number;
-  readonly mutant?: CoordinatorMutant;
-}
+export type CoordinatorOptions = XaCoordinatorOptions<CoordinatorMutant>;
 
-export const defaultCoordinatorOptions: CoordinatorOptions = {
-  voteTimeoutMs: 5_000,
-  retryDelayMs: 200,
-  attemptsMax: 5,
-};
+export const defaultCoordinatorOptions: CoordinatorOptions = xaCoordinatorDefaults;
 
 type Out = Step<CoordinatorState, Effect>;
 
@@ -244,13 +232,14 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
       if (decisionOf(r.current) === "commit") return onDurable(st);
       if (decisionOf(r.current) === "abort") return p2.abort(st, "resolver");
     }
-    if (r.err === "FENCED" || st.logAttempts >= opts.attemptsMax) {
-      // A newer process owns the log (this one is stale and must not decide), or the record may or may not
-      // exist: only the resolver can finish this transaction now.
-      const rep = reply<CoordinatorState>({ ...st, phase: "done" }, { status: "in_doubt" });
+    // A newer process owns the log (this one is stale and must not decide), or, out of attempts, the record
+    // may or may not exist: only the resolver can finish this transaction now.
+    const inDoubt = (s: CoordinatorState): Out => {
+      const rep = reply<CoordinatorState>({ ...s, phase: "done" }, { status: "in_doubt" });
       return { st: rep.st, effects: rep.fx };
-    }
-    return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
+    };
+    if (r.err === "FENCED") return inDoubt(st);
+    return p2.retryLog(st, inDoubt);
   }
 
   /** XA COMMIT ... ONE PHASE answered: only `ok` means committed; a lost connection leaves the outcome unknown. */

@@ -4,49 +4,30 @@
  * commit's records) run unchanged, as the server runs them, in the world
  * every protocol shares (spec/world/world.ts) over XA shards
  * (spec/env/xa-shard.ts); the ghost, scan reduction and scenarios are the
- * XA protocols' (../xa/world.ts). This file names the roles.
+ * XA protocols' (../xa/world.ts, composed by ../xa/model.ts). This file names
+ * the roles.
  *
  * Properties are in ./properties.ts; docs/protocols/2pc.md states each one.
  */
 import type { Model, ModelFactory } from "../../kernel/model.ts";
-import { xaShards } from "../../env/xa-shard.ts";
-import { world } from "../../world/world.ts";
-import type { Action, Budget, Scenario } from "../../world/types.ts";
-import { VOTE_TIMER, xaGhost, xaProtocolFactory, xaScanIsNoop, type XaWorld } from "../xa/world.ts";
+import type { Action } from "../../world/types.ts";
+import { xaProtocolFactory, type XaProtocolConfig, type XaWorld } from "../xa/world.ts";
+import { xaModel } from "../xa/model.ts";
 import { coordinator, coordinatorMutants, defaultCoordinatorOptions, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
-import { resolver, twopcResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
-import { resolverQuiet } from "../parallel/model.ts";
+import { twopcResolverMutants, type ResolverMutant, type ResolverState } from "../xa/resolver.ts";
 import { twopcInvariants, twopcEventually, twopcLeadsTo } from "./properties.ts";
 
 export type { Action, Budget, Flight, Scenario } from "../../world/types.ts";
 export type World = XaWorld<CoordinatorState, ResolverState>;
 export type Slot = World["coords"][number];
 
-export interface TwopcConfig {
-  readonly scenario: Scenario;
-  readonly budget: Budget;
-  /** The process restarts after a crash (false: it stays down forever, to show 2PC blocking). */
-  readonly restart: boolean;
-  /** The vote timer may fire (a timeout abort). */
-  readonly timeouts: boolean;
-  readonly coordinatorMutant?: CoordinatorMutant;
-  readonly resolverMutant?: ResolverMutant;
-}
+export type TwopcConfig = XaProtocolConfig<CoordinatorMutant, ResolverMutant>;
 
 export function twopcModel(cfg: TwopcConfig): Model<World, Action> {
-  const sc = cfg.scenario;
-  return world({
+  return xaModel({
+    ...cfg,
     name: "twopc",
-    scenario: sc,
-    budget: cfg.budget,
-    restart: cfg.restart,
-    timeouts: cfg.timeouts,
-    timeoutTimers: [VOTE_TIMER],
     coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.coordinatorMutant }),
-    resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),
-    env: xaShards,
-    ghost: xaGhost<World>(sc),
-    scanIsNoop: xaScanIsNoop<CoordinatorState, ResolverState>(sc, resolverQuiet),
     invariants: twopcInvariants,
     eventually: twopcEventually,
     leadsTo: twopcLeadsTo,

@@ -11,22 +11,14 @@
  */
 import type { Fairness } from "../../kernel/model.ts";
 import type { Action, Scenario, World } from "./model.ts";
-import { branchXid } from "../../env/executor.ts";
 import * as txlog from "../../env/txlog.ts";
 import { decisionKey, decisionOf } from "../../kernel/effects.ts";
+import { xaBanking, xaEventually, xaFacts, xaLeadsTo, xaQuiet } from "../xa/properties.ts";
 
 type Pred = (w: World) => boolean;
 
 export function twopcInvariants(sc: Scenario): Record<string, Pred> {
-  const branchesOf = (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard));
-  const xidOf = (t: number, s: number): string => branchXid(sc.txs[t]!.id, sc.shards[s]!);
-  const committed = (w: World, t: number, s: number): boolean => w.shards[s]!.history.some((h) => h[0] === xidOf(t, s));
-  const present = (w: World, t: number, s: number): boolean => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s));
-  const rolledBack = (w: World, t: number, s: number): boolean => w.ghost.existed[t]![s]! && !present(w, t, s) && !committed(w, t, s);
-  const txs = sc.txs.map((_, t) => t);
-  const initialTotal = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
-  const deltaOf = (t: number, s: number): number =>
-    sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops).reduce((sum, op) => sum + op.delta, 0);
+  const { branchesOf, committed, rolledBack, txs } = xaFacts(sc);
   const durableCommit = (w: World, t: number): boolean =>
     decisionOf(txlog.get(w.log, decisionKey(sc.txs[t]!.id))?.value) === "commit" || branchesOf(t).every((s) => committed(w, t, s));
 
@@ -61,59 +53,27 @@ export function twopcInvariants(sc: Scenario): Record<string, Pred> {
     /** The client hears "aborted" only if no branch can ever commit (checked in every later state too). */
     aborted_reply_is_final: (w) =>
       txs.every((t) => w.told[t]?.status !== "aborted" || (w.ghost.decision[t] !== "commit" && !branchesOf(t).some((s) => committed(w, t, s)))),
-    /** Banking: balances plus the deltas of branches decided commit but not yet applied never change. */
-    money_conserved: (w) => {
-      let total = 0;
-      for (const sh of w.shards) for (const [, cents] of sh.balances) total += cents;
-      for (const t of txs) {
-        if (w.ghost.decision[t] !== "commit") continue;
-        for (const s of branchesOf(t)) if (!committed(w, t, s)) total += deltaOf(t, s);
-      }
-      return total === initialTotal;
-    },
-    /** Banking: no committed balance below zero. */
-    no_negative_balance: (w) => w.shards.every((sh) => sh.balances.every(([, cents]) => cents >= 0)),
     /**
-     * Banking: a transfer the client was told is committed has every op applied exactly
-     * once on every branch that has finished (and no op of any transfer twice).
+     * Banking: money is conserved counting the deltas of branches decided commit but not yet
+     * applied; no balance below zero; a transfer the client was told is committed has every op
+     * applied exactly once on every branch that has finished (and no op of any transfer twice).
      */
-    applied_exactly_once: (w) =>
-      txs.every((t) =>
-        branchesOf(t).every((s) => {
-          const rows = w.shards[s]!.history.filter((h) => h[0] === xidOf(t, s));
-          const ops = sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops);
-          if (!ops.every((op) => rows.filter((h) => h[1] === op.account).length <= 1)) return false;
-          const finished = w.ghost.existed[t]![s]! && !present(w, t, s);
-          return w.told[t]?.status !== "committed" || !finished || rows.length === ops.length;
-        }),
-      ),
+    ...xaBanking(
+      sc,
+      (w, t) => w.ghost.decision[t] === "commit",
+      (w, t) => w.told[t]?.status === "committed",
+    ),
   };
 }
 
 /** Every transaction finished: no coordinator left running, no branch left on any shard, no decision record left in the log. */
-const finished = (w: World): boolean =>
-  w.coords.every((c) => !c.alive || c.st.phase === "done") &&
-  w.shards.every((sh) => sh.branches.length === 0) &&
-  w.log.entries.every((e) => e.value.kind !== "decision");
+const finished = (w: World): boolean => xaQuiet(w) && w.log.entries.every((e) => e.value.kind !== "decision");
 
 export function twopcEventually(_sc: Scenario) {
-  return {
-    /** AC5 as a possibility: once faults stop, every transaction can still finish. */
-    AC5_terminates: {
-      goal: finished,
-      allowed: (a: Action) => !(a.k === "crash" || a.k === "shardCrash" || (a.k === "complete" && a.fault)),
-    },
-  };
+  return xaEventually(finished);
 }
 
+/** AC5_finishes (../xa/properties.ts, xaLeadsTo): AC5 under weak fairness. */
 export function twopcLeadsTo(_sc: Scenario, fair: Fairness<World, Action>) {
-  return {
-    /**
-     * AC5 as liveness: every transaction eventually finishes (true ~> finished)
-     * under weak fairness of every non-fault step (spec/world/world.ts, fairStep). Unlike
-     * AC5_terminates it also fails on a fair cycle that never finishes although
-     * it could leave at every turn (a retry loop that never gives up).
-     */
-    AC5_finishes: { from: () => true, to: finished, fair },
-  };
+  return xaLeadsTo(finished, fair);
 }

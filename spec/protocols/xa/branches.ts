@@ -63,6 +63,19 @@ export const reply = <S extends XaCoordinator>(st: S, outcome: Outcome): { st: S
 export const abortReason = (err: XaError): AbortReason =>
   err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
 
+/** The settings of an XA coordinator (2PC, parallel commit), with its protocol's mutants. */
+export interface XaCoordinatorOptions<M extends string> {
+  /** How long executing and preparing the branches may take before the coordinator aborts (parallel commit: only while STAGING is unsent). */
+  readonly voteTimeoutMs: number;
+  /** Delay before retrying a failed commit, rollback or log write. */
+  readonly retryDelayMs: number;
+  /** Attempts per commit, rollback or log write before leaving the work to the resolver. */
+  readonly attemptsMax: number;
+  readonly mutant?: M;
+}
+
+export const xaCoordinatorDefaults = { voteTimeoutMs: 5_000, retryDelayMs: 200, attemptsMax: 5 } as const;
+
 export const finished = (b: XaBranch): boolean => b.status === "committed" || b.status === "rolled_back" || b.status === "abandoned";
 
 export interface Phase2Options<S extends XaCoordinator> {
@@ -149,12 +162,19 @@ export function phase2<S extends XaCoordinator>(opts: Phase2Options<S>) {
     return noop(st);
   }
 
-  /** The answer to forgetting the record: done, or retry the delete (a fenced one is someone else's to finish). */
-  function onForget(st: S, input: Extract<Result, { t: "log.delete" }>): Out {
-    if (st.phase !== "forgetting") return noop(st);
-    if (input.r.ok || input.r.err === "FENCED" || st.logAttempts >= opts.attemptsMax) return { st: { ...st, phase: "done" }, effects: [] };
+  /** A txlog write did not answer: retry it after a delay, or, out of attempts, give up with `giveUp`. */
+  function retryLog(st: S, giveUp: (st: S) => Out): Out {
+    if (st.logAttempts >= opts.attemptsMax) return giveUp(st);
     return { st: { ...st, logAttempts: st.logAttempts + 1 }, effects: [{ t: "timer", id: LOG_TIMER, ms: opts.retryDelayMs }] };
   }
 
-  return { commitAll, abort, rollBackLate, retryOrGiveUp, onCommit, onRollback, onRetryTimer, onForget };
+  /** The answer to forgetting the record: done, or retry the delete (a fenced one is someone else's to finish). */
+  function onForget(st: S, input: Extract<Result, { t: "log.delete" }>): Out {
+    if (st.phase !== "forgetting") return noop(st);
+    const done = (s: S): Out => ({ st: { ...s, phase: "done" }, effects: [] });
+    if (input.r.ok || input.r.err === "FENCED") return done(st);
+    return retryLog(st, done);
+  }
+
+  return { commitAll, abort, rollBackLate, retryOrGiveUp, retryLog, onCommit, onRollback, onRetryTimer, onForget };
 }

@@ -320,6 +320,9 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   return { start, step };
 }
 
+/** The resolver carries nothing over from its last scan (what the scan reduction of ./world.ts asks). */
+export const resolverQuiet = (r: ResolverState): boolean => r.suspects.length === 0 && r.fenced.length === 0;
+
 const byXid = (a: PreparedXid, b: PreparedXid): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.shard < b.shard ? -1 : a.shard > b.shard ? 1 : 0);
 
 /**

@@ -134,6 +134,18 @@ export function scenario(name: string): Scenario {
   }
 }
 
+/** What an XA protocol's model is built from: scenario, fault budget, restart, vote timer, and at most one mutant. */
+export interface XaProtocolConfig<CM extends string, RM extends string> {
+  readonly scenario: Scenario;
+  readonly budget: Budget;
+  /** The process restarts after a crash (false: it stays down forever, to show 2PC blocking). */
+  readonly restart: boolean;
+  /** The vote timer may fire (a timeout abort, while some branch is still executing or preparing). */
+  readonly timeouts: boolean;
+  readonly coordinatorMutant?: CM;
+  readonly resolverMutant?: RM;
+}
+
 /**
  * The ModelFactory of an XA protocol: the parameters every such model takes
  * (scenario, fault budget, restart, vote timer) and its mutants, split
@@ -144,7 +156,7 @@ export function xaProtocolFactory<CM extends string, RM extends string>(p: {
   description: string;
   coordinatorMutants: readonly CM[];
   resolverMutants: readonly RM[];
-  build(cfg: { scenario: Scenario; budget: Budget; restart: boolean; timeouts: boolean; coordinatorMutant: CM | undefined; resolverMutant: RM | undefined }): Model<any, any>;
+  build(cfg: XaProtocolConfig<CM, RM>): Model<any, any>;
 }): ModelFactory {
   return {
     name: p.name,
