@@ -58,20 +58,20 @@ export const suite: SuiteEntry[] = [
   { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 0, restart: false }, expect: "violates AC5_terminates" },
   // Each mutant, on the smallest configuration that exposes it, caught by the named
   // property checked alone; together these show that every property can fail.
-  ...twopcMutant("reply-before-durable", "transfer", "committed_reply_is_durable"),
-  ...twopcMutant("commit-before-durable", "transfer", "money_conserved"),
-  ...twopcMutant("commit-despite-failed-prepare", "transfer", "AC1_agreement", { shardCrash: 1 }),
-  ...twopcMutant("commit-despite-failed-prepare", "transfer", "applied_exactly_once", { shardCrash: 1 }),
-  ...twopcMutant("no-funds-check", "conflict", "no_negative_balance", { timeouts: false }),
-  ...twopcMutant("nota-retries-forever", "transfer", "AC5_terminates", { shardCrash: 1 }),
-  ...twopcMutant("forget-before-commit", "transfer", "committed_reply_is_durable"),
-  ...twopcMutant("timeout-keeps-voting", "transfer", "aborted_reply_is_final"),
-  ...twopcMutant("no-epoch-fence", "transfer", "AC2_irrevocable", { crash: 1 }),
-  ...twopcMutant("presume-commit", "transfer", "AC3_commit_needs_all_yes", { crash: 1 }),
-  ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", { crash: 1 }),
-  ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits"),
-  ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable"),
-  ...twopcMutant("one-phase-lost-is-commit", "local", "committed_reply_is_durable", { shardCrash: 1, timeouts: false }),
+  ...twopcMutant("reply-before-durable", "transfer", "committed_reply_is_durable", 8),
+  ...twopcMutant("commit-before-durable", "transfer", "money_conserved", 9),
+  ...twopcMutant("commit-despite-failed-prepare", "transfer", "AC1_agreement", 11, { shardCrash: 1 }),
+  ...twopcMutant("commit-despite-failed-prepare", "transfer", "applied_exactly_once", 10, { shardCrash: 1 }),
+  ...twopcMutant("no-funds-check", "conflict", "no_negative_balance", 18, { timeouts: false }),
+  ...twopcMutant("nota-retries-forever", "transfer", "AC5_terminates", 15, { shardCrash: 1 }),
+  ...twopcMutant("forget-before-commit", "transfer", "committed_reply_is_durable", 10),
+  ...twopcMutant("timeout-keeps-voting", "transfer", "aborted_reply_is_final", 10),
+  ...twopcMutant("no-epoch-fence", "transfer", "AC2_irrevocable", 31, { crash: 1 }),
+  ...twopcMutant("presume-commit", "transfer", "AC3_commit_needs_all_yes", 12, { crash: 1 }),
+  ...twopcMutant("rollback-committed", "transfer", "AC1_agreement", 16, { crash: 1 }),
+  ...twopcMutant("ignore-active", "transfer", "AC4_all_yes_commits", 17),
+  ...twopcMutant("gc-without-recover", "transfer", "committed_reply_is_durable", 13),
+  ...twopcMutant("one-phase-lost-is-commit", "local", "committed_reply_is_durable", 7, { shardCrash: 1, timeouts: false }),
 
   // Parallel commit (spec/protocols/parallel): STAGING written with the prepares; committed =
   // STAGING durable + every branch prepared; recovery KILLs the recorded connections before it
@@ -172,9 +172,9 @@ export const suite: SuiteEntry[] = [
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 5 },
 ];
 
-/** A 2PC mutant entry: the property that must catch it, on a scenario with no faults unless given. */
-function twopcMutant(mutant: string, scenario: string, property: string, faults: Record<string, number | boolean> = {}): SuiteEntry[] {
-  return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}`, properties: [property] }];
+/** A 2PC mutant entry: the property that must catch it, its shortest trace's length in steps, on a scenario with no faults unless given. */
+function twopcMutant(mutant: string, scenario: string, property: string, length: number, faults: Record<string, number | boolean> = {}): SuiteEntry[] {
+  return [{ model: "twopc", params: { scenario, crash: 0, shardCrash: 0, ...faults }, mutant, expect: `violates ${property}`, properties: [property], length }];
 }
 
 /** A parallel-commit mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
