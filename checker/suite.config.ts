@@ -170,6 +170,8 @@ export const suite: SuiteEntry[] = [
   // spec/server/readback-sound.ts and docs/architecture.md).
   { model: "server", params: { scenario: "parallel+speculative", crash: 1 }, mutant: "readback-staging-is-commit", expect: "violates readback_sound", properties: ["readback_sound"], length: 9 },
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 5 },
+  // Concluding by hand (spec/server/conclude.ts): the operator's direction taken as the outcome.
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "conclude-as-asked", expect: "violates conclude_sound", properties: ["conclude_sound"], length: 8 },
 ];
 
 /** A 2PC mutant entry: the property that must catch it, its shortest trace's length in steps, on a scenario with no faults unless given. */

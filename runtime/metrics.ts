@@ -53,6 +53,12 @@ export class Metrics {
     labelNames: ["shard", "code"] as const,
     registers: [this.registry],
   });
+  readonly concludes = new Counter({
+    name: "speccommit_concludes_total",
+    help: "Transactions an operator asked to conclude by hand (POST /admin/transactions/:id/conclude), by direction asked and result: final (already so), resolved (the resolver made it so), refused (durable state says the other), other (the resolver decided the other), in_doubt, unknown, running, unavailable.",
+    labelNames: ["direction", "result"] as const,
+    registers: [this.registry],
+  });
   readonly resolverActions = new Counter({
     name: "speccommit_resolver_actions_total",
     help:

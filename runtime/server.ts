@@ -32,6 +32,7 @@ import { XaMysql } from "./adapters/xa-mysql.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
 import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
+import { afterScan, conclude, type ConcludeDirection } from "../spec/server/conclude.ts";
 import { DurableUnavailable, durableOutcome, settledOutcome } from "./durable.ts";
 import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
@@ -259,6 +260,9 @@ const UI_HEADERS = {
   "Cache-Control": "no-store",
 };
 
+/** How long a conclude by hand keeps asking the resolver to scan (each scan bounded by the statement and etcd timeouts) until durable state says. */
+const CONCLUDE_WAIT_MS = 5_000;
+
 /** Bound on remembered transaction -> credential names when retain_transactions is larger. */
 const CREDENTIAL_OF_TX_MAX = 100_000;
 
@@ -339,6 +343,12 @@ class Api {
         route = "/transfer";
         if (req.method !== "POST") return this.send(res, route, 405, { error: "use POST /transfer" }, { Allow: "POST" });
         return await this.transfer(req, res);
+      }
+      const concludePath = /^\/admin\/transactions\/([^/]+)\/conclude$/.exec(path);
+      if (concludePath !== null) {
+        route = "/admin/transactions/:id/conclude";
+        if (req.method !== "POST") return this.send(res, route, 405, { error: `use POST ${path}` }, { Allow: "POST" });
+        return await this.conclude(req, res, decodeURIComponent(concludePath[1]!));
       }
       if (req.method !== "GET") return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET" });
       // /health too: the name many load balancers and monitors probe by default.
@@ -524,6 +534,56 @@ class Api {
     this.send(res, route, 200, { tx, status: outcome.status, source: "durable state (this process does not remember the transaction)", ...found });
   }
 
+  /**
+   * POST /admin/transactions/:id/conclude {"direction":"commit"|"rollback"}: the verdict is
+   * spec/server/conclude.ts's from durable state; a transaction in doubt is handed to the resolver (one scan now)
+   * and the answer is what the protocol decided. Audited: a log line (who, when, what, result) and
+   * speccommit_concludes_total.
+   */
+  private async conclude(req: IncomingMessage, res: ServerResponse, tx: string): Promise<void> {
+    const route = "/admin/transactions/:id/conclude";
+    let direction: ConcludeDirection;
+    try {
+      const body = JSON.parse((await this.readBody(req)) || "{}") as { direction?: unknown };
+      if (body.direction !== "commit" && body.direction !== "rollback") throw new BadRequest(400, 'the body must be {"direction":"commit"} or {"direction":"rollback"}');
+      direction = body.direction;
+    } catch (e) {
+      if (e instanceof BadRequest) return this.send(res, route, e.status, { error: e.message });
+      return this.send(res, route, 400, { error: `the body is not JSON: ${(e as Error).message}` });
+    }
+    const who = this.credentialOf.get(res) ?? "(auth none)";
+    const done = (status: number, result: string, body: Record<string, unknown>) => {
+      this.metrics.concludes.inc({ direction, result });
+      console.log(`conclude ${tx} direction=${direction} by=${who} at=${new Date().toISOString()} result=${result}`);
+      this.send(res, route, status, { tx, direction, result, ...body });
+    };
+    if (this.engine.isRunning(tx)) return done(409, "running", { error: "its coordinator is running in this process: it decides; wait for its answer" });
+    const read = async () => (await durableOutcome(tx, { xa: this.xa, log: this.txlog }))?.outcome ?? null;
+    try {
+      const v = conclude(await read(), direction);
+      if (v.t === "unknown") return done(404, "unknown", { error: `no trace of ${tx} in the log or on any shard: nothing to conclude` });
+      if (v.t === "refused") return done(409, "refused", { status: v.outcome, error: `refused: ${v.why}` });
+      // final: the resolver still finishes branches left prepared; in doubt: it decides as the protocol says.
+      // A scan may first have to take the epoch back (another process fenced this one) or find a shard back up:
+      // a few scans, bounded, until durable state says.
+      let after = afterScan(null, direction);
+      const deadline = Date.now() + CONCLUDE_WAIT_MS;
+      do {
+        await this.engine.scanNow();
+        after = afterScan(await read(), direction);
+        if (after.outcome.status !== "in_doubt") break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } while (Date.now() < deadline);
+      if (v.t === "final") return done(200, "final", { status: v.outcome });
+      if (after.outcome.status === "in_doubt") return done(202, "in_doubt", { status: "in_doubt", error: "still in doubt after resolver scans for 5 s: a shard or the log did not answer (GET /admin/shards), or a coordinator elsewhere owns it" });
+      if (!after.matches) return done(409, "other", { status: after.outcome.status, error: `the protocol decided ${after.outcome.status}, not what was asked; nothing was done against it` });
+      return done(200, "resolved", { status: after.outcome.status });
+    } catch (e) {
+      if (e instanceof DurableUnavailable) return done(503, "unavailable", { error: `cannot read ${tx}: ${e.message}` });
+      throw e;
+    }
+  }
+
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {
     const route = "/accounts/:shard/:id";
     if (!this.xa.shards.includes(shard)) return this.send(res, route, 404, { error: `unknown shard ${JSON.stringify(shard)} (shards: ${this.xa.shards.join(", ")})` });
@@ -602,6 +662,7 @@ function traceParentOf(req: IncomingMessage): TraceParent | undefined {
 function routeOf(path: string): string {
   if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
   if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
+  if (/^\/admin\/transactions\/[^/]+\/conclude$/.test(path)) return "/admin/transactions/:id/conclude";
   if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
   return "other";
 }

@@ -170,9 +170,10 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
 /**
  * The read-back rules' mutants (./readback-sound.ts catches them): the XA
  * rule reading a STAGING record as a commit; the composition reading
- * "nothing found" of a speculation as aborted.
+ * "nothing found" of a speculation as aborted; concluding by hand taking
+ * the operator's direction as the outcome (./conclude.ts).
  */
-export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted"] as const;
+export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted", "conclude-as-asked"] as const;
 export type ReadBackMutant = (typeof readBackMutants)[number];
 
 const rulesOf = (m: ReadBackMutant | undefined): ReadBackRules =>
@@ -206,7 +207,10 @@ export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
     env: bothShards,
     ghost: serverGhost(sc),
     scanIsNoop: serverScanIsNoop(sc),
-    invariants: (s) => ({ ...serverInvariants(s, cfg.budget, protocolOfTx(s)), ...readBackSound(s, rules, coordinator.done, cfg.settleInFlight === true) }),
+    invariants: (s) => ({
+      ...serverInvariants(s, cfg.budget, protocolOfTx(s)),
+      ...readBackSound(s, rules, coordinator.done, cfg.settleInFlight === true, cfg.mutant === "conclude-as-asked" ? "conclude-as-asked" : undefined),
+    }),
     eventually: (s) => serverEventually(s, protocolOfTx(s)),
   });
 }

@@ -40,6 +40,7 @@ import type { BothShard } from "../env/both-shards.ts";
 import type { DurableFacts } from "../protocols/protocol.ts";
 import type { Scenario, World } from "../world/types.ts";
 import { factKeys, ranBy, readBack, settle, type ReadBackRules } from "./readback.ts";
+import { conclude, CONCLUDE_DIRECTIONS, type ConcludeMutant } from "./conclude.ts";
 
 /** The server world's ghost variables this property reads (spec/server/properties.ts ServerGhost). */
 interface FinalGhost {
@@ -119,7 +120,7 @@ function ended(w: SW, t: number, facts: DurableFacts, done: (st: { readonly phas
  * statements of a dead coordinator may still be on their way
  * (`settle_sound_in_flight`; see the note at the top).
  */
-export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) => boolean, inFlight = false): Record<string, (w: any) => boolean> {
+export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) => boolean, inFlight = false, concludeMutant?: ConcludeMutant): Record<string, (w: any) => boolean> {
   const ran = (t: number) => ({ protocol: sc.txs[t]!.protocol, shards: sc.txs[t]!.branches.map((b) => b.shard) });
   const props: Record<string, (w: SW) => boolean> = {
     readback_sound: (w) =>
@@ -131,6 +132,18 @@ export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) =>
         if (settles(w, t, done) && !w.flights.some((f) => f.owner === t) && contradicts(settle(tx.id, facts, ran(t), r), truth)) return false;
         const pending = facts.prepared.length > 0 || facts.undo.some((u) => u.state === "undo");
         return !(ended(w, t, facts, done) && rb?.status === "in_doubt" && !pending);
+      }),
+    // Concluding by hand (./conclude.ts): for either direction an operator may ask, a "final" verdict never
+    // contradicts what is final (refusing and handing to the resolver never decide anything).
+    conclude_sound: (w) =>
+      sc.txs.every((tx, t) => {
+        const facts = factsOf(sc, w, t, r);
+        const truth = truthOf(sc, w, t, facts);
+        const rb = readBack(tx.id, facts, r);
+        return CONCLUDE_DIRECTIONS.every((d) => {
+          const v = conclude(rb, d, concludeMutant);
+          return v.t !== "final" || !(v.outcome === "committed" ? truth.aborted : truth.committed);
+        });
       }),
   };
   if (inFlight) {

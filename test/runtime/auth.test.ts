@@ -143,6 +143,7 @@ describe("a real server with tokens", () => {
     { method: "GET", path: "/accounts/shard-a/1", scope: "read" },
     { method: "GET", path: "/transactions/00000000-0000-0000-0000-000000000000", scope: "read" },
     { method: "GET", path: "/admin/shards", scope: "admin" },
+    { method: "POST", path: "/admin/transactions/00000000-0000-0000-0000-000000000000/conclude", scope: "admin", json: { direction: "rollback" } },
     { method: "GET", path: "/metrics", scope: "metrics" },
     { method: "GET", path: "/ui/summary", scope: "read" },
   ] as const;
