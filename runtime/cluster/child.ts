@@ -5,7 +5,7 @@
  * Two ways to own one:
  * - spawned by this process: liveness and exit come from the ChildProcess
  *   'exit' event. `kill -0` is no use here: a killed mariadbd stays a zombie
- *   for 1-2 s, and `kill -0` succeeds on a zombie (shared/ENVIRONMENT.md).
+ *   for 1-2 s, and `kill -0` succeeds on a zombie (measured on the development machine).
  * - attached by pid (a server an earlier `speccommit cluster up` left running):
  *   we are not its parent, so we read /proc/<pid>/stat and count a zombie as
  *   dead, and we check /proc/<pid>/cmdline before signalling so that a stale

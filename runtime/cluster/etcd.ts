@@ -1,6 +1,6 @@
 /**
  * One single-member etcd (the transaction log) as a plain child process on
- * 127.0.0.1, with the flags measured in shared/ENVIRONMENT.md. Short
+ * 127.0.0.1, with the flags measured on the development machine (docs/operations.md, "Server flags and why"). Short
  * heartbeat and election timeouts make a single member leader at once after
  * a start or a kill -9; every acknowledged write is fsynced, so it survives
  * kill -9.

@@ -1,7 +1,7 @@
 /**
  * One MariaDB server (one shard) as a plain child process, on 127.0.0.1 only.
  *
- * The flags are the ones measured in shared/ENVIRONMENT.md: `--no-defaults`
+ * The flags are the ones measured on the development machine (docs/operations.md, "Server flags and why"): `--no-defaults`
  * first (no my.cnf from the host leaks in), `--user=root` (required as root),
  * no binary log (XA needs none on a single server), durable commits
  * (`innodb_flush_log_at_trx_commit=1`), so a PREPARED XA branch survives
