@@ -2,24 +2,20 @@
 // MariaDB and etcd: a committed transaction is never rolled back by hand; one left in doubt by a coordinator
 // killed -9 between prepare and decision is handed to the resolver, and the operator hears what the protocol
 // decided (presumed abort: a commit asked for is refused with why), every answer counted in the metrics.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conclude, afterScan } from "../../spec/server/conclude.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { preparedBranches } from "../../runtime/bench/audit.ts";
-import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
-import { addressesOfCluster } from "../../runtime/main.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { balance, closeAgents, request, serverOn } from "./support.ts";
+import { balance, closeAgents, inDoubtAfterKill9, request, serverOn } from "./support.ts";
 
 const PREFIX = "conclude/";
-const WAIT_MS = 20_000;
 let cluster: TestCluster;
 let server: RunningServer;
-let child: ServerProcess | undefined;
 let dir: string;
 
 beforeAll(async () => {
@@ -30,7 +26,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   closeAgents();
-  await child?.kill9();
   await server?.close(1_000);
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -76,31 +71,12 @@ describe("POST /admin/transactions/:id/conclude", () => {
   });
 
   it("a transaction in doubt after kill -9: the resolver concludes it as the protocol says, and the operator hears that", async () => {
-    const clusterFile = join(dir, "cluster.json");
-    writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
-    const shards = addressesOfCluster(cluster.describe()).shards;
-    child = await startServerProcess(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", PREFIX, "--resolver-interval-ms", "60000"]);
     const before = [await balance(cluster, "shard-a", 2), await balance(cluster, "shard-b", 102)];
-    let tx: string;
-    process.kill(cluster.etcd.pid, "SIGSTOP");
-    try {
-      const answer = request(child.url, "POST", "/transfer", {
-        json: { ops: [{ shard_id: "shard-a", account_id: 2, delta: -100 }, { shard_id: "shard-b", account_id: 102, delta: 100 }], protocol: "2pc" },
-      }).catch((e: Error) => e);
-      let prepared: string[] = [];
-      const deadline = Date.now() + WAIT_MS;
-      while (prepared.length < 2 && Date.now() < deadline) {
-        await sleep(20);
-        prepared = await preparedBranches(shards, XID_FORMAT_ID);
-      }
-      expect(prepared.map((p) => p.split("|")[0]).sort()).toEqual(["shard-a", "shard-b"]);
-      tx = prepared[0]!.split("|")[1]!;
-      await child.kill9();
-      child = undefined;
-      expect(await answer).toBeInstanceOf(Error);
-    } finally {
-      process.kill(cluster.etcd.pid, "SIGCONT");
-    }
+    const { tx, shards } = await inDoubtAfterKill9(cluster, {
+      dir,
+      prefix: PREFIX,
+      ops: [{ shard_id: "shard-a", account_id: 2, delta: -100 }, { shard_id: "shard-b", account_id: 102, delta: 100 }],
+    });
     // Nothing has scanned yet: both branches are still prepared. The decision the dead coordinator had sent may
     // have landed once etcd resumed (then the commit is durable) or not (then the protocol presumes abort).
     const durable = await request(server.url, "GET", `/transactions/${tx}`);

@@ -5,25 +5,21 @@
 // (or, when the decision it had sent lands once etcd resumes, commits both);
 // the spans it exports to a real OTLP receiver show that, under one `resolver
 // scan`, with the transaction's id.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { preparedBranches } from "../../runtime/bench/audit.ts";
-import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
-import { addressesOfCluster } from "../../runtime/main.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import { spanTree, startOtlpReceiver, type OtlpReceiver } from "../support/otlp.ts";
-import { balance, closeAgents, request, serverOn } from "./support.ts";
+import { balance, closeAgents, inDoubtAfterKill9, request, serverOn } from "./support.ts";
 
 const PREFIX = "otel-recovery/";
-const WAIT_MS = 20_000;
 let cluster: TestCluster;
 let receiver: OtlpReceiver;
 let dir: string;
-let child: ServerProcess | undefined;
 let restarted: RunningServer | undefined;
 
 beforeAll(async () => {
@@ -34,44 +30,21 @@ beforeAll(async () => {
 
 afterAll(async () => {
   closeAgents();
-  await child?.kill9();
   await restarted?.close(1_000);
   await receiver?.close();
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 describe("resolver spans", () => {
   it("after kill -9 of a coordinator with both branches prepared: presume_abort and two rollbacks under one resolver scan", async () => {
-    const clusterFile = join(dir, "cluster.json");
-    writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
-    const shards = addressesOfCluster(cluster.describe()).shards;
-    child = await startServerProcess(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", PREFIX, "--resolver-interval-ms", "60000", "--otlp-endpoint", receiver.url]);
     const before = [await balance(cluster, "shard-a", 1), await balance(cluster, "shard-b", 101)];
-    let tx: string;
-    process.kill(cluster.etcd.pid, "SIGSTOP");
-    try {
-      const answer = request(child.url, "POST", "/transfer", {
-        json: { ops: [{ shard_id: "shard-a", account_id: 1, delta: -100 }, { shard_id: "shard-b", account_id: 101, delta: 100 }], protocol: "2pc" },
-      }).catch((e: Error) => e);
-      let prepared: string[] = [];
-      const deadline = Date.now() + WAIT_MS;
-      while (prepared.length < 2 && Date.now() < deadline) {
-        await sleep(20);
-        prepared = await preparedBranches(shards, XID_FORMAT_ID);
-      }
-      expect(prepared.map((p) => p.split("|")[0]).sort()).toEqual(["shard-a", "shard-b"]);
-      tx = prepared[0]!.split("|")[1]!;
-      expect(prepared[1]!.split("|")[1]).toBe(tx);
-      await child.kill9();
-      child = undefined;
-      // The client lost its answer with the process.
-      expect(await answer).toBeInstanceOf(Error);
-    } finally {
-      process.kill(cluster.etcd.pid, "SIGCONT");
-    }
+    const { tx, shards } = await inDoubtAfterKill9(cluster, {
+      dir,
+      prefix: PREFIX,
+      ops: [{ shard_id: "shard-a", account_id: 1, delta: -100 }, { shard_id: "shard-b", account_id: 101, delta: 100 }],
+      flags: ["--otlp-endpoint", receiver.url],
+    });
 
     // The restart: its first scan finds both branches prepared and no decision record.
     restarted = await serverOn(cluster, ["--etcd-prefix", PREFIX, "--otlp-endpoint", receiver.url]);

@@ -8,6 +8,19 @@ import { addressesOfCluster } from "../../runtime/main.ts";
 import { startServer, type RunningServer } from "../../runtime/server.ts";
 import { toCents } from "../../runtime/cluster/schema.ts";
 import { xaRecover, type TestCluster } from "../support/cluster.ts";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
+import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
+import { preparedBranches } from "../../runtime/bench/audit.ts";
+import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
+
+/** One op of a transfer's JSON body. */
+export interface TransferOp {
+  readonly shard_id: string;
+  readonly account_id: number;
+  readonly delta: number;
+}
 
 /** A server on a free port with test-sized settings; `flags` as on the command line. */
 export async function serverOn(cluster: TestCluster, flags: string[] = []): Promise<RunningServer> {
@@ -104,4 +117,47 @@ export async function snapshot(cluster: TestCluster): Promise<{ history: Map<str
     }
   }
   return { history, balances, prepared };
+}
+
+/**
+ * A 2PC transfer left in doubt on real shards: a coordinator in a child
+ * process (`flags` added to its command line) prepares both branches while
+ * etcd is paused (so its decision cannot be written), and is killed -9.
+ * `whilePaused` runs before etcd resumes. The decision the dead process had
+ * sent may still land once etcd resumes (its request sits in etcd's socket
+ * buffer). Answers the transaction id and the shards' addresses.
+ */
+export async function inDoubtAfterKill9(
+  cluster: TestCluster,
+  opts: { dir: string; prefix: string; ops: readonly TransferOp[]; flags?: readonly string[]; whilePaused?: (tx: string) => Promise<void> },
+): Promise<{ tx: string; shards: readonly ShardAddress[] }> {
+  const clusterFile = join(opts.dir, "cluster.json");
+  writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
+  const shards = addressesOfCluster(cluster.describe()).shards;
+  let child: ServerProcess | undefined = await startServerProcess([
+    "--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", opts.prefix, "--resolver-interval-ms", "60000", ...(opts.flags ?? []),
+  ]);
+  process.kill(cluster.etcd.pid, "SIGSTOP");
+  try {
+    const answer = request(child.url, "POST", "/transfer", { json: { ops: opts.ops, protocol: "2pc" } }).catch((e: Error) => e);
+    let prepared: string[] = [];
+    const deadline = Date.now() + 20_000;
+    while (prepared.length < 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      prepared = await preparedBranches(shards, XID_FORMAT_ID);
+    }
+    const on = prepared.map((p) => p.split("|")[0]).sort();
+    const txs = new Set(prepared.map((p) => p.split("|")[1]));
+    if (on.join() !== "shard-a,shard-b" || txs.size !== 1) throw new Error(`expected one transaction prepared on shard-a and shard-b, got ${JSON.stringify(prepared)}`);
+    const tx = [...txs][0]!;
+    await child.kill9();
+    child = undefined;
+    // The client lost its answer with the process.
+    if (!((await answer) instanceof Error)) throw new Error("the killed coordinator answered");
+    await opts.whilePaused?.(tx);
+    return { tx, shards };
+  } finally {
+    await child?.kill9();
+    process.kill(cluster.etcd.pid, "SIGCONT");
+  }
 }

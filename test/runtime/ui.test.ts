@@ -7,25 +7,21 @@
 // shards its branches are prepared on, and once the resolver settled it the
 // row is gone. Screenshots are saved under out/ (ui.png, ui-in-doubt.png) and their size checked.
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopeOf } from "../../runtime/auth.ts";
 import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
 import { preparedBranches } from "../../runtime/bench/audit.ts";
-import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
-import { addressesOfCluster } from "../../runtime/main.ts";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { closeAgents, request, serverOn } from "./support.ts";
+import { closeAgents, inDoubtAfterKill9, request, serverOn } from "./support.ts";
 
 const PREFIX = "ui/";
 const CHROMIUM = "/usr/bin/chromium";
-const WAIT_MS = 20_000;
 let cluster: TestCluster;
 let server: RunningServer;
-let child: ServerProcess | undefined;
 let dir: string;
 
 beforeAll(async () => {
@@ -36,7 +32,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   closeAgents();
-  await child?.kill9();
   await server?.close(1_000);
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -117,35 +112,18 @@ describe("GET /ui", () => {
 
   it("in Chromium: lists a transaction in doubt after etcd paused + kill -9 of its coordinator, and drops it once settled", async () => {
     mkdirSync("out", { recursive: true });
-    const clusterFile = join(dir, "cluster.json");
-    writeFileSync(clusterFile, JSON.stringify(cluster.describe()));
-    const shards = addressesOfCluster(cluster.describe()).shards;
-    child = await startServerProcess(["--cluster-file", clusterFile, "--port", "0", "--etcd-prefix", PREFIX, "--resolver-interval-ms", "60000"]);
-    let tx: string;
-    process.kill(cluster.etcd.pid, "SIGSTOP");
-    try {
-      const answer = request(child.url, "POST", "/transfer", {
-        json: { ops: [{ shard_id: "shard-a", account_id: 2, delta: -100 }, { shard_id: "shard-b", account_id: 102, delta: 100 }], protocol: "2pc" },
-      }).catch((e: Error) => e);
-      let prepared: string[] = [];
-      const deadline = Date.now() + WAIT_MS;
-      while (prepared.length < 2 && Date.now() < deadline) {
-        await sleep(20);
-        prepared = await preparedBranches(shards, XID_FORMAT_ID);
-      }
-      expect(prepared.map((p) => p.split("|")[0]).sort()).toEqual(["shard-a", "shard-b"]);
-      tx = prepared[0]!.split("|")[1]!;
-      await child.kill9();
-      child = undefined;
-      expect(await answer).toBeInstanceOf(Error);
-      // etcd is still paused: the page's server has decided nothing, its XA RECOVER shows the branches, the log cannot be read.
-      const dom = await chromium(`${server.url}/ui`, ["--dump-dom"]);
-      const line = row(dom, "indoubt", tx);
-      expect(line).toBeDefined();
-      expect(line).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b unknown: etcd`));
-    } finally {
-      process.kill(cluster.etcd.pid, "SIGCONT");
-    }
+    const { tx, shards } = await inDoubtAfterKill9(cluster, {
+      dir,
+      prefix: PREFIX,
+      ops: [{ shard_id: "shard-a", account_id: 2, delta: -100 }, { shard_id: "shard-b", account_id: 102, delta: 100 }],
+      whilePaused: async (tx) => {
+        // etcd is still paused: the page's server has decided nothing, its XA RECOVER shows the branches, the log cannot be read.
+        const dom = await chromium(`${server.url}/ui`, ["--dump-dom"]);
+        const line = row(dom, "indoubt", tx);
+        expect(line).toBeDefined();
+        expect(line).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b unknown: etcd`));
+      },
+    });
     // etcd is back, the resolver has not scanned: still in doubt, now with what the log holds (the decision record,
     // when the commit write sent before the pause landed after it; none otherwise).
     const back = await chromium(`${server.url}/ui`, ["--dump-dom"]);
