@@ -563,10 +563,14 @@ class Api {
       const v = conclude(await read(), direction);
       if (v.t === "unknown") return done(404, "unknown", { error: `no trace of ${tx} in the log or on any shard: nothing to conclude` });
       if (v.t === "refused") return done(409, "refused", { status: v.outcome, error: `refused: ${v.why}` });
-      // final: the resolver still finishes branches left prepared; in doubt: it decides as the protocol says.
-      // A scan may first have to take the epoch back (another process fenced this one) or find a shard back up:
-      // a few scans, bounded, until durable state says.
-      let after = afterScan(null, direction);
+      // Final: the resolver still finishes any branch left prepared; one scan.
+      if (v.t === "final") {
+        await this.engine.scanNow();
+        return done(200, "final", { status: v.outcome });
+      }
+      // In doubt: the resolver decides as the protocol says. A scan may first have to take the epoch back (another
+      // process fenced this one) or find a shard back up: scans, bounded in time, until durable state says.
+      let after;
       const deadline = Date.now() + CONCLUDE_WAIT_MS;
       do {
         await this.engine.scanNow();
@@ -574,8 +578,7 @@ class Api {
         if (after.outcome.status !== "in_doubt") break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       } while (Date.now() < deadline);
-      if (v.t === "final") return done(200, "final", { status: v.outcome });
-      if (after.outcome.status === "in_doubt") return done(202, "in_doubt", { status: "in_doubt", error: "still in doubt after resolver scans for 5 s: a shard or the log did not answer (GET /admin/shards), or a coordinator elsewhere owns it" });
+      if (after.outcome.status === "in_doubt") return done(202, "in_doubt", { status: "in_doubt", error: `still in doubt after resolver scans for ${CONCLUDE_WAIT_MS / 1000} s: a shard or the log did not answer (GET /admin/shards), or a coordinator elsewhere owns it` });
       if (!after.matches) return done(409, "other", { status: after.outcome.status, error: `the protocol decided ${after.outcome.status}, not what was asked; nothing was done against it` });
       return done(200, "resolved", { status: after.outcome.status });
     } catch (e) {
