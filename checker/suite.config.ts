@@ -172,6 +172,20 @@ export const suite: SuiteEntry[] = [
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 5 },
   // Concluding by hand (spec/server/conclude.ts): the operator's direction taken as the outcome.
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "conclude-as-asked", expect: "violates conclude_sound", properties: ["conclude_sound"], length: 8 },
+
+  // PaxosCommit.tla (spec/reference/paxoscommit.ts, named by path as a user's model is). TLC's configuration (RM = {r1, r2},
+  // 3 acceptors, Ballot = {0, 1}: 1,321,761 distinct, 16,959,159 generated, depth 28) takes minutes on one thread, so it
+  // runs from test/checker/paxoscommit-tlc.suite.ts (`speccommit suite --suite ...`); here smaller configurations, whose
+  // counts are this engine's (test/checker/paxoscommit.test.ts re-counts them with a plain search), and the mutants on
+  // TLC's configuration (a violation stops the search early). Symmetry: RMs x acceptors, distinct = orbits.
+  { model: "../spec/reference/paxoscommit.ts", params: { RM: 1, acceptors: 3, ballots: 2 }, expect: "ok", counts: { distinct: 1_461, generated: 9_936, depth: 15 } },
+  { model: "../spec/reference/paxoscommit.ts", params: { RM: 3, acceptors: 3, ballots: 1 }, expect: "ok", counts: { distinct: 12_353, generated: 149_641, depth: 17 } },
+  { model: "../spec/reference/paxoscommit.ts", params: { RM: 3, acceptors: 3, ballots: 1 }, symmetry: true, expect: "ok", counts: { distinct: 642 } },
+  ...paxosCommitMutant("decideWithoutMajority", "TCConsistent", 14),
+  ...paxosCommitMutant("acceptLowerBallot", "OneValueChosen", 9),
+  ...paxosCommitMutant("phase2aIgnoresReports", "OneValueChosen", 9),
+  ...paxosCommitMutant("abortAfterPrepare", "TCConsistent", 9),
+  ...paxosCommitMutant("promiseNextBallot", "PCTypeOK", 2),
 ];
 
 /** A 2PC mutant entry: the property that must catch it, its shortest trace's length in steps, on a scenario with no faults unless given. */
@@ -192,4 +206,9 @@ function mixedMutant(mutant: string, property: string, length: number, params: R
 /** A speculative mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
 function speculativeMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
   return [{ model: "speculative", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
+
+/** A PaxosCommit mutant on TLC's configuration: the property that catches it alone and its shortest trace. */
+function paxosCommitMutant(mutant: string, property: string, length: number): SuiteEntry[] {
+  return [{ model: "../spec/reference/paxoscommit.ts", params: { RM: 2, acceptors: 3, ballots: 2 }, mutant, expect: `violates ${property}`, properties: [property], length }];
 }
