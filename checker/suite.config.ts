@@ -186,6 +186,18 @@ export const suite: SuiteEntry[] = [
   ...paxosCommitMutant("phase2aIgnoresReports", "OneValueChosen", 9),
   ...paxosCommitMutant("abortAfterPrepare", "TCConsistent", 9),
   ...paxosCommitMutant("promiseNextBallot", "PCTypeOK", 2),
+
+  // Three-phase commit (spec/reference/threepc.ts): crash failures, a perfect failure detector and the termination
+  // protocol: Agreement and NonBlocking (every live RM decides) hold. With a partition (an imperfect detector, each side
+  // running termination alone) Agreement fails: vote x3, preCommit, partition, p1 commits alone, p2 aborts (7 steps;
+  // docs/protocols/three-phase-commit.md draws it). Mutants: 2PC's commit with 3PC's termination, commit before the
+  // pre-commits are in, no termination protocol (blocks, as 2PC does).
+  { model: "ThreePC", params: { N: 3, crashes: 2, partition: false }, expect: "ok", counts: { distinct: 442, generated: 1_083, depth: 14 } },
+  { model: "ThreePC", params: { N: 4, crashes: 3, partition: false }, expect: "ok", counts: { distinct: 2_987, generated: 9_302, depth: 19 } },
+  { model: "ThreePC", params: { N: 3, crashes: 0, partition: true }, expect: "violates Agreement", properties: ["Agreement"], length: 7 },
+  { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "skipPreCommit", expect: "violates Agreement", properties: ["Agreement"], length: 6 },
+  { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "commitBeforeAcks", expect: "violates Agreement", properties: ["Agreement"], length: 7 },
+  { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "noTermination", expect: "violates NonBlocking", properties: ["NonBlocking"], length: 3 },
 ];
 
 /** A 2PC mutant entry: the property that must catch it, its shortest trace's length in steps, on a scenario with no faults unless given. */
