@@ -10,7 +10,7 @@
  */
 import type { Outcome, TxId, ShardId, UndoRowState } from "../spec/kernel/effects.ts";
 import type { DurableFacts } from "../spec/protocols/protocol.ts";
-import { factKeys, readBackFound, settle, type RanAs } from "../spec/server/readback.ts";
+import { factKeys, readBackFound, REGISTERED_RULES, settle, type RanAs } from "../spec/server/readback.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 
@@ -62,8 +62,40 @@ export async function durableOutcome(tx: TxId, deps: Deps): Promise<{ outcome: O
 /**
  * The outcome of a transaction known to have run, whose coordinator is gone
  * or answered in_doubt and ended (spec/server/readback.ts `settle`): "probe"
- * when only its protocol's probe can make it final. Throws DurableUnavailable.
+ * when only its protocol's probe can make it final. When settle asks for the
+ * settle fence (nothing found, which is not yet aborted), takes it and asks
+ * again with the facts gathered after it: the log fence is this process's
+ * epoch (`epoch`: the one the resolver holds; none yet: DurableUnavailable),
+ * the shard fence `shardFence`. Throws DurableUnavailable.
  */
-export async function settledOutcome(tx: TxId, ran: RanAs, deps: Deps): Promise<Outcome | "probe"> {
-  return settle(tx, await durableFacts(tx, deps, ran.shards), ran);
+export async function settledOutcome(tx: TxId, ran: RanAs, deps: Deps & { readonly epoch: () => number | null }): Promise<Outcome | "probe"> {
+  const first = settle(tx, await durableFacts(tx, deps, ran.shards), ran);
+  if (first !== "fence") return first;
+  if (deps.epoch() === null) throw new DurableUnavailable("this process holds no epoch yet, so a write of the transaction's dead coordinator may still land");
+  await shardFence(tx, ran.shards, deps);
+  const fenced = settle(tx, await durableFacts(tx, deps, ran.shards), ran, REGISTERED_RULES, true);
+  if (fenced === "fence") throw new Error(`settle of ${tx}: asked for the fence again once it was held`);
+  return fenced;
+}
+
+/**
+ * The shard fence (spec/server/readback.ts SETTLE_FENCE): on every shard of
+ * `tx`, a locking read of its history rows. The rows an XA branch inserted
+ * stay locked until the branch ends, so the read returns only once no
+ * unprepared branch of `tx` with writes lives: it committed (its rows are
+ * facts now) or it was rolled back (the server dropped its session, so a
+ * statement sent on it before its process died has run or never will). A
+ * lock wait timeout (the branch's session still open on the server: a
+ * process that died without closing its socket) is DurableUnavailable: ask
+ * again later.
+ */
+async function shardFence(tx: TxId, shards: readonly ShardId[], deps: Deps): Promise<void> {
+  if (!TX_ID.test(tx)) return;
+  for (const shard of shards) {
+    if (!deps.xa.shards.includes(shard)) continue;
+    const r = await deps.xa.pool(shard).run<unknown[]>(`SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}' LOCK IN SHARE MODE`);
+    if (r.ok) continue;
+    if (r.error.errno === 1205) throw new DurableUnavailable(`a branch of ${tx} on ${shard} is still open (its session is not gone from the shard yet)`);
+    throw new DurableUnavailable(`${shard} did not answer`);
+  }
 }

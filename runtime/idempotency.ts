@@ -263,7 +263,7 @@ export class Idempotency {
   private async settle(rec: IdemRecord): Promise<Outcome> {
     let outcome;
     try {
-      outcome = await settledOutcome(rec.tx, rec, this.deps);
+      outcome = await settledOutcome(rec.tx, rec, { ...this.deps, epoch: () => this.deps.engine.epoch });
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);

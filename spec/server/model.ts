@@ -171,14 +171,16 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
  * The read-back rules' mutants (./readback-sound.ts catches them): the XA
  * rule reading a STAGING record as a commit; the composition reading
  * "nothing found" of a speculation as aborted; concluding by hand taking
- * the operator's direction as the outcome (./conclude.ts).
+ * the operator's direction as the outcome (./conclude.ts); settling
+ * "nothing found" as aborted without the settle fence (./readback.ts).
  */
-export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted", "conclude-as-asked"] as const;
+export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted", "conclude-as-asked", "settle-unfenced"] as const;
 export type ReadBackMutant = (typeof readBackMutants)[number];
 
 const rulesOf = (m: ReadBackMutant | undefined): ReadBackRules =>
   m === "readback-staging-is-commit" ? readBackRules((p) => (p.readBack === XA_READ_BACK ? xaReadBack("staging-is-commit") : undefined))
   : m === "settle-nothing-is-aborted" ? readBackRules(undefined, "nothing-is-aborted")
+  : m === "settle-unfenced" ? readBackRules(undefined, "unfenced")
   : REGISTERED_RULES;
 
 export interface ServerConfig {

@@ -11,8 +11,30 @@
  *             whose coordinator is gone or answered in_doubt and ended: what
  *             readBack says, else what "nothing found" means for the
  *             protocol that ran it (aborted, or "probe": only its probe makes
- *             it final). GET /transactions/:id of a transaction in memory and
- *             a retried idempotency key (./idempotency.ts) answer from here.
+ *             it final), aborted only once the reader holds the settle fence
+ *             (below; "fence" until then). GET /transactions/:id of a
+ *             transaction in memory and a retried idempotency key
+ *             (./idempotency.ts) answer from here.
+ *
+ * The settle fence. A coordinator that died may have left a statement on
+ * its way: "nothing found" is not yet "aborted" while that statement may
+ * still make the transaction commit (an XA COMMIT ... ONE PHASE of an IDLE
+ * branch, which neither XA RECOVER nor the history shows; a decision or
+ * STAGING write to the txlog). So "nothing found" becomes aborted only once
+ * the reader holds both fences (SETTLE_FENCE), then reads the facts again:
+ *   - the log fence: the reader's process holds an epoch taken after the
+ *     dead coordinator's (every txlog write of a coordinator carries its
+ *     process's epoch as a fence, spec/kernel/effects.ts Fence), so none of
+ *     the dead process's writes can land any more;
+ *   - the shard fence: on every shard of the transaction, a locking read of
+ *     the transaction's history rows has returned. The rows an XA branch
+ *     inserted stay locked until that branch ends, so the read waits while
+ *     an unprepared branch with writes lives (its connection still open on
+ *     the server, a commit possibly on its way) and returns once the branch
+ *     committed (its rows are then facts) or was rolled back (the server
+ *     dropped the dead session; no commit of it can arrive any more).
+ * The server model checks this (settle_sound_in_flight, ./readback-sound.ts)
+ * with a mutant that skips the fence (`settle-unfenced`).
  *
  * The runtime gathers the facts through its ports (runtime/durable.ts) and
  * decides nothing.
@@ -30,8 +52,14 @@ import { protocolRun } from "./coordinator.ts";
  */
 export const READ_BACK_ORDER: readonly Protocol[] = [...REGISTRY.filter((p) => p.speculates), ...REGISTRY.filter((p) => !p.speculates)];
 
-/** A deliberate bug of the composition, for the checker: "nothing found" of a probed protocol read as aborted. */
-export type SettleMutant = "nothing-is-aborted";
+/**
+ * Deliberate bugs of the composition, for the checker: "nothing found" of a probed protocol read as aborted
+ * (nothing-is-aborted); "nothing found" read as aborted without the settle fence (unfenced).
+ */
+export type SettleMutant = "nothing-is-aborted" | "unfenced";
+
+/** What a reader does before "nothing found" may mean aborted (see the file comment): the two fences, by name. */
+export const SETTLE_FENCE = ["log: an epoch newer than the dead coordinator's", "shards: a locking read of the transaction's history rows returned"] as const;
 
 export interface ReadBackRules {
   /** The rules, in READ_BACK_ORDER. */
@@ -79,11 +107,16 @@ export interface RanAs {
 /** The protocol whose coordinator ran it (one branch: the one-phase path). */
 export const ranBy = (ran: RanAs): Protocol => protocolRun(ran.protocol, ran.shards.length);
 
-/** The outcome of a transaction known to have run whose coordinator is gone or ended in doubt; "probe": only its protocol's probe can tell. */
-export function settle(tx: TxId, facts: DurableFacts, ran: RanAs, r: ReadBackRules = REGISTERED_RULES): Outcome | "probe" {
+/**
+ * The outcome of a transaction known to have run whose coordinator is gone or ended in doubt; "probe": only its
+ * protocol's probe can tell; "fence": nothing is found and the reader does not hold the settle fence yet (`fenced`:
+ * it does): take the fence (SETTLE_FENCE), gather the facts again and ask again.
+ */
+export function settle(tx: TxId, facts: DurableFacts, ran: RanAs, r: ReadBackRules = REGISTERED_RULES, fenced = false): Outcome | "probe" | "fence" {
   const o = readBack(tx, facts, r);
   if (o !== null) return o;
   const nothing = r.ruleOf(ranBy(ran)).nothingFound;
   if (nothing === "probe" && r.mutant !== "nothing-is-aborted") return "probe";
+  if (!fenced && r.mutant !== "unfenced") return "fence";
   return { status: "aborted", reason: "resolver" };
 }

@@ -1,7 +1,7 @@
 // The idempotency rules as spec (spec/server/idempotency.ts) and the read-back composition (spec/server/readback.ts).
 import { describe, expect, it } from "vitest";
 import { answerOfClaim, storable } from "../../spec/server/idempotency.ts";
-import { readBack, settle } from "../../spec/server/readback.ts";
+import { readBack, readBackRules, REGISTERED_RULES, settle } from "../../spec/server/readback.ts";
 import { decisionKey, speculativeKey } from "../../spec/kernel/effects.ts";
 import { DEFAULT_PROTOCOL, REGISTRY } from "../../spec/protocols/registry.ts";
 import type { Protocol } from "../../spec/protocols/protocol.ts";
@@ -29,16 +29,27 @@ describe("answerOfClaim", () => {
 });
 
 describe("read-back composition", () => {
-  it("nothing found: null; settle says aborted for the XA family and one branch, probe for a protocol that asks for one", () => {
+  it("nothing found: null; settle says aborted for the XA family and one branch once fenced, probe for a protocol that asks for one", () => {
+    const fenced = (ran: { protocol?: string; shards: string[] }) => settle("t", none, ran, REGISTERED_RULES, true);
     expect(readBack("t", none)).toBeNull();
-    expect(settle("t", none, { shards: ["a", "b"] })).toEqual(aborted);
+    expect(fenced({ shards: ["a", "b"] })).toEqual(aborted);
     for (const p of REGISTRY as readonly Protocol[]) {
-      const o = settle("t", none, { protocol: p.name, shards: ["a", "b"] });
+      const o = fenced({ protocol: p.name, shards: ["a", "b"] });
       expect(o).toEqual(p.readBack.nothingFound === "probe" ? "probe" : aborted);
       if (o === "probe") expect(p.probe).toBeDefined();
       // One branch takes the one-phase path, whatever the request named.
-      expect(settle("t", none, { protocol: p.name, shards: ["a"] })).toEqual(settle("t", none, { protocol: DEFAULT_PROTOCOL, shards: ["a"] }));
+      expect(fenced({ protocol: p.name, shards: ["a"] })).toEqual(fenced({ protocol: DEFAULT_PROTOCOL, shards: ["a"] }));
     }
+  });
+  it("the settle fence: nothing found is not aborted until the reader holds the fence; the unfenced mutant reads it as aborted", () => {
+    expect(settle("t", none, { shards: ["a", "b"] })).toBe("fence");
+    expect(settle("t", none, { shards: ["a"] })).toBe("fence");
+    expect(settle("t", none, { shards: ["a"] }, readBackRules(undefined, "unfenced"))).toEqual(aborted);
+    // A protocol whose nothing is "probe" never needs the fence; anything found never needs it.
+    for (const p of REGISTRY as readonly Protocol[]) {
+      if (p.readBack.nothingFound === "probe") expect(settle("t", none, { protocol: p.name, shards: ["a", "b"] })).toBe("probe");
+    }
+    expect(settle("t", { ...none, history: ["a"] }, { shards: ["a"] })).toEqual(committed);
   });
   it("a decision record decides whatever rows are found; STAGING is in doubt; history rows of a speculation prove nothing", () => {
     const rec = { key: decisionKey("t"), value: { kind: "decision", decision: "abort", branches: ["a", "b"] } as const };
