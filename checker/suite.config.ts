@@ -174,6 +174,12 @@ export const suite: SuiteEntry[] = [
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 9 },
   { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 10_800, generated: 28_452, depth: 42 } },
   { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, mutant: "settle-unfenced", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 6 },
+  // Idempotency keys (spec/server/idempotency.ts): the claim in front of every coordinator, claim -> run -> store ->
+  // reply with a process crash between any two steps (parameter idempotency, off elsewhere: it adds the claim and
+  // store writes, so the entries above keep their counts); idempotent_answer: a key is never answered two ways and
+  // a stored answer is the transaction's outcome. Mutant: the claim stores "committed" before the transaction ran.
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, idempotency: true }, expect: "ok", counts: { distinct: 33_643, generated: 97_977, depth: 46 } },
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, idempotency: true }, mutant: "store-before-outcome", expect: "violates idempotent_answer", properties: ["idempotent_answer"], length: 9 },
   // Concluding by hand (spec/server/conclude.ts): the operator's direction taken as the outcome.
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "conclude-as-asked", expect: "violates conclude_sound", properties: ["conclude_sound"], length: 8 },
 ];

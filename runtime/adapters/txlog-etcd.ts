@@ -44,6 +44,20 @@ export const LogRecordSchema = Schema.Union([
     state: Schema.Literals(["SPEC_EXECUTING", "SPEC_COMMITTED", "SPEC_ROLLED_BACK"]),
     branches: Schema.Array(Schema.String),
   }),
+  // An idempotency key's claim (spec/server/idempotency.ts).
+  Schema.Struct({
+    kind: Schema.Literal("claim"),
+    tx: Schema.String,
+    fingerprint: Schema.String,
+    shards: Schema.Array(Schema.String),
+    protocol: Schema.optional(Schema.String),
+    outcome: Schema.optional(
+      Schema.Union([
+        Schema.Struct({ status: Schema.Literal("committed") }),
+        Schema.Struct({ status: Schema.Literal("aborted"), reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]) }),
+      ]),
+    ),
+  }),
 ]);
 
 const decodeRecord = Schema.decodeUnknownSync(LogRecordSchema);

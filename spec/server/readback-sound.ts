@@ -33,7 +33,7 @@
  * PHASE and died leaves an IDLE branch, which neither XA RECOVER nor the
  * history shows: settle says aborted and the commit may still land.
  */
-import type { Outcome } from "../kernel/effects.ts";
+import { claimKey, type Outcome } from "../kernel/effects.ts";
 import { branchXid } from "../env/executor.ts";
 import * as txlog from "../env/txlog.ts";
 import * as local from "../env/local.ts";
@@ -192,4 +192,41 @@ export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) =>
       });
   }
   return props;
+}
+
+/**
+ * `idempotent_answer`, for the server model with idempotency keys (spec/server/idempotency.ts withIdempotency): a
+ * key is never answered two ways, and a stored answer is the transaction's outcome. In every state, for every
+ * transaction: the outcome its claim stores never contradicts what is final and equals what its client was told
+ * (when final); and what a retry with the key would answer now (answerOfClaim: the stored outcome, else this
+ * process's coordinator once it ended, else settle with the fence as the reader may hold it) never contradicts
+ * what is final or may still commit, nor what the client was told.
+ */
+export function idempotentAnswer(sc: Scenario, r: ReadBackRules, done: (st: any) => boolean): Record<string, (w: any) => boolean> {
+  const ran = (t: number) => ({ protocol: sc.txs[t]!.protocol, shards: sc.txs[t]!.branches.map((b) => b.shard) });
+  const differs = (a: Outcome | null, b: Outcome | null | undefined): boolean => a !== null && b != null && a.status !== "in_doubt" && b.status !== "in_doubt" && a.status !== b.status;
+  /** What a retry answers now; null: it waits (the coordinator still runs) or the claim is not there (a retry claims anew: nothing ran). */
+  const retry = (w: SW, t: number, facts: DurableFacts): Outcome | null => {
+    const rec = txlog.get(w.log, claimKey(sc.txs[t]!.id))?.value;
+    if (rec?.kind !== "claim") return null;
+    if (rec.outcome !== undefined) return rec.outcome;
+    const c = w.coords[t]!;
+    if (c.alive && !done(c.st)) return null;
+    const told = w.told[t];
+    if (c.alive && told != null && told.status !== "in_doubt") return told;
+    const o = settle(sc.txs[t]!.id, facts, ran(t), r, fenceHeld(sc, w, t));
+    return o === "probe" || o === "fence" || o === null ? null : o;
+  };
+  return {
+    idempotent_answer: (w: SW) =>
+      sc.txs.every((tx, t) => {
+        const facts = factsOf(sc, w, t, r);
+        const truth = truthOf(sc, w, t, facts);
+        const rec = txlog.get(w.log, claimKey(tx.id))?.value;
+        const stored = rec?.kind === "claim" ? (rec.outcome ?? null) : null;
+        if (contradicts(stored, truth) || differs(stored, w.told[t])) return false;
+        const again = retry(w, t, facts);
+        return !contradicts(again, { ...truth, committed: truth.committed || mayCommit(sc, w, t) }) && !differs(again, w.told[t]) && !differs(again, stored);
+      }),
+  };
 }

@@ -1,8 +1,9 @@
 // The idempotency rules as spec (spec/server/idempotency.ts) and the read-back composition (spec/server/readback.ts).
 import { describe, expect, it } from "vitest";
-import { answerOfClaim, storable } from "../../spec/server/idempotency.ts";
+import { answerOfClaim, claimRole, storable } from "../../spec/server/idempotency.ts";
+import { ProtocolViolation } from "../../spec/kernel/role.ts";
 import { readBack, readBackRules, REGISTERED_RULES, settle } from "../../spec/server/readback.ts";
-import { decisionKey, speculativeKey } from "../../spec/kernel/effects.ts";
+import { claimKey, decisionKey, speculativeKey, type LogPutResult } from "../../spec/kernel/effects.ts";
 import { DEFAULT_PROTOCOL, REGISTRY } from "../../spec/protocols/registry.ts";
 import type { Protocol } from "../../spec/protocols/protocol.ts";
 
@@ -60,5 +61,61 @@ describe("read-back composition", () => {
     const undo = [{ branch: "a", state: "undo" as const, branches: ["a", "b"] }];
     expect(readBack("t", { ...none, records: [spec], history: ["a"], undo })).toEqual(inDoubt);
     expect(readBack("t", { ...none, history: ["a"] })).toEqual(committed);
+  });
+});
+
+describe("claimRole: claim -> run -> store -> answer, through txlog writes only", () => {
+  const record = { kind: "claim", tx: "t1", fingerprint: "f", shards: ["a"] } as const;
+  const key = claimKey("k");
+  const put = (r: LogPutResult) => ({ t: "log.put", key, r }) as const;
+  const role = claimRole();
+  const claimed = () => role.step(role.start(), { t: "claim", key, record });
+
+  it("a claim is a CAS create; once ours the transaction runs; a final outcome is stored on the claim's version before it is answered", () => {
+    const a = claimed();
+    expect(a.effects).toEqual([{ t: "log.put", key, value: record, ifVersion: 0 }]);
+    const b = role.step(a.st, put({ ok: true, version: 1 }));
+    expect(b.effects).toEqual([{ t: "claim.run", tx: "t1" }]);
+    const c = role.step(b.st, { t: "told", outcome: committed });
+    expect(c.effects).toEqual([{ t: "log.put", key, value: { ...record, outcome: committed }, ifVersion: 1 }]);
+    // Stored or not (a failed store leaves the claim to be settled later), the outcome is the answer.
+    for (const r of [{ ok: true, version: 2 }, { ok: false, err: "UNAVAILABLE" }] as const) {
+      expect(role.step(c.st, put(r)).effects).toEqual([{ t: "claim.answer", tx: "t1", outcome: committed, replayed: false }]);
+    }
+  });
+
+  it("in_doubt is answered and never stored", () => {
+    const b = role.step(claimed().st, put({ ok: true, version: 1 }));
+    expect(role.step(b.st, { t: "told", outcome: inDoubt }).effects).toEqual([{ t: "claim.answer", tx: "t1", outcome: inDoubt, replayed: false }]);
+  });
+
+  it("a key claimed before: its stored outcome; another fingerprint: 422; no outcome yet: settle, then store what it says", () => {
+    const a = claimed();
+    const stored = { ...record, tx: "t0", outcome: aborted };
+    expect(role.step(a.st, put({ ok: false, err: "CAS", current: stored, version: 2 })).effects).toEqual([{ t: "claim.answer", tx: "t0", outcome: aborted, replayed: true }]);
+    expect(role.step(a.st, put({ ok: false, err: "CAS", current: { ...record, tx: "t0", fingerprint: "g" }, version: 1 })).effects).toEqual([{ t: "claim.refused", tx: "t0", status: 422 }]);
+    const open = { ...record, tx: "t0" };
+    const s = role.step(a.st, put({ ok: false, err: "CAS", current: open, version: 1 }));
+    expect(s.effects).toEqual([{ t: "claim.settle", record: open, version: 1 }]);
+    expect(role.step(s.st, { t: "told", outcome: committed }).effects).toEqual([{ t: "log.put", key, value: { ...open, outcome: committed }, ifVersion: 1 }]);
+  });
+
+  it("the txlog did not answer the claim: 503, nothing runs", () => {
+    expect(role.step(claimed().st, put({ ok: false, err: "UNAVAILABLE" })).effects).toEqual([{ t: "claim.refused", tx: "t1", status: 503 }]);
+  });
+
+  it("assertions: a second claim, an outcome before the claim is ours", () => {
+    const a = claimed();
+    expect(() => role.step(a.st, { t: "claim", key, record })).toThrow(ProtocolViolation);
+    expect(() => role.step(a.st, { t: "told", outcome: committed })).toThrow(ProtocolViolation);
+  });
+
+  it("mutant store-before-outcome: stores committed as soon as the claim is ours", () => {
+    const m = claimRole("store-before-outcome");
+    const a = m.step(m.start(), { t: "claim", key, record });
+    expect(m.step(a.st, put({ ok: true, version: 1 })).effects).toEqual([
+      { t: "log.put", key, value: { ...record, outcome: committed }, ifVersion: 1 },
+      { t: "claim.run", tx: "t1" },
+    ]);
   });
 });
