@@ -172,6 +172,8 @@ export const suite: SuiteEntry[] = [
   // process holds a new epoch (restart and a scan's epoch write come first): 9 steps.
   { model: "server", params: { scenario: "parallel+speculative", crash: 1 }, mutant: "readback-staging-is-commit", expect: "violates readback_sound", properties: ["readback_sound"], length: 9 },
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 9 },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 327_509, generated: 1_066_788, depth: 70 } },
+  { model: "server", params: { scenario: "parallel+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 406_502, generated: 1_304_928, depth: 70 } },
   { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 10_800, generated: 28_452, depth: 42 } },
   { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, mutant: "settle-unfenced", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 6 },
   // Idempotency keys (spec/server/idempotency.ts): the claim in front of every coordinator, claim -> run -> store ->

@@ -28,7 +28,7 @@
  * to etcd itself (with the retention lease), not through this role.
  */
 import { assert, cannotArrive, type Role, type Step } from "../kernel/role.ts";
-import { claimKey, type ClaimRecord, type Effect, type FinalOutcome, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
+import { claimKey, type ClaimRecord, type Effect, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
 import type { CoordinatorInput, Request } from "../protocols/protocol.ts";
 
 /** What this process knows of the claimed transaction's coordinator: what it told, and whether it ended in doubt (nothing more will come of it). */
@@ -92,7 +92,7 @@ export type ClaimState =
   | Claimed<"claiming">
   | Claimed<"running">
   | Claimed<"settling">
-  | { readonly phase: "storing"; readonly key: string; readonly record: ClaimRecord; readonly outcome: FinalOutcome; readonly replayed: boolean }
+  | { readonly phase: "storing"; readonly key: string; readonly record: ClaimRecord; readonly outcome: Outcome; readonly replayed: boolean }
   | { readonly phase: "answered" };
 
 const answer = (tx: string, outcome: Outcome, replayed: boolean): Step<ClaimState, ClaimEffect> => ({ st: { phase: "answered" }, effects: [{ t: "claim.answer", tx, outcome, replayed }] });
@@ -108,10 +108,13 @@ function onClaimPut(st: Claimed<"claiming">, r: LogPutResult): Step<ClaimState, 
   return { st: { phase: "settling", key: st.key, record: cur, version: r.version, replayed: true }, effects: [{ t: "claim.settle", record: cur, version: r.version }] };
 }
 
-/** The transaction's outcome is known: a final one is stored (compare on the version the claim had) before the answer; in_doubt is answered as is. */
+/**
+ * The transaction's outcome is known: a final one is stored (compare on the version the claim had) before the
+ * answer; in_doubt is not an outcome: the claim is written again as it is (the runtime puts it on the retention
+ * lease of now, so that it lives as long as clients keep asking), then in_doubt is answered.
+ */
 function onTold(st: Claimed<"running"> | Claimed<"settling">, outcome: Outcome): Step<ClaimState, ClaimEffect> {
-  if (outcome.status === "in_doubt") return answer(st.record.tx, outcome, st.replayed);
-  const record: ClaimRecord = { ...st.record, outcome };
+  const record: ClaimRecord = outcome.status === "in_doubt" ? st.record : { ...st.record, outcome };
   return {
     st: { phase: "storing", key: st.key, record: st.record, outcome, replayed: st.replayed },
     effects: [{ t: "log.put", key: st.key, value: record, ifVersion: st.version }],

@@ -84,9 +84,11 @@ describe("claimRole: claim -> run -> store -> answer, through txlog writes only"
     }
   });
 
-  it("in_doubt is answered and never stored", () => {
+  it("in_doubt is never stored: the claim is written again as it is (a fresh retention lease), then in_doubt is answered", () => {
     const b = role.step(claimed().st, put({ ok: true, version: 1 }));
-    expect(role.step(b.st, { t: "told", outcome: inDoubt }).effects).toEqual([{ t: "claim.answer", tx: "t1", outcome: inDoubt, replayed: false }]);
+    const c = role.step(b.st, { t: "told", outcome: inDoubt });
+    expect(c.effects).toEqual([{ t: "log.put", key, value: record, ifVersion: 1 }]);
+    expect(role.step(c.st, put({ ok: true, version: 2 })).effects).toEqual([{ t: "claim.answer", tx: "t1", outcome: inDoubt, replayed: false }]);
   });
 
   it("a key claimed before: its stored outcome; another fingerprint: 422; no outcome yet: settle, then store what it says", () => {
