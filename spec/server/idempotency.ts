@@ -24,11 +24,12 @@
  * between any two steps, checked by `idempotent_answer`
  * (./readback-sound.ts) with the mutant `store-before-outcome`.
  *
- * Not done yet (issue 10): runtime/idempotency.ts still writes its claims
- * to etcd itself (with the retention lease), not through this role.
+ * runtime/idempotency.ts instantiates the role: its writes go through the
+ * txlog port, its signals to the engine and to read-back. Not done yet
+ * (issue 10): the role's steps are not recorded in the transaction's trace.
  */
 import { assert, cannotArrive, type Role, type Step } from "../kernel/role.ts";
-import { claimKey, type ClaimRecord, type Effect, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
+import { claimKey, type ClaimRecord, type Effect, type FinalOutcome, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
 import type { CoordinatorInput, Request } from "../protocols/protocol.ts";
 
 /** What this process knows of the claimed transaction's coordinator: what it told, and whether it ended in doubt (nothing more will come of it). */
@@ -51,7 +52,7 @@ export function answerOfClaim(stored: Outcome | undefined, held: Held | undefine
 }
 
 /** A claim stores a final outcome; in_doubt is not an outcome, a later request settles it. */
-export const storable = (o: Outcome): boolean => o.status !== "in_doubt";
+export const storable = (o: Outcome): o is FinalOutcome => o.status !== "in_doubt";
 
 // ---------------------------------------------------------------------------------------------
 // The claim/store role
@@ -114,7 +115,7 @@ function onClaimPut(st: Claimed<"claiming">, r: LogPutResult): Step<ClaimState, 
  * lease of now, so that it lives as long as clients keep asking), then in_doubt is answered.
  */
 function onTold(st: Claimed<"running"> | Claimed<"settling">, outcome: Outcome): Step<ClaimState, ClaimEffect> {
-  const record: ClaimRecord = outcome.status === "in_doubt" ? st.record : { ...st.record, outcome };
+  const record: ClaimRecord = storable(outcome) ? { ...st.record, outcome } : st.record;
   return {
     st: { phase: "storing", key: st.key, record: st.record, outcome, replayed: st.replayed },
     effects: [{ t: "log.put", key: st.key, value: record, ifVersion: st.version }],
