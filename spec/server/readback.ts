@@ -39,7 +39,7 @@
  * The runtime gathers the facts through its ports (runtime/durable.ts) and
  * decides nothing.
  */
-import type { Outcome, ShardId, TxId } from "../kernel/effects.ts";
+import type { LogRecord, Outcome, ShardId, TxId, UndoRowState } from "../kernel/effects.ts";
 import type { DurableFacts, Protocol, ReadBackRule } from "../protocols/protocol.ts";
 import { REGISTRY } from "../protocols/registry.ts";
 import { protocolRun } from "./coordinator.ts";
@@ -96,6 +96,59 @@ export function readBackFound(tx: TxId, facts: DurableFacts, r: ReadBackRules = 
     if (outcome !== null) return { outcome, found: rule.found(tx, facts) };
   }
   return null;
+}
+
+/** The most shards readBackWithout answers without (each one multiplies the completions it reads). */
+export const UNANSWERED_MAX = 2;
+
+const UNDO_STATES: readonly UndoRowState[] = ["undo", "released", "compensated", "tombstone"];
+
+/** The branch lists a record names. */
+const branchesOf = (v: LogRecord): readonly ShardId[] | null =>
+  v.kind === "decision" || v.kind === "speculation" ? v.branches : v.kind === "staging" ? v.branches.map((b) => b.shard) : null;
+
+/** What one shard that did not answer may hold of `tx`: history rows or not, a prepared branch or not, its undo row (absent, or in any state, naming any branch list found). */
+function shardOptions(facts: DurableFacts, undoPossible: boolean): { history: boolean; prepared: boolean; undo: { state: UndoRowState; branches: readonly ShardId[] } | null }[] {
+  const lists = new Map<string, readonly ShardId[]>();
+  for (const b of [...facts.records.map((x) => branchesOf(x.value)), ...facts.undo.map((u) => u.branches)]) if (b !== null) lists.set(JSON.stringify(b), b);
+  const undos = [null, ...(undoPossible ? UNDO_STATES.flatMap((state) => [...lists.values()].map((branches) => ({ state, branches }))) : [])];
+  return [false, true].flatMap((history) => [false, true].flatMap((prepared) => undos.map((undo) => ({ history, prepared, undo }))));
+}
+
+/**
+ * readBack when the shards in `missing` did not answer (`facts` holds what the others and the txlog said): the
+ * outcome readBack gives for EVERY way those shards may be (shardOptions), when that is one final outcome; null
+ * otherwise (ask again once they answer). Sound by construction: the true facts are among the completions read,
+ * so the answer is readBack's on them, which readback_sound checks. Which completions are possible: only a
+ * transaction with a txlog record can be decided without a shard (with none, the completion "nothing there" says
+ * nothing); its records name the protocols that write them (Protocol.records), so undo rows are read only if one of
+ * those runs on local-transaction shards, with the branch lists the records and rows found name (a speculation's
+ * record names its branches, as its rows do). So a decision record answers GET /transactions/:id alone.
+ */
+export function readBackWithout(tx: TxId, facts: DurableFacts, missing: readonly ShardId[], r: ReadBackRules = REGISTERED_RULES): Outcome | null {
+  if (missing.length === 0) return readBack(tx, facts, r);
+  if (facts.records.length === 0 || missing.length > UNANSWERED_MAX) return null;
+  const kinds = new Set(facts.records.map((x) => x.value.kind));
+  const undoPossible = REGISTRY.some((p) => p.needs === "local" && p.records.some((k) => kinds.has(k)));
+  const options = shardOptions(facts, undoPossible);
+  let completions: DurableFacts[] = [facts];
+  for (const shard of missing) {
+    completions = completions.flatMap((f) =>
+      options.map((o) => ({
+        records: f.records,
+        history: o.history ? [...f.history, shard] : f.history,
+        prepared: o.prepared ? [...f.prepared, shard] : f.prepared,
+        undo: o.undo === null ? f.undo : [...f.undo, { branch: shard, ...o.undo }],
+      })),
+    );
+  }
+  let answer: Outcome | null = null;
+  for (const f of completions) {
+    const o = readBack(tx, f, r);
+    if (o === null || o.status === "in_doubt" || (answer !== null && o.status !== answer.status)) return null;
+    answer ??= o;
+  }
+  return answer;
 }
 
 /** What is known of a transaction that ran: the protocol its request named (absent: the default) and the shards of its branches. */

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readBackRules, settle, type RanAs } from "../../spec/server/readback.ts";
 import { XaMysql } from "../../runtime/adapters/xa-mysql.ts";
 import { TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
-import { DurableUnavailable, durableFacts, settledOutcome } from "../../runtime/durable.ts";
+import { DurableUnavailable, durableFacts, durableOutcome, settledOutcome } from "../../runtime/durable.ts";
+import { decisionKey } from "../../spec/kernel/effects.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import { balance } from "./support.ts";
 
@@ -102,5 +103,29 @@ describe("settle fence: nothing found is aborted only once the branch of a dead 
     expect(await reader.exec(tx, "shard-a", [{ account: 4, delta: -10 }], true)).toEqual({ ok: true });
     expect(await reader.commit(tx, "shard-a", true)).toEqual({ ok: true });
     expect(await settledOutcome(tx, ONE_PHASE, deps())).toEqual({ status: "committed" });
+  });
+});
+
+describe("read-back with a shard down (spec/server/readback.ts readBackWithout)", () => {
+  it("a decision record answers alone; without a record, or with a STAGING record, the shard that did not answer could change it: DurableUnavailable", async () => {
+    const committed = "f0000000-0000-4000-8000-000000000101";
+    const aborted = "f0000000-0000-4000-8000-000000000102";
+    const staging = "f0000000-0000-4000-8000-000000000103";
+    const nothing = "f0000000-0000-4000-8000-000000000104";
+    expect(await log.put(decisionKey(committed), { kind: "decision", decision: "commit", branches: ["shard-a", "shard-b"] }, 0)).toMatchObject({ ok: true });
+    expect(await log.put(decisionKey(aborted), { kind: "decision", decision: "abort", branches: ["shard-a", "shard-b"] }, 0)).toMatchObject({ ok: true });
+    expect(await log.put(decisionKey(staging), { kind: "staging", branches: [{ shard: "shard-a", conn: "1:1" }, { shard: "shard-b", conn: "1:2" }] }, 0)).toMatchObject({ ok: true });
+    const deps0 = { xa: reader, log };
+    // Every shard answers: as before.
+    expect((await durableOutcome(committed, deps0))?.outcome).toEqual({ status: "committed" });
+    await cluster.shard("shard-b").db.stop();
+    try {
+      expect(await durableOutcome(committed, deps0)).toEqual({ outcome: { status: "committed" }, found: { decision_record: "commit", unanswered: ["shard-b"] } });
+      expect((await durableOutcome(aborted, deps0))?.outcome).toEqual({ status: "aborted", reason: "resolver" });
+      await expect(durableOutcome(staging, deps0)).rejects.toThrow(/shard-b did not answer/);
+      await expect(durableOutcome(nothing, deps0)).rejects.toThrow(DurableUnavailable);
+    } finally {
+      await cluster.shard("shard-b").db.restart();
+    }
   });
 });

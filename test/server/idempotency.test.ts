@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { answerOfClaim, claimRole, storable } from "../../spec/server/idempotency.ts";
 import { ProtocolViolation } from "../../spec/kernel/role.ts";
-import { readBack, readBackRules, REGISTERED_RULES, settle } from "../../spec/server/readback.ts";
+import { readBack, readBackRules, readBackWithout, REGISTERED_RULES, settle } from "../../spec/server/readback.ts";
 import { claimKey, decisionKey, speculativeKey, type LogPutResult } from "../../spec/kernel/effects.ts";
 import { DEFAULT_PROTOCOL, REGISTRY } from "../../spec/protocols/registry.ts";
 import type { Protocol } from "../../spec/protocols/protocol.ts";
@@ -119,5 +119,31 @@ describe("claimRole: claim -> run -> store -> answer, through txlog writes only"
       { t: "log.put", key, value: { ...record, outcome: committed }, ifVersion: 1 },
       { t: "claim.run", tx: "t1" },
     ]);
+  });
+});
+
+describe("readBackWithout: read-back with shards that did not answer", () => {
+  const decision = (d: "commit" | "abort") => ({ key: decisionKey("t"), value: { kind: "decision", decision: d, branches: ["a", "b"] } as const });
+  it("a decision record decides whatever the missing shard holds", () => {
+    expect(readBackWithout("t", { ...none, records: [decision("commit")] }, ["b"])).toEqual(committed);
+    expect(readBackWithout("t", { ...none, records: [decision("abort")], prepared: ["a"] }, ["b"])).toEqual(aborted);
+    expect(readBackWithout("t", { ...none, records: [decision("commit")] }, ["a", "b"])).toEqual(committed);
+  });
+  it("no record, a STAGING record, a speculation still executing: the missing shard could change the answer (null)", () => {
+    expect(readBackWithout("t", { ...none, history: ["a"] }, ["b"])).toBeNull();
+    expect(readBackWithout("t", { ...none, records: [{ key: decisionKey("t"), value: { kind: "staging", branches: [] } }] }, ["b"])).toBeNull();
+    const spec = { key: speculativeKey("t"), value: { kind: "speculation", state: "SPEC_EXECUTING", branches: ["a", "b"] } as const };
+    expect(readBackWithout("t", { ...none, records: [spec], undo: [{ branch: "a", state: "undo", branches: ["a", "b"] }] }, ["b"])).toBeNull();
+  });
+  it("no shard missing: readBack itself; more than UNANSWERED_MAX missing: no answer", () => {
+    expect(readBackWithout("t", { ...none, history: ["a"] }, [])).toEqual(readBack("t", { ...none, history: ["a"] }));
+    expect(readBackWithout("t", { ...none, records: [decision("commit")] }, ["a", "b", "c"])).toBeNull();
+  });
+  it("every answer is the one readBack gives on the true facts, for every way the missing shard may be", () => {
+    // The true facts: a committed 2PC transaction whose shard b has its history rows (or not yet: branch prepared).
+    for (const truth of [{ ...none, records: [decision("commit")], history: ["a", "b"] }, { ...none, records: [decision("commit")], history: ["a"], prepared: ["b"] }]) {
+      const seen = { ...truth, history: truth.history.filter((x) => x !== "b"), prepared: truth.prepared.filter((x) => x !== "b") };
+      expect(readBackWithout("t", seen, ["b"])).toEqual(readBack("t", truth));
+    }
   });
 });
