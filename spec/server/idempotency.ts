@@ -22,7 +22,10 @@
  * composes it in front of the server coordinator (`withIdempotency`, model
  * parameter `idempotency`): claim -> run -> store, with a process crash
  * between any two steps, checked by `idempotent_answer`
- * (./readback-sound.ts) with the mutant `store-before-outcome`.
+ * (./readback-sound.ts) with the mutant `store-before-outcome`. The model
+ * sends one request per transaction: a retry is checked as what it would
+ * answer in every state, not as a second claim (so `claim.settle` is not
+ * met there).
  *
  * runtime/idempotency.ts instantiates the role: its writes go through the
  * txlog port, its signals to the engine and to read-back. Not done yet
