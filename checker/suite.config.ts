@@ -165,11 +165,23 @@ export const suite: SuiteEntry[] = [
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "stale-active", expect: "violates no_spurious_rollback", properties: ["no_spurious_rollback"], length: 21 },
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "first-part-only", expect: "violates every_transaction_ends", properties: ["every_transaction_ends"], length: 6 },
   // The read-back rules (spec/server/readback.ts) the server answers GET /transactions/:id and settles in-doubt
-  // answers with: a staging record read as committed, and "nothing durable" read as aborted while a statement is in
-  // flight (settle_sound_in_flight, checked behind settleInFlight: today's rules still violate it; see
-  // spec/server/readback-sound.ts and docs/architecture.md).
+  // answers with: a staging record read as committed; "nothing durable" of a speculation read as aborted; and
+  // "nothing durable" read as aborted without the settle fence while a statement of a dead coordinator is in flight
+  // (settle_sound_in_flight, checked behind settleInFlight; it adds no state: the same counts as without it).
+  // settle-nothing-is-aborted was caught in 5 steps before the fence; the reader now answers only once its
+  // process holds a new epoch (restart and a scan's epoch write come first): 9 steps.
   { model: "server", params: { scenario: "parallel+speculative", crash: 1 }, mutant: "readback-staging-is-commit", expect: "violates readback_sound", properties: ["readback_sound"], length: 9 },
-  { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 5 },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, mutant: "settle-nothing-is-aborted", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 9 },
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 327_509, generated: 1_066_788, depth: 70 } },
+  { model: "server", params: { scenario: "parallel+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 406_502, generated: 1_304_928, depth: 70 } },
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, expect: "ok", counts: { distinct: 10_800, generated: 28_452, depth: 42 } },
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, settleInFlight: true }, mutant: "settle-unfenced", expect: "violates settle_sound_in_flight", properties: ["settle_sound_in_flight"], length: 6 },
+  // Idempotency keys (spec/server/idempotency.ts): the claim in front of every coordinator, claim -> run -> store ->
+  // reply with a process crash between any two steps (parameter idempotency, off elsewhere: it adds the claim and
+  // store writes, so the entries above keep their counts); idempotent_answer: a key is never answered two ways and
+  // a stored answer is the transaction's outcome. Mutant: the claim stores "committed" before the transaction ran.
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, idempotency: true }, expect: "ok", counts: { distinct: 33_643, generated: 97_977, depth: 46 } },
+  { model: "server", params: { scenario: "one-phase+speculative", crash: 1, idempotency: true }, mutant: "store-before-outcome", expect: "violates idempotent_answer", properties: ["idempotent_answer"], length: 9 },
   // Concluding by hand (spec/server/conclude.ts): the operator's direction taken as the outcome.
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "conclude-as-asked", expect: "violates conclude_sound", properties: ["conclude_sound"], length: 8 },
 

@@ -3,63 +3,45 @@
  * outcome and never applies the transfer twice, also when the two requests
  * race and across a restart (docs/operations.md, "Idempotency").
  *
- * A key is claimed durably before anything runs: an etcd CAS create of
- * `<prefix>idem/<sha256(key)>` holding the transaction id it runs as and a
- * fingerprint of the transfer. Only the claimant runs a coordinator; it
- * writes the outcome into the record once the coordinator replied (committed
- * or aborted; in_doubt is not an outcome, it is left open), and only then
- * answers the client.
+ * This is an instantiation of the claim role (spec/server/idempotency.ts
+ * `claimRole`, checked by the server model with its parameter idempotency):
+ * the role decides, this file executes what it asks. Its writes go through
+ * the txlog port (runtime/adapters/ports.ts TxlogStore): a claim record
+ * (spec/kernel/effects.ts ClaimRecord) at `idem/<sha256(key)>`, made by a CAS
+ * create before anything runs, holding the transaction id it runs as and a
+ * fingerprint of the transfer; the outcome stored into it (CAS on the
+ * version) once the coordinator replied, before the client hears it.
+ * What it asks of its host: run the transaction (the engine), settle a claim
+ * found without outcome (answerOfClaim: this process's coordinator, else
+ * read-back with the settle fence, runtime/durable.ts), answer.
  *
- * The crash window: the claimant dies after the claim and before the
- * outcome write. A later request with the key then finds a record without
- * outcome whose transaction no coordinator runs any more: the process that
- * claimed it is gone, and its epoch fence keeps any of its log writes still
- * in flight from landing. What happened is settled from durable facts
- * (runtime/durable.ts): the decision record, else history rows (committed),
- * else a prepared branch (in_doubt for now: ask again), else aborted.
- * A settled outcome is written into the record like a live one.
- *
- * Retention: a claim is attached to an etcd lease (runtime/retention.ts) and
- * is gone `retention_ms` (at least) after it was made; a request with its key
- * after that is a new transfer. A claim whose outcome is still unknown is put
- * on a fresh lease whenever a request finds it so, so that it lives as long
- * as clients keep asking. Why a claim cannot expire under a transfer still in
+ * Retention: a claim is attached to an etcd lease (runtime/retention.ts,
+ * given to the txlog adapter as its claimLeases) and is gone `retention_ms`
+ * (at least) after it was made; a request with its key after that is a new
+ * transfer. A claim whose outcome is still unknown is written again on a
+ * fresh lease whenever a request finds it so, so that it lives as long as
+ * clients keep asking. Why a claim cannot expire under a transfer still in
  * flight: docs/operations.md, "Idempotency".
+ *
+ * Still raw etcd, stated: giving the key back (a conditional delete on the
+ * claim's first version) when the engine refuses to run the transfer
+ * (overloaded, shutting down, not ready): the txlog vocabulary has no
+ * compare on a delete.
  */
 import { createHash } from "node:crypto";
-import { EtcdLeaseInvalidError, type Namespace } from "etcd3";
-import { Schema } from "effect";
-import type { Outcome, TxId } from "../spec/kernel/effects.ts";
+import type { Namespace } from "etcd3";
+import { claimKey, type ClaimRecord, type Outcome, type TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
-import { answerOfClaim, storable } from "../spec/server/idempotency.ts";
+import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput } from "../spec/server/idempotency.ts";
 import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 import type { TraceParent } from "./tracing.ts";
 
-export const IDEMPOTENCY_PREFIX = "idem/";
-
-const OutcomeSchema = Schema.Union([
-  Schema.Struct({ status: Schema.Literal("committed") }),
-  Schema.Struct({
-    status: Schema.Literal("aborted"),
-    reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]),
-  }),
-]);
-
-const RecordSchema = Schema.Struct({
-  tx: Schema.String,
-  fingerprint: Schema.String,
-  shards: Schema.Array(Schema.String),
-  /** The claimed transfer's protocol (absent in claims written before the speculative path existed: 2pc). */
-  protocol: Schema.optional(Schema.String),
-  outcome: Schema.optional(OutcomeSchema),
-});
-
-type IdemRecord = typeof RecordSchema.Type;
+export const IDEMPOTENCY_PREFIX = claimKey("");
 
 export class IdempotencyConflict extends Error {
   constructor(
@@ -133,16 +115,15 @@ function headerKey(value: string): string {
   return key;
 }
 
-export const idempotencyEtcdKey = (key: string): string => IDEMPOTENCY_PREFIX + createHash("sha256").update(key).digest("hex");
+/** The txlog key of a client's idempotency key's claim. */
+export const idempotencyEtcdKey = (key: string): string => claimKey(createHash("sha256").update(key).digest("hex"));
 
 export class Idempotency {
   /** Requests of this process per key, so that concurrent ones here share one claim. Bounded by in_flight_max. */
   private readonly local = new Map<string, Promise<IdempotentResult>>();
 
-  private readonly leases: RetentionLeases;
-
   constructor(private readonly deps: IdempotencyDeps) {
-    this.leases = new RetentionLeases(deps.ns, deps.retention_ms);
+    deps.log.claimLeases = new RetentionLeases(deps.ns, deps.retention_ms);
   }
 
   async run(key: string, request: TransferRequest, parent?: TraceParent, onTx?: (tx: TxId) => void): Promise<IdempotentResult> {
@@ -163,8 +144,10 @@ export class Idempotency {
 
   private async replay(key: string, fingerprint: string, r: IdempotentResult): Promise<IdempotentResult> {
     // The shared claim was checked against its own request; this one may differ.
-    const rec = await this.read(idempotencyEtcdKey(key));
-    if (rec !== null && rec.record.fingerprint !== fingerprint) throw this.mismatch(rec.record.tx);
+    const etcdKey = idempotencyEtcdKey(key);
+    const listed = await this.deps.log.list(etcdKey);
+    const rec = listed.ok ? listed.entries.find((e) => e.key === etcdKey)?.value : undefined;
+    if (rec?.kind === "claim" && rec.fingerprint !== fingerprint) throw this.mismatch(rec.tx);
     return { ...r, replayed: true };
   }
 
@@ -172,27 +155,45 @@ export class Idempotency {
     return new IdempotencyConflict(422, "this idempotency key was used for a different transfer; use a new key for a new transfer", tx);
   }
 
-  private async read(etcdKey: string): Promise<{ record: IdemRecord; version: number } | null> {
-    const res = await this.deps.ns.get(etcdKey).exec();
-    const kv = res.kvs[0];
-    if (kv === undefined) return null;
-    return { record: decodeRecord(etcdKey, kv.value.toString("utf8")), version: Number(kv.version) };
-  }
-
-  /** `onTx`: told the new transaction's id once the claim is ours, before its branches run. */
+  /**
+   * Runs the claim role (spec/server/idempotency.ts claimRole) for one request: its txlog writes through the port,
+   * its signals here. `onTx`: told the new transaction's id once the claim is ours, before its branches run.
+   */
   private async claimAndRun(key: string, request: TransferRequest, fingerprint: string, parent?: TraceParent, onTx?: (tx: TxId) => void): Promise<IdempotentResult> {
     const etcdKey = idempotencyEtcdKey(key);
     const tx = newTxId();
-    const claim: IdemRecord = { tx, fingerprint, shards: request.branches.map((b) => b.shard), protocol: request.protocol };
-    const res = await this.create(etcdKey, claim);
-    if (!res.succeeded) {
-      const kv = res.responses[0]?.response_range?.kvs[0];
-      if (kv === undefined) throw new IdempotencyConflict(503, "the idempotency record changed while it was read; retry with the same idempotency_key");
-      const rec = decodeRecord(etcdKey, kv.value.toString("utf8"));
-      if (rec.fingerprint !== fingerprint) throw this.mismatch(rec.tx);
-      return this.earlier(etcdKey, rec, Number(kv.version));
+    const record: ClaimRecord = { kind: "claim", tx, fingerprint, shards: request.branches.map((b) => b.shard), ...(request.protocol !== undefined ? { protocol: request.protocol } : {}) };
+    const role = claimRole();
+    let out = role.step(role.start(), { t: "claim", key: etcdKey, record });
+    for (;;) {
+      if (out.effects.length !== 1) throw new Error(`idempotency ${etcdKey}: the claim role asked for ${out.effects.length} things at once`);
+      const fx: ClaimEffect = out.effects[0]!;
+      let input: ClaimInput;
+      switch (fx.t) {
+        case "log.put":
+          input = { t: "log.put", key: fx.key, r: await this.deps.log.put(fx.key, fx.value, fx.ifVersion) };
+          if (!input.r.ok && input.r.err === "UNAVAILABLE" && fx.ifVersion > 0) console.error(`idempotency ${etcdKey}: claim not written again (the transaction log did not answer); a later request settles it`);
+          break;
+        case "claim.run":
+          onTx?.(tx);
+          input = { t: "told", outcome: await this.runClaimed(etcdKey, request, tx, parent) };
+          break;
+        case "claim.settle":
+          input = { t: "told", outcome: await this.earlier(fx.record) };
+          break;
+        case "claim.answer":
+          return { tx: fx.tx, outcome: fx.outcome, replayed: fx.replayed };
+        case "claim.refused":
+          if (fx.status === 422) throw this.mismatch(fx.tx);
+          // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
+          throw new IdempotencyConflict(503, "the transaction log did not answer the claim; retry with the same idempotency_key");
+      }
+      out = role.step(out.st, input);
     }
-    onTx?.(tx);
+  }
+
+  /** The claim is ours: the engine runs the transaction; its coordinator's reply is the outcome. */
+  private async runClaimed(etcdKey: string, request: TransferRequest, tx: TxId, parent?: TraceParent): Promise<Outcome> {
     let started;
     try {
       started = this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent);
@@ -203,80 +204,32 @@ export class Idempotency {
       }
       throw e;
     }
-    const outcome = await started.outcome;
-    await this.record(etcdKey, claim, 1, outcome);
-    return { tx, outcome, replayed: false };
+    return started.outcome;
   }
 
-  /** The CAS create of a claim, on the retention lease of now; a lease etcd no longer knows is replaced once. */
-  private async create(etcdKey: string, claim: IdemRecord) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const lease = await this.leases.current();
-        return await this.deps.ns
-          .if(etcdKey, "Version", "==", 0)
-          .then(this.deps.ns.put(etcdKey).value(JSON.stringify(claim)).lease(lease))
-          .else(this.deps.ns.get(etcdKey))
-          .commit();
-      } catch (e) {
-        if (e instanceof EtcdLeaseInvalidError && attempt === 1) {
-          this.leases.forget();
-          continue;
-        }
-        // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
-        throw new IdempotencyConflict(503, `the transaction log did not answer (${(e as Error).message}); retry with the same idempotency_key`);
-      }
-    }
-  }
-
-  /**
-   * Stores a final outcome in the record, on the lease the record has (compare on the version read, so a settled
-   * outcome is never overwritten). An outcome still unknown moves the record to the lease of now instead.
-   */
-  private async record(etcdKey: string, rec: IdemRecord, version: number, outcome: Outcome): Promise<void> {
-    const next: IdemRecord = outcome.status === "in_doubt" ? rec : { ...rec, outcome };
-    try {
-      const put = this.deps.ns.put(etcdKey).value(JSON.stringify(next));
-      await this.deps.ns.if(etcdKey, "Version", "==", version).then(outcome.status === "in_doubt" ? put.lease(await this.leases.current()) : put.ignoreLease()).commit();
-    } catch (e) {
-      // Not fatal: a later request with the key settles the outcome from the txlog and the shards (and renews the lease).
-      console.error(`idempotency ${etcdKey}: ${outcome.status === "in_doubt" ? "lease not renewed" : "outcome not stored"} (${(e as Error).message})`);
-    }
-  }
-
-  /** A request with a key that was claimed before. */
-  private async earlier(etcdKey: string, rec: IdemRecord, version: number): Promise<IdempotentResult> {
-    const running = rec.outcome === undefined ? this.deps.engine.outcomeOf(rec.tx) : undefined;
+  /** A request with a key claimed before, without outcome: answerOfClaim (spec/server/idempotency.ts) says where the answer comes from. */
+  private async earlier(rec: ClaimRecord): Promise<Outcome> {
+    const running = this.deps.engine.outcomeOf(rec.tx);
     const told = running === undefined ? undefined : await running;
     const held = told === undefined ? undefined : { told, endedInDoubt: this.deps.engine.inDoubt(rec.tx) !== undefined };
-    // The rule is spec/server/idempotency.ts answerOfClaim: the runtime only gathers what it reads.
-    const answer = answerOfClaim(rec.outcome, held);
-    if (answer.from !== "read-back") return { tx: rec.tx, outcome: answer.outcome, replayed: true };
+    const answer = answerOfClaim(undefined, held);
+    if (answer.from !== "read-back") return answer.outcome;
     const outcome = await this.settle(rec);
     // A transaction this process still holds answers GET /transactions/:id with the same outcome from now on.
-    this.deps.engine.settled(rec.tx, outcome);
-    await this.record(etcdKey, rec, version, outcome);
-    return { tx: rec.tx, outcome, replayed: true };
+    if (outcome.status !== "in_doubt") this.deps.engine.settled(rec.tx, outcome);
+    return outcome;
   }
 
   /** The outcome of a claimed transaction whose claimant is gone, or answered in_doubt: from durable facts (runtime/durable.ts). */
-  private async settle(rec: IdemRecord): Promise<Outcome> {
+  private async settle(rec: ClaimRecord): Promise<Outcome> {
     let outcome;
     try {
-      outcome = await settledOutcome(rec.tx, rec, this.deps);
+      outcome = await settledOutcome(rec.tx, rec, { xa: this.deps.xa, log: this.deps.log, epoch: () => this.deps.engine.epoch });
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
     if (outcome !== "probe") return outcome;
     return this.deps.engine.probe(rec.tx, rec);
-  }
-}
-
-function decodeRecord(etcdKey: string, text: string): IdemRecord {
-  try {
-    return Schema.decodeUnknownSync(RecordSchema)(JSON.parse(text), { onExcessProperty: "error" });
-  } catch (e) {
-    throw new Error(`idempotency record ${etcdKey}: ${(e as Error).message}`);
   }
 }

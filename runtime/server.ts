@@ -504,7 +504,7 @@ class Api {
     if (ran === undefined) return view;
     let outcome;
     try {
-      outcome = await settledOutcome(view.tx, ran, { xa: this.xa, log: this.txlog });
+      outcome = await settledOutcome(view.tx, ran, { xa: this.xa, log: this.txlog, epoch: () => this.engine.epoch });
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       return { ...view, durable_error: `cannot read the outcome from durable state yet: ${e.message}` };

@@ -78,6 +78,8 @@ function recordText(v: LogRecord): string {
       return v.state;
     case "epoch":
       return "new epoch";
+    case "claim":
+      return v.outcome === undefined ? `CLAIM ${v.tx}` : `CLAIM ${v.tx} ${v.outcome.status}`;
     case "staging": {
       // A branch without its connection cannot be fenced: worth seeing (a checker mutant writes one).
       const missing = v.branches.filter((b) => b.conn === "").length;

@@ -21,7 +21,7 @@
  * while the batch costs one round trip and one raft entry. Writes with
  * different fences, or to the same key, never share a batch.
  */
-import { Etcd3, type IOptions, type Namespace } from "etcd3";
+import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Namespace } from "etcd3";
 import { Schema } from "effect";
 import type { Fence, LogDeleteResult, LogEntry, LogListResult, LogPutResult, LogRecord } from "../../spec/kernel/effects.ts";
 import type { TxlogStore } from "./ports.ts";
@@ -44,6 +44,20 @@ export const LogRecordSchema = Schema.Union([
     state: Schema.Literals(["SPEC_EXECUTING", "SPEC_COMMITTED", "SPEC_ROLLED_BACK"]),
     branches: Schema.Array(Schema.String),
   }),
+  // An idempotency key's claim (spec/server/idempotency.ts).
+  Schema.Struct({
+    kind: Schema.Literal("claim"),
+    tx: Schema.String,
+    fingerprint: Schema.String,
+    shards: Schema.Array(Schema.String),
+    protocol: Schema.optional(Schema.String),
+    outcome: Schema.optional(
+      Schema.Union([
+        Schema.Struct({ status: Schema.Literal("committed") }),
+        Schema.Struct({ status: Schema.Literal("aborted"), reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]) }),
+      ]),
+    ),
+  }),
 ]);
 
 const decodeRecord = Schema.decodeUnknownSync(LogRecordSchema);
@@ -56,6 +70,8 @@ export function decodeLogRecord(key: string, bytes: string): LogRecord {
   } catch (e) {
     throw new Error(`txlog record ${key}: not JSON (${(e as Error).message})`);
   }
+  // A claim written before claims were txlog records has no kind.
+  if (typeof json === "object" && json !== null && !("kind" in json) && "fingerprint" in json) json = { kind: "claim", ...json };
   try {
     return decodeRecord(json, { onExcessProperty: "error" });
   } catch (e) {
@@ -128,10 +144,22 @@ type Write =
   | { kind: "put"; key: string; value: LogRecord; ifVersion: number; fence?: Fence; t0: number; resolve: (r: LogPutResult) => void }
   | { kind: "delete"; key: string; fence?: Fence; t0: number; resolve: (r: LogDeleteResult) => void };
 
+/** The lease a claim record is written on (runtime/retention.ts RetentionLeases). */
+export interface ClaimLeases {
+  current(): Promise<string>;
+  forget(): void;
+}
+
 export class TxlogEtcd implements TxlogStore {
   readonly ns: Namespace;
   private queue: Write[] = [];
   private flushScheduled = false;
+  /**
+   * Retention of idempotency claims (spec/kernel/effects.ts ClaimRecord): a claim without outcome is written on the
+   * retention lease of now (made, or found still open by a request: it lives as long as clients ask); a claim with
+   * its outcome keeps the lease it has. Without it, claims have no lease.
+   */
+  claimLeases: ClaimLeases | undefined;
 
   constructor(
     readonly client: Etcd3,
@@ -163,8 +191,13 @@ export class TxlogEtcd implements TxlogStore {
     this.queue = [];
     const batches: Array<{ fence: Fence | undefined; writes: Write[]; keys: Set<string> }> = [];
     for (const w of writes) {
+      if (w.kind === "put" && w.value.kind === "claim") {
+        // A claim's lease is its own: never in a batch.
+        batches.push({ fence: w.fence, writes: [w], keys: new Set() });
+        continue;
+      }
       const open = batches.find(
-        (b) => b.fence?.key === w.fence?.key && b.fence?.version === w.fence?.version && !b.keys.has(w.key) && b.writes.length < BATCH_WRITES_MAX,
+        (b) => b.keys.size > 0 && b.fence?.key === w.fence?.key && b.fence?.version === w.fence?.version && !b.keys.has(w.key) && b.writes.length < BATCH_WRITES_MAX,
       );
       if (open !== undefined) {
         open.writes.push(w);
@@ -228,13 +261,44 @@ export class TxlogEtcd implements TxlogStore {
     writes.forEach((w, i) => this.settle(w, results[i]!));
   }
 
+  /** The lease a put of `value` goes on: "keep" the key's, or a lease id; undefined: none (claimLeases). */
+  private async leaseOf(value: LogRecord): Promise<string | "keep" | undefined> {
+    if (value.kind !== "claim" || this.claimLeases === undefined) return undefined;
+    return value.outcome !== undefined ? "keep" : this.claimLeases.current();
+  }
+
   private async putOne(key: string, value: LogRecord, ifVersion: number, fence?: Fence): Promise<LogPutResult> {
-    let r: LogPutResult;
     try {
+      return await this.putOnce(key, value, ifVersion, fence);
+    } catch (e) {
+      if (!(e instanceof EtcdLeaseInvalidError) || this.claimLeases === undefined) {
+        logFailure("put", key, e);
+        return { ok: false, err: "UNAVAILABLE" };
+      }
+      // etcd no longer knows the lease (revoked, or its data replaced): once more on a new one.
+      this.claimLeases.forget();
+      try {
+        return await this.putOnce(key, value, ifVersion, fence);
+      } catch (e2) {
+        logFailure("put", key, e2);
+        return { ok: false, err: "UNAVAILABLE" };
+      }
+    }
+  }
+
+  /** One conditional put; throws what etcd throws. */
+  private async putOnce(key: string, value: LogRecord, ifVersion: number, fence?: Fence): Promise<LogPutResult> {
+    let r: LogPutResult;
+    {
+      const lease = await this.leaseOf(value);
+      // (A put builder is a thenable that runs the put: it is built here, never returned from an async function.)
+      const put = this.ns.put(key).value(JSON.stringify(value));
+      if (lease === "keep") put.ignoreLease();
+      else if (lease !== undefined) put.lease(lease);
       const txn = this.ns.if(key, "Version", "==", ifVersion);
       if (fence !== undefined) txn.and(fence.key, "Version", "==", fence.version);
       const res = await txn
-        .then(this.ns.put(key).value(JSON.stringify(value)))
+        .then(put)
         .else(this.ns.get(key), ...(fence !== undefined ? [this.ns.get(fence.key)] : []))
         .commit();
       const fenceKv = fence !== undefined ? res.responses[1]?.response_range?.kvs[0] : undefined;
@@ -249,9 +313,6 @@ export class TxlogEtcd implements TxlogStore {
             ? { ok: false, err: "CAS", current: null, version: 0 }
             : { ok: false, err: "CAS", current: decodeLogRecord(key, kv.value.toString("utf8")), version: Number(kv.version) };
       }
-    } catch (e) {
-      logFailure("put", key, e);
-      r = { ok: false, err: "UNAVAILABLE" };
     }
     return r;
   }

@@ -53,7 +53,26 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord = DecisionRecord | EpochRecord | SpeculativeRecord | StagingRecord;
+export type LogRecord = DecisionRecord | EpochRecord | SpeculativeRecord | StagingRecord | ClaimRecord;
+
+/**
+ * An idempotency key's claim (spec/server/idempotency.ts): made by a CAS create before anything runs, it names the
+ * transaction the key runs as and what makes two requests the same transfer; `outcome` is stored once final.
+ */
+export interface ClaimRecord {
+  readonly kind: "claim";
+  readonly tx: TxId;
+  readonly fingerprint: string;
+  readonly shards: readonly ShardId[];
+  /** The protocol the request named (absent: the default). */
+  readonly protocol?: string;
+  /** The transaction's final outcome (never in_doubt), once stored. */
+  readonly outcome?: FinalOutcome;
+}
+
+/** The txlog key of an idempotency key's claim; `key` is the client's key as the server names it (the runtime: its sha256). */
+export const claimKey = (key: string): string => `${CLAIM_PREFIX}${key}`;
+export const CLAIM_PREFIX = "idem/";
 
 export interface DecisionRecord {
   readonly kind: "decision";
@@ -118,6 +137,9 @@ export type Outcome =
   | { readonly status: "aborted"; readonly reason: AbortReason }
   /** The coordinator could not learn whether its decision is durable; the resolver will finish it. */
   | { readonly status: "in_doubt" };
+
+/** An outcome that is final: what a claim stores. */
+export type FinalOutcome = Exclude<Outcome, { readonly status: "in_doubt" }>;
 
 export type AbortReason = "insufficient_funds" | "conflict" | "timeout" | "shard_unavailable" | "resolver";
 

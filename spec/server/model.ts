@@ -40,7 +40,8 @@ import { processResolver, processResolverMutants, type ProcessResolverMutant, ty
 import { serverEventually, serverInvariants, xaFamilyInvariants, type ServerGhost } from "./properties.ts";
 import { XA_READ_BACK, xaReadBack } from "../protocols/xa/readback.ts";
 import { readBackRules, REGISTERED_RULES, type ReadBackRules } from "./readback.ts";
-import { readBackSound } from "./readback-sound.ts";
+import { idempotentAnswer, readBackSound } from "./readback-sound.ts";
+import { withIdempotency, type ClaimMutant } from "./idempotency.ts";
 
 /** The coordinator settings every model runs with: two attempts make a retry loop a cycle (timers fire at any time). */
 const SETTINGS = { voteTimeoutMs: defaultCoordinatorOptions.voteTimeoutMs, retryDelayMs: defaultCoordinatorOptions.retryDelayMs, attemptsMax: 2 };
@@ -171,28 +172,47 @@ function serverScanIsNoop(sc: Scenario): (w: ServerWorld) => boolean {
  * The read-back rules' mutants (./readback-sound.ts catches them): the XA
  * rule reading a STAGING record as a commit; the composition reading
  * "nothing found" of a speculation as aborted; concluding by hand taking
- * the operator's direction as the outcome (./conclude.ts).
+ * the operator's direction as the outcome (./conclude.ts); settling
+ * "nothing found" as aborted without the settle fence (./readback.ts).
  */
-export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted", "conclude-as-asked"] as const;
+export const readBackMutants = ["readback-staging-is-commit", "settle-nothing-is-aborted", "conclude-as-asked", "settle-unfenced"] as const;
 export type ReadBackMutant = (typeof readBackMutants)[number];
 
 const rulesOf = (m: ReadBackMutant | undefined): ReadBackRules =>
   m === "readback-staging-is-commit" ? readBackRules((p) => (p.readBack === XA_READ_BACK ? xaReadBack("staging-is-commit") : undefined))
   : m === "settle-nothing-is-aborted" ? readBackRules(undefined, "nothing-is-aborted")
+  : m === "settle-unfenced" ? readBackRules(undefined, "unfenced")
   : REGISTERED_RULES;
+
+/** The idempotency claim's mutants (./idempotency.ts claimRole; idempotent_answer catches them). */
+export const claimMutants = ["store-before-outcome"] as const satisfies readonly ClaimMutant[];
 
 export interface ServerConfig {
   readonly scenario: Scenario;
   readonly budget: Budget;
   readonly timeouts: boolean;
-  readonly mutant?: ProcessResolverMutant | ReadBackMutant;
+  readonly mutant?: ProcessResolverMutant | ReadBackMutant | ClaimMutant;
   /** Also check settle_sound_in_flight (./readback-sound.ts); it adds no state. */
   readonly settleInFlight?: boolean;
+  /**
+   * Every request carries an idempotency key: the claim in front of the coordinator (./idempotency.ts
+   * withIdempotency), checked by idempotent_answer. It adds states (the claim and store writes): off in the
+   * entries that keep the server model's counts.
+   */
+  readonly idempotency?: boolean;
 }
+
+/** A goal that holds of the world without the claim records (they stay until their retention ends, as the runtime's do). */
+const withoutClaims = <G extends { goal(w: any): boolean }>(g: G): G => ({
+  ...g,
+  goal: (w: ServerWorld) => g.goal({ ...w, log: { entries: w.log.entries.filter((e) => e.value.kind !== "claim") } }),
+});
 
 export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
   const sc = cfg.scenario;
-  const coordinator = serverCoordinator(SETTINGS);
+  const claimMutant = claimMutants.find((m) => m === cfg.mutant);
+  // With idempotency the coordinator's state is the claim's around it (typed as the plain one: the properties read phases only).
+  const coordinator: ReturnType<typeof serverCoordinator> = cfg.idempotency === true ? (withIdempotency(serverCoordinator(SETTINGS), () => "fingerprint", claimMutant) as never) : serverCoordinator(SETTINGS);
   const resolverMutant = processResolverMutants.find((m) => m === cfg.mutant);
   const rules = rulesOf(readBackMutants.find((m) => m === cfg.mutant));
   return world({
@@ -210,8 +230,9 @@ export function serverModel(cfg: ServerConfig): Model<ServerWorld, Action> {
     invariants: (s) => ({
       ...serverInvariants(s, cfg.budget, protocolOfTx(s)),
       ...readBackSound(s, rules, coordinator.done, cfg.settleInFlight === true, cfg.mutant === "conclude-as-asked" ? "conclude-as-asked" : undefined),
+      ...(cfg.idempotency === true ? idempotentAnswer(s, rules, coordinator.done) : {}),
     }),
-    eventually: (s) => serverEventually(s, protocolOfTx(s)),
+    eventually: (s) => (cfg.idempotency === true ? Object.fromEntries(Object.entries(serverEventually(s, protocolOfTx(s))).map(([k, g]) => [k, withoutClaims(g)])) : serverEventually(s, protocolOfTx(s))),
   });
 }
 
@@ -261,8 +282,8 @@ export function serverScenario(name: string): Scenario {
 export const serverFactory: ModelFactory = {
   name: "server",
   description: "The server's own composition: its coordinator (protocol per request, one-phase path) and its process resolver over every registered part, on shards running XA and local transactions, with transactions of different protocols side by side",
-  params: { scenario: "2pc+speculative", crash: 1, shardCrash: 0, logFault: 0, timeouts: false, settleInFlight: false },
-  mutants: [...processResolverMutants, ...readBackMutants],
+  params: { scenario: "2pc+speculative", crash: 1, shardCrash: 0, logFault: 0, timeouts: false, settleInFlight: false, idempotency: false },
+  mutants: [...processResolverMutants, ...readBackMutants, ...claimMutants],
   build(params, mutant) {
     const num = (k: string): number => wholeParam("server", params, k);
     return serverModel({
@@ -270,7 +291,8 @@ export const serverFactory: ModelFactory = {
       budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
       timeouts: params.timeouts === true,
       settleInFlight: params.settleInFlight === true,
-      mutant: [...processResolverMutants, ...readBackMutants].find((m) => m === mutant),
+      idempotency: params.idempotency === true,
+      mutant: [...processResolverMutants, ...readBackMutants, ...claimMutants].find((m) => m === mutant),
     });
   },
 };

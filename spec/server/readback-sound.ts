@@ -20,19 +20,20 @@
  * tombstoned, and the answer the client got from a protocol that answers
  * only once the outcome is final. It is a state property: it adds no state.
  *
- * What `readback_sound` leaves out, stated: settle is checked once nothing
- * of the transaction is on its way. A reader that settles while a statement
- * of the dead coordinator is still in the air is the stronger property
- * `settle_sound_in_flight` (the server model's parameter settleInFlight):
- * it must also not say aborted while a commit, an apply or a commit/STAGING
- * write of the transaction may still land. The speculative path keeps it
- * (nothing found is "probe": the probe's tombstones race the late apply);
- * the one-phase path does not: a coordinator that sent XA COMMIT ... ONE
+ * What `readback_sound` leaves out, stated: settle is checked there once
+ * nothing of the transaction is on its way. A reader that settles while a
+ * statement of the dead coordinator is still in the air is the stronger
+ * property `settle_sound_in_flight` (the server model's parameter
+ * settleInFlight): it must also not say aborted while a commit, an apply or
+ * a commit/STAGING write of the transaction may still land. It holds with
+ * the settle fence (./readback.ts): the reader answers only in a state where
+ * it may hold the fence (`fenceHeld`), and there "nothing found" is aborted;
+ * elsewhere settle answers "fence" (the reader waits). Without the fence
+ * (mutant `settle-unfenced`) a coordinator that sent XA COMMIT ... ONE
  * PHASE and died leaves an IDLE branch, which neither XA RECOVER nor the
- * history shows, so settle says aborted and the commit may still land
- * (6 steps, scenario one-phase+speculative, crash=1).
+ * history shows: settle says aborted and the commit may still land.
  */
-import type { Outcome } from "../kernel/effects.ts";
+import { claimKey, type Outcome } from "../kernel/effects.ts";
 import { branchXid } from "../env/executor.ts";
 import * as txlog from "../env/txlog.ts";
 import * as local from "../env/local.ts";
@@ -95,8 +96,8 @@ function truthOf(sc: Scenario, w: SW, t: number, facts: DurableFacts): Truth {
   };
 }
 
-const contradicts = (o: Outcome | "probe" | null, truth: Truth): boolean =>
-  o !== null && o !== "probe" && ((o.status === "committed" && truth.aborted) || (o.status === "aborted" && truth.committed));
+const contradicts = (o: Outcome | "probe" | "fence" | null, truth: Truth): boolean =>
+  o !== null && o !== "probe" && o !== "fence" && ((o.status === "committed" && truth.aborted) || (o.status === "aborted" && truth.committed));
 
 /** Where the server settles `t` from durable state: its coordinator died (statements it sent may still be on their way), or it is done with nothing in the air. */
 function settles(w: SW, t: number, done: (st: { readonly phase: string }) => boolean): boolean {
@@ -104,9 +105,42 @@ function settles(w: SW, t: number, done: (st: { readonly phase: string }) => boo
   return c.st.phase !== "idle" && (!c.alive || (done(c.st) && !w.flights.some((f) => f.owner === t)));
 }
 
-/** An effect of `t` still in the air that may yet make it commit: a commit, an apply, a decision or STAGING write. */
-const mayCommit = (w: SW, t: number): boolean =>
-  w.flights.some((f) => f.owner === t && (f.fx.t === "xa.commit" || f.fx.t === "local.apply" || (f.fx.t === "log.put" && (f.fx.value.kind === "staging" || (f.fx.value.kind === "decision" && f.fx.value.decision === "commit")))));
+/** The XA branch of `t` on shard `s` while it exists, unprepared and with writes (its history rows locked). */
+const openBranch = (sc: Scenario, w: SW, t: number, s: number): boolean =>
+  w.shards[s]!.xa.branches.some((b) => b.xid === branchXid(sc.txs[t]!.id, sc.shards[s]!) && b.state !== "PREPARED" && b.writes.length > 0);
+
+/** An XA COMMIT of `t` in the air that may still commit: its branch exists (a commit of no branch answers NOTA, and no branch of a dead coordinator can start and reach a commit any more). */
+const xaCommitMayLand = (sc: Scenario, w: SW, t: number, fx: { readonly shard: string }): boolean => {
+  const s = sc.shards.indexOf(fx.shard);
+  return w.shards[s]!.xa.branches.some((b) => b.xid === branchXid(sc.txs[t]!.id, fx.shard));
+};
+
+/** An apply of `t` in the air that may still land: no undo row (nor tombstone) holds its (tx, shard) key yet. */
+const applyMayLand = (sc: Scenario, w: SW, t: number, fx: { readonly shard: string }): boolean =>
+  !local.rowsOf(w.shards[sc.shards.indexOf(fx.shard)]!.local, sc.txs[t]!.id).some((row) => row.branch === fx.shard);
+
+/** An effect of `t` still in the air that may yet make it commit: a commit of a branch that exists, an apply whose key is free, a decision or STAGING write. */
+const mayCommit = (sc: Scenario, w: SW, t: number): boolean =>
+  w.flights.some(
+    (f) =>
+      f.owner === t &&
+      ((f.fx.t === "xa.commit" && xaCommitMayLand(sc, w, t, f.fx)) ||
+        (f.fx.t === "local.apply" && applyMayLand(sc, w, t, f.fx)) ||
+        (f.fx.t === "log.put" && (f.fx.value.kind === "staging" || (f.fx.value.kind === "decision" && f.fx.value.decision === "commit")))),
+  );
+
+/**
+ * A state in which a reader settling `t` may hold the settle fence (./readback.ts SETTLE_FENCE): the log fence (a
+ * dead coordinator's process is gone and the process reading has taken a new epoch since: the crash reset the
+ * resolver, so an epoch it holds was taken after) and the shard fence (the locking read of `t`'s history rows has
+ * returned: it waits while an unprepared branch of `t` with writes lives and a commit of it is on its way; a state
+ * where such a branch lives with no commit on its way is checked too, a superset of where the reader may be).
+ */
+export function fenceHeld(sc: Scenario, w: SW, t: number): boolean {
+  const logFence = w.coords[t]!.alive || (w.up && (w.resolver as { readonly epoch?: number | null }).epoch != null);
+  const commitOn = (s: number) => w.flights.some((f) => f.owner === t && f.fx.t === "xa.commit" && f.fx.shard === sc.shards[s]);
+  return logFence && sc.shards.every((_, s) => !(openBranch(sc, w, t, s) && commitOn(s)));
+}
 
 /** The client's answer once its coordinator ended: nothing of it on its way and no record left. */
 function ended(w: SW, t: number, facts: DurableFacts, done: (st: { readonly phase: string }) => boolean): boolean {
@@ -129,7 +163,8 @@ export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) =>
         const truth = truthOf(sc, w, t, facts);
         const rb = readBack(tx.id, facts, r);
         if (contradicts(rb, truth)) return false;
-        if (settles(w, t, done) && !w.flights.some((f) => f.owner === t) && contradicts(settle(tx.id, facts, ran(t), r), truth)) return false;
+        // Nothing of it on its way: the fence holds as far as this property asks (settle_sound_in_flight asks more).
+        if (settles(w, t, done) && !w.flights.some((f) => f.owner === t) && contradicts(settle(tx.id, facts, ran(t), r, true), truth)) return false;
         const pending = facts.prepared.length > 0 || facts.undo.some((u) => u.state === "undo");
         return !(ended(w, t, facts, done) && rb?.status === "in_doubt" && !pending);
       }),
@@ -152,8 +187,46 @@ export function readBackSound(sc: Scenario, r: ReadBackRules, done: (st: any) =>
         if (!settles(w, t, done)) return true;
         const facts = factsOf(sc, w, t, r);
         const truth = truthOf(sc, w, t, facts);
-        return !contradicts(settle(tx.id, facts, ran(t), r), { ...truth, committed: truth.committed || mayCommit(w, t) });
+        // "fence": the reader waits for its fence here (never contradicts).
+        return !contradicts(settle(tx.id, facts, ran(t), r, fenceHeld(sc, w, t)), { ...truth, committed: truth.committed || mayCommit(sc, w, t) });
       });
   }
   return props;
+}
+
+/**
+ * `idempotent_answer`, for the server model with idempotency keys (spec/server/idempotency.ts withIdempotency): a
+ * key is never answered two ways, and a stored answer is the transaction's outcome. In every state, for every
+ * transaction: the outcome its claim stores never contradicts what is final and equals what its client was told
+ * (when final); and what a retry with the key would answer now (answerOfClaim: the stored outcome, else this
+ * process's coordinator once it ended, else settle with the fence as the reader may hold it) never contradicts
+ * what is final or may still commit, nor what the client was told.
+ */
+export function idempotentAnswer(sc: Scenario, r: ReadBackRules, done: (st: any) => boolean): Record<string, (w: any) => boolean> {
+  const ran = (t: number) => ({ protocol: sc.txs[t]!.protocol, shards: sc.txs[t]!.branches.map((b) => b.shard) });
+  const differs = (a: Outcome | null, b: Outcome | null | undefined): boolean => a !== null && b != null && a.status !== "in_doubt" && b.status !== "in_doubt" && a.status !== b.status;
+  /** What a retry answers now; null: it waits (the coordinator still runs) or the claim is not there (a retry claims anew: nothing ran). */
+  const retry = (w: SW, t: number, facts: DurableFacts): Outcome | null => {
+    const rec = txlog.get(w.log, claimKey(sc.txs[t]!.id))?.value;
+    if (rec?.kind !== "claim") return null;
+    if (rec.outcome !== undefined) return rec.outcome;
+    const c = w.coords[t]!;
+    if (c.alive && !done(c.st)) return null;
+    const told = w.told[t];
+    if (c.alive && told != null && told.status !== "in_doubt") return told;
+    const o = settle(sc.txs[t]!.id, facts, ran(t), r, fenceHeld(sc, w, t));
+    return o === "probe" || o === "fence" || o === null ? null : o;
+  };
+  return {
+    idempotent_answer: (w: SW) =>
+      sc.txs.every((tx, t) => {
+        const facts = factsOf(sc, w, t, r);
+        const truth = truthOf(sc, w, t, facts);
+        const rec = txlog.get(w.log, claimKey(tx.id))?.value;
+        const stored = rec?.kind === "claim" ? (rec.outcome ?? null) : null;
+        if (contradicts(stored, truth) || differs(stored, w.told[t])) return false;
+        const again = retry(w, t, facts);
+        return !contradicts(again, { ...truth, committed: truth.committed || mayCommit(sc, w, t) }) && !differs(again, w.told[t]) && !differs(again, stored);
+      }),
+  };
 }

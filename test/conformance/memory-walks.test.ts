@@ -25,6 +25,8 @@ const configs: readonly { model: string; params: Record<string, string | number 
   { model: "speculative", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 } },
   { model: "mixed", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 } },
   { model: "server", params: { scenario: "2pc+speculative", crash: 1, shardCrash: 1, logFault: 1 } },
+  // The idempotency claim in front of every coordinator (spec/server/idempotency.ts withIdempotency).
+  { model: "server", params: { scenario: "2pc+speculative", crash: 1, shardCrash: 1, logFault: 1, idempotency: true } },
 ];
 
 /** The environment's answers and faults whose replay sets an adapter's knob: each must occur in some walk. */

@@ -21,6 +21,7 @@ const ENVIRONMENT_ONLY: Readonly<Record<string, string>> = {
   // settle_sound_in_flight) without a step of their own. Their mutants leave every role as it is.
   "server/readback-staging-is-commit": "a read-back rule (reads a staging record as committed), checked in every state, not a role step",
   "server/settle-nothing-is-aborted": "a settle rule (nothing durable read as aborted), checked in every state, not a role step",
+  "server/settle-unfenced": "a settle rule (nothing durable read as aborted without the settle fence), checked in every state, not a role step",
   "server/conclude-as-asked": "concluding by hand (spec/server/conclude.ts) is a verdict from read-back, checked in every state, not a role step",
 };
 

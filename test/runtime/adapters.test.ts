@@ -3,7 +3,8 @@
 // takes (a dead owner connection, a shard that is down, a stale epoch).
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EPOCH_KEY } from "../../spec/kernel/effects.ts";
+import { claimKey, EPOCH_KEY, type ClaimRecord } from "../../spec/kernel/effects.ts";
+import { RetentionLeases } from "../../runtime/retention.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
 import { DATABASE } from "../../runtime/cluster/schema.ts";
@@ -184,6 +185,36 @@ describe("txlog (etcd)", () => {
       // A record this code did not write: the list refuses to act on it.
       await client.put("adapt/tx/bad").value('{"kind":"decision","decision":"maybe","branches":[]}');
       expect(await log.list("tx/")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("claim records (the idempotency claim role's writes): a claim without outcome on the retention lease of now, a stored outcome keeps it; a claim of an older server (no kind) reads as a claim", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "claims/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "claims/");
+    let now = 0;
+    log.claimLeases = new RetentionLeases(log.ns, 3_600_000, () => now);
+    const leaseOf = async (key: string) => (await client.get(`claims/${key}`).exec()).kvs[0]?.lease;
+    try {
+      const key = claimKey("k1");
+      const claim: ClaimRecord = { kind: "claim", tx: "t1", fingerprint: "f", shards: ["shard-a"] };
+      expect(await log.put(key, claim, 0)).toEqual({ ok: true, version: 1 });
+      const first = await leaseOf(key);
+      expect(Number(first)).toBeGreaterThan(0);
+      // Written again without outcome a bucket later (in doubt): onto the lease of now.
+      now += 3_600_000;
+      expect(await log.put(key, claim, 1)).toEqual({ ok: true, version: 2 });
+      const renewed = await leaseOf(key);
+      expect(Number(renewed)).toBeGreaterThan(0);
+      expect(renewed).not.toBe(first);
+      // The outcome stored keeps the claim's lease; a second store on the old version is refused.
+      const stored: ClaimRecord = { ...claim, outcome: { status: "committed" } };
+      expect(await log.put(key, stored, 2)).toEqual({ ok: true, version: 3 });
+      expect(await leaseOf(key)).toBe(renewed);
+      expect(await log.put(key, { ...claim, outcome: { status: "aborted", reason: "resolver" } }, 2)).toEqual({ ok: false, err: "CAS", current: stored, version: 3 });
+      await client.put(`claims/${claimKey("old")}`).value(JSON.stringify({ tx: "t0", fingerprint: "g", shards: ["shard-b"] }));
+      expect(await log.list(claimKey("old"))).toEqual({ ok: true, entries: [{ key: claimKey("old"), value: { kind: "claim", tx: "t0", fingerprint: "g", shards: ["shard-b"] }, version: 1 }] });
     } finally {
       client.close();
     }
