@@ -346,4 +346,5 @@ export const xaResolverPart: ResolverPart = {
     if (e.t === "log.put" && e.value.kind === "decision") return stagingDecisionOf(e) !== null ? `staging_${e.value.decision}` : "presume_abort";
     return null;
   },
+  recoveryOf: stagingDecisionOf,
 };
