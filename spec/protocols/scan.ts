@@ -9,7 +9,8 @@
  * sorted. A resolver with no epoch yet (a process (re)start) first lists the
  * epoch key and takes the next epoch by CAS on its version; a refused or
  * unanswered CAS or listing ends the scan (the next tick tries again). Then
- * it lists its records (sorted by key) and hands them on.
+ * it lists its records (sorted by key) and hands them on. Every other input
+ * goes to the resolver's own step.
  */
 import { EPOCH_KEY, type Effect, type LogEntry, type Result, type TxId } from "../kernel/effects.ts";
 import type { Step } from "../kernel/role.ts";
@@ -23,14 +24,10 @@ export interface ScanState {
   readonly active: readonly TxId[];
 }
 
-export interface Scan<S extends ScanState> {
-  /** A scan tick with the live coordinators' transactions. */
-  onScan(st: S, active: readonly TxId[]): Step<S, Effect>;
-  /** A listing answered (the epoch key's or the records'). */
-  onList(st: S, input: Extract<Result, { t: "log.list" }>): Step<S, Effect>;
-  /** The epoch CAS answered; null when the write is not the epoch's (one of the scan's own). */
-  onEpoch(st: S, input: Extract<Result, { t: "log.put" }>): Step<S, Effect> | null;
-}
+/** A resolver's input: a scan tick with the live coordinators' transactions, or a result. */
+export type ScanInput = { readonly t: "scan"; readonly active: readonly TxId[] } | Result;
+/** The inputs a resolver's own step sees: every one but the scan tick, the listings and the epoch CAS's answer. */
+export type OwnInput = Exclude<ScanInput, { t: "scan" } | { t: "log.list" }>;
 
 export function scan<S extends ScanState>(o: {
   /** The key prefix of the records it lists. */
@@ -39,16 +36,18 @@ export function scan<S extends ScanState>(o: {
   idle(st: S): S;
   /** Its records listed (sorted by key): what the scan does next. */
   listed(st: S, records: readonly LogEntry[]): Step<S, Effect>;
-}): Scan<S> {
+  /** Every other input: the resolver's own. */
+  own(st: S, input: OwnInput): Step<S, Effect>;
+}): (st: S, input: ScanInput) => Step<S, Effect> {
   const list = (st: S): Step<S, Effect> => ({ st: { ...st, phase: "listing" }, effects: [{ t: "log.list", prefix: o.prefix }] });
-  return {
-    onScan(st, active) {
+  return (st, input) => {
+    if (input.t === "scan") {
       if (st.phase !== "idle") return { st, effects: [] };
-      const next: S = { ...o.idle(st), active: [...active].sort() };
+      const next: S = { ...o.idle(st), active: [...input.active].sort() };
       if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
       return list(next);
-    },
-    onList(st, input) {
+    }
+    if (input.t === "log.list") {
       if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: o.idle(st), effects: [] } : { st, effects: [] };
       if (st.phase === "booting") {
         const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
@@ -56,13 +55,13 @@ export function scan<S extends ScanState>(o: {
       }
       if (st.phase !== "listing") return { st, effects: [] };
       return o.listed(st, [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)));
-    },
-    onEpoch(st, input) {
-      if (st.phase !== "booting" || input.key !== EPOCH_KEY) return null;
+    }
+    if (input.t === "log.put" && st.phase === "booting" && input.key === EPOCH_KEY) {
       // Another process took the epoch first, or the log did not answer: try again next scan.
       if (!input.r.ok) return { st: o.idle(st), effects: [] };
       return list({ ...st, epoch: input.r.version });
-    },
+    }
+    return o.own(st, input);
   };
 }
 

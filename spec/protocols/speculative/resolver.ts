@@ -42,7 +42,7 @@
  * written) moved no money.
  */
 import type { ResolverPart } from "../protocol.ts";
-import { actionMap, scan } from "../scan.ts";
+import { actionMap, scan, type OwnInput } from "../scan.ts";
 import type { Role, Step } from "../../kernel/role.ts";
 import { EPOCH_KEY, SPECULATIVE_PREFIX, speculativeStateOf, txOfSpeculativeKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
@@ -82,7 +82,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   const settleOpts = (st: ResolverState): SettleOptions => ({ attemptsMax: 1, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: settleMutant });
 
   /** The speculation records listed: scan the shards' undo rows, one after the other. */
-  const scans = scan<ResolverState>({ prefix: SPECULATIVE_PREFIX, idle, listed: (st, records) => scanNext({ ...st, records }) });
+  const step = scan<ResolverState>({ prefix: SPECULATIVE_PREFIX, idle, listed: (st, records) => scanNext({ ...st, records }), own });
 
   function scanNext(st: ResolverState): Out {
     const shard = opts.shards.find((s) => !st.scanned.includes(s));
@@ -128,12 +128,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return { st: { ...next, phase: "settling", settles }, effects };
   }
 
-  function step(st: ResolverState, input: ResolverInput): Out {
+  function own(st: ResolverState, input: OwnInput): Out {
     switch (input.t) {
-      case "scan":
-        return scans.onScan(st, input.active);
-      case "log.list":
-        return scans.onList(st, input);
       case "local.scan": {
         if (st.phase !== "scanning") return { st, effects: [] };
         // A shard that did not answer is scanned again next time; its branches are probed meanwhile.
@@ -141,7 +137,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         return scanNext({ ...st, scanned: [...st.scanned, input.shard], rows });
       }
       case "log.put":
-        return scans.onEpoch(st, input) ?? route(st, specKeyTx(input.key), input);
+        return route(st, specKeyTx(input.key), input);
       case "log.delete":
         return route(st, specKeyTx(input.key), input);
       case "local.tombstone":

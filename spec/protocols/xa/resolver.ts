@@ -55,7 +55,7 @@
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import type { ResolverPart } from "../protocol.ts";
-import { actionMap, scan } from "../scan.ts";
+import { actionMap, scan, type OwnInput } from "../scan.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -161,13 +161,14 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   };
   const fence = (st: ResolverState): Fence => ({ key: EPOCH_KEY, version: st.epoch ?? 0 });
   /** The decision keys listed: XA RECOVER the shards, one after the other. */
-  const scans = scan<ResolverState>({
+  const step = scan<ResolverState>({
     prefix: DECISION_PREFIX,
     idle,
     listed(st, records) {
       const recovered = opts.shards.map((shard) => ({ shard, answered: false, prepared: null }));
       return { st: { ...st, phase: "recovering", records, recovered }, effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })) };
     },
+    own,
   });
 
   /** Issue `effects` and remember them as outstanding; with none left, the scan is over. */
@@ -247,8 +248,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   }
 
   function onPut(st: ResolverState, input: Extract<ResolverInput, { t: "log.put" }>): Out {
-    const epoch = scans.onEpoch(st, input);
-    if (epoch !== null) return epoch;
     const done = `log.put:${input.key}`;
     if (st.phase !== "resolving" || !st.outstanding.includes(done)) return { st, effects: [] };
     const tx = txOfDecisionKey(input.key);
@@ -279,12 +278,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return issue(st, done, []);
   }
 
-  function step(st: ResolverState, input: ResolverInput): Out {
+  function own(st: ResolverState, input: OwnInput): Out {
     switch (input.t) {
-      case "scan":
-        return scans.onScan(st, input.active);
-      case "log.list":
-        return scans.onList(st, input);
       case "xa.recover":
         return onRecover(st, input);
       case "log.put":
