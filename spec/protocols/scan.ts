@@ -67,10 +67,15 @@ export function scan<S extends ScanState>(o: {
 
 type Action<T extends Effect["t"]> = string | ((e: Extract<Effect, { t: T }>) => string | null);
 
-/** A resolver part's `actionOf` from its map: per kind of effect, the action's name (or a function of the effect); unlisted kinds (reads) are null. */
+/**
+ * A resolver part's `actionOf` from its map: per kind of effect, the action's
+ * name (or a function of the effect); a record deleted is "forget" for every
+ * part; unlisted kinds (reads) are null.
+ */
 export function actionMap(m: { readonly [T in Effect["t"]]?: Action<T> }): (e: Effect) => string | null {
+  const all: typeof m = { "log.delete": "forget", ...m };
   return (e) => {
-    const a = m[e.t] as Action<typeof e.t> | undefined;
+    const a = all[e.t] as Action<typeof e.t> | undefined;
     return a === undefined ? null : typeof a === "string" ? a : a(e as never);
   };
 }

@@ -174,7 +174,6 @@ export const speculativeResolverPart: ResolverPart = {
     "local.tombstone": "tombstone",
     "local.compensate": "compensate",
     "local.release": "release",
-    "log.delete": "forget",
     "log.put": (e) => (e.value.kind === "speculation" ? `record_${e.value.state.toLowerCase()}` : null),
   }),
 };

@@ -328,7 +328,6 @@ export const xaResolverPart: ResolverPart = {
     "xa.commit": "commit",
     "xa.rollback": "rollback",
     "xa.kill": "fence",
-    "log.delete": "forget",
     "log.put": (e) => (e.value.kind !== "decision" ? null : stagingDecisionOf(e) !== null ? `staging_${e.value.decision}` : "presume_abort"),
   }),
   recoveryOf: stagingDecisionOf,
