@@ -12,7 +12,6 @@
 import { randomUUID } from "node:crypto";
 import type { BranchSpec, Outcome, ShardId, TxId } from "../spec/kernel/effects.ts";
 import { processEpochOf, processResolver, resolverActionOf, type ProcessResolverState } from "../spec/server/resolver.ts";
-import { stagingDecisionOf } from "../spec/protocols/xa/resolver.ts";
 import { serverCoordinator, type ServerCoordinatorState } from "../spec/server/coordinator.ts";
 import type { CoordinatorInput, CoordinatorSettings, ResolverInput } from "../spec/protocols/protocol.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
@@ -166,7 +165,7 @@ export class Engine {
           if (action !== null) m.resolverActions.inc({ action });
           if (e.t === "xa.kill") m.stagingFences.inc();
           // A decision over a STAGING record: counted when it is durable (resolver result below).
-          const staging = stagingDecisionOf(e);
+          const staging = parts.reduce<"commit" | "abort" | null>((found, p) => found ?? p.recoveryOf?.(e) ?? null, null);
           if (staging !== null && e.t === "log.put") stagingDecisions.set(e.key, staging);
         },
         onResult: (r) => {

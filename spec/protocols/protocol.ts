@@ -11,6 +11,7 @@
 import type { Role } from "../kernel/role.ts";
 import type { BranchSpec, Effect, LogRecord, Outcome, Result, ShardId, TxId, UndoRowState } from "../kernel/effects.ts";
 import type { ModelFactory } from "../kernel/model.ts";
+import type { Action, Budget, Scenario } from "../world/types.ts";
 
 /** The coordinator settings the server is configured with (runtime/config.ts), one name per setting, shared by every protocol. */
 export interface CoordinatorSettings {
@@ -57,6 +58,12 @@ export interface ResolverPart {
   role(shards: readonly ShardId[]): Role<any, ResolverInput, Effect>;
   /** What one of its effects does, as the server counts it (speccommit_resolver_actions_total); null for reads. */
   actionOf(e: Effect): string | null;
+  /**
+   * The decision an effect of its writes over a record a coordinator left in
+   * flight (parallel commit's STAGING), which the server counts once durable
+   * (speccommit_staging_recoveries_total); null for every other effect.
+   */
+  recoveryOf?(e: Effect): "commit" | "abort" | null;
 }
 
 /** What a protocol needs of a shard: XA, or one-phase local transactions (with the speculative path's tables). */
@@ -123,6 +130,28 @@ export interface ProbePart {
   done(st: Phased): boolean;
 }
 
+/**
+ * A protocol's properties as the server's composition checks them
+ * (spec/server/properties.ts): each over the world as the protocol's own
+ * model sees its transactions (the scenario projected to them).
+ */
+export interface ProtocolProperties {
+  /** Its invariants; `budget` is the run's fault budget (undefined where the caller has none: only statements that read none are asked then). */
+  invariants(sc: Scenario, budget: Budget | undefined): Record<string, (w: any) => boolean>;
+  /** Its possibility properties. */
+  eventually(sc: Scenario): Record<string, { goal(w: any): boolean; allowed?(a: Action): boolean }>;
+  /** The property of `eventually` that says each of its transactions can still end (the server's `every_transaction_ends` conjoins them). */
+  readonly ends: string;
+  /**
+   * Its statements cover every protocol of its family (the protocols that
+   * share its resolver part): the family-wide properties (the banking
+   * invariants, which sum over every transaction) and `ends` are checked
+   * with its statement over all the family's transactions. A family of more
+   * than one protocol has exactly one such member.
+   */
+  readonly statesFamily?: boolean;
+}
+
 export interface Protocol {
   /** As the API and the configuration name it (the request body's `protocol`). */
   readonly name: string;
@@ -148,6 +177,8 @@ export interface Protocol {
   readonly readBack: ReadBackRule;
   /** Its probe, when its read-back rule needs one (`nothingFound: "probe"`). */
   readonly probe?: ProbePart;
+  /** Its properties, as the server's composition checks them next to the other protocols'. */
+  readonly properties: ProtocolProperties;
   /** Its model for the checker: parameters, scenarios, properties, mutants. */
   readonly model: ModelFactory;
 }

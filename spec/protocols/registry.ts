@@ -10,6 +10,8 @@ import type { Protocol, ResolverPart } from "./protocol.ts";
 import { twopc } from "./twopc/index.ts";
 import { parallel } from "./parallel/index.ts";
 import { speculative } from "./speculative/index.ts";
+import type { XaGhost } from "./xa/world.ts";
+import type { Ghost as SpeculativeGhost } from "./speculative/model.ts";
 
 export const REGISTRY = [twopc, parallel, speculative] as const satisfies readonly Protocol[];
 
@@ -43,3 +45,6 @@ export const RESOLVER_PARTS: readonly ResolverPart[] = REGISTRY.map((p) => p.res
 
 /** Every kind of txlog record some protocol writes. */
 export const RECORD_KINDS: readonly string[] = [...new Set(REGISTRY.flatMap((p) => p.records))];
+
+/** The ghost variables of every registered protocol's model: what a world running them all side by side records (the server model). */
+export type RegisteredGhost = XaGhost & SpeculativeGhost;

@@ -6,22 +6,21 @@
  * variables); a property of the whole family (the banking invariants, which
  * sum over every transaction) is checked on the family's whole world.
  *
- * Families: 2PC and parallel commit share XA shards, one decision key per
- * transaction and the XA resolver; their family statement is parallel
- * commit's (its commit*(t) is implicit*(t) or decision*(t) = commit, and a
- * 2PC transaction never writes STAGING, so for it commit*(t) is 2PC's
- * decision*(t) = commit). The speculative path has its own shards' part, its
- * own records and ghost.
+ * Families, derived from the registry (../protocols/registry.ts): the
+ * protocols that share a resolver part, each on its part of the shards
+ * (`Protocol.needs`). 2PC and parallel commit share XA shards, one decision
+ * key per transaction and the XA resolver; their family statement is
+ * parallel commit's (`statesFamily`: its commit*(t) is implicit*(t) or
+ * decision*(t) = commit, and a 2PC transaction never writes STAGING, so for
+ * it commit*(t) is 2PC's decision*(t) = commit). The speculative path has
+ * its own shards' part, its own records and ghost.
  *
  * A property of several protocols with the same name (AC1..AC4,
  * money_conserved, ...) holds when it holds for each under its own statement.
  */
 import type { Action, Budget, Scenario, World } from "../world/types.ts";
-import type { XaGhost } from "../protocols/xa/world.ts";
-import { twopcInvariants } from "../protocols/twopc/properties.ts";
-import { parallelEventually, parallelInvariants } from "../protocols/parallel/properties.ts";
-import { speculativeEventually, speculativeInvariants } from "../protocols/speculative/properties.ts";
-import type { Ghost as SpeculativeGhost } from "../protocols/speculative/model.ts";
+import type { Protocol } from "../protocols/protocol.ts";
+import { DEFAULT_PROTOCOL, protocolNamed, REGISTRY, type RegisteredGhost } from "../protocols/registry.ts";
 import type { BothShard } from "../env/both-shards.ts";
 
 type Pred = (w: any) => boolean;
@@ -74,65 +73,95 @@ function conjoin(parts: readonly { of: (w: World) => World; props: Record<string
 
 const FAMILY_WIDE = new Set(["money_conserved", "no_negative_balance"]);
 
+/** Protocols that share a resolver part, and the member whose statements cover them all (`ProtocolProperties.statesFamily`). */
+interface Family {
+  readonly members: readonly Protocol[];
+  readonly statement: Protocol;
+}
+
+/** The registry's families, in registry order. */
+const FAMILIES: readonly Family[] = [...new Set(REGISTRY.map((p) => p.resolver.name))].map((part) => {
+  const members: readonly Protocol[] = REGISTRY.filter((p) => p.resolver.name === part);
+  const stating = members.filter((p) => p.properties.statesFamily === true);
+  if (members.length > 1 && stating.length !== 1) throw new Error(`the protocols of resolver part ${part} need exactly one whose properties state the family`);
+  return { members, statement: stating[0] ?? members[0]! };
+});
+
+const familyOf = (p: Protocol): Family => FAMILIES.find((f) => f.members.includes(p))!;
+
+/** The transactions of the scenario run by a protocol of `f`, in order. */
+const txsOf = (sc: Scenario, f: Family, protocolOf: (t: number) => string): number[] =>
+  sc.txs.map((_, t) => t).filter((t) => f.members.some((p) => p.name === protocolOf(t)));
+
+/** A shard's part that a family's protocols run on (the whole shard in a world of one kind). */
+const partOf = (f: Family) => (sh: unknown) => (sh as BothShard)[f.statement.needs];
+
 /**
- * The XA family's properties: 2PC's on the 2PC transactions, parallel
- * commit's on the parallel ones, the banking invariants on all of them.
- * `shard` takes each shard's XA part (the whole shard in an XA-only world).
+ * A family's properties: a protocol alone in its family keeps its own
+ * statements whole, on its transactions; in a family of several, each
+ * protocol's own on its transactions, and the family-wide banking
+ * invariants by the stating member on all of them. `shard` takes each
+ * shard's part (the whole shard in a world of one kind).
  */
-export function xaFamilyInvariants(sc: Scenario, protocolOf: (t: number) => string, shard?: (sh: any) => unknown): Record<string, Pred> {
-  const idx = (p: string) => sc.txs.map((_, t) => t).filter((t) => protocolOf(t) === p);
-  const family = [...idx("2pc"), ...idx("parallel")].sort((a, b) => a - b);
+function familyInvariants(f: Family, sc: Scenario, budget: Budget | undefined, protocolOf: (t: number) => string, shard?: (sh: any) => unknown): Record<string, Pred> {
   const parts: { of: (w: World) => World; props: Record<string, Pred> }[] = [];
-  for (const [p, invariants] of [
-    ["2pc", twopcInvariants],
-    ["parallel", parallelInvariants],
-  ] as const) {
-    const ts = idx(p);
+  const split = f.members.length > 1;
+  for (const p of f.members) {
+    const ts = sc.txs.map((_, t) => t).filter((t) => protocolOf(t) === p.name);
     if (ts.length === 0) continue;
     const { sub, of } = projection(sc, { txs: ts, shard });
-    const props = invariants(sub) as unknown as Record<string, Pred>;
-    parts.push({ of, props: Object.fromEntries(Object.entries(props).filter(([name]) => !FAMILY_WIDE.has(name))) });
+    const props = p.properties.invariants(sub, budget);
+    parts.push({ of, props: split ? Object.fromEntries(Object.entries(props).filter(([name]) => !FAMILY_WIDE.has(name))) : props });
   }
-  if (family.length > 0) {
+  const family = txsOf(sc, f, protocolOf);
+  if (split && family.length > 0) {
     const { sub, of } = projection(sc, { txs: family, shard });
-    const whole = parallelInvariants(sub) as unknown as Record<string, Pred>;
+    const whole = f.statement.properties.invariants(sub, budget);
     parts.push({ of, props: Object.fromEntries([...FAMILY_WIDE].map((name) => [name, whole[name]!])) });
   }
   return conjoin(parts);
 }
 
-export type ServerGhost = XaGhost & SpeculativeGhost;
-
-/** Every protocol's properties in the server world: the XA family on the XA parts, the speculative path on the local parts. */
-export function serverInvariants(sc: Scenario, budget: Budget, protocolOf: (t: number) => string): Record<string, Pred> {
-  const parts: { of: (w: World) => World; props: Record<string, Pred> }[] = [];
-  const identity = (w: World) => w;
-  parts.push({ of: identity, props: xaFamilyInvariants(sc, protocolOf, (sh: BothShard) => sh.xa) });
-  const spec = sc.txs.map((_, t) => t).filter((t) => protocolOf(t) === "speculative");
-  if (spec.length > 0) {
-    const { sub, of } = projection(sc, { txs: spec, shard: (sh) => (sh as BothShard).local });
-    parts.push({ of, props: speculativeInvariants(sub, budget) as unknown as Record<string, Pred> });
-  }
-  return conjoin(parts);
+/**
+ * The XA family's properties (the family of the default protocol, 2PC's and
+ * parallel commit's): each protocol's on its transactions, the banking
+ * invariants on all of them. `shard` takes each shard's XA part (the whole
+ * shard in an XA-only world). Their statements read no fault budget.
+ */
+export function xaFamilyInvariants(sc: Scenario, protocolOf: (t: number) => string, shard?: (sh: any) => unknown): Record<string, Pred> {
+  return familyInvariants(familyOf(protocolNamed(DEFAULT_PROTOCOL)), sc, undefined, protocolOf, shard);
 }
 
-/** Once faults stop, every transaction of every protocol can still finish: each family's goal, together. */
+export type ServerGhost = RegisteredGhost;
+
+/** Every protocol's properties in the server world: each family's on its part of the shards. */
+export function serverInvariants(sc: Scenario, budget: Budget, protocolOf: (t: number) => string): Record<string, Pred> {
+  const identity = (w: World) => w;
+  return conjoin(FAMILIES.map((f) => ({ of: identity, props: familyInvariants(f, sc, budget, protocolOf, partOf(f)) })));
+}
+
+/**
+ * Once faults stop, every transaction of every protocol can still finish:
+ * each family's `ends` goal, by its stating member, on the family's
+ * transactions, its part of the shards and the log without the other
+ * families' records, together.
+ */
 export function serverEventually(sc: Scenario, protocolOf: (t: number) => string): Record<string, Goal> {
-  const xaTxs = sc.txs.map((_, t) => t).filter((t) => protocolOf(t) !== "speculative");
-  const spec = sc.txs.map((_, t) => t).filter((t) => protocolOf(t) === "speculative");
-  const xa = projection(sc, { txs: xaTxs, shard: (sh) => (sh as BothShard).xa });
-  const local = projection(sc, { txs: spec, shard: (sh) => (sh as BothShard).local });
-  const ac5 = parallelEventually(xa.sub).AC5_terminates;
-  const ends = speculativeEventually(local.sub).every_speculation_ends;
+  const ends = FAMILIES.map((f) => {
+    const view = projection(sc, { txs: txsOf(sc, f, protocolOf), shard: partOf(f) });
+    const goal = f.statement.properties.eventually(view.sub)[f.statement.properties.ends]!;
+    const foreign = new Set(REGISTRY.filter((p) => !f.members.includes(p)).flatMap((p) => p.records).filter((k) => !f.members.some((m) => m.records.includes(k))));
+    const of = (w: World): World => {
+      const v = view.of(w);
+      return { ...v, log: { ...v.log, entries: v.log.entries.filter((e) => !foreign.has(e.value.kind)) } };
+    };
+    return { goal, of };
+  });
   return {
-    /** AC5 for the XA transactions (no record left but the epoch and the speculative path's own) and every speculation ended. */
+    /** Each family's `ends` (AC5: no record left but the epoch and the other families'; every speculation ended). */
     every_transaction_ends: {
-      goal: (w) => {
-        const x = xa.of(w);
-        const records = { ...x, log: { entries: x.log.entries.filter((e) => e.value.kind !== "speculation") } };
-        return ac5.goal(records as never) && ends.goal(local.of(w) as never);
-      },
-      allowed: (a) => ac5.allowed(a) && ends.allowed(a),
+      goal: (w) => ends.every((e) => e.goal.goal(e.of(w))),
+      allowed: (a) => ends.every((e) => e.goal.allowed?.(a) ?? true),
     },
   };
 }

@@ -19,10 +19,10 @@ const SCANNED = ["runtime", "spec", "conformance", "traces", "checker"];
 const HOME = /^spec\/protocols\//;
 
 const KNOWN: Record<string, string> = {
-  "runtime/engine.ts": "imports spec/protocols/xa/resolver.ts stagingDecisionOf (counting a decision over a STAGING record from an effect's shape, issue 10)",
-  "spec/server/model.ts": "the server and mixed models' scenarios name the protocols of their transactions and import the protocols' ghosts and reductions",
-  "spec/server/properties.ts": "groups transactions by protocol family and imports each protocol's properties",
-  "checker/suite.config.ts": "suite entries name checker models, which share the protocols' names (owned by the checker helper)",
+  "spec/server/model.ts":
+    "the server and mixed models' scenarios name the protocol of each transaction (two transactions of different protocols, by design), and the model imports the XA and speculative ghosts, timers and scan reductions to build one world of every protocol; owned by another helper (idempotency and read-back), so it stays until the ghost and reduction are declared in the Protocol value",
+  "checker/suite.config.ts":
+    "suite entries name checker models (model: \"parallel\", \"speculative\"), which are named as their protocols: a suite is a table of names, read by a person; owned by the checker helper",
 };
 
 function filesUnder(dir: string): string[] {

@@ -4,25 +4,32 @@
  * probe (./probe.ts), ./properties.ts and ./model.ts.
  * docs/protocols/speculative.md.
  */
-import type { Protocol } from "../protocol.ts";
+import { declareProtocol } from "../declare.ts";
 import { SPECULATIVE_READ_BACK } from "./readback.ts";
-import { probeDone, prober, type ProbeState } from "./probe.ts";
-import { coordinator, coordinatorDone, type CoordinatorState } from "./coordinator.ts";
+import * as probe from "./probe.ts";
+import * as roles from "./coordinator.ts";
 import { speculativeFactory } from "./model.ts";
 import { speculativeResolverPart } from "./resolver.ts";
+import { speculativeEventually, speculativeInvariants } from "./properties.ts";
 
-export const speculative = {
+export const speculative = declareProtocol({
   name: "speculative",
   title: "the speculative path with undo",
   doc: "docs/protocols/speculative.md",
-  traceModel: "speculative.coordinator",
   needs: "local",
   speculates: true,
-  coordinator: (s) => coordinator(s),
-  done: (st) => coordinatorDone(st as CoordinatorState),
+  roles,
   resolver: speculativeResolverPart,
   records: ["speculation"],
   readBack: SPECULATIVE_READ_BACK,
-  probe: { role: (s) => prober(s), done: (st) => probeDone(st as ProbeState) },
+  probe,
+  properties: {
+    invariants: (sc, budget) => {
+      if (budget === undefined) throw new Error("the speculative path's invariants read the fault budget: pass it");
+      return speculativeInvariants(sc, budget);
+    },
+    eventually: speculativeEventually,
+    ends: "every_speculation_ends",
+  },
   model: speculativeFactory,
-} as const satisfies Protocol;
+});

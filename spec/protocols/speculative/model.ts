@@ -13,7 +13,8 @@ import * as txlog from "../../env/txlog.ts";
 import type * as local from "../../env/local.ts";
 import { localShards } from "../../env/local-shard.ts";
 import { world } from "../../world/world.ts";
-import type { Action, Budget, Flight, GhostSpec, Scenario, World as AnyWorld } from "../../world/types.ts";
+import { protocolFactory, type ProtocolModelConfig } from "../../world/factory.ts";
+import type { Action, Flight, GhostSpec, Scenario, World as AnyWorld } from "../../world/types.ts";
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
 import { resolver, type ResolverMutant, type ResolverState } from "./resolver.ts";
 import type { SettleMutant } from "./settle.ts";
@@ -32,13 +33,8 @@ export interface Ghost {
 
 export type World = AnyWorld<CoordinatorState, ResolverState, local.LocalShard, Ghost>;
 
-export interface SpeculativeConfig {
-  readonly scenario: Scenario;
-  readonly budget: Budget;
-  /** The apply timer may fire (a coordinator settles branches that did not answer yet). */
-  readonly timeouts: boolean;
-  readonly mutant?: CoordinatorMutant | ResolverMutant;
-}
+/** Scenario, fault budget, restart (always: the model has no `restart` parameter), the apply timer (a coordinator settles branches that did not answer yet), one mutant. */
+export type SpeculativeConfig = ProtocolModelConfig<CoordinatorMutant | ResolverMutant>;
 
 const total = (sh: local.LocalShard): number => sh.accounts.reduce((sum, [, b, p]) => sum + b + p, 0);
 
@@ -99,7 +95,7 @@ export function speculativeModel(cfg: SpeculativeConfig): Model<World, Action> {
     name: "speculative",
     scenario: sc,
     budget: cfg.budget,
-    restart: true,
+    restart: cfg.restart,
     timeouts: cfg.timeouts,
     timeoutTimers: [APPLY_TIMER],
     coordinator: coordinator({ ...defaultCoordinatorOptions, attemptsMax: 2, mutant: cfg.mutant === "settle-at-first-sight" ? undefined : cfg.mutant }),
@@ -153,24 +149,11 @@ export const speculativeMutants: readonly (CoordinatorMutant | ResolverMutant)[]
   "delete-before-final",
 ];
 
-export const speculativeFactory: ModelFactory = {
+export const speculativeFactory: ModelFactory = protocolFactory({
   name: "speculative",
   description: "Speculative path with undo: coordinator + resolver over one-phase local shards (escrow, undo rows, tombstones) and the txlog, with crashes",
   params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, timeouts: true },
+  scenario,
   mutants: speculativeMutants,
-  build(p, mutant) {
-    const num = (k: string): number => {
-      const v = p[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new Error(`speculative: parameter ${k} must be a whole number >= 0 (got ${String(v)})`);
-      return v;
-    };
-    const m = speculativeMutants.find((x) => x === mutant);
-    if (mutant !== undefined && m === undefined) throw new Error(`speculative: unknown mutant '${mutant}' (known: ${speculativeMutants.join(", ")})`);
-    return speculativeModel({
-      scenario: scenario(String(p.scenario)),
-      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
-      timeouts: p.timeouts === true,
-      mutant: m,
-    });
-  },
-};
+  build: speculativeModel,
+});

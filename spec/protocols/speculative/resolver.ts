@@ -42,6 +42,7 @@
  * written) moved no money.
  */
 import type { ResolverPart } from "../protocol.ts";
+import { actionMap, scan, type OwnInput } from "../scan.ts";
 import type { Role, Step } from "../../kernel/role.ts";
 import { EPOCH_KEY, SPECULATIVE_PREFIX, speculativeStateOf, txOfSpeculativeKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
@@ -79,6 +80,9 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   // No retry loop in a scan: the next scan starts again from what the shards and the log say.
   const settleMutant = opts.mutant === "settle-at-first-sight" ? undefined : opts.mutant;
   const settleOpts = (st: ResolverState): SettleOptions => ({ attemptsMax: 1, retryDelayMs: 0, fence: { key: EPOCH_KEY, version: st.epoch ?? 0 }, mutant: settleMutant });
+
+  /** The speculation records listed: scan the shards' undo rows, one after the other. */
+  const step = scan<ResolverState>({ prefix: SPECULATIVE_PREFIX, idle, listed: (st, records) => scanNext({ ...st, records }), own });
 
   function scanNext(st: ResolverState): Out {
     const shard = opts.shards.find((s) => !st.scanned.includes(s));
@@ -124,23 +128,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return { st: { ...next, phase: "settling", settles }, effects };
   }
 
-  function step(st: ResolverState, input: ResolverInput): Out {
+  function own(st: ResolverState, input: OwnInput): Out {
     switch (input.t) {
-      case "scan": {
-        if (st.phase !== "idle") return { st, effects: [] };
-        const next: ResolverState = { ...idle(st), active: [...input.active].sort() };
-        if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
-        return { st: { ...next, phase: "listing" }, effects: [{ t: "log.list", prefix: SPECULATIVE_PREFIX }] };
-      }
-      case "log.list": {
-        if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
-        if (st.phase === "booting") {
-          const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
-          return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
-        }
-        if (st.phase !== "listing") return { st, effects: [] };
-        return scanNext({ ...st, records: [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) });
-      }
       case "local.scan": {
         if (st.phase !== "scanning") return { st, effects: [] };
         // A shard that did not answer is scanned again next time; its branches are probed meanwhile.
@@ -148,11 +137,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         return scanNext({ ...st, scanned: [...st.scanned, input.shard], rows });
       }
       case "log.put":
-        if (st.phase === "booting" && input.key === EPOCH_KEY) {
-          // Another process took the epoch first, or the log did not answer: try again next scan.
-          if (!input.r.ok) return { st: idle(st), effects: [] };
-          return { st: { ...st, phase: "listing", epoch: input.r.version }, effects: [{ t: "log.list", prefix: SPECULATIVE_PREFIX }] };
-        }
         return route(st, specKeyTx(input.key), input);
       case "log.delete":
         return route(st, specKeyTx(input.key), input);
@@ -186,12 +170,10 @@ export const speculativeResolverPart: ResolverPart = {
   name: "speculative",
   needs: "local",
   role: (shards) => resolver({ shards }),
-  actionOf(e) {
-    if (e.t === "local.tombstone") return "tombstone";
-    if (e.t === "local.compensate") return "compensate";
-    if (e.t === "local.release") return "release";
-    if (e.t === "log.delete") return "forget";
-    if (e.t === "log.put" && e.value.kind === "speculation") return `record_${e.value.state.toLowerCase()}`;
-    return null;
-  },
+  actionOf: actionMap({
+    "local.tombstone": "tombstone",
+    "local.compensate": "compensate",
+    "local.release": "release",
+    "log.put": (e) => (e.value.kind === "speculation" ? `record_${e.value.state.toLowerCase()}` : null),
+  }),
 };

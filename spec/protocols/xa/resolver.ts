@@ -55,6 +55,7 @@
  */
 import { cannotArrive, type Role, type Step } from "../../kernel/role.ts";
 import type { ResolverPart } from "../protocol.ts";
+import { actionMap, scan, type OwnInput } from "../scan.ts";
 import {
   DECISION_PREFIX,
   decisionKey,
@@ -159,7 +160,16 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return { ...idle(st), fenced };
   };
   const fence = (st: ResolverState): Fence => ({ key: EPOCH_KEY, version: st.epoch ?? 0 });
-  const listDecisions = (st: ResolverState): Out => ({ st: { ...st, phase: "listing" }, effects: [{ t: "log.list", prefix: DECISION_PREFIX }] });
+  /** The decision keys listed: XA RECOVER the shards, one after the other. */
+  const step = scan<ResolverState>({
+    prefix: DECISION_PREFIX,
+    idle,
+    listed(st, records) {
+      const recovered = opts.shards.map((shard) => ({ shard, answered: false, prepared: null }));
+      return { st: { ...st, phase: "recovering", records, recovered }, effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })) };
+    },
+    own,
+  });
 
   /** Issue `effects` and remember them as outstanding; with none left, the scan is over. */
   function issue(st: ResolverState, done: string | null, effects: Effect[]): Out {
@@ -228,18 +238,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return issue({ ...st, phase: "resolving", outstanding: [], suspects: [...suspects].sort(), toKill: toKill.slice(1) }, null, [...effects, ...kills]);
   }
 
-  function onList(st: ResolverState, input: Extract<ResolverInput, { t: "log.list" }>): Out {
-    if (!input.r.ok) return st.phase === "booting" || st.phase === "listing" ? { st: idle(st), effects: [] } : { st, effects: [] };
-    if (st.phase === "booting") {
-      const version = input.r.entries.find((e) => e.key === EPOCH_KEY)?.version ?? 0;
-      return { st, effects: [{ t: "log.put", key: EPOCH_KEY, value: { kind: "epoch" }, ifVersion: version }] };
-    }
-    if (st.phase !== "listing") return { st, effects: [] };
-    const records = [...input.r.entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const recovered = opts.shards.map((shard) => ({ shard, answered: false, prepared: null }));
-    return { st: { ...st, phase: "recovering", records, recovered }, effects: opts.shards.slice(0, 1).map((shard): Effect => ({ t: "xa.recover", shard })) };
-  }
-
   function onRecover(st: ResolverState, input: Extract<ResolverInput, { t: "xa.recover" }>): Out {
     if (st.phase !== "recovering") return { st, effects: [] };
     const r = input.r;
@@ -250,10 +248,6 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
   }
 
   function onPut(st: ResolverState, input: Extract<ResolverInput, { t: "log.put" }>): Out {
-    if (st.phase === "booting" && input.key === EPOCH_KEY) {
-      if (!input.r.ok) return { st: idle(st), effects: [] };
-      return listDecisions({ ...st, epoch: input.r.version });
-    }
     const done = `log.put:${input.key}`;
     if (st.phase !== "resolving" || !st.outstanding.includes(done)) return { st, effects: [] };
     const tx = txOfDecisionKey(input.key);
@@ -284,16 +278,8 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
     return issue(st, done, []);
   }
 
-  function step(st: ResolverState, input: ResolverInput): Out {
+  function own(st: ResolverState, input: OwnInput): Out {
     switch (input.t) {
-      case "scan": {
-        if (st.phase !== "idle") return { st, effects: [] };
-        const next: ResolverState = { ...idle(st), active: [...input.active].sort() };
-        if (st.epoch === null) return { st: { ...next, phase: "booting" }, effects: [{ t: "log.list", prefix: EPOCH_KEY }] };
-        return listDecisions(next);
-      }
-      case "log.list":
-        return onList(st, input);
       case "xa.recover":
         return onRecover(st, input);
       case "log.put":
@@ -338,12 +324,11 @@ export const xaResolverPart: ResolverPart = {
   name: "xa",
   needs: "xa",
   role: (shards) => resolver({ shards }),
-  actionOf(e) {
-    if (e.t === "xa.commit") return "commit";
-    if (e.t === "xa.rollback") return "rollback";
-    if (e.t === "xa.kill") return "fence";
-    if (e.t === "log.delete") return "forget";
-    if (e.t === "log.put" && e.value.kind === "decision") return stagingDecisionOf(e) !== null ? `staging_${e.value.decision}` : "presume_abort";
-    return null;
-  },
+  actionOf: actionMap({
+    "xa.commit": "commit",
+    "xa.rollback": "rollback",
+    "xa.kill": "fence",
+    "log.put": (e) => (e.value.kind !== "decision" ? null : stagingDecisionOf(e) !== null ? `staging_${e.value.decision}` : "presume_abort"),
+  }),
+  recoveryOf: stagingDecisionOf,
 };

@@ -9,6 +9,9 @@ import { branchXid } from "../../env/executor.ts";
 import * as txlog from "../../env/txlog.ts";
 import type * as xa from "../../env/xa.ts";
 import type { Budget, GhostSpec, Scenario, Slot, World } from "../../world/types.ts";
+import { protocolFactory } from "../../world/factory.ts";
+
+export { wholeParam } from "../../world/factory.ts";
 
 export interface XaGhost {
   /** The first decision ever made durable per transaction. */
@@ -147,9 +150,9 @@ export interface XaProtocolConfig<CM extends string, RM extends string> {
 }
 
 /**
- * The ModelFactory of an XA protocol: the parameters every such model takes
- * (scenario, fault budget, restart, vote timer) and its mutants, split
- * between the coordinator's and the resolver's.
+ * The ModelFactory of an XA protocol (spec/world/factory.ts): the parameters
+ * every such model takes (scenario, fault budget, restart, vote timer) and
+ * its mutants, split between the coordinator's and the resolver's.
  */
 export function xaProtocolFactory<CM extends string, RM extends string>(p: {
   name: string;
@@ -158,29 +161,13 @@ export function xaProtocolFactory<CM extends string, RM extends string>(p: {
   resolverMutants: readonly RM[];
   build(cfg: XaProtocolConfig<CM, RM>): Model<any, any>;
 }): ModelFactory {
-  return {
+  return protocolFactory<CM | RM>({
     name: p.name,
     description: p.description,
     params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
+    scenario,
     mutants: [...p.coordinatorMutants, ...p.resolverMutants],
-    build(params, mutant) {
-      // checker/run.ts has already refused a mutant the factory does not declare.
-      const num = (k: string): number => wholeParam(p.name, params, k);
-      return p.build({
-        scenario: scenario(String(params.scenario)),
-        budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
-        restart: params.restart === true,
-        timeouts: params.timeouts === true,
-        coordinatorMutant: p.coordinatorMutants.find((m) => m === mutant),
-        resolverMutant: p.resolverMutants.find((m) => m === mutant),
-      });
-    },
-  };
-}
-
-/** Reads a whole-number parameter of a factory, with a message that says which. */
-export function wholeParam(model: string, p: Record<string, string | number | boolean>, k: string): number {
-  const v = p[k];
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new Error(`${model}: parameter ${k} must be a whole number >= 0 (got ${String(v)})`);
-  return v;
+    build: ({ mutant, ...cfg }) =>
+      p.build({ ...cfg, coordinatorMutant: p.coordinatorMutants.find((m) => m === mutant), resolverMutant: p.resolverMutants.find((m) => m === mutant) }),
+  });
 }
