@@ -128,7 +128,7 @@ function shardOptions(facts: DurableFacts, undoPossible: boolean): { history: bo
 export function readBackWithout(tx: TxId, facts: DurableFacts, missing: readonly ShardId[], r: ReadBackRules = REGISTERED_RULES): Outcome | null {
   if (missing.length === 0) return readBack(tx, facts, r);
   if (facts.records.length === 0 || missing.length > UNANSWERED_MAX) return null;
-  const kinds = new Set(facts.records.map((x) => x.value.kind));
+  const kinds = new Set<string>(facts.records.map((x) => x.value.kind));
   const undoPossible = REGISTRY.some((p) => p.needs === "local" && p.records.some((k) => kinds.has(k)));
   const options = shardOptions(facts, undoPossible);
   let completions: DurableFacts[] = [facts];
