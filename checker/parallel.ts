@@ -81,7 +81,8 @@ export type ToMain =
   | { type: "graph"; id: number; parts: GraphParts }
   | { type: "probed"; id: number; enabled: boolean; found?: FoundReport }
   | { type: "progress"; id: number; distinct: number; generated: number; queue: number }
-  | { type: "chain"; id: number; key: StateKey; parent: number };
+  /** The state's key; for a model with a local encoding, the state too (the main thread encodes it with its own instance). */
+  | { type: "chain"; id: number; key: StateKey; state?: unknown; parent: number };
 
 export interface ParallelSpec {
   model: string;
@@ -148,10 +149,12 @@ function unexpected(reply: ToMain): never {
   throw new Error(`parallel: unexpected reply ${reply.type}`);
 }
 
+/** A stored state's key in this thread's terms: a model with a local encoding is re-encoded by this thread's instance (portable.ts). */
+function keyFrom<S, A>(model: Model<S, A>, reply: Extract<ToMain, { type: "chain" }>): StateKey {
+  return model.localEncoding ? model.encode(reply.state as S) : reply.key;
+}
+
 export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
-  if (model.localEncoding) {
-    throw new UserError(`${model.name} encodes states with ids local to one model instance (Model.localEncoding), which worker threads cannot share; use --workers 1`);
-  }
   const opts = spec.options;
   const n = spec.workers;
   // Liveness properties (and their refusals: with symmetry under fairness, with a constraint) as in the one-thread engine.
@@ -263,7 +266,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       while (at >= 0) {
         const reply = await crew.ask(at % n, { type: "chain", gid: at });
         if (reply.type !== "chain") throw new Error(`parallel: unexpected reply ${reply.type}`);
-        keys.push(reply.key);
+        keys.push(keyFrom(model, reply));
         at = reply.parent;
       }
       keys.reverse();
@@ -290,7 +293,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
           if (keys.has(i)) continue;
           const gid = graph.gids[i]!;
           const reply = await crew.ask(gid % n, { type: "chain", gid });
-          keys.set(i, reply.type === "chain" ? reply.key : unexpected(reply));
+          keys.set(i, reply.type === "chain" ? keyFrom(model, reply) : unexpected(reply));
         }
       }
       const keying = stateKeying(model, !!opts.symmetry, false);

@@ -17,6 +17,7 @@ import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
 import { onlyProperties } from "./properties.ts";
 import { Constraint } from "./constraint.ts";
 import { GraphRecorder, type GraphParts } from "./graph.ts";
+import { PartReceiver, PartSender, partKeys, type PortableBatch } from "./portable.ts";
 
 /** Successors per batch sent to a peer. */
 const BATCH = 8192;
@@ -44,6 +45,8 @@ interface Batch {
   lengths?: Uint32Array;
   /** Generic, with liveness properties: the sender's edge index of each successor (GraphRecorder). */
   edges?: Uint32Array;
+  /** A model with a local encoding (portable.ts): the states as parts, instead of bytes. */
+  portable?: PortableBatch;
   /** The sender's id. */
   from: number;
 }
@@ -102,6 +105,8 @@ interface Store {
   receive(b: Batch): void;
   flush(peer: number): void;
   key(index: number): number | Uint8Array;
+  /** The state itself (sent to the main thread for a model with a local encoding, whose bytes it cannot read). */
+  state(index: number): unknown;
   /** Bytes allocated for this worker's states (table, keys). */
   bytes(): number;
 }
@@ -180,6 +185,7 @@ function packedStore(): Store {
       filled[peer] = 0;
     },
     key: (index) => states.data[index]!,
+    state: (index) => packed.unpack(states.data[index]!),
     bytes: () => states.bytes + table.bytes,
   };
   return store;
@@ -191,12 +197,17 @@ function genericStore(): Store {
   const fp = new Uint32Array(2);
   const outbox: Array<{ parents: number[]; edges: number[]; chunks: Uint8Array[] }> = [];
   for (let p = 0; p < workers; p++) outbox.push({ parents: [], edges: [], chunks: [] });
-  /** Stores the state if new; its local index either way. */
-  const add = (bytes: Uint8Array, state: unknown, parent: number, depth: number): number => {
+  // A model whose bytes are local to its instance: owners from a structural hash, states sent as parts (portable.ts).
+  const keys = model.localEncoding ? partKeys(model.decode(model.encode([...model.init()][0]))) : [];
+  const sender = model.localEncoding ? new PartSender(keys, workers) : undefined;
+  const receiver = model.localEncoding ? new PartReceiver(keys) : undefined;
+  /** Stores the state if new (decoded from its bytes when not given); its local index either way. */
+  const add = (bytes: Uint8Array, given: unknown, parent: number, depth: number): number => {
     const seen = table.findOrAdd(fp[0]!, fp[1]!, count);
     if (seen >= 0) return seen;
     arena.push(bytes);
     parents.push(parent);
+    const state = given === undefined ? model.decode(bytes) : given;
     graph?.addState(state);
     checkInvariants(state, count, depth);
     return count++;
@@ -205,9 +216,14 @@ function genericStore(): Store {
   const route = (s: unknown, parent: number, depth: number, edge: number): number => {
     const c = canonical ? canonical(s) : s;
     const bytes = model.encode(c);
-    fingerprint(bytes, fp);
-    const owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
+    let owner: number;
+    if (sender) owner = ownerOf(sender.ownerHash(bytes, c), workers);
+    else {
+      fingerprint(bytes, fp);
+      owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
+    }
     if (owner === me) {
+      if (sender) fingerprint(bytes, fp);
       const local = add(bytes, c, parent, depth);
       if (edge >= 0) graph!.setTarget(edge, gid(local));
       return local;
@@ -216,7 +232,8 @@ function genericStore(): Store {
     const box = outbox[owner]!;
     box.parents.push(parent);
     if (graph) box.edges.push(edge);
-    box.chunks.push(bytes);
+    if (sender) sender.add(owner, bytes, c);
+    else box.chunks.push(bytes);
     if (box.parents.length === BATCH) store.flush(owner);
     return -1;
   };
@@ -245,6 +262,17 @@ function genericStore(): Store {
       return { state, enabled };
     },
     receive(b) {
+      if (b.portable) {
+        const state = receiver!.open(b.portable);
+        for (let i = 0; i < b.numbers.length; i++) {
+          const s = state(i);
+          const bytes = model.encode(s);
+          fingerprint(bytes, fp);
+          const local = add(bytes, s, b.numbers[i]!, b.depth);
+          if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
+        }
+        return;
+      }
       const bytes = b.bytes!;
       const lengths = b.lengths!;
       let at = 0;
@@ -252,23 +280,32 @@ function genericStore(): Store {
         const one = bytes.subarray(at, at + lengths[i]!);
         at += lengths[i]!;
         fingerprint(one, fp);
-        const local = add(one, model.decode(one), b.numbers[i]!, b.depth);
+        const local = add(one, undefined, b.numbers[i]!, b.depth);
         if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
       }
     },
     flush(peer) {
       const box = outbox[peer]!;
       if (box.parents.length === 0) return;
-      const lengths = Uint32Array.from(box.chunks, (c) => c.length);
-      const bytes = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
-      let at = 0;
-      for (const c of box.chunks) {
-        bytes.set(c, at);
-        at += c.length;
-      }
       const numbers = Float64Array.from(box.parents);
-      const transfer: ArrayBuffer[] = [numbers.buffer, bytes.buffer, lengths.buffer];
-      const message: Batch = { type: "batch", from: me, depth: addDepth, numbers, bytes, lengths };
+      const transfer: ArrayBuffer[] = [numbers.buffer];
+      const message: Batch = { type: "batch", from: me, depth: addDepth, numbers };
+      if (sender) {
+        const taken = sender.take(peer);
+        message.portable = taken.batch;
+        transfer.push(...taken.transfer);
+      } else {
+        const lengths = Uint32Array.from(box.chunks, (c) => c.length);
+        const bytes = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+        let at = 0;
+        for (const c of box.chunks) {
+          bytes.set(c, at);
+          at += c.length;
+        }
+        message.bytes = bytes;
+        message.lengths = lengths;
+        transfer.push(bytes.buffer, lengths.buffer);
+      }
       if (graph) {
         message.edges = Uint32Array.from(box.edges);
         transfer.push(message.edges.buffer as ArrayBuffer);
@@ -279,7 +316,8 @@ function genericStore(): Store {
       box.chunks = [];
     },
     key: (index) => arena.get(index).slice(),
-    bytes: () => arena.bytes + table.bytes,
+    state: (index) => model.decode(arena.get(index)),
+    bytes: () => arena.bytes + table.bytes + (sender?.bytes ?? 0) + (receiver?.bytes ?? 0),
   };
   return store;
 }
@@ -380,7 +418,7 @@ parentPort!.on("message", (m: ToWorker) => {
     }
     case "chain": {
       const index = Math.floor(m.gid / workers);
-      post({ type: "chain", id: me, key: store.key(index), parent: parents.data[index]! });
+      post({ type: "chain", id: me, key: store.key(index), ...(model.localEncoding ? { state: store.state(index) } : {}), parent: parents.data[index]! });
       break;
     }
   }
