@@ -27,7 +27,7 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { peakRssMb, progressLine, toMb } from "./result.ts";
+import { heapBytes, peakRssMb, progressLine, toMb } from "./result.ts";
 import { replay, stateKeying, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
 import { assembleGraph, StateGraph, toViolation, type GraphParts } from "./graph.ts";
@@ -72,6 +72,8 @@ export type ToMain =
       generated: number;
       added: number;
       bytes: number;
+      /** This worker's V8 heap used + external memory (result.ts, heapBytes). */
+      heap: number;
       /** With a state constraint: states stored outside it, and the depth of the deepest one inside (constraint.ts). */
       outside?: number;
       insideDepth?: number;
@@ -145,6 +147,11 @@ class Crew {
   }
 }
 
+function cpuSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
+
 function unexpected(reply: ToMain): never {
   throw new Error(`parallel: unexpected reply ${reply.type}`);
 }
@@ -161,6 +168,8 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
   const liveness = StateGraph.of(model, !!opts.symmetry) !== undefined;
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
+  // The process's CPU time: every thread's, workers included (the start-up of the threads too).
+  const cpu = process.cpuUsage();
   const entry = new URL("./worker-entry.mjs", import.meta.url);
   const threads = Array.from(
     { length: n },
@@ -213,6 +222,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
     let bytes = 0;
     let outside = 0;
     let insideDepth = 0;
+    let heap = 0;
     let level = 1;
     const deadline = opts.maxSeconds === undefined ? Infinity : started + opts.maxSeconds * 1000;
     for (;;) {
@@ -221,6 +231,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       generated = 0;
       bytes = 0;
       outside = 0;
+      heap = heapBytes();
       for (const r of replies) {
         if (r.type !== "level") throw new Error(`parallel: unexpected reply ${r.type}`);
         distinct += r.distinct;
@@ -228,6 +239,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
         bytes += r.bytes;
         added += r.added;
         outside += r.outside ?? 0;
+        heap += r.heap;
         insideDepth = Math.max(insideDepth, r.insideDepth ?? 0);
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
@@ -312,7 +324,9 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       generated,
       depth: model.constraint ? insideDepth : depth,
       seconds: seconds(),
+      cpuSeconds: cpuSince(cpu),
       storeMb: toMb(bytes),
+      heapBytes: heap,
       peakRssMb: peakRssMb(),
       // Complete: every reachable state explored; a search stopped at its first violation is not.
       complete: stopped === undefined && found === undefined,

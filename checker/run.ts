@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { mkdir, writeFile } from "node:fs/promises";
 import type { Model, ModelFactory } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation } from "./result.ts";
+import { heapBytes } from "./result.ts";
 import { findFactory, resolveFactory, sourceOf } from "./load.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
@@ -97,8 +98,13 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   // Workers load a file model from its path, as this thread did.
-  const result = workers === 1 ? check(model, options, info) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, properties: spec.properties, workers, options }, model);
+  const result = workers === 1 ? withHeap(check(model, options, info)) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, properties: spec.properties, workers, options }, model);
   return rebuildable(result, f.name, spec.mutant);
+}
+
+/** The one-thread engine's result with this thread's heap right after the search (its arrays are still uncollected). */
+function withHeap(result: CheckResult): CheckResult {
+  return { ...result, heapBytes: heapBytes() };
 }
 
 /**

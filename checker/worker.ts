@@ -15,6 +15,7 @@ import { ByteArena, F64List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
 import { onlyProperties } from "./properties.ts";
+import { heapBytes } from "./result.ts";
 import { Constraint } from "./constraint.ts";
 import { GraphRecorder, type GraphParts } from "./graph.ts";
 import { PartReceiver, PartSender, partKeys, type PortableBatch } from "./portable.ts";
@@ -344,6 +345,7 @@ function levelReport(added: number): ToMain {
     generated,
     added,
     bytes: store.bytes() + parents.bytes + (graph?.bytes ?? 0) + (constraint?.bytes ?? 0),
+    heap: heapBytes(),
     ...(constraint ? { outside: constraint.outsideCount, insideDepth: constraint.depth } : {}),
     ...(found ? { found } : {}),
     ...(stopped ? { stopped } : {}),
