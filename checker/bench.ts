@@ -219,6 +219,7 @@ interface WorkerRun {
   generated: number;
   depth: number;
   seconds: number;
+  startSeconds: number;
   cpuSeconds: number;
   heapBytes: number;
   peakRssMb: number;
@@ -229,7 +230,7 @@ async function workerRun(model: string, sets: string[], workers: number): Promis
   const r = await runChild(process.execPath, args, root);
   if (r.code !== 0) throw new Error(`speccommit check ${model} --workers ${workers} failed (exit ${r.code}): ${r.stderr}`);
   const j = JSON.parse(r.stdout) as WorkerRun;
-  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, cpuSeconds: j.cpuSeconds, heapBytes: j.heapBytes, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, startSeconds: j.startSeconds ?? 0, cpuSeconds: j.cpuSeconds, heapBytes: j.heapBytes, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
 }
 
 /**
@@ -242,7 +243,7 @@ async function workerRun(model: string, sets: string[], workers: number): Promis
  */
 async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
   console.log(`Protocol models, worker scaling: 1 vs 2 workers (interned encoder); best of ${rounds} alternating round(s); time = the search's own; ${cpus().length} CPUs`);
-  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "1w s".padStart(7), "2w s".padStart(7), "1w st/s".padStart(8), "2w st/s".padStart(8), "2w/1w".padStart(6), "CPU s 1w/2w".padStart(12), "B/state 1w/2w".padStart(14), "RSS MB 1w/2w".padStart(12), "load 1/5/15 min"].join("  "));
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "1w s".padStart(7), "2w s".padStart(7), "2w start s".padStart(10), "1w st/s".padStart(8), "2w st/s".padStart(8), "2w/1w".padStart(6), "CPU s 1w/2w".padStart(12), "B/state 1w/2w".padStart(14), "RSS MB 1w/2w".padStart(12), "load 1/5/15 min"].join("  "));
   let bad = 0;
   for (const { model, sets, counts } of configs) {
     let one: WorkerRun | undefined;
@@ -267,6 +268,7 @@ async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds:
         String(one!.distinct).padStart(9),
         one!.seconds.toFixed(2).padStart(7),
         two!.seconds.toFixed(2).padStart(7),
+        two!.startSeconds.toFixed(2).padStart(10),
         String(rate(one!)).padStart(8),
         String(rate(two!)).padStart(8),
         `${(rate(two!) / rate(one!)).toFixed(2)}x`.padStart(6),
@@ -278,7 +280,7 @@ async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds:
       ].join("  "),
     );
   }
-  console.log("2w/1w: 2 workers' states/s over 1 worker's (the goal on 2 free cores: 1.7x); a load average above the CPU count means other jobs shared the cores; CPU s: the child's CPU time over the search, every thread (2w/1w CPU above 1 is the parallel engine's extra work); B/state: heap + external bytes per distinct state.\n");
+  console.log("2w start s: starting the worker threads (tsx, the model), apart from the search's time; 2w/1w: 2 workers' states/s over 1 worker's (the goal on 2 free cores: 1.7x); a load average above the CPU count means other jobs shared the cores; CPU s: the child's CPU time over the search, every thread (2w/1w CPU above 1 is the parallel engine's extra work); B/state: heap + external bytes per distinct state.\n");
   return bad;
 }
 

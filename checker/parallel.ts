@@ -168,8 +168,9 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
   const liveness = StateGraph.of(model, !!opts.symmetry) !== undefined;
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
-  // The process's CPU time: every thread's, workers included (the start-up of the threads too).
-  const cpu = process.cpuUsage();
+  // The search's own time and CPU (every thread's), from when the workers have loaded the model; their start-up apart.
+  let searchStarted = started;
+  let cpu = process.cpuUsage();
   const entry = new URL("./worker-entry.mjs", import.meta.url);
   const threads = Array.from(
     { length: n },
@@ -215,6 +216,8 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       (i) => ({ type: "ports", ports: ports[i]! }),
       (i) => ports[i]!.filter((p): p is MessagePort => p !== undefined),
     );
+    searchStarted = performance.now();
+    cpu = process.cpuUsage();
     let distinct = 0;
     let generated = 0;
     let stopped: string | undefined;
@@ -323,7 +326,8 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       ...(model.constraint ? { outside } : {}),
       generated,
       depth: model.constraint ? insideDepth : depth,
-      seconds: seconds(),
+      seconds: (performance.now() - searchStarted) / 1000,
+      startSeconds: (searchStarted - started) / 1000,
       cpuSeconds: cpuSince(cpu),
       storeMb: toMb(bytes),
       heapBytes: heap,

@@ -56,7 +56,10 @@ export interface CheckResult {
   generated: number;
   /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */
   depth: number;
+  /** The search's own time (with workers: from when every thread has loaded the model and stored the initial states). */
   seconds: number;
+  /** With workers: the threads' start-up (loading the TypeScript modules and the model, the initial states), apart from `seconds`. */
+  startSeconds?: number;
   /**
    * The process's CPU time (user + system) over the search, every thread's
    * (workers included, with their start-up), which other jobs on a shared
