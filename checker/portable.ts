@@ -268,34 +268,72 @@ export class PartSender {
   }
 }
 
-/** The receiving side, per worker: the parts its peers sent, and the states rebuilt from them. */
+/**
+ * The receiving side, per worker: the parts its peers sent, and the states
+ * rebuilt from them. A part received is a copy (structured clone): once a
+ * state holding it has been encoded, `settle` swaps it for the owner's own
+ * interned object (from decoding that state), so that later states holding it
+ * are encoded by identity, not hashed again field by field.
+ */
 export class PartReceiver {
   private readonly index = new StateTable(12);
   private readonly values: unknown[] = [];
+  /** Per value: 1 once it is the owner's interned object. */
+  private settled = new Uint8Array(1024);
+  /** The value indices of the state rebuilt last, and whether any is unsettled. */
+  private readonly used: Int32Array;
+  private unsettled = false;
 
-  constructor(private readonly keys: readonly string[]) {}
+  constructor(private readonly keys: readonly string[]) {
+    this.used = new Int32Array(keys.length);
+  }
 
   /** Takes in a batch's new parts; then `state(i)` rebuilds its states, in order. */
   open(b: PortableBatch): (i: number) => unknown {
     for (let i = 0; i < b.newValues.length; i++) {
-      // The first value with a hash stays (the same object each time: the interner then knows it by identity).
+      // The first value with a hash stays.
       if (this.index.findOrAdd(b.newHashes[2 * i]!, b.newHashes[2 * i + 1]!, this.values.length) < 0) this.values.push(b.newValues[i]);
+    }
+    if (this.settled.length < this.values.length) {
+      const grown = new Uint8Array(Math.max(this.values.length, this.settled.length * 2));
+      grown.set(this.settled);
+      this.settled = grown;
     }
     const n = this.keys.length;
     return (i: number) => {
       const s: Record<string, unknown> = {};
+      this.unsettled = false;
       for (let k = 0; k < n; k++) {
         const at = 2 * (i * n + k);
         const found = this.index.findOrAdd(b.parts[at]!, b.parts[at + 1]!, -2);
         if (found < 0) throw new Error("portable: a part arrived before its value");
+        this.used[k] = found;
+        if (this.settled[found] === 0) this.unsettled = true;
         s[this.keys[k]!] = this.values[found];
       }
       return s;
     };
   }
 
+  /** Whether the state rebuilt last holds a part not yet settled (then decode it and call settle). */
+  get needsSettle(): boolean {
+    return this.unsettled;
+  }
+
+  /** `decoded`: the state rebuilt last, decoded from its local encoding (its parts are the interned objects). */
+  settle(decoded: unknown): void {
+    const rec = decoded as Record<string, unknown>;
+    for (let k = 0; k < this.keys.length; k++) {
+      const v = this.used[k]!;
+      if (this.settled[v] === 1) continue;
+      this.values[v] = rec[this.keys[k]!];
+      this.settled[v] = 1;
+    }
+    this.unsettled = false;
+  }
+
   get bytes(): number {
-    return this.index.bytes;
+    return this.index.bytes + this.settled.byteLength;
   }
 }
 

@@ -268,6 +268,7 @@ function genericStore(): Store {
         for (let i = 0; i < b.numbers.length; i++) {
           const s = state(i);
           const bytes = model.encode(s);
+          if (receiver!.needsSettle) receiver!.settle(model.decode(bytes));
           fingerprint(bytes, fp);
           const local = add(bytes, s, b.numbers[i]!, b.depth);
           if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
