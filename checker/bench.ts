@@ -243,13 +243,14 @@ async function workerRun(model: string, sets: string[], workers: number): Promis
  */
 async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
   console.log(`Protocol models, worker scaling: 1 vs 2 workers (interned encoder); best of ${rounds} alternating round(s); time = the search's own; ${cpus().length} CPUs`);
-  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "1w s".padStart(7), "2w s".padStart(7), "2w start s".padStart(10), "1w st/s".padStart(8), "2w st/s".padStart(8), "2w/1w".padStart(6), "2x1w/1w".padStart(8), "CPU s 1w/2w".padStart(12), "B/state 1w/2w".padStart(14), "RSS MB 1w/2w".padStart(12), "load 1/5/15 min"].join("  "));
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "1w s".padStart(7), "2w s".padStart(7), "2w start s".padStart(10), "1w st/s".padStart(8), "2w st/s".padStart(8), "2w/1w".padStart(6), "2x1w/1w".padStart(8), "CPU s 1w/2w/pair".padStart(16), "B/state 1w/2w".padStart(14), "RSS MB 1w/2w".padStart(12), "load 1/5/15 min"].join("  "));
   let bad = 0;
   for (const { model, sets, counts } of configs) {
     let one: WorkerRun | undefined;
     let two: WorkerRun | undefined;
     /** The machine's own ceiling: two one-worker checks at once, their combined states/s. */
     let pair = 0;
+    let pairCpu = Infinity;
     let loads = "";
     for (let i = 0; i < rounds; i++) {
       const a = await workerRun(model, sets, 1);
@@ -259,6 +260,7 @@ async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds:
       one = one && one.seconds <= a.seconds ? one : a;
       two = two && two.seconds <= b.seconds ? two : b;
       pair = Math.max(pair, (c.distinct + d.distinct) / Math.max(c.seconds, d.seconds));
+      pairCpu = Math.min(pairCpu, (c.cpuSeconds + d.cpuSeconds) / 2);
     }
     const suiteCounts = (r: WorkerRun) => r.distinct === counts.distinct && (counts.generated === undefined || r.generated === counts.generated) && (counts.depth === undefined || r.depth === counts.depth);
     const same = suiteCounts(one!) && suiteCounts(two!);
@@ -277,7 +279,7 @@ async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds:
         String(rate(two!)).padStart(8),
         `${(rate(two!) / rate(one!)).toFixed(2)}x`.padStart(6),
         `${(pair / rate(one!)).toFixed(2)}x`.padStart(8),
-        `${one!.cpuSeconds.toFixed(1)}/${two!.cpuSeconds.toFixed(1)}`.padStart(12),
+        `${one!.cpuSeconds.toFixed(1)}/${two!.cpuSeconds.toFixed(1)}/${pairCpu.toFixed(1)}`.padStart(16),
         `${perState(one!)}/${perState(two!)}`.padStart(14),
         `${one!.peakRssMb}/${two!.peakRssMb}`.padStart(12),
         loads,
@@ -285,7 +287,7 @@ async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds:
       ].join("  "),
     );
   }
-  console.log("2w start s: starting the worker threads (tsx, the model), apart from the search's time; 2w/1w: 2 workers' states/s over 1 worker's (the goal on 2 free cores: 1.7x); 2x1w/1w: the machine's ceiling, two one-worker checks run at once, their combined states/s over one alone's; a load average above the CPU count means other jobs shared the cores; CPU s: the child's CPU time over the search, every thread (2w/1w CPU above 1 is the parallel engine's extra work); B/state: heap + external bytes per distinct state.\n");
+  console.log("2w start s: starting the worker threads (tsx, the model), apart from the search's time; 2w/1w: 2 workers' states/s over 1 worker's (the goal on 2 free cores: 1.7x); 2x1w/1w: the machine's ceiling, two one-worker checks run at once, their combined states/s over one alone's; a load average above the CPU count means other jobs shared the cores; CPU s: the child's CPU time over the search, every thread, for 1 worker, 2 workers, and each of the pair of one-worker checks run at once (2w over pair: the parallel engine's own extra work, the machine's slow-down of two busy threads apart); B/state: heap + external bytes per distinct state.\n");
   return bad;
 }
 
