@@ -172,6 +172,8 @@ export class ContentHash {
 
 /** What travels with a batch of states: each state's parts' hashes, and the parts the peer has not had yet. */
 export interface PortableBatch {
+  /** Per state: its content hash (hi, lo), its key in the owner's table (a duplicate is dropped without being rebuilt). */
+  keys: Uint32Array;
   /** Per part of each state, in part order: hash hi, lo. */
   parts: Uint32Array;
   /** New part values: their hashes (hi, lo pairs), and the values (structured clone). */
@@ -194,7 +196,7 @@ export class PartSender {
   private his: Uint32Array<ArrayBuffer> = new Uint32Array(1024);
   private los: Uint32Array<ArrayBuffer> = new Uint32Array(1024);
   private flags: Uint32Array<ArrayBuffer> = new Uint32Array(1024);
-  private readonly out: Array<{ parts: number[]; newHashes: number[]; newValues: unknown[] }>;
+  private readonly out: Array<{ keys: number[]; parts: number[]; newHashes: number[]; newValues: unknown[] }>;
 
   /** `keys`: a decoded state's keys, in the encoding's part order. */
   constructor(
@@ -202,7 +204,7 @@ export class PartSender {
     workers: number,
   ) {
     if (workers > 31) throw new Error("portable: at most 31 workers");
-    this.out = Array.from({ length: workers }, () => ({ parts: [], newHashes: [], newValues: [] }));
+    this.out = Array.from({ length: workers }, () => ({ keys: [], parts: [], newHashes: [], newValues: [] }));
   }
 
   /** The state's local ids (its bytes, one 32-bit id per part). */
@@ -225,6 +227,10 @@ export class PartSender {
     this.flags[id] = 1;
   }
 
+  /** The 64-bit content hash of the state ownerHash hashed last: its key in its owner's table, the same in every worker. */
+  stateHi = 0;
+  stateLo = 0;
+
   /** The slot hash of the state's content (ownerOf's input), the same in every worker; `bytes` is its local encoding. */
   ownerHash(bytes: Uint8Array, s: unknown): number {
     const ids = this.ids(bytes);
@@ -236,13 +242,16 @@ export class PartSender {
       a = mix(mix(a, this.his[id]!), this.los[id]!);
       b = mix(mix(b, this.los[id]!), this.his[id]!);
     }
-    return mixSlot(finish(a, ids.length), finish(b, ids.length));
+    this.stateHi = finish(a, ids.length);
+    this.stateLo = finish(b, ids.length);
+    return mixSlot(this.stateHi, this.stateLo);
   }
 
-  /** Queues state s (hashed by ownerHash) for peer p. */
+  /** Queues state s, hashed by ownerHash just before, for peer p. */
   add(p: number, bytes: Uint8Array, s: unknown): void {
     const ids = this.ids(bytes);
     const box = this.out[p]!;
+    box.keys.push(this.stateHi, this.stateLo);
     const bit = 2 << p;
     for (let k = 0; k < ids.length; k++) {
       const id = ids[k]!;
@@ -258,9 +267,9 @@ export class PartSender {
   /** The batch for peer p (and its buffers, to transfer); empties the queue. */
   take(p: number): { batch: PortableBatch; transfer: ArrayBuffer[] } {
     const box = this.out[p]!;
-    const batch: PortableBatch = { parts: Uint32Array.from(box.parts), newHashes: Uint32Array.from(box.newHashes), newValues: box.newValues };
-    this.out[p] = { parts: [], newHashes: [], newValues: [] };
-    return { batch, transfer: [batch.parts.buffer as ArrayBuffer, batch.newHashes.buffer as ArrayBuffer] };
+    const batch: PortableBatch = { keys: Uint32Array.from(box.keys), parts: Uint32Array.from(box.parts), newHashes: Uint32Array.from(box.newHashes), newValues: box.newValues };
+    this.out[p] = { keys: [], parts: [], newHashes: [], newValues: [] };
+    return { batch, transfer: [batch.keys.buffer as ArrayBuffer, batch.parts.buffer as ArrayBuffer, batch.newHashes.buffer as ArrayBuffer] };
   }
 
   get bytes(): number {

@@ -203,9 +203,14 @@ function genericStore(): Store {
   const sender = model.localEncoding ? new PartSender(keys, workers) : undefined;
   const receiver = model.localEncoding ? new PartReceiver(keys) : undefined;
   /** Stores the state if new (decoded from its bytes when not given); its local index either way. */
+  /** Stores the state if new (decoded from its bytes when not given); its local index either way. */
   const add = (bytes: Uint8Array, given: unknown, parent: number, depth: number): number => {
     const seen = table.findOrAdd(fp[0]!, fp[1]!, count);
     if (seen >= 0) return seen;
+    return insert(bytes, given, parent, depth);
+  };
+  /** Stores a state the table has just taken as new (at index count). */
+  const insert = (bytes: Uint8Array, given: unknown, parent: number, depth: number): number => {
     arena.push(bytes);
     parents.push(parent);
     const state = given === undefined ? model.decode(bytes) : given;
@@ -218,13 +223,16 @@ function genericStore(): Store {
     const c = canonical ? canonical(s) : s;
     const bytes = model.encode(c);
     let owner: number;
-    if (sender) owner = ownerOf(sender.ownerHash(bytes, c), workers);
-    else {
+    if (sender) {
+      // The table is keyed by the content hash, which peers compute too (portable.ts).
+      owner = ownerOf(sender.ownerHash(bytes, c), workers);
+      fp[0] = sender.stateHi;
+      fp[1] = sender.stateLo;
+    } else {
       fingerprint(bytes, fp);
       owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
     }
     if (owner === me) {
-      if (sender) fingerprint(bytes, fp);
       const local = add(bytes, c, parent, depth);
       if (edge >= 0) graph!.setTarget(edge, gid(local));
       return local;
@@ -265,12 +273,16 @@ function genericStore(): Store {
     receive(b) {
       if (b.portable) {
         const state = receiver!.open(b.portable);
+        const keys = b.portable.keys;
         for (let i = 0; i < b.numbers.length; i++) {
-          const s = state(i);
-          const bytes = model.encode(s);
-          if (receiver!.needsSettle) receiver!.settle(model.decode(bytes));
-          fingerprint(bytes, fp);
-          const local = add(bytes, s, b.numbers[i]!, b.depth);
+          // A state already here is not rebuilt: its content hash is its key.
+          let local = table.findOrAdd(keys[2 * i]!, keys[2 * i + 1]!, count);
+          if (local < 0) {
+            const s = state(i);
+            const bytes = model.encode(s);
+            if (receiver!.needsSettle) receiver!.settle(model.decode(bytes));
+            local = insert(bytes, s, b.numbers[i]!, b.depth);
+          }
           if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
         }
         return;
