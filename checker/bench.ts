@@ -9,7 +9,11 @@
  * its own. Counts must equal TLC's (TwoPhase) and each other's (the two
  * encoders); the tables say if any differs.
  *
+ * Then the same protocol configurations with 1 and 2 workers (scaling,
+ * memory per state).
+ *
  *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|MODEL,...] [--rounds N] [--max-distinct N]
+ *                         [--encoders none] [--scaling none]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
@@ -210,6 +214,83 @@ async function protocolBench(configs: ReturnType<typeof protocolConfigs>, rounds
   return bad;
 }
 
+interface WorkerRun {
+  distinct: number;
+  generated: number;
+  depth: number;
+  seconds: number;
+  startSeconds: number;
+  cpuSeconds: number;
+  heapBytes: number;
+  peakRssMb: number;
+}
+
+async function workerRun(model: string, sets: string[], workers: number): Promise<WorkerRun> {
+  const args = [join(root, "bin/speccommit.js"), "check", model, ...sets.flatMap((kv) => ["--set", kv]), "--workers", String(workers), "--json", "--quiet", "--out", join(tmpdir(), "speccommit-bench-out")];
+  const r = await runChild(process.execPath, args, root);
+  if (r.code !== 0) throw new Error(`speccommit check ${model} --workers ${workers} failed (exit ${r.code}): ${r.stderr}`);
+  const j = JSON.parse(r.stdout) as WorkerRun;
+  return { distinct: j.distinct, generated: j.generated, depth: j.depth, seconds: j.seconds, startSeconds: j.startSeconds ?? 0, cpuSeconds: j.cpuSeconds, heapBytes: j.heapBytes, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+}
+
+/**
+ * Worker scaling on the protocol models: each configuration with 1 and 2
+ * workers, alternating for `rounds` rounds, best time of each; states/s of
+ * the search (start-up excluded), the ratio, the load average when the pair
+ * ran, and memory per state: heap used + external memory of every thread
+ * right after the search, divided by distinct (result.ts, heapBytes). Returns
+ * how many configurations gave counts other than the suite's.
+ */
+async function scalingBench(configs: ReturnType<typeof protocolConfigs>, rounds: number): Promise<number> {
+  console.log(`Protocol models, worker scaling: 1 vs 2 workers (interned encoder); best of ${rounds} alternating round(s); time = the search's own; ${cpus().length} CPUs`);
+  console.log(["model".padEnd(12), "config".padEnd(62), "distinct".padStart(9), "1w s".padStart(7), "2w s".padStart(7), "2w start s".padStart(10), "1w st/s".padStart(8), "2w st/s".padStart(8), "2w/1w".padStart(6), "2x1w/1w".padStart(8), "CPU s 1w/2w/pair".padStart(16), "B/state 1w/2w".padStart(14), "RSS MB 1w/2w".padStart(12), "load 1/5/15 min"].join("  "));
+  let bad = 0;
+  for (const { model, sets, counts } of configs) {
+    let one: WorkerRun | undefined;
+    let two: WorkerRun | undefined;
+    /** The machine's own ceiling: two one-worker checks at once, their combined states/s. */
+    let pair = 0;
+    let pairCpu = Infinity;
+    let loads = "";
+    for (let i = 0; i < rounds; i++) {
+      const a = await workerRun(model, sets, 1);
+      const b = await workerRun(model, sets, 2);
+      const [c, d] = await Promise.all([workerRun(model, sets, 1), workerRun(model, sets, 1)]);
+      loads = load();
+      one = one && one.seconds <= a.seconds ? one : a;
+      two = two && two.seconds <= b.seconds ? two : b;
+      pair = Math.max(pair, (c.distinct + d.distinct) / Math.max(c.seconds, d.seconds));
+      pairCpu = Math.min(pairCpu, (c.cpuSeconds + d.cpuSeconds) / 2);
+    }
+    const suiteCounts = (r: WorkerRun) => r.distinct === counts.distinct && (counts.generated === undefined || r.generated === counts.generated) && (counts.depth === undefined || r.depth === counts.depth);
+    const same = suiteCounts(one!) && suiteCounts(two!);
+    if (!same) bad++;
+    const rate = (r: WorkerRun) => Math.round(r.distinct / r.seconds);
+    const perState = (r: WorkerRun) => Math.round(r.heapBytes / r.distinct);
+    console.log(
+      [
+        model.padEnd(12),
+        sets.join(" ").padEnd(62),
+        String(one!.distinct).padStart(9),
+        one!.seconds.toFixed(2).padStart(7),
+        two!.seconds.toFixed(2).padStart(7),
+        two!.startSeconds.toFixed(2).padStart(10),
+        String(rate(one!)).padStart(8),
+        String(rate(two!)).padStart(8),
+        `${(rate(two!) / rate(one!)).toFixed(2)}x`.padStart(6),
+        `${(pair / rate(one!)).toFixed(2)}x`.padStart(8),
+        `${one!.cpuSeconds.toFixed(1)}/${two!.cpuSeconds.toFixed(1)}/${pairCpu.toFixed(1)}`.padStart(16),
+        `${perState(one!)}/${perState(two!)}`.padStart(14),
+        `${one!.peakRssMb}/${two!.peakRssMb}`.padStart(12),
+        loads,
+        same ? "= suite" : `COUNTS DIFFER from the suite's: 1w ${one!.distinct}/${one!.generated}/${one!.depth}, 2w ${two!.distinct}/${two!.generated}/${two!.depth}`,
+      ].join("  "),
+    );
+  }
+  console.log("2w start s: starting the worker threads (tsx, the model), apart from the search's time; 2w/1w: 2 workers' states/s over 1 worker's (the goal on 2 free cores: 1.7x); 2x1w/1w: the machine's ceiling, two one-worker checks run at once, their combined states/s over one alone's; a load average above the CPU count means other jobs shared the cores; CPU s: the child's CPU time over the search, every thread, for 1 worker, 2 workers, and each of the pair of one-worker checks run at once (2w over pair: the parallel engine's own extra work, the machine's slow-down of two busy threads apart); B/state: heap + external bytes per distinct state.\n");
+  return bad;
+}
+
 function parseList(argv: string[], flag: string, fallback: number[]): number[] {
   const i = argv.indexOf(flag);
   if (i < 0) return fallback;
@@ -274,7 +355,10 @@ export async function main(argv: string[]): Promise<number> {
   const all = protocolConfigs(parseList(argv, "--max-distinct", [350_000])[0]!);
   const configs = protocols === "all" ? all : protocols === "none" ? [] : all.filter((c) => protocols.split(",").includes(c.model));
   console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
-  let bad = configs.length > 0 ? await protocolBench(configs, rounds) : 0;
+  const encoders = argv.indexOf("--encoders") < 0 || argv[argv.indexOf("--encoders") + 1] !== "none";
+  const scaling = argv.indexOf("--scaling") < 0 || argv[argv.indexOf("--scaling") + 1] !== "none";
+  let bad = configs.length > 0 && encoders ? await protocolBench(configs, rounds) : 0;
+  if (configs.length > 0 && scaling) bad += await scalingBench(configs, rounds);
   if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
   console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;

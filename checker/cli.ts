@@ -134,7 +134,7 @@ export function describeResult(r: CheckResult, rss = true): string {
   const how = [r.workers > 1 ? `${r.workers} workers` : "", r.symmetry ? "symmetry" : ""].filter(Boolean).join(", ");
   const lines = [
     `${name}${how ? ` (${how})` : ""}: ${r.distinct} distinct states, ${r.generated} generated, depth ${r.depth}, ` +
-      `${r.seconds.toFixed(2)} s (${rate(r)} states/s), state store ${r.storeMb} MB${rss ? `, peak RSS ${r.peakRssMb} MB` : ""}`,
+      `${r.seconds.toFixed(2)} s (${rate(r)} states/s${r.startSeconds !== undefined ? `; + ${r.startSeconds.toFixed(2)} s starting the workers` : ""}), state store ${r.storeMb} MB${rss ? `, peak RSS ${r.peakRssMb} MB` : ""}`,
   ];
   for (const v of r.violations) {
     const trace = v.cycle === undefined ? `shortest trace ${v.length} steps` : `lasso: shortest prefix ${v.length} steps, then ${v.cycle === 0 ? "stutters forever" : `a ${v.cycle}-step cycle forever`}`;

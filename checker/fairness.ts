@@ -110,9 +110,53 @@ export class FairGraph<S, A> {
   }
 
   addState(s: S): void {
+    this.bits.push(this.stateBits(s));
+  }
+
+  /** The bits of the properties' predicates that hold in s. */
+  stateBits(s: S): number {
     let m = 0;
     for (let i = 0; i < this.preds.length; i++) if (this.preds[i]!(s)) m |= 1 << i;
-    this.bits.push(m >>> 0);
+    return m >>> 0;
+  }
+
+  /** How many distinct `fair` functions (groups) the properties use. */
+  get groupCount(): number {
+    return this.groups.length;
+  }
+
+  /** The id (1-based, 0: not fair) of the fair action that the step a from s is, for group g; ids are given in order of first sight. */
+  edgeClass(g: number, s: S, a: A): number {
+    const group = this.groups[g]!;
+    const name = group.fair(s, a);
+    if (name === undefined) return 0;
+    let id = group.ids.get(name) ?? 0;
+    if (id === 0) group.ids.set(name, (id = group.ids.size + 1));
+    return id;
+  }
+
+  /** Group g's fair action names, by id (names[id - 1]). */
+  actionNames(g: number): string[] {
+    return [...this.groups[g]!.ids.keys()];
+  }
+
+  /**
+   * The graph assembled elsewhere (the parallel engine, from its workers'
+   * parts): per state its predicate bits, the edges in CSR form, per group
+   * each edge's fair action id and the names of the ids.
+   */
+  load(parts: { bits: Uint32Array; rowStart: Uint32Array; targets: Uint32Array; classes: Uint32Array[]; names: string[][] }): void {
+    const fill = (list: U32List, data: Uint32Array) => {
+      list.data = data;
+      list.length = data.length;
+    };
+    fill(this.bits, parts.bits);
+    fill(this.rowStart, parts.rowStart);
+    fill(this.targets, parts.targets);
+    this.groups.forEach((g, i) => {
+      fill(g.classes, parts.classes[i]!);
+      g.ids = new Map(parts.names[i]!.map((name, k) => [name, k + 1]));
+    });
   }
 
   beginState(index: number, s: S): void {
@@ -123,15 +167,7 @@ export class FairGraph<S, A> {
 
   addEdge(a: A, target: number): void {
     this.targets.push(target);
-    for (const g of this.groups) {
-      const name = g.fair(this.expanding!, a);
-      let id = 0;
-      if (name !== undefined) {
-        id = g.ids.get(name) ?? 0;
-        if (id === 0) g.ids.set(name, (id = g.ids.size + 1));
-      }
-      g.classes.push(id);
-    }
+    for (let g = 0; g < this.groups.length; g++) this.groups[g]!.classes.push(this.edgeClass(g, this.expanding!, a));
   }
 
   end(count: number): void {

@@ -38,6 +38,41 @@ export class LivenessGraph<S, A> {
     return this.props.reduce((n, p) => n + p.goal.bytes + p.rowStart.bytes + p.edges.bytes, 0);
   }
 
+  /** Bit i: the goal of property i holds in s (at most 32 properties). */
+  goalMask(s: S): number {
+    let m = 0;
+    for (let i = 0; i < this.props.length; i++) if (this.props[i]!.prop.goal(s)) m |= 1 << i;
+    return m >>> 0;
+  }
+
+  /** Bit i: property i allows the step a. */
+  allowedMask(a: A): number {
+    let m = 0;
+    for (let i = 0; i < this.props.length; i++) {
+      const allowed = this.props[i]!.prop.allowed;
+      if (!allowed || allowed(a)) m |= 1 << i;
+    }
+    return m >>> 0;
+  }
+
+  /**
+   * The graph assembled elsewhere (the parallel engine): per state its goal
+   * mask, every edge in CSR form with its allowed mask. Each property keeps
+   * the edges it allows, as addEdge does.
+   */
+  load(parts: { goals: Uint32Array; rowStart: Uint32Array; targets: Uint32Array; allowed: Uint32Array }): void {
+    const n = parts.goals.length;
+    this.props.forEach((p, i) => {
+      const bit = 1 << i;
+      for (let s = 0; s < n; s++) p.goal.push((parts.goals[s]! & bit) !== 0 ? 1 : 0);
+      for (let s = 0; s < n; s++) {
+        p.rowStart.push(p.edges.length);
+        for (let e = parts.rowStart[s]!; e < parts.rowStart[s + 1]!; e++) if ((parts.allowed[e]! & bit) !== 0) p.edges.push(parts.targets[e]!);
+      }
+      p.rowStart.push(p.edges.length);
+    });
+  }
+
   /** A new state, in index order. */
   addState(s: S): void {
     for (const p of this.props) p.goal.push(p.prop.goal(s) ? 1 : 0);

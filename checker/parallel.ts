@@ -27,16 +27,18 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { peakRssMb, progressLine, toMb } from "./result.ts";
+import { heapBytes, peakRssMb, progressLine, toMb } from "./result.ts";
 import { replay, stateKeying, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
-import { FairGraph } from "./fairness.ts";
+import { assembleGraph, StateGraph, toViolation, type GraphParts } from "./graph.ts";
 
 export interface WorkerSetup {
   /** A registry name or a model file's absolute path (load.ts). */
   model: string;
   params: Record<string, string | number | boolean>;
   mutant?: string;
+  /** Only these properties (--property), as on the main thread. */
+  properties?: readonly string[];
   id: number;
   workers: number;
   symmetry: boolean;
@@ -58,18 +60,37 @@ export type ToWorker =
   | { type: "level"; level: number }
   /** The frontier is at the depth limit: enumerate its states' actions (deadlocks), expand nothing. */
   | { type: "probe"; level: number }
-  | { type: "chain"; gid: number };
+  | { type: "chain"; gid: number }
+  /** The search is complete: send this worker's share of the state graph (liveness properties). */
+  | { type: "graph" };
 
 export type ToMain =
-  | { type: "level"; id: number; distinct: number; generated: number; added: number; bytes: number; found?: FoundReport; stopped?: string }
+  | {
+      type: "level";
+      id: number;
+      distinct: number;
+      generated: number;
+      added: number;
+      bytes: number;
+      /** This worker's V8 heap used + external memory (result.ts, heapBytes). */
+      heap: number;
+      /** With a state constraint: states stored outside it, and the depth of the deepest one inside (constraint.ts). */
+      outside?: number;
+      insideDepth?: number;
+      found?: FoundReport;
+      stopped?: string;
+    }
+  | { type: "graph"; id: number; parts: GraphParts }
   | { type: "probed"; id: number; enabled: boolean; found?: FoundReport }
   | { type: "progress"; id: number; distinct: number; generated: number; queue: number }
-  | { type: "chain"; id: number; key: StateKey; parent: number };
+  /** The state's key; for a model with a local encoding, the state too (the main thread encodes it with its own instance). */
+  | { type: "chain"; id: number; key: StateKey; state?: unknown; parent: number };
 
 export interface ParallelSpec {
   model: string;
   params: Record<string, string | number | boolean>;
   mutant?: string;
+  properties?: readonly string[] | undefined;
   workers: number;
   options: CheckOptions;
 }
@@ -126,21 +147,30 @@ class Crew {
   }
 }
 
+function cpuSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
+
+function unexpected(reply: ToMain): never {
+  throw new Error(`parallel: unexpected reply ${reply.type}`);
+}
+
+/** A stored state's key in this thread's terms: a model with a local encoding is re-encoded by this thread's instance (portable.ts). */
+function keyFrom<S, A>(model: Model<S, A>, reply: Extract<ToMain, { type: "chain" }>): StateKey {
+  return model.localEncoding ? model.encode(reply.state as S) : reply.key;
+}
+
 export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>): Promise<CheckResult> {
-  if (model.eventually && Object.keys(model.eventually).length > 0) {
-    throw new UserError(`${model.name} has 'eventually' properties, which the parallel engine does not check; use --workers 1`);
-  }
-  // Liveness under fairness (fairness.ts) needs the whole state graph in one thread, as `eventually` does.
-  if (FairGraph.wanted(model)) {
-    throw new UserError(`${model.name} has leadsTo or eventuallyAlways properties, which the parallel engine does not check; use --workers 1`);
-  }
-  if (model.localEncoding) {
-    throw new UserError(`${model.name} encodes states with ids local to one model instance (Model.localEncoding), which worker threads cannot share; use --workers 1`);
-  }
   const opts = spec.options;
   const n = spec.workers;
+  // Liveness properties (and their refusals: with symmetry under fairness, with a constraint) as in the one-thread engine.
+  const liveness = StateGraph.of(model, !!opts.symmetry) !== undefined;
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
+  // The search's own time and CPU (every thread's), from when the workers have loaded the model; their start-up apart.
+  let searchStarted = started;
+  let cpu = process.cpuUsage();
   const entry = new URL("./worker-entry.mjs", import.meta.url);
   const threads = Array.from(
     { length: n },
@@ -150,6 +180,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
           model: spec.model,
           params: spec.params,
           ...(spec.mutant ? { mutant: spec.mutant } : {}),
+          ...(spec.properties ? { properties: spec.properties } : {}),
           id,
           workers: n,
           symmetry: !!opts.symmetry,
@@ -185,11 +216,16 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       (i) => ({ type: "ports", ports: ports[i]! }),
       (i) => ports[i]!.filter((p): p is MessagePort => p !== undefined),
     );
+    searchStarted = performance.now();
+    cpu = process.cpuUsage();
     let distinct = 0;
     let generated = 0;
     let stopped: string | undefined;
     let found: FoundReport | undefined;
     let bytes = 0;
+    let outside = 0;
+    let insideDepth = 0;
+    let heap = 0;
     let level = 1;
     const deadline = opts.maxSeconds === undefined ? Infinity : started + opts.maxSeconds * 1000;
     for (;;) {
@@ -197,12 +233,17 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       distinct = 0;
       generated = 0;
       bytes = 0;
+      outside = 0;
+      heap = heapBytes();
       for (const r of replies) {
         if (r.type !== "level") throw new Error(`parallel: unexpected reply ${r.type}`);
         distinct += r.distinct;
         generated += r.generated;
         bytes += r.bytes;
         added += r.added;
+        outside += r.outside ?? 0;
+        heap += r.heap;
+        insideDepth = Math.max(insideDepth, r.insideDepth ?? 0);
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
       }
@@ -240,15 +281,39 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       while (at >= 0) {
         const reply = await crew.ask(at % n, { type: "chain", gid: at });
         if (reply.type !== "chain") throw new Error(`parallel: unexpected reply ${reply.type}`);
-        keys.push(reply.key);
+        keys.push(keyFrom(model, reply));
         at = reply.parent;
       }
       keys.reverse();
       // The workers store packed keys for a packed model, canonical bytes otherwise (worker.ts).
-      const run = replay(model, stateKeying(model, !!opts.symmetry, !!model.packed), keys);
+      const run = replay(model, stateKeying(model, !!opts.symmetry, !!model.packed && !liveness), keys);
       for (const name of found.names) {
         violations.push({ name, kind: found.kind, length: run.actions.length, trace: toTrace(model, run, { params: spec.params, violation: name, ...(spec.mutant ? { mutant: spec.mutant } : {}) }) });
       }
+    }
+    if (liveness && !found && !stopped) {
+      // The workers' shares of the graph, joined in the one-thread engine's numbering; the checks run here (graph.ts).
+      const parts = await crew.all(() => ({ type: "graph" }));
+      const graph = assembleGraph(parts.map((r) => (r.type === "graph" ? r.parts : unexpected(r))));
+      const chain = (i: number): number[] => {
+        const path: number[] = [];
+        for (let at = i; at >= 0; at = graph.parent[at]!) path.push(at);
+        return path.reverse();
+      };
+      const broken = StateGraph.loaded(model, graph).check(graph.initialCount, chain);
+      // The keys along each counterexample, from their owners.
+      const keys = new Map<number, StateKey>();
+      for (const f of broken) {
+        for (const i of f.path) {
+          if (keys.has(i)) continue;
+          const gid = graph.gids[i]!;
+          const reply = await crew.ask(gid % n, { type: "chain", gid });
+          keys.set(i, reply.type === "chain" ? keyFrom(model, reply) : unexpected(reply));
+        }
+      }
+      const keying = stateKeying(model, !!opts.symmetry, false);
+      const info = { params: spec.params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
+      for (const f of broken) violations.push(toViolation(model, keying, info, (i) => keys.get(i)!, f));
     }
     const result: CheckResult = {
       model: model.name,
@@ -256,11 +321,16 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       ...(spec.mutant ? { mutant: spec.mutant } : {}),
       workers: n,
       symmetry: !!opts.symmetry,
-      distinct,
+      // TLC leaves states outside the constraint out of distinct and depth (constraint.ts).
+      distinct: distinct - outside,
+      ...(model.constraint ? { outside } : {}),
       generated,
-      depth,
-      seconds: seconds(),
+      depth: model.constraint ? insideDepth : depth,
+      seconds: (performance.now() - searchStarted) / 1000,
+      startSeconds: (searchStarted - started) / 1000,
+      cpuSeconds: cpuSince(cpu),
       storeMb: toMb(bytes),
+      heapBytes: heap,
       peakRssMb: peakRssMb(),
       // Complete: every reachable state explored; a search stopped at its first violation is not.
       complete: stopped === undefined && found === undefined,

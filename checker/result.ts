@@ -1,4 +1,5 @@
 /** What a check is asked to do, and what it reports. Shared by the one-thread and the parallel engines. */
+import { getHeapStatistics } from "node:v8";
 import type { Trace } from "../spec/kernel/trace.ts";
 
 export interface CheckOptions {
@@ -55,11 +56,15 @@ export interface CheckResult {
   generated: number;
   /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */
   depth: number;
+  /** The search's own time (with workers: from when every thread has loaded the model and stored the initial states). */
   seconds: number;
+  /** With workers: the threads' start-up (loading the TypeScript modules and the model, the initial states), apart from `seconds`. */
+  startSeconds?: number;
   /**
-   * One-thread runs: the process's CPU time (user + system) over the search,
-   * which other jobs on a shared machine disturb less than `seconds` (the
-   * benchmark compares encoders with it; garbage collection threads count).
+   * The process's CPU time (user + system) over the search, every thread's
+   * (workers included, with their start-up), which other jobs on a shared
+   * machine disturb less than `seconds` (the benchmark compares encoders and
+   * worker counts with it; garbage collection threads count).
    */
   cpuSeconds?: number;
   /**
@@ -69,6 +74,12 @@ export interface CheckResult {
    * run, so it tells the runs of one process (`--mutants`) apart.
    */
   storeMb: number;
+  /**
+   * V8 heap used plus external memory (array buffers) right after the
+   * search, summed over the threads that searched (the main thread and each
+   * worker): what the states cost, divided by distinct in the benchmark.
+   */
+  heapBytes?: number;
   /** Peak resident set size of the whole process so far (every run it made, every thread), in MB. */
   peakRssMb: number;
   /** True only when every reachable state was explored: false when a limit stopped the search, or the first violating state did (invariant, deadlock). */
@@ -101,4 +112,10 @@ export function progressLine(p: {
     `progress: ${p.seconds.toFixed(1)}s distinct=${p.distinct} generated=${p.generated} ` +
     `queue=${p.queue} depth=${p.depth} states/s=${rate} rss=${rss}MB`
   );
+}
+
+/** This thread's V8 heap used plus its external memory, in bytes. */
+export function heapBytes(): number {
+  const h = getHeapStatistics();
+  return h.used_heap_size + h.external_memory;
 }

@@ -8,16 +8,18 @@ import { join } from "node:path";
 import { mkdir, writeFile } from "node:fs/promises";
 import type { Model, ModelFactory } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation } from "./result.ts";
+import { heapBytes } from "./result.ts";
 import { findFactory, resolveFactory, sourceOf } from "./load.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
 import { writeTrace } from "../traces/ndjson.ts";
 import { UserError } from "./errors.ts";
 import { toSvg } from "../traces/render.ts";
+import { onlyProperties } from "./properties.ts";
 
 export type Params = Record<string, string | number | boolean>;
 
-export { UserError, findFactory, resolveFactory };
+export { UserError, findFactory, resolveFactory, onlyProperties };
 
 function describeParams(f: ModelFactory): string {
   const list = Object.entries(f.params).map(([k, v]) => `${k} (${typeof v}, default ${v})`);
@@ -91,15 +93,18 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   const params = resolveParams(f, spec.params);
   const model = onlyProperties(buildModel(f, params, spec.mutant), spec.properties);
   const workers = spec.workers ?? 1;
-  if (spec.properties !== undefined && workers > 1) throw new UserError("checking chosen properties (--property) runs with one worker");
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be a positive integer, got ${workers}`);
   const options = spec.options ?? {};
-  if (workers > 1 && model.constraint) throw new UserError(`${f.name} has a state constraint (Model.constraint), which only the one-thread engine applies; use --workers 1`);
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   // Workers load a file model from its path, as this thread did.
-  const result = workers === 1 ? check(model, options, info) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, workers, options }, model);
+  const result = workers === 1 ? withHeap(check(model, options, info)) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, properties: spec.properties, workers, options }, model);
   return rebuildable(result, f.name, spec.mutant);
+}
+
+/** The one-thread engine's result with this thread's heap right after the search (its arrays are still uncollected). */
+function withHeap(result: CheckResult): CheckResult {
+  return { ...result, heapBytes: heapBytes() };
 }
 
 /**
@@ -110,22 +115,6 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
 function rebuildable(result: CheckResult, model: string, mutant: string | undefined): CheckResult {
   for (const v of result.violations) v.trace = { ...v.trace, header: { ...v.trace.header, model, ...(mutant !== undefined ? { mutant } : {}) } };
   return result;
-}
-
-/** The model with only the named properties, of every kind (all of them when `names` is undefined). */
-export function onlyProperties<S, A>(model: Model<S, A>, names: readonly string[] | undefined): Model<S, A> {
-  if (names === undefined) return model;
-  const known = [model.invariants, model.eventually, model.leadsTo, model.eventuallyAlways].flatMap((r) => Object.keys(r ?? {}));
-  const unknown = names.filter((n) => !known.includes(n));
-  if (unknown.length > 0) throw new UserError(`${model.name} has no property ${unknown.join(", ")}; its properties are: ${known.join(", ")}`);
-  const pick = <T>(r: Readonly<Record<string, T>>): Record<string, T> => Object.fromEntries(Object.entries(r).filter(([k]) => names.includes(k)));
-  return {
-    ...model,
-    invariants: pick(model.invariants),
-    ...(model.eventually ? { eventually: pick(model.eventually) } : {}),
-    ...(model.leadsTo ? { leadsTo: pick(model.leadsTo) } : {}),
-    ...(model.eventuallyAlways ? { eventuallyAlways: pick(model.eventuallyAlways) } : {}),
-  };
 }
 
 /**

@@ -179,16 +179,26 @@ export async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let out = "out";
   let only: string | undefined;
+  let workers: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--suite") file = argv[++i];
     else if (arg === "--out") out = argv[++i] ?? out;
     else if (arg === "--only") only = argv[++i];
+    else if (arg === "--workers") {
+      workers = Number(argv[++i]);
+      if (!Number.isInteger(workers) || workers < 1) {
+        console.error(`speccommit suite: --workers must be a positive integer, got '${argv[i]}'`);
+        return 2;
+      }
+    }
     else if (arg === "--help" || arg === "-h") {
-      console.log("usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT.");
+      console.log(
+        "usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths).",
+      );
       return 0;
     } else {
-      console.error(`speccommit suite: unknown argument '${arg}'; usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT]`);
+      console.error(`speccommit suite: unknown argument '${arg}'; usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]`);
       return 2;
     }
   }
@@ -202,6 +212,7 @@ export async function main(argv: string[]): Promise<number> {
   // Every mutant a model declares must be in the suite: a new mutant is never silently unchecked.
   const uncovered = file === undefined && only === undefined ? uncoveredMutants(entries) : [];
   if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
+  if (workers !== undefined) entries = entries.map((e) => ({ ...e, workers }));
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
   let failed = 0;

@@ -14,6 +14,11 @@ import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
+import { onlyProperties } from "./properties.ts";
+import { heapBytes } from "./result.ts";
+import { Constraint } from "./constraint.ts";
+import { GraphRecorder, type GraphParts } from "./graph.ts";
+import { PartReceiver, PartSender, partKeys, type PortableBatch } from "./portable.ts";
 
 /** Successors per batch sent to a peer. */
 const BATCH = 8192;
@@ -39,18 +44,28 @@ interface Batch {
   /** Generic only: the states' bytes, end to end, and each one's length. */
   bytes?: Uint8Array;
   lengths?: Uint32Array;
+  /** Generic, with liveness properties: the sender's edge index of each successor (GraphRecorder). */
+  edges?: Uint32Array;
+  /** A model with a local encoding (portable.ts): the states as parts, instead of bytes. */
+  portable?: PortableBatch;
+  /** The sender's id. */
+  from: number;
 }
 type PeerMessage = Batch | { type: "done" };
 
 const setup = workerData as WorkerSetup;
 // A registry name or a model file's path (load.ts): the same model the main thread checks.
 const factory = await resolveFactory(setup.model);
-const model: Model<unknown, unknown> = factory.build(setup.params, setup.mutant);
+const model: Model<unknown, unknown> = onlyProperties(factory.build(setup.params, setup.mutant), setup.properties);
 const me = setup.id;
 const workers = setup.workers;
 const canonical = setup.symmetry ? model.canonical!.bind(model) : undefined;
 const invariantNames = Object.keys(model.invariants);
 const invariantFns = invariantNames.map((n) => model.invariants[n]!);
+// TLC's CONSTRAINT over the states owned here (constraint.ts): stored, checked, not expanded.
+const constraint = Constraint.of(model);
+// Liveness properties: this worker's share of the state graph (graph.ts); the main thread assembles and checks it.
+const graph = GraphRecorder.of(model, setup.symmetry, setup.workers);
 const deadline = setup.maxSeconds === undefined ? Infinity : setup.startedMs + setup.maxSeconds * 1000;
 
 const parents = new F64List();
@@ -68,6 +83,7 @@ let levelFinished: (() => void) | undefined;
 const gid = (index: number) => index * workers + me;
 
 function checkInvariants(s: unknown, index: number, depth: number): void {
+  constraint?.admit(s, index, depth);
   if (found) return;
   let broken: string[] | undefined;
   for (let i = 0; i < invariantFns.length; i++) if (!invariantFns[i]!(s)) (broken ??= []).push(invariantNames[i]!);
@@ -90,6 +106,8 @@ interface Store {
   receive(b: Batch): void;
   flush(peer: number): void;
   key(index: number): number | Uint8Array;
+  /** The state itself (sent to the main thread for a model with a local encoding, whose bytes it cannot read). */
+  state(index: number): unknown;
   /** Bytes allocated for this worker's states (table, keys). */
   bytes(): number;
 }
@@ -164,10 +182,11 @@ function packedStore(): Store {
       const n = filled[peer]!;
       if (n === 0) return;
       const numbers = outbox[peer]!.slice(0, n);
-      ports[peer]!.postMessage({ type: "batch", depth: addDepth, numbers } satisfies Batch, [numbers.buffer]);
+      ports[peer]!.postMessage({ type: "batch", from: me, depth: addDepth, numbers } satisfies Batch, [numbers.buffer]);
       filled[peer] = 0;
     },
     key: (index) => states.data[index]!,
+    state: (index) => packed.unpack(states.data[index]!),
     bytes: () => states.bytes + table.bytes,
   };
   return store;
@@ -177,38 +196,70 @@ function genericStore(): Store {
   const arena = new ByteArena();
   const table = new StateTable(16);
   const fp = new Uint32Array(2);
-  const outbox: Array<{ parents: number[]; chunks: Uint8Array[] }> = [];
-  for (let p = 0; p < workers; p++) outbox.push({ parents: [], chunks: [] });
-  const add = (bytes: Uint8Array, state: unknown, parent: number, depth: number) => {
-    if (table.findOrAdd(fp[0]!, fp[1]!, count) >= 0) return;
+  const outbox: Array<{ parents: number[]; edges: number[]; chunks: Uint8Array[] }> = [];
+  for (let p = 0; p < workers; p++) outbox.push({ parents: [], edges: [], chunks: [] });
+  // A model whose bytes are local to its instance: owners from a structural hash, states sent as parts (portable.ts).
+  const keys = model.localEncoding ? partKeys(model.decode(model.encode([...model.init()][0]))) : [];
+  const sender = model.localEncoding ? new PartSender(keys, workers) : undefined;
+  const receiver = model.localEncoding ? new PartReceiver(keys) : undefined;
+  /** Stores the state if new (decoded from its bytes when not given); its local index either way. */
+  /** Stores the state if new (decoded from its bytes when not given); its local index either way. */
+  const add = (bytes: Uint8Array, given: unknown, parent: number, depth: number): number => {
+    const seen = table.findOrAdd(fp[0]!, fp[1]!, count);
+    if (seen >= 0) return seen;
+    return insert(bytes, given, parent, depth);
+  };
+  /** Stores a state the table has just taken as new (at index count). */
+  const insert = (bytes: Uint8Array, given: unknown, parent: number, depth: number): number => {
     arena.push(bytes);
     parents.push(parent);
+    const state = given === undefined ? model.decode(bytes) : given;
+    graph?.addState(state);
     checkInvariants(state, count, depth);
-    count++;
+    return count++;
   };
-  const route = (s: unknown, parent: number, depth: number) => {
+  /** A successor (or, parent < 0, an initial state): stored here or sent to its owner; `edge` is its edge index when the graph is kept. */
+  const route = (s: unknown, parent: number, depth: number, edge: number): number => {
     const c = canonical ? canonical(s) : s;
     const bytes = model.encode(c);
-    fingerprint(bytes, fp);
-    const owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
-    if (owner === me) {
-      add(bytes, c, parent, depth);
-      return;
+    let owner: number;
+    if (sender) {
+      // The table is keyed by the content hash, which peers compute too (portable.ts).
+      owner = ownerOf(sender.ownerHash(bytes, c), workers);
+      fp[0] = sender.stateHi;
+      fp[1] = sender.stateLo;
+    } else {
+      fingerprint(bytes, fp);
+      owner = ownerOf(mixSlot(fp[0]!, fp[1]!), workers);
     }
-    if (parent < 0) return;
+    if (owner === me) {
+      const local = add(bytes, c, parent, depth);
+      if (edge >= 0) graph!.setTarget(edge, gid(local));
+      return local;
+    }
+    if (parent < 0) return -1;
     const box = outbox[owner]!;
     box.parents.push(parent);
-    box.chunks.push(bytes);
+    if (graph) box.edges.push(edge);
+    if (sender) sender.add(owner, bytes, c);
+    else box.chunks.push(bytes);
     if (box.parents.length === BATCH) store.flush(owner);
+    return -1;
   };
+  let ordinal = 0;
   const store: Store = {
-    init: (s) => route(s, -1, 1),
+    init(s) {
+      const local = route(s, -1, 1, -1);
+      if (local >= 0) graph?.addInitial(ordinal, local);
+      ordinal++;
+    },
     expand(index, depth) {
       const s = model.decode(arena.get(index));
+      graph?.beginState(index, s);
       let enabled = 0;
       for (const a of model.actions(s)) {
         enabled++;
-        route(model.next(s, a), gid(index), depth + 1);
+        route(model.next(s, a), gid(index), depth + 1, graph ? graph.addEdge(a) : -1);
       }
       generated += enabled;
       if (enabled === 0) checkDeadlock(s, index, depth);
@@ -220,6 +271,22 @@ function genericStore(): Store {
       return { state, enabled };
     },
     receive(b) {
+      if (b.portable) {
+        const state = receiver!.open(b.portable);
+        const keys = b.portable.keys;
+        for (let i = 0; i < b.numbers.length; i++) {
+          // A state already here is not rebuilt: its content hash is its key.
+          let local = table.findOrAdd(keys[2 * i]!, keys[2 * i + 1]!, count);
+          if (local < 0) {
+            const s = state(i);
+            const bytes = model.encode(s);
+            if (receiver!.needsSettle) receiver!.settle(model.decode(bytes));
+            local = insert(bytes, s, b.numbers[i]!, b.depth);
+          }
+          if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
+        }
+        return;
+      }
       const bytes = b.bytes!;
       const lengths = b.lengths!;
       let at = 0;
@@ -227,31 +294,50 @@ function genericStore(): Store {
         const one = bytes.subarray(at, at + lengths[i]!);
         at += lengths[i]!;
         fingerprint(one, fp);
-        add(one, model.decode(one), b.numbers[i]!, b.depth);
+        const local = add(one, undefined, b.numbers[i]!, b.depth);
+        if (b.edges) graph!.addFix(b.from, b.edges[i]!, local);
       }
     },
     flush(peer) {
       const box = outbox[peer]!;
       if (box.parents.length === 0) return;
-      const lengths = Uint32Array.from(box.chunks, (c) => c.length);
-      const bytes = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
-      let at = 0;
-      for (const c of box.chunks) {
-        bytes.set(c, at);
-        at += c.length;
-      }
       const numbers = Float64Array.from(box.parents);
-      ports[peer]!.postMessage({ type: "batch", depth: addDepth, numbers, bytes, lengths } satisfies Batch, [numbers.buffer, bytes.buffer, lengths.buffer]);
+      const transfer: ArrayBuffer[] = [numbers.buffer];
+      const message: Batch = { type: "batch", from: me, depth: addDepth, numbers };
+      if (sender) {
+        const taken = sender.take(peer);
+        message.portable = taken.batch;
+        transfer.push(...taken.transfer);
+      } else {
+        const lengths = Uint32Array.from(box.chunks, (c) => c.length);
+        const bytes = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+        let at = 0;
+        for (const c of box.chunks) {
+          bytes.set(c, at);
+          at += c.length;
+        }
+        message.bytes = bytes;
+        message.lengths = lengths;
+        transfer.push(bytes.buffer, lengths.buffer);
+      }
+      if (graph) {
+        message.edges = Uint32Array.from(box.edges);
+        transfer.push(message.edges.buffer as ArrayBuffer);
+      }
+      ports[peer]!.postMessage(message, transfer);
       box.parents = [];
+      box.edges = [];
       box.chunks = [];
     },
     key: (index) => arena.get(index).slice(),
-    bytes: () => arena.bytes + table.bytes,
+    state: (index) => model.decode(arena.get(index)),
+    bytes: () => arena.bytes + table.bytes + (sender?.bytes ?? 0) + (receiver?.bytes ?? 0),
   };
   return store;
 }
 
-const store = model.packed ? packedStore() : genericStore();
+// With liveness properties a packed model runs the generic store, as in the one-thread engine (engine.ts).
+const store = model.packed && !graph ? packedStore() : genericStore();
 /** Depth of the states this worker adds in the current level (sent with its batches). */
 let addDepth = 1;
 
@@ -264,6 +350,21 @@ function onPeer(m: PeerMessage): void {
   if (peersDone === workers - 1 && levelFinished) levelFinished();
 }
 
+function levelReport(added: number): ToMain {
+  return {
+    type: "level",
+    id: me,
+    distinct: count,
+    generated,
+    added,
+    bytes: store.bytes() + parents.bytes + (graph?.bytes ?? 0) + (constraint?.bytes ?? 0),
+    heap: heapBytes(),
+    ...(constraint ? { outside: constraint.outsideCount, insideDepth: constraint.depth } : {}),
+    ...(found ? { found } : {}),
+    ...(stopped ? { stopped } : {}),
+  };
+}
+
 const yieldToPeers = () => new Promise<void>((resolve) => setImmediate(resolve));
 const post = (m: ToMain) => parentPort!.postMessage(m);
 
@@ -274,7 +375,7 @@ async function runLevel(level: number): Promise<void> {
   let lastProgress = performance.now();
   for (let head = start; head < end && !found && !stopped; ) {
     const stop = Math.min(end, head + CHUNK);
-    for (; head < stop && !found; head++) store.expand(head, level);
+    for (; head < stop && !found; head++) if (!constraint?.outside(head)) store.expand(head, level);
     await yieldToPeers();
     const now = performance.now();
     // Date.now(): the deadline was set by the main thread, whose performance clock has another origin.
@@ -295,7 +396,7 @@ async function runLevel(level: number): Promise<void> {
   const added = count - frontierEnd;
   frontierStart = frontierEnd;
   frontierEnd = count;
-  post({ type: "level", id: me, distinct: count, generated, added, bytes: store.bytes() + parents.bytes, ...(found ? { found } : {}), ...(stopped ? { stopped } : {}) });
+  post(levelReport(added));
 }
 
 parentPort!.on("message", (m: ToWorker) => {
@@ -308,7 +409,7 @@ parentPort!.on("message", (m: ToWorker) => {
         store.init(s);
       }
       frontierEnd = count;
-      post({ type: "level", id: me, distinct: count, generated, added: count, bytes: store.bytes() + parents.bytes, ...(found ? { found } : {}) });
+      post(levelReport(count));
       break;
     case "level":
       void runLevel(m.level);
@@ -316,6 +417,7 @@ parentPort!.on("message", (m: ToWorker) => {
     case "probe": {
       let enabled = false;
       for (let i = frontierStart; i < frontierEnd && !found; i++) {
+        if (constraint?.outside(i)) continue;
         const p = store.probe(i);
         if (p.enabled > 0) enabled = true;
         else checkDeadlock(p.state, i, m.level);
@@ -323,9 +425,15 @@ parentPort!.on("message", (m: ToWorker) => {
       post({ type: "probed", id: me, enabled, ...(found ? { found } : {}) });
       break;
     }
+    case "graph": {
+      const parts: GraphParts = graph!.parts(count);
+      const buffers = [parts.bits, parts.goals, parts.rowStart, parts.targets, parts.allowed, parts.initial, ...parts.classes, ...parts.fixes].map((a) => a.buffer as ArrayBuffer);
+      parentPort!.postMessage({ type: "graph", id: me, parts } satisfies ToMain, buffers);
+      break;
+    }
     case "chain": {
       const index = Math.floor(m.gid / workers);
-      post({ type: "chain", id: me, key: store.key(index), parent: parents.data[index]! });
+      post({ type: "chain", id: me, key: store.key(index), ...(model.localEncoding ? { state: store.state(index) } : {}), parent: parents.data[index]! });
       break;
     }
   }

@@ -23,7 +23,7 @@
  * The indices are those of this process: a collapsed encoding is canonical
  * within one checker run (equal parts get equal indices), which is what
  * fingerprints need; it is not a format to store or to share between worker
- * threads (models that use it are checked with one worker).
+ * threads (the parallel engine sends the parts themselves: checker/portable.ts).
  */
 import { canonicalJsonPlain as canonicalJson } from "./canonical.ts";
 

@@ -93,8 +93,10 @@ export interface Model<S, A> {
    * True when `encode`'s bytes mean something only to this model instance,
    * e.g. ids interned in tables the instance keeps (spec/env/collapse.ts).
    * Such bytes are canonical within one run, which is all one thread needs;
-   * but each worker thread builds its own instance, so the parallel engine
-   * refuses these models (it would otherwise mix ids from different tables).
+   * each worker thread builds its own instance, so the parallel engine moves
+   * these states between threads as their parts (checker/portable.ts): the
+   * bytes must then be one 32-bit id per part, in the order of a decoded
+   * state's keys, as the collapser's are.
    */
   readonly localEncoding?: boolean;
 }

@@ -1,0 +1,62 @@
+// Workers for every model and property kind (issue 12): suite entries run with 2 worker threads
+// must meet the expectations the suite states for them (the one-thread engine's counts, verdicts
+// and shortest trace lengths), and every liveness mutant's lasso is the one-thread engine's own
+// (the main thread checks the assembled graph in the one-thread numbering: checker/graph.ts).
+// `speccommit suite --workers 2` runs the whole suite so.
+import { describe, expect, it } from "vitest";
+import { suite } from "../../checker/suite.config.ts";
+import { judge, type SuiteEntry } from "../../checker/suite.ts";
+import { findFactory, resolveParams, runCheck } from "../../checker/run.ts";
+
+/** The kind of property an entry expects to be violated, or undefined. */
+function expectedKind(e: SuiteEntry): "invariant" | "liveness" | undefined {
+  if (!e.expect.startsWith("violates ")) return undefined;
+  const name = e.expect.slice("violates ".length);
+  const f = findFactory(e.model);
+  const m = f.build(resolveParams(f, e.params ?? {}), e.mutant);
+  return name in { ...m.eventually, ...m.leadsTo, ...m.eventuallyAlways } ? "liveness" : "invariant";
+}
+
+const small = (e: SuiteEntry) => e.expect === "ok" && e.counts?.distinct !== undefined && e.counts.distinct <= 12_000;
+// The liveness entries on one transfer (tens of thousands of states); the larger ones (two conflicting transfers, the
+// server's composition) take minutes with 1 and 2 workers: `speccommit suite --workers 2` checks those.
+const liveness = suite.filter((e) => expectedKind(e) === "liveness" && (e.length !== undefined || e.mutant !== undefined) && e.params?.scenario === "transfer");
+const firstMutantPerModel = [...new Map(suite.filter((e) => e.mutant !== undefined && expectedKind(e) === "invariant").map((e) => [e.model, e] as const)).values()];
+const label = (e: SuiteEntry) => `${e.model} ${JSON.stringify(e.params ?? {})}${e.mutant ? ` mutant=${e.mutant}` : ""}${e.properties ? ` only ${e.properties.join(",")}` : ""}`;
+const run = (e: SuiteEntry, workers: number) =>
+  runCheck({
+    model: e.model,
+    params: e.params ?? {},
+    ...(e.mutant ? { mutant: e.mutant } : {}),
+    ...(e.properties ? { properties: e.properties } : {}),
+    workers,
+    options: { ...(e.symmetry ? { symmetry: true } : {}), ...(e.deadlock ? { deadlock: true } : {}) },
+  });
+
+describe("suite entries with 2 workers meet their expectations", () => {
+  it("selects entries of every kind", () => {
+    expect(suite.filter(small).length).toBeGreaterThanOrEqual(10);
+    expect(liveness.length).toBeGreaterThanOrEqual(8);
+    expect(new Set(liveness.map((e) => e.model)).size).toBeGreaterThanOrEqual(4);
+    expect(new Set(firstMutantPerModel.map((e) => e.model)).size).toBeGreaterThanOrEqual(5);
+  });
+
+  for (const e of [...suite.filter(small), ...firstMutantPerModel]) {
+    it(label(e), async () => {
+      const r = await run(e, 2);
+      expect(r.workers).toBe(2);
+      expect(judge(e, r)).toEqual([]);
+    }, 180_000);
+  }
+
+  for (const e of liveness) {
+    it(`liveness: ${label(e)}: the same lasso as 1 worker`, async () => {
+      const [one, two] = [await run(e, 1), await run(e, 2)];
+      expect(judge(e, two)).toEqual([]);
+      const show = (r: typeof one) => r.violations.map((v) => ({ name: v.name, kind: v.kind, length: v.length, cycle: v.cycle, steps: v.trace.steps.map((s) => s.label) }));
+      expect(show(two)).toEqual(show(one));
+      expect(two.violations.length).toBeGreaterThan(0);
+      expect([two.distinct, two.generated, two.depth]).toEqual([one.distinct, one.generated, one.depth]);
+    }, 300_000);
+  }
+});
