@@ -10,5 +10,6 @@ import { tcommitFactory } from "../spec/reference/tcommit.ts";
 import { countdownFactory } from "../spec/reference/countdown.ts";
 import { REGISTRY } from "../spec/protocols/registry.ts";
 import { mixedFactory, serverFactory } from "../spec/server/model.ts";
+import { deadlockFactory } from "../spec/deadlock/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, deadlockFactory];
