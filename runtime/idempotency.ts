@@ -46,7 +46,7 @@ const OutcomeSchema = Schema.Union([
   Schema.Struct({ status: Schema.Literal("committed") }),
   Schema.Struct({
     status: Schema.Literal("aborted"),
-    reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]),
+    reason: Schema.Literals(["insufficient_funds", "conflict", "deadlock", "timeout", "shard_unavailable", "resolver"]),
   }),
 ]);
 
