@@ -13,13 +13,14 @@
  */
 import type { ServerCoordinatorState } from "../server/coordinator.ts";
 import type { TxFacts } from "./victims.ts";
+import { protocolNamed } from "../protocols/registry.ts";
 
 const XA_UNDECIDED = new Set(["idle", "voting", "aborting"]);
 const PREPARED = new Set(["prepared", "committing", "committed", "retry_wait"]);
-const XA_FAMILY = new Set(["2pc", "parallel"]);
 
 export function factsOfCoordinator(st: ServerCoordinatorState): TxFacts {
-  if (st.protocol === null || st.path !== "many" || !XA_FAMILY.has(st.protocol)) return { decided: true, preparedEverywhere: false };
+  // The XA family: the registered protocols whose coordinators run XA branches (Protocol.needs).
+  if (st.protocol === null || st.path !== "many" || protocolNamed(st.protocol).needs !== "xa") return { decided: true, preparedEverywhere: false };
   const branches = (st.inner as { branches?: ReadonlyArray<{ status: string }> }).branches ?? [];
   return {
     decided: !XA_UNDECIDED.has(st.phase),
