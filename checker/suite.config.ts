@@ -185,6 +185,7 @@ export const suite: SuiteEntry[] = [
   ...deadlockMutant("first-cycle-only", "every_cycle_broken", 4),
   ...deadlockMutant("victim-off-cycle", "no_victim_without_cycle", 3),
   ...deadlockMutant("whole-cycle", "minimal", 2),
+  ...deadlockMutant("whole-cycle", "one_victim_per_lone_cycle", 2),
 ];
 
 /** A deadlock-detector mutant entry: the property that catches it alone and its shortest trace, on 3 transactions over 2 shards. */

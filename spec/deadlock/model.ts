@@ -12,7 +12,7 @@
  * such snapshot is reached; the properties are checked on each one.
  */
 import type { Model, ModelFactory } from "../kernel/model.ts";
-import { chooseVictims, onCycle, unbrokenCycle, type VictimMutant, type WaitSnapshot } from "./victims.ts";
+import { chooseVictims, loneCycles, onCycle, unbrokenCycle, type VictimMutant, type WaitSnapshot } from "./victims.ts";
 
 /** A transaction's facts as two bits: 1 = commit decision durable, 2 = prepared everywhere. */
 export interface DeadlockState {
@@ -97,6 +97,7 @@ export function deadlockModel(p: DeadlockParams, mutant?: VictimMutant): Model<D
       every_cycle_broken: (s) => unbrokenCycle(of(s).snap, new Set(of(s).victims)) === null,
       no_victim_without_cycle: (s) => of(s).victims.every((v) => onCycle(of(s).snap, v)),
       minimal: (s) => of(s).victims.every((v) => unbrokenCycle(of(s).snap, new Set(of(s).victims.filter((x) => x !== v))) !== null),
+      one_victim_per_lone_cycle: (s) => loneCycles(of(s).snap).every((c) => c.filter((v) => of(s).victims.includes(v)).length <= 1),
     },
     terminal: () => true,
     encode: (s) => Uint8Array.from([...s.facts, ...s.waits]),

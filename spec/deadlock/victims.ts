@@ -14,8 +14,8 @@
  *  - every cycle that contains an abortable transaction is broken;
  *  - no victim outside a cycle;
  *  - minimal: every victim is needed (sparing any one of them leaves a
- *    cycle with an abortable transaction unbroken), so a cycle that is the
- *    only one of its component gets exactly one victim. ("At most one victim
+ *    cycle with an abortable transaction unbroken), and a cycle alone among
+ *    its transactions (loneCycles) gets at most one victim. ("At most one victim
  *    per cycle" cannot be had in general: two disjoint cycles A<->B and C<->D
  *    joined by B->C and D->A make a third cycle A B C D that must contain
  *    both victims.)
@@ -121,6 +121,42 @@ export function unbrokenCycle(s: WaitSnapshot, removed: ReadonlySet<TxId>): TxId
 
 /** `tx` lies on a cycle of the whole graph. */
 export const onCycle = (s: WaitSnapshot, tx: TxId): boolean => shortestCycleThrough(graphOf(s), tx) !== null;
+
+/** Transactions reachable from `v` by following `g`'s edges (v included). */
+function reachable(g: Graph, v: TxId): Set<TxId> {
+  const seen = new Set<TxId>([v]);
+  const queue = [v];
+  for (let i = 0; i < queue.length; i++) {
+    for (const w of g.get(queue[i]!) ?? []) {
+      if (seen.has(w)) continue;
+      seen.add(w);
+      queue.push(w);
+    }
+  }
+  return seen;
+}
+
+/**
+ * The cycles that are alone among their transactions: the strongly connected
+ * components of the graph in which every member waits for exactly one other
+ * member (2-, 3- and 4-way cycles as they happen). Each gets at most one victim.
+ */
+export function loneCycles(s: WaitSnapshot): TxId[][] {
+  const g = graphOf(s);
+  const reverse = new Map<TxId, TxId[]>();
+  for (const [v, out] of g) for (const w of out) reverse.set(w, [...(reverse.get(w) ?? []), v]);
+  const done = new Set<TxId>();
+  const cycles: TxId[][] = [];
+  for (const v of g.keys()) {
+    if (done.has(v)) continue;
+    const back = reachable(reverse, v);
+    const scc = [...reachable(g, v)].filter((w) => back.has(w)).sort();
+    for (const w of scc) done.add(w);
+    const members = new Set(scc);
+    if (scc.length > 1 && scc.every((w) => (g.get(w) ?? []).filter((x) => members.has(x)).length === 1)) cycles.push(scc);
+  }
+  return cycles;
+}
 
 /** The victims of a snapshot (docs/deadlock.md). */
 export function chooseVictims(s: WaitSnapshot, mutant?: VictimMutant): Victim[] {

@@ -1,7 +1,7 @@
 // The victim choice of the cross-shard deadlock detector (spec/deadlock/victims.ts) on hand-made snapshots;
 // the `deadlock` model checks every snapshot of up to 4 transactions over 4 shards (checker/suite.config.ts).
 import { describe, expect, it } from "vitest";
-import { chooseVictims, unbrokenCycle, type TxFacts, type WaitEdge, type WaitSnapshot } from "../../spec/deadlock/victims.ts";
+import { chooseVictims, loneCycles, unbrokenCycle, type TxFacts, type WaitEdge, type WaitSnapshot } from "../../spec/deadlock/victims.ts";
 
 const running: TxFacts = { decided: false, preparedEverywhere: false };
 const snap = (edges: Array<[string, string, string]>, facts: Record<string, TxFacts>): WaitSnapshot => ({
@@ -45,6 +45,13 @@ describe("chooseVictims", () => {
     expect(v).toHaveLength(2);
     expect(unbrokenCycle(s, new Set(v))).toBeNull();
     for (const x of v) expect(unbrokenCycle(s, new Set(v.filter((y) => y !== x)))).not.toBeNull();
+  });
+
+  it("finds the cycles alone among their transactions (one victim each), not those joined to others", () => {
+    const lone = snap([["A", "B", "a"], ["B", "C", "b"], ["C", "A", "c"], ["D", "A", "a"]], { A: running, B: running, C: running, D: running });
+    expect(loneCycles(lone)).toEqual([["A", "B", "C"]]);
+    const joined = snap([["A", "B", "a"], ["B", "A", "b"], ["C", "D", "a"], ["D", "C", "b"], ["B", "C", "c"], ["D", "A", "c"]], { A: running, B: running, C: running, D: running });
+    expect(loneCycles(joined)).toEqual([]);
   });
 
   it("drops a victim that a later one makes unnecessary", () => {
