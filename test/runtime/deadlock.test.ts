@@ -12,6 +12,8 @@ import type { Connection } from "mysql2/promise";
 import { startTestCluster, totalBalance, type TestCluster } from "../support/cluster.ts";
 import { closeAgents, request, serverOn, type HttpAnswer, type TransferOp } from "./support.ts";
 import type { RunningServer } from "../../runtime/server.ts";
+import { replayTrace } from "../../conformance/replay.ts";
+import { validateEnvironment } from "../../conformance/validate.ts";
 
 const LOCK_WAIT_TIMEOUT_S = 10;
 const SERVER_FLAGS = ["--deadlock-interval-ms", "120", "--vote-timeout-ms", "60000", "--statement-timeout-ms", "60000"];
@@ -142,6 +144,13 @@ describe("cross-shard deadlock detector", () => {
       expect(cycles).toEqual([k]);
       await settled();
       expect(await totalBalance(cluster)).toBe(cluster.seededTotalCents);
+      // Every transaction of the cycle, the victim included, replays against the role and answers as the environment models allow.
+      for (const a of r.answers) {
+        const view = server.engine.transaction(a.body.tx)!;
+        const trace = { header: view.trace!.header, steps: [...view.trace!.steps] };
+        expect(replayTrace(trace), a.body.tx).toMatchObject({ ok: true });
+        expect(validateEnvironment(trace), a.body.tx).toMatchObject({ ok: true });
+      }
       console.log(`deadlock ${k}-way over ${k} shards: cycle to victim's answer ${r.resolution_ms!.toFixed(1)} ms, to the last answer ${r.all_ms.toFixed(1)} ms (goal < 200 ms; innodb_lock_wait_timeout ${LOCK_WAIT_TIMEOUT_S} s here, 3 s by default)`);
     }, 30_000);
   }
