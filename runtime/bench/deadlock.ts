@@ -114,7 +114,12 @@ async function main(argv: readonly string[]): Promise<number> {
     ];
     for (let round = 0; round < o.rounds; round++) {
       for (const c of configs) {
-        const server = await startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...c.args]);
+        // On a saturated machine a start can miss the 60 s wait for "listening": one more try before giving up.
+        const start = () => startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...c.args]);
+        const server = await start().catch((e: Error) => {
+          console.log(`detector ${c.name}: ${e.message.split("\n")[0]}; starting it again`);
+          return start();
+        });
         const target = new HttpTarget({ url: server.url, sockets: o.clients });
         try {
           console.log(`detector ${c.name} ${round + 1}/${o.rounds}: ${o.clients} clients, ${o.warmup_s} s warm-up, ${o.duration_s / o.rounds} s measured`);
