@@ -11,5 +11,6 @@ import { countdownFactory } from "../spec/reference/countdown.ts";
 import { REGISTRY } from "../spec/protocols/registry.ts";
 import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 import { threePcFactory } from "../spec/reference/threepc.ts";
+import { deadlockFactory } from "../spec/deadlock/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory];

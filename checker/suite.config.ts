@@ -210,7 +210,26 @@ export const suite: SuiteEntry[] = [
   { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "skipPreCommit", expect: "violates Agreement", properties: ["Agreement"], length: 6 },
   { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "commitBeforeAcks", expect: "violates Agreement", properties: ["Agreement"], length: 7 },
   { model: "ThreePC", params: { N: 3, crashes: 2 }, mutant: "noTermination", expect: "violates NonBlocking", properties: ["NonBlocking"], length: 3 },
+
+  // Cross-shard deadlocks (spec/deadlock): the detector's victim choice over every wait-for snapshot of
+  // txs transactions on shards shards, at most `waits` waits and `settled` transactions with a durable fact.
+  // docs/deadlock.md.
+  { model: "deadlock", params: { txs: 2, shards: 2, waits: 4, settled: 2 }, expect: "ok", counts: { distinct: 256, generated: 1_025, depth: 9 } },
+  { model: "deadlock", params: { txs: 3, shards: 3, waits: 3, settled: 3 }, expect: "ok", counts: { distinct: 53_440, generated: 308_929, depth: 10 } },
+  { model: "deadlock", params: { txs: 4, shards: 2, waits: 4, settled: 1 }, expect: "ok", counts: { distinct: 96_967, generated: 480_017, depth: 7 } },
+  { model: "deadlock", params: { txs: 4, shards: 4, waits: 4, settled: 0 }, expect: "ok", counts: { distinct: 163_669, generated: 637_249, depth: 5 } },
+  ...deadlockMutant("victim-decided", "never_victim_decided", 3),
+  ...deadlockMutant("victim-prepared", "never_victim_prepared_everywhere", 3),
+  ...deadlockMutant("first-cycle-only", "every_cycle_broken", 4),
+  ...deadlockMutant("victim-off-cycle", "no_victim_without_cycle", 3),
+  ...deadlockMutant("whole-cycle", "minimal", 2),
+  ...deadlockMutant("whole-cycle", "one_victim_per_lone_cycle", 2),
 ];
+
+/** A deadlock-detector mutant entry: the property that catches it alone and its shortest trace, on 3 transactions over 2 shards. */
+function deadlockMutant(mutant: string, property: string, length: number): SuiteEntry[] {
+  return [{ model: "deadlock", params: { txs: 3, shards: 2, waits: 4, settled: 2 }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
 
 /** A 2PC mutant entry: the property that must catch it, its shortest trace's length in steps, on a scenario with no faults unless given. */
 function twopcMutant(mutant: string, scenario: string, property: string, length: number, faults: Record<string, number | boolean> = {}): SuiteEntry[] {

@@ -12,7 +12,8 @@
  * between two answers, in the ways it can:
  *   - shard: a balance too low for a debit (INSUFFICIENT_FUNDS); a row locked
  *     by another branch (LOCK_TIMEOUT); a deadlock that picks this branch as
- *     victim; a crash and restart; a lost answer (UNAVAILABLE: the statement
+ *     victim; the cross-shard deadlock detector interrupting its blocked exec
+ *     (DEADLOCK_VICTIM); a crash and restart; a lost answer (UNAVAILABLE: the statement
  *     never arrived, or ran and then the connection died, or the server
  *     crashed);
  *   - log: the resolver creating the ABORT record (presumed abort) or
@@ -115,6 +116,7 @@ function xaAnswers(states: readonly xa.ShardState[], fx: Extract<XaEffect, { tx:
         keep(xa.disconnect(o.shard, conn), { ok: false, err: "UNAVAILABLE" });
       }
       if (fx.t === "xa.exec" && s.up) keep(deadlockVictim(s, fx, conn), { ok: false, err: "DEADLOCK" });
+      if (fx.t === "xa.exec" && s.up) keep(interruptedExec(s, fx, conn), { ok: false, err: "DEADLOCK_VICTIM" });
       // The statement never arrived, or the server crashed around it.
       keep(xa.disconnect(s, conn), { ok: false, err: "UNAVAILABLE" });
       if (s.up) for (const c of xa.crashOutcomes(s)) keep(c, { ok: false, err: "UNAVAILABLE" });
@@ -169,6 +171,21 @@ function deadlockVictim(s: xa.ShardState, fx: Extract<XaEffect, { t: "xa.exec" }
   const started = xa.execute(connected, conn, { op: "start", xid })[0]!;
   if (started.out.kind !== "ok") return s;
   return { ...started.s, branches: started.s.branches.map((b) => (b.xid === xid ? { ...b, rollbackOnly: true, writes: [], locks: [], snapshot: null } : b)) };
+}
+
+/**
+ * The cross-shard deadlock detector chose this transaction and interrupted
+ * its blocked exec (KILL QUERY, runtime/deadlock.ts): as after a lock wait
+ * timeout (spec/env/executor.ts), the waiting statement is rolled back and
+ * the executor ends the branch (XA END), which keeps no write of its own.
+ */
+function interruptedExec(s: xa.ShardState, fx: Extract<XaEffect, { t: "xa.exec" }>, conn: xa.ConnId): xa.ShardState {
+  const xid = branchXid(fx.tx, fx.shard);
+  const connected = xa.findConn(s, conn) === null ? xa.connect(s, conn).s : s;
+  const started = xa.execute(connected, conn, { op: "start", xid })[0]!;
+  if (started.out.kind !== "ok") return s;
+  const ended = xa.execute(started.s, conn, { op: "end", xid })[0]!;
+  return ended.out.kind === "ok" ? ended.s : s;
 }
 
 // ---------------------------------------------------------------- txlog

@@ -16,6 +16,9 @@ import { otlpTracesUrl } from "./tracing.ts";
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }));
 
+/** The deadlock detector's shortest interval: InnoDB's lock-wait tables are a cache refreshed only when unread for 100 ms. */
+export const DEADLOCK_INTERVAL_MS_MIN = 110;
+
 interface Setting {
   readonly schema: Schema.Top;
   readonly allowed: string;
@@ -112,6 +115,14 @@ export const SETTINGS = {
     default: DEFAULT_PROTOCOL,
   },
   resolver_interval_ms: { schema: int(50, 3_600_000), allowed: "an integer from 50 to 3600000", doc: "time between resolver scans", default: 2_000 },
+  deadlock_interval_ms: {
+    // InnoDB refreshes its lock-wait tables only when they were last read more than 100 ms ago (trx_i_s cache):
+    // read more often, they never change. Hence the floor.
+    schema: Schema.Union([Schema.Literal(0), int(DEADLOCK_INTERVAL_MS_MIN, 60_000)]),
+    allowed: `0 (off) or an integer from ${DEADLOCK_INTERVAL_MS_MIN} to 60000`,
+    doc: "time between the cross-shard deadlock detector's reads of every shard's lock waits (above InnoDB's 100 ms cache of them); 0 turns it off",
+    default: 120,
+  },
   vote_timeout_ms: { schema: int(10, 600_000), allowed: "an integer from 10 to 600000", doc: "coordinator: abort when exec+prepare take longer", default: 5_000 },
   retry_delay_ms: { schema: int(1, 60_000), allowed: "an integer from 1 to 60000", doc: "coordinator: delay before retrying a commit, rollback or log write", default: 200 },
   attempts_max: { schema: int(1, 100), allowed: "an integer from 1 to 100", doc: "coordinator: attempts per commit, rollback or log write", default: 5 },
@@ -226,6 +237,7 @@ export interface Config {
   etcd_prefix: string;
   protocol: ProtocolName;
   resolver_interval_ms: number;
+  deadlock_interval_ms: number;
   vote_timeout_ms: number;
   retry_delay_ms: number;
   attempts_max: number;

@@ -21,6 +21,8 @@ import type { Metrics } from "./metrics.ts";
 import type { TraceParent, Tracing, TransferSpans } from "./tracing.ts";
 import type { ProbeRequest } from "../spec/protocols/protocol.ts";
 import { ranBy, type RanAs } from "../spec/server/readback.ts";
+import { factsOfCoordinator } from "../spec/deadlock/facts.ts";
+import type { TxFacts } from "../spec/deadlock/victims.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS, protocolNamed, RESOLVER_PARTS, type ProtocolName } from "../spec/protocols/registry.ts";
 
 export { PROTOCOLS, type ProtocolName };
@@ -196,6 +198,12 @@ export class Engine {
 
   get inFlight(): number {
     return this.running.size;
+  }
+
+  /** What the deadlock detector may know of a transaction running here (spec/deadlock/facts.ts); undefined: not running here. */
+  deadlockFacts(tx: TxId): TxFacts | undefined {
+    const run = this.running.get(tx);
+    return run === undefined ? undefined : factsOfCoordinator(run.instance.st);
   }
 
   /** Transactions whose coordinator is alive in this process (the resolver leaves them alone). */

@@ -36,6 +36,17 @@ export class Metrics {
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
+  readonly deadlocks = new Counter({
+    name: "speccommit_deadlocks_total",
+    help: "Cross-shard deadlocks broken by the detector: victims whose blocked statement it interrupted (each answers aborted, reason deadlock).",
+    registers: [this.registry],
+  });
+  readonly deadlockCycleLength = new Histogram({
+    name: "speccommit_deadlock_cycle_length",
+    help: "Transactions in the wait-for cycle each victim broke.",
+    buckets: [2, 3, 4, 5, 6, 8, 12, 16],
+    registers: [this.registry],
+  });
   readonly inFlight = new Gauge({
     name: "speccommit_transactions_in_flight",
     help: "Coordinator instances running (from request until the coordinator is done, commit phase included).",

@@ -29,6 +29,7 @@ import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
+import { DeadlockDetector } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import type { Config } from "./config.ts";
 import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
@@ -58,6 +59,8 @@ export interface RunningServer {
   readonly accounts: Accounts;
   /** OpenTelemetry spans, when configured (otlp_endpoint or the OTEL_* variables); undefined: off, no SDK loaded. */
   readonly tracing: Tracing | undefined;
+  /** The cross-shard deadlock detector (runtime/deadlock.ts); null when deadlock_interval_ms is 0. */
+  readonly deadlocks: DeadlockDetector | null;
   /** Rereads the tokens file (rotation; SIGHUP in `speccommit serve`); the old set stays when the file is wrong (the error says why). Answers the number of credentials. */
   reloadCredentials(): number;
   /** Credentials configured now. */
@@ -162,6 +165,11 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
   engine.startResolver();
+  const deadlocks =
+    config.deadlock_interval_ms > 0
+      ? new DeadlockDetector({ xa, shards: cluster.shards, limits: xaLimits, interval_ms: config.deadlock_interval_ms, factsOf: (tx) => engine.deadlockFacts(tx), metrics })
+      : null;
+  deadlocks?.start();
 
   const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials);
   const httpOptions = {
@@ -184,6 +192,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (e) {
+    deadlocks?.stop();
     engine.stop();
     accounts.close();
     xa.close();
@@ -200,6 +209,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     engine,
     accounts,
     tracing,
+    deadlocks,
     reloadCredentials: () => api.reloadCredentials(),
     reloadTls: () => {
       if (tls === undefined) return null;
@@ -212,8 +222,12 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     },
     close: (grace_ms = config.shutdown_grace_ms) => {
       compactor.stop();
+      // The deadlock detector keeps breaking cycles while the drain finishes transactions; it stops with them.
       // The spans of the transactions the drain finished go out before the exporter stops.
-      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts).then(() => tracing?.shutdown()));
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts).then(() => {
+        deadlocks?.stop();
+        return tracing?.shutdown();
+      }));
     },
   };
 }

@@ -24,6 +24,7 @@
 import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Namespace } from "etcd3";
 import { Schema } from "effect";
 import type { Fence, LogDeleteResult, LogEntry, LogListResult, LogPutResult, LogRecord } from "../../spec/kernel/effects.ts";
+import { ABORT_REASONS } from "../../spec/kernel/effects.ts";
 import type { TxlogStore } from "./ports.ts";
 
 export const LogRecordSchema = Schema.Union([
@@ -54,7 +55,7 @@ export const LogRecordSchema = Schema.Union([
     outcome: Schema.optional(
       Schema.Union([
         Schema.Struct({ status: Schema.Literal("committed") }),
-        Schema.Struct({ status: Schema.Literal("aborted"), reason: Schema.Literals(["insufficient_funds", "conflict", "timeout", "shard_unavailable", "resolver"]) }),
+        Schema.Struct({ status: Schema.Literal("aborted"), reason: Schema.Literals(ABORT_REASONS) }),
       ]),
     ),
   }),

@@ -29,11 +29,14 @@
 import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
-import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
+import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type QueryOutcome, type ShardAddress } from "./mysql-pool.ts";
 
 /** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
 export const XID_FORMAT_ID = 0x53435841;
 const XID_PART = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** ER_QUERY_INTERRUPTED: the statement was stopped by KILL QUERY. */
+const ER_QUERY_INTERRUPTED = 1317;
 
 /** How often and how long to look for a dead owner session in the process list. */
 const SESSION_GONE_POLL_MS = 5;
@@ -84,6 +87,10 @@ interface Branch {
   ownerGone: boolean;
   /** xa.exec answered ok: from then on, and while it lives, the owner is named by connectionOf. */
   executed: boolean;
+  /** xa.exec's statements are on the owner connection now (the only statement the deadlock detector interrupts). */
+  execRunning: boolean;
+  /** The deadlock detector chose this branch's transaction and sent KILL QUERY to its blocked statement. */
+  victim: boolean;
 }
 
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
@@ -234,6 +241,41 @@ export class XaMysql implements XaExecutor {
     return UNAVAILABLE;
   }
 
+  /**
+   * The server session of every branch of `shard` this process holds a live
+   * owner connection for, by MariaDB thread id (what information_schema's
+   * INNODB_TRX.trx_mysql_thread_id names): how the deadlock detector maps a
+   * lock wait to our transactions. One pass over the branches.
+   */
+  branchThreads(shard: ShardId): Map<number, TxId> {
+    const out = new Map<number, TxId>();
+    for (const [key, b] of this.branches) {
+      if (b.conn === null || b.conn.dead || !key.endsWith(`|${shard}`)) continue;
+      out.set(b.conn.threadId, key.slice(0, key.length - shard.length - 1));
+    }
+    return out;
+  }
+
+  /**
+   * The deadlock detector's abort (runtime/deadlock.ts): KILL QUERY on the
+   * blocked xa.exec of branch (tx, shard), whose owner session must still be
+   * `threadId`. Only while that branch's exec is running (the statement that
+   * waits for row locks; never a PREPARE or COMMIT), once per branch. The
+   * exec then answers DEADLOCK_VICTIM and the coordinator aborts by its own
+   * rule. False when the branch is not in that state (nothing sent).
+   * `run`: where the KILL goes (the detector's own connection, so that an
+   * exhausted pool cannot hold it up); default, this shard's pool.
+   */
+  async interruptExec(tx: TxId, shard: ShardId, threadId: number, run?: (sql: string) => Promise<QueryOutcome<unknown>>): Promise<boolean> {
+    const b = this.branches.get(this.key(tx, shard));
+    const pool = this.pools.get(shard);
+    if (b === undefined || pool === undefined || b.conn === null || b.conn.dead || b.conn.threadId !== threadId || !b.execRunning || b.victim) return false;
+    b.victim = true;
+    const r = await (run ?? ((sql: string) => pool.run(sql)))(`KILL QUERY ${threadId}`);
+    if (!r.ok) this.noteError(shard, r.error);
+    return r.ok;
+  }
+
   /** Branches this process holds a live connection for, per shard. */
   openBranches(shard: ShardId): number {
     let n = 0;
@@ -310,7 +352,7 @@ export class XaMysql implements XaExecutor {
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
-    const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false };
+    const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false, execRunning: true, victim: false };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
     const updates = ops.map((op) => {
@@ -323,6 +365,7 @@ export class XaMysql implements XaExecutor {
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
     const sql = [`XA START ${xid}`, ...updates, history, `XA END ${xid}`].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
+    branch.execRunning = false;
     if (!r.ok) {
       this.noteError(shard, r.error);
       if (c.dead) return this.lost(key, c, pool);
@@ -335,6 +378,8 @@ export class XaMysql implements XaExecutor {
       // The branch may still be ACTIVE (a statement failed before XA END): end it so that XA ROLLBACK can finish it.
       const end = await pool.query(c, `XA END ${xid}`);
       if (!end.ok && c.dead) this.lost(key, c, pool);
+      // Interrupted by the deadlock detector's KILL QUERY (1317): the transaction is the victim of a cross-shard cycle.
+      if (branch.victim && r.error.errno === ER_QUERY_INTERRUPTED) return { ok: false, err: "DEADLOCK_VICTIM" };
       return { ok: false, err: xaErrorOf(r.error) };
     }
     const results = r.value;

@@ -126,6 +126,15 @@ export const SHARD_USER = "speccommit";
 export const SHARD_USER_HOSTS = ["127.0.0.1", "localhost"] as const;
 
 /**
+ * The shard user's one global privilege: PROCESS, for the cross-shard
+ * deadlock detector (runtime/deadlock.ts), which reads
+ * information_schema.INNODB_LOCK_WAITS and INNODB_TRX (MariaDB refuses both,
+ * error 1227, without it). It lets the user see every session's statement in
+ * the process list and InnoDB's status; it changes nothing.
+ */
+export const SHARD_USER_GLOBAL_GRANTS = ["PROCESS"] as const;
+
+/**
  * Creates (or brings back to exactly this) the shard user: the password
  * given, the grants of SHARD_TABLES and nothing else (any other privilege it
  * was given is revoked). `requireSsl`: the account itself refuses a
@@ -135,6 +144,7 @@ export const SHARD_USER_HOSTS = ["127.0.0.1", "localhost"] as const;
  * What is not granted, on purpose: XA RECOVER, KILL of the user's own
  * sessions and reading its own sessions in information_schema.PROCESSLIST
  * need no privilege in MariaDB (verified on 10.11: docs/operations.md).
+ * Reading the lock waits does: SHARD_USER_GLOBAL_GRANTS.
  */
 export async function createShardUser(conn: Queryable, user: string, password: string, opts: { requireSsl?: boolean } = {}): Promise<void> {
   if (!/^[a-z][a-z0-9_]{0,31}$/.test(user)) throw new Error(`shard user name must be 1-32 characters of a-z 0-9 _ starting with a letter (got ${JSON.stringify(user)})`);
@@ -144,6 +154,7 @@ export async function createShardUser(conn: Queryable, user: string, password: s
     await conn.query(`ALTER USER ${account} IDENTIFIED BY ? REQUIRE ${opts.requireSsl === true && host !== "localhost" ? "SSL" : "NONE"}`, [password]);
     await conn.query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${account}`);
     for (const table of SHARD_TABLES) await conn.query(`GRANT ${table.grants.join(", ")} ON ${DATABASE}.${table.name} TO ${account}`);
+    await conn.query(`GRANT ${SHARD_USER_GLOBAL_GRANTS.join(", ")} ON *.* TO ${account}`);
   }
 }
 

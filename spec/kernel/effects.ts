@@ -37,6 +37,10 @@ export interface BranchSpec {
  * for (runtime/ maps codes to names; spec/env/xa.ts produces the same codes):
  * NOTA 1397, RMFAIL 1399, RBROLLBACK 1402, DUPID 1440, LOCK_TIMEOUT 1205,
  * DEADLOCK 1213; INSUFFICIENT_FUNDS when a guarded update matched no row;
+ * DEADLOCK_VICTIM when the cross-shard deadlock detector (runtime/deadlock.ts,
+ * spec/deadlock/victims.ts) chose the transaction and interrupted the
+ * branch's blocked statement (KILL QUERY, 1317; the environment models never
+ * produce it: the detector is outside the protocol models);
  * UNAVAILABLE for a lost connection or a server that is down (the statement
  * may or may not have taken effect).
  */
@@ -47,6 +51,7 @@ export type XaError =
   | "DUPID"
   | "LOCK_TIMEOUT"
   | "DEADLOCK"
+  | "DEADLOCK_VICTIM"
   | "INSUFFICIENT_FUNDS"
   | "UNAVAILABLE";
 
@@ -141,7 +146,9 @@ export type Outcome =
 /** An outcome that is final: what a claim stores. */
 export type FinalOutcome = Exclude<Outcome, { readonly status: "in_doubt" }>;
 
-export type AbortReason = "insufficient_funds" | "conflict" | "timeout" | "shard_unavailable" | "resolver";
+/** `deadlock`: the cross-shard deadlock detector chose this transaction as the victim of a wait-for cycle (docs/deadlock.md). */
+export const ABORT_REASONS = ["insufficient_funds", "conflict", "deadlock", "timeout", "shard_unavailable", "resolver"] as const;
+export type AbortReason = (typeof ABORT_REASONS)[number];
 
 /**
  * Effects: requests as data.

@@ -61,7 +61,7 @@ export const reply = <S extends XaCoordinator>(st: S, outcome: Outcome): { st: S
 
 /** Why a branch's failure aborts the transaction, as the client hears it. */
 export const abortReason = (err: XaError): AbortReason =>
-  err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : "shard_unavailable";
+  err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : err === "DEADLOCK_VICTIM" ? "deadlock" : "shard_unavailable";
 
 /** The settings of an XA coordinator (2PC, parallel commit), with its protocol's mutants. */
 export interface XaCoordinatorOptions<M extends string> {
