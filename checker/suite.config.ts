@@ -10,6 +10,7 @@
  */
 import type { SuiteEntry } from "./suite.ts";
 import { mutantsOf } from "./suite.ts";
+import { findFactory } from "./load.ts";
 
 const twoPhaseTlc = [
   { RM: 3, distinct: 288, generated: 1_146, depth: 11 },
@@ -153,6 +154,12 @@ export const suite: SuiteEntry[] = [
   ...parallelMutant("keep-records", "AC5_finishes", 17, { crash: 1 }),
   ...mixedMutant("keep-records", "AC5_finishes", 16, { scenario: "transfer", crash: 1 }),
   ...speculativeMutant("delete-before-final", "every_speculation_finishes", 15),
+  // Symmetry reduction (spec/world/symmetry.ts; docs/checker.md, "Symmetry"): the twin scenarios' interchangeable
+  // transactions. Distinct = the number of orbits of the unreduced reachable states (test/checker/symmetry-world.test.ts
+  // computes them without reduction): twopc 23,505 states -> 11,758; parallel 32,159 -> 16,085; speculative 11,057 -> 5,538.
+  symmetric("twopc", { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 11_758, generated: 34_800, depth: 27 }),
+  symmetric("parallel", { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 16_085, generated: 48_623, depth: 28 }),
+  symmetric("speculative", { scenario: "same", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 5_538, generated: 15_426, depth: 27 }),
   // The server's own composition (spec/server/model.ts): its coordinator (protocol per request, one-phase
   // path for one branch) and its process resolver over every registered part, on shards running XA and
   // local transactions; a 2PC or parallel-commit transfer beside a speculation, under a process crash.
@@ -192,4 +199,20 @@ function mixedMutant(mutant: string, property: string, length: number, params: R
 /** A speculative mutant entry: the property that catches it alone, its shortest trace, on 2 shards x 1 transfer with no faults unless given. */
 function speculativeMutant(mutant: string, property: string, length: number, params: Record<string, string | number | boolean> = {}): SuiteEntry[] {
   return [{ model: "speculative", params: { scenario: "transfer", crash: 0, shardCrash: 0, ...params }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
+
+/**
+ * The properties a symmetry-reduced entry checks: every invariant and `eventually` property of the model. Leads-to is
+ * refused under symmetry (its fair actions name processes, which a permutation renames: checker/graph.ts); the
+ * unreduced entries check it.
+ */
+function underSymmetry(model: string, params: Record<string, string | number | boolean>): string[] {
+  const f = findFactory(model);
+  const m = f.build({ ...f.params, ...params }, undefined);
+  return [...Object.keys(m.invariants), ...Object.keys(m.eventually ?? {})];
+}
+
+/** A protocol model's entry with symmetry reduction (spec/world/symmetry.ts): interchangeable transactions of a twin scenario. */
+function symmetric(model: string, params: Record<string, string | number | boolean>, counts: { distinct: number; generated: number; depth: number }): SuiteEntry {
+  return { model, params, symmetry: true, properties: underSymmetry(model, params), expect: "ok", counts };
 }
