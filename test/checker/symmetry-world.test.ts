@@ -94,7 +94,6 @@ const small: { model: string; params: Params }[] = [
   { model: "twopc", params: { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false } },
   { model: "parallel", params: { scenario: "conflict", crash: 0, shardCrash: 0, timeouts: false } },
   { model: "speculative", params: { scenario: "same", crash: 0, shardCrash: 0, timeouts: false } },
-  { model: "mixed", params: { scenario: "conflict", coordinators: "2pc", crash: 0, shardCrash: 0, logFault: 1, timeouts: false } },
 ];
 
 describe.each(small)("automorphism: $model $params.scenario", ({ model, params }) => {
@@ -152,7 +151,8 @@ const symmetricEntries = suite.filter((e: SuiteEntry) => {
   const f = findFactory(e.model);
   if (!f.build({ ...f.params, ...e.params }, e.mutant).canonical) return false;
   if (e.properties?.some((p) => /finishes/.test(p))) return false; // leadsTo: not checked under symmetry
-  return e.mutant !== undefined || (e.counts?.distinct !== undefined && e.counts.distinct <= SMALL * 2);
+  // An entry expecting a violation stops early; one expecting "ok" runs in full, so it must be small.
+  return (e.mutant !== undefined && e.expect !== "ok") || (e.counts?.distinct !== undefined && e.counts.distinct <= SMALL * 2);
 });
 
 describe("reduced search against the unreduced one", () => {
@@ -174,8 +174,11 @@ describe("reduced search against the unreduced one", () => {
     { model: "parallel", scenario: "conflict" },
     { model: "speculative", scenario: "same" },
   ];
+  // retry-on-conflict makes the fault-free conflict much larger (over 100,000 states unreduced: the transfers
+  // retry forever), too large to run three times here; its suite entries check it (leads-to is not checked under symmetry).
+  const tooLarge = new Set(["retry-on-conflict"]);
   for (const { model, scenario } of twins) {
-    it.each(findFactory(model).mutants.map((m): [string] => [m]))(
+    it.each(findFactory(model).mutants.filter((m) => !tooLarge.has(m)).map((m): [string] => [m]))(
       `${model} ${scenario}, mutant %s: caught (or not) alike, counterexample of the same length`,
       (mutant: string) => {
         compare(model, { scenario, crash: 0, shardCrash: 0, timeouts: false }, mutant);
