@@ -19,6 +19,7 @@ import type { SuiteEntry } from "../../checker/suite.ts";
 import type { Model } from "../../spec/kernel/model.ts";
 import { renameWorld, renamers, scenarioPermutations, permutationsWithin } from "../../spec/world/symmetry.ts";
 import type { Scenario, World } from "../../spec/world/types.ts";
+import { collapser } from "../../spec/env/collapse.ts";
 import { scenario as xaScenario } from "../../spec/protocols/xa/world.ts";
 import { scenario as speculativeScenario } from "../../spec/protocols/speculative/model.ts";
 
@@ -57,6 +58,17 @@ function reachable(m: M): { states: World[]; index: Map<string, World> } {
 }
 
 const scenarioOf = (model: string, name: string): Scenario => (model === "speculative" ? speculativeScenario(name) : xaScenario(name));
+
+describe("Collapser.part", () => {
+  it("gives each part the id encode writes for it, and different ids to different values", () => {
+    const c = collapser<{ a: unknown; b: unknown }>(["a", "b"]);
+    const s = { a: { x: [1, 2], y: "t1" }, b: ["s1", { k: 3 }] };
+    const ids = new Uint32Array(c.encode(s).buffer);
+    expect([c.part("a", s.a), c.part("b", s.b)]).toEqual([...ids]);
+    expect(c.part("a", { y: "t1", x: [1, 2] })).toBe(ids[0]);
+    expect(c.part("a", { x: [1, 2], y: "t2" })).not.toBe(ids[0]);
+  });
+});
 
 describe("declared permutations", () => {
   it("the identity first, then every arrangement inside each class", () => {
