@@ -30,6 +30,11 @@ import { canonicalJsonPlain as canonicalJson } from "./canonical.ts";
 export interface Collapser<S extends object> {
   encode(s: S): Uint8Array;
   decode(b: Uint8Array): S;
+  /**
+   * The id field `f` of a state would get when holding `v` (the number `encode` writes for it): equal
+   * values, equal ids. Symmetry (spec/world/symmetry.ts) compares renamed states part by part with it.
+   */
+  part(f: keyof S & string, v: unknown): number;
 }
 
 /**
@@ -72,6 +77,10 @@ export function collapser<S extends object>(fields: readonly (keyof S & string)[
       for (let f = 0; f < n; f++) s[fields[f]!] = last[f] = interner.value((lastIds[f] = view[f]!));
       return s as S;
     },
+    part(f, v) {
+      const i = fields.indexOf(f);
+      return v === last[i] ? lastIds[i]! : interner.id(v, last[i]);
+    },
   };
 }
 
@@ -101,6 +110,7 @@ function jsonCollapser<S extends object>(fields: readonly (keyof S & string)[]):
       for (let f = 0; f < fields.length; f++) s[fields[f]!] = tables[f]!.value(ids[f]!);
       return s as S;
     },
+    part: (f, v) => intern(fields.indexOf(f), v),
   };
 }
 

@@ -65,8 +65,8 @@ export interface MixedConfig {
   readonly resolverMutant?: ResolverMutant;
 }
 
-/** coordinators=mixed: transactions alternate, the first by 2PC, the second by parallel commit. */
-const alternate = (sc: Scenario): Scenario => ({ ...sc, txs: sc.txs.map((tx, t) => ({ ...tx, protocol: t % 2 === 1 ? "parallel" : "2pc" })) });
+/** coordinators=mixed: transactions alternate, the first by 2PC, the second by parallel commit (so they are no longer interchangeable). */
+const alternate = ({ interchangeable: _, ...sc }: Scenario): Scenario => ({ ...sc, txs: sc.txs.map((tx, t) => ({ ...tx, protocol: t % 2 === 1 ? "parallel" : "2pc" })) });
 
 export function mixedModel(cfg: MixedConfig): Model<any, Action> {
   if (cfg.coordinators === "2pc") return twopcModel({ ...cfg, resolverMutant: cfg.resolverMutant as never });

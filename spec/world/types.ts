@@ -40,6 +40,11 @@ export interface Scenario {
   readonly balances: readonly (readonly (readonly [number, number])[])[];
   /** `protocol`: the protocol the client names (the server's coordinator dispatches on it; a protocol's own model has none). */
   readonly txs: readonly { readonly id: TxId; readonly branches: readonly BranchSpec[]; readonly protocol?: string }[];
+  /**
+   * Symmetry (./symmetry.ts): classes of transactions that are the same transfer but for their id, so that
+   * any permutation inside a class is an automorphism of the model. Absent: the scenario declares no symmetry.
+   */
+  readonly interchangeable?: readonly (readonly TxId[])[];
 }
 
 export interface World<C = unknown, R = unknown, Sh = unknown, G = unknown> {

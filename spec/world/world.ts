@@ -34,6 +34,7 @@ import { answerLabel } from "../labels.ts";
 import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
 import { isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
 import type { Action, Flight, Slot, World, WorldConfig } from "./types.ts";
+import { worldCanonical } from "./symmetry.ts";
 
 type Phased = { readonly phase: string };
 type Resolving = { readonly phase: string; readonly epoch: number | null };
@@ -221,6 +222,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     ...(cfg.leadsTo ? { leadsTo: cfg.leadsTo(sc, fairStep) } : {}),
     encode: collapse.encode,
     decode: collapse.decode,
+    ...withCanonical(worldCanonical<W>(sc, collapse.part)),
     localEncoding: true,
     describe: describer<W>(sc, key, { coordinator: coord, resolver: res, request: requestOf, scan: scanOf, result: resultOf }),
     view: (w) => w,
@@ -228,3 +230,6 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     roles: () => ({ [COORDINATOR_ACTOR]: coord, [RESOLVER_ACTOR]: res }),
   };
 }
+
+/** The symmetry hook, when the scenario declares one (./symmetry.ts). */
+const withCanonical = <W>(canonical: ((w: W) => W) | undefined): { canonical?: (w: W) => W } => (canonical ? { canonical } : {});

@@ -125,7 +125,10 @@ export function scenario(name: string): Scenario {
       return { shards, balances: [[[1, 100]], [[2, 100]]], txs: [transfer("t1", ["s1", 1], ["s2", 2], 30)] };
     case "same":
       // Two transfers from the same account, only one of which it can pay: one mis-speculates.
-      return { shards, balances: [[[1, 100]], [[2, 100]]], txs: [transfer("t1", ["s1", 1], ["s2", 2], 60), transfer("t2", ["s1", 1], ["s2", 2], 60)] };
+      return { shards, balances: [[[1, 100]], [[2, 100]]], txs: [transfer("t1", ["s1", 1], ["s2", 2], 60), transfer("t2", ["s1", 1], ["s2", 2], 60)], interchangeable: [["t1", "t2"]] };
+    case "triple":
+      // Three identical transfers from the same account, only two of which it can pay (symmetry: spec/world/symmetry.ts).
+      return { shards, balances: [[[1, 100]], [[2, 100]]], txs: ["t1", "t2", "t3"].map((id) => transfer(id, ["s1", 1], ["s2", 2], 40)), interchangeable: [["t1", "t2", "t3"]] };
     case "misspec":
       // A branch that fails (insufficient funds) after the other committed: rollback, total unchanged.
       return { shards, balances: [[[1, 100]], [[2, 100]]], txs: [transfer("t1", ["s2", 2], ["s1", 1], 130)] };
@@ -133,7 +136,7 @@ export function scenario(name: string): Scenario {
       // t2 spends what t1 credits: possible only once t1 is final (escrow).
       return { shards, balances: [[[1, 100]], [[2, 0]]], txs: [transfer("t1", ["s1", 1], ["s2", 2], 30), transfer("t2", ["s2", 2], ["s1", 1], 30)] };
     default:
-      throw new Error(`speculative: unknown scenario '${name}': use transfer, same, misspec or spend`);
+      throw new Error(`speculative: unknown scenario '${name}': use transfer, same, misspec, spend or triple`);
   }
 }
 

@@ -112,6 +112,15 @@ export function scenario(name: string): Scenario {
         shards: ["s1", "s2"],
         balances: [[[1, 100]], [[2, 100]]],
         txs: ["t1", "t2"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] })),
+        interchangeable: [["t1", "t2"]],
+      };
+    case "triple":
+      // Three identical transfers on the same accounts, only two of which account 1 can pay (symmetry: spec/world/symmetry.ts).
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100]], [[2, 100]]],
+        txs: ["t1", "t2", "t3"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -40 }] }, { shard: "s2", ops: [{ account: 2, delta: 40 }] }] })),
+        interchangeable: [["t1", "t2", "t3"]],
       };
     case "three":
       return {
@@ -133,7 +142,7 @@ export function scenario(name: string): Scenario {
         ],
       };
     default:
-      throw new Error(`unknown scenario '${name}': use transfer, conflict, three or local`);
+      throw new Error(`unknown scenario '${name}': use transfer, conflict, three, triple or local`);
   }
 }
 

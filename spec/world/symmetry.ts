@@ -1,0 +1,268 @@
+/**
+ * Symmetry reduction for the world every protocol model runs in
+ * (./world.ts): interchangeable transactions. A scenario declares which of
+ * its transactions are interchangeable (`Scenario.interchangeable`: classes
+ * of ids whose transfers are identical but for the id); any permutation
+ * inside each class is then an automorphism of the model, and the model's
+ * `canonical(s)` picks one representative per orbit.
+ *
+ * Written once, generic over the world state: a permutation renames the
+ * transaction ids everywhere in the state (as whole tokens inside strings:
+ * `t1`, `t1.s1`, `tx/t1`, `t1/s1@0`, `xa.commit:t1:s1`), moves the per-
+ * transaction slots (coordinators, what the client heard, each per-
+ * transaction ghost array, a flight's owner index), and puts back in order
+ * the arrays the model keeps sorted (sets: flights, log entries, branches,
+ * connections, undo rows, sorted id lists), which a rename may unsort.
+ *
+ * The representative is the renamed state that is smallest in a total
+ * order on states (its parts' collapser ids, compared part by part): the set
+ * of renamings of an orbit is the same from every member, so every member
+ * gets the same representative, and it is a member itself. Exact, at the
+ * cost of renaming, for each of the |G| permutations (2 for twins, 6 for
+ * three), the parts up to the first one that tells them apart (usually the
+ * coordinators); renamed parts are cached per object, so a part shared
+ * between states is renamed once.
+ *
+ * That the permutations really are automorphisms (every renamed reachable
+ * state is reachable, successors commute with the renaming, properties give
+ * the same verdict on both) is checked on the reachable states of small
+ * configurations by test/checker/symmetry-world.test.ts, and the reduced
+ * search against the unreduced one (orbit counts, verdicts, counterexamples).
+ */
+import type { TxId } from "../kernel/effects.ts";
+import { canonicalJson } from "../env/canonical.ts";
+import { flightKeys, sortFlights } from "./flights.ts";
+import type { Flight, Scenario, World } from "./types.ts";
+
+/** A permutation of the scenario's transaction indices: transaction i becomes transaction p[i]. */
+export type Permutation = readonly number[];
+
+/** Every permutation of `0..n-1` that maps each class (a set of indices) onto itself; the identity first. */
+export function permutationsWithin(n: number, classes: readonly (readonly number[])[]): Permutation[] {
+  let out: number[][] = [Array.from({ length: n }, (_, i) => i)];
+  for (const cls of classes) {
+    const next: number[][] = [];
+    for (const base of out) {
+      for (const order of arrangements(cls)) {
+        const p = base.slice();
+        cls.forEach((from, k) => (p[from] = order[k]!));
+        next.push(p);
+      }
+    }
+    out = next;
+  }
+  return out;
+}
+
+function arrangements(xs: readonly number[]): number[][] {
+  if (xs.length <= 1) return [xs.slice()];
+  return xs.flatMap((x, i) => arrangements([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
+
+/**
+ * The permutations a scenario declares (none: undefined). Refuses a class
+ * whose transactions differ in anything but their id: they would not be
+ * interchangeable.
+ */
+export function scenarioPermutations(sc: Scenario): Permutation[] | undefined {
+  if (sc.interchangeable === undefined || sc.interchangeable.length === 0) return undefined;
+  const classes = sc.interchangeable.map((ids) =>
+    ids.map((id) => {
+      const i = sc.txs.findIndex((t) => t.id === id);
+      if (i < 0) throw new Error(`symmetry: unknown transaction ${id}`);
+      return i;
+    }),
+  );
+  const seen = new Set<number>();
+  for (const cls of classes) {
+    const shape = (i: number) => canonicalJson({ ...sc.txs[i]!, id: null });
+    for (const i of cls) {
+      if (seen.has(i)) throw new Error(`symmetry: transaction ${sc.txs[i]!.id} is in two classes`);
+      seen.add(i);
+      if (shape(i) !== shape(cls[0]!)) throw new Error(`symmetry: ${sc.txs[i]!.id} and ${sc.txs[cls[0]!]!.id} are not the same transfer, so not interchangeable`);
+    }
+    if (!/^[A-Za-z0-9_]+$/.test(sc.txs[cls[0]!]!.id)) throw new Error("symmetry: transaction ids must be word characters (they are renamed as tokens)");
+  }
+  return permutationsWithin(sc.txs.length, classes);
+}
+
+/** A generic order for the elements of the arrays the model keeps sorted: by id-like fields, then by canonical JSON. */
+function compare(a: unknown, b: unknown): number {
+  if (typeof a === "string" && typeof b === "string") return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < a.length && i < b.length; i++) {
+      const c = compare(a[i], b[i]);
+      if (c !== 0) return c;
+    }
+    return a.length - b.length;
+  }
+  if (a !== null && b !== null && typeof a === "object" && typeof b === "object") {
+    const x = a as Record<string, unknown>;
+    const y = b as Record<string, unknown>;
+    for (const k of ID_FIELDS) {
+      if (k in x && k in y) {
+        const c = compare(x[k], y[k]);
+        if (c !== 0) return c;
+      }
+    }
+  }
+  const [ja, jb] = [canonicalJson(a), canonicalJson(b)];
+  return ja < jb ? -1 : ja > jb ? 1 : 0;
+}
+/** The fields the model's sorted arrays are sorted by (log entries: key; XA branches: xid; connections: id; undo rows: tx, branch). */
+const ID_FIELDS = ["key", "xid", "id", "tx", "branch", "shard"] as const;
+
+const isSorted = (xs: readonly unknown[]): boolean => xs.every((x, i) => i === 0 || compare(xs[i - 1], x) <= 0);
+/** Elements all strings, all numbers, all arrays or all objects: a list, not a tuple (a tuple such as a history row [xid, account, cents] is never re-sorted). */
+const kind = (x: unknown): string => (Array.isArray(x) ? "array" : x === null ? "null" : typeof x);
+const sameKind = (xs: readonly unknown[]): boolean => xs.every((x) => kind(x) === kind(xs[0]));
+
+/** Renames transaction ids inside any plain value, with one cache per permutation. */
+class Renamer {
+  private cache = new WeakMap<object, unknown>();
+  private readonly token: RegExp;
+  private readonly to: Map<string, string>;
+  readonly p: Permutation;
+
+  constructor(ids: readonly TxId[], p: Permutation) {
+    this.p = p;
+    this.to = new Map(ids.map((id, i) => [id, ids[p[i]!]!]));
+    const moved = ids.filter((id) => this.to.get(id) !== id);
+    this.token = new RegExp(`(?<![A-Za-z0-9_])(${moved.map((id) => id.replace(/[^A-Za-z0-9_]/g, "")).join("|")})(?![A-Za-z0-9_])`, "g");
+  }
+
+  forget(): void {
+    this.cache = new WeakMap();
+  }
+
+  str(s: string): string {
+    return s.replace(this.token, (id) => this.to.get(id)!);
+  }
+
+  /** The value with every id renamed; the same object when nothing in it changes. */
+  value<V>(v: V): V {
+    if (typeof v === "string") return this.str(v) as V;
+    if (v === null || typeof v !== "object") return v;
+    const hit = this.cache.get(v);
+    if (hit !== undefined) return hit as V;
+    const out = Array.isArray(v) ? this.array(v) : this.object(v as Record<string, unknown>);
+    this.cache.set(v, out);
+    return out as V;
+  }
+
+  private array(v: readonly unknown[]): readonly unknown[] {
+    const out = v.map((x) => this.value(x));
+    if (out.every((x, i) => x === v[i])) return v;
+    return sameKind(v) && isSorted(v) ? out.sort(compare) : out;
+  }
+
+  private object(v: Record<string, unknown>): Record<string, unknown> {
+    let changed = false;
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v)) {
+      const x = this.value(v[k]);
+      if (x !== v[k]) changed = true;
+      out[k] = x;
+    }
+    return changed ? out : v;
+  }
+
+  /** Moves per-transaction slots: slot i goes to p[i], its content renamed. */
+  slots<T>(xs: readonly T[]): T[] {
+    const out = new Array<T>(xs.length);
+    xs.forEach((x, i) => (out[this.p[i]!] = this.value(x)));
+    return out;
+  }
+
+  flight(f: Flight): Flight {
+    const hit = this.cache.get(f);
+    if (hit !== undefined) return hit as Flight;
+    const out: Flight = { ...f, owner: f.owner < 0 ? f.owner : this.p[f.owner]!, fx: this.value(f.fx) };
+    this.cache.set(f, out);
+    return out;
+  }
+}
+
+/** The flights' own order (./flights.ts sorts them by canonical JSON). */
+const flightKey = flightKeys();
+
+/** The parts of a world a rename changes, in the order the representative compares them (./world.ts encodes them in this order too). */
+const PARTS = ["coords", "resolver", "shards", "log", "flights", "told", "ghost"] as const;
+type Part = (typeof PARTS)[number];
+
+/** One part of the world renamed by `r`: ids everywhere, per-transaction slots moved, sorted arrays re-sorted. */
+function renamePart<W extends World>(w: W, part: Part, r: Renamer): unknown {
+  switch (part) {
+    case "coords":
+      return r.slots(w.coords);
+    case "told":
+      return r.slots(w.told);
+    case "flights":
+      return sortFlights(
+        w.flights.map((f) => r.flight(f)),
+        flightKey,
+      );
+    case "ghost": {
+      const ghost = w.ghost as Record<string, unknown>;
+      const g: Record<string, unknown> = {};
+      for (const k of Object.keys(ghost)) {
+        const v = ghost[k];
+        if (!Array.isArray(v)) g[k] = r.value(v);
+        else if (v.length === w.coords.length) g[k] = r.slots(v);
+        else throw new Error(`symmetry: ghost field ${k} is an array that is not per transaction`);
+      }
+      return g;
+    }
+    default:
+      return r.value(w[part]);
+  }
+}
+
+/** The world with its transactions renamed by `r`. */
+export function renameWorld<W extends World>(w: W, r: Renamer): W {
+  const out = { ...w } as Record<string, unknown>;
+  for (const part of PARTS) out[part] = renamePart(w, part, r);
+  return out as W;
+}
+
+/** The renamers of a scenario's permutations, identity excluded. */
+export function renamers(sc: Scenario, perms: readonly Permutation[]): Renamer[] {
+  const ids = sc.txs.map((t) => t.id);
+  return perms.filter((p) => p.some((x, i) => x !== i)).map((p) => new Renamer(ids, p));
+}
+
+/**
+ * Model.canonical for a world whose scenario declares interchangeable
+ * transactions (undefined when it declares none): the member of the state's
+ * orbit that is smallest in the order "compare the parts' ids (`partId`,
+ * the collapser's), coords first, then resolver, shards, ...". Ids are equal
+ * exactly when values are, so this is a total order on states and every
+ * member of an orbit has the same minimum. Renames go part by part and stop
+ * as soon as one candidate is left (usually after the coordinators).
+ */
+export function worldCanonical<W extends World>(sc: Scenario, partId: (part: Part, v: unknown) => number): ((w: W) => W) | undefined {
+  const perms = scenarioPermutations(sc);
+  if (perms === undefined) return undefined;
+  const rs = renamers(sc, perms);
+  let sets = 0;
+  return (w) => {
+    // Renamed parts are cached per object; the interner keeps those objects alive, so start afresh now and then.
+    if (++sets % 20_000 === 0) rs.forEach((r) => r.forget());
+    let alive: (Renamer | null)[] = [null, ...rs];
+    for (const part of PARTS) {
+      let best = Infinity;
+      const ids = alive.map((r) => {
+        const id = partId(part, r === null ? w[part] : renamePart(w, part, r));
+        if (id < best) best = id;
+        return id;
+      });
+      alive = alive.filter((_, i) => ids[i] === best);
+      if (alive.length === 1) break;
+    }
+    const winner = alive[0]!;
+    return winner === null ? w : renameWorld(w, winner);
+  };
+}
+
+export type { Renamer };
