@@ -10,7 +10,7 @@
 import { registry } from "./registry.ts";
 import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { isModelPath } from "./load.ts";
+import { isModelPath, resolveFactory } from "./load.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
 import { findFactory, rate, runCheck, UserError, writeCounterexamples, type Params } from "./run.ts";
 
@@ -160,13 +160,20 @@ export function formatRow(v: Verdict): string {
   ]);
 }
 
-/** The entries of a suite file; a model given as a path is relative to the suite file. */
-async function loadSuite(file: string | undefined): Promise<SuiteEntry[]> {
+/**
+ * The entries of a suite file (checker/suite.config.ts when none is given); a model given as a path is
+ * relative to the suite file, made absolute here and loaded, so `findFactory` knows every entry's model.
+ * Tests that walk the suite read it through this, never by importing suite.config.ts (whose paths are
+ * relative to checker/ and whose model files are not loaded yet).
+ */
+export async function loadSuite(file?: string): Promise<SuiteEntry[]> {
   const url = file ? pathToFileURL(resolve(file)).href : new URL("./suite.config.ts", import.meta.url).href;
   const mod = (await import(url)) as { suite?: SuiteEntry[] };
   if (!Array.isArray(mod.suite)) throw new UserError(`${file ?? "checker/suite.config.ts"} must export 'suite', an array of entries`);
   const dir = dirname(fileURLToPath(url));
-  return mod.suite.map((e) => (isModelPath(e.model) ? { ...e, model: resolve(dir, e.model) } : e));
+  const entries = mod.suite.map((e) => (isModelPath(e.model) ? { ...e, model: resolve(dir, e.model) } : e));
+  for (const path of new Set(entries.filter((e) => isModelPath(e.model)).map((e) => e.model))) await resolveFactory(path);
+  return entries;
 }
 
 /** Mutants declared by registered models that no entry of `entries` runs, as "model/mutant". */

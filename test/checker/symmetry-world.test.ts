@@ -14,8 +14,9 @@
 import { describe, expect, it } from "vitest";
 import { check } from "../../checker/engine.ts";
 import { findFactory } from "../../checker/load.ts";
-import { suite } from "../../checker/suite.config.ts";
-import type { SuiteEntry } from "../../checker/suite.ts";
+import { loadSuite, type SuiteEntry } from "../../checker/suite.ts";
+
+const suite = await loadSuite();
 import type { Model } from "../../spec/kernel/model.ts";
 import { renameWorld, renamers, scenarioPermutations, permutationsWithin } from "../../spec/world/symmetry.ts";
 import type { Scenario, World } from "../../spec/world/types.ts";

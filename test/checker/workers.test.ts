@@ -4,16 +4,12 @@
 // (the main thread checks the assembled graph in the one-thread numbering: checker/graph.ts).
 // `speccommit suite --workers 2` runs the whole suite so.
 import { describe, expect, it } from "vitest";
-import { join, resolve } from "node:path";
-import { suite as suiteAsWritten } from "../../checker/suite.config.ts";
-import { isModelPath, resolveFactory } from "../../checker/load.ts";
-import { judge, type SuiteEntry } from "../../checker/suite.ts";
+
+import { judge, loadSuite, type SuiteEntry } from "../../checker/suite.ts";
 import { findFactory, resolveParams, runCheck } from "../../checker/run.ts";
 
-// Model files in the suite (PaxosCommit) are named relative to checker/, as `speccommit suite` resolves them.
-const checkerDir = join(import.meta.dirname, "..", "..", "checker");
-const suite: SuiteEntry[] = suiteAsWritten.map((e) => (isModelPath(e.model) ? { ...e, model: resolve(checkerDir, e.model) } : e));
-await Promise.all([...new Set(suite.filter((e) => isModelPath(e.model)).map((e) => e.model))].map((m) => resolveFactory(m)));
+// The suite as `speccommit suite` reads it: model files (PaxosCommit) resolved and loaded.
+const suite = await loadSuite();
 
 /** The kind of property an entry expects to be violated, or undefined. */
 function expectedKind(e: SuiteEntry): "invariant" | "liveness" | undefined {

@@ -6,7 +6,7 @@
  * counterexample with the correct adapters.
  */
 import { describe, expect, it } from "vitest";
-import { suite } from "../../checker/suite.config.ts";
+import { loadSuite } from "../../checker/suite.ts";
 import { runCheck } from "../../checker/run.ts";
 import { rolesOfHeader } from "../../conformance/replay.ts";
 import type { ShardId, TxId, XaResult } from "../../spec/kernel/effects.ts";
@@ -14,6 +14,9 @@ import type { Trace } from "../../spec/kernel/trace.ts";
 import { MemoryXa } from "../../runtime/adapters/memory.ts";
 import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { replayOnMemory, type MemoryFactories } from "./memory-replay.ts";
+
+/** The suite as `speccommit suite` reads it (model files resolved and loaded). */
+const suite = await loadSuite();
 
 /** A prepare that answers ok where the shard did not answer (it had crashed): the vote the coordinator must never count. */
 class PrepareOkAfterCrash extends MemoryXa {

@@ -8,11 +8,14 @@
  * against the correct roles too: ENVIRONMENT_ONLY names those, with why.
  */
 import { describe, expect, it } from "vitest";
-import { suite } from "../../checker/suite.config.ts";
+import { loadSuite } from "../../checker/suite.ts";
 import { runCheck } from "../../checker/run.ts";
 import { replayTrace, rolesOfHeader } from "../../conformance/replay.ts";
 import { replayOnInterpreter } from "./interpreter-replay.ts";
 import { CANNOT_EXPRESS_WHY, replayOnMemory, type CannotExpress } from "./memory-replay.ts";
+
+/** The suite as `speccommit suite` reads it (model files resolved and loaded). */
+const suite = await loadSuite();
 
 /** Mutants whose roles are the correct ones: the bug is in the environment or a ghost the world runs. */
 const ENVIRONMENT_ONLY: Readonly<Record<string, string>> = {

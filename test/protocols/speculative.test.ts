@@ -13,8 +13,11 @@ import { speculativeFactory } from "../../spec/protocols/speculative/model.ts";
 import type { LogEntry, Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
-import { suite } from "../../checker/suite.config.ts";
+import { loadSuite } from "../../checker/suite.ts";
 import { transcript as runTranscript } from "./transcript.ts";
+
+/** The suite as `speccommit suite` reads it (model files resolved and loaded). */
+const suite = await loadSuite();
 
 const branches = [
   { shard: "s1", ops: [{ account: 1, delta: -30 }] },

@@ -10,8 +10,11 @@ import { resolver, type ResolverInput, type ResolverState } from "../../spec/pro
 import { twopcFactory } from "../../spec/protocols/twopc/model.ts";
 import type { Effect } from "../../spec/kernel/effects.ts";
 import { check } from "../../checker/engine.ts";
-import { suite } from "../../checker/suite.config.ts";
+import { loadSuite } from "../../checker/suite.ts";
 import { transcript as runTranscript } from "./transcript.ts";
+
+/** The suite as `speccommit suite` reads it (model files resolved and loaded). */
+const suite = await loadSuite();
 
 const branches = [
   { shard: "s1", ops: [{ account: 1, delta: -30 }] },

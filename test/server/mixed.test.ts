@@ -10,7 +10,10 @@ import { mixedFactory, mixedResolverMutants } from "../../spec/server/model.ts";
 import { twopcFactory } from "../../spec/protocols/twopc/model.ts";
 import { check } from "../../checker/engine.ts";
 import { onlyProperties } from "../../checker/run.ts";
-import { suite } from "../../checker/suite.config.ts";
+import { loadSuite } from "../../checker/suite.ts";
+
+/** The suite as `speccommit suite` reads it (model files resolved and loaded). */
+const suite = await loadSuite();
 
 const build = (params: Record<string, string | number | boolean>, mutant?: string) => mixedFactory.build({ ...mixedFactory.params, ...params }, mutant);
 const sizeOf = (r: ReturnType<typeof check>) => ({ distinct: r.distinct, generated: r.generated, depth: r.depth, violations: r.violations.map((v) => v.name) });
