@@ -23,10 +23,9 @@
  * clients keep asking. Why a claim cannot expire under a transfer still in
  * flight: docs/operations.md, "Idempotency".
  *
- * Still raw etcd, stated: giving the key back (a conditional delete on the
- * claim's first version) when the engine refuses to run the transfer
- * (overloaded, shutting down, not ready): the txlog vocabulary has no
- * compare on a delete.
+ * Giving the key back when the engine refuses to run the transfer
+ * (overloaded, shutting down, not ready) is the role's too: a log.delete
+ * with a compare on the claim's version, through the txlog port.
  */
 import { createHash } from "node:crypto";
 import type { Namespace } from "etcd3";
@@ -165,7 +164,10 @@ export class Idempotency {
     const record: ClaimRecord = { kind: "claim", tx, fingerprint, shards: request.branches.map((b) => b.shard), ...(request.protocol !== undefined ? { protocol: request.protocol } : {}) };
     const role = claimRole();
     let out = role.step(role.start(), { t: "claim", key: etcdKey, record });
+    /** The engine's refusal to run the claimed transaction, thrown once the role gave the key back. */
+    let refusal: Error | undefined;
     for (;;) {
+      if (out.effects.length === 0 && refusal !== undefined) throw refusal;
       if (out.effects.length !== 1) throw new Error(`idempotency ${etcdKey}: the claim role asked for ${out.effects.length} things at once`);
       const fx: ClaimEffect = out.effects[0]!;
       let input: ClaimInput;
@@ -174,10 +176,20 @@ export class Idempotency {
           input = { t: "log.put", key: fx.key, r: await this.deps.log.put(fx.key, fx.value, fx.ifVersion) };
           if (!input.r.ok && input.r.err === "UNAVAILABLE" && fx.ifVersion > 0) console.error(`idempotency ${etcdKey}: claim not written again (the transaction log did not answer); a later request settles it`);
           break;
-        case "claim.run":
-          onTx?.(tx);
-          input = { t: "told", outcome: await this.runClaimed(etcdKey, request, tx, parent) };
+        case "log.delete":
+          input = { t: "log.delete", key: fx.key, r: await this.deps.log.delete(fx.key, fx.fence, fx.ifVersion) };
           break;
+        case "claim.run": {
+          const started = this.runClaimed(request, tx, parent);
+          if (started instanceof Error) {
+            refusal = started;
+            input = { t: "not.run" };
+            break;
+          }
+          onTx?.(tx);
+          input = { t: "told", outcome: await started };
+          break;
+        }
         case "claim.settle":
           input = { t: "told", outcome: await this.earlier(fx.record) };
           break;
@@ -192,19 +204,18 @@ export class Idempotency {
     }
   }
 
-  /** The claim is ours: the engine runs the transaction; its coordinator's reply is the outcome. */
-  private async runClaimed(etcdKey: string, request: TransferRequest, tx: TxId, parent?: TraceParent): Promise<Outcome> {
-    let started;
+  /**
+   * The claim is ours: the engine runs the transaction; its coordinator's reply is the outcome. The engine's refusal
+   * (overloaded, shutting down, not ready) is returned: the role gives the key back (a delete at the claim's version,
+   * through the txlog port) so that the client's retry runs the transfer; should that fail, the retry settles it as aborted.
+   */
+  private runClaimed(request: TransferRequest, tx: TxId, parent?: TraceParent): Promise<Outcome> | Error {
     try {
-      started = this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent);
+      return this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent).outcome;
     } catch (e) {
-      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
-        // Give the key back so the client's retry runs the transfer; should the delete fail, the retry settles it as aborted.
-        await this.deps.ns.if(etcdKey, "Version", "==", 1).then(this.deps.ns.delete().key(etcdKey)).commit().catch(() => undefined);
-      }
+      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) return e;
       throw e;
     }
-    return started.outcome;
   }
 
   /** A request with a key claimed before, without outcome: answerOfClaim (spec/server/idempotency.ts) says where the answer comes from. */

@@ -190,6 +190,26 @@ describe("txlog (etcd)", () => {
     }
   });
 
+  it("a delete with ifVersion (the claim role giving a key back) deletes only at that version, under its fence; as the txlog model does", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "cdel/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "cdel/");
+    try {
+      const rec = { kind: "decision", decision: "commit", branches: ["shard-a"] } as const;
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("idem/1", rec, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("idem/1", rec, 1)).toEqual({ ok: true, version: 2 });
+      // Not at the version named: nothing deleted (a delete without ifVersion in the same flush is not held back by it).
+      expect(await Promise.all([log.delete("idem/1", undefined, 1), log.delete("idem/absent")])).toEqual([{ ok: false, err: "CAS" }, { ok: true }]);
+      expect(await log.delete("idem/2", undefined, 1)).toEqual({ ok: false, err: "CAS" });
+      expect(await log.delete("idem/1", { key: EPOCH_KEY, version: 7 }, 2)).toEqual({ ok: false, err: "FENCED" });
+      expect(await log.list("idem/")).toEqual({ ok: true, entries: [{ key: "idem/1", value: rec, version: 2 }] });
+      expect(await log.delete("idem/1", { key: EPOCH_KEY, version: 1 }, 2)).toEqual({ ok: true });
+      expect(await log.list("idem/")).toEqual({ ok: true, entries: [] });
+    } finally {
+      client.close();
+    }
+  });
+
   it("claim records (the idempotency claim role's writes): a claim without outcome on the retention lease of now, a stored outcome keeps it; a claim of an older server (no kind) reads as a claim", async () => {
     const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "claims/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
     const log = new TxlogEtcd(client, "claims/");
