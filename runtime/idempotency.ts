@@ -34,8 +34,9 @@ import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
-import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput } from "../spec/server/idempotency.ts";
-import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
+import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput, type ClaimState } from "../spec/server/idempotency.ts";
+import { IDEMPOTENCY_ACTOR } from "../spec/kernel/trace.ts";
+import { newTxId, NotReady, Overloaded, ShuttingDown, SIDE_STEPS_MAX, type Engine, type SideRecording } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 import type { TraceParent } from "./tracing.ts";
@@ -163,7 +164,14 @@ export class Idempotency {
     const tx = newTxId();
     const record: ClaimRecord = { kind: "claim", tx, fingerprint, shards: request.branches.map((b) => b.shard), ...(request.protocol !== undefined ? { protocol: request.protocol } : {}) };
     const role = claimRole();
-    let out = role.step(role.start(), { t: "claim", key: etcdKey, record });
+    // The role's steps, drawn in the trace of the transaction it runs (when traces are recorded and the claim is ours).
+    const side: SideRecording | undefined = this.deps.engine.recordsTraces ? { actor: IDEMPOTENCY_ACTOR, steps: [] } : undefined;
+    const step = (st: ClaimState, input: ClaimInput) => {
+      const o = role.step(st, input);
+      if (side !== undefined && side.steps.length < SIDE_STEPS_MAX) side.steps.push({ input, effects: o.effects, now_ms: this.deps.engine.now_ms() });
+      return o;
+    };
+    let out = step(role.start(), { t: "claim", key: etcdKey, record });
     /** The engine's refusal to run the claimed transaction, thrown once the role gave the key back. */
     let refusal: Error | undefined;
     for (;;) {
@@ -180,7 +188,7 @@ export class Idempotency {
           input = { t: "log.delete", key: fx.key, r: await this.deps.log.delete(fx.key, fx.fence, fx.ifVersion) };
           break;
         case "claim.run": {
-          const started = this.runClaimed(request, tx, parent);
+          const started = this.runClaimed(request, tx, parent, side);
           if (started instanceof Error) {
             refusal = started;
             input = { t: "not.run" };
@@ -200,7 +208,7 @@ export class Idempotency {
           // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
           throw new IdempotencyConflict(503, "the transaction log did not answer the claim; retry with the same idempotency_key");
       }
-      out = role.step(out.st, input);
+      out = step(out.st, input);
     }
   }
 
@@ -209,9 +217,9 @@ export class Idempotency {
    * (overloaded, shutting down, not ready) is returned: the role gives the key back (a delete at the claim's version,
    * through the txlog port) so that the client's retry runs the transfer; should that fail, the retry settles it as aborted.
    */
-  private runClaimed(request: TransferRequest, tx: TxId, parent?: TraceParent): Promise<Outcome> | Error {
+  private runClaimed(request: TransferRequest, tx: TxId, parent?: TraceParent, side?: SideRecording): Promise<Outcome> | Error {
     try {
-      return this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent).outcome;
+      return this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent, side).outcome;
     } catch (e) {
       if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) return e;
       throw e;
