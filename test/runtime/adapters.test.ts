@@ -5,6 +5,9 @@ import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimKey, EPOCH_KEY, type ClaimRecord } from "../../spec/kernel/effects.ts";
 import { RetentionLeases } from "../../runtime/retention.ts";
+import { Idempotency, idempotencyEtcdKey } from "../../runtime/idempotency.ts";
+import { NotReady, Overloaded, ShuttingDown, type Engine } from "../../runtime/engine.ts";
+import type { TransferRequest } from "../../runtime/transfer.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
 import { DATABASE } from "../../runtime/cluster/schema.ts";
@@ -206,6 +209,42 @@ describe("txlog (etcd)", () => {
       expect(await log.delete("idem/1", { key: EPOCH_KEY, version: 1 }, 2)).toEqual({ ok: true });
       expect(await log.list("idem/")).toEqual({ ok: true, entries: [] });
     } finally {
+      client.close();
+    }
+  });
+
+  it("the engine refuses a claimed transfer (overloaded, shutting down, not ready): the claim role gives the key back through the port, and the retry runs it", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "giveback/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "giveback/");
+    const submitted: string[] = [];
+    let refuse: Error | null = new Overloaded("1 transaction in flight (in_flight_max 1)");
+    // The engine's side of the seam only: submit refuses, then runs (the outcome comes back at once).
+    const engine = {
+      recordsTraces: false,
+      now_ms: () => 0,
+      submit: (_branches: unknown, _protocol: unknown, tx: string) => {
+        if (refuse !== null) throw refuse;
+        submitted.push(tx);
+        return { tx, outcome: Promise.resolve({ status: "committed" }) };
+      },
+    } as unknown as Engine;
+    const idem = new Idempotency({ ns: log.ns, engine, xa, log, retention_ms: 3_600_000 });
+    const request: TransferRequest = { branches: [{ shard: "shard-a", ops: [{ account: 1, delta: -1 }] }], protocol: "2pc", protocol_in_body: null };
+    const key = idempotencyEtcdKey("giveback-1");
+    try {
+      for (const e of [new Overloaded("busy"), new ShuttingDown("closing"), new NotReady("no epoch")]) {
+        refuse = e;
+        await expect(idem.run("giveback-1", request)).rejects.toBe(e);
+        expect(await log.list(key)).toEqual({ ok: true, entries: [] });
+      }
+      refuse = null;
+      const r = await idem.run("giveback-1", request);
+      expect(r).toMatchObject({ outcome: { status: "committed" }, replayed: false });
+      expect(submitted).toEqual([r.tx]);
+      const listed = await log.list(key);
+      expect(listed.ok && listed.entries.map((e) => [e.value, e.version])).toEqual([[expect.objectContaining({ tx: r.tx, outcome: { status: "committed" } }), 2]]);
+    } finally {
+      log.claimLeases?.forget();
       client.close();
     }
   });
