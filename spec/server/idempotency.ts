@@ -28,8 +28,10 @@
  * met there).
  *
  * runtime/idempotency.ts instantiates the role: its writes go through the
- * txlog port, its signals to the engine and to read-back. Not done yet
- * (issue 10): the role's steps are not recorded in the transaction's trace.
+ * txlog port, its signals to the engine and to read-back; its steps are
+ * recorded in the transaction's trace (actor `idempotency`), replayed by
+ * `speccommit trace validate`. When the host does not run the transaction
+ * (`not.run`), the key is given back: a log.delete at the claim's version.
  */
 import { assert, cannotArrive, type Role, type Step } from "../kernel/role.ts";
 import { claimKey, type ClaimRecord, type Effect, type FinalOutcome, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
