@@ -12,11 +12,12 @@
  * log, client) are drawn, not replayed: a role sees them only as its inputs.
  */
 import type { Trace, TraceHeader, TraceStep } from "../spec/kernel/trace.ts";
-import { COORDINATOR_ACTOR, PROCESS_ACTOR, PROCESS_CRASH } from "../spec/kernel/trace.ts";
+import { COORDINATOR_ACTOR, IDEMPOTENCY_ACTOR, PROCESS_ACTOR, PROCESS_CRASH } from "../spec/kernel/trace.ts";
 import { ProtocolViolation, type Role } from "../spec/kernel/role.ts";
 import type { ModelFactory } from "../spec/kernel/model.ts";
 import { protocolOfTraceModel, REGISTRY } from "../spec/protocols/registry.ts";
 import { serverCoordinator } from "../spec/server/coordinator.ts";
+import { claimRole } from "../spec/server/idempotency.ts";
 import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 
 /** The roles a trace's steps are replayed against, by actor name. */
@@ -29,7 +30,7 @@ export type ReplayResult =
 /** The models whose counterexamples record role steps: every protocol's own, and the server's compositions. */
 const ROLE_MODELS: readonly ModelFactory[] = [...REGISTRY.map((p) => p.model), mixedFactory, serverFactory];
 
-/** The coordinator a runtime trace header names, with the settings it ran with. */
+/** The coordinator a runtime trace header names, with the settings it ran with, and the idempotency claim role that ran beside it (a keyed transfer). */
 function runtimeRoles(h: TraceHeader): Roles {
   if (protocolOfTraceModel(h.model ?? "") === undefined) {
     const known = REGISTRY.map((d) => d.traceModel);
@@ -41,7 +42,10 @@ function runtimeRoles(h: TraceHeader): Roles {
     if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new Error(`trace header params.${name}: expected an integer, got ${JSON.stringify(v)}`);
     return v;
   };
-  return { [COORDINATOR_ACTOR]: serverCoordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), attemptsMax: num("attemptsMax") }) };
+  return {
+    [COORDINATOR_ACTOR]: serverCoordinator({ voteTimeoutMs: num("voteTimeoutMs"), retryDelayMs: num("retryDelayMs"), attemptsMax: num("attemptsMax") }),
+    [IDEMPOTENCY_ACTOR]: claimRole(),
+  };
 }
 
 /** The roles of the model a counterexample header names, built with its params and `mutant` (none: the correct roles). */

@@ -200,7 +200,7 @@ function logAnswers(states: readonly txlog.TxlogState[], fx: Extract<Effect, { t
   const out: txlog.TxlogState[] = [];
   for (const s0 of states) {
     for (const s of logWorldBefore(s0, fx)) {
-      const r = fx.t === "log.put" ? txlog.put(s, fx.key, fx.value, fx.ifVersion, fx.fence) : txlog.del(s, fx.key, fx.fence);
+      const r = fx.t === "log.put" ? txlog.put(s, fx.key, fx.value, fx.ifVersion, fx.fence) : txlog.del(s, fx.key, fx.fence, fx.ifVersion);
       if (sameJson(r.r, seen)) out.push(r.s);
       if (sameJson(seen, { ok: false, err: "UNAVAILABLE" })) out.push(r.s, s);
     }

@@ -15,6 +15,7 @@ import { processEpochOf, processResolver, resolverActionOf, type ProcessResolver
 import { serverCoordinator, type ServerCoordinatorState } from "../spec/server/coordinator.ts";
 import type { CoordinatorInput, CoordinatorSettings, ResolverInput } from "../spec/protocols/protocol.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
+import { answerLabel } from "../spec/labels.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
@@ -98,7 +99,23 @@ interface Finished {
   settled: Outcome | null;
   /** Effects of the ended coordinator still waiting for an answer. */
   pending(): number;
+  /** The side recording, still growing after the coordinator ended (the claim stores the outcome after it replied), with the clock time the trace starts at. */
+  readonly side?: { readonly rec: SideRecording; readonly early: number; readonly t0_ms: number };
 }
+
+/**
+ * The steps of a role that runs beside the coordinator for its transaction (the idempotency claim role,
+ * runtime/idempotency.ts), recorded by its owner as it steps (at most SIDE_STEPS_MAX) and drawn in the
+ * transaction's trace under `actor`, with the transaction's id, as the coordinator's are: the role's input and
+ * the effects it asked for, so that `speccommit trace validate` replays them against the role.
+ */
+export interface SideRecording {
+  readonly actor: string;
+  readonly steps: Array<{ readonly input: { readonly t: string }; readonly effects: readonly unknown[]; readonly now_ms: number }>;
+}
+
+/** Bound on a side recording's steps (the claim role takes four on its claimant's path). */
+export const SIDE_STEPS_MAX = 8;
 
 export class Overloaded extends Error {}
 export class ShuttingDown extends Error {}
@@ -122,6 +139,8 @@ interface Running {
   done_ms: number | null;
   /** The transaction's OpenTelemetry spans, when tracing is on. */
   readonly spans?: TransferSpans;
+  /** The claim role's steps for this transaction (recorded traces with an idempotency key); `early`: how many it had when the coordinator started. */
+  readonly side?: { readonly rec: SideRecording; readonly early: number };
 }
 
 export class Engine {
@@ -223,6 +242,8 @@ export class Engine {
     onReply?: (o: Outcome) => void,
     /** The caller's W3C trace context: the transfer's spans continue its trace (when tracing is on). */
     parent?: TraceParent,
+    /** Steps of a role beside the coordinator (the idempotency claim), drawn in its trace; its owner appends to it. */
+    side?: SideRecording,
   ): { tx: TxId; outcome: Promise<Outcome> } {
     if (!this.accepting) throw new ShuttingDown("the server is shutting down");
     const epoch = this.epoch;
@@ -294,6 +315,7 @@ export class Engine {
       reply_ms: null,
       done_ms: null,
       ...(spans !== undefined ? { spans } : {}),
+      ...(side !== undefined && this.opts.record_traces ? { side: { rec: side, early: side.steps.length } } : {}),
     };
     this.running.set(tx, run);
     m?.inFlight.set(this.running.size);
@@ -374,12 +396,22 @@ export class Engine {
 
   /** Keeps a finished transaction (its view, its trace as text), then drops the oldest until both bounds hold. */
   private retain(run: Running): void {
-    const { trace, ...view } = this.view(run);
+    // The coordinator's steps as text; the side recording's are merged in when the trace is read (they may still come).
+    const { trace, ...view } = this.view(run, false);
     const trace_json = trace === null ? null : JSON.stringify(trace);
     // The recording is in trace_json now: the instance, kept only to know whether effects still wait for answers, drops it.
     run.instance.dropRecording();
     const instance = run.instance;
-    const f: Finished = { view, trace_json, bytes: (trace_json?.length ?? 0) + RETAINED_VIEW_BYTES, settled: null, pending: () => instance.pending };
+    // A side recording's steps still to come (the claim's store and its answer) are no larger than those it has (the claim and its answer).
+    const sideBytes = run.side === undefined ? 0 : 2 * JSON.stringify(run.side.rec.steps).length;
+    const f: Finished = {
+      view,
+      trace_json,
+      bytes: (trace_json?.length ?? 0) + sideBytes + RETAINED_VIEW_BYTES,
+      settled: null,
+      pending: () => instance.pending,
+      ...(run.side !== undefined ? { side: { ...run.side, t0_ms: run.t0_ms } } : {}),
+    };
     this.finished.set(run.tx, f);
     this.finishedBytes += f.bytes;
     const bytes_max = this.opts.retain_trace_bytes_max ?? Number.POSITIVE_INFINITY;
@@ -451,10 +483,22 @@ export class Engine {
     if (run !== undefined) return this.view(run);
     const f = this.finished.get(tx);
     if (f === undefined) return undefined;
-    return { ...f.view, trace: f.trace_json === null ? null : (JSON.parse(f.trace_json) as TransactionView["trace"]) };
+    if (f.trace_json === null) return { ...f.view, trace: null };
+    const trace = JSON.parse(f.trace_json) as NonNullable<TransactionView["trace"]>;
+    return { ...f.view, trace: f.side === undefined ? trace : { ...trace, steps: withSide(trace.steps, f.side, f.side.t0_ms, tx) } };
   }
 
-  private view(run: Running): TransactionView {
+  /** The clock the coordinators' traces are timed by (a side recording's `now_ms`). */
+  now_ms(): number {
+    return this.opts.adapters.clock.now_ms();
+  }
+
+  /** Whether transactions' traces are recorded (record_traces): a side recording is kept only then. */
+  get recordsTraces(): boolean {
+    return this.opts.record_traces;
+  }
+
+  private view(run: Running, withSideSteps = true): TransactionView {
     const done = run.instance.ended;
     const outcome = run.outcome;
     return {
@@ -469,7 +513,9 @@ export class Engine {
       branches: run.branches,
       phase: run.instance.st.phase,
       timings: timings(run),
-      trace: this.opts.record_traces ? { header: this.traceHeader(run), steps: run.instance.trace(), truncated: run.instance.truncated } : null,
+      trace: this.opts.record_traces
+        ? { header: this.traceHeader(run), steps: withSideSteps && run.side !== undefined ? withSide(run.instance.trace(), run.side, run.t0_ms, run.tx) : run.instance.trace(), truncated: run.instance.truncated }
+        : null,
     };
   }
 
@@ -577,3 +623,34 @@ function timings(run: Running): Timings {
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/**
+ * The coordinator's trace steps with a side recording's merged in, renumbered: the side steps taken before the
+ * coordinator started come first (at 0 ms), the others after every coordinator step of the same time or earlier.
+ */
+function withSide(steps: readonly TraceStep[], side: { readonly rec: SideRecording; readonly early: number }, t0_ms: number, tx: TxId): TraceStep[] {
+  const extra = side.rec.steps.map((s, k) => ({
+    early: k < side.early,
+    step: { step: 0, actor: side.rec.actor, tx, input: s.input, label: sideLabel(s.input), effects: [...s.effects], at_ms: Math.max(0, round3(s.now_ms - t0_ms)) } as TraceStep,
+  }));
+  const out: TraceStep[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < steps.length || j < extra.length) {
+    const x = extra[j];
+    const takeSide = x !== undefined && (i >= steps.length || x.early || x.step.at_ms! < (steps[i]!.at_ms ?? 0));
+    out.push(takeSide ? x.step : steps[i]!);
+    if (takeSide) j++;
+    else i++;
+  }
+  return out.map((s, k) => ({ ...s, step: k + 1 }));
+}
+
+/** A side step's box: the claim, a txlog answer (`log.put idem/… -> v1`), the outcome told, or the input's kind. */
+function sideLabel(input: { readonly t: string }): string {
+  const x = input as { t: string; key?: string; r?: unknown; outcome?: Outcome; record?: { tx?: string } };
+  if ((x.t === "log.put" || x.t === "log.delete") && x.r !== undefined) return `${x.t} ${x.key ?? ""} -> ${answerLabel(input as Result)}`;
+  if (x.t === "claim") return `claim ${x.key ?? ""} for ${x.record?.tx ?? "?"}`;
+  if (x.t === "told" && x.outcome !== undefined) return `told ${x.outcome.status}`;
+  return x.t;
+}

@@ -23,10 +23,9 @@
  * clients keep asking. Why a claim cannot expire under a transfer still in
  * flight: docs/operations.md, "Idempotency".
  *
- * Still raw etcd, stated: giving the key back (a conditional delete on the
- * claim's first version) when the engine refuses to run the transfer
- * (overloaded, shutting down, not ready): the txlog vocabulary has no
- * compare on a delete.
+ * Giving the key back when the engine refuses to run the transfer
+ * (overloaded, shutting down, not ready) is the role's too: a log.delete
+ * with a compare on the claim's version, through the txlog port.
  */
 import { createHash } from "node:crypto";
 import type { Namespace } from "etcd3";
@@ -35,8 +34,9 @@ import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import { DurableUnavailable, settledOutcome } from "./durable.ts";
 import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
-import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput } from "../spec/server/idempotency.ts";
-import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "./engine.ts";
+import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput, type ClaimState } from "../spec/server/idempotency.ts";
+import { IDEMPOTENCY_ACTOR } from "../spec/kernel/trace.ts";
+import { newTxId, NotReady, Overloaded, ShuttingDown, SIDE_STEPS_MAX, type Engine, type SideRecording } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 import type { TraceParent } from "./tracing.ts";
@@ -164,8 +164,18 @@ export class Idempotency {
     const tx = newTxId();
     const record: ClaimRecord = { kind: "claim", tx, fingerprint, shards: request.branches.map((b) => b.shard), ...(request.protocol !== undefined ? { protocol: request.protocol } : {}) };
     const role = claimRole();
-    let out = role.step(role.start(), { t: "claim", key: etcdKey, record });
+    // The role's steps, drawn in the trace of the transaction it runs (when traces are recorded and the claim is ours).
+    const side: SideRecording | undefined = this.deps.engine.recordsTraces ? { actor: IDEMPOTENCY_ACTOR, steps: [] } : undefined;
+    const step = (st: ClaimState, input: ClaimInput) => {
+      const o = role.step(st, input);
+      if (side !== undefined && side.steps.length < SIDE_STEPS_MAX) side.steps.push({ input, effects: o.effects, now_ms: this.deps.engine.now_ms() });
+      return o;
+    };
+    let out = step(role.start(), { t: "claim", key: etcdKey, record });
+    /** The engine's refusal to run the claimed transaction, thrown once the role gave the key back. */
+    let refusal: Error | undefined;
     for (;;) {
+      if (out.effects.length === 0 && refusal !== undefined) throw refusal;
       if (out.effects.length !== 1) throw new Error(`idempotency ${etcdKey}: the claim role asked for ${out.effects.length} things at once`);
       const fx: ClaimEffect = out.effects[0]!;
       let input: ClaimInput;
@@ -174,10 +184,20 @@ export class Idempotency {
           input = { t: "log.put", key: fx.key, r: await this.deps.log.put(fx.key, fx.value, fx.ifVersion) };
           if (!input.r.ok && input.r.err === "UNAVAILABLE" && fx.ifVersion > 0) console.error(`idempotency ${etcdKey}: claim not written again (the transaction log did not answer); a later request settles it`);
           break;
-        case "claim.run":
-          onTx?.(tx);
-          input = { t: "told", outcome: await this.runClaimed(etcdKey, request, tx, parent) };
+        case "log.delete":
+          input = { t: "log.delete", key: fx.key, r: await this.deps.log.delete(fx.key, fx.fence, fx.ifVersion) };
           break;
+        case "claim.run": {
+          const started = this.runClaimed(request, tx, parent, side);
+          if (started instanceof Error) {
+            refusal = started;
+            input = { t: "not.run" };
+            break;
+          }
+          onTx?.(tx);
+          input = { t: "told", outcome: await started };
+          break;
+        }
         case "claim.settle":
           input = { t: "told", outcome: await this.earlier(fx.record) };
           break;
@@ -188,23 +208,22 @@ export class Idempotency {
           // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.
           throw new IdempotencyConflict(503, "the transaction log did not answer the claim; retry with the same idempotency_key");
       }
-      out = role.step(out.st, input);
+      out = step(out.st, input);
     }
   }
 
-  /** The claim is ours: the engine runs the transaction; its coordinator's reply is the outcome. */
-  private async runClaimed(etcdKey: string, request: TransferRequest, tx: TxId, parent?: TraceParent): Promise<Outcome> {
-    let started;
+  /**
+   * The claim is ours: the engine runs the transaction; its coordinator's reply is the outcome. The engine's refusal
+   * (overloaded, shutting down, not ready) is returned: the role gives the key back (a delete at the claim's version,
+   * through the txlog port) so that the client's retry runs the transfer; should that fail, the retry settles it as aborted.
+   */
+  private runClaimed(request: TransferRequest, tx: TxId, parent?: TraceParent, side?: SideRecording): Promise<Outcome> | Error {
     try {
-      started = this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent);
+      return this.deps.engine.submit(request.branches, request.protocol, tx, undefined, parent, side).outcome;
     } catch (e) {
-      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) {
-        // Give the key back so the client's retry runs the transfer; should the delete fail, the retry settles it as aborted.
-        await this.deps.ns.if(etcdKey, "Version", "==", 1).then(this.deps.ns.delete().key(etcdKey)).commit().catch(() => undefined);
-      }
+      if (e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady) return e;
       throw e;
     }
-    return started.outcome;
   }
 
   /** A request with a key claimed before, without outcome: answerOfClaim (spec/server/idempotency.ts) says where the answer comes from. */

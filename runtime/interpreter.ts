@@ -267,7 +267,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
       case "log.list":
         return this.await(log.list(e.prefix), (r) => ({ t: "log.list", r }), e);
       case "log.delete":
-        return this.await(log.delete(e.key, e.fence), (r) => ({ t: "log.delete", key: e.key, r }), e);
+        return this.await(log.delete(e.key, e.fence, e.ifVersion), (r) => ({ t: "log.delete", key: e.key, r }), e);
     }
   }
 

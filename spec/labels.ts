@@ -138,7 +138,8 @@ export function answerLabel(r: Result): string {
   if (r.t === "timeout") return "fires";
   const x = r.r;
   if (!x.ok) {
-    if (x.err === "CAS") return `CAS failed (${x.current === null ? "absent" : `holds ${recordText(x.current)} v${x.version}`})`;
+    if (x.err === "CAS" && !("current" in x)) return "CAS failed (not at its version)";
+    if ("current" in x) return `CAS failed (${x.current === null ? "absent" : `holds ${recordText(x.current)} v${x.version}`})`;
     return "existing" in x ? `${x.err} (${x.existing})` : x.err;
   }
   if ("version" in x) return `v${x.version}`;

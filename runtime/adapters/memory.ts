@@ -144,9 +144,9 @@ export class MemoryTxlog implements TxlogStore {
     return this.later(() => (this.available ? { ok: true, entries: txlog.list(this.state, prefix) } : { ok: false, err: "UNAVAILABLE" }));
   }
 
-  delete(key: string, fence?: Fence): Promise<LogDeleteResult> {
+  delete(key: string, fence?: Fence, ifVersion?: number): Promise<LogDeleteResult> {
     return this.later(() => {
-      const r = txlog.del(this.state, key, fence);
+      const r = txlog.del(this.state, key, fence, ifVersion);
       if (!this.available) {
         if (this.rng.next() < 0.5) this.state = r.s;
         return { ok: false, err: "UNAVAILABLE" } as const;

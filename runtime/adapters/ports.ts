@@ -79,7 +79,8 @@ export interface LocalExecutor {
 export interface TxlogStore {
   put(key: string, value: LogRecord, ifVersion: number, fence?: Fence): Promise<LogPutResult>;
   list(prefix: string): Promise<LogListResult>;
-  delete(key: string, fence?: Fence): Promise<LogDeleteResult>;
+  /** `ifVersion`: only while the key is at that version (else CAS, nothing deleted). */
+  delete(key: string, fence?: Fence, ifVersion?: number): Promise<LogDeleteResult>;
 }
 
 /** Time and timers, so that a simulation can run the interpreter on virtual time. */

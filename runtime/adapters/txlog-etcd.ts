@@ -143,7 +143,7 @@ export const BATCH_WRITES_MAX = 64;
 
 type Write =
   | { kind: "put"; key: string; value: LogRecord; ifVersion: number; fence?: Fence; t0: number; resolve: (r: LogPutResult) => void }
-  | { kind: "delete"; key: string; fence?: Fence; t0: number; resolve: (r: LogDeleteResult) => void };
+  | { kind: "delete"; key: string; fence?: Fence; ifVersion?: number; t0: number; resolve: (r: LogDeleteResult) => void };
 
 /** The lease a claim record is written on (runtime/retention.ts RetentionLeases). */
 export interface ClaimLeases {
@@ -174,8 +174,8 @@ export class TxlogEtcd implements TxlogStore {
     return new Promise((resolve) => this.enqueue({ kind: "put", key, value, ifVersion, ...(fence !== undefined ? { fence } : {}), t0: performance.now(), resolve }));
   }
 
-  delete(key: string, fence?: Fence): Promise<LogDeleteResult> {
-    return new Promise((resolve) => this.enqueue({ kind: "delete", key, ...(fence !== undefined ? { fence } : {}), t0: performance.now(), resolve }));
+  delete(key: string, fence?: Fence, ifVersion?: number): Promise<LogDeleteResult> {
+    return new Promise((resolve) => this.enqueue({ kind: "delete", key, ...(fence !== undefined ? { fence } : {}), ...(ifVersion !== undefined ? { ifVersion } : {}), t0: performance.now(), resolve }));
   }
 
   private enqueue(w: Write): void {
@@ -192,8 +192,8 @@ export class TxlogEtcd implements TxlogStore {
     this.queue = [];
     const batches: Array<{ fence: Fence | undefined; writes: Write[]; keys: Set<string> }> = [];
     for (const w of writes) {
-      if (w.kind === "put" && w.value.kind === "claim") {
-        // A claim's lease is its own: never in a batch.
+      if ((w.kind === "put" && w.value.kind === "claim") || (w.kind === "delete" && w.ifVersion !== undefined)) {
+        // A claim's lease is its own, a conditional delete has its own compare: never in a batch.
         batches.push({ fence: w.fence, writes: [w], keys: new Set() });
         continue;
       }
@@ -220,7 +220,7 @@ export class TxlogEtcd implements TxlogStore {
 
   private async one(w: Write): Promise<void> {
     if (w.kind === "put") this.settle(w, await this.putOne(w.key, w.value, w.ifVersion, w.fence));
-    else this.settle(w, await this.deleteOne(w.key, w.fence));
+    else this.settle(w, await this.deleteOne(w.key, w.fence, w.ifVersion));
   }
 
   private async batch(fence: Fence | undefined, writes: Write[]): Promise<void> {
@@ -336,8 +336,9 @@ export class TxlogEtcd implements TxlogStore {
     }
   }
 
-  private async deleteOne(key: string, fence?: Fence): Promise<LogDeleteResult> {
+  private async deleteOne(key: string, fence?: Fence, ifVersion?: number): Promise<LogDeleteResult> {
     try {
+      if (ifVersion !== undefined) return await this.deleteIfVersion(key, ifVersion, fence);
       if (fence === undefined) {
         await this.ns.delete().key(key).exec();
         return { ok: true };
@@ -348,6 +349,20 @@ export class TxlogEtcd implements TxlogStore {
       logFailure("delete", key, e);
       return { ok: false, err: "UNAVAILABLE" };
     }
+  }
+
+  /** `If(fence) Then(If(Version(key) == ifVersion) Then(Delete))`: FENCED when the fence fails, CAS when the version does. */
+  private async deleteIfVersion(key: string, ifVersion: number, fence?: Fence): Promise<LogDeleteResult> {
+    const k = (x: string) => Buffer.from(this.prefix + x);
+    const res = await this.ns.kv.txn({
+      compare: fence !== undefined ? [{ key: k(fence.key), target: "Version", result: "Equal", version: fence.version }] : [],
+      success: [{ request_txn: { compare: [{ key: k(key), target: "Version" as const, result: "Equal" as const, version: ifVersion }], success: [{ request_delete_range: { key: k(key) } }], failure: [] } }],
+      failure: [],
+    });
+    if (!res.succeeded) return { ok: false, err: "FENCED" };
+    const nested = res.responses[0]?.response_txn;
+    if (nested === undefined) throw new Error(`etcd answered a conditional delete of ${key} without its nested transaction`);
+    return nested.succeeded ? { ok: true } : { ok: false, err: "CAS" };
   }
 
   /** etcd answers a read within the deadline. */

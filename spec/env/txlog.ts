@@ -38,8 +38,10 @@ export function list(s: TxlogState, prefix: string): LogEntry[] {
   return s.entries.filter((e) => e.key.startsWith(prefix));
 }
 
-export function del(s: TxlogState, key: string, fence?: Fence): { s: TxlogState; r: LogDeleteResult } {
+/** `ifVersion`: delete only while the key is at that version (else CAS, nothing deleted). */
+export function del(s: TxlogState, key: string, fence?: Fence, ifVersion?: number): { s: TxlogState; r: LogDeleteResult } {
   if (!fenceHolds(s, fence)) return { s, r: { ok: false, err: "FENCED" } };
+  if (ifVersion !== undefined && (get(s, key)?.version ?? 0) !== ifVersion) return { s, r: { ok: false, err: "CAS" } };
   return { s: get(s, key) === undefined ? s : { entries: s.entries.filter((e) => e.key !== key) }, r: { ok: true } };
 }
 

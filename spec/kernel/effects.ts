@@ -125,7 +125,8 @@ export type LogListResult =
   | { readonly ok: true; readonly entries: readonly LogEntry[] }
   | { readonly ok: false; readonly err: "UNAVAILABLE" };
 
-export type LogDeleteResult = { readonly ok: true } | { readonly ok: false; readonly err: "FENCED" | "UNAVAILABLE" };
+/** CAS: the delete named an `ifVersion` and the key was not at that version (nothing deleted); only a delete with `ifVersion` meets it. */
+export type LogDeleteResult = { readonly ok: true } | { readonly ok: false; readonly err: "FENCED" | "UNAVAILABLE" | "CAS" };
 
 /** A prepared branch as XA RECOVER lists it, already mapped back to our ids. */
 export interface PreparedXid {
@@ -172,7 +173,11 @@ export type Effect =
   /** Compare-and-swap: write `value` only if the key's version is `ifVersion` (0: only if absent) and the fence holds. */
   | { readonly t: "log.put"; readonly key: string; readonly value: LogRecord; readonly ifVersion: number; readonly fence?: Fence }
   | { readonly t: "log.list"; readonly prefix: string }
-  | { readonly t: "log.delete"; readonly key: string; readonly fence?: Fence }
+  /**
+   * Delete the key if the fence holds; with `ifVersion` (> 0) only while the key is at that version (else CAS,
+   * nothing deleted): the claim role gives a key back this way. The resolvers never set it.
+   */
+  | { readonly t: "log.delete"; readonly key: string; readonly fence?: Fence; readonly ifVersion?: number }
   | { readonly t: "reply"; readonly tx: TxId; readonly outcome: Outcome }
   /** Ask for a `timeout` input with this id after `ms` milliseconds (at the earliest). */
   | { readonly t: "timer"; readonly id: string; readonly ms: number }

@@ -99,6 +99,8 @@ export interface Trace {
 /** Actors of the roles, as the server names them: one coordinator per transaction, one resolver per process. */
 export const COORDINATOR_ACTOR = "coordinator";
 export const RESOLVER_ACTOR = "resolver";
+/** The idempotency claim role (spec/server/idempotency.ts claimRole), recorded beside the coordinator of the transaction it claimed. */
+export const IDEMPOTENCY_ACTOR = "idempotency";
 /** Lifelines of the environment that are not a shard or the txlog: the client, the coordinator process. */
 export const CLIENT_ACTOR = "client";
 export const PROCESS_ACTOR = "process";

@@ -28,8 +28,10 @@
  * met there).
  *
  * runtime/idempotency.ts instantiates the role: its writes go through the
- * txlog port, its signals to the engine and to read-back. Not done yet
- * (issue 10): the role's steps are not recorded in the transaction's trace.
+ * txlog port, its signals to the engine and to read-back; its steps are
+ * recorded in the transaction's trace (actor `idempotency`), replayed by
+ * `speccommit trace validate`. When the host does not run the transaction
+ * (`not.run`), the key is given back: a log.delete at the claim's version.
  */
 import { assert, cannotArrive, type Role, type Step } from "../kernel/role.ts";
 import { claimKey, type ClaimRecord, type Effect, type FinalOutcome, type LogPutResult, type Outcome, type Result } from "../kernel/effects.ts";
@@ -74,11 +76,13 @@ export type ClaimSignal =
   /** 422: the key was used for another transfer; 503: the claim's fate is unknown (the txlog did not answer). */
   | { readonly t: "claim.refused"; readonly tx: string; readonly status: 422 | 503 };
 
-export type ClaimEffect = Extract<Effect, { t: "log.put" }> | ClaimSignal;
+export type ClaimEffect = Extract<Effect, { t: "log.put" | "log.delete" }> | ClaimSignal;
 
 export type ClaimInput =
   | { readonly t: "claim"; readonly key: string; readonly record: ClaimRecord }
-  | Extract<Result, { t: "log.put" }>
+  | Extract<Result, { t: "log.put" | "log.delete" }>
+  /** The host did not run the claimed transaction (overloaded, shutting down, not ready): the key is given back. */
+  | { readonly t: "not.run" }
   /** The transaction's outcome: its coordinator's answer, or settled from durable state. */
   | { readonly t: "told"; readonly outcome: Outcome };
 
@@ -97,6 +101,8 @@ export type ClaimState =
   | Claimed<"running">
   | Claimed<"settling">
   | { readonly phase: "storing"; readonly key: string; readonly record: ClaimRecord; readonly outcome: Outcome; readonly replayed: boolean }
+  /** Giving the key back: its claim deleted while it still is the version we made (nothing ran, nothing stored). */
+  | { readonly phase: "releasing"; readonly key: string }
   | { readonly phase: "answered" };
 
 const answer = (tx: string, outcome: Outcome, replayed: boolean): Step<ClaimState, ClaimEffect> => ({ st: { phase: "answered" }, effects: [{ t: "claim.answer", tx, outcome, replayed }] });
@@ -154,6 +160,14 @@ export function claimRole(mutant?: ClaimMutant): Role<ClaimState, ClaimInput, Cl
       case "told":
         assert(st.phase === "running" || st.phase === "settling", () => `claim: an outcome told in phase ${st.phase}`);
         return onTold(st, input.outcome);
+      case "not.run":
+        // Nothing ran: delete the claim only at the version we made, so that a claim someone else made or stored into stays.
+        assert(st.phase === "running" && !st.replayed, () => `claim: not run in phase ${st.phase}`);
+        return { st: { phase: "releasing", key: st.key }, effects: [{ t: "log.delete", key: st.key, ifVersion: st.version }] };
+      case "log.delete":
+        // Given back or not (a claim left behind is settled as aborted by the retry: nothing ran), the host refuses the request.
+        assert(st.phase === "releasing", () => `claim: a delete answered in phase ${st.phase}`);
+        return { st: { phase: "answered" }, effects: [] };
       default:
         return cannotArrive("claim", input);
     }

@@ -44,7 +44,7 @@ export function logAnswers<W extends World>(w: W, fx: LogEffect): Answer<W>[] {
       return outs;
     }
     case "log.delete": {
-      const { s, r } = txlog.del(w.log, fx.key, fx.fence);
+      const { s, r } = txlog.del(w.log, fx.key, fx.fence, fx.ifVersion);
       const deleted: W = { ...w, log: s };
       const result: Result = { t: "log.delete", key: fx.key, r };
       const outs: Answer<W>[] = [{ world: deleted, result, fault: false, label: answerLabel(result) }];

@@ -5,6 +5,9 @@ import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimKey, EPOCH_KEY, type ClaimRecord } from "../../spec/kernel/effects.ts";
 import { RetentionLeases } from "../../runtime/retention.ts";
+import { Idempotency, idempotencyEtcdKey } from "../../runtime/idempotency.ts";
+import { NotReady, Overloaded, ShuttingDown, type Engine } from "../../runtime/engine.ts";
+import type { TransferRequest } from "../../runtime/transfer.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
 import { DATABASE } from "../../runtime/cluster/schema.ts";
@@ -186,6 +189,62 @@ describe("txlog (etcd)", () => {
       await client.put("adapt/tx/bad").value('{"kind":"decision","decision":"maybe","branches":[]}');
       expect(await log.list("tx/")).toEqual({ ok: false, err: "UNAVAILABLE" });
     } finally {
+      client.close();
+    }
+  });
+
+  it("a delete with ifVersion (the claim role giving a key back) deletes only at that version, under its fence; as the txlog model does", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "cdel/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "cdel/");
+    try {
+      const rec = { kind: "decision", decision: "commit", branches: ["shard-a"] } as const;
+      expect(await log.put(EPOCH_KEY, { kind: "epoch" }, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("idem/1", rec, 0)).toEqual({ ok: true, version: 1 });
+      expect(await log.put("idem/1", rec, 1)).toEqual({ ok: true, version: 2 });
+      // Not at the version named: nothing deleted (a delete without ifVersion in the same flush is not held back by it).
+      expect(await Promise.all([log.delete("idem/1", undefined, 1), log.delete("idem/absent")])).toEqual([{ ok: false, err: "CAS" }, { ok: true }]);
+      expect(await log.delete("idem/2", undefined, 1)).toEqual({ ok: false, err: "CAS" });
+      expect(await log.delete("idem/1", { key: EPOCH_KEY, version: 7 }, 2)).toEqual({ ok: false, err: "FENCED" });
+      expect(await log.list("idem/")).toEqual({ ok: true, entries: [{ key: "idem/1", value: rec, version: 2 }] });
+      expect(await log.delete("idem/1", { key: EPOCH_KEY, version: 1 }, 2)).toEqual({ ok: true });
+      expect(await log.list("idem/")).toEqual({ ok: true, entries: [] });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("the engine refuses a claimed transfer (overloaded, shutting down, not ready): the claim role gives the key back through the port, and the retry runs it", async () => {
+    const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "giveback/", call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+    const log = new TxlogEtcd(client, "giveback/");
+    const submitted: string[] = [];
+    let refuse: Error | null = new Overloaded("1 transaction in flight (in_flight_max 1)");
+    // The engine's side of the seam only: submit refuses, then runs (the outcome comes back at once).
+    const engine = {
+      recordsTraces: false,
+      now_ms: () => 0,
+      submit: (_branches: unknown, _protocol: unknown, tx: string) => {
+        if (refuse !== null) throw refuse;
+        submitted.push(tx);
+        return { tx, outcome: Promise.resolve({ status: "committed" }) };
+      },
+    } as unknown as Engine;
+    const idem = new Idempotency({ ns: log.ns, engine, xa, log, retention_ms: 3_600_000 });
+    const request: TransferRequest = { branches: [{ shard: "shard-a", ops: [{ account: 1, delta: -1 }] }], protocol: "2pc", protocol_in_body: null };
+    const key = idempotencyEtcdKey("giveback-1");
+    try {
+      for (const e of [new Overloaded("busy"), new ShuttingDown("closing"), new NotReady("no epoch")]) {
+        refuse = e;
+        await expect(idem.run("giveback-1", request)).rejects.toBe(e);
+        expect(await log.list(key)).toEqual({ ok: true, entries: [] });
+      }
+      refuse = null;
+      const r = await idem.run("giveback-1", request);
+      expect(r).toMatchObject({ outcome: { status: "committed" }, replayed: false });
+      expect(submitted).toEqual([r.tx]);
+      const listed = await log.list(key);
+      expect(listed.ok && listed.entries.map((e) => [e.value, e.version])).toEqual([[expect.objectContaining({ tx: r.tx, outcome: { status: "committed" } }), 2]]);
+    } finally {
+      log.claimLeases?.forget();
       client.close();
     }
   });

@@ -173,6 +173,56 @@ describe("idempotency keys", () => {
     expect(await balance(cluster, "shard-a", a(20))).toBe(before - 100n);
   });
 
+  it("a keyed transfer's trace holds the claim role's steps (claim, its answer, the outcome told, the store) beside the coordinator's; it validates, a tampered claim step is refused", async () => {
+    const key = `trace-${Date.now()}`;
+    const r = await transfer(
+      [
+        ["shard-a", a(31), "-2.00"],
+        ["shard-b", b(31), "2.00"],
+      ],
+      { idempotency_key: key },
+    );
+    expect(r.body).toMatchObject({ status: "committed", replayed: false });
+    type Step = { step: number; actor: string; input: { t: string; r?: { ok: boolean; version?: number } }; effects: Array<{ t: string; ifVersion?: number; value?: { outcome?: unknown } }> };
+    const claimSteps = (v: { trace: { steps: Step[] } }) => v.trace.steps.filter((s) => s.actor === "idempotency");
+    // The store (after the reply) and the coordinator's commit phase go on after the answer; give them a moment.
+    let view = (await request(url, "GET", `/transactions/${r.body.tx}`)).body;
+    for (let i = 0; i < 100 && (!view.done || claimSteps(view).length < 4); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      view = (await request(url, "GET", `/transactions/${r.body.tx}`)).body;
+    }
+    const claims: Step[] = claimSteps(view);
+    expect(claims.map((s) => s.input.t)).toEqual(["claim", "log.put", "told", "log.put"]);
+    const etcdKey = idempotencyEtcdKey(key);
+    expect(claims[0]!.effects).toEqual([{ t: "log.put", key: etcdKey, value: expect.objectContaining({ kind: "claim", tx: r.body.tx }), ifVersion: 0 }]);
+    expect(claims[1]!.effects).toEqual([{ t: "claim.run", tx: r.body.tx }]);
+    expect(claims[2]!.effects).toEqual([{ t: "log.put", key: etcdKey, value: expect.objectContaining({ outcome: { status: "committed" } }), ifVersion: 1 }]);
+    expect(claims[3]!.effects).toEqual([{ t: "claim.answer", tx: r.body.tx, outcome: { status: "committed" }, replayed: false }]);
+    // The claim is taken before the coordinator's request, the outcome told after its reply.
+    const at = (pred: (s: Step) => boolean) => view.trace.steps.findIndex(pred);
+    expect(at((s: Step) => s.actor === "idempotency")).toBeLessThan(at((s: Step) => s.actor === "coordinator"));
+    expect(at((s: Step) => s.actor === "idempotency" && s.input.t === "told")).toBeGreaterThan(at((s: Step) => s.actor === "coordinator" && s.effects.some((e) => e.t === "reply")));
+    expect(view.trace.steps.map((s: Step) => s.step)).toEqual(view.trace.steps.map((_: Step, i: number) => i + 1));
+    const roleSteps = view.trace.steps.filter((s: Step) => s.actor === "coordinator" || s.actor === "idempotency");
+    expect(replayTrace(view.trace)).toEqual({ ok: true, steps: roleSteps.length });
+    expect(validateEnvironment(view.trace)).toMatchObject({ ok: true });
+    // As `speccommit trace validate` reads it: the NDJSON the server serves.
+    const ndjson = await request(url, "GET", `/transactions/${r.body.tx}?format=ndjson`);
+    expect(replayTrace(parseTrace(ndjson.body))).toEqual({ ok: true, steps: roleSteps.length });
+    // Tampered: the store compares on another version than the claim had; the claim answered with another version.
+    const tamper = (f: (s: Step) => Step) => ({ header: view.trace.header, steps: view.trace.steps.map((s: Step) => (s.actor === "idempotency" ? f(s) : s)) });
+    const storeStep = claims[2]!.step;
+    const badStore = replayTrace(tamper((s) => (s.step === storeStep ? { ...s, effects: s.effects.map((e) => ({ ...e, ifVersion: 0 })) } : s)));
+    expect(badStore).toMatchObject({ ok: false, step: storeStep });
+    if (!badStore.ok) expect(badStore.message).toMatch(/idempotency of .*different effects/);
+    const answerStep = claims[1]!.step;
+    const badAnswer = replayTrace(tamper((s) => (s.step === answerStep ? { ...s, input: { ...s.input, r: { ok: true, version: 5 } } } : s)));
+    expect(badAnswer).toMatchObject({ ok: false, step: storeStep });
+    // An outcome stored that the coordinator never told.
+    const badTold = replayTrace(tamper((s) => (s.input.t === "told" ? { ...s, effects: s.effects.map((e) => ({ ...e, value: { ...e.value, outcome: { status: "aborted", reason: "conflict" } } })) } : s)));
+    expect(badTold).toMatchObject({ ok: false, step: storeStep });
+  });
+
   it("honours the Idempotency-Key header exactly like the body field (one key space), and refuses a header and a body that differ", async () => {
     const key = `hdr-${Date.now()}`;
     const ops: Array<[string, number, string]> = [

@@ -1,6 +1,7 @@
 // The idempotency rules as spec (spec/server/idempotency.ts) and the read-back composition (spec/server/readback.ts).
 import { describe, expect, it } from "vitest";
 import { answerOfClaim, claimRole, storable } from "../../spec/server/idempotency.ts";
+import * as txlog from "../../spec/env/txlog.ts";
 import { ProtocolViolation } from "../../spec/kernel/role.ts";
 import { readBack, readBackRules, readBackWithout, REGISTERED_RULES, settle } from "../../spec/server/readback.ts";
 import { claimKey, decisionKey, speculativeKey, type LogPutResult } from "../../spec/kernel/effects.ts";
@@ -104,6 +105,28 @@ describe("claimRole: claim -> run -> store -> answer, through txlog writes only"
 
   it("the txlog did not answer the claim: 503, nothing runs", () => {
     expect(role.step(claimed().st, put({ ok: false, err: "UNAVAILABLE" })).effects).toEqual([{ t: "claim.refused", tx: "t1", status: 503 }]);
+  });
+
+  it("the host did not run the transaction: the key is given back by a delete at the claim's version, then nothing more", () => {
+    const b = role.step(claimed().st, put({ ok: true, version: 1 }));
+    const r = role.step(b.st, { t: "not.run" });
+    expect(r.effects).toEqual([{ t: "log.delete", key, ifVersion: 1 }]);
+    for (const d of [{ ok: true }, { ok: false, err: "CAS" }, { ok: false, err: "UNAVAILABLE" }] as const) {
+      const done = role.step(r.st, { t: "log.delete", key, r: d });
+      expect(done).toEqual({ st: { phase: "answered" }, effects: [] });
+    }
+    // Only a claim this request made and ran nothing of is given back.
+    const open = { ...record, tx: "t0" };
+    const s = role.step(claimed().st, put({ ok: false, err: "CAS", current: open, version: 1 }));
+    expect(() => role.step(s.st, { t: "not.run" })).toThrow(ProtocolViolation);
+    expect(() => role.step(b.st, { t: "log.delete", key, r: { ok: true } })).toThrow(ProtocolViolation);
+  });
+
+  it("the txlog model's conditional delete: deletes only at the version named, else CAS and nothing deleted", () => {
+    const made = txlog.put(txlog.emptyTxlog, key, record, 0).s;
+    expect(txlog.del(made, key, undefined, 2)).toEqual({ s: made, r: { ok: false, err: "CAS" } });
+    expect(txlog.del(made, key, undefined, 1)).toEqual({ s: txlog.emptyTxlog, r: { ok: true } });
+    expect(txlog.del(txlog.emptyTxlog, key, undefined, 1).r).toEqual({ ok: false, err: "CAS" });
   });
 
   it("assertions: a second claim, an outcome before the claim is ours", () => {
