@@ -24,7 +24,7 @@
  * state fingerprints, hash.ts).
  */
 import { KeySet, StateTable } from "./table.ts";
-import { mixSlot } from "./hash.ts";
+import { fmix32, mixSlot } from "./hash.ts";
 
 const SEED_A = 0x3c6ef372;
 const SEED_B = 0x5be0cd19;
@@ -38,15 +38,8 @@ function mix(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
-function finish(h: number, n: number): number {
-  h ^= n;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+/** MurmurHash3's tail: the length folded in, then its finaliser (hash.ts). */
+const finish = (h: number, n: number): number => fmix32(h ^ n);
 
 const TAG_NULL = 1;
 const TAG_BOOL = 2;
