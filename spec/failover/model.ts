@@ -1,0 +1,429 @@
+/**
+ * The failover model (docs/protocols/failover.md): the server's composition
+ * with several coordinator nodes, one of which may crash and (restart=false)
+ * never return. Each node runs the server coordinator (spec/server/coordinator.ts)
+ * for its own transactions and the process resolver (spec/server/resolver.ts)
+ * over its own namespace; every survivor runs the takeover role
+ * (./takeover.ts) for the dying node and, while it owns it, a second process
+ * resolver over that node's namespace (./world.ts runs them).
+ *
+ * Properties: each protocol's own (AC1..AC4, the banking invariants, on the
+ * log as one namespace: spec/server/properties.ts xaFamilyInvariants);
+ * `one_survivor_resolves` (at most one survivor resolves the dying node at a
+ * time); `every_transaction_ends` (once faults stop, every transaction,
+ * the dead node's included, can still finish: 2PC no longer blocks while a
+ * survivor lives).
+ *
+ * Mutants: `takeover-unfenced` (the survivor's resolver adopts the dead
+ * node's epoch instead of taking a new one: no fence); `ignore-cas` (a claim
+ * that lost its compare is taken as won: two survivors take over the same
+ * node); `lease-early` (the lease may expire while its node is alive: a
+ * takeover races a live, slow coordinator); `wrong-rule` (the survivor reads
+ * the dead node's STAGING record by 2PC's rule: not a COMMIT, so abort).
+ *
+ * The shards are XA shards: the model runs the XA family (2PC, parallel
+ * commit) and the process resolver's XA part; the speculative part, whose
+ * records and undo rows are per node in the same way, is left out (stated in
+ * the doc).
+ */
+import type { Model, ModelFactory } from "../kernel/model.ts";
+import { EPOCH_KEY, type Effect, type LogEntry, type Result } from "../kernel/effects.ts";
+import type { Role } from "../kernel/role.ts";
+import { collapser } from "../env/collapse.ts";
+import { branchXid } from "../env/executor.ts";
+import * as txlog from "../env/txlog.ts";
+import { xaShards } from "../env/xa-shard.ts";
+import { flightKeys } from "../world/flights.ts";
+import { isLogEffect, logAnswers, type Answer } from "../world/txlog-answers.ts";
+import type { Budget, Flight, Scenario, World } from "../world/types.ts";
+import { answerLabel } from "../labels.ts";
+import { VOTE_TIMER, wholeParam, xaGhost, type XaGhost, type XaWorld } from "../protocols/xa/world.ts";
+import { resolverQuiet, type ResolverState as XaResolverState } from "../protocols/xa/resolver.ts";
+import { implicitGhost } from "../protocols/parallel/model.ts";
+import { xaEventually } from "../protocols/xa/properties.ts";
+import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
+import { DEFAULT_PROTOCOL, RESOLVER_PARTS } from "../protocols/registry.ts";
+import { serverCoordinator } from "../server/coordinator.ts";
+import { processResolver, type ProcessResolverState } from "../server/resolver.ts";
+import { xaFamilyInvariants } from "../server/properties.ts";
+import { resolving, takeover, type TakeoverInput, type TakeoverState } from "./takeover.ts";
+import { fromNamespace, mergedEntries } from "./namespace.ts";
+import {
+  dropFenced,
+  launchAll,
+  layoutOf,
+  observation,
+  orphanOwners,
+  ownerKind,
+  resolverOwner,
+  takeoverOwner,
+  watchMatters,
+  type FailoverAction,
+  type FailoverLayout,
+  type FailoverWorld,
+} from "./world.ts";
+import { failoverActors, failoverDescriber } from "./describe.ts";
+
+export const failoverMutants = ["takeover-unfenced", "ignore-cas", "lease-early", "wrong-rule"] as const;
+export type FailoverMutant = (typeof failoverMutants)[number];
+
+export interface FailoverConfig {
+  readonly scenario: Scenario;
+  readonly layout: FailoverLayout;
+  readonly budget: Budget;
+  /** The dying node restarts after its crash (false: it stays down forever). */
+  readonly restart: boolean;
+  readonly timeouts: boolean;
+  readonly mutant?: FailoverMutant;
+}
+
+type W = FailoverWorld<XaGhost>;
+
+/** The coordinator settings every model runs with (spec/server/model.ts). */
+const SETTINGS = { voteTimeoutMs: defaultCoordinatorOptions.voteTimeoutMs, retryDelayMs: defaultCoordinatorOptions.retryDelayMs, attemptsMax: 2 };
+
+/** The process resolver with the parts the XA shards answer. */
+const resolverRole = (sc: Scenario) => processResolver({ shards: sc.shards, parts: RESOLVER_PARTS.filter((p) => p.needs === "xa") });
+
+/** Mutant takeover-unfenced: the resolver adopts the epoch it finds instead of taking a new one (its epoch CAS answered at once, nothing written). */
+function adoptEpoch(role: Role<ProcessResolverState, any, Effect>): Role<ProcessResolverState, any, Effect> {
+  return {
+    start: role.start,
+    step(st, input) {
+      const out = role.step(st, input);
+      const i = out.effects.findIndex((e) => e.t === "log.put" && e.key === EPOCH_KEY);
+      if (i < 0) return out;
+      const e = out.effects[i] as Extract<Effect, { t: "log.put" }>;
+      const again = role.step(out.st, { t: "log.put", key: EPOCH_KEY, r: { ok: true, version: e.ifVersion } });
+      return { st: again.st, effects: [...out.effects.filter((_, j) => j !== i), ...again.effects] };
+    },
+  };
+}
+
+/** Mutant wrong-rule: a STAGING record read by 2PC's rule (no COMMIT: abort). */
+const stagingAsAbort = (e: LogEntry): LogEntry =>
+  e.value.kind === "staging" ? { ...e, value: { kind: "decision", decision: "abort", branches: e.value.branches.map((b) => b.shard) } } : e;
+
+export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
+  const sc = cfg.scenario;
+  const lay = cfg.layout;
+  const L = layoutOf(sc, lay);
+  const key = flightKeys();
+  const coord = serverCoordinator(SETTINGS);
+  const own = resolverRole(sc);
+  const resolvers = lay.resolvers.map((r) => (r.takeover !== null && cfg.mutant === "takeover-unfenced" ? adoptEpoch(own) : own));
+  const takeovers = lay.takeovers.map((x) => takeover(lay.nodes[x.host]!, lay.nodes[lay.dying]!, cfg.mutant === "ignore-cas" ? "ignore-cas" : undefined));
+  const ghost = xaGhost<XaWorld<any, any>>(sc, implicitGhost(sc));
+  const dying = lay.dying;
+  const protocolOf = (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
+  const txIndex = (id: string): number => sc.txs.findIndex((t) => t.id === id);
+  const timerOff = (id: string): boolean => !cfg.timeouts && id === VOTE_TIMER;
+  const collapse = collapser<W>(["nodes", "coords", "resolvers", "takeovers", "shards", "log", "flights", "told", "ghost", "budget"]);
+  const nodeNames = lay.nodes;
+
+  /** The world as one protocol model sees it: one log (the namespaces merged, the claims left out), one process. */
+  const views = new WeakMap<W, XaWorld<any, any>>();
+  const viewOf = (w: W): XaWorld<any, any> => {
+    let v = views.get(w);
+    if (v === undefined) {
+      v = { up: true, inc: 0, coords: w.coords, resolver: null, shards: w.shards, log: { entries: mergedEntries(w.log.entries, nodeNames) }, flights: w.flights, told: w.told, ghost: w.ghost, budget: w.budget };
+      views.set(w, v);
+    }
+    return v;
+  };
+  const withGhost = (w: W, v: XaWorld<any, any>): W => (v.ghost === w.ghost ? w : { ...w, ghost: v.ghost });
+  const observe = (w0: W): W => {
+    const w = dropFenced(w0);
+    return withGhost(w, ghost.observe!(viewOf(w)));
+  };
+  const faulty = (w: W): W => withGhost(w, ghost.fault!(viewOf(w)));
+
+  const launch = (w: W, owner: number, effects: readonly Effect[]): W =>
+    launchAll(w, owner, effects, { ns: L.nsOf(owner), inc: w.nodes[L.hostOf(owner)]!.inc, txIndex, timerOff, key });
+
+  /** What owner `owner` hears of `r`: in its namespace (the wrong-rule mutant's lens for the survivor's resolver). */
+  const heard = (owner: number, r: Result): Result => {
+    const ns = L.nsOf(owner);
+    if (ns === null) return r;
+    const o = ownerKind(owner);
+    const lens = cfg.mutant === "wrong-rule" && o.k === "resolver" && lay.resolvers[o.r]!.takeover !== null ? stagingAsAbort : undefined;
+    return fromNamespace(ns, r, lens);
+  };
+
+  /** Takeover role `x` stopped resolving: its resolver over the dying node stops as a crashed one does. */
+  function stopIfReleased(w: W, x: number, before: TakeoverState): W {
+    if (!resolving(before) || resolving(w.takeovers[x]!)) return w;
+    const r = lay.resolvers.findIndex((s) => s.takeover === x);
+    return { ...w, resolvers: w.resolvers.map((s, i) => (i === r ? resolvers[r]!.start() : s)), flights: orphanOwners(w.flights, (o) => o === resolverOwner(r), key) };
+  }
+
+  function stepTakeover(w: W, x: number, input: TakeoverInput | Result): W {
+    const before = w.takeovers[x]!;
+    const out = takeovers[x]!.step(before, input as TakeoverInput);
+    const nw = launch({ ...w, takeovers: w.takeovers.map((s, i) => (i === x ? out.st : s)) }, takeoverOwner(x), out.effects);
+    return stopIfReleased(nw, x, before);
+  }
+
+  /** Deliver a result to its role and launch what the role asks next. */
+  function deliver(w: W, owner: number, result: Result): W {
+    const o = ownerKind(owner);
+    if (o.k === "takeover") return stepTakeover(w, o.x, result);
+    if (o.k === "resolver") {
+      const out = resolvers[o.r]!.step(w.resolvers[o.r]!, heard(owner, result));
+      return launch({ ...w, resolvers: w.resolvers.map((s, i) => (i === o.r ? out.st : s)) }, owner, out.effects);
+    }
+    const slot = w.coords[o.t]!;
+    if (!slot.alive) return w;
+    const out = coord.step(slot.st, heard(owner, result) as never);
+    return launch({ ...w, coords: w.coords.map((c, i) => (i === o.t ? { ...c, st: out.st } : c)) }, owner, out.effects);
+  }
+
+  const withShard = (w: W, s: number, sh: W["shards"][number]): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
+    ...w,
+    flights: w.flights.filter((f) => !(f.orphan && xaShards.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && xaShards.connOf!(f) === conn)),
+  });
+
+  /** Every way the world may answer flight `f` (`w` no longer holds it). */
+  function answers(w: W, f: Flight): Answer<W>[] {
+    const fx = f.fx;
+    if (xaShards.owns(fx)) {
+      const s = sc.shards.indexOf((fx as { shard: string }).shard);
+      return xaShards.answers(w.shards[s]!, f, w.budget).map((o) => {
+        let nw = withShard(w, s, o.shard);
+        if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
+        if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
+        return { world: nw, result: o.result, fault: o.crashes, label: o.label };
+      });
+    }
+    if (isLogEffect(fx)) return logAnswers(w as unknown as World, fx) as unknown as Answer<W>[];
+    if (fx.t === "timer") {
+      const nw = fx.id === VOTE_TIMER ? withGhost(w, ghost.timer!(viewOf(w), fx.id)) : w;
+      return [{ world: nw, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
+    }
+    throw new Error(`failover: no environment answers ${fx.t}`);
+  }
+
+  let answersFor: { w: W; byFlight: Answer<W>[][] } | null = null;
+  const answersOf = (w: W, i: number): Answer<W>[] => {
+    if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
+    return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
+  };
+
+  const isActive = (w: W, t: number): boolean => w.coords[t]!.alive && w.coords[t]!.st.phase !== "idle" && w.coords[t]!.st.phase !== "done";
+  /** Resolver slot r's scan: the transactions of its namespace live on its host (none for a survivor's resolver of another node). */
+  const scanOf = (w: W, r: number) => {
+    const slot = lay.resolvers[r]!;
+    const active = slot.takeover !== null ? [] : sc.txs.flatMap((tx, t) => (lay.txNode[t] === slot.ns && isActive(w, t) ? [tx.id] : []));
+    return { t: "scan", active } as const;
+  };
+  const requestOf = (w: W, t: number) => {
+    const tx = sc.txs[t]!;
+    const ownR = lay.resolvers.findIndex((s) => s.takeover === null && s.host === lay.txNode[t]);
+    return { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolvers[ownR]!.epoch!, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
+  };
+  const ownEpoch = (w: W, t: number): number | null => w.resolvers[lay.resolvers.findIndex((s) => s.takeover === null && s.host === lay.txNode[t])]?.epoch ?? null;
+
+  /** spec/server/model.ts's scan reduction, per resolver slot and namespace. */
+  function scanIsNoop(w: W, r: number): boolean {
+    const res = w.resolvers[r]!;
+    if (res.epoch === null || res.lastScan !== "complete" || !resolverQuiet(res.parts[0] as XaResolverState)) return false;
+    const slot = lay.resolvers[r]!;
+    const active = scanOf(w, r).active;
+    const node = lay.nodes[slot.ns]!;
+    const leftovers = (t: number): boolean => {
+      const id = sc.txs[t]!.id;
+      return w.flights.some((f) => f.owner === t) || sc.shards.some((s, i) => w.shards[i]!.branches.some((b) => b.xid === branchXid(id, s))) || txlog.get(w.log, `${node}/tx/${id}`) !== undefined;
+    };
+    return sc.txs.every((tx, t) => lay.txNode[t] !== slot.ns || (!(w.coords[t]!.alive && w.coords[t]!.st.phase === "idle") && (active.includes(tx.id) || !leftovers(t))));
+  }
+
+  function* actions(w: W): Iterable<FailoverAction> {
+    for (let t = 0; t < w.coords.length; t++) {
+      const c = w.coords[t]!;
+      if (w.nodes[lay.txNode[t]!]!.up && c.alive && c.st.phase === "idle" && ownEpoch(w, t) !== null) yield { k: "request", tx: t };
+    }
+    for (let i = 0; i < w.flights.length; i++) {
+      if (i > 0 && key(w.flights[i - 1]!) === key(w.flights[i]!)) continue;
+      const outs = answersOf(w, i);
+      for (let o = 0; o < outs.length; o++) yield { k: "complete", i, o, fault: outs[o]!.fault, label: outs[o]!.label };
+    }
+    for (let r = 0; r < lay.resolvers.length; r++) {
+      const slot = lay.resolvers[r]!;
+      const running = slot.takeover === null || resolving(w.takeovers[slot.takeover]!);
+      if (w.nodes[slot.host]!.up && running && w.resolvers[r]!.phase === "idle" && !scanIsNoop(w, r)) yield { k: "scan", r };
+    }
+    for (let x = 0; x < lay.takeovers.length; x++) {
+      if (w.nodes[lay.takeovers[x]!.host]!.up && watchMatters(takeovers[x]!, w.takeovers[x]!, observation(lay, w))) yield { k: "watch", x };
+    }
+    const d = w.nodes[dying]!;
+    if (d.up && w.budget.crash > 0) yield { k: "crash" };
+    if (!d.up && cfg.restart) yield { k: "restart" };
+    if (d.lease && (!d.up || cfg.mutant === "lease-early")) yield { k: "expire" };
+    if (d.up && !d.lease) yield { k: "renew" };
+    yield* shardFaults(w);
+  }
+
+  /** The shards' faults; a dead connection is noticed per node (its incarnation names it). */
+  function* shardFaults(w: W): Iterable<FailoverAction> {
+    for (let s = 0; s < w.shards.length; s++) {
+      for (let n = 0; n < w.nodes.length; n++) {
+        for (const a of xaShards.faults(w.shards[s]!, s, w.budget, w.nodes[n]!)) {
+          if (a.k === "notice" ? L.nodeOfConn(a.conn) === n : n === 0) yield a as FailoverAction;
+        }
+      }
+    }
+  }
+
+  /** The dying node crashes: its coordinators and resolvers lose their volatile state; what they sent may still land. */
+  function crash(w: W): W {
+    const hosted = (owner: number): boolean => L.hostOf(owner) === dying;
+    return faulty({
+      ...w,
+      nodes: w.nodes.map((n, i) => (i === dying ? { ...n, up: false } : n)),
+      coords: w.coords.map((c, t) => (lay.txNode[t] === dying ? { ...c, alive: false } : c)),
+      resolvers: w.resolvers.map((s, r) => (lay.resolvers[r]!.host === dying ? resolvers[r]!.start() : s)),
+      takeovers: w.takeovers.map((s, x) => (lay.takeovers[x]!.host === dying ? takeovers[x]!.start() : s)),
+      flights: orphanOwners(w.flights, hosted, key),
+      budget: { ...w.budget, crash: w.budget.crash - 1 },
+    });
+  }
+
+  const setDying = (w: W, n: Partial<W["nodes"][number]>): W => ({ ...w, nodes: w.nodes.map((x, i) => (i === dying ? { ...x, ...n } : x)) });
+
+  function next(w: W, a: FailoverAction): W {
+    switch (a.k) {
+      case "request": {
+        const out = coord.step(w.coords[a.tx]!.st, requestOf(w, a.tx));
+        return observe(launch({ ...w, coords: w.coords.map((c, i) => (i === a.tx ? { ...c, st: out.st } : c)) }, a.tx, out.effects));
+      }
+      case "complete": {
+        const f = w.flights[a.i]!;
+        const out = answersOf(w, a.i)[a.o]!;
+        let nw = out.fault ? faulty(out.world) : out.world;
+        if (out.result !== null && !f.orphan) nw = deliver(nw, f.owner, out.result);
+        return observe(nw);
+      }
+      case "scan": {
+        const out = resolvers[a.r]!.step(w.resolvers[a.r]!, scanOf(w, a.r));
+        return launch({ ...w, resolvers: w.resolvers.map((s, i) => (i === a.r ? out.st : s)) }, resolverOwner(a.r), out.effects);
+      }
+      case "watch":
+        return observe(stepTakeover(w, a.x, observation(lay, w)));
+      case "crash":
+        return crash(w);
+      case "restart":
+        return setDying(w, { up: true, inc: w.nodes[dying]!.inc + 1, lease: true });
+      case "expire":
+        return setDying(w, { lease: false });
+      case "renew":
+        return setDying(w, { lease: true });
+      case "shardCrash":
+        return observe(faulty({ ...withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
+      case "shardRestart":
+        return withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a));
+      case "notice":
+        return observe(dropOrphansOn(withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a)), a.s, a.conn));
+    }
+  }
+
+  const init = (): W => ({
+    nodes: lay.nodes.map(() => ({ up: true, inc: 0, lease: true })),
+    coords: sc.txs.map(() => ({ st: coord.start(), alive: true })),
+    resolvers: resolvers.map((r) => r.start()),
+    takeovers: takeovers.map((x) => x.start()),
+    shards: sc.balances.map((b) => xaShards.init(b)),
+    log: txlog.emptyTxlog,
+    flights: [],
+    told: sc.txs.map(() => null),
+    ghost: ghost.init(sc),
+    budget: cfg.budget,
+  });
+
+  const family = xaFamilyInvariants(sc, protocolOf);
+  /** AC5 as parallel commit states it on the whole log (it implies 2PC's): no branch, no record left but the epochs. */
+  const ends = xaEventually((v: XaWorld<any, any>) => v.coords.every((c) => !c.alive || c.st.phase === "done") && v.shards.every((sh) => sh.branches.length === 0) && v.log.entries.every((e) => e.value.kind === "epoch")).AC5_terminates;
+
+  return {
+    name: "failover",
+    init: () => [init()],
+    actions,
+    next,
+    invariants: {
+      ...Object.fromEntries(Object.entries(family).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
+      /** At most one survivor resolves the dying node at a time (the claim's CAS). */
+      one_survivor_resolves: (w) => w.takeovers.filter(resolving).length <= 1,
+    },
+    eventually: {
+      /** Once faults stop, every transaction, the dead node's included, can still finish (no branch, no record left but the epochs and the claims). */
+      every_transaction_ends: { goal: (w: W) => ends.goal(viewOf(w)), allowed: (a: FailoverAction) => ends.allowed(a as never) },
+    },
+    encode: collapse.encode,
+    decode: collapse.decode,
+    localEncoding: true,
+    describe: failoverDescriber(sc, lay, key, { coord, resolvers, takeovers, heard, requestOf, scanOf, observation: (w) => observation(lay, w), resultOf: (w, a) => answersOf(w, a.i)[a.o]!.result }),
+    view: (w) => w,
+    actors: () => failoverActors(sc, lay),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios and the factory
+
+const transfer = (id: string, protocol: string, from: [string, number], to: [string, number], cents: number) => ({
+  id,
+  protocol,
+  branches: [
+    { shard: from[0], ops: [{ account: from[1], delta: -cents }] },
+    { shard: to[0], ops: [{ account: to[1], delta: cents }] },
+  ],
+});
+
+/**
+ * Node n2 may die and runs t1 (by `protocol`); n1 survives, and with `survivorTx` runs t2 of its own (the other way,
+ * on other accounts); with `survivors` 2, n3 (no transaction of its own) also watches n2; with 0, nobody takes n2
+ * over (today's single coordinator: 2PC blocks while it is down).
+ */
+export function failoverSetup(protocol: string, survivorTx: boolean, survivors: number): { scenario: Scenario; layout: FailoverLayout } {
+  const txs = [transfer("t1", protocol, ["s1", 1], ["s2", 2], 30), ...(survivorTx ? [transfer("t2", protocol, ["s2", 4], ["s1", 3], 20)] : [])];
+  const nodes = ["n1", "n2", ...(survivors === 2 ? ["n3"] : [])];
+  const hosts = survivors === 0 ? [] : nodes.map((_, n) => n).filter((n) => n !== 1);
+  return {
+    scenario: { shards: ["s1", "s2"], balances: [[[1, 100], [3, 100]], [[2, 100], [4, 100]]], txs },
+    layout: {
+      nodes,
+      dying: 1,
+      txNode: txs.map((_, t) => (t === 0 ? 1 : 0)),
+      resolvers: [
+        ...(survivorTx ? [{ host: 0, ns: 0, takeover: null }] : []),
+        { host: 1, ns: 1, takeover: null },
+        ...hosts.map((host, x) => ({ host, ns: 1, takeover: x })),
+      ],
+      takeovers: hosts.map((host) => ({ host })),
+    },
+  };
+}
+
+export const failoverFactory: ModelFactory = {
+  name: "failover",
+  description:
+    "Several coordinator nodes over one txlog and the same XA shards: each node's server coordinator and process resolver in its own namespace; node n2 may crash (restart=false: for good), its lease expires, a survivor claims it by CAS and resolves its namespace under a new epoch of n2's",
+  params: { protocol: "2pc", survivorTx: false, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
+  mutants: [...failoverMutants],
+  build(params, mutant) {
+    const num = (k: string): number => wholeParam("failover", params, k);
+    const protocol = String(params.protocol);
+    if (protocol !== "2pc" && protocol !== "parallel") throw new Error(`failover: parameter protocol must be 2pc or parallel (got ${protocol})`);
+    const survivors = num("survivors");
+    if (survivors < 0 || survivors > 2) throw new Error(`failover: parameter survivors must be 0, 1 or 2 (got ${survivors})`);
+    const { scenario, layout } = failoverSetup(protocol, params.survivorTx === true, survivors);
+    return failoverModel({
+      scenario,
+      layout,
+      budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
+      restart: params.restart === true,
+      timeouts: params.timeouts === true,
+      mutant: failoverMutants.find((m) => m === mutant),
+    });
+  },
+};
