@@ -22,7 +22,7 @@
  * node's namespace stops as a crashed one does (its writes and statements
  * already sent may still land).
  */
-import type { Effect, Outcome, Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { Effect, Outcome, TxId } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
 import type { Budget, Flight, Scenario, Slot } from "../world/types.ts";
 import type { TxlogState } from "../env/txlog.ts";
@@ -31,7 +31,7 @@ import { sortFlights } from "../world/flights.ts";
 import type { ProcessResolverState } from "../server/resolver.ts";
 import type { ServerCoordinatorState } from "../server/coordinator.ts";
 import type * as xa from "../env/xa.ts";
-import { resolving, type TakeoverInput, type TakeoverState } from "./takeover.ts";
+import type { TakeoverInput, TakeoverState } from "./takeover.ts";
 import { intoNamespace, type Namespace } from "./namespace.ts";
 
 export interface Node {
@@ -161,15 +161,12 @@ export function orphanOwners(flights: readonly Flight[], gone: (owner: number) =
 /** The lease observation a takeover role of the dying node gets. */
 export const observation = (lay: FailoverLayout, w: FailoverWorld): TakeoverInput => ({ t: "lease", node: lay.nodes[lay.dying]!, alive: w.nodes[lay.dying]!.lease });
 
-/** A watch is offered when the observation would change the role or make it ask for something. */
+/**
+ * A watch is offered when the observation would make the role ask for something or change phase or claim, or
+ * tell a claim in flight that the node's lease changed (the only phase whose next step reads `alive`).
+ */
 export function watchMatters(role: Role<TakeoverState, TakeoverInput, Effect>, st: TakeoverState, input: TakeoverInput): boolean {
   const out = role.step(st, input);
-  return out.effects.length > 0 || out.st.phase !== st.phase || out.st.alive !== st.alive || out.st.version !== st.version;
+  return out.effects.length > 0 || out.st.phase !== st.phase || out.st.version !== st.version || (st.phase === "claiming" && out.st.alive !== st.alive);
 }
 
-export const stillResolving = resolving;
-
-/** The result a namespaced role hears: XA RECOVER filtered to its xids, its keys without the prefix. */
-export type Heard = (owner: number, r: Result) => Result;
-
-export type { ShardId };
