@@ -289,6 +289,15 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     });
   }
 
+  /**
+   * The dying node's lease is alive again: every survivor sees it at once (the watch event is modelled as reaching
+   * them before the node's first step), so a resolver they ran over it stops now; what it had in flight may still land.
+   * Without this, a survivor's resolver and the node's own could fence each other forever (each fenced one takes a
+   * newer epoch), an unbounded state space; the runtime bounds it by the watch's latency.
+   */
+  const leaseBack = (w: W): W =>
+    lay.takeovers.reduce((acc, _, x) => (watchMatters(takeovers[x]!, acc.takeovers[x]!, observation(lay, acc)) ? stepTakeover(acc, x, observation(lay, acc)) : acc), w);
+
   const setDying = (w: W, n: Partial<W["nodes"][number]>): W => ({ ...w, nodes: w.nodes.map((x, i) => (i === dying ? { ...x, ...n } : x)) });
 
   function next(w: W, a: FailoverAction): W {
@@ -313,11 +322,11 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
       case "crash":
         return crash(w);
       case "restart":
-        return setDying(w, { up: true, inc: w.nodes[dying]!.inc + 1, lease: true });
+        return observe(leaseBack(setDying(w, { up: true, inc: w.nodes[dying]!.inc + 1, lease: true })));
       case "expire":
         return setDying(w, { lease: false });
       case "renew":
-        return setDying(w, { lease: true });
+        return observe(leaseBack(setDying(w, { lease: true })));
       case "shardCrash":
         return observe(faulty({ ...withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
       case "shardRestart":
