@@ -192,6 +192,26 @@ export const suite: SuiteEntry[] = [
   // Concluding by hand (spec/server/conclude.ts): the operator's direction taken as the outcome.
   { model: "server", params: { scenario: "2pc+speculative", crash: 1 }, mutant: "conclude-as-asked", expect: "violates conclude_sound", properties: ["conclude_sound"], length: 8 },
 
+  // Failover (spec/failover, docs/protocols/failover.md): coordinator nodes n1 and n2, each its server coordinator and
+  // process resolver in its own txlog namespace; n2 runs t1 and may crash (restart=false: for good), its lease expires
+  // only once it is down, and the survivor's takeover role claims owners/n2 by CAS and runs a process resolver over n2's
+  // namespace under a new epoch of n2's (the fence). survivors=2 adds n3 watching n2 too; survivors=0 is today's single
+  // coordinator (2PC blocks: every_transaction_ends violated). Mutants: no fence (the dead node's late COMMIT lands
+  // after the survivor aborted and forgot t1), a lost claim taken as won, the lease expiring under a live node (its
+  // COMMIT fenced into doubt in a run where nothing failed: AC4), STAGING read by 2PC's rule.
+  { model: "failover", params: { protocol: "2pc" }, expect: "ok", counts: { distinct: 9_252, generated: 21_886, depth: 46 } },
+  { model: "failover", params: { protocol: "parallel" }, expect: "ok", counts: { distinct: 8_688, generated: 21_248, depth: 46 } },
+  { model: "failover", params: { protocol: "2pc", survivors: 2 }, expect: "ok", counts: { distinct: 46_627, generated: 136_668, depth: 48 } },
+  { model: "failover", params: { protocol: "2pc", logFault: 1 }, expect: "ok", counts: { distinct: 45_211, generated: 110_879, depth: 49 } },
+  { model: "failover", params: { protocol: "2pc", shardCrash: 1 }, expect: "ok", counts: { distinct: 129_831, generated: 361_652, depth: 52 } },
+  { model: "failover", params: { protocol: "2pc", restart: true, timeouts: false }, expect: "ok", counts: { distinct: 50_369, generated: 167_863, depth: 55 } },
+  { model: "failover", params: { protocol: "parallel", restart: true, timeouts: false }, expect: "ok", counts: { distinct: 68_117, generated: 219_290, depth: 55 } },
+  { model: "failover", params: { protocol: "2pc", survivors: 0 }, expect: "violates every_transaction_ends", properties: ["every_transaction_ends"], length: 7 },
+  { model: "failover", params: { protocol: "2pc" }, mutant: "takeover-unfenced", expect: "violates AC2_irrevocable", properties: ["AC2_irrevocable"], length: 32 },
+  { model: "failover", params: { protocol: "2pc", survivors: 2 }, mutant: "ignore-cas", expect: "violates one_survivor_resolves", properties: ["one_survivor_resolves"], length: 6 },
+  { model: "failover", params: { protocol: "2pc" }, mutant: "lease-early", expect: "violates AC4_all_yes_commits", properties: ["AC4_all_yes_commits"], length: 15 },
+  { model: "failover", params: { protocol: "parallel" }, mutant: "wrong-rule", expect: "violates implicit_commit_is_final", properties: ["implicit_commit_is_final"], length: 21 },
+
   // PaxosCommit.tla (spec/reference/paxoscommit.ts, named by path as a user's model is). TLC's configuration (RM = {r1, r2},
   // 3 acceptors, Ballot = {0, 1}: 1,321,761 distinct, 16,959,159 generated, depth 28) takes minutes on one thread, so it
   // runs from test/checker/paxoscommit-tlc.suite.ts (`speccommit suite --suite ...`); here smaller configurations, whose

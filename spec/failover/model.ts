@@ -42,7 +42,7 @@ import { resolverQuiet, type ResolverState as XaResolverState } from "../protoco
 import { implicitGhost } from "../protocols/parallel/model.ts";
 import { xaEventually } from "../protocols/xa/properties.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
-import { DEFAULT_PROTOCOL, RESOLVER_PARTS } from "../protocols/registry.ts";
+import { DEFAULT_PROTOCOL, REGISTRY, RESOLVER_PARTS } from "../protocols/registry.ts";
 import { serverCoordinator } from "../server/coordinator.ts";
 import { processResolver, type ProcessResolverState } from "../server/resolver.ts";
 import { xaFamilyInvariants } from "../server/properties.ts";
@@ -104,6 +104,96 @@ function adoptEpoch(role: Role<ProcessResolverState, any, Effect>): Role<Process
 const stagingAsAbort = (e: LogEntry): LogEntry =>
   e.value.kind === "staging" ? { ...e, value: { kind: "decision", decision: "abort", branches: e.value.branches.map((b) => b.shard) } } : e;
 
+/** The world as one protocol model sees it: one log (the namespaces merged, the claims left out), one process. */
+function viewer(nodeNames: readonly string[]): (w: W) => XaWorld<any, any> {
+  const views = new WeakMap<W, XaWorld<any, any>>();
+  return (w) => {
+    let v = views.get(w);
+    if (v === undefined) {
+      v = { up: true, inc: 0, coords: w.coords, resolver: null, shards: w.shards, log: { entries: mergedEntries(w.log.entries, nodeNames) }, flights: w.flights, told: w.told, ghost: w.ghost, budget: w.budget };
+      views.set(w, v);
+    }
+    return v;
+  };
+}
+
+/**
+ * The properties: each protocol's own on the merged view (AC1..AC4, the banking invariants), one survivor resolving
+ * at a time, and AC5 as parallel commit states it on the whole log (it implies 2PC's): no branch, no record left but
+ * the epochs (the claims are not in the view).
+ */
+function properties(sc: Scenario, viewOf: (w: W) => XaWorld<any, any>): Pick<Model<W, FailoverAction>, "invariants" | "eventually"> {
+  const protocolOf = (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
+  const family = xaFamilyInvariants(sc, protocolOf);
+  const finished = (v: XaWorld<any, any>): boolean =>
+    v.coords.every((c) => !c.alive || c.st.phase === "done") && v.shards.every((sh) => sh.branches.length === 0) && v.log.entries.every((e) => e.value.kind === "epoch");
+  const ends = xaEventually(finished).AC5_terminates;
+  return {
+    invariants: {
+      ...Object.fromEntries(Object.entries(family).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
+      /** At most one survivor resolves the dying node at a time (the claim's CAS). */
+      one_survivor_resolves: (w) => w.takeovers.filter(resolving).length <= 1,
+    },
+    eventually: {
+      /** Once faults stop, every transaction, the dead node's included, can still finish. */
+      every_transaction_ends: { goal: (w: W) => ends.goal(viewOf(w)), allowed: (a: FailoverAction) => ends.allowed(a as never) },
+    },
+  };
+}
+
+/** How the shards, the txlog and the timers answer a flight; `timer` records a timer firing in the ghost. */
+function answerer(sc: Scenario, timer: (w: W, id: string) => W) {
+  const withShard = (w: W, s: number, sh: W["shards"][number]): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
+    ...w,
+    flights: w.flights.filter((f) => !(f.orphan && xaShards.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && xaShards.connOf!(f) === conn)),
+  });
+
+  /** Every way the world may answer flight `f` (`w` no longer holds it). */
+  function answers(w: W, f: Flight): Answer<W>[] {
+    const fx = f.fx;
+    if (xaShards.owns(fx)) {
+      const s = sc.shards.indexOf((fx as { shard: string }).shard);
+      return xaShards.answers(w.shards[s]!, f, w.budget).map((o) => {
+        let nw = withShard(w, s, o.shard);
+        if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
+        if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
+        return { world: nw, result: o.result, fault: o.crashes, label: o.label };
+      });
+    }
+    if (isLogEffect(fx)) return logAnswers(w as unknown as World, fx) as unknown as Answer<W>[];
+    if (fx.t === "timer") {
+      const nw = timer(w, fx.id);
+      return [{ world: nw, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
+    }
+    throw new Error(`failover: no environment answers ${fx.t}`);
+  }
+
+  let answersFor: { w: W; byFlight: Answer<W>[][] } | null = null;
+  const answersOf = (w: W, i: number): Answer<W>[] => {
+    if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
+    return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
+  };
+
+  return { withShard, dropOrphansOn, answersOf };
+}
+
+/** Every node up with its lease, nothing started. */
+function initial(cfg: FailoverConfig, coord: Role<any, any, Effect>, resolvers: readonly Role<ProcessResolverState, any, Effect>[], takeovers: readonly Role<TakeoverState, any, any>[], ghost: XaGhost): W {
+  return {
+    nodes: cfg.layout.nodes.map(() => ({ up: true, inc: 0, lease: true })),
+    coords: cfg.scenario.txs.map(() => ({ st: coord.start(), alive: true })),
+    resolvers: resolvers.map((r) => r.start()),
+    takeovers: takeovers.map((x) => x.start()),
+    shards: cfg.scenario.balances.map((b) => xaShards.init(b)),
+    log: txlog.emptyTxlog,
+    flights: [],
+    told: cfg.scenario.txs.map(() => null),
+    ghost,
+    budget: cfg.budget,
+  };
+}
+
 export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   const sc = cfg.scenario;
   const lay = cfg.layout;
@@ -115,22 +205,11 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   const takeovers = lay.takeovers.map((x) => takeover(lay.nodes[x.host]!, lay.nodes[lay.dying]!, cfg.mutant === "ignore-cas" ? "ignore-cas" : undefined));
   const ghost = xaGhost<XaWorld<any, any>>(sc, implicitGhost(sc));
   const dying = lay.dying;
-  const protocolOf = (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
   const txIndex = (id: string): number => sc.txs.findIndex((t) => t.id === id);
   const timerOff = (id: string): boolean => !cfg.timeouts && id === VOTE_TIMER;
   const collapse = collapser<W>(["nodes", "coords", "resolvers", "takeovers", "shards", "log", "flights", "told", "ghost", "budget"]);
-  const nodeNames = lay.nodes;
 
-  /** The world as one protocol model sees it: one log (the namespaces merged, the claims left out), one process. */
-  const views = new WeakMap<W, XaWorld<any, any>>();
-  const viewOf = (w: W): XaWorld<any, any> => {
-    let v = views.get(w);
-    if (v === undefined) {
-      v = { up: true, inc: 0, coords: w.coords, resolver: null, shards: w.shards, log: { entries: mergedEntries(w.log.entries, nodeNames) }, flights: w.flights, told: w.told, ghost: w.ghost, budget: w.budget };
-      views.set(w, v);
-    }
-    return v;
-  };
+  const viewOf = viewer(lay.nodes);
   const withGhost = (w: W, v: XaWorld<any, any>): W => (v.ghost === w.ghost ? w : { ...w, ghost: v.ghost });
   const observe = (w0: W): W => {
     const w = dropFenced(w0);
@@ -178,37 +257,7 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     return launch({ ...w, coords: w.coords.map((c, i) => (i === o.t ? { ...c, st: out.st } : c)) }, owner, out.effects);
   }
 
-  const withShard = (w: W, s: number, sh: W["shards"][number]): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
-  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
-    ...w,
-    flights: w.flights.filter((f) => !(f.orphan && xaShards.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && xaShards.connOf!(f) === conn)),
-  });
-
-  /** Every way the world may answer flight `f` (`w` no longer holds it). */
-  function answers(w: W, f: Flight): Answer<W>[] {
-    const fx = f.fx;
-    if (xaShards.owns(fx)) {
-      const s = sc.shards.indexOf((fx as { shard: string }).shard);
-      return xaShards.answers(w.shards[s]!, f, w.budget).map((o) => {
-        let nw = withShard(w, s, o.shard);
-        if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
-        if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
-        return { world: nw, result: o.result, fault: o.crashes, label: o.label };
-      });
-    }
-    if (isLogEffect(fx)) return logAnswers(w as unknown as World, fx) as unknown as Answer<W>[];
-    if (fx.t === "timer") {
-      const nw = fx.id === VOTE_TIMER ? withGhost(w, ghost.timer!(viewOf(w), fx.id)) : w;
-      return [{ world: nw, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
-    }
-    throw new Error(`failover: no environment answers ${fx.t}`);
-  }
-
-  let answersFor: { w: W; byFlight: Answer<W>[][] } | null = null;
-  const answersOf = (w: W, i: number): Answer<W>[] => {
-    if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
-    return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
-  };
+  const { withShard, dropOrphansOn, answersOf } = answerer(sc, (w, id) => (id === VOTE_TIMER ? withGhost(w, ghost.timer!(viewOf(w), id)) : w));
 
   const isActive = (w: W, t: number): boolean => w.coords[t]!.alive && w.coords[t]!.st.phase !== "idle" && w.coords[t]!.st.phase !== "done";
   /** Resolver slot r's scan: the transactions of its namespace live on its host (none for a survivor's resolver of another node). */
@@ -336,37 +385,12 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     }
   }
 
-  const init = (): W => ({
-    nodes: lay.nodes.map(() => ({ up: true, inc: 0, lease: true })),
-    coords: sc.txs.map(() => ({ st: coord.start(), alive: true })),
-    resolvers: resolvers.map((r) => r.start()),
-    takeovers: takeovers.map((x) => x.start()),
-    shards: sc.balances.map((b) => xaShards.init(b)),
-    log: txlog.emptyTxlog,
-    flights: [],
-    told: sc.txs.map(() => null),
-    ghost: ghost.init(sc),
-    budget: cfg.budget,
-  });
-
-  const family = xaFamilyInvariants(sc, protocolOf);
-  /** AC5 as parallel commit states it on the whole log (it implies 2PC's): no branch, no record left but the epochs. */
-  const ends = xaEventually((v: XaWorld<any, any>) => v.coords.every((c) => !c.alive || c.st.phase === "done") && v.shards.every((sh) => sh.branches.length === 0) && v.log.entries.every((e) => e.value.kind === "epoch")).AC5_terminates;
-
   return {
     name: "failover",
-    init: () => [init()],
+    init: () => [initial(cfg, coord, resolvers, takeovers, ghost.init(sc))],
     actions,
     next,
-    invariants: {
-      ...Object.fromEntries(Object.entries(family).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
-      /** At most one survivor resolves the dying node at a time (the claim's CAS). */
-      one_survivor_resolves: (w) => w.takeovers.filter(resolving).length <= 1,
-    },
-    eventually: {
-      /** Once faults stop, every transaction, the dead node's included, can still finish (no branch, no record left but the epochs and the claims). */
-      every_transaction_ends: { goal: (w: W) => ends.goal(viewOf(w)), allowed: (a: FailoverAction) => ends.allowed(a as never) },
-    },
+    ...properties(sc, viewOf),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,
@@ -417,12 +441,13 @@ export const failoverFactory: ModelFactory = {
   name: "failover",
   description:
     "Several coordinator nodes over one txlog and the same XA shards: each node's server coordinator and process resolver in its own namespace; node n2 may crash (restart=false: for good), its lease expires, a survivor claims it by CAS and resolves its namespace under a new epoch of n2's",
-  params: { protocol: "2pc", survivorTx: false, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
+  params: { protocol: DEFAULT_PROTOCOL, survivorTx: false, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
   mutants: [...failoverMutants],
   build(params, mutant) {
     const num = (k: string): number => wholeParam("failover", params, k);
     const protocol = String(params.protocol);
-    if (protocol !== "2pc" && protocol !== "parallel") throw new Error(`failover: parameter protocol must be 2pc or parallel (got ${protocol})`);
+    const xaFamily: readonly string[] = REGISTRY.filter((p) => p.needs === "xa").map((p) => p.name);
+    if (!xaFamily.includes(protocol)) throw new Error(`failover: parameter protocol must be one the XA shards run: ${xaFamily.join(", ")} (got ${protocol})`);
     const survivors = num("survivors");
     if (survivors < 0 || survivors > 2) throw new Error(`failover: parameter survivors must be 0, 1 or 2 (got ${survivors})`);
     const { scenario, layout } = failoverSetup(protocol, params.survivorTx === true, survivors);
