@@ -73,13 +73,13 @@ type Out = Step<TakeoverState, TakeoverEffect>;
 export const resolving = (st: TakeoverState): boolean => st.phase === "owning";
 
 /**
- * Deliberate bugs the failover model must catch: `ignore-cas`, a claim
- * whose compare failed on another survivor's claim is taken as won (two
- * survivors take over the same node);
- * `early`, a node is claimed as soon as it is observed at all, expired or not
- * (a takeover that races a live, merely slow coordinator).
+ * The deliberate bug the failover model must catch (spec/failover/model.ts):
+ * `ignore-cas`, a claim whose compare failed on another survivor's claim is
+ * taken as won (two survivors take over the same node). A takeover that
+ * races a live node is the lease's bug, not this role's: the model's mutant
+ * `lease-early`.
  */
-export const takeoverMutants = ["ignore-cas", "early"] as const;
+export const takeoverMutants = ["ignore-cas"] as const;
 export type TakeoverMutant = (typeof takeoverMutants)[number];
 
 export function takeover(self: string, node: string, mutant?: TakeoverMutant): Role<TakeoverState, TakeoverInput, TakeoverEffect> & { readonly node: string } {
@@ -94,7 +94,7 @@ export function takeover(self: string, node: string, mutant?: TakeoverMutant): R
   });
   const release = (st: TakeoverState, version: number): Out => ({ st: { ...st, phase: "releasing", version, other: null }, effects: [{ t: "log.delete", key, ifVersion: version }] });
   /** We hold the claim at `version`: own N, or give it back at once if N is alive. */
-  const held = (st: TakeoverState, version: number): Out => (st.alive === true && mutant !== "early" ? release(st, version) : { st: { ...st, phase: "owning", version, other: null }, effects: [] });
+  const held = (st: TakeoverState, version: number): Out => (st.alive === true ? release(st, version) : { st: { ...st, phase: "owning", version, other: null }, effects: [] });
 
   function observe(st: TakeoverState, o: LeaseObservation): Out {
     if (o.node !== node) {
@@ -103,7 +103,7 @@ export function takeover(self: string, node: string, mutant?: TakeoverMutant): R
       return { st, effects: [] };
     }
     const now: TakeoverState = { ...st, alive: o.alive };
-    const expired = !o.alive || mutant === "early";
+    const expired = !o.alive;
     switch (st.phase) {
       case "watching":
         if (expired) return claim(now, 0);
