@@ -12,6 +12,7 @@
  * "Cross-shard deadlocks".
  *
  *   npm run bench:deadlock -- [--clients 16] [--duration 20] [--rounds 2] [--hot-accounts 4] [--shards 3]
+ *   npm run bench -- --scenario deadlock [the same options]
  *
  * The two servers never run at once: each takes the process epoch in etcd,
  * which fences the other.
@@ -85,7 +86,7 @@ function metric(text: string, name: string): number {
 
 const fmt = (x: number | null, digits = 1): string => (x === null ? "-" : x.toFixed(digits));
 
-async function main(argv: readonly string[]): Promise<number> {
+export async function deadlockMain(argv: readonly string[]): Promise<number> {
   const o = parse(argv);
   if (o === null) {
     console.log(USAGE);
@@ -173,7 +174,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2)).catch((e: unknown) => {
-  console.error((e as Error).message);
-  return 2;
-});
+if (process.argv[1]?.endsWith("deadlock.ts")) {
+  process.exitCode = await deadlockMain(process.argv.slice(2)).catch((e: unknown) => {
+    console.error((e as Error).message);
+    return 2;
+  });
+}

@@ -31,8 +31,8 @@ export interface ServerProcess {
  * Without --auth or --tokens-file in `args` it runs with `--auth none` (the
  * benchmark and the crash tests measure the protocol, not authentication).
  */
-export function startServerProcess(args: readonly string[], opts: { nodeArgs?: readonly string[]; cwd?: string } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, "serve", ...(args.some((a) => a.startsWith("--auth") || a.startsWith("--tokens-file")) ? [] : ["--auth", "none"]), ...args], {
+export function startServerProcess(args: readonly string[], opts: { nodeArgs?: readonly string[]; cwd?: string; /** Another checkout's bin/speccommit.js (bench variants: before vs after). */ bin?: string } = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.bin ?? BIN, "serve", ...(args.some((a) => a.startsWith("--auth") || a.startsWith("--tokens-file")) ? [] : ["--auth", "none"]), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
   });
