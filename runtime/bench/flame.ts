@@ -140,7 +140,7 @@ export function flameSvg(tree: Frame, title: string, width = 1200): string {
   let depthMax = 0;
   const place = (f: Frame, x: number, depth: number, scale: number) => {
     const w = f.total * scale;
-    if (w < 0.3) return;
+    if (w < 1) return;
     depthMax = Math.max(depthMax, depth);
     boxes.push(`${x.toFixed(2)}|${depth}|${w.toFixed(2)}|${esc(f.name)}|${((100 * f.total) / busy.total).toFixed(2)}`);
     let cx = x;
