@@ -76,3 +76,12 @@ describe("flame graph", () => {
     expect(svg).toMatch(/<title>\(garbage collector\) \(7\.69%\)<\/title>/);
   });
 });
+
+describe("answers the bench counts", () => {
+  it("node's 408 is an unknown outcome (may have run), other unexpected answers stop the run", async () => {
+    const { outcomeOf, UnexpectedAnswer } = await import("../../runtime/bench/http-target.ts");
+    expect(outcomeOf(408, "")).toEqual({ kind: "unknown", reason: "408 request timeout" });
+    expect(outcomeOf(200, JSON.stringify({ tx: "a", status: "committed" }))).toEqual({ kind: "committed", tx: "a" });
+    expect(() => outcomeOf(500, "")).toThrow(UnexpectedAnswer);
+  });
+});
