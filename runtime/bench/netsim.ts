@@ -36,7 +36,7 @@ interface SimResult {
   cpu_ms_per_transfer: number;
 }
 
-export async function simulate(o: { protocol: ProtocolName; clients: number; transfers: number; shard_ms: number; log_ms: number; cross_share: number; seed: number }): Promise<SimResult> {
+export async function simulate(o: { protocol: ProtocolName; clients: number; transfers: number; shard_ms: number; log_ms: number; cross_share: number; seed: number; record_traces?: boolean }): Promise<SimResult> {
   const clock = new SimClock();
   const rng = new Rng(o.seed);
   const balances = new Map(SHARDS.map((s, i) => [s, Array.from({ length: ACCOUNTS }, (_, j) => [i * ACCOUNTS + j + 1, 1_000_000] as const)]));
@@ -48,7 +48,7 @@ export async function simulate(o: { protocol: ProtocolName; clients: number; tra
     resolver_interval_ms: 60_000,
     in_flight_max: 100_000,
     retain_transactions: 1_000,
-    record_traces: true,
+    record_traces: o.record_traces ?? true,
   });
   engine.startResolver();
   await clock.run(1_000);
@@ -127,6 +127,16 @@ async function main(argv: readonly string[]): Promise<void> {
       lines.push(`| ${clients} | ${r.protocol} | ${fmt(s[50])} / ${fmt(s[99])} | ${fmt(c[50])} / ${fmt(c[99])} | ${ratio(c[50], b[50])}, ${ratio(c[99], b[99])} | ${r.cpu_ms_per_transfer.toFixed(3)} | ${JSON.stringify(r.outcomes)} |`);
     }
   }
+  // What recording and keeping traces costs the engine (record_traces, on by default): 2pc, interleaved rounds.
+  const cpu = { on: [] as number[], off: [] as number[] };
+  for (let r = 0; r < 4; r++) {
+    for (const mode of r % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
+      const x = await simulate({ protocol: "2pc", clients: 64, transfers: o.transfers, shard_ms: o.shard_ms, log_ms: o.log_ms, cross_share: 0.15, seed: 3 + r, record_traces: mode === "on" });
+      cpu[mode].push(x.cpu_ms_per_transfer);
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  lines.push("", `engine CPU ms per transfer, 2pc, 64 clients, 4 interleaved rounds: record_traces on ${mean(cpu.on).toFixed(3)}, off ${mean(cpu.off).toFixed(3)} (on / off ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}); load average at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   console.log(lines.join("\n"));
 }
 
