@@ -27,6 +27,9 @@ import { BACKOFF_MS } from "./round.ts";
 import { startServerProcess } from "./server-process.ts";
 import type { ShardRange, WorkloadOptions } from "./workload.ts";
 
+/** A server start on a saturated shared machine (load average 30) took over a minute: this run waits longer. */
+const LISTEN_WAIT_MS = 180_000;
+
 export interface VariantOptions {
   clients: number[];
   duration_s: number;
@@ -177,7 +180,7 @@ export async function runVariants(o: VariantOptions): Promise<number> {
       for (let round = 0; round < o.rounds; round++) {
         for (const [k, v] of o.variants.entries()) {
           const c = row[k]!;
-          const start = () => startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...o.server_args, ...v.args], v.bin !== undefined ? { bin: v.bin } : {});
+          const start = () => startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...o.server_args, ...v.args], { listenWaitMs: LISTEN_WAIT_MS, ...(v.bin !== undefined ? { bin: v.bin } : {}) });
           const server = await start().catch((e: Error) => {
             console.log(`${v.name}: ${e.message.split("\n")[0]}; starting it again`);
             return start();
