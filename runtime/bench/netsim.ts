@@ -12,10 +12,10 @@
  * the engine's own CPU ms per transfer (process.cpuUsage, real), the part of
  * the coordinator that is neither I/O nor HTTP.
  *
- * One effect is one round trip here. The live local-transaction adapter
- * (runtime/adapters/local-mysql.ts) takes several round trips for one
- * `local.apply` (docs/benchmarks.md); the simulation shows the protocols'
- * structure, not that adapter's.
+ * One effect is one round trip here, as in the live adapters for the
+ * critical path (runtime/adapters/local-mysql.ts applies in one round trip
+ * when it commits); what the simulation leaves out is the CPU each round
+ * trip costs on a shared machine.
  */
 import { loadavg } from "node:os";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../adapters/memory.ts";
