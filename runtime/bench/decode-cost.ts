@@ -6,11 +6,12 @@
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { decodeTransfer, type AccountCatalog } from "../transfer.ts";
+import { DEFAULT_PROTOCOL } from "../../spec/protocols/registry.ts";
 
 const catalog: AccountCatalog = { shards: ["shard-a", "shard-b", "shard-c"], hasAccount: () => true };
 const bodies = [
   JSON.stringify({ ops: [{ shard_id: "shard-a", account_id: 17, delta: -4211 }, { shard_id: "shard-a", account_id: 9001, delta: 4211 }] }),
-  JSON.stringify({ ops: [{ shard_id: "shard-b", account_id: 10017, delta: -77 }, { shard_id: "shard-c", account_id: 20001, delta: 77 }], protocol: "2pc" }),
+  JSON.stringify({ ops: [{ shard_id: "shard-b", account_id: 10017, delta: -77 }, { shard_id: "shard-c", account_id: 20001, delta: 77 }], protocol: DEFAULT_PROTOCOL }),
 ];
 function cpuUs(n: number, f: (text: string) => unknown): number {
   const t0 = process.cpuUsage();

@@ -21,7 +21,7 @@ import { loadavg } from "node:os";
 import { MemoryTxlog, MemoryXa, Rng, SimClock } from "../adapters/memory.ts";
 import { MemoryLocal } from "../adapters/memory-local.ts";
 import { Engine } from "../engine.ts";
-import { PROTOCOLS, type ProtocolName } from "../../spec/protocols/registry.ts";
+import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../../spec/protocols/registry.ts";
 import { Latencies } from "./stats.ts";
 
 const SHARDS = ["shard-a", "shard-b", "shard-c"];
@@ -111,7 +111,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const lines = [
     `netsim: every shard statement ${o.shard_ms} ms, every etcd call ${o.log_ms} ms (virtual time: network only, no CPU contention); ${o.transfers} transfers per protocol, 15% cross-shard; load average ${la.map((x) => x.toFixed(2)).join(" ")}`,
     "",
-    "| clients | protocol | one-shard p50 / p99 ms | cross-shard p50 / p99 ms | cross-shard p50, p99 vs 2pc | engine CPU ms / transfer | outcomes |",
+    `| clients | protocol | one-shard p50 / p99 ms | cross-shard p50 / p99 ms | cross-shard p50, p99 vs ${DEFAULT_PROTOCOL} | engine CPU ms / transfer | outcomes |`,
     "|---|---|---|---|---|---:|---|",
   ];
   for (const clients of o.clients) {
@@ -119,7 +119,7 @@ async function main(argv: readonly string[]): Promise<void> {
     // One unmeasured run of each first: the JIT warms up on every path before CPU is counted.
     for (const protocol of PROTOCOLS) await simulate({ protocol, clients, transfers: Math.min(o.transfers, 500), shard_ms: o.shard_ms, log_ms: o.log_ms, cross_share: 0.15, seed: 2 });
     for (const protocol of PROTOCOLS) rows.push(await simulate({ protocol, clients, transfers: o.transfers, shard_ms: o.shard_ms, log_ms: o.log_ms, cross_share: 0.15, seed: 1 }));
-    const base = rows.find((r) => r.protocol === "2pc")!;
+    const base = rows.find((r) => r.protocol === DEFAULT_PROTOCOL)!;
     for (const r of rows) {
       const s = r.single.percentiles([50, 99] as const);
       const c = r.cross.percentiles([50, 99] as const);
@@ -131,12 +131,12 @@ async function main(argv: readonly string[]): Promise<void> {
   const cpu = { on: [] as number[], off: [] as number[] };
   for (let r = 0; r < 4; r++) {
     for (const mode of r % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
-      const x = await simulate({ protocol: "2pc", clients: 64, transfers: o.transfers, shard_ms: o.shard_ms, log_ms: o.log_ms, cross_share: 0.15, seed: 3 + r, record_traces: mode === "on" });
+      const x = await simulate({ protocol: DEFAULT_PROTOCOL, clients: 64, transfers: o.transfers, shard_ms: o.shard_ms, log_ms: o.log_ms, cross_share: 0.15, seed: 3 + r, record_traces: mode === "on" });
       cpu[mode].push(x.cpu_ms_per_transfer);
     }
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  lines.push("", `engine CPU ms per transfer, 2pc, 64 clients, 4 interleaved rounds: record_traces on ${mean(cpu.on).toFixed(3)}, off ${mean(cpu.off).toFixed(3)} (on / off ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}); load average at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  lines.push("", `engine CPU ms per transfer, ${DEFAULT_PROTOCOL}, 64 clients, 4 interleaved rounds: record_traces on ${mean(cpu.on).toFixed(3)}, off ${mean(cpu.off).toFixed(3)} (on / off ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}); load average at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
   console.log(lines.join("\n"));
 }
 
