@@ -115,6 +115,18 @@ export const SETTINGS = {
     default: DEFAULT_PROTOCOL,
   },
   resolver_interval_ms: { schema: int(50, 3_600_000), allowed: "an integer from 50 to 3600000", doc: "time between resolver scans", default: 2_000 },
+  batch_max: {
+    schema: int(1, 64),
+    allowed: "an integer from 1 to 64",
+    doc: "group commit: at most this many transaction-log writes (of any transactions) in one etcd transaction, each with its own compare and answer; 1 turns batching off",
+    default: 64,
+  },
+  batch_wait_ms: {
+    schema: int(0, 100),
+    allowed: "an integer from 0 to 100",
+    doc: "group commit: how long a log write waits for others to share its etcd transaction (0: only those asked for in the same turn of the event loop)",
+    default: 0,
+  },
   deadlock_interval_ms: {
     // InnoDB refreshes its lock-wait tables only when they were last read more than 100 ms ago (trx_i_s cache):
     // read more often, they never change. Hence the floor.
@@ -237,6 +249,8 @@ export interface Config {
   etcd_prefix: string;
   protocol: ProtocolName;
   resolver_interval_ms: number;
+  batch_max: number;
+  batch_wait_ms: number;
   deadlock_interval_ms: number;
   vote_timeout_ms: number;
   retry_delay_ms: number;

@@ -133,9 +133,12 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     dial_timeout_ms: config.etcd_timeout_ms,
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
-  const txlog = new TxlogEtcd(client, config.etcd_prefix, {
-    onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
-  });
+  const txlog = new TxlogEtcd(
+    client,
+    config.etcd_prefix,
+    { onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds) },
+    { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms },
+  );
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
   // The speculative path's local transactions share the XA executor's pools (one connection budget per shard).
   const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools, credentialOf });

@@ -20,6 +20,19 @@
  * <one delete per delete>)`, so each keeps its own CAS and its own answer
  * while the batch costs one round trip and one raft entry. Writes with
  * different fences, or to the same key, never share a batch.
+ *
+ * Group commit (`batch_max`, `batch_wait_ms`): a batch holds at most
+ * `batch_max` writes (1: no batching, one etcd transaction per write), and a
+ * write may wait up to `batch_wait_ms` for others (0: only the writes of the
+ * same turn of the event loop). Why per-write compares must be nested: an
+ * etcd transaction's top-level compares are all-or-nothing, so with one
+ * compare per put at the top, one failed CAS would fail every write of the
+ * batch; nested, a failed compare runs only its own failure branch (a read
+ * of its key), and the others' puts happen. The top level carries only the
+ * fence, which every write of a batch shares (FENCED for all is the answer
+ * each would get alone). What batching adds is that the writes of a batch
+ * succeed or are lost together (one etcd transaction): the models check that
+ * with `logBatch` (spec/world/txlog-answers.ts).
  */
 import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Namespace } from "etcd3";
 import { Schema } from "effect";
@@ -151,10 +164,21 @@ export interface ClaimLeases {
   forget(): void;
 }
 
+export interface BatchOptions {
+  /** Writes per etcd transaction, 1..BATCH_WRITES_MAX; 1: every write alone. */
+  readonly batch_max: number;
+  /** How long the first write of a batch waits for others (0: the end of the event loop's turn). */
+  readonly batch_wait_ms: number;
+}
+
+export const DEFAULT_BATCH: BatchOptions = { batch_max: BATCH_WRITES_MAX, batch_wait_ms: 0 };
+
 export class TxlogEtcd implements TxlogStore {
   readonly ns: Namespace;
   private queue: Write[] = [];
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private readonly batchMax: number;
   /**
    * Retention of idempotency claims (spec/kernel/effects.ts ClaimRecord): a claim without outcome is written on the
    * retention lease of now (made, or found still open by a request: it lives as long as clients ask); a claim with
@@ -166,8 +190,11 @@ export class TxlogEtcd implements TxlogStore {
     readonly client: Etcd3,
     private readonly prefix: string,
     private readonly observer: TxlogObserver = {},
+    private readonly batching: BatchOptions = DEFAULT_BATCH,
   ) {
     this.ns = client.namespace(prefix);
+    if (!Number.isSafeInteger(batching.batch_max) || batching.batch_max < 1 || batching.batch_max > BATCH_WRITES_MAX) throw new Error(`batch_max ${batching.batch_max}: an integer from 1 to ${BATCH_WRITES_MAX}`);
+    this.batchMax = batching.batch_max;
   }
 
   put(key: string, value: LogRecord, ifVersion: number, fence?: Fence): Promise<LogPutResult> {
@@ -180,14 +207,29 @@ export class TxlogEtcd implements TxlogStore {
 
   private enqueue(w: Write): void {
     this.queue.push(w);
+    // Off: every write goes at once, alone.
+    if (this.batchMax === 1) return this.flush();
+    // A full batch goes now, without waiting out batch_wait_ms.
+    if (this.flushTimer !== null && this.queue.length >= this.batchMax) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+      this.flushScheduled = false;
+      return this.flush();
+    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    if (this.batching.batch_wait_ms > 0) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flush();
+      }, this.batching.batch_wait_ms);
+    } else setImmediate(() => this.flush());
   }
 
   /** Sends what was queued: one transaction per batch of writes with the same fence and distinct keys. */
   private flush(): void {
     this.flushScheduled = false;
+    if (this.queue.length === 0) return;
     const writes = this.queue;
     this.queue = [];
     const batches: Array<{ fence: Fence | undefined; writes: Write[]; keys: Set<string> }> = [];
@@ -198,7 +240,7 @@ export class TxlogEtcd implements TxlogStore {
         continue;
       }
       const open = batches.find(
-        (b) => b.keys.size > 0 && b.fence?.key === w.fence?.key && b.fence?.version === w.fence?.version && !b.keys.has(w.key) && b.writes.length < BATCH_WRITES_MAX,
+        (b) => b.keys.size > 0 && b.fence?.key === w.fence?.key && b.fence?.version === w.fence?.version && !b.keys.has(w.key) && b.writes.length < this.batchMax,
       );
       if (open !== undefined) {
         open.writes.push(w);

@@ -325,7 +325,8 @@ export function formatScenario(sr: ScenarioReport, clients: number): string {
     ...sr.rows.map((row) => {
       const p = row.report;
       const spec = row.server_speculations !== null ? `; server counters over its rounds (speculations by result, compensations and releases by who ran them): ${JSON.stringify(row.server_speculations)}` : "";
-      return `  ${row.protocol.padEnd(11)} ${p.committed} committed in ${p.measured_s} s; aborts ${JSON.stringify(p.aborts)}; in doubt ${p.in_doubt}; refused ${sum(p.rejected)}; lost ${sum(p.lost)}${spec}`;
+      const al = p.abort_latency_ms;
+      return `  ${row.protocol.padEnd(11)} ${p.committed} committed in ${p.measured_s} s; aborts ${JSON.stringify(p.aborts)} (abort latency p50 ${fmt(al.p50)}, p99 ${fmt(al.p99)} ms); in doubt ${p.in_doubt}; refused ${sum(p.rejected)}; lost ${sum(p.lost)}${spec}`;
     }),
     "  by transfer kind (committed; p50 / p95 / p99 ms; ratio of p50 and p99 to 2pc's):",
     ...sr.rows.map((row) => {

@@ -112,11 +112,15 @@ function errorName(e: Error): string {
 export class UnexpectedAnswer extends Error {}
 
 /**
- * 200 committed, 409 aborted, 202 in doubt, 503 rejected. Anything else (400,
+ * 200 committed, 409 aborted, 202 in doubt, 503 rejected, 408 (node's request
+ * timeout) unknown. Anything else (400,
  * 422, 500) means the benchmark sent what the server refuses or the server
  * failed: an error that stops the run, not an outcome to count.
  */
 export function outcomeOf(status: number, text: string): Outcome {
+  // node's own 408 (requestTimeout or headersTimeout passed: an event loop too starved to read the request in time, as
+  // on a saturated machine): the server may or may not have started the transfer, as with a lost answer.
+  if (status === 408) return { kind: "unknown", reason: "408 request timeout" };
   let body: { tx?: unknown; status?: unknown; reason?: unknown; error?: unknown };
   try {
     body = JSON.parse(text) as typeof body;

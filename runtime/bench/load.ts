@@ -72,6 +72,8 @@ export interface LoadResult {
   readonly latencySingle: Latencies;
   readonly latencyCross: Latencies;
   readonly aborts: Record<string, number>;
+  /** Request to answer, transfers answered aborted in the measured period (presumed abort: nothing written for them). */
+  readonly latencyAborted: Latencies;
   readonly inDoubt: number;
   readonly rejected: Record<string, number>;
   readonly unknown: Record<string, number>;
@@ -94,6 +96,9 @@ export function mergeLoad(a: LoadResult, b: LoadResult): LoadResult {
   const latencyCross = new Latencies();
   latencyCross.addAll(a.latencyCross);
   latencyCross.addAll(b.latencyCross);
+  const latencyAborted = new Latencies();
+  latencyAborted.addAll(a.latencyAborted);
+  latencyAborted.addAll(b.latencyAborted);
   const aborts = { ...a.aborts };
   addCounts(aborts, b.aborts);
   const rejected = { ...a.rejected };
@@ -109,6 +114,7 @@ export function mergeLoad(a: LoadResult, b: LoadResult): LoadResult {
     latencySingle,
     latencyCross,
     aborts,
+    latencyAborted,
     inDoubt: a.inDoubt + b.inDoubt,
     rejected,
     unknown,
@@ -125,6 +131,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const latencySingle = new Latencies();
   const latencyCross = new Latencies();
   const aborts: Record<string, number> = {};
+  const latencyAborted = new Latencies();
   const rejected: Record<string, number> = {};
   const unknown: Record<string, number> = {};
   let committed = 0;
@@ -169,7 +176,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       case "aborted":
         ledger.aborted.set(out.tx, t);
         window.aborted++;
-        if (measured) bump(aborts, out.reason);
+        if (measured) {
+          bump(aborts, out.reason);
+          latencyAborted.add(ms);
+        }
         return;
       case "in_doubt":
         ledger.inDoubt.set(out.tx, t);
@@ -216,5 +226,5 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   }
   if (failure !== undefined) throw failure;
   const measuredMs = Math.max(0, Math.min(performance.now(), end) - measureFrom);
-  return { target: o.target.name, clients: o.clients, measuredMs, committed, latency, latencySingle, latencyCross, aborts, inDoubt, rejected, unknown, ledger };
+  return { target: o.target.name, clients: o.clients, measuredMs, committed, latency, latencySingle, latencyCross, aborts, latencyAborted, inDoubt, rejected, unknown, ledger };
 }

@@ -27,6 +27,8 @@ import { mergeLoad, newLedger, type Ledger, type LoadResult } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
 import { formatReport, goals, phaseReport, ratioToFloor, type BenchReport } from "./report.ts";
 import { round } from "./round.ts";
+import { deadlockMain } from "./deadlock.ts";
+import { parseVariantOptions, runVariants } from "./variants.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { PhaseTotals, TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
@@ -223,6 +225,12 @@ async function run(o: BenchOptions): Promise<boolean> {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // Two runs of their own (runtime/bench/variants.ts, deadlock.ts), each with its flags: server configurations in turns, and the deadlock scenario (detector on vs off).
+  if (argv.includes("--variant")) return runVariants(parseVariantOptions(argv)).catch((e: unknown) => (console.error(`bench: ${(e as Error).message}`), 2));
+  const sc = argv.indexOf("--scenario");
+  if (sc >= 0 && argv[sc + 1] === "deadlock" && !argv.includes("--compare")) {
+    return deadlockMain([...argv.slice(0, sc), ...argv.slice(sc + 2)]).catch((e: unknown) => (console.error(`bench: ${(e as Error).message}`), 2));
+  }
   let o: BenchOptions;
   try {
     o = parseOptions(argv);

@@ -89,7 +89,14 @@ compare the protocols (instead of server vs floor)
                                          amounts up to --amount-max (default 100 cents here, so hot balances do not run dry)
                            misspeculate  --misspeculate percent of transfers cross shards with an amount above all
                                          the money of the cluster: the debit fails, the credit on the other shard applied
-  --misspeculate P       percent of failing transfers in the misspeculate scenario (default 10)`;
+  --misspeculate P       percent of failing transfers in the misspeculate scenario (default 10)
+
+other runs (their own flags)
+  --scenario deadlock    without --compare: opposite-order cross-shard transfers, deadlock detector on vs off
+                         (runtime/bench/deadlock.ts; npm run bench -- --scenario deadlock --help)
+  --variant NAME=ARGS    server configurations in interleaved rounds, one server at a time (runtime/bench/variants.ts):
+                         e.g. --variant off="" --variant on="--txlog-batch-max 64" --clients 64,256;
+                         --variant-bin NAME=CHECKOUT runs that variant from another checkout (before vs after)`;
 
 type Kind = "int" | "percent" | "string" | "list" | "bool" | "scenario";
 const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number; max?: number }> = {

@@ -23,6 +23,8 @@ export interface PhaseReport {
     readonly cross: { committed: number; p50: number | null; p95: number | null; p99: number | null };
   };
   readonly aborts: Record<string, number>;
+  /** Request to answer of transfers answered aborted (presumed abort: the coordinator writes no record for them). */
+  readonly abort_latency_ms: { aborted: number; p50: number | null; p99: number | null; mean: number | null };
   readonly in_doubt: number;
   readonly rejected: Record<string, number>;
   readonly lost: Record<string, number>;
@@ -90,6 +92,7 @@ export function phaseReport(r: LoadResult, cpu: CpuUse, phases: PhaseTotals): Ph
     latency_mean_ms: r.latency.mean() === null ? null : round(r.latency.mean()!, 3),
     by_shards: { single: split(r.latencySingle), cross: split(r.latencyCross) },
     aborts: r.aborts,
+    abort_latency_ms: abortLatency(r),
     in_doubt: r.inDoubt,
     rejected: r.rejected,
     lost: r.unknown,
@@ -97,6 +100,12 @@ export function phaseReport(r: LoadResult, cpu: CpuUse, phases: PhaseTotals): Ph
     cpu_ms_per_commit,
     phase_ms_mean: Object.fromEntries(Object.entries(phases).filter(([, v]) => v.count > 0).map(([k, v]) => [k, round((v.sum_s * 1000) / v.count, 3)])),
   };
+}
+
+function abortLatency(r: LoadResult): PhaseReport["abort_latency_ms"] {
+  const p = r.latencyAborted.percentiles([50, 99]);
+  const mean = r.latencyAborted.mean();
+  return { aborted: r.latencyAborted.count, p50: p[50], p99: p[99], mean: mean === null ? null : round(mean, 3) };
 }
 
 const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : round(a / b));
@@ -117,6 +126,14 @@ export function goals(ours: PhaseReport, r: BenchReport["ratio_to_floor"]): Goal
     out.push({ goal: "1 client: p50 <= 3 ms", measured: ms(ours.latency_ms.p50), met: ours.latency_ms.p50 !== null && ours.latency_ms.p50 <= 3 });
     if (r !== null) out.push({ goal: "1 client: p50 <= 1.5x the floor", measured: `${r.p50}x`, met: r.p50 !== null && r.p50 <= 1.5 });
   }
+  // Issue 14: the coordinator's CPU per committed transfer (server process, /proc), throughput and p50 against the floor.
+  const cpu = ours.cpu_ms_per_commit["server"];
+  if (cpu !== undefined && (ours.clients === 1 || ours.clients === 64)) {
+    const max = ours.clients === 1 ? 0.5 : 0.25;
+    out.push({ goal: `${ours.clients} client${ours.clients === 1 ? "" : "s"}: coordinator CPU <= ${max} ms per committed transfer`, measured: `${cpu} ms`, met: cpu <= max });
+  }
+  if (ours.clients === 1 && r !== null) out.push({ goal: "1 client: p50 <= 1.3x the floor (issue 14)", measured: `${r.p50}x`, met: r.p50 !== null && r.p50 <= 1.3 });
+  if (ours.clients === 64 && r !== null) out.push({ goal: "64 clients: throughput >= 0.95x the floor (issue 14)", measured: `${r.committed_per_s}x`, met: r.committed_per_s !== null && r.committed_per_s >= 0.95 });
   if (ours.clients === 64) {
     out.push({ goal: "64 clients: >= 2,000 committed/s", measured: `${ours.committed_per_s}/s`, met: ours.committed_per_s >= 2_000 });
     out.push({ goal: "64 clients: p99 <= 25 ms", measured: ms(ours.latency_ms.p99), met: ours.latency_ms.p99 !== null && ours.latency_ms.p99 <= 25 });
@@ -141,6 +158,11 @@ export function formatReport(r: BenchReport): string {
     `${"target".padEnd(16)} ${"commit/s".padStart(9)} ${"p50".padStart(7)} ${"p95".padStart(7)} ${"p99".padStart(7)} ${"p99.9".padStart(7)}   (ms, request to answer, committed transfers)`,
     row(r.server),
     ...(r.floor !== null ? [row(r.floor)] : []),
+    "aborts (request to answer of transfers answered aborted, next to committed; presumed abort writes nothing for them):",
+    ...[r.server, ...(r.floor !== null ? [r.floor] : [])].map(
+      (p) =>
+        `  ${p.target.padEnd(8)} aborted ${p.abort_latency_ms.aborted}: p50 ${f(p.abort_latency_ms.p50)} p99 ${f(p.abort_latency_ms.p99)} mean ${f(p.abort_latency_ms.mean)} ms; committed p50 ${f(p.latency_ms.p50)} p99 ${f(p.latency_ms.p99)} mean ${f(p.latency_mean_ms)} ms`,
+    ),
     "cpu during each phase (cores busy on average; CPU ms per committed transfer):",
     ...[r.server, ...(r.floor !== null ? [r.floor] : [])].map(
       (p) =>

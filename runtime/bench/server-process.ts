@@ -31,8 +31,8 @@ export interface ServerProcess {
  * Without --auth or --tokens-file in `args` it runs with `--auth none` (the
  * benchmark and the crash tests measure the protocol, not authentication).
  */
-export function startServerProcess(args: readonly string[], opts: { nodeArgs?: readonly string[]; cwd?: string } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, "serve", ...(args.some((a) => a.startsWith("--auth") || a.startsWith("--tokens-file")) ? [] : ["--auth", "none"]), ...args], {
+export function startServerProcess(args: readonly string[], opts: { nodeArgs?: readonly string[]; cwd?: string; /** Another checkout's bin/speccommit.js (bench variants: before vs after). */ bin?: string; /** Bound on the wait for `listening` (default 60 s). */ listenWaitMs?: number } = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.bin ?? BIN, "serve", ...(args.some((a) => a.startsWith("--auth") || a.startsWith("--tokens-file")) ? [] : ["--auth", "none"]), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
   });
@@ -49,8 +49,8 @@ export function startServerProcess(args: readonly string[], opts: { nodeArgs?: r
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`speccommit serve did not listen within ${LISTEN_WAIT_MS} ms:\n${out.slice(-4000)}`));
-    }, LISTEN_WAIT_MS);
+      reject(new Error(`speccommit serve did not listen within ${opts.listenWaitMs ?? LISTEN_WAIT_MS} ms:\n${out.slice(-4000)}`));
+    }, opts.listenWaitMs ?? LISTEN_WAIT_MS);
     const onData = () => {
       const m = /speccommit: listening on (https?:\/\/[^\s]+)/.exec(out);
       if (m === null) return;

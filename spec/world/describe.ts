@@ -20,8 +20,8 @@ import type { Effect, Result } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, PROCESS_ACTOR, PROCESS_CRASH, RESOLVER_ACTOR, lifelineOf } from "../kernel/trace.ts";
 import { canonicalJson } from "../env/canonical.ts";
-import { effectLabel, exchangeLabel, heardLabel, requestLabel, targetOf, type Context } from "../labels.ts";
-import type { Action, Flight, Scenario, World } from "./types.ts";
+import { answerLabel as answerLabelOf, effectLabel, exchangeLabel, heardLabel, requestLabel, targetOf, type Context } from "../labels.ts";
+import type { Action, BatchAction, Flight, Scenario, World } from "./types.ts";
 
 /** What the world feeds its roles, as `next` computes it, so that a recorded step has the very input the role got. */
 export interface RoleInputs<W> {
@@ -33,6 +33,8 @@ export interface RoleInputs<W> {
   scan(w: W): unknown;
   /** The result the asker hears when flight `a.i` completes with outcome `a.o` (null: nobody hears anything). */
   result(w: W, a: Extract<Action, { k: "complete" }>): Result | null;
+  /** What the asker of the `k`-th write of a failed log batch hears. */
+  batchResult(w: W, a: BatchAction, k: number): Result;
 }
 
 export function describer<W extends World>(sc: Scenario, key: (f: Flight) => string, roles: RoleInputs<W>): (from: W, a: Action, to: W) => StepInfo | StepInfo[] {
@@ -88,6 +90,20 @@ export function describer<W extends World>(sc: Scenario, key: (f: Flight) => str
     ];
   }
 
+  /** A batch failing as a unit: the txlog's one step, then each asker hearing its answer (askers are distinct: each role's step is from `from`). */
+  function batched(from: W, a: BatchAction, to: W): StepInfo[] {
+    const flights = a.flights.map((i) => from.flights[i]!);
+    const reqs = flights.map(requestMsg);
+    const steps: StepInfo[] = [{ actor: "txlog", label: `batch of ${flights.length} writes: ${a.o === "acked-unwritten" ? "acknowledged, only the first written" : `UNAVAILABLE (${a.o})`}`, input: "batch", receives: reqs }];
+    flights.forEach((f, k) => {
+      const r = roles.batchResult(from, a, k);
+      const ans: Msg = { id: `${reqs[k]!.id}->batch`, from: "txlog", to: ownerName(f.owner), label: answerLabelOf(r) };
+      steps[0] = { ...steps[0]!, sends: [...(steps[0]!.sends ?? []), ans] };
+      steps.push({ ...roleStep(from, f.owner, r, exchangeLabel(reqs[k]!.label, ans.label)), receives: [ans], sends: sendsOf(f.owner, from, to) }, ...clientHears(f.owner, from, to));
+    });
+    return steps;
+  }
+
   return (from, a, to) => {
     switch (a.k) {
       case "request": {
@@ -109,6 +125,8 @@ export function describer<W extends World>(sc: Scenario, key: (f: Flight) => str
         return { actor: sc.shards[a.s]!, label: "restart", input: "restart" };
       case "notice":
         return { actor: sc.shards[a.s]!, label: `drops dead connection ${a.conn}`, input: "notice" };
+      case "logBatch":
+        return batched(from, a, to);
     }
   };
 }

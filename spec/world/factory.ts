@@ -20,8 +20,12 @@ export interface ProtocolModelConfig<M extends string> {
   readonly restart: boolean;
   /** The protocol's timers may fire. */
   readonly timeouts: boolean;
+  /** Group commit's failures (WorldConfig.logBatch); only for a model with the `logBatch` parameter. */
+  readonly logBatch?: "off" | "on" | "acked-unwritten";
   readonly mutant?: M;
 }
+
+const LOG_BATCH = ["off", "on", "acked-unwritten"] as const;
 
 export function protocolFactory<M extends string>(p: {
   readonly name: string;
@@ -47,10 +51,17 @@ export function protocolFactory<M extends string>(p: {
         budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
         restart: "restart" in p.params ? params.restart === true : true,
         timeouts: params.timeouts === true,
+        ...("logBatch" in p.params ? { logBatch: logBatchParam(p.name, params.logBatch) } : {}),
         mutant: m,
       });
     },
   };
+}
+
+function logBatchParam(model: string, v: unknown): (typeof LOG_BATCH)[number] {
+  const found = LOG_BATCH.find((x) => x === v);
+  if (found === undefined) throw new Error(`${model}: parameter logBatch must be ${LOG_BATCH.join(", ")} (got ${String(v)})`);
+  return found;
 }
 
 /** Reads a whole-number parameter of a factory, with a message that says which. */

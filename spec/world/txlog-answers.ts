@@ -6,7 +6,7 @@
 import type { Effect, Result } from "../kernel/effects.ts";
 import { answerLabel } from "../labels.ts";
 import * as txlog from "../env/txlog.ts";
-import type { World } from "./types.ts";
+import type { BatchAction, Flight, LogBatchOutcome, World } from "./types.ts";
 
 export interface Answer<W> {
   readonly world: W;
@@ -55,4 +55,77 @@ export function logAnswers<W extends World>(w: W, fx: LogEffect): Answer<W>[] {
       return outs;
     }
   }
+}
+
+/** A log write (put or delete), the kind group commit batches. */
+export const isLogWrite = (fx: Effect): fx is Extract<Effect, { t: "log.put" | "log.delete" }> => fx.t === "log.put" || fx.t === "log.delete";
+
+/**
+ * Group commit's candidates in `flights`: every set of two or more log writes in flight whose askers are alive and
+ * distinct (one etcd transaction carries the writes of one process; a role's own writes of one step are one flight
+ * each, and the interleavings of one asker's answers are the plain `complete` actions'), identical flights once.
+ * Their indices, ascending.
+ */
+export function batchCandidates(flights: readonly Flight[], key: (f: Flight) => string): number[][] {
+  const idx: number[] = [];
+  const owners = new Set<number>();
+  for (let i = 0; i < flights.length; i++) {
+    const f = flights[i]!;
+    if (f.orphan || !isLogWrite(f.fx) || owners.has(f.owner)) continue;
+    if (i > 0 && key(flights[i - 1]!) === key(f)) continue;
+    owners.add(f.owner);
+    idx.push(i);
+  }
+  const out: number[][] = [];
+  for (let mask = 1; mask < 1 << idx.length; mask++) {
+    const set = idx.filter((_, b) => (mask & (1 << b)) !== 0);
+    if (set.length >= 2) out.push(set);
+  }
+  return out;
+}
+
+/**
+ * One write of a batch that fails as a unit (LogBatchOutcome): the world after it and what its asker hears.
+ * `first`: the batch's first write (the one the wrong adapter of `acked-unwritten` does send).
+ */
+export function batchWrite<W extends World>(w: W, fx: Extract<Effect, { t: "log.put" | "log.delete" }>, o: LogBatchOutcome, first: boolean): { world: W; result: Result } {
+  const applied = fx.t === "log.put" ? txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence) : txlog.del(w.log, fx.key, fx.fence, fx.ifVersion);
+  const unavailable = { ok: false, err: "UNAVAILABLE" } as const;
+  switch (o) {
+    case "written":
+      return { world: { ...w, log: applied.s }, result: { t: fx.t, key: fx.key, r: unavailable } as Result };
+    case "lost":
+      return { world: w, result: { t: fx.t, key: fx.key, r: unavailable } as Result };
+    case "acked-unwritten":
+      return { world: first ? { ...w, log: applied.s } : w, result: { t: fx.t, key: fx.key, r: applied.r } as Result };
+  }
+}
+
+/** The ways a batch may fail as a unit under WorldConfig.logBatch. */
+export const batchOutcomesOf = (mode: "on" | "acked-unwritten"): readonly LogBatchOutcome[] => (mode === "on" ? ["written", "lost"] : ["written", "lost", "acked-unwritten"]);
+
+function batchWriteAt(w: World, a: BatchAction, j: number): Extract<Effect, { t: "log.put" | "log.delete" }> {
+  const fx = w.flights[a.flights[j]!]!.fx;
+  if (!isLogWrite(fx)) throw new Error(`a log batch holds only writes, not ${fx.t}`);
+  return fx;
+}
+
+/** What the asker of the `k`-th write of batch `a` hears (the log as the writes before it left it; roles do not write the log). */
+export function batchResult<W extends World>(w: W, a: BatchAction, k: number): Result {
+  let nw = w;
+  for (let j = 0; ; j++) {
+    const out = batchWrite(nw, batchWriteAt(w, a, j), a.o, j === 0);
+    if (j === k) return out.result;
+    nw = out.world;
+  }
+}
+
+/** A batch of log writes fails as a unit (one log fault): each write as `a.o` says, and each asker hears its answer (`deliver`), in flight order. */
+export function applyBatch<W extends World>(w: W, a: BatchAction, deliver: (w: W, owner: number, r: Result) => W): W {
+  let nw: W = { ...w, flights: w.flights.filter((_, j) => !a.flights.includes(j)), budget: { ...w.budget, logFault: w.budget.logFault - 1 } };
+  a.flights.forEach((i, k) => {
+    const out = batchWrite(nw, batchWriteAt(w, a, k), a.o, k === 0);
+    nw = deliver(out.world, w.flights[i]!.owner, out.result);
+  });
+  return nw;
 }

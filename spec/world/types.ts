@@ -73,7 +73,19 @@ export type Action =
   /** Outcome `o` of the shard environment's crash outcomes (XA: how many acknowledged rollbacks reached the disk). */
   | { readonly k: "shardCrash"; readonly s: number; readonly o: number }
   | { readonly k: "shardRestart"; readonly s: number }
-  | { readonly k: "notice"; readonly s: number; readonly conn: string };
+  | { readonly k: "notice"; readonly s: number; readonly conn: string }
+  /** Group commit (WorldConfig.logBatch): log writes in flight, of distinct askers, answered together as one etcd transaction's fault. */
+  | { readonly k: "logBatch"; readonly flights: readonly number[]; readonly o: LogBatchOutcome };
+
+/**
+ * How a batch of log writes fails as a unit, spending one log fault: every write of it happened, or none did, and
+ * every asker hears UNAVAILABLE. `acked-unwritten` is a deliberately wrong adapter (a negative control, never the
+ * runtime's): it answers each write as if it happened while only the first did (a batch split into several etcd
+ * transactions and answered when the first returns).
+ */
+export type BatchAction = Extract<Action, { k: "logBatch" }>;
+
+export type LogBatchOutcome = "written" | "lost" | "acked-unwritten";
 
 /** One way a shard may answer a flight. */
 export interface ShardAnswer<Sh> {
@@ -137,6 +149,11 @@ export interface WorldConfig<C extends { readonly phase: string }, R extends { r
   /** Timers whose firing is a timeout the protocol may take (vote, apply); `timeouts: false` never sets them. */
   readonly timeoutTimers: readonly string[];
   readonly timeouts: boolean;
+  /**
+   * Group commit: the log may also fail several writes in flight at once, as one fault (LogBatchOutcome); absent or
+   * "off": each write fails alone. "acked-unwritten" adds the wrong adapter's outcome too.
+   */
+  readonly logBatch?: "off" | "on" | "acked-unwritten";
   readonly coordinator: Role<C, any, Effect>;
   readonly resolver: Role<R, any, Effect>;
   readonly env: ShardEnv<Sh>;

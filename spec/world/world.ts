@@ -32,7 +32,7 @@ import { describer } from "./describe.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, PROCESS_ACTOR, RESOLVER_ACTOR, lifelineOf } from "../kernel/trace.ts";
 import { answerLabel } from "../labels.ts";
 import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
-import { isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
+import { applyBatch, batchCandidates, batchOutcomesOf, batchResult, isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
 import type { Action, Flight, Slot, World, WorldConfig } from "./types.ts";
 import { worldCanonical } from "./symmetry.ts";
 
@@ -140,6 +140,9 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
       const outs = answersOf(w, i);
       for (let o = 0; o < outs.length; o++) yield { k: "complete", i, o, fault: outs[o]!.fault, label: outs[o]!.label };
     }
+    if (cfg.logBatch !== undefined && cfg.logBatch !== "off" && w.budget.logFault > 0) {
+      for (const set of batchCandidates(w.flights, key)) for (const o of batchOutcomesOf(cfg.logBatch)) yield { k: "logBatch", flights: set, o };
+    }
     if (w.up && w.resolver.phase === "idle" && !cfg.scanIsNoop(w)) yield { k: "scan" };
     if (w.up && w.budget.crash > 0) yield { k: "crash" };
     if (!w.up && cfg.restart) yield { k: "restart" };
@@ -175,6 +178,8 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
         });
       case "restart":
         return { ...w, up: true, inc: w.inc + 1 };
+      case "logBatch":
+        return observe(faulty(applyBatch(w, a, deliver)));
       case "shardCrash":
         return observe(faulty({ ...withShard(w, a.s, env.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
       case "shardRestart":
@@ -199,6 +204,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
         return a.fault ? undefined : `complete ${key(w.flights[a.i]!)}`;
       case "crash":
       case "shardCrash":
+      case "logBatch":
         return undefined;
       case "request":
         return `request ${a.tx}`;
@@ -224,7 +230,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     decode: collapse.decode,
     ...withCanonical(worldCanonical<W>(sc, collapse.part)),
     localEncoding: true,
-    describe: describer<W>(sc, key, { coordinator: coord, resolver: res, request: requestOf, scan: scanOf, result: resultOf }),
+    describe: describer<W>(sc, key, { coordinator: coord, resolver: res, request: requestOf, scan: scanOf, result: resultOf, batchResult }),
     view: (w) => w,
     actors: () => [CLIENT_ACTOR, ...sc.txs.map((t) => lifelineOf(COORDINATOR_ACTOR, t.id)), RESOLVER_ACTOR, PROCESS_ACTOR, "txlog", ...sc.shards],
     roles: () => ({ [COORDINATOR_ACTOR]: coord, [RESOLVER_ACTOR]: res }),

@@ -321,6 +321,37 @@ describe("txlog (etcd)", () => {
     }
   });
 
+  it("group commit: batch_max bounds the writes per etcd transaction (1: one each), batch_wait_ms gathers writes of later turns", async () => {
+    const rec = { kind: "decision", decision: "commit", branches: ["shard-a"] } as const;
+    const revisionsFor = async (prefix: string, batching: { batch_max: number; batch_wait_ms: number }, n: number, spread: boolean) => {
+      const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix, call_timeout_ms: 2_000, dial_timeout_ms: 2_000 });
+      const log = new TxlogEtcd(client, prefix, {}, batching);
+      try {
+        const rev = async () => Number((await client.get("x").exec()).header.revision);
+        const before = await rev();
+        const puts: Array<Promise<unknown>> = [];
+        for (let i = 0; i < n; i++) {
+          puts.push(log.put(`tx/${i}`, rec, 0));
+          // Spread over turns of the event loop: only a wait gathers them.
+          if (spread) await new Promise((r) => setImmediate(r));
+        }
+        const answers = await Promise.all(puts);
+        expect(answers).toEqual(Array.from({ length: n }, () => ({ ok: true, version: 1 })));
+        return (await rev()) - before;
+      } finally {
+        client.close();
+      }
+    };
+    // Off: one etcd transaction (one revision) per write.
+    expect(await revisionsFor("gc-off/", { batch_max: 1, batch_wait_ms: 0 }, 10, false)).toBe(10);
+    // batch_max 4: 10 writes of one turn in ceil(10 / 4) transactions.
+    expect(await revisionsFor("gc-4/", { batch_max: 4, batch_wait_ms: 0 }, 10, false)).toBe(3);
+    // Writes of 10 turns: without a wait they do not share; with one (and a full batch sent at once) they do.
+    expect(await revisionsFor("gc-nowait/", { batch_max: 64, batch_wait_ms: 0 }, 10, true)).toBe(10);
+    expect(await revisionsFor("gc-wait/", { batch_max: 5, batch_wait_ms: 50 }, 10, true)).toBe(2);
+    expect(() => new TxlogEtcd(etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "x/", call_timeout_ms: 1, dial_timeout_ms: 1 }), "x/", {}, { batch_max: 65, batch_wait_ms: 0 })).toThrow(/batch_max 65/);
+  });
+
   it("answers UNAVAILABLE while etcd is down and works again right after it restarted (no client-side breaker)", async () => {
     const client = etcdClient({ hosts: [cluster.etcd.clientUrl], prefix: "restart/", call_timeout_ms: 500, dial_timeout_ms: 500 });
     const log = new TxlogEtcd(client, "restart/");

@@ -134,7 +134,7 @@ export function speculativeEventually(sc: Scenario) {
     /** As a possibility: once faults stop, every speculation can still end and be forgotten. */
     every_speculation_ends: {
       goal: allEnded(sc),
-      allowed: (a: Action) => !(a.k === "crash" || (a.k === "complete" && a.fault)),
+      allowed: (a: Action) => !(a.k === "crash" || a.k === "logBatch" || (a.k === "complete" && a.fault)),
     },
   };
 }

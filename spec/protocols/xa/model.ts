@@ -23,6 +23,7 @@ export interface XaModelConfig<C extends { readonly phase: string }> {
   readonly budget: Budget;
   readonly restart: boolean;
   readonly timeouts: boolean;
+  readonly logBatch?: "off" | "on" | "acked-unwritten";
   readonly coordinator: Role<C, any, Effect>;
   readonly resolverMutant?: ResolverMutant;
   /** The protocol's own ghost variables, recorded after the shared ones. */
@@ -40,6 +41,7 @@ export function xaModel<C extends { readonly phase: string }>(cfg: XaModelConfig
     budget: cfg.budget,
     restart: cfg.restart,
     timeouts: cfg.timeouts,
+    ...(cfg.logBatch !== undefined ? { logBatch: cfg.logBatch } : {}),
     timeoutTimers: [VOTE_TIMER],
     coordinator: cfg.coordinator,
     resolver: resolver({ shards: sc.shards, mutant: cfg.resolverMutant }),

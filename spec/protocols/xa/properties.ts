@@ -75,7 +75,7 @@ export const xaQuiet = (w: W): boolean => w.coords.every((c) => !c.alive || c.st
 export const xaEventually = <V>(finished: (w: V) => boolean) => ({
   AC5_terminates: {
     goal: finished,
-    allowed: (a: Action) => !(a.k === "crash" || a.k === "shardCrash" || (a.k === "complete" && a.fault)),
+    allowed: (a: Action) => !(a.k === "crash" || a.k === "shardCrash" || a.k === "logBatch" || (a.k === "complete" && a.fault)),
   },
 });
 

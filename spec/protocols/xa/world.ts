@@ -114,6 +114,17 @@ export function scenario(name: string): Scenario {
         txs: ["t1", "t2"].map((id) => ({ id, branches: [{ shard: "s1", ops: [{ account: 1, delta: -60 }] }, { shard: "s2", ops: [{ account: 2, delta: 60 }] }] })),
         interchangeable: [["t1", "t2"]],
       };
+    case "pair":
+      // Two transfers on disjoint accounts: neither waits on the other's locks, so their log writes are in flight
+      // together (what group commit batches: the `logBatch` parameter).
+      return {
+        shards: ["s1", "s2"],
+        balances: [[[1, 100], [3, 100]], [[2, 100], [4, 100]]],
+        txs: [
+          { id: "t1", branches: [{ shard: "s1", ops: [{ account: 1, delta: -30 }] }, { shard: "s2", ops: [{ account: 2, delta: 30 }] }] },
+          { id: "t2", branches: [{ shard: "s1", ops: [{ account: 3, delta: -30 }] }, { shard: "s2", ops: [{ account: 4, delta: 30 }] }] },
+        ],
+      };
     case "triple":
       // Three identical transfers on the same accounts, only two of which account 1 can pay (symmetry: spec/world/symmetry.ts).
       return {
@@ -142,7 +153,7 @@ export function scenario(name: string): Scenario {
         ],
       };
     default:
-      throw new Error(`unknown scenario '${name}': use transfer, conflict, three, triple or local`);
+      throw new Error(`unknown scenario '${name}': use transfer, conflict, pair, three, triple or local`);
   }
 }
 
@@ -154,6 +165,8 @@ export interface XaProtocolConfig<CM extends string, RM extends string> {
   readonly restart: boolean;
   /** The vote timer may fire (a timeout abort, while some branch is still executing or preparing). */
   readonly timeouts: boolean;
+  /** Group commit's failures (WorldConfig.logBatch). */
+  readonly logBatch?: "off" | "on" | "acked-unwritten";
   readonly coordinatorMutant?: CM;
   readonly resolverMutant?: RM;
 }
@@ -173,7 +186,7 @@ export function xaProtocolFactory<CM extends string, RM extends string>(p: {
   return protocolFactory<CM | RM>({
     name: p.name,
     description: p.description,
-    params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true },
+    params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 0, restart: true, timeouts: true, logBatch: "off" },
     scenario,
     mutants: [...p.coordinatorMutants, ...p.resolverMutants],
     build: ({ mutant, ...cfg }) =>
