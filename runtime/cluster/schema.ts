@@ -63,14 +63,23 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       delta BIGINT NOT NULL,
       at_us BIGINT NOT NULL,
       credential VARCHAR(64) NULL,
+      commit_ts BIGINT UNSIGNED NULL,
       PRIMARY KEY (xid, account_id),
-      KEY history_account (account_id)
+      KEY history_account (account_id),
+      KEY history_commit_ts (commit_ts)
     ) ENGINE=InnoDB`,
     // The credential (runtime/auth.ts) whose request started the transfer; NULL with --auth none. Added after the
     // first clusters were made: a shard made before gets the column.
-    upgrade: ["ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL"],
-    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes.
-    grants: ["SELECT", "INSERT", "DELETE"],
+    // commit_ts: the transaction's HLC commit timestamp (spec/time/hlc.ts), stamped when its branch commits
+    // (XA) or is released (speculative); NULL until then (runtime/timestamps.ts). Snapshot reads use it.
+    upgrade: [
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL",
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS commit_ts BIGINT UNSIGNED NULL",
+      "ALTER TABLE history ADD INDEX IF NOT EXISTS history_commit_ts (commit_ts)",
+    ],
+    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes; the commit
+    // timestamp is stamped by UPDATE.
+    grants: ["SELECT", "INSERT", "UPDATE", "DELETE"],
   },
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.
