@@ -173,7 +173,8 @@ export class XaMysql implements XaExecutor {
     const pool = this.pools.get(shard);
     if (pool === undefined) return false;
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return false;
-    const r = await pool.run(`UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL`);
+    // READ COMMITTED: no gap lock past the transaction's rows, where a prepared branch's row may hold the next key.
+    const r = await pool.run(`SET TRANSACTION ISOLATION LEVEL READ COMMITTED;UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL`);
     if (!r.ok) this.noteError(shard, r.error);
     return r.ok;
   }
