@@ -23,8 +23,11 @@
  *   timestamp just before XA COMMIT ONE PHASE;
  *   local.release: the speculation's rows are stamped in the release's own
  *   transaction;
- *   log.delete of a transaction's record, or an abort written: no longer
- *   pending.
+ *   log.delete of a commit record: first every branch the record names whose
+ *   rows this process has not stamped is stamped (a process that died
+ *   between XA COMMIT and the stamp: the resolver finds the branch committed
+ *   and sends no XA COMMIT); a failed stamp answers UNAVAILABLE and nothing
+ *   is deleted. Once deleted, or an abort written: no longer pending.
  * A pending timestamp of a transaction no longer running here whose record a
  * complete listing does not show is dropped (its record was never written:
  * presumed abort).
@@ -59,6 +62,9 @@ export class CommitTimestamps {
   /** The record key each pending transaction's timestamp is (or will be) kept at. */
   private readonly keys = new Map<TxId, string>();
   private readonly recent = new Map<TxId, bigint>();
+  /** The XA branches of a pending transaction (from its record), and those whose rows this process stamped. */
+  private readonly branches = new Map<TxId, readonly ShardId[]>();
+  private readonly stamped = new Map<TxId, Set<ShardId>>();
   private readonly waiters = new Set<() => void>();
 
   constructor(
@@ -94,6 +100,8 @@ export class CommitTimestamps {
   settle(tx: TxId): void {
     const ts = this.pending.get(tx);
     this.keys.delete(tx);
+    this.branches.delete(tx);
+    this.stamped.delete(tx);
     if (ts === undefined) return;
     this.pending.delete(tx);
     this.recent.set(tx, ts);
@@ -133,7 +141,10 @@ export class CommitTimestamps {
       shown.add(tx);
       const v = e.value as LogRecord & { commit_ts?: string };
       const ts = v.commit_ts === undefined ? null : parseTs(v.commit_ts);
-      if (ts !== null && carries(e.value)) this.learn(tx, ts, e.key);
+      if (ts !== null && carries(e.value)) {
+        this.learn(tx, ts, e.key);
+        this.noteBranches(tx, e.value);
+      }
       else if (ts !== null) this.clock.observeTrusted(ts);
     }
     const running = new Set(this.running());
@@ -150,7 +161,35 @@ export class CommitTimestamps {
     if (tx === null) return value;
     if (!carries(value)) return value;
     this.keys.set(tx, key);
+    this.noteBranches(tx, value);
     return { ...value, commit_ts: formatTs(this.choose(tx)) } as LogRecord;
+  }
+
+  /** The XA branches a record names (a speculation's rows are stamped by its releases, not here). */
+  private noteBranches(tx: TxId, r: LogRecord): void {
+    if (r.kind === "decision") this.branches.set(tx, r.branches);
+    else if (r.kind === "staging") this.branches.set(tx, r.branches.map((b) => b.shard));
+  }
+
+  /** tx's rows on `shard` are stamped. */
+  markStamped(tx: TxId, shard: ShardId): void {
+    if (!this.pending.has(tx)) return;
+    let set = this.stamped.get(tx);
+    if (set === undefined) this.stamped.set(tx, (set = new Set()));
+    set.add(shard);
+  }
+
+  /**
+   * The XA branches of a committed tx whose rows this process has not stamped (a process that died between XA
+   * COMMIT and the stamp; the resolver then finds the branch committed and sends no XA COMMIT), with its timestamp.
+   */
+  unstamped(tx: TxId): { ts: bigint; shards: ShardId[] } | null {
+    const ts = this.pending.get(tx);
+    const branches = this.branches.get(tx);
+    if (ts === undefined || branches === undefined) return null;
+    const done = this.stamped.get(tx);
+    const shards = branches.filter((b) => done === undefined || !done.has(b));
+    return shards.length === 0 ? null : { ts, shards };
   }
 
   /** After a put: an abort written ends what was pending. */
@@ -183,8 +222,14 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
         return r;
       },
       delete: async (key: string, fence?: Parameters<typeof log.delete>[1], ifVersion?: number) => {
-        const r = await log.delete(key, fence, ifVersion);
         const tx = txOfKey(key);
+        // The record goes only once every row of its transaction is stamped.
+        const left = tx === null ? null : ts.unstamped(tx);
+        if (tx !== null && left !== null) {
+          const ok = await Promise.all(left.shards.map(async (shard) => (await stamp(tx, shard, left.ts)) && (ts.markStamped(tx, shard), true)));
+          if (!ok.every(Boolean)) return { ok: false, err: "UNAVAILABLE" } as const;
+        }
+        const r = await log.delete(key, fence, ifVersion);
         if (r.ok && tx !== null) ts.settle(tx);
         return r;
       },
@@ -201,6 +246,7 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
         }
         if (r.ok || r.err === "NOTA") {
           if (!(await stamp(tx, shard, t))) return { ok: false, err: "UNAVAILABLE" } as const;
+          ts.markStamped(tx, shard);
         }
         return r;
       },

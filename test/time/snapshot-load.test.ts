@@ -94,24 +94,40 @@ describe("snapshot reads under load and a crash (real MariaDB and etcd)", () => 
     const seeded = cluster.seededTotalCents;
     const seedPerShard = BigInt(cluster.seed.accountsPerShard) * BigInt(cluster.seed.balanceCents);
 
-    // Read-your-writes: the answer's commit_ts, sent back as ?at=, shows the transfer.
+    // Read-your-writes, each protocol: the answer's commit_ts, sent back as ?at=, shows the transfer; just below it, not.
     const [sa, sb] = cluster.shards;
-    const moved = await post(`${url}/transfer`, {
-      ops: [
-        { shard_id: sa!.name, account_id: sa!.firstAccountId, delta: "-1.23" },
-        { shard_id: sb!.name, account_id: sb!.firstAccountId, delta: "1.23" },
-      ],
-      protocol: "2pc",
+    for (const [i, protocol] of PROTOCOLS.entries()) {
+      const to = sb!.firstAccountId + i;
+      const moved = await post(`${url}/transfer`, {
+        ops: [
+          { shard_id: sa!.name, account_id: sa!.firstAccountId + i, delta: "-1.23" },
+          { shard_id: sb!.name, account_id: to, delta: "1.23" },
+        ],
+        protocol,
+      });
+      expect(moved.status, JSON.stringify(moved.body)).toBe(200);
+      const commitTs = parseTs(moved.body.commit_ts);
+      expect(commitTs, `${protocol}: ${JSON.stringify(moved.body)}`).not.toBeNull();
+      expect(moved.header).toBe(moved.body.commit_ts);
+      const seen = await get(`${url}/accounts/${sb!.name}/${to}?at=${moved.body.commit_ts}`);
+      expect(seen.status, JSON.stringify(seen.body)).toBe(200);
+      expect(BigInt(seen.body.balance_cents), protocol).toBe(BigInt(cluster.seed.balanceCents) + 123n);
+      const before = await get(`${url}/accounts/${sb!.name}/${to}?at=${(commitTs! - 1n).toString()}`);
+      expect(BigInt(before.body.balance_cents), protocol).toBe(BigInt(cluster.seed.balanceCents));
+    }
+    // A timestamp far ahead of the server's clock is refused, and nothing runs.
+    const ahead = ((BigInt(Date.now()) + 3_600_000n) * 65536n).toString();
+    expect((await get(`${url}/snapshot?at=${ahead}`)).status).toBe(400);
+    const skewed = await new Promise<number>((resolve, reject) => {
+      const payload = JSON.stringify({ ops: [{ shard_id: sa!.name, account_id: sa!.firstAccountId, delta: "-1" }, { shard_id: sb!.name, account_id: sb!.firstAccountId, delta: "1" }] });
+      const req = http.request(`${url}/transfer`, { method: "POST", headers: { "Content-Type": "application/json", "X-Speccommit-Timestamp": ahead } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end(payload);
     });
-    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
-    const commitTs = parseTs(moved.body.commit_ts);
-    expect(commitTs).not.toBeNull();
-    expect(moved.header).toBe(moved.body.commit_ts);
-    const seen = await get(`${url}/accounts/${sb!.name}/${sb!.firstAccountId}?at=${moved.body.commit_ts}`);
-    expect(seen.status, JSON.stringify(seen.body)).toBe(200);
-    expect(BigInt(seen.body.balance_cents)).toBe(BigInt(cluster.seed.balanceCents) + 123n);
-    const before = await get(`${url}/accounts/${sb!.name}/${sb!.firstAccountId}?at=${(commitTs! - 1n).toString()}`);
-    expect(BigInt(before.body.balance_cents)).toBe(BigInt(cluster.seed.balanceCents));
+    expect(skewed).toBe(400);
 
     // The load: every protocol at once; snapshots read all along, now and at earlier timestamps.
     let stopped = false;

@@ -146,6 +146,30 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     expect(total(r)).toBe(1700n);
   });
 
+  it("a process that died between XA COMMIT and the stamp: the next one's resolver finds the branches committed, and forgetting the record stamps them first", async () => {
+    const w = new World();
+    const first = new CommitTimestamps(new HybridClock(500));
+    const a1 = withTimestamps(w.adapters(), first, async () => false); // the process dies before any stamp lands
+    const commitTs = await decided(w, a1, first, "t1");
+    // Its XA COMMITs landed; it died before stamping (the stamp answers UNAVAILABLE: the role never heard ok).
+    expect(await a1.xa.commit("t1", "a")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(await a1.xa.commit("t1", "b")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([null, null]);
+    // The next incarnation: its resolver lists the record (the timestamp is pending, reads below wait) ...
+    const next = new CommitTimestamps(new HybridClock(500));
+    const a2 = withTimestamps(w.adapters(), next, w.stamp);
+    await a2.log.list("tx/");
+    expect(next.tsOf("t1")).toBe(commitTs);
+    const reads = new SnapshotReads(next, ["a", "b"], w.query, { wait_ms: 30 });
+    await expect(reads.read(commitTs)).rejects.toMatchObject({ status: 504 });
+    // ... finds no branch prepared (no XA COMMIT to send) and forgets the record: the rows are stamped first.
+    expect(await a2.log.delete(decisionKey("t1"))).toEqual({ ok: true });
+    expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([commitTs, commitTs]);
+    const r = await reads.read(commitTs);
+    expect(total(r)).toBe(2000n);
+    expect(r.balances.get("b")!.get(1)).toBe(1300n);
+  });
+
   it("a read that safe time does not reach in snapshot_wait_ms is refused (504) with what is pending; before the first scan, 503", async () => {
     const w = new World();
     const ts = new CommitTimestamps(new HybridClock(500));
