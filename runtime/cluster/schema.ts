@@ -31,7 +31,8 @@ export const ER_CONSTRAINT_FAILED = 4025;
 export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
 
 /** A privilege the shard user holds on one table (docs/operations.md, "The shard user"). */
-export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE";
+/** A table privilege, or UPDATE of some columns only (`UPDATE (commit_ts)`). */
+export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `UPDATE (${string})`;
 
 export interface TableDdl {
   readonly name: string;
@@ -78,8 +79,8 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       "ALTER TABLE history ADD INDEX IF NOT EXISTS history_commit_ts (commit_ts)",
     ],
     // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes; the commit
-    // timestamp is stamped by UPDATE.
-    grants: ["SELECT", "INSERT", "UPDATE", "DELETE"],
+    // timestamp is stamped by UPDATE of that column only (a row's delta, account or xid never changes).
+    grants: ["SELECT", "INSERT", "UPDATE (commit_ts)", "DELETE"],
   },
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.
