@@ -13,5 +13,6 @@ import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 import { threePcFactory } from "../spec/reference/threepc.ts";
 import { deadlockFactory } from "../spec/deadlock/model.ts";
 import { failoverFactory } from "../spec/failover/model.ts";
+import { timeFactory } from "../spec/time/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory, failoverFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory, failoverFactory, timeFactory];

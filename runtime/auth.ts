@@ -153,7 +153,7 @@ export class Authenticator {
 /** The scope a request needs; null for the probes and unknown routes (404 to anyone). */
 export function scopeOf(path: string): Scope | null {
   if (path === "/transfer") return "transfer";
-  if (/^\/transactions\/[^/]+$/.test(path) || /^\/accounts\/[^/]+\/[^/]+$/.test(path) || path === "/ui/summary") return "read";
+  if (/^\/transactions\/[^/]+$/.test(path) || /^\/accounts\/[^/]+\/[^/]+$/.test(path) || path === "/ui/summary" || path === "/snapshot") return "read";
   if (path === "/admin" || path.startsWith("/admin/")) return "admin";
   if (path === "/metrics") return "metrics";
   return null;

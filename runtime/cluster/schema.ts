@@ -31,7 +31,8 @@ export const ER_CONSTRAINT_FAILED = 4025;
 export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
 
 /** A privilege the shard user holds on one table (docs/operations.md, "The shard user"). */
-export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE";
+/** A table privilege, or UPDATE of some columns only (`UPDATE (commit_ts)`). */
+export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `UPDATE (${string})`;
 
 export interface TableDdl {
   readonly name: string;
@@ -63,14 +64,23 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       delta BIGINT NOT NULL,
       at_us BIGINT NOT NULL,
       credential VARCHAR(64) NULL,
+      commit_ts BIGINT UNSIGNED NULL,
       PRIMARY KEY (xid, account_id),
-      KEY history_account (account_id)
+      KEY history_account (account_id),
+      KEY history_commit_ts (commit_ts)
     ) ENGINE=InnoDB`,
     // The credential (runtime/auth.ts) whose request started the transfer; NULL with --auth none. Added after the
     // first clusters were made: a shard made before gets the column.
-    upgrade: ["ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL"],
-    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes.
-    grants: ["SELECT", "INSERT", "DELETE"],
+    // commit_ts: the transaction's HLC commit timestamp (spec/time/hlc.ts), stamped when its branch commits
+    // (XA) or is released (speculative); NULL until then (runtime/timestamps.ts). Snapshot reads use it.
+    upgrade: [
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL",
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS commit_ts BIGINT UNSIGNED NULL",
+      "ALTER TABLE history ADD INDEX IF NOT EXISTS history_commit_ts (commit_ts)",
+    ],
+    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes; the commit
+    // timestamp is stamped by UPDATE of that column only (a row's delta, account or xid never changes).
+    grants: ["SELECT", "INSERT", "UPDATE (commit_ts)", "DELETE"],
   },
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.
