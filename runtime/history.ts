@@ -19,7 +19,13 @@
  * page was read (a compensated speculative row disappears).
  */
 import type { ShardId } from "../spec/kernel/effects.ts";
-import type { ShardPool } from "./adapters/mysql-pool.ts";
+import type { QueryOutcome } from "./adapters/mysql-pool.ts";
+import type { CommittedTx, History } from "../conformance/serializable.ts";
+
+/** What the reader needs of a shard: a read (the server's ShardPool, or a test's connection). */
+export interface ShardReads {
+  run<T>(sql: string): Promise<QueryOutcome<T>>;
+}
 import { toCents, DATABASE } from "./cluster/schema.ts";
 
 export const PAGE_LIMIT_DEFAULT = 50;
@@ -79,7 +85,7 @@ export class HistoryReader {
   private readonly hasCommitTs = new Map<ShardId, { has: boolean; at_ms: number }>();
   private static readonly RECHECK_MS = 10_000;
 
-  constructor(private readonly pool: (shard: ShardId) => ShardPool) {}
+  constructor(private readonly pool: (shard: ShardId) => ShardReads) {}
 
   private async commitTs(shard: ShardId): Promise<boolean> {
     const known = this.hasCommitTs.get(shard);
@@ -183,4 +189,42 @@ export function groupByTx(order: readonly string[], rows: readonly HistoryRow[])
       const ts = rs.map((r) => r.commit_ts).find((t) => t !== null) ?? null;
       return { tx, commit_ts: ts, final: rs.every((r) => r.final), ops: rs.map((r) => ({ shard_id: r.shard_id, account_id: r.account_id, delta_cents: r.delta_cents })) };
     });
+}
+
+/** Every account's balance on a shard, "shard:id" -> cents (the audit's final balances). */
+export async function balancesOf(reads: ShardReads, shard: ShardId): Promise<Map<string, bigint>> {
+  const r = await reads.run<Array<{ id: string; balance: string }>>("SELECT id, balance FROM accounts");
+  if (!r.ok) throw new HistoryUnavailable(`${shard} did not answer: ${r.error.message}`);
+  return new Map(r.value.map((x) => [`${shard}:${x.id}`, toCents(x.balance)]));
+}
+
+/**
+ * The history of a run as conformance/serializable.ts audits it: every row
+ * of the shards (of the transactions `only`, when given) grouped by
+ * transaction, with the shards' balances now as the final ones. `notFinal`
+ * counts rows of speculative transactions not final yet: an audit after
+ * quiescence expects none.
+ */
+export async function historyForAudit(
+  reader: HistoryReader,
+  reads: (shard: ShardId) => ShardReads,
+  shards: readonly ShardId[],
+  opts: { seed: ReadonlyMap<string, bigint>; opened?: ReadonlySet<string>; only?: ReadonlySet<string> },
+): Promise<{ history: History; notFinal: number }> {
+  const byTx = new Map<string, { commit_ts: bigint | null; rows: CommittedTx["rows"][number][] }>();
+  let notFinal = 0;
+  const final = new Map<string, bigint>();
+  for (const shard of shards) {
+    for await (const r of reader.all(shard)) {
+      if (opts.only !== undefined && !opts.only.has(r.tx)) continue;
+      if (!r.final) notFinal++;
+      const t = byTx.get(r.tx) ?? { commit_ts: null, rows: [] };
+      if (r.commit_ts !== null) t.commit_ts = BigInt(r.commit_ts);
+      t.rows.push({ account: `${shard}:${r.account_id}`, delta: BigInt(r.delta_cents), seq: BigInt(r.seq) });
+      byTx.set(r.tx, t);
+    }
+    for (const [k, v] of await balancesOf(reads(shard), shard)) if (opts.seed.has(k) || opts.opened?.has(k) === true) final.set(k, v);
+  }
+  const txs: CommittedTx[] = [...byTx].map(([tx, t]) => ({ tx, commit_ts: t.commit_ts, rows: t.rows }));
+  return { history: { seed: opts.seed, ...(opts.opened !== undefined ? { opened: opts.opened } : {}), txs, final }, notFinal };
 }
