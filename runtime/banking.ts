@@ -86,6 +86,13 @@ const OpenBody = Schema.Struct({
   idempotency_key: Schema.optional(Schema.String),
 });
 
+/** What a retry with the same Idempotency-Key must repeat: the SHA-256 of the opening's decoded request (accounts.opening_request). */
+export function openingFingerprint(o: { shard: ShardId; account_id: number | null; cents: bigint; funding: { shard: ShardId; account: number } | null; protocol: string }): string {
+  return createHash("sha256")
+    .update(JSON.stringify({ shard: o.shard, account_id: o.account_id, cents: o.cents.toString(), funding: o.funding, protocol: o.protocol }))
+    .digest("hex");
+}
+
 /** The route label of a banking path, or null when the path is not one of the banking API. */
 export function bankingRoute(path: string): string | null {
   if (path === "/accounts") return "/accounts";
@@ -263,9 +270,7 @@ export class Banking {
       if (refused !== null) throw new BadRequest(409, `funding: ${refused}`);
       funding = { shard: fs, account: body.funding.account_id };
     }
-    const fingerprint = createHash("sha256")
-      .update(JSON.stringify({ shard, account_id: body.account_id ?? null, cents: cents.toString(), funding, protocol }))
-      .digest("hex");
+    const fingerprint = openingFingerprint({ shard, account_id: body.account_id ?? null, cents, funding, protocol });
     return { key, shard, account: body.account_id ?? null, cents, funding, protocol, fingerprint };
   }
 
