@@ -33,6 +33,8 @@ export class Accounts implements AccountCatalog {
   /** Accounts made by POST /accounts since the shard was read. */
   private readonly extra = new Map<ShardId, Set<number>>();
   private readonly states = new Map<ShardId, Map<number, NotOpen>>();
+  /** "shard:id" -> transfers holding it (bounded by the transfers open, themselves bounded by in_flight_max). */
+  private readonly held = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
 
   private constructor(
@@ -54,6 +56,31 @@ export class Accounts implements AccountCatalog {
     if (st === "opening") return `account ${account} on ${shard} is being opened: its opening transfer has not committed yet`;
     if (st === "failed") return `account ${account} on ${shard} was never opened: its opening transfer aborted`;
     return `account ${account} on ${shard} is ${st}: it takes no transfers`;
+  }
+
+  /**
+   * Marks accounts as named by a transfer that passed its checks and has not
+   * ended yet (from the decode, in the same turn of the event loop, to its
+   * outcome): a close waits until none holds the account. Answers the release.
+   */
+  hold(accounts: ReadonlyArray<{ shard: ShardId; account: number }>): () => void {
+    const keys = accounts.map((a) => `${a.shard}:${a.account}`);
+    for (const k of keys) this.held.set(k, (this.held.get(k) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      for (const k of keys) {
+        const n = this.held.get(k)! - 1;
+        if (n === 0) this.held.delete(k);
+        else this.held.set(k, n);
+      }
+    };
+  }
+
+  /** Transfers holding the account (see `hold`). */
+  holders(shard: ShardId, account: number): number {
+    return this.held.get(`${shard}:${account}`) ?? 0;
   }
 
   state(shard: ShardId, account: number): NotOpen | "open" {

@@ -30,8 +30,9 @@
  * server runs at boot) marks it open.
  *
  * Closing: the account is marked 'closing' in this process's catalog (new
- * transfers naming it get 409), the transactions running at that moment are
- * waited for (bounded), then one local transaction locks the account's row
+ * transfers naming it get 409), the transfers that passed that check before
+ * and still run are waited for (runtime/accounts.ts `hold`: from the decode,
+ * in the same turn, to the outcome; bounded), then one local transaction locks the account's row
  * (SELECT ... FOR UPDATE waits for any XA branch still holding it), checks
  * balance 0, no speculative credit pending and no speculative debit that
  * could still be compensated into it, and sets 'closed'.
@@ -278,6 +279,16 @@ export class Banking {
     const ct = req.headers["content-type"];
     if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
     const o = this.decodeOpen(await this.d.readBody(req), req.headersDistinct["idempotency-key"]);
+    // The funding account was checked open in this turn: a close of it waits for this opening.
+    const release = this.d.accounts.hold(o.funding === null ? [] : [o.funding]);
+    try {
+      await this.openDecoded(o, res);
+    } finally {
+      release();
+    }
+  }
+
+  private async openDecoded(o: ReturnType<Banking["decodeOpen"]>, res: ServerResponse): Promise<void> {
     if (o.funding !== null && o.funding.shard === o.shard && o.funding.account === o.account) throw new BadRequest(422, "the funding account is the account being opened");
     const row = await this.claimRow(o);
     if (row.opening_request !== o.fingerprint) {
@@ -426,9 +437,8 @@ export class Banking {
     this.d.accounts.setState(shard, id, "closing");
     let closed = false;
     try {
-      const running = new Set(this.d.engine.active());
       const deadline = Date.now() + CLOSE_WAIT_MS;
-      while (this.d.engine.active().some((tx) => running.has(tx))) {
+      while (this.d.accounts.holders(shard, id) > 0) {
         if (Date.now() > deadline) throw new BadRequest(409, `transfers are still in flight after ${CLOSE_WAIT_MS / 1000} s; retry the close`);
         await new Promise((r) => setTimeout(r, 20));
       }

@@ -468,7 +468,17 @@ class Api {
   }
 
   private async runTransfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let release = () => {};
+    try {
+      return await this.runHeldTransfer(req, res, (r) => (release = r));
+    } finally {
+      release();
+    }
+  }
+
+  private async runHeldTransfer(req: IncomingMessage, res: ServerResponse, held: (release: () => void) => void): Promise<void> {
     const route = "/transfer";
+    let release: (() => void) | undefined;
     let request;
     try {
       const ct = req.headers["content-type"];
@@ -476,13 +486,17 @@ class Api {
       const decoded = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
       const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
       request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
+      // In the turn of the decode's account checks: a close of one of these accounts waits for this transfer (runtime/banking.ts).
+      release = this.accounts.hold(request.branches.flatMap((b) => b.ops.map((op) => ({ shard: b.shard, account: op.account }))));
     } catch (e) {
       if (e instanceof BadRequest) {
+        release?.();
         const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};
         return this.send(res, route, e.status, { error: e.message }, headers);
       }
       throw e;
     }
+    if (release !== undefined) held(release);
     const answer = (tx: string, o: Outcome, replayed?: boolean) =>
       this.send(res, route, o.status === "committed" ? 200 : o.status === "aborted" ? 409 : 202, {
         tx,
