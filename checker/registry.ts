@@ -12,5 +12,6 @@ import { REGISTRY } from "../spec/protocols/registry.ts";
 import { mixedFactory, serverFactory } from "../spec/server/model.ts";
 import { threePcFactory } from "../spec/reference/threepc.ts";
 import { deadlockFactory } from "../spec/deadlock/model.ts";
+import { timeFactory } from "../spec/time/model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory, timeFactory];

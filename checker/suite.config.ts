@@ -231,7 +231,22 @@ export const suite: SuiteEntry[] = [
   ...deadlockMutant("victim-off-cycle", "no_victim_without_cycle", 3),
   ...deadlockMutant("whole-cycle", "minimal", 2),
   ...deadlockMutant("whole-cycle", "one_victim_per_lone_cycle", 2),
+
+  // Commit timestamps and snapshot reads (spec/time): the HLC of spec/time/hlc.ts over an abstract physical
+  // clock that may jump back, transfers under two-phase locking, snapshot reads that wait for safe time.
+  // docs/protocols/timestamps.md.
+  { model: "timestamps", params: { txs: 2, ticks: 2, jumps: 1, reads: 1 }, expect: "ok", counts: { distinct: 66_000, generated: 202_855, depth: 17 } },
+  { model: "timestamps", params: { txs: 2, ticks: 2, jumps: 1, reads: 2 }, expect: "ok", counts: { distinct: 238_760, generated: 724_487, depth: 19 } },
+  ...timeMutant("observe-no-advance", "client_causal", 3),
+  ...timeMutant("read-no-wait", "snapshot_stable", 5),
+  ...timeMutant("read-no-wait", "snapshot_atomic", 6),
+  ...timeMutant("ts-at-begin", "dependent_later", 7),
 ];
+
+/** A timestamps mutant entry: the property that catches it alone and its shortest trace, on the default configuration. */
+function timeMutant(mutant: string, property: string, length: number): SuiteEntry[] {
+  return [{ model: "timestamps", params: { txs: 2, ticks: 2, jumps: 1, reads: 1 }, mutant, expect: `violates ${property}`, properties: [property], length }];
+}
 
 /** A deadlock-detector mutant entry: the property that catches it alone and its shortest trace, on 3 transactions over 2 shards. */
 function deadlockMutant(mutant: string, property: string, length: number): SuiteEntry[] {

@@ -157,7 +157,7 @@ export function scopeOf(path: string, method = "GET"): Scope | null {
   if (path === "/transfer") return "transfer";
   // Opening (which moves the opening balance from the funding account) and closing accounts.
   if ((path === "/accounts" && method === "POST") || /^\/accounts\/[^/]+\/[^/]+\/close$/.test(path)) return "accounts";
-  if (/^\/transactions(\/[^/]+)?$/.test(path) || /^\/accounts(\/[^/]+\/[^/]+(\/history)?)?$/.test(path) || path === "/ui/summary") return "read";
+  if (/^\/transactions(\/[^/]+)?$/.test(path) || /^\/accounts(\/[^/]+\/[^/]+(\/history)?)?$/.test(path) || path === "/ui/summary" || path === "/snapshot") return "read";
   if (path === "/admin" || path.startsWith("/admin/")) return "admin";
   if (path === "/metrics") return "metrics";
   return null;

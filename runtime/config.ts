@@ -132,6 +132,18 @@ export const SETTINGS = {
     doc: "bound on one shard statement (keep it above the shards' innodb_lock_wait_timeout)",
     default: 10_000,
   },
+  snapshot_wait_ms: {
+    schema: int(0, 600_000),
+    allowed: "an integer from 0 to 600000",
+    doc: "snapshot reads: how long a read waits for safe time to reach its timestamp before 504 (docs/operations.md, Snapshot reads)",
+    default: 5_000,
+  },
+  hlc_max_skew_ms: {
+    schema: int(0, 3_600_000),
+    allowed: "an integer from 0 to 3600000",
+    doc: "hybrid logical clock: a timestamp a client sends (X-Speccommit-Timestamp, ?at=) more than this ahead of the server's clock is refused (400)",
+    default: 500,
+  },
   etcd_timeout_ms: { schema: int(50, 600_000), allowed: "an integer from 50 to 600000", doc: "deadline of one etcd call", default: 2_000 },
   in_flight_max: { schema: int(1, 100_000), allowed: "an integer from 1 to 100000", doc: "transactions running at once; past it 503 + Retry-After", default: 512 },
   shard_connections_max: {
@@ -243,6 +255,8 @@ export interface Config {
   attempts_max: number;
   statement_timeout_ms: number;
   etcd_timeout_ms: number;
+  snapshot_wait_ms: number;
+  hlc_max_skew_ms: number;
   in_flight_max: number;
   shard_connections_max: number;
   body_bytes_max: number;

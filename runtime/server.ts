@@ -33,6 +33,10 @@ import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/t
 import { XaMysql } from "./adapters/xa-mysql.ts";
 import { DeadlockDetector } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
+import { HybridClock } from "./hlc.ts";
+import { CommitTimestamps, withTimestamps } from "./timestamps.ts";
+import { handleSnapshot, mysqlSnapshotQuery, observeClientTimestamp, SnapshotReads, SnapshotRefused, TIMESTAMP_HEADER } from "./snapshot.ts";
+import { formatTs } from "../spec/time/hlc.ts";
 import type { Config } from "./config.ts";
 import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
 import { afterScan, conclude, type ConcludeDirection } from "../spec/server/conclude.ts";
@@ -151,8 +155,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     throw e;
   }
   const tracing = config.otlp_traces_url === undefined ? undefined : await startTracing({ url: config.otlp_traces_url, serviceName: config.otel_service_name ?? "speccommit" });
+  // Commit timestamps (runtime/timestamps.ts): the HLC starts past every timestamp already on the shards.
+  const hlc = new HybridClock(config.hlc_max_skew_ms);
+  await observeHistory(hlc, pools);
+  let engineRef: Engine | undefined;
+  const timestamps = new CommitTimestamps(hlc, () => engineRef?.active() ?? [], () => engineRef?.caughtUp ?? false);
   const engine = new Engine({
-    adapters: { xa, log: txlog, clock: systemClock, local },
+    adapters: withTimestamps({ xa, log: txlog, clock: systemClock, local }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts)),
     shards: xa.shards,
     coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max },
     resolver_interval_ms: config.resolver_interval_ms,
@@ -163,6 +172,8 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     metrics,
     ...(tracing !== undefined ? { tracing } : {}),
   });
+  engineRef = engine;
+  const snapshots = new SnapshotReads(timestamps, xa.shards, mysqlSnapshotQuery(pools), { wait_ms: config.snapshot_wait_ms });
   const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog, retention_ms: config.idempotency_retention_ms });
   const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
@@ -174,7 +185,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       : null;
   deadlocks?.start();
 
-  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials);
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, { timestamps, snapshots });
   // Openings left 'opening' by a crash after their transfer ended (runtime/banking.ts); in the background, bounded.
   void api.banking.settleOpenings().catch((e: unknown) => console.error(`settling account openings: ${(e as Error).message}`));
   const httpOptions = {
@@ -306,6 +317,8 @@ class Api {
     private readonly auth: Authenticator,
     /** Which credential started a recent transaction (its view, trace header and history rows); bounded. */
     private readonly txCredential: TxCredentials,
+    /** Commit timestamps and snapshot reads (runtime/timestamps.ts, runtime/snapshot.ts). */
+    private readonly time: { timestamps: CommitTimestamps; snapshots: SnapshotReads },
   ) {
     this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
     this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
@@ -368,6 +381,7 @@ class Api {
     let route = "other";
     try {
       if (!this.admit(req, res, path)) return;
+      if (await handleSnapshot(this.time.snapshots, this.time.timestamps, this.xa.shards, req, res, url, (r, rt, st, b, h) => this.send(r, (route = rt), st, b, h))) return;
       if (path === "/transfer") {
         route = "/transfer";
         if (req.method !== "POST") return this.send(res, route, 405, { error: "use POST /transfer" }, { Allow: "POST" });
@@ -497,14 +511,33 @@ class Api {
       throw e;
     }
     if (release !== undefined) held(release);
-    const answer = (tx: string, o: Outcome, replayed?: boolean) =>
-      this.send(res, route, o.status === "committed" ? 200 : o.status === "aborted" ? 409 : 202, {
-        tx,
-        status: o.status,
-        ...(o.status === "aborted" ? { reason: o.reason } : {}),
-        protocol: request.protocol,
-        ...(replayed !== undefined ? { idempotency_key: request.idempotency_key, replayed } : {}),
-      });
+    // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
+    const answer = (tx: string, o: Outcome, replayed?: boolean) => {
+      // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
+      // replayed or read-back answer gives the timestamp only when this process knows it.
+      const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
+      const commitTs = known === undefined ? undefined : formatTs(known);
+      this.send(
+        res,
+        route,
+        o.status === "committed" ? 200 : o.status === "aborted" ? 409 : 202,
+        {
+          tx,
+          status: o.status,
+          ...(o.status === "aborted" ? { reason: o.reason } : {}),
+          ...(commitTs !== undefined ? { commit_ts: commitTs } : {}),
+          protocol: request.protocol,
+          ...(replayed !== undefined ? { idempotency_key: request.idempotency_key, replayed } : {}),
+        },
+        commitTs !== undefined ? { [TIMESTAMP_HEADER]: commitTs } : {},
+      );
+    };
+    try {
+      observeClientTimestamp(req, this.time.timestamps);
+    } catch (e) {
+      if (e instanceof SnapshotRefused) return this.send(res, route, e.status, { error: e.message });
+      throw e;
+    }
     try {
       if (request.idempotency_key !== undefined) {
         // The credential is known before the branches run, so that their history rows carry it.
@@ -717,7 +750,7 @@ function routeOf(path: string): string {
   if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
   if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
   if (/^\/admin\/transactions\/[^/]+\/conclude$/.test(path)) return "/admin/transactions/:id/conclude";
-  if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
+  if (["/transfer", "/snapshot", "/metrics", "/admin/shards", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
   return "other";
 }
 
@@ -738,4 +771,15 @@ function closeIfBody(req: IncomingMessage): Record<string, string> {
 function withTimeout<T, D>(p: Promise<T>, ms: number, fallback: D): Promise<T | D> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<D>((resolve) => (t = setTimeout(() => resolve(fallback), ms)))]).finally(() => clearTimeout(t));
+}
+
+/** The HLC starts past every commit timestamp the shards hold (a restart after the clock went back never issues a smaller one). */
+async function observeHistory(hlc: HybridClock, pools: ReadonlyMap<ShardId, { run<T>(sql: string): Promise<{ ok: true; value: T } | { ok: false; error: { message: string } }> }>): Promise<void> {
+  await Promise.all(
+    [...pools.values()].map(async (pool) => {
+      const r = await pool.run<Array<{ m: string | null }>>("SELECT CAST(MAX(commit_ts) AS CHAR) AS m FROM history");
+      const m = r.ok ? r.value[0]?.m : null;
+      if (typeof m === "string" && /^\d+$/.test(m)) hlc.observeTrusted(BigInt(m));
+    }),
+  );
 }

@@ -208,8 +208,9 @@ export class MysqlLocal implements LocalExecutor {
     return this.retire(tx, shard, "compensated");
   }
 
-  release(tx: TxId, shard: ShardId): Promise<LocalR<"local.release">> {
-    return this.retire(tx, shard, "released");
+  /** `commitTs`: the speculation's commit timestamp, stamped on the branch's history rows in the same transaction (runtime/timestamps.ts). */
+  release(tx: TxId, shard: ShardId, commitTs?: bigint): Promise<LocalR<"local.release">> {
+    return this.retire(tx, shard, "released", commitTs);
   }
 
   async scan(shard: ShardId): Promise<LocalR<"local.scan">> {
@@ -237,7 +238,7 @@ export class MysqlLocal implements LocalExecutor {
   }
 
   /** compensate or release: one transaction, a no-op unless the row is in state 'undo'. */
-  private retire(tx: TxId, shard: ShardId, to: "compensated" | "released"): Promise<LocalR<"local.release">> {
+  private retire(tx: TxId, shard: ShardId, to: "compensated" | "released", commitTs?: bigint): Promise<LocalR<"local.release">> {
     return this.transaction<LocalR<"local.release">>(`${to} ${tx}|${shard}`, shard, async (q) => {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
@@ -264,6 +265,9 @@ export class MysqlLocal implements LocalExecutor {
         }
       }
       stmts.push(`UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
+      if (to === "released" && commitTs !== undefined && inverse.length > 0) {
+        stmts.push(`UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")}) AND commit_ts IS NULL`);
+      }
       if (to === "compensated" && inverse.length > 0) {
         stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
       }

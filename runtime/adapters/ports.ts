@@ -71,7 +71,7 @@ export interface LocalExecutor {
   /** Inverse deltas applied and the row retired (state compensated); applied: false when the row was not in state undo. */
   compensate(tx: TxId, shard: ShardId): Promise<LocalR<"local.compensate">>;
   /** Pending credits made spendable and the row retired (state released); applied: false when the row was not in state undo. */
-  release(tx: TxId, shard: ShardId): Promise<LocalR<"local.release">>;
+  release(tx: TxId, shard: ShardId, commitTs?: bigint): Promise<LocalR<"local.release">>;
   /** The undo rows still in state undo. */
   scan(shard: ShardId): Promise<LocalR<"local.scan">>;
 }

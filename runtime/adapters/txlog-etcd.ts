@@ -32,18 +32,22 @@ export const LogRecordSchema = Schema.Union([
     kind: Schema.Literal("decision"),
     decision: Schema.Literals(["commit", "abort"]),
     branches: Schema.Array(Schema.String),
+    // The HLC commit timestamp, decimal (runtime/timestamps.ts).
+    commit_ts: Schema.optional(Schema.String),
   }),
   Schema.Struct({ kind: Schema.Literal("epoch") }),
   // Parallel commit's STAGING record: each branch with the connection that runs it.
   Schema.Struct({
     kind: Schema.Literal("staging"),
     branches: Schema.Array(Schema.Struct({ shard: Schema.String, conn: Schema.String })),
+    commit_ts: Schema.optional(Schema.String),
   }),
   // The speculative path's record.
   Schema.Struct({
     kind: Schema.Literal("speculation"),
     state: Schema.Literals(["SPEC_EXECUTING", "SPEC_COMMITTED", "SPEC_ROLLED_BACK"]),
     branches: Schema.Array(Schema.String),
+    commit_ts: Schema.optional(Schema.String),
   }),
   // An idempotency key's claim (spec/server/idempotency.ts).
   Schema.Struct({

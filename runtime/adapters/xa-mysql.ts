@@ -164,6 +164,21 @@ export class XaMysql implements XaExecutor {
     return this.serialized(tx, shard, () => this.onBranch(tx, shard, `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""}`, finished));
   }
 
+  /**
+   * Stamps the commit timestamp on the history rows of `tx` on `shard` that have none (its committed branch's;
+   * runtime/timestamps.ts), in one autocommit UPDATE on a pooled connection. True once done (also when no row
+   * was left to stamp).
+   */
+  async stampHistory(tx: TxId, shard: ShardId, commitTs: bigint): Promise<boolean> {
+    const pool = this.pools.get(shard);
+    if (pool === undefined) return false;
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return false;
+    // READ COMMITTED: no gap lock past the transaction's rows, where a prepared branch's row may hold the next key.
+    const r = await pool.run(`SET TRANSACTION ISOLATION LEVEL READ COMMITTED;UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL`);
+    if (!r.ok) this.noteError(shard, r.error);
+    return r.ok;
+  }
+
   rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.serialized(tx, shard, () =>
       this.onBranch(tx, shard, `XA ROLLBACK ${xidSql(tx, shard)}`, (r) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK"),

@@ -27,6 +27,7 @@ import { mergeLoad, newLedger, type Ledger, type LoadResult } from "./load.ts";
 import { parseOptions, UsageError, USAGE, type BenchOptions } from "./options.ts";
 import { formatReport, goals, phaseReport, ratioToFloor, type BenchReport } from "./report.ts";
 import { round } from "./round.ts";
+import { formatSnapshotReport, startSnapshotProbe, type SnapshotBenchReport } from "./snapshot.ts";
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { PhaseTotals, TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
@@ -161,9 +162,12 @@ async function run(o: BenchOptions): Promise<boolean> {
         duration_s: o.floor_duration_s,
       });
     }
+    const probe = o.snapshots ? startSnapshotProbe(target.url, workload.shards) : null;
+    let snapshots: SnapshotBenchReport | null = null;
     try {
       for (let r = 0; r < o.rounds && !interrupted; r++) {
         for (const t of targets) {
+          if (probe !== null) probe.active = t === targets[0];
           const name = `${t.target.name}${o.rounds > 1 ? ` ${r + 1}/${o.rounds}` : ""}`;
           const res = await round({
             name,
@@ -183,6 +187,7 @@ async function run(o: BenchOptions): Promise<boolean> {
         }
       }
     } finally {
+      snapshots = (await probe?.stop()) ?? null;
       for (const t of targets) await t.target.close();
     }
     // A target that never ran (interrupted before its turn) has no report.
@@ -197,7 +202,7 @@ async function run(o: BenchOptions): Promise<boolean> {
     const report: BenchReport = {
       started_at,
       machine: { cpus: cpus().length, loadavg_start, loadavg_end: loadavg() },
-      options: { ...o, help: undefined, given: undefined, compare: undefined, scenarios: undefined, misspeculate_share: undefined },
+      options: { ...o, help: undefined, given: undefined, compare: undefined, scenarios: undefined, misspeculate_share: undefined, snapshots: undefined },
       server: ours,
       floor,
       ratio_to_floor: ratio,
@@ -212,8 +217,9 @@ async function run(o: BenchOptions): Promise<boolean> {
       },
     };
     console.log(formatReport(report));
+    if (snapshots !== null) console.log(formatSnapshotReport(snapshots));
     if (o.json !== undefined) {
-      writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileSync(o.json, `${JSON.stringify(snapshots === null ? report : { ...report, snapshots }, null, 2)}\n`);
       console.log(`results written to ${o.json}`);
     }
     return report.audit.passed;

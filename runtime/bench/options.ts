@@ -43,6 +43,8 @@ export interface BenchOptions {
   scenarios: Scenario[];
   /** --compare, scenario misspeculate: 0..1, share of transfers made to fail on one shard. */
   misspeculate_share: number;
+  /** Snapshot reads (GET /snapshot) beside the load, their latency and wait reported (snapshot.ts). */
+  snapshots: boolean;
   /** The keys set by a flag (the scenarios keep a flag's value over their own default). */
   given: Set<string>;
   help: boolean;
@@ -78,6 +80,8 @@ target (default: a local cluster in a fresh temporary directory and a server sta
 output
   --json FILE            the results as JSON too
   --settle-timeout S     bound on the wait for the resolver to settle every branch (default 30)
+  --snapshots            also read GET /snapshot (and GET /accounts, the baseline) during the server's load and report
+                         their latency and the snapshot's wait for safe time
   --help
 
 compare the protocols (instead of server vs floor)
@@ -113,6 +117,7 @@ const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number;
   "--json": { key: "json", kind: "string" },
   "--settle-timeout": { key: "settle_timeout_s", kind: "int", min: 1, max: 3_600 },
   "--compare": { key: "compare", kind: "bool" },
+  "--snapshots": { key: "snapshots", kind: "bool" },
   "--scenario": { key: "scenarios", kind: "scenario" },
   "--misspeculate": { key: "misspeculate_share", kind: "percent" },
 };
@@ -133,6 +138,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     seed: 1,
     settle_timeout_s: 30,
     compare: false,
+    snapshots: false,
     scenarios: ["uniform"],
     misspeculate_share: 0.1,
     given: new Set(),

@@ -31,7 +31,8 @@ export const ER_CONSTRAINT_FAILED = 4025;
 export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
 
 /** A privilege the shard user holds on one table (docs/operations.md, "The shard user"). */
-export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `INSERT (${string})`;
+/** A column list after INSERT or UPDATE grants it on those columns only. */
+export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `INSERT (${string})` | `UPDATE (${string})`;
 
 export interface TableDdl {
   readonly name: string;
@@ -85,25 +86,32 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       delta BIGINT NOT NULL,
       at_us BIGINT NOT NULL,
       credential VARCHAR(64) NULL,
+      commit_ts BIGINT UNSIGNED NULL,
       seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
       PRIMARY KEY (xid, account_id),
       UNIQUE KEY history_seq (seq),
       KEY history_account (account_id),
+      KEY history_commit_ts (commit_ts),
       KEY history_account_seq (account_id, seq)
     ) ENGINE=InnoDB`,
     // The credential (runtime/auth.ts) whose request started the transfer; NULL with --auth none. Added after the
     // first clusters were made: a shard made before gets the column.
+    // commit_ts: the transaction's HLC commit timestamp (spec/time/hlc.ts), stamped when its branch commits
+    // (XA) or is released (speculative); NULL until then (runtime/timestamps.ts). Snapshot reads use it.
     // seq: the shard's insertion order of history rows (runtime/history.ts). A branch inserts its rows after its
     // UPDATEs of the accounts, under their row locks, so of two committed transfers that changed the same account the
     // later one's row has the larger seq: the per-account conflict order the serializability audit reads. It is also
     // the stable cursor of GET /accounts/:shard/:id/history. No statement names it (the INSERTs leave it to InnoDB).
     upgrade: [
       "ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL",
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS commit_ts BIGINT UNSIGNED NULL",
+      "ALTER TABLE history ADD INDEX IF NOT EXISTS history_commit_ts (commit_ts)",
       "ALTER TABLE history ADD COLUMN IF NOT EXISTS seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, ADD UNIQUE KEY IF NOT EXISTS history_seq (seq)",
       "ALTER TABLE history ADD KEY IF NOT EXISTS history_account_seq (account_id, seq)",
     ],
-    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes.
-    grants: ["SELECT", "INSERT", "DELETE"],
+    // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes; the commit
+    // timestamp is stamped by UPDATE, of that column only (a delta is never updated).
+    grants: ["SELECT", "INSERT", "UPDATE (commit_ts)", "DELETE"],
   },
   {
     // The speculative path (spec/env/local.ts): credits escrowed until their transaction is final.

@@ -83,6 +83,8 @@ export interface DecisionRecord {
   readonly kind: "decision";
   readonly decision: "commit" | "abort";
   readonly branches: readonly ShardId[];
+  /** The commit timestamp (spec/time/hlc.ts, decimal): filled by the runtime (runtime/timestamps.ts), never by a role or a model. */
+  readonly commit_ts?: string;
 }
 
 /**
@@ -222,6 +224,8 @@ export interface SpeculativeRecord {
   readonly kind: "speculation";
   readonly state: "SPEC_EXECUTING" | "SPEC_COMMITTED" | "SPEC_ROLLED_BACK";
   readonly branches: readonly ShardId[];
+  /** The commit timestamp of a committed speculation: filled by the runtime (runtime/timestamps.ts), never by a role or a model. */
+  readonly commit_ts?: string;
 }
 
 /** The txlog key of a speculation's record. */
@@ -309,6 +313,8 @@ export type ConnectionId = string;
 export interface StagingRecord {
   readonly kind: "staging";
   readonly branches: readonly { readonly shard: ShardId; readonly conn: ConnectionId }[];
+  /** The commit timestamp chosen at STAGING: filled by the runtime (runtime/timestamps.ts), never by a role or a model. */
+  readonly commit_ts?: string;
 }
 
 /**

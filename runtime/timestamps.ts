@@ -1,0 +1,273 @@
+/**
+ * Commit timestamps (docs/protocols/timestamps.md): chosen by this process's
+ * HLC (runtime/hlc.ts) with the decision, carried in the txlog records,
+ * stamped on the history rows, and the set of timestamps still pending that
+ * safe time is decided from (spec/time/safe.ts).
+ *
+ * The roles never see a timestamp (the checked models keep their counts):
+ * `withTimestamps` wraps the adapters the roles' effects run on, and fills
+ * the timestamp in on the way:
+ *   log.put of a commit decision (2PC), a STAGING record (parallel commit) or
+ *   a speculation's SPEC_EXECUTING / SPEC_COMMITTED record: the record
+ *   carries `commit_ts` (the transaction's, chosen now if it has none: every
+ *   branch is executed and holds its locks, or for the speculative path every
+ *   branch is applied and the outcome answered);
+ *   a commit decision written over a STAGING record keeps the STAGING's;
+ *   log.list: every commit_ts in a record is observed (the HLC never issues a
+ *   smaller one after) and is pending until the record is forgotten;
+ *   xa.commit: once the branch committed (or was found committed: NOTA), its
+ *   history rows are stamped before the role hears ok; a failed stamp
+ *   answers UNAVAILABLE, so the role (or the resolver) commits again and
+ *   stamps again, and the record is never forgotten before its rows are
+ *   stamped. A one-phase commit (one branch, no record) takes its
+ *   timestamp just before XA COMMIT ONE PHASE;
+ *   local.release: the speculation's rows are stamped in the release's own
+ *   transaction;
+ *   log.delete of a commit record: first every branch the record names whose
+ *   rows this process has not stamped is stamped (a process that died
+ *   between XA COMMIT and the stamp: the resolver finds the branch committed
+ *   and sends no XA COMMIT); a failed stamp answers UNAVAILABLE and nothing
+ *   is deleted. Once deleted, or an abort written: no longer pending.
+ * A pending timestamp of a transaction no longer running here whose record a
+ * complete listing does not show is dropped (its record was never written:
+ * presumed abort).
+ */
+import { DECISION_PREFIX, SPECULATIVE_PREFIX, type LogRecord, type ShardId, type TxId } from "../spec/kernel/effects.ts";
+import { formatTs, parseTs } from "../spec/time/hlc.ts";
+import type { SafeTimeView } from "../spec/time/safe.ts";
+import type { Adapters } from "./interpreter.ts";
+import type { HybridClock } from "./hlc.ts";
+
+/** Stamps tx's history rows on a shard that have no commit_ts yet; true once done. */
+export type HistoryStamp = (tx: TxId, shard: ShardId, ts: bigint) => Promise<boolean>;
+
+/** Commit timestamps of settled transactions kept for their answers (the reply may come after the rows are stamped). */
+const RECENT_MAX = 10_000;
+
+const txOfKey = (key: string): TxId | null =>
+  key.startsWith(DECISION_PREFIX) ? key.slice(DECISION_PREFIX.length) : key.startsWith(SPECULATIVE_PREFIX) ? key.slice(SPECULATIVE_PREFIX.length) : null;
+
+/**
+ * Does a record carry its transaction's commit timestamp? A commit decision, a STAGING record, and a speculation's
+ * record unless rolled back (SPEC_EXECUTING carries the timestamp the speculation commits at if it commits, so that
+ * every branch's release stamps the same one, whoever releases it).
+ */
+const carries = (r: LogRecord): boolean =>
+  (r.kind === "decision" && r.decision === "commit") || r.kind === "staging" || (r.kind === "speculation" && r.state !== "SPEC_ROLLED_BACK");
+const aborts = (r: LogRecord): boolean => (r.kind === "decision" && r.decision === "abort") || (r.kind === "speculation" && r.state === "SPEC_ROLLED_BACK");
+
+export class CommitTimestamps {
+  /** Chosen or observed, rows not all stamped yet: safe time stays below these. */
+  private readonly pending = new Map<TxId, bigint>();
+  /** The record key each pending transaction's timestamp is (or will be) kept at. */
+  private readonly keys = new Map<TxId, string>();
+  private readonly recent = new Map<TxId, bigint>();
+  /** The XA branches of a pending transaction (from its record), and those whose rows this process stamped. */
+  private readonly branches = new Map<TxId, readonly ShardId[]>();
+  private readonly stamped = new Map<TxId, Set<ShardId>>();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    readonly clock: HybridClock,
+    /** Transactions whose coordinator runs in this process (their record may still be on its way). */
+    private readonly running: () => Iterable<TxId> = () => [],
+    /** The process has made a complete resolver scan since it started. */
+    private readonly caughtUp: () => boolean = () => true,
+  ) {}
+
+  /** The commit timestamp of tx, chosen now if it has none. */
+  choose(tx: TxId): bigint {
+    const known = this.pending.get(tx) ?? this.recent.get(tx);
+    if (known !== undefined) return known;
+    const ts = this.clock.now();
+    this.pending.set(tx, ts);
+    return ts;
+  }
+
+  /** The commit timestamp of tx, if this process chose or saw one. */
+  tsOf(tx: TxId): bigint | undefined {
+    return this.pending.get(tx) ?? this.recent.get(tx);
+  }
+
+  /** A timestamp read from a record: observed, pending until the record is forgotten. */
+  learn(tx: TxId, ts: bigint, key: string): void {
+    this.clock.observeTrusted(ts);
+    if (!this.recent.has(tx)) this.pending.set(tx, ts);
+    this.keys.set(tx, key);
+  }
+
+  /** tx's rows are stamped (or it has none): no longer pending. */
+  settle(tx: TxId): void {
+    const ts = this.pending.get(tx);
+    this.keys.delete(tx);
+    this.branches.delete(tx);
+    this.stamped.delete(tx);
+    if (ts === undefined) return;
+    this.pending.delete(tx);
+    this.recent.set(tx, ts);
+    if (this.recent.size > RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** What safe time is decided from (spec/time/safe.ts). */
+  view(): SafeTimeView {
+    return { clock: this.clock.current(), pending: this.pending.values(), ready: this.caughtUp() };
+  }
+
+  /** The number of timestamps pending (metrics, tests). */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves on the next settle or after `ms`, whichever is first. */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /** A listing of `prefix` answered: what it shows is learned; what it does not show and nothing runs here is no longer pending. */
+  listed(prefix: string, entries: readonly { key: string; value: LogRecord }[]): void {
+    const shown = new Set<TxId>();
+    for (const e of entries) {
+      const tx = txOfKey(e.key);
+      if (tx === null) continue;
+      shown.add(tx);
+      const v = e.value as LogRecord & { commit_ts?: string };
+      const ts = v.commit_ts === undefined ? null : parseTs(v.commit_ts);
+      if (ts !== null && carries(e.value)) {
+        this.learn(tx, ts, e.key);
+        this.noteBranches(tx, e.value);
+      }
+      else if (ts !== null) this.clock.observeTrusted(ts);
+    }
+    const running = new Set(this.running());
+    for (const tx of [...this.pending.keys()]) {
+      const key = this.keys.get(tx);
+      if (shown.has(tx) || running.has(tx)) continue;
+      if (key === undefined || key.startsWith(prefix)) this.settle(tx);
+    }
+  }
+
+  /** The record as it goes to the txlog: with the transaction's commit timestamp when it commits. */
+  stampRecord(key: string, value: LogRecord): LogRecord {
+    const tx = txOfKey(key);
+    if (tx === null) return value;
+    if (!carries(value)) return value;
+    this.keys.set(tx, key);
+    this.noteBranches(tx, value);
+    return { ...value, commit_ts: formatTs(this.choose(tx)) } as LogRecord;
+  }
+
+  /** The XA branches a record names (a speculation's rows are stamped by its releases, not here). */
+  private noteBranches(tx: TxId, r: LogRecord): void {
+    if (r.kind === "decision") this.branches.set(tx, r.branches);
+    else if (r.kind === "staging") this.branches.set(tx, r.branches.map((b) => b.shard));
+  }
+
+  /** tx's rows on `shard` are stamped. */
+  markStamped(tx: TxId, shard: ShardId): void {
+    if (!this.pending.has(tx)) return;
+    let set = this.stamped.get(tx);
+    if (set === undefined) this.stamped.set(tx, (set = new Set()));
+    set.add(shard);
+  }
+
+  /**
+   * The XA branches of a committed tx whose rows this process has not stamped (a process that died between XA
+   * COMMIT and the stamp; the resolver then finds the branch committed and sends no XA COMMIT), with its timestamp.
+   */
+  unstamped(tx: TxId): { ts: bigint; shards: ShardId[] } | null {
+    const ts = this.pending.get(tx);
+    const branches = this.branches.get(tx);
+    if (ts === undefined || branches === undefined) return null;
+    const done = this.stamped.get(tx);
+    const shards = branches.filter((b) => done === undefined || !done.has(b));
+    return shards.length === 0 ? null : { ts, shards };
+  }
+
+  /** After a put: an abort written ends what was pending. */
+  put(key: string, value: LogRecord, ok: boolean): void {
+    const tx = txOfKey(key);
+    if (tx !== null && ok && aborts(value)) this.settle(tx);
+  }
+}
+
+/**
+ * The adapters the roles run on, with the commit timestamps filled in
+ * (module header). The roles' effects and results are unchanged but for the
+ * records' `commit_ts`, which no role reads.
+ */
+export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp): Adapters {
+  const log = a.log;
+  const xa = a.xa;
+  const wrapped: Adapters = {
+    ...a,
+    log: override(log, {
+      put: async (key: string, value: LogRecord, ifVersion: number, fence?: Parameters<typeof log.put>[3]) => {
+        const v = ts.stampRecord(key, value);
+        const r = await log.put(key, v, ifVersion, fence);
+        ts.put(key, value, r.ok);
+        return r;
+      },
+      list: async (prefix: string) => {
+        const r = await log.list(prefix);
+        if (r.ok) ts.listed(prefix, r.entries);
+        return r;
+      },
+      delete: async (key: string, fence?: Parameters<typeof log.delete>[1], ifVersion?: number) => {
+        const tx = txOfKey(key);
+        // The record goes only once every row of its transaction is stamped.
+        const left = tx === null ? null : ts.unstamped(tx);
+        if (tx !== null && left !== null) {
+          const ok = await Promise.all(left.shards.map(async (shard) => (await stamp(tx, shard, left.ts)) && (ts.markStamped(tx, shard), true)));
+          if (!ok.every(Boolean)) return { ok: false, err: "UNAVAILABLE" } as const;
+        }
+        const r = await log.delete(key, fence, ifVersion);
+        if (r.ok && tx !== null) ts.settle(tx);
+        return r;
+      },
+    }),
+    xa: override(xa, {
+      commit: async (tx: TxId, shard: ShardId, onePhase = false) => {
+        const t = ts.choose(tx);
+        const r = await xa.commit(tx, shard, onePhase);
+        if (onePhase) {
+          // One branch, no record: its rows are stamped now or stay without a timestamp (docs/protocols/timestamps.md).
+          if (r.ok && !(await stamp(tx, shard, t))) console.error(`commit_ts: the history rows of ${tx} on ${shard} could not be stamped (one-phase commit)`);
+          ts.settle(tx);
+          return r;
+        }
+        if (r.ok || r.err === "NOTA") {
+          if (!(await stamp(tx, shard, t))) return { ok: false, err: "UNAVAILABLE" } as const;
+          ts.markStamped(tx, shard);
+        }
+        return r;
+      },
+    }),
+  };
+  const local = a.local;
+  if (local !== undefined) {
+    (wrapped as { local?: typeof local }).local = override(local, {
+      release: (tx: TxId, shard: ShardId) => local.release(tx, shard, ts.choose(tx)),
+    });
+  }
+  return wrapped;
+}
+
+/** `target` with some methods replaced; every other property read from it (methods bound to it). */
+function override<T extends object>(target: T, methods: Partial<T>): T {
+  return new Proxy(target, {
+    get(t, p) {
+      if (Object.prototype.hasOwnProperty.call(methods, p)) return (methods as Record<string | symbol, unknown>)[p];
+      const v = Reflect.get(t, p, t);
+      return typeof v === "function" ? (v as (...args: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}

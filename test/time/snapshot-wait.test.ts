@@ -1,0 +1,221 @@
+/**
+ * Commit timestamps through the wrapped adapters (runtime/timestamps.ts) and
+ * the snapshot reads' wait for safe time (runtime/snapshot.ts), in a
+ * deterministic in-memory run: a history per shard, stamped as the adapters
+ * stamp it, read as the SQL of snapshotStatements reads it. The reader with
+ * the wait sees a transfer whole or not at all; the `noWait` flag (the
+ * read-no-wait mutant of spec/time/model.ts) is shown to serve a snapshot with
+ * one branch and not the other, a total off by the amount.
+ */
+import { describe, expect, it } from "vitest";
+import { decisionKey, type LogRecord, type ShardId, type TxId } from "../../spec/kernel/effects.ts";
+import { formatTs, parseTs } from "../../spec/time/hlc.ts";
+import { HybridClock } from "../../runtime/hlc.ts";
+import { CommitTimestamps, withTimestamps } from "../../runtime/timestamps.ts";
+import { SnapshotReads, SnapshotRefused, snapshotStatements, type SnapshotQuery } from "../../runtime/snapshot.ts";
+import type { Adapters } from "../../runtime/interpreter.ts";
+import { systemClock } from "../../runtime/adapters/ports.ts";
+
+interface Row {
+  readonly tx: TxId;
+  readonly account: number;
+  readonly delta: bigint;
+  commit_ts: bigint | null;
+}
+
+/** Two shards, one account each with 1000 cents seeded; balances move at commit, as the XA branch's do. */
+class World {
+  readonly balance = new Map<ShardId, bigint>([
+    ["a", 1000n],
+    ["b", 1000n],
+  ]);
+  readonly rows = new Map<ShardId, Row[]>([
+    ["a", []],
+    ["b", []],
+  ]);
+  readonly records = new Map<string, LogRecord>();
+  readonly branches = new Map<string, bigint>();
+
+  /** The branch's statement: its delta waits in the prepared branch until commit. */
+  exec(tx: TxId, shard: ShardId, delta: bigint): void {
+    this.branches.set(`${tx}|${shard}`, delta);
+  }
+
+  adapters(): Adapters {
+    const w = this;
+    const unused = () => Promise.reject(new Error("not used here"));
+    return {
+      clock: systemClock,
+      xa: {
+        shards: ["a", "b"],
+        exec: unused,
+        prepare: unused,
+        rollback: unused,
+        recover: unused,
+        kill: unused,
+        connectionOf: () => null,
+        commit: async (tx: TxId, shard: ShardId) => {
+          const d = w.branches.get(`${tx}|${shard}`);
+          if (d === undefined) return { ok: false, err: "NOTA" } as const;
+          w.branches.delete(`${tx}|${shard}`);
+          w.balance.set(shard, w.balance.get(shard)! + d);
+          w.rows.get(shard)!.push({ tx, account: 1, delta: d, commit_ts: null });
+          return { ok: true } as const;
+        },
+      } as unknown as Adapters["xa"],
+      log: {
+        put: async (key: string, value: LogRecord) => {
+          w.records.set(key, value);
+          return { ok: true, version: 1 } as const;
+        },
+        list: async (prefix: string) => ({ ok: true, entries: [...w.records].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value, version: 1 })) }) as const,
+        delete: async (key: string) => {
+          w.records.delete(key);
+          return { ok: true } as const;
+        },
+      },
+    };
+  }
+
+  /** history.commit_ts stamped where NULL (XaMysql.stampHistory). */
+  stamp = async (tx: TxId, shard: ShardId, ts: bigint): Promise<boolean> => {
+    for (const r of this.rows.get(shard)!) if (r.tx === tx && r.commit_ts === null) r.commit_ts = ts;
+    return true;
+  };
+
+  /** What the snapshot SQL computes: balance - sum(delta where commit_ts IS NULL or commit_ts > at). */
+  query: SnapshotQuery = async (shard, statements) => {
+    const at = BigInt(/commit_ts > (\d+)/.exec(statements[0]!)![1]!);
+    let later = 0n;
+    for (const r of this.rows.get(shard)!) if (r.commit_ts === null || r.commit_ts > at) later += r.delta;
+    return { ok: true, value: [{ id: "1", cents: String(this.balance.get(shard)! - later) }] };
+  };
+}
+
+const total = (r: { balances: ReadonlyMap<ShardId, ReadonlyMap<number, bigint>> }) => [...r.balances.values()].reduce((s, m) => s + [...m.values()].reduce((a, b) => a + b, 0n), 0n);
+
+/** A 2PC transfer of 300 cents from shard a to shard b, up to its decision: both branches prepared, the commit decision durable. */
+async function decided(w: World, a: Adapters, ts: CommitTimestamps, tx: TxId): Promise<bigint> {
+  w.exec(tx, "a", -300n);
+  w.exec(tx, "b", 300n);
+  await a.log.put(decisionKey(tx), { kind: "decision", decision: "commit", branches: ["a", "b"] }, 0);
+  const rec = w.records.get(decisionKey(tx)) as LogRecord & { commit_ts?: string };
+  expect(rec.commit_ts).toBeDefined();
+  const commitTs = parseTs(rec.commit_ts!)!;
+  expect(ts.tsOf(tx)).toBe(commitTs);
+  return commitTs;
+}
+
+describe("snapshot reads wait for safe time (in memory)", () => {
+  it("the decision record carries the commit timestamp; a read at it waits until both branches are stamped, then sees the transfer whole", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    const a = withTimestamps(w.adapters(), ts, w.stamp);
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 5_000 });
+    const commitTs = await decided(w, a, ts, "t1");
+    expect(await a.xa.commit("t1", "a")).toEqual({ ok: true });
+    let served: Awaited<ReturnType<SnapshotReads["read"]>> | null = null;
+    const read = reads.read(commitTs).then((r) => (served = r));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(served).toBeNull(); // shard b not committed: the timestamp is pending
+    expect(await a.xa.commit("t1", "b")).toEqual({ ok: true });
+    await a.log.delete(decisionKey("t1"));
+    await read;
+    expect(served!.at).toBe(commitTs);
+    expect(total(served!)).toBe(2000n);
+    expect(served!.balances.get("a")!.get(1)).toBe(700n);
+    expect(served!.balances.get("b")!.get(1)).toBe(1300n);
+    // Every row of the transfer carries the one timestamp.
+    expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([commitTs, commitTs]);
+    // A read just below it sees none of it.
+    const before = await reads.read(commitTs - 1n);
+    expect(before.balances.get("a")!.get(1)).toBe(1000n);
+    expect(total(before)).toBe(2000n);
+  });
+
+  it("without the wait (the read-no-wait flag), a snapshot shows one branch and not the other: the total is off by the amount", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    const a = withTimestamps(w.adapters(), ts, w.stamp);
+    const unsafe = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 5_000, noWait: true });
+    const commitTs = await decided(w, a, ts, "t1");
+    await a.xa.commit("t1", "a");
+    const r = await unsafe.read(commitTs);
+    expect(r.balances.get("a")!.get(1)).toBe(700n);
+    expect(r.balances.get("b")!.get(1)).toBe(1000n);
+    expect(total(r)).toBe(1700n);
+  });
+
+  it("a process that died between XA COMMIT and the stamp: the next one's resolver finds the branches committed, and forgetting the record stamps them first", async () => {
+    const w = new World();
+    const first = new CommitTimestamps(new HybridClock(500));
+    const a1 = withTimestamps(w.adapters(), first, async () => false); // the process dies before any stamp lands
+    const commitTs = await decided(w, a1, first, "t1");
+    // Its XA COMMITs landed; it died before stamping (the stamp answers UNAVAILABLE: the role never heard ok).
+    expect(await a1.xa.commit("t1", "a")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect(await a1.xa.commit("t1", "b")).toEqual({ ok: false, err: "UNAVAILABLE" });
+    expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([null, null]);
+    // The next incarnation: its resolver lists the record (the timestamp is pending, reads below wait) ...
+    const next = new CommitTimestamps(new HybridClock(500));
+    const a2 = withTimestamps(w.adapters(), next, w.stamp);
+    await a2.log.list("tx/");
+    expect(next.tsOf("t1")).toBe(commitTs);
+    const reads = new SnapshotReads(next, ["a", "b"], w.query, { wait_ms: 30 });
+    await expect(reads.read(commitTs)).rejects.toMatchObject({ status: 504 });
+    // ... finds no branch prepared (no XA COMMIT to send) and forgets the record: the rows are stamped first.
+    expect(await a2.log.delete(decisionKey("t1"))).toEqual({ ok: true });
+    expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([commitTs, commitTs]);
+    const r = await reads.read(commitTs);
+    expect(total(r)).toBe(2000n);
+    expect(r.balances.get("b")!.get(1)).toBe(1300n);
+  });
+
+  it("a read that safe time does not reach in snapshot_wait_ms is refused (504) with what is pending; before the first scan, 503", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    const a = withTimestamps(w.adapters(), ts, w.stamp);
+    const commitTs = await decided(w, a, ts, "t1");
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 50 });
+    await expect(reads.read(commitTs)).rejects.toMatchObject({ status: 504, message: expect.stringMatching(/did not reach .* within snapshot_wait_ms \(50 ms\): 1 commit timestamps pending/) });
+    const notReady = new SnapshotReads(new CommitTimestamps(new HybridClock(500), () => [], () => false), ["a"], w.query, { wait_ms: 20 });
+    await expect(notReady.read(null)).rejects.toBeInstanceOf(SnapshotRefused);
+    await expect(notReady.read(null)).rejects.toMatchObject({ status: 503 });
+  });
+
+  it("a read at a timestamp beyond the skew bound is refused (400); one within it is observed, so later commits land above it", async () => {
+    const w = new World();
+    const clock = new HybridClock(500);
+    const ts = new CommitTimestamps(clock);
+    const a = withTimestamps(w.adapters(), ts, w.stamp);
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 1_000 });
+    const ahead = (ms: number) => BigInt(Date.now() + ms) * 65536n;
+    await expect(reads.read(ahead(60_000))).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/ahead of this server's clock/) });
+    const at = ahead(300);
+    const r = await reads.read(at);
+    expect(total(r)).toBe(2000n);
+    const commitTs = await decided(w, a, ts, "t2");
+    expect(commitTs > at).toBe(true);
+  });
+
+  it("a listing of the records learns their timestamps (pending until forgotten); a commit decision over STAGING keeps the STAGING's", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    const a = withTimestamps(w.adapters(), ts, w.stamp);
+    const old = BigInt(Date.now() - 10) * 65536n + 5n;
+    w.records.set(decisionKey("t9"), { kind: "staging", branches: [{ shard: "a", conn: "1" }], commit_ts: formatTs(old) });
+    await a.log.list("tx/");
+    expect(ts.tsOf("t9")).toBe(old);
+    expect(ts.pendingCount).toBe(1);
+    await a.log.put(decisionKey("t9"), { kind: "decision", decision: "commit", branches: ["a"] }, 1);
+    expect((w.records.get(decisionKey("t9")) as { commit_ts?: string }).commit_ts).toBe(formatTs(old));
+    await a.log.delete(decisionKey("t9"));
+    expect(ts.pendingCount).toBe(0);
+    // Not running here and not in a complete listing: its decision never landed (presumed abort), no longer pending.
+    await a.log.put(decisionKey("t10"), { kind: "decision", decision: "commit", branches: ["a"] }, 0);
+    w.records.delete(decisionKey("t10"));
+    expect(ts.pendingCount).toBe(1);
+    await a.log.list("tx/");
+    expect(ts.pendingCount).toBe(0);
+    expect(snapshotStatements(7n)[0]).toMatch(/commit_ts IS NULL OR commit_ts > 7/);
+  });
+});
