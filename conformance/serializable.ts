@@ -17,9 +17,10 @@
  *     inserts its history rows after its UPDATEs, under the rows' locks held
  *     to its commit, so the later of two transfers on an account has the
  *     larger seq). Two rows of one account with one seq are an error;
- *  4. a serial order that explains it: by commit timestamp when every
- *     transaction has one (then each conflict must go forward in timestamp:
- *     T before U on an account implies ts(T) < ts(U)), else a topological
+ *  4. each conflict between two transactions with commit timestamps goes
+ *     forward in timestamp (T before U on an account implies ts(T) < ts(U));
+ *     a serial order that explains it: by commit timestamp when every
+ *     transaction has one, else a topological
  *     order of the conflict graph (and a cycle is a history no serial
  *     order explains: not conflict-serializable);
  *  5. replay from the seed in that order: no balance ever below zero, and
@@ -182,9 +183,10 @@ export function auditSerializable(h: History): Verdict {
   const ids = h.txs.map((t) => t.tx);
   let order: string[];
   let how: "commit_ts" | "conflict";
-  if (h.txs.length > 0 && h.txs.every((t) => t.commit_ts !== null)) {
-    const ts = new Map(h.txs.map((t) => [t.tx, t.commit_ts!]));
-    for (const e of es) if (!(ts.get(e.from)! < ts.get(e.to)!)) return fail({ kind: "ts_against_conflict", account: e.account, before: e.from, after: e.to });
+  // Every conflict between two stamped transactions goes forward in timestamp, stamped all or not.
+  const ts = new Map(h.txs.filter((t) => t.commit_ts !== null).map((t) => [t.tx, t.commit_ts!]));
+  for (const e of es) if (ts.has(e.from) && ts.has(e.to) && !(ts.get(e.from)! < ts.get(e.to)!)) return fail({ kind: "ts_against_conflict", account: e.account, before: e.from, after: e.to });
+  if (h.txs.length > 0 && ts.size === h.txs.length) {
     order = [...ids].sort((a, b) => (ts.get(a)! < ts.get(b)! ? -1 : ts.get(a)! > ts.get(b)! ? 1 : a < b ? -1 : 1));
     how = "commit_ts";
   } else {

@@ -151,8 +151,12 @@ describe("2PC and parallel commit under load, with accounts opened and closed", 
     const { history, notFinal } = await historyForAudit(reader, reads, cluster.shards.map((s) => s.name), { seed: seeded(), opened });
     expect(notFinal).toBe(0);
     const verdict = auditSerializable(history);
-    // Ordered by commit timestamp once the shards have them (the hlc branch), by the conflict order until then.
-    expect(verdict).toMatchObject({ ok: true, by: history.txs.every((t) => t.commit_ts !== null) ? "commit_ts" : "conflict" });
+    // Every committed transfer's rows are stamped with its commit timestamp (runtime/timestamps.ts) once its
+    // coordinator is done, and the commit-timestamp order explains every balance.
+    expect(history.txs.filter((t) => t.commit_ts === null).map((t) => t.tx)).toEqual([]);
+    expect(verdict).toMatchObject({ ok: true, by: "commit_ts" });
+    // The conflict order alone explains it too (the audit without timestamps).
+    expect(auditSerializable({ ...history, txs: history.txs.map((t) => ({ ...t, commit_ts: null })) })).toMatchObject({ ok: true, by: "conflict" });
     // The openings are among the audited transactions, each a move of 250 from its funding account; a transfer
     // answered in doubt is there when it committed after all.
     const found = new Set(history.txs.map((t) => t.tx));
