@@ -20,7 +20,8 @@
  *   answers UNAVAILABLE, so the role (or the resolver) commits again and
  *   stamps again, and the record is never forgotten before its rows are
  *   stamped. A one-phase commit (one branch, no record) takes its
- *   timestamp just before XA COMMIT ONE PHASE;
+ *   timestamp just before XA COMMIT ONE PHASE and is stamped after the
+ *   answer (pending until then; a few attempts);
  *   local.release: the speculation's rows are stamped in the release's own
  *   transaction;
  *   log.delete of a commit record: first every branch the record names whose
@@ -40,6 +41,10 @@ import type { HybridClock } from "./hlc.ts";
 
 /** Stamps tx's history rows on a shard that have no commit_ts yet; true once done. */
 export type HistoryStamp = (tx: TxId, shard: ShardId, ts: bigint) => Promise<boolean>;
+
+/** A one-phase commit's stamp: attempts, and the pause between them. */
+const ONE_PHASE_STAMP_ATTEMPTS = 5;
+const ONE_PHASE_STAMP_RETRY_MS = 100;
 
 /** Commit timestamps of settled transactions kept for their answers (the reply may come after the rows are stamped). */
 const RECENT_MAX = 10_000;
@@ -207,6 +212,14 @@ export class CommitTimestamps {
 export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp): Adapters {
   const log = a.log;
   const xa = a.xa;
+  const stampOnePhase = async (tx: TxId, shard: ShardId, t: bigint): Promise<void> => {
+    for (let attempt = 1; attempt <= ONE_PHASE_STAMP_ATTEMPTS; attempt++) {
+      if (await stamp(tx, shard, t)) break;
+      if (attempt === ONE_PHASE_STAMP_ATTEMPTS) console.error(`commit_ts: the history rows of ${tx} on ${shard} could not be stamped (one-phase commit); snapshots will not show it`);
+      else await new Promise((res) => setTimeout(res, ONE_PHASE_STAMP_RETRY_MS));
+    }
+    ts.settle(tx);
+  };
   const wrapped: Adapters = {
     ...a,
     log: override(log, {
@@ -239,9 +252,10 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
         const t = ts.choose(tx);
         const r = await xa.commit(tx, shard, onePhase);
         if (onePhase) {
-          // One branch, no record: its rows are stamped now or stay without a timestamp (docs/protocols/timestamps.md).
-          if (r.ok && !(await stamp(tx, shard, t))) console.error(`commit_ts: the history rows of ${tx} on ${shard} could not be stamped (one-phase commit)`);
-          ts.settle(tx);
+          // One branch, no record: its rows are stamped after the answer (pending until then, a few attempts), or stay
+          // without a timestamp (docs/protocols/timestamps.md). The answer does not wait for the stamp.
+          if (!r.ok) ts.settle(tx);
+          else void stampOnePhase(tx, shard, t);
           return r;
         }
         if (r.ok || r.err === "NOTA") {

@@ -14,3 +14,11 @@ describe("commit_ts in txlog records", () => {
     expect(() => decodeLogRecord("tx/1", JSON.stringify({ kind: "decision", decision: "commit", branches: ["a"], commit_ts: 5 }))).toThrow(/tx\/1/);
   });
 });
+
+describe("snapshot routes need the read scope", () => {
+  it("scopeOf", async () => {
+    const { scopeOf } = await import("../../runtime/auth.ts");
+    expect(scopeOf("/snapshot")).toBe("read");
+    expect(scopeOf("/accounts/shard-a/1")).toBe("read");
+  });
+});

@@ -170,6 +170,30 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     expect(r.balances.get("b")!.get(1)).toBe(1300n);
   });
 
+  it("a one-phase commit answers before its stamp; its timestamp is pending until the stamp lands", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const a = withTimestamps(w.adapters(), ts, async (tx, shard, t) => {
+      await gate;
+      return w.stamp(tx, shard, t);
+    });
+    w.exec("t1", "a", 0n);
+    expect(await a.xa.commit("t1", "a", true)).toEqual({ ok: true });
+    const commitTs = ts.tsOf("t1")!;
+    expect(ts.pendingCount).toBe(1);
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 5_000 });
+    let served = false;
+    const read = reads.read(commitTs).then(() => (served = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(served).toBe(false);
+    release();
+    await read;
+    expect(ts.pendingCount).toBe(0);
+    expect(w.rows.get("a")![0]!.commit_ts).toBe(commitTs);
+  });
+
   it("a read that safe time does not reach in snapshot_wait_ms is refused (504) with what is pending; before the first scan, 503", async () => {
     const w = new World();
     const ts = new CommitTimestamps(new HybridClock(500));
