@@ -147,6 +147,16 @@ describe("2PC and parallel commit under load, with accounts opened and closed", 
     expect(committed).toBeGreaterThan(200);
     expect(aborted).toBeGreaterThan(0); // hot accounts with little money: refusals happen
 
+    // A one-branch commit is stamped just after its answer (runtime/timestamps.ts): wait for the stamps (bounded).
+    for (let i = 0; i < 100; i++) {
+      let unstamped = 0;
+      for (const s of cluster.shards) {
+        const [rows] = await pools.get(s.name)!.query("SELECT COUNT(*) AS n FROM history WHERE commit_ts IS NULL");
+        unstamped += Number((rows as Array<{ n: string }>)[0]!.n);
+      }
+      if (unstamped === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const reader = new HistoryReader(reads);
     const { history, notFinal } = await historyForAudit(reader, reads, cluster.shards.map((s) => s.name), { seed: seeded(), opened });
     expect(notFinal).toBe(0);
