@@ -13,12 +13,14 @@
  * every credential's hash in constant time.
  *
  * Scopes: transfer (POST /transfer), read (GET /transactions/:id,
- * GET /accounts/:shard/:id), admin (/admin/*), metrics (GET /metrics). The
- * probes (/healthz, /health, /ready) are open.
+ * GET /transactions?account=, GET /accounts, GET /accounts/:shard/:id and its
+ * /history), accounts (POST /accounts, which moves the opening balance from a
+ * funding account, and POST /accounts/:shard/:id/close), admin (/admin/*),
+ * metrics (GET /metrics). The probes (/healthz, /health, /ready) are open.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 
-export const SCOPES = ["transfer", "read", "admin", "metrics"] as const;
+export const SCOPES = ["transfer", "read", "admin", "metrics", "accounts"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** The bound on configured credentials: their names are metric labels, so their number bounds those series. */
@@ -151,9 +153,11 @@ export class Authenticator {
 }
 
 /** The scope a request needs; null for the probes and unknown routes (404 to anyone). */
-export function scopeOf(path: string): Scope | null {
+export function scopeOf(path: string, method = "GET"): Scope | null {
   if (path === "/transfer") return "transfer";
-  if (/^\/transactions\/[^/]+$/.test(path) || /^\/accounts\/[^/]+\/[^/]+$/.test(path) || path === "/ui/summary" || path === "/snapshot") return "read";
+  // Opening (which moves the opening balance from the funding account) and closing accounts.
+  if ((path === "/accounts" && method === "POST") || /^\/accounts\/[^/]+\/[^/]+\/close$/.test(path)) return "accounts";
+  if (/^\/transactions(\/[^/]+)?$/.test(path) || /^\/accounts(\/[^/]+\/[^/]+(\/history)?)?$/.test(path) || path === "/ui/summary" || path === "/snapshot") return "read";
   if (path === "/admin" || path.startsWith("/admin/")) return "admin";
   if (path === "/metrics") return "metrics";
   return null;

@@ -4,6 +4,8 @@
  *   POST /transfer              run a transfer with a coordinator; answer its outcome
  *   GET  /transactions/:id      status, timings and recorded trace of a recent transaction
  *   GET  /accounts/:shard/:id   committed (spendable) balance, and pending speculative credits
+ *   POST /accounts, GET /accounts, POST /accounts/:shard/:id/close, GET /accounts/:shard/:id/history,
+ *   GET  /transactions?account= the banking API (runtime/banking.ts)
  *   GET  /healthz, /health      the process is up
  *   GET  /ready                 etcd and every shard answer, and the resolver has caught up
  *   GET  /admin/shards          per shard: health, connections, prepared branches
@@ -48,6 +50,7 @@ import { formatTrace } from "../traces/ndjson.ts";
 import { startTracing, type TraceParent, type Tracing } from "./tracing.ts";
 import { toSvg } from "../traces/render.ts";
 import { UI_HTML, uiSummary } from "./ui.ts";
+import { Banking, bankingRoute } from "./banking.ts";
 
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
@@ -186,6 +189,8 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   deadlocks?.start();
 
   const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, { timestamps, snapshots });
+  // Openings left 'opening' by a crash after their transfer ended (runtime/banking.ts); in the background, bounded.
+  void api.banking.settleOpenings().catch((e: unknown) => console.error(`settling account openings: ${(e as Error).message}`));
   const httpOptions = {
     headersTimeout: config.headers_timeout_ms,
     requestTimeout: config.request_timeout_ms,
@@ -301,6 +306,8 @@ class Api {
   /** The credential of each answered request (for speccommit_http_requests_by_credential_total). */
   private readonly credentialOf = new WeakMap<ServerResponse, string>();
   private readonly secrets: readonly (string | undefined)[];
+  /** The banking API (runtime/banking.ts): accounts opened and closed, listings, history. */
+  readonly banking: Banking;
 
   constructor(
     private readonly config: Config,
@@ -318,6 +325,14 @@ class Api {
   ) {
     this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
     this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
+    this.banking = new Banking({
+      engine,
+      xa,
+      txlog,
+      accounts,
+      send: (res, route, status, body, headers) => this.send(res, route, status, body, headers),
+      readBody: (req) => this.readBody(req),
+    });
   }
 
   reloadCredentials(): number {
@@ -333,7 +348,7 @@ class Api {
    * (401, 403 or 429).
    */
   private admit(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-    const scope = scopeOf(path);
+    const scope = scopeOf(path, req.method);
     const r = this.auth.check(req.headers.authorization, scope);
     const route = routeOf(path);
     if (!r.ok) {
@@ -374,6 +389,12 @@ class Api {
         route = "/transfer";
         if (req.method !== "POST") return this.send(res, route, 405, { error: "use POST /transfer" }, { Allow: "POST" });
         return await this.transfer(req, res);
+      }
+      if (bankingRoute(path) !== null) {
+        route = bankingRoute(path)!;
+        if (this.closing && req.method === "POST") return this.send(res, route, 503, { error: "the server is shutting down; retry" }, { "Retry-After": String(RETRY_AFTER_S) });
+        await this.banking.handle(req, res, url);
+        return;
       }
       const concludePath = /^\/admin\/transactions\/([^/]+)\/conclude$/.exec(path);
       if (concludePath !== null) {
@@ -464,7 +485,17 @@ class Api {
   }
 
   private async runTransfer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let release = () => {};
+    try {
+      return await this.runHeldTransfer(req, res, (r) => (release = r));
+    } finally {
+      release();
+    }
+  }
+
+  private async runHeldTransfer(req: IncomingMessage, res: ServerResponse, held: (release: () => void) => void): Promise<void> {
     const route = "/transfer";
+    let release: (() => void) | undefined;
     let request;
     try {
       const ct = req.headers["content-type"];
@@ -472,13 +503,17 @@ class Api {
       const decoded = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
       const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
       request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
+      // In the turn of the decode's account checks: a close of one of these accounts waits for this transfer (runtime/banking.ts).
+      release = this.accounts.hold(request.branches.flatMap((b) => b.ops.map((op) => ({ shard: b.shard, account: op.account }))));
     } catch (e) {
       if (e instanceof BadRequest) {
+        release?.();
         const headers: Record<string, string> = e.status === 413 ? { Connection: "close" } : e.status === 503 ? { "Retry-After": String(RETRY_AFTER_S) } : {};
         return this.send(res, route, e.status, { error: e.message }, headers);
       }
       throw e;
     }
+    if (release !== undefined) held(release);
     // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
     const answer = (tx: string, o: Outcome, replayed?: boolean) => {
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
@@ -713,6 +748,8 @@ function traceParentOf(req: IncomingMessage): TraceParent | undefined {
 
 /** The route label of a path (speccommit_http_requests_total). */
 function routeOf(path: string): string {
+  const banking = bankingRoute(path);
+  if (banking !== null) return banking;
   if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
   if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
   if (/^\/admin\/transactions\/[^/]+\/conclude$/.test(path)) return "/admin/transactions/:id/conclude";

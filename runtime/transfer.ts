@@ -40,7 +40,7 @@ export const IDEMPOTENCY_KEY_LENGTH_MAX = 200;
 
 export class BadRequest extends Error {
   constructor(
-    readonly status: 400 | 413 | 422 | 503,
+    readonly status: 400 | 404 | 409 | 413 | 422 | 503,
     message: string,
   ) {
     super(message);
@@ -109,6 +109,8 @@ export interface AccountCatalog {
   readonly shards: readonly ShardId[];
   /** null: not known yet (the shard has not answered since boot). */
   hasAccount(shard: ShardId, account: number): boolean | null;
+  /** Why the account takes no transfer now (not open: runtime/banking.ts), or null; refused with 409. */
+  refusal?(shard: ShardId, account: number): string | null;
 }
 
 /** Throws BadRequest with a message that says what is wrong. */
@@ -149,6 +151,8 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     const exists = Number.isSafeInteger(op.account_id) && op.account_id > 0 ? catalog.hasAccount(op.shard_id, op.account_id) : false;
     if (exists === null) throw new BadRequest(503, `${op.shard_id} has not answered since the server started; retry shortly`);
     if (!exists) throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
+    const refused = catalog.refusal?.(op.shard_id, op.account_id) ?? null;
+    if (refused !== null) throw new BadRequest(409, `${at}: ${refused}`);
     ops.push({ shard: op.shard_id, account: op.account_id, cents });
     sum += cents;
   });

@@ -31,8 +31,8 @@ export const ER_CONSTRAINT_FAILED = 4025;
 export const BALANCE_CENTS_MAX = 2n ** 63n - 1n;
 
 /** A privilege the shard user holds on one table (docs/operations.md, "The shard user"). */
-/** A table privilege, or UPDATE of some columns only (`UPDATE (commit_ts)`). */
-export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `UPDATE (${string})`;
+/** A column list after INSERT or UPDATE grants it on those columns only. */
+export type TablePrivilege = "SELECT" | "INSERT" | "UPDATE" | "DELETE" | `INSERT (${string})` | `UPDATE (${string})`;
 
 export interface TableDdl {
   readonly name: string;
@@ -49,11 +49,33 @@ export const SHARD_TABLES: readonly TableDdl[] = [
     name: "accounts",
     create: `CREATE TABLE IF NOT EXISTS accounts (
       id BIGINT NOT NULL PRIMARY KEY,
-      balance BIGINT NOT NULL,
-      CONSTRAINT balance_not_negative CHECK (balance >= 0)
+      balance BIGINT NOT NULL DEFAULT 0,
+      status ENUM('open','opening','closed','failed') NOT NULL DEFAULT 'open',
+      opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+      opening_tx VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+      opening_request CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+      opening_protocol VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+      CONSTRAINT balance_not_negative CHECK (balance >= 0),
+      UNIQUE KEY accounts_opening_key (opening_key)
     ) ENGINE=InnoDB`,
-    // Read (GET /accounts, recovery) and changed by the branches; accounts are created by `cluster up`, never by the server.
-    grants: ["SELECT", "UPDATE"],
+    // The banking API (runtime/banking.ts): an account made by POST /accounts is inserted at balance 0 in state
+    // 'opening' with its Idempotency-Key, the SHA-256 of its request and the id of its opening transfer; it becomes 'open' once that transfer
+    // committed ('failed' when it aborted), 'closed' at zero. Seeded accounts are 'open'. Added after the first
+    // clusters were made: a shard made before gets the columns.
+    upgrade: [
+      "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS status ENUM('open','opening','closed','failed') NOT NULL DEFAULT 'open'",
+      "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
+      "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS opening_tx VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL",
+      "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS opening_request CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL",
+      "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS opening_protocol VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL",
+      "ALTER TABLE accounts ALTER COLUMN balance SET DEFAULT 0",
+      "ALTER TABLE accounts ADD UNIQUE KEY IF NOT EXISTS accounts_opening_key (opening_key)",
+    ],
+    // Read (GET /accounts, recovery) and changed by the branches. INSERT for POST /accounts on every column but
+    // balance, so an account the server inserts starts at the column's default, 0: the opening balance is moved into
+    // it by a transfer, and the shard itself refuses an insert that would mint money (ER_COLUMNACCESS_DENIED).
+    // No DELETE: a closed account stays, closed.
+    grants: ["SELECT", "INSERT (id, status, opening_key, opening_tx, opening_request, opening_protocol)", "UPDATE"],
   },
   {
     // One row per applied delta; (xid, account_id) is unique so a branch applied twice fails loudly.
@@ -65,21 +87,30 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       at_us BIGINT NOT NULL,
       credential VARCHAR(64) NULL,
       commit_ts BIGINT UNSIGNED NULL,
+      seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
       PRIMARY KEY (xid, account_id),
+      UNIQUE KEY history_seq (seq),
       KEY history_account (account_id),
-      KEY history_commit_ts (commit_ts)
+      KEY history_commit_ts (commit_ts),
+      KEY history_account_seq (account_id, seq)
     ) ENGINE=InnoDB`,
     // The credential (runtime/auth.ts) whose request started the transfer; NULL with --auth none. Added after the
     // first clusters were made: a shard made before gets the column.
     // commit_ts: the transaction's HLC commit timestamp (spec/time/hlc.ts), stamped when its branch commits
     // (XA) or is released (speculative); NULL until then (runtime/timestamps.ts). Snapshot reads use it.
+    // seq: the shard's insertion order of history rows (runtime/history.ts). A branch inserts its rows after its
+    // UPDATEs of the accounts, under their row locks, so of two committed transfers that changed the same account the
+    // later one's row has the larger seq: the per-account conflict order the serializability audit reads. It is also
+    // the stable cursor of GET /accounts/:shard/:id/history. No statement names it (the INSERTs leave it to InnoDB).
     upgrade: [
       "ALTER TABLE history ADD COLUMN IF NOT EXISTS credential VARCHAR(64) NULL",
       "ALTER TABLE history ADD COLUMN IF NOT EXISTS commit_ts BIGINT UNSIGNED NULL",
       "ALTER TABLE history ADD INDEX IF NOT EXISTS history_commit_ts (commit_ts)",
+      "ALTER TABLE history ADD COLUMN IF NOT EXISTS seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, ADD UNIQUE KEY IF NOT EXISTS history_seq (seq)",
+      "ALTER TABLE history ADD KEY IF NOT EXISTS history_account_seq (account_id, seq)",
     ],
     // Written by every branch, read by recovery; a speculative compensation deletes the rows it undoes; the commit
-    // timestamp is stamped by UPDATE of that column only (a row's delta, account or xid never changes).
+    // timestamp is stamped by UPDATE, of that column only (a delta is never updated).
     grants: ["SELECT", "INSERT", "UPDATE (commit_ts)", "DELETE"],
   },
   {
