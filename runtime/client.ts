@@ -91,7 +91,7 @@ export class FailoverClient {
             ...(this.opts.token !== undefined ? { Authorization: `Bearer ${this.opts.token}` } : {}),
           },
           body: text,
-          signal: AbortSignal.timeout(Math.max(1, Math.min(this.opts.request_timeout_ms ?? 10_000, left))),
+          signal: AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(this.opts.request_timeout_ms ?? 10_000, left)))),
         });
         const answer = await res.text();
         if (!RETRIED_STATUSES.has(res.status)) {
