@@ -174,6 +174,11 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     expect(metricOf(metrics, 'speccommit_takeovers_total{node="n2"}')).toBe(counted.takeovers + 1);
     expect(metricOf(metrics, "speccommit_takeover_seconds_count")).toBe(counted.takeovers + 1);
     expect(metricOf(metrics, "speccommit_takeover_settled_seconds_count")).toBe(counted.settled + 1);
+    // The owner's view: n2 dead, owned by n1, nothing of it in doubt; its oldest in-doubt age back to 0.
+    const view = (await getJson(`${n1.url}/admin/nodes`)) as { owning: string[]; nodes: Array<{ node: string; alive: boolean; owner: string | null; in_doubt: number | null }> };
+    expect(view.owning).toEqual(["n2"]);
+    expect(view.nodes.find((n) => n.node === "n2")).toMatchObject({ alive: false, owner: "n1", in_doubt: 0 });
+    expect(metricOf(metrics, 'speccommit_node_in_doubt_oldest_seconds{node="n2"}')).toBe(0);
     console.log(`kill -9 of n2 -> settled by n1 in ${Math.round(settled_ms)} ms (lease TTL ${LEASE_TTL_MS} ms)`);
 
     // Some load on n1 alone, then stop the clients: the retries of what n2 had in flight are answered by n1.
