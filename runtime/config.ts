@@ -34,6 +34,9 @@ const RETENTION_MS_MIN = 3_600_000;
 /** An idempotency claim must outlive the longest a transfer's fate can stay open by this factor (checkBounds). */
 const RETENTION_OVER_TRANSFER_MIN = 10;
 
+/** A coordinator's name (--node): short, so that "<node>.<uuid>" fits an XA gtrid (64 bytes). */
+export const NODE_PATTERN = /^[a-z0-9-]{1,16}$/;
+
 const SHARDS_PATTERN = /^[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5}(,[a-z0-9][a-z0-9_.:-]{0,63}=[A-Za-z0-9_.-]+:\d{1,5})*$/;
 
 export const SETTINGS = {
@@ -107,6 +110,18 @@ export const SETTINGS = {
     allowed: "1-128 characters of A-Z a-z 0-9 _ . / -",
     doc: "namespace of every etcd key this server writes",
     default: "speccommit/",
+  },
+  node: {
+    schema: Schema.String.check(Schema.isPattern(NODE_PATTERN)),
+    allowed: "1-16 characters of a-z 0-9 -",
+    doc: "this coordinator's name among several over one etcd and one set of shards: its records live under <etcd_prefix>nodes/<node>/ (n1: under etcd_prefix itself, as before nodes), its xids carry it (docs/operations.md, \"Several coordinators\")",
+    default: "n1",
+  },
+  lease_ttl_ms: {
+    schema: int(2_000, 600_000),
+    allowed: "an integer from 2000 to 600000 (etcd counts whole seconds: rounded up)",
+    doc: "this coordinator's liveness lease: another coordinator takes its transactions over once the lease has not been kept alive this long",
+    default: 3_000,
   },
   protocol: {
     schema: Schema.Literals(PROTOCOLS),
@@ -235,6 +250,8 @@ export interface Config {
   etcd_key?: string;
   shard_unix_socket: boolean;
   etcd_prefix: string;
+  node: string;
+  lease_ttl_ms: number;
   protocol: ProtocolName;
   resolver_interval_ms: number;
   deadlock_interval_ms: number;

@@ -216,7 +216,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`speccommit serve: ${redact(text, [config.mysql_password, config.admin_token, config.metrics_token])}`);
     return 1;
   }
-  console.log(`speccommit: listening on ${server.url}\n${banner(server, config)}`);
+  console.log(`speccommit: listening on ${server.url} (node ${config.node})\n${banner(server, config)}`);
   if (config.auth === "none") console.error(AUTH_OFF);
   if (config.auth === "none" && !["127.0.0.1", "::1", "localhost"].includes(config.host)) {
     console.error(`  !!! and it listens on ${config.host}, not loopback: other hosts can reach it. !!!\n`);
@@ -286,7 +286,7 @@ function banner(s: RunningServer, config: Config): string {
     config.auth === "none"
       ? `auth: NONE (every route open${config.admin_token !== undefined ? "; /admin/* needs admin_token" : ""}${config.metrics_token !== undefined ? "; /metrics needs metrics_token" : ""})`
       : `auth: bearer tokens, ${s.credentials} credentials (${config.tokens_file ?? "legacy tokens"}); the probes /healthz /health /ready are open`,
-    `shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
+    `node: ${config.node} (lease ${config.lease_ttl_ms} ms)   shards: ${shards.join(", ")} (epoch ${s.engine.epoch})`,
     s.tracing !== undefined ? `OpenTelemetry: spans to ${s.tracing.url} (OTLP/HTTP)` : "OpenTelemetry: off (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT turns it on)",
     "try:",
     `  curl -s${s.url.startsWith("https:") ? " --cacert <CA of tls_cert>" : ""} -X POST ${s.url}/transfer -H 'Content-Type: application/json'${config.auth === "none" ? "" : " -H \"Authorization: Bearer $TOKEN\""} -d '${body}'`,

@@ -78,6 +78,8 @@ function recordText(v: LogRecord): string {
       return v.state;
     case "epoch":
       return "new epoch";
+    case "owner":
+      return `OWNER ${v.owner}`;
     case "claim":
       return v.outcome === undefined ? `CLAIM ${v.tx}` : `CLAIM ${v.tx} ${v.outcome.status}`;
     case "staging": {

@@ -58,7 +58,21 @@ export type XaError =
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
 
 /** A record in the transaction log (etcd). */
-export type LogRecord = DecisionRecord | EpochRecord | SpeculativeRecord | StagingRecord | ClaimRecord;
+export type LogRecord = DecisionRecord | EpochRecord | SpeculativeRecord | StagingRecord | ClaimRecord | OwnerRecord;
+
+/**
+ * Who took over coordinator node `node`'s transactions (spec/failover/takeover.ts): made by a CAS create at
+ * `ownerKey(node)` (exactly one survivor wins), deleted at its version when `node` is alive again.
+ */
+export interface OwnerRecord {
+  readonly kind: "owner";
+  readonly node: string;
+  readonly owner: string;
+}
+
+/** The txlog key of a node's takeover claim (outside every node's namespace). */
+export const ownerKey = (node: string): string => `${OWNER_PREFIX}${node}`;
+export const OWNER_PREFIX = "owners/";
 
 /**
  * An idempotency key's claim (spec/server/idempotency.ts): made by a CAS create before anything runs, it names the
