@@ -364,3 +364,115 @@ export function formatChaos(r: ChaosReport): string {
     `  audit ${r.audit.passed ? "PASSED" : "FAILED"}`,
   ].join("\n");
 }
+
+export const CHAOS_USAGE = `usage: npm run bench -- --chaos [options]
+
+N coordinators, 3 etcd members and 3 shards on a fresh cluster, under load
+from the failing-over client; kill -9 of a coordinator, an etcd member and a
+shard in turn (each restarted), a partition stand-in once; then the audit.
+Then the same run with 1 coordinator, for comparison (unless --no-compare).
+docs/operations.md, "Chaos", says how to read it.
+
+  --duration-s S       seconds of load per run (default 60, 10-3600)
+  --coordinators N     coordinators of the first run (default 3, 1-9)
+  --clients N          concurrent clients (default 32, 1-1000)
+  --fault-every-s S    pause between two faults (default 4, 1-600)
+  --down-s S           how long a killed server stays down (default 1, 0-600)
+  --partition-s S      how long the partition lasts (default 5, 1-600)
+  --seed N             victims and transfers (default 11)
+  --no-compare         skip the 1-coordinator run
+  --json FILE          write both reports as JSON
+
+Exit status: 0 every audit passed, 1 one failed, 2 bad usage.`;
+
+interface ChaosFlags {
+  duration_s: number;
+  coordinators: number;
+  clients: number;
+  fault_every_s: number;
+  down_s: number;
+  partition_s: number;
+  seed: number;
+  compare: boolean;
+  json?: string;
+}
+
+const CHAOS_INT_FLAGS: Record<string, { key: Exclude<keyof ChaosFlags, "compare" | "json">; min: number; max: number }> = {
+  "--duration-s": { key: "duration_s", min: 10, max: 3_600 },
+  "--coordinators": { key: "coordinators", min: 1, max: 9 },
+  "--clients": { key: "clients", min: 1, max: 1_000 },
+  "--fault-every-s": { key: "fault_every_s", min: 1, max: 600 },
+  "--down-s": { key: "down_s", min: 0, max: 600 },
+  "--partition-s": { key: "partition_s", min: 1, max: 600 },
+  "--seed": { key: "seed", min: 0, max: 2 ** 31 },
+};
+
+/** Parses the --chaos flags; throws an Error naming the flag on a bad one. */
+export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
+  const f: ChaosFlags = { duration_s: 60, coordinators: 3, clients: 32, fault_every_s: 4, down_s: 1, partition_s: 5, seed: 11, compare: true };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.includes("=") ? (argv[i]!.split(/=(.*)/s, 2) as [string, string]) : [argv[i]!, undefined];
+    if (flag === "--no-compare") {
+      f.compare = false;
+      continue;
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (flag === "--json") {
+      f.json = value;
+      continue;
+    }
+    const spec = CHAOS_INT_FLAGS[flag];
+    if (spec === undefined) throw new Error(`unknown option ${JSON.stringify(flag)} for --chaos (allowed: ${[...Object.keys(CHAOS_INT_FLAGS), "--no-compare", "--json"].join(", ")})`);
+    const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) throw new Error(`${flag}: ${JSON.stringify(value)} is not allowed; expected an integer from ${spec.min} to ${spec.max}`);
+    f[spec.key] = n;
+  }
+  return f;
+}
+
+/** `npm run bench -- --chaos ...` (runtime/bench/main.ts hands the arguments over). */
+export async function chaosMain(argv: readonly string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(CHAOS_USAGE);
+    return 0;
+  }
+  let f: ChaosFlags;
+  try {
+    f = parseChaosFlags(argv);
+  } catch (e) {
+    console.error(`bench --chaos: ${(e as Error).message}`);
+    return 2;
+  }
+  const runs = f.compare && f.coordinators !== 1 ? [f.coordinators, 1] : [f.coordinators];
+  const reports: ChaosReport[] = [];
+  for (const coordinators of runs) {
+    const r = await runChaos({
+      coordinators,
+      durationMs: f.duration_s * 1000,
+      clients: f.clients,
+      faultEveryMs: f.fault_every_s * 1000,
+      downMs: f.down_s * 1000,
+      partitionMs: f.partition_s * 1000,
+      accountsPerShard: 10_000,
+      seed: f.seed,
+      log: (line) => console.log(line),
+    });
+    console.log(formatChaos(r));
+    reports.push(r);
+  }
+  if (reports.length === 2) {
+    const [many, one] = reports as [ChaosReport, ChaosReport];
+    const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : "-");
+    console.log(
+      `comparison (same seed, duration and fault rhythm): accepting ${(many.accepting_share * 100).toFixed(1)}% with ${many.coordinators} vs ${(one.accepting_share * 100).toFixed(1)}% with 1 (${ratio(many.accepting_share, one.accepting_share)}x); ` +
+        `committed ${many.answers.committed} vs ${one.answers.committed} (${ratio(many.answers.committed, one.answers.committed)}x); longest gap ${many.longest_gap_ms} vs ${one.longest_gap_ms} ms`,
+    );
+  }
+  if (f.json !== undefined) {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(f.json, `${JSON.stringify(reports, null, 2)}\n`);
+    console.log(`results written to ${f.json}`);
+  }
+  return reports.every((r) => r.audit.passed) ? 0 : 1;
+}
