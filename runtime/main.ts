@@ -189,6 +189,8 @@ export async function clusterAddresses(config: Config, log: (line: string) => vo
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Several coordinator processes, supervised (runtime/cluster/supervise.ts).
+  if (argv.some((a) => a === "--coordinators" || a.startsWith("--coordinators="))) return (await import("./cluster/supervise.ts")).superviseCoordinators(argv);
   let config: Config;
   try {
     const loaded = loadConfig({ argv, env: process.env });

@@ -841,9 +841,10 @@ export async function upCoordinators(opts: { dir?: string; count: number; firstP
   return records;
 }
 
-/** The `serve` arguments that give coordinator i its identity, before `extra`. */
-export function coordinatorNodeArgs(_i: number, extra: readonly string[]): string[] {
-  return [...extra];
+/** The `serve` arguments that give coordinator i its identity (`--node n<i+1>`), then `extra` (which may not name another node). */
+export function coordinatorNodeArgs(i: number, extra: readonly string[]): string[] {
+  if (extra.some((a) => a === "--node" || a.startsWith("--node="))) throw new Error("--node is given to each coordinator by the cluster manager (n1, n2, ...); leave it out");
+  return ["--node", `n${i + 1}`, ...extra];
 }
 
 export { startCoordinator, type CoordinatorProcess, type CoordinatorRecord };

@@ -3,13 +3,14 @@
 // member restarted alone rejoins with the writes it missed; a shard killed
 // and restarted alone keeps its data; the CLI's stop|kill|start by name acts
 // on one server and leaves the others alone.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterFile } from "../../runtime/cluster/cluster.ts";
+import { freePort } from "../../runtime/cluster/ports.ts";
 import { startTestCluster, totalBalance, type TestCluster } from "../support/cluster.ts";
 
 let cluster: TestCluster;
@@ -106,7 +107,36 @@ describe("a shard killed and restarted alone", () => {
 describe("speccommit cluster stop|kill|start NAME", () => {
   const run = (...args: string[]) => spawnSync(process.execPath, ["bin/speccommit.js", "cluster", ...args], { encoding: "utf8", timeout: 120_000 });
 
-  it("acts on one server of a cluster made by up --etcd-members 3 and records its new pid", () => {
+  /** serve --coordinators 2: coord1 and coord2 (nodes n1, n2) on consecutive ports, recorded; one killed by name; SIGINT stops the rest. */
+  async function coordinators(dir: string, file: () => ClusterFile): Promise<void> {
+    // Two consecutive ports: a free one and, most likely, the next (a test port range is quiet).
+    const port = await freePort();
+    const child = spawn(process.execPath, ["bin/speccommit.js", "serve", "--auth", "none", "--coordinators", "2", "--port", String(port), "--cluster-dir", dir], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!out.includes("Ctrl-C") && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain("coord2 (node n2) listening on");
+      const records = file().coordinators!;
+      expect(records.map((r) => [r.name, r.port])).toEqual([["coord1", port], ["coord2", port + 1]]);
+      expect(readFileSync(records[1]!.outputPath, "utf8")).toContain("(node n2)");
+      for (const r of records) expect((await fetch(`http://127.0.0.1:${r.port}/health`)).status).toBe(200);
+      expect(run("kill", "coord2", "--dir", dir).stdout).toMatch(/^coord2: killed/);
+      await expect(fetch(`http://127.0.0.1:${port + 1}/health`)).rejects.toThrow();
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+      child.kill("SIGINT");
+      expect(await exited).toBe(0);
+      expect(out).toContain("coordinators stopped");
+      await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }
+
+  it("acts on one server of a cluster made by up --etcd-members 3 and records its new pid", async () => {
     const dir = mkdtempSync(join(tmpdir(), "speccommit-members-cli-"));
     try {
       const up = run("up", "--dir", dir, "--etcd-members", "3", "--shards", "1", "--accounts", "10");
@@ -131,9 +161,10 @@ describe("speccommit cluster stop|kill|start NAME", () => {
       const bad = run("kill", "etcd9", "--dir", dir);
       expect(bad.status).toBe(1);
       expect(bad.stderr).toContain("no component 'etcd9'");
+      await coordinators(dir, file);
     } finally {
       run("down", "--dir", dir);
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 180_000);
+  }, 300_000);
 });
