@@ -17,6 +17,7 @@ import type { CoordinatorInput, CoordinatorSettings, ResolverInput } from "../sp
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } from "../spec/kernel/trace.ts";
 import { answerLabel } from "../spec/labels.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
+import { nodeTxId } from "./nodes.ts";
 import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 import type { TraceParent, Tracing, TransferSpans } from "./tracing.ts";
@@ -44,6 +45,8 @@ export interface EngineOptions {
   readonly metrics?: Metrics;
   /** OpenTelemetry spans (runtime/tracing.ts); absent: none, and no SDK loaded. */
   readonly tracing?: Tracing;
+  /** This engine's node (runtime/nodes.ts): its transaction ids begin with `<node>.`; absent: plain UUIDs (tests, simulation). */
+  readonly node?: string;
 }
 
 /** Times in ms since the request; null when the phase did not happen. */
@@ -215,6 +218,11 @@ export class Engine {
     return processEpochOf(this.resolverInstance.st);
   }
 
+  /** A new transaction id of this engine's node (runtime/nodes.ts nodeTxId). */
+  newTx(): TxId {
+    return this.opts.node === undefined ? newTxId() : nodeTxId(this.opts.node);
+  }
+
   get inFlight(): number {
     return this.running.size;
   }
@@ -237,7 +245,7 @@ export class Engine {
   submit(
     branches: readonly BranchSpec[],
     protocol: ProtocolName = DEFAULT_PROTOCOL,
-    tx: TxId = newTxId(),
+    tx: TxId = this.newTx(),
     /** Called with the reply in the very step that produced it, before the step's other effects start (the HTTP answer goes out first). */
     onReply?: (o: Outcome) => void,
     /** The caller's W3C trace context: the transfer's spans continue its trace (when tracing is on). */

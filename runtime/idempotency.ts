@@ -32,11 +32,12 @@ import type { Namespace } from "etcd3";
 import { claimKey, type ClaimRecord, type Outcome, type TxId } from "../spec/kernel/effects.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
-import { DurableUnavailable, settledOutcome } from "./durable.ts";
+import { DurableUnavailable, settledOutcome, type RanAs } from "./durable.ts";
+import type { TxlogStore } from "./adapters/ports.ts";
 import { DEFAULT_PROTOCOL } from "../spec/protocols/registry.ts";
 import { answerOfClaim, claimRole, type ClaimEffect, type ClaimInput, type ClaimState } from "../spec/server/idempotency.ts";
 import { IDEMPOTENCY_ACTOR } from "../spec/kernel/trace.ts";
-import { newTxId, NotReady, Overloaded, ShuttingDown, SIDE_STEPS_MAX, type Engine, type SideRecording } from "./engine.ts";
+import { NotReady, Overloaded, ShuttingDown, SIDE_STEPS_MAX, type Engine, type SideRecording } from "./engine.ts";
 import { RetentionLeases } from "./retention.ts";
 import { BadRequest, IDEMPOTENCY_KEY_LENGTH_MAX, type TransferRequest } from "./transfer.ts";
 import type { TraceParent } from "./tracing.ts";
@@ -60,6 +61,18 @@ export interface IdempotentResult {
   replayed: boolean;
 }
 
+/**
+ * Where a claimed transaction's outcome is read (runtime/nodes.ts): the namespace of the node that ran it, with the
+ * epoch this process holds of that node (its own; or the one its resolver took of a node it took over; else none,
+ * and a settle that needs the fence answers 503), and that node's probe when this process may run it.
+ */
+export interface DurableRoute {
+  readonly node: string;
+  readonly log: TxlogStore;
+  readonly epoch: () => number | null;
+  readonly probe?: (tx: TxId, ran: RanAs) => Promise<Outcome>;
+}
+
 export interface IdempotencyDeps {
   readonly ns: Namespace;
   readonly engine: Engine;
@@ -67,6 +80,8 @@ export interface IdempotencyDeps {
   readonly log: TxlogEtcd;
   /** How long a claim is kept at least (config idempotency_retention_ms). */
   readonly retention_ms: number;
+  /** Absent: every transaction is this process's (the engine's log, epoch and probe). */
+  readonly durableFor?: (tx: TxId) => DurableRoute;
 }
 
 /**
@@ -161,7 +176,7 @@ export class Idempotency {
    */
   private async claimAndRun(key: string, request: TransferRequest, fingerprint: string, parent?: TraceParent, onTx?: (tx: TxId) => void): Promise<IdempotentResult> {
     const etcdKey = idempotencyEtcdKey(key);
-    const tx = newTxId();
+    const tx = this.deps.engine.newTx();
     const record: ClaimRecord = { kind: "claim", tx, fingerprint, shards: request.branches.map((b) => b.shard), ...(request.protocol !== undefined ? { protocol: request.protocol } : {}) };
     const role = claimRole();
     // The role's steps, drawn in the trace of the transaction it runs (when traces are recorded and the claim is ours).
@@ -241,14 +256,19 @@ export class Idempotency {
 
   /** The outcome of a claimed transaction whose claimant is gone, or answered in_doubt: from durable facts (runtime/durable.ts). */
   private async settle(rec: ClaimRecord): Promise<Outcome> {
+    const route: DurableRoute = this.deps.durableFor?.(rec.tx) ?? { node: "", log: this.deps.log, epoch: () => this.deps.engine.epoch, probe: (tx, ran) => this.deps.engine.probe(tx, ran) };
     let outcome;
     try {
-      outcome = await settledOutcome(rec.tx, rec, { xa: this.deps.xa, log: this.deps.log, epoch: () => this.deps.engine.epoch });
+      outcome = await settledOutcome(rec.tx, rec, { xa: this.deps.xa, log: route.log, epoch: route.epoch });
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);
     }
     if (outcome !== "probe") return outcome;
-    return this.deps.engine.probe(rec.tx, rec);
+    if (route.probe === undefined) {
+      throw new IdempotencyConflict(503, `the earlier transaction ${rec.tx} is coordinator node ${route.node}'s, which this one does not hold: retry with the same idempotency_key (on ${route.node}, or here once its lease expired)`, rec.tx);
+    }
+    return route.probe(rec.tx, rec);
   }
+
 }

@@ -8,6 +8,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 /** Seconds; dense around the 1-10 ms a transfer takes here, up to the 10 s timeouts. */
 const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Seconds; a takeover waits out a lease of seconds, settling may take a few resolver scans. */
+const FAILOVER_BUCKETS_S = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120];
+
 export class Metrics {
   readonly registry = new Registry();
   readonly transactions = new Counter({
@@ -75,6 +78,30 @@ export class Metrics {
     help:
       "What the resolver asked for: commit, rollback, presume_abort (ABORT record), forget (record deleted), fence (KILL of a STAGING connection), staging_commit / staging_abort (a STAGING transaction decided), tombstone, compensate, release, record_spec_* (speculation records).",
     labelNames: ["action"] as const,
+    registers: [this.registry],
+  });
+  readonly takeovers = new Counter({
+    name: "speccommit_takeovers_total",
+    help: "Coordinator nodes this node took over (their lease expired; it won the claim owners/<node> and runs a resolver over their namespace), by the node taken over.",
+    labelNames: ["node"] as const,
+    registers: [this.registry],
+  });
+  readonly takeoverSeconds = new Histogram({
+    name: "speccommit_takeover_seconds",
+    help: "From a node's lease seen expired (its alive key gone, within one poll) to this node owning it (claim won, resolver started).",
+    buckets: FAILOVER_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly settledSeconds = new Histogram({
+    name: "speccommit_takeover_settled_seconds",
+    help: "From a node's lease seen expired to nothing of it left in doubt (no decision, STAGING or speculative record, no prepared branch, no undo row), counted by its owner.",
+    buckets: FAILOVER_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly nodeInDoubtOldest = new Gauge({
+    name: "speccommit_node_in_doubt_oldest_seconds",
+    help: "Per node (this one and those it owns): age of its oldest record or branch in doubt, since this node first counted it (0: none).",
+    labelNames: ["node"] as const,
     registers: [this.registry],
   });
   readonly violations = new Counter({

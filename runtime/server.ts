@@ -35,7 +35,7 @@ import type { Config } from "./config.ts";
 import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
 import { afterScan, conclude, type ConcludeDirection } from "../spec/server/conclude.ts";
 import { DurableUnavailable, durableOutcome, settledOutcome } from "./durable.ts";
-import { Engine, newTxId, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
+import { Engine, NotReady, Overloaded, ShuttingDown, type TransactionView } from "./engine.ts";
 import { Idempotency, IdempotencyConflict, idempotencyKeyOf } from "./idempotency.ts";
 import { Metrics } from "./metrics.ts";
 import { BadRequest, decodeTransfer, formatCents } from "./transfer.ts";
@@ -44,6 +44,14 @@ import { formatTrace } from "../traces/ndjson.ts";
 import { startTracing, type TraceParent, type Tracing } from "./tracing.ts";
 import { toSvg } from "../traces/render.ts";
 import { UI_HTML, uiSummary } from "./ui.ts";
+import { Failover, type TakeoverResolver } from "./failover.ts";
+import { FIRST_NODE, inDoubtOf, NodeLocal, nodeOfTx, nodePrefix, NodeXa } from "./nodes.ts";
+import type { DurableRoute } from "./idempotency.ts";
+
+/** A resolver over another node's namespace, with its engine (its probe settles a speculation of that node). */
+interface NodeResolver extends TakeoverResolver {
+  readonly engine: Engine;
+}
 
 export interface ClusterAddresses {
   readonly shards: readonly ShardAddress[];
@@ -59,6 +67,8 @@ export interface RunningServer {
   readonly accounts: Accounts;
   /** OpenTelemetry spans, when configured (otlp_endpoint or the OTEL_* variables); undefined: off, no SDK loaded. */
   readonly tracing: Tracing | undefined;
+  /** This node among several (runtime/failover.ts): its lease, its takeovers of dead nodes. */
+  readonly failover: Failover;
   /** The cross-shard deadlock detector (runtime/deadlock.ts); null when deadlock_interval_ms is 0. */
   readonly deadlocks: DeadlockDetector | null;
   /** Rereads the tokens file (rotation; SIGHUP in `speccommit serve`); the old set stays when the file is wrong (the error says why). Answers the number of credentials. */
@@ -133,9 +143,18 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     dial_timeout_ms: config.etcd_timeout_ms,
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
-  const txlog = new TxlogEtcd(client, config.etcd_prefix, {
-    onWrite: (op, seconds, ok) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds),
-  });
+  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds) };
+  // This node's namespace (runtime/nodes.ts); the base prefix holds what every node shares (claims, members, leases, owners).
+  const node = config.node;
+  const txlog = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, node), onWrite);
+  const shared = node === FIRST_NODE ? txlog : new TxlogEtcd(client, config.etcd_prefix, onWrite);
+  /** Other nodes' namespaces, one adapter each (bounded by the members). */
+  const logs = new Map<string, TxlogEtcd>([[node, txlog]]);
+  const logOf = (n: string): TxlogEtcd => {
+    let l = logs.get(n);
+    if (l === undefined) logs.set(n, (l = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, n), onWrite)));
+    return l;
+  };
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
   // The speculative path's local transactions share the XA executor's pools (one connection budget per shard).
   const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools, credentialOf });
@@ -149,7 +168,9 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   }
   const tracing = config.otlp_traces_url === undefined ? undefined : await startTracing({ url: config.otlp_traces_url, serviceName: config.otel_service_name ?? "speccommit" });
   const engine = new Engine({
-    adapters: { xa, log: txlog, clock: systemClock, local },
+    // This node's resolver sees its own branches and undo rows only (its xids carry its name).
+    adapters: { xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) },
+    node,
     shards: xa.shards,
     coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max },
     resolver_interval_ms: config.resolver_interval_ms,
@@ -160,7 +181,52 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     metrics,
     ...(tracing !== undefined ? { tracing } : {}),
   });
-  const idempotency = new Idempotency({ ns: txlog.ns, engine, xa, log: txlog, retention_ms: config.idempotency_retention_ms });
+  const coordinatorSettings = { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max };
+  /** A resolver over node n's namespace and xids, while this node owns n (runtime/failover.ts). */
+  const startResolver = (n: string): NodeResolver => {
+    const e = new Engine({
+      adapters: { xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) },
+      node: n,
+      shards: xa.shards,
+      coordinator: coordinatorSettings,
+      resolver_interval_ms: config.resolver_interval_ms,
+      in_flight_max: 1,
+      retain_transactions: 0,
+      record_traces: false,
+    });
+    e.startResolver();
+    return { engine: e, get epoch() { return e.epoch; }, stop: () => e.stop() };
+  };
+  const failover = new Failover({
+    client,
+    base: config.etcd_prefix,
+    node,
+    lease_ttl_ms: config.lease_ttl_ms,
+    adapters: { xa, log: shared, clock: systemClock },
+    startResolver,
+    inDoubtOf: (n) => inDoubtOf({ log: logOf(n), xa: new NodeXa(xa, n), local: new NodeLocal(local, n), running: (tx) => n === node && engine.isRunning(tx) }),
+    audit_interval_ms: config.resolver_interval_ms,
+    metrics,
+  });
+  /** Where the outcome of `tx` is read and fenced: its node's namespace, with the epoch this process holds of it (none: it is not ours). */
+  const durableFor = (tx: TxId): DurableRoute => {
+    const n = nodeOfTx(tx);
+    if (n === node) return { node: n, log: txlog, epoch: () => engine.epoch, probe: (t, ran) => engine.probe(t, ran) };
+    const r = failover.resolverOf(n) as NodeResolver | undefined;
+    if (r !== undefined) return { node: n, log: logOf(n), epoch: () => r.epoch, probe: (t, ran) => r.engine.probe(t, ran) };
+    return { node: n, log: logOf(n), epoch: () => null };
+  };
+  const idempotency = new Idempotency({ ns: shared.ns, engine, xa, log: shared, retention_ms: config.idempotency_retention_ms, durableFor });
+  try {
+    // A live lease of this name elsewhere stops the start here, before this process takes the node's epoch.
+    await failover.start();
+  } catch (e) {
+    engine.stop();
+    accounts.close();
+    xa.close();
+    client.close();
+    throw e;
+  }
   const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
@@ -171,7 +237,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       : null;
   deadlocks?.start();
 
-  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials);
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, failover, logOf);
   const httpOptions = {
     headersTimeout: config.headers_timeout_ms,
     requestTimeout: config.request_timeout_ms,
@@ -194,6 +260,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   } catch (e) {
     deadlocks?.stop();
     engine.stop();
+    await failover.stop(true);
     accounts.close();
     xa.close();
     client.close();
@@ -202,6 +269,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   }
   const port = (server.address() as AddressInfo).port;
   compactor.start();
+  await failover.announce(`${tls === undefined ? "http" : "https"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`);
   let closing: Promise<void> | null = null;
   return {
     url: `${tls === undefined ? "http" : "https"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
@@ -210,6 +278,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     accounts,
     tracing,
     deadlocks,
+    failover,
     reloadCredentials: () => api.reloadCredentials(),
     reloadTls: () => {
       if (tls === undefined) return null;
@@ -224,7 +293,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       compactor.stop();
       // The deadlock detector keeps breaking cycles while the drain finishes transactions; it stops with them.
       // The spans of the transactions the drain finished go out before the exporter stops.
-      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts).then(() => {
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts, () => failover.stop(true)).then(() => {
         deadlocks?.stop();
         return tracing?.shutdown();
       }));
@@ -240,7 +309,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
  * instead of meeting a closed socket; every answer from then on says
  * `Connection: close`, so each connection ends after its answer.
  */
-async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts): Promise<void> {
+async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts, leave: () => Promise<void>): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
   await engine.drain(grace_ms);
@@ -255,6 +324,8 @@ async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, 
   // A request whose body has not arrived by now is cut.
   server.closeAllConnections();
   await closed;
+  // Nothing of this node runs any more: its lease goes now, so a survivor settles what it left without waiting for the TTL.
+  await leave();
   accounts.close();
   xa.close();
   client.close();
@@ -299,6 +370,9 @@ class Api {
     private readonly auth: Authenticator,
     /** Which credential started a recent transaction (its view, trace header and history rows); bounded. */
     private readonly txCredential: TxCredentials,
+    private readonly failover: Failover,
+    /** Node n's namespace (runtime/nodes.ts). */
+    private readonly logOf: (n: string) => TxlogEtcd,
   ) {
     this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
     this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
@@ -379,6 +453,10 @@ class Api {
       if (path === "/admin/shards") {
         route = "/admin/shards";
         return await this.adminShards(res);
+      }
+      if (path === "/admin/nodes") {
+        route = "/admin/nodes";
+        return this.send(res, route, 200, { node: this.config.node, owning: this.failover.owning, nodes: await this.failover.nodes() });
       }
       if (path === "/ui") return this.sendText(res, (route = path), 200, "text/html; charset=utf-8", UI_HTML, UI_HEADERS);
       if (path === "/ui/summary") {
@@ -478,7 +556,7 @@ class Api {
         return answer(r.tx, r.outcome, r.replayed);
       }
       // Answered from inside the coordinator's step, so the response is written before that step's commits are sent.
-      const tx = newTxId();
+      const tx = this.engine.newTx();
       this.rememberCredential(tx, res);
       const outcome = await this.engine.submit(request.branches, request.protocol, tx, (o) => answer(tx, o), traceParentOf(req)).outcome;
       // A coordinator stopped at shutdown ends without a reply: its outcome (in_doubt) is still the client's due.
@@ -534,7 +612,8 @@ class Api {
     const route = "/transactions/:id";
     let d;
     try {
-      d = await durableOutcome(tx, { xa: this.xa, log: this.txlog });
+      // Its records are in the namespace of the node that ran it.
+      d = await durableOutcome(tx, { xa: this.xa, log: this.logOf(nodeOfTx(tx)) });
     } catch (e) {
       if (e instanceof DurableUnavailable) return this.send(res, route, 503, { error: `cannot look up ${tx}: ${e.message}` });
       throw e;
@@ -660,6 +739,7 @@ class Api {
       }),
     );
     this.send(res, "/admin/shards", 200, {
+      node: this.config.node,
       shards,
       in_flight: this.engine.inFlight,
       resolver: { caught_up: this.engine.caughtUp, last_scan: this.engine.lastScan, epoch: this.engine.epoch },
@@ -680,7 +760,7 @@ function routeOf(path: string): string {
   if (/^\/transactions\/[^/]+$/.test(path)) return "/transactions/:id";
   if (/^\/accounts\/[^/]+\/[^/]+$/.test(path)) return "/accounts/:shard/:id";
   if (/^\/admin\/transactions\/[^/]+\/conclude$/.test(path)) return "/admin/transactions/:id/conclude";
-  if (["/transfer", "/metrics", "/admin/shards", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
+  if (["/transfer", "/metrics", "/admin/shards", "/admin/nodes", "/healthz", "/health", "/ready", "/ui", "/ui/summary"].includes(path)) return path;
   return "other";
 }
 

@@ -34,6 +34,8 @@ export const LogRecordSchema = Schema.Union([
     branches: Schema.Array(Schema.String),
   }),
   Schema.Struct({ kind: Schema.Literal("epoch") }),
+  // Who took a dead coordinator node over (spec/failover/takeover.ts).
+  Schema.Struct({ kind: Schema.Literal("owner"), node: Schema.String, owner: Schema.String }),
   // Parallel commit's STAGING record: each branch with the connection that runs it.
   Schema.Struct({
     kind: Schema.Literal("staging"),

@@ -1,0 +1,134 @@
+/**
+ * Several coordinators over one etcd and one set of shards (docs/architecture.md,
+ * "Several coordinators"): a node's name, its namespace, its transaction ids,
+ * and the adapters that show a resolver its own node's branches only.
+ *
+ *   <base>                      node n1's namespace (where a single coordinator always kept its keys)
+ *   <base>nodes/<N>/            node N's namespace (N != n1): tx/, speculative/, epoch, ...
+ *   <base>idem/                 every node's idempotency claims (one key space: a retry elsewhere finds them)
+ *   <base>members/<N>           N exists (written at start, never on a lease)
+ *   <base>alive/<N>             N's liveness, on N's lease
+ *   <base>owners/<N>            the survivor that took N over, while it has it
+ *
+ * n1's namespace is the base itself, so a log written before nodes existed
+ * is node n1's, unchanged. The keys the resolver parts list (tx/,
+ * speculative/, epoch) never begin with nodes/, members/, alive/ or owners/.
+ *
+ * A transaction id is `<node>.<uuid>`; its xid's gtrid is the id, so an XA
+ * RECOVER row names the node that ran the branch. An id without a dot (a
+ * UUID, from before nodes) is n1's.
+ */
+import { randomUUID } from "node:crypto";
+import { DECISION_PREFIX, SPECULATIVE_PREFIX, txOfDecisionKey, txOfSpeculativeKey, type ConnectionId, type Op, type RecoverResult, type ShardId, type TxId, type XaResult } from "../spec/kernel/effects.ts";
+import type { LocalExecutor, TxlogStore, XaExecutor } from "./adapters/ports.ts";
+
+/** The node whose namespace is the base prefix itself (and whose transaction ids may have no node part). */
+export const FIRST_NODE = "n1";
+
+/** Node N's namespace under the base prefix. */
+export const nodePrefix = (base: string, node: string): string => (node === FIRST_NODE ? base : `${base}nodes/${node}/`);
+
+/** A new transaction id of `node`: fits an XA gtrid (16 + 1 + 36 <= 64 bytes). */
+export const nodeTxId = (node: string): TxId => `${node}.${randomUUID()}`;
+
+/** The node that ran `tx`: the part before the first dot; an id without one is n1's (ids from before nodes). */
+export function nodeOfTx(tx: TxId): string {
+  const dot = tx.indexOf(".");
+  return dot < 0 ? FIRST_NODE : tx.slice(0, dot);
+}
+
+export const MEMBERS_PREFIX = "members/";
+export const ALIVE_PREFIX = "alive/";
+export const OWNERS_PREFIX = "owners/";
+
+/**
+ * The XA executor as node `node`'s resolver must see it: XA RECOVER lists that
+ * node's branches only. Every other statement goes through unchanged.
+ */
+export class NodeXa implements XaExecutor {
+  readonly shards: readonly ShardId[];
+  constructor(
+    private readonly inner: XaExecutor,
+    readonly node: string,
+  ) {
+    this.shards = inner.shards;
+  }
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
+    return this.inner.exec(tx, shard, ops, guard);
+  }
+  prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
+    return this.inner.prepare(tx, shard);
+  }
+  commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult> {
+    return this.inner.commit(tx, shard, onePhase);
+  }
+  rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
+    return this.inner.rollback(tx, shard);
+  }
+  async recover(shard: ShardId): Promise<RecoverResult> {
+    const r = await this.inner.recover(shard);
+    return r.ok ? { ok: true, prepared: r.prepared.filter((x) => nodeOfTx(x.tx) === this.node) } : r;
+  }
+  connectionOf(tx: TxId, shard: ShardId): ConnectionId | null {
+    return this.inner.connectionOf(tx, shard);
+  }
+  kill(shard: ShardId, conn: ConnectionId): Promise<XaResult> {
+    return this.inner.kill(shard, conn);
+  }
+}
+
+/** The local-transaction executor as node `node`'s resolver must see it: a scan lists that node's undo rows only. */
+export class NodeLocal implements LocalExecutor {
+  readonly shards: readonly ShardId[];
+  constructor(
+    private readonly inner: LocalExecutor,
+    readonly node: string,
+  ) {
+    this.shards = inner.shards;
+  }
+  apply(tx: TxId, shard: ShardId, ops: readonly Op[], branches: readonly ShardId[]): ReturnType<LocalExecutor["apply"]> {
+    return this.inner.apply(tx, shard, ops, branches);
+  }
+  tombstone(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["tombstone"]> {
+    return this.inner.tombstone(tx, shard);
+  }
+  compensate(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["compensate"]> {
+    return this.inner.compensate(tx, shard);
+  }
+  release(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["release"]> {
+    return this.inner.release(tx, shard);
+  }
+  async scan(shard: ShardId): ReturnType<LocalExecutor["scan"]> {
+    const r = await this.inner.scan(shard);
+    return r.ok ? { ok: true, rows: r.rows.filter((x) => nodeOfTx(x.tx) === this.node) } : r;
+  }
+}
+
+/**
+ * What is in doubt of a node now, one id per thing: its decision, STAGING and
+ * speculative records (tx/, speculative/), its prepared branches, its undo
+ * rows, leaving out the transactions `running` names (a coordinator of this
+ * process still has them in hand). Null: the log or a shard did not answer.
+ */
+export async function inDoubtOf(
+  deps: { readonly log: TxlogStore; readonly xa: NodeXa; readonly local: NodeLocal; readonly running: (tx: TxId) => boolean },
+): Promise<string[] | null> {
+  const items: string[] = [];
+  for (const [prefix, txOf] of [
+    [DECISION_PREFIX, txOfDecisionKey],
+    [SPECULATIVE_PREFIX, txOfSpeculativeKey],
+  ] as const) {
+    const l = await deps.log.list(prefix);
+    if (!l.ok) return null;
+    for (const e of l.entries) if (!deps.running(txOf(e.key))) items.push(`log:${e.key}`);
+  }
+  for (const shard of deps.xa.shards) {
+    const r = await deps.xa.recover(shard);
+    if (!r.ok) return null;
+    for (const x of r.prepared) if (!deps.running(x.tx)) items.push(`xa:${x.tx}:${shard}`);
+    const u = await deps.local.scan(shard);
+    if (!u.ok) return null;
+    for (const x of u.rows) if (!deps.running(x.tx)) items.push(`undo:${x.tx}:${x.branch}`);
+  }
+  return items;
+}
