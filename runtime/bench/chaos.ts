@@ -4,8 +4,8 @@
  * closed-loop load from the failing-over client (chaos-client.ts); one fault
  * at a time, every few seconds: kill -9 of a coordinator, an etcd member or
  * a shard (the kinds in turn, the member of the kind drawn at random), then
- * its restart; once per run a partition of one etcd member and one
- * coordinator from the rest, then its healing. Then the audit (audit.ts):
+ * its restart; once per run (after the first round) a partition of one etcd
+ * member and one coordinator from the rest, then its healing. Then the audit (audit.ts):
  * total conserved, no branch left prepared, no decision record left in
  * etcd, every acknowledged transfer applied exactly once, in-doubt ones all
  * or nothing, and no idempotency key answered two ways (replayed).
@@ -21,7 +21,7 @@ import { XID_FORMAT_ID } from "../adapters/xa-mysql.ts";
 import { startEphemeralCluster, type ClusterComponent, type EphemeralCluster } from "../cluster/cluster.ts";
 import { addressesOfCluster } from "../main.ts";
 import { auditHistory, preparedBranches, totalCents, waitSettled, type HistoryAudit, type Settled } from "./audit.ts";
-import { FailoverClient } from "./chaos-client.ts";
+import { ChaosTarget } from "./chaos-client.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import type { WorkloadOptions } from "./workload.ts";
 
@@ -82,7 +82,8 @@ export interface ChaosReport {
   loadavg_end: number[];
   cpus: number;
   answers: { committed: number; aborted: number; in_doubt: number; lost: number; aborts: Record<string, number>; lost_reasons: Record<string, number> };
-  retries: Record<string, number>;
+  /** The failing-over client: transfers answered after more than one attempt, attempts beyond the first, transfers no coordinator answered in time. */
+  failover: { transfers_retried: number; extra_attempts: number; no_answer: number };
   in_doubt: { answered: number; settled: number; settle_ms_p50: number | null; settle_ms_max: number | null };
   faults: FaultEvent[];
   /** Share of AVAILABILITY_BUCKET_MS buckets of the load with at least one committed or aborted answer. */
@@ -186,7 +187,12 @@ async function partition(member: ClusterComponent, coord: ClusterComponent, t0: 
   o.log(`chaos: partition of ${ev.target} (SIGSTOP) at ${ev.at_ms} ms, healed (SIGCONT) after ${ev.down_ms} ms`);
 }
 
-/** Faults one at a time until `over()`: coordinator, etcd member, shard in turn (a random one of each), the partition once at half time. */
+/**
+ * Faults one at a time until `over()`, one starting every faultEveryMs (or
+ * as soon as the previous one is over, when it took longer): coordinator,
+ * etcd member, shard in turn (a random one of each), and the partition once,
+ * right after the first round of the three.
+ */
 async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddress[], t0: number, o: ChaosOptions, over: () => boolean): Promise<Faults> {
   const f: Faults = { events: [], watchers: [] };
   const random = rng(o.seed);
@@ -198,10 +204,12 @@ async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddres
   ];
   let n = 0;
   let partitioned = false;
+  let last = performance.now();
   while (!over()) {
-    await sleep(o.faultEveryMs);
+    await sleep(Math.max(0, o.faultEveryMs - (performance.now() - last)));
     if (over()) break;
-    if (!partitioned && performance.now() - t0 >= o.durationMs / 2) {
+    last = performance.now();
+    if (!partitioned && n === kinds.length) {
       partitioned = true;
       await partition(cluster.component("etcd3"), cluster.component(`coord${o.coordinators}`), t0, o, f);
       continue;
@@ -279,7 +287,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     };
     const since_us = Date.now() * 1000;
     const before = await totalCents(shards);
-    const client = new FailoverClient({ urls: coords.map((c) => c.url), keyPrefix: `chaos-${Date.now()}`, requestTimeoutMs: 5_000, transferTimeoutMs: 30_000, retryDelayMs: 100, sockets: o.clients });
+    const client = new ChaosTarget({ urls: coords.map((c) => c.url), keyPrefix: `chaos-${Date.now()}`, requestTimeoutMs: 5_000, transferTimeoutMs: 30_000, retryDelayMs: 100 });
     const t0 = performance.now();
     let stop = false;
     const load: Promise<LoadResult> = runLoad({ target: client, workload, clients: o.clients, warmupMs: 0, durationMs: o.durationMs, backoffMs: 100, stop: () => stop });
@@ -317,7 +325,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       loadavg_end: loadavg(),
       cpus: cpus().length,
       answers: { committed: l.committed.size, aborted: l.aborted.size, in_doubt: l.inDoubt.size, lost: l.unknown, aborts: result.aborts, lost_reasons: result.unknown },
-      retries: client.retries,
+      failover: client.failover,
       in_doubt: { answered: client.inDoubt.length, settled: settleMs.length, settle_ms_p50: pct(settleMs, 0.5), settle_ms_max: pct(settleMs, 1) },
       faults: faults.events,
       accepting_share: avail.share,
@@ -353,7 +361,7 @@ export function formatChaos(r: ChaosReport): string {
     `chaos: ${r.coordinators} coordinator(s), ${r.etcd_members} etcd members, ${r.shards} shards, ${r.clients} clients, ${(r.duration_ms / 1000).toFixed(1)} s of load; load average ${fmtLoad(r.loadavg_start)} -> ${fmtLoad(r.loadavg_end)} on ${r.cpus} CPUs`,
     `  faults: ${kills.length} kill -9 + restart (${byKind("coord")} coordinator, ${byKind("etcd")} etcd member, ${byKind("shard")} shard), ${r.faults.length - kills.length} partition`,
     `  partition: ${r.partition_method}`,
-    `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; retries on a coordinator ${JSON.stringify(r.retries)}`,
+    `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; failing over: ${r.failover.transfers_retried} transfers answered after a retry (${r.failover.extra_attempts} extra attempts), ${r.failover.no_answer} unanswered within the deadline`,
     `  in doubt: ${r.in_doubt.answered} answered in_doubt, ${r.in_doubt.settled} settled (GET /transactions) after p50 ${r.in_doubt.settle_ms_p50 ?? "-"} ms, max ${r.in_doubt.settle_ms_max ?? "-"} ms`,
     `  coordinator death to its prepared branches settled: ${death.length > 0 ? death.map((d) => `${d} ms`).join(", ") : "-"}${unsettledDeaths > 0 ? `; ${unsettledDeaths} not settled within ${SETTLE_WATCH_MAX_MS} ms` : ""}`,
     `  some coordinator accepted transfers (a committed or aborted answer in a ${AVAILABILITY_BUCKET_MS} ms bucket): ${(r.accepting_share * 100).toFixed(1)}% of the time; longest gap ${r.longest_gap_ms} ms`,
