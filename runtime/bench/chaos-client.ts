@@ -40,7 +40,7 @@ export interface InDoubtRecord {
   readonly tx: string;
   readonly key: string;
   readonly answeredAt: number;
-  /** When a GET /transactions/:id first said committed or aborted; undefined while unknown. */
+  /** When a GET /transactions/:id first said committed or aborted (or 404: it never committed); undefined while unknown. */
   settledAt?: number;
   final?: "committed" | "aborted";
 }
@@ -123,7 +123,9 @@ export class ChaosTarget implements TransferTarget {
         res.on("error", () => resolve(undefined));
         res.on("end", () => {
           try {
-            resolve(res.statusCode === 200 ? String((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { status?: unknown }).status) : undefined);
+            // 404: no decision record, no history row, no branch prepared: it never committed and never will (docs/operations.md, "GET /transactions/:id").
+            if (res.statusCode === 404) resolve("aborted");
+            else resolve(res.statusCode === 200 ? String((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { status?: unknown }).status) : undefined);
           } catch {
             resolve(undefined);
           }
