@@ -69,6 +69,9 @@ export interface FaultEvent {
   /** A coordinator's kill: branches prepared just after it, and (when there were some) the time from the kill until none of them was left prepared. */
   orphans?: number;
   settled_after_ms?: number | null;
+  /** While it lasted: the share of AVAILABILITY_BUCKET_MS buckets with a committed or aborted answer, and how many such answers. */
+  accepting_share?: number;
+  definite_answers?: number;
 }
 
 export interface ChaosReport {
@@ -316,6 +319,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const l = result.ledger;
     const settleMs = client.inDoubt.filter((r) => r.settledAt !== undefined).map((r) => Math.round(r.settledAt! - r.answeredAt));
     const avail = availability(client.definiteAt, t0, t1);
+    for (const ev of faults.events) {
+      const from = t0 + ev.at_ms;
+      const to = from + ev.down_ms;
+      ev.accepting_share = availability(client.definiteAt, from, to).share;
+      ev.definite_answers = client.definiteAt.filter((t) => t >= from && t < to).length;
+    }
     const passed = before === after && settled.settled && decision_records_left === 0 && replay.mismatches.length === 0 && history.problems_total === 0;
     return {
       coordinators: o.coordinators,
@@ -362,6 +371,7 @@ export function formatChaos(r: ChaosReport): string {
   return [
     `chaos: ${r.coordinators} coordinator(s), ${r.etcd_members} etcd members, ${r.shards} shards, ${r.clients} clients, ${(r.duration_ms / 1000).toFixed(1)} s of load; load average ${fmtLoad(r.loadavg_start)} -> ${fmtLoad(r.loadavg_end)} on ${r.cpus} CPUs`,
     `  faults: ${kills.length} kill -9 + restart (${byKind("coord")} coordinator, ${byKind("etcd")} etcd member, ${byKind("shard")} shard), ${r.faults.length - kills.length} partition`,
+    ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time`),
     `  partition: ${r.partition_method}`,
     `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; failing over: ${r.failover.transfers_retried} transfers answered after a retry (${r.failover.extra_attempts} extra attempts), ${r.failover.no_answer} unanswered within the deadline`,
     `  in doubt: ${r.in_doubt.answered} answered in_doubt, ${r.in_doubt.settled} settled (GET /transactions) after p50 ${r.in_doubt.settle_ms_p50 ?? "-"} ms, max ${r.in_doubt.settle_ms_max ?? "-"} ms`,
