@@ -306,7 +306,8 @@ export class Failover {
     const out: NodeStatus[] = [];
     for (const [key, value] of Object.entries(members)) {
       const node = key.slice(MEMBERS_PREFIX.length);
-      const kv = alive.kvs.find((k) => k.key.toString("utf8") === this.opts.base + ALIVE_PREFIX + node);
+      // (etcd3 gives a namespace's raw range answer with the full keys.)
+      const kv = alive.kvs.find((k) => [ALIVE_PREFIX + node, this.opts.base + ALIVE_PREFIX + node].includes(k.key.toString("utf8")));
       let ttl: number | null = null;
       if (kv !== undefined && kv.lease !== "0") {
         try {

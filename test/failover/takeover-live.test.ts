@@ -1,0 +1,207 @@
+// Two coordinator nodes (`speccommit serve --node n1`, `--node n2`, child processes) over one etcd and three MariaDB
+// shards, under a mixed load (2pc, parallel, speculative) from failing-over clients (runtime/client.ts). n2 is
+// killed -9 while it holds records and prepared branches; then:
+//   - n1 takes n2 over once n2's lease expired (owners/n2 names n1, speccommit_takeovers_total{node="n2"} 1), fences
+//     it (n2's epoch key moved past what n2 held) and settles everything n2 left: no prepared branch of n2, no
+//     record in n2's namespace, no undo row of n2;
+//   - the requests n2 had in flight are retried by the clients on n1 with the same Idempotency-Key and answered;
+//   - a key n2 answered before it died is answered the same on n1 (replayed);
+//   - n2 restarted late takes a new epoch and serves; n1 gives owners/n2 back;
+//   - audit: money conserved, every committed answer applied exactly once, every aborted one not at all.
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { XID_FORMAT_ID } from "../../runtime/adapters/xa-mysql.ts";
+import { auditHistory, preparedBranches, totalCents, undoRows } from "../../runtime/bench/audit.ts";
+import { newLedger, type Ledger } from "../../runtime/bench/load.ts";
+import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
+import { transferStream, type Transfer } from "../../runtime/bench/workload.ts";
+import { FailoverClient, NoAnswer } from "../../runtime/client.ts";
+import { serverArgs, sleep, startCrashCluster, type CrashCluster } from "../crash/support.ts";
+
+const PREFIX = "fo/";
+const LEASE_TTL_MS = 2_000;
+const CLIENTS = 24;
+const PROTOCOLS = ["2pc", "parallel", "speculative"] as const;
+
+let cc: CrashCluster;
+let etcd: Etcd3;
+const procs: ServerProcess[] = [];
+
+beforeAll(async () => {
+  cc = await startCrashCluster("failover-");
+  etcd = cc.cluster.etcdClient();
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of procs) await p.kill9().catch(() => undefined);
+  await cc?.stop();
+});
+
+const serve = async (node: string, port = 0): Promise<ServerProcess> => {
+  const p = await startServerProcess([...serverArgs(cc.clusterFile, PREFIX, port), "--node", node, "--lease-ttl-ms", String(LEASE_TTL_MS), "--deadlock-interval-ms", "0"]);
+  procs.push(p);
+  return p;
+};
+
+async function getJson(url: string): Promise<any> {
+  const r = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  return r.json();
+}
+
+/** What n2 left in etcd: keys of its namespace other than its epoch. */
+async function n2Records(): Promise<string[]> {
+  const keys = await etcd.getAll().prefix(`${PREFIX}nodes/n2/`).keys();
+  return keys.filter((k) => !k.endsWith("/epoch"));
+}
+
+async function n2Branches(): Promise<string[]> {
+  return (await preparedBranches(cc.shards, XID_FORMAT_ID)).filter((b) => b.split("|")[1]!.startsWith("n2."));
+}
+
+async function n2Undo(): Promise<number> {
+  return (await undoRows(cc.shards, 1_000)).rows.filter((r) => r.split("|")[1]!.startsWith("n2.")).length;
+}
+
+async function epochVersion(node: string): Promise<number> {
+  const kv = (await etcd.getAll().prefix(node === "n1" ? `${PREFIX}epoch` : `${PREFIX}nodes/${node}/epoch`).exec()).kvs[0];
+  return kv === undefined ? 0 : Number(kv.version);
+}
+
+describe("two coordinator nodes: one killed -9, the other takes its transactions over", () => {
+  it("fences and settles what the dead node left, answers its keys, and lets it come back", async () => {
+    const n1 = await serve("n1");
+    const n2 = await serve("n2");
+    const total0 = await totalCents(cc.shards);
+    const since_us = Date.now() * 1000 - 1_000_000;
+    const ledgers: Record<string, Ledger> = Object.fromEntries(PROTOCOLS.map((p) => [p, newLedger()]));
+    /** Answers given by n2 before the kill, by key, to ask n1 again after. */
+    const answeredByN2: Array<{ key: string; body: object; tx: string; status: string }> = [];
+    let crossed = 0;
+    let noAnswer = 0;
+    let stop = false;
+    let committed = 0;
+    const clients = Array.from({ length: CLIENTS }, async (_, i) => {
+      // Most clients prefer n2 (the victim), a few n1.
+      const urls = i % 4 === 3 ? [n1.url, n2.url] : [n2.url, n1.url];
+      const client = new FailoverClient({ urls, request_timeout_ms: 15_000, deadline_ms: 45_000, retry_delay_ms: 100 });
+      const next = transferStream({ ...cc.workload, seed: 11 }, i);
+      let k = 0;
+      while (!stop) {
+        const protocol = PROTOCOLS[(i + k++) % PROTOCOLS.length]!;
+        const t: Transfer = next();
+        const body = { ops: t.ops, protocol };
+        try {
+          const a = await client.transfer(body);
+          const tx = String(a.body.tx);
+          if (a.attempts > 1 && a.url === n1.url && urls[0] === n2.url) crossed++;
+          if (a.status === 200) {
+            ledgers[protocol]!.committed.set(tx, t);
+            committed++;
+          } else if (a.status === 409) ledgers[protocol]!.aborted.set(tx, t);
+          else if (a.status === 202) ledgers[protocol]!.inDoubt.set(tx, t);
+          else throw new Error(`unexpected answer ${a.status} ${JSON.stringify(a.body)}`);
+          if (a.url === n2.url && a.attempts === 1 && answeredByN2.length < 20 && (a.status === 200 || a.status === 409)) {
+            answeredByN2.push({ key: a.idempotency_key, body, tx, status: String(a.body.status) });
+          }
+        } catch (e) {
+          if (!(e instanceof NoAnswer)) throw e;
+          noAnswer++;
+          ledgers[protocol]!.unknown++;
+        }
+      }
+    });
+
+    // Load in full swing, then a moment where n2 holds records and prepared branches: kill -9.
+    for (let i = 0; i < 300 && committed < 150; i++) await sleep(100);
+    expect(committed, n2.output().slice(-2000)).toBeGreaterThanOrEqual(150);
+    const epochBefore = await epochVersion("n2");
+    // SIGSTOP freezes n2 as it is; if it holds records and prepared branches then, kill -9, else let it go on and look again.
+    let after = { records: [] as string[], branches: [] as string[], undo: 0 };
+    for (let i = 0; i < 100; i++) {
+      process.kill(n2.pid, "SIGSTOP");
+      after = { records: await n2Records(), branches: await n2Branches(), undo: await n2Undo() };
+      if (after.records.length > 0 && after.branches.length > 0) break;
+      process.kill(n2.pid, "SIGCONT");
+      await sleep(20 + (i % 7) * 3);
+    }
+    await n2.kill9();
+    const killed_ms = performance.now();
+    console.log(`n2 killed -9 holding ${after.records.length} records (${after.records.slice(0, 3).join(", ")}), ${after.branches.length} prepared branches, ${after.undo} undo rows`);
+    expect(after.records.length).toBeGreaterThan(0);
+    expect(after.branches.length).toBeGreaterThan(0);
+
+    // n1 takes n2 over after the lease expired, fences it and settles everything it left.
+    let settled_ms = 0;
+    let owner: string | null = null;
+    for (let i = 0; i < 300; i++) {
+      const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; alive: boolean; owner: string | null }>;
+      owner = nodes.find((n) => n.node === "n2")?.owner ?? null;
+      const [r, b, u] = await Promise.all([n2Records(), n2Branches(), n2Undo()]);
+      if (owner === "n1" && r.length === 0 && b.length === 0 && u === 0) {
+        settled_ms = performance.now() - killed_ms;
+        break;
+      }
+      await sleep(100);
+    }
+    expect(owner, n1.output().slice(-3000)).toBe("n1");
+    expect(settled_ms, `n2 still has: ${JSON.stringify({ r: await n2Records(), b: await n2Branches(), u: await n2Undo() })}\n${n1.output().slice(-3000)}`).toBeGreaterThan(0);
+    // The takeover moved n2's epoch: every write n2 still had in flight is fenced.
+    expect(await epochVersion("n2")).toBeGreaterThan(epochBefore);
+    // n1 counts it too (its own count of what is in doubt runs every resolver interval).
+    let metrics = "";
+    for (let i = 0; i < 50; i++) {
+      metrics = await (await fetch(`${n1.url}/metrics`)).text();
+      if (/^speccommit_takeover_settled_seconds_count 1$/m.test(metrics)) break;
+      await sleep(100);
+    }
+    expect(metrics.split("\n").filter((l) => l.startsWith("speccommit_takeover"))).toEqual(expect.arrayContaining(['speccommit_takeovers_total{node="n2"} 1', "speccommit_takeover_seconds_count 1", "speccommit_takeover_settled_seconds_count 1"]));
+    console.log(`kill -9 of n2 -> settled by n1 in ${Math.round(settled_ms)} ms (lease TTL ${LEASE_TTL_MS} ms)`);
+
+    // Some load on n1 alone, then stop the clients: the retries of what n2 had in flight are answered by n1.
+    await sleep(1_000);
+    stop = true;
+    await Promise.all(clients);
+    expect(noAnswer).toBe(0);
+    expect(crossed, "requests n2 had in flight, retried on n1").toBeGreaterThan(0);
+
+    // Keys n2 answered before it died: n1 answers them the same, from the shared claims.
+    expect(answeredByN2.length).toBeGreaterThan(0);
+    const c1 = new FailoverClient({ urls: [n1.url], deadline_ms: 20_000 });
+    for (const a of answeredByN2.slice(0, 5)) {
+      const again = await c1.transfer(a.body, a.key);
+      expect(again.body).toMatchObject({ tx: a.tx, status: a.status, replayed: true });
+    }
+
+    // n2 comes back late: a new epoch of its own (past the one n1 took), n1 gives the claim back, n2 serves.
+    const epochTaken = await epochVersion("n2");
+    const n2b = await serve("n2", n2.port);
+    expect(await epochVersion("n2")).toBeGreaterThan(epochTaken);
+    let released = false;
+    for (let i = 0; i < 100 && !released; i++) {
+      const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; alive: boolean; owner: string | null }>;
+      const n = nodes.find((x) => x.node === "n2");
+      released = n?.alive === true && n.owner === null;
+      if (!released) await sleep(100);
+    }
+    expect(released, n1.output().slice(-2000)).toBe(true);
+    const freshTransfer: Transfer = { ops: [{ shard_id: cc.workload.shards[0]!.name, account_id: cc.workload.shards[0]!.firstAccountId, delta: -1 }, { shard_id: cc.workload.shards[1]!.name, account_id: cc.workload.shards[1]!.firstAccountId, delta: 1 }] };
+    const fresh = await new FailoverClient({ urls: [n2b.url], deadline_ms: 20_000 }).transfer({ ...freshTransfer, protocol: "2pc" });
+    expect(fresh.status, JSON.stringify(fresh.body)).toBe(200);
+    ledgers["2pc"]!.committed.set(String(fresh.body.tx), freshTransfer);
+    expect(String(fresh.body.tx)).toMatch(/^n2\./);
+
+    // The audit: nothing left anywhere, money conserved, every answer true to the shards.
+    for (let i = 0; i < 100; i++) {
+      if ((await preparedBranches(cc.shards, XID_FORMAT_ID)).length === 0 && (await undoRows(cc.shards)).count === 0) break;
+      await sleep(100);
+    }
+    expect(await preparedBranches(cc.shards, XID_FORMAT_ID)).toEqual([]);
+    expect((await undoRows(cc.shards)).count).toBe(0);
+    expect(await totalCents(cc.shards)).toBe(total0);
+    const audit = await auditHistory(cc.shards, PROTOCOLS.map((p) => ledgers[p]!), since_us, [...PROTOCOLS]);
+    expect(audit.problems, JSON.stringify(audit.problems)).toEqual([]);
+    expect(audit.committed_checked).toBeGreaterThan(150);
+    await n1.stop();
+    await n2b.stop();
+  }, 150_000);
+});
