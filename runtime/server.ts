@@ -217,16 +217,8 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     return { node: n, log: logOf(n), epoch: () => null };
   };
   const idempotency = new Idempotency({ ns: shared.ns, engine, xa, log: shared, retention_ms: config.idempotency_retention_ms, durableFor });
-  try {
-    // A live lease of this name elsewhere stops the start here, before this process takes the node's epoch.
-    await failover.start();
-  } catch (e) {
-    engine.stop();
-    accounts.close();
-    xa.close();
-    client.close();
-    throw e;
-  }
+  // Registers the node and its lease (in the background while etcd does not answer).
+  await failover.start();
   const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);

@@ -204,4 +204,78 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     await n1.stop();
     await n2b.stop();
   }, 150_000);
+  it("a node that hangs past its lease is taken over while frozen; when it wakes its writes are fenced and nothing applies twice", async () => {
+    const n1 = await serve("n1");
+    const n3 = await serve("n3");
+    const total0 = await totalCents(cc.shards);
+    const since_us = Date.now() * 1000 - 1_000_000;
+    const ledgers: Record<string, Ledger> = Object.fromEntries(PROTOCOLS.map((p) => [p, newLedger()]));
+    let stop = false;
+    let committed = 0;
+    const clients = Array.from({ length: 12 }, async (_, i) => {
+      // A frozen node answers nothing: each attempt there gives up after 3 s and goes on to n1 with the same key.
+      const client = new FailoverClient({ urls: [n3.url, n1.url], request_timeout_ms: 3_000, deadline_ms: 45_000, retry_delay_ms: 100 });
+      const next = transferStream({ ...cc.workload, seed: 23 }, i);
+      let k = 0;
+      while (!stop) {
+        const protocol = PROTOCOLS[(i + k++) % PROTOCOLS.length]!;
+        const t: Transfer = next();
+        const a = await client.transfer({ ops: t.ops, protocol });
+        const tx = String(a.body.tx);
+        if (a.status === 200) {
+          ledgers[protocol]!.committed.set(tx, t);
+          committed++;
+        } else if (a.status === 409) ledgers[protocol]!.aborted.set(tx, t);
+        else if (a.status === 202) ledgers[protocol]!.inDoubt.set(tx, t);
+        else throw new Error(`unexpected answer ${a.status} ${JSON.stringify(a.body)}`);
+      }
+    });
+    for (let i = 0; i < 300 && committed < 60; i++) await sleep(100);
+    const records = async () => (await etcd.getAll().prefix(`${PREFIX}nodes/n3/`).keys()).filter((k) => !k.endsWith("/epoch"));
+    const branches = async () => (await preparedBranches(cc.shards, XID_FORMAT_ID)).filter((b) => b.split("|")[1]!.startsWith("n3."));
+    let held = { records: [] as string[], branches: [] as string[] };
+    for (let i = 0; i < 100; i++) {
+      process.kill(n3.pid, "SIGSTOP");
+      held = { records: await records(), branches: await branches() };
+      if (held.records.length > 0 && held.branches.length > 0) break;
+      process.kill(n3.pid, "SIGCONT");
+      await sleep(20 + (i % 7) * 3);
+    }
+    expect(held.records.length).toBeGreaterThan(0);
+    const epochHeld = await epochVersion("n3");
+    // Frozen past its lease: n1 takes it over and settles what it holds, while it still "runs".
+    let owner: string | null = null;
+    for (let i = 0; i < 300; i++) {
+      const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; owner: string | null }>;
+      owner = nodes.find((n) => n.node === "n3")?.owner ?? null;
+      if (owner === "n1" && (await records()).length === 0 && (await branches()).length === 0) break;
+      await sleep(100);
+    }
+    expect(owner, n1.output().slice(-2000)).toBe("n1");
+    expect(await records()).toEqual([]);
+    expect(await epochVersion("n3")).toBeGreaterThan(epochHeld);
+    // It wakes: whatever it had in flight meets a newer epoch; it takes a lease and an epoch again, n1 lets go.
+    process.kill(n3.pid, "SIGCONT");
+    let back = false;
+    for (let i = 0; i < 150 && !back; i++) {
+      const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; alive: boolean; owner: string | null }>;
+      const n = nodes.find((x) => x.node === "n3");
+      back = n?.alive === true && n.owner === null;
+      if (!back) await sleep(100);
+    }
+    expect(back, n3.output().slice(-2000)).toBe(true);
+    await sleep(1_000);
+    stop = true;
+    await Promise.all(clients);
+    for (let i = 0; i < 100; i++) {
+      if ((await preparedBranches(cc.shards, XID_FORMAT_ID)).length === 0 && (await undoRows(cc.shards)).count === 0) break;
+      await sleep(100);
+    }
+    expect(await preparedBranches(cc.shards, XID_FORMAT_ID)).toEqual([]);
+    expect(await totalCents(cc.shards)).toBe(total0);
+    const audit = await auditHistory(cc.shards, PROTOCOLS.map((p) => ledgers[p]!), since_us, [...PROTOCOLS]);
+    expect(audit.problems, JSON.stringify(audit.problems)).toEqual([]);
+    await n1.stop();
+    await n3.stop();
+  }, 150_000);
 });
