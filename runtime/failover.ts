@@ -324,7 +324,7 @@ export class Failover {
       } catch {
         url = null;
       }
-      const items = await this.opts.inDoubtOf(node);
+      const items = await this.opts.inDoubtOf(node).catch(() => null);
       out.push({
         node,
         alive: kv !== undefined,

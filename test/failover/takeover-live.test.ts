@@ -43,9 +43,17 @@ const serve = async (node: string, port = 0): Promise<ServerProcess> => {
   return p;
 };
 
+/** GET /admin/nodes of a node; an answer that is no list (etcd slow under load: 500) is asked again. */
 async function getJson(url: string): Promise<any> {
-  const r = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-  return r.json();
+  for (let i = 0; ; i++) {
+    try {
+      const body = (await (await fetch(url, { signal: AbortSignal.timeout(10_000) })).json()) as { nodes?: unknown };
+      if (Array.isArray(body.nodes) || i >= 20) return body;
+    } catch (e) {
+      if (i >= 20) throw e;
+    }
+    await sleep(250);
+  }
 }
 
 /** What n2 left in etcd: keys of its namespace other than its epoch. */
@@ -149,7 +157,7 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     expect(await epochVersion("n2")).toBeGreaterThan(epochBefore);
     // n1 counts it too (its own count of what is in doubt runs every resolver interval).
     let metrics = "";
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 150; i++) {
       metrics = await (await fetch(`${n1.url}/metrics`)).text();
       if (/^speccommit_takeover_settled_seconds_count 1$/m.test(metrics)) break;
       await sleep(100);
@@ -204,7 +212,7 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     await n1.stop();
     await n2b.stop();
   }, 150_000);
-  it("a node that hangs past its lease is taken over while frozen; when it wakes its writes are fenced and nothing applies twice", async () => {
+  it("a node that hangs past its lease is taken over and fenced while frozen (its epoch moves); woken, it takes a lease and an epoch again, n1 lets go, nothing applies twice", async () => {
     const n1 = await serve("n1");
     const n3 = await serve("n3");
     const total0 = await totalCents(cc.shards);
@@ -242,18 +250,21 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
       await sleep(20 + (i % 7) * 3);
     }
     expect(held.records.length).toBeGreaterThan(0);
+    console.log(`n3 frozen holding ${held.records.length} records, ${held.branches.length} prepared branches`);
     const epochHeld = await epochVersion("n3");
-    // Frozen past its lease: n1 takes it over and settles what it holds, while it still "runs".
+    // Frozen past its lease: n1 takes it over and fences it (n3's epoch moves) while n3 still "runs". Its prepared
+    // branches stay attached to its open sessions (MariaDB answers XA COMMIT/ROLLBACK from elsewhere with NOTA
+    // while the owner session lives: docs/operations.md, "Several coordinators"), so they wait for n3 to wake.
     let owner: string | null = null;
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 150 && owner !== "n1"; i++) {
       const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; owner: string | null }>;
       owner = nodes.find((n) => n.node === "n3")?.owner ?? null;
-      if (owner === "n1" && (await records()).length === 0 && (await branches()).length === 0) break;
-      await sleep(100);
+      if (owner !== "n1") await sleep(100);
     }
     expect(owner, n1.output().slice(-2000)).toBe("n1");
-    expect(await records()).toEqual([]);
+    for (let i = 0; i < 100 && (await epochVersion("n3")) === epochHeld; i++) await sleep(100);
     expect(await epochVersion("n3")).toBeGreaterThan(epochHeld);
+    console.log("n3 taken over and fenced while frozen; waking it");
     // It wakes: whatever it had in flight meets a newer epoch; it takes a lease and an epoch again, n1 lets go.
     process.kill(n3.pid, "SIGCONT");
     let back = false;
@@ -264,14 +275,16 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
       if (!back) await sleep(100);
     }
     expect(back, n3.output().slice(-2000)).toBe(true);
+    console.log("n3 back, n1 let go");
     await sleep(1_000);
     stop = true;
     await Promise.all(clients);
-    for (let i = 0; i < 100; i++) {
-      if ((await preparedBranches(cc.shards, XID_FORMAT_ID)).length === 0 && (await undoRows(cc.shards)).count === 0) break;
+    for (let i = 0; i < 200; i++) {
+      if ((await preparedBranches(cc.shards, XID_FORMAT_ID)).length === 0 && (await undoRows(cc.shards)).count === 0 && (await records()).length === 0) break;
       await sleep(100);
     }
     expect(await preparedBranches(cc.shards, XID_FORMAT_ID)).toEqual([]);
+    expect(await records()).toEqual([]);
     expect(await totalCents(cc.shards)).toBe(total0);
     const audit = await auditHistory(cc.shards, PROTOCOLS.map((p) => ledgers[p]!), since_us, [...PROTOCOLS]);
     expect(audit.problems, JSON.stringify(audit.problems)).toEqual([]);
