@@ -36,6 +36,8 @@ const ClusterFileSchema = Schema.Struct({
     }),
   ),
   etcd: Schema.Struct({ clientUrl: Schema.String }),
+  /** Several etcd members (`cluster up --etcd-members 3`): every client URL goes to the client. */
+  etcdMembers: Schema.optional(Schema.Array(Schema.Struct({ clientUrl: Schema.String }))),
   tls: Schema.optional(Schema.Struct({ ca: Schema.String, clientCert: Schema.String, clientKey: Schema.String })),
 });
 
@@ -133,7 +135,7 @@ export function addressesOfCluster(file: typeof ClusterFileSchema.Type, opts: Ad
       const password = own ? (s.passwordFile !== undefined ? readPasswordFile(s.passwordFile, s.name) : undefined) : opts.password;
       return shardAddress(s.name, "127.0.0.1", s.port, own ? s.user! : (opts.user ?? "root"), password, useSocket ? socket : undefined, ssl);
     }),
-    etcd: [file.etcd.clientUrl],
+    etcd: (file.etcdMembers ?? [file.etcd]).map((m) => m.clientUrl),
   };
 }
 
@@ -187,6 +189,8 @@ export async function clusterAddresses(config: Config, log: (line: string) => vo
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Several coordinator processes, supervised (runtime/cluster/supervise.ts).
+  if (argv.some((a) => a === "--coordinators" || a.startsWith("--coordinators="))) return (await import("./cluster/supervise.ts")).superviseCoordinators(argv);
   let config: Config;
   try {
     const loaded = loadConfig({ argv, env: process.env });

@@ -7,6 +7,7 @@
  *   npm run bench -- --clients 1 --duration 10 --json out/bench-1.json
  *   npm run bench -- --url http://127.0.0.1:8080 --cluster-file .speccommit/cluster.json
  *   npm run bench -- --compare --scenario all     # 2pc vs parallel vs speculative (compare.ts)
+ *   npm run bench -- --chaos --duration-s 60      # faults under load, 3 coordinators vs 1 (chaos.ts)
  *
  * Exit status: 0 the audit passed, 1 it failed or the run failed, 2 bad usage.
  * Goals are reported as measured; missing one does not fail the run.
@@ -237,6 +238,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (sc >= 0 && argv[sc + 1] === "deadlock" && !argv.includes("--compare")) {
     return deadlockMain([...argv.slice(0, sc), ...argv.slice(sc + 2)]).catch((e: unknown) => (console.error(`bench: ${(e as Error).message}`), 2));
   }
+  // --chaos has its own flags and run (chaos.ts).
+  if (argv.includes("--chaos")) return (await import("./chaos.ts")).chaosMain(argv.filter((a) => a !== "--chaos"));
   let o: BenchOptions;
   try {
     o = parseOptions(argv);

@@ -59,6 +59,7 @@ of the shards. docs/benchmarks.md explains every figure.
 load
   --clients N            concurrent clients, each sends its next transfer when answered (default 64)
   --duration S           measured seconds per phase (default 20)
+  (--chaos: a different run, with its own options: npm run bench -- --chaos --help)
   --warmup S             seconds run before measuring, per phase (default 3)
   --floor-duration S     measured seconds of the floor; 0 skips it (default: --duration)
   --rounds N             server and floor take turns N times, each for 1/N of its seconds (default 4)

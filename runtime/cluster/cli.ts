@@ -3,7 +3,8 @@
  * Exit status: 0 done (status: every component up), 1 failure, 2 bad usage,
  * 3 status found a component not up.
  */
-import { DEFAULT_DIR, DEFAULTS, LIMITS, down, seedTotalCents, status, up, type ClusterStatus } from "./cluster.ts";
+import { control, DEFAULT_DIR, DEFAULTS, ETCD_MEMBER_COUNTS, etcdMembersOf, LIMITS, down, seedTotalCents, status, up, upCoordinators, type ClusterStatus, type ControlAction } from "./cluster.ts";
+import { COORDINATORS_MAX, FIRST_PORT_DEFAULT } from "./coordinators.ts";
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -11,11 +12,18 @@ const EXIT_USAGE = 2;
 const EXIT_NOT_UP = 3;
 
 const USAGE = `usage: speccommit cluster <up|down|status> [options]
+       speccommit cluster <stop|kill|start> NAME [--dir D]
 
-  up      start the local cluster (one MariaDB per shard, one etcd), or reuse it
-          if it runs; creates the schema and seeds accounts on first start
+  up      start the local cluster (one MariaDB per shard, one etcd or 3 etcd
+          members, optionally coordinators), or reuse it if it runs; creates
+          the schema and seeds accounts on first start
   down    stop every server of the cluster cleanly (data is kept)
   status  show each server: up, starting or down, with its port and pid
+  stop    stop one server by name (SIGTERM): etcd (or etcd1, etcd2, ...),
+          shard-a (or shard1, shard2, ...), coord1, coord2, ...
+  kill    kill -9 one server by name
+  start   start one stopped server by name, on its data directory and ports
+          (an etcd member rejoins its cluster, a shard keeps its data)
 
 options:
   --dir D              cluster directory (default ${DEFAULT_DIR})
@@ -23,6 +31,11 @@ options:
   --accounts N         up, first start: accounts per shard, ${LIMITS.accountsPerShard.min}-${LIMITS.accountsPerShard.max} (default ${DEFAULTS.accountsPerShard})
   --balance-cents N    up, first start: opening balance of each account in cents,
                        ${LIMITS.balanceCents.min}-${LIMITS.balanceCents.max} (default ${DEFAULTS.balanceCents} = 1000.00)
+  --etcd-members N     up, first start: etcd members, ${ETCD_MEMBER_COUNTS.join(" or ")} (default 1); several form one
+                       etcd cluster (etcd1, etcd2, ...), and the server is given every member
+  --coordinators N     up: also start N coordinators (speccommit serve, coord1..coordN, 1-${COORDINATORS_MAX})
+                       on ports P, P+1, ... (detached, output in D/coordN.log, no auth: loopback)
+  --first-port P       up: the first coordinator's port (default ${FIRST_PORT_DEFAULT})
   --tls                up: require TLS on every shard (require_secure_transport) and on etcd
                        (client certificates), with a local CA made by openssl in D/tls;
                        a cluster made with it keeps it on later ups
@@ -41,8 +54,14 @@ const FLAGS: Record<string, readonly Flag[]> = {
     { name: "--accounts", takesValue: true },
     { name: "--balance-cents", takesValue: true },
     { name: "--tls", takesValue: false },
+    { name: "--etcd-members", takesValue: true },
+    { name: "--coordinators", takesValue: true },
+    { name: "--first-port", takesValue: true },
   ],
   down: [{ name: "--dir", takesValue: true }],
+  stop: [{ name: "--dir", takesValue: true }],
+  kill: [{ name: "--dir", takesValue: true }],
+  start: [{ name: "--dir", takesValue: true }],
   status: [
     { name: "--dir", takesValue: true },
     { name: "--json", takesValue: false },
@@ -91,12 +110,20 @@ async function runUp(values: Map<string, string>): Promise<number> {
   const shards = integerFlag(values, "--shards", LIMITS.shards);
   const accountsPerShard = integerFlag(values, "--accounts", LIMITS.accountsPerShard);
   const balanceCents = integerFlag(values, "--balance-cents", LIMITS.balanceCents);
+  const etcdMembers = integerFlag(values, "--etcd-members", { min: 1, max: 5 });
+  if (etcdMembers !== undefined && !(ETCD_MEMBER_COUNTS as readonly number[]).includes(etcdMembers)) {
+    throw new UsageError(`--etcd-members must be one of ${ETCD_MEMBER_COUNTS.join(", ")} (got ${etcdMembers})`);
+  }
+  const coordinators = integerFlag(values, "--coordinators", { min: 1, max: COORDINATORS_MAX });
+  const firstPort = integerFlag(values, "--first-port", { min: 1, max: 65535 });
+  if (firstPort !== undefined && coordinators === undefined) throw new UsageError("--first-port goes with --coordinators");
   const result = await up({
     dir: values.get("--dir") ?? DEFAULT_DIR,
     ...(shards !== undefined ? { shards } : {}),
     ...(accountsPerShard !== undefined ? { accountsPerShard } : {}),
     ...(balanceCents !== undefined ? { balanceCents } : {}),
     ...(values.has("--tls") ? { tls: true } : {}),
+    ...(etcdMembers !== undefined ? { etcdMembers } : {}),
     log: say,
   });
   const c = result.cluster;
@@ -108,7 +135,11 @@ async function runUp(values: Map<string, string>): Promise<number> {
   for (const s of c.shards) {
     say(`  ${s.name.padEnd(8)} mysql://${s.user}@127.0.0.1:${s.port}/speccommit  pid ${s.pid}  accounts ${s.firstAccountId}..${s.lastAccountId}  password in ${s.passwordFile}`);
   }
-  say(`  ${"etcd".padEnd(8)} ${c.etcd.clientUrl}  pid ${c.etcd.pid}`);
+  for (const m of etcdMembersOf(c)) say(`  ${(m.name ?? "etcd").padEnd(8)} ${m.clientUrl}  pid ${m.pid}`);
+  if (coordinators !== undefined) {
+    const records = await upCoordinators({ dir: c.dir, count: coordinators, ...(firstPort !== undefined ? { firstPort } : {}), log: say });
+    for (const r of records) say(`  ${r.name.padEnd(8)} http://127.0.0.1:${r.port}  pid ${r.pid}  output ${r.outputPath}`);
+  }
   if (c.tls !== undefined) say(`  TLS required on every shard and on etcd; CA ${c.tls.ca}, etcd client certificate ${c.tls.clientCert}`);
   say(`  total ${seedTotalCents(c.seed)} cents at seed; details in ${c.dir}/cluster.json`);
   return EXIT_OK;
@@ -133,7 +164,15 @@ async function runStatus(values: Map<string, string>): Promise<number> {
   return s.exists && s.components.every((c) => c.state === "up") ? EXIT_OK : EXIT_NOT_UP;
 }
 
+async function runControl(action: ControlAction, name: string | undefined, values: Map<string, string>): Promise<number> {
+  if (name === undefined || name.startsWith("--")) throw new UsageError(`cluster ${action} needs a NAME (etcd, etcd1.., shard-a.. or shard1.., coord1..)`);
+  const r = await control({ dir: values.get("--dir") ?? DEFAULT_DIR, action, name });
+  say(`${r.name}: ${r.done}${r.pid !== null ? ` (pid ${r.pid})` : ""} in ${r.ms} ms`);
+  return EXIT_OK;
+}
+
 const COMMANDS: Record<string, (values: Map<string, string>) => Promise<number>> = { up: runUp, down: runDown, status: runStatus };
+const CONTROLS: readonly string[] = ["stop", "kill", "start"];
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -143,7 +182,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   try {
-    if (run === undefined) throw new UsageError(`unknown subcommand '${command}' (allowed: up, down, status)`);
+    if (CONTROLS.includes(command)) {
+      const [name, ...flags] = rest;
+      return await runControl(command as ControlAction, name, parseFlags(command, flags));
+    }
+    if (run === undefined) throw new UsageError(`unknown subcommand '${command}' (allowed: up, down, status, stop, kill, start)`);
     return await run(parseFlags(command, rest));
   } catch (e) {
     if (e instanceof UsageError) {

@@ -7,6 +7,7 @@
  *   <dir>/shard-a.tmp/   shard-a's own tmpdir (mariadb.ts says why it is not shared)
  *   <dir>/shard-b/ ...
  *   <dir>/etcd/          etcd data directory (etcd.log, etcd.pid inside)
+ *   <dir>/etcd1/ ...     with --etcd-members 3: one data directory per member (etcd1, etcd2, etcd3)
  *   <dir>/tls/           with --tls: the local CA and certificates (tls.ts)
  *   <dir>/shard-a.password  the password of shard-a's user `speccommit` (mode 0600, made on first `up`)
  *
@@ -23,15 +24,18 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import mysql from "mysql2/promise";
 import { onExitAfterKill, pidAlive, sleep } from "./child.ts";
-import { attachEtcd, etcdHealthy, startEtcd, type EtcdProcess } from "./etcd.ts";
+import { attachEtcd, etcdHealthy, peerUrlOf, startEtcd, type EtcdProcess } from "./etcd.ts";
+import { attachCoordinator, coordinatorAnswers, coordinatorArgs, coordinatorName, COORDINATORS_MAX, FIRST_PORT_DEFAULT, startCoordinator, startRecordedCoordinator, type CoordinatorProcess, type CoordinatorRecord } from "./coordinators.ts";
 import { attachMariaDb, mariaDbAnswers, startMariaDb, type MariaDbProcess } from "./mariadb.ts";
-import { portAnswers, reservePort } from "./ports.ts";
+import { freePort, portAnswers, reservePort } from "./ports.ts";
 import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUNT_MAX, SHARD_USER, seed, shardName } from "./schema.ts";
 import { ensureSystemPackages } from "./system.ts";
 import { ensureCertificates, type TlsFiles } from "./tls.ts";
 
 export const DEFAULT_DIR = ".speccommit";
 export const DEFAULTS = { shards: 3, accountsPerShard: 10_000, balanceCents: 100_000 } as const;
+/** etcd members: one (the quick start) or a cluster of 3 or 5 (odd: a majority survives (n-1)/2 failures). */
+export const ETCD_MEMBER_COUNTS = [1, 3, 5] as const;
 export const LIMITS = {
   shards: { min: 1, max: SHARD_COUNT_MAX },
   accountsPerShard: { min: 1, max: 10_000_000 },
@@ -61,6 +65,8 @@ export interface ShardRecord {
 }
 
 export interface EtcdRecord {
+  /** etcd (the single member), or etcd1, etcd2, ... in a cluster of several; absent in files written before members had names. */
+  name?: string;
   clientUrl: string;
   clientPort: number;
   peerPort: number;
@@ -74,7 +80,12 @@ export interface ClusterFile {
   dir: string;
   seed: SeedParameters;
   shards: ShardRecord[];
+  /** The first etcd member (every member when there is one). */
   etcd: EtcdRecord;
+  /** With several etcd members (`up --etcd-members 3`): every member, `etcd` first. */
+  etcdMembers?: EtcdRecord[];
+  /** Coordinators started by the cluster manager (`up --coordinators N`, coordinators.ts), by name coord1, coord2, ... */
+  coordinators?: CoordinatorRecord[];
   /** Present when the cluster requires TLS (`up --tls`): the CA, the servers' and the client's certificates and keys. */
   tls?: TlsFiles;
   updatedAt: string;
@@ -188,8 +199,66 @@ function shardRecord(name: string, index: number, db: MariaDbProcess, p: SeedPar
   };
 }
 
-function etcdRecord(e: EtcdProcess): EtcdRecord {
-  return { clientUrl: e.clientUrl, clientPort: e.clientPort, peerPort: e.peerPort, pid: e.pid, dataDir: e.dataDir };
+function etcdRecord(e: EtcdProcess, name: string): EtcdRecord {
+  return { name, clientUrl: e.clientUrl, clientPort: e.clientPort, peerPort: e.peerPort, pid: e.pid, dataDir: e.dataDir };
+}
+
+/** Every etcd member of a cluster file (`etcd` alone in a single-member cluster). */
+export function etcdMembersOf(file: Pick<ClusterFile, "etcd" | "etcdMembers">): EtcdRecord[] {
+  return file.etcdMembers ?? [{ ...file.etcd, name: file.etcd.name ?? "etcd" }];
+}
+
+/** What one etcd member is started with: its names, data directory and ports, and every member's peer URL. */
+export interface EtcdMemberPlan {
+  /** etcd, or etcd1, etcd2, ... (the cluster manager's name). */
+  name: string;
+  /** The member name etcd knows (n1 for the single member, as before members had names). */
+  memberName: string;
+  dataDir: string;
+  clientPort: number | undefined;
+  peerPort: number | undefined;
+  /** With several members: name=peerURL of each. */
+  initialCluster: string | undefined;
+}
+
+/**
+ * The etcd members of a cluster in `dir`: one (data directory <dir>/etcd,
+ * free ports) or `count` (data directories <dir>/etcdN; ports fixed up front,
+ * since every member lists every peer URL). A recorded cluster keeps its ports.
+ */
+export async function planEtcdMembers(dir: string, count: number, recorded?: readonly EtcdRecord[]): Promise<EtcdMemberPlan[]> {
+  if (!(ETCD_MEMBER_COUNTS as readonly number[]).includes(count)) throw new Error(`etcd members (--etcd-members) must be one of ${ETCD_MEMBER_COUNTS.join(", ")} (got ${count})`);
+  if (count === 1) {
+    const was = recorded?.[0];
+    return [{ name: "etcd", memberName: "n1", dataDir: join(dir, "etcd"), clientPort: was?.clientPort, peerPort: was?.peerPort, initialCluster: undefined }];
+  }
+  const plans: EtcdMemberPlan[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `etcd${i + 1}`;
+    const was = recorded?.[i];
+    plans.push({ name, memberName: name, dataDir: join(dir, name), clientPort: was?.clientPort ?? (await freePort()), peerPort: was?.peerPort ?? (await freePort()), initialCluster: undefined });
+  }
+  const initialCluster = plans.map((m) => `${m.memberName}=${peerUrlOf(m.peerPort!)}`).join(",");
+  return plans.map((m) => ({ ...m, initialCluster }));
+}
+
+/** Starts one planned member (not attached: see up); a member of several waits until the cluster has a leader. */
+export function startEtcdMember(m: EtcdMemberPlan, opts: { detached: boolean; tls: TlsFiles | undefined }): Promise<EtcdProcess> {
+  return startEtcd({
+    dataDir: m.dataDir,
+    detached: opts.detached,
+    name: m.memberName,
+    ...(m.clientPort !== undefined ? { clientPort: m.clientPort } : {}),
+    ...(m.peerPort !== undefined ? { peerPort: m.peerPort } : {}),
+    ...(m.initialCluster !== undefined ? { initialCluster: m.initialCluster } : {}),
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+  });
+}
+
+/** cluster.json's etcd fields from the running members, in plan order. */
+function etcdFields(members: readonly EtcdProcess[], plans: readonly EtcdMemberPlan[]): Pick<ClusterFile, "etcd" | "etcdMembers"> {
+  const records = members.map((e, i) => etcdRecord(e, plans[i]!.name));
+  return { etcd: records[0]!, ...(records.length > 1 ? { etcdMembers: records } : {}) };
 }
 
 export interface UpOptions {
@@ -203,6 +272,8 @@ export interface UpOptions {
    * with a local CA made in <dir>/tls. Absent: what the cluster was made with.
    */
   tls?: boolean;
+  /** etcd members: 1 (default) or 3 or 5 (ETCD_MEMBER_COUNTS). Absent: what the cluster was made with. */
+  etcdMembers?: number;
   /** Progress lines (what is started, reused, seeded, how long it took). */
   log?: (line: string) => void;
 }
@@ -280,10 +351,16 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       }
     };
     recorded?.shards.forEach((s) => reservePort(s.port));
-    if (recorded !== undefined) {
-      reservePort(recorded.etcd.clientPort);
-      reservePort(recorded.etcd.peerPort);
+    const recordedMembers = recorded !== undefined ? etcdMembersOf(recorded) : undefined;
+    for (const m of recordedMembers ?? []) {
+      reservePort(m.clientPort);
+      reservePort(m.peerPort);
     }
+    const memberCount = opts.etcdMembers ?? recordedMembers?.length ?? 1;
+    if (recordedMembers !== undefined && recordedMembers.length !== memberCount) {
+      throw new Error(`the cluster in ${dir} was created with ${recordedMembers.length} etcd member(s), not ${memberCount}; to re-create it: speccommit cluster down --dir ${dir} && rm -rf ${dir}`);
+    }
+    const plans = await planEtcdMembers(dir, memberCount, recordedMembers);
     const reused: string[] = [];
     const started: Array<{ name: string; ms: number }> = [];
     const startedHere = new Set<MariaDbProcess | EtcdProcess>();
@@ -310,17 +387,30 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       return db;
     };
 
-    const bringEtcd = async (): Promise<EtcdProcess> => {
-      const dataDir = join(dir, "etcd");
-      const was = recorded?.etcd;
+    const bringEtcd = async (plan: EtcdMemberPlan): Promise<EtcdProcess> => {
+      const dataDir = plan.dataDir;
+      const was = recordedMembers?.[plans.indexOf(plan)];
+      const label = plan.name;
       const running = await attachEtcd({ dataDir, detached: true, requireAnswer: false });
       if (running !== undefined) {
         if (!(await waitUntil(() => etcdHealthy(running.clientPort, running.tls), ANSWER_WAIT_MS))) {
-          throw new Error(`etcd pid ${running.pid} runs but is not healthy on port ${running.clientPort}; see ${join(dataDir, "etcd.log")}, then: speccommit cluster down --dir ${dir}`);
+          throw new Error(`${label} pid ${running.pid} runs but is not healthy on port ${running.clientPort}; see ${join(dataDir, "etcd.log")}, then: speccommit cluster down --dir ${dir}`);
         }
-        sameTls("etcd", running.tls !== undefined);
-        reused.push("etcd");
+        sameTls(label, running.tls !== undefined);
+        reused.push(label);
         return running;
+      }
+      if (plan.initialCluster !== undefined) {
+        // A member of several: every peer lists its ports, so they cannot move.
+        for (const port of [plan.clientPort!, plan.peerPort!]) {
+          if (await portAnswers(port)) throw new Error(`${label}'s port ${port}, known to the other members, is taken by another process; free it, or reset the cluster: speccommit cluster down --dir ${dir} && rm -rf ${dir}`);
+        }
+        const t = Date.now();
+        const member = await startEtcdMember(plan, { detached: true, tls });
+        startedHere.add(member);
+        started.push({ name: label, ms: Date.now() - t });
+        log(`${label}: pid ${member.pid} at ${member.clientUrl} (${Date.now() - t} ms)`);
+        return member;
       }
       // etcd keeps its member's peer URL in its data: a restart must use the same peer port. The client port may move.
       const clientPort = was !== undefined && !(await portAnswers(was.clientPort)) ? was.clientPort : undefined;
@@ -345,11 +435,11 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       if (startedHere.has(proc)) await proc.stop();
     };
     const procs = await allOrUndo<MariaDbProcess | EtcdProcess>(
-      [bringEtcd(), ...Array.from({ length: p.shards }, (_, i) => bringShard(i))],
+      [...plans.map(bringEtcd), ...Array.from({ length: p.shards }, (_, i) => bringShard(i))],
       stopIfStartedHere,
     );
-    const etcd = procs[0] as EtcdProcess;
-    const dbs = procs.slice(1) as MariaDbProcess[];
+    const members = procs.slice(0, plans.length) as EtcdProcess[];
+    const dbs = procs.slice(plans.length) as MariaDbProcess[];
 
     const seeded: string[] = [];
     let cluster: ClusterFile;
@@ -368,7 +458,8 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         dir,
         seed: p,
         shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p, dir)),
-        etcd: etcdRecord(etcd),
+        ...etcdFields(members, plans),
+        ...(recorded?.coordinators !== undefined ? { coordinators: recorded.coordinators } : {}),
         ...(tls !== undefined ? { tls } : {}),
         updatedAt: new Date().toISOString(),
       };
@@ -378,7 +469,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       await Promise.allSettled(procs.map(stopIfStartedHere));
       throw e;
     }
-    const order = [...cluster.shards.map((s) => s.name), "etcd"];
+    const order = [...cluster.shards.map((s) => s.name), ...plans.map((m) => m.name)];
     const rank = (name: string) => order.indexOf(name);
     reused.sort((a, b) => rank(a) - rank(b));
     started.sort((a, b) => rank(a.name) - rank(b.name));
@@ -414,14 +505,20 @@ async function shardStatus(s: ShardRecord): Promise<ComponentStatus> {
 async function etcdStatus(e: EtcdRecord): Promise<ComponentStatus> {
   const running = await attachEtcd({ dataDir: e.dataDir, requireAnswer: false });
   const state = running === undefined ? "down" : (await etcdHealthy(running.clientPort, running.tls)) ? "up" : "starting";
-  return { name: "etcd", state, pid: running?.pid ?? null, port: running?.clientPort ?? e.clientPort, dataDir: e.dataDir };
+  return { name: e.name ?? "etcd", state, pid: running?.pid ?? null, port: running?.clientPort ?? e.clientPort, dataDir: e.dataDir };
+}
+
+async function coordinatorStatus(c: CoordinatorRecord): Promise<ComponentStatus> {
+  const running = attachCoordinator(c);
+  const state = running === undefined ? "down" : (await coordinatorAnswers(c.port)) ? "up" : "starting";
+  return { name: c.name, state, pid: running?.pid ?? null, port: c.port, dataDir: c.outputPath };
 }
 
 export async function status(opts: { dir?: string } = {}): Promise<ClusterStatus> {
   const dir = resolve(opts.dir ?? DEFAULT_DIR);
   const file = readClusterFile(dir);
   if (file === undefined) return { dir, exists: false, components: [] };
-  const components = await Promise.all([...file.shards.map(shardStatus), etcdStatus(file.etcd)]);
+  const components = await Promise.all([...file.shards.map(shardStatus), ...etcdMembersOf(file).map(etcdStatus), ...(file.coordinators ?? []).map(coordinatorStatus)]);
   return { dir, exists: true, components };
 }
 
@@ -439,7 +536,7 @@ export async function down(opts: { dir?: string; log?: (line: string) => void } 
   if (file === undefined) throw new Error(`no cluster in ${dir} (no cluster.json); nothing to stop`);
   const stopped: string[] = [];
   const alreadyDown: string[] = [];
-  const stopOne = async (name: string, proc: MariaDbProcess | EtcdProcess | undefined) => {
+  const stopOne = async (name: string, proc: { stop(): Promise<unknown>; readonly pid: number } | undefined) => {
     if (proc === undefined) {
       alreadyDown.push(name);
       return;
@@ -449,13 +546,15 @@ export async function down(opts: { dir?: string; log?: (line: string) => void } 
     stopped.push(name);
     log(`${name}: pid ${proc.pid} stopped (${Date.now() - t} ms)`);
   };
-  const results = await Promise.allSettled([
+  // Coordinators first: they finish their transfers while the shards and the log still answer.
+  const first = await Promise.allSettled((file.coordinators ?? []).map(async (c) => stopOne(c.name, attachCoordinator(c))));
+  const results = first.concat(await Promise.allSettled([
     ...file.shards.map(async (s) => stopOne(s.name, await attachMariaDb({ dataDir: s.dataDir, requireAnswer: false }))),
-    (async () => stopOne("etcd", await attachEtcd({ dataDir: file.etcd.dataDir, requireAnswer: false })))(),
-  ]);
+    ...etcdMembersOf(file).map(async (m) => stopOne(m.name ?? "etcd", await attachEtcd({ dataDir: m.dataDir, requireAnswer: false }))),
+  ]));
   const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message ?? r.reason)] : []));
   if (failures.length > 0) throw new Error(`cluster down in ${dir} failed:\n${failures.join("\n")}`);
-  const order = [...file.shards.map((s) => s.name), "etcd"];
+  const order = [...file.shards.map((s) => s.name), ...etcdMembersOf(file).map((m) => m.name ?? "etcd"), ...(file.coordinators ?? []).map((c) => c.name)];
   const rank = (name: string) => order.indexOf(name);
   stopped.sort((a, b) => rank(a) - rank(b));
   alreadyDown.sort((a, b) => rank(a) - rank(b));
@@ -473,11 +572,36 @@ export interface EphemeralCluster {
   dir: string;
   seed: SeedParameters;
   shards: EphemeralShard[];
+  /** The first etcd member. */
   etcd: EtcdProcess;
+  /** Every etcd member (etcd first). */
+  etcdMembers: EtcdProcess[];
+  /** Coordinators started by startCoordinators, coord1 first. */
+  coordinators: CoordinatorProcess[];
   /** The same description `up` writes to cluster.json (current pids), so code that takes a cluster.json takes this too. */
   describe(): ClusterFile;
+  /**
+   * Writes describe() to <dir>/cluster.json and starts `count` coordinators
+   * on it (free ports), each with `serveArgs(i)`; resolves once all listen.
+   */
+  startCoordinators(count: number, serveArgs: (i: number) => readonly string[]): Promise<CoordinatorProcess[]>;
+  /** One server by name (etcd / etcd1.., shard-a.. or shard1.., coord1..), to kill, stop or start alone. */
+  component(name: string): ClusterComponent;
   /** Kills every server (SIGKILL, waiting for exit) and removes dir. Safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** One server of a cluster, by name. */
+export interface ClusterComponent {
+  readonly name: string;
+  readonly kind: ComponentKind;
+  readonly pid: number;
+  alive(): boolean;
+  kill9(): Promise<void>;
+  /** SIGTERM, waiting for exit. */
+  stop(): Promise<void>;
+  /** Starts it again on its data directory and ports (stopping it first if it runs), waiting until it answers. */
+  restart(): Promise<void>;
 }
 
 export interface EphemeralOptions extends Partial<SeedParameters> {
@@ -490,6 +614,8 @@ export interface EphemeralOptions extends Partial<SeedParameters> {
   keepDir?: boolean;
   /** As `up --tls`: TLS required by every server, a local CA in <dir>/tls. */
   tls?: boolean;
+  /** As `up --etcd-members`: 1 (default), 3 or 5. */
+  etcdMembers?: number;
 }
 
 /**
@@ -515,12 +641,13 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
     cancelExitRemoval();
     removeDirNow();
   };
-  const kill = (proc: MariaDbProcess | EtcdProcess) => proc.kill9();
+  const kill = (proc: { kill9(): Promise<void> }) => proc.kill9();
   try {
     const tls = opts.tls === true ? await ensureCertificates(dir) : undefined;
+    const plans = await planEtcdMembers(dir, opts.etcdMembers ?? 1);
     const procs = await allOrUndo<MariaDbProcess | EtcdProcess>(
       [
-        startEtcd({ dataDir: join(dir, "etcd"), ...(tls !== undefined ? { tls } : {}) }),
+        ...plans.map((m) => startEtcdMember(m, { detached: false, tls })),
         ...Array.from({ length: p.shards }, (_, i) =>
           startMariaDb({
             dataDir: join(dir, shardName(i)),
@@ -532,12 +659,25 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       ],
       kill,
     );
-    const etcd = procs[0] as EtcdProcess;
-    const dbs = procs.slice(1) as MariaDbProcess[];
+    const members = procs.slice(0, plans.length) as EtcdProcess[];
+    const etcd = members[0]!;
+    const dbs = procs.slice(plans.length) as MariaDbProcess[];
+    const coordinators: CoordinatorProcess[] = [];
     const stop = async () => {
-      await Promise.allSettled([...dbs.map(kill), kill(etcd)]);
+      await Promise.allSettled(coordinators.map(kill));
+      await Promise.allSettled([...dbs.map(kill), ...members.map(kill)]);
       removeDir();
     };
+    const describe = (): ClusterFile => ({
+      version: 1,
+      dir,
+      seed: p,
+      shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p, dir)),
+      ...etcdFields(members, plans),
+      ...(coordinators.length > 0 ? { coordinators: coordinators.map((c) => c.record) } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+      updatedAt: new Date().toISOString(),
+    });
     try {
       await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir)));
     } catch (e) {
@@ -552,19 +692,180 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
         return { name: r.name, firstAccountId: r.firstAccountId, lastAccountId: r.lastAccountId, db };
       }),
       etcd,
-      describe: () => ({
-        version: 1,
-        dir,
-        seed: p,
-        shards: dbs.map((db, i) => shardRecord(shardName(i), i, db, p, dir)),
-        etcd: etcdRecord(etcd),
-        ...(tls !== undefined ? { tls } : {}),
-        updatedAt: new Date().toISOString(),
-      }),
+      etcdMembers: members,
+      coordinators,
+      describe,
+      startCoordinators: async (count, serveArgs) => {
+        writeClusterFile(describe());
+        const started = await allOrUndo(
+          Array.from({ length: count }, async (_, i) => {
+            const port = await freePort();
+            return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, args: coordinatorArgs(clusterFilePath(dir), port, serveArgs(i)) });
+          }),
+          kill,
+        );
+        coordinators.push(...started);
+        return started;
+      },
+      component: (name) => componentOf(describe(), name, dbs, members, coordinators),
       stop,
     };
   } catch (e) {
     removeDir();
     throw e;
   }
+}
+
+/** A component of a cluster by name: etcd / etcd1.., shard-a.. (or shard1..), coord1.. */
+export type ComponentKind = "etcd" | "shard" | "coordinator";
+
+/** Resolves a name given at the command line: shardN is the Nth shard (shard1 = shard-a). */
+export function componentNamed(file: ClusterFile, name: string): { kind: ComponentKind; name: string } {
+  const alias = /^shard(\d+)$/.exec(name);
+  const shard = alias !== null ? file.shards[Number(alias[1]) - 1] : file.shards.find((s) => s.name === name);
+  if (shard !== undefined) return { kind: "shard", name: shard.name };
+  const member = etcdMembersOf(file).find((m) => (m.name ?? "etcd") === name);
+  if (member !== undefined) return { kind: "etcd", name: member.name ?? "etcd" };
+  if ((file.coordinators ?? []).some((c) => c.name === name)) return { kind: "coordinator", name };
+  const known = [...file.shards.map((s) => s.name), ...etcdMembersOf(file).map((m) => m.name ?? "etcd"), ...(file.coordinators ?? []).map((c) => c.name)];
+  throw new Error(`no component '${name}' in ${file.dir} (known: ${known.join(", ")}; shardN also names the Nth shard)`);
+}
+
+export type ControlAction = "stop" | "kill" | "start";
+
+export interface ControlResult {
+  name: string;
+  action: ControlAction;
+  /** What it did: stopped (SIGTERM), killed (SIGKILL), started, or nothing (already in that state). */
+  done: "stopped" | "killed" | "started" | "already down" | "already up";
+  pid: number | null;
+  ms: number;
+}
+
+/**
+ * Stops (SIGTERM), kills (SIGKILL) or starts one component of the cluster in
+ * `dir` by name, leaving the others alone. A start reuses the recorded data
+ * directory and ports (an etcd member rejoins its cluster; a shard keeps its
+ * data); cluster.json is updated with the new pid.
+ */
+export async function control(opts: { dir?: string; action: ControlAction; name: string }): Promise<ControlResult> {
+  const t0 = Date.now();
+  const dir = resolve(opts.dir ?? DEFAULT_DIR);
+  const file = readClusterFile(dir);
+  if (file === undefined) throw new Error(`no cluster in ${dir} (no cluster.json); start one with: speccommit cluster up --dir ${dir}`);
+  const { kind, name } = componentNamed(file, opts.name);
+  const running = await attachByName(file, kind, name);
+  const result = (done: ControlResult["done"], pid: number | null): ControlResult => ({ name, action: opts.action, done, pid, ms: Date.now() - t0 });
+  if (opts.action !== "start") {
+    if (running === undefined) return result("already down", null);
+    if (opts.action === "kill") await running.kill9();
+    else await running.stop();
+    return result(opts.action === "kill" ? "killed" : "stopped", running.pid);
+  }
+  if (running !== undefined) return result("already up", running.pid);
+  const pid = await startByName(file, kind, name);
+  return result("started", pid);
+}
+
+interface Controllable {
+  readonly pid: number;
+  kill9(): Promise<void>;
+  stop(): Promise<unknown>;
+}
+
+async function attachByName(file: ClusterFile, kind: ComponentKind, name: string): Promise<Controllable | undefined> {
+  if (kind === "shard") return attachMariaDb({ dataDir: file.shards.find((s) => s.name === name)!.dataDir, detached: true, requireAnswer: false });
+  if (kind === "etcd") return attachEtcd({ dataDir: etcdMembersOf(file).find((m) => (m.name ?? "etcd") === name)!.dataDir, detached: true, requireAnswer: false });
+  return attachCoordinator(file.coordinators!.find((c) => c.name === name)!);
+}
+
+/** Starts a stopped component as it was recorded, then writes its new pid into cluster.json. */
+async function startByName(file: ClusterFile, kind: ComponentKind, name: string): Promise<number> {
+  const unlock = lockDir(file.dir);
+  try {
+    const tls = file.tls;
+    let pid: number;
+    if (kind === "shard") {
+      const r = file.shards.find((s) => s.name === name)!;
+      const db = await startMariaDb({ dataDir: r.dataDir, port: r.port, detached: true, ...(tls !== undefined ? { tls } : {}) });
+      r.pid = pid = db.pid;
+    } else if (kind === "etcd") {
+      const members = etcdMembersOf(file);
+      const i = members.findIndex((m) => (m.name ?? "etcd") === name);
+      const plan = (await planEtcdMembers(file.dir, members.length, members))[i]!;
+      const e = await startEtcdMember(plan, { detached: true, tls });
+      pid = e.pid;
+      members[i]!.pid = pid;
+      if (i === 0) file.etcd.pid = pid;
+      if (file.etcdMembers !== undefined) file.etcdMembers = members;
+    } else {
+      const r = file.coordinators!.find((c) => c.name === name)!;
+      r.pid = pid = (await startRecordedCoordinator(r)).pid;
+    }
+    writeClusterFile({ ...file, updatedAt: new Date().toISOString() });
+    return pid;
+  } finally {
+    unlock();
+  }
+}
+
+/**
+ * Starts `count` coordinators on the cluster in `dir` (coord1 on firstPort,
+ * coord2 on firstPort + 1, ...), detached, and records them in cluster.json;
+ * ones already running are kept.
+ */
+export async function upCoordinators(opts: { dir?: string; count: number; firstPort?: number; serveArgs?: readonly string[]; log?: (line: string) => void }): Promise<CoordinatorRecord[]> {
+  const dir = resolve(opts.dir ?? DEFAULT_DIR);
+  const log = opts.log ?? (() => {});
+  if (!Number.isSafeInteger(opts.count) || opts.count < 1 || opts.count > COORDINATORS_MAX) throw new Error(`coordinators (--coordinators) must be an integer from 1 to ${COORDINATORS_MAX} (got ${opts.count})`);
+  const file = readClusterFile(dir);
+  if (file === undefined) throw new Error(`no cluster in ${dir}; start one first: speccommit cluster up --dir ${dir}`);
+  const firstPort = opts.firstPort ?? FIRST_PORT_DEFAULT;
+  const records: CoordinatorRecord[] = [];
+  for (let i = 0; i < opts.count; i++) {
+    const name = coordinatorName(i);
+    const was = file.coordinators?.find((c) => c.name === name);
+    const running = was !== undefined ? attachCoordinator(was) : undefined;
+    if (running !== undefined) {
+      records.push(running.record);
+      log(`${name}: reused pid ${running.pid} on ${running.url}`);
+      continue;
+    }
+    const port = firstPort + i;
+    const c = await startCoordinator({ name, dir, port, detached: true, args: coordinatorArgs(clusterFilePath(dir), port, coordinatorNodeArgs(i, opts.serveArgs ?? [])) });
+    log(`${name}: pid ${c.pid} on ${c.url}`);
+    records.push(c.record);
+  }
+  const latest = readClusterFile(dir)!;
+  writeClusterFile({ ...latest, coordinators: records, updatedAt: new Date().toISOString() });
+  return records;
+}
+
+/** The `serve` arguments that give coordinator i its identity (`--node n<i+1>`), then `extra` (which may not name another node). */
+export function coordinatorNodeArgs(i: number, extra: readonly string[]): string[] {
+  if (extra.some((a) => a === "--node" || a.startsWith("--node="))) throw new Error("--node is given to each coordinator by the cluster manager (n1, n2, ...); leave it out");
+  return ["--node", `n${i + 1}`, ...extra];
+}
+
+export { startCoordinator, type CoordinatorProcess, type CoordinatorRecord };
+
+function componentOf(file: ClusterFile, name: string, dbs: readonly MariaDbProcess[], members: readonly EtcdProcess[], coordinators: readonly CoordinatorProcess[]): ClusterComponent {
+  const found = componentNamed(file, name);
+  let proc: MariaDbProcess | EtcdProcess | CoordinatorProcess;
+  if (found.kind === "shard") proc = dbs[file.shards.findIndex((s) => s.name === found.name)]!;
+  else if (found.kind === "etcd") proc = members[etcdMembersOf(file).findIndex((m) => (m.name ?? "etcd") === found.name)]!;
+  else proc = coordinators.find((c) => c.name === found.name)!;
+  return {
+    name: found.name,
+    kind: found.kind,
+    get pid() {
+      return proc.pid;
+    },
+    alive: () => proc.alive(),
+    kill9: () => proc.kill9(),
+    stop: async () => {
+      await proc.stop();
+    },
+    restart: () => proc.restart(),
+  };
 }

@@ -1,9 +1,14 @@
 /**
- * One single-member etcd (the transaction log) as a plain child process on
+ * One etcd member (the transaction log) as a plain child process on
  * 127.0.0.1, with the flags measured on the development machine (docs/operations.md, "Server flags and why"). Short
  * heartbeat and election timeouts make a single member leader at once after
  * a start or a kill -9; every acknowledged write is fsynced, so it survives
  * kill -9.
+ *
+ * A member of a cluster of several (`cluster up --etcd-members 3`) gets its
+ * own name and the whole `--initial-cluster` (every member's peer URL), and
+ * longer timings (MEMBER_TIMINGS): with several voters a 250 ms election
+ * timeout on a loaded 2-core machine makes leaders flap.
  *
  * Layout of `dataDir`: etcd's own `member/` folder, `etcd.log` (zap log),
  * `etcd.out` (stdout/stderr) and `etcd.pid` (written by us: etcd writes none).
@@ -17,7 +22,11 @@ import { requireBinary } from "./system.ts";
 import { tlsFilesIn, type TlsFiles } from "./tls.ts";
 
 const HOST = "127.0.0.1";
+/** The member name of a single-member etcd (kept: a data directory remembers it). */
 const MEMBER_NAME = "n1";
+/** Heartbeat and election timeout (ms): one member alone, and a member of several. */
+const SINGLE_TIMINGS = { heartbeatMs: 50, electionMs: 250 } as const;
+export const MEMBER_TIMINGS = { heartbeatMs: 100, electionMs: 1_000 } as const;
 const READY_TIMEOUT_MS_DEFAULT = 30_000;
 const STOP_TIMEOUT_MS_DEFAULT = 30_000;
 const KILL_TIMEOUT_MS = 10_000;
@@ -41,6 +50,13 @@ export interface EtcdOptions {
    * talking to nobody.
    */
   tls?: TlsFiles;
+  /** Member name (default n1, the single member). */
+  name?: string;
+  /**
+   * Every member as name=peerURL, comma-separated (etcd's --initial-cluster);
+   * absent: this member alone. Needs clientPort and peerPort.
+   */
+  initialCluster?: string;
 }
 
 export interface EtcdProcess {
@@ -51,6 +67,8 @@ export interface EtcdProcess {
   readonly clientPort: number;
   readonly peerPort: number;
   readonly dataDir: string;
+  /** The member's name (n1 when alone). */
+  readonly name: string;
   /** Changes on restart. */
   readonly pid: number;
   /** SIGKILL, then wait for the process to be gone (the child's 'exit' event when we spawned it). */
@@ -68,26 +86,33 @@ interface Settings {
   readyTimeoutMs: number;
   stopTimeoutMs: number;
   tls: TlsFiles | undefined;
+  name: string;
+  initialCluster: string | undefined;
 }
 
 export const etcdLogPath = (dataDir: string) => join(dataDir, "etcd.log");
 export const etcdPidPath = (dataDir: string) => join(dataDir, "etcd.pid");
 const clientUrlOf = (port: number, tls?: TlsFiles) => `${tls !== undefined ? "https" : "http"}://${HOST}:${port}`;
 
-function serverArgs(dataDir: string, clientPort: number, peerPort: number, tls: TlsFiles | undefined): string[] {
+/** A member's peer URL (what --initial-cluster lists). */
+export const peerUrlOf = (peerPort: number) => `http://${HOST}:${peerPort}`;
+
+function serverArgs(s: Settings, clientPort: number, peerPort: number): string[] {
+  const { dataDir, tls } = s;
   const client = clientUrlOf(clientPort, tls);
-  const peer = `http://${HOST}:${peerPort}`;
+  const peer = peerUrlOf(peerPort);
+  const timings = s.initialCluster !== undefined ? MEMBER_TIMINGS : SINGLE_TIMINGS;
   return [
-    "--name", MEMBER_NAME,
+    "--name", s.name,
     "--data-dir", dataDir,
     "--listen-client-urls", client,
     "--advertise-client-urls", client,
     "--listen-peer-urls", peer,
     "--initial-advertise-peer-urls", peer,
-    "--initial-cluster", `${MEMBER_NAME}=${peer}`,
+    "--initial-cluster", s.initialCluster ?? `${s.name}=${peer}`,
     "--initial-cluster-state", "new",
-    "--heartbeat-interval=50",
-    "--election-timeout=250",
+    `--heartbeat-interval=${timings.heartbeatMs}`,
+    `--election-timeout=${timings.electionMs}`,
     "--logger", "zap",
     "--log-outputs", etcdLogPath(dataDir),
     ...(tls !== undefined ? ["--cert-file", tls.cert, "--key-file", tls.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : []),
@@ -174,7 +199,7 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
   const started = Date.now();
   const proc = Supervised.spawn({
     command: requireBinary("etcd"),
-    args: serverArgs(s.dataDir, clientPort, peerPort, s.tls),
+    args: serverArgs(s, clientPort, peerPort),
     outputPath: outPath,
     detached: s.detached,
   });
@@ -213,6 +238,10 @@ class Etcd implements EtcdProcess {
 
   get dataDir(): string {
     return this.s.dataDir;
+  }
+
+  get name(): string {
+    return this.s.name;
   }
 
   get pid(): number {
@@ -254,6 +283,8 @@ function settingsOf(opts: EtcdOptions): Settings {
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT,
     stopTimeoutMs: opts.stopTimeoutMs ?? STOP_TIMEOUT_MS_DEFAULT,
     tls: opts.tls,
+    name: opts.name ?? MEMBER_NAME,
+    initialCluster: opts.initialCluster,
   };
 }
 
@@ -265,6 +296,7 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
     throw new Error(`an etcd (pid ${already.pid}) already runs on ${s.dataDir}; stop it first or attach to it (attachEtcd)`);
   }
   const fixed = opts.clientPort !== undefined && opts.peerPort !== undefined;
+  if (s.initialCluster !== undefined && !fixed) throw new Error(`etcd member ${s.name}: initialCluster needs clientPort and peerPort`);
   const attempts = fixed ? 1 : PORT_ATTEMPTS_MAX;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const clientPort = opts.clientPort ?? (await freePort());
@@ -288,8 +320,12 @@ export async function attachEtcd(opts: Omit<EtcdOptions, "clientPort" | "peerPor
   const proc = runningOn(resolve(opts.dataDir));
   if (proc === undefined) return undefined;
   const argv = pidArgv(proc.pid) ?? [];
-  // Its restart keeps the TLS it runs with.
-  const s = settingsOf({ ...opts, tls: tlsOfArgv(argv) });
+  // Its restart keeps the TLS, the name and the members it runs with.
+  const flag = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const name = flag("--name");
+  const initialCluster = flag("--initial-cluster");
+  const several = initialCluster !== undefined && initialCluster.includes(",");
+  const s = settingsOf({ ...opts, tls: tlsOfArgv(argv), ...(name !== undefined ? { name } : {}), ...(several ? { initialCluster } : {}) });
   const portOf = (flag: string) => {
     const url = argv[argv.indexOf(flag) + 1];
     return url === undefined || !argv.includes(flag) ? Number.NaN : Number(new URL(url).port);

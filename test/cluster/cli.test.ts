@@ -212,10 +212,14 @@ describe("speccommit cluster (CLI)", () => {
       [["up", "--balance-cents", "-1"], "--balance-cents must be an integer from 0 to 1000000000000 (got '-1')"],
       [["up", "--balance-cents", "--dir", "x"], "--balance-cents needs a value"],
       [["up", "--balance-cents=1e3"], "--balance-cents must be an integer from 0 to 1000000000000 (got '1e3')"],
-      [["up", "--shard", "2"], "unknown option '--shard' for 'cluster up' (allowed: --dir, --shards, --accounts, --balance-cents, --tls)"],
+      [["up", "--shard", "2"], "unknown option '--shard' for 'cluster up' (allowed: --dir, --shards, --accounts, --balance-cents, --tls, --etcd-members, --coordinators, --first-port)"],
+      [["up", "--etcd-members", "2"], "--etcd-members must be one of 1, 3, 5 (got 2)"],
+      [["up", "--first-port", "9000"], "--first-port goes with --coordinators"],
+      [["kill"], "cluster kill needs a NAME"],
+      [["start", "etcd1", "--json"], "unknown option '--json' for 'cluster start' (allowed: --dir)"],
       [["down", "--json"], "unknown option '--json' for 'cluster down' (allowed: --dir)"],
       [["status", "--dir"], "--dir needs a value"],
-      [["restart"], "unknown subcommand 'restart' (allowed: up, down, status)"],
+      [["restart"], "unknown subcommand 'restart' (allowed: up, down, status, stop, kill, start)"],
     ];
     for (const [args, message] of cases) {
       const run = await cli(...args);

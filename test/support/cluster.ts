@@ -17,7 +17,7 @@
 import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import mysql, { type Connection, type Pool, type PoolConnection } from "mysql2/promise";
-import { seedTotalCents, startEphemeralCluster, type ClusterFile, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
+import { seedTotalCents, startEphemeralCluster, type ClusterComponent, type ClusterFile, type CoordinatorProcess, type EphemeralOptions, type SeedParameters } from "../../runtime/cluster/cluster.ts";
 import type { EtcdProcess } from "../../runtime/cluster/etcd.ts";
 import type { MariaDbProcess, ShardConnectionOptions } from "../../runtime/cluster/mariadb.ts";
 import type { ShardAddress } from "../../runtime/adapters/mysql-pool.ts";
@@ -47,6 +47,14 @@ export interface TestCluster {
   readonly seed: SeedParameters;
   readonly shards: readonly TestShard[];
   readonly etcd: EtcdProcess;
+  /** Every etcd member (one unless etcdMembers was given). */
+  readonly etcdMembers: readonly EtcdProcess[];
+  /** Coordinators started by startCoordinators. */
+  readonly coordinators: readonly CoordinatorProcess[];
+  /** Starts `count` coordinator processes (`speccommit serve`) on this cluster, free ports, `serveArgs(i)` each (startEphemeralCluster). */
+  startCoordinators(count: number, serveArgs: (i: number) => readonly string[]): Promise<CoordinatorProcess[]>;
+  /** One server by name (etcd1.., shard-a.. or shard1.., coord1..): kill9, stop, restart alone. */
+  component(name: string): ClusterComponent;
   /** The shard by name; throws on an unknown name. */
   shard(name: string): TestShard;
   /** A new etcd3 client (closed by cluster.stop()). */
@@ -59,7 +67,7 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir" | "tls">;
+export type TestClusterOptions = Partial<SeedParameters> & Pick<EphemeralOptions, "lockWaitTimeoutS" | "bufferPoolMb" | "keepDir" | "tls" | "etcdMembers">;
 
 /** Defaults are small (2 shards x 100 accounts x 100000 cents) so a test starts in about a second. */
 export async function startTestCluster(opts: TestClusterOptions = {}): Promise<TestCluster> {
@@ -71,6 +79,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     ...(opts.bufferPoolMb !== undefined ? { bufferPoolMb: opts.bufferPoolMb } : {}),
     ...(opts.keepDir !== undefined ? { keepDir: opts.keepDir } : {}),
     ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+    ...(opts.etcdMembers !== undefined ? { etcdMembers: opts.etcdMembers } : {}),
   });
   const tls = ephemeral.describe().tls;
   const closers: Array<() => Promise<unknown>> = [];
@@ -109,6 +118,10 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     seed: ephemeral.seed,
     shards,
     etcd: ephemeral.etcd,
+    etcdMembers: ephemeral.etcdMembers,
+    coordinators: ephemeral.coordinators,
+    startCoordinators: (count, serveArgs) => ephemeral.startCoordinators(count, serveArgs),
+    component: (name) => ephemeral.component(name),
     describe: () => ephemeral.describe(),
     seededTotalCents: seedTotalCents(ephemeral.seed),
     shard: (name) => {
@@ -118,7 +131,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
     },
     etcdClient: () => {
       const client = new Etcd3({
-        hosts: ephemeral.etcd.clientUrl,
+        hosts: ephemeral.etcdMembers.map((m) => m.clientUrl),
         dialTimeout: ETCD_DIAL_TIMEOUT_MS,
         ...(tls !== undefined
           ? { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.clientCert), privateKey: readFileSync(tls.clientKey) } }
