@@ -53,27 +53,27 @@ export class NodeXa implements XaExecutor {
   ) {
     this.shards = inner.shards;
   }
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
-    return this.inner.exec(tx, shard, ops, guard);
+  exec(...a: Parameters<XaExecutor["exec"]>): ReturnType<XaExecutor["exec"]> {
+    return this.inner.exec(...a);
   }
-  prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
-    return this.inner.prepare(tx, shard);
+  prepare(...a: Parameters<XaExecutor["prepare"]>): ReturnType<XaExecutor["prepare"]> {
+    return this.inner.prepare(...a);
   }
-  commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult> {
-    return this.inner.commit(tx, shard, onePhase);
+  commit(...a: Parameters<XaExecutor["commit"]>): ReturnType<XaExecutor["commit"]> {
+    return this.inner.commit(...a);
   }
-  rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
-    return this.inner.rollback(tx, shard);
+  rollback(...a: Parameters<XaExecutor["rollback"]>): ReturnType<XaExecutor["rollback"]> {
+    return this.inner.rollback(...a);
   }
   async recover(shard: ShardId): Promise<RecoverResult> {
     const r = await this.inner.recover(shard);
     return r.ok ? { ok: true, prepared: r.prepared.filter((x) => nodeOfTx(x.tx) === this.node) } : r;
   }
-  connectionOf(tx: TxId, shard: ShardId): ConnectionId | null {
-    return this.inner.connectionOf(tx, shard);
+  connectionOf(...a: Parameters<XaExecutor["connectionOf"]>): ReturnType<XaExecutor["connectionOf"]> {
+    return this.inner.connectionOf(...a);
   }
-  kill(shard: ShardId, conn: ConnectionId): Promise<XaResult> {
-    return this.inner.kill(shard, conn);
+  kill(...a: Parameters<XaExecutor["kill"]>): ReturnType<XaExecutor["kill"]> {
+    return this.inner.kill(...a);
   }
 }
 
@@ -86,17 +86,17 @@ export class NodeLocal implements LocalExecutor {
   ) {
     this.shards = inner.shards;
   }
-  apply(tx: TxId, shard: ShardId, ops: readonly Op[], branches: readonly ShardId[]): ReturnType<LocalExecutor["apply"]> {
-    return this.inner.apply(tx, shard, ops, branches);
+  apply(...a: Parameters<LocalExecutor["apply"]>): ReturnType<LocalExecutor["apply"]> {
+    return this.inner.apply(...a);
   }
-  tombstone(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["tombstone"]> {
-    return this.inner.tombstone(tx, shard);
+  tombstone(...a: Parameters<LocalExecutor["tombstone"]>): ReturnType<LocalExecutor["tombstone"]> {
+    return this.inner.tombstone(...a);
   }
-  compensate(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["compensate"]> {
-    return this.inner.compensate(tx, shard);
+  compensate(...a: Parameters<LocalExecutor["compensate"]>): ReturnType<LocalExecutor["compensate"]> {
+    return this.inner.compensate(...a);
   }
-  release(tx: TxId, shard: ShardId): ReturnType<LocalExecutor["release"]> {
-    return this.inner.release(tx, shard);
+  release(...a: Parameters<LocalExecutor["release"]>): ReturnType<LocalExecutor["release"]> {
+    return this.inner.release(...a);
   }
   async scan(shard: ShardId): ReturnType<LocalExecutor["scan"]> {
     const r = await this.inner.scan(shard);
