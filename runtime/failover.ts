@@ -95,6 +95,9 @@ export class Failover {
   private polling = false;
   readonly poll_ms: number;
 
+  /** Every member at the last poll (members/ keys); null until a poll answered. */
+  private members: string[] | null = null;
+
   constructor(private readonly opts: FailoverOptions) {
     this.ns = opts.client.namespace(opts.base);
     this.poll_ms = Math.min(POLL_MS_MAX, Math.floor(opts.lease_ttl_ms / 4));
@@ -106,6 +109,11 @@ export class Failover {
   }
 
   /** The resolver this node runs over `node`'s namespace, when it owns it. */
+  /** The other members (nodes registered under members/, alive or not) at the last poll; null before the first poll answered. */
+  otherMembers(): readonly string[] | null {
+    return this.members === null ? null : this.members.filter((n) => n !== this.opts.node);
+  }
+
   resolverOf(node: string): TakeoverResolver | undefined {
     return this.owned.get(node)?.resolver;
   }
@@ -256,6 +264,7 @@ export class Failover {
       const [members, alive] = await Promise.all([this.ns.getAll().prefix(MEMBERS_PREFIX).keys(), this.ns.getAll().prefix(ALIVE_PREFIX).keys()]);
       const aliveSet = new Set(alive.map((k) => k.slice(ALIVE_PREFIX.length)));
       const nodes = members.map((k) => k.slice(MEMBERS_PREFIX.length));
+      this.members = nodes;
       const now = performance.now();
       for (const n of nodes) {
         if (aliveSet.has(n)) this.goneSince.delete(n);

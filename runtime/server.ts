@@ -195,7 +195,11 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     ...(tracing !== undefined ? { tracing } : {}),
   });
   engineRef = engine;
-  const snapshots = new SnapshotReads(timestamps, xa.shards, mysqlSnapshotQuery(pools), { wait_ms: config.snapshot_wait_ms });
+  const snapshots = new SnapshotReads(timestamps, xa.shards, mysqlSnapshotQuery(pools), {
+    wait_ms: config.snapshot_wait_ms,
+    // Served only while this node is the only member (runtime/snapshot.ts): safe time is per process.
+    otherNodes: () => failover.otherMembers(),
+  });
   const coordinatorSettings = { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max };
   /** A resolver over node n's namespace and xids, while this node owns n (runtime/failover.ts). */
   const startResolver = (n: string): NodeResolver => {

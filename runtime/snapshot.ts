@@ -60,7 +60,16 @@ export interface SnapshotOptions {
   readonly wait_ms: number;
   /** Test and benchmark only: serve without waiting for safe time (the `read-no-wait` mutant of spec/time/model.ts). */
   readonly noWait?: boolean;
+  /**
+   * The other coordinator nodes sharing the shards (runtime/failover.ts), null while not known yet. Safe time is
+   * this process's: it knows the commit timestamps its own coordinators and resolvers chose, not those another
+   * node may still choose or is still stamping, so a snapshot is served only while this node is the only member.
+   */
+  readonly otherNodes?: () => readonly string[] | null;
 }
+
+/** How often a snapshot waiting for the membership to be read looks again (bounded by wait_ms). */
+const MEMBERSHIP_POLL_MS = 20;
 
 export class SnapshotReads {
   constructor(
@@ -73,6 +82,20 @@ export class SnapshotReads {
   /** Observes `at` (or issues now) and waits until safe time reaches it; throws SnapshotRefused (400, 503, 504). */
   async waitSafe(at: bigint | null): Promise<{ at: bigint; waited_ms: number }> {
     const t0 = performance.now();
+    if (this.opts.otherNodes !== undefined) {
+      let others = this.opts.otherNodes();
+      while (others === null && performance.now() - t0 < this.opts.wait_ms) {
+        await new Promise((res) => setTimeout(res, MEMBERSHIP_POLL_MS));
+        others = this.opts.otherNodes();
+      }
+      if (others === null) throw new SnapshotRefused(503, "no snapshot yet: this node has not read the cluster's membership from etcd");
+      if (others.length > 0) {
+        throw new SnapshotRefused(
+          501,
+          `snapshot reads are served only when one coordinator node uses the shards; this cluster also has ${others.join(", ")} (safe time across nodes is not built: docs/operations.md, "Snapshot reads")`,
+        );
+      }
+    }
     let target: bigint;
     if (at === null) target = this.ts.clock.now();
     else {

@@ -47,7 +47,7 @@ describe("node wrappers forward every argument", () => {
       }
     }
     const { inner, calls } = recorder();
-    await new Dropping(inner as LocalExecutor, "n1").release("n1.tx", "shard-a", 7n);
+    await (new Dropping(inner as LocalExecutor, "n1") as LocalExecutor).release("n1.tx", "shard-a", 7n);
     expect(calls[0]!.args).not.toEqual(["n1.tx", "shard-a", 7n]);
   });
 });

@@ -206,6 +206,23 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     await expect(notReady.read(null)).rejects.toMatchObject({ status: 503 });
   });
 
+  it("with other coordinator nodes on the shards a snapshot is refused (501), never served from one node's safe time; membership not read yet within the wait: 503", async () => {
+    const w = new World();
+    const ts = new CommitTimestamps(new HybridClock(500));
+    let others: readonly string[] | null = null;
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 60, otherNodes: () => others });
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/membership/) });
+    others = ["n2", "n3"];
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 501, message: expect.stringMatching(/n2, n3/) });
+    others = [];
+    expect(total(await reads.read(null))).toBe(2000n);
+    // Membership read while the read waits: it is served.
+    others = null;
+    const pending = reads.read(null);
+    setTimeout(() => (others = []), 20);
+    expect(total(await pending)).toBe(2000n);
+  });
+
   it("a read at a timestamp beyond the skew bound is refused (400); one within it is observed, so later commits land above it", async () => {
     const w = new World();
     const clock = new HybridClock(500);
