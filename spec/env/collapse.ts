@@ -285,8 +285,8 @@ export class Interner {
       n = v.length;
       hash = this.arrayHash(v, h as readonly unknown[] | undefined);
     } else {
-      const [count, sum] = this.objectHash(v as Record<string, unknown>, h);
-      n = count;
+      const sum = this.objectHash(v as Record<string, unknown>, h);
+      n = this.fieldCount;
       hash = fmix(sum ^ Math.imul(n, 0xcc9e2d51));
     }
     if (hintId !== undefined && this.hashes[hintId] === hash && this.equals(v, hintId, n, base)) {
@@ -352,8 +352,11 @@ export class Interner {
     return hash;
   }
 
-  /** Interns the defined fields' object values (ids pushed on the stack); their count and order-free hash. */
-  private objectHash(v: Record<string, unknown>, h: Record<string, unknown> | undefined): [number, number] {
+  /** The number of defined fields objectHash counted last (a field, not a returned pair: no allocation per object). */
+  private fieldCount = 0;
+
+  /** Interns the defined fields' object values (ids pushed on the stack); their order-free hash (their count in fieldCount). */
+  private objectHash(v: Record<string, unknown>, h: Record<string, unknown> | undefined): number {
     let n = 0;
     let sum = 0;
     for (const k in v) {
@@ -370,7 +373,8 @@ export class Interner {
       if (kh === undefined) this.names.set(k, (kh = stringHash(k)));
       sum = (sum + fmix(kh ^ Math.imul(xh, 0x85ebca6b))) | 0;
     }
-    return [n, sum];
+    this.fieldCount = n;
+    return sum;
   }
 
   /** Whether `v`, with `n` defined fields and its children's ids on the stack from `base`, equals value `id`. */
