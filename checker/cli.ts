@@ -28,8 +28,8 @@ options:
   --encoder E       how collapsed states (the protocol models) are encoded: interned (default) or
                     json, the canonical-JSON baseline kept for benchmarks; same states, same counts
   --before          the code paths before issue 12's optimisations, kept as the benchmark's baseline
-                    (npm run bench:checker): --encoder json and the world's old flight handling;
-                    same states, same counts
+                    (npm run bench:checker): the world's old flight handling and, unless --encoder
+                    is given, --encoder json; same states, same counts
   --json            print one JSON object on stdout
   --out DIR         where counterexamples go (default out/)
   --quiet           no progress lines on stderr`;
@@ -45,7 +45,7 @@ interface Args {
   json: boolean;
   out: string;
   quiet: boolean;
-  encoder: Encoder;
+  encoder: Encoder | undefined;
   before: boolean;
 }
 
@@ -56,7 +56,7 @@ function positiveNumber(flag: string, raw: string | undefined): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false, encoder: "interned", before: false };
+  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false, encoder: undefined, before: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -168,7 +168,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const args = parseArgs(argv);
-    useEncoder(args.before ? "json" : args.encoder);
+    // --before implies the canonical-JSON encoder unless --encoder says otherwise (--before --encoder interned: the world's old paths alone).
+    useEncoder(args.encoder ?? (args.before ? "json" : "interned"));
     useBaselinePaths(args.before);
     const factory = await resolveFactory(args.model!);
     // Validate every parameter before any work starts.
