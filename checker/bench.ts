@@ -23,7 +23,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
-import { suite } from "./suite.config.ts";
+import { ISSUE_12_BENCH as ISSUE_12, suite } from "./suite.config.ts";
 import type { SuiteEntry } from "./suite.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
@@ -128,16 +128,6 @@ async function spin(rm: number, dir: string): Promise<Row> {
   };
 }
 
-/**
- * The three protocol configurations issue 12 measured (one worker, their states/s then in ISSUE_12), each
- * taken from the suite with its exact counts. The issue's goal: 5x those states/s on one worker.
- */
-export const ISSUE_12: ReadonlyArray<{ model: string; params: Record<string, string | number | boolean>; statesPerSecond: number }> = [
-  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, statesPerSecond: 22_264 },
-  { model: "speculative", params: { scenario: "transfer", crash: 1, shardCrash: 1 }, statesPerSecond: 15_988 },
-  { model: "parallel", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, statesPerSecond: 12_661 },
-];
-
 export interface ProtocolConfig {
   model: string;
   sets: string[];
@@ -146,7 +136,7 @@ export interface ProtocolConfig {
   issue: number;
 }
 
-/** ISSUE_12's configurations, with their suite entries' counts (an entry missing from the suite is an error). */
+/** The configurations issue 12 measured (ISSUE_12_BENCH in suite.config.ts), with their suite entries' counts (an entry missing from the suite is an error). */
 export function protocolConfigs(): ProtocolConfig[] {
   return ISSUE_12.map((c) => {
     const e = suite.find(
