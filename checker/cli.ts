@@ -6,6 +6,7 @@
 import { registry } from "./registry.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
 import { useEncoder, type Encoder } from "../spec/env/collapse.ts";
+import { useBaselinePaths } from "../spec/world/flights.ts";
 import { rate, resolveFactory, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
 
 const USAGE = `usage:
@@ -26,6 +27,9 @@ options:
   --max-seconds N   stop, INCOMPLETE, after N seconds
   --encoder E       how collapsed states (the protocol models) are encoded: interned (default) or
                     json, the canonical-JSON baseline kept for benchmarks; same states, same counts
+  --before          the code paths before issue 12's optimisations, kept as the benchmark's baseline
+                    (npm run bench:checker): the world's old flight handling and, unless --encoder
+                    is given, --encoder json; same states, same counts
   --json            print one JSON object on stdout
   --out DIR         where counterexamples go (default out/)
   --quiet           no progress lines on stderr`;
@@ -41,7 +45,8 @@ interface Args {
   json: boolean;
   out: string;
   quiet: boolean;
-  encoder: Encoder;
+  encoder: Encoder | undefined;
+  before: boolean;
 }
 
 function positiveNumber(flag: string, raw: string | undefined): number {
@@ -51,7 +56,7 @@ function positiveNumber(flag: string, raw: string | undefined): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false, encoder: "interned" };
+  const a: Args = { mutants: false, sets: [], workers: 1, options: {}, json: false, out: "out", quiet: false, encoder: undefined, before: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -100,6 +105,9 @@ function parseArgs(argv: string[]): Args {
         a.encoder = e;
         break;
       }
+      case "--before":
+        a.before = true;
+        break;
       case "--out":
         a.out = value();
         break;
@@ -160,7 +168,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const args = parseArgs(argv);
-    useEncoder(args.encoder);
+    // --before implies the canonical-JSON encoder unless --encoder says otherwise (--before --encoder interned: the world's old paths alone).
+    useEncoder(args.encoder ?? (args.before ? "json" : "interned"));
+    useBaselinePaths(args.before);
     const factory = await resolveFactory(args.model!);
     // Validate every parameter before any work starts.
     resolveParams(factory, args.sets);

@@ -96,12 +96,6 @@ export async function runCheck(spec: RunSpec): Promise<CheckResult> {
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be a positive integer, got ${workers}`);
   const options = spec.options ?? {};
   if (options.symmetry && !model.canonical) throw new UserError(`${f.name} declares no symmetry (Model.canonical); run it without --symmetry`);
-  // The protocol models' representative of an orbit is the renaming with the smallest interned part ids
-  // (spec/world/symmetry.ts); those ids are this thread's own, so two workers would pick different
-  // representatives of one orbit and count it twice.
-  if (options.symmetry && workers > 1 && model.localEncoding) {
-    throw new UserError(`${f.name}: symmetry reduction picks each orbit's representative by this thread's interned ids, which differ between worker threads; run it with --workers 1 (or without --symmetry)`);
-  }
   const info = { params, ...(spec.mutant ? { mutant: spec.mutant } : {}) };
   // Workers load a file model from its path, as this thread did.
   const result = workers === 1 ? withHeap(check(model, options, info)) : await checkParallel({ model: sourceOf(f) ?? f.name, params, mutant: spec.mutant, properties: spec.properties, workers, options }, model);

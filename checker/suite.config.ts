@@ -320,3 +320,16 @@ function underSymmetry(model: string, params: Record<string, string | number | b
 function symmetric(model: string, params: Record<string, string | number | boolean>, counts: { distinct: number; generated: number; depth: number }): SuiteEntry {
   return { model, params, symmetry: true, properties: underSymmetry(model, params), expect: "ok", counts };
 }
+
+// --- checker12's block ---
+/**
+ * The three protocol configurations issue 12 measured one worker's states/s on (a quiet machine), with those
+ * states/s: `npm run bench:checker` runs each before (`--before`) and now, against the issue's 5x goal. Each must
+ * be an "ok" entry of `suite` above with its counts (the bench takes them from there).
+ */
+export const ISSUE_12_BENCH: ReadonlyArray<{ model: string; params: Record<string, string | number | boolean>; statesPerSecond: number }> = [
+  { model: "twopc", params: { scenario: "transfer", crash: 1, shardCrash: 1, logFault: 1 }, statesPerSecond: 22_264 },
+  { model: "speculative", params: { scenario: "transfer", crash: 1, shardCrash: 1 }, statesPerSecond: 15_988 },
+  { model: "parallel", params: { scenario: "conflict", crash: 1, shardCrash: 0, timeouts: false }, statesPerSecond: 12_661 },
+];
+// --- end of checker12's block ---

@@ -201,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     else if (arg === "--help" || arg === "-h") {
       console.log(
-        "usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths);\nsymmetry-reduced entries keep one worker (a protocol model picks orbit representatives per thread).",
+        "usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths) (symmetry-reduced entries included).",
       );
       return 0;
     } else {
@@ -219,8 +219,8 @@ export async function main(argv: string[]): Promise<number> {
   // Every mutant a model declares must be in the suite: a new mutant is never silently unchecked.
   const uncovered = file === undefined && only === undefined ? uncoveredMutants(entries) : [];
   if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
-  // Symmetry-reduced entries keep their own worker count: a protocol model's representatives are per-thread (run.ts).
-  if (workers !== undefined) entries = entries.map((e) => (e.symmetry ? e : { ...e, workers }));
+  // Symmetry-reduced entries too: a protocol model's representatives are chosen by portable ranks (spec/world/symmetry.ts).
+  if (workers !== undefined) entries = entries.map((e) => ({ ...e, workers }));
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
   let failed = 0;

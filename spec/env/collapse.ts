@@ -35,6 +35,12 @@ export interface Collapser<S extends object> {
    * values, equal ids. Symmetry (spec/world/symmetry.ts) compares renamed states part by part with it.
    */
   part(f: keyof S & string, v: unknown): number;
+  /**
+   * A 53-bit structural hash of the value field `f` holds, the same in every thread and process (equal
+   * values, equal ranks; different values differ but for a 2^-53 chance): symmetry orders renamed states
+   * by it, so that worker threads, each with its own ids, pick the same representative of an orbit.
+   */
+  rank(f: keyof S & string, v: unknown): number;
 }
 
 /**
@@ -81,6 +87,10 @@ export function collapser<S extends object>(fields: readonly (keyof S & string)[
       const i = fields.indexOf(f);
       return v === last[i] ? lastIds[i]! : interner.id(v, last[i]);
     },
+    rank(f, v) {
+      const i = fields.indexOf(f);
+      return interner.rank(v === last[i] ? lastIds[i]! : interner.id(v, last[i]));
+    },
   };
 }
 
@@ -111,6 +121,7 @@ function jsonCollapser<S extends object>(fields: readonly (keyof S & string)[]):
       return s as S;
     },
     part: (f, v) => intern(fields.indexOf(f), v),
+    rank: (_f, v) => jsonRank(canonicalJson(v)),
   };
 }
 
@@ -145,6 +156,11 @@ class JsonTable {
 
 const isObject = (x: unknown): x is object => typeof x === "object" && x !== null;
 
+/** The json baseline's rank: two 32-bit hashes of the canonical JSON, as 53 bits. */
+function jsonRank(json: string): number {
+  return (stringHash2(json) & RANK_HI_MASK) * 2 ** 32 + stringHash(json);
+}
+
 /** MurmurHash3's finaliser: a bijection on 32 bits with full avalanche. */
 function fmix(h: number): number {
   h ^= h >>> 16;
@@ -159,6 +175,16 @@ function stringHash(x: string): number {
   for (let i = 0; i < x.length; i++) h = Math.imul(h ^ x.charCodeAt(i), 0x01000193);
   return fmix(h);
 }
+
+/** A second string hash (other seed and multiplier): with stringHash, 64 bits. */
+function stringHash2(x: string): number {
+  let h = 0x9747b28c ^ Math.imul(x.length, 0x85ebca6b);
+  for (let i = 0; i < x.length; i++) h = Math.imul(h ^ x.charCodeAt(i), 0x5bd1e995) ^ (h >>> 15);
+  return fmix(h ^ 0x2f6b1c33);
+}
+
+/** Ranks keep 21 bits of the high word: 53 bits in all, exact in a double. */
+const RANK_HI_MASK = 0x1fffff;
 
 const float = new Float64Array(1);
 const floatWords = new Uint32Array(float.buffer);
@@ -189,6 +215,25 @@ function primitiveHash(x: unknown): number {
   }
 }
 
+/**
+ * The high word of a primitive's portable hash (its low word is primitiveHash): together 64 bits that
+ * depend on the value alone, never on an id, so they are the same in every thread.
+ */
+function primitiveHash2(x: unknown): number {
+  switch (typeof x) {
+    case "number":
+      if ((x | 0) === x) return fmix((x | 0) ^ 0x7f4a7c15);
+      float[0] = x;
+      return fmix(floatWords[1]! ^ fmix(floatWords[0]! ^ 0x165667b1));
+    case "string":
+      return stringHash2(x);
+    case "boolean":
+      return x ? 0x1b873593 : 0x68e31da4;
+    default:
+      return 0x3c6ef372;
+  }
+}
+
 /** How an interned child stands in its parent's hash. */
 const childHash = (id: number): number => fmix(Math.imul(id, 0x9e3779b1) ^ 0x27d4eb2f);
 
@@ -216,6 +261,9 @@ export class Interner {
   /** Per id: the number of defined fields (objects) or elements (arrays); -1 for a primitive. */
   private readonly sizes: number[] = [];
   private readonly hashes: number[] = [];
+  /** Per id: its portable 64-bit hash (high, low words), from its content alone (rank). */
+  private readonly portHi: number[] = [];
+  private readonly portLo: number[] = [];
   /** Open addressing: id + 1 per slot, 0 when empty; at most half full. */
   private slots = new Int32Array(1 << 10);
   private objects = 0;
@@ -237,8 +285,8 @@ export class Interner {
       n = v.length;
       hash = this.arrayHash(v, h as readonly unknown[] | undefined);
     } else {
-      const [count, sum] = this.objectHash(v as Record<string, unknown>, h);
-      n = count;
+      const sum = this.objectHash(v as Record<string, unknown>, h);
+      n = this.fieldCount;
       hash = fmix(sum ^ Math.imul(n, 0xcc9e2d51));
     }
     if (hintId !== undefined && this.hashes[hintId] === hash && this.equals(v, hintId, n, base)) {
@@ -255,6 +303,15 @@ export class Interner {
     return this.values[id];
   }
 
+  /**
+   * The portable rank of value `id`: 53 bits of a structural hash computed from the value alone (primitives
+   * hashed, an object's (key, field) pairs summed so key order does not matter, an array's elements in
+   * order), so equal values have equal ranks in every thread, whatever ids each gave them.
+   */
+  rank(id: number): number {
+    return (this.portHi[id]! & RANK_HI_MASK) * 2 ** 32 + (this.portLo[id]! >>> 0);
+  }
+
   /** How many distinct values were interned. */
   get size(): number {
     return this.values.length;
@@ -264,6 +321,8 @@ export class Interner {
     let id = this.byPrimitive.get(v);
     if (id === undefined) {
       id = this.push(v, -1, primitiveHash(v));
+      this.portHi.push(primitiveHash2(v));
+      this.portLo.push(this.hashes[id]!);
       this.byPrimitive.set(v, id);
     }
     return id;
@@ -293,8 +352,11 @@ export class Interner {
     return hash;
   }
 
-  /** Interns the defined fields' object values (ids pushed on the stack); their count and order-free hash. */
-  private objectHash(v: Record<string, unknown>, h: Record<string, unknown> | undefined): [number, number] {
+  /** The number of defined fields objectHash counted last (a field, not a returned pair: no allocation per object). */
+  private fieldCount = 0;
+
+  /** Interns the defined fields' object values (ids pushed on the stack); their order-free hash (their count in fieldCount). */
+  private objectHash(v: Record<string, unknown>, h: Record<string, unknown> | undefined): number {
     let n = 0;
     let sum = 0;
     for (const k in v) {
@@ -311,7 +373,8 @@ export class Interner {
       if (kh === undefined) this.names.set(k, (kh = stringHash(k)));
       sum = (sum + fmix(kh ^ Math.imul(xh, 0x85ebca6b))) | 0;
     }
-    return [n, sum];
+    this.fieldCount = n;
+    return sum;
   }
 
   /** Whether `v`, with `n` defined fields and its children's ids on the stack from `base`, equals value `id`. */
@@ -347,11 +410,48 @@ export class Interner {
       i = (i + 1) & mask;
     }
     const id = this.push(v, n, hash);
+    this.portable(v, base);
     this.slots[i] = id + 1;
     this.byRef.set(v, id);
     this.rememberChildren(v, base);
     if (++this.objects * 2 > this.slots.length) this.grow();
     return id;
+  }
+
+  /** Pushes a new value's portable hash: its children's are known (their ids on the stack from `base`). */
+  private portable(v: object, base: number): void {
+    let j = base;
+    let hi: number;
+    let lo: number;
+    if (Array.isArray(v)) {
+      hi = 0x243f6a88 ^ v.length;
+      lo = 0x85a308d3 ^ v.length;
+      for (const x of v) {
+        const c = isObject(x) ? this.stack[j++]! : -1;
+        const xh = c < 0 ? primitiveHash2(x) : this.portHi[c]!;
+        const xl = c < 0 ? primitiveHash(x) : this.portLo[c]!;
+        hi = Math.imul(((hi << 7) | (hi >>> 25)) ^ xh, 0xcc9e2d51);
+        lo = Math.imul(((lo << 5) | (lo >>> 27)) ^ xl, 0x1b873593);
+      }
+    } else {
+      let n = 0;
+      hi = 0;
+      lo = 0;
+      for (const k in v) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x === undefined) continue;
+        n++;
+        const c = isObject(x) ? this.stack[j++]! : -1;
+        const xh = c < 0 ? primitiveHash2(x) : this.portHi[c]!;
+        const xl = c < 0 ? primitiveHash(x) : this.portLo[c]!;
+        hi = (hi + fmix(stringHash2(k) ^ Math.imul(xh, 0xcc9e2d51) ^ xl)) | 0;
+        lo = (lo + fmix(stringHash(k) ^ Math.imul(xl, 0x85ebca6b) ^ xh)) | 0;
+      }
+      hi ^= Math.imul(n, 0x27d4eb2f) ^ 0x13198a2e;
+      lo ^= Math.imul(n, 0x165667b1) ^ 0x03707344;
+    }
+    this.portHi.push(fmix(hi));
+    this.portLo.push(fmix(lo));
   }
 
   /** A new value's object children, whose ids are on the stack from `base`, in its field order. */

@@ -7,6 +7,16 @@ import { canonicalJson } from "../env/canonical.ts";
 import * as txlog from "../env/txlog.ts";
 import type { Flight, World } from "./types.ts";
 
+let baseline = false;
+/**
+ * Selects the code paths this file had before issue 12's optimisations (every flight re-sorted on each launch,
+ * a closure per dropFencedOrphans call), kept as the baseline `speccommit check --before` and
+ * `npm run bench:checker` measure against. The states, and so the counts, are the same either way.
+ */
+export function useBaselinePaths(on: boolean): void {
+  baseline = on;
+}
+
 /** The canonical key of a flight, computed once per flight object. */
 export function flightKeys(): (f: Flight) => string {
   const keys = new WeakMap<Flight, string>();
@@ -49,7 +59,7 @@ export function launch<W extends World>(
   opts: { readonly txIndex: (tx: string) => number; readonly timerOff: (id: string) => boolean; readonly key: (f: Flight) => string },
 ): W {
   if (effects.length === 0) return w;
-  let flights = [...w.flights];
+  let flights = w.flights.slice();
   let told = w.told;
   for (const fx of effects) {
     if (fx.t === "reply") {
@@ -61,9 +71,27 @@ export function launch<W extends World>(
       if (opts.timerOff(fx.id)) continue;
       flights = flights.filter((f) => !(f.owner === owner && f.fx.t === "timer" && f.fx.id === fx.id));
     }
-    flights.push({ owner, fx, orphan: false, inc: w.inc });
+    const f = { owner, fx, orphan: false, inc: w.inc };
+    if (baseline) flights.push(f);
+    else insertSorted(flights, f, opts.key);
   }
-  return { ...w, flights: sortFlights(flights, opts.key), told };
+  return { ...w, flights: baseline ? sortFlights(flights, opts.key) : flights, told };
+}
+
+/**
+ * Inserts f into flights, kept sorted by key, after every flight whose key is not greater: what sortFlights
+ * (a stable sort) gives for the flights with f appended, at the cost of log n keys instead of n.
+ */
+function insertSorted(flights: Flight[], f: Flight, key: (f: Flight) => string): void {
+  const k = key(f);
+  let lo = 0;
+  let hi = flights.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (key(flights[mid]!) > k) hi = mid;
+    else lo = mid + 1;
+  }
+  flights.splice(lo, 0, f);
 }
 
 /**
@@ -72,9 +100,30 @@ export function launch<W extends World>(
  * removes states without removing behaviours.
  */
 export function dropFencedOrphans<W extends World>(w: W): W {
+  if (baseline) return dropFencedOrphansBaseline(w);
+  // Hot (after every step): no orphan, nothing to drop, and no closure made (tsx names each one it makes).
+  let any = false;
+  for (const f of w.flights) if (f.orphan) any = true;
+  if (!any) return w;
+  const epoch = txlog.get(w.log, EPOCH_KEY)?.version ?? 0;
+  let kept: Flight[] | undefined;
+  for (let i = 0; i < w.flights.length; i++) {
+    const f = w.flights[i]!;
+    if (fencedOut(f, epoch)) kept ??= w.flights.slice(0, i);
+    else kept?.push(f);
+  }
+  return kept === undefined ? w : { ...w, flights: kept };
+}
+
+/** dropFencedOrphans as it was (useBaselinePaths). */
+function dropFencedOrphansBaseline<W extends World>(w: W): W {
   const epoch = txlog.get(w.log, EPOCH_KEY)?.version ?? 0;
   const dead = (f: Flight) => f.orphan && (f.fx.t === "log.put" || f.fx.t === "log.delete") && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
   return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
+}
+
+function fencedOut(f: Flight, epoch: number): boolean {
+  return f.orphan && (f.fx.t === "log.put" || f.fx.t === "log.delete") && f.fx.fence !== undefined && f.fx.fence.version !== epoch;
 }
 
 /** What a process crash leaves in flight: statements and log writes already sent may still land; replies, timers and reads die. */

@@ -14,10 +14,16 @@
  * the arrays the model keeps sorted (sets: flights, log entries, branches,
  * connections, undo rows, sorted id lists), which a rename may unsort.
  *
- * The representative is the renamed state that is smallest in a total
- * order on states (its parts' collapser ids, compared part by part): the set
- * of renamings of an orbit is the same from every member, so every member
- * gets the same representative, and it is a member itself. Exact, at the
+ * The representative is the renamed state that is smallest in an order on
+ * states (its parts' portable ranks, `Collapser.rank`: 53-bit structural
+ * hashes of the values, compared part by part): the set of renamings of an
+ * orbit is the same from every member, so every member gets the same
+ * representative, and it is a member itself. The ranks depend on the values
+ * alone, not on any thread's interned ids, so worker threads pick the same
+ * representative (`--symmetry --workers N`). Two different parts with the
+ * same rank (a 2^-53 chance per pair) would tie: the first renaming left
+ * wins, still a member of the orbit, so a tie can only cost reduction (an
+ * orbit stored twice), never a verdict. Exact, at the
  * cost of renaming, for each of the |G| permutations (2 for twins, 6 for
  * three), the parts up to the first one that tells them apart (usually the
  * coordinators); renamed parts are cached per object, so a part shared
@@ -235,13 +241,13 @@ export function renamers(sc: Scenario, perms: readonly Permutation[]): Renamer[]
 /**
  * Model.canonical for a world whose scenario declares interchangeable
  * transactions (undefined when it declares none): the member of the state's
- * orbit that is smallest in the order "compare the parts' ids (`partId`,
- * the collapser's), coords first, then resolver, shards, ...". Ids are equal
- * exactly when values are, so this is a total order on states and every
- * member of an orbit has the same minimum. Renames go part by part and stop
+ * orbit that is smallest in the order "compare the parts' ranks (`rank`,
+ * the collapser's portable hash), coords first, then resolver, shards, ...".
+ * Ranks depend on values only, so every member of an orbit (in any thread)
+ * has the same minimum. Renames go part by part and stop
  * as soon as one candidate is left (usually after the coordinators).
  */
-export function worldCanonical<W extends World>(sc: Scenario, partId: (part: Part, v: unknown) => number): ((w: W) => W) | undefined {
+export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part, v: unknown) => number): ((w: W) => W) | undefined {
   const perms = scenarioPermutations(sc);
   if (perms === undefined) return undefined;
   const rs = renamers(sc, perms);
@@ -253,7 +259,7 @@ export function worldCanonical<W extends World>(sc: Scenario, partId: (part: Par
     for (const part of PARTS) {
       let best = Infinity;
       const ids = alive.map((r) => {
-        const id = partId(part, r === null ? w[part] : renamePart(w, part, r));
+        const id = rank(part, r === null ? w[part] : renamePart(w, part, r));
         if (id < best) best = id;
         return id;
       });

@@ -228,7 +228,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     ...(cfg.leadsTo ? { leadsTo: cfg.leadsTo(sc, fairStep) } : {}),
     encode: collapse.encode,
     decode: collapse.decode,
-    ...withCanonical(worldCanonical<W>(sc, collapse.part)),
+    ...withCanonical(worldCanonical<W>(sc, collapse.rank)),
     localEncoding: true,
     describe: describer<W>(sc, key, { coordinator: coord, resolver: res, request: requestOf, scan: scanOf, result: resultOf, batchResult }),
     view: (w) => w,

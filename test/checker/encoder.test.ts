@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../checker/cli.ts";
 import { useEncoder } from "../../spec/env/collapse.ts";
+import { useBaselinePaths } from "../../spec/world/flights.ts";
 
 async function check(args: string[]): Promise<{ code: number; json: Record<string, unknown> }> {
   const out = await mkdtemp(join(tmpdir(), "encoder-"));
@@ -25,7 +26,10 @@ async function check(args: string[]): Promise<{ code: number; json: Record<strin
 }
 
 describe("state encoders", () => {
-  afterEach(() => useEncoder("interned"));
+  afterEach(() => {
+    useEncoder("interned");
+    useBaselinePaths(false);
+  });
 
   it("give the suite's counts on twopc, with either encoder", async () => {
     for (const encoder of ["json", "interned"]) {
@@ -44,6 +48,22 @@ describe("state encoders", () => {
     expect((b.json.violations as Array<{ length: number }>)[0]!.length).toBe(11);
     expect(b.json).toMatchObject({ distinct: a.json.distinct, generated: a.json.generated, depth: a.json.depth });
   });
+
+  // --before (the benchmark's baseline: the canonical-JSON encoder and the world's old flight handling) explores
+  // the same states as now: the suite's counts with crashes and log faults (orphans, fenced writes, re-sorted flights).
+  it("--before gives the suite's counts and the same shortest counterexample as now", async () => {
+    for (const before of [true, false]) {
+      const spec = await check(["speculative", "--set", "scenario=transfer", "--set", "crash=1", "--set", "shardCrash=0", "--set", "logFault=1", ...(before ? ["--before"] : [])]);
+      expect(spec.code).toBe(0);
+      expect(spec.json).toMatchObject({ distinct: 32_828, generated: 104_932, depth: 40, complete: true });
+    }
+    const args = ["twopc", "--set", "scenario=transfer", "--set", "crash=1", "--set", "shardCrash=0", "--mutant", "no-epoch-fence", "--property", "AC2_irrevocable"];
+    const a = await check([...args, "--before"]);
+    const b = await check(args);
+    expect([a.code, b.code]).toEqual([1, 1]);
+    expect((a.json.violations as Array<{ length: number }>)[0]!.length).toBe(31);
+    expect((b.json.violations as Array<{ length: number }>)[0]!.length).toBe(31);
+  }, 300_000);
 
   it("refuses an unknown encoder", async () => {
     const errors: string[] = [];

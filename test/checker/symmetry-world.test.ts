@@ -77,6 +77,29 @@ describe("Collapser.part", () => {
   });
 });
 
+describe("Collapser.rank (portable: the order symmetry picks representatives by, the same in every worker)", () => {
+  const values: unknown[] = [
+    { x: [1, 2], y: "t1" }, { x: [1, 2], y: "t2" }, { x: [2, 1], y: "t1" }, ["s1", { k: 3 }], ["s1", { k: 4 }], [{ k: 3 }, "s1"],
+    { a: null, b: true }, { a: null, b: false }, { a: null }, [], {}, [[]], [{}], 0, 1, -1, 0.5, "", "0", null, true, false,
+    { coords: [{ st: { phase: "idle" }, alive: true }] }, { coords: [{ st: { phase: "idle" }, alive: false }] },
+  ];
+  it("equal values get equal ranks whatever the interning order and key order; different values differ", () => {
+    const one = collapser<{ p: unknown }>(["p"]);
+    const two = collapser<{ p: unknown }>(["p"]);
+    // The second collapser meets the values in the other order, with keys reversed: its ids differ, its ranks must not.
+    const reversed = (v: unknown): unknown =>
+      Array.isArray(v) ? v.map(reversed) : v !== null && typeof v === "object" ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversed(x)])) : v;
+    const ids2 = [...values].reverse().map((v) => two.part("p", reversed(v)));
+    const ids1 = values.map((v) => one.part("p", v));
+    expect(ids1).not.toEqual([...ids2].reverse());
+    const r1 = values.map((v) => one.rank("p", v));
+    const r2 = values.map((v) => two.rank("p", reversed(v)));
+    expect(r2).toEqual(r1);
+    expect(new Set(r1).size).toBe(values.length);
+    for (const r of r1) expect(Number.isSafeInteger(r) && r >= 0).toBe(true);
+  });
+});
+
 describe("declared permutations", () => {
   it("the identity first, then every arrangement inside each class", () => {
     expect(permutationsWithin(3, [[0, 1, 2]])).toEqual([
