@@ -46,8 +46,9 @@ import type { Accounts } from "./accounts.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { TxlogEtcd } from "./adapters/txlog-etcd.ts";
 import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
-import { DurableUnavailable, settledOutcome } from "./durable.ts";
-import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine, type ProtocolName } from "./engine.ts";
+import { DurableUnavailable, settledOutcome, TX_ID } from "./durable.ts";
+import { NotReady, Overloaded, ShuttingDown, type Engine, type ProtocolName } from "./engine.ts";
+import type { TxlogStore } from "./adapters/ports.ts";
 import { BadRequest, centsOf, firstInexactNumber, formatCents, groupBranches } from "./transfer.ts";
 import { idempotencyKeyOf } from "./idempotency.ts";
 import { toCents } from "./cluster/schema.ts";
@@ -63,6 +64,11 @@ export interface BankingDeps {
   readonly accounts: Accounts;
   readonly send: Send;
   readonly readBody: (req: IncomingMessage) => Promise<string>;
+  /**
+   * Where the outcome of `tx` is read and fenced: the namespace of the node that ran it and the epoch this process
+   * holds of that node (runtime/server.ts durableFor, as the idempotency path uses). Absent: this node's own.
+   */
+  readonly durableFor?: (tx: TxId) => { readonly log: TxlogStore; readonly epoch: () => number | null };
 }
 
 /**
@@ -303,7 +309,8 @@ export class Banking {
     let tx = row.opening_tx;
     if (tx === null) {
       // Claim the opening: the transfer's id is durable in the row before the transfer may run.
-      tx = newTxId();
+      // This node's id (<node>.<uuid>): its resolver and no other node's settles the opening if this process dies.
+      tx = this.d.engine.newTx();
       const r = await this.query<{ affectedRows: number }>(o.shard, `UPDATE accounts SET opening_tx = '${tx}' WHERE id = ${id} AND status = 'opening' AND opening_tx IS NULL`);
       if (r.affectedRows !== 1) return answer(202, { status: "in_doubt" }, { status: "opening", error: "another request with this key is opening it; retry" });
       row.opening_tx = tx;
@@ -361,13 +368,19 @@ export class Banking {
     return withTimeout(run.outcome, OPEN_WAIT_MS, { status: "in_doubt" } as Outcome);
   }
 
+  /** The log and epoch that settle `tx`: its node's (several coordinators), else this node's. */
+  private routeOf(tx: TxId): { readonly log: TxlogStore; readonly epoch: () => number | null } {
+    if (this.d.durableFor !== undefined) return this.d.durableFor(tx);
+    return { log: this.d.txlog, epoch: () => this.d.engine.epoch };
+  }
+
   /** The outcome of an opening transfer run before (by this process or one before it). */
   private async outcomeOf(tx: TxId, o: { shard: ShardId; funding: { shard: ShardId } | null; protocol: string }): Promise<Outcome> {
     const known = this.d.engine.transaction(tx);
     if (known !== undefined && known.outcome !== null && known.outcome !== undefined && known.outcome.status !== "in_doubt") return known.outcome;
     if (this.d.engine.isRunning(tx)) return { status: "in_doubt" } as Outcome;
     const shards = [...new Set([o.funding!.shard, o.shard])].sort();
-    const settled = await settledOutcome(tx, { protocol: o.protocol, shards }, { xa: this.d.xa, log: this.d.txlog, epoch: () => this.d.engine.epoch });
+    const settled = await settledOutcome(tx, { protocol: o.protocol, shards }, { xa: this.d.xa, ...this.routeOf(tx) });
     return settled === "probe" ? ({ status: "in_doubt" } as Outcome) : settled;
   }
 
@@ -396,7 +409,7 @@ export class Banking {
         if (shards === null) continue;
         try {
           const protocol = row.opening_protocol ?? DEFAULT_PROTOCOL;
-          const outcome = await settledOutcome(tx, { protocol, shards }, { xa: this.d.xa, log: this.d.txlog, epoch: () => this.d.engine.epoch });
+          const outcome = await settledOutcome(tx, { protocol, shards }, { xa: this.d.xa, ...this.routeOf(tx) });
           if (outcome === "probe" || outcome.status === "in_doubt") continue;
           const next = outcome.status === "committed" ? "open" : "failed";
           await this.query(shard, `UPDATE accounts SET status = '${next}' WHERE id = ${Number(row.id)} AND status = 'opening' AND opening_tx = '${tx}'`);
@@ -412,7 +425,7 @@ export class Banking {
 
   /** The shards that hold a history row or a prepared branch of `tx`; null when one did not answer. */
   private async shardsOf(tx: TxId): Promise<ShardId[] | null> {
-    if (!/^[A-Za-z0-9-]{1,64}$/.test(tx)) return null;
+    if (!TX_ID.test(tx)) return null; // the xid text durable.ts reads (node ids carry a dot)
     const out: ShardId[] = [];
     for (const s of this.d.xa.shards) {
       const r = await this.pool(s).run<Array<{ n: string }>>(`SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}'`);

@@ -18,7 +18,7 @@ export type { RanAs } from "../spec/server/readback.ts";
 
 export class DurableUnavailable extends Error {}
 
-const TX_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const TX_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 const NO_FACTS: DurableFacts = { records: [], history: [], prepared: [], undo: [] };
 

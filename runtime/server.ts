@@ -249,7 +249,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       : null;
   deadlocks?.start();
 
-  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, { timestamps, snapshots }, failover, logOf);
+  const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, { timestamps, snapshots }, failover, logOf, durableFor);
   // Openings left 'opening' by a crash after their transfer ended (runtime/banking.ts); in the background, bounded.
   void api.banking.settleOpenings().catch((e: unknown) => console.error(`settling account openings: ${(e as Error).message}`));
   const httpOptions = {
@@ -391,6 +391,8 @@ class Api {
     private readonly failover: Failover,
     /** Node n's namespace (runtime/nodes.ts). */
     private readonly logOf: (n: string) => TxlogEtcd,
+    /** Where the outcome of a transaction is read and fenced: its node's namespace (startServer's durableFor). */
+    durableFor?: (tx: TxId) => DurableRoute,
   ) {
     this.limiter = new RateLimiter(config.rate_limit_per_s, config.rate_limit_burst);
     this.secrets = [config.mysql_password, config.admin_token, config.metrics_token];
@@ -401,6 +403,7 @@ class Api {
       accounts,
       send: (res, route, status, body, headers) => this.send(res, route, status, body, headers),
       readBody: (req) => this.readBody(req),
+      ...(durableFor !== undefined ? { durableFor } : {}),
     });
   }
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claimKey, EPOCH_KEY, type ClaimRecord } from "../../spec/kernel/effects.ts";
 import { RetentionLeases } from "../../runtime/retention.ts";
 import { Idempotency, idempotencyEtcdKey } from "../../runtime/idempotency.ts";
-import { NotReady, Overloaded, ShuttingDown, type Engine } from "../../runtime/engine.ts";
+import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "../../runtime/engine.ts";
 import type { TransferRequest } from "../../runtime/transfer.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
@@ -222,6 +222,7 @@ describe("txlog (etcd)", () => {
     const engine = {
       recordsTraces: false,
       now_ms: () => 0,
+      newTx: () => newTxId(),
       submit: (_branches: unknown, _protocol: unknown, tx: string) => {
         if (refuse !== null) throw refuse;
         submitted.push(tx);
