@@ -145,10 +145,17 @@ describe("speccommit cluster stop|kill|start NAME", () => {
       const first = file().etcdMembers!.map((m) => m.pid);
       const kill = run("kill", "etcd2", "--dir", dir);
       expect(kill.stdout).toMatch(/^etcd2: killed \(pid \d+\)/);
-      const status = run("status", "--dir", dir);
+      // If etcd2 led, the other two elect a new leader first (election timeout 1 s): until then they answer
+      // /health "starting". Bounded: they must be up within 10 s, with etcd2 still down.
+      let status = run("status", "--dir", dir);
+      for (let k = 0; k < 40 && !(/etcd1\s+up/.test(status.stdout) && /etcd3\s+up/.test(status.stdout)); k++) {
+        await new Promise((r) => setTimeout(r, 250));
+        status = run("status", "--dir", dir);
+      }
       expect(status.status).toBe(3);
       expect(status.stdout).toMatch(/etcd2\s+down/);
       expect(status.stdout).toMatch(/etcd1\s+up/);
+      expect(status.stdout).toMatch(/etcd3\s+up/);
       expect(run("start", "etcd2", "--dir", dir).stdout).toMatch(/^etcd2: started/);
       expect(run("start", "etcd2", "--dir", dir).stdout).toMatch(/^etcd2: already up/);
       const after = file().etcdMembers!.map((m) => m.pid);
