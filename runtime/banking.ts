@@ -49,7 +49,7 @@ import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
 import { DurableUnavailable, settledOutcome, TX_ID } from "./durable.ts";
 import { NotReady, Overloaded, ShuttingDown, type Engine, type ProtocolName } from "./engine.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
-import { BadRequest, centsOf, firstInexactNumber, formatCents, groupBranches } from "./transfer.ts";
+import { BadRequest, centsOf, formatCents, groupBranches, parseExactJson } from "./transfer.ts";
 import { idempotencyKeyOf } from "./idempotency.ts";
 import { toCents } from "./cluster/schema.ts";
 import { DEFAULT_PROTOCOL, REGISTRY } from "../spec/protocols/registry.ts";
@@ -239,14 +239,7 @@ export class Banking {
   // ---------------------------------------------------------------- opening
 
   private decodeOpen(text: string, header: readonly string[] | undefined) {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new BadRequest(400, `malformed JSON: ${(e as Error).message}`);
-    }
-    const inexact = firstInexactNumber(text);
-    if (inexact !== null) throw new BadRequest(400, inexact);
+    const json = parseExactJson(text);
     let body: typeof OpenBody.Type;
     try {
       body = Schema.decodeUnknownSync(OpenBody)(json, { onExcessProperty: "error" });

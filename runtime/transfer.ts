@@ -113,8 +113,8 @@ export interface AccountCatalog {
   refusal?(shard: ShardId, account: number): string | null;
 }
 
-/** Throws BadRequest with a message that says what is wrong. */
-export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: ProtocolName = DEFAULT_PROTOCOL): TransferRequest {
+/** A request body as JSON whose every number is exact (firstInexactNumber); BadRequest(400) otherwise. */
+export function parseExactJson(text: string): unknown {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -123,6 +123,12 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
   }
   const inexact = firstInexactNumber(text);
   if (inexact !== null) throw new BadRequest(400, inexact);
+  return json;
+}
+
+/** Throws BadRequest with a message that says what is wrong. */
+export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: ProtocolName = DEFAULT_PROTOCOL): TransferRequest {
+  const json = parseExactJson(text);
   let body: typeof BodySchema.Type;
   try {
     body = plainBody(json) ?? decodeBody(json, { onExcessProperty: "error" });

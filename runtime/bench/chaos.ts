@@ -23,7 +23,7 @@ import { addressesOfCluster } from "../main.ts";
 import { auditHistory, preparedBranches, totalCents, waitSettled, type HistoryAudit, type Settled } from "./audit.ts";
 import { ChaosTarget } from "./chaos-client.ts";
 import { runLoad, type LoadResult } from "./load.ts";
-import type { WorkloadOptions } from "./workload.ts";
+import { rng, type WorkloadOptions } from "./workload.ts";
 
 export const PARTITION_METHOD =
   "SIGSTOP/SIGCONT of the isolated etcd member and coordinator: a stand-in for a network partition. " +
@@ -106,17 +106,6 @@ export interface ChaosReport {
   };
 }
 
-/** A seeded generator (mulberry32), so a run's choice of victims is repeatable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

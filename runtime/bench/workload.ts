@@ -84,8 +84,8 @@ export function validateWorkload(w: WorkloadOptions): void {
   }
 }
 
-/** mulberry32: small, fast, and good enough to spread transfers over accounts. */
-function rng(seed: number): () => number {
+/** mulberry32: small, fast, seeded (a run's choices repeat), good enough to spread transfers and pick chaos victims. */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
