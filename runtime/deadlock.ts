@@ -18,6 +18,26 @@
  * Bounded: one query per shard per tick, never two ticks at once, at most
  * WAIT_ROWS_MAX rows per shard; only the last tick's graph is kept.
  *
+ * Several coordinator nodes (`serve --node N`): a cycle may run through
+ * transactions of different nodes (n1's T1 waits for n2's T2 on shard a,
+ * T2 for T1 on shard b). A node knows only its own sessions; another
+ * node's session on shard a and its session on shard b would be two
+ * unrelated graph nodes, so no node would see the cycle and it would last
+ * until innodb_lock_wait_timeout. So while other nodes are members, each
+ * node publishes in etcd (`<prefix>deadlock/<node>`, PeerSessions) the
+ * sessions of its own that appear in its last tick's waits, with their
+ * transaction ids and facts, and reads the others' to name the sessions it
+ * does not know. Every node then builds the same global graph with every
+ * transaction's facts (another node's facts as that node last published
+ * them), runs the same choice, and interrupts only its own victims, whose
+ * facts it knows fresh: a victim is never decided whatever a peer
+ * published; a stale map can only make a node skip a tick or spare a
+ * victim its owner will take. Published entries older than PEER_FRESH_MS
+ * (or a node's own clock's view of them) are ignored; an entry is at most
+ * PEER_SESSIONS_MAX sessions; a node writes at most once per tick, and
+ * only when what it would publish changed or half the freshness window has
+ * passed.
+ *
  * InnoDB serves INNODB_TRX and INNODB_LOCK_WAITS from a cache that it
  * refreshes only when the previous read is more than 100 ms old: a reader
  * polling faster (this detector, or anyone else reading those tables on the
@@ -30,6 +50,32 @@ import { chooseVictims, type TxFacts, type Victim, type WaitEdge, type WaitSnaps
 import { ShardPool, type PoolLimits, type QueryOutcome, type ShardAddress } from "./adapters/mysql-pool.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
 import type { Metrics } from "./metrics.ts";
+import type { Etcd3, Namespace } from "etcd3";
+
+/** Sessions one node publishes per tick for the others (the rest are left out: their cycles wait for a later tick). */
+export const PEER_SESSIONS_MAX = 2_000;
+/** A peer's published sessions older than this are ignored (its node stopped, or stopped seeing waits). */
+export const PEER_FRESH_MS = 3_000;
+
+/** A session of a node, as published for the other nodes' detectors. */
+export interface PeerSession {
+  readonly shard: ShardId;
+  readonly thread: number;
+  readonly tx: TxId;
+  readonly facts?: TxFacts;
+}
+
+/** The exchange of sessions between the nodes' detectors (EtcdPeerSessions; tests may give their own). */
+export interface PeerSessions {
+  /** True while other nodes are members: only then is anything published or read. */
+  active(): boolean;
+  /** Publishes this node's sessions (empty: withdraws what was published). */
+  publish(sessions: readonly PeerSession[]): Promise<void>;
+  /** The other nodes' fresh sessions. */
+  read(): Promise<PeerSession[]>;
+  /** This node's turn among the members for reading the shards (see DeadlockDetector.schedule). */
+  slot(): { index: number; count: number };
+}
 
 /** Lock waits read per shard and tick; past it the rest are left for the next tick (and counted as truncated). */
 export const WAIT_ROWS_MAX = 10_000;
@@ -50,6 +96,8 @@ export interface DeadlockDetectorOptions {
   /** The facts of a transaction whose coordinator runs here (Engine.deadlockFacts); undefined: not ours, never a victim. */
   factsOf(tx: TxId): TxFacts | undefined;
   readonly metrics?: Metrics;
+  /** With several coordinator nodes: how this node names the others' sessions (see the header). */
+  readonly peers?: PeerSessions;
 }
 
 export interface DetectorStats {
@@ -60,6 +108,10 @@ export interface DetectorStats {
   shard_errors: number;
   /** The last tick's duration, ms. */
   last_tick_ms: number;
+  /** Sessions of other nodes named from what they published (over every tick). */
+  peer_sessions: number;
+  /** Ticks in which the exchange with the other nodes failed (etcd did not answer): their sessions stayed unnamed. */
+  peer_errors: number;
 }
 
 /** A session of a shard this process does not know: a node no one may abort (its own shard sees its cycles). */
@@ -69,7 +121,7 @@ export class DeadlockDetector {
   private readonly pools = new Map<ShardId, ShardPool>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<Victim[]> | null = null;
-  readonly stats: DetectorStats = { ticks: 0, victims: 0, shard_errors: 0, last_tick_ms: 0 };
+  readonly stats: DetectorStats = { ticks: 0, victims: 0, shard_errors: 0, last_tick_ms: 0, peer_sessions: 0, peer_errors: 0 };
   /** The last tick's graph when it had a wait (replaced each tick: one snapshot kept). */
   last: WaitSnapshot | null = null;
   /** Called with each victim interrupted (tests and the bench measure with it). */
@@ -81,14 +133,47 @@ export class DeadlockDetector {
   }
 
   start(): void {
-    if (this.timer !== null || this.opts.interval_ms <= 0) return;
-    this.timer = setInterval(() => void this.tick(), this.opts.interval_ms);
+    if (this.running || this.opts.interval_ms <= 0) return;
+    this.running = true;
+    this.schedule();
+  }
+
+  private running = false;
+
+  /**
+   * The next tick. Alone: every interval_ms. With other nodes, their reads of
+   * a shard's lock-wait tables must never come closer than InnoDB's 100 ms
+   * cache window every time (else the cache never refreshes and every node
+   * sees the same frozen waits): the nodes take turns on the wall clock,
+   * node i of n (members sorted by name) reading at the times t with
+   * t mod (n * interval_ms) = i * interval_ms. The reads of all nodes then
+   * average one per interval_ms (above the window), whatever their phases
+   * and clock skews.
+   */
+  private schedule(): void {
+    if (!this.running) return;
+    const period = this.opts.interval_ms;
+    const slot = this.opts.peers?.active() === true ? this.opts.peers.slot() : { index: 0, count: 1 };
+    let delay = period;
+    if (slot.count > 1) {
+      const round = period * slot.count;
+      const now = Date.now();
+      const at = now - (now % round) + slot.index * period;
+      delay = at > now ? at - now : at + round - now;
+    }
+    this.timer = setTimeout(() => {
+      void this.tick().finally(() => this.schedule());
+    }, delay);
     this.timer.unref();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.running = false;
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    // Withdraw what this node published for the others (it would age out anyway).
+    if (this.published !== null && this.opts.peers !== undefined) void this.opts.peers.publish([]).catch(() => undefined);
+    this.published = null;
     for (const p of this.pools.values()) p.close();
   }
 
@@ -102,10 +187,9 @@ export class DeadlockDetector {
     const t0 = performance.now();
     const shards = [...this.pools.keys()];
     const reads = await Promise.all(shards.map((s) => this.pools.get(s)!.run<Array<{ waiter: unknown; holder: unknown }>>(LOCK_WAITS_SQL)));
-    const edges: WaitEdge[] = [];
-    const facts: Record<TxId, TxFacts> = {};
-    /** Per victim candidate, its blocked sessions: (shard, thread). */
-    const blocked = new Map<TxId, Array<{ shard: ShardId; thread: number }>>();
+    /** Every wait read this tick, by session: (shard, waiter thread, holder thread). */
+    const waits: Array<{ shard: ShardId; w: number; h: number }> = [];
+    const oursOf = new Map<ShardId, ReadonlyMap<number, TxId>>();
     reads.forEach((r, i) => {
       const shard = shards[i]!;
       if (!r.ok) {
@@ -113,31 +197,42 @@ export class DeadlockDetector {
         return;
       }
       if (r.value.length === 0) return;
-      const ours = this.opts.xa.branchThreads(shard);
-      const name = (thread: number): TxId => ours.get(thread) ?? foreign(shard, thread);
+      oursOf.set(shard, this.opts.xa.branchThreads(shard));
       for (const row of r.value) {
         const w = Number(row.waiter);
         const h = Number(row.holder);
-        if (!Number.isSafeInteger(w) || !Number.isSafeInteger(h)) continue;
-        const waiter = name(w);
-        const holder = name(h);
-        edges.push({ shard, waiter, holder });
-        if (ours.has(w)) {
-          const list = blocked.get(waiter) ?? [];
-          if (!list.some((x) => x.shard === shard)) list.push({ shard, thread: w });
-          blocked.set(waiter, list);
-        }
-        for (const tx of [waiter, holder]) {
-          if (facts[tx] !== undefined) continue;
-          const f = this.opts.factsOf(tx);
-          if (f !== undefined) facts[tx] = f;
-        }
+        if (Number.isSafeInteger(w) && Number.isSafeInteger(h)) waits.push({ shard, w, h });
       }
     });
+    const peerNames = await this.exchange(waits, oursOf);
+    const edges: WaitEdge[] = [];
+    const facts: Record<TxId, TxFacts> = {};
+    /** Per victim candidate, its blocked sessions: (shard, thread). */
+    const blocked = new Map<TxId, Array<{ shard: ShardId; thread: number }>>();
+    for (const { shard, w, h } of waits) {
+      const ours = oursOf.get(shard)!;
+      const name = (thread: number): TxId => ours.get(thread) ?? peerNames.get(sessionKey(shard, thread))?.tx ?? foreign(shard, thread);
+      const waiter = name(w);
+      const holder = name(h);
+      edges.push({ shard, waiter, holder });
+      if (ours.has(w)) {
+        const list = blocked.get(waiter) ?? [];
+        if (!list.some((x) => x.shard === shard)) list.push({ shard, thread: w });
+        blocked.set(waiter, list);
+      }
+      for (const [tx, thread] of [[waiter, w], [holder, h]] as const) {
+        if (facts[tx] !== undefined) continue;
+        // Our own transactions' facts are fresh; another node's are as it last published them (never used to interrupt).
+        const f = this.opts.factsOf(tx) ?? (ours.has(thread) ? undefined : peerNames.get(sessionKey(shard, thread))?.facts);
+        if (f !== undefined) facts[tx] = f;
+      }
+    }
     if (edges.length > 0) this.last = { edges, facts };
     const victims = edges.length === 0 ? [] : chooseVictims({ edges, facts });
     const interrupted: Victim[] = [];
     for (const v of victims) {
+      // Another node's victim: its own detector, which knows its facts fresh, interrupts it.
+      if (this.opts.factsOf(v.tx) === undefined) continue;
       let any = false;
       for (const b of blocked.get(v.tx) ?? []) {
         const pool = this.pools.get(b.shard)!;
@@ -155,4 +250,141 @@ export class DeadlockDetector {
     this.stats.last_tick_ms = performance.now() - t0;
     return interrupted;
   }
+
+  /** What was last published (JSON, without its time) and when: unchanged content is republished only as it ages. */
+  private published: { body: string; at: number } | null = null;
+
+  /**
+   * With other nodes: publishes this node's sessions that appear in `waits`
+   * and, when a session is unknown here, reads the others'. Returns the other
+   * nodes' sessions by sessionKey (empty without peers or on an etcd error).
+   */
+  private async exchange(waits: ReadonlyArray<{ shard: ShardId; w: number; h: number }>, oursOf: ReadonlyMap<ShardId, ReadonlyMap<number, TxId>>): Promise<Map<string, PeerSession>> {
+    const named = new Map<string, PeerSession>();
+    const peers = this.opts.peers;
+    if (peers === undefined || !peers.active()) return named;
+    const mine: PeerSession[] = [];
+    const seen = new Set<string>();
+    let unknown = false;
+    for (const { shard, w, h } of waits) {
+      const ours = oursOf.get(shard)!;
+      for (const thread of [w, h]) {
+        const tx = ours.get(thread);
+        if (tx === undefined) {
+          unknown = true;
+          continue;
+        }
+        const key = sessionKey(shard, thread);
+        if (seen.has(key) || mine.length >= PEER_SESSIONS_MAX) continue;
+        seen.add(key);
+        const facts = this.opts.factsOf(tx);
+        mine.push(facts === undefined ? { shard, thread, tx } : { shard, thread, tx, facts });
+      }
+    }
+    try {
+      const body = JSON.stringify(mine);
+      const now = Date.now();
+      const stale = this.published === null || now - this.published.at >= PEER_FRESH_MS / 2;
+      if ((mine.length > 0 || this.published !== null) && (this.published?.body !== body || (mine.length > 0 && stale))) {
+        await peers.publish(mine);
+        this.published = mine.length === 0 ? null : { body, at: now };
+      }
+      if (unknown) {
+        for (const p of await peers.read()) {
+          const key = sessionKey(p.shard, p.thread);
+          if (oursOf.get(p.shard)?.has(p.thread) === true) continue; // our own session: a peer's entry about it is stale
+          named.set(key, p);
+        }
+        this.stats.peer_sessions += named.size;
+      }
+    } catch {
+      this.stats.peer_errors++;
+    }
+    return named;
+  }
+}
+
+const sessionKey = (shard: ShardId, thread: number): string => `${shard}#${thread}`;
+
+/** One published entry: `{ at, sessions }` under `<prefix>deadlock/<node>`. */
+interface PeerEntry {
+  at: number;
+  sessions: PeerSession[];
+}
+
+/**
+ * The exchange through etcd: `<prefix>deadlock/<node>` holds this node's
+ * sessions and the wall-clock time it wrote them; a node reads every other
+ * node's entry younger than PEER_FRESH_MS (an entry of a node that stopped
+ * ages out; a stopped node's entry is deleted by stop()).
+ */
+export class EtcdPeerSessions implements PeerSessions {
+  private readonly ns: Namespace;
+
+  constructor(
+    client: Etcd3,
+    base: string,
+    private readonly node: string,
+    private readonly others: () => readonly string[] | null,
+    private readonly timeout_ms: number,
+  ) {
+    this.ns = client.namespace(`${base}deadlock/`);
+  }
+
+  active(): boolean {
+    return (this.others()?.length ?? 0) > 0;
+  }
+
+  slot(): { index: number; count: number } {
+    const members = [...new Set([this.node, ...(this.others() ?? [])])].sort();
+    return { index: members.indexOf(this.node), count: members.length };
+  }
+
+  async publish(sessions: readonly PeerSession[]): Promise<void> {
+    if (sessions.length === 0) await this.ns.delete().key(this.node).options({ deadline: this.deadline() });
+    else await this.ns.put(this.node).value(JSON.stringify({ at: Date.now(), sessions: [...sessions] } satisfies PeerEntry)).options({ deadline: this.deadline() });
+  }
+
+  async read(): Promise<PeerSession[]> {
+    const all = await this.ns.getAll().options({ deadline: this.deadline() }).strings();
+    const now = Date.now();
+    const out: PeerSession[] = [];
+    for (const [node, raw] of Object.entries(all)) {
+      if (node === this.node) continue;
+      const entry = parsePeerEntry(raw);
+      if (entry === null || Math.abs(now - entry.at) > PEER_FRESH_MS) continue;
+      out.push(...entry.sessions.slice(0, PEER_SESSIONS_MAX));
+    }
+    return out;
+  }
+
+  private deadline(): Date {
+    return new Date(Date.now() + this.timeout_ms);
+  }
+}
+
+/** A published entry, checked field by field (another node wrote it: null when it is not one). */
+export function parsePeerEntry(raw: string): PeerEntry | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const { at, sessions } = v as { at?: unknown; sessions?: unknown };
+  if (typeof at !== "number" || !Number.isFinite(at) || !Array.isArray(sessions)) return null;
+  const out: PeerSession[] = [];
+  for (const x of sessions) {
+    if (typeof x !== "object" || x === null) return null;
+    const { shard, thread, tx, facts } = x as Record<string, unknown>;
+    if (typeof shard !== "string" || typeof tx !== "string" || typeof thread !== "number" || !Number.isSafeInteger(thread)) return null;
+    if (facts === undefined) out.push({ shard, thread, tx });
+    else {
+      const f = facts as Record<string, unknown>;
+      if (typeof f !== "object" || f === null || typeof f.decided !== "boolean" || typeof f.preparedEverywhere !== "boolean") return null;
+      out.push({ shard, thread, tx, facts: { decided: f.decided, preparedEverywhere: f.preparedEverywhere } });
+    }
+  }
+  return { at, sessions: out };
 }

@@ -31,7 +31,7 @@ import { systemClock } from "./adapters/ports.ts";
 import type { ShardAddress } from "./adapters/mysql-pool.ts";
 import { EtcdCompactor, etcdClient, TxlogEtcd, type EtcdTls } from "./adapters/txlog-etcd.ts";
 import { XaMysql } from "./adapters/xa-mysql.ts";
-import { DeadlockDetector } from "./deadlock.ts";
+import { DeadlockDetector, EtcdPeerSessions } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import { HybridClock } from "./hlc.ts";
 import { CommitTimestamps, withTimestamps } from "./timestamps.ts";
@@ -245,7 +245,16 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   engine.startResolver();
   const deadlocks =
     config.deadlock_interval_ms > 0
-      ? new DeadlockDetector({ xa, shards: cluster.shards, limits: xaLimits, interval_ms: config.deadlock_interval_ms, factsOf: (tx) => engine.deadlockFacts(tx), metrics })
+      ? new DeadlockDetector({
+          xa,
+          shards: cluster.shards,
+          limits: xaLimits,
+          interval_ms: config.deadlock_interval_ms,
+          factsOf: (tx) => engine.deadlockFacts(tx),
+          metrics,
+          // Cycles through several nodes' transactions: the nodes name each other's sessions (runtime/deadlock.ts).
+          peers: new EtcdPeerSessions(client, config.etcd_prefix, node, () => failover.otherMembers(), config.etcd_timeout_ms),
+        })
       : null;
   deadlocks?.start();
 
