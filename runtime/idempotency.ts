@@ -161,7 +161,9 @@ export class Idempotency {
     // The shared claim was checked against its own request; this one may differ.
     const etcdKey = idempotencyEtcdKey(key);
     const listed = await this.deps.log.list(etcdKey);
-    const rec = listed.ok ? listed.entries.find((e) => e.key === etcdKey)?.value : undefined;
+    // Not checked, not answered: a request with another body must never be given the first one's outcome.
+    if (!listed.ok) throw new IdempotencyConflict(503, "cannot check this idempotency key's transfer against the log right now; retry");
+    const rec = listed.entries.find((e) => e.key === etcdKey)?.value;
     if (rec?.kind === "claim" && rec.fingerprint !== fingerprint) throw this.mismatch(rec.tx);
     return { ...r, replayed: true };
   }

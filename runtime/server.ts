@@ -156,11 +156,14 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const node = config.node;
   const txlog = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, node), onWrite, batching);
   const shared = node === FIRST_NODE ? txlog : new TxlogEtcd(client, config.etcd_prefix, onWrite, batching);
-  /** Other nodes' namespaces, one adapter each (bounded by the members). */
+  /** Other nodes' namespaces, one adapter each, kept for the members only (a name read from a request is not kept). */
   const logs = new Map<string, TxlogEtcd>([[node, txlog]]);
+  let isMember: (n: string) => boolean = () => false;
   const logOf = (n: string): TxlogEtcd => {
     let l = logs.get(n);
-    if (l === undefined) logs.set(n, (l = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, n), onWrite, batching)));
+    if (l !== undefined) return l;
+    l = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, n), onWrite, batching);
+    if (isMember(n)) logs.set(n, l);
     return l;
   };
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
@@ -228,6 +231,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     audit_interval_ms: config.resolver_interval_ms,
     metrics,
   });
+  isMember = (n) => failover.otherMembers()?.includes(n) === true || failover.resolverOf(n) !== undefined;
   /** Where the outcome of `tx` is read and fenced: its node's namespace, with the epoch this process holds of it (none: it is not ours). */
   const durableFor = (tx: TxId): DurableRoute => {
     const n = nodeOfTx(tx);
@@ -374,6 +378,10 @@ const CONCLUDE_WAIT_MS = 5_000;
 /** Bound on remembered transaction -> credential names when retain_transactions is larger. */
 const CREDENTIAL_OF_TX_MAX = 100_000;
 
+/** The routes below the method check of Api.handle, which answer GET (and HEAD) only. */
+const GET_ROUTES = [/^\/(healthz|health|ready|metrics|ui|ui\/summary|admin\/shards|admin\/nodes)$/, /^\/transactions\/[^/]+$/, /^\/accounts\/[^/]+\/[^/]+$/];
+const isGetRoute = (path: string): boolean => GET_ROUTES.some((r) => r.test(path));
+
 class Api {
   closing = false;
   transfersOpen = 0;
@@ -463,6 +471,9 @@ class Api {
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname;
     let route = "other";
+    // HEAD is GET without the body (RFC 9110 9.3.2): node's response already drops the body of a HEAD request
+    // (decided when the response was made), so every GET route answers HEAD with the same status and headers.
+    if (req.method === "HEAD") req.method = "GET";
     try {
       if (!this.admit(req, res, path)) return;
       if (await handleSnapshot(this.time.snapshots, this.time.timestamps, this.xa.shards, req, res, url, (r, rt, st, b, h) => this.send(r, (route = rt), st, b, h))) return;
@@ -483,7 +494,10 @@ class Api {
         if (req.method !== "POST") return this.send(res, route, 405, { error: `use POST ${path}` }, { Allow: "POST" });
         return await this.conclude(req, res, decodeURIComponent(concludePath[1]!));
       }
-      if (req.method !== "GET") return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET" });
+      if (req.method !== "GET") {
+        if (!isGetRoute(path)) return this.send(res, route, 404, { error: `no route ${req.method} ${path}` });
+        return this.send(res, route, 405, { error: `${req.method} is not allowed on ${path}` }, { Allow: "GET, HEAD" });
+      }
       // /health too: the name many load balancers and monitors probe by default.
       if (path === "/healthz" || path === "/health") return this.send(res, (route = path), 200, { status: "ok" });
       if (path === "/ready") return await this.ready(res);
@@ -523,6 +537,8 @@ class Api {
 
   /** While draining, every answer closes its connection: the client opens a new one elsewhere instead of reusing this one. */
   private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
+    // Every 503 says when to come back (RFC 9110 10.2.3), whichever path answered it.
+    if (status === 503 && headers["Retry-After"] === undefined) headers = { ...headers, "Retry-After": String(RETRY_AFTER_S) };
     this.metrics.http.inc({ route, code: String(status) });
     const credential = this.credentialOf.get(res);
     if (credential !== undefined) this.metrics.byCredential.inc({ credential, route, code: String(status) });
@@ -729,7 +745,7 @@ class Api {
       this.send(res, route, status, { tx, direction, result, ...body });
     };
     if (this.engine.isRunning(tx)) return done(409, "running", { error: "its coordinator is running in this process: it decides; wait for its answer" });
-    const read = async () => (await durableOutcome(tx, { xa: this.xa, log: this.txlog }))?.outcome ?? null;
+    const read = async () => (await durableOutcome(tx, { xa: this.xa, log: this.logOf(nodeOfTx(tx)) }))?.outcome ?? null;
     try {
       const v = conclude(await read(), direction);
       if (v.t === "unknown") return done(404, "unknown", { error: `no trace of ${tx} in the log or on any shard: nothing to conclude` });
