@@ -157,6 +157,14 @@ export class Idempotency {
     }
   }
 
+  /** Whether a claim of this key is in the log (a transfer ran, or runs, under it); null: the log did not answer. */
+  async claimed(key: string): Promise<boolean | null> {
+    const etcdKey = idempotencyEtcdKey(key);
+    const listed = await this.deps.log.list(etcdKey);
+    if (!listed.ok) return null;
+    return listed.entries.some((e) => e.key === etcdKey && e.value.kind === "claim");
+  }
+
   private async replay(key: string, fingerprint: string, r: IdempotentResult): Promise<IdempotentResult> {
     // The shared claim was checked against its own request; this one may differ.
     const etcdKey = idempotencyEtcdKey(key);

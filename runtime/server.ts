@@ -601,9 +601,16 @@ class Api {
     try {
       const ct = req.headers["content-type"];
       if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
-      const decoded = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol);
+      const { refusal, ...decoded } = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol, { deferRefusal: true });
       const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
       request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
+      // An account closed (or not open yet) since: refused, unless this is the retry of a transfer the key already
+      // ran, which is answered as it was (a 409 there would tell the client its transfer did not happen).
+      if (refusal !== undefined) {
+        const ran = key === undefined ? false : await this.idempotency.claimed(key);
+        if (ran === null) throw new BadRequest(503, `${refusal}; and whether idempotency key ${JSON.stringify(key)} already ran a transfer cannot be read now: retry`);
+        if (!ran) throw new BadRequest(409, refusal);
+      }
       // In the turn of the decode's account checks: a close of one of these accounts waits for this transfer (runtime/banking.ts).
       release = this.accounts.hold(request.branches.flatMap((b) => b.ops.map((op) => ({ shard: b.shard, account: op.account }))));
     } catch (e) {

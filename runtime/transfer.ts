@@ -127,7 +127,17 @@ export function parseExactJson(text: string): unknown {
 }
 
 /** Throws BadRequest with a message that says what is wrong. */
-export function decodeTransfer(text: string, catalog: AccountCatalog, defaultProtocol: ProtocolName = DEFAULT_PROTOCOL): TransferRequest {
+/**
+ * With `deferRefusal`, an account that takes no transfer now (AccountCatalog.refusal) does not throw: the first
+ * such refusal comes back as `refusal` (the server first checks whether the request is the retry of a transfer its
+ * idempotency key already ran: that one is answered as it was, whatever the accounts' state since).
+ */
+export function decodeTransfer(
+  text: string,
+  catalog: AccountCatalog,
+  defaultProtocol: ProtocolName = DEFAULT_PROTOCOL,
+  opts: { deferRefusal?: boolean } = {},
+): TransferRequest & { refusal?: string } {
   const json = parseExactJson(text);
   let body: typeof BodySchema.Type;
   try {
@@ -147,6 +157,7 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     throw new BadRequest(400, `a transfer has 1 to ${OPS_MAX} ops (got ${body.ops.length})`);
   }
   const ops: CentsOp[] = [];
+  let refusal: string | undefined;
   let sum = 0n;
   body.ops.forEach((op, i) => {
     const at = `ops[${i}]`;
@@ -158,7 +169,10 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     if (exists === null) throw new BadRequest(503, `${op.shard_id} has not answered since the server started; retry shortly`);
     if (!exists) throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
     const refused = catalog.refusal?.(op.shard_id, op.account_id) ?? null;
-    if (refused !== null) throw new BadRequest(409, `${at}: ${refused}`);
+    if (refused !== null) {
+      if (opts.deferRefusal !== true) throw new BadRequest(409, `${at}: ${refused}`);
+      refusal ??= `${at}: ${refused}`;
+    }
     ops.push({ shard: op.shard_id, account: op.account_id, cents });
     sum += cents;
   });
@@ -170,6 +184,7 @@ export function decodeTransfer(text: string, catalog: AccountCatalog, defaultPro
     protocol: protocol as ProtocolName,
     protocol_in_body: (body.protocol ?? null) as ProtocolName | null,
     ...(key !== undefined ? { idempotency_key: key } : {}),
+    ...(refusal !== undefined ? { refusal } : {}),
   };
 }
 
