@@ -51,7 +51,7 @@ import mysql from "mysql2";
 import type { LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../../spec/kernel/effects.ts";
 import type { LocalExecutor } from "./ports.ts";
 import { ShardPool, type PoolLimits, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
-import type { XaStatementObserver } from "./xa-mysql.ts";
+import { openAccountSql, type XaStatementObserver } from "./xa-mysql.ts";
 import { BALANCE_CENTS_MAX } from "../cluster/schema.ts";
 
 /**
@@ -147,6 +147,9 @@ export class MysqlLocal implements LocalExecutor {
       ];
       // One lock order for every statement of this file: the undo row, then by account, the balance before the pending row.
       // Only debits touch the balance and only credits pending, so the guards' outcome does not depend on the order.
+      // Every op checks its account's state on the row (open, or being opened by this transaction: openAccountSql):
+      // debits in their guarded update, credits by reading the row in share mode, so that a close (which locks the row
+      // FOR UPDATE on whichever node runs it) either waits for this transaction or is seen by it.
       const sorted = ops
         .map((op, i) => ({ op, i }))
         .sort((x, y) => x.op.account - y.op.account || Number(x.op.delta >= 0) - Number(y.op.delta >= 0) || x.i - y.i)
@@ -155,13 +158,15 @@ export class MysqlLocal implements LocalExecutor {
         if (op.delta < 0) {
           // The guarded update; no row matched (too little money, or no such account) raises INSUFFICIENT_FUNDS_ERRNO, which stops the batch before COMMIT.
           stmts.push(
-            `BEGIN NOT ATOMIC UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND balance + ${op.delta} >= 0; ` +
+            `BEGIN NOT ATOMIC UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND ${openAccountSql(t)} AND balance + ${op.delta} >= 0; ` +
               `IF ROW_COUNT() <> 1 THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${INSUFFICIENT_FUNDS_ERRNO}, MESSAGE_TEXT = 'insufficient funds'; END IF; END`,
           );
         } else {
           // Written as a difference, which cannot overflow: pending is never negative.
           stmts.push(
-            `BEGIN NOT ATOMIC INSERT INTO speculative_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}; ` +
+            `BEGIN NOT ATOMIC IF NOT EXISTS (SELECT 1 FROM accounts WHERE id = ${op.account} AND ${openAccountSql(t)} LOCK IN SHARE MODE) THEN ` +
+              `SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${INSUFFICIENT_FUNDS_ERRNO}, MESSAGE_TEXT = 'account not open'; END IF; ` +
+              `INSERT INTO speculative_pending (account_id, cents) VALUES (${op.account},${op.delta}) ON DUPLICATE KEY UPDATE cents = cents + ${op.delta}; ` +
               `IF (SELECT balance FROM accounts WHERE id = ${op.account}) > ${BALANCE_CENTS_MAX} - (SELECT cents FROM speculative_pending WHERE account_id = ${op.account}) THEN ` +
               `SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = ${BALANCE_LIMIT_ERRNO}, MESSAGE_TEXT = 'balance limit'; END IF; END`,
           );

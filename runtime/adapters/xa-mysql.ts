@@ -370,10 +370,11 @@ export class XaMysql implements XaExecutor {
     const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false, execRunning: true, victim: false };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
+    const open = openAccountSql(tx);
     const updates = ops.map((op) => {
       assertCents(op, key);
       const cond = guard ? ` AND balance + ${op.delta} >= 0` : "";
-      return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account}${cond}`;
+      return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND ${open}${cond}`;
     });
     const who = credentialSql(this.opts.credentialOf?.(tx));
     const history = `INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us},${who})`).join(",")}`;
@@ -495,4 +496,15 @@ function assertCents(op: Op, key: string): void {
   if (!Number.isSafeInteger(op.delta) || !Number.isSafeInteger(op.account) || op.account <= 0) {
     throw new Error(`xa.exec ${key}: op ${JSON.stringify(op)} is not (positive integer account, integer cents)`);
   }
+}
+
+/**
+ * The accounts a branch may change: open ones, and the account that the transaction itself is opening
+ * (runtime/banking.ts: its opening transfer credits it while it is 'opening'). The state is checked on the row,
+ * under its lock, not only in a process's catalog: another coordinator node may have closed the account, or may be
+ * opening it, since this one last looked. A row that does not qualify matches nothing, as an overdraft does, and
+ * the branch answers INSUFFICIENT_FUNDS (the statement cannot tell them apart; the reason says "matched no row").
+ */
+export function openAccountSql(tx: TxId): string {
+  return `(status = 'open' OR (status = 'opening' AND opening_tx = '${tx}'))`;
 }
