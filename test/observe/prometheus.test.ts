@@ -74,7 +74,7 @@ beforeAll(async () => {
   // The repository's rules, and a copy with every threshold lowered to 1 s so that the test can see them fire.
   const rules = readFileSync(RULES, "utf8");
   const lowered = rules.replace("name: speccommit", "name: speccommit-test").replace(/alert: (\w+)/g, "alert: $1Test").replace(/> \d+$/gm, "> 1");
-  expect(lowered.match(/> 1$/gm)?.length).toBe(3);
+  expect(lowered.match(/> 1$/gm)?.length).toBe(4);
   writeFileSync(path.join(dir, "rules-test.yml"), lowered);
   const target = new URL(server.url).host;
   writeFileSync(
@@ -113,7 +113,7 @@ const transfer = (protocol: string, i: number) =>
 
 describe("a real Prometheus scraping the server", () => {
   it("promtool accepts the rules file", () => {
-    expect(execFileSync("promtool", ["check", "rules", RULES], { encoding: "utf8" })).toMatch(/SUCCESS: 3 rules found/);
+    expect(execFileSync("promtool", ["check", "rules", RULES], { encoding: "utf8" })).toMatch(/SUCCESS: 4 rules found/);
   });
 
   it("counts the commits the test made, gives a finite p99, and shows the in-doubt transaction and its age; the alerts fire", async () => {
@@ -194,7 +194,7 @@ describe("a real Prometheus scraping the server", () => {
     // The repository's own (60 s thresholds) are loaded and healthy, not firing.
     const groups = (await api("/api/v1/rules")).data.groups;
     const repo = groups.find((g: any) => g.name === "speccommit");
-    expect(repo.rules.map((r: any) => r.name).sort()).toEqual(["SpeccommitBranchPreparedTooLong", "SpeccommitInDoubt", "SpeccommitResolverNotCaughtUp"]);
+    expect(repo.rules.map((r: any) => r.name).sort()).toEqual(["SpeccommitBranchPreparedTooLong", "SpeccommitInDoubt", "SpeccommitProtocolViolation", "SpeccommitResolverNotCaughtUp"]);
     for (const r of repo.rules) expect([r.name, r.health, r.state]).toEqual([r.name, "ok", "inactive"]);
 
     // The resolver finishes it (presumed abort: no decision record): the gauge goes back to 0.
