@@ -74,7 +74,13 @@ export function request(base: string, method: string, path: string, opts: { json
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
           let body: unknown = text;
-          if ((res.headers["content-type"] ?? "").startsWith("application/json")) body = JSON.parse(text);
+          // A JSON body that does not parse (or a HEAD answer's empty one) is a failed request, not a hang.
+          try {
+            if ((res.headers["content-type"] ?? "").startsWith("application/json") && text !== "") body = JSON.parse(text);
+          } catch (e) {
+            reject(new Error(`${method} ${path}: ${res.statusCode} with a body that is not JSON: ${(e as Error).message}: ${text.slice(0, 200)}`));
+            return;
+          }
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
         });
       },
