@@ -38,6 +38,7 @@ import { formatTs, parseTs } from "../spec/time/hlc.ts";
 import type { SafeTimeView } from "../spec/time/safe.ts";
 import type { Adapters } from "./interpreter.ts";
 import type { HybridClock } from "./hlc.ts";
+import { nodeOfTx } from "./nodes.ts";
 
 /** Stamps tx's history rows on a shard that have no commit_ts yet; true once done. */
 export type HistoryStamp = (tx: TxId, shard: ShardId, ts: bigint) => Promise<boolean>;
@@ -137,8 +138,12 @@ export class CommitTimestamps {
     });
   }
 
-  /** A listing of `prefix` answered: what it shows is learned; what it does not show and nothing runs here is no longer pending. */
-  listed(prefix: string, entries: readonly { key: string; value: LogRecord }[]): void {
+  /**
+   * A listing of `prefix` answered: what it shows is learned; what it does not show and nothing runs here is no longer
+   * pending. `node`: the node whose namespace was listed (its keys are relative to that namespace, so only that
+   * node's transactions can be concluded absent from it; a takeover resolver lists another node's namespace).
+   */
+  listed(prefix: string, entries: readonly { key: string; value: LogRecord }[], node?: string): void {
     const shown = new Set<TxId>();
     for (const e of entries) {
       const tx = txOfKey(e.key);
@@ -156,6 +161,7 @@ export class CommitTimestamps {
     for (const tx of [...this.pending.keys()]) {
       const key = this.keys.get(tx);
       if (shown.has(tx) || running.has(tx)) continue;
+      if (node !== undefined && nodeOfTx(tx) !== node) continue;
       if (key === undefined || key.startsWith(prefix)) this.settle(tx);
     }
   }
@@ -209,7 +215,7 @@ export class CommitTimestamps {
  * (module header). The roles' effects and results are unchanged but for the
  * records' `commit_ts`, which no role reads.
  */
-export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp): Adapters {
+export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp, node?: string): Adapters {
   const log = a.log;
   const xa = a.xa;
   const stampOnePhase = async (tx: TxId, shard: ShardId, t: bigint): Promise<void> => {
@@ -231,7 +237,7 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
       },
       list: async (prefix: string) => {
         const r = await log.list(prefix);
-        if (r.ok) ts.listed(prefix, r.entries);
+        if (r.ok) ts.listed(prefix, r.entries, node);
         return r;
       },
       delete: async (key: string, fence?: Parameters<typeof log.delete>[1], ifVersion?: number) => {

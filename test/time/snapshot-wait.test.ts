@@ -14,6 +14,9 @@ import { HybridClock } from "../../runtime/hlc.ts";
 import { CommitTimestamps, withTimestamps } from "../../runtime/timestamps.ts";
 import { SnapshotReads, SnapshotRefused, snapshotStatements, type SnapshotQuery } from "../../runtime/snapshot.ts";
 import type { Adapters } from "../../runtime/interpreter.ts";
+import type { ExchangeState } from "../../runtime/safe-exchange.ts";
+import { clusterSafeTime, type ClusterView, type Publication } from "../../spec/time/cluster.ts";
+import { safeTime } from "../../spec/time/safe.ts";
 import { systemClock } from "../../runtime/adapters/ports.ts";
 
 interface Row {
@@ -206,20 +209,42 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     await expect(notReady.read(null)).rejects.toMatchObject({ status: 503 });
   });
 
-  it("with other coordinator nodes on the shards a snapshot is refused (501), never served from one node's safe time; membership not read yet within the wait: 503", async () => {
+  it("with other coordinator nodes, a read waits for the cluster's safe time (spec/time/cluster.ts): a dead node not taken over holds it back (503 naming it), a node behind (504), then served once every node's published value reaches it", async () => {
     const w = new World();
     const ts = new CommitTimestamps(new HybridClock(500));
-    let others: readonly string[] | null = null;
-    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 60, otherNodes: () => others });
-    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/membership/) });
-    others = ["n2", "n3"];
-    await expect(reads.read(null)).rejects.toMatchObject({ status: 501, message: expect.stringMatching(/n2, n3/) });
-    others = [];
+    const pub = (node: string, safe: bigint, covers: string[] = []): Publication => ({ node, lease: `L-${node}`, safe, covers });
+    let view: ClusterView = { members: ["n1", "n2"], alive: new Map([["n1", "L-n1"]]), owners: new Map(), published: new Map() };
+    let cycles = 0;
+    // An exchange over a view set by the test (the real one over etcd: test/time/snapshot-nodes.test.ts); each cycle publishes n1's value now.
+    const cycle = (): ExchangeState => {
+      cycles++;
+      ts.clock.now();
+      const own = safeTime(ts.view())!;
+      view = { ...view, published: new Map([...view.published, ["n1", pub("n1", own, view.owners.get("n2") === "n1" ? ["n2"] : [])]]) };
+      return (state = { ...clusterSafeTime(view, "n1"), own, error: null, started_ms: performance.now() });
+    };
+    let state: ExchangeState | null = null;
+    const cluster = { latest: () => state, fresh: async () => (await new Promise((r) => setTimeout(r, 1)), cycle()) };
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 60, cluster });
+    // n2 dead, never published: nothing can be served.
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/node n2 is dead .*never published/) });
+    expect(cycles).toBeGreaterThan(0);
+    // n2 dead with its last value behind: held back, 503 naming it and its value.
+    const old = ts.clock.now();
+    view = { ...view, published: new Map([["n2", pub("n2", old)]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(new RegExp(`node n2 is dead .*not taken over yet: its last published safe time ${formatTs(old)}`)) });
+    // A read at or below n2's last value is served.
+    expect(total(await reads.read(old))).toBe(2000n);
+    // n2 taken over by n1 (covered once n1's resolver scanned it): served now.
+    view = { ...view, owners: new Map([["n2", "n1"]]) };
     expect(total(await reads.read(null))).toBe(2000n);
-    // Membership read while the read waits: it is served.
-    others = null;
+    // n2 alive again (a new lease) and not published yet: 503; published but behind: 504 naming it; caught up: served.
+    view = { ...view, owners: new Map(), alive: new Map([["n1", "L-n1"], ["n2", "L-n2"]]), published: new Map([["n2", { ...pub("n2", old), lease: "L-old" }]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/node n2 is alive and has not published/) });
+    view = { ...view, published: new Map([["n2", pub("n2", old)]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 504, message: expect.stringMatching(new RegExp(`held back by n2 at ${formatTs(old)}`)) });
     const pending = reads.read(null);
-    setTimeout(() => (others = []), 20);
+    setTimeout(() => (view = { ...view, published: new Map([["n2", pub("n2", ts.clock.now() + 1_000n)]]) }), 20);
     expect(total(await pending)).toBe(2000n);
   });
 
