@@ -87,6 +87,14 @@ export class SafeExchange {
     this.publish_ms = opts.publish_ms ?? SAFE_PUBLISH_MS_DEFAULT;
   }
 
+  /** The last value each node published itself (read at join and at every cycle). */
+  private readonly lastPublished = new Map<string, bigint>();
+
+  /** The last safe time `node` published (-1 when none was read): a record of its below it was dropped (runtime/timestamps.ts). */
+  publishedOf(node: string): bigint {
+    return this.lastPublished.get(node) ?? -1n;
+  }
+
   /** The bound of the last cycle (null before the first). */
   latest(): ExchangeState | null {
     return this.state;
@@ -129,8 +137,14 @@ export class SafeExchange {
     const r = await this.opts.ns.getAll().prefix(SAFE_PREFIX).exec();
     for (const kv of r.kvs) {
       const p = parsePublication(kv.value.toString("utf8"));
-      if (p !== null) this.opts.ts.clock.observeTrusted(p.safe);
+      if (p === null) continue;
+      this.opts.ts.clock.observeTrusted(p.safe);
+      this.note(p);
     }
+  }
+
+  private note(p: Publication): void {
+    if (p.safe > (this.lastPublished.get(p.node) ?? -1n)) this.lastPublished.set(p.node, p.safe);
   }
 
   start(): void {
@@ -167,6 +181,8 @@ export class SafeExchange {
     const own = safeTime(ts.view());
     try {
       if (own !== null) {
+        // Released before the write: a snapshot may be served at it as soon as it lands (runtime/timestamps.ts landing).
+        ts.release(own);
         await this.opts.ns.put(SAFE_PREFIX + this.opts.node).value(JSON.stringify({ node: this.opts.node, lease, safe: formatTs(own), covers }));
       }
       const safe = await this.opts.ns.getAll().prefix(SAFE_PREFIX).exec();
@@ -181,6 +197,7 @@ export class SafeExchange {
         const p = parsePublication(kv.value.toString("utf8"));
         if (p === null) continue;
         published.set(p.node, p);
+        this.note(p);
         try {
           ts.clock.observe(p.safe);
         } catch (e) {

@@ -34,7 +34,7 @@ import { XaMysql } from "./adapters/xa-mysql.ts";
 import { DeadlockDetector } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import { HybridClock } from "./hlc.ts";
-import { CommitTimestamps, withTimestamps } from "./timestamps.ts";
+import { COMMIT_TS_DURABLE_WAIT_MS, CommitTimestamps, withTimestamps } from "./timestamps.ts";
 import { SafeExchange } from "./safe-exchange.ts";
 import { handleSnapshot, mysqlSnapshotQuery, observeClientTimestamp, SnapshotReads, SnapshotRefused, TIMESTAMP_HEADER } from "./snapshot.ts";
 import { formatTs, stateOf } from "../spec/time/hlc.ts";
@@ -180,7 +180,9 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const hlc = new HybridClock(config.hlc_max_skew_ms);
   await observeHistory(hlc, pools);
   let engineRef: Engine | undefined;
-  const timestamps = new CommitTimestamps(hlc, () => engineRef?.active() ?? [], () => engineRef?.caughtUp ?? false);
+  let exchangeRef: SafeExchange | undefined;
+  const timestamps = new CommitTimestamps(hlc, () => engineRef?.active() ?? [], () => engineRef?.caughtUp ?? false, (n) => exchangeRef?.publishedOf(n) ?? -1n);
+  timestamps.selfNode = node;
   const engine = new Engine({
     // This node's resolver sees its own branches and undo rows only (its xids carry its name).
     adapters: withTimestamps({ xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), node),
@@ -208,6 +210,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     },
     config.etcd_prefix,
   );
+  exchangeRef = exchange;
   const snapshots = new SnapshotReads(timestamps, xa.shards, mysqlSnapshotQuery(pools), {
     wait_ms: config.snapshot_wait_ms,
     cluster: exchange,
@@ -611,10 +614,18 @@ class Api {
     }
     if (release !== undefined) held(release);
     // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
-    const answer = (tx: string, o: Outcome, replayed?: boolean) => {
+    let answered = false;
+    const answer = (tx: string, o: Outcome, replayed?: boolean): void => {
+      if (answered) return;
+      answered = true;
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
-      // replayed or read-back answer gives the timestamp only when this process knows it.
+      // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable (in
+      // a record that landed, or on stamped rows): the speculative and one-branch answers wait for it, bounded.
       const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
+      if (known === undefined || this.time.timestamps.isDurable(tx)) return send(tx, o, known, replayed);
+      void this.time.timestamps.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => send(tx, o, ok ? known : undefined, replayed));
+    };
+    const send = (tx: string, o: Outcome, known: bigint | undefined, replayed?: boolean): void => {
       const commitTs = known === undefined ? undefined : formatTs(known);
       this.send(
         res,

@@ -121,6 +121,8 @@ export class SnapshotReads {
       if (!localOk || cluster === undefined) await this.ts.changed(Math.min(left, 5));
       else await Promise.race([cluster.fresh().catch(() => null), new Promise((res) => setTimeout(res, left))]);
     }
+    // No commit may land at or below it from now on (runtime/timestamps.ts: a record that lands late is re-stamped above).
+    this.ts.release(target);
     return { at: target, waited_ms: performance.now() - t0 };
   }
 
