@@ -34,7 +34,7 @@ import { XaMysql } from "./adapters/xa-mysql.ts";
 import { DeadlockDetector } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import { HybridClock } from "./hlc.ts";
-import { COMMIT_TS_DURABLE_WAIT_MS, CommitTimestamps, withTimestamps } from "./timestamps.ts";
+import { CommitTimestamps, withTimestamps } from "./timestamps.ts";
 import { SafeExchange } from "./safe-exchange.ts";
 import { handleSnapshot, mysqlSnapshotQuery, observeClientTimestamp, SnapshotReads, SnapshotRefused, TIMESTAMP_HEADER } from "./snapshot.ts";
 import { formatTs, stateOf } from "../spec/time/hlc.ts";
@@ -619,11 +619,12 @@ class Api {
       if (answered) return;
       answered = true;
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
-      // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable (in
-      // a record that landed, or on stamped rows): the speculative and one-branch answers wait for it, bounded.
+      // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable
+      // (runtime/timestamps.ts toTell: a one-branch answer waits for its stamp, bounded; none waits for the txlog).
       const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
-      if (known === undefined || this.time.timestamps.isDurable(tx)) return send(tx, o, known, replayed);
-      void this.time.timestamps.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => send(tx, o, ok ? known : undefined, replayed));
+      const told = known === undefined ? undefined : this.time.timestamps.toTell(tx, known);
+      if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed));
+      else send(tx, o, told, replayed);
     };
     const send = (tx: string, o: Outcome, known: bigint | undefined, replayed?: boolean): void => {
       const commitTs = known === undefined ? undefined : formatTs(known);

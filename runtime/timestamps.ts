@@ -50,7 +50,7 @@ const ONE_PHASE_STAMP_RETRY_MS = 100;
 /** Commit timestamps of settled transactions kept for their answers (the reply may come after the rows are stamped). */
 const RECENT_MAX = 10_000;
 
-/** How long a committed transfer's answer waits for its commit timestamp to be durable before it is sent without one. */
+/** How long a one-branch transfer's answer waits for its rows' stamp (its timestamp durable) before it is sent without one. */
 export const COMMIT_TS_DURABLE_WAIT_MS = 2_000;
 
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
@@ -127,6 +127,21 @@ export class CommitTimestamps {
 
   isDurable(tx: TxId): boolean {
     return this.durable.has(tx);
+  }
+
+  /** One-phase commits whose stamp is under way (an answer may wait for it: one UPDATE on the same shard). */
+  private readonly stamping = new Set<TxId>();
+
+  /**
+   * The commit timestamp a committed transfer's answer may tell (`known`: the one chosen): told only once durable
+   * (docs/protocols/timestamps.md, "The timestamp told"). A one-phase commit's stamp is waited for, at most
+   * COMMIT_TS_DURABLE_WAIT_MS; a timestamp whose record is still to be written (the speculative path answers
+   * before SPEC_EXECUTING) is not told: the answer does not wait for the txlog.
+   */
+  toTell(tx: TxId, known: bigint): bigint | undefined | Promise<bigint | undefined> {
+    if (this.durable.has(tx)) return known;
+    if (!this.stamping.has(tx)) return undefined;
+    return this.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => (ok ? known : undefined));
   }
 
   /** Resolves true once tx's commit timestamp is durable, false after `ms` (the answer then tells none). */
@@ -277,6 +292,12 @@ export class CommitTimestamps {
     return out;
   }
 
+  /** A one-phase commit's stamp begins (true) or ends (false). */
+  stampingOnePhase(tx: TxId, on: boolean): void {
+    if (on) this.stamping.add(tx);
+    else this.stamping.delete(tx);
+  }
+
   /** A re-stamped record landed. */
   restamped(tx: TxId): void {
     this.restamps.delete(tx);
@@ -337,6 +358,7 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
   const log = a.log;
   const xa = a.xa;
   const stampOnePhase = async (tx: TxId, shard: ShardId, t: bigint): Promise<void> => {
+    ts.stampingOnePhase(tx, true);
     for (let attempt = 1; attempt <= ONE_PHASE_STAMP_ATTEMPTS; attempt++) {
       if (await stamp(tx, shard, t)) {
         ts.markDurable(tx);
@@ -345,6 +367,7 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
       if (attempt === ONE_PHASE_STAMP_ATTEMPTS) console.error(`commit_ts: the history rows of ${tx} on ${shard} could not be stamped (one-phase commit); snapshots will not show it`);
       else await new Promise((res) => setTimeout(res, ONE_PHASE_STAMP_RETRY_MS));
     }
+    ts.stampingOnePhase(tx, false);
     ts.settle(tx);
   };
   const wrapped: Adapters = {

@@ -23,8 +23,10 @@
  *     process commits nothing more, and an owner's commits are above its own
  *     value); none: nothing may be served. A dead, not-yet-taken-over node
  *     thus holds everyone's safe time back.
- * The mutant `own-only` (a node reads at its own safe time only) is caught by
- * test/time/cluster-safe.test.ts.
+ * Checked by the `safe-nodes` model (./nodes-model.ts) with the mutants
+ * `own-only` (a node reads at its own safe time alone) and `dead-ignored` (a
+ * dead node not taken over puts no bound), and by
+ * test/time/cluster-safe.test.ts (fast-check over longer runs).
  */
 
 export interface Publication {
@@ -62,24 +64,26 @@ export interface ClusterSafe {
   readonly contributions: readonly Contribution[];
 }
 
-export type ClusterMutant = "own-only";
+/** `own-only`: a node reads at its own safe time alone; `dead-ignored`: a dead node not taken over puts no bound. */
+export type ClusterMutant = "own-only" | "dead-ignored";
 
 const valid = (p: Publication | undefined, v: ClusterView): p is Publication => p !== undefined && v.alive.get(p.node) === p.lease;
 
 /** One member's bound on safe time. */
-export function contribution(node: string, v: ClusterView): Contribution {
+export function contribution(node: string, v: ClusterView, mutant?: ClusterMutant): Contribution {
   const pub = v.published.get(node);
   if (v.alive.has(node)) return valid(pub, v) ? { node, state: "alive", safe: pub.safe } : { node, state: "not_published", safe: null };
   const owner = v.owners.get(node);
   const op = owner === undefined ? undefined : v.published.get(owner);
   if (owner !== undefined && valid(op, v) && op.covers.includes(node)) return { node, state: "covered", safe: undefined };
+  if (mutant === "dead-ignored") return { node, state: "dead", safe: undefined };
   return pub === undefined ? { node, state: "dead_never_published", safe: null } : { node, state: "dead", safe: pub.safe };
 }
 
 /** Safe time over every member (module header); `own-only`: the mutant that takes `self`'s value alone. */
 export function clusterSafeTime(v: ClusterView, self: string, mutant?: ClusterMutant): ClusterSafe {
   const nodes = [...new Set([...v.members, ...v.alive.keys(), self])].sort();
-  const contributions = (mutant === "own-only" ? [self] : nodes).map((n) => contribution(n, v));
+  const contributions = (mutant === "own-only" ? [self] : nodes).map((n) => contribution(n, v, mutant));
   let safe: bigint | null = null;
   let blocked = false;
   for (const c of contributions) {

@@ -1,15 +1,15 @@
 /**
  * The commit timestamp a client is told is durable (runtime/timestamps.ts
- * whenDurable; the server's answer waits for it, bounded, and tells none
- * otherwise). Deterministic, in memory (test/time/memory-world.ts: no etcd,
- * no MariaDB). The speculative path answers before its SPEC_EXECUTING record:
- *   - the process dies between the answer and the record: the timestamp never
- *     became durable, so the answer told none (a resolver releasing the
- *     speculation later gives it a fresh, later timestamp that nobody holds);
- *   - the record lands: the answer tells the record's timestamp, and a new
- *     process (the old one killed before any release) releases the
- *     speculation at it: a read at the told timestamp sees the transfer.
- * A one-branch commit's timestamp is durable once its rows are stamped.
+ * toTell). Deterministic, in memory (test/time/memory-world.ts: no etcd, no
+ * MariaDB). The speculative path answers before its SPEC_EXECUTING record,
+ * so its answer tells none:
+ *   - the process dies between the answer and the record: nothing was told
+ *     (a resolver releasing the speculation later gives it a fresh, later
+ *     timestamp that nobody holds);
+ *   - the record lands: the timestamp may be told from then on (a replay),
+ *     and a new process (the old one killed before any release) releases the
+ *     speculation at it: a read at it sees the transfer.
+ * A one-branch commit's answer waits for its rows' stamp and tells it.
  */
 import { describe, expect, it } from "vitest";
 import { speculativeKey, type LogRecord } from "../../spec/kernel/effects.ts";
@@ -31,14 +31,15 @@ describe("the commit timestamp told to a client is durable", () => {
     w.apply(tx, "a", -300n);
     w.apply(tx, "b", 300n);
     const chosen = ts1.choose(tx);
-    // ... and is not durable yet: an answer sent now tells none (the server waits, bounded, then answers without it).
+    // ... and is not durable yet: the answer, sent now, tells none (it does not wait for the txlog).
     expect(ts1.isDurable(tx)).toBe(false);
-    expect(await ts1.whenDurable(tx, 20)).toBe(false);
-    // The record lands while the answer waits: the answer tells it, and it is the record's.
-    const told = ts1.whenDurable(tx, 1_000);
+    expect(ts1.toTell(tx, chosen)).toBeUndefined();
+    // The record lands: from then on the timestamp may be told (a replayed answer), and it is the record's.
+    const durable = ts1.whenDurable(tx, 1_000);
     const put = await a1.log.put(speculativeKey(tx), spec("SPEC_EXECUTING"), 0);
     expect(put.ok).toBe(true);
-    expect(await told).toBe(true);
+    expect(await durable).toBe(true);
+    expect(ts1.toTell(tx, chosen)).toBe(chosen);
     const rec = w.records.get(speculativeKey(tx)) as LogRecord & { commit_ts: string };
     expect(parseTs(rec.commit_ts)).toBe(chosen);
 
@@ -65,7 +66,7 @@ describe("the commit timestamp told to a client is durable", () => {
     w.apply(tx, "a", -300n);
     w.apply(tx, "b", 300n);
     const chosen = ts1.choose(tx);
-    expect(await ts1.whenDurable(tx, 20)).toBe(false);
+    expect(ts1.toTell(tx, chosen)).toBeUndefined();
     const ts2 = new CommitTimestamps(new HybridClock(500, () => Date.now() + 50), () => []);
     const a2 = withTimestamps(w.adapters(), ts2, w.stamp, "n1");
     await a2.local!.release(tx, "a");
@@ -77,11 +78,15 @@ describe("the commit timestamp told to a client is durable", () => {
     const w = new World();
     const tx = "n1.one";
     const ts = new CommitTimestamps(new HybridClock(500), () => [tx]);
-    const a = withTimestamps(w.adapters(), ts, w.stamp, "n1");
+    // The stamp takes a moment (an UPDATE on the shard).
+    const slowStamp: typeof w.stamp = async (t, shard, at) => (await new Promise((r) => setTimeout(r, 20)), w.stamp(t, shard, at));
+    const a = withTimestamps(w.adapters(), ts, slowStamp, "n1");
     w.exec(tx, "a", 0n);
-    const done = ts.whenDurable(tx, 1_000);
     expect((await a.xa.commit(tx, "a", true)).ok).toBe(true);
-    expect(await done).toBe(true);
+    // The answer (right after XA COMMIT ONE PHASE) waits for the stamp, then tells the timestamp on the rows.
+    const told = ts.toTell(tx, ts.tsOf(tx)!);
+    expect(told).toBeInstanceOf(Promise);
+    expect(await told).toBe(ts.tsOf(tx));
     expect(w.rows.get("a")![0]!.commit_ts).toBe(ts.tsOf(tx));
   });
 });
