@@ -86,6 +86,9 @@ export type SnapshotOutcome = "served" | "bad_request" | "unavailable" | "timeou
 
 const outcomeOf = (status: number): SnapshotOutcome => (status === 400 ? "bad_request" : status === 504 ? "timeout" : "unavailable");
 
+/** A read held back by another node's safe time asks for a new exchange at most this often. */
+const OTHERS_PAUSE_MS = 10;
+
 export class SnapshotReads {
   constructor(
     private readonly ts: CommitTimestamps,
@@ -119,7 +122,12 @@ export class SnapshotReads {
       const left = deadline - performance.now();
       if (left <= 0) throw this.refusal(target, localOk, c);
       if (!localOk || cluster === undefined) await this.ts.changed(Math.min(left, 5));
-      else await Promise.race([cluster.fresh().catch(() => null), new Promise((res) => setTimeout(res, left))]);
+      else {
+        // Held back by another node (this one's part reached): its next publication comes on its own timer; a short
+        // pause before the next exchange keeps a waiting read from writing to etcd back to back.
+        if (c !== null && c.error === null && c.own !== null && c.own >= target) await new Promise((res) => setTimeout(res, Math.min(left, OTHERS_PAUSE_MS)));
+        await Promise.race([cluster.fresh().catch(() => null), new Promise((res) => setTimeout(res, Math.max(0, deadline - performance.now())))]);
+      }
     }
     // No commit may land at or below it from now on (runtime/timestamps.ts: a record that lands late is re-stamped above).
     this.ts.release(target);
