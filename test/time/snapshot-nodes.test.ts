@@ -152,6 +152,20 @@ describe("snapshot reads with two coordinator nodes (real MariaDB and etcd)", ()
     const results = await Promise.all(loads.map((l) => l.catch(() => null)));
     await readers;
 
+    // Metrics (runtime/metrics.ts): n1's served and refused reads, their waits, the safe-time lag.
+    const page = await (await fetch(`${n1.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const line = (name: string) => page.split("\n").find((l) => l.startsWith(name + " "));
+    const sample = (name: string) => Number(line(name)?.slice(name.length + 1) ?? 0);
+    const n1Served = snaps.filter((s) => s.node === "n1").length;
+    expect(sample('speccommit_snapshot_reads_total{outcome="served"}'), page.slice(0, 500)).toBeGreaterThanOrEqual(n1Served);
+    const n1Refused = Object.entries(refused).filter(([k]) => k.startsWith("n1 ")).reduce((a, [, v]) => a + v, 0);
+    expect(sample('speccommit_snapshot_reads_total{outcome="timeout"}') + sample('speccommit_snapshot_reads_total{outcome="unavailable"}')).toBeGreaterThanOrEqual(n1Refused);
+    expect(sample("speccommit_snapshot_wait_seconds_count")).toBeGreaterThanOrEqual(n1Served + n1Refused);
+    expect(line("speccommit_safe_time_lag_seconds"), "the lag gauge").toBeDefined();
+    const lag = sample("speccommit_safe_time_lag_seconds");
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(30);
+
     expect(before.n1, `snapshots at n1 before the kill (refused ${JSON.stringify(refused)}); n1: ${n1.output().slice(-1500)}`).toBeGreaterThanOrEqual(3);
     expect(before.n2, `snapshots at n2 before the kill (refused ${JSON.stringify(refused)})`).toBeGreaterThanOrEqual(3);
     expect(committedBefore, "transfers committed before the kill").toBeGreaterThan(0);
