@@ -42,7 +42,7 @@ describe("a listing drops only the listed node's pending timestamps", () => {
 
   it("without the node (as before), another node's listing drops this node's pending timestamps", () => {
     const ts = new CommitTimestamps(new HybridClock(500), () => []);
-    ts.listed("tx/", [{ key: decisionKey("n1.mine"), value: record(1000n), version: 1 }], "n1");
+    ts.listed("tx/", [{ key: decisionKey("n1.mine"), value: record(1000n) }], "n1");
     ts.listed("tx/", [], "n2");
     expect(ts.pendingCount).toBe(1);
     ts.listed("tx/", []);
