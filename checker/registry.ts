@@ -14,5 +14,6 @@ import { threePcFactory } from "../spec/reference/threepc.ts";
 import { deadlockFactory } from "../spec/deadlock/model.ts";
 import { failoverFactory } from "../spec/failover/model.ts";
 import { timeFactory } from "../spec/time/model.ts";
+import { nodesFactory } from "../spec/time/nodes-model.ts";
 
-export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory, failoverFactory, timeFactory];
+export const registry: readonly ModelFactory[] = [twoPhaseFactory, tcommitFactory, countdownFactory, ...REGISTRY.map((p) => p.model), mixedFactory, serverFactory, threePcFactory, deadlockFactory, failoverFactory, timeFactory, nodesFactory];

@@ -268,6 +268,12 @@ export const suite: SuiteEntry[] = [
   ...timeMutant("read-no-wait", "snapshot_stable", 5),
   ...timeMutant("read-no-wait", "snapshot_atomic", 6),
   ...timeMutant("ts-at-begin", "dependent_later", 7),
+
+  // Safe time across two coordinator nodes (spec/time/nodes-model.ts, spec/time/cluster.ts): published values, a
+  // death, a takeover. docs/protocols/timestamps.md, "Several nodes". About 2 s in all.
+  { model: "safe-nodes", params: { max: 4, reads: 1 }, expect: "ok", counts: { distinct: 39_982, generated: 93_688, depth: 14 } },
+  { model: "safe-nodes", params: { max: 4, reads: 1 }, mutant: "own-only", expect: "violates snapshot_stable", properties: ["snapshot_stable"], length: 4 },
+  { model: "safe-nodes", params: { max: 4, reads: 1 }, mutant: "dead-ignored", expect: "violates snapshot_stable", properties: ["snapshot_stable"], length: 6 },
 ];
 
 /** A timestamps mutant entry: the property that catches it alone and its shortest trace, on the default configuration. */

@@ -306,6 +306,17 @@ export class Failover {
     }
   }
 
+  /** The etcd lease this node's alive key is on, while held (null: none); safe-time publications are tagged with it (runtime/safe-exchange.ts). */
+  async leaseId(): Promise<string | null> {
+    const lease = this.lease;
+    if (lease === null || !this.leaseHeld) return null;
+    try {
+      return await lease.grant();
+    } catch {
+      return null;
+    }
+  }
+
   /** Every member: alive, its lease's time left, its owner, its in-doubt count. */
   async nodes(): Promise<NodeStatus[]> {
     const [members, alive, owners] = await Promise.all([

@@ -215,6 +215,33 @@ export class Metrics {
     help: "Unix time at which the last complete resolver scan (the log and every shard answered) ended; 0 before the first.",
     registers: [this.registry],
   });
+  readonly snapshotReads = new Counter({
+    name: "speccommit_snapshot_reads_total",
+    help: "Snapshot reads (GET /snapshot, GET /accounts/:shard/:id?at=) by outcome: served, bad_request (400), unavailable (503: not ready, a node gives no safe time), timeout (504), shard_error (503 after the wait).",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly snapshotWait = new Histogram({
+    name: "speccommit_snapshot_wait_seconds",
+    help: "How long a snapshot read waited for safe time to reach its timestamp (served reads; refused ones up to their refusal).",
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  /** The last safe time across the nodes (runtime/safe-exchange.ts), null before the first. */
+  private clusterSafeMs: number | null = null;
+  readonly safeTimeLag = new Gauge({
+    name: "speccommit_safe_time_lag_seconds",
+    help: "Wall-clock now minus the physical part of the last safe time computed across the nodes (how old a snapshot at safe time is); absent before the first.",
+    registers: [this.registry],
+    collect: (): void => {
+      if (this.clusterSafeMs !== null) this.safeTimeLag.set((Date.now() - this.clusterSafeMs) / 1000);
+    },
+  });
+
+  /** A safe-time exchange cycle gave `safe_ms` (the physical ms of the safe time; null: none). */
+  safeTime(safe_ms: number | null): void {
+    if (safe_ms !== null) this.clusterSafeMs = safe_ms;
+  }
   private specHits = 0;
   private specRollbacks = 0;
 

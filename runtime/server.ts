@@ -35,8 +35,9 @@ import { DeadlockDetector, EtcdPeerSessions } from "./deadlock.ts";
 import { MysqlLocal } from "./adapters/local-mysql.ts";
 import { HybridClock } from "./hlc.ts";
 import { CommitTimestamps, withTimestamps } from "./timestamps.ts";
+import { SafeExchange } from "./safe-exchange.ts";
 import { handleSnapshot, mysqlSnapshotQuery, observeClientTimestamp, SnapshotReads, SnapshotRefused, TIMESTAMP_HEADER } from "./snapshot.ts";
-import { formatTs } from "../spec/time/hlc.ts";
+import { formatTs, stateOf } from "../spec/time/hlc.ts";
 import type { Config } from "./config.ts";
 import { Authenticator, credentialsOf, RateLimiter, redact, scopeOf, TxCredentials, type AuthResult, type Scope } from "./auth.ts";
 import { afterScan, conclude, type ConcludeDirection } from "../spec/server/conclude.ts";
@@ -182,10 +183,12 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const hlc = new HybridClock(config.hlc_max_skew_ms);
   await observeHistory(hlc, pools);
   let engineRef: Engine | undefined;
-  const timestamps = new CommitTimestamps(hlc, () => engineRef?.active() ?? [], () => engineRef?.caughtUp ?? false);
+  let exchangeRef: SafeExchange | undefined;
+  const timestamps = new CommitTimestamps(hlc, () => engineRef?.active() ?? [], () => engineRef?.caughtUp ?? false, (n) => exchangeRef?.publishedOf(n) ?? -1n);
+  timestamps.selfNode = node;
   const engine = new Engine({
     // This node's resolver sees its own branches and undo rows only (its xids carry its name).
-    adapters: withTimestamps({ xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts)),
+    adapters: withTimestamps({ xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), node),
     node,
     shards: xa.shards,
     coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max },
@@ -198,17 +201,33 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     ...(tracing !== undefined ? { tracing } : {}),
   });
   engineRef = engine;
+  // Safe time across the nodes (runtime/safe-exchange.ts): published and read through etcd.
+  const exchange = new SafeExchange(
+    {
+      ns: client.namespace(config.etcd_prefix),
+      node,
+      ts: timestamps,
+      leaseId: () => failover.leaseId(),
+      covers: () => failover.owning.filter((n) => (failover.resolverOf(n) as NodeResolver | undefined)?.engine.caughtUp === true),
+      onCycle: (s) => metrics.safeTime(s.safe === null ? null : stateOf(s.safe).wall),
+    },
+    config.etcd_prefix,
+  );
+  exchangeRef = exchange;
   const snapshots = new SnapshotReads(timestamps, xa.shards, mysqlSnapshotQuery(pools), {
     wait_ms: config.snapshot_wait_ms,
-    // Served only while this node is the only member (runtime/snapshot.ts): safe time is per process.
-    otherNodes: () => failover.otherMembers(),
+    cluster: exchange,
+    observe: (outcome, waited_s) => {
+      metrics.snapshotReads.inc({ outcome });
+      metrics.snapshotWait.observe(waited_s);
+    },
   });
   const coordinatorSettings = { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max };
   /** A resolver over node n's namespace and xids, while this node owns n (runtime/failover.ts). */
   const startResolver = (n: string): NodeResolver => {
     const e = new Engine({
       // Its commits stamp the history rows as this node's own do (runtime/timestamps.ts).
-      adapters: withTimestamps({ xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts)),
+      adapters: withTimestamps({ xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), n),
       node: n,
       shards: xa.shards,
       coordinator: coordinatorSettings,
@@ -243,10 +262,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const idempotency = new Idempotency({ ns: shared.ns, engine, xa, log: shared, retention_ms: config.idempotency_retention_ms, durableFor });
   // Registers the node and its lease (in the background while etcd does not answer).
   await failover.start();
+  // Before the first scan (and so before any commit): the clock passes every safe time published (runtime/safe-exchange.ts).
+  await withTimeout(exchange.join(), BOOT_SCAN_WAIT_MS, undefined).catch((e: Error) => console.error(`speccommit: safe times not read at start: ${e.message}`));
   const compactor = new EtcdCompactor(client, { interval_ms: config.etcd_compaction_interval_ms, revisions_kept: config.etcd_compaction_revisions_kept });
   // The first scan takes the process epoch; wait for it (bounded) so that a server that says it listens can take transfers.
   await withTimeout(engine.scanNow(), BOOT_SCAN_WAIT_MS, false);
   engine.startResolver();
+  exchange.start();
   const deadlocks =
     config.deadlock_interval_ms > 0
       ? new DeadlockDetector({
@@ -287,6 +309,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   } catch (e) {
     deadlocks?.stop();
     engine.stop();
+    exchange.stop();
     await failover.stop(true);
     accounts.close();
     xa.close();
@@ -320,7 +343,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       compactor.stop();
       // The deadlock detector keeps breaking cycles while the drain finishes transactions; it stops with them.
       // The spans of the transactions the drain finished go out before the exporter stops.
-      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts, () => failover.stop(true)).then(() => {
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts, () => (exchange.stop(), failover.stop(true))).then(() => {
         deadlocks?.stop();
         return tracing?.shutdown();
       }));
@@ -623,10 +646,19 @@ class Api {
     }
     if (release !== undefined) held(release);
     // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
-    const answer = (tx: string, o: Outcome, replayed?: boolean) => {
+    let answered = false;
+    const answer = (tx: string, o: Outcome, replayed?: boolean): void => {
+      if (answered) return;
+      answered = true;
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
-      // replayed or read-back answer gives the timestamp only when this process knows it.
+      // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable
+      // (runtime/timestamps.ts toTell: a one-branch answer waits for its stamp, bounded; none waits for the txlog).
       const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
+      const told = known === undefined ? undefined : this.time.timestamps.toTell(tx, known);
+      if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed));
+      else send(tx, o, told, replayed);
+    };
+    const send = (tx: string, o: Outcome, known: bigint | undefined, replayed?: boolean): void => {
       const commitTs = known === undefined ? undefined : formatTs(known);
       this.send(
         res,

@@ -26,6 +26,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ShardId } from "../spec/kernel/effects.ts";
 import { formatTs, parseTs } from "../spec/time/hlc.ts";
 import { readable, safeTime } from "../spec/time/safe.ts";
+import { holdingBack } from "../spec/time/cluster.ts";
+import type { ExchangeState } from "./safe-exchange.ts";
 import { ClockSkewError } from "./hlc.ts";
 import type { CommitTimestamps } from "./timestamps.ts";
 import type { QueryOutcome, ShardPool } from "./adapters/mysql-pool.ts";
@@ -44,9 +46,13 @@ export class SnapshotRefused extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** A shard did not answer (after the wait). */
+    readonly shard = false,
   ) {
     super(message);
   }
+  /** Counted in the metrics already. */
+  counted = false;
 }
 
 export interface SnapshotResult {
@@ -61,15 +67,27 @@ export interface SnapshotOptions {
   /** Test and benchmark only: serve without waiting for safe time (the `read-no-wait` mutant of spec/time/model.ts). */
   readonly noWait?: boolean;
   /**
-   * The other coordinator nodes sharing the shards (runtime/failover.ts), null while not known yet. Safe time is
-   * this process's: it knows the commit timestamps its own coordinators and resolvers chose, not those another
-   * node may still choose or is still stamping, so a snapshot is served only while this node is the only member.
+   * Safe time across the coordinator nodes (runtime/safe-exchange.ts, spec/time/cluster.ts); absent: this process's
+   * safe time alone (in-memory tests of one process).
    */
-  readonly otherNodes?: () => readonly string[] | null;
+  readonly cluster?: ClusterSafeSource;
+  /** Called with each read's outcome and wait (metrics). */
+  readonly observe?: (outcome: SnapshotOutcome, waited_s: number) => void;
 }
 
-/** How often a snapshot waiting for the membership to be read looks again (bounded by wait_ms). */
-const MEMBERSHIP_POLL_MS = 20;
+/** What the exchange gives a read: the last bound, and one computed after the call. */
+export interface ClusterSafeSource {
+  latest(): ExchangeState | null;
+  fresh(): Promise<ExchangeState>;
+}
+
+/** A read's outcome, as counted in speccommit_snapshot_reads_total{outcome}. */
+export type SnapshotOutcome = "served" | "bad_request" | "unavailable" | "timeout" | "shard_error";
+
+const outcomeOf = (status: number): SnapshotOutcome => (status === 400 ? "bad_request" : status === 504 ? "timeout" : "unavailable");
+
+/** A read held back by another node's safe time asks for a new exchange at most this often. */
+const OTHERS_PAUSE_MS = 10;
 
 export class SnapshotReads {
   constructor(
@@ -82,20 +100,6 @@ export class SnapshotReads {
   /** Observes `at` (or issues now) and waits until safe time reaches it; throws SnapshotRefused (400, 503, 504). */
   async waitSafe(at: bigint | null): Promise<{ at: bigint; waited_ms: number }> {
     const t0 = performance.now();
-    if (this.opts.otherNodes !== undefined) {
-      let others = this.opts.otherNodes();
-      while (others === null && performance.now() - t0 < this.opts.wait_ms) {
-        await new Promise((res) => setTimeout(res, MEMBERSHIP_POLL_MS));
-        others = this.opts.otherNodes();
-      }
-      if (others === null) throw new SnapshotRefused(503, "no snapshot yet: this node has not read the cluster's membership from etcd");
-      if (others.length > 0) {
-        throw new SnapshotRefused(
-          501,
-          `snapshot reads are served only when one coordinator node uses the shards; this cluster also has ${others.join(", ")} (safe time across nodes is not built: docs/operations.md, "Snapshot reads")`,
-        );
-      }
-    }
     let target: bigint;
     if (at === null) target = this.ts.clock.now();
     else {
@@ -108,24 +112,78 @@ export class SnapshotReads {
       target = at;
     }
     const deadline = t0 + this.opts.wait_ms;
-    while (this.opts.noWait !== true && !readable(target, this.ts.view())) {
+    const cluster = this.opts.cluster;
+    for (;;) {
+      if (this.opts.noWait === true) break;
+      const localOk = readable(target, this.ts.view());
+      const c = cluster?.latest() ?? null;
+      const clusterOk = cluster === undefined || (c !== null && c.safe !== null && c.safe >= target);
+      if (localOk && clusterOk) break;
       const left = deadline - performance.now();
-      if (left <= 0) {
-        const view = this.ts.view();
-        const safe = safeTime(view);
-        if (safe === null) throw new SnapshotRefused(503, `no snapshot yet: the resolver has not completed a scan since this server started (waited ${this.opts.wait_ms} ms)`);
-        throw new SnapshotRefused(
-          504,
-          `safe time ${formatTs(safe)} did not reach ${formatTs(target)} within snapshot_wait_ms (${this.opts.wait_ms} ms): ${this.ts.pendingCount} commit timestamps pending`,
-        );
+      if (left <= 0) throw this.refusal(target, localOk, c);
+      if (!localOk || cluster === undefined) await this.ts.changed(Math.min(left, 5));
+      else {
+        // Held back by another node (this one's part reached): its next publication comes on its own timer; a short
+        // pause before the next exchange keeps a waiting read from writing to etcd back to back.
+        if (c !== null && c.error === null && c.own !== null && c.own >= target) await new Promise((res) => setTimeout(res, Math.min(left, OTHERS_PAUSE_MS)));
+        await Promise.race([cluster.fresh().catch(() => null), new Promise((res) => setTimeout(res, Math.max(0, deadline - performance.now())))]);
       }
-      await this.ts.changed(Math.min(left, 5));
     }
+    // No commit may land at or below it from now on (runtime/timestamps.ts: a record that lands late is re-stamped above).
+    this.ts.release(target);
     return { at: target, waited_ms: performance.now() - t0 };
+  }
+
+  /** Why a read waited in vain: 503 when a node (or this one) cannot say, 504 when safe time is merely behind. */
+  private refusal(target: bigint, localOk: boolean, c: ExchangeState | null): SnapshotRefused {
+    const view = this.ts.view();
+    const safe = safeTime(view);
+    const waited = `waited ${this.opts.wait_ms} ms`;
+    if (safe === null) return new SnapshotRefused(503, `no snapshot yet: the resolver has not completed a scan since this server started (${waited})`);
+    if (!localOk) {
+      return new SnapshotRefused(504, `safe time ${formatTs(safe)} did not reach ${formatTs(target)} within snapshot_wait_ms (${this.opts.wait_ms} ms): ${this.ts.pendingCount} commit timestamps pending`);
+    }
+    if (c === null) return new SnapshotRefused(503, `no snapshot yet: this node has not exchanged safe times with the other nodes through etcd (${waited})`);
+    if (c.error !== null) return new SnapshotRefused(503, `no snapshot: ${c.error} (${waited})`);
+    const back = holdingBack(c, target);
+    const why = back.filter((b) => b.state !== "alive" || b.safe === null);
+    if (why.length > 0) {
+      const text = why.map((b) =>
+        b.state === "not_published"
+          ? `node ${b.node} is alive and has not published its safe time since it started`
+          : b.state === "dead_never_published"
+            ? `node ${b.node} is dead (its lease expired), not taken over yet, and never published a safe time`
+            : b.state === "dead"
+              ? `node ${b.node} is dead (its lease expired) and not taken over yet: its last published safe time ${formatTs(b.safe as bigint)} holds every snapshot back until a survivor owns it`
+              : `node ${b.node} gives no safe time`,
+      );
+      return new SnapshotRefused(503, `no snapshot at ${formatTs(target)}: ${text.join("; ")} (${waited})`);
+    }
+    const slow = back.map((b) => `${b.node} at ${formatTs(b.safe as bigint)}`).join(", ");
+    return new SnapshotRefused(504, `safe time ${c.safe === null ? "none" : formatTs(c.safe)} did not reach ${formatTs(target)} within snapshot_wait_ms (${this.opts.wait_ms} ms): held back by ${slow}`);
   }
 
   /** The balances at `at` (after waitSafe) of the named accounts, or of every account of every shard. */
   async read(at: bigint | null, accounts?: readonly { shard: ShardId; id: number }[]): Promise<SnapshotResult> {
+    const t0 = performance.now();
+    try {
+      const r = await this.read0(at, accounts);
+      this.opts.observe?.("served", r.waited_ms / 1000);
+      return r;
+    } catch (e) {
+      if (e instanceof SnapshotRefused) this.refused(e, (performance.now() - t0) / 1000);
+      throw e;
+    }
+  }
+
+  /** Counts a refusal once (metrics). */
+  refused(e: SnapshotRefused, waited_s = 0): void {
+    if (e.counted) return;
+    e.counted = true;
+    this.opts.observe?.(e.shard ? "shard_error" : outcomeOf(e.status), waited_s);
+  }
+
+  private async read0(at: bigint | null, accounts?: readonly { shard: ShardId; id: number }[]): Promise<SnapshotResult> {
     const w = await this.waitSafe(at);
     const byShard = new Map<ShardId, number[]>();
     for (const a of accounts ?? []) byShard.set(a.shard, [...(byShard.get(a.shard) ?? []), a.id]);
@@ -134,7 +192,7 @@ export class SnapshotReads {
     await Promise.all(
       shards.map(async (shard) => {
         const r = await this.query(shard, snapshotStatements(w.at, byShard.get(shard)));
-        if (!r.ok) throw new SnapshotRefused(503, `${shard} did not answer the snapshot read: ${r.error.message}`);
+        if (!r.ok) throw new SnapshotRefused(503, `${shard} did not answer the snapshot read: ${r.error.message}`, true);
         const rows = r.value as Array<{ id: unknown; cents: unknown }>;
         balances.set(shard, new Map(rows.map((x) => [Number(x.id), BigInt(String(x.cents))])));
       }),
@@ -237,6 +295,7 @@ export async function handleSnapshot(reads: SnapshotReads, ts: CommitTimestamps,
     send(res, route, 200, { ...head, total_cents: total.toString(), total: formatCents(total), shards: perShard });
   } catch (e) {
     if (!(e instanceof SnapshotRefused)) throw e;
+    reads.refused(e);
     send(res, route, e.status, { error: e.message }, e.status === 503 || e.status === 504 ? { "Retry-After": "1" } : {});
   }
   return true;

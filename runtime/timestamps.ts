@@ -33,11 +33,12 @@
  * complete listing does not show is dropped (its record was never written:
  * presumed abort).
  */
-import { DECISION_PREFIX, SPECULATIVE_PREFIX, type LogRecord, type ShardId, type TxId } from "../spec/kernel/effects.ts";
+import { DECISION_PREFIX, SPECULATIVE_PREFIX, type LogEntry, type LogRecord, type ShardId, type TxId } from "../spec/kernel/effects.ts";
 import { formatTs, parseTs } from "../spec/time/hlc.ts";
-import type { SafeTimeView } from "../spec/time/safe.ts";
+import { landing, type SafeTimeView } from "../spec/time/safe.ts";
 import type { Adapters } from "./interpreter.ts";
 import type { HybridClock } from "./hlc.ts";
+import { nodeOfTx } from "./nodes.ts";
 
 /** Stamps tx's history rows on a shard that have no commit_ts yet; true once done. */
 export type HistoryStamp = (tx: TxId, shard: ShardId, ts: bigint) => Promise<boolean>;
@@ -48,6 +49,18 @@ const ONE_PHASE_STAMP_RETRY_MS = 100;
 
 /** Commit timestamps of settled transactions kept for their answers (the reply may come after the rows are stamped). */
 const RECENT_MAX = 10_000;
+
+/** How long a one-branch transfer's answer waits for its rows' stamp (its timestamp durable) before it is sent without one. */
+export const COMMIT_TS_DURABLE_WAIT_MS = 2_000;
+
+const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
+/** Adds to a map kept at most RECENT_MAX entries (the oldest go first). */
+function remember<K, V>(m: Map<K, V>, k: K, v: V): void {
+  m.delete(k);
+  m.set(k, v);
+  if (m.size > RECENT_MAX) m.delete(m.keys().next().value!);
+}
 
 const txOfKey = (key: string): TxId | null =>
   key.startsWith(DECISION_PREFIX) ? key.slice(DECISION_PREFIX.length) : key.startsWith(SPECULATIVE_PREFIX) ? key.slice(SPECULATIVE_PREFIX.length) : null;
@@ -71,6 +84,17 @@ export class CommitTimestamps {
   private readonly branches = new Map<TxId, readonly ShardId[]>();
   private readonly stamped = new Map<TxId, Set<ShardId>>();
   private readonly waiters = new Set<() => void>();
+  /** Pending timestamps a complete listing dropped (the record not shown, the coordinator gone): their record may still land. */
+  private readonly dropped = new Map<TxId, bigint>();
+  /** Records to write again with a new commit timestamp (spec/time/safe.ts landing): tx -> key. */
+  private readonly restamps = new Map<TxId, string>();
+  /** The greatest safe time this process let a snapshot be served at (its own reads, its published values). */
+  private released = -1n;
+  /** Transactions whose commit timestamp is durable: in a record that landed, or on their stamped rows. */
+  private readonly durable = new Map<TxId, true>();
+  private readonly durableWaiters = new Map<TxId, Set<() => void>>();
+  /** This process's node (set by the server; the in-memory tests run as n1). */
+  selfNode = "n1";
 
   constructor(
     readonly clock: HybridClock,
@@ -78,7 +102,66 @@ export class CommitTimestamps {
     private readonly running: () => Iterable<TxId> = () => [],
     /** The process has made a complete resolver scan since it started. */
     private readonly caughtUp: () => boolean = () => true,
+    /** The last safe time another node published itself (runtime/safe-exchange.ts); -1 when none. */
+    private readonly releasedOf: (node: string) => bigint = () => -1n,
   ) {}
+
+  /** A snapshot may be served at `at` (a read served, or a value published): no commit may land at or below it. */
+  release(at: bigint): void {
+    if (at > this.released) this.released = at;
+  }
+
+  /** The greatest value released (tests, metrics). */
+  get releasedMax(): bigint {
+    return this.released;
+  }
+
+  /** tx's commit timestamp is durable (a record carrying it landed, or its rows are stamped). */
+  markDurable(tx: TxId): void {
+    remember(this.durable, tx, true);
+    const ws = this.durableWaiters.get(tx);
+    if (ws === undefined) return;
+    this.durableWaiters.delete(tx);
+    for (const w of ws) w();
+  }
+
+  isDurable(tx: TxId): boolean {
+    return this.durable.has(tx);
+  }
+
+  /** One-phase commits whose stamp is under way (an answer may wait for it: one UPDATE on the same shard). */
+  private readonly stamping = new Set<TxId>();
+
+  /**
+   * The commit timestamp a committed transfer's answer may tell (`known`: the one chosen): told only once durable
+   * (docs/protocols/timestamps.md, "The timestamp told"). A one-phase commit's stamp is waited for, at most
+   * COMMIT_TS_DURABLE_WAIT_MS; a timestamp whose record is still to be written (the speculative path answers
+   * before SPEC_EXECUTING) is not told: the answer does not wait for the txlog.
+   */
+  toTell(tx: TxId, known: bigint): bigint | undefined | Promise<bigint | undefined> {
+    if (this.durable.has(tx)) return known;
+    if (!this.stamping.has(tx)) return undefined;
+    return this.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => (ok ? known : undefined));
+  }
+
+  /** Resolves true once tx's commit timestamp is durable, false after `ms` (the answer then tells none). */
+  whenDurable(tx: TxId, ms: number): Promise<boolean> {
+    if (this.durable.has(tx)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let ws = this.durableWaiters.get(tx);
+      if (ws === undefined) this.durableWaiters.set(tx, (ws = new Set()));
+      const done = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      const t = setTimeout(() => {
+        ws.delete(done);
+        if (ws.size === 0) this.durableWaiters.delete(tx);
+        resolve(false);
+      }, ms);
+      ws.add(done);
+    });
+  }
 
   /** The commit timestamp of tx, chosen now if it has none. */
   choose(tx: TxId): bigint {
@@ -109,9 +192,16 @@ export class CommitTimestamps {
     this.stamped.delete(tx);
     if (ts === undefined) return;
     this.pending.delete(tx);
-    this.recent.set(tx, ts);
-    if (this.recent.size > RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+    remember(this.recent, tx, ts);
     for (const w of [...this.waiters]) w();
+  }
+
+  /** A pending timestamp whose record a complete listing did not show, its coordinator gone: no longer pending, but its record may still land. */
+  private drop(tx: TxId): void {
+    const ts = this.pending.get(tx);
+    if (ts !== undefined && !this.restamps.has(tx)) remember(this.dropped, tx, ts);
+    this.restamps.delete(tx);
+    this.settle(tx);
   }
 
   /** What safe time is decided from (spec/time/safe.ts). */
@@ -137,8 +227,12 @@ export class CommitTimestamps {
     });
   }
 
-  /** A listing of `prefix` answered: what it shows is learned; what it does not show and nothing runs here is no longer pending. */
-  listed(prefix: string, entries: readonly { key: string; value: LogRecord }[]): void {
+  /**
+   * A listing of `prefix` answered: what it shows is learned; what it does not show and nothing runs here is no longer
+   * pending. `node`: the node whose namespace was listed (its keys are relative to that namespace, so only that
+   * node's transactions can be concluded absent from it; a takeover resolver lists another node's namespace).
+   */
+  listed(prefix: string, entries: readonly { key: string; value: LogRecord }[], node?: string): void {
     const shown = new Set<TxId>();
     for (const e of entries) {
       const tx = txOfKey(e.key);
@@ -147,8 +241,34 @@ export class CommitTimestamps {
       const v = e.value as LogRecord & { commit_ts?: string };
       const ts = v.commit_ts === undefined ? null : parseTs(v.commit_ts);
       if (ts !== null && carries(e.value)) {
-        this.learn(tx, ts, e.key);
         this.noteBranches(tx, e.value);
+        if (this.restamps.has(tx)) continue;
+        // A record this process dropped that landed after all, or another node's below what that node published:
+        // below a snapshot that may have been served, it is written again above it before anything commits.
+        const wasDropped = this.dropped.has(tx);
+        const unknown = !this.pending.has(tx) && !this.recent.has(tx);
+        const owner = nodeOfTx(tx);
+        const released = wasDropped
+          ? this.released
+          : unknown
+            ? owner === this.selfNode
+              ? max(this.released, this.releasedOf(owner))
+              : this.releasedOf(owner)
+            : -1n;
+        if (wasDropped) {
+          this.dropped.delete(tx);
+          this.recent.delete(tx);
+        }
+        if (landing(ts, released) === "restamp") {
+          this.clock.observeTrusted(ts);
+          this.clock.observeTrusted(released);
+          this.pending.set(tx, this.clock.now());
+          this.keys.set(tx, e.key);
+          this.restamps.set(tx, e.key);
+          continue;
+        }
+        this.learn(tx, ts, e.key);
+        this.markDurable(tx);
       }
       else if (ts !== null) this.clock.observeTrusted(ts);
     }
@@ -156,8 +276,32 @@ export class CommitTimestamps {
     for (const tx of [...this.pending.keys()]) {
       const key = this.keys.get(tx);
       if (shown.has(tx) || running.has(tx)) continue;
-      if (key === undefined || key.startsWith(prefix)) this.settle(tx);
+      if (node !== undefined && nodeOfTx(tx) !== node) continue;
+      if (key === undefined || key.startsWith(prefix)) this.drop(tx);
     }
+  }
+
+  /** The records of `entries` to write again with their new timestamp (after `listed`). */
+  restampsOf(entries: readonly LogEntry[]): { entry: LogEntry; value: LogRecord; tx: TxId }[] {
+    const out: { entry: LogEntry; value: LogRecord; tx: TxId }[] = [];
+    for (const e of entries) {
+      const tx = txOfKey(e.key);
+      if (tx === null || this.restamps.get(tx) !== e.key) continue;
+      out.push({ entry: e, tx, value: { ...e.value, commit_ts: formatTs(this.pending.get(tx)!) } as LogRecord });
+    }
+    return out;
+  }
+
+  /** A one-phase commit's stamp begins (true) or ends (false). */
+  stampingOnePhase(tx: TxId, on: boolean): void {
+    if (on) this.stamping.add(tx);
+    else this.stamping.delete(tx);
+  }
+
+  /** A re-stamped record landed. */
+  restamped(tx: TxId): void {
+    this.restamps.delete(tx);
+    this.markDurable(tx);
   }
 
   /** The record as it goes to the txlog: with the transaction's commit timestamp when it commits. */
@@ -200,6 +344,7 @@ export class CommitTimestamps {
   /** After a put: an abort written ends what was pending. */
   put(key: string, value: LogRecord, ok: boolean): void {
     const tx = txOfKey(key);
+    if (tx !== null && ok && carries(value)) this.markDurable(tx);
     if (tx !== null && ok && aborts(value)) this.settle(tx);
   }
 }
@@ -209,15 +354,20 @@ export class CommitTimestamps {
  * (module header). The roles' effects and results are unchanged but for the
  * records' `commit_ts`, which no role reads.
  */
-export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp): Adapters {
+export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp, node?: string): Adapters {
   const log = a.log;
   const xa = a.xa;
   const stampOnePhase = async (tx: TxId, shard: ShardId, t: bigint): Promise<void> => {
+    ts.stampingOnePhase(tx, true);
     for (let attempt = 1; attempt <= ONE_PHASE_STAMP_ATTEMPTS; attempt++) {
-      if (await stamp(tx, shard, t)) break;
+      if (await stamp(tx, shard, t)) {
+        ts.markDurable(tx);
+        break;
+      }
       if (attempt === ONE_PHASE_STAMP_ATTEMPTS) console.error(`commit_ts: the history rows of ${tx} on ${shard} could not be stamped (one-phase commit); snapshots will not show it`);
       else await new Promise((res) => setTimeout(res, ONE_PHASE_STAMP_RETRY_MS));
     }
+    ts.stampingOnePhase(tx, false);
     ts.settle(tx);
   };
   const wrapped: Adapters = {
@@ -231,8 +381,20 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
       },
       list: async (prefix: string) => {
         const r = await log.list(prefix);
-        if (r.ok) ts.listed(prefix, r.entries);
-        return r;
+        if (!r.ok) return r;
+        ts.listed(prefix, r.entries, node);
+        const again = ts.restampsOf(r.entries);
+        if (again.length === 0) return r;
+        // Written again above every snapshot released (spec/time/safe.ts landing), at the version listed, before the
+        // resolver sees the record; not written: the listing fails (the resolver scans again later).
+        const entries = [...r.entries];
+        for (const x of again) {
+          const w = await log.put(x.entry.key, x.value, x.entry.version);
+          if (!w.ok) return { ok: false, err: "UNAVAILABLE" } as const;
+          ts.restamped(x.tx);
+          entries[entries.indexOf(x.entry)] = { key: x.entry.key, value: x.value, version: w.version };
+        }
+        return { ok: true, entries };
       },
       delete: async (key: string, fence?: Parameters<typeof log.delete>[1], ifVersion?: number) => {
         const tx = txOfKey(key);
@@ -261,6 +423,7 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
         if (r.ok || r.err === "NOTA") {
           if (!(await stamp(tx, shard, t))) return { ok: false, err: "UNAVAILABLE" } as const;
           ts.markStamped(tx, shard);
+          ts.markDurable(tx);
         }
         return r;
       },
@@ -269,7 +432,11 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
   const local = a.local;
   if (local !== undefined) {
     (wrapped as { local?: typeof local }).local = override(local, {
-      release: (tx: TxId, shard: ShardId) => local.release(tx, shard, ts.choose(tx)),
+      release: async (tx: TxId, shard: ShardId) => {
+        const r = await local.release(tx, shard, ts.choose(tx));
+        if (r.ok) ts.markDurable(tx);
+        return r;
+      },
     });
   }
   return wrapped;

@@ -44,3 +44,17 @@ export function readable(at: bigint, v: SafeTimeView): boolean {
   const s = safeTime(v);
   return s !== null && s >= at;
 }
+
+/**
+ * A commit record that lands after its process gave up on it (its put answered UNAVAILABLE, the coordinator gave
+ * up, a complete listing did not show it, and its timestamp stopped holding safe time back), or that a survivor
+ * finds below the safe time its node last published: may the transaction still commit at the timestamp it
+ * carries? `released`: the greatest safe time this process (or, for another node's namespace, that node) let a
+ * snapshot be served at. At or below it, a snapshot may already have been served without the transaction:
+ * committing there would change it. The record is then re-stamped above it (the clock's next timestamp) before
+ * any branch commits; none has (its coordinator gave up before the decision was durable, and every other
+ * transaction's timestamp stayed pending, so above every released value, until its rows were all stamped).
+ */
+export function landing(recorded: bigint, released: bigint): "keep" | "restamp" {
+  return recorded > released ? "keep" : "restamp";
+}

@@ -14,85 +14,10 @@ import { HybridClock } from "../../runtime/hlc.ts";
 import { CommitTimestamps, withTimestamps } from "../../runtime/timestamps.ts";
 import { SnapshotReads, SnapshotRefused, snapshotStatements, type SnapshotQuery } from "../../runtime/snapshot.ts";
 import type { Adapters } from "../../runtime/interpreter.ts";
-import { systemClock } from "../../runtime/adapters/ports.ts";
-
-interface Row {
-  readonly tx: TxId;
-  readonly account: number;
-  readonly delta: bigint;
-  commit_ts: bigint | null;
-}
-
-/** Two shards, one account each with 1000 cents seeded; balances move at commit, as the XA branch's do. */
-class World {
-  readonly balance = new Map<ShardId, bigint>([
-    ["a", 1000n],
-    ["b", 1000n],
-  ]);
-  readonly rows = new Map<ShardId, Row[]>([
-    ["a", []],
-    ["b", []],
-  ]);
-  readonly records = new Map<string, LogRecord>();
-  readonly branches = new Map<string, bigint>();
-
-  /** The branch's statement: its delta waits in the prepared branch until commit. */
-  exec(tx: TxId, shard: ShardId, delta: bigint): void {
-    this.branches.set(`${tx}|${shard}`, delta);
-  }
-
-  adapters(): Adapters {
-    const w = this;
-    const unused = () => Promise.reject(new Error("not used here"));
-    return {
-      clock: systemClock,
-      xa: {
-        shards: ["a", "b"],
-        exec: unused,
-        prepare: unused,
-        rollback: unused,
-        recover: unused,
-        kill: unused,
-        connectionOf: () => null,
-        commit: async (tx: TxId, shard: ShardId) => {
-          const d = w.branches.get(`${tx}|${shard}`);
-          if (d === undefined) return { ok: false, err: "NOTA" } as const;
-          w.branches.delete(`${tx}|${shard}`);
-          w.balance.set(shard, w.balance.get(shard)! + d);
-          w.rows.get(shard)!.push({ tx, account: 1, delta: d, commit_ts: null });
-          return { ok: true } as const;
-        },
-      } as unknown as Adapters["xa"],
-      log: {
-        put: async (key: string, value: LogRecord) => {
-          w.records.set(key, value);
-          return { ok: true, version: 1 } as const;
-        },
-        list: async (prefix: string) => ({ ok: true, entries: [...w.records].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value, version: 1 })) }) as const,
-        delete: async (key: string) => {
-          w.records.delete(key);
-          return { ok: true } as const;
-        },
-      },
-    };
-  }
-
-  /** history.commit_ts stamped where NULL (XaMysql.stampHistory). */
-  stamp = async (tx: TxId, shard: ShardId, ts: bigint): Promise<boolean> => {
-    for (const r of this.rows.get(shard)!) if (r.tx === tx && r.commit_ts === null) r.commit_ts = ts;
-    return true;
-  };
-
-  /** What the snapshot SQL computes: balance - sum(delta where commit_ts IS NULL or commit_ts > at). */
-  query: SnapshotQuery = async (shard, statements) => {
-    const at = BigInt(/commit_ts > (\d+)/.exec(statements[0]!)![1]!);
-    let later = 0n;
-    for (const r of this.rows.get(shard)!) if (r.commit_ts === null || r.commit_ts > at) later += r.delta;
-    return { ok: true, value: [{ id: "1", cents: String(this.balance.get(shard)! - later) }] };
-  };
-}
-
-const total = (r: { balances: ReadonlyMap<ShardId, ReadonlyMap<number, bigint>> }) => [...r.balances.values()].reduce((s, m) => s + [...m.values()].reduce((a, b) => a + b, 0n), 0n);
+import type { ExchangeState } from "../../runtime/safe-exchange.ts";
+import { clusterSafeTime, type ClusterView, type Publication } from "../../spec/time/cluster.ts";
+import { safeTime } from "../../spec/time/safe.ts";
+import { total, World } from "./memory-world.ts";
 
 /** A 2PC transfer of 300 cents from shard a to shard b, up to its decision: both branches prepared, the commit decision durable. */
 async function decided(w: World, a: Adapters, ts: CommitTimestamps, tx: TxId): Promise<bigint> {
@@ -206,20 +131,42 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     await expect(notReady.read(null)).rejects.toMatchObject({ status: 503 });
   });
 
-  it("with other coordinator nodes on the shards a snapshot is refused (501), never served from one node's safe time; membership not read yet within the wait: 503", async () => {
+  it("with other coordinator nodes, a read waits for the cluster's safe time (spec/time/cluster.ts): a dead node not taken over holds it back (503 naming it), a node behind (504), then served once every node's published value reaches it", async () => {
     const w = new World();
     const ts = new CommitTimestamps(new HybridClock(500));
-    let others: readonly string[] | null = null;
-    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 60, otherNodes: () => others });
-    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/membership/) });
-    others = ["n2", "n3"];
-    await expect(reads.read(null)).rejects.toMatchObject({ status: 501, message: expect.stringMatching(/n2, n3/) });
-    others = [];
+    const pub = (node: string, safe: bigint, covers: string[] = []): Publication => ({ node, lease: `L-${node}`, safe, covers });
+    let view: ClusterView = { members: ["n1", "n2"], alive: new Map([["n1", "L-n1"]]), owners: new Map(), published: new Map() };
+    let cycles = 0;
+    // An exchange over a view set by the test (the real one over etcd: test/time/snapshot-nodes.test.ts); each cycle publishes n1's value now.
+    const cycle = (): ExchangeState => {
+      cycles++;
+      ts.clock.now();
+      const own = safeTime(ts.view())!;
+      view = { ...view, published: new Map([...view.published, ["n1", pub("n1", own, view.owners.get("n2") === "n1" ? ["n2"] : [])]]) };
+      return (state = { ...clusterSafeTime(view, "n1"), own, error: null, started_ms: performance.now() });
+    };
+    let state: ExchangeState | null = null;
+    const cluster = { latest: () => state, fresh: async () => (await new Promise((r) => setTimeout(r, 1)), cycle()) };
+    const reads = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 60, cluster });
+    // n2 dead, never published: nothing can be served.
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/node n2 is dead .*never published/) });
+    expect(cycles).toBeGreaterThan(0);
+    // n2 dead with its last value behind: held back, 503 naming it and its value.
+    const old = ts.clock.now();
+    view = { ...view, published: new Map([["n2", pub("n2", old)]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(new RegExp(`node n2 is dead .*not taken over yet: its last published safe time ${formatTs(old)}`)) });
+    // A read at or below n2's last value is served.
+    expect(total(await reads.read(old))).toBe(2000n);
+    // n2 taken over by n1 (covered once n1's resolver scanned it): served now.
+    view = { ...view, owners: new Map([["n2", "n1"]]) };
     expect(total(await reads.read(null))).toBe(2000n);
-    // Membership read while the read waits: it is served.
-    others = null;
+    // n2 alive again (a new lease) and not published yet: 503; published but behind: 504 naming it; caught up: served.
+    view = { ...view, owners: new Map(), alive: new Map([["n1", "L-n1"], ["n2", "L-n2"]]), published: new Map([["n2", { ...pub("n2", old), lease: "L-old" }]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 503, message: expect.stringMatching(/node n2 is alive and has not published/) });
+    view = { ...view, published: new Map([["n2", pub("n2", old)]]) };
+    await expect(reads.read(null)).rejects.toMatchObject({ status: 504, message: expect.stringMatching(new RegExp(`held back by n2 at ${formatTs(old)}`)) });
     const pending = reads.read(null);
-    setTimeout(() => (others = []), 20);
+    setTimeout(() => (view = { ...view, published: new Map([["n2", pub("n2", ts.clock.now() + 1_000n)]]) }), 20);
     expect(total(await pending)).toBe(2000n);
   });
 
