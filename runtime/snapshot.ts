@@ -58,8 +58,10 @@ export class SnapshotRefused extends Error {
 export interface SnapshotResult {
   readonly at: bigint;
   readonly waited_ms: number;
-  /** Per shard: account id -> cents at `at` (only the named accounts, when some were named). */
+  /** Per shard: account id -> cents at `at`, of the named accounts (empty when none were named: see `totals`). */
   readonly balances: ReadonlyMap<ShardId, ReadonlyMap<number, bigint>>;
+  /** When no account was named: per shard, the total at `at` and the number of accounts, summed by the shard. */
+  readonly totals?: ReadonlyMap<ShardId, { readonly cents: bigint; readonly accounts: number }>;
 }
 
 export interface SnapshotOptions {
@@ -189,15 +191,23 @@ export class SnapshotReads {
     for (const a of accounts ?? []) byShard.set(a.shard, [...(byShard.get(a.shard) ?? []), a.id]);
     const shards = accounts === undefined ? this.shards : [...byShard.keys()];
     const balances = new Map<ShardId, Map<number, bigint>>();
+    const totals = new Map<ShardId, { cents: bigint; accounts: number }>();
     await Promise.all(
       shards.map(async (shard) => {
-        const r = await this.query(shard, snapshotStatements(w.at, byShard.get(shard)));
+        // A total is summed by the shard (one row), never by holding every account here: memory stays bounded
+        // whatever the number of accounts.
+        const r = await this.query(shard, accounts === undefined ? totalStatements(w.at) : snapshotStatements(w.at, byShard.get(shard)));
         if (!r.ok) throw new SnapshotRefused(503, `${shard} did not answer the snapshot read: ${r.error.message}`, true);
+        if (accounts === undefined) {
+          const row = (r.value as Array<{ cents: unknown; n: unknown }>)[0];
+          totals.set(shard, { cents: BigInt(String(row?.cents ?? "0")), accounts: Number(row?.n ?? 0) });
+          return;
+        }
         const rows = r.value as Array<{ id: unknown; cents: unknown }>;
         balances.set(shard, new Map(rows.map((x) => [Number(x.id), BigInt(String(x.cents))])));
       }),
     );
-    return { at: w.at, waited_ms: w.waited_ms, balances };
+    return { at: w.at, waited_ms: w.waited_ms, balances, ...(accounts === undefined ? { totals } : {}) };
   }
 }
 
@@ -209,6 +219,19 @@ export function snapshotStatements(at: bigint, ids?: readonly number[]): string[
       `LEFT JOIN speculative_pending p ON p.account_id = a.id ` +
       `LEFT JOIN (SELECT account_id, SUM(delta) AS later FROM history WHERE commit_ts IS NULL OR commit_ts > ${at.toString()} GROUP BY account_id) h ON h.account_id = a.id` +
       `${where} ORDER BY a.id`,
+  ];
+}
+
+/**
+ * The total of one shard at `at`: the same sum as snapshotStatements' rows added up (balance + pending credits -
+ * history deltas later than `at` or unstamped, over every account), computed by the shard in one row; SUM over
+ * BIGINT is an exact DECIMAL in MariaDB, read back as text.
+ */
+export function totalStatements(at: bigint): string[] {
+  return [
+    `SELECT CAST((SELECT COALESCE(SUM(balance), 0) FROM accounts) + (SELECT COALESCE(SUM(p.cents), 0) FROM speculative_pending p JOIN accounts a ON a.id = p.account_id) ` +
+      `- (SELECT COALESCE(SUM(h.delta), 0) FROM history h JOIN accounts a ON a.id = h.account_id WHERE h.commit_ts IS NULL OR h.commit_ts > ${at.toString()}) AS CHAR) AS cents, ` +
+      `CAST((SELECT COUNT(*) FROM accounts) AS CHAR) AS n`,
   ];
 }
 
@@ -286,11 +309,9 @@ export async function handleSnapshot(reads: SnapshotReads, ts: CommitTimestamps,
     }
     let total = 0n;
     const perShard: Record<string, { total_cents: string; accounts: number }> = {};
-    for (const [shard, m] of r.balances) {
-      let sum = 0n;
-      for (const c of m.values()) sum += c;
-      total += sum;
-      perShard[shard] = { total_cents: sum.toString(), accounts: m.size };
+    for (const [shard, t] of r.totals ?? []) {
+      total += t.cents;
+      perShard[shard] = { total_cents: t.cents.toString(), accounts: t.accounts };
     }
     send(res, route, 200, { ...head, total_cents: total.toString(), total: formatCents(total), shards: perShard });
   } catch (e) {

@@ -16,7 +16,7 @@ import { parseTs } from "../../spec/time/hlc.ts";
 import { HybridClock } from "../../runtime/hlc.ts";
 import { SnapshotReads } from "../../runtime/snapshot.ts";
 import { CommitTimestamps, withTimestamps } from "../../runtime/timestamps.ts";
-import { World } from "./memory-world.ts";
+import { World, ACCOUNT_1 } from "./memory-world.ts";
 
 export interface LandingResult {
   /** The timestamp the coordinator chose and the late record first carried. */
@@ -63,7 +63,7 @@ export async function lateLanding(): Promise<LandingResult> {
   running.delete(tx);
   // A complete listing without the record: T no longer pending. A snapshot is served above it.
   await a.log.list("tx/");
-  const served = await reads.read(null);
+  const served = await reads.read(null, ACCOUNT_1);
   const balances = (r: typeof served) => Object.fromEntries([...r.balances].map(([s, m]) => [s, m.get(1)!]));
   // The put lands; the resolver lists it and finishes the transaction.
   w.records.set(key, held!);
@@ -73,7 +73,7 @@ export async function lateLanding(): Promise<LandingResult> {
   await a.xa.commit(tx, "a");
   await a.xa.commit(tx, "b");
   await a.log.delete(key);
-  const again = await reads.read(served.at);
+  const again = await reads.read(served.at, ACCOUNT_1);
   const stampedAt = w.rows.get("a")!.find((r) => r.tx === tx)!.commit_ts!;
   return { chosen, servedAt: served.at, before: balances(served), after: balances(again), stampedAt, recordTs: parseTs(rec.commit_ts)! };
 }

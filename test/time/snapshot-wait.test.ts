@@ -17,7 +17,7 @@ import type { Adapters } from "../../runtime/interpreter.ts";
 import type { ExchangeState } from "../../runtime/safe-exchange.ts";
 import { clusterSafeTime, type ClusterView, type Publication } from "../../spec/time/cluster.ts";
 import { safeTime } from "../../spec/time/safe.ts";
-import { total, World } from "./memory-world.ts";
+import { total, World, ACCOUNT_1 } from "./memory-world.ts";
 
 /** A 2PC transfer of 300 cents from shard a to shard b, up to its decision: both branches prepared, the commit decision durable. */
 async function decided(w: World, a: Adapters, ts: CommitTimestamps, tx: TxId): Promise<bigint> {
@@ -40,7 +40,7 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     const commitTs = await decided(w, a, ts, "t1");
     expect(await a.xa.commit("t1", "a")).toEqual({ ok: true });
     let served: Awaited<ReturnType<SnapshotReads["read"]>> | null = null;
-    const read = reads.read(commitTs).then((r) => (served = r));
+    const read = reads.read(commitTs, ACCOUNT_1).then((r) => (served = r));
     await new Promise((r) => setTimeout(r, 30));
     expect(served).toBeNull(); // shard b not committed: the timestamp is pending
     expect(await a.xa.commit("t1", "b")).toEqual({ ok: true });
@@ -53,7 +53,7 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     // Every row of the transfer carries the one timestamp.
     expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([commitTs, commitTs]);
     // A read just below it sees none of it.
-    const before = await reads.read(commitTs - 1n);
+    const before = await reads.read(commitTs - 1n, ACCOUNT_1);
     expect(before.balances.get("a")!.get(1)).toBe(1000n);
     expect(total(before)).toBe(2000n);
   });
@@ -65,7 +65,7 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     const unsafe = new SnapshotReads(ts, ["a", "b"], w.query, { wait_ms: 5_000, noWait: true });
     const commitTs = await decided(w, a, ts, "t1");
     await a.xa.commit("t1", "a");
-    const r = await unsafe.read(commitTs);
+    const r = await unsafe.read(commitTs, ACCOUNT_1);
     expect(r.balances.get("a")!.get(1)).toBe(700n);
     expect(r.balances.get("b")!.get(1)).toBe(1000n);
     expect(total(r)).toBe(1700n);
@@ -90,7 +90,7 @@ describe("snapshot reads wait for safe time (in memory)", () => {
     // ... finds no branch prepared (no XA COMMIT to send) and forgets the record: the rows are stamped first.
     expect(await a2.log.delete(decisionKey("t1"))).toEqual({ ok: true });
     expect([...w.rows.values()].flat().map((r) => r.commit_ts)).toEqual([commitTs, commitTs]);
-    const r = await reads.read(commitTs);
+    const r = await reads.read(commitTs, ACCOUNT_1);
     expect(total(r)).toBe(2000n);
     expect(r.balances.get("b")!.get(1)).toBe(1300n);
   });

@@ -17,7 +17,7 @@ import { parseTs } from "../../spec/time/hlc.ts";
 import { HybridClock } from "../../runtime/hlc.ts";
 import { SnapshotReads } from "../../runtime/snapshot.ts";
 import { CommitTimestamps, withTimestamps } from "../../runtime/timestamps.ts";
-import { World } from "./memory-world.ts";
+import { World, ACCOUNT_1 } from "./memory-world.ts";
 
 const spec = (state: "SPEC_EXECUTING"): LogRecord => ({ kind: "speculation", state, branches: ["a", "b"] }) as unknown as LogRecord;
 
@@ -54,9 +54,9 @@ describe("the commit timestamp told to a client is durable", () => {
     expect(w.rows.get("b")![0]!.commit_ts).toBe(chosen);
     await a2.log.delete(speculativeKey(tx));
     const reads = new SnapshotReads(ts2, ["a", "b"], w.query, { wait_ms: 1_000 });
-    const at = await reads.read(chosen);
+    const at = await reads.read(chosen, ACCOUNT_1);
     expect(at.balances.get("b")!.get(1)).toBe(1300n);
-    expect((await reads.read(chosen - 1n)).balances.get("b")!.get(1)).toBe(1000n);
+    expect((await reads.read(chosen - 1n, ACCOUNT_1)).balances.get("b")!.get(1)).toBe(1000n);
   });
 
   it("speculative: killed before the record, a release by the next process takes a fresh timestamp, which no answer told", async () => {
