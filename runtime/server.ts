@@ -151,7 +151,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
   const batching = { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms };
-  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds) };
+  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWriteOf.of(op, ok ? "ok" : "error").observe(seconds) };
   // This node's namespace (runtime/nodes.ts); the base prefix holds what every node shares (claims, members, leases, owners).
   const node = config.node;
   const txlog = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, node), onWrite, batching);
@@ -514,7 +514,7 @@ class Api {
 
   /** While draining, every answer closes its connection: the client opens a new one elsewhere instead of reusing this one. */
   private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
-    this.metrics.http.inc({ route, code: String(status) });
+    this.metrics.httpOf.of(route, String(status)).inc();
     const credential = this.credentialOf.get(res);
     if (credential !== undefined) this.metrics.byCredential.inc({ credential, route, code: String(status) });
     res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
@@ -594,7 +594,7 @@ class Api {
     const answer = (tx: string, o: Outcome, replayed?: boolean) => {
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
       // replayed or read-back answer gives the timestamp only when this process knows it.
-      const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
+      const known = o.status !== "committed" ? undefined : this.engine.isRunning(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
       const commitTs = known === undefined ? undefined : formatTs(known);
       this.send(
         res,
