@@ -12,9 +12,13 @@
  *   to the estimate the engine counts against `retain_trace_bytes_max`
  *   (Engine.retained.bytes / N);
  * - with `--before CHECKOUT` (a git worktree of an older commit), the same
- *   figures of that checkout's engine, in interleaved rounds in this process.
+ *   figures of that checkout's engine, in interleaved rounds; each round in a
+ *   process of its own that loads one checkout only (two copies of the engine
+ *   in one process made the second about 2x slower, whichever code it was).
  */
+import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 
 const SHARDS = ["shard-a", "shard-b", "shard-c"];
@@ -97,52 +101,84 @@ async function run(m: Modules, transfers: number, record_traces: boolean, seed: 
   return { cpu_ms: (cpu.user + cpu.system) / 1000 / transfers, heap_bytes_per_tx: heap / transfers, estimate_bytes_per_tx: kept.bytes / transfers };
 }
 
-function parse(argv: readonly string[]): { before?: string; transfers: number; rounds: number } {
-  const o: { before?: string; transfers: number; rounds: number } = { transfers: 4_000, rounds: 3 };
+interface Options {
+  before?: string;
+  transfers: number;
+  rounds: number;
+  /** Internal: measure one round of the checkout at this root and print it as JSON (a child process of the run). */
+  root?: string;
+  seed: number;
+}
+
+function parse(argv: readonly string[]): Options {
+  const o: Options = { transfers: 4_000, rounds: 3, seed: 1 };
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1] ?? "";
     if (argv[i] === "--before") o.before = v;
     else if (argv[i] === "--transfers") o.transfers = Number(v);
     else if (argv[i] === "--rounds") o.rounds = Number(v);
+    else if (argv[i] === "--root") o.root = v;
+    else if (argv[i] === "--seed") o.seed = Number(v);
     else throw new Error(`retain-cost: unknown option ${argv[i]}`);
   }
-  for (const x of [o.transfers, o.rounds]) if (!Number.isSafeInteger(x) || x < 1) throw new Error(`retain-cost: ${x} is not an integer >= 1`);
+  for (const x of [o.transfers, o.rounds, o.seed]) if (!Number.isSafeInteger(x) || x < 1) throw new Error(`retain-cost: ${x} is not an integer >= 1`);
   return o;
+}
+
+interface Round {
+  cpu: number;
+  cpuOff: number;
+  on: number;
+  off: number;
+  none: number;
+  est: number;
+}
+
+/** One round of one checkout, in this process (which loads no other checkout: two copies of the engine in one process slow the second one down about 2x). */
+async function child(o: Options & { root: string }): Promise<void> {
+  const m = await load(resolve(o.root));
+  // Warm the JIT on every path first.
+  for (const on of [true, false]) await run(m, 500, on, 99);
+  const on = await run(m, o.transfers, true, o.seed);
+  const off = await run(m, o.transfers, false, o.seed);
+  const none = await run(m, o.transfers, false, o.seed, false);
+  const r: Round = { cpu: on.cpu_ms, cpuOff: off.cpu_ms, on: on.heap_bytes_per_tx, off: off.heap_bytes_per_tx, none: none.heap_bytes_per_tx, est: on.estimate_bytes_per_tx };
+  console.log(JSON.stringify(r));
+}
+
+function roundIn(root: string, o: Options, seed: number): Round {
+  const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", fileURLToPath(import.meta.url), "--root", root, "--transfers", String(o.transfers), "--seed", String(seed)], { encoding: "utf8", maxBuffer: 1 << 20 });
+  return JSON.parse(out.trim().split("\n").at(-1)!) as Round;
 }
 
 async function main(argv: readonly string[]): Promise<void> {
   const o = parse(argv);
+  if (o.root !== undefined) return child({ ...o, root: o.root });
   const la0 = loadavg();
-  const targets: Array<{ name: string; m: Modules }> = [];
-  if (o.before !== undefined) targets.push({ name: `before (${o.before})`, m: await load(resolve(o.before)) });
-  targets.push({ name: "this checkout", m: await load(resolve(import.meta.dirname, "..", "..")) });
-  // Warm the JIT on every path first.
-  for (const t of targets) for (const on of [true, false]) await run(t.m, 500, on, 99);
-  const acc = targets.map(() => ({ cpu: [] as number[], on: [] as number[], off: [] as number[], none: [] as number[], est: [] as number[] }));
+  const targets: Array<{ name: string; root: string }> = [];
+  if (o.before !== undefined) targets.push({ name: `before (${o.before})`, root: resolve(o.before) });
+  targets.push({ name: "this checkout", root: resolve(import.meta.dirname, "..", "..") });
+  const acc = targets.map(() => [] as Round[]);
   for (let r = 0; r < o.rounds; r++) {
     for (let k = 0; k < targets.length; k++) {
       const i = r % 2 === 0 ? k : targets.length - 1 - k;
-      const on = await run(targets[i]!.m, o.transfers, true, 1 + r);
-      const off = await run(targets[i]!.m, o.transfers, false, 1 + r);
-      const none = await run(targets[i]!.m, o.transfers, false, 1 + r, false);
-      acc[i]!.none.push(none.heap_bytes_per_tx);
-      acc[i]!.cpu.push(on.cpu_ms);
-      acc[i]!.on.push(on.heap_bytes_per_tx);
-      acc[i]!.off.push(off.heap_bytes_per_tx);
-      acc[i]!.est.push(on.estimate_bytes_per_tx);
+      acc[i]!.push(roundIn(targets[i]!.root, o, 1 + r));
     }
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  console.log(`retain-cost: ${o.transfers} transfers x ${o.rounds} interleaved rounds per checkout, 2pc, 64 clients, 15% cross-shard, every transaction kept; load average ${la0.map((x) => x.toFixed(2)).join(" ")} at start, ${loadavg().map((x) => x.toFixed(2)).join(" ")} at end`);
+  const of = (i: number, f: (r: Round) => number) => mean(acc[i]!.map(f));
+  console.log(`retain-cost: ${o.transfers} transfers x ${o.rounds} interleaved rounds per checkout (a process per round), 2pc, 64 clients, 15% cross-shard, every transaction kept; load average ${la0.map((x) => x.toFixed(2)).join(" ")} at start, ${loadavg().map((x) => x.toFixed(2)).join(" ")} at end`);
   console.log("");
-  console.log("| checkout | engine CPU ms / transfer (traces on) | live heap bytes / transfer: all kept, traces on | traces off | none kept | the view (off - none) | the trace (on - off) | kept, measured (on - none) | estimate counted (Engine.retained.bytes / N) |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log("| checkout | engine CPU ms / transfer, traces on | traces off | live heap bytes / transfer: all kept, traces on | traces off | none kept | the view (off - none) | the trace (on - off) | kept, measured (on - none) | estimate counted (Engine.retained.bytes / N) |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  const f = (x: number) => x.toFixed(0);
   targets.forEach((t, i) => {
-    const a = acc[i]!;
-    const f = (x: number) => x.toFixed(0);
-    console.log(`| ${t.name} | ${mean(a.cpu).toFixed(4)} | ${f(mean(a.on))} | ${f(mean(a.off))} | ${f(mean(a.none))} | ${f(mean(a.off) - mean(a.none))} | ${f(mean(a.on) - mean(a.off))} | ${f(mean(a.on) - mean(a.none))} | ${f(mean(a.est))} |`);
+    console.log(`| ${t.name} | ${of(i, (r) => r.cpu).toFixed(4)} | ${of(i, (r) => r.cpuOff).toFixed(4)} | ${f(of(i, (r) => r.on))} | ${f(of(i, (r) => r.off))} | ${f(of(i, (r) => r.none))} | ${f(of(i, (r) => r.off - r.none))} | ${f(of(i, (r) => r.on - r.off))} | ${f(of(i, (r) => r.on - r.none))} | ${f(of(i, (r) => r.est))} |`);
   });
-  if (targets.length === 2) console.log(`\nengine CPU per transfer, this / before: ${(mean(acc[1]!.cpu) / mean(acc[0]!.cpu)).toFixed(2)}x`);
+  if (targets.length === 2) {
+    const rounds = (i: number) => acc[i]!.map((r) => r.cpu.toFixed(3)).join(" ");
+    console.log(`\nengine CPU per transfer, this / before: traces on ${(of(1, (r) => r.cpu) / of(0, (r) => r.cpu)).toFixed(2)}x, off ${(of(1, (r) => r.cpuOff) / of(0, (r) => r.cpuOff)).toFixed(2)}x; rounds (on): before ${rounds(0)}, this ${rounds(1)}`);
+  }
 }
 
 await main(process.argv.slice(2));
