@@ -1,7 +1,7 @@
 /**
  * `node --expose-gc --import tsx runtime/bench/retain-cost.ts [--before CHECKOUT] [--transfers N] [--rounds R]`:
  * what the engine keeps and spends per transfer, without HTTP or shards. The
- * engine runs the bench's mix (15% cross-shard, 2PC, 64 closed-loop clients)
+ * engine runs the bench's mix (15% cross-shard, the default protocol, 64 closed-loop clients)
  * over the in-memory shards and log on a simulated clock (as netsim.ts), keeps
  * every finished transaction (retain_transactions = N), and reports:
  *
@@ -19,6 +19,7 @@
 import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_PROTOCOL } from "../../spec/protocols/registry.ts";
 import { join, resolve } from "node:path";
 
 const SHARDS = ["shard-a", "shard-b", "shard-c"];
@@ -84,7 +85,7 @@ async function run(m: Modules, transfers: number, record_traces: boolean, seed: 
           { shard: SHARDS[b]!, ops: [{ account: to, delta: amount }] },
         ]
       : [{ shard: SHARDS[a]!, ops: [{ account: Math.min(from, to), delta: from < to ? -amount : amount }, { account: Math.max(from, to), delta: from < to ? amount : -amount }] }];
-    engine.submit(branches, "2pc", undefined, () => {
+    engine.submit(branches, DEFAULT_PROTOCOL, undefined, () => {
       answered++;
       clock.setTimer(0, next);
     });
@@ -167,7 +168,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const of = (i: number, f: (r: Round) => number) => mean(acc[i]!.map(f));
-  console.log(`retain-cost: ${o.transfers} transfers x ${o.rounds} interleaved rounds per checkout (a process per round), 2pc, 64 clients, 15% cross-shard, every transaction kept; load average ${la0.map((x) => x.toFixed(2)).join(" ")} at start, ${loadavg().map((x) => x.toFixed(2)).join(" ")} at end`);
+  console.log(`retain-cost: ${o.transfers} transfers x ${o.rounds} interleaved rounds per checkout (a process per round), ${DEFAULT_PROTOCOL}, 64 clients, 15% cross-shard, every transaction kept; load average ${la0.map((x) => x.toFixed(2)).join(" ")} at start, ${loadavg().map((x) => x.toFixed(2)).join(" ")} at end`);
   console.log("");
   console.log("| checkout | engine CPU ms / transfer, traces on | traces off | live heap bytes / transfer: all kept, traces on | traces off | none kept | the view (off - none) | the trace (on - off) | kept, measured (on - none) | estimate counted (Engine.retained.bytes / N) |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
