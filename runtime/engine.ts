@@ -18,7 +18,7 @@ import { CLIENT_ACTOR, COORDINATOR_ACTOR, type TraceHeader, type TraceStep } fro
 import { answerLabel } from "../spec/labels.ts";
 import type { TimerHandle } from "./adapters/ports.ts";
 import { nodeTxId } from "./nodes.ts";
-import { RoleInstance, type Adapters, type Effect, type Result } from "./interpreter.ts";
+import { RoleInstance, traceOf, type Adapters, type Effect, type Recording, type Result } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 import type { TraceParent, Tracing, TransferSpans } from "./tracing.ts";
 import type { ProbeRequest } from "../spec/protocols/protocol.ts";
@@ -82,21 +82,36 @@ export interface TransactionView {
 export type RecentTransaction = Pick<TransactionView, "tx" | "protocol" | "status" | "started_at" | "phase" | "done"> & { shards: ShardId[] };
 
 /**
- * What a retained transaction is estimated to hold besides its trace text: the view's fields, its branches and
+ * What a retained transaction is estimated to hold besides its recorded steps: the view's fields, its branches and
  * timings, the map entry. Measured about 800 bytes for a 2PC transfer of two branches (docs/operations.md, "Bounds");
  * rounded up so that the estimate errs on the side of keeping less.
  */
 export const RETAINED_VIEW_BYTES = 1_024;
 
 /**
- * A finished transaction as kept for GET /transactions/:id: its view as of the end, with the trace as JSON text,
- * not the role instance that recorded it (whose inputs, effects, closures and promises cost several times more).
+ * What a recorded step holds (its three slots, its input object and what the input holds but shares with no
+ * other step, the effects array), and each effect it asked for. Measured with `runtime/bench/retain-cost.ts`
+ * (docs/benchmarks.md, "Issue 14, quiet machine"): rounded up, so that the estimate errs on the side of keeping less.
+ */
+export const RETAINED_STEP_BYTES = 320;
+export const RETAINED_EFFECT_BYTES = 160;
+
+/** A finished transaction's estimated bytes: its view and its recorded steps and effects (the role's values, kept by reference). */
+export function retainedBytesOf(steps: number, effects: number): number {
+  return RETAINED_VIEW_BYTES + steps * RETAINED_STEP_BYTES + effects * RETAINED_EFFECT_BYTES;
+}
+
+/**
+ * A finished transaction as kept for GET /transactions/:id: its view as of the end, with the coordinator's
+ * recorded steps as they are (Recording: the role's inputs and effects by reference, no labels, no text), formatted
+ * into a trace only when one is asked for; not the role instance that recorded it (its closures and promises).
  */
 interface Finished {
   /** What GET /transactions/:id shows, with the outcome durable state settled once there is one. */
   view: Omit<TransactionView, "trace">;
-  readonly trace_json: string | null;
-  /** Estimated bytes: the trace text's length (one byte per character: V8 keeps ASCII strings one byte wide) + RETAINED_VIEW_BYTES. */
+  /** The recorded steps and what the trace's header needs; null when traces are not recorded. */
+  readonly recording: { readonly rec: Recording; readonly trace_id?: string } | null;
+  /** Estimated bytes (retainedBytesOf), the side recording's counted twice (its steps still to come). */
   readonly bytes: number;
   /** The final outcome durable state gave once the coordinator left it in doubt (`settled`). */
   settled: Outcome | null;
@@ -295,11 +310,11 @@ export class Engine {
           run.outcome = o;
           run.reply_ms = clock.now_ms() - run.t0_ms;
           if (m !== undefined) {
-            m.transactions.inc({ protocol, outcome: o.status });
+            m.transactionsOf.of(protocol, o.status).inc();
             if (o.status === "aborted") m.aborts.inc({ protocol, reason: o.reason });
             // A one-branch transaction takes the one-phase path (spec/server/coordinator.ts): nothing was speculated.
             if (protocolNamed(protocol).speculates && instance.st.path === "many") m.speculation(o.status === "committed" ? "hit" : o.status === "aborted" ? "rollback" : "in_doubt");
-            m.duration.observe({ protocol, outcome: o.status }, run.reply_ms / 1000);
+            m.durationOf.of(protocol, o.status).observe(run.reply_ms / 1000);
           }
           onReply?.(o);
           resolveOutcome(o);
@@ -348,14 +363,10 @@ export class Engine {
     const m = this.opts.metrics;
     if (m !== undefined) {
       m.inFlight.set(this.running.size);
-      const phases: Array<[string, number | null]> = [
-        ["exec", span(run, "xa.exec", "xa.exec")],
-        ["prepare", span(run, "xa.prepare", "xa.prepare")],
-        ["log", span(run, "log.put", "log.put")],
-        ["commit", span(run, "xa.commit", "xa.commit")],
-        ["apply", span(run, "local.apply", "local.apply")],
-      ];
-      for (const [phase, ms] of phases) if (ms !== null) m.phase.observe({ protocol: run.protocol, phase }, ms / 1000);
+      for (const [phase, kind] of PHASES) {
+        const ms = span(run, kind, kind);
+        if (ms !== null) m.phaseOf.of(run.protocol, phase).observe(ms / 1000);
+      }
     }
     if (run.outcome === null) {
       // Only stop() ends a coordinator before its reply: the outcome is then unknown here, which is what in_doubt says.
@@ -402,22 +413,23 @@ export class Engine {
     });
   }
 
-  /** Keeps a finished transaction (its view, its trace as text), then drops the oldest until both bounds hold. */
+  /** Keeps a finished transaction (its view, its recorded steps), then drops the oldest until both bounds hold. */
   private retain(run: Running): void {
-    // The coordinator's steps as text; the side recording's are merged in when the trace is read (they may still come).
-    const { trace, ...view } = this.view(run, false);
-    const trace_json = trace === null ? null : JSON.stringify(trace);
-    // The recording is in trace_json now: the instance, kept only to know whether effects still wait for answers, drops it.
-    run.instance.dropRecording();
-    const instance = run.instance;
+    // The coordinator's steps as recorded; formatted (and the side recording's merged in) when the trace is read.
+    const view = this.viewWithoutTrace(run);
+    // The instance hands its recording over.
+    const rec = run.instance.takeRecording();
+    // Only the count of effects still waiting for answers: the instance itself (its state, hooks and closures) goes
+    // once its last answer came.
+    const waiting = run.instance.waiting;
     // A side recording's steps still to come (the claim's store and its answer) are no larger than those it has (the claim and its answer).
-    const sideBytes = run.side === undefined ? 0 : 2 * JSON.stringify(run.side.rec.steps).length;
+    const sideBytes = run.side === undefined ? 0 : 2 * sideStepsBytes(run.side.rec);
     const f: Finished = {
       view,
-      trace_json,
-      bytes: (trace_json?.length ?? 0) + sideBytes + RETAINED_VIEW_BYTES,
+      recording: this.opts.record_traces ? { rec, ...(run.spans !== undefined ? { trace_id: run.spans.traceId } : {}) } : null,
+      bytes: retainedBytesOf(rec.steps, rec.effects) + sideBytes,
       settled: null,
-      pending: () => instance.pending,
+      pending: () => waiting.n,
       ...(run.side !== undefined ? { side: { ...run.side, t0_ms: run.t0_ms } } : {}),
     };
     this.finished.set(run.tx, f);
@@ -491,9 +503,11 @@ export class Engine {
     if (run !== undefined) return this.view(run);
     const f = this.finished.get(tx);
     if (f === undefined) return undefined;
-    if (f.trace_json === null) return { ...f.view, trace: null };
-    const trace = JSON.parse(f.trace_json) as NonNullable<TransactionView["trace"]>;
-    return { ...f.view, trace: f.side === undefined ? trace : { ...trace, steps: withSide(trace.steps, f.side, f.side.t0_ms, tx) } };
+    if (f.recording === null) return { ...f.view, trace: null };
+    const { rec, trace_id } = f.recording;
+    const steps = traceOf(rec);
+    const header = this.traceHeader({ tx, started_wall_ms: Date.parse(f.view.started_at), branches: f.view.branches, protocol: f.view.protocol, ...(trace_id !== undefined ? { traceId: trace_id } : {}) });
+    return { ...f.view, trace: { header, steps: f.side === undefined ? steps : withSide(steps, f.side, f.side.t0_ms, tx), truncated: rec.truncated } };
   }
 
   /** The clock the coordinators' traces are timed by (a side recording's `now_ms`). */
@@ -506,7 +520,16 @@ export class Engine {
     return this.opts.record_traces;
   }
 
-  private view(run: Running, withSideSteps = true): TransactionView {
+  private view(run: Running): TransactionView {
+    return {
+      ...this.viewWithoutTrace(run),
+      trace: this.opts.record_traces
+        ? { header: this.traceHeader({ ...run, ...(run.spans !== undefined ? { traceId: run.spans.traceId } : {}) }), steps: run.side !== undefined ? withSide(run.instance.trace(), run.side, run.t0_ms, run.tx) : run.instance.trace(), truncated: run.instance.truncated }
+        : null,
+    };
+  }
+
+  private viewWithoutTrace(run: Running): Omit<TransactionView, "trace"> {
     const done = run.instance.ended;
     const outcome = run.outcome;
     return {
@@ -521,13 +544,10 @@ export class Engine {
       branches: run.branches,
       phase: run.instance.st.phase,
       timings: timings(run),
-      trace: this.opts.record_traces
-        ? { header: this.traceHeader(run), steps: withSideSteps && run.side !== undefined ? withSide(run.instance.trace(), run.side, run.t0_ms, run.tx) : run.instance.trace(), truncated: run.instance.truncated }
-        : null,
     };
   }
 
-  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches" | "protocol" | "spans">): TraceHeader {
+  traceHeader(run: Pick<Running, "tx" | "started_wall_ms" | "branches" | "protocol"> & { readonly traceId?: string }): TraceHeader {
     const c = this.opts.coordinator;
     return {
       source: "runtime",
@@ -536,7 +556,7 @@ export class Engine {
       actors: [CLIENT_ACTOR, COORDINATOR_ACTOR, ...run.branches.map((b) => b.shard), "txlog"],
       tx: run.tx,
       started_ms: run.started_wall_ms,
-      ...(run.spans !== undefined ? { trace_id: run.spans.traceId } : {}),
+      ...(run.traceId !== undefined ? { trace_id: run.traceId } : {}),
     };
   }
 
@@ -605,12 +625,28 @@ export class Engine {
 /** A transaction id: a UUID, which fits an XA gtrid (64 bytes) and never repeats across restarts. */
 export const newTxId = (): TxId => randomUUID();
 
+/** A side recording's estimated bytes: its steps and effects, as the coordinator's (retainedBytesOf). */
+function sideStepsBytes(rec: SideRecording): number {
+  let effects = 0;
+  for (const s of rec.steps) effects += s.effects.length;
+  return rec.steps.length * RETAINED_STEP_BYTES + effects * RETAINED_EFFECT_BYTES;
+}
+
 /** Compensations and releases that changed a shard, by who ran them. */
 function countLocal(m: Metrics, r: Result, by: "coordinator" | "resolver"): void {
   if ((r.t === "local.compensate" || r.t === "local.release") && r.r.ok && r.r.applied) {
     (r.t === "local.compensate" ? m.compensations : m.releases).inc({ by });
   }
 }
+
+/** The phases of speccommit_phase_duration_seconds: from the first effect of a kind to the last result of it. */
+const PHASES: ReadonlyArray<readonly [string, Effect["t"] & Result["t"]]> = [
+  ["exec", "xa.exec"],
+  ["prepare", "xa.prepare"],
+  ["log", "log.put"],
+  ["commit", "xa.commit"],
+  ["apply", "local.apply"],
+];
 
 function span(run: Running, from: Effect["t"], to: Result["t"]): number | null {
   const a = run.first[from];

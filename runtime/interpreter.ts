@@ -78,16 +78,20 @@ const RECORD_STEPS_MAX_DEFAULT = 10_000;
 
 export class RoleInstance<St, In extends { readonly t: string }> {
   st: St;
-  /** The role's steps as recorded; `trace()` turns them into trace steps. */
-  private readonly recorded: Array<{ input: In; effects: readonly Effect[]; at_ms: number; state?: St }> = [];
-  /** Who sent the first input, for the diagram (deliverFrom). */
-  private origin: { from: string; label: string } | null = null;
-  truncated = false;
+  /** The role's steps as recorded, compact (Recording); `trace()` turns them into trace steps. */
+  private recording: Recording;
+  get truncated(): boolean {
+    return this.recording.truncated;
+  }
   ended = false;
   readonly started_ms: number;
   private readonly timers = new Set<TimerHandle>();
+  /** Effects started and not yet answered: a small object of its own, so that an owner can watch it without keeping the instance. */
+  readonly waiting = { n: 0 };
   /** Effects started and not yet answered. */
-  pending = 0;
+  get pending(): number {
+    return this.waiting.n;
+  }
   /** The role has answered its client (a second answer is a protocol violation). */
   private replied = false;
 
@@ -97,6 +101,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   ) {
     this.st = role.start();
     this.started_ms = opts.adapters.clock.now_ms();
+    this.recording = newRecording(opts.actor, opts.recordStepsMax ?? RECORD_STEPS_MAX_DEFAULT);
   }
 
   /** Steps the role on `input` and starts the effects it asks for; a role that asserts what must never happen is stopped. */
@@ -127,14 +132,18 @@ export class RoleInstance<St, In extends { readonly t: string }> {
 
   /** Delivers the first input, which `from` sent (a client's request): the diagram shows `from` sending it. */
   deliverFrom(from: string, label: string, input: In): void {
-    this.origin = { from, label };
+    this.recording.origin = { from, label };
     this.deliver(input);
   }
 
-  /** Forgets the recorded steps (once the owner keeps the trace elsewhere); `trace()` is empty from then on. */
-  dropRecording(): void {
-    this.recorded.length = 0;
-    this.origin = null;
+  /**
+   * Hands the recorded steps over to the owner (which formats them with `traceOf` only if a trace is asked for)
+   * and records nothing more: `trace()` is empty from then on.
+   */
+  takeRecording(): Recording {
+    const r = this.recording;
+    this.recording = newRecording(this.opts.actor, 0);
+    return r;
   }
 
   /** Ends the instance now (shutdown): timers cleared, later results dropped. */
@@ -151,78 +160,22 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   }
 
   private record(input: In, effects: readonly Effect[], now: number): void {
-    if (this.recorded.length >= (this.opts.recordStepsMax ?? RECORD_STEPS_MAX_DEFAULT)) {
-      this.truncated = true;
+    const rec = this.recording;
+    if (rec.steps >= rec.steps_max) {
+      if (rec.steps_max > 0) rec.truncated = true;
       return;
     }
-    // Inputs, effects and role states are immutable values (roles are pure), so they are kept by reference.
-    const r: (typeof this.recorded)[number] = { input, effects, at_ms: round3(now - this.started_ms) };
-    if (this.opts.recordState) r.state = this.st;
-    this.recorded.push(r);
+    // Inputs, effects and role states are immutable values (roles are pure), so they are kept by reference:
+    // three slots per step, no object of its own; labels and messages are made only by traceOf.
+    rec.flat.push(input, effects, round3(now - this.started_ms));
+    if (this.opts.recordState) (rec.states ??= [])[rec.steps] = this.st;
+    rec.steps++;
+    rec.effects += effects.length;
   }
 
-  /**
-   * The recorded steps as a trace: the role's own steps (actor = this
-   * instance's actor) and, around them, its environment's: the client
-   * sending the request and receiving the reply, each shard and the log
-   * receiving a request and answering it, with sends and receives matched,
-   * so that the trace draws as a sequence diagram. Every step carries its
-   * label: a step that handles an answer says the request and the answer
-   * (`PREPARE shard-b -> ok`), on the answering shard's lifeline and on the
-   * role's, so that two branches' answers are told apart. Replay
-   * (conformance/replay.ts) feeds only the role's steps.
-   */
+  /** The recorded steps as a trace (traceOf). */
   trace(): TraceStep[] {
-    const actor = this.opts.actor;
-    const ctx = contextOf(this.recorded[0]?.input);
-    const steps: TraceStep[] = [];
-    let ids = 0;
-    const msg = (from: string, to: string, label: string): Msg => ({ id: `m${++ids}`, from, to, label });
-    const push = (s: Omit<TraceStep, "step">) => steps.push({ step: steps.length + 1, ...s });
-    /** Requests sent and not answered yet, first in first out per effect key. */
-    const waiting = new Map<string, Msg[]>();
-    this.recorded.forEach((r, i) => {
-      let receives: Msg[] | undefined;
-      let label = inputLabel(r.input, ctx);
-      if (i === 0 && this.origin !== null) {
-        const m = msg(this.origin.from, actor, this.origin.label);
-        push({ actor: this.origin.from, input: this.origin.label, label: this.origin.label, effects: [], sends: [m], at_ms: r.at_ms });
-        receives = [m];
-      }
-      const result = r.input as unknown as Result;
-      const key = resultKey(result);
-      const request = key === null ? undefined : waiting.get(key)?.shift();
-      if (request !== undefined) {
-        const answer = msg(request.to, actor, answerLabel(result));
-        label = exchangeLabel(request.label, answer.label);
-        push({ actor: request.to, input: request.label, label, effects: [], receives: [request], sends: [answer], at_ms: r.at_ms });
-        receives = [answer];
-      }
-      const sends: Msg[] = [];
-      const replies: { msg: Msg; outcome: Outcome }[] = [];
-      for (const e of r.effects) {
-        const to = targetOf(e);
-        if (to === null) continue;
-        const m = msg(actor, to, effectLabel(e, ctx));
-        sends.push(m);
-        if (e.t === "reply") replies.push({ msg: m, outcome: e.outcome });
-        else waiting.set(effectKey(e), [...(waiting.get(effectKey(e)) ?? []), m]);
-      }
-      push({
-        actor,
-        // A coordinator's instance is (actor, tx), as in a counterexample (docs/traces.md).
-        ...(ctx.tx !== undefined ? { tx: ctx.tx } : {}),
-        input: r.input,
-        label,
-        effects: r.effects as unknown[],
-        ...(sends.length > 0 ? { sends } : {}),
-        ...(receives !== undefined ? { receives } : {}),
-        ...(r.state !== undefined ? { state: r.state } : {}),
-        at_ms: r.at_ms,
-      });
-      for (const { msg: m, outcome } of replies) push({ actor: m.to, input: "reply", label: heardLabel(outcome), effects: [], receives: [m], at_ms: r.at_ms });
-    });
-    return steps;
+    return traceOf(this.recording);
   }
 
   private start(e: Effect, now: number): void {
@@ -278,7 +231,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   }
 
   private await<R>(p: Promise<R>, toResult: (r: R) => Result, e: Effect): void {
-    this.pending++;
+    this.waiting.n++;
     p.then(
       (r) => this.answer(toResult(r)),
       (err: unknown) => {
@@ -290,12 +243,106 @@ export class RoleInstance<St, In extends { readonly t: string }> {
   }
 
   private answer(r: Result): void {
-    this.pending--;
+    this.waiting.n--;
     if (this.ended) return;
     this.opts.hooks?.onResult?.(r, this.opts.adapters.clock.now_ms());
     this.deliver(r as unknown as In);
   }
 }
+
+
+/**
+ * The steps a role instance recorded, compact: per step its input, its effects and its time (ms since the
+ * instance started) in three slots of one flat array, by reference (roles are pure, so these values never
+ * change). What `traceOf` formats. The counts let an owner estimate what a kept recording holds without
+ * formatting it.
+ */
+export interface Recording {
+  readonly actor: string;
+  /** input, effects, at_ms of step 0, then of step 1, ... */
+  readonly flat: unknown[];
+  steps: number;
+  /** Effects over all steps. */
+  effects: number;
+  readonly steps_max: number;
+  truncated: boolean;
+  /** Who sent the first input, for the diagram (deliverFrom). */
+  origin: { from: string; label: string } | null;
+  /** Role states after each step (recordState). */
+  states?: unknown[];
+}
+
+function newRecording(actor: string, steps_max: number): Recording {
+  return { actor, flat: [], steps: 0, effects: 0, steps_max, truncated: false, origin: null };
+}
+
+/**
+ * A recording's steps as a trace: the role's own steps (actor = the
+ * instance's actor) and, around them, its environment's: the client
+ * sending the request and receiving the reply, each shard and the log
+ * receiving a request and answering it, with sends and receives matched,
+ * so that the trace draws as a sequence diagram. Every step carries its
+ * label: a step that handles an answer says the request and the answer
+ * (`PREPARE shard-b -> ok`), on the answering shard's lifeline and on the
+ * role's, so that two branches' answers are told apart. Replay
+ * (conformance/replay.ts) feeds only the role's steps. Formatted only when
+ * asked for (GET /transactions/:id), never on the transfer's path.
+ */
+export function traceOf(rec: Recording): TraceStep[] {
+  const actor = rec.actor;
+  const flat = rec.flat;
+  const ctx = contextOf(flat[0]);
+  const steps: TraceStep[] = [];
+  let ids = 0;
+  const msg = (from: string, to: string, label: string): Msg => ({ id: `m${++ids}`, from, to, label });
+  const push = (s: Omit<TraceStep, "step">) => steps.push({ step: steps.length + 1, ...s });
+  /** Requests sent and not answered yet, first in first out per effect key. */
+  const waiting = new Map<string, Msg[]>();
+  for (let i = 0; i < rec.steps; i++) {
+    const r = { input: flat[3 * i], effects: flat[3 * i + 1] as readonly Effect[], at_ms: flat[3 * i + 2] as number, state: rec.states?.[i] };
+    let receives: Msg[] | undefined;
+    let label = inputLabel(r.input, ctx);
+    if (i === 0 && rec.origin !== null) {
+      const m = msg(rec.origin.from, actor, rec.origin.label);
+      push({ actor: rec.origin.from, input: rec.origin.label, label: rec.origin.label, effects: [], sends: [m], at_ms: r.at_ms });
+      receives = [m];
+    }
+    const result = r.input as unknown as Result;
+    const key = resultKey(result);
+    const request = key === null ? undefined : waiting.get(key)?.shift();
+    if (request !== undefined) {
+      const answer = msg(request.to, actor, answerLabel(result));
+      label = exchangeLabel(request.label, answer.label);
+      push({ actor: request.to, input: request.label, label, effects: [], receives: [request], sends: [answer], at_ms: r.at_ms });
+      receives = [answer];
+    }
+    const sends: Msg[] = [];
+    const replies: { msg: Msg; outcome: Outcome }[] = [];
+    for (const e of r.effects) {
+      const to = targetOf(e);
+      if (to === null) continue;
+      const m = msg(actor, to, effectLabel(e, ctx));
+      sends.push(m);
+      if (e.t === "reply") replies.push({ msg: m, outcome: e.outcome });
+      else waiting.set(effectKey(e), [...(waiting.get(effectKey(e)) ?? []), m]);
+    }
+    push({
+      actor,
+      // A coordinator's instance is (actor, tx), as in a counterexample (docs/traces.md).
+      ...(ctx.tx !== undefined ? { tx: ctx.tx } : {}),
+      input: r.input,
+      label,
+      effects: r.effects as unknown[],
+      ...(sends.length > 0 ? { sends } : {}),
+      ...(receives !== undefined ? { receives } : {}),
+      ...(r.state !== undefined ? { state: r.state } : {}),
+      at_ms: r.at_ms,
+    });
+    for (const { msg: m, outcome } of replies) push({ actor: m.to, input: "reply", label: heardLabel(outcome), effects: [], receives: [m], at_ms: r.at_ms });
+  }
+  return steps;
+}
+
 
 /** A coordinator's trace is about the transaction of its first input, the request. */
 function contextOf(first: unknown): Context {

@@ -11,6 +11,28 @@ const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0
 /** Seconds; a takeover waits out a lease of seconds, settling may take a few resolver scans. */
 const FAILOVER_BUCKETS_S = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120];
 
+/** Label pairs whose child metric a `Children` keeps (routes, codes, protocols, phases: a few dozen in practice). */
+const CHILDREN_MAX = 512;
+
+/**
+ * A metric's children by their two label values, each looked up once: prom-client's `inc({...})` and
+ * `observe({...}, v)` validate and hash the labels object on every call, on the transfer's path. Past
+ * CHILDREN_MAX pairs a child is looked up every time and not kept (bounded).
+ */
+export class Children<C> {
+  private readonly kept = new Map<string, C>();
+  constructor(private readonly lookup: (a: string, b: string) => C) {}
+  of(a: string, b: string): C {
+    const k = `${a}\u0000${b}`;
+    let c = this.kept.get(k);
+    if (c === undefined) {
+      c = this.lookup(a, b);
+      if (this.kept.size < CHILDREN_MAX) this.kept.set(k, c);
+    }
+    return c;
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly transactions = new Counter({
@@ -184,6 +206,12 @@ export class Metrics {
   });
   /** Prepared branches and in-doubt transactions as the resolver's scans saw them (PreparedView below). */
   preparedView = new PreparedView();
+  /** The transfer path's children (Children): by protocol and outcome, protocol and phase, route and code, op and result. */
+  readonly transactionsOf = new Children((protocol, outcome) => this.transactions.labels(protocol, outcome));
+  readonly durationOf = new Children((protocol, outcome) => this.duration.labels(protocol, outcome));
+  readonly phaseOf = new Children((protocol, phase) => this.phase.labels(protocol, phase));
+  readonly httpOf = new Children((route, code) => this.http.labels(route, code));
+  readonly txlogWriteOf = new Children((op, result) => this.txlogWrite.labels(op, result));
   readonly preparedBranches: Gauge<"shard"> = new Gauge({
     name: "speccommit_prepared_branches",
     help: "Branches the shard held PREPARED (XA RECOVER) at the resolver's last scan that reached it, live coordinators' included.",

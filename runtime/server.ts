@@ -152,7 +152,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
   const batching = { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms };
-  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWrite.observe({ op, result: ok ? "ok" : "error" }, seconds) };
+  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWriteOf.of(op, ok ? "ok" : "error").observe(seconds) };
   // This node's namespace (runtime/nodes.ts); the base prefix holds what every node shares (claims, members, leases, owners).
   const node = config.node;
   const txlog = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, node), onWrite, batching);
@@ -562,7 +562,7 @@ class Api {
   private sendText(res: ServerResponse, route: string, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
     // Every 503 says when to come back (RFC 9110 10.2.3), whichever path answered it.
     if (status === 503 && headers["Retry-After"] === undefined) headers = { ...headers, "Retry-After": String(RETRY_AFTER_S) };
-    this.metrics.http.inc({ route, code: String(status) });
+    this.metrics.httpOf.of(route, String(status)).inc();
     const credential = this.credentialOf.get(res);
     if (credential !== undefined) this.metrics.byCredential.inc({ credential, route, code: String(status) });
     res.writeHead(status, { "Content-Type": contentType, "Content-Length": Buffer.byteLength(text), ...headers, ...(this.closing ? { Connection: "close" } : {}) });
@@ -653,7 +653,7 @@ class Api {
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
       // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable
       // (runtime/timestamps.ts toTell: a one-branch answer waits for its stamp, bounded; none waits for the txlog).
-      const known = o.status !== "committed" ? undefined : this.engine.active().includes(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
+      const known = o.status !== "committed" ? undefined : this.engine.isRunning(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
       const told = known === undefined ? undefined : this.time.timestamps.toTell(tx, known);
       if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed));
       else send(tx, o, told, replayed);

@@ -101,7 +101,8 @@ other runs (their own flags)
                          (runtime/bench/deadlock.ts; npm run bench -- --scenario deadlock --help)
   --variant NAME=ARGS    server configurations in interleaved rounds, one server at a time (runtime/bench/variants.ts):
                          e.g. --variant off="" --variant on="--txlog-batch-max 64" --clients 64,256;
-                         --variant-bin NAME=CHECKOUT runs that variant from another checkout (before vs after)`;
+                         --variant-bin NAME=CHECKOUT runs that variant from another checkout (before vs after);
+                         --variant-node NAME=NODE_ARGS gives node itself arguments for that variant (e.g. --max-semi-space-size=32)`;
 
 type Kind = "int" | "percent" | "string" | "list" | "bool" | "scenario";
 const FLAGS: Record<string, { key: keyof BenchOptions; kind: Kind; min?: number; max?: number }> = {

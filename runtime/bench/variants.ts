@@ -39,13 +39,13 @@ export interface VariantOptions {
   hot_share: number;
   hot_accounts: number;
   protocol?: string;
-  variants: Array<{ name: string; args: string[]; bin?: string }>;
+  variants: Array<{ name: string; args: string[]; bin?: string; nodeArgs?: string[] }>;
   /** Server arguments every variant gets. */
   server_args: string[];
   json?: string;
 }
 
-export const VARIANT_USAGE = `usage: npm run bench -- --variant NAME=ARGS [--variant NAME=ARGS ...] [--variant-bin NAME=CHECKOUT]
+export const VARIANT_USAGE = `usage: npm run bench -- --variant NAME=ARGS [--variant NAME=ARGS ...] [--variant-bin NAME=CHECKOUT] [--variant-node NAME=NODE_ARGS]
   [--clients N[,N...] (64)] [--duration S per variant and client count (20)] [--warmup S (3)] [--rounds N (4)]
   [--cross-shard P (15)] [--hot-share P (0)] [--hot-accounts N (100)] [--protocol NAME] [--server-arg ARG] [--json FILE]
   ARGS: server arguments separated by spaces ("" for none); CHECKOUT: a checkout whose bin/speccommit.js runs that variant`;
@@ -53,6 +53,7 @@ export const VARIANT_USAGE = `usage: npm run bench -- --variant NAME=ARGS [--var
 export function parseVariantOptions(argv: readonly string[]): VariantOptions {
   const o: VariantOptions = { clients: [64], duration_s: 20, warmup_s: 3, rounds: 4, cross_shard_share: 0.15, hot_share: 0, hot_accounts: 100, variants: [], server_args: [] };
   const bins = new Map<string, string>();
+  const nodeArgs = new Map<string, string[]>();
   const num = (flag: string, text: string | undefined, min: number, max: number): number => {
     const v = Number(text);
     if (text === undefined || !Number.isSafeInteger(v) || v < min || v > max) throw new Error(`${flag}: ${JSON.stringify(text)} is not an integer from ${min} to ${max}\n${VARIANT_USAGE}`);
@@ -76,6 +77,11 @@ export function parseVariantOptions(argv: readonly string[]): VariantOptions {
       case "--variant-bin": {
         const [name, dir] = pair();
         bins.set(name, join(dir, "bin", "speccommit.js"));
+        break;
+      }
+      case "--variant-node": {
+        const [name, args] = pair();
+        nodeArgs.set(name, args.split(" ").filter((a) => a !== ""));
         break;
       }
       case "--clients":
@@ -117,6 +123,11 @@ export function parseVariantOptions(argv: readonly string[]): VariantOptions {
     const v = o.variants.find((x) => x.name === name);
     if (v === undefined) throw new Error(`--variant-bin ${name}: no --variant ${name}`);
     v.bin = bin;
+  }
+  for (const [name, args] of nodeArgs) {
+    const v = o.variants.find((x) => x.name === name);
+    if (v === undefined) throw new Error(`--variant-node ${name}: no --variant ${name}`);
+    v.nodeArgs = args;
   }
   return o;
 }
@@ -180,7 +191,7 @@ export async function runVariants(o: VariantOptions): Promise<number> {
       for (let round = 0; round < o.rounds; round++) {
         for (const [k, v] of o.variants.entries()) {
           const c = row[k]!;
-          const start = () => startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...o.server_args, ...v.args], { listenWaitMs: LISTEN_WAIT_MS, ...(v.bin !== undefined ? { bin: v.bin } : {}) });
+          const start = () => startServerProcess(["--cluster-file", clusterFile, "--port", "0", ...o.server_args, ...v.args], { listenWaitMs: LISTEN_WAIT_MS, ...(v.bin !== undefined ? { bin: v.bin } : {}), ...(v.nodeArgs !== undefined ? { nodeArgs: v.nodeArgs } : {}) });
           const server = await start().catch((e: Error) => {
             console.log(`${v.name}: ${e.message.split("\n")[0]}; starting it again`);
             return start();
@@ -218,7 +229,7 @@ export async function runVariants(o: VariantOptions): Promise<number> {
     const loadavg_end = loadavg();
     const lines = [
       "",
-      `variants: ${o.variants.map((v) => `${v.name} (${[v.bin !== undefined ? `from ${v.bin}` : "", ...v.args].filter((x) => x !== "").join(" ") || "defaults"})`).join(", ")}; ${o.rounds} interleaved rounds, ${o.duration_s} s measured per variant and client count; ${Math.round(o.cross_shard_share * 100)}% cross-shard, ${Math.round(o.hot_share * 100)}% hot draws${o.protocol !== undefined ? `, protocol ${o.protocol}` : ""}`,
+      `variants: ${o.variants.map((v) => `${v.name} (${[v.bin !== undefined ? `from ${v.bin}` : "", ...(v.nodeArgs ?? []).map((a) => `node ${a}`), ...v.args].filter((x) => x !== "").join(" ") || "defaults"})`).join(", ")}; ${o.rounds} interleaved rounds, ${o.duration_s} s measured per variant and client count; ${Math.round(o.cross_shard_share * 100)}% cross-shard, ${Math.round(o.hot_share * 100)}% hot draws${o.protocol !== undefined ? `, protocol ${o.protocol}` : ""}`,
       `machine: ${cpus().length} cpus, load average ${loadavg_start.map((x) => x.toFixed(2)).join(" ")} at start, ${loadavg_end.map((x) => x.toFixed(2)).join(" ")} at end`,
       "",
       "| clients | variant | committed/s | p50 ms | p99 ms | aborted | abort p50 ms | abort p99 ms | server CPU ms / commit | committed/s, p50, p99, CPU vs first |",

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { BranchSpec } from "../../spec/kernel/effects.ts";
 import { ConfigError, loadConfig, transferOpen_ms } from "../../runtime/config.ts";
-import { Engine, RETAINED_VIEW_BYTES } from "../../runtime/engine.ts";
+import { Engine, retainedBytesOf } from "../../runtime/engine.ts";
 import { replayTrace } from "../../conformance/replay.ts";
 import { RETENTION_BUCKETS, RetentionLeases } from "../../runtime/retention.ts";
 import { RESOLVER_INTERVAL_MS, SHARDS, world } from "./sim.ts";
@@ -138,12 +138,16 @@ async function runSequential(seed: number, n: number, retain_transactions: numbe
 }
 
 describe("retained transactions", () => {
-  it("keep the longest run of the newest that fits both bounds; bytes are the trace text plus a fixed share", async () => {
+  it("keep the longest run of the newest that fits both bounds; bytes are estimated from the coordinator's recorded steps and effects", async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 1_000 }), fc.integer({ min: 1, max: 25 }), fc.integer({ min: 0, max: 30 }), fc.integer({ min: 0, max: 200_000 }), async (seed, n, count_max, bytes_max) => {
         // The same transfers with nothing dropped give every transaction's bytes.
         const all = await runSequential(seed, n, n, undefined);
-        const bytes = all.txs.map((tx) => JSON.stringify(all.engine.transaction(tx)!.trace).length + RETAINED_VIEW_BYTES);
+        // The coordinator's own steps of the trace are its recorded steps (the others are its shards', log's and client's).
+        const bytes = all.txs.map((tx) => {
+          const own = all.engine.transaction(tx)!.trace!.steps.filter((st) => st.actor === "coordinator");
+          return retainedBytesOf(own.length, own.reduce((n, st) => n + st.effects.length, 0));
+        });
         const bounded = await runSequential(seed, n, count_max, bytes_max);
         let keep = 0;
         let sum = 0;
