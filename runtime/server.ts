@@ -188,7 +188,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   timestamps.selfNode = node;
   const engine = new Engine({
     // This node's resolver sees its own branches and undo rows only (its xids carry its name).
-    adapters: withTimestamps({ xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), node),
+    adapters: withTimestamps({ xa: new NodeXa(xa, node), log: txlog, clock: systemClock, local: new NodeLocal(local, node) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), node, (tx, shard, onePhase, ts) => xa.commitStamped(tx, shard, onePhase, ts)),
     node,
     shards: xa.shards,
     coordinator: { voteTimeoutMs: config.vote_timeout_ms, retryDelayMs: config.retry_delay_ms, attemptsMax: config.attempts_max },
@@ -227,7 +227,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const startResolver = (n: string): NodeResolver => {
     const e = new Engine({
       // Its commits stamp the history rows as this node's own do (runtime/timestamps.ts).
-      adapters: withTimestamps({ xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), n),
+      adapters: withTimestamps({ xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), n, (tx, shard, onePhase, ts) => xa.commitStamped(tx, shard, onePhase, ts)),
       node: n,
       shards: xa.shards,
       coordinator: coordinatorSettings,

@@ -33,7 +33,7 @@
  * complete listing does not show is dropped (its record was never written:
  * presumed abort).
  */
-import { DECISION_PREFIX, SPECULATIVE_PREFIX, type LogEntry, type LogRecord, type ShardId, type TxId } from "../spec/kernel/effects.ts";
+import { DECISION_PREFIX, SPECULATIVE_PREFIX, type LogEntry, type LogRecord, type ShardId, type TxId, type XaResult } from "../spec/kernel/effects.ts";
 import { formatTs, parseTs } from "../spec/time/hlc.ts";
 import { landing, type SafeTimeView } from "../spec/time/safe.ts";
 import type { Adapters } from "./interpreter.ts";
@@ -354,7 +354,10 @@ export class CommitTimestamps {
  * (module header). The roles' effects and results are unchanged but for the
  * records' `commit_ts`, which no role reads.
  */
-export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp, node?: string): Adapters {
+/** XA COMMIT and the stamp in one round trip (XaMysql.commitStamped): the commit's answer, and whether the rows were stamped. */
+export type CommitStamped = (tx: TxId, shard: ShardId, onePhase: boolean, ts: bigint) => Promise<{ r: XaResult; stamped: boolean }>;
+
+export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: HistoryStamp, node?: string, commitStamped?: CommitStamped): Adapters {
   const log = a.log;
   const xa = a.xa;
   const stampOnePhase = async (tx: TxId, shard: ShardId, t: bigint): Promise<void> => {
@@ -412,7 +415,18 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
     xa: override(xa, {
       commit: async (tx: TxId, shard: ShardId, onePhase = false) => {
         const t = ts.choose(tx);
-        const r = await xa.commit(tx, shard, onePhase);
+        let r: XaResult;
+        if (commitStamped !== undefined) {
+          // One round trip for the commit and the stamp; when the stamp did not go with it, as after a plain commit.
+          const both = await commitStamped(tx, shard, onePhase, t);
+          r = both.r;
+          if (both.stamped) {
+            ts.markStamped(tx, shard);
+            ts.markDurable(tx);
+            if (onePhase) ts.settle(tx);
+            return r;
+          }
+        } else r = await xa.commit(tx, shard, onePhase);
         if (onePhase) {
           // One branch, no record: its rows are stamped after the answer (pending until then, a few attempts), or stay
           // without a timestamp (docs/protocols/timestamps.md). The answer does not wait for the stamp.

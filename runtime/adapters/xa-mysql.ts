@@ -165,6 +165,31 @@ export class XaMysql implements XaExecutor {
   }
 
   /**
+   * XA COMMIT and the stamp of its history rows (stampHistory's UPDATE) in one round trip. The stamp runs inside a
+   * compound statement whose handler swallows any SQL error of it, so that the batch can fail only by the XA COMMIT
+   * (or the connection): `r` is the commit's answer exactly as commit() gives it, and `stamped` says whether the rows
+   * were stamped too (false: stamp them with stampHistory, as after a plain commit).
+   */
+  commitStamped(tx: TxId, shard: ShardId, onePhase: boolean, commitTs: bigint): Promise<{ r: XaResult; stamped: boolean }> {
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
+    const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
+    let stamped = false;
+    const sql =
+      `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""};` +
+      // READ COMMITTED, as stampHistory: no gap lock past the transaction's rows.
+      "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;" +
+      "BEGIN NOT ATOMIC DECLARE CONTINUE HANDLER FOR SQLEXCEPTION SET @speccommit_stamped = 0; SET @speccommit_stamped = 1; " +
+      `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL; END;` +
+      "SELECT @speccommit_stamped AS stamped";
+    return this.serialized(tx, shard, () =>
+      this.onBranch(tx, shard, sql, finished, false, (value) => {
+        const rows = Array.isArray(value) ? (value[value.length - 1] as Array<{ stamped?: unknown }>) : undefined;
+        stamped = Array.isArray(rows) && Number(rows[0]?.stamped) === 1;
+      }),
+    ).then((r) => ({ r, stamped: r.ok && stamped }));
+  }
+
+  /**
    * Stamps the commit timestamp on the history rows of `tx` on `shard` that have none (its committed branch's;
    * runtime/timestamps.ts), in one autocommit UPDATE on a pooled connection. True once done (also when no row
    * was left to stamp).
@@ -440,7 +465,7 @@ export class XaMysql implements XaExecutor {
    * `ownerOnly`: the statement means something only on the owner (XA
    * PREPARE); once the owner died it is UNAVAILABLE without being sent.
    */
-  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean, ownerOnly = false): Promise<XaResult> {
+  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean, ownerOnly = false, onValue?: (value: unknown) => void): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
     const key = this.key(tx, shard);
@@ -450,6 +475,7 @@ export class XaMysql implements XaExecutor {
       const q = await pool.query(c, sql);
       if (!q.ok) this.noteError(shard, q.error);
       if (!q.ok && c.dead) return this.lost(key, c, pool);
+      if (q.ok) onValue?.(q.value);
       const r: XaResult = q.ok ? { ok: true } : { ok: false, err: xaErrorOf(q.error) };
       if (finished(r)) {
         this.branches.delete(key);
@@ -472,6 +498,7 @@ export class XaMysql implements XaExecutor {
       }
       const q = await pool.query(c, sql);
       if (!q.ok) this.noteError(shard, q.error);
+      if (q.ok) onValue?.(q.value);
       const r: XaResult = q.ok ? { ok: true } : { ok: false, err: xaErrorOf(q.error) };
       if (b !== undefined && finished(r)) this.branches.delete(key);
       return r;

@@ -48,6 +48,42 @@ describe("XA executor (mysql2)", () => {
     expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
   });
 
+  it("commitStamped: XA COMMIT and the stamp of the history rows in one round trip; a commit that fails stamps nothing and answers as commit() does", async () => {
+    const commitTsOf = async (shard: string, tx: string): Promise<Array<string | null>> => {
+      const c = await cluster.shards.find((x) => x.name === shard)!.connect();
+      try {
+        const [rows] = await c.query("SELECT CAST(commit_ts AS CHAR) AS ts FROM history WHERE xid = ? ORDER BY account_id", [tx]);
+        return (rows as Array<{ ts: string | null }>).map((r) => r.ts);
+      } finally {
+        await c.end();
+      }
+    };
+    // Two-phase: exec, prepare, commit + stamp.
+    const tx = "a0000000-0000-4000-8000-0000000000c1";
+    expect(await xa.exec(tx, "shard-a", [{ account: 61, delta: -5 }, { account: 62, delta: 5 }], true)).toEqual({ ok: true });
+    expect(await xa.prepare(tx, "shard-a")).toEqual({ ok: true });
+    expect(await xa.commitStamped(tx, "shard-a", false, 4242n)).toEqual({ r: { ok: true }, stamped: true });
+    expect(await commitTsOf("shard-a", tx)).toEqual(["4242", "4242"]);
+    expect(xa.openBranches("shard-a")).toBe(0);
+    // Again: NOTA (finished), nothing stamped over what is there.
+    expect(await xa.commitStamped(tx, "shard-a", false, 9999n)).toEqual({ r: { ok: false, err: "NOTA" }, stamped: false });
+    expect(await commitTsOf("shard-a", tx)).toEqual(["4242", "4242"]);
+    // One phase.
+    const one = "a0000000-0000-4000-8000-0000000000c2";
+    expect(await xa.exec(one, "shard-b", [{ account: 161, delta: -5 }, { account: 162, delta: 5 }], true)).toEqual({ ok: true });
+    expect(await xa.commitStamped(one, "shard-b", true, 4343n)).toEqual({ r: { ok: true }, stamped: true });
+    expect(await commitTsOf("shard-b", one)).toEqual(["4343", "4343"]);
+    // A one-phase commit that fails (the branch was rolled back meanwhile: nothing to commit) stamps nothing.
+    const gone = "a0000000-0000-4000-8000-0000000000c3";
+    expect(await xa.exec(gone, "shard-b", [{ account: 163, delta: -5 }], true)).toEqual({ ok: true });
+    expect(await xa.rollback(gone, "shard-b")).toEqual({ ok: true });
+    const r = await xa.commitStamped(gone, "shard-b", true, 4444n);
+    expect(r.stamped).toBe(false);
+    expect(r.r.ok).toBe(false);
+    expect(await commitTsOf("shard-b", gone)).toEqual([]);
+    expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
+  });
+
   it("an overdraft is INSUFFICIENT_FUNDS and rolls back cleanly from IDLE", async () => {
     const tx = "a0000000-0000-4000-8000-000000000002";
     expect(await xa.exec(tx, "shard-a", [{ account: 3, delta: -10_001 }], true)).toEqual({ ok: false, err: "INSUFFICIENT_FUNDS" });
