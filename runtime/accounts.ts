@@ -40,6 +40,13 @@ export type NotOpen = "opening" | "closed" | "failed" | "closing";
 /** Bound on accounts remembered as not open, per shard. */
 export const STATES_MAX = 1_000_000;
 
+/** The cache's bounds (defaults: IDS_MAX, STATES_MAX, POSITIVES_MAX); smaller in tests. */
+export interface AccountBounds {
+  readonly idsMax?: number;
+  readonly statesMax?: number;
+  readonly positivesMax?: number;
+}
+
 export class Accounts implements AccountCatalog {
   private readonly known = new Map<ShardId, Known>();
   /** Accounts found by `lookup` or made by POST /accounts since the shard was read (POSITIVES_MAX per shard). */
@@ -48,14 +55,29 @@ export class Accounts implements AccountCatalog {
   /** "shard:id" -> transfers holding it (bounded by the transfers open, themselves bounded by in_flight_max). */
   private readonly held = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
-  /** Bounds, for tests. */
-  positivesMax = POSITIVES_MAX;
-  statesMax = STATES_MAX;
+  private readonly positivesMax: number;
+  private readonly statesMax: number;
+  private readonly idsMax: number;
 
   constructor(
     readonly shards: readonly ShardId[],
     private readonly pools: ReadonlyMap<ShardId, ShardPool>,
-  ) {}
+    bounds: AccountBounds = {},
+  ) {
+    this.positivesMax = bounds.positivesMax ?? POSITIVES_MAX;
+    this.statesMax = bounds.statesMax ?? STATES_MAX;
+    this.idsMax = bounds.idsMax ?? IDS_MAX;
+  }
+
+  /** Accounts remembered as found (not counting the boot read), per shard: at most the positives bound. */
+  remembered(shard: ShardId): number {
+    return this.extra.get(shard)?.size ?? 0;
+  }
+
+  /** States remembered (not open), per shard: at most the states bound. */
+  statesKept(shard: ShardId): number {
+    return this.states.get(shard)?.size ?? 0;
+  }
 
   /** True: the account exists (known here). False: not known here; `lookup` asks its shard. */
   hasAccount(shard: ShardId, account: number): boolean {
@@ -209,8 +231,8 @@ export class Accounts implements AccountCatalog {
    * with something unusable (no schema) is an error: that needs a person, not
    * a retry. Counts never are: beyond the bounds the shard is asked on a miss.
    */
-  static async load(pools: ReadonlyMap<ShardId, ShardPool>): Promise<Accounts> {
-    const a = new Accounts([...pools.keys()], pools);
+  static async load(pools: ReadonlyMap<ShardId, ShardPool>, bounds: AccountBounds = {}): Promise<Accounts> {
+    const a = new Accounts([...pools.keys()], pools, bounds);
     await a.loadMissing();
     if (a.missing().length > 0) {
       console.error(`accounts of ${a.missing().join(", ")} not readable yet (shard down?); asking again every ${RELOAD_INTERVAL_MS} ms`);
@@ -239,7 +261,7 @@ export class Accounts implements AccountCatalog {
     await Promise.all(
       this.missing().map(async (shard) => {
         const pool = this.pools.get(shard)!;
-        const k = await readShard(shard, pool);
+        const k = await readShard(shard, pool, this.idsMax);
         if (k === null) return;
         const states = await readStates(shard, pool, this.statesMax);
         if (states === null) return;
@@ -251,7 +273,7 @@ export class Accounts implements AccountCatalog {
 }
 
 /** The shard's accounts, or null when the shard did not answer. */
-async function readShard(shard: ShardId, pool: ShardPool): Promise<Known | null> {
+async function readShard(shard: ShardId, pool: ShardPool, idsMax: number): Promise<Known | null> {
   const r = await pool.run<Array<{ lo: string | null; hi: string | null; n: string }>>("SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM accounts");
   if (!r.ok) {
     if (r.error.fatal) return null;
@@ -265,7 +287,7 @@ async function readShard(shard: ShardId, pool: ShardPool): Promise<Known | null>
   if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw new Error(`${shard}: account ids beyond ${Number.MAX_SAFE_INTEGER} are not supported`);
   if (hi - lo + 1 === n) return { kind: "range", first: lo, last: hi };
   // Too many gapped ids to keep: none kept, every account of this shard is asked of it once (`lookup`).
-  if (n > IDS_MAX) return { kind: "none", count: n };
+  if (n > idsMax) return { kind: "none", count: n };
   const ids = await pool.run<Array<{ id: string }>>("SELECT id FROM accounts");
   if (!ids.ok) return null;
   return { kind: "set", ids: new Set(ids.value.map((x) => Number(x.id))) };
