@@ -372,6 +372,7 @@ export class Banking {
       );
       if (r.ok) {
         this.d.accounts.added(o.shard, id, status);
+        await this.keyElsewhere(o, id);
         return { id: String(id), balance: "0", status, opening_tx: null, opening_request: o.fingerprint, fresh: true };
       }
       if (r.error.errno !== 1062) throw new BadRequest(503, `${o.shard} did not answer: ${r.error.message}`);
@@ -381,6 +382,23 @@ export class Banking {
       if (o.account !== null) throw new BadRequest(409, `account ${o.account} exists on ${o.shard}`);
     }
     throw new BadRequest(503, "could not allocate an account id (concurrent openings); retry");
+  }
+
+  /**
+   * After inserting the row of key `o.key` on `o.shard`: when another shard holds the key too (two requests with the
+   * key naming two shards at once; the unique key is per shard), this row steps back: 'failed' before anything ran
+   * on it, and 409. Of two such requests the later always sees the earlier, so at most one opening runs per key
+   * (both may step back: the client then opens again with another key).
+   */
+  private async keyElsewhere(o: ReturnType<Banking["decodeOpen"]>, id: number): Promise<void> {
+    for (const s of this.d.xa.shards) {
+      if (s === o.shard) continue;
+      const r = await this.query<Array<{ id: string }>>(s, `SELECT id FROM accounts WHERE opening_key = ${mysql.escape(o.key)}`);
+      if (r[0] === undefined) continue;
+      await this.query(o.shard, `UPDATE accounts SET status = 'failed' WHERE id = ${id} AND opening_key = ${mysql.escape(o.key)} AND opening_tx IS NULL`);
+      this.d.accounts.setState(o.shard, id, "failed");
+      throw new BadRequest(409, `Idempotency-Key ${JSON.stringify(o.key)} is opening account ${r[0].id} on ${s}: a key names one opening`);
+    }
   }
 
   /**

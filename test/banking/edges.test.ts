@@ -3,7 +3,8 @@
 // that the engine's refusals are made on. Each case failed before its fix:
 // - an account opened through n1 was unknown to n2 (422 "no account") until n2 restarted: the catalog is a cache,
 //   the shard the truth (runtime/accounts.ts `lookup`);
-// - one opening Idempotency-Key opened one account per shard: the key is looked for on every shard;
+// - one opening Idempotency-Key opened one account per shard: the key is looked for on every shard, and a row that
+//   finds its key on another shard after its insert steps back (two requests at once);
 // - opening_key compared "k" and "k " equal (PAD SPACE): utf8mb4_nopad_bin;
 // - one opening with account_id 2^53-1 made every opening without an id answer 503 "exhausted", and 16-digit ids
 //   could not be read back;
@@ -13,7 +14,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../../runtime/server.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { closeAgents, request, serverOn } from "../runtime/support.ts";
+import { balance, closeAgents, request, serverOn } from "../runtime/support.ts";
 
 let cluster: TestCluster;
 let n1: RunningServer;
@@ -76,7 +77,7 @@ describe("accounts opened through one node, used through another", () => {
     } finally {
       process.kill(b.db.pid, "SIGCONT");
     }
-    expect(t.status).toBe(503);
+    expect(t.status, JSON.stringify(t.body)).toBe(503);
     expect(t.headers["retry-after"]).toBeDefined();
   }, 60_000);
 });
@@ -102,6 +103,28 @@ describe("opening keys", () => {
         expect(again.body).toMatchObject({ account_id: a.body.account_id, replayed: true });
       }),
       { numRuns: 8 },
+    );
+  }, 60_000);
+});
+
+describe("one key, two shards, at once", () => {
+  it("at most one opening runs, and the funding account pays at most once", async () => {
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 30 }), async (delayMs) => {
+        const key = `race-${n++}`;
+        const funding = { shard_id: "shard-a", account_id: 30 };
+        const before = await balance(cluster, "shard-a", 30);
+        const [a, b] = await Promise.all([
+          open(n1.url, { shard_id: "shard-a", opening_balance: "1.00", funding }, key),
+          new Promise((r) => setTimeout(r, delayMs)).then(() => open(n2.url, { shard_id: "shard-b", opening_balance: "1.00", funding }, key)),
+        ]);
+        const opened = [a, b].filter((r) => r.status === 201 || r.status === 200);
+        expect(opened.length).toBeLessThanOrEqual(1);
+        for (const r of [a, b]) expect([200, 201, 409]).toContain(r.status);
+        expect(before - (await balance(cluster, "shard-a", 30))).toBe(opened.length === 1 ? 100n : 0n);
+      }),
+      { numRuns: 10 },
     );
   }, 60_000);
 });
