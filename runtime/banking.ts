@@ -25,9 +25,12 @@
  * found of a 2PC transaction is aborted, presumed abort), so a retry never
  * runs a second opening transfer: it settles the first, marks the account
  * open or failed and answers as the first request would have. A crash after
- * the commit and before the row says 'open' leaves the money in an account
- * still counted in every total; the retry (or `settleOpenings`, which the
- * server runs at boot) marks it open.
+ * the commit and before the row says 'open' (or an opening answered in
+ * doubt) leaves the money in an account still counted in every total; the
+ * retry, or `settleOpenings` (at boot, then every resolver interval), marks
+ * it open or failed. An opening the engine refuses (503) clears its
+ * `opening_tx`: the retry runs it. One Idempotency-Key names one opening on
+ * every shard (`claimRow`, `keyElsewhere`).
  *
  * Closing: the account is marked 'closing' in this process's catalog (new
  * transfers naming it get 409), the transfers that passed that check before
