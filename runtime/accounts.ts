@@ -1,23 +1,35 @@
 /**
- * Which accounts exist, per shard, learned once at boot so that a transfer
- * naming a missing account is refused with a 422 instead of costing a round
- * of XA statements. Accounts are created by seeding (runtime/cluster) and by
- * POST /accounts (runtime/banking.ts), which tells this catalog (`added`,
- * `setState`); an account added by hand is known after a restart.
+ * Which accounts exist, per shard: a bounded cache in front of the shards,
+ * which are the truth. At boot each shard's ids are read as a warm start (one
+ * dense range, or the ids themselves up to IDS_MAX; beyond that nothing, and
+ * the server starts all the same). A request naming an account the cache
+ * does not know asks the account's shard (`lookup`: one bounded query per
+ * shard for the request's missing ids): an account opened through another
+ * coordinator node is found there, an account the shard does not hold is
+ * refused (422), a shard that does not answer is a 503 with Retry-After.
+ * Accounts found are remembered (POSITIVES_MAX per shard, cleared when full);
+ * misses are not. POST /accounts (runtime/banking.ts) tells the cache
+ * (`added`, `setState`).
  *
  * An account that is not 'open' (opening, closed, failed: runtime/banking.ts)
- * is refused by transfers with a 409 (`refusal`).
- *
- * A shard whose ids are one dense range is kept as that range; otherwise the
- * ids themselves are kept, up to IDS_MAX per shard.
+ * is refused by transfers with a 409 (`refusal`). States are remembered up to
+ * STATES_MAX per shard (beyond it the oldest settled ones are forgotten: the
+ * branch statements check the row's state under its lock all the same,
+ * runtime/adapters/xa-mysql.ts); an account this cache says is 'opening' is
+ * asked again (another node may have opened it since).
  */
 import type { ShardId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
-import type { AccountCatalog } from "./transfer.ts";
+import { BadRequest, type AccountCatalog } from "./transfer.ts";
 
+/** Ids kept from the boot read of a shard whose ids have gaps; beyond it none are kept (the shard is asked on a miss). */
 const IDS_MAX = 2_000_000;
+/** Accounts remembered per shard as found by `lookup` or opened here; the set is cleared when full. */
+export const POSITIVES_MAX = 100_000;
+/** Ids asked of one shard in one `lookup` (a transfer names at most OPS_MAX accounts). */
+const LOOKUP_IDS_MAX = 1_000;
 
-type Known = { kind: "range"; first: number; last: number } | { kind: "set"; ids: Set<number> };
+type Known = { kind: "range"; first: number; last: number } | { kind: "set"; ids: Set<number> } | { kind: "none"; count: number };
 
 /** How often a shard that did not answer at boot is asked again. */
 const RELOAD_INTERVAL_MS = 1_000;
@@ -25,28 +37,114 @@ const RELOAD_INTERVAL_MS = 1_000;
 /** An account state other than 'open' (accounts.status). */
 export type NotOpen = "opening" | "closed" | "failed" | "closing";
 
-/** Bound on accounts remembered as added or not open, per shard (beyond it: 503 until a restart reads them). */
-const STATES_MAX = 1_000_000;
+/** Bound on accounts remembered as not open, per shard. */
+export const STATES_MAX = 1_000_000;
+
+/** The cache's bounds (defaults: IDS_MAX, STATES_MAX, POSITIVES_MAX); smaller in tests. */
+export interface AccountBounds {
+  readonly idsMax?: number;
+  readonly statesMax?: number;
+  readonly positivesMax?: number;
+}
 
 export class Accounts implements AccountCatalog {
   private readonly known = new Map<ShardId, Known>();
-  /** Accounts made by POST /accounts since the shard was read. */
+  /** Accounts found by `lookup` or made by POST /accounts since the shard was read (POSITIVES_MAX per shard). */
   private readonly extra = new Map<ShardId, Set<number>>();
   private readonly states = new Map<ShardId, Map<number, NotOpen>>();
   /** "shard:id" -> transfers holding it (bounded by the transfers open, themselves bounded by in_flight_max). */
   private readonly held = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
+  private readonly positivesMax: number;
+  private readonly statesMax: number;
+  private readonly idsMax: number;
 
-  private constructor(
+  constructor(
     readonly shards: readonly ShardId[],
     private readonly pools: ReadonlyMap<ShardId, ShardPool>,
-  ) {}
+    bounds: AccountBounds = {},
+  ) {
+    this.positivesMax = bounds.positivesMax ?? POSITIVES_MAX;
+    this.statesMax = bounds.statesMax ?? STATES_MAX;
+    this.idsMax = bounds.idsMax ?? IDS_MAX;
+  }
 
-  hasAccount(shard: ShardId, account: number): boolean | null {
-    const k = this.known.get(shard);
-    if (k === undefined) return this.shards.includes(shard) ? null : false;
+  /** Accounts remembered as found (not counting the boot read), per shard: at most the positives bound. */
+  remembered(shard: ShardId): number {
+    return this.extra.get(shard)?.size ?? 0;
+  }
+
+  /** States remembered (not open), per shard: at most the states bound. */
+  statesKept(shard: ShardId): number {
+    return this.states.get(shard)?.size ?? 0;
+  }
+
+  /** True: the account exists (known here). False: not known here; `lookup` asks its shard. */
+  hasAccount(shard: ShardId, account: number): boolean {
     if (this.extra.get(shard)?.has(account) === true) return true;
-    return k.kind === "range" ? account >= k.first && account <= k.last : k.ids.has(account);
+    const k = this.known.get(shard);
+    if (k === undefined) return false;
+    return k.kind === "range" ? account >= k.first && account <= k.last : k.kind === "set" ? k.ids.has(account) : false;
+  }
+
+  /** Whether what this cache knows of the account may be stale and its shard should be asked (it is being opened, maybe through another node). */
+  stale(shard: ShardId, account: number): boolean {
+    return this.states.get(shard)?.get(account) === "opening";
+  }
+
+  /**
+   * Asks the shards which of these accounts exist (one query per shard, at
+   * most LOOKUP_IDS_MAX ids each), remembers those found and their states,
+   * and answers the set of "shard:id" found. BadRequest(503) when a shard
+   * does not answer.
+   */
+  async lookup(accounts: ReadonlyArray<{ shard: ShardId; account: number }>): Promise<Set<string>> {
+    const byShard = new Map<ShardId, number[]>();
+    for (const a of accounts) {
+      if (!this.shards.includes(a.shard) || !Number.isSafeInteger(a.account) || a.account < 1) continue;
+      const ids = byShard.get(a.shard) ?? [];
+      if (!ids.includes(a.account)) ids.push(a.account);
+      byShard.set(a.shard, ids);
+    }
+    const found = new Set<string>();
+    await Promise.all(
+      [...byShard].map(async ([shard, ids]) => {
+        if (ids.length > LOOKUP_IDS_MAX) throw new BadRequest(400, `more than ${LOOKUP_IDS_MAX} accounts on ${shard} in one request`);
+        const r = await this.pools.get(shard)!.run<Array<{ id: string; status: NotOpen | "open" }>>(`SELECT id, status FROM accounts WHERE id IN (${ids.join(",")})`);
+        if (!r.ok) throw new BadRequest(503, `${shard} did not answer whether its accounts ${ids.join(", ")} exist: ${r.error.message}`);
+        for (const row of r.value) {
+          const id = Number(row.id);
+          found.add(`${shard}:${id}`);
+          this.remember(shard, id);
+          // A close running here ('closing') is this process's own state: the shard says 'open' until it ends.
+          if (this.states.get(shard)?.get(id) !== "closing") this.setState(shard, id, row.status);
+        }
+      }),
+    );
+    return found;
+  }
+
+  /** This catalog, with the accounts of `found` (a `lookup` answer) known to exist whatever was evicted since. */
+  withFound(found: ReadonlySet<string>): AccountCatalog {
+    return {
+      shards: this.shards,
+      hasAccount: (s, a) => found.has(`${s}:${a}`) || this.hasAccount(s, a),
+      refusal: (s, a) => this.refusal(s, a),
+    };
+  }
+
+  /** Whether the account exists: this cache, else its shard (BadRequest 503 when it does not answer). */
+  async exists(shard: ShardId, account: number): Promise<boolean> {
+    if (this.hasAccount(shard, account) && !this.stale(shard, account)) return true;
+    return (await this.lookup([{ shard, account }])).has(`${shard}:${account}`);
+  }
+
+  private remember(shard: ShardId, account: number): void {
+    let set = this.extra.get(shard);
+    if (set === undefined) this.extra.set(shard, (set = new Set()));
+    if (set.has(account)) return;
+    if (set.size >= this.positivesMax) set.clear();
+    set.add(account);
   }
 
   /** Why a transfer may not touch this account now (it is not open), or null. */
@@ -89,27 +187,34 @@ export class Accounts implements AccountCatalog {
 
   /** An account inserted by POST /accounts (in state `st`). */
   added(shard: ShardId, account: number, st: NotOpen | "open"): void {
-    const set = this.extra.get(shard) ?? new Set<number>();
-    if (set.size >= STATES_MAX) throw new Error(`${shard}: more than ${STATES_MAX} accounts made since the server started; restart it`);
-    set.add(account);
-    this.extra.set(shard, set);
+    this.remember(shard, account);
     this.setState(shard, account, st);
   }
 
   setState(shard: ShardId, account: number, st: NotOpen | "open"): void {
-    const m = this.states.get(shard) ?? new Map<number, NotOpen>();
-    if (st === "open") m.delete(account);
-    else {
-      if (m.size >= STATES_MAX && !m.has(account)) throw new Error(`${shard}: more than ${STATES_MAX} accounts not open`);
-      m.set(account, st);
+    let m = this.states.get(shard);
+    if (m === undefined) this.states.set(shard, (m = new Map()));
+    if (st === "open") {
+      m.delete(account);
+      return;
     }
-    this.states.set(shard, m);
+    if (m.size >= this.statesMax && !m.has(account)) {
+      // Full: forget the oldest state that is not a close running here (closes are bounded by the requests in flight).
+      for (const [id, old] of m) {
+        if (old !== "closing") {
+          m.delete(id);
+          break;
+        }
+      }
+    }
+    m.set(account, st);
   }
 
   describe(shard: ShardId): { first: number; last: number; count: number } | null {
     const k = this.known.get(shard);
     if (k === undefined) return null;
     if (k.kind === "range") return { first: k.first, last: k.last, count: k.last - k.first + 1 };
+    if (k.kind === "none") return { first: 0, last: -1, count: k.count };
     const ids = [...k.ids];
     return ids.length === 0 ? { first: 0, last: -1, count: 0 } : { first: Math.min(...ids), last: Math.max(...ids), count: ids.length };
   }
@@ -123,11 +228,11 @@ export class Accounts implements AccountCatalog {
    * Reads every shard's accounts. A shard that does not answer is asked
    * again every second in the background (transfers naming it get 503 until
    * then), so the server starts while a shard is down. A shard that answers
-   * with something unusable (no schema, ids too many or too large) is an
-   * error: that needs a person, not a retry.
+   * with something unusable (no schema) is an error: that needs a person, not
+   * a retry. Counts never are: beyond the bounds the shard is asked on a miss.
    */
-  static async load(pools: ReadonlyMap<ShardId, ShardPool>): Promise<Accounts> {
-    const a = new Accounts([...pools.keys()], pools);
+  static async load(pools: ReadonlyMap<ShardId, ShardPool>, bounds: AccountBounds = {}): Promise<Accounts> {
+    const a = new Accounts([...pools.keys()], pools, bounds);
     await a.loadMissing();
     if (a.missing().length > 0) {
       console.error(`accounts of ${a.missing().join(", ")} not readable yet (shard down?); asking again every ${RELOAD_INTERVAL_MS} ms`);
@@ -156,9 +261,9 @@ export class Accounts implements AccountCatalog {
     await Promise.all(
       this.missing().map(async (shard) => {
         const pool = this.pools.get(shard)!;
-        const k = await readShard(shard, pool);
+        const k = await readShard(shard, pool, this.idsMax);
         if (k === null) return;
-        const states = await readStates(shard, pool);
+        const states = await readStates(shard, pool, this.statesMax);
         if (states === null) return;
         this.states.set(shard, states);
         this.known.set(shard, k);
@@ -168,7 +273,7 @@ export class Accounts implements AccountCatalog {
 }
 
 /** The shard's accounts, or null when the shard did not answer. */
-async function readShard(shard: ShardId, pool: ShardPool): Promise<Known | null> {
+async function readShard(shard: ShardId, pool: ShardPool, idsMax: number): Promise<Known | null> {
   const r = await pool.run<Array<{ lo: string | null; hi: string | null; n: string }>>("SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM accounts");
   if (!r.ok) {
     if (r.error.fatal) return null;
@@ -181,19 +286,21 @@ async function readShard(shard: ShardId, pool: ShardPool): Promise<Known | null>
   const hi = Number(row.hi);
   if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw new Error(`${shard}: account ids beyond ${Number.MAX_SAFE_INTEGER} are not supported`);
   if (hi - lo + 1 === n) return { kind: "range", first: lo, last: hi };
-  if (n > IDS_MAX) throw new Error(`${shard}: ${n} accounts with gaps in their ids; at most ${IDS_MAX} are supported`);
+  // Too many gapped ids to keep: none kept, every account of this shard is asked of it once (`lookup`).
+  if (n > idsMax) return { kind: "none", count: n };
   const ids = await pool.run<Array<{ id: string }>>("SELECT id FROM accounts");
   if (!ids.ok) return null;
   return { kind: "set", ids: new Set(ids.value.map((x) => Number(x.id))) };
 }
 
 /** The accounts of a shard that are not open (opening, closed, failed), or null when the shard did not answer. */
-async function readStates(shard: ShardId, pool: ShardPool): Promise<Map<number, NotOpen> | null> {
-  const r = await pool.run<Array<{ id: string; status: NotOpen }>>(`SELECT id, status FROM accounts WHERE status <> 'open' LIMIT ${STATES_MAX + 1}`);
+async function readStates(shard: ShardId, pool: ShardPool, max: number): Promise<Map<number, NotOpen> | null> {
+  // The newest `max` (by id); beyond them the branch statements' row check refuses (runtime/accounts.ts header).
+  const r = await pool.run<Array<{ id: string; status: NotOpen }>>(`SELECT id, status FROM accounts WHERE status <> 'open' ORDER BY id DESC LIMIT ${max}`);
   if (!r.ok) {
     if (r.error.fatal) return null;
     throw new Error(`${shard}: cannot read the accounts' states (${r.error.message}); is its schema up to date (speccommit cluster up)?`);
   }
-  if (r.value.length > STATES_MAX) throw new Error(`${shard}: more than ${STATES_MAX} accounts not open; at most ${STATES_MAX} are supported`);
+  if (r.value.length >= max) console.error(`${shard}: ${max} accounts or more not open; the states of the oldest are not kept (their rows still refuse transfers)`);
   return new Map(r.value.map((x) => [Number(x.id), x.status]));
 }

@@ -25,9 +25,12 @@
  * found of a 2PC transaction is aborted, presumed abort), so a retry never
  * runs a second opening transfer: it settles the first, marks the account
  * open or failed and answers as the first request would have. A crash after
- * the commit and before the row says 'open' leaves the money in an account
- * still counted in every total; the retry (or `settleOpenings`, which the
- * server runs at boot) marks it open.
+ * the commit and before the row says 'open' (or an opening answered in
+ * doubt) leaves the money in an account still counted in every total; the
+ * retry, or `settleOpenings` (at boot, then every resolver interval), marks
+ * it open or failed. An opening the engine refuses (503) clears its
+ * `opening_tx`: the retry runs it. One Idempotency-Key names one opening on
+ * every shard (`claimRow`, `keyElsewhere`).
  *
  * Closing: the account is marked 'closing' in this process's catalog (new
  * transfers naming it get 409), the transfers that passed that check before
@@ -81,8 +84,16 @@ const CLOSE_WAIT_MS = 5_000;
 /** How long an opening waits for its transfer's outcome (the coordinator replies well before: vote timeout). */
 const OPEN_WAIT_MS = 30_000;
 const ID_MAX = Number.MAX_SAFE_INTEGER;
-/** Bound on openings settled at boot per shard. */
-const SETTLE_AT_BOOT_MAX = 1_000;
+/** Bound on openings settled per shard in one round (at boot, then every resolver interval). */
+const SETTLE_BATCH = 100;
+/**
+ * Ids from here up are taken only when a request names them (account_id): the allocator gives the smallest id above
+ * every id below it, so an explicit id up there never exhausts allocation; an explicit id below it that leaves no id
+ * above it makes the allocator look for the smallest id free on every shard (`freeId`).
+ */
+export const EXPLICIT_ID_FLOOR = 2 ** 52;
+/** Rounds of `freeId` over the shards before 503 (each round moves past ids taken on some shard). */
+const FREE_ID_ROUNDS = 16;
 
 const OpenBody = Schema.Struct({
   shard_id: Schema.String,
@@ -127,6 +138,12 @@ interface AccountRow {
 
 export class Banking {
   readonly history: HistoryReader;
+  /** Opening transfers between the write of their id and the engine taking them (bounded by the requests in flight). */
+  private readonly claiming = new Set<TxId>();
+  private settleTimer: NodeJS.Timeout | null = null;
+  /** Per shard, the id after which the next settle round reads. */
+  private readonly settleAfter = new Map<ShardId, number>();
+  private stopped = false;
 
   constructor(private readonly d: BankingDeps) {
     this.history = new HistoryReader((s) => d.xa.pool(s));
@@ -136,8 +153,9 @@ export class Banking {
     return this.d.xa.pool(shard);
   }
 
-  private shard(text: string, at: string): ShardId {
-    if (!this.d.xa.shards.includes(text)) throw new BadRequest(422, `${at}: unknown shard ${JSON.stringify(text)} (shards: ${this.d.xa.shards.join(", ")})`);
+  /** A shard named in a body or query (422), or in the path (`status` 404, as GET /accounts/:shard/:id). */
+  private shard(text: string, at: string, status: 404 | 422 = 422): ShardId {
+    if (!this.d.xa.shards.includes(text)) throw new BadRequest(status, `${at}: unknown shard ${JSON.stringify(text)} (shards: ${this.d.xa.shards.join(", ")})`);
     return text;
   }
 
@@ -161,7 +179,7 @@ export class Banking {
       else if (route === "/transactions") await this.transactions(res, url);
       else {
         const m = /^\/accounts\/([^/]+)\/([^/]+)\/(close|history)$/.exec(path)!;
-        const shard = this.shard(decodeURIComponent(m[1]!), "shard");
+        const shard = this.shard(decodeURIComponent(m[1]!), "shard", 404);
         const id = accountId(m[2]!, "account id");
         if (m[3] === "close") await this.close(res, shard, id);
         else await this.accountHistory(res, url, shard, id);
@@ -211,7 +229,7 @@ export class Banking {
   private async accountHistory(res: ServerResponse, url: URL, shard: ShardId, id: number): Promise<void> {
     const limit = parseLimit(url.searchParams.get("limit"));
     const cursor = parseCursor(url.searchParams.get("cursor"));
-    if (this.d.accounts.hasAccount(shard, id) === false) throw new BadRequest(404, `no account ${id} on ${shard}`);
+    if (!(await this.d.accounts.exists(shard, id))) throw new BadRequest(404, `no account ${id} on ${shard}`);
     const page = await this.history.accountPage(shard, id, limit, cursor);
     this.d.send(res, "/accounts/:shard/:id/history", 200, {
       shard_id: shard,
@@ -229,7 +247,7 @@ export class Banking {
     const id = accountId(m[2]!, "account");
     const limit = parseLimit(url.searchParams.get("limit"));
     const cursor = parseCursor(url.searchParams.get("cursor"));
-    if (this.d.accounts.hasAccount(shard, id) === false) throw new BadRequest(404, `no account ${id} on ${shard}`);
+    if (!(await this.d.accounts.exists(shard, id))) throw new BadRequest(404, `no account ${id} on ${shard}`);
     const page = await this.history.accountPage(shard, id, limit, cursor);
     const order = page.rows.map((r) => r.tx);
     const rows = await this.history.rowsOf(this.d.xa.shards, order);
@@ -263,11 +281,7 @@ export class Banking {
     if (cents > 0n) {
       if (body.funding === undefined) throw new BadRequest(422, "an opening balance above zero is moved from a funding account: give funding {shard_id, account_id}");
       const fs = this.shard(body.funding.shard_id, "funding.shard_id");
-      const exists = this.d.accounts.hasAccount(fs, body.funding.account_id);
-      if (exists === null) throw new BadRequest(503, `${fs} has not answered since the server started; retry shortly`);
-      if (!exists) throw new BadRequest(422, `funding: no account ${body.funding.account_id} on ${fs}`);
-      const refused = this.d.accounts.refusal(fs, body.funding.account_id);
-      if (refused !== null) throw new BadRequest(409, `funding: ${refused}`);
+      if (!Number.isSafeInteger(body.funding.account_id) || body.funding.account_id < 1) throw new BadRequest(422, `funding: no account ${body.funding.account_id} on ${fs}`);
       funding = { shard: fs, account: body.funding.account_id };
     }
     const fingerprint = openingFingerprint({ shard, account_id: body.account_id ?? null, cents, funding, protocol });
@@ -278,6 +292,12 @@ export class Banking {
     const ct = req.headers["content-type"];
     if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
     const o = this.decodeOpen(await this.d.readBody(req), req.headersDistinct["idempotency-key"]);
+    if (o.funding !== null) {
+      // This node's cache, else the funding account's shard (another node may have opened it).
+      if (!(await this.d.accounts.exists(o.funding.shard, o.funding.account))) throw new BadRequest(422, `funding: no account ${o.funding.account} on ${o.funding.shard}`);
+      const refused = this.d.accounts.refusal(o.funding.shard, o.funding.account);
+      if (refused !== null) throw new BadRequest(409, `funding: ${refused}`);
+    }
     // The funding account was checked open in this turn: a close of it waits for this opening.
     const release = this.d.accounts.hold(o.funding === null ? [] : [o.funding]);
     try {
@@ -294,9 +314,11 @@ export class Banking {
       throw new BadRequest(409, `Idempotency-Key ${JSON.stringify(o.key)} opened account ${row.id} on ${o.shard} with another request: a key names one opening`);
     }
     const id = Number(row.id);
+    // The account's address on every answer that names it (201 for an opening made now, funded or not; 200 replayed).
+    const location = { Location: `/accounts/${encodeURIComponent(o.shard)}/${id}` };
     const answer = (status: number, outcome: Outcome | null, extra: Record<string, unknown> = {}) =>
-      this.d.send(res, "/accounts", status, { shard_id: o.shard, account_id: id, opening_balance_cents: o.cents.toString(), opening_tx: row.opening_tx, ...(outcome !== null ? { outcome } : {}), ...extra });
-    if (row.status === "open") return answer(200, null, { status: "open", replayed: row.fresh !== true });
+      this.d.send(res, "/accounts", status, { shard_id: o.shard, account_id: id, opening_balance_cents: o.cents.toString(), opening_tx: row.opening_tx, ...(outcome !== null ? { outcome } : {}), ...extra }, location);
+    if (row.status === "open") return answer(row.fresh === true ? 201 : 200, null, { status: "open", replayed: row.fresh !== true });
     if (row.status === "failed") return answer(409, null, { status: "failed", error: "the opening transfer aborted: open the account again with another key" });
     if (row.status === "closed") return answer(409, null, { status: "closed", error: `account ${id} on ${o.shard} was opened with this key and is closed since` });
     let tx = row.opening_tx;
@@ -304,11 +326,26 @@ export class Banking {
       // Claim the opening: the transfer's id is durable in the row before the transfer may run.
       // This node's id (<node>.<uuid>): its resolver and no other node's settles the opening if this process dies.
       tx = this.d.engine.newTx();
-      const r = await this.query<{ affectedRows: number }>(o.shard, `UPDATE accounts SET opening_tx = '${tx}' WHERE id = ${id} AND status = 'opening' AND opening_tx IS NULL`);
-      if (r.affectedRows !== 1) return answer(202, { status: "in_doubt" }, { status: "opening", error: "another request with this key is opening it; retry" });
-      row.opening_tx = tx;
-      const outcome = await this.runOpening(o, id, tx);
-      return this.finishOpening(o.shard, id, tx, outcome, answer);
+      // Until the engine took it (or refused it), this process's settler leaves the opening alone (`settleOpenings`).
+      this.claiming.add(tx);
+      let run: Promise<Outcome>;
+      try {
+        const r = await this.query<{ affectedRows: number }>(o.shard, `UPDATE accounts SET opening_tx = '${tx}' WHERE id = ${id} AND status = 'opening' AND opening_tx IS NULL`);
+        if (r.affectedRows !== 1) return answer(202, { status: "in_doubt" }, { status: "opening", error: "another request with this key is opening it; retry" });
+        row.opening_tx = tx;
+        try {
+          run = this.runOpening(o, id, tx);
+        } catch (e) {
+          if (!(e instanceof Overloaded || e instanceof ShuttingDown || e instanceof NotReady)) throw e;
+          // Refused before anything ran: the claim is undone so that the retry the 503 asks for runs the opening.
+          // (Should this UPDATE fail too, the retry finds nothing of the transfer: presumed abort, 'failed'.)
+          await this.pool(o.shard).run(`UPDATE accounts SET opening_tx = NULL WHERE id = ${id} AND status = 'opening' AND opening_tx = '${tx}'`);
+          throw e;
+        }
+      } finally {
+        this.claiming.delete(tx);
+      }
+      return this.finishOpening(o.shard, id, tx, await run, answer);
     }
     // A request with this key ran before: settle its transfer, never run another.
     const outcome = await this.outcomeOf(tx, o);
@@ -317,8 +354,16 @@ export class Banking {
 
   /** The account's row for this key: found, or inserted now at 0 in state 'opening' (or 'open' when the opening balance is 0). */
   private async claimRow(o: ReturnType<Banking["decodeOpen"]>): Promise<AccountRow & { fresh?: boolean }> {
-    const find = async () =>
-      (await this.query<AccountRow[]>(o.shard, `SELECT id, balance, status, opening_tx, opening_request FROM accounts WHERE opening_key = ${mysql.escape(o.key)}`))[0];
+    const find = async () => {
+      // One key names one opening whatever shard it named: the key is looked for on every shard (one indexed read each).
+      for (const s of this.d.xa.shards) {
+        const r = (await this.query<AccountRow[]>(s, `SELECT id, balance, status, opening_tx, opening_request FROM accounts WHERE opening_key = ${mysql.escape(o.key)}`))[0];
+        if (r === undefined) continue;
+        if (s !== o.shard) throw new BadRequest(409, `Idempotency-Key ${JSON.stringify(o.key)} opened account ${r.id} on ${s}: a key names one opening`);
+        return r;
+      }
+      return undefined;
+    };
     const found = await find();
     if (found !== undefined) return found;
     const status = o.cents === 0n ? "open" : "opening";
@@ -330,6 +375,7 @@ export class Banking {
       );
       if (r.ok) {
         this.d.accounts.added(o.shard, id, status);
+        await this.keyElsewhere(o, id);
         return { id: String(id), balance: "0", status, opening_tx: null, opening_request: o.fingerprint, fresh: true };
       }
       if (r.error.errno !== 1062) throw new BadRequest(503, `${o.shard} did not answer: ${r.error.message}`);
@@ -341,18 +387,59 @@ export class Banking {
     throw new BadRequest(503, "could not allocate an account id (concurrent openings); retry");
   }
 
-  /** One more than the largest id on any shard (ids are global by convention: runtime/cluster/schema.ts). */
+  /**
+   * After inserting the row of key `o.key` on `o.shard`: when another shard holds the key too (two requests with the
+   * key naming two shards at once; the unique key is per shard), this row steps back: 'failed' before anything ran
+   * on it, and 409. Of two such requests the later always sees the earlier, so at most one opening runs per key
+   * (both may step back: the client then opens again with another key).
+   */
+  private async keyElsewhere(o: ReturnType<Banking["decodeOpen"]>, id: number): Promise<void> {
+    for (const s of this.d.xa.shards) {
+      if (s === o.shard) continue;
+      const r = await this.query<Array<{ id: string }>>(s, `SELECT id FROM accounts WHERE opening_key = ${mysql.escape(o.key)}`);
+      if (r[0] === undefined) continue;
+      await this.query(o.shard, `UPDATE accounts SET status = 'failed' WHERE id = ${id} AND opening_key = ${mysql.escape(o.key)} AND opening_tx IS NULL`);
+      this.d.accounts.setState(o.shard, id, "failed");
+      throw new BadRequest(409, `Idempotency-Key ${JSON.stringify(o.key)} is opening account ${r[0].id} on ${s}: a key names one opening`);
+    }
+  }
+
+  /**
+   * One more than the largest id below EXPLICIT_ID_FLOOR on any shard (ids are global by convention:
+   * runtime/cluster/schema.ts); when that is no id below the floor (an explicit id took its top), the smallest id
+   * free on every shard.
+   */
   private async nextId(): Promise<number> {
     let max = 0;
     for (const s of this.d.xa.shards) {
-      const r = await this.query<Array<{ m: string | null }>>(s, "SELECT MAX(id) AS m FROM accounts");
+      const r = await this.query<Array<{ m: string | null }>>(s, `SELECT MAX(id) AS m FROM accounts WHERE id < ${EXPLICIT_ID_FLOOR}`);
       max = Math.max(max, Number(r[0]?.m ?? 0));
     }
-    if (max + 1 > ID_MAX) throw new BadRequest(503, "account ids exhausted");
-    return max + 1;
+    if (max + 1 < EXPLICIT_ID_FLOOR) return max + 1;
+    return this.freeId();
   }
 
-  private async runOpening(o: ReturnType<Banking["decodeOpen"]>, id: number, tx: TxId): Promise<Outcome> {
+  /** The smallest id free on every shard (bounded rounds: each asks every shard for its smallest free id from a candidate). */
+  private async freeId(): Promise<number> {
+    let c = 1;
+    for (let round = 0; round < FREE_ID_ROUNDS; round++) {
+      let next = c;
+      for (const s of this.d.xa.shards) {
+        const r = await this.query<Array<{ f: string | null }>>(
+          s,
+          `SELECT IF(NOT EXISTS (SELECT 1 FROM accounts WHERE id = ${next}), ${next}, (SELECT MIN(a.id) + 1 FROM accounts a WHERE a.id >= ${next} AND NOT EXISTS (SELECT 1 FROM accounts b WHERE b.id = a.id + 1))) AS f`,
+        );
+        next = Number(r[0]?.f ?? next);
+      }
+      if (next > ID_MAX) break;
+      if (next === c) return c;
+      c = next;
+    }
+    throw new BadRequest(503, "no free account id found (ids taken on some shard at every candidate); retry");
+  }
+
+  /** Submits the opening transfer (throws synchronously when the engine refuses it) and answers its outcome. */
+  private runOpening(o: ReturnType<Banking["decodeOpen"]>, id: number, tx: TxId): Promise<Outcome> {
     const branches: BranchSpec[] = groupBranches([
       { shard: o.funding!.shard, account: o.funding!.account, cents: -o.cents },
       { shard: o.shard, account: id, cents: o.cents },
@@ -387,17 +474,52 @@ export class Banking {
   }
 
   /**
-   * Settles the openings left 'opening' with a transfer id (a crash between
-   * the commit and the row's update): marks them open or failed from durable
-   * state. Run at boot; at most SETTLE_AT_BOOT_MAX per shard.
+   * Settles openings in the background: at once, then every `everyMs` (the
+   * resolver's interval) until `stop`. An opening answered in_doubt is settled
+   * here once its transfer is, without waiting for the client's retry.
+   */
+  startSettling(everyMs: number): void {
+    const round = () => {
+      if (this.stopped) return;
+      void this.settleOpenings()
+        .catch((e: unknown) => {
+          if (!this.stopped) console.error(`settling account openings: ${(e as Error).message}`);
+        })
+        .finally(() => {
+          if (this.stopped) return;
+          this.settleTimer = setTimeout(round, everyMs);
+          this.settleTimer.unref();
+        });
+    };
+    round();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.settleTimer !== null) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+  }
+
+  /**
+   * Settles the openings left 'opening' with a transfer id (answered
+   * in_doubt, or a crash between the commit and the row's update): marks them
+   * open or failed from durable state. At most SETTLE_BATCH per shard, oldest
+   * id first, skipping those still running here; one whose outcome is not
+   * final yet (or whose transaction another live node runs: no fence can be
+   * taken) stays for a later round. Answers how many were settled.
    */
   async settleOpenings(): Promise<number> {
     let n = 0;
     for (const shard of this.d.xa.shards) {
-      const r = await this.pool(shard).run<AccountRow[]>(`SELECT id, opening_tx, opening_protocol FROM accounts WHERE status = 'opening' AND opening_tx IS NOT NULL LIMIT ${SETTLE_AT_BOOT_MAX}`);
+      // From where the last round stopped, so that openings not final yet never hide those after them.
+      const after = this.settleAfter.get(shard) ?? 0;
+      const r = await this.pool(shard).run<AccountRow[]>(`SELECT id, opening_tx, opening_protocol FROM accounts WHERE status = 'opening' AND opening_tx IS NOT NULL AND id > ${after} ORDER BY id LIMIT ${SETTLE_BATCH}`);
       if (!r.ok) continue;
+      this.settleAfter.set(shard, r.value.length < SETTLE_BATCH ? 0 : Number(r.value[r.value.length - 1]!.id));
       for (const row of r.value) {
+        if (this.stopped) return n;
         const tx = row.opening_tx!;
+        if (this.claiming.has(tx) || this.d.engine.isRunning(tx)) continue;
         const shards = await this.shardsOf(tx);
         if (shards === null) continue;
         try {
@@ -433,9 +555,8 @@ export class Banking {
 
   private async close(res: ServerResponse, shard: ShardId, id: number): Promise<void> {
     const route = "/accounts/:shard/:id/close";
-    const exists = this.d.accounts.hasAccount(shard, id);
-    if (exists === null) throw new BadRequest(503, `${shard} has not answered since the server started; retry shortly`);
-    if (!exists) throw new BadRequest(404, `no account ${id} on ${shard}`);
+    // This node's cache, else the shard (asked again when the cache says 'opening': another node may have opened it).
+    if (!(await this.d.accounts.exists(shard, id))) throw new BadRequest(404, `no account ${id} on ${shard}`);
     const st = this.d.accounts.state(shard, id);
     if (st === "closed") return this.d.send(res, route, 200, { shard_id: shard, account_id: id, status: "closed", replayed: true });
     if (st !== "open") throw new BadRequest(409, this.d.accounts.refusal(shard, id) ?? `account ${id} on ${shard} is ${st}`);

@@ -285,8 +285,9 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   deadlocks?.start();
 
   const api = new Api(config, engine, xa, txlog, accounts, idempotency, metrics, auth, txCredentials, { timestamps, snapshots }, failover, logOf, durableFor);
-  // Openings left 'opening' by a crash after their transfer ended (runtime/banking.ts); in the background, bounded.
-  void api.banking.settleOpenings().catch((e: unknown) => console.error(`settling account openings: ${(e as Error).message}`));
+  // Openings left 'opening' (answered in_doubt, or a crash after their transfer ended: runtime/banking.ts); in the
+  // background, bounded batches, every resolver interval until shutdown.
+  api.banking.startSettling(config.resolver_interval_ms);
   const httpOptions = {
     headersTimeout: config.headers_timeout_ms,
     requestTimeout: config.request_timeout_ms,
@@ -307,6 +308,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (e) {
+    api.banking.stop();
     deadlocks?.stop();
     engine.stop();
     exchange.stop();
@@ -362,6 +364,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
 async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts, leave: () => Promise<void>): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
+  api.banking.stop();
   await engine.drain(grace_ms);
   // Idempotent transfers store their outcome after the coordinator replied, and bodies may still be arriving: let those be answered too.
   await untilClosedOrLate(api, deadline_ms);
@@ -624,7 +627,12 @@ class Api {
     try {
       const ct = req.headers["content-type"];
       if (ct !== undefined && !/^application\/json\b/i.test(ct)) throw new BadRequest(400, `Content-Type ${ct}: send application/json`);
-      const { refusal, ...decoded } = decodeTransfer(await this.readBody(req), this.accounts, this.config.protocol, { deferRefusal: true });
+      const text = await this.readBody(req);
+      let first = decodeTransfer(text, this.accounts, this.config.protocol, { deferRefusal: true, deferMissing: true });
+      // Accounts this node's cache does not know: their shards say (503 if one does not answer); then decoded again,
+      // synchronously, so that the checks below and the hold run in one turn (runtime/accounts.ts).
+      if (first.missing !== undefined) first = decodeTransfer(text, this.accounts.withFound(await this.accounts.lookup(first.missing)), this.config.protocol, { deferRefusal: true });
+      const { refusal, missing: _missing, ...decoded } = first;
       const key = idempotencyKeyOf(req.headersDistinct["idempotency-key"], decoded.idempotency_key);
       request = key === undefined ? decoded : { ...decoded, idempotency_key: key };
       // An account closed (or not open yet) since: refused, unless this is the retry of a transfer the key already
@@ -816,7 +824,7 @@ class Api {
   private async account(res: ServerResponse, shard: ShardId, idText: string): Promise<void> {
     const route = "/accounts/:shard/:id";
     if (!this.xa.shards.includes(shard)) return this.send(res, route, 404, { error: `unknown shard ${JSON.stringify(shard)} (shards: ${this.xa.shards.join(", ")})` });
-    if (!/^\d{1,15}$/.test(idText)) return this.send(res, route, 400, { error: `account id ${JSON.stringify(idText)} is not a positive integer` });
+    if (!/^\d{1,16}$/.test(idText) || Number(idText) > Number.MAX_SAFE_INTEGER) return this.send(res, route, 400, { error: `account id ${JSON.stringify(idText)} is not a positive integer up to ${Number.MAX_SAFE_INTEGER}` });
     const id = Number(idText);
     const r = await this.xa
       .pool(shard)

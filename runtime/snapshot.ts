@@ -243,7 +243,7 @@ export function parseAccounts(text: string, shards: readonly ShardId[]): { shard
     const shard = part.slice(0, i);
     const idText = part.slice(i + 1);
     if (i <= 0 || !shards.includes(shard)) throw new SnapshotRefused(400, `accounts: ${JSON.stringify(part)} does not name a shard (shards: ${shards.join(", ")}) and an account id as shard:id`);
-    if (!/^\d{1,15}$/.test(idText)) throw new SnapshotRefused(400, `accounts: account id ${JSON.stringify(idText)} is not a positive integer`);
+    if (!/^\d{1,16}$/.test(idText) || Number(idText) > Number.MAX_SAFE_INTEGER) throw new SnapshotRefused(400, `accounts: account id ${JSON.stringify(idText)} is not a positive integer`);
     out.push({ shard, id: Number(idText) });
   }
   if (out.length > SNAPSHOT_ACCOUNTS_MAX) throw new SnapshotRefused(400, `accounts: at most ${SNAPSHOT_ACCOUNTS_MAX} accounts in one read (got ${out.length})`);

@@ -111,6 +111,8 @@ export interface AccountCatalog {
   hasAccount(shard: ShardId, account: number): boolean | null;
   /** Why the account takes no transfer now (not open: runtime/banking.ts), or null; refused with 409. */
   refusal?(shard: ShardId, account: number): string | null;
+  /** Whether what the catalog knows of the account may be stale (with `deferMissing`, it is asked again). */
+  stale?(shard: ShardId, account: number): boolean;
 }
 
 /** A request body as JSON whose every number is exact (firstInexactNumber); BadRequest(400) otherwise. */
@@ -131,13 +133,18 @@ export function parseExactJson(text: string): unknown {
  * With `deferRefusal`, an account that takes no transfer now (AccountCatalog.refusal) does not throw: the first
  * such refusal comes back as `refusal` (the server first checks whether the request is the retry of a transfer its
  * idempotency key already ran: that one is answered as it was, whatever the accounts' state since).
+ *
+ * With `deferMissing`, an account the catalog does not know (or knows stale) does not throw: they come back as
+ * `missing`, for the caller to ask their shards (runtime/accounts.ts `lookup`) and decode again with what the shards
+ * said (`AccountCatalog` of the answer, without `deferMissing`). The decode stays synchronous, so the caller's
+ * final checks and its hold of the accounts run in one turn of the event loop (runtime/server.ts runHeldTransfer).
  */
 export function decodeTransfer(
   text: string,
   catalog: AccountCatalog,
   defaultProtocol: ProtocolName = DEFAULT_PROTOCOL,
-  opts: { deferRefusal?: boolean } = {},
-): TransferRequest & { refusal?: string } {
+  opts: { deferRefusal?: boolean; deferMissing?: boolean } = {},
+): TransferRequest & { refusal?: string; missing?: Array<{ shard: ShardId; account: number }> } {
   const json = parseExactJson(text);
   let body: typeof BodySchema.Type;
   try {
@@ -158,6 +165,7 @@ export function decodeTransfer(
   }
   const ops: CentsOp[] = [];
   let refusal: string | undefined;
+  const missing: Array<{ shard: ShardId; account: number }> = [];
   let sum = 0n;
   body.ops.forEach((op, i) => {
     const at = `ops[${i}]`;
@@ -165,7 +173,14 @@ export function decodeTransfer(
     if (!catalog.shards.includes(op.shard_id)) {
       throw new BadRequest(422, `${at}.shard_id: unknown shard ${JSON.stringify(op.shard_id)} (shards: ${catalog.shards.join(", ")})`);
     }
-    const exists = Number.isSafeInteger(op.account_id) && op.account_id > 0 ? catalog.hasAccount(op.shard_id, op.account_id) : false;
+    const valid = Number.isSafeInteger(op.account_id) && op.account_id > 0;
+    const exists = valid ? catalog.hasAccount(op.shard_id, op.account_id) : false;
+    if (valid && opts.deferMissing === true && (exists !== true || catalog.stale?.(op.shard_id, op.account_id) === true)) {
+      missing.push({ shard: op.shard_id, account: op.account_id });
+      ops.push({ shard: op.shard_id, account: op.account_id, cents });
+      sum += cents;
+      return;
+    }
     if (exists === null) throw new BadRequest(503, `${op.shard_id} has not answered since the server started; retry shortly`);
     if (!exists) throw new BadRequest(422, `${at}.account_id: no account ${op.account_id} on ${op.shard_id}`);
     const refused = catalog.refusal?.(op.shard_id, op.account_id) ?? null;
@@ -185,6 +200,7 @@ export function decodeTransfer(
     protocol_in_body: (body.protocol ?? null) as ProtocolName | null,
     ...(key !== undefined ? { idempotency_key: key } : {}),
     ...(refusal !== undefined ? { refusal } : {}),
+    ...(missing.length > 0 ? { missing } : {}),
   };
 }
 

@@ -51,7 +51,7 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       id BIGINT NOT NULL PRIMARY KEY,
       balance BIGINT NOT NULL DEFAULT 0,
       status ENUM('open','opening','closed','failed') NOT NULL DEFAULT 'open',
-      opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+      opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NULL,
       opening_tx VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
       opening_request CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
       opening_protocol VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
@@ -70,6 +70,9 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS opening_protocol VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL",
       "ALTER TABLE accounts ALTER COLUMN balance SET DEFAULT 0",
       "ALTER TABLE accounts ADD UNIQUE KEY IF NOT EXISTS accounts_opening_key (opening_key)",
+      // utf8mb4_bin is a PAD SPACE collation ("k" and "k " were one key); NO PAD compares every byte. Keeps the rows
+      // (no two of them can be equal under NO PAD that were not under PAD SPACE); a no-op once done.
+      "ALTER TABLE accounts MODIFY COLUMN opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NULL",
     ],
     // Read (GET /accounts, recovery) and changed by the branches. INSERT for POST /accounts on every column but
     // balance, so an account the server inserts starts at the column's default, 0: the opening balance is moved into

@@ -109,11 +109,38 @@ describe("POST /accounts/:shard/:id/close", () => {
     expect((await request(url, "GET", "/accounts/shard-a/1/close")).status).toBe(405);
   });
 
-  it("a close waits for the row lock of a transfer in flight, then refuses a non-zero balance", async () => {
-    // Account 6 has money: a transfer in flight on it and a close race; whichever order, never a closed account with money.
-    const [t, c] = await Promise.all([transfer([["shard-a", 6, -100], ["shard-b", 150, 100]]), request(url, "POST", "/accounts/shard-a/6/close")]);
-    expect(t.status).toBe(200);
-    expect(c.status).toBe(409);
+  it("a close waits for a transfer in flight on the account, then judges the balance it left", async () => {
+    // The transfer is held in flight by a lock on its other account (shard-b:150, taken here): its branch on the
+    // account to close has run. A close that did not wait would judge the balance before the transfer: it would refuse
+    // shard-a:6 (1000.00 before the transfer empties it), and close shard-a:16 before its credit lands.
+    const order: string[] = [];
+    const held = async (ops: Array<[string, number, number]>, close: string, lockOn: number) => {
+      const root = await cluster.shard("shard-b").connect();
+      await root.query("START TRANSACTION");
+      await root.query(`SELECT balance FROM accounts WHERE id = ${lockOn} FOR UPDATE`);
+      const t = transfer(ops).then((r) => (order.push("transfer"), r));
+      await new Promise((r) => setTimeout(r, 300));
+      const c = request(url, "POST", close).then((r) => (order.push("close"), r));
+      await new Promise((r) => setTimeout(r, 300));
+      await root.query("ROLLBACK");
+      await root.end();
+      return Promise.all([t, c]);
+    };
+    // Emptied by the transfer in flight: closed once it committed (a close that did not wait refuses 1000.00).
+    order.length = 0;
+    const [t1, c1] = await held([["shard-a", 6, -100_000], ["shard-b", 150, 100_000]], "/accounts/shard-a/6/close", 150);
+    expect(t1.status).toBe(200);
+    expect(c1.status).toBe(200);
+    expect(order).toEqual(["transfer", "close"]);
+    expect(await balance(cluster, "shard-a", 6)).toBe(0n);
+    // Credited by the transfer in flight: refused once it committed (a close that did not wait closes it at 0).
+    expect((await transfer([["shard-a", 16, -100_000], ["shard-b", 151, 100_000]])).status).toBe(200);
+    order.length = 0;
+    const [t2, c2] = await held([["shard-a", 16, 100], ["shard-b", 152, -100]], "/accounts/shard-a/16/close", 152);
+    expect(t2.status).toBe(200);
+    expect(c2.status).toBe(409);
+    expect(order).toEqual(["transfer", "close"]);
+    expect(await balance(cluster, "shard-a", 16)).toBe(100n);
   });
 });
 
@@ -154,9 +181,19 @@ describe("GET /accounts, history, transactions", () => {
     for (const r of rows) expect(r.final).toBe(true);
     const seqs = rows.map((r) => BigInt(r.seq));
     expect(seqs).toEqual([...seqs].sort((x, y) => (x > y ? -1 : 1)));
-    // Commit timestamps (HLC, decimal strings) once stamped: newest first here too, as the later transfer on the account committed later.
-    const stamped = rows.filter((r) => r.commit_ts !== null).map((r) => BigInt(r.commit_ts));
-    for (const r of rows) if (r.commit_ts !== null) expect(r.commit_ts).toMatch(/^\d+$/);
+    // Commit timestamps (HLC, decimal strings), stamped just after the commit: once all 7 are, newest first here too,
+    // as the later transfer on the account committed later (over every row: a check over none could not fail).
+    let stampedRows: any[] = [];
+    for (let i = 0; i < 50; i++) {
+      stampedRows = (await request(url, "GET", "/accounts/shard-a/10/history?limit=7")).body.rows;
+      if (stampedRows.every((r: { commit_ts: string | null }) => r.commit_ts !== null)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(stampedRows.map((r) => r.tx)).toEqual([...txs].reverse());
+    for (const r of stampedRows) expect(r.commit_ts).toMatch(/^\d+$/);
+    const stamped = stampedRows.map((r) => BigInt(r.commit_ts));
+    expect(stamped.length).toBe(7);
+    expect(new Set(stamped).size).toBe(7);
     expect(stamped).toEqual([...stamped].sort((x, y) => (x > y ? -1 : 1)));
 
     const t = await request(url, "GET", "/transactions?account=shard-a:10&limit=2");

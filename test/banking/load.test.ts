@@ -90,6 +90,11 @@ async function load(accounts: readonly string[], n: number, protocols: readonly 
       const a = await request(url, "POST", "/transfer", { json: body });
       if (a.status === 503) continue;
       expect([200, 202, 409]).toContain(a.status);
+      // Refused before it ran: an account closed by the closer racing this load.
+      if (a.status === 409 && a.body.tx === undefined) {
+        expect(a.body.error).toMatch(/closed|closing/);
+        continue;
+      }
       answers.push({ tx: a.body.tx, status: a.body.status, ops });
     }
   };
@@ -127,11 +132,41 @@ describe("2PC and parallel commit under load, with accounts opened and closed", 
     const answers = await load(hot, 400, ["2pc", "parallel"], 7);
     await openings;
     expect(opened.size).toBeGreaterThan(0);
-    // The opened accounts take part too: a second round of load on them and the hot ones.
+    // The opened accounts take part too: a second round of load on them and the hot ones, with a closer racing it:
+    // it empties opened accounts (GET the balance, move it out) and closes them while transfers still name them.
+    const closedAt = new Map<string, number>(); // account -> its history rows when its close answered 200
+    const historyRows = async (account: string) => {
+      const [s, id] = account.split(":") as [string, string];
+      const [rows] = await pools.get(s)!.query(`SELECT COUNT(*) AS n FROM history WHERE account_id = ${Number(id)}`);
+      return Number((rows as Array<{ n: string }>)[0]!.n);
+    };
+    let loading = true;
+    const racers = [...opened].slice(0, 2);
+    const closer = (async () => {
+      while (loading) {
+        for (const v of racers) {
+          if (closedAt.has(v) || !loading) continue;
+          const [vs, vid] = v.split(":") as [string, string];
+          const left = BigInt((await request(url, "GET", `/accounts/${vs}/${vid}`)).body.balance_cents);
+          if (left > 0n) {
+            const t = await request(url, "POST", "/transfer", { json: { ops: [{ shard_id: vs, account_id: Number(vid), delta: -Number(left) }, { shard_id: hot[1]!.split(":")[0], account_id: Number(hot[1]!.split(":")[1]), delta: Number(left) }] } });
+            if (t.body.tx !== undefined) answers.push({ tx: t.body.tx, status: t.body.status, ops: new Map([[v, -left], [hot[1]!, left]]) });
+          }
+          const c = await request(url, "POST", `/accounts/${vs}/${vid}/close`);
+          expect([200, 409]).toContain(c.status);
+          if (c.status === 200) closedAt.set(v, await historyRows(v));
+        }
+        if (racers.every((v) => closedAt.has(v))) return;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
     answers.push(...(await load([...hot.slice(0, 5), ...opened], 150, ["2pc", "parallel"], 8)));
+    loading = false;
+    await closer;
+    const closedDuringLoad = closedAt.size;
     await quiesce();
     // Empty one opened account and close it (the close is a local transaction under the row lock).
-    const victim = [...opened][0]!;
+    const victim = [...opened].find((a) => !closedAt.has(a)) ?? [...opened][0]!;
     const [vs, vid] = victim.split(":") as [string, string];
     const left = (await balances()).get(victim)!;
     if (left > 0n) {
@@ -140,7 +175,15 @@ describe("2PC and parallel commit under load, with accounts opened and closed", 
       answers.push({ tx: t.body.tx, status: "committed", ops: new Map([[victim, -left], [hot[0]!, left]]) });
     }
     expect((await request(url, "POST", `/accounts/${vs}/${vid}/close`)).status).toBe(200);
+    if (!closedAt.has(victim)) closedAt.set(victim, await historyRows(victim));
     await quiesce();
+    // A closed account holds nothing and took no transfer after its close answered, racing or not.
+    console.log(`load: ${closedDuringLoad} of ${racers.length} accounts closed while transfers named them`);
+    const after = await balances();
+    for (const [a, rows] of closedAt) {
+      expect(after.get(a)).toBe(0n);
+      expect(await historyRows(a)).toBe(rows);
+    }
 
     const committed = answers.filter((a) => a.status === "committed").length;
     const aborted = answers.filter((a) => a.status === "aborted").length;

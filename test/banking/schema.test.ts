@@ -58,4 +58,26 @@ describe("upgrade of a shard made before the banking API", () => {
     const h = await request(server.url, "GET", `/accounts/${a.name}/${a.firstAccountId}/history`);
     expect(h.body.rows.map((x: { tx: string }) => x.tx)).toEqual([r.body.opening_tx, "old-tx"]);
   }, 60_000);
+
+  it("moves opening_key to a NO PAD collation, keeping the keys: 'k' and 'k ' are two keys after", async () => {
+    const shard = cluster.shards[0]!;
+    const root = await shard.connect();
+    try {
+      // The earlier shape: utf8mb4_bin, PAD SPACE.
+      await root.query("ALTER TABLE accounts MODIFY COLUMN opening_key VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL");
+      await root.query("INSERT INTO accounts (id, status, opening_key) VALUES (501, 'open', 'pad-k'), (502, 'open', 'pad-j ')");
+      await expect(root.query("INSERT INTO accounts (id, status, opening_key) VALUES (503, 'open', 'pad-k ')")).rejects.toThrow(/Duplicate/);
+      await createSchema(root);
+      await createSchema(root); // idempotent
+      const [col] = await root.query("SELECT COLLATION_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'accounts' AND COLUMN_NAME = 'opening_key'", [DATABASE]);
+      expect((col as Array<{ c: string }>)[0]!.c).toBe("utf8mb4_nopad_bin");
+      const [kept] = await root.query("SELECT id, opening_key AS k FROM accounts WHERE id IN (501, 502) ORDER BY id");
+      expect(kept).toEqual([{ id: "501", k: "pad-k" }, { id: "502", k: "pad-j " }]);
+      await root.query("INSERT INTO accounts (id, status, opening_key) VALUES (503, 'open', 'pad-k ')");
+      const [one] = await root.query("SELECT id FROM accounts WHERE opening_key = 'pad-k'");
+      expect(one).toEqual([{ id: "501" }]);
+    } finally {
+      await root.end();
+    }
+  }, 60_000);
 });
