@@ -7,8 +7,9 @@
  * (./takeover.ts) for the dying node and, while it owns it, a second process
  * resolver over that node's namespace (./world.ts runs them).
  *
- * Properties: each protocol's own (AC1..AC4, the banking invariants, on the
- * log as one namespace: spec/server/properties.ts xaFamilyInvariants);
+ * Properties: each protocol's own (AC1..AC4, the banking invariants, the
+ * speculative path's, on the log as one namespace: spec/server/properties.ts
+ * xaFamilyInvariants, or serverInvariants with a speculative transaction);
  * `one_survivor_resolves` (at most one survivor resolves the dying node at a
  * time); `every_transaction_ends` (once faults stop, every transaction,
  * the dead node's included, can still finish: 2PC no longer blocks while a
