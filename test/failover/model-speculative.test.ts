@@ -3,9 +3,9 @@
 // tombstone), where the mutant spec-presumed-abort takes it for never applied (2PC's presumed abort).
 import { describe, expect, it } from "vitest";
 import { fromNamespace } from "../../spec/failover/namespace.ts";
-import { failoverFactory } from "../../spec/failover/model.ts";
+import { failoverFactory, failoverSetup } from "../../spec/failover/model.ts";
 import type { FailoverAction, FailoverWorld } from "../../spec/failover/world.ts";
-import type { Model } from "../../spec/kernel/model.ts";
+import type { Model, StepInfo } from "../../spec/kernel/model.ts";
 
 type W = FailoverWorld<any, any>;
 
@@ -13,7 +13,15 @@ type W = FailoverWorld<any, any>;
 function take(m: Model<W, FailoverAction>, w: W, pick: (a: FailoverAction, w: W) => boolean): W {
   const a = [...m.actions(w)].find((x) => pick(x, w));
   if (a === undefined) throw new Error(`no such action among ${JSON.stringify([...m.actions(w)])}`);
-  return m.next(w, a);
+  return step(m, w, a);
+}
+/** Every step taken, as the trace records it (Model.describe). */
+let recorded: StepInfo[] = [];
+function step(m: Model<W, FailoverAction>, w: W, a: FailoverAction): W {
+  const to = m.next(w, a);
+  const info = m.describe!(w, a, to);
+  recorded.push(...(Array.isArray(info) ? info : [info]));
+  return to;
 }
 const complete = (m: Model<W, FailoverAction>, w: W, fx: (f: W["flights"][number]) => boolean): W => take(m, w, (a, s) => a.k === "complete" && !a.fault && fx(s.flights[a.i]!));
 
@@ -24,6 +32,7 @@ const complete = (m: Model<W, FailoverAction>, w: W, fx: (f: W["flights"][number
  */
 function afterTakeover(mutant?: string): { m: Model<W, FailoverAction>; w: W } {
   const m = failoverFactory.build({ ...failoverFactory.params, protocol: "speculative" }, mutant) as Model<W, FailoverAction>;
+  recorded = [];
   let w = [...m.init()][0]!;
   w = take(m, w, (a) => a.k === "scan" && a.r === 0);
   w = complete(m, w, (f) => f.fx.t === "log.list");
@@ -47,7 +56,7 @@ function afterTakeover(mutant?: string): { m: Model<W, FailoverAction>; w: W } {
     const next =
       acts.find((a) => a.k === "complete" && !a.fault && w.flights[a.i]!.fx.t !== "timer") ?? acts.find((a) => a.k === "scan" && a.r === 1) ?? acts.find((a) => a.k === "complete" && !a.fault);
     if (next === undefined) return { m, w };
-    w = m.next(w, next);
+    w = step(m, w, next);
   }
   throw new Error("the survivor's resolver did not settle within 200 steps");
 }
@@ -70,6 +79,30 @@ describe("failover with the speculative path", () => {
     expect(w.ghost.terminal[0]).toBe("SPEC_COMMITTED");
     expect(w.log.entries.some((e) => e.key === "n2/speculative/t1")).toBe(false);
     expect(w.log.entries.find((e) => e.key === "n2/epoch")!.version).toBe(2);
+  });
+
+  it("the trace names each role as the failover world runs it, and every message received was sent before", () => {
+    afterTakeover();
+    const actors = new Set(recorded.map((s) => s.actor));
+    for (const a of ["resolver(n2)", "resolver(n1 for n2)", "takeover(n1 for n2)", "coordinator", "n2", "txlog", "s1", "s2", "client"]) expect(actors).toContain(a);
+    expect(actors).not.toContain("resolver");
+    const sent = new Set<string>();
+    for (const s of recorded) {
+      for (const r of s.receives ?? []) expect(sent.has(r.id), `${s.actor} receives ${r.id}, never sent`).toBe(true);
+      for (const m of s.sends ?? []) sent.add(m.id);
+    }
+    const tombstones = recorded.filter((s) => s.actor === "resolver(n1 for n2)" && (s.effects ?? []).some((e: any) => e.t === "local.tombstone"));
+    expect(tombstones.length).toBeGreaterThan(0);
+  });
+
+  it("survivorBranches=1: the survivor's transaction is one branch, run by the one-phase path", () => {
+    const { scenario, layout } = failoverSetup("speculative", true, 1, "speculative", 1);
+    expect(scenario.txs[1]).toMatchObject({ id: "t2", protocol: "2pc", branches: [{ shard: "s2" }] });
+    expect(layout.resolvers).toEqual([
+      { host: 0, ns: 0, takeover: null },
+      { host: 1, ns: 1, takeover: null },
+      { host: 0, ns: 1, takeover: 0 },
+    ]);
   });
 
   it("mutant spec-presumed-abort: the survivor takes the released branch for never applied and rolls a committed speculation back", () => {
