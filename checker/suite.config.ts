@@ -218,6 +218,20 @@ export const suite: SuiteEntry[] = [
   { model: "failover", params: { protocol: "2pc", survivors: 2 }, mutant: "ignore-cas", expect: "violates one_survivor_resolves", properties: ["one_survivor_resolves"], length: 6 },
   { model: "failover", params: { protocol: "2pc" }, mutant: "lease-early", expect: "violates AC4_all_yes_commits", properties: ["AC4_all_yes_commits"], length: 15 },
   { model: "failover", params: { protocol: "parallel" }, mutant: "wrong-rule", expect: "violates implicit_commit_is_final", properties: ["implicit_commit_is_final"], length: 21 },
+  // The speculative path on the failover model (shards running XA and local transactions, every resolver part, the
+  // server model's ghost and properties): the survivor settles n2's speculation records and undo rows by the
+  // speculative rule. survivorTx: n1 runs t2 of its own (survivorBranches=1: one branch, 2PC's one-phase path) with its
+  // own resolver beside its takeover resolver. Mutants: the survivor's speculative part settles by 2PC's presumed abort
+  // (a released branch taken for never applied: a committed speculation compensated); every resolver's shard scans
+  // show every node's branches (n1's own resolver aborts n2's committed t1).
+  { model: "failover", params: { protocol: "speculative" }, expect: "ok", counts: { distinct: 10_778, generated: 34_021, depth: 43 } },
+  { model: "failover", params: { protocol: "speculative", logFault: 1 }, expect: "ok", counts: { distinct: 76_564, generated: 249_203, depth: 54 } },
+  { model: "failover", params: { protocol: "speculative", restart: true, timeouts: false }, expect: "ok", counts: { distinct: 19_887, generated: 65_721, depth: 61 } },
+  { model: "failover", params: { protocol: "2pc", survivorTx: true, survivorBranches: 1, timeouts: false }, expect: "ok", counts: { distinct: 180_623, generated: 696_692, depth: 58 } },
+  { model: "failover", params: { protocol: "speculative", survivorTx: true, survivorBranches: 1, timeouts: false }, expect: "ok", counts: { distinct: 79_805, generated: 299_737, depth: 59 } },
+  { model: "failover", params: { protocol: "speculative", survivors: 0 }, expect: "violates every_transaction_ends", properties: ["every_transaction_ends"], length: 6 },
+  { model: "failover", params: { protocol: "speculative" }, mutant: "spec-presumed-abort", expect: "violates committed_never_rolled_back", properties: ["committed_never_rolled_back"], length: 29 },
+  { model: "failover", params: { protocol: "2pc", survivorTx: true, survivorBranches: 1, timeouts: false }, mutant: "namespace-leak", expect: "violates AC2_irrevocable", properties: ["AC2_irrevocable"], length: 20 },
 
   // PaxosCommit.tla (spec/reference/paxoscommit.ts, named by path as a user's model is). TLC's configuration (RM = {r1, r2},
   // 3 acceptors, Ballot = {0, 1}: 1,321,761 distinct, 16,959,159 generated, depth 28) takes minutes on one thread, so it

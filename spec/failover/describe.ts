@@ -1,21 +1,22 @@
 /**
  * How a step of the failover world (./model.ts) is recorded in a trace
- * (docs/traces.md), in the dialect of spec/world/describe.ts: a role's step
- * carries the input it was fed and the effects it asked for, an
- * environment's step what it did; effects and answers are labelled by
- * spec/labels.ts. Actors: each transaction's coordinator, each process
- * resolver (`resolver(n2)` is n2's own; `resolver(n1 for n2)` the one a
- * survivor runs over n2's namespace), each takeover role
- * (`takeover(n1 for n2)`), the nodes (crash, restart, the lease), the txlog
- * and the shards.
+ * (docs/traces.md): spec/world/describe.ts's describer, run on a view of the
+ * failover world with one process. A step of a process resolver or a
+ * takeover role is described as the world's resolver's step (the view's
+ * `resolver` is that role's state, its flights are the view's resolver's),
+ * then named: `resolver(n2)` is n2's own; `resolver(n1 for n2)` the one a
+ * survivor runs over n2's namespace; `takeover(n1 for n2)` the survivor's
+ * takeover role. A takeover role's observation of the lease is drawn as that
+ * role's scan. The nodes' own steps (crash, restart, the lease) are the only
+ * ones written here. Actors: each transaction's coordinator, each process
+ * resolver, each takeover role, the nodes, the txlog and the shards.
  */
 import type { Msg, StepInfo } from "../kernel/model.ts";
 import type { Effect, Result } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
-import { CLIENT_ACTOR, COORDINATOR_ACTOR, lifelineOf } from "../kernel/trace.ts";
-import { canonicalJson } from "../env/canonical.ts";
-import { effectLabel, exchangeLabel, heardLabel, requestLabel, targetOf } from "../labels.ts";
-import type { Flight, Scenario } from "../world/types.ts";
+import { CLIENT_ACTOR, COORDINATOR_ACTOR, RESOLVER_ACTOR, lifelineOf } from "../kernel/trace.ts";
+import { describer } from "../world/describe.ts";
+import type { Action, Flight, Scenario, World } from "../world/types.ts";
 import { ownerKind, resolverOwner, takeoverOwner, type FailoverAction, type FailoverLayout, type FailoverWorld } from "./world.ts";
 
 type W = FailoverWorld<any>;
@@ -44,62 +45,67 @@ const resolverName = (lay: FailoverLayout, r: number): string => {
 };
 const takeoverName = (lay: FailoverLayout, x: number): string => `takeover(${lay.nodes[lay.takeovers[x]!.host]} for ${lay.nodes[lay.dying]})`;
 
+/** The world's resolver actor renamed `name` in a step: its actor, its messages' ends and ids. */
+function renamed(info: StepInfo | StepInfo[], name: string): StepInfo | StepInfo[] {
+  const id = (s: string): string => (s.startsWith(`${RESOLVER_ACTOR}:`) ? `${name}${s.slice(RESOLVER_ACTOR.length)}` : s);
+  const end = (s: string): string => (s === RESOLVER_ACTOR ? name : s);
+  const msg = (m: Msg): Msg => ({ ...m, id: id(m.id), from: end(m.from), to: end(m.to) });
+  const one = (s: StepInfo): StepInfo => ({ ...s, actor: end(s.actor), ...(s.sends ? { sends: s.sends.map(msg) } : {}), ...(s.receives ? { receives: s.receives.map(msg) } : {}) });
+  return Array.isArray(info) ? info.map(one) : one(info);
+}
+
 export function failoverDescriber(sc: Scenario, lay: FailoverLayout, key: (f: Flight) => string, roles: FailoverRoles): (from: W, a: FailoverAction, to: W) => StepInfo | StepInfo[] {
-  const ownerName = (owner: number): string => {
-    const o = ownerKind(owner);
-    return o.k === "coord" ? lifelineOf(COORDINATOR_ACTOR, sc.txs[o.t]!.id) : o.k === "resolver" ? resolverName(lay, o.r) : takeoverName(lay, o.x);
+  const worldOf = new WeakMap<World, W>();
+  /** One process's view: `subject`'s flights are its resolver's (-1), every other role's but the coordinators' another's (-2). */
+  const viewOf = (w: W, subject: number | null, state: unknown): World => {
+    const flights = w.flights.map((f) => (f.owner >= 0 ? f : { ...f, owner: f.owner === subject ? -1 : -2 }));
+    const v: World = { up: true, inc: 0, coords: w.coords, resolver: state, shards: w.shards, log: w.log, flights, told: w.told, ghost: w.ghost, budget: w.budget };
+    worldOf.set(v, w);
+    return v;
   };
-  const requestMsg = (f: Flight): Msg => ({ id: `${ownerName(f.owner)}:${canonicalJson(f.fx)}`, from: ownerName(f.owner), to: targetOf(f.fx) ?? "timer", label: effectLabel(f.fx) });
-  const replied = (owner: number, before: W, after: W): boolean => owner >= 0 && before.told[owner] !== after.told[owner];
-  const replyMsg = (owner: number, to: W): Msg => ({ id: `reply:${sc.txs[owner]!.id}`, from: ownerName(owner), to: CLIENT_ACTOR, label: effectLabel({ t: "reply", tx: sc.txs[owner]!.id, outcome: to.told[owner]! }) });
+  const orig = (v: World): W => worldOf.get(v)!;
+  /** spec/world's describer with the role `role` as the resolver, fed `scan` on the world's scan. */
+  const describe = (role: Role<any, any, any>, scan: (w: W) => unknown) =>
+    describer<World>(sc, key, {
+      coordinator: roles.coord,
+      resolver: role,
+      request: (v, t) => roles.requestOf(orig(v), t),
+      scan: (v) => scan(orig(v)),
+      result: (v, a) => {
+        const w = orig(v);
+        const r = roles.resultOf(w, a);
+        return r === null ? null : roles.heard(w.flights[a.i]!.owner, r);
+      },
+      batchResult: () => {
+        throw new Error("failover: the log fails no batch");
+      },
+    });
+  const plain = describe(roles.coord, () => null);
+  const ofResolver = lay.resolvers.map((_, r) => describe(roles.resolvers[r]!, (w) => roles.scanOf(w, r)));
+  const ofTakeover = lay.takeovers.map((_, x) => describe(roles.takeovers[x]!, roles.observation));
 
-  function sendsOf(owner: number, before: W, after: W): Msg[] {
-    const had = new Set(before.flights.map(key));
-    const sends = after.flights.filter((f) => f.owner === owner && !f.orphan && !had.has(key(f)) && f.fx.t !== "timer").map(requestMsg);
-    return replied(owner, before, after) ? [...sends, replyMsg(owner, after)] : sends;
-  }
-  const clientHears = (owner: number, before: W, after: W): StepInfo[] =>
-    replied(owner, before, after) ? [{ actor: CLIENT_ACTOR, label: heardLabel(after.told[owner]!), input: "reply", receives: [replyMsg(owner, after)] }] : [];
-
-  /** Role `owner`'s step on `input`: its actor, its input and the effects it asks for. */
-  function roleStep(from: W, owner: number, input: unknown, label: string): StepInfo {
-    const o = ownerKind(owner);
-    if (o.k === "coord") return { actor: COORDINATOR_ACTOR, tx: sc.txs[o.t]!.id, label, input, effects: roles.coord.step(from.coords[o.t]!.st, input).effects };
-    if (o.k === "resolver") return { actor: ownerName(owner), label, input, effects: roles.resolvers[o.r]!.step(from.resolvers[o.r]!, input).effects };
-    return { actor: ownerName(owner), label, input, effects: roles.takeovers[o.x]!.step(from.takeovers[o.x]!, input).effects };
-  }
-
-  function completed(from: W, a: Extract<FailoverAction, { k: "complete" }>, to: W): StepInfo | StepInfo[] {
-    const f = from.flights[a.i]!;
-    const result = roles.resultOf(from, a);
-    const dead = f.owner >= 0 && !from.coords[f.owner]!.alive;
-    const req = requestMsg(f);
-    const said = exchangeLabel(req.label, a.label);
-    if (f.fx.t === "timer" && (result === null || f.orphan || dead)) return { actor: "timer", label: `timeout ${f.fx.id} (nobody hears it)`, input: "timeout" };
-    if (f.fx.t === "timer") return [{ ...roleStep(from, f.owner, result, `timeout ${f.fx.id}`), sends: sendsOf(f.owner, from, to) }, ...clientHears(f.owner, from, to)];
-    if (f.orphan || result === null || dead) return { actor: req.to, label: `${said} (${f.orphan ? "orphan" : "nobody hears it"})`, input: req.label, receives: [req] };
-    const ans: Msg = { id: `${req.id}->${a.label}`, from: req.to, to: ownerName(f.owner), label: a.label };
-    return [
-      { actor: req.to, label: said, input: req.label, receives: [req], sends: [ans] },
-      { ...roleStep(from, f.owner, roles.heard(f.owner, result), said), receives: [ans], sends: sendsOf(f.owner, from, to) },
-      ...clientHears(f.owner, from, to),
-    ];
-  }
-
+  /** Action `a` as the world describes it, with owner `subject` (state `state`) as the resolver named `name`. */
+  const as = (from: W, to: W, a: Action, subject: number | null, state: unknown, d: ReturnType<typeof describer<World>>, name: string | null) => {
+    const info = d(viewOf(from, subject, state), a, viewOf(to, subject, state));
+    return name === null ? info : renamed(info, name);
+  };
   const dyingName = lay.nodes[lay.dying]!;
+
   return (from, a, to) => {
     switch (a.k) {
-      case "request": {
-        const tx = sc.txs[a.tx]!;
-        return [{ ...roleStep(from, a.tx, roles.requestOf(from, a.tx), requestLabel(tx.id, tx.branches.length)), sends: sendsOf(a.tx, from, to) }, ...clientHears(a.tx, from, to)];
+      case "complete": {
+        const owner = from.flights[a.i]!.owner;
+        const o = ownerKind(owner);
+        if (o.k === "coord") return as(from, to, a, null, null, plain, null);
+        if (o.k === "resolver") return as(from, to, a, owner, from.resolvers[o.r], ofResolver[o.r]!, resolverName(lay, o.r));
+        return as(from, to, a, owner, from.takeovers[o.x], ofTakeover[o.x]!, takeoverName(lay, o.x));
       }
-      case "complete":
-        return completed(from, a, to);
       case "scan":
-        return { ...roleStep(from, resolverOwner(a.r), roles.scanOf(from, a.r), "scan"), sends: sendsOf(resolverOwner(a.r), from, to) };
+        return as(from, to, { k: "scan" }, resolverOwner(a.r), from.resolvers[a.r], ofResolver[a.r]!, resolverName(lay, a.r));
       case "watch": {
         const obs = roles.observation(from) as { alive: boolean };
-        return { ...roleStep(from, takeoverOwner(a.x), obs, `sees ${dyingName}'s lease ${obs.alive ? "alive" : "expired"}`), sends: sendsOf(takeoverOwner(a.x), from, to) };
+        const step = as(from, to, { k: "scan" }, takeoverOwner(a.x), from.takeovers[a.x], ofTakeover[a.x]!, takeoverName(lay, a.x)) as StepInfo;
+        return { ...step, label: `sees ${dyingName}'s lease ${obs.alive ? "alive" : "expired"}` };
       }
       case "crash":
         return { actor: dyingName, label: "CRASH (its coordinators + resolver)", input: "crash" };
@@ -109,12 +115,9 @@ export function failoverDescriber(sc: Scenario, lay: FailoverLayout, key: (f: Fl
         return { actor: dyingName, label: from.nodes[lay.dying]!.up ? "lease EXPIRES (node alive, slow)" : "lease expires", input: "expire" };
       case "renew":
         return { actor: dyingName, label: "lease renewed", input: "renew" };
-      case "shardCrash":
-        return { actor: sc.shards[a.s]!, label: a.o === 0 ? "CRASH (kill -9)" : `CRASH (kill -9; ${a.o} acknowledged rollback(s) lost)`, input: "crash" };
-      case "shardRestart":
-        return { actor: sc.shards[a.s]!, label: "restart", input: "restart" };
-      case "notice":
-        return { actor: sc.shards[a.s]!, label: `drops dead connection ${a.conn}`, input: "notice" };
+      default:
+        // request, and the shards' faults: the world's own steps.
+        return as(from, to, a, null, null, plain, null);
     }
   };
 }

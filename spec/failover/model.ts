@@ -7,8 +7,9 @@
  * (./takeover.ts) for the dying node and, while it owns it, a second process
  * resolver over that node's namespace (./world.ts runs them).
  *
- * Properties: each protocol's own (AC1..AC4, the banking invariants, on the
- * log as one namespace: spec/server/properties.ts xaFamilyInvariants);
+ * Properties: each protocol's own (AC1..AC4, the banking invariants, the
+ * speculative path's, on the log as one namespace: spec/server/properties.ts
+ * xaFamilyInvariants, or serverInvariants with a speculative transaction);
  * `one_survivor_resolves` (at most one survivor resolves the dying node at a
  * time); `every_transaction_ends` (once faults stop, every transaction,
  * the dead node's included, can still finish: 2PC no longer blocks while a
@@ -21,31 +22,51 @@
  * takeover races a live, slow coordinator); `wrong-rule` (the survivor reads
  * the dead node's STAGING record by 2PC's rule: not a COMMIT, so abort).
  *
- * The shards are XA shards: the model runs the XA family (2PC, parallel
- * commit) and the process resolver's XA part; the speculative part, whose
- * records and undo rows are per node in the same way, is left out (stated in
- * the doc).
+ * The shards: a scenario of the XA family (2PC, parallel commit) runs on XA
+ * shards with the process resolver's XA part, exactly as before the
+ * speculative path joined (the entries keep their counts); a scenario with a
+ * speculative transaction runs on shards that run XA and local transactions
+ * (spec/env/both-shards.ts) with every registered resolver part, the server
+ * model's ghost and properties (spec/server/model.ts, properties.ts): the
+ * survivor's takeover resolver settles the dead node's speculation records
+ * and undo rows by the speculative path's own rule (the shards' unique keys
+ * decide; an unknown branch is probed with a tombstone). Mutant
+ * `spec-presumed-abort`: the survivor's speculative part settles by 2PC's
+ * rule instead (nothing known of a branch: presumed never applied, rolled
+ * back without a tombstone), so the dead node's late apply lands after the
+ * rollback. Mutant `namespace-leak` (for `survivorTx`, where the survivor runs
+ * a resolver of its own beside the one over the dead node's namespace): a
+ * resolver's scans of the shards show every node's branches, so the
+ * survivor's own resolver finishes the other node's transactions by its own
+ * (empty) log.
  */
 import type { Model, ModelFactory } from "../kernel/model.ts";
-import { EPOCH_KEY, type Effect, type LogEntry, type Result } from "../kernel/effects.ts";
+import { EPOCH_KEY, speculativeKey, type Effect, type LogEntry, type Result } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
 import { collapser } from "../env/collapse.ts";
+import { bothShards, type BothShard } from "../env/both-shards.ts";
 import { branchXid } from "../env/executor.ts";
+import type { LocalShard } from "../env/local.ts";
 import * as txlog from "../env/txlog.ts";
+import type * as xa from "../env/xa.ts";
 import { xaShards } from "../env/xa-shard.ts";
 import { flightKeys } from "../world/flights.ts";
 import { isLogEffect, logAnswers, type Answer } from "../world/txlog-answers.ts";
-import type { Budget, Flight, Scenario, World } from "../world/types.ts";
+import type { Budget, Flight, GhostSpec, Scenario, ShardEnv, World } from "../world/types.ts";
 import { answerLabel } from "../labels.ts";
-import { VOTE_TIMER, wholeParam, xaGhost, type XaGhost, type XaWorld } from "../protocols/xa/world.ts";
+import { VOTE_TIMER, wholeParam, xaGhost, type XaWorld } from "../protocols/xa/world.ts";
 import { resolverQuiet, type ResolverState as XaResolverState } from "../protocols/xa/resolver.ts";
 import { implicitGhost } from "../protocols/parallel/model.ts";
 import { xaEventually } from "../protocols/xa/properties.ts";
 import { defaultCoordinatorOptions } from "../protocols/twopc/coordinator.ts";
-import { DEFAULT_PROTOCOL, REGISTRY, RESOLVER_PARTS } from "../protocols/registry.ts";
+import { APPLY_TIMER } from "../protocols/speculative/coordinator.ts";
+import { resolver as speculativeResolver, type ResolverState as SpeculativeResolverState } from "../protocols/speculative/resolver.ts";
+import type { ResolverPart } from "../protocols/protocol.ts";
+import { DEFAULT_PROTOCOL, ONE_PHASE, PROTOCOLS, protocolNamed, RESOLVER_PARTS } from "../protocols/registry.ts";
 import { serverCoordinator } from "../server/coordinator.ts";
 import { processResolver, type ProcessResolverState } from "../server/resolver.ts";
-import { xaFamilyInvariants } from "../server/properties.ts";
+import { serverEventually, serverInvariants, xaFamilyInvariants } from "../server/properties.ts";
+import { serverGhost, transfer } from "../server/model.ts";
 import { resolving, takeover, type TakeoverInput, type TakeoverState } from "./takeover.ts";
 import { fromNamespace, mergedEntries } from "./namespace.ts";
 import {
@@ -64,7 +85,7 @@ import {
 } from "./world.ts";
 import { failoverActors, failoverDescriber } from "./describe.ts";
 
-export const failoverMutants = ["takeover-unfenced", "ignore-cas", "lease-early", "wrong-rule"] as const;
+export const failoverMutants = ["takeover-unfenced", "ignore-cas", "lease-early", "wrong-rule", "spec-presumed-abort", "namespace-leak"] as const;
 export type FailoverMutant = (typeof failoverMutants)[number];
 
 export interface FailoverConfig {
@@ -77,13 +98,71 @@ export interface FailoverConfig {
   readonly mutant?: FailoverMutant;
 }
 
-type W = FailoverWorld<XaGhost>;
+type W = FailoverWorld<any, any>;
+/** The world as one protocol model sees it (viewer). */
+type V = World<any, any, any, any>;
+type Goal = { goal(v: V): boolean; allowed?(a: FailoverAction): boolean };
 
 /** The coordinator settings every model runs with (spec/server/model.ts). */
 const SETTINGS = { voteTimeoutMs: defaultCoordinatorOptions.voteTimeoutMs, retryDelayMs: defaultCoordinatorOptions.retryDelayMs, attemptsMax: 2 };
 
-/** The process resolver with the parts the XA shards answer. */
-const resolverRole = (sc: Scenario) => processResolver({ shards: sc.shards, parts: RESOLVER_PARTS.filter((p) => p.needs === "xa") });
+/**
+ * What the shards run, and what follows from it: the environment, the process resolver's parts, the timers a
+ * timeout may fire, the ghost, each shard's XA and local part, the properties on the merged view.
+ */
+interface Shards {
+  readonly env: ShardEnv<any>;
+  readonly parts: readonly ResolverPart[];
+  readonly timers: readonly string[];
+  readonly ghost: GhostSpec<any, V>;
+  readonly xa: (sh: any) => xa.ShardState;
+  readonly local: ((sh: any) => LocalShard) | null;
+  readonly invariants: Record<string, (v: V) => boolean>;
+  readonly ends: Goal;
+}
+
+const protocolOfTx = (sc: Scenario) => (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
+
+/**
+ * The XA family alone on XA shards: each protocol's own properties on the merged view (AC1..AC4, the banking
+ * invariants), and AC5 as parallel commit states it on the whole log (it implies 2PC's): no branch, no record left but
+ * the epochs (the claims are not in the view).
+ */
+function xaFamilyShards(sc: Scenario): Shards {
+  const finished = (v: XaWorld<any, any>): boolean =>
+    v.coords.every((c) => !c.alive || c.st.phase === "done") && v.shards.every((sh) => sh.branches.length === 0) && v.log.entries.every((e) => e.value.kind === "epoch");
+  const ends = xaEventually(finished).AC5_terminates;
+  return {
+    env: xaShards,
+    parts: RESOLVER_PARTS.filter((p) => p.needs === "xa"),
+    timers: [VOTE_TIMER],
+    ghost: xaGhost<XaWorld<any, any>>(sc, implicitGhost(sc)) as unknown as GhostSpec<any, V>,
+    xa: (sh) => sh,
+    local: null,
+    invariants: xaFamilyInvariants(sc, protocolOfTx(sc)),
+    ends: { goal: (v) => ends.goal(v as XaWorld<any, any>), allowed: (a) => ends.allowed(a as never) },
+  };
+}
+
+/** Every protocol on shards running XA and local transactions: the server model's ghost and properties (spec/server/model.ts). */
+function everyProtocolShards(sc: Scenario, budget: Budget): Shards {
+  const ends = serverEventually(sc, protocolOfTx(sc)).every_transaction_ends!;
+  return {
+    env: bothShards,
+    parts: RESOLVER_PARTS,
+    timers: [VOTE_TIMER, APPLY_TIMER],
+    ghost: serverGhost(sc) as unknown as GhostSpec<any, V>,
+    xa: (sh: BothShard) => sh.xa,
+    local: (sh: BothShard) => sh.local,
+    invariants: serverInvariants(sc, budget, protocolOfTx(sc)),
+    ends: { goal: ends.goal, allowed: (a) => ends.allowed?.(a as never) ?? true },
+  };
+}
+
+/** The process resolver with the parts the shards answer; `local` replaces the role of the part over local transactions (a mutant). */
+function resolverRole(sc: Scenario, parts: readonly ResolverPart[], local?: ResolverPart["role"]) {
+  return processResolver({ shards: sc.shards, parts: parts.map((p) => (p.needs === "local" && local !== undefined ? { ...p, role: local } : p)) });
+}
 
 /** Mutant takeover-unfenced: the resolver adopts the epoch it finds instead of taking a new one (its epoch CAS answered at once, nothing written). */
 function adoptEpoch(role: Role<ProcessResolverState, any, Effect>): Role<ProcessResolverState, any, Effect> {
@@ -105,8 +184,8 @@ const stagingAsAbort = (e: LogEntry): LogEntry =>
   e.value.kind === "staging" ? { ...e, value: { kind: "decision", decision: "abort", branches: e.value.branches.map((b) => b.shard) } } : e;
 
 /** The world as one protocol model sees it: one log (the namespaces merged, the claims left out), one process. */
-function viewer(nodeNames: readonly string[]): (w: W) => XaWorld<any, any> {
-  const views = new WeakMap<W, XaWorld<any, any>>();
+function viewer(nodeNames: readonly string[]): (w: W) => V {
+  const views = new WeakMap<W, V>();
   return (w) => {
     let v = views.get(w);
     if (v === undefined) {
@@ -117,45 +196,39 @@ function viewer(nodeNames: readonly string[]): (w: W) => XaWorld<any, any> {
   };
 }
 
-/**
- * The properties: each protocol's own on the merged view (AC1..AC4, the banking invariants), one survivor resolving
- * at a time, and AC5 as parallel commit states it on the whole log (it implies 2PC's): no branch, no record left but
- * the epochs (the claims are not in the view).
- */
-function properties(sc: Scenario, viewOf: (w: W) => XaWorld<any, any>): Pick<Model<W, FailoverAction>, "invariants" | "eventually"> {
-  const protocolOf = (t: number): string => sc.txs[t]!.protocol ?? DEFAULT_PROTOCOL;
-  const family = xaFamilyInvariants(sc, protocolOf);
-  const finished = (v: XaWorld<any, any>): boolean =>
-    v.coords.every((c) => !c.alive || c.st.phase === "done") && v.shards.every((sh) => sh.branches.length === 0) && v.log.entries.every((e) => e.value.kind === "epoch");
-  const ends = xaEventually(finished).AC5_terminates;
+/** The properties: the shards' (each protocol's own, on the merged view), one survivor resolving at a time, every transaction ends. */
+function properties(shards: Shards, viewOf: (w: W) => V): Pick<Model<W, FailoverAction>, "invariants" | "eventually"> {
   return {
     invariants: {
-      ...Object.fromEntries(Object.entries(family).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
+      ...Object.fromEntries(Object.entries(shards.invariants).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
       /** At most one survivor resolves the dying node at a time (the claim's CAS). */
       one_survivor_resolves: (w) => w.takeovers.filter(resolving).length <= 1,
     },
     eventually: {
       /** Once faults stop, every transaction, the dead node's included, can still finish. */
-      every_transaction_ends: { goal: (w: W) => ends.goal(viewOf(w)), allowed: (a: FailoverAction) => ends.allowed(a as never) },
+      every_transaction_ends: { goal: (w: W) => shards.ends.goal(viewOf(w)), allowed: (a: FailoverAction) => shards.ends.allowed?.(a) ?? true },
     },
   };
 }
 
-/** How the shards, the txlog and the timers answer a flight; `timer` records a timer firing in the ghost. */
-function answerer(sc: Scenario, timer: (w: W, id: string) => W) {
-  const withShard = (w: W, s: number, sh: W["shards"][number]): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+/** How the shards, the txlog and the timers answer a flight, as spec/world/world.ts's answers (the ghost hooks on the merged view). */
+function answerer(sc: Scenario, env: ShardEnv<any>, ghost: GhostSpec<any, V>, viewOf: (w: W) => V) {
+  const withShard = (w: W, s: number, sh: unknown): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+  const withGhost = (w: W, v: V): W => (v.ghost === w.ghost ? w : { ...w, ghost: v.ghost });
   const dropOrphansOn = (w: W, s: number, conn: string): W => ({
     ...w,
-    flights: w.flights.filter((f) => !(f.orphan && xaShards.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && xaShards.connOf!(f) === conn)),
+    flights: w.flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
   });
 
   /** Every way the world may answer flight `f` (`w` no longer holds it). */
   function answers(w: W, f: Flight): Answer<W>[] {
     const fx = f.fx;
-    if (xaShards.owns(fx)) {
+    if (env.owns(fx)) {
       const s = sc.shards.indexOf((fx as { shard: string }).shard);
-      return xaShards.answers(w.shards[s]!, f, w.budget).map((o) => {
-        let nw = withShard(w, s, o.shard);
+      const before = w.shards[s]!;
+      return env.answers(before, f, w.budget).map((o) => {
+        let nw = o.ran !== null && ghost.ran ? withGhost(w, ghost.ran(viewOf(withShard(w, s, o.ran)), f, s, before, o.ran)) : w;
+        nw = withShard(nw, s, o.shard);
         if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
         if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
         return { world: nw, result: o.result, fault: o.crashes, label: o.label };
@@ -163,7 +236,7 @@ function answerer(sc: Scenario, timer: (w: W, id: string) => W) {
     }
     if (isLogEffect(fx)) return logAnswers(w as unknown as World, fx) as unknown as Answer<W>[];
     if (fx.t === "timer") {
-      const nw = timer(w, fx.id);
+      const nw = ghost.timer ? withGhost(w, ghost.timer(viewOf(w), fx.id)) : w;
       return [{ world: nw, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
     }
     throw new Error(`failover: no environment answers ${fx.t}`);
@@ -175,17 +248,17 @@ function answerer(sc: Scenario, timer: (w: W, id: string) => W) {
     return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
   };
 
-  return { withShard, dropOrphansOn, answersOf };
+  return { withShard, withGhost, dropOrphansOn, answersOf };
 }
 
 /** Every node up with its lease, nothing started. */
-function initial(cfg: FailoverConfig, coord: Role<any, any, Effect>, resolvers: readonly Role<ProcessResolverState, any, Effect>[], takeovers: readonly Role<TakeoverState, any, any>[], ghost: XaGhost): W {
+function initial(cfg: FailoverConfig, env: ShardEnv<any>, coord: Role<any, any, Effect>, resolvers: readonly Role<ProcessResolverState, any, Effect>[], takeovers: readonly Role<TakeoverState, any, any>[], ghost: unknown): W {
   return {
     nodes: cfg.layout.nodes.map(() => ({ up: true, inc: 0, lease: true })),
     coords: cfg.scenario.txs.map(() => ({ st: coord.start(), alive: true })),
     resolvers: resolvers.map((r) => r.start()),
     takeovers: takeovers.map((x) => x.start()),
-    shards: cfg.scenario.balances.map((b) => xaShards.init(b)),
+    shards: cfg.scenario.balances.map((b) => env.init(b)),
     log: txlog.emptyTxlog,
     flights: [],
     told: cfg.scenario.txs.map(() => null),
@@ -199,23 +272,28 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   const lay = cfg.layout;
   const L = layoutOf(sc, lay);
   const key = flightKeys();
+  const shards = sc.txs.some((tx) => protocolNamed(tx.protocol ?? DEFAULT_PROTOCOL).needs === "local") ? everyProtocolShards(sc, cfg.budget) : xaFamilyShards(sc);
+  const { env, ghost } = shards;
   const coord = serverCoordinator(SETTINGS);
-  const own = resolverRole(sc);
-  const resolvers = lay.resolvers.map((r) => (r.takeover !== null && cfg.mutant === "takeover-unfenced" ? adoptEpoch(own) : own));
+  const own = resolverRole(sc, shards.parts);
+  // Mutant spec-presumed-abort: the survivor's speculative part takes a branch it knows nothing of for never applied.
+  const survivors = cfg.mutant === "spec-presumed-abort" ? resolverRole(sc, shards.parts, (ss) => speculativeResolver({ shards: ss, mutant: "rollback-without-tombstone" })) : own;
+  const resolvers = lay.resolvers.map((r) => (r.takeover === null ? own : cfg.mutant === "takeover-unfenced" ? adoptEpoch(own) : survivors));
   const takeovers = lay.takeovers.map((x) => takeover(lay.nodes[x.host]!, lay.nodes[lay.dying]!, cfg.mutant === "ignore-cas" ? "ignore-cas" : undefined));
-  const ghost = xaGhost<XaWorld<any, any>>(sc, implicitGhost(sc));
+  const xaAt = shards.parts.findIndex((p) => p.needs === "xa");
+  const speculativeAt = shards.parts.findIndex((p) => p.needs === "local");
   const dying = lay.dying;
   const txIndex = (id: string): number => sc.txs.findIndex((t) => t.id === id);
-  const timerOff = (id: string): boolean => !cfg.timeouts && id === VOTE_TIMER;
+  const timerOff = (id: string): boolean => !cfg.timeouts && shards.timers.includes(id);
   const collapse = collapser<W>(["nodes", "coords", "resolvers", "takeovers", "shards", "log", "flights", "told", "ghost", "budget"]);
 
   const viewOf = viewer(lay.nodes);
-  const withGhost = (w: W, v: XaWorld<any, any>): W => (v.ghost === w.ghost ? w : { ...w, ghost: v.ghost });
+  const { withShard, withGhost, dropOrphansOn, answersOf } = answerer(sc, env, ghost, viewOf);
   const observe = (w0: W): W => {
     const w = dropFenced(w0);
-    return withGhost(w, ghost.observe!(viewOf(w)));
+    return ghost.observe ? withGhost(w, ghost.observe(viewOf(w))) : w;
   };
-  const faulty = (w: W): W => withGhost(w, ghost.fault!(viewOf(w)));
+  const faulty = (w: W): W => (ghost.fault ? withGhost(w, ghost.fault(viewOf(w))) : w);
 
   const launch = (w: W, owner: number, effects: readonly Effect[]): W =>
     launchAll(w, owner, effects, { ns: L.nsOf(owner), inc: w.nodes[L.hostOf(owner)]!.inc, txIndex, timerOff, key });
@@ -226,7 +304,8 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     if (ns === null) return r;
     const o = ownerKind(owner);
     const lens = cfg.mutant === "wrong-rule" && o.k === "resolver" && lay.resolvers[o.r]!.takeover !== null ? stagingAsAbort : undefined;
-    return fromNamespace(ns, r, lens);
+    // Mutant namespace-leak: a resolver's scans of the shards show every node's branches (XA RECOVER, the undo rows).
+    return fromNamespace(cfg.mutant === "namespace-leak" && o.k === "resolver" ? { ...ns, owns: () => true } : ns, r, lens);
   };
 
   /** Takeover role `x` stopped resolving: its resolver over the dying node stops as a crashed one does. */
@@ -257,8 +336,6 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     return launch({ ...w, coords: w.coords.map((c, i) => (i === o.t ? { ...c, st: out.st } : c)) }, owner, out.effects);
   }
 
-  const { withShard, dropOrphansOn, answersOf } = answerer(sc, (w, id) => (id === VOTE_TIMER ? withGhost(w, ghost.timer!(viewOf(w), id)) : w));
-
   const isActive = (w: W, t: number): boolean => w.coords[t]!.alive && w.coords[t]!.st.phase !== "idle" && w.coords[t]!.st.phase !== "done";
   /** Resolver slot r's scan: the transactions of its namespace live on its host (none for a survivor's resolver of another node). */
   const scanOf = (w: W, r: number) => {
@@ -273,16 +350,23 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   };
   const ownEpoch = (w: W, t: number): number | null => w.resolvers[lay.resolvers.findIndex((s) => s.takeover === null && s.host === lay.txNode[t])]?.epoch ?? null;
 
-  /** spec/server/model.ts's scan reduction, per resolver slot and namespace. */
+  /** spec/server/model.ts's scan reduction (every part's rule), per resolver slot and namespace. */
   function scanIsNoop(w: W, r: number): boolean {
     const res = w.resolvers[r]!;
-    if (res.epoch === null || res.lastScan !== "complete" || !resolverQuiet(res.parts[0] as XaResolverState)) return false;
+    if (res.epoch === null || res.lastScan !== "complete" || !resolverQuiet(res.parts[xaAt] as XaResolverState)) return false;
+    if (speculativeAt >= 0 && (res.parts[speculativeAt] as SpeculativeResolverState).suspects.length > 0) return false;
     const slot = lay.resolvers[r]!;
     const active = scanOf(w, r).active;
     const node = lay.nodes[slot.ns]!;
+    const localOf = shards.local;
     const leftovers = (t: number): boolean => {
       const id = sc.txs[t]!.id;
-      return w.flights.some((f) => f.owner === t) || sc.shards.some((s, i) => w.shards[i]!.branches.some((b) => b.xid === branchXid(id, s))) || txlog.get(w.log, `${node}/tx/${id}`) !== undefined;
+      return (
+        w.flights.some((f) => f.owner === t) ||
+        sc.shards.some((s, i) => shards.xa(w.shards[i]).branches.some((b) => b.xid === branchXid(id, s))) ||
+        txlog.get(w.log, `${node}/tx/${id}`) !== undefined ||
+        (localOf !== null && (txlog.get(w.log, `${node}/${speculativeKey(id)}`) !== undefined || w.shards.some((sh) => localOf(sh).undo.some((u) => u.tx === id && u.state === "undo"))))
+      );
     };
     return sc.txs.every((tx, t) => lay.txNode[t] !== slot.ns || (!(w.coords[t]!.alive && w.coords[t]!.st.phase === "idle") && (active.includes(tx.id) || !leftovers(t))));
   }
@@ -317,7 +401,7 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   function* shardFaults(w: W): Iterable<FailoverAction> {
     for (let s = 0; s < w.shards.length; s++) {
       for (let n = 0; n < w.nodes.length; n++) {
-        for (const a of xaShards.faults(w.shards[s]!, s, w.budget, w.nodes[n]!)) {
+        for (const a of env.faults(w.shards[s]!, s, w.budget, w.nodes[n]!)) {
           if (a.k === "notice" ? L.nodeOfConn(a.conn) === n : n === 0) yield a as FailoverAction;
         }
       }
@@ -377,20 +461,20 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
       case "renew":
         return observe(leaseBack(setDying(w, { lease: true })));
       case "shardCrash":
-        return observe(faulty({ ...withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
+        return observe(faulty({ ...withShard(w, a.s, env.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
       case "shardRestart":
-        return withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a));
+        return withShard(w, a.s, env.fault(w.shards[a.s]!, a));
       case "notice":
-        return observe(dropOrphansOn(withShard(w, a.s, xaShards.fault(w.shards[a.s]!, a)), a.s, a.conn));
+        return observe(dropOrphansOn(withShard(w, a.s, env.fault(w.shards[a.s]!, a)), a.s, a.conn));
     }
   }
 
   return {
     name: "failover",
-    init: () => [initial(cfg, coord, resolvers, takeovers, ghost.init(sc))],
+    init: () => [initial(cfg, env, coord, resolvers, takeovers, ghost.init(sc))],
     actions,
     next,
-    ...properties(sc, viewOf),
+    ...properties(shards, viewOf),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,
@@ -403,22 +487,16 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
 // ---------------------------------------------------------------------------------------------
 // Scenarios and the factory
 
-const transfer = (id: string, protocol: string, from: [string, number], to: [string, number], cents: number) => ({
-  id,
-  protocol,
-  branches: [
-    { shard: from[0], ops: [{ account: from[1], delta: -cents }] },
-    { shard: to[0], ops: [{ account: to[1], delta: cents }] },
-  ],
-});
-
 /**
- * Node n2 may die and runs t1 (by `protocol`); n1 survives, and with `survivorTx` runs t2 of its own (the other way,
- * on other accounts); with `survivors` 2, n3 (no transaction of its own) also watches n2; with 0, nobody takes n2
- * over (today's single coordinator: 2PC blocks while it is down).
+ * Node n2 may die and runs t1 (by `protocol`); n1 survives, and with `survivorTx` runs t2 of its own (by
+ * `survivorProtocol`, `protocol` when absent; the other way, on other accounts) while it takes n2 over: its
+ * coordinator and its own process resolver beside the one it runs over n2's namespace; with `survivors` 2, n3 (no
+ * transaction of its own) also watches n2; with 0, nobody takes n2 over (today's single coordinator: 2PC blocks while
+ * it is down).
  */
-export function failoverSetup(protocol: string, survivorTx: boolean, survivors: number): { scenario: Scenario; layout: FailoverLayout } {
-  const txs = [transfer("t1", protocol, ["s1", 1], ["s2", 2], 30), ...(survivorTx ? [transfer("t2", protocol, ["s2", 4], ["s1", 3], 20)] : [])];
+export function failoverSetup(protocol: string, survivorTx: boolean, survivors: number, survivorProtocol: string = protocol, survivorBranches = 2): { scenario: Scenario; layout: FailoverLayout } {
+  const t2 = survivorBranches === 1 ? { id: "t2", protocol: ONE_PHASE.name, branches: [{ shard: "s2", ops: [{ account: 4, delta: -20 }, { account: 2, delta: 20 }] }] } : transfer("t2", survivorProtocol, ["s2", 4], ["s1", 3], 20);
+  const txs = [transfer("t1", protocol, ["s1", 1], ["s2", 2], 30), ...(survivorTx ? [t2] : [])];
   const nodes = ["n1", "n2", ...(survivors === 2 ? ["n3"] : [])];
   const hosts = survivors === 0 ? [] : nodes.map((_, n) => n).filter((n) => n !== 1);
   return {
@@ -440,17 +518,20 @@ export function failoverSetup(protocol: string, survivorTx: boolean, survivors: 
 export const failoverFactory: ModelFactory = {
   name: "failover",
   description:
-    "Several coordinator nodes over one txlog and the same XA shards: each node's server coordinator and process resolver in its own namespace; node n2 may crash (restart=false: for good), its lease expires, a survivor claims it by CAS and resolves its namespace under a new epoch of n2's",
-  params: { protocol: DEFAULT_PROTOCOL, survivorTx: false, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
+    "Several coordinator nodes over one txlog and the same shards: each node's server coordinator and process resolver in its own namespace; node n2 may crash (restart=false: for good), its lease expires, a survivor claims it by CAS and resolves its namespace (2PC, parallel commit, the speculative path, each by its own rule) under a new epoch of n2's",
+  params: { protocol: DEFAULT_PROTOCOL, survivorTx: false, survivorProtocol: "same", survivorBranches: 2, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
   mutants: [...failoverMutants],
   build(params, mutant) {
     const num = (k: string): number => wholeParam("failover", params, k);
-    const protocol = String(params.protocol);
-    const xaFamily: readonly string[] = REGISTRY.filter((p) => p.needs === "xa").map((p) => p.name);
-    if (!xaFamily.includes(protocol)) throw new Error(`failover: parameter protocol must be one the XA shards run: ${xaFamily.join(", ")} (got ${protocol})`);
+    const named = (k: string, p: string): string => {
+      if (!(PROTOCOLS as readonly string[]).includes(p)) throw new Error(`failover: parameter ${k} must be a registered protocol: ${PROTOCOLS.join(", ")} (got ${p})`);
+      return p;
+    };
+    const protocol = named("protocol", String(params.protocol));
+    const survivorProtocol = params.survivorProtocol === undefined || params.survivorProtocol === "same" ? protocol : named("survivorProtocol", String(params.survivorProtocol));
     const survivors = num("survivors");
     if (survivors < 0 || survivors > 2) throw new Error(`failover: parameter survivors must be 0, 1 or 2 (got ${survivors})`);
-    const { scenario, layout } = failoverSetup(protocol, params.survivorTx === true, survivors);
+    const { scenario, layout } = failoverSetup(protocol, params.survivorTx === true, survivors, survivorProtocol, num("survivorBranches"));
     return failoverModel({
       scenario,
       layout,

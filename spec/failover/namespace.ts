@@ -4,7 +4,8 @@
  * txlog keys live under `N/` (the decision records, the EPOCH key: so each
  * node has its own epoch, and a survivor taking over N takes a new epoch of
  * N's, the fence); XA RECOVER shows them N's xids only (each node names its
- * own branches). This is what the runtime's adapters do for a node; the
+ * own branches), and a scan of the undo rows its speculations (runtime/nodes.ts
+ * NodeLocal). This is what the runtime's adapters do for a node; the
  * failover model (./model.ts) does it between the roles and the environment
  * models, in both directions.
  *
@@ -46,6 +47,8 @@ export function fromNamespace(ns: Namespace, r: Result, read: (e: LogEntry) => L
       return r.r.ok ? { ...r, r: { ok: true, entries: r.r.entries.map((e) => read({ ...e, key: strip(ns, e.key) })) } } : r;
     case "xa.recover":
       return r.r.ok ? { ...r, r: { ok: true, prepared: r.r.prepared.filter((x) => ns.owns(x.tx)) } } : r;
+    case "local.scan":
+      return r.r.ok ? { ...r, r: { ok: true, rows: r.r.rows.filter((x) => ns.owns(x.tx)) } } : r;
     default:
       return r;
   }

@@ -24,10 +24,10 @@
  */
 import type { Effect, Outcome, TxId } from "../kernel/effects.ts";
 import type { Role } from "../kernel/role.ts";
-import type { Budget, Flight, Scenario, Slot } from "../world/types.ts";
+import type { Budget, Flight, Scenario, Slot, World } from "../world/types.ts";
 import type { TxlogState } from "../env/txlog.ts";
 import * as txlog from "../env/txlog.ts";
-import { sortFlights } from "../world/flights.ts";
+import { launch, orphaned, sortFlights } from "../world/flights.ts";
 import type { ProcessResolverState } from "../server/resolver.ts";
 import type { ServerCoordinatorState } from "../server/coordinator.ts";
 import type * as xa from "../env/xa.ts";
@@ -42,19 +42,13 @@ export interface Node {
   readonly lease: boolean;
 }
 
-export interface FailoverWorld<G = unknown> {
+/** spec/world/types.ts's World with processes made plural: nodes, resolver slots, takeover roles (shards `Sh`: XA, or XA and local). */
+export interface FailoverWorld<G = unknown, Sh = unknown> extends Omit<World<ServerCoordinatorState, never, Sh, G>, "up" | "inc" | "resolver"> {
   readonly nodes: readonly Node[];
-  readonly coords: readonly Slot<ServerCoordinatorState>[];
   /** One process resolver per resolver slot (FailoverLayout.resolvers). */
   readonly resolvers: readonly ProcessResolverState[];
   /** One takeover role per survivor of the dying node (FailoverLayout.takeovers). */
   readonly takeovers: readonly TakeoverState[];
-  readonly shards: readonly xa.ShardState[];
-  readonly log: TxlogState;
-  readonly flights: readonly Flight[];
-  readonly told: readonly (Outcome | null)[];
-  readonly ghost: G;
-  readonly budget: Budget;
 }
 
 export type FailoverAction =
@@ -114,8 +108,9 @@ export function layoutOf(sc: Scenario, lay: FailoverLayout) {
 }
 
 /**
- * Adds the effects owner `owner` asked for, in its namespace, under its host's incarnation. A timer replaces an
- * older one of the same owner and id (one turned off by the configuration is never set); a reply reaches the client at once.
+ * Adds the effects owner `owner` asked for, in its namespace, under its host's incarnation: spec/world/flights.ts's
+ * `launch` (a timer replaces an older one of the same owner and id, one turned off by the configuration is never set;
+ * a reply reaches the client at once), given the effects as the environment gets them and the host's incarnation.
  */
 export function launchAll<W extends FailoverWorld>(
   w: W,
@@ -124,22 +119,9 @@ export function launchAll<W extends FailoverWorld>(
   opts: { readonly ns: Namespace | null; readonly inc: number; readonly txIndex: (tx: string) => number; readonly timerOff: (id: string) => boolean; readonly key: (f: Flight) => string },
 ): W {
   if (effects.length === 0) return w;
-  let flights = [...w.flights];
-  let told = w.told;
-  for (const e of effects) {
-    const fx = opts.ns === null ? e : intoNamespace(opts.ns, e);
-    if (fx.t === "reply") {
-      const t = opts.txIndex(fx.tx);
-      told = told.map((o, i) => (i === t ? fx.outcome : o));
-      continue;
-    }
-    if (fx.t === "timer") {
-      if (opts.timerOff(fx.id)) continue;
-      flights = flights.filter((f) => !(f.owner === owner && f.fx.t === "timer" && f.fx.id === fx.id));
-    }
-    flights.push({ owner, fx, orphan: false, inc: opts.inc });
-  }
-  return { ...w, flights: sortFlights(flights, opts.key), told };
+  const ns = opts.ns;
+  const out = launch({ flights: w.flights, told: w.told, inc: opts.inc } as unknown as World, owner, ns === null ? effects : effects.map((e) => intoNamespace(ns, e)), opts);
+  return { ...w, flights: out.flights, told: out.told };
 }
 
 /** An orphaned txlog write whose fence no longer holds can only answer FENCED, to nobody: dropped (each node's epoch is its own key). */
@@ -149,13 +131,10 @@ export function dropFenced<W extends FailoverWorld>(w: W): W {
   return w.flights.some(dead) ? { ...w, flights: w.flights.filter((f) => !dead(f)) } : w;
 }
 
-/** The flights of the owners `gone` selects become orphans (reads, timers die; writes and statements may still land). */
+/** The flights of the owners `gone` selects become orphans as spec/world/flights.ts's `orphaned` makes them (reads, timers die; writes and statements may still land). */
 export function orphanOwners(flights: readonly Flight[], gone: (owner: number) => boolean, key: (f: Flight) => string): Flight[] {
-  const reads = new Set<string>(["timer", "log.list", "xa.recover", "local.scan"]);
-  return sortFlights(
-    flights.flatMap((f) => (!gone(f.owner) || f.orphan ? [f] : reads.has(f.fx.t) ? [] : [{ ...f, orphan: true }])),
-    key,
-  );
+  const dies = (f: Flight): boolean => gone(f.owner) && !f.orphan;
+  return sortFlights([...flights.filter((f) => !dies(f)), ...orphaned(flights.filter(dies), key)], key);
 }
 
 /** The lease observation a takeover role of the dying node gets. */

@@ -296,3 +296,6 @@ export const serverFactory: ModelFactory = {
     });
   },
 };
+
+/** The server composition's ghost, scan reduction and transfer, for the failover model (spec/failover/model.ts: the same composition on several nodes). */
+export { serverGhost, serverScanIsNoop, transfer };

@@ -22,7 +22,7 @@ const KNOWN: Record<string, string> = {
   "spec/server/model.ts":
     "the server and mixed models' scenarios name the protocol of each transaction (two transactions of different protocols, by design), and the model imports the XA and speculative ghosts, timers and scan reductions to build one world of every protocol; owned by another helper (idempotency and read-back), so it stays until the ghost and reduction are declared in the Protocol value",
   "spec/failover/model.ts":
-    "the failover model composes the server's roles over XA shards as spec/server/model.ts does, and imports the XA ghost, vote timer, scan quietness and AC5 statement and the 2PC coordinator settings from their folders for the same reason; it names no protocol (its scenario takes the protocol as a parameter, checked against the registry)",
+    "the failover model composes the server's roles over XA shards (or XA and local shards, with a speculative transaction) as spec/server/model.ts does, and imports the XA ghost, vote and apply timers, scan quietness and AC5 statement, the 2PC coordinator settings and the speculative resolver (for its spec-presumed-abort mutant) from their folders for the same reason; it names no protocol (its scenario takes the protocol as a parameter, checked against the registry)",
   "checker/suite.config.ts":
     "suite entries name checker models (model: \"parallel\", \"speculative\"), which are named as their protocols: a suite is a table of names, read by a person; owned by the checker helper",
 };
