@@ -17,14 +17,33 @@ export function useBaselinePaths(on: boolean): void {
   baseline = on;
 }
 
-/** The canonical key of a flight, computed once per flight object. */
+/**
+ * The canonical key of a flight (its canonical JSON), computed once per flight object, and its effect's
+ * once per effect object (an orphaned copy of a flight shares its effect).
+ */
 export function flightKeys(): (f: Flight) => string {
   const keys = new WeakMap<Flight, string>();
+  const effects = new WeakMap<object, string>();
   return (f) => {
     let k = keys.get(f);
-    if (k === undefined) keys.set(f, (k = canonicalJson(f)));
+    if (k === undefined) keys.set(f, (k = flightJson(f, effects)));
     return k;
   };
+}
+
+/**
+ * canonicalJson(f), written out for a flight of the four fields (keys sorted: fx, inc, orphan, owner), so
+ * that only the effect is serialised generically; anything else goes the generic way.
+ * test/world/flights.test.ts checks it against canonicalJson.
+ */
+function flightJson(f: Flight, effects: WeakMap<object, string>): string {
+  let n = 0;
+  for (const _ in f) n++;
+  const { fx, inc, orphan, owner } = f;
+  if (n !== 4 || typeof fx !== "object" || fx === null || typeof orphan !== "boolean" || !Number.isInteger(inc) || !Number.isInteger(owner)) return canonicalJson(f);
+  let fxJson = effects.get(fx);
+  if (fxJson === undefined) effects.set(fx, (fxJson = canonicalJson(fx)));
+  return `{"fx":${fxJson},"inc":${inc},"orphan":${orphan},"owner":${owner}}`;
 }
 
 /** The flights in key order (a stable insertion sort: a few flights, mostly in order already). */
