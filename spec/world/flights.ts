@@ -10,7 +10,7 @@ import type { Flight, World } from "./types.ts";
 let baseline = false;
 /**
  * Selects the code paths this file had before issue 12's optimisations (every flight re-sorted on each launch,
- * a closure per dropFencedOrphans call), kept as the baseline `speccommit check --before` and
+ * a closure per dropFencedOrphans call, each flight's whole canonical JSON as its key), kept as the baseline `speccommit check --before` and
  * `npm run bench:checker` measure against. The states, and so the counts, are the same either way.
  */
 export function useBaselinePaths(on: boolean): void {
@@ -26,7 +26,7 @@ export function flightKeys(): (f: Flight) => string {
   const effects = new WeakMap<object, string>();
   return (f) => {
     let k = keys.get(f);
-    if (k === undefined) keys.set(f, (k = flightJson(f, effects)));
+    if (k === undefined) keys.set(f, (k = baseline ? canonicalJson(f) : flightJson(f, effects)));
     return k;
   };
 }
