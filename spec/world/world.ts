@@ -198,12 +198,13 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
    * (crashes, a fault outcome) are never required: a behaviour may simply not
    * take them.
    */
-  // One name string per flight object: the liveness graph looks every edge's name up in a Map, and a string
+  // One name string per flight key: the liveness graph looks every edge's name up in a Map, and a string
   // made anew per edge would be hashed anew each time (4% of a search's time).
-  const fairNames = new WeakMap<Flight, string>();
+  const fairNames = new Map<string, string>();
   const completeName = (f: Flight): string => {
-    let name = fairNames.get(f);
-    if (name === undefined) fairNames.set(f, (name = `complete ${key(f)}`));
+    const k = key(f);
+    let name = fairNames.get(k);
+    if (name === undefined) fairNames.set(k, (name = `complete ${k}`));
     return name;
   };
   const requestNames: string[] = [];

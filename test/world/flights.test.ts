@@ -31,7 +31,7 @@ describe("flightKeys", () => {
     fc.assert(
       fc.property(fc.array(odd, { maxLength: 6 }), (fs) => {
         const key = flightKeys();
-        // Orphaned copies share their effect object (the second key of an effect comes from the cache).
+        // Orphaned copies share their effect object.
         for (const f of [...fs, ...fs.map((f) => ({ ...f, orphan: true }))]) expect(key(f)).toBe(canonicalJson(f));
       }),
       { numRuns: 500 },
