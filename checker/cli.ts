@@ -148,6 +148,9 @@ export function describeResult(r: CheckResult, rss = true): string {
     const trace = v.cycle === undefined ? `shortest trace ${v.length} steps` : `lasso: shortest prefix ${v.length} steps, then ${v.cycle === 0 ? "stutters forever" : `a ${v.cycle}-step cycle forever`}`;
     lines.push(`  VIOLATION ${v.name} (${v.kind}): ${trace}${v.file ? ` -> ${v.file} (+ .svg)` : ""}`);
   }
+  if (r.fingerprintCollision !== undefined) {
+    lines.push(`  fingerprints: 64 bits; chance that two states shared one (TLC's optimistic estimate, distinct x (generated - distinct) / 2^64): ${r.fingerprintCollision.toExponential(1)}`);
+  }
   if (r.outside !== undefined) lines.push(`  constraint: ${r.outside} more distinct states outside it (invariants checked, not expanded, not in the count)`);
   if (r.incomplete !== undefined) lines.push(`  INCOMPLETE: stopped at ${r.incomplete}; nothing is proven beyond what was explored`);
   else if (!r.complete) lines.push("  stopped at the first violating state: the counts are of the states explored until then");

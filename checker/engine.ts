@@ -14,7 +14,7 @@
  */
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { peakRssMb, progressLine, toMb } from "./result.ts";
+import { collisionChance, peakRssMb, progressLine, toMb } from "./result.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List, U32List } from "./store.ts";
 import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
@@ -180,7 +180,8 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
   // Liveness checks (liveness.ts, fairness.ts) need the state graph: the engine feeds it through this hook.
   const liveness = StateGraph.of(model, !!opts.symmetry);
   // The packed loop keeps no state graph; a packed model with liveness properties runs the generic loop (and is rebuilt from its bytes).
-  const { key, keying, bytes } = model.packed && !liveness ? explorePacked(search) : exploreGeneric(search, liveness);
+  const packedLoop = !!model.packed && !liveness;
+  const { key, keying, bytes } = packedLoop ? explorePacked(search) : exploreGeneric(search, liveness);
 
   const violations: Violation[] = [];
   const makeViolation = (index: number, name: string, kind: ViolationKind): Violation => {
@@ -213,6 +214,7 @@ export function check<S, A>(model: Model<S, A>, opts: CheckOptions = {}, info: R
     ...(search.constraint ? { outside: search.constraint.outsideCount } : {}),
     generated: search.generated,
     depth: search.constraint ? search.constraint.depth : search.maxLevel,
+    ...(packedLoop ? {} : { fingerprintCollision: collisionChance(search.distinct, search.generated) }),
     seconds,
     cpuSeconds: (used.user + used.system) / 1e6,
     storeMb: toMb(bytes + search.parents.bytes + (liveness?.bytes ?? 0) + (search.constraint?.bytes ?? 0)),
@@ -353,7 +355,8 @@ function exploreGeneric<S, A>(search: Search<S, A>, liveness: StateGraph<S, A> |
   /** Stores s if new; returns its index either way. */
   const visit = (s: S, parent: number): number => {
     const c = keying.canonical(s);
-    const bytes = keying.ofCanonical(c) as Uint8Array;
+    // A view the model may reuse (Model.encodeView): fingerprinted and copied into the arena before the next encode.
+    const bytes = keying.viewOfCanonical(c);
     fingerprint(bytes, fp);
     const seen = table.findOrAdd(fp[0]!, fp[1]!, search.distinct);
     if (seen >= 0) return seen;

@@ -27,7 +27,7 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
-import { heapBytes, peakRssMb, progressLine, toMb } from "./result.ts";
+import { collisionChance, heapBytes, peakRssMb, progressLine, toMb } from "./result.ts";
 import { replay, stateKeying, toTrace, type StateKey } from "./rebuild.ts";
 import { UserError } from "./errors.ts";
 import { assembleGraph, StateGraph, toViolation, type GraphParts } from "./graph.ts";
@@ -326,6 +326,8 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       ...(model.constraint ? { outside } : {}),
       generated,
       depth: model.constraint ? insideDepth : depth,
+      // Packed keys are exact; canonical bytes are told apart by their fingerprints (worker.ts).
+      ...(model.packed && !liveness ? {} : { fingerprintCollision: collisionChance(distinct, generated) }),
       seconds: (performance.now() - searchStarted) / 1000,
       startSeconds: (searchStarted - started) / 1000,
       cpuSeconds: cpuSince(cpu),

@@ -39,13 +39,16 @@ export interface StateKeying<S> {
   ofCanonical(c: S): StateKey;
   /** The key of any state. */
   of(s: S): StateKey;
+  /** ofCanonical's bytes, possibly in a buffer the model reuses (Model.encodeView): valid until the next call; not for packed keyings. */
+  viewOfCanonical(c: S): Uint8Array;
 }
 
 export function stateKeying<S, A>(model: Model<S, A>, symmetry: boolean, packed: boolean): StateKeying<S> {
   if (packed && !model.packed) throw new Error(`${model.name} has no packed form (Model.packed)`);
   const canonical = symmetry && model.canonical ? model.canonical.bind(model) : (s: S) => s;
   const ofCanonical = packed ? (c: S): StateKey => model.packed!.pack(c) : (c: S): StateKey => model.encode(c);
-  return { packed, canonical, ofCanonical, of: (s) => ofCanonical(canonical(s)) };
+  const viewOfCanonical = model.encodeView ? model.encodeView.bind(model) : (c: S): Uint8Array => model.encode(c);
+  return { packed, canonical, ofCanonical, of: (s) => ofCanonical(canonical(s)), viewOfCanonical };
 }
 
 /** The key with the packed form when the model has one (the packed loop's and the workers' keying). */

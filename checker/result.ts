@@ -56,6 +56,13 @@ export interface CheckResult {
   generated: number;
   /** Length of the longest shortest path, counting the initial state as 1 (as TLC). */
   depth: number;
+  /**
+   * When states were told apart by 64-bit fingerprints (every model but a packed one, whose packed
+   * value is its own exact key): the chance that two distinct states shared one and a state was
+   * wrongly taken as seen, estimated as TLC's "calculated (optimistic)" figure, n (g - n) / 2^64 for
+   * n distinct and g generated states (collisionChance).
+   */
+  fingerprintCollision?: number;
   /** The search's own time (with workers: from when every thread has loaded the model and stored the initial states). */
   seconds: number;
   /** With workers: the threads' start-up (loading the TypeScript modules and the model, the initial states), apart from `seconds`. */
@@ -87,6 +94,15 @@ export interface CheckResult {
   /** Which limit stopped it, when incomplete. */
   incomplete?: string;
   violations: Violation[];
+}
+
+/**
+ * TLC's optimistic estimate of a fingerprint collision: each of the g - n generated states that were
+ * found already seen could have been a new state with the same fingerprint as one of the n stored, each
+ * with chance 1 / 2^64.
+ */
+export function collisionChance(distinct: number, generated: number): number {
+  return (distinct * Math.max(0, generated - distinct)) / 2 ** 64;
 }
 
 /** Bytes as MB, to a tenth. */

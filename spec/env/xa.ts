@@ -566,15 +566,25 @@ function balanceOut(cents: Cents | null): Outcome {
 }
 
 function putConn(s: ShardState, c: Conn): ShardState {
-  const conns = s.conns.filter((x) => x.id !== c.id);
-  conns.push(c);
-  conns.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-  return { ...s, conns };
+  return { ...s, conns: upsertSorted(s.conns, c, c.id, connId) };
 }
 
 function putBranch(s: ShardState, b: Branch): ShardState {
-  const branches = s.branches.filter((x) => x.xid !== b.xid);
-  branches.push(b);
-  branches.sort((x, y) => (x.xid < y.xid ? -1 : x.xid > y.xid ? 1 : 0));
-  return { ...s, branches };
+  return { ...s, branches: upsertSorted(s.branches, b, b.xid, branchXidOf) };
+}
+
+const connId = (c: Conn): string => c.id;
+const branchXidOf = (b: Branch): string => b.xid;
+
+/**
+ * `xs` (sorted by a unique key) with `x` in place of the element with key `k`, or inserted at its place:
+ * what filtering it out, appending and sorting give, without a sort (runs on most shard steps).
+ */
+function upsertSorted<T>(xs: readonly T[], x: T, k: string, keyOf: (x: T) => string): T[] {
+  let i = 0;
+  while (i < xs.length && keyOf(xs[i]!) < k) i++;
+  const out = xs.slice();
+  if (i < xs.length && keyOf(xs[i]!) === k) out[i] = x;
+  else out.splice(i, 0, x);
+  return out;
 }

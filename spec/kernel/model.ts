@@ -24,6 +24,12 @@ export interface Model<S, A> {
   /** Safety properties, checked on every distinct state (initial states included). */
   readonly invariants: Readonly<Record<string, (s: S) => boolean>>;
   encode(s: S): Uint8Array;
+  /**
+   * Optional: `encode`'s bytes in a buffer the model reuses, valid only until its next call to `encode` or
+   * `encodeView`. The one-thread engine fingerprints and copies them at once, so it asks for this when
+   * offered (no buffer allocated per successor).
+   */
+  encodeView?(s: S): Uint8Array;
   decode(b: Uint8Array): S;
   /**
    * Possibility liveness ("AG EF goal"): from every reachable state, a goal

@@ -198,18 +198,29 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
    * (crashes, a fault outcome) are never required: a behaviour may simply not
    * take them.
    */
+  // One name string per flight key: the liveness graph looks every edge's name up in a Map, and a string
+  // made anew per edge would be hashed anew each time (4% of a search's time).
+  const fairNames = new Map<string, string>();
+  const completeName = (f: Flight): string => {
+    const k = key(f);
+    let name = fairNames.get(k);
+    if (name === undefined) fairNames.set(k, (name = `complete ${k}`));
+    return name;
+  };
+  const requestNames: string[] = [];
+  const restartNames: string[] = [];
   const fairStep = (w: W, a: Action): string | undefined => {
     switch (a.k) {
       case "complete":
-        return a.fault ? undefined : `complete ${key(w.flights[a.i]!)}`;
+        return a.fault ? undefined : completeName(w.flights[a.i]!);
       case "crash":
       case "shardCrash":
       case "logBatch":
         return undefined;
       case "request":
-        return `request ${a.tx}`;
+        return (requestNames[a.tx] ??= `request ${a.tx}`);
       case "shardRestart":
-        return `shardRestart ${a.s}`;
+        return (restartNames[a.s] ??= `shardRestart ${a.s}`);
       case "notice":
         return `notice ${a.s} ${a.conn}`;
       case "scan":
@@ -227,6 +238,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     eventually: cfg.eventually(sc),
     ...(cfg.leadsTo ? { leadsTo: cfg.leadsTo(sc, fairStep) } : {}),
     encode: collapse.encode,
+    encodeView: collapse.view,
     decode: collapse.decode,
     ...withCanonical(worldCanonical<W>(sc, collapse.rank)),
     localEncoding: true,

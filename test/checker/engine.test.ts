@@ -91,3 +91,20 @@ describe("KeySet (packed states)", () => {
     expect(s.size).toBe(keys.length);
   });
 });
+
+describe("fingerprint collision estimate (TLC's optimistic one)", () => {
+  it("is n (g - n) / 2^64 when states are fingerprinted, and absent when packed values are their own keys", async () => {
+    const { check } = await import("../../checker/engine.ts");
+    const { collisionChance } = await import("../../checker/result.ts");
+    const packed = twoPhase(3);
+    const r = check(packed);
+    expect(r.fingerprintCollision).toBeUndefined();
+    // The same model without its packed form goes through fingerprints.
+    const { packed: _p, ...plain } = packed;
+    const f = check(plain);
+    expect([f.distinct, f.generated]).toEqual([r.distinct, r.generated]);
+    expect(f.fingerprintCollision).toBe((r.distinct * (r.generated - r.distinct)) / 2 ** 64);
+    expect(f.fingerprintCollision).toBeGreaterThan(0);
+    expect(collisionChance(10, 5)).toBe(0);
+  });
+});

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { dropFencedOrphans, flightKeys, launch, sortFlights, useBaselinePaths } from "../../spec/world/flights.ts";
 import { EPOCH_KEY } from "../../spec/kernel/effects.ts";
+import { canonicalJson } from "../../spec/env/canonical.ts";
 import type { Effect } from "../../spec/kernel/effects.ts";
 import type { Flight, World } from "../../spec/world/types.ts";
 
@@ -16,6 +17,27 @@ const flight = fc.record({
   orphan: fc.boolean(),
   inc: fc.integer({ min: 0, max: 1 }),
 }) as fc.Arbitrary<unknown> as fc.Arbitrary<Flight>;
+
+describe("flightKeys", () => {
+  it("is the flight's canonical JSON, for flights of the four fields in any key order, -0, and anything else", () => {
+    const odd = fc.oneof(
+      flight,
+      flight.map((f) => ({ orphan: f.orphan, owner: f.owner, inc: f.inc, fx: f.fx })),
+      flight.map((f) => ({ ...f, owner: -0 })),
+      flight.map((f) => ({ ...f, extra: 1 })),
+      flight.map((f) => ({ ...f, inc: undefined })),
+      flight.map((f) => ({ ...f, inc: 0.5 })),
+    ) as fc.Arbitrary<unknown> as fc.Arbitrary<Flight>;
+    fc.assert(
+      fc.property(fc.array(odd, { maxLength: 6 }), (fs) => {
+        const key = flightKeys();
+        // Orphaned copies share their effect object.
+        for (const f of [...fs, ...fs.map((f) => ({ ...f, orphan: true }))]) expect(key(f)).toBe(canonicalJson(f));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
 
 describe("sortFlights", () => {
   it("sorts as Array#sort does by canonical key, keeping equal flights in their order", () => {

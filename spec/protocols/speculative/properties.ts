@@ -26,12 +26,22 @@ type Pred = (w: World) => boolean;
 
 export function speculativeInvariants(sc: Scenario, budget: Budget): Record<string, Pred> {
   const txs = sc.txs.map((_, t) => t);
-  const branchesOf = (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard));
+  // Per transaction (and shard): its branches' shard indices, ops and net delta, computed once (invariants run on every state found).
+  const branches = sc.txs.map((tx) => tx.branches.map((b) => sc.shards.indexOf(b.shard)));
+  const ops = sc.txs.map((tx) => sc.shards.map((sh) => tx.branches.filter((b) => b.shard === sh).flatMap((b) => b.ops)));
+  const deltas = ops.map((row) => row.map((os) => os.reduce((sum, op) => sum + op.delta, 0)));
+  const branchesOf = (t: number): readonly number[] => branches[t]!;
   const rowState = (w: World, t: number, s: number): UndoRowState | null => rowOf(w.shards[s]!, sc.txs[t]!.id, sc.shards[s]!)?.state ?? null;
-  const applied = (w: World, t: number, s: number): boolean => ["undo", "released"].includes(rowState(w, t, s) ?? "");
-  const dead = (w: World, t: number, s: number): boolean => ["tombstone", "compensated"].includes(rowState(w, t, s) ?? "");
-  const opsOf = (t: number, s: number) => sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops);
-  const deltaOf = (t: number, s: number): number => opsOf(t, s).reduce((sum, op) => sum + op.delta, 0);
+  const applied = (w: World, t: number, s: number): boolean => {
+    const st = rowState(w, t, s);
+    return st === "undo" || st === "released";
+  };
+  const dead = (w: World, t: number, s: number): boolean => {
+    const st = rowState(w, t, s);
+    return st === "tombstone" || st === "compensated";
+  };
+  const opsOf = (t: number, s: number) => ops[t]![s]!;
+  const deltaOf = (t: number, s: number): number => deltas[t]![s]!;
   const terminal = (w: World, t: number) => w.ghost.terminal[t] ?? null;
   const initial = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
   const initialOf = (s: number, a: number): number => sc.balances[s]!.find(([id]) => id === a)?.[1] ?? 0;

@@ -19,18 +19,33 @@ type W = XaWorld<{ readonly phase: string }, unknown>;
 
 /** The per-transaction, per-shard facts the XA properties are written in. */
 export function xaFacts(sc: Scenario) {
-  const xidOf = (t: number, s: number): string => branchXid(sc.txs[t]!.id, sc.shards[s]!);
-  const committed = (w: W, t: number, s: number): boolean => w.shards[s]!.history.some((h) => h[0] === xidOf(t, s));
-  const present = (w: W, t: number, s: number): boolean => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s));
+  // Computed once per scenario: invariants run on every state found, and these were rebuilt on each call.
+  const xids = sc.txs.map((tx) => sc.shards.map((sh) => branchXid(tx.id, sh)));
+  const branches = sc.txs.map((tx) => tx.branches.map((b) => sc.shards.indexOf(b.shard)));
+  const ops = sc.txs.map((tx) => sc.shards.map((sh) => tx.branches.filter((b) => b.shard === sh).flatMap((b) => b.ops)));
+  const xidOf = (t: number, s: number): string => xids[t]![s]!;
+  const committed = (w: W, t: number, s: number): boolean => hasRow(w.shards[s]!.history, xids[t]![s]!);
+  const present = (w: W, t: number, s: number): boolean => hasBranch(w.shards[s]!.branches, xids[t]![s]!);
   return {
-    branchesOf: (t: number): number[] => sc.txs[t]!.branches.map((b) => sc.shards.indexOf(b.shard)),
+    branchesOf: (t: number): readonly number[] => branches[t]!,
     xidOf,
     committed,
     present,
     rolledBack: (w: W, t: number, s: number): boolean => w.ghost.existed[t]![s]! && !present(w, t, s) && !committed(w, t, s),
     txs: sc.txs.map((_, t) => t),
-    opsOf: (t: number, s: number) => sc.txs[t]!.branches.filter((b) => b.shard === sc.shards[s]).flatMap((b) => b.ops),
+    opsOf: (t: number, s: number) => ops[t]![s]!,
   };
+}
+
+/** Whether a shard's history holds a row of branch `xid` (a loop: no closure per call). */
+function hasRow(history: W["shards"][number]["history"], xid: string): boolean {
+  for (let i = 0; i < history.length; i++) if (history[i]![0] === xid) return true;
+  return false;
+}
+
+function hasBranch(branches: W["shards"][number]["branches"], xid: string): boolean {
+  for (let i = 0; i < branches.length; i++) if (branches[i]!.xid === xid) return true;
+  return false;
 }
 
 /**
@@ -41,6 +56,7 @@ export function xaFacts(sc: Scenario) {
 export function xaBanking<V extends W>(sc: Scenario, owed: (w: V, t: number) => boolean, promised: (w: V, t: number) => boolean) {
   const { branchesOf, xidOf, committed, present, txs, opsOf } = xaFacts(sc);
   const initialTotal = sc.balances.flat().reduce((sum, [, cents]) => sum + cents, 0);
+  const deltas = txs.map((t) => sc.shards.map((_, s) => opsOf(t, s).reduce((sum, op) => sum + op.delta, 0)));
   return {
     /** Banking: balances plus the deltas of committed transactions' branches not yet applied never change. */
     money_conserved: (w: V): boolean => {
@@ -48,23 +64,33 @@ export function xaBanking<V extends W>(sc: Scenario, owed: (w: V, t: number) => 
       for (const sh of w.shards) for (const [, cents] of sh.balances) total += cents;
       for (const t of txs) {
         if (!owed(w, t)) continue;
-        for (const s of branchesOf(t)) if (!committed(w, t, s)) total += opsOf(t, s).reduce((sum, op) => sum + op.delta, 0);
+        for (const s of branchesOf(t)) if (!committed(w, t, s)) total += deltas[t]![s]!;
       }
       return total === initialTotal;
     },
     /** Banking: no committed balance below zero. */
     no_negative_balance: (w: V): boolean => w.shards.every((sh) => sh.balances.every(([, cents]) => cents >= 0)),
     /** Banking: no op applied twice; every op of a committed transaction applied once its branch has finished. */
-    applied_exactly_once: (w: V): boolean =>
-      txs.every((t) =>
-        branchesOf(t).every((s) => {
-          const rows = w.shards[s]!.history.filter((h) => h[0] === xidOf(t, s));
+    applied_exactly_once: (w: V): boolean => {
+      for (const t of txs) {
+        for (const s of branchesOf(t)) {
+          const history = w.shards[s]!.history;
+          const xid = xidOf(t, s);
           const ops = opsOf(t, s);
-          if (!ops.every((op) => rows.filter((h) => h[1] === op.account).length <= 1)) return false;
+          // rows: t's rows on s; each op's account at most once among them.
+          let rows = 0;
+          for (const h of history) if (h[0] === xid) rows++;
+          for (const op of ops) {
+            let n = 0;
+            for (const h of history) if (h[0] === xid && h[1] === op.account) n++;
+            if (n > 1) return false;
+          }
           const finished = w.ghost.existed[t]![s]! && !present(w, t, s);
-          return !promised(w, t) || !finished || rows.length === ops.length;
-        }),
-      ),
+          if (promised(w, t) && finished && rows !== ops.length) return false;
+        }
+      }
+      return true;
+    },
   };
 }
 

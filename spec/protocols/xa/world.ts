@@ -32,30 +32,52 @@ export const VOTE_TIMER = "vote";
 
 /** The ghost of an XA protocol; `also` records a protocol's own ghost variables after the shared ones. */
 export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W) => W): GhostSpec<XaGhost, W> {
-  const xidOf = (t: number, s: number): string => branchXid(sc.txs[t]!.id, sc.shards[s]!);
-  const committedOn = (w: W, t: number, s: number): boolean => w.shards[s]!.history.some((h) => h[0] === xidOf(t, s));
+  // Per transaction and shard: the branch's xid; per transaction: its decision record's key (made once, not per step).
+  const xids = sc.txs.map((tx) => sc.shards.map((sh) => branchXid(tx.id, sh)));
+  const decisionKeys = sc.txs.map((tx) => decisionKey(tx.id));
   const faulty = (w: W): W => ({ ...w, ghost: { ...w.ghost, faulty: true } });
 
+  /** Whether branch `xid` is on the shard (`prepared`: and PREPARED). */
+  function onShard(sh: xa.ShardState, xid: string, prepared: boolean): boolean {
+    for (const b of sh.branches) if (b.xid === xid && (!prepared || b.state === "PREPARED")) return true;
+    return false;
+  }
+  function committedOn(sh: xa.ShardState, xid: string): boolean {
+    for (const h of sh.history) if (h[0] === xid) return true;
+    return false;
+  }
+
+  /**
+   * A sticky per-transaction, per-shard flag (existed, prepared): the rows where a flag turns true are
+   * copied, the others kept; the matrix itself when nothing turns true (runs after every step: loops, no closure).
+   */
+  function stick(w: W, matrix: readonly (readonly boolean[])[], prepared: boolean): readonly (readonly boolean[])[] {
+    let out: (readonly boolean[])[] | undefined;
+    for (let t = 0; t < matrix.length; t++) {
+      const row = matrix[t]!;
+      let copy: boolean[] | undefined;
+      for (let s = 0; s < row.length; s++) {
+        if (row[s]) continue;
+        const sh = w.shards[s]!;
+        const xid = xids[t]![s]!;
+        if (onShard(sh, xid, prepared) || (!prepared && committedOn(sh, xid))) (copy ??= row.slice())[s] = true;
+      }
+      if (copy !== undefined) (out ??= matrix.slice())[t] = copy;
+    }
+    return out ?? matrix;
+  }
+
   function observe(w: W): W {
-    let changed = false;
-    const sticky = (matrix: readonly (readonly boolean[])[], holds: (t: number, s: number) => boolean) =>
-      matrix.map((row, t) =>
-        row.map((v, s) => {
-          if (v) return v;
-          const now = holds(t, s);
-          if (now) changed = true;
-          return now;
-        }),
-      );
-    const existed = sticky(w.ghost.existed, (t, s) => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s)) || committedOn(w, t, s));
-    const prepared = sticky(w.ghost.prepared, (t, s) => w.shards[s]!.branches.some((b) => b.xid === xidOf(t, s) && b.state === "PREPARED"));
-    const decision = w.ghost.decision.map((d, t) => {
-      if (d !== null) return d;
-      const e = decisionOf(txlog.get(w.log, decisionKey(sc.txs[t]!.id))?.value);
-      if (e !== null) changed = true;
-      return e;
-    });
-    const shared = changed ? { ...w, ghost: { ...w.ghost, existed, prepared, decision } } : w;
+    const existed = stick(w, w.ghost.existed, false);
+    const prepared = stick(w, w.ghost.prepared, true);
+    let decision: ("commit" | "abort" | null)[] | undefined;
+    for (let t = 0; t < w.ghost.decision.length; t++) {
+      if (w.ghost.decision[t] !== null) continue;
+      const e = decisionOf(txlog.get(w.log, decisionKeys[t]!)?.value);
+      if (e !== null) (decision ??= w.ghost.decision.slice())[t] = e;
+    }
+    const changed = existed !== w.ghost.existed || prepared !== w.ghost.prepared || decision !== undefined;
+    const shared = changed ? { ...w, ghost: { ...w.ghost, existed, prepared, decision: decision ?? w.ghost.decision } } : w;
     return also ? also(shared) : shared;
   }
 
