@@ -31,10 +31,10 @@
 import type { ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
 
-const WAITS_POLL_MS = 150;
+const WAITS_POLL_MS = 120;
 const BRANCH_WAIT_MS = 5_000;
 const SESSION_GONE_MS = 5_000;
-const PARALLEL = 4;
+const PARALLEL = 8;
 /** ER_NO_SUCH_THREAD: the session is already gone. */
 const ER_NO_SUCH_THREAD = 1094;
 const XID = /^[A-Za-z0-9_.:-]{1,64}$/;
