@@ -19,8 +19,14 @@
  * Only the X lock of the branch's own insert blocks a shared read of its
  * history rows (the commit timestamp's UPDATE comes after the branch
  * committed, when it is no longer listed by XA RECOVER), so the holder found
- * is the branch's session. InnoDB refreshes those tables at most every
- * 100 ms (runtime/deadlock.ts): the waits are read every WAITS_POLL_MS.
+ * is the branch's session; the wait read must be the probe's own, on a
+ * history row of that xid (INNODB_LOCKS' lock_table and lock_data), since
+ * the view may be older. InnoDB refreshes those tables only when they were
+ * last read more than 100 ms ago (runtime/deadlock.ts): the waits are read
+ * every WAITS_POLL_MS (250), so that this reader alone never keeps the view
+ * frozen; several deadlock detectors polling the same shard every 120 ms
+ * can (docs/operations.md, "Cross-shard deadlocks": run one), and a branch
+ * not detached within BRANCH_WAIT_MS is tried again on the next scan.
  *
  * Everything is bounded: BRANCH_WAIT_MS per branch, PARALLEL branches of a
  * shard at a time, and the cache of branches known detached (a detached
@@ -30,9 +36,10 @@
  */
 import type { ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
+import { DATABASE } from "./cluster/schema.ts";
 
-const WAITS_POLL_MS = 120;
-const BRANCH_WAIT_MS = 5_000;
+const WAITS_POLL_MS = 250;
+const BRANCH_WAIT_MS = 8_000;
 const SESSION_GONE_MS = 5_000;
 const PARALLEL = 8;
 /** ER_NO_SUCH_THREAD: the session is already gone. */
@@ -51,21 +58,26 @@ export type BranchDetach =
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Kills session `thread` and waits (bounded) until it left the process list; true once gone. */
-async function killAndWait(pool: ShardPool, thread: number): Promise<boolean> {
+/** Kills session `thread` and waits (bounded) until it left the process list; null once gone, else why not. */
+async function killAndWait(pool: ShardPool, thread: number): Promise<string | null> {
   const kill = await pool.run(`KILL CONNECTION ${thread}`);
-  if (!kill.ok && kill.error.errno !== ER_NO_SUCH_THREAD) return false;
+  // 1095 (not owner): MariaDB lets a session kill only its own account's sessions, unless it holds CONNECTION ADMIN.
+  if (!kill.ok && kill.error.errno !== ER_NO_SUCH_THREAD) return `KILL CONNECTION ${thread}: ${kill.error.errno ?? kill.error.code} ${kill.error.message}`;
   const deadline = performance.now() + SESSION_GONE_MS;
   while (performance.now() < deadline) {
     const r = await pool.run<Array<{ n: unknown }>>(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ${thread}`);
-    if (r.ok && Number(r.value[0]?.n) === 0) return true;
+    if (r.ok && Number(r.value[0]?.n) === 0) return null;
     await sleep(20);
   }
-  return false;
+  return `session ${thread} did not go within ${SESSION_GONE_MS} ms of KILL CONNECTION`;
 }
 
-/** Detaches one prepared branch `tx` of this shard (see the file's comment). */
-export async function detachBranch(pool: ShardPool, tx: TxId): Promise<BranchDetach> {
+/**
+ * Detaches one prepared branch `tx` of this shard (see the file's comment).
+ * `onlyLook` (diagnostics): finds the holder, kills nothing; an attached
+ * branch is then "failed" with the holder's session and client address.
+ */
+export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false): Promise<BranchDetach> {
   if (!XID.test(tx)) return { tx, outcome: "failed", why: `${JSON.stringify(tx)} is not a transaction id` };
   const deadline = performance.now() + BRANCH_WAIT_MS;
   let killed: number | null = null;
@@ -81,17 +93,26 @@ export async function detachBranch(pool: ShardPool, tx: TxId): Promise<BranchDet
       while (!done && holder === null && performance.now() < deadline) {
         await sleep(WAITS_POLL_MS);
         if (done) break;
+        // The wait must be this probe's: on a history row of `tx` (the view may be an older one, of another use of this session).
         const w = await pool.run<Array<{ holder: unknown }>>(
           "SELECT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
             "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
-            `JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id WHERE r.trx_mysql_thread_id = ${c.threadId} LIMIT 1`,
+            "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
+            "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
+            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`history\`' AND LEFT(l.lock_data, ${tx.length + 3}) = '''${tx}'',' LIMIT 1`,
         );
         if (!w.ok) return { tx, outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
         if (w.value.length > 0) holder = Number(w.value[0]!.holder);
       }
       if (holder === 0) return killed !== null ? { tx, outcome: "killed", thread: killed } : { tx, outcome: "detached" };
       if (holder !== null && Number.isSafeInteger(holder) && holder > 0) {
-        if (!(await killAndWait(pool, holder))) return { tx, outcome: "failed", why: `session ${holder} did not go within ${SESSION_GONE_MS} ms of KILL CONNECTION` };
+        if (onlyLook) {
+          const p = await pool.run<Array<{ HOST: unknown; COMMAND: unknown; TIME: unknown }>>(`SELECT HOST, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = ${holder}`);
+          const row = p.ok ? p.value[0] : undefined;
+          return { tx, outcome: "failed", why: `attached to session ${holder}${row !== undefined ? ` from ${String(row.HOST)} (${String(row.COMMAND)}, ${String(row.TIME)} s)` : ""}` };
+        }
+        const why = await killAndWait(pool, holder);
+        if (why !== null) return { tx, outcome: "failed", why };
         killed = holder;
         continue;
       }

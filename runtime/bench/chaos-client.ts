@@ -69,12 +69,18 @@ export class ChaosTarget implements TransferTarget {
 
   constructor(private readonly o: ChaosTargetOptions) {
     this.client = new FailoverClient({ urls: o.urls, request_timeout_ms: o.requestTimeoutMs, deadline_ms: o.transferTimeoutMs, retry_delay_ms: o.retryDelayMs });
+    // One failing-over client per coordinator to start with, transfers taken in turn: every coordinator gets load (one
+    // client alone would send everything to the first URL until it fails).
+    this.clients = o.urls.map((_, i) => new FailoverClient({ urls: [...o.urls.slice(i), ...o.urls.slice(0, i)], request_timeout_ms: o.requestTimeoutMs, deadline_ms: o.transferTimeoutMs, retry_delay_ms: o.retryDelayMs }));
   }
 
+  private readonly clients: FailoverClient[];
+
   async transfer(t: Transfer): Promise<Outcome> {
-    const key = `${this.o.keyPrefix}-${this.seq++}`;
+    const n = this.seq++;
+    const key = `${this.o.keyPrefix}-${n}`;
     try {
-      const a = await this.client.transfer({ ops: t.ops }, key);
+      const a = await this.clients[n % this.clients.length]!.transfer({ ops: t.ops }, key);
       if (a.attempts > 1) {
         this.failover.transfers_retried++;
         this.failover.extra_attempts += a.attempts - 1;

@@ -26,6 +26,8 @@ import { XID_FORMAT_ID } from "../adapters/xa-mysql.ts";
 import { startEphemeralCluster, type ClusterComponent, type EphemeralCluster } from "../cluster/cluster.ts";
 import { createPartitionLink, netnsUnusable, type PartitionLink } from "../cluster/netns.ts";
 import { addressesOfCluster } from "../main.ts";
+import { ShardPool } from "../adapters/mysql-pool.ts";
+import { detachBranch } from "../detach.ts";
 import { auditHistory, preparedBranches, totalCents, waitSettled, type HistoryAudit, type Settled } from "./audit.ts";
 import { ChaosTarget } from "./chaos-client.ts";
 import { runLoad, type LoadResult } from "./load.ts";
@@ -87,6 +89,9 @@ export interface FaultEvent {
   definite_answers?: number;
   /** The partition: committed or aborted answers the isolated coordinator gave while cut off (none can cross a cut link). */
   isolated_answers?: number;
+  /** The partition: the isolated node's branches prepared just after the cut, and the ms from the cut until none of them was (null: not before the heal). */
+  isolated_prepared_at_cut?: number;
+  isolated_settled_ms?: number | null;
 }
 
 export interface ChaosReport {
@@ -147,10 +152,17 @@ async function settledAfter(shards: readonly ShardAddress[], orphans: ReadonlySe
   return null;
 }
 
-/** `serve` flags of coordinator i: its node name, the shared prefix, short timeouts, a resolver scan every 250 ms. */
+/**
+ * `serve` flags of coordinator i: its node name, the shared prefix, short
+ * timeouts, a resolver scan every 250 ms; the cross-shard deadlock detector
+ * on n1 only (several polling the same shards freeze InnoDB's lock-wait view
+ * for each other, and for a survivor looking for a hung node's sessions:
+ * docs/operations.md, "Cross-shard deadlocks").
+ */
 export function chaosServeArgs(i: number): string[] {
   return [
     "--node", `n${i + 1}`,
+    ...(i > 0 ? ["--deadlock-interval-ms", "0"] : []),
     "--etcd-prefix", PREFIX,
     "--resolver-interval-ms", "250",
     "--etcd-timeout-ms", "500",
@@ -184,18 +196,39 @@ async function killAndRestart(c: ClusterComponent, shards: readonly ShardAddress
 }
 
 /** The partition: the veth link down and up after partitionMs (link), or the stand-in, SIGSTOP and SIGCONT of the member and the coordinator. */
-async function partition(member: ClusterComponent, coord: ClusterComponent, link: PartitionLink | undefined, t0: number, o: ChaosOptions, f: Faults): Promise<void> {
+async function partition(member: ClusterComponent, coord: ClusterComponent, link: PartitionLink | undefined, shards: readonly ShardAddress[], t0: number, o: ChaosOptions, f: Faults): Promise<void> {
+  const node = `n${coord.name.slice("coord".length)}`;
+  const isolatedPrepared = async () => [...(await preparedNow(shards))].filter((b) => b.split("|")[1]!.startsWith(`${node}.`));
+  // Cut while the isolated node holds prepared branches (bounded: about a second of looking), so that there is something of it to settle.
+  for (let i = 0; i < 50 && (await isolatedPrepared()).length === 0; i++) await sleep(20);
   const at = performance.now();
   const pids = [member.pid, coord.pid];
   if (link !== undefined) await link.cut();
   else for (const pid of pids) process.kill(pid, "SIGSTOP");
+  let atCut: string[] = [];
+  let settledMs: number | null = null;
   try {
-    await sleep(o.partitionMs);
+    // Cut off, it cannot finish these itself; a survivor that took it over must (detaching them from its sessions first).
+    atCut = await isolatedPrepared();
+    while (performance.now() - at < o.partitionMs) {
+      if (settledMs === null && atCut.length > 0) {
+        const now = new Set(await isolatedPrepared());
+        if (atCut.every((b) => !now.has(b))) settledMs = Math.round(performance.now() - at);
+      }
+      await sleep(Math.min(100, Math.max(0, o.partitionMs - (performance.now() - at))));
+    }
   } finally {
     if (link !== undefined) await link.heal();
     else for (const pid of pids) process.kill(pid, "SIGCONT");
   }
-  const ev: FaultEvent = { kind: "partition", target: `${member.name}+${coord.name}`, at_ms: Math.round(at - t0), down_ms: Math.round(performance.now() - at) };
+  const ev: FaultEvent = {
+    kind: "partition",
+    target: `${member.name}+${coord.name}`,
+    at_ms: Math.round(at - t0),
+    down_ms: Math.round(performance.now() - at),
+    isolated_prepared_at_cut: atCut.length,
+    isolated_settled_ms: atCut.length > 0 ? settledMs : null,
+  };
   f.events.push(ev);
   o.log(`chaos: partition of ${ev.target} (${link !== undefined ? `veth ${link.ns} down` : "SIGSTOP"}) at ${ev.at_ms} ms, healed (${link !== undefined ? "link up" : "SIGCONT"}) after ${ev.down_ms} ms`);
 }
@@ -226,7 +259,7 @@ async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddres
     last = performance.now();
     if (!partitioned) {
       partitioned = true;
-      await partition(cluster.component(`etcd${ISOLATED_MEMBER + 1}`), cluster.component(`coord${o.coordinators}`), link, t0, o, f);
+      await partition(cluster.component(`etcd${ISOLATED_MEMBER + 1}`), cluster.component(`coord${o.coordinators}`), link, shards, t0, o, f);
       continue;
     }
     await killAndRestart(cluster.component(kinds[n++ % kinds.length]!()), shards, t0, o, f);
@@ -264,6 +297,39 @@ async function decisionRecordsLeft(cluster: EphemeralCluster): Promise<number> {
     }
   } finally {
     etcd.close();
+  }
+}
+
+/** Diagnostics of branches left prepared: whether each is attached to a session (and from where), and the coordinators' log lines naming it. */
+async function describeLeftovers(shards: readonly ShardAddress[], left: readonly string[], cluster: EphemeralCluster, o: ChaosOptions): Promise<void> {
+  for (const b of left.slice(0, 5)) {
+    const [shard, tx] = b.split("|") as [string, string];
+    const address = shards.find((s) => s.name === shard);
+    if (address === undefined) continue;
+    const pool = new ShardPool(address, { connections_max: 4, waiters_max: 4, acquire_timeout_ms: 2_000, connect_timeout_ms: 2_000, statement_timeout_ms: 5_000 });
+    try {
+      const d = await detachBranch(pool, tx, true);
+      o.log(`chaos: left prepared ${b}: ${d.outcome === "failed" ? d.why : d.outcome}`);
+    } finally {
+      pool.close();
+    }
+    for (const c of cluster.coordinators) {
+      let text = "";
+      try {
+        text = readFileSync(c.record.outputPath, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of text.split("\n").filter((l) => l.includes(tx) || l.includes("not detached")).slice(-12)) o.log(`chaos:   ${c.name}: ${line.slice(0, 400)}`);
+      try {
+        const t = await (await fetch(`${c.url}/transactions/${encodeURIComponent(tx)}`, { signal: AbortSignal.timeout(5_000) })).text();
+        const m = await (await fetch(`${c.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+        const lines = m.split("\n").filter((l) => /^speccommit_(in_doubt_transactions|resolver_scans_total|prepared_branches|takeover_sessions_killed_total|protocol_violations_total)/.test(l));
+        o.log(`chaos:   ${c.name} GET /transactions: ${t.slice(0, 300)}; ${lines.join("; ")}`);
+      } catch (e) {
+        o.log(`chaos:   ${c.name}: ${(e as Error).message}`);
+      }
+    }
   }
 }
 
@@ -356,6 +422,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(faults.watchers);
     await client.settleInDoubt();
     const settled = await waitSettled(shards, [XID_FORMAT_ID], FINAL_SETTLE_MS);
+    if (!settled.settled) await describeLeftovers(shards, settled.prepared, cluster, o);
     const decision_records_left = await decisionRecordsLeft(cluster);
     const replay = await client.replayKeys(REPLAY_KEYS_MAX);
     await client.close();
@@ -425,7 +492,7 @@ export function formatChaos(r: ChaosReport): string {
   return [
     `chaos: ${r.coordinators} coordinator(s), ${r.etcd_members} etcd members, ${r.shards} shards, ${r.clients} clients, ${(r.duration_ms / 1000).toFixed(1)} s of load; load average ${fmtLoad(r.loadavg_start)} -> ${fmtLoad(r.loadavg_end)} on ${r.cpus} CPUs`,
     `  faults: ${kills.length} kill -9 + restart (${byKind("coord")} coordinator, ${byKind("etcd")} etcd member, ${byKind("shard")} shard), ${r.faults.length - kills.length} partition`,
-    ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time${f.isolated_answers !== undefined ? `; ${f.isolated_answers} answers from the isolated coordinator while cut off` : ""}`),
+    ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time${f.isolated_answers !== undefined ? `; ${f.isolated_answers} answers from the isolated coordinator while cut off; of its ${f.isolated_prepared_at_cut} branches prepared at the cut, ${f.isolated_prepared_at_cut === 0 ? "-" : f.isolated_settled_ms === null || f.isolated_settled_ms === undefined ? "NOT all settled before the heal" : `all settled by a survivor ${f.isolated_settled_ms} ms after the cut`}` : ""}`),
     `  takeovers (from the coordinators' logs, by node taken over): ${JSON.stringify(r.takeovers)}; shard sessions killed to detach prepared branches: ${JSON.stringify(r.sessions_killed)}`,
     `  partition: ${r.partition_method}`,
     `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; failing over: ${r.failover.transfers_retried} transfers answered after a retry (${r.failover.extra_attempts} extra attempts), ${r.failover.no_answer} unanswered within the deadline`,

@@ -626,8 +626,9 @@ export interface EphemeralOptions extends Partial<SeedParameters> {
    * A network namespace joined by a veth pair (netns.ts) for a real
    * partition: etcd member `etcdMember` (0-based) runs inside it on nsIp, the
    * other members listen on rootIp, the shards also bind rootIp and their
-   * user may connect from nsIp; startCoordinators puts the coordinators its
-   * `inside` names there.
+   * user has an account for the pair's /30; startCoordinators puts the
+   * coordinators its `inside` names there, and has every coordinator reach
+   * the shards over TCP at rootIp (one account for all).
    */
   partition?: { link: PartitionLink; etcdMember: number };
 }
@@ -695,7 +696,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       updatedAt: new Date().toISOString(),
     });
     try {
-      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir, part !== undefined ? [part.link.nsIp] : [])));
+      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir, part !== undefined ? [part.link.subnet] : [])));
     } catch (e) {
       await stop();
       throw e;
@@ -713,8 +714,10 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       describe,
       startCoordinators: async (count, serveArgs, inside) => {
         writeClusterFile(describe());
-        // A coordinator inside the namespace reaches the shards over TCP at the veth pair's root side (unix sockets are files: they would cross it).
-        const insideFile = join(dir, "cluster-netns.json");
+        // With a partition, every coordinator reaches the shards over TCP at the veth pair's root side (unix sockets are files:
+        // they would cross the namespace), all through one account, 'speccommit'@'<the pair's /30>': MariaDB lets a session
+        // KILL only the sessions of its own account (else 1095), and a survivor must kill a cut-off node's (takeover.ts rule 5).
+        const insideFile = join(dir, "cluster-tcp.json");
         if (part !== undefined) {
           const d = describe();
           writeFileSync(insideFile, `${JSON.stringify({ ...d, shards: d.shards.map(({ dataDir: _d, ...s }) => ({ ...s, host: part.link.rootIp })) }, null, 2)}\n`);
@@ -726,7 +729,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
               const host = part.link.nsIp;
               return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, netns: part.link.ns, host, args: coordinatorArgs(insideFile, port, [...serveArgs(i), "--host", host]) });
             }
-            return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, args: coordinatorArgs(clusterFilePath(dir), port, serveArgs(i)) });
+            return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, args: coordinatorArgs(part !== undefined ? insideFile : clusterFilePath(dir), port, serveArgs(i)) });
           }),
           kill,
         );

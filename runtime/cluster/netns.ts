@@ -77,6 +77,8 @@ export interface PartitionLink {
   readonly rootIp: string;
   /** The inside's address (servers inside bind it). */
   readonly nsIp: string;
+  /** The pair's /30 as MariaDB writes an account's host: `10.213.a.b/255.255.255.252` (both ends match it). */
+  readonly subnet: string;
   /** The command and arguments that run `argv` inside the namespace. */
   exec(argv: readonly string[]): { command: string; args: string[] };
   /** Partition: the root side's link down. */
@@ -149,6 +151,7 @@ export async function createPartitionLink(): Promise<PartitionLink> {
     ns,
     rootIp,
     nsIp,
+    subnet: `10.213.${a}.${b}/255.255.255.252`,
     exec: (argv) => ({ command: ip(), args: ["netns", "exec", ns, ...argv] }),
     cut: async () => {
       await run(ip(), ["link", "set", rootIf, "down"]);
