@@ -71,6 +71,8 @@ export interface ChaosOptions {
   log: (line: string) => void;
   /** "auto" (default): a real partition when network namespaces are usable, else the SIGSTOP stand-in; "sigstop": the stand-in always. */
   partitionMethod?: "auto" | "sigstop";
+  /** Keep the partition up to this much longer than partitionMs while what the isolated node held prepared at the cut is not all settled (default 0). */
+  partitionHoldMs?: number;
 }
 
 export interface FaultEvent {
@@ -210,12 +212,13 @@ async function partition(member: ClusterComponent, coord: ClusterComponent, link
   try {
     // Cut off, it cannot finish these itself; a survivor that took it over must (detaching them from its sessions first).
     atCut = await isolatedPrepared();
-    while (performance.now() - at < o.partitionMs) {
+    const held = () => settledMs === null && atCut.length > 0 && performance.now() - at < o.partitionMs + (o.partitionHoldMs ?? 0);
+    while (performance.now() - at < o.partitionMs || held()) {
       if (settledMs === null && atCut.length > 0) {
         const now = new Set(await isolatedPrepared());
         if (atCut.every((b) => !now.has(b))) settledMs = Math.round(performance.now() - at);
       }
-      await sleep(Math.min(100, Math.max(0, o.partitionMs - (performance.now() - at))));
+      await sleep(held() ? 100 : Math.min(100, Math.max(0, o.partitionMs - (performance.now() - at))));
     }
   } finally {
     if (link !== undefined) await link.heal();

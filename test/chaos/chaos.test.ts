@@ -27,7 +27,10 @@ describe("chaos: kill -9 and restart, one at a time, and a partition, under load
       clients: 32,
       faultEveryMs: 3_000,
       downMs: 1_000,
-      partitionMs: 10_000,
+      partitionMs: 8_000,
+      // Held up to 20 s more while the survivors settle what the isolated node held prepared at the cut (bounded: a
+      // loaded machine takes longer), so that the check below measures rule 5 rather than the machine's load.
+      partitionHoldMs: 20_000,
       accountsPerShard: 1_000,
       seed: 11,
       log: (line) => console.log(line),
@@ -59,5 +62,5 @@ describe("chaos: kill -9 and restart, one at a time, and a partition, under load
     expect(r.audit.history.problems).toEqual([]);
     expect(r.audit.history.committed_checked).toBe(r.answers.committed);
     expect(r.audit.passed).toBe(true);
-  }, 240_000);
+  }, 300_000);
 });
