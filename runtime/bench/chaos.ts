@@ -91,6 +91,8 @@ export interface FaultEvent {
   definite_answers?: number;
   /** The partition: committed or aborted answers the isolated coordinator gave while cut off (none can cross a cut link). */
   isolated_answers?: number;
+  /** The partition: ms from the cut to the start of the heal (down_ms also counts the heal itself). */
+  cut_ms?: number;
   /** The partition: the isolated node's branches prepared just after the cut, and the ms from the cut until none of them was (null: not before the heal). */
   isolated_prepared_at_cut?: number;
   isolated_settled_ms?: number | null;
@@ -209,6 +211,7 @@ async function partition(member: ClusterComponent, coord: ClusterComponent, link
   else for (const pid of pids) process.kill(pid, "SIGSTOP");
   let atCut: string[] = [];
   let settledMs: number | null = null;
+  let cutMs = 0;
   try {
     // Cut off, it cannot finish these itself; a survivor that took it over must (detaching them from its sessions first).
     atCut = await isolatedPrepared();
@@ -221,10 +224,12 @@ async function partition(member: ClusterComponent, coord: ClusterComponent, link
       await sleep(held() ? 100 : Math.min(100, Math.max(0, o.partitionMs - (performance.now() - at))));
     }
   } finally {
+    cutMs = Math.round(performance.now() - at);
     if (link !== undefined) await link.heal();
     else for (const pid of pids) process.kill(pid, "SIGCONT");
   }
   const ev: FaultEvent = {
+    cut_ms: cutMs,
     kind: "partition",
     target: `${member.name}+${coord.name}`,
     at_ms: Math.round(at - t0),
@@ -441,8 +446,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       ev.definite_answers = client.definiteAt.filter((t) => t >= from && t < to).length;
       if (ev.kind === "partition") {
         const isolated = coords[coords.length - 1]!.url;
-        // An answer sent before the cut may arrive just after it: only those from 200 ms after the cut to the heal count.
-        ev.isolated_answers = client.definiteAt.filter((t, i) => t >= from + 200 && t < to && client.definiteUrl[i] === isolated).length;
+        // Counted from 1 s after the cut (an answer that arrived just before it may be recorded late: the client's event loop
+        // lags under load) until the heal began (answers recorded later may have crossed the healed link).
+        ev.isolated_answers = client.definiteAt.filter((t, i) => t >= from + 1_000 && t < from + (ev.cut_ms ?? ev.down_ms) && client.definiteUrl[i] === isolated).length;
       }
     }
     const logs = coordinatorLogs(cluster);
