@@ -20,8 +20,10 @@
  * is the role's; etcd says whether a lease expired (it deletes the key).
  */
 import type { Etcd3, Lease, Namespace } from "etcd3";
-import { resolving, takeover, type TakeoverInput, type TakeoverState } from "../spec/failover/takeover.ts";
-import type { Effect } from "../spec/kernel/effects.ts";
+import { detachBeforeSettle, resolving, takeover, type TakeoverInput, type TakeoverState } from "../spec/failover/takeover.ts";
+import type { Effect, ShardId, TxId } from "../spec/kernel/effects.ts";
+import type { ShardPool } from "./adapters/mysql-pool.ts";
+import { Detacher } from "./detach.ts";
 import type { Role } from "../spec/kernel/role.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
@@ -52,6 +54,8 @@ export interface FailoverOptions {
   /** How often the in-doubt items of this node and of the nodes it owns are counted (the resolver interval). */
   readonly audit_interval_ms: number;
   readonly metrics?: Metrics;
+  /** The shards' pools, to detach a taken-over node's prepared branches from its sessions (beforeSettle); absent: nothing is detached. */
+  readonly poolOf?: (shard: ShardId) => ShardPool | undefined;
 }
 
 interface Owned {
@@ -97,6 +101,8 @@ export class Failover {
 
   /** Every member at the last poll (members/ keys); null until a poll answered. */
   private members: string[] | null = null;
+  /** Sessions of taken-over nodes killed to detach their prepared branches (spec/failover/takeover.ts rule 5), by node. */
+  readonly sessionsKilled = new Map<string, number>();
 
   constructor(private readonly opts: FailoverOptions) {
     this.ns = opts.client.namespace(opts.base);
@@ -112,6 +118,31 @@ export class Failover {
   /** The other members (nodes registered under members/, alive or not) at the last poll; null before the first poll answered. */
   otherMembers(): readonly string[] | null {
     return this.members === null ? null : this.members.filter((n) => n !== this.opts.node);
+  }
+
+  /**
+   * The hook the resolver over `node`'s namespace runs on every XA RECOVER
+   * (runtime/nodes.ts NodeXa's beforeSettle): when the spec's rule says so
+   * (spec/failover/takeover.ts `detachBeforeSettle`: owning `node`, its
+   * fence, `fence()`, durable), the listed branches are detached from the
+   * node's live sessions first (runtime/detach.ts); false while one could
+   * not be. Each killed session is counted
+   * (speccommit_takeover_sessions_killed_total) and logged.
+   */
+  beforeSettle(node: string, fence: () => number | null): (shard: ShardId, txs: readonly TxId[]) => Promise<boolean> {
+    const poolOf = this.opts.poolOf;
+    if (poolOf === undefined) return async () => true;
+    const detacher = new Detacher(poolOf, (shard, d) => {
+      this.sessionsKilled.set(node, (this.sessionsKilled.get(node) ?? 0) + 1);
+      this.opts.metrics?.sessionsKilled.inc({ node });
+      console.log(`speccommit: node ${this.opts.node}: killed node ${node}'s session ${d.thread} on ${shard}, which held its prepared branch ${d.tx} (fence: epoch ${fence()})`);
+    });
+    return async (shard, txs) => {
+      if (txs.length === 0 || !detachBeforeSettle(this.roles.get(node)?.st, fence())) return true;
+      const r = await detacher.detach(shard, txs);
+      for (const f of r.results) if (f.outcome === "failed") console.error(`speccommit: node ${this.opts.node}: node ${node}'s branch ${f.tx} on ${shard} not detached yet: ${f.why}`);
+      return r.complete;
+    };
   }
 
   resolverOf(node: string): TakeoverResolver | undefined {

@@ -30,6 +30,8 @@ const ClusterFileSchema = Schema.Struct({
     Schema.Struct({
       name: Schema.String,
       port: Schema.Int,
+      /** Where it is reached over TCP (default 127.0.0.1): a coordinator in a network namespace reaches the shards at the veth pair's root side (runtime/cluster/netns.ts). */
+      host: Schema.optional(Schema.String),
       dataDir: Schema.optional(Schema.String),
       user: Schema.optional(Schema.String),
       passwordFile: Schema.optional(Schema.String),
@@ -133,7 +135,7 @@ export function addressesOfCluster(file: typeof ClusterFileSchema.Type, opts: Ad
       const useSocket = (opts.unixSocket ?? true) && ssl === undefined && socket !== undefined && existsSync(socket);
       const own = opts.user === undefined && opts.password === undefined && s.user !== undefined;
       const password = own ? (s.passwordFile !== undefined ? readPasswordFile(s.passwordFile, s.name) : undefined) : opts.password;
-      return shardAddress(s.name, "127.0.0.1", s.port, own ? s.user! : (opts.user ?? "root"), password, useSocket ? socket : undefined, ssl);
+      return shardAddress(s.name, s.host ?? "127.0.0.1", s.port, own ? s.user! : (opts.user ?? "root"), password, useSocket ? socket : undefined, ssl);
     }),
     etcd: (file.etcdMembers ?? [file.etcd]).map((m) => m.clientUrl),
   };

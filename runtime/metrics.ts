@@ -120,6 +120,12 @@ export class Metrics {
     buckets: FAILOVER_BUCKETS_S,
     registers: [this.registry],
   });
+  readonly sessionsKilled = new Counter({
+    name: "speccommit_takeover_sessions_killed_total",
+    help: "Shard sessions of a node this node took over killed to detach its prepared branches (a frozen or cut-off node keeps them attached; spec/failover/takeover.ts rule 5), by the node taken over.",
+    labelNames: ["node"] as const,
+    registers: [this.registry],
+  });
   readonly nodeInDoubtOldest = new Gauge({
     name: "speccommit_node_in_doubt_oldest_seconds",
     help: "Per node (this one and those it owns): age of its oldest record or branch in doubt, since this node first counted it (0: none).",

@@ -44,12 +44,19 @@ export const OWNERS_PREFIX = "owners/";
 /**
  * The XA executor as node `node`'s resolver must see it: XA RECOVER lists that
  * node's branches only. Every other statement goes through unchanged.
+ *
+ * `beforeSettle` (a survivor's resolver over a node it took over,
+ * spec/failover/takeover.ts rule 5): called with the branches XA RECOVER
+ * listed, before the resolver sees them; false (some branch is still
+ * attached to a live session of the node) makes the listing answer
+ * UNAVAILABLE, as a shard that did not answer.
  */
 export class NodeXa implements XaExecutor {
   readonly shards: readonly ShardId[];
   constructor(
     private readonly inner: XaExecutor,
     readonly node: string,
+    private readonly beforeSettle?: (shard: ShardId, txs: readonly TxId[]) => Promise<boolean>,
   ) {
     this.shards = inner.shards;
   }
@@ -67,7 +74,10 @@ export class NodeXa implements XaExecutor {
   }
   async recover(shard: ShardId): Promise<RecoverResult> {
     const r = await this.inner.recover(shard);
-    return r.ok ? { ok: true, prepared: r.prepared.filter((x) => nodeOfTx(x.tx) === this.node) } : r;
+    if (!r.ok) return r;
+    const prepared = r.prepared.filter((x) => nodeOfTx(x.tx) === this.node);
+    if (this.beforeSettle !== undefined && !(await this.beforeSettle(shard, prepared.map((x) => x.tx)))) return { ok: false, err: "UNAVAILABLE" };
+    return { ok: true, prepared };
   }
   connectionOf(...a: Parameters<XaExecutor["connectionOf"]>): ReturnType<XaExecutor["connectionOf"]> {
     return this.inner.connectionOf(...a);

@@ -227,7 +227,14 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const startResolver = (n: string): NodeResolver => {
     const e = new Engine({
       // Its commits stamp the history rows as this node's own do (runtime/timestamps.ts).
-      adapters: withTimestamps({ xa: new NodeXa(xa, n), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) }, timestamps, (tx, shard, ts) => xa.stampHistory(tx, shard, ts), n, (tx, shard, onePhase, ts) => xa.commitStamped(tx, shard, onePhase, ts)),
+      // Its XA RECOVER detaches n's prepared branches from n's live sessions first, once the fence is up (spec/failover/takeover.ts rule 5).
+      adapters: withTimestamps(
+        { xa: new NodeXa(xa, n, failover.beforeSettle(n, () => e.epoch)), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) },
+        timestamps,
+        (tx, shard, ts) => xa.stampHistory(tx, shard, ts),
+        n,
+        (tx, shard, onePhase, ts) => xa.commitStamped(tx, shard, onePhase, ts),
+      ),
       node: n,
       shards: xa.shards,
       coordinator: coordinatorSettings,
@@ -249,6 +256,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     inDoubtOf: (n) => inDoubtOf({ log: logOf(n), xa: new NodeXa(xa, n), local: new NodeLocal(local, n), running: (tx) => n === node && engine.isRunning(tx) }),
     audit_interval_ms: config.resolver_interval_ms,
     metrics,
+    poolOf: (shard) => pools.get(shard),
   });
   isMember = (n) => failover.otherMembers()?.includes(n) === true || failover.resolverOf(n) !== undefined;
   /** Where the outcome of `tx` is read and fenced: its node's namespace, with the epoch this process holds of it (none: it is not ours). */

@@ -60,6 +60,8 @@ export class ChaosTarget implements TransferTarget {
   readonly bodies = new Map<string, Transfer["ops"]>();
   /** performance.now() of each committed or aborted answer. */
   readonly definiteAt: number[] = [];
+  /** The coordinator (URL) that gave each of those answers, same order. */
+  readonly definiteUrl: string[] = [];
   readonly inDoubt: InDoubtRecord[] = [];
   /** Transfers answered after more than one attempt, and the attempts beyond the first; transfers no coordinator answered in time. */
   readonly failover = { transfers_retried: 0, extra_attempts: 0, no_answer: 0 };
@@ -67,17 +69,23 @@ export class ChaosTarget implements TransferTarget {
 
   constructor(private readonly o: ChaosTargetOptions) {
     this.client = new FailoverClient({ urls: o.urls, request_timeout_ms: o.requestTimeoutMs, deadline_ms: o.transferTimeoutMs, retry_delay_ms: o.retryDelayMs });
+    // One failing-over client per coordinator to start with, transfers taken in turn: every coordinator gets load (one
+    // client alone would send everything to the first URL until it fails).
+    this.clients = o.urls.map((_, i) => new FailoverClient({ urls: [...o.urls.slice(i), ...o.urls.slice(0, i)], request_timeout_ms: o.requestTimeoutMs, deadline_ms: o.transferTimeoutMs, retry_delay_ms: o.retryDelayMs }));
   }
 
+  private readonly clients: FailoverClient[];
+
   async transfer(t: Transfer): Promise<Outcome> {
-    const key = `${this.o.keyPrefix}-${this.seq++}`;
+    const n = this.seq++;
+    const key = `${this.o.keyPrefix}-${n}`;
     try {
-      const a = await this.client.transfer({ ops: t.ops }, key);
+      const a = await this.clients[n % this.clients.length]!.transfer({ ops: t.ops }, key);
       if (a.attempts > 1) {
         this.failover.transfers_retried++;
         this.failover.extra_attempts += a.attempts - 1;
       }
-      return this.record(key, t.ops, outcomeOf(a.status, JSON.stringify(a.body)));
+      return this.record(key, t.ops, outcomeOf(a.status, JSON.stringify(a.body)), a.url);
     } catch (e) {
       if (!(e instanceof NoAnswer)) throw e;
       this.failover.no_answer++;
@@ -85,11 +93,12 @@ export class ChaosTarget implements TransferTarget {
     }
   }
 
-  private record(key: string, ops: Transfer["ops"], o: Outcome): Outcome {
+  private record(key: string, ops: Transfer["ops"], o: Outcome, url: string): Outcome {
     if (o.kind === "committed" || o.kind === "aborted") {
       this.answers.set(key, { status: o.kind, tx: o.tx });
       this.bodies.set(key, ops);
       this.definiteAt.push(performance.now());
+      this.definiteUrl.push(url);
     } else if (o.kind === "in_doubt") {
       const rec: InDoubtRecord = { tx: o.tx, key, answeredAt: performance.now() };
       this.inDoubt.push(rec);

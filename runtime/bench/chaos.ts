@@ -10,31 +10,44 @@
  * etcd, every acknowledged transfer applied exactly once, in-doubt ones all
  * or nothing, and no idempotency key answered two ways (replayed).
  *
- * The partition is a stand-in: SIGSTOP of the member and the coordinator,
- * SIGCONT to heal (PARTITION_METHOD says why). Used by `npm run bench --
+ * The partition is real where network namespaces are usable (root, `ip`):
+ * the isolated etcd member and coordinator run inside a namespace joined by a
+ * veth pair (runtime/cluster/netns.ts), the partition sets the link down and
+ * the heal up again (PARTITION_NETNS). Elsewhere it falls back to a
+ * stand-in, SIGSTOP/SIGCONT of both (PARTITION_SIGSTOP), and the report's
+ * partition_method says which ran and why. Used by `npm run bench --
  * --chaos` (chaosMain) and by test/chaos/chaos.test.ts (runChaos).
  */
+import { readFileSync } from "node:fs";
 import { loadavg, cpus } from "node:os";
 import { Etcd3 } from "etcd3";
 import type { ShardAddress } from "../adapters/mysql-pool.ts";
 import { XID_FORMAT_ID } from "../adapters/xa-mysql.ts";
 import { startEphemeralCluster, type ClusterComponent, type EphemeralCluster } from "../cluster/cluster.ts";
+import { createPartitionLink, netnsUnusable, type PartitionLink } from "../cluster/netns.ts";
 import { addressesOfCluster } from "../main.ts";
+import { ShardPool } from "../adapters/mysql-pool.ts";
+import { detachBranch } from "../detach.ts";
 import { auditHistory, preparedBranches, totalCents, waitSettled, type HistoryAudit, type Settled } from "./audit.ts";
 import { ChaosTarget } from "./chaos-client.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import { rng, type WorkloadOptions } from "./workload.ts";
 
-export const PARTITION_METHOD =
-  "SIGSTOP/SIGCONT of the isolated etcd member and coordinator: a stand-in for a network partition. " +
-  "Network namespaces work on this machine as root (ip netns add was tested), but every server here binds 127.0.0.1 " +
-  "and coordinators reach shards over their unix sockets, which no network namespace cuts; putting the processes into " +
-  "namespaces behind veth pairs needs bind addresses through etcd.ts and mariadb.ts and was not done. " +
-  "iptables and nft are not installed. A frozen member misses heartbeats and the rest elect without it, as when cut off; " +
-  "a frozen coordinator's clients time out and retry elsewhere, and it resumes later with its old view, as after a heal; " +
-  "unlike a real partition, the isolated processes do not run (no writes of theirs race while cut off).";
+export const PARTITION_NETNS =
+  "a real network partition: the isolated etcd member and coordinator run in their own network namespace, joined to the rest " +
+  "by a veth pair (10.213.x.y/30); the partition sets the link down, the heal sets it up. Both sides keep running meanwhile: " +
+  "the isolated coordinator's writes race (its etcd member alone has no quorum; its shard sessions stay open, their TCP " +
+  "connections silent, until a survivor kills them after the fence).";
+
+/** The stand-in where network namespaces cannot be used (`why`: netns.ts netnsUnusable's answer). */
+export const partitionSigstop = (why: string): string =>
+  `SIGSTOP/SIGCONT of the isolated etcd member and coordinator, a STAND-IN for a network partition, because network namespaces are not usable here (${why}). ` +
+  "A frozen member misses heartbeats and the rest elect without it, as when cut off; a frozen coordinator's clients time out and retry elsewhere, " +
+  "and it resumes later with its old view, as after a heal; unlike a real partition, the isolated processes do not run (no writes of theirs race while cut off).";
 
 const ETCD_MEMBERS = 3;
+/** The etcd member the partition isolates (0-based): etcd3. */
+const ISOLATED_MEMBER = 2;
 const SHARDS = 3;
 const PREFIX = "chaos/";
 const SETTLE_POLL_MS = 100;
@@ -56,6 +69,10 @@ export interface ChaosOptions {
   accountsPerShard: number;
   seed: number;
   log: (line: string) => void;
+  /** "auto" (default): a real partition when network namespaces are usable, else the SIGSTOP stand-in; "sigstop": the stand-in always. */
+  partitionMethod?: "auto" | "sigstop";
+  /** Keep the partition up to this much longer than partitionMs while what the isolated node held prepared at the cut is not all settled (default 0). */
+  partitionHoldMs?: number;
 }
 
 export interface FaultEvent {
@@ -72,6 +89,13 @@ export interface FaultEvent {
   /** While it lasted: the share of AVAILABILITY_BUCKET_MS buckets with a committed or aborted answer, and how many such answers. */
   accepting_share?: number;
   definite_answers?: number;
+  /** The partition: committed or aborted answers the isolated coordinator gave while cut off (none can cross a cut link). */
+  isolated_answers?: number;
+  /** The partition: ms from the cut to the start of the heal (down_ms also counts the heal itself). */
+  cut_ms?: number;
+  /** The partition: the isolated node's branches prepared just after the cut, and the ms from the cut until none of them was (null: not before the heal). */
+  isolated_prepared_at_cut?: number;
+  isolated_settled_ms?: number | null;
 }
 
 export interface ChaosReport {
@@ -93,6 +117,9 @@ export interface ChaosReport {
   accepting_share: number;
   longest_gap_ms: number;
   coordinator_death_to_settled_ms: number[];
+  /** From the coordinators' logs (every incarnation): takeovers and shard sessions killed to detach prepared branches (spec/failover/takeover.ts rule 5), by the node taken over. */
+  takeovers: Record<string, number>;
+  sessions_killed: Record<string, number>;
   audit: {
     total_before_cents: string;
     total_after_cents: string;
@@ -129,10 +156,17 @@ async function settledAfter(shards: readonly ShardAddress[], orphans: ReadonlySe
   return null;
 }
 
-/** `serve` flags of coordinator i: its node name, the shared prefix, short timeouts, a resolver scan every 250 ms. */
+/**
+ * `serve` flags of coordinator i: its node name, the shared prefix, short
+ * timeouts, a resolver scan every 250 ms; the cross-shard deadlock detector
+ * on n1 only (several polling the same shards freeze InnoDB's lock-wait view
+ * for each other, and for a survivor looking for a hung node's sessions:
+ * docs/operations.md, "Cross-shard deadlocks").
+ */
 export function chaosServeArgs(i: number): string[] {
   return [
     "--node", `n${i + 1}`,
+    ...(i > 0 ? ["--deadlock-interval-ms", "0"] : []),
     "--etcd-prefix", PREFIX,
     "--resolver-interval-ms", "250",
     "--etcd-timeout-ms", "500",
@@ -165,19 +199,46 @@ async function killAndRestart(c: ClusterComponent, shards: readonly ShardAddress
   o.log(`chaos: kill -9 ${c.name} at ${ev.at_ms} ms, back after ${ev.down_ms} ms${ev.orphans !== undefined ? ` (${ev.orphans} branches prepared at its death)` : ""}`);
 }
 
-/** The partition stand-in: SIGSTOP the member and the coordinator, SIGCONT after partitionMs. */
-async function partition(member: ClusterComponent, coord: ClusterComponent, t0: number, o: ChaosOptions, f: Faults): Promise<void> {
+/** The partition: the veth link down and up after partitionMs (link), or the stand-in, SIGSTOP and SIGCONT of the member and the coordinator. */
+async function partition(member: ClusterComponent, coord: ClusterComponent, link: PartitionLink | undefined, shards: readonly ShardAddress[], t0: number, o: ChaosOptions, f: Faults): Promise<void> {
+  const node = `n${coord.name.slice("coord".length)}`;
+  const isolatedPrepared = async () => [...(await preparedNow(shards))].filter((b) => b.split("|")[1]!.startsWith(`${node}.`));
+  // Cut while the isolated node holds prepared branches (bounded: about a second of looking), so that there is something of it to settle.
+  for (let i = 0; i < 50 && (await isolatedPrepared()).length === 0; i++) await sleep(20);
   const at = performance.now();
   const pids = [member.pid, coord.pid];
-  for (const pid of pids) process.kill(pid, "SIGSTOP");
+  if (link !== undefined) await link.cut();
+  else for (const pid of pids) process.kill(pid, "SIGSTOP");
+  let atCut: string[] = [];
+  let settledMs: number | null = null;
+  let cutMs = 0;
   try {
-    await sleep(o.partitionMs);
+    // Cut off, it cannot finish these itself; a survivor that took it over must (detaching them from its sessions first).
+    atCut = await isolatedPrepared();
+    const held = () => settledMs === null && atCut.length > 0 && performance.now() - at < o.partitionMs + (o.partitionHoldMs ?? 0);
+    while (performance.now() - at < o.partitionMs || held()) {
+      if (settledMs === null && atCut.length > 0) {
+        const now = new Set(await isolatedPrepared());
+        if (atCut.every((b) => !now.has(b))) settledMs = Math.round(performance.now() - at);
+      }
+      await sleep(held() ? 100 : Math.min(100, Math.max(0, o.partitionMs - (performance.now() - at))));
+    }
   } finally {
-    for (const pid of pids) process.kill(pid, "SIGCONT");
+    cutMs = Math.round(performance.now() - at);
+    if (link !== undefined) await link.heal();
+    else for (const pid of pids) process.kill(pid, "SIGCONT");
   }
-  const ev: FaultEvent = { kind: "partition", target: `${member.name}+${coord.name}`, at_ms: Math.round(at - t0), down_ms: Math.round(performance.now() - at) };
+  const ev: FaultEvent = {
+    cut_ms: cutMs,
+    kind: "partition",
+    target: `${member.name}+${coord.name}`,
+    at_ms: Math.round(at - t0),
+    down_ms: Math.round(performance.now() - at),
+    isolated_prepared_at_cut: atCut.length,
+    isolated_settled_ms: atCut.length > 0 ? settledMs : null,
+  };
   f.events.push(ev);
-  o.log(`chaos: partition of ${ev.target} (SIGSTOP) at ${ev.at_ms} ms, healed (SIGCONT) after ${ev.down_ms} ms`);
+  o.log(`chaos: partition of ${ev.target} (${link !== undefined ? `veth ${link.ns} down` : "SIGSTOP"}) at ${ev.at_ms} ms, healed (${link !== undefined ? "link up" : "SIGCONT"}) after ${ev.down_ms} ms`);
 }
 
 /**
@@ -188,7 +249,7 @@ async function partition(member: ClusterComponent, coord: ClusterComponent, t0: 
  * comes last in a round since its restart is the slowest (a node process
  * loading the server: 5-40 s on a loaded 2-core machine).
  */
-async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddress[], t0: number, o: ChaosOptions, over: () => boolean): Promise<Faults> {
+async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddress[], link: PartitionLink | undefined, t0: number, o: ChaosOptions, over: () => boolean): Promise<Faults> {
   const f: Faults = { events: [], watchers: [] };
   const random = rng(o.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
@@ -206,7 +267,7 @@ async function faultLoop(cluster: EphemeralCluster, shards: readonly ShardAddres
     last = performance.now();
     if (!partitioned) {
       partitioned = true;
-      await partition(cluster.component("etcd3"), cluster.component(`coord${o.coordinators}`), t0, o, f);
+      await partition(cluster.component(`etcd${ISOLATED_MEMBER + 1}`), cluster.component(`coord${o.coordinators}`), link, shards, t0, o, f);
       continue;
     }
     await killAndRestart(cluster.component(kinds[n++ % kinds.length]!()), shards, t0, o, f);
@@ -247,10 +308,61 @@ async function decisionRecordsLeft(cluster: EphemeralCluster): Promise<number> {
   }
 }
 
+/** Diagnostics of branches left prepared: whether each is attached to a session (and from where), and the coordinators' log lines naming it. */
+async function describeLeftovers(shards: readonly ShardAddress[], left: readonly string[], cluster: EphemeralCluster, o: ChaosOptions): Promise<void> {
+  for (const b of left.slice(0, 5)) {
+    const [shard, tx] = b.split("|") as [string, string];
+    const address = shards.find((s) => s.name === shard);
+    if (address === undefined) continue;
+    const pool = new ShardPool(address, { connections_max: 4, waiters_max: 4, acquire_timeout_ms: 2_000, connect_timeout_ms: 2_000, statement_timeout_ms: 5_000 });
+    try {
+      const d = await detachBranch(pool, tx, true);
+      o.log(`chaos: left prepared ${b}: ${d.outcome === "failed" ? d.why : d.outcome}`);
+    } finally {
+      pool.close();
+    }
+    for (const c of cluster.coordinators) {
+      let text = "";
+      try {
+        text = readFileSync(c.record.outputPath, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of text.split("\n").filter((l) => l.includes(tx) || l.includes("not detached")).slice(-12)) o.log(`chaos:   ${c.name}: ${line.slice(0, 400)}`);
+      try {
+        const t = await (await fetch(`${c.url}/transactions/${encodeURIComponent(tx)}`, { signal: AbortSignal.timeout(5_000) })).text();
+        const m = await (await fetch(`${c.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+        const lines = m.split("\n").filter((l) => /^speccommit_(in_doubt_transactions|resolver_scans_total|prepared_branches|takeover_sessions_killed_total|protocol_violations_total)/.test(l));
+        o.log(`chaos:   ${c.name} GET /transactions: ${t.slice(0, 300)}; ${lines.join("; ")}`);
+      } catch (e) {
+        o.log(`chaos:   ${c.name}: ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+/** Takeovers and sessions killed, counted from every coordinator's log file (appended across restarts), by the node taken over. */
+function coordinatorLogs(cluster: EphemeralCluster): { takeovers: Record<string, number>; killed: Record<string, number> } {
+  const takeovers: Record<string, number> = {};
+  const killed: Record<string, number> = {};
+  for (const c of cluster.coordinators) {
+    let text = "";
+    try {
+      text = readFileSync(c.record.outputPath, "utf8");
+    } catch {
+      continue;
+    }
+    for (const m of text.matchAll(/ took over node (\S+) \(/g)) takeovers[m[1]!] = (takeovers[m[1]!] ?? 0) + 1;
+    for (const m of text.matchAll(/ killed node (\S+)'s session /g)) killed[m[1]!] = (killed[m[1]!] ?? 0) + 1;
+  }
+  return { takeovers, killed };
+}
+
 const pct = (xs: number[], p: number) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!);
 
-/** Everything up again (a fault in progress at the end, a stopped process): SIGCONT and restart what is down. */
-async function healAll(cluster: EphemeralCluster, o: ChaosOptions): Promise<void> {
+/** Everything up again (a fault in progress at the end, a stopped process, a cut link): link up, SIGCONT and restart what is down. */
+async function healAll(cluster: EphemeralCluster, link: PartitionLink | undefined, o: ChaosOptions): Promise<void> {
+  if (link?.isCut === true) await link.heal();
   const names = [...cluster.etcdMembers.map((_, i) => `etcd${i + 1}`), "shard-a", "shard-b", "shard-c", ...cluster.coordinators.map((c) => c.name)];
   for (const name of names) {
     const c = cluster.component(name);
@@ -266,9 +378,27 @@ async function healAll(cluster: EphemeralCluster, o: ChaosOptions): Promise<void
 /** Runs one chaos run on a fresh cluster and returns its report; the cluster is stopped and removed afterwards. */
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const loadavg_start = loadavg();
-  const cluster = await startEphemeralCluster({ shards: SHARDS, accountsPerShard: o.accountsPerShard, etcdMembers: ETCD_MEMBERS, lockWaitTimeoutS: 1 });
+  const why = o.partitionMethod === "sigstop" ? "asked for (--partition sigstop)" : await netnsUnusable(o.log);
+  const link = why === null ? await createPartitionLink() : undefined;
+  const partition_method = link !== undefined ? PARTITION_NETNS : partitionSigstop(why!);
+  o.log(`chaos: partition method: ${partition_method}`);
+  let cluster: EphemeralCluster;
   try {
-    const coords = await cluster.startCoordinators(o.coordinators, chaosServeArgs);
+    cluster = await startEphemeralCluster({
+      shards: SHARDS,
+      accountsPerShard: o.accountsPerShard,
+      etcdMembers: ETCD_MEMBERS,
+      lockWaitTimeoutS: 1,
+      ...(link !== undefined ? { partition: { link, etcdMember: ISOLATED_MEMBER } } : {}),
+    });
+  } catch (e) {
+    await link?.remove();
+    throw e;
+  }
+  try {
+    // The last coordinator is the one the partition isolates, with etcd member ISOLATED_MEMBER: inside the namespace.
+    const coords = await cluster.startCoordinators(o.coordinators, chaosServeArgs, (i) => i === o.coordinators - 1);
+    if (link !== undefined) o.log(`chaos: netns ${link.ns}: etcd${ISOLATED_MEMBER + 1} and coord${o.coordinators} inside on ${link.nsIp}, the rest reached at ${link.rootIp}`);
     o.log(`chaos: ${ETCD_MEMBERS} etcd members, ${SHARDS} shards, ${coords.length} coordinator(s) at ${coords.map((c) => c.url).join(", ")}`);
     const shards = addressesOfCluster(cluster.describe()).shards;
     const workload: WorkloadOptions = {
@@ -288,7 +418,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const load: Promise<LoadResult> = runLoad({ target: client, workload, clients: o.clients, warmupMs: 0, durationMs: o.durationMs, backoffMs: 100, stop: () => stop });
     let faults: Faults;
     try {
-      faults = await faultLoop(cluster, shards, t0, o, () => performance.now() - t0 > o.durationMs - o.faultEveryMs);
+      faults = await faultLoop(cluster, shards, link, t0, o, () => performance.now() - t0 > o.durationMs - o.faultEveryMs);
     } finally {
       const rest = o.durationMs - (performance.now() - t0);
       if (rest > 0) await sleep(rest);
@@ -296,10 +426,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
     const result = await load;
     const t1 = performance.now();
-    await healAll(cluster, o);
+    await healAll(cluster, link, o);
     await Promise.all(faults.watchers);
     await client.settleInDoubt();
     const settled = await waitSettled(shards, [XID_FORMAT_ID], FINAL_SETTLE_MS);
+    if (!settled.settled) await describeLeftovers(shards, settled.prepared, cluster, o);
     const decision_records_left = await decisionRecordsLeft(cluster);
     const replay = await client.replayKeys(REPLAY_KEYS_MAX);
     await client.close();
@@ -313,7 +444,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const to = from + ev.down_ms;
       ev.accepting_share = availability(client.definiteAt, from, to).share;
       ev.definite_answers = client.definiteAt.filter((t) => t >= from && t < to).length;
+      if (ev.kind === "partition") {
+        const isolated = coords[coords.length - 1]!.url;
+        // Counted from 1 s after the cut (an answer that arrived just before it may be recorded late: the client's event loop
+        // lags under load) until the heal began (answers recorded later may have crossed the healed link).
+        ev.isolated_answers = client.definiteAt.filter((t, i) => t >= from + 1_000 && t < from + (ev.cut_ms ?? ev.down_ms) && client.definiteUrl[i] === isolated).length;
+      }
     }
+    const logs = coordinatorLogs(cluster);
     const passed = before === after && settled.settled && decision_records_left === 0 && replay.mismatches.length === 0 && history.problems_total === 0;
     return {
       coordinators: o.coordinators,
@@ -321,7 +459,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       shards: SHARDS,
       duration_ms: Math.round(t1 - t0),
       clients: o.clients,
-      partition_method: PARTITION_METHOD,
+      partition_method,
       loadavg_start,
       loadavg_end: loadavg(),
       cpus: cpus().length,
@@ -331,6 +469,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       faults: faults.events,
       accepting_share: avail.share,
       longest_gap_ms: avail.gap,
+      takeovers: logs.takeovers,
+      sessions_killed: logs.killed,
       coordinator_death_to_settled_ms: faults.events.flatMap((e) => (e.settled_after_ms !== undefined && e.settled_after_ms !== null ? [e.settled_after_ms] : [])),
       audit: {
         total_before_cents: before.toString(),
@@ -346,6 +486,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     };
   } finally {
     await cluster.stop();
+    await link?.remove();
   }
 }
 
@@ -360,7 +501,8 @@ export function formatChaos(r: ChaosReport): string {
   return [
     `chaos: ${r.coordinators} coordinator(s), ${r.etcd_members} etcd members, ${r.shards} shards, ${r.clients} clients, ${(r.duration_ms / 1000).toFixed(1)} s of load; load average ${fmtLoad(r.loadavg_start)} -> ${fmtLoad(r.loadavg_end)} on ${r.cpus} CPUs`,
     `  faults: ${kills.length} kill -9 + restart (${byKind("coord")} coordinator, ${byKind("etcd")} etcd member, ${byKind("shard")} shard), ${r.faults.length - kills.length} partition`,
-    ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time`),
+    ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time${f.isolated_answers !== undefined ? `; ${f.isolated_answers} answers from the isolated coordinator while cut off; of its ${f.isolated_prepared_at_cut} branches prepared at the cut, ${f.isolated_prepared_at_cut === 0 ? "-" : f.isolated_settled_ms === null || f.isolated_settled_ms === undefined ? "NOT all settled before the heal" : `all settled by a survivor ${f.isolated_settled_ms} ms after the cut`}` : ""}`),
+    `  takeovers (from the coordinators' logs, by node taken over): ${JSON.stringify(r.takeovers)}; shard sessions killed to detach prepared branches: ${JSON.stringify(r.sessions_killed)}`,
     `  partition: ${r.partition_method}`,
     `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; failing over: ${r.failover.transfers_retried} transfers answered after a retry (${r.failover.extra_attempts} extra attempts), ${r.failover.no_answer} unanswered within the deadline`,
     `  in doubt: ${r.in_doubt.answered} answered in_doubt, ${r.in_doubt.settled} settled (GET /transactions) after p50 ${r.in_doubt.settle_ms_p50 ?? "-"} ms, max ${r.in_doubt.settle_ms_max ?? "-"} ms`,
@@ -378,7 +520,9 @@ export const CHAOS_USAGE = `usage: npm run bench -- --chaos [options]
 
 N coordinators, 3 etcd members and 3 shards on a fresh cluster, under load
 from the failing-over client; kill -9 of a coordinator, an etcd member and a
-shard in turn (each restarted), a partition stand-in once; then the audit.
+shard in turn (each restarted), a partition of etcd3 and the last
+coordinator once (a network namespace's veth link down, as root; else the
+SIGSTOP stand-in, said so in the report); then the audit.
 Then the same run with 1 coordinator, for comparison (unless --no-compare).
 docs/operations.md, "Chaos", says how to read it.
 
@@ -387,7 +531,8 @@ docs/operations.md, "Chaos", says how to read it.
   --clients N          concurrent clients (default 32, 1-1000)
   --fault-every-s S    pause between two faults (default 4, 1-600)
   --down-s S           how long a killed server stays down (default 1, 0-600)
-  --partition-s S      how long the partition lasts (default 5, 1-600)
+  --partition-s S      how long the partition lasts (default 8, 1-600: past the 3 s lease, so it is taken over)
+  --partition M        auto (default: a network namespace when usable, else SIGSTOP) or sigstop
   --seed N             victims and transfers (default 11)
   --no-compare         skip the 1-coordinator run
   --json FILE          write both reports as JSON
@@ -404,9 +549,10 @@ interface ChaosFlags {
   seed: number;
   compare: boolean;
   json?: string;
+  partition: "auto" | "sigstop";
 }
 
-const CHAOS_INT_FLAGS: Record<string, { key: Exclude<keyof ChaosFlags, "compare" | "json">; min: number; max: number }> = {
+const CHAOS_INT_FLAGS: Record<string, { key: Exclude<keyof ChaosFlags, "compare" | "json" | "partition">; min: number; max: number }> = {
   "--duration-s": { key: "duration_s", min: 10, max: 3_600 },
   "--coordinators": { key: "coordinators", min: 1, max: 9 },
   "--clients": { key: "clients", min: 1, max: 1_000 },
@@ -418,7 +564,7 @@ const CHAOS_INT_FLAGS: Record<string, { key: Exclude<keyof ChaosFlags, "compare"
 
 /** Parses the --chaos flags; throws an Error naming the flag on a bad one. */
 export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
-  const f: ChaosFlags = { duration_s: 60, coordinators: 3, clients: 32, fault_every_s: 4, down_s: 1, partition_s: 5, seed: 11, compare: true };
+  const f: ChaosFlags = { duration_s: 60, coordinators: 3, clients: 32, fault_every_s: 4, down_s: 1, partition_s: 8, seed: 11, compare: true, partition: "auto" };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.includes("=") ? (argv[i]!.split(/=(.*)/s, 2) as [string, string]) : [argv[i]!, undefined];
     if (flag === "--no-compare") {
@@ -431,8 +577,13 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
       f.json = value;
       continue;
     }
+    if (flag === "--partition") {
+      if (value !== "auto" && value !== "sigstop") throw new Error(`--partition: ${JSON.stringify(value)} is not allowed; expected auto or sigstop`);
+      f.partition = value;
+      continue;
+    }
     const spec = CHAOS_INT_FLAGS[flag];
-    if (spec === undefined) throw new Error(`unknown option ${JSON.stringify(flag)} for --chaos (allowed: ${[...Object.keys(CHAOS_INT_FLAGS), "--no-compare", "--json"].join(", ")})`);
+    if (spec === undefined) throw new Error(`unknown option ${JSON.stringify(flag)} for --chaos (allowed: ${[...Object.keys(CHAOS_INT_FLAGS), "--no-compare", "--json", "--partition"].join(", ")})`);
     const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) throw new Error(`${flag}: ${JSON.stringify(value)} is not allowed; expected an integer from ${spec.min} to ${spec.max}`);
     f[spec.key] = n;
@@ -465,6 +616,7 @@ export async function chaosMain(argv: readonly string[]): Promise<number> {
       partitionMs: f.partition_s * 1000,
       accountsPerShard: 10_000,
       seed: f.seed,
+      partitionMethod: f.partition,
       log: (line) => console.log(line),
     });
     console.log(formatChaos(r));

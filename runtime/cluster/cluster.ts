@@ -31,6 +31,7 @@ import { freePort, portAnswers, reservePort } from "./ports.ts";
 import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUNT_MAX, SHARD_USER, seed, shardName } from "./schema.ts";
 import { ensureSystemPackages } from "./system.ts";
 import { ensureCertificates, type TlsFiles } from "./tls.ts";
+import type { PartitionLink } from "./netns.ts";
 
 export const DEFAULT_DIR = ".speccommit";
 export const DEFAULTS = { shards: 3, accountsPerShard: 10_000, balanceCents: 100_000 } as const;
@@ -154,11 +155,11 @@ function shardPassword(dir: string, name: string): string {
 }
 
 /** Creates the schema and the shard user and, when the shard holds no account yet, seeds it. */
-async function prepareShard(db: MariaDbProcess, index: number, p: SeedParameters, dir: string): Promise<"seeded" | "kept"> {
+async function prepareShard(db: MariaDbProcess, index: number, p: SeedParameters, dir: string, extraUserHosts: readonly string[] = []): Promise<"seeded" | "kept"> {
   const conn = await mysql.createConnection(db.connectionOptions());
   try {
     await createSchema(conn);
-    await createShardUser(conn, SHARD_USER, shardPassword(dir, shardName(index)), { requireSsl: db.tls !== undefined });
+    await createShardUser(conn, SHARD_USER, shardPassword(dir, shardName(index)), { requireSsl: db.tls !== undefined, extraHosts: extraUserHosts });
     if ((await accountCount(conn)) > 0) return "kept";
     await seed(conn, { accounts: p.accountsPerShard, balanceCents: p.balanceCents, firstId: firstAccountId(index, p.accountsPerShard) });
     return "seeded";
@@ -219,6 +220,9 @@ export interface EtcdMemberPlan {
   peerPort: number | undefined;
   /** With several members: name=peerURL of each. */
   initialCluster: string | undefined;
+  /** Where it listens (default 127.0.0.1) and the network namespace it runs in (a chaos run's partition: netns.ts). */
+  host?: string;
+  netns?: PartitionLink;
 }
 
 /**
@@ -226,7 +230,7 @@ export interface EtcdMemberPlan {
  * free ports) or `count` (data directories <dir>/etcdN; ports fixed up front,
  * since every member lists every peer URL). A recorded cluster keeps its ports.
  */
-export async function planEtcdMembers(dir: string, count: number, recorded?: readonly EtcdRecord[]): Promise<EtcdMemberPlan[]> {
+export async function planEtcdMembers(dir: string, count: number, recorded?: readonly EtcdRecord[], placement?: (i: number) => { host: string; netns?: PartitionLink }): Promise<EtcdMemberPlan[]> {
   if (!(ETCD_MEMBER_COUNTS as readonly number[]).includes(count)) throw new Error(`etcd members (--etcd-members) must be one of ${ETCD_MEMBER_COUNTS.join(", ")} (got ${count})`);
   if (count === 1) {
     const was = recorded?.[0];
@@ -236,9 +240,9 @@ export async function planEtcdMembers(dir: string, count: number, recorded?: rea
   for (let i = 0; i < count; i++) {
     const name = `etcd${i + 1}`;
     const was = recorded?.[i];
-    plans.push({ name, memberName: name, dataDir: join(dir, name), clientPort: was?.clientPort ?? (await freePort()), peerPort: was?.peerPort ?? (await freePort()), initialCluster: undefined });
+    plans.push({ name, memberName: name, dataDir: join(dir, name), clientPort: was?.clientPort ?? (await freePort()), peerPort: was?.peerPort ?? (await freePort()), initialCluster: undefined, ...(placement?.(i) ?? {}) });
   }
-  const initialCluster = plans.map((m) => `${m.memberName}=${peerUrlOf(m.peerPort!)}`).join(",");
+  const initialCluster = plans.map((m) => `${m.memberName}=${peerUrlOf(m.peerPort!, m.host)}`).join(",");
   return plans.map((m) => ({ ...m, initialCluster }));
 }
 
@@ -252,6 +256,8 @@ export function startEtcdMember(m: EtcdMemberPlan, opts: { detached: boolean; tl
     ...(m.peerPort !== undefined ? { peerPort: m.peerPort } : {}),
     ...(m.initialCluster !== undefined ? { initialCluster: m.initialCluster } : {}),
     ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+    ...(m.host !== undefined ? { host: m.host } : {}),
+    ...(m.netns !== undefined ? { netns: m.netns } : {}),
   });
 }
 
@@ -584,7 +590,7 @@ export interface EphemeralCluster {
    * Writes describe() to <dir>/cluster.json and starts `count` coordinators
    * on it (free ports), each with `serveArgs(i)`; resolves once all listen.
    */
-  startCoordinators(count: number, serveArgs: (i: number) => readonly string[]): Promise<CoordinatorProcess[]>;
+  startCoordinators(count: number, serveArgs: (i: number) => readonly string[], inside?: (i: number) => boolean): Promise<CoordinatorProcess[]>;
   /** One server by name (etcd / etcd1.., shard-a.. or shard1.., coord1..), to kill, stop or start alone. */
   component(name: string): ClusterComponent;
   /** Kills every server (SIGKILL, waiting for exit) and removes dir. Safe to call twice. */
@@ -616,6 +622,15 @@ export interface EphemeralOptions extends Partial<SeedParameters> {
   tls?: boolean;
   /** As `up --etcd-members`: 1 (default), 3 or 5. */
   etcdMembers?: number;
+  /**
+   * A network namespace joined by a veth pair (netns.ts) for a real
+   * partition: etcd member `etcdMember` (0-based) runs inside it on nsIp, the
+   * other members listen on rootIp, the shards also bind rootIp and their
+   * user has an account for the pair's /30; startCoordinators puts the
+   * coordinators its `inside` names there, and has every coordinator reach
+   * the shards over TCP at rootIp (one account for all).
+   */
+  partition?: { link: PartitionLink; etcdMember: number };
 }
 
 /**
@@ -644,7 +659,8 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
   const kill = (proc: { kill9(): Promise<void> }) => proc.kill9();
   try {
     const tls = opts.tls === true ? await ensureCertificates(dir) : undefined;
-    const plans = await planEtcdMembers(dir, opts.etcdMembers ?? 1);
+    const part = opts.partition;
+    const plans = await planEtcdMembers(dir, opts.etcdMembers ?? 1, undefined, part === undefined ? undefined : (i) => (i === part.etcdMember ? { host: part.link.nsIp, netns: part.link } : { host: part.link.rootIp }));
     const procs = await allOrUndo<MariaDbProcess | EtcdProcess>(
       [
         ...plans.map((m) => startEtcdMember(m, { detached: false, tls })),
@@ -654,6 +670,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
             ...(tls !== undefined ? { tls } : {}),
             ...(opts.lockWaitTimeoutS !== undefined ? { lockWaitTimeoutS: opts.lockWaitTimeoutS } : {}),
             ...(opts.bufferPoolMb !== undefined ? { bufferPoolMb: opts.bufferPoolMb } : {}),
+            ...(part !== undefined ? { extraBindAddresses: [part.link.rootIp] } : {}),
           }),
         ),
       ],
@@ -679,7 +696,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       updatedAt: new Date().toISOString(),
     });
     try {
-      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir)));
+      await Promise.all(dbs.map((db, i) => prepareShard(db, i, p, dir, part !== undefined ? [part.link.subnet] : [])));
     } catch (e) {
       await stop();
       throw e;
@@ -695,12 +712,24 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
       etcdMembers: members,
       coordinators,
       describe,
-      startCoordinators: async (count, serveArgs) => {
+      startCoordinators: async (count, serveArgs, inside) => {
         writeClusterFile(describe());
+        // With a partition, every coordinator reaches the shards over TCP at the veth pair's root side (unix sockets are files:
+        // they would cross the namespace), all through one account, 'speccommit'@'<the pair's /30>': MariaDB lets a session
+        // KILL only the sessions of its own account (else 1095), and a survivor must kill a cut-off node's (takeover.ts rule 5).
+        const insideFile = join(dir, "cluster-tcp.json");
+        if (part !== undefined) {
+          const d = describe();
+          writeFileSync(insideFile, `${JSON.stringify({ ...d, shards: d.shards.map(({ dataDir: _d, ...s }) => ({ ...s, host: part.link.rootIp })) }, null, 2)}\n`);
+        }
         const started = await allOrUndo(
           Array.from({ length: count }, async (_, i) => {
             const port = await freePort();
-            return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, args: coordinatorArgs(clusterFilePath(dir), port, serveArgs(i)) });
+            if (part !== undefined && inside?.(i) === true) {
+              const host = part.link.nsIp;
+              return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, netns: part.link.ns, host, args: coordinatorArgs(insideFile, port, [...serveArgs(i), "--host", host]) });
+            }
+            return startCoordinator({ name: coordinatorName(i), dir, port, detached: false, args: coordinatorArgs(part !== undefined ? insideFile : clusterFilePath(dir), port, serveArgs(i)) });
           }),
           kill,
         );

@@ -13,6 +13,7 @@
 import { join, resolve } from "node:path";
 import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { readFileSync } from "node:fs";
+import { findBinary } from "./system.ts";
 
 const BIN = new URL("../../bin/speccommit.js", import.meta.url).pathname;
 const LISTEN_WAIT_MS = 60_000;
@@ -32,6 +33,10 @@ export interface CoordinatorRecord {
   args: string[];
   /** Its stdout and stderr. */
   outputPath: string;
+  /** Runs inside this network namespace (`ip netns exec`; netns.ts), reached at `host`. */
+  netns?: string;
+  /** Where it listens (its --host); absent: 127.0.0.1. */
+  host?: string;
 }
 
 export interface CoordinatorProcess {
@@ -65,7 +70,9 @@ export function coordinatorArgs(clusterFile: string, port: number, extra: readon
 
 async function spawnAndListen(record: Omit<CoordinatorRecord, "pid">, detached: boolean): Promise<{ proc: Supervised; url: string }> {
   const from = fileSize(record.outputPath);
-  const proc = Supervised.spawn({ command: process.execPath, args: [BIN, "serve", ...record.args], outputPath: record.outputPath, detached });
+  const argv = [process.execPath, BIN, "serve", ...record.args];
+  const [command, ...args] = record.netns !== undefined ? [findBinary("ip") ?? "ip", "netns", "exec", record.netns, ...argv] : argv;
+  const proc = Supervised.spawn({ command: command!, args, outputPath: record.outputPath, detached });
   const deadline = Date.now() + LISTEN_WAIT_MS;
   while (Date.now() < deadline) {
     let text = "";
@@ -134,11 +141,21 @@ export interface StartCoordinatorOptions {
   port: number;
   /** true: outlives this process (the CLI); false: killed when this process exits (tests). */
   detached: boolean;
+  /** Inside this network namespace, listening on `host` (give `--host` in args too). */
+  netns?: string;
+  host?: string;
 }
 
 /** Starts one coordinator and resolves once it listens. */
 export async function startCoordinator(o: StartCoordinatorOptions): Promise<CoordinatorProcess> {
-  const spec = { name: o.name, port: o.port, args: o.args, outputPath: join(resolve(o.dir), `${o.name}.log`) };
+  const spec = {
+    name: o.name,
+    port: o.port,
+    args: o.args,
+    outputPath: join(resolve(o.dir), `${o.name}.log`),
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
+  };
   const { proc, url } = await spawnAndListen(spec, o.detached);
   return new Coordinator(spec, proc, url, o.detached);
 }
@@ -153,7 +170,7 @@ export function attachCoordinator(r: CoordinatorRecord, detached = true): Coordi
   const proc = Supervised.attach(r.pid, "serve");
   if (proc === undefined) return undefined;
   const { pid: _pid, ...spec } = r;
-  return new Coordinator(spec, proc, `http://127.0.0.1:${r.port}`, detached);
+  return new Coordinator(spec, proc, `http://${r.host ?? "127.0.0.1"}:${r.port}`, detached);
 }
 
 /** Starts the coordinator a record describes (after a stop or a kill), with the same arguments. */

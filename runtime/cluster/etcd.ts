@@ -52,6 +52,10 @@ export interface EtcdOptions {
   tls?: TlsFiles;
   /** Member name (default n1, the single member). */
   name?: string;
+  /** The address it listens on and advertises (client and peer); default 127.0.0.1. */
+  host?: string;
+  /** Runs inside this network namespace (`ip netns exec`; runtime/cluster/netns.ts); `host` must be an address of it. */
+  netns?: { ns: string; exec(argv: readonly string[]): { command: string; args: string[] } };
   /**
    * Every member as name=peerURL, comma-separated (etcd's --initial-cluster);
    * absent: this member alone. Needs clientPort and peerPort.
@@ -88,19 +92,21 @@ interface Settings {
   tls: TlsFiles | undefined;
   name: string;
   initialCluster: string | undefined;
+  host: string;
+  netns: EtcdOptions["netns"];
 }
 
 export const etcdLogPath = (dataDir: string) => join(dataDir, "etcd.log");
 export const etcdPidPath = (dataDir: string) => join(dataDir, "etcd.pid");
-const clientUrlOf = (port: number, tls?: TlsFiles) => `${tls !== undefined ? "https" : "http"}://${HOST}:${port}`;
+const clientUrlOf = (port: number, tls?: TlsFiles, host: string = HOST) => `${tls !== undefined ? "https" : "http"}://${host}:${port}`;
 
 /** A member's peer URL (what --initial-cluster lists). */
-export const peerUrlOf = (peerPort: number) => `http://${HOST}:${peerPort}`;
+export const peerUrlOf = (peerPort: number, host: string = HOST) => `http://${host}:${peerPort}`;
 
 function serverArgs(s: Settings, clientPort: number, peerPort: number): string[] {
   const { dataDir, tls } = s;
-  const client = clientUrlOf(clientPort, tls);
-  const peer = peerUrlOf(peerPort);
+  const client = clientUrlOf(clientPort, tls, s.host);
+  const peer = peerUrlOf(peerPort, s.host);
   const timings = s.initialCluster !== undefined ? MEMBER_TIMINGS : SINGLE_TIMINGS;
   return [
     "--name", s.name,
@@ -127,8 +133,8 @@ function tlsOfArgv(argv: readonly string[]): TlsFiles | undefined {
 }
 
 /** A JSON request to etcd's client port, over TLS with the client certificate when `tls`; null on any failure. */
-async function etcdJson(clientPort: number, path: string, tls: TlsFiles | undefined, body?: string): Promise<unknown> {
-  const url = `${clientUrlOf(clientPort, tls)}${path}`;
+async function etcdJson(clientPort: number, path: string, tls: TlsFiles | undefined, body?: string, host: string = HOST): Promise<unknown> {
+  const url = `${clientUrlOf(clientPort, tls, host)}${path}`;
   const method = body !== undefined ? "POST" : "GET";
   if (tls === undefined) {
     const res = await fetch(url, { method, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(HEALTH_REQUEST_TIMEOUT_MS) });
@@ -164,9 +170,9 @@ async function etcdJson(clientPort: number, path: string, tls: TlsFiles | undefi
 }
 
 /** True when GET /health answers {"health":"true"} (a leader exists and the member serves). */
-export async function etcdHealthy(clientPort: number, tls?: TlsFiles): Promise<boolean> {
+export async function etcdHealthy(clientPort: number, tls?: TlsFiles, host: string = HOST): Promise<boolean> {
   try {
-    const body = (await etcdJson(clientPort, "/health", tls)) as { health?: unknown } | null;
+    const body = (await etcdJson(clientPort, "/health", tls, undefined, host)) as { health?: unknown } | null;
     return body?.health === "true" || body?.health === true;
   } catch {
     return false;
@@ -178,11 +184,11 @@ export async function etcdHealthy(clientPort: number, tls?: TlsFiles): Promise<b
  * process may have bound the port between our probe and etcd's own bind;
  * without this check a foreign etcd that is healthy would pass for ours.
  */
-async function servesPeerPort(clientPort: number, peerPort: number, tls: TlsFiles | undefined): Promise<boolean> {
+async function servesPeerPort(clientPort: number, peerPort: number, tls: TlsFiles | undefined, host: string = HOST): Promise<boolean> {
   try {
-    const body = (await etcdJson(clientPort, "/v3/cluster/member/list", tls, "{}")) as { header?: { member_id?: string }; members?: Array<{ ID?: string; peerURLs?: string[] }> } | null;
+    const body = (await etcdJson(clientPort, "/v3/cluster/member/list", tls, "{}", host)) as { header?: { member_id?: string }; members?: Array<{ ID?: string; peerURLs?: string[] }> } | null;
     const self = body?.members?.find((m) => m.ID === body.header?.member_id);
-    return self?.peerURLs?.includes(`http://${HOST}:${peerPort}`) ?? false;
+    return self?.peerURLs?.includes(`http://${host}:${peerPort}`) ?? false;
   } catch {
     return false;
   }
@@ -197,12 +203,9 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
   const logStart = fileSize(logPath);
   const outStart = fileSize(outPath);
   const started = Date.now();
-  const proc = Supervised.spawn({
-    command: requireBinary("etcd"),
-    args: serverArgs(s, clientPort, peerPort),
-    outputPath: outPath,
-    detached: s.detached,
-  });
+  const argv = [requireBinary("etcd"), ...serverArgs(s, clientPort, peerPort)];
+  const { command, args } = s.netns !== undefined ? s.netns.exec(argv) : { command: argv[0]!, args: argv.slice(1) };
+  const proc = Supervised.spawn({ command, args, outputPath: outPath, detached: s.detached });
   writeFileSync(etcdPidPath(s.dataDir), `${proc.pid}\n`);
   const tails = () => `end of ${logPath}:\n${tailFile(logPath, 25, logStart)}\nend of ${outPath}:\n${tailFile(outPath, 10, outStart)}`;
   while (Date.now() - started < s.readyTimeoutMs) {
@@ -212,7 +215,7 @@ async function launch(s: Settings, clientPort: number, peerPort: number): Promis
       const status = proc.status();
       throw new Error(`etcd (${s.dataDir}, client port ${clientPort}) exited before it was healthy (code ${status?.code ?? "?"}, signal ${status?.signal ?? "none"}); ${text}`);
     }
-    if ((await etcdHealthy(clientPort, s.tls)) && (await servesPeerPort(clientPort, peerPort, s.tls))) return { kind: "ready", proc };
+    if ((await etcdHealthy(clientPort, s.tls, s.host)) && (await servesPeerPort(clientPort, peerPort, s.tls, s.host))) return { kind: "ready", proc };
     await sleep(READY_POLL_MS);
   }
   proc.signal("SIGKILL");
@@ -229,7 +232,7 @@ class Etcd implements EtcdProcess {
   ) {}
 
   get clientUrl(): string {
-    return clientUrlOf(this.clientPort, this.s.tls);
+    return clientUrlOf(this.clientPort, this.s.tls, this.s.host);
   }
 
   get tls(): TlsFiles | undefined {
@@ -285,6 +288,8 @@ function settingsOf(opts: EtcdOptions): Settings {
     tls: opts.tls,
     name: opts.name ?? MEMBER_NAME,
     initialCluster: opts.initialCluster,
+    host: opts.host ?? HOST,
+    netns: opts.netns,
   };
 }
 

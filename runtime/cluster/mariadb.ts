@@ -53,6 +53,8 @@ export interface MariaDbOptions {
   stopTimeoutMs?: number;
   /** TLS required on TCP (require_secure_transport): the server's certificate, key and CA. */
   tls?: MariaDbTls;
+  /** Addresses it listens on besides 127.0.0.1 (a veth pair's root side, for a coordinator in a network namespace: netns.ts). */
+  extraBindAddresses?: readonly string[];
 }
 
 export interface MariaDbTls {
@@ -105,6 +107,7 @@ interface Settings {
   readyTimeoutMs: number;
   stopTimeoutMs: number;
   tls: MariaDbTls | undefined;
+  extraBindAddresses: readonly string[];
 }
 
 function settingsOf(opts: MariaDbOptions): Settings {
@@ -117,6 +120,7 @@ function settingsOf(opts: MariaDbOptions): Settings {
     detached: opts.detached ?? false,
     readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS_DEFAULT,
     stopTimeoutMs: opts.stopTimeoutMs ?? STOP_TIMEOUT_MS_DEFAULT,
+    extraBindAddresses: opts.extraBindAddresses ?? [],
   };
   for (const [name, v] of [["bufferPoolMb", s.bufferPoolMb], ["lockWaitTimeoutS", s.lockWaitTimeoutS], ["maxConnections", s.maxConnections]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`MariaDB option ${name} must be a positive integer (got ${v})`);
@@ -216,7 +220,7 @@ function serverArgs(s: Settings, port: number): string[] {
     `--tmpdir=${tmpDirPath(d)}`,
     "--user=root",
     `--port=${port}`,
-    `--bind-address=${HOST}`,
+    `--bind-address=${[HOST, ...s.extraBindAddresses].join(",")}`,
     `--socket=${join(d, "mysqld.sock")}`,
     `--pid-file=${pidFilePath(d)}`,
     `--log-error=${errorLogPath(d)}`,

@@ -190,9 +190,11 @@ export const SHARD_USER_GLOBAL_GRANTS = ["PROCESS"] as const;
  * need no privilege in MariaDB (verified on 10.11: docs/operations.md).
  * Reading the lock waits does: SHARD_USER_GLOBAL_GRANTS.
  */
-export async function createShardUser(conn: Queryable, user: string, password: string, opts: { requireSsl?: boolean } = {}): Promise<void> {
+export async function createShardUser(conn: Queryable, user: string, password: string, opts: { requireSsl?: boolean; extraHosts?: readonly string[] } = {}): Promise<void> {
   if (!/^[a-z][a-z0-9_]{0,31}$/.test(user)) throw new Error(`shard user name must be 1-32 characters of a-z 0-9 _ starting with a letter (got ${JSON.stringify(user)})`);
-  for (const host of SHARD_USER_HOSTS) {
+  // extraHosts: coordinators connecting over a veth pair (netns.ts): an IPv4 address, or address/netmask (one account for all of them).
+  for (const h of opts.extraHosts ?? []) if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,3}(\.\d{1,3}){3})?$/.test(h)) throw new Error(`shard user host must be an IPv4 address or address/netmask (got ${JSON.stringify(h)})`);
+  for (const host of [...SHARD_USER_HOSTS, ...(opts.extraHosts ?? [])]) {
     const account = `'${user}'@'${host}'`;
     await conn.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ?`, [password]);
     await conn.query(`ALTER USER ${account} IDENTIFIED BY ? REQUIRE ${opts.requireSsl === true && host !== "localhost" ? "SSL" : "NONE"}`, [password]);

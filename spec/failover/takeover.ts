@@ -147,3 +147,34 @@ export function takeover(self: string, node: string, mutant?: TakeoverMutant): R
 
   return { start, step, node };
 }
+
+/**
+ * Rule 5, a hung or cut-off node's shard sessions (issue 11). A node that is
+ * frozen or partitioned, not dead, keeps its sessions on the shards: its
+ * prepared branches stay attached to them, with their row locks. MariaDB
+ * answers XA COMMIT and XA ROLLBACK of a branch still attached to another
+ * live session with 1397 (XAER_NOTA, "unknown XID": measured on MariaDB
+ * 10.11, test/failover/detach.test.ts), and the branch's row locks stay
+ * held. The resolver over N's namespace keeps N's record while XA RECOVER
+ * still lists the branch, so nothing is lost, but nothing settles either
+ * until N's session dies: with N frozen, or cut off (the shard does not
+ * notice a silent TCP client for hours), not within any bound.
+ *
+ * So the host detaches N's prepared branches before that resolver may settle
+ * them: it kills the shard session each one is attached to (KILL CONNECTION,
+ * then waits until the session is gone; the branch stays prepared, detached,
+ * and the resolver's XA COMMIT or ROLLBACK then applies). A shard on which a
+ * listed branch could not be detached answers the resolver's XA RECOVER as
+ * UNAVAILABLE (a shard that did not answer: the scan is incomplete and is
+ * retried), never with a list the resolver would settle through NOTA.
+ *
+ * When: only while owning N and once the fence is durable (the resolver
+ * over N's namespace holds the new epoch it took of N, `fence` not null).
+ * Before the fence, N may still be alive and writing decisions: killing its
+ * sessions would abort what it runs and it would open new ones, for nothing.
+ * After it, N can never make a decision durable again under its old epoch,
+ * so every branch of N the resolver finds is the resolver's to decide, and a
+ * session of N holding one only stands in the way. A branch N prepares after
+ * the kill (it resumed) is found by the next scan and detached in turn.
+ */
+export const detachBeforeSettle = (st: TakeoverState | undefined, fence: number | null): boolean => st !== undefined && resolving(st) && fence !== null;

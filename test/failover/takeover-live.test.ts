@@ -269,8 +269,9 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     console.log(`n3 frozen holding ${held.records.length} records, ${held.branches.length} prepared branches`);
     const epochHeld = await epochVersion("n3");
     // Frozen past its lease: n1 takes it over and fences it (n3's epoch moves) while n3 still "runs". Its prepared
-    // branches stay attached to its open sessions (MariaDB answers XA COMMIT/ROLLBACK from elsewhere with NOTA
-    // while the owner session lives: docs/operations.md, "Several coordinators"), so they wait for n3 to wake.
+    // branches are attached to its open sessions (MariaDB answers XA COMMIT/ROLLBACK from elsewhere with NOTA
+    // while the owner session lives), so once the fence is up n1 kills those sessions (spec/failover/takeover.ts
+    // rule 5) and settles them while n3 is still frozen.
     let owner: string | null = null;
     for (let i = 0; i < 150 && owner !== "n1"; i++) {
       const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; owner: string | null }>;
@@ -280,7 +281,18 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     expect(owner, n1.output().slice(-2000)).toBe("n1");
     for (let i = 0; i < 100 && (await epochVersion("n3")) === epochHeld; i++) await sleep(100);
     expect(await epochVersion("n3")).toBeGreaterThan(epochHeld);
-    console.log("n3 taken over and fenced while frozen; waking it");
+    const frozen_ms = performance.now();
+    let left = held;
+    for (let i = 0; i < 300; i++) {
+      left = { records: await records(), branches: await branches() };
+      if (left.records.length === 0 && left.branches.length === 0) break;
+      await sleep(100);
+    }
+    expect(left, `n3 frozen still holds this\n${n1.output().slice(-3000)}`).toEqual({ records: [], branches: [] });
+    const killedMetric = metricOf(await (await fetch(`${n1.url}/metrics`)).text(), 'speccommit_takeover_sessions_killed_total{node="n3"}');
+    expect(killedMetric).toBeGreaterThanOrEqual(1);
+    expect(n1.output()).toMatch(/killed node n3's session \d+ on shard-., which held its prepared branch n3\./);
+    console.log(`n3 taken over and fenced while frozen; n1 killed ${killedMetric} of its sessions and settled what it held within ${Math.round(performance.now() - frozen_ms)} ms of the fence; waking it`);
     // It wakes: whatever it had in flight meets a newer epoch; it takes a lease and an epoch again, n1 lets go.
     process.kill(n3.pid, "SIGCONT");
     let back = false;

@@ -1,0 +1,171 @@
+/**
+ * Detaching a hung or cut-off node's prepared branches from its live shard
+ * sessions, so that a survivor's resolver can settle them
+ * (spec/failover/takeover.ts, rule 5 `detachBeforeSettle`, says when; this
+ * file only does it).
+ *
+ * How a branch's session is found, with no identity of the node's sessions
+ * on the shard: every XA branch inserts its history rows
+ * (`history.xid` = the transaction id) and a prepared branch holds them
+ * locked. A locking read of those rows (LOCK IN SHARE MODE, bounded by
+ * innodb_lock_wait_timeout = 1 s for that statement) waits for the branch,
+ * and information_schema.INNODB_LOCK_WAITS joined to INNODB_TRX names the
+ * session the blocking transaction is attached to
+ * (`trx_mysql_thread_id`), 0 once it is detached (measured on MariaDB 10.11:
+ * test/failover/detach.test.ts). That session is killed (KILL CONNECTION),
+ * and awaited until it left information_schema.PROCESSLIST. The branch then
+ * stays prepared, detached, and XA COMMIT / ROLLBACK from any session apply.
+ *
+ * Only the X lock of the branch's own insert blocks a shared read of its
+ * history rows (the commit timestamp's UPDATE comes after the branch
+ * committed, when it is no longer listed by XA RECOVER), so the holder found
+ * is the branch's session; the wait read must be the probe's own, on a
+ * history row of that xid (INNODB_LOCKS' lock_table and lock_data), since
+ * the view may be older. InnoDB refreshes those tables only when they were
+ * last read more than 100 ms ago (runtime/deadlock.ts): the waits are read
+ * every WAITS_POLL_MS (250), so that this reader alone never keeps the view
+ * frozen; several deadlock detectors polling the same shard every 120 ms
+ * can (docs/operations.md, "Cross-shard deadlocks": run one), and a branch
+ * not detached within BRANCH_WAIT_MS is tried again on the next scan.
+ *
+ * Everything is bounded: BRANCH_WAIT_MS per branch, PARALLEL branches of a
+ * shard at a time, and the cache of branches known detached (a detached
+ * branch never attaches again: XA COMMIT/ROLLBACK from another session do not
+ * attach it, and XA START of its xid answers DUPID) keeps at most what XA
+ * RECOVER listed last.
+ */
+import type { ShardId, TxId } from "../spec/kernel/effects.ts";
+import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
+import { DATABASE } from "./cluster/schema.ts";
+
+const WAITS_POLL_MS = 250;
+const BRANCH_WAIT_MS = 8_000;
+const SESSION_GONE_MS = 5_000;
+const PARALLEL = 8;
+/** ER_NO_SUCH_THREAD: the session is already gone. */
+const ER_NO_SUCH_THREAD = 1094;
+const XID = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export type BranchDetach =
+  /** Its session was killed and is gone: the branch is detached. */
+  | { tx: TxId; outcome: "killed"; thread: number }
+  /** It was detached already (its holder is session 0), or no longer locks anything (finished meanwhile). */
+  | { tx: TxId; outcome: "detached" }
+  /** No history row of it: nothing to find its session by (no branch of ours writes none). */
+  | { tx: TxId; outcome: "no-rows" }
+  /** The shard did not answer, or the session did not go within the bounds. */
+  | { tx: TxId; outcome: "failed"; why: string };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Kills session `thread` and waits (bounded) until it left the process list; null once gone, else why not. */
+async function killAndWait(pool: ShardPool, thread: number): Promise<string | null> {
+  const kill = await pool.run(`KILL CONNECTION ${thread}`);
+  // 1095 (not owner): MariaDB lets a session kill only its own account's sessions, unless it holds CONNECTION ADMIN.
+  if (!kill.ok && kill.error.errno !== ER_NO_SUCH_THREAD) return `KILL CONNECTION ${thread}: ${kill.error.errno ?? kill.error.code} ${kill.error.message}`;
+  const deadline = performance.now() + SESSION_GONE_MS;
+  while (performance.now() < deadline) {
+    const r = await pool.run<Array<{ n: unknown }>>(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ${thread}`);
+    if (r.ok && Number(r.value[0]?.n) === 0) return null;
+    await sleep(20);
+  }
+  return `session ${thread} did not go within ${SESSION_GONE_MS} ms of KILL CONNECTION`;
+}
+
+/**
+ * Detaches one prepared branch `tx` of this shard (see the file's comment).
+ * `onlyLook` (diagnostics): finds the holder, kills nothing; an attached
+ * branch is then "failed" with the holder's session and client address.
+ */
+export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false): Promise<BranchDetach> {
+  if (!XID.test(tx)) return { tx, outcome: "failed", why: `${JSON.stringify(tx)} is not a transaction id` };
+  const deadline = performance.now() + BRANCH_WAIT_MS;
+  let killed: number | null = null;
+  while (performance.now() < deadline) {
+    const c: PooledConnection | null = await pool.acquire();
+    if (c === null) return { tx, outcome: "failed", why: "no connection to the shard" };
+    let done = false;
+    const read = pool
+      .query<Array<{ n: unknown }>>(c, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}' LOCK IN SHARE MODE`)
+      .finally(() => void (done = true));
+    try {
+      let holder: number | null = null;
+      while (!done && holder === null && performance.now() < deadline) {
+        await sleep(WAITS_POLL_MS);
+        if (done) break;
+        // The wait must be this probe's: on a history row of `tx` (the view may be an older one, of another use of this session).
+        const w = await pool.run<Array<{ holder: unknown }>>(
+          "SELECT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
+            "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
+            "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
+            "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
+            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`history\`' AND LEFT(l.lock_data, ${tx.length + 3}) = '''${tx}'',' LIMIT 1`,
+        );
+        if (!w.ok) return { tx, outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
+        if (w.value.length > 0) holder = Number(w.value[0]!.holder);
+      }
+      if (holder === 0) return killed !== null ? { tx, outcome: "killed", thread: killed } : { tx, outcome: "detached" };
+      if (holder !== null && Number.isSafeInteger(holder) && holder > 0) {
+        if (onlyLook) {
+          const p = await pool.run<Array<{ HOST: unknown; COMMAND: unknown; TIME: unknown }>>(`SELECT HOST, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = ${holder}`);
+          const row = p.ok ? p.value[0] : undefined;
+          return { tx, outcome: "failed", why: `attached to session ${holder}${row !== undefined ? ` from ${String(row.HOST)} (${String(row.COMMAND)}, ${String(row.TIME)} s)` : ""}` };
+        }
+        const why = await killAndWait(pool, holder);
+        if (why !== null) return { tx, outcome: "failed", why };
+        killed = holder;
+        continue;
+      }
+      if (!done) continue;
+      const r = await read;
+      // 1205: the wait timed out between two reads of the waits; look again.
+      if (!r.ok) {
+        if (r.error.errno === 1205) continue;
+        return { tx, outcome: "failed", why: r.error.message };
+      }
+      if (Number(r.value[0]?.n) === 0) return { tx, outcome: "no-rows" };
+      return killed !== null ? { tx, outcome: "killed", thread: killed } : { tx, outcome: "detached" };
+    } finally {
+      // A read still waiting (on a detached branch's locks) is stopped; its connection is not given back mid-statement.
+      if (!done) {
+        await pool.run(`KILL QUERY ${c.threadId}`);
+        await read.catch(() => undefined);
+      }
+      pool.release(c);
+    }
+  }
+  return { tx, outcome: "failed", why: `not detached within ${BRANCH_WAIT_MS} ms` };
+}
+
+/**
+ * Detaches the branches of one shard, PARALLEL at a time, skipping those
+ * known detached; remembers those now detached (among `txs` only).
+ */
+export class Detacher {
+  private readonly known = new Map<ShardId, Set<TxId>>();
+
+  constructor(
+    private readonly poolOf: (shard: ShardId) => ShardPool | undefined,
+    private readonly onKilled: (shard: ShardId, d: Extract<BranchDetach, { outcome: "killed" }>) => void,
+  ) {}
+
+  /** True when every listed branch of `shard` is detached (or has no row to find it by); false: some could not be, now. */
+  async detach(shard: ShardId, txs: readonly TxId[]): Promise<{ complete: boolean; results: BranchDetach[] }> {
+    const pool = this.poolOf(shard);
+    if (pool === undefined) return { complete: txs.length === 0, results: [] };
+    const before = this.known.get(shard) ?? new Set<TxId>();
+    const known = new Set([...before].filter((t) => txs.includes(t)));
+    this.known.set(shard, known);
+    const todo = txs.filter((t) => !known.has(t));
+    const results: BranchDetach[] = [];
+    for (let i = 0; i < todo.length; i += PARALLEL) {
+      results.push(...(await Promise.all(todo.slice(i, i + PARALLEL).map((t) => detachBranch(pool, t)))));
+    }
+    for (const r of results) {
+      if (r.outcome === "failed") continue;
+      known.add(r.tx);
+      if (r.outcome === "killed") this.onKilled(shard, r);
+    }
+    return { complete: results.every((r) => r.outcome !== "failed"), results };
+  }
+}
