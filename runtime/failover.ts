@@ -28,6 +28,7 @@ import type { Role } from "../spec/kernel/role.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
 import { ALIVE_PREFIX, MEMBERS_PREFIX, OWNERS_PREFIX } from "./nodes.ts";
+import { mayForgetOwned, mayForgetSelf } from "../spec/failover/forget.ts";
 
 /** A process resolver over another node's namespace, run while this node owns it. */
 export interface TakeoverResolver {
@@ -232,6 +233,9 @@ export class Failover {
       setTimeout(regrant, this.poll_ms).unref();
     });
     await lease.put(ALIVE_PREFIX + this.opts.node).value(JSON.stringify({ node: this.opts.node, ttl_ms: this.opts.lease_ttl_ms }));
+    // A node forgotten while it hung (spec/failover/forget.ts) is a member again: after its lease (alive/ first, so
+    // that an owner's conditional forget either sees the lease or ran before both writes).
+    await this.ns.put(MEMBERS_PREFIX + this.opts.node).value(JSON.stringify({ node: this.opts.node, url: this.url }));
     if (this.lease === lease) this.leaseHeld = true;
   }
 
@@ -301,6 +305,9 @@ export class Failover {
         if (aliveSet.has(n)) this.goneSince.delete(n);
         else if (!this.goneSince.has(n)) this.goneSince.set(n, now);
       }
+      // A node forgotten (spec/failover/forget.ts: by its owner once settled, or by itself on a clean stop): no more watching.
+      const memberSet = new Set(nodes);
+      for (const n of [...this.roles.keys()]) if (!memberSet.has(n)) this.dropNode(n);
       // Our own lease not held (lost, or not yet written): we may be the one cut off; claim nothing.
       if (!this.leaseHeld || !aliveSet.has(this.opts.node)) return;
       for (const n of nodes) {
@@ -334,7 +341,41 @@ export class Failover {
         console.log(`speccommit: node ${this.opts.node}: node ${node}'s transactions are settled (${Math.round(now - own.expired_at_ms)} ms after its lease was seen gone)`);
         this.opts.metrics?.settledSeconds.observe((now - own.expired_at_ms) / 1000);
       }
+      const st = this.roles.get(node)?.st;
+      if (own !== undefined && mayForgetOwned({ owning: st !== undefined && resolving(st), fenced: own.resolver.epoch !== null, inDoubt: items.length })) await this.forget(node);
     }
+  }
+
+  /**
+   * Forgets dead node `node` (spec/failover/forget.ts): one etcd transaction, only while its lease is still gone,
+   * deletes members/<node> and the claim owners/<node>; then stops its resolver and role here. Counted in the log.
+   */
+  private async forget(node: string): Promise<void> {
+    try {
+      const r = await this.ns
+        .if(ALIVE_PREFIX + node, "Version", "==", 0)
+        .then(this.ns.delete().key(MEMBERS_PREFIX + node), this.ns.delete().key(OWNERS_PREFIX + node))
+        .commit();
+      if (!r.succeeded) return;
+      console.log(`speccommit: node ${this.opts.node}: node ${node} settled and still gone: forgotten (members/${node} and owners/${node} deleted)`);
+      this.dropNode(node);
+    } catch (e) {
+      // etcd did not answer: the next audit round tries again.
+      void e;
+    }
+  }
+
+  /** Stops watching `node` here: its resolver, its takeover role, what was counted of it. */
+  private dropNode(node: string): void {
+    const own = this.owned.get(node);
+    if (own !== undefined) own.resolver.stop();
+    this.owned.delete(node);
+    this.roles.get(node)?.stop();
+    this.roles.delete(node);
+    this.goneSince.delete(node);
+    this.firstSeen.delete(node);
+    this.sessionsKilled.delete(node);
+    this.opts.metrics?.nodeInDoubtOldest.remove({ node });
   }
 
   /** The etcd lease this node's alive key is on, while held (null: none); safe-time publications are tagged with it (runtime/safe-exchange.ts). */
@@ -390,7 +431,20 @@ export class Failover {
 
   /** Stops observing and resolving others; `revoke`: give the lease back now (a drained node), so a survivor need not wait for the TTL. */
   async stop(revoke: boolean): Promise<void> {
+    const wasStopped = this.stopped;
     this.stopped = true;
+    // A clean stop with nothing of its own in doubt leaves the membership (spec/failover/forget.ts); otherwise a
+    // survivor takes over what is left, as after a crash.
+    if (revoke && !wasStopped && this.leaseHeld) {
+      const items = await this.opts.inDoubtOf(this.opts.node).catch(() => null);
+      if (mayForgetSelf(items === null ? null : items.length)) {
+        await this.ns
+          .delete()
+          .key(MEMBERS_PREFIX + this.opts.node)
+          .then(() => console.log(`speccommit: node ${this.opts.node}: nothing in doubt; left the members`))
+          .catch((e: Error) => console.error(`speccommit: node ${this.opts.node}: members/${this.opts.node} not deleted (${e.message}): a survivor will find nothing to settle`));
+      }
+    }
     if (this.pollTimer !== null) clearTimeout(this.pollTimer);
     if (this.auditTimer !== null) clearTimeout(this.auditTimer);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
