@@ -412,6 +412,12 @@ const CONCLUDE_WAIT_MS = 5_000;
 /** Bound on remembered transaction -> credential names when retain_transactions is larger. */
 const CREDENTIAL_OF_TX_MAX = 100_000;
 
+/** Whether a Prefer header (RFC 7240: comma-separated preferences, each maybe with parameters) asks for `commit-ts`. */
+export function prefersCommitTs(h: string | string[] | undefined): boolean {
+  const values = h === undefined ? [] : Array.isArray(h) ? h : [h];
+  return values.some((v) => v.split(",").some((p) => p.split(";")[0]!.trim().toLowerCase() === "commit-ts"));
+}
+
 /** The routes below the method check of Api.handle, which answer GET (and HEAD) only. */
 const GET_ROUTES = [/^\/(healthz|health|ready|metrics|ui|ui\/summary|admin\/shards|admin\/nodes)$/, /^\/transactions\/[^/]+$/, /^\/accounts\/[^/]+\/[^/]+$/];
 const isGetRoute = (path: string): boolean => GET_ROUTES.some((r) => r.test(path));
@@ -663,6 +669,7 @@ class Api {
     if (release !== undefined) held(release);
     // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
     let answered = false;
+    const waitTs = prefersCommitTs(req.headers.prefer);
     const answer = (tx: string, o: Outcome, replayed?: boolean): void => {
       if (answered) return;
       answered = true;
@@ -670,7 +677,9 @@ class Api {
       // replayed or read-back answer gives the timestamp only when this process knows it. Told only once durable
       // (runtime/timestamps.ts toTell: a one-branch answer waits for its stamp, bounded; none waits for the txlog).
       const known = o.status !== "committed" ? undefined : this.engine.isRunning(tx) ? this.time.timestamps.choose(tx) : this.time.timestamps.tsOf(tx);
-      const told = known === undefined ? undefined : this.time.timestamps.toTell(tx, known);
+      // `Prefer: commit-ts` (RFC 7240): the client waits for a durable timestamp on every path, the speculative one
+      // included (bounded; Preference-Applied says it was honoured).
+      const told = known === undefined ? undefined : waitTs ? this.time.timestamps.toTellWaiting(tx, known) : this.time.timestamps.toTell(tx, known);
       if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed));
       else send(tx, o, told, replayed);
     };
@@ -688,7 +697,7 @@ class Api {
           protocol: request.protocol,
           ...(replayed !== undefined ? { idempotency_key: request.idempotency_key, replayed } : {}),
         },
-        commitTs !== undefined ? { [TIMESTAMP_HEADER]: commitTs } : {},
+        { ...(commitTs !== undefined ? { [TIMESTAMP_HEADER]: commitTs } : {}), ...(waitTs ? { "Preference-Applied": "commit-ts" } : {}) },
       );
     };
     try {

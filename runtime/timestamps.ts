@@ -144,6 +144,16 @@ export class CommitTimestamps {
     return this.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => (ok ? known : undefined));
   }
 
+  /**
+   * toTell for a client that asked to wait for the timestamp (`Prefer: commit-ts`, runtime/server.ts): any
+   * committed transaction's timestamp is told once durable, the speculative path's included (its SPEC_EXECUTING
+   * record, written just after the answer's decision), waiting at most COMMIT_TS_DURABLE_WAIT_MS.
+   */
+  toTellWaiting(tx: TxId, known: bigint): bigint | Promise<bigint | undefined> {
+    if (this.durable.has(tx)) return known;
+    return this.whenDurable(tx, COMMIT_TS_DURABLE_WAIT_MS).then((ok) => (ok ? known : undefined));
+  }
+
   /** Resolves true once tx's commit timestamp is durable, false after `ms` (the answer then tells none). */
   whenDurable(tx: TxId, ms: number): Promise<boolean> {
     if (this.durable.has(tx)) return Promise.resolve(true);
