@@ -440,7 +440,10 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
         if (onePhase) {
           // One branch, no record: its rows are stamped after the answer (pending until then, a few attempts), or stay
           // without a timestamp (docs/protocols/timestamps.md). The answer does not wait for the stamp.
-          if (!r.ok) ts.settle(tx);
+          // UNAVAILABLE: the batch may still commit (and stamp at t) on the server after the client gave up; t stays
+          // pending while the rows are stamped at t from another connection, which waits on the branch's locks until
+          // its fate is known (no rows: it did not commit), so safe time never passes t before that.
+          if (!r.ok && r.err !== "UNAVAILABLE") ts.settle(tx);
           else void stampOnePhase(tx, shard, t);
           return r;
         }
