@@ -34,6 +34,9 @@ type Known = { kind: "range"; first: number; last: number } | { kind: "set"; ids
 /** How often a shard that did not answer at boot is asked again. */
 const RELOAD_INTERVAL_MS = 1_000;
 
+/** States an account never leaves (runtime/banking.ts: a closed account stays closed, a failed opening failed). */
+export const isFinal = (st: NotOpen | "open" | undefined): boolean => st === "closed" || st === "failed";
+
 /** An account state other than 'open' (accounts.status). */
 export type NotOpen = "opening" | "closed" | "failed" | "closing";
 
@@ -116,8 +119,10 @@ export class Accounts implements AccountCatalog {
           const id = Number(row.id);
           found.add(`${shard}:${id}`);
           this.remember(shard, id);
-          // A close running here ('closing') is this process's own state: the shard says 'open' until it ends.
-          if (this.states.get(shard)?.get(id) !== "closing") this.setState(shard, id, row.status);
+          // A close running here ('closing') is this process's own state: the shard says 'open' until it ends. A final
+          // state (closed, failed) never goes back: a read that ran before a close committed may answer after it.
+          const cached = this.states.get(shard)?.get(id);
+          if (cached !== "closing" && !isFinal(cached)) this.setState(shard, id, row.status);
         }
       }),
     );

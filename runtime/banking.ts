@@ -574,7 +574,12 @@ export class Banking {
       closed = true;
       this.d.send(res, route, 200, { shard_id: shard, account_id: id, status: "closed" });
     } finally {
-      this.d.accounts.setState(shard, id, closed ? "closed" : "open");
+      // Not closed here: back to what the shard says (another node may have closed it meanwhile), not to 'open'.
+      if (closed) this.d.accounts.setState(shard, id, "closed");
+      else {
+        this.d.accounts.setState(shard, id, "open");
+        await this.d.accounts.lookup([{ shard, account: id }]).catch(() => undefined);
+      }
     }
   }
 
