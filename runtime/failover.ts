@@ -342,18 +342,20 @@ export class Failover {
         this.opts.metrics?.settledSeconds.observe((now - own.expired_at_ms) / 1000);
       }
       const st = this.roles.get(node)?.st;
-      if (own !== undefined && mayForgetOwned({ owning: st !== undefined && resolving(st), fenced: own.resolver.epoch !== null, inDoubt: items.length })) await this.forget(node);
+      if (own !== undefined && st !== undefined && mayForgetOwned({ owning: resolving(st), fenced: own.resolver.epoch !== null, inDoubt: items.length })) await this.forget(node, st.version);
     }
   }
 
   /**
-   * Forgets dead node `node` (spec/failover/forget.ts): one etcd transaction, only while its lease is still gone,
-   * deletes members/<node> and the claim owners/<node>; then stops its resolver and role here. Counted in the log.
+   * Forgets dead node `node` (spec/failover/forget.ts): one etcd transaction, only while its lease is still gone and
+   * the claim is still ours at `claimVersion`, deletes members/<node> and the claim owners/<node>; then stops its resolver and role here. Counted in the log.
    */
-  private async forget(node: string): Promise<void> {
+  private async forget(node: string, claimVersion: number): Promise<void> {
     try {
       const r = await this.ns
         .if(ALIVE_PREFIX + node, "Version", "==", 0)
+        // The claim is still ours, at the version our role holds (another survivor's newer claim is not deleted).
+        .and(OWNERS_PREFIX + node, "Version", "==", claimVersion)
         .then(this.ns.delete().key(MEMBERS_PREFIX + node), this.ns.delete().key(OWNERS_PREFIX + node))
         .commit();
       if (!r.succeeded) return;
@@ -430,14 +432,15 @@ export class Failover {
   }
 
   /** Stops observing and resolving others; `revoke`: give the lease back now (a drained node), so a survivor need not wait for the TTL. */
-  async stop(revoke: boolean): Promise<void> {
+  async stop(revoke: boolean, drained = true): Promise<void> {
     const wasStopped = this.stopped;
     this.stopped = true;
-    // A clean stop with nothing of its own in doubt leaves the membership (spec/failover/forget.ts); otherwise a
-    // survivor takes over what is left, as after a crash.
+    // A clean stop (drained: no coordinator of it was cut short, whose effects could still land) with nothing of its
+    // own in doubt leaves the membership (spec/failover/forget.ts); otherwise a survivor takes over what is left, as
+    // after a crash.
     if (revoke && !wasStopped && this.leaseHeld) {
-      const items = await this.opts.inDoubtOf(this.opts.node).catch(() => null);
-      if (mayForgetSelf(items === null ? null : items.length)) {
+      const items = drained ? await this.opts.inDoubtOf(this.opts.node).catch(() => null) : null;
+      if (mayForgetSelf({ drained, inDoubt: items === null ? null : items.length })) {
         await this.ns
           .delete()
           .key(MEMBERS_PREFIX + this.opts.node)

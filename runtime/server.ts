@@ -353,7 +353,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
       compactor.stop();
       // The deadlock detector keeps breaking cycles while the drain finishes transactions; it stops with them.
       // The spans of the transactions the drain finished go out before the exporter stops.
-      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts, () => (exchange.stop(), failover.stop(true))).then(() => {
+      return (closing ??= shutdown(server, api, engine, xa, client, grace_ms, accounts, (drained) => (exchange.stop(), failover.stop(true, drained))).then(() => {
         deadlocks?.stop();
         return tracing?.shutdown();
       }));
@@ -369,14 +369,16 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
  * instead of meeting a closed socket; every answer from then on says
  * `Connection: close`, so each connection ends after its answer.
  */
-async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts, leave: () => Promise<void>): Promise<void> {
+async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, xa: XaMysql, client: { close(): void }, grace_ms: number, accounts: Accounts, leave: (drained: boolean) => Promise<void>): Promise<void> {
   const deadline_ms = Date.now() + grace_ms;
   api.closing = true;
   api.banking.stop();
   await engine.drain(grace_ms);
   // Idempotent transfers store their outcome after the coordinator replied, and bodies may still be arriving: let those be answered too.
   await untilClosedOrLate(api, deadline_ms);
-  // Past the grace period: coordinators still running end, and their clients get in_doubt (202).
+  // Past the grace period: coordinators still running end, and their clients get in_doubt (202). Their effects may
+  // still land after that, so a node that did not drain must not leave the members (spec/failover/forget.ts).
+  const drained = engine.inFlight === 0;
   engine.stop();
   await untilClosedOrLate(api, Date.now() + ANSWERS_FLUSH_MS);
   // Stops listening and closes the idle keep-alive connections (node's close()); the others end after their answer.
@@ -386,7 +388,7 @@ async function shutdown(server: Server | HttpsServer, api: Api, engine: Engine, 
   server.closeAllConnections();
   await closed;
   // Nothing of this node runs any more: its lease goes now, so a survivor settles what it left without waiting for the TTL.
-  await leave();
+  await leave(drained);
   accounts.close();
   xa.close();
   client.close();
