@@ -56,6 +56,17 @@ export type BranchDetach =
   /** The shard did not answer, or the session did not go within the bounds. */
   | { tx: TxId; outcome: "failed"; why: string };
 
+/**
+ * The rows a probe reads: an XA branch's history rows, or (the speculative
+ * path) the undo row of a transaction on this shard, which a frozen node's
+ * release, compensate or tombstone holds locked (FOR UPDATE, then the
+ * changes and COMMIT in a second round trip) when it froze between the two:
+ * speculative branches are local transactions, never prepared, so nothing
+ * else names that session. Killing it rolls that local transaction back;
+ * the undo row's key still decides (spec/protocols/speculative/settle.ts).
+ */
+export type DetachTarget = "history" | "speculative_undo";
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Kills session `thread` and waits (bounded) until it left the process list; null once gone, else why not. */
@@ -77,7 +88,7 @@ async function killAndWait(pool: ShardPool, thread: number): Promise<string | nu
  * `onlyLook` (diagnostics): finds the holder, kills nothing; an attached
  * branch is then "failed" with the holder's session and client address.
  */
-export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false): Promise<BranchDetach> {
+export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false, on: DetachTarget = "history"): Promise<BranchDetach> {
   if (!XID.test(tx)) return { tx, outcome: "failed", why: `${JSON.stringify(tx)} is not a transaction id` };
   const deadline = performance.now() + BRANCH_WAIT_MS;
   let killed: number | null = null;
@@ -86,20 +97,21 @@ export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false):
     if (c === null) return { tx, outcome: "failed", why: "no connection to the shard" };
     let done = false;
     const read = pool
-      .query<Array<{ n: unknown }>>(c, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}' LOCK IN SHARE MODE`)
+      .query<Array<{ n: unknown }>>(c, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR SELECT COUNT(*) AS n FROM ${on} WHERE ${on === "history" ? "xid" : "tx"} = '${tx}' LOCK IN SHARE MODE`)
       .finally(() => void (done = true));
     try {
       let holder: number | null = null;
       while (!done && holder === null && performance.now() < deadline) {
         await sleep(WAITS_POLL_MS);
         if (done) break;
-        // The wait must be this probe's: on a history row of `tx` (the view may be an older one, of another use of this session).
+        // The wait must be this probe's: on a row of `tx` in that table (the view may be an older one, of another use of this session).
+        // Both keys begin with the transaction id: history (xid, account_id), speculative_undo (tx, branch).
         const w = await pool.run<Array<{ holder: unknown }>>(
           "SELECT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
             "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
             "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
             "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
-            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`history\`' AND LEFT(l.lock_data, ${tx.length + 3}) = '''${tx}'',' LIMIT 1`,
+            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`${on}\`' AND LEFT(l.lock_data, ${tx.length + 3}) = '''${tx}'',' LIMIT 1`,
         );
         if (!w.ok) return { tx, outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
         if (w.value.length > 0) holder = Number(w.value[0]!.holder);
@@ -147,6 +159,7 @@ export class Detacher {
   constructor(
     private readonly poolOf: (shard: ShardId) => ShardPool | undefined,
     private readonly onKilled: (shard: ShardId, d: Extract<BranchDetach, { outcome: "killed" }>) => void,
+    private readonly on: DetachTarget = "history",
   ) {}
 
   /** True when every listed branch of `shard` is detached (or has no row to find it by); false: some could not be, now. */
@@ -159,7 +172,7 @@ export class Detacher {
     const todo = txs.filter((t) => !known.has(t));
     const results: BranchDetach[] = [];
     for (let i = 0; i < todo.length; i += PARALLEL) {
-      results.push(...(await Promise.all(todo.slice(i, i + PARALLEL).map((t) => detachBranch(pool, t)))));
+      results.push(...(await Promise.all(todo.slice(i, i + PARALLEL).map((t) => detachBranch(pool, t, false, this.on)))));
     }
     for (const r of results) {
       if (r.outcome === "failed") continue;

@@ -23,7 +23,7 @@ import type { Etcd3, Lease, Namespace } from "etcd3";
 import { detachBeforeSettle, resolving, takeover, type TakeoverInput, type TakeoverState } from "../spec/failover/takeover.ts";
 import type { Effect, ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
-import { Detacher } from "./detach.ts";
+import { Detacher, type DetachTarget } from "./detach.ts";
 import type { Role } from "../spec/kernel/role.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
@@ -130,18 +130,23 @@ export class Failover {
    * not be. Each killed session is counted
    * (speccommit_takeover_sessions_killed_total) and logged.
    */
-  beforeSettle(node: string, fence: () => number | null): (shard: ShardId, txs: readonly TxId[]) => Promise<boolean> {
+  beforeSettle(node: string, fence: () => number | null, on: DetachTarget = "history"): (shard: ShardId, txs: readonly TxId[]) => Promise<boolean> {
     const poolOf = this.opts.poolOf;
     if (poolOf === undefined) return async () => true;
-    const detacher = new Detacher(poolOf, (shard, d) => {
-      this.sessionsKilled.set(node, (this.sessionsKilled.get(node) ?? 0) + 1);
-      this.opts.metrics?.sessionsKilled.inc({ node });
-      console.log(`speccommit: node ${this.opts.node}: killed node ${node}'s session ${d.thread} on ${shard}, which held its prepared branch ${d.tx} (fence: epoch ${fence()})`);
-    });
+    const what = on === "history" ? "its prepared branch" : "a lock on its undo row of";
+    const detacher = new Detacher(
+      poolOf,
+      (shard, d) => {
+        this.sessionsKilled.set(node, (this.sessionsKilled.get(node) ?? 0) + 1);
+        this.opts.metrics?.sessionsKilled.inc({ node });
+        console.log(`speccommit: node ${this.opts.node}: killed node ${node}'s session ${d.thread} on ${shard}, which held ${what} ${d.tx} (fence: epoch ${fence()})`);
+      },
+      on,
+    );
     return async (shard, txs) => {
       if (txs.length === 0 || !detachBeforeSettle(this.roles.get(node)?.st, fence())) return true;
       const r = await detacher.detach(shard, txs);
-      for (const f of r.results) if (f.outcome === "failed") console.error(`speccommit: node ${this.opts.node}: node ${node}'s branch ${f.tx} on ${shard} not detached yet: ${f.why}`);
+      for (const f of r.results) if (f.outcome === "failed") console.error(`speccommit: node ${this.opts.node}: node ${node}'s ${on === "history" ? "branch" : "undo row of"} ${f.tx} on ${shard} not detached yet: ${f.why}`);
       return r.complete;
     };
   }

@@ -87,12 +87,19 @@ export class NodeXa implements XaExecutor {
   }
 }
 
-/** The local-transaction executor as node `node`'s resolver must see it: a scan lists that node's undo rows only. */
+/**
+ * The local-transaction executor as node `node`'s resolver must see it: a scan lists that node's undo rows only.
+ *
+ * `beforeSettle` (as NodeXa's, for the speculative path): called with the transactions whose undo rows (state undo)
+ * the scan listed, before the resolver sees them; false (some row is still locked by a live session of the node,
+ * e.g. its release frozen between its locking read and its COMMIT) makes the scan answer UNAVAILABLE.
+ */
 export class NodeLocal implements LocalExecutor {
   readonly shards: readonly ShardId[];
   constructor(
     private readonly inner: LocalExecutor,
     readonly node: string,
+    private readonly beforeSettle?: (shard: ShardId, txs: readonly TxId[]) => Promise<boolean>,
   ) {
     this.shards = inner.shards;
   }
@@ -110,7 +117,10 @@ export class NodeLocal implements LocalExecutor {
   }
   async scan(shard: ShardId): ReturnType<LocalExecutor["scan"]> {
     const r = await this.inner.scan(shard);
-    return r.ok ? { ok: true, rows: r.rows.filter((x) => nodeOfTx(x.tx) === this.node) } : r;
+    if (!r.ok) return r;
+    const rows = r.rows.filter((x) => nodeOfTx(x.tx) === this.node);
+    if (this.beforeSettle !== undefined && !(await this.beforeSettle(shard, rows.filter((x) => x.branch === shard).map((x) => x.tx)))) return { ok: false, err: "UNAVAILABLE" };
+    return { ok: true, rows };
   }
 }
 

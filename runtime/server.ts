@@ -227,9 +227,10 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   const startResolver = (n: string): NodeResolver => {
     const e = new Engine({
       // Its commits stamp the history rows as this node's own do (runtime/timestamps.ts).
-      // Its XA RECOVER detaches n's prepared branches from n's live sessions first, once the fence is up (spec/failover/takeover.ts rule 5).
+      // Its XA RECOVER detaches n's prepared branches from n's live sessions first, once the fence is up (spec/failover/takeover.ts rule 5);
+      // its undo-row scan likewise frees n's undo rows a session of n holds locked (a release or compensate frozen mid-way).
       adapters: withTimestamps(
-        { xa: new NodeXa(xa, n, failover.beforeSettle(n, () => e.epoch)), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n) },
+        { xa: new NodeXa(xa, n, failover.beforeSettle(n, () => e.epoch)), log: logOf(n), clock: systemClock, local: new NodeLocal(local, n, failover.beforeSettle(n, () => e.epoch, "speculative_undo")) },
         timestamps,
         (tx, shard, ts) => xa.stampHistory(tx, shard, ts),
         n,

@@ -176,5 +176,10 @@ export function takeover(self: string, node: string, mutant?: TakeoverMutant): R
  * so every branch of N the resolver finds is the resolver's to decide, and a
  * session of N holding one only stands in the way. A branch N prepares after
  * the kill (it resumed) is found by the next scan and detached in turn.
+ * The same rule covers N's speculative undo rows (state undo) that a session
+ * of N holds locked, e.g. its release frozen between its locking read and
+ * its COMMIT: the host detaches them before the undo-row scan answers, and
+ * killing the session only rolls back a local transaction whose outcome the
+ * keys decide anyway (../protocols/speculative/settle.ts).
  */
 export const detachBeforeSettle = (st: TakeoverState | undefined, fence: number | null): boolean => st !== undefined && resolving(st) && fence !== null;
