@@ -115,6 +115,12 @@ export function failoverDescriber(sc: Scenario, lay: FailoverLayout, key: (f: Fl
         return { actor: dyingName, label: from.nodes[lay.dying]!.up ? "lease EXPIRES (node alive, slow)" : "lease expires", input: "expire" };
       case "renew":
         return { actor: dyingName, label: "lease renewed", input: "renew" };
+      case "hang":
+        return { actor: dyingName, label: "HANGS (sessions stay open)", input: "hang" };
+      case "resume":
+        return { actor: dyingName, label: "resumes", input: "resume" };
+      case "detach":
+        return { actor: takeoverName(lay, a.x), label: `KILL ${a.conn} on ${sc.shards[a.s]} (rule 5: detach)`, input: "detach" };
       default:
         // request, and the shards' faults: the world's own steps.
         return as(from, to, a, null, null, plain, null);

@@ -39,6 +39,14 @@
  * resolver's scans of the shards show every node's branches, so the
  * survivor's own resolver finishes the other node's transactions by its own
  * (empty) log.
+ *
+ * Rule 5 (knob `hang`, XA family only; ./takeover.ts detachBeforeSettle): the
+ * dying node may hang instead of crashing (frozen or cut off: no step, its
+ * unanswered flights unsent, its shard sessions open, so its prepared
+ * branches stay attached and another process's XA COMMIT/ROLLBACK of them
+ * answers NOTA); with `restart` it may resume. The survivor detaches (kills)
+ * those sessions only while it owns the node and its fence is durable.
+ * Mutant `no-detach`: it never does, and the branch stays prepared for ever.
  */
 import type { Model, ModelFactory } from "../kernel/model.ts";
 import { EPOCH_KEY, speculativeKey, type Effect, type LogEntry, type Result } from "../kernel/effects.ts";
@@ -67,7 +75,7 @@ import { serverCoordinator } from "../server/coordinator.ts";
 import { processResolver, type ProcessResolverState } from "../server/resolver.ts";
 import { serverEventually, serverInvariants, xaFamilyInvariants } from "../server/properties.ts";
 import { serverGhost, transfer } from "../server/model.ts";
-import { resolving, takeover, type TakeoverInput, type TakeoverState } from "./takeover.ts";
+import { detachBeforeSettle, resolving, takeover, type TakeoverInput, type TakeoverState } from "./takeover.ts";
 import { fromNamespace, mergedEntries } from "./namespace.ts";
 import {
   dropFenced,
@@ -85,7 +93,7 @@ import {
 } from "./world.ts";
 import { failoverActors, failoverDescriber } from "./describe.ts";
 
-export const failoverMutants = ["takeover-unfenced", "ignore-cas", "lease-early", "wrong-rule", "spec-presumed-abort", "namespace-leak"] as const;
+export const failoverMutants = ["takeover-unfenced", "ignore-cas", "lease-early", "wrong-rule", "spec-presumed-abort", "namespace-leak", "no-detach"] as const;
 export type FailoverMutant = (typeof failoverMutants)[number];
 
 export interface FailoverConfig {
@@ -95,6 +103,8 @@ export interface FailoverConfig {
   /** The dying node restarts after its crash (false: it stays down forever). */
   readonly restart: boolean;
   readonly timeouts: boolean;
+  /** The dying node's fault is a hang (rule 5: frozen or cut off, its shard sessions open) instead of a crash; with `restart`, it may resume. */
+  readonly hang?: boolean;
   readonly mutant?: FailoverMutant;
 }
 
@@ -197,7 +207,12 @@ function viewer(nodeNames: readonly string[]): (w: W) => V {
 }
 
 /** The properties: the shards' (each protocol's own, on the merged view), one survivor resolving at a time, every transaction ends. */
-function properties(shards: Shards, viewOf: (w: W) => V): Pick<Model<W, FailoverAction>, "invariants" | "eventually"> {
+function properties(shards: Shards, viewOf: (w: W) => V, txNode: readonly number[]): Pick<Model<W, FailoverAction>, "invariants" | "eventually"> {
+  /** For the goal, a hung node's coordinators are stopped as a crashed node's are (they take no step; a resume lets them go on). */
+  const endView = (w: W): V => {
+    const v = viewOf(w);
+    return w.nodes.some((n) => n.hung === true) ? { ...v, coords: v.coords.map((c, t) => (w.nodes[txNode[t]!]!.hung === true ? { ...c, alive: false } : c)) } : v;
+  };
   return {
     invariants: {
       ...Object.fromEntries(Object.entries(shards.invariants).map(([name, p]) => [name, (w: W) => p(viewOf(w))])),
@@ -206,7 +221,7 @@ function properties(shards: Shards, viewOf: (w: W) => V): Pick<Model<W, Failover
     },
     eventually: {
       /** Once faults stop, every transaction, the dead node's included, can still finish. */
-      every_transaction_ends: { goal: (w: W) => shards.ends.goal(viewOf(w)), allowed: (a: FailoverAction) => shards.ends.allowed?.(a) ?? true },
+      every_transaction_ends: { goal: (w: W) => shards.ends.goal(endView(w)), allowed: (a: FailoverAction) => a.k !== "hang" && (shards.ends.allowed?.(a) ?? true) },
     },
   };
 }
@@ -371,29 +386,63 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     return sc.txs.every((tx, t) => lay.txNode[t] !== slot.ns || (!(w.coords[t]!.alive && w.coords[t]!.st.phase === "idle") && (active.includes(tx.id) || !leftovers(t))));
   }
 
+  /** Node n runs: up and not hung. */
+  const runs = (w: W, n: number): boolean => w.nodes[n]!.up && w.nodes[n]!.hung !== true;
+  /** A hung node's flights not yet orphaned stay unsent (it is frozen before its sockets). */
+  const frozen = (w: W, f: Flight): boolean => !f.orphan && w.nodes[L.hostOf(f.owner)]!.hung === true;
+  /** The dying node's sessions on shard `s` holding a branch of its own (PREPARED: `prepared`; else any other state). */
+  const dyingSessions = (w: W, s: number, prepared: boolean): string[] =>
+    shards.xa(w.shards[s]).branches.flatMap((b) => (b.owner !== null && L.nodeOfConn(b.owner) === dying && (b.state === "PREPARED") === prepared ? [b.owner] : []));
+
+  /**
+   * Rule 5 (./takeover.ts detachBeforeSettle): survivor x's host kills each session of the dying node that holds a
+   * prepared branch (KILL, then the wait until it is gone: one step), only while it owns the node and the fence (the
+   * epoch its resolver took of the node) is durable. Mutant `no-detach`: never.
+   */
+  function* detaches(w: W): Iterable<FailoverAction> {
+    if (cfg.hang !== true || cfg.mutant === "no-detach") return;
+    for (let x = 0; x < lay.takeovers.length; x++) {
+      if (!runs(w, lay.takeovers[x]!.host)) continue;
+      const r = lay.resolvers.findIndex((slot) => slot.takeover === x);
+      if (!detachBeforeSettle(w.takeovers[x], w.resolvers[r]!.epoch ?? null)) continue;
+      for (let s = 0; s < w.shards.length; s++) {
+        if (!shards.xa(w.shards[s]).up) continue;
+        for (const conn of dyingSessions(w, s, true)) yield { k: "detach", x, s, conn };
+      }
+    }
+  }
+
   function* actions(w: W): Iterable<FailoverAction> {
     for (let t = 0; t < w.coords.length; t++) {
       const c = w.coords[t]!;
-      if (w.nodes[lay.txNode[t]!]!.up && c.alive && c.st.phase === "idle" && ownEpoch(w, t) !== null) yield { k: "request", tx: t };
+      if (runs(w, lay.txNode[t]!) && c.alive && c.st.phase === "idle" && ownEpoch(w, t) !== null) yield { k: "request", tx: t };
     }
     for (let i = 0; i < w.flights.length; i++) {
       if (i > 0 && key(w.flights[i - 1]!) === key(w.flights[i]!)) continue;
+      if (frozen(w, w.flights[i]!)) continue;
       const outs = answersOf(w, i);
       for (let o = 0; o < outs.length; o++) yield { k: "complete", i, o, fault: outs[o]!.fault, label: outs[o]!.label };
     }
     for (let r = 0; r < lay.resolvers.length; r++) {
       const slot = lay.resolvers[r]!;
       const running = slot.takeover === null || resolving(w.takeovers[slot.takeover]!);
-      if (w.nodes[slot.host]!.up && running && w.resolvers[r]!.phase === "idle" && !scanIsNoop(w, r)) yield { k: "scan", r };
+      if (runs(w, slot.host) && running && w.resolvers[r]!.phase === "idle" && !scanIsNoop(w, r)) yield { k: "scan", r };
     }
     for (let x = 0; x < lay.takeovers.length; x++) {
-      if (w.nodes[lay.takeovers[x]!.host]!.up && watchMatters(takeovers[x]!, w.takeovers[x]!, observation(lay, w))) yield { k: "watch", x };
+      if (runs(w, lay.takeovers[x]!.host) && watchMatters(takeovers[x]!, w.takeovers[x]!, observation(lay, w))) yield { k: "watch", x };
     }
     const d = w.nodes[dying]!;
-    if (d.up && w.budget.crash > 0) yield { k: "crash" };
+    const hung = d.hung === true;
+    // A hang only where every branch the node's sessions hold is prepared: an unprepared one of a hung session ends by
+    // the shard's wait_timeout, which the model leaves out (rule 5 is about prepared branches).
+    if (cfg.hang === true) {
+      if (d.up && !hung && w.budget.crash > 0 && w.shards.every((_, s) => dyingSessions(w, s, false).length === 0)) yield { k: "hang" };
+      if (hung && cfg.restart) yield { k: "resume" };
+    } else if (d.up && w.budget.crash > 0) yield { k: "crash" };
     if (!d.up && cfg.restart) yield { k: "restart" };
-    if (d.lease && (!d.up || cfg.mutant === "lease-early")) yield { k: "expire" };
-    if (d.up && !d.lease) yield { k: "renew" };
+    if (d.lease && (!d.up || hung || cfg.mutant === "lease-early")) yield { k: "expire" };
+    if (d.up && !hung && !d.lease) yield { k: "renew" };
+    yield* detaches(w);
     yield* shardFaults(w);
   }
 
@@ -460,6 +509,18 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
         return setDying(w, { lease: false });
       case "renew":
         return observe(leaseBack(setDying(w, { lease: true })));
+      case "hang":
+        return faulty({ ...setDying(w, { hung: true }), budget: { ...w.budget, crash: w.budget.crash - 1 } });
+      case "resume":
+        return observe(setDying(w, { hung: false }));
+      case "detach": {
+        const before = w.shards[a.s]!;
+        const f: Flight = { owner: takeoverOwner(a.x), fx: { t: "xa.kill", shard: sc.shards[a.s]!, conn: a.conn }, orphan: false, inc: w.nodes[lay.takeovers[a.x]!.host]!.inc };
+        const out = env.answers(before, f, w.budget)[0]!;
+        let nw = out.ran !== null && ghost.ran ? withGhost(w, ghost.ran(viewOf(withShard(w, a.s, out.ran)), f, a.s, before, out.ran)) : w;
+        nw = withShard(nw, a.s, out.shard);
+        return observe(dropOrphansOn(nw, a.s, a.conn));
+      }
       case "shardCrash":
         return observe(faulty({ ...withShard(w, a.s, env.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
       case "shardRestart":
@@ -474,7 +535,7 @@ export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
     init: () => [initial(cfg, env, coord, resolvers, takeovers, ghost.init(sc))],
     actions,
     next,
-    ...properties(shards, viewOf),
+    ...properties(shards, viewOf, lay.txNode),
     encode: collapse.encode,
     decode: collapse.decode,
     localEncoding: true,
@@ -519,7 +580,7 @@ export const failoverFactory: ModelFactory = {
   name: "failover",
   description:
     "Several coordinator nodes over one txlog and the same shards: each node's server coordinator and process resolver in its own namespace; node n2 may crash (restart=false: for good), its lease expires, a survivor claims it by CAS and resolves its namespace (2PC, parallel commit, the speculative path, each by its own rule) under a new epoch of n2's",
-  params: { protocol: DEFAULT_PROTOCOL, survivorTx: false, survivorProtocol: "same", survivorBranches: 2, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true },
+  params: { protocol: DEFAULT_PROTOCOL, survivorTx: false, survivorProtocol: "same", survivorBranches: 2, survivors: 1, crash: 1, shardCrash: 0, logFault: 0, restart: false, timeouts: true, hang: false },
   mutants: [...failoverMutants],
   build(params, mutant) {
     const num = (k: string): number => wholeParam("failover", params, k);
@@ -531,6 +592,8 @@ export const failoverFactory: ModelFactory = {
     const survivorProtocol = params.survivorProtocol === undefined || params.survivorProtocol === "same" ? protocol : named("survivorProtocol", String(params.survivorProtocol));
     const survivors = num("survivors");
     if (survivors < 0 || survivors > 2) throw new Error(`failover: parameter survivors must be 0, 1 or 2 (got ${survivors})`);
+    const hang = params.hang === true;
+    if (hang && [protocol, survivorProtocol].some((p) => protocolNamed(p).needs === "local")) throw new Error("failover: parameter hang is modelled on XA shards only (the XA family's protocols)");
     const { scenario, layout } = failoverSetup(protocol, params.survivorTx === true, survivors, survivorProtocol, num("survivorBranches"));
     return failoverModel({
       scenario,
@@ -538,6 +601,7 @@ export const failoverFactory: ModelFactory = {
       budget: { crash: num("crash"), shardCrash: num("shardCrash"), logFault: num("logFault") },
       restart: params.restart === true,
       timeouts: params.timeouts === true,
+      hang,
       mutant: failoverMutants.find((m) => m === mutant),
     });
   },

@@ -40,6 +40,8 @@ export interface Node {
   readonly inc: number;
   /** Its lease is alive. */
   readonly lease: boolean;
+  /** Hung (frozen or cut off, not dead: rule 5, ./takeover.ts): it takes no step, what it has not sent yet stays unsent, its shard sessions stay open. Absent: false. */
+  readonly hung?: boolean;
 }
 
 /** spec/world/types.ts's World with processes made plural: nodes, resolver slots, takeover roles (shards `Sh`: XA, or XA and local). */
@@ -60,6 +62,9 @@ export type FailoverAction =
   | { readonly k: "restart" }
   | { readonly k: "expire" }
   | { readonly k: "renew" }
+  | { readonly k: "hang" }
+  | { readonly k: "resume" }
+  | { readonly k: "detach"; readonly x: number; readonly s: number; readonly conn: string }
   | { readonly k: "shardCrash"; readonly s: number; readonly o: number }
   | { readonly k: "shardRestart"; readonly s: number }
   | { readonly k: "notice"; readonly s: number; readonly conn: string };
