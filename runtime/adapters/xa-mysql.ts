@@ -83,8 +83,6 @@ interface Branch {
   conn: PooledConnection | null;
   /** Server session of the last owner, to make sure it is gone before another connection addresses the branch. */
   threadId: number;
-  /** The boot of the server that session was on: a thread id names a session only together with its boot. */
-  boot: string;
   /** The dead owner's session was seen gone from the server. */
   ownerGone: boolean;
   /** xa.exec answered ok: from then on, and while it lives, the owner is named by connectionOf. */
@@ -400,7 +398,7 @@ export class XaMysql implements XaExecutor {
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
-    const branch: Branch = { conn: c, threadId: c.threadId, boot: c.boot, ownerGone: false, executed: false, execRunning: true, victim: false };
+    const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false, execRunning: true, victim: false };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
     const open = openAccountSql(tx);
@@ -495,9 +493,7 @@ export class XaMysql implements XaExecutor {
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     try {
       if (b !== undefined && !b.ownerGone) {
-        // The owner's session was on an earlier boot of the server (it restarted since): gone with it. Killing its
-        // thread id on this boot could hit an unrelated session (or be refused, 1095, for ever).
-        if (b.boot === c.boot && !(await this.sessionGone(pool, c, b.threadId))) return { ok: false, err: "UNAVAILABLE" };
+        if (!(await this.sessionGone(pool, c, b.threadId))) return { ok: false, err: "UNAVAILABLE" };
         b.ownerGone = true;
       }
       const q = await pool.query(c, sql);
