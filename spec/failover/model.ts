@@ -282,24 +282,34 @@ function initial(cfg: FailoverConfig, env: ShardEnv<any>, coord: Role<any, any, 
   };
 }
 
+/** The shards' environment and every role of a failover model, its mutants' variants included. */
+function rolesOf(cfg: FailoverConfig) {
+  const sc = cfg.scenario;
+  const lay = cfg.layout;
+  const shards = sc.txs.some((tx) => protocolNamed(tx.protocol ?? DEFAULT_PROTOCOL).needs === "local") ? everyProtocolShards(sc, cfg.budget) : xaFamilyShards(sc);
+  const own = resolverRole(sc, shards.parts);
+  // Mutant spec-presumed-abort: the survivor's speculative part takes a branch it knows nothing of for never applied.
+  const survivors = cfg.mutant === "spec-presumed-abort" ? resolverRole(sc, shards.parts, (ss) => speculativeResolver({ shards: ss, mutant: "rollback-without-tombstone" })) : own;
+  return {
+    shards,
+    coord: serverCoordinator(SETTINGS),
+    resolvers: lay.resolvers.map((r) => (r.takeover === null ? own : cfg.mutant === "takeover-unfenced" ? adoptEpoch(own) : survivors)),
+    takeovers: lay.takeovers.map((x) => takeover(lay.nodes[x.host]!, lay.nodes[lay.dying]!, cfg.mutant === "ignore-cas" ? "ignore-cas" : undefined)),
+    xaAt: shards.parts.findIndex((p) => p.needs === "xa"),
+    speculativeAt: shards.parts.findIndex((p) => p.needs === "local"),
+    txIndex: (id: string): number => sc.txs.findIndex((t) => t.id === id),
+    timerOff: (id: string): boolean => !cfg.timeouts && shards.timers.includes(id),
+  };
+}
+
 export function failoverModel(cfg: FailoverConfig): Model<W, FailoverAction> {
   const sc = cfg.scenario;
   const lay = cfg.layout;
   const L = layoutOf(sc, lay);
   const key = flightKeys();
-  const shards = sc.txs.some((tx) => protocolNamed(tx.protocol ?? DEFAULT_PROTOCOL).needs === "local") ? everyProtocolShards(sc, cfg.budget) : xaFamilyShards(sc);
+  const { shards, coord, resolvers, takeovers, xaAt, speculativeAt, txIndex, timerOff } = rolesOf(cfg);
   const { env, ghost } = shards;
-  const coord = serverCoordinator(SETTINGS);
-  const own = resolverRole(sc, shards.parts);
-  // Mutant spec-presumed-abort: the survivor's speculative part takes a branch it knows nothing of for never applied.
-  const survivors = cfg.mutant === "spec-presumed-abort" ? resolverRole(sc, shards.parts, (ss) => speculativeResolver({ shards: ss, mutant: "rollback-without-tombstone" })) : own;
-  const resolvers = lay.resolvers.map((r) => (r.takeover === null ? own : cfg.mutant === "takeover-unfenced" ? adoptEpoch(own) : survivors));
-  const takeovers = lay.takeovers.map((x) => takeover(lay.nodes[x.host]!, lay.nodes[lay.dying]!, cfg.mutant === "ignore-cas" ? "ignore-cas" : undefined));
-  const xaAt = shards.parts.findIndex((p) => p.needs === "xa");
-  const speculativeAt = shards.parts.findIndex((p) => p.needs === "local");
   const dying = lay.dying;
-  const txIndex = (id: string): number => sc.txs.findIndex((t) => t.id === id);
-  const timerOff = (id: string): boolean => !cfg.timeouts && shards.timers.includes(id);
   const collapse = collapser<W>(["nodes", "coords", "resolvers", "takeovers", "shards", "log", "flights", "told", "ghost", "budget"]);
 
   const viewOf = viewer(lay.nodes);

@@ -39,6 +39,30 @@ import { worldCanonical } from "./symmetry.ts";
 type Phased = { readonly phase: string };
 type Resolving = { readonly phase: string; readonly epoch: number | null };
 
+/**
+ * The fair actions of a world (docs/checker.md, "Liveness under fairness"): weak fairness of every step that is not
+ * a fault, one fair action per thing that acts: each effect in flight (answered by any non-fault outcome; its key
+ * names it), each transaction's request, the resolver's scan, the process restarting, each shard restarting, each
+ * dead connection being noticed. Faults (crashes, a fault outcome) are never required: a behaviour may simply not
+ * take them. One name string per flight key (and per transaction, per shard): the liveness graph looks every edge's
+ * name up in a Map, and a string made anew per edge would be hashed anew each time (4% of a search's time).
+ */
+function fairNames(key: (f: Flight) => string): { complete(f: Flight): string; request(tx: number): string; shardRestart(s: number): string } {
+  const byKey = new Map<string, string>();
+  const requests: string[] = [];
+  const restarts: string[] = [];
+  return {
+    complete: (f) => {
+      const k = key(f);
+      let name = byKey.get(k);
+      if (name === undefined) byKey.set(k, (name = `complete ${k}`));
+      return name;
+    },
+    request: (tx) => (requests[tx] ??= `request ${tx}`),
+    shardRestart: (s) => (restarts[s] ??= `shardRestart ${s}`),
+  };
+}
+
 export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldConfig<C, R, Sh, G>): Model<World<C, R, Sh, G>, Action> {
   type W = World<C, R, Sh, G>;
   const sc = cfg.scenario;
@@ -189,38 +213,20 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     }
   }
 
-  /**
-   * Weak fairness of every step that is not a fault (docs/checker.md,
-   * "Liveness under fairness"), one fair action per thing that acts: each
-   * effect in flight (answered by any non-fault outcome; its key names it),
-   * each transaction's request, the resolver's scan, the process restarting,
-   * each shard restarting, each dead connection being noticed. Faults
-   * (crashes, a fault outcome) are never required: a behaviour may simply not
-   * take them.
-   */
-  // One name string per flight key: the liveness graph looks every edge's name up in a Map, and a string
-  // made anew per edge would be hashed anew each time (4% of a search's time).
-  const fairNames = new Map<string, string>();
-  const completeName = (f: Flight): string => {
-    const k = key(f);
-    let name = fairNames.get(k);
-    if (name === undefined) fairNames.set(k, (name = `complete ${k}`));
-    return name;
-  };
-  const requestNames: string[] = [];
-  const restartNames: string[] = [];
+  // Weak fairness of every step that is not a fault, one fair action per thing that acts (see fairNames).
+  const names = fairNames(key);
   const fairStep = (w: W, a: Action): string | undefined => {
     switch (a.k) {
       case "complete":
-        return a.fault ? undefined : completeName(w.flights[a.i]!);
+        return a.fault ? undefined : names.complete(w.flights[a.i]!);
       case "crash":
       case "shardCrash":
       case "logBatch":
         return undefined;
       case "request":
-        return (requestNames[a.tx] ??= `request ${a.tx}`);
+        return names.request(a.tx);
       case "shardRestart":
-        return (restartNames[a.s] ??= `shardRestart ${a.s}`);
+        return names.shardRestart(a.s);
       case "notice":
         return `notice ${a.s} ${a.conn}`;
       case "scan":
