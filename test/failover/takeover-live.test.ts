@@ -152,15 +152,17 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     let owner: string | null = null;
     for (let i = 0; i < 300; i++) {
       const nodes = (await getJson(`${n1.url}/admin/nodes`)).nodes as Array<{ node: string; alive: boolean; owner: string | null }>;
-      owner = nodes.find((n) => n.node === "n2")?.owner ?? null;
+      // Owned by n1, or already forgotten by it once settled (spec/failover/forget.ts: n2 no longer listed).
+      const n2 = nodes.find((n) => n.node === "n2");
+      owner = n2 === undefined ? "n1 (forgotten)" : n2.owner;
       const [r, b, u] = await Promise.all([n2Records(), n2Branches(), n2Undo()]);
-      if (owner === "n1" && r.length === 0 && b.length === 0 && u === 0) {
+      if (owner !== null && owner.startsWith("n1") && r.length === 0 && b.length === 0 && u === 0) {
         settled_ms = performance.now() - killed_ms;
         break;
       }
       await sleep(100);
     }
-    expect(owner, n1.output().slice(-3000)).toBe("n1");
+    expect(owner, n1.output().slice(-3000)).toMatch(/^n1/);
     expect(settled_ms, `n2 still has: ${JSON.stringify({ r: await n2Records(), b: await n2Branches(), u: await n2Undo() })}\n${n1.output().slice(-3000)}`).toBeGreaterThan(0);
     // The takeover moved n2's epoch: every write n2 still had in flight is fenced.
     expect(await epochVersion("n2")).toBeGreaterThan(epochBefore);
@@ -238,6 +240,8 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     await n2b.stop();
   }, 150_000);
   it("a node that hangs past its lease is taken over and fenced while frozen (its epoch moves); woken, it takes a lease and an epoch again, n1 lets go, nothing applies twice", async () => {
+    // Whatever the first test left running (it stops its nodes only when it passes) goes first: shard connections.
+    for (const p of procs.splice(0)) await p.kill9().catch(() => undefined);
     const n1 = await serve("n1");
     const n3 = await serve("n3");
     const total0 = await totalCents(cc.shards);

@@ -171,10 +171,11 @@ describe("XA executor (mysql2)", () => {
     await ours.end();
     await conn.end();
     const cleanup = await cluster.shard("shard-a").connect();
-    // Read-only branches answer 1402 to ROLLBACK too, and are gone after it.
-    expect(await cleanup.query("XA ROLLBACK 'foreign-tx','x',1").catch((e: { errno: number }) => e.errno)).toBe(1402);
-    // A prepared branch that changed nothing answers 1402 to COMMIT: finished.
-    expect(await xa.commit("ours-1", "shard-a")).toEqual({ ok: false, err: "RBROLLBACK" });
+    // Read-only branches answer 1402 to ROLLBACK too, and are gone after it; or they went with their session already
+    // (1397: a read-only branch is not kept once its session ended, depending on when the server processed the end).
+    expect([1397, 1402]).toContain(await cleanup.query("XA ROLLBACK 'foreign-tx','x',1").catch((e: { errno: number }) => e.errno));
+    // A prepared branch that changed nothing answers 1402 to COMMIT (or is gone, 1397): finished either way.
+    expect([{ ok: false, err: "RBROLLBACK" }, { ok: false, err: "NOTA" }]).toContainEqual(await xa.commit("ours-1", "shard-a"));
   });
 
   it("a shard that is down answers UNAVAILABLE within the bounds", async () => {
