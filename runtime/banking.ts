@@ -449,7 +449,7 @@ export class Banking {
   }
 
   /** The log and epoch that settle `tx`: its node's (several coordinators), else this node's. */
-  private routeOf(tx: TxId): { readonly log: TxlogStore; readonly epoch: () => number | null } {
+  private routeOf(tx: TxId): { readonly log: TxlogStore; readonly epoch: () => number | null; readonly killFenced?: boolean } {
     if (this.d.durableFor !== undefined) return this.d.durableFor(tx);
     return { log: this.d.txlog, epoch: () => this.d.engine.epoch };
   }

@@ -36,7 +36,7 @@
  */
 import type { ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
-import { DATABASE } from "./cluster/schema.ts";
+import { DATABASE, FENCE_TABLE } from "./cluster/schema.ts";
 
 const WAITS_POLL_MS = 250;
 const BRANCH_WAIT_MS = 8_000;
@@ -181,4 +181,76 @@ export class Detacher {
     }
     return { complete: results.every((r) => r.outcome !== "failed"), results };
   }
+}
+
+/** A node name as a fence row holds it (the prefix of its transaction ids, runtime/nodes.ts). */
+const NODE = /^[A-Za-z0-9_-]{1,64}$/;
+
+export type FenceWrite =
+  /** The row holds `epoch` or newer; `killed`: the sessions killed on the way. */
+  | { outcome: "fenced"; killed: number[] }
+  | { outcome: "failed"; why: string };
+
+/**
+ * Fences node `node` on this shard at `epoch` (spec/server/readback.ts
+ * SETTLE_FENCE, the node fence): raises its fence row (FENCE_TABLE) to
+ * `epoch`, never lowers it. The write takes the row's X lock, so it waits
+ * for every one-phase branch of the node that read the row (shared, held
+ * until the branch ends); once it returned, no branch of an older epoch of
+ * the node can commit here (a later one reads the new epoch: FENCED).
+ *
+ * `kill` (the node is taken over: spec/failover/takeover.ts rule 5): the
+ * sessions holding the row are a hung or cut-off node's, frozen with a
+ * branch between its exec and its commit; they are found as detachBranch
+ * finds a branch's (the lock waits of this write) and killed, which rolls
+ * their unprepared branches back. Without `kill`, a write still waiting
+ * after innodb_lock_wait_timeout (1 s) is "failed": ask again later.
+ * Bounded by BRANCH_WAIT_MS.
+ */
+export async function fenceNode(pool: ShardPool, node: string, epoch: number, kill: boolean): Promise<FenceWrite> {
+  if (!NODE.test(node)) return { outcome: "failed", why: `${JSON.stringify(node)} is not a node name` };
+  if (!Number.isSafeInteger(epoch) || epoch < 0) return { outcome: "failed", why: `${String(epoch)} is not an epoch` };
+  const deadline = performance.now() + BRANCH_WAIT_MS;
+  const killed: number[] = [];
+  while (performance.now() < deadline) {
+    const c: PooledConnection | null = await pool.acquire();
+    if (c === null) return { outcome: "failed", why: "no connection to the shard" };
+    let done = false;
+    const write = pool
+      .query(c, `SET STATEMENT innodb_lock_wait_timeout = 1 FOR INSERT INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', ${epoch}) ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))`)
+      .finally(() => void (done = true));
+    try {
+      while (!done && performance.now() < deadline) {
+        await sleep(WAITS_POLL_MS);
+        if (done || !kill) continue;
+        const w = await pool.run<Array<{ holder: unknown }>>(
+          "SELECT DISTINCT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
+            "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
+            "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
+            "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
+            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`${FENCE_TABLE}\`'`,
+        );
+        if (!w.ok) return { outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
+        for (const row of w.value) {
+          const holder = Number(row.holder);
+          if (!Number.isSafeInteger(holder) || holder <= 0 || killed.includes(holder)) continue;
+          const why = await killAndWait(pool, holder);
+          if (why !== null) return { outcome: "failed", why };
+          killed.push(holder);
+        }
+      }
+      if (!done) break;
+      const r = await write;
+      if (r.ok) return { outcome: "fenced", killed };
+      if (r.error.errno !== 1205) return { outcome: "failed", why: r.error.message };
+      if (!kill) return { outcome: "failed", why: `node ${node}'s fence row is held by its live branches (lock wait timeout)` };
+    } finally {
+      if (!done) {
+        await pool.run(`KILL QUERY ${c.threadId}`);
+        await write.catch(() => undefined);
+      }
+      pool.release(c);
+    }
+  }
+  return { outcome: "failed", why: `node ${node} not fenced within ${BRANCH_WAIT_MS} ms` };
 }

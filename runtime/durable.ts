@@ -13,6 +13,8 @@ import type { DurableFacts } from "../spec/protocols/protocol.ts";
 import { factKeys, readBackFound, readBackWithout, REGISTERED_RULES, settle, type RanAs } from "../spec/server/readback.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
+import { fenceNode } from "./detach.ts";
+import { nodeOfTx } from "./nodes.ts";
 
 export type { RanAs } from "../spec/server/readback.ts";
 
@@ -94,14 +96,53 @@ export async function durableOutcome(tx: TxId, deps: Deps): Promise<{ outcome: O
  * epoch (`epoch`: the one the resolver holds; none yet: DurableUnavailable),
  * the shard fence `shardFence`. Throws DurableUnavailable.
  */
-export async function settledOutcome(tx: TxId, ran: RanAs, deps: Deps & { readonly epoch: () => number | null }): Promise<Outcome | "probe"> {
+export async function settledOutcome(tx: TxId, ran: RanAs, deps: Deps & FenceDeps): Promise<Outcome | "probe"> {
   const first = settle(tx, await durableFacts(tx, deps, ran.shards), ran);
   if (first !== "fence") return first;
-  if (deps.epoch() === null) throw new DurableUnavailable("this process holds no epoch yet, so a write of the transaction's dead coordinator may still land");
+  const epoch = deps.epoch();
+  if (epoch === null) throw new DurableUnavailable("this process holds no epoch yet, so a write of the transaction's dead coordinator may still land");
+  await nodeFence(tx, ran.shards, deps, epoch);
   await shardFence(tx, ran.shards, deps);
   const fenced = settle(tx, await durableFacts(tx, deps, ran.shards), ran, REGISTERED_RULES, true);
   if (fenced === "fence") throw new Error(`settle of ${tx}: asked for the fence again once it was held`);
   return fenced;
+}
+
+/** What the settle fence needs of the reader: its epoch of the transaction's node, and whether that node is taken over. */
+export interface FenceDeps {
+  /** The epoch this process holds of the transaction's node (its own, or the one its resolver took); null: none. */
+  readonly epoch: () => number | null;
+  /**
+   * The node is one this process took over (spec/failover/takeover.ts rule 5): the sessions holding its fence row
+   * are a hung or cut-off node's and are killed (runtime/detach.ts fenceNode). Else (its own node) they are its
+   * own branches in flight, and are waited for.
+   */
+  readonly killFenced?: boolean;
+}
+
+/** `shard|node` → the epoch this process has fenced that node at on that shard, per executor (once is enough). */
+const fencedAt = new WeakMap<XaMysql, Map<string, number>>();
+
+/**
+ * The node fence (spec/server/readback.ts SETTLE_FENCE): the transaction's node fenced at `epoch` on every shard of
+ * it (runtime/detach.ts fenceNode), so that a one-phase branch of an older epoch of that node, not begun or hung
+ * between its exec and its commit, can no longer commit (spec/kernel/effects.ts xa.exec `fence`).
+ */
+async function nodeFence(tx: TxId, shards: readonly ShardId[], deps: Deps & FenceDeps, epoch: number): Promise<void> {
+  if (!TX_ID.test(tx)) return;
+  const node = nodeOfTx(tx);
+  let done = fencedAt.get(deps.xa);
+  if (done === undefined) fencedAt.set(deps.xa, (done = new Map()));
+  for (const shard of shards) {
+    if (!deps.xa.shards.includes(shard)) continue;
+    const k = `${shard}|${node}`;
+    if ((done.get(k) ?? -1) >= epoch) continue;
+    const f = await fenceNode(deps.xa.pool(shard), node, epoch, deps.killFenced === true);
+    if (f.outcome === "failed") throw new DurableUnavailable(`node ${node} could not be fenced on ${shard}: ${f.why}`);
+    if (f.killed.length > 0) console.error(`settle of ${tx}: killed session(s) ${f.killed.join(", ")} of node ${node} on ${shard}, which held its fence row (a hung or cut-off node's one-phase branches)`);
+    // Bounded: one entry per shard and node this process settled a transaction of.
+    done.set(k, epoch);
+  }
 }
 
 /**

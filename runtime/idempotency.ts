@@ -70,6 +70,8 @@ export interface DurableRoute {
   readonly node: string;
   readonly log: TxlogStore;
   readonly epoch: () => number | null;
+  /** The node is one this process took over: its sessions holding its fence row are killed (runtime/durable.ts FenceDeps). */
+  readonly killFenced?: boolean;
   readonly probe?: (tx: TxId, ran: RanAs) => Promise<Outcome>;
 }
 
@@ -269,7 +271,7 @@ export class Idempotency {
     const route: DurableRoute = this.deps.durableFor?.(rec.tx) ?? { node: "", log: this.deps.log, epoch: () => this.deps.engine.epoch, probe: (tx, ran) => this.deps.engine.probe(tx, ran) };
     let outcome;
     try {
-      outcome = await settledOutcome(rec.tx, rec, { xa: this.deps.xa, log: route.log, epoch: route.epoch });
+      outcome = await settledOutcome(rec.tx, rec, { xa: this.deps.xa, log: route.log, epoch: route.epoch, killFenced: route.killFenced === true });
     } catch (e) {
       if (!(e instanceof DurableUnavailable)) throw e;
       throw new IdempotencyConflict(503, `cannot settle the earlier transaction ${rec.tx}: ${e.message}; retry with the same idempotency_key`, rec.tx);

@@ -31,7 +31,8 @@ import type {
 
 export interface XaExecutor {
   readonly shards: readonly ShardId[];
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult>;
+  /** `fence`: the coordinator's epoch, for a branch checked against its node's fence row (spec/kernel/effects.ts xa.exec). */
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult>;
   prepare(tx: TxId, shard: ShardId): Promise<XaResult>;
   /** `onePhase`: XA COMMIT ... ONE PHASE (an IDLE branch, no prepare). */
   commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult>;

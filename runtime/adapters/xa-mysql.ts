@@ -29,6 +29,8 @@
 import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
+import { nodeOfTx } from "../nodes.ts";
+import { FENCE_TABLE } from "../cluster/schema.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type QueryOutcome, type ShardAddress } from "./mysql-pool.ts";
 
 /** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
@@ -131,6 +133,8 @@ export class XaMysql implements XaExecutor {
   private readonly branches = new Map<string, Branch>();
   /** Per-branch serialization: the tail of the chain of statements queued for that branch. */
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** `shard|node` whose fence row is known to exist (it is made once, before the first fenced branch reads it). */
+  private readonly fenceRows = new Set<string>();
 
   constructor(private readonly opts: XaMysqlOptions) {
     this.shards = opts.shards.map((s) => s.name);
@@ -146,8 +150,8 @@ export class XaMysql implements XaExecutor {
     return p;
   }
 
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
-    return this.serialized(tx, shard, () => this.doExec(tx, shard, ops, guard));
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult> {
+    return this.serialized(tx, shard, () => this.doExec(tx, shard, ops, guard, fence));
   }
 
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
@@ -388,7 +392,23 @@ export class XaMysql implements XaExecutor {
     this.opts.observer?.onError?.(shard, e.errno !== undefined ? String(e.errno) : e.code);
   }
 
-  private async doExec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
+  /**
+   * Makes node `node`'s fence row on `shard` if it is missing (epoch 0: fences nothing), once per process and shard,
+   * so that a fenced branch's locking read locks that row, never a gap other nodes' rows would be inserted into.
+   */
+  private async ensureFenceRow(shard: ShardId, pool: ShardPool, node: string): Promise<boolean> {
+    const k = `${shard}|${node}`;
+    if (this.fenceRows.has(k)) return true;
+    const r = await pool.run(`INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`);
+    if (!r.ok) {
+      this.noteError(shard, r.error);
+      return false;
+    }
+    this.fenceRows.add(k);
+    return true;
+  }
+
+  private async doExec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
     const key = this.key(tx, shard);
@@ -396,6 +416,9 @@ export class XaMysql implements XaExecutor {
     if (this.branches.has(key)) return { ok: false, err: "DUPID" };
     const xid = xidSql(tx, shard);
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
+    if (fence !== undefined && !Number.isSafeInteger(fence)) throw new Error(`xa.exec ${key}: fence ${String(fence)} is not an epoch`);
+    const node = nodeOfTx(tx);
+    if (fence !== undefined && !(await this.ensureFenceRow(shard, pool, node))) return { ok: false, err: "UNAVAILABLE" };
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false, execRunning: true, victim: false };
@@ -410,7 +433,9 @@ export class XaMysql implements XaExecutor {
     const who = credentialSql(this.opts.credentialOf?.(tx));
     const history = `INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us},${who})`).join(",")}`;
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
-    const sql = [`XA START ${xid}`, ...updates, history, `XA END ${xid}`].join(";");
+    // A fenced branch reads its node's fence row first, shared, and holds that lock until it ends (effects.ts xa.exec).
+    const fenceRead = fence !== undefined ? [`SELECT epoch FROM ${FENCE_TABLE} WHERE node = '${node}' LOCK IN SHARE MODE`] : [];
+    const sql = [`XA START ${xid}`, ...fenceRead, ...updates, history, `XA END ${xid}`].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
     branch.execRunning = false;
     if (!r.ok) {
@@ -430,8 +455,15 @@ export class XaMysql implements XaExecutor {
       return { ok: false, err: xaErrorOf(r.error) };
     }
     const results = r.value;
+    if (fence !== undefined) {
+      // The row's epoch, a BIGINT: a decimal string (bigNumberStrings), compared exactly.
+      const rows = results[1] as unknown as Array<{ epoch: unknown }> | undefined;
+      const held = rows?.[0]?.epoch;
+      if (held === undefined || BigInt(String(held)) > BigInt(fence)) return { ok: false, err: "FENCED" };
+    }
+    const first = 1 + (fence !== undefined ? 1 : 0);
     for (let i = 0; i < ops.length; i++) {
-      if (results[1 + i]?.affectedRows !== 1) return { ok: false, err: "INSUFFICIENT_FUNDS" };
+      if (results[first + i]?.affectedRows !== 1) return { ok: false, err: "INSUFFICIENT_FUNDS" };
     }
     branch.executed = true;
     return { ok: true };

@@ -17,6 +17,9 @@ import type { Connection, PoolConnection } from "mysql2/promise";
 
 export const DATABASE = "speccommit";
 
+/** The node fence table (SHARD_TABLES, below). */
+export const FENCE_TABLE = "node_fence";
+
 /** MariaDB error number of a violated CHECK constraint (an overdraft). */
 export const ER_CONSTRAINT_FAILED = 4025;
 
@@ -143,6 +146,20 @@ export const SHARD_TABLES: readonly TableDdl[] = [
       KEY speculative_undo_state (state)
     ) ENGINE=InnoDB`,
     // A row is written once and retired by UPDATE; SELECT ... FOR UPDATE needs SELECT.
+    grants: ["SELECT", "INSERT", "UPDATE"],
+  },
+  {
+    // The node fence (spec/kernel/effects.ts xa.exec `fence`; spec/server/readback.ts SETTLE_FENCE): per coordinator
+    // node, the newest epoch a survivor fenced it at on this shard. A one-phase branch reads its node's row, shared,
+    // and gives up (FENCED) when it holds an epoch newer than its coordinator's; a survivor writes the row (waiting
+    // for every branch that read it) before it reads "nothing found" of that node's transaction as aborted. One row
+    // per node that ever ran a one-phase branch here: made at epoch 0 by the node, raised (never lowered) by a survivor.
+    name: FENCE_TABLE,
+    create: `CREATE TABLE IF NOT EXISTS ${FENCE_TABLE} (
+      node VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+      epoch BIGINT UNSIGNED NOT NULL
+    ) ENGINE=InnoDB`,
+    // INSERT IGNORE (the node's row) and INSERT ... ON DUPLICATE KEY UPDATE (the fence) need both; never deleted.
     grants: ["SELECT", "INSERT", "UPDATE"],
   },
 ];

@@ -53,6 +53,12 @@ export type XaError =
   | "DEADLOCK"
   | "DEADLOCK_VICTIM"
   | "INSUFFICIENT_FUNDS"
+  /**
+   * The branch's node is fenced on this shard: an xa.exec with `fence` read its node's fence row there and found
+   * an epoch newer than its own (a survivor took the node over and fenced it, spec/server/readback.ts
+   * SETTLE_FENCE). The branch is ended (XA END), not committed: roll it back.
+   */
+  | "FENCED"
   | "UNAVAILABLE";
 
 export type XaResult = { readonly ok: true } | { readonly ok: false; readonly err: XaError };
@@ -179,8 +185,15 @@ export type AbortReason = (typeof ABORT_REASONS)[number];
  * on it is then rolled back by the server.
  */
 export type Effect =
-  /** XA START; each op as a guarded update (with `guard`, an update that would take a balance below zero matches no row: INSUFFICIENT_FUNDS) plus a history row; XA END. */
-  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly ops: readonly Op[]; readonly guard: boolean }
+  /**
+   * XA START; each op as a guarded update (with `guard`, an update that would take a balance below zero matches no
+   * row: INSUFFICIENT_FUNDS) plus a history row; XA END. `fence` (a branch that will commit ONE PHASE, with no
+   * record a fenced log write could stop): the coordinator's epoch. The branch first reads its node's fence row on
+   * the shard with a shared lock, held until the branch ends, and fails FENCED when the row holds a newer epoch; a
+   * survivor's fence write (SETTLE_FENCE) waits for every branch that read the row, so no such branch commits
+   * after a survivor read "nothing found" as aborted.
+   */
+  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly ops: readonly Op[]; readonly guard: boolean; readonly fence?: number }
   | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId }
   /** `onePhase`: XA COMMIT ... ONE PHASE of an IDLE branch (a transaction with one branch needs no prepare and no decision record). */
   | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId; readonly onePhase?: boolean }

@@ -26,6 +26,16 @@
  *     dead coordinator's (every txlog write of a coordinator carries its
  *     process's epoch as a fence, spec/kernel/effects.ts Fence), so none of
  *     the dead process's writes can land any more;
+ *   - the node fence: on every shard of the transaction, the fence row of
+ *     the transaction's node raised to the reader's epoch. A one-phase
+ *     branch (no record: no log fence stops it) reads that row, shared,
+ *     before its writes and holds it until it ends, and gives up (FENCED)
+ *     when the row is newer than its coordinator's epoch
+ *     (spec/kernel/effects.ts xa.exec `fence`). The write waits for every
+ *     branch that read the row, so once it returned, a one-phase branch of
+ *     the dead coordinator committed (its rows are facts) or never will,
+ *     also when that coordinator is not dead but hung or cut off, or had not
+ *     sent its exec yet;
  *   - the shard fence: on every shard of the transaction, a locking read of
  *     the transaction's history rows has returned. The rows an XA branch
  *     inserted stay locked until that branch ends, so the read waits while
@@ -59,7 +69,11 @@ export const READ_BACK_ORDER: readonly Protocol[] = [...REGISTRY.filter((p) => p
 export type SettleMutant = "nothing-is-aborted" | "unfenced";
 
 /** What a reader does before "nothing found" may mean aborted (see the file comment): the two fences, by name. */
-export const SETTLE_FENCE = ["log: an epoch newer than the dead coordinator's", "shards: a locking read of the transaction's history rows returned"] as const;
+export const SETTLE_FENCE = [
+  "log: an epoch newer than the dead coordinator's",
+  "node: its fence row raised to that epoch on every shard of the transaction",
+  "shards: a locking read of the transaction's history rows returned",
+] as const;
 
 export interface ReadBackRules {
   /** The rules, in READ_BACK_ORDER. */

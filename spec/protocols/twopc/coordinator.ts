@@ -175,7 +175,8 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     const guard = mutant !== "no-funds-check";
     return {
       st: next,
-      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+      // One branch commits ONE PHASE (onExec), with no record: it is fenced on its shard instead (effects.ts xa.exec `fence`).
+      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard, ...(branches.length === 1 ? { fence: epoch } : {}) })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
     };
   }
 

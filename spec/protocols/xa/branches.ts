@@ -59,9 +59,9 @@ export const branchOf = <S extends XaCoordinator>(st: S, shard: ShardId): S["bra
 export const reply = <S extends XaCoordinator>(st: S, outcome: Outcome): { st: S; fx: Effect[] } =>
   st.replied ? { st, fx: [] } : { st: { ...st, replied: true }, fx: [{ t: "reply", tx: st.tx, outcome }] };
 
-/** Why a branch's failure aborts the transaction, as the client hears it. */
+/** Why a branch's failure aborts the transaction, as the client hears it (FENCED: a survivor's resolver read it as aborted). */
 export const abortReason = (err: XaError): AbortReason =>
-  err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : err === "DEADLOCK_VICTIM" ? "deadlock" : "shard_unavailable";
+  err === "INSUFFICIENT_FUNDS" ? "insufficient_funds" : err === "LOCK_TIMEOUT" || err === "DEADLOCK" ? "conflict" : err === "DEADLOCK_VICTIM" ? "deadlock" : err === "FENCED" ? "resolver" : "shard_unavailable";
 
 /** The settings of an XA coordinator (2PC, parallel commit), with its protocol's mutants. */
 export interface XaCoordinatorOptions<M extends string> {

@@ -1,0 +1,154 @@
+// The node fence (spec/server/readback.ts SETTLE_FENCE; spec/kernel/effects.ts xa.exec `fence`;
+// runtime/detach.ts fenceNode) on a real MariaDB and etcd.
+//
+// The defect it closes: a one-shard transfer takes the one-phase path (exec, then XA COMMIT ... ONE PHASE, with no
+// txlog record). A coordinator node hung (SIGSTOP) or cut off before its exec, or between its exec and its commit,
+// left nothing a survivor could find: the survivor read its transfer back as aborted, and the node, once it woke,
+// committed it (the takeover-live test saw it about one run in three: one key answered aborted and applied).
+//
+// The hung node is a second executor whose statements the test sends late. Every moment of the survivor's settle
+// against the branch's steps is tried (before the exec, between exec and commit, after the commit), and the
+// invariant is the one the audit checks: what the survivor answered is what the shard holds, for ever after.
+// The unfenced exec (the branch not reading its fence row: the code before this fix) is the mutant: the same
+// schedule then answers aborted and applies the transfer.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RanAs } from "../../spec/server/readback.ts";
+import { XaMysql } from "../../runtime/adapters/xa-mysql.ts";
+import { TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
+import { DurableUnavailable, settledOutcome } from "../../runtime/durable.ts";
+import { fenceNode } from "../../runtime/detach.ts";
+import type { Outcome } from "../../spec/kernel/effects.ts";
+import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { balance } from "./support.ts";
+
+let cluster: TestCluster;
+/** The survivor's executor and the hung node's txlog namespace. */
+let survivor: XaMysql;
+let log: TxlogEtcd;
+
+const limits = { connections_max: 8, waiters_max: 8, acquire_timeout_ms: 2_000, connect_timeout_ms: 1_000, statement_timeout_ms: 15_000 };
+const executor = () => new XaMysql({ shards: cluster.shards.map((s) => s.serverAddress()), limits });
+const ONE_SHARD: RanAs = { protocol: "2pc", shards: ["shard-a"] };
+const START = 10_000n;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2, accountsPerShard: 40, balanceCents: Number(START), lockWaitTimeoutS: 1 });
+  survivor = executor();
+  log = new TxlogEtcd(cluster.etcdClient(), "node-fence/");
+});
+
+afterAll(async () => {
+  survivor?.close();
+  await cluster?.stop();
+});
+
+/** The survivor holds epoch `epoch` of the hung node (it took it over: its sessions may be killed). */
+const taken = (epoch: number, killFenced = true) => ({ xa: survivor, log, epoch: () => epoch, killFenced });
+
+type Moment = "before-exec" | "after-exec" | "after-commit";
+const MOMENTS: readonly Moment[] = ["before-exec", "after-exec", "after-commit"];
+
+/**
+ * A hung node `node` (coordinator epoch 1) runs a one-phase transfer of 100 cents out of `account` (to account+1),
+ * the survivor (epoch 2) settles it at `moment`; `fenced`: the branch reads its fence row (false: the mutant).
+ * Returns what the survivor answered and whether the shard holds the transfer once the node woke and finished.
+ */
+async function schedule(node: string, account: number, moment: Moment, fenced: boolean): Promise<{ answer: Outcome | "probe"; applied: boolean }> {
+  const tx = `${node}.f0000000-0000-4000-8000-${String(account).padStart(12, "0")}`;
+  const hung = executor();
+  try {
+    const ops = [
+      { account, delta: -100 },
+      { account: account + 1, delta: 100 },
+    ];
+    const fence = fenced ? 1 : undefined;
+    const run = async (): Promise<void> => {
+      const e = await hung.exec(tx, "shard-a", ops, true, fence);
+      // What the coordinator does with each answer (spec/protocols/twopc/coordinator.ts): commit one phase, or roll back.
+      if (e.ok) await hung.commit(tx, "shard-a", true);
+      else await hung.rollback(tx, "shard-a");
+    };
+    let answer: Outcome | "probe";
+    if (moment === "before-exec") {
+      answer = await settledOutcome(tx, ONE_SHARD, taken(2));
+      await run();
+    } else if (moment === "after-exec") {
+      const e = await hung.exec(tx, "shard-a", ops, true, fence);
+      expect(e).toEqual({ ok: true });
+      // Frozen here: the survivor settles (killing the hung session that holds the fence row), then the node wakes.
+      answer = await settledOutcome(tx, ONE_SHARD, taken(2));
+      await hung.commit(tx, "shard-a", true);
+    } else {
+      await run();
+      answer = await settledOutcome(tx, ONE_SHARD, taken(2));
+    }
+    const debited = await balance(cluster, "shard-a", account);
+    const credited = await balance(cluster, "shard-a", account + 1);
+    expect(debited + credited).toBe(2n * START);
+    return { answer, applied: debited === START - 100n };
+  } finally {
+    hung.close();
+  }
+}
+
+describe("the node fence: a hung node's one-phase transfer is never answered aborted and applied", () => {
+  // Each schedule its own node (a fence row per node) and accounts.
+  it("every moment of the survivor's settle against the branch's steps: the answer is what the shard holds", async () => {
+    let i = 0;
+    for (const moment of MOMENTS) {
+      const { answer, applied } = await schedule(`nf${i}`, 1 + 2 * i, moment, true);
+      i++;
+      expect(answer === "probe" ? "probe" : answer.status, moment).toBe(applied ? "committed" : "aborted");
+    }
+  });
+
+  it("the mutant (an unfenced branch, the code before the fence): settled before the exec, answered aborted and applied", async () => {
+    const { answer, applied } = await schedule("nfm", 21, "before-exec", false);
+    expect(answer).toEqual({ status: "aborted", reason: "resolver" });
+    expect(applied).toBe(true);
+  });
+
+  it("the fenced branch fails FENCED; the node's own newer epoch passes the fence", async () => {
+    const tx = "nfe.f0000000-0000-4000-8000-000000000031";
+    expect(await settledOutcome(tx, ONE_SHARD, taken(2))).toEqual({ status: "aborted", reason: "resolver" });
+    const hung = executor();
+    try {
+      expect(await hung.exec(tx, "shard-a", [{ account: 31, delta: -5 }], true, 1)).toEqual({ ok: false, err: "FENCED" });
+      expect((await hung.rollback(tx, "shard-a")).ok).toBe(true);
+      // Back, the node takes a newer epoch (3): its transfers pass.
+      const next = "nfe.f0000000-0000-4000-8000-000000000032";
+      expect(await hung.exec(next, "shard-a", [{ account: 31, delta: -5 }], true, 3)).toEqual({ ok: true });
+      expect(await hung.commit(next, "shard-a", true)).toEqual({ ok: true });
+      expect(await balance(cluster, "shard-a", 31)).toBe(START - 5n);
+    } finally {
+      hung.close();
+    }
+  });
+
+  it("its own node's settle waits for its branches in flight (never kills them), and a branch that commits meanwhile is committed", async () => {
+    const tx = "nfo.f0000000-0000-4000-8000-000000000033";
+    const node = executor();
+    try {
+      expect(await node.exec(tx, "shard-a", [{ account: 33, delta: -7 }], true, 1)).toEqual({ ok: true });
+      // Without kill the fence row write times out on the live branch: no answer yet.
+      await expect(settledOutcome(tx, ONE_SHARD, taken(1, false))).rejects.toThrow(DurableUnavailable);
+      const settling = settledOutcome(tx, ONE_SHARD, taken(1, false));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await node.commit(tx, "shard-a", true)).toEqual({ ok: true });
+      expect(await settling).toEqual({ status: "committed" });
+      expect(await balance(cluster, "shard-a", 33)).toBe(START - 7n);
+    } finally {
+      node.close();
+    }
+  });
+
+  it("fenceNode refuses what is not a node name or an epoch, and never lowers a row", async () => {
+    const pool = survivor.pool("shard-a");
+    expect(await fenceNode(pool, "n'1", 2, false)).toMatchObject({ outcome: "failed" });
+    expect(await fenceNode(pool, "nl", -1, false)).toMatchObject({ outcome: "failed" });
+    expect(await fenceNode(pool, "nl", 5, false)).toEqual({ outcome: "fenced", killed: [] });
+    expect(await fenceNode(pool, "nl", 3, false)).toEqual({ outcome: "fenced", killed: [] });
+    const r = await pool.run<Array<{ epoch: unknown }>>("SELECT epoch FROM node_fence WHERE node = 'nl'");
+    expect(r.ok && String(r.value[0]?.epoch)).toBe("5");
+  });
+});
