@@ -23,7 +23,7 @@ import type { Etcd3, Lease, Namespace } from "etcd3";
 import { detachBeforeSettle, resolving, takeover, type TakeoverInput, type TakeoverState } from "../spec/failover/takeover.ts";
 import type { Effect, ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
-import { Detacher, type DetachTarget } from "./detach.ts";
+import { Detacher, fenceNode, type DetachTarget } from "./detach.ts";
 import type { Role } from "../spec/kernel/role.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
@@ -143,8 +143,27 @@ export class Failover {
       },
       on,
     );
+    /** The epoch `node` is fenced at, per shard (the node fence: once per shard and epoch). */
+    const fencedAt = new Map<ShardId, number>();
     return async (shard, txs) => {
-      if (txs.length === 0 || !detachBeforeSettle(this.roles.get(node)?.st, fence())) return true;
+      const epoch = fence();
+      if (epoch === null || !detachBeforeSettle(this.roles.get(node)?.st, epoch)) return true;
+      const pool = poolOf(shard);
+      if (on === "history" && pool !== undefined && (fencedAt.get(shard) ?? -1) < epoch) {
+        // The node fence first (spec/failover/takeover.ts rule 5): no one-phase branch of its old epoch commits here any more.
+        const f = await fenceNode(pool, node, epoch, true);
+        if (f.outcome === "failed") {
+          console.error(`speccommit: node ${this.opts.node}: node ${node} not fenced on ${shard} yet: ${f.why}`);
+          return false;
+        }
+        for (const thread of f.killed) {
+          this.sessionsKilled.set(node, (this.sessionsKilled.get(node) ?? 0) + 1);
+          this.opts.metrics?.sessionsKilled.inc({ node });
+          console.log(`speccommit: node ${this.opts.node}: killed node ${node}'s session ${thread} on ${shard}, which held its fence row (a one-phase branch; fence: epoch ${epoch})`);
+        }
+        fencedAt.set(shard, epoch);
+      }
+      if (txs.length === 0) return true;
       const r = await detacher.detach(shard, txs);
       for (const f of r.results) if (f.outcome === "failed") console.error(`speccommit: node ${this.opts.node}: node ${node}'s ${on === "history" ? "branch" : "undo row of"} ${f.tx} on ${shard} not detached yet: ${f.why}`);
       return r.complete;

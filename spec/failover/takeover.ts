@@ -181,5 +181,13 @@ export function takeover(self: string, node: string, mutant?: TakeoverMutant): R
  * its COMMIT: the host detaches them before the undo-row scan answers, and
  * killing the session only rolls back a local transaction whose outcome the
  * keys decide anyway (../protocols/speculative/settle.ts).
+ *
+ * Under the same condition, and before it detaches anything on a shard, the
+ * host fences N on that shard (the node fence, ../server/readback.ts
+ * SETTLE_FENCE: N's fence row raised to the resolver's epoch, N's sessions
+ * holding it killed): a one-phase branch of N, which no log fence stops, can
+ * then no longer commit there under N's old epoch. A shard not fenced yet
+ * answers XA RECOVER as UNAVAILABLE too, so the resolver's first complete
+ * scan of N means N is fenced on every shard.
  */
 export const detachBeforeSettle = (st: TakeoverState | undefined, fence: number | null): boolean => st !== undefined && resolving(st) && fence !== null;

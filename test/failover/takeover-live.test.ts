@@ -311,7 +311,9 @@ describe("two coordinator nodes: one killed -9, the other takes its transactions
     const killedMetric = metricOf(await (await fetch(`${n1.url}/metrics`)).text(), 'speccommit_takeover_sessions_killed_total{node="n3"}');
     expect(killedMetric).toBeGreaterThanOrEqual(1);
     expect(n1.output()).toMatch(/killed node n3's session \d+ on shard-., which held its prepared branch n3\./);
-    console.log(`n3 taken over and fenced while frozen; n1 killed ${killedMetric} of its sessions and settled what it held within ${Math.round(performance.now() - frozen_ms)} ms of the fence; waking it`);
+    // Of those, the sessions of n3's one-phase branches frozen between exec and commit (the node fence's kills).
+    const fenceKills = (n1.output().match(/which held its fence row/g) ?? []).length;
+    console.log(`n3 taken over and fenced while frozen; n1 killed ${killedMetric} of its sessions (${fenceKills} holding its fence row: one-phase branches) and settled what it held within ${Math.round(performance.now() - frozen_ms)} ms of the fence; waking it`);
     // It wakes: whatever it had in flight meets a newer epoch; it takes a lease and an epoch again, n1 lets go.
     process.kill(n3.pid, "SIGCONT");
     let back = false;
