@@ -59,6 +59,8 @@ export interface IdempotentResult {
   outcome: Outcome;
   /** The outcome is the one a previous request with this key got. */
   replayed: boolean;
+  /** The protocol the transaction ran with, as its claim records it (a replay may reach a node whose default differs). */
+  protocol?: string;
 }
 
 /**
@@ -199,6 +201,8 @@ export class Idempotency {
       return o;
     };
     let out = step(role.start(), { t: "claim", key: etcdKey, record });
+    /** The claim found in the log (a CAS answer, or the one to settle): a replay names its transaction's protocol. */
+    let found: ClaimRecord | undefined;
     /** The engine's refusal to run the claimed transaction, thrown once the role gave the key back. */
     let refusal: Error | undefined;
     for (;;) {
@@ -209,6 +213,7 @@ export class Idempotency {
       switch (fx.t) {
         case "log.put":
           input = { t: "log.put", key: fx.key, r: await this.deps.log.put(fx.key, fx.value, fx.ifVersion) };
+          if (!input.r.ok && input.r.err === "CAS" && input.r.current?.kind === "claim") found = input.r.current;
           if (!input.r.ok && input.r.err === "UNAVAILABLE" && fx.ifVersion > 0) console.error(`idempotency ${etcdKey}: claim not written again (the transaction log did not answer); a later request settles it`);
           break;
         case "log.delete":
@@ -226,10 +231,13 @@ export class Idempotency {
           break;
         }
         case "claim.settle":
+          found = fx.record;
           input = { t: "told", outcome: await this.earlier(fx.record) };
           break;
-        case "claim.answer":
-          return { tx: fx.tx, outcome: fx.outcome, replayed: fx.replayed };
+        case "claim.answer": {
+          const protocol = fx.replayed ? (found?.tx === fx.tx ? found.protocol : undefined) : request.protocol;
+          return { tx: fx.tx, outcome: fx.outcome, replayed: fx.replayed, ...(protocol !== undefined ? { protocol } : {}) };
+        }
         case "claim.refused":
           if (fx.status === 422) throw this.mismatch(fx.tx);
           // The claim may or may not exist; either way nothing ran, and a retry with the key finds out.

@@ -673,7 +673,7 @@ class Api {
     // A committed transfer's answer carries its commit timestamp (runtime/timestamps.ts): a read at it sees the transfer.
     let answered = false;
     const waitTs = prefersCommitTs(req.headers.prefer);
-    const answer = (tx: string, o: Outcome, replayed?: boolean): void => {
+    const answer = (tx: string, o: Outcome, replayed?: boolean, ranWith?: string): void => {
       if (answered) return;
       answered = true;
       // Chosen now only by this process's running coordinator (the speculative path answers before its record); a
@@ -683,10 +683,10 @@ class Api {
       // `Prefer: commit-ts` (RFC 7240): the client waits for a durable timestamp on every path, the speculative one
       // included (bounded; Preference-Applied says it was honoured).
       const told = known === undefined ? undefined : waitTs ? this.time.timestamps.toTellWaiting(tx, known) : this.time.timestamps.toTell(tx, known);
-      if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed));
-      else send(tx, o, told, replayed);
+      if (told instanceof Promise) void told.then((t) => send(tx, o, t, replayed, ranWith));
+      else send(tx, o, told, replayed, ranWith);
     };
-    const send = (tx: string, o: Outcome, known: bigint | undefined, replayed?: boolean): void => {
+    const send = (tx: string, o: Outcome, known: bigint | undefined, replayed?: boolean, ranWith?: string): void => {
       const commitTs = known === undefined ? undefined : formatTs(known);
       this.send(
         res,
@@ -697,7 +697,8 @@ class Api {
           status: o.status,
           ...(o.status === "aborted" ? { reason: o.reason } : {}),
           ...(commitTs !== undefined ? { commit_ts: commitTs } : {}),
-          protocol: request.protocol,
+          // A replay names the protocol its transaction ran with (its claim's), which this node's default may not be.
+          protocol: ranWith ?? request.protocol,
           ...(replayed !== undefined ? { idempotency_key: request.idempotency_key, replayed } : {}),
         },
         { ...(commitTs !== undefined ? { [TIMESTAMP_HEADER]: commitTs } : {}), ...(waitTs ? { "Preference-Applied": "commit-ts" } : {}) },
@@ -714,7 +715,7 @@ class Api {
         // The credential is known before the branches run, so that their history rows carry it.
         const r = await this.idempotency.run(request.idempotency_key, request, traceParentOf(req), (tx) => this.rememberCredential(tx, res));
         this.rememberCredential(r.tx, res);
-        return answer(r.tx, r.outcome, r.replayed);
+        return answer(r.tx, r.outcome, r.replayed, r.protocol);
       }
       // Answered from inside the coordinator's step, so the response is written before that step's commits are sent.
       const tx = this.engine.newTx();
