@@ -306,6 +306,9 @@ export class DeadlockDetector {
 
 const sessionKey = (shard: ShardId, thread: number): string => `${shard}#${thread}`;
 
+/** Where the nodes' entries live under the etcd prefix (a forgotten node's is deleted with it: runtime/failover.ts). */
+export const DEADLOCK_PREFIX = "deadlock/";
+
 /** One published entry: `{ at, sessions }` under `<prefix>deadlock/<node>`. */
 interface PeerEntry {
   at: number;
@@ -328,7 +331,7 @@ export class EtcdPeerSessions implements PeerSessions {
     private readonly others: () => readonly string[] | null,
     private readonly timeout_ms: number,
   ) {
-    this.ns = client.namespace(`${base}deadlock/`);
+    this.ns = client.namespace(`${base}${DEADLOCK_PREFIX}`);
   }
 
   active(): boolean {

@@ -24,6 +24,7 @@ import { detachBeforeSettle, resolving, takeover, type TakeoverInput, type Takeo
 import type { Effect, ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
 import { Detacher, fenceNode, type DetachTarget } from "./detach.ts";
+import { DEADLOCK_PREFIX } from "./deadlock.ts";
 import type { Role } from "../spec/kernel/role.ts";
 import { RoleInstance, type Adapters } from "./interpreter.ts";
 import type { Metrics } from "./metrics.ts";
@@ -372,7 +373,8 @@ export class Failover {
 
   /**
    * Forgets dead node `node` (spec/failover/forget.ts): one etcd transaction, only while its lease is still gone and
-   * the claim is still ours at `claimVersion`, deletes members/<node> and the claim owners/<node>; then stops its resolver and role here. Counted in the log.
+   * the claim is still ours at `claimVersion`, deletes members/<node>, the claim owners/<node> and its deadlock
+   * sessions deadlock/<node>; then stops its resolver and role here. Counted in the log.
    */
   private async forget(node: string, claimVersion: number): Promise<void> {
     try {
@@ -380,10 +382,11 @@ export class Failover {
         .if(ALIVE_PREFIX + node, "Version", "==", 0)
         // The claim is still ours, at the version our role holds (another survivor's newer claim is not deleted).
         .and(OWNERS_PREFIX + node, "Version", "==", claimVersion)
-        .then(this.ns.delete().key(MEMBERS_PREFIX + node), this.ns.delete().key(OWNERS_PREFIX + node))
+        // Its deadlock detector's sessions (runtime/deadlock.ts EtcdPeerSessions) too: a node killed -9 left them.
+        .then(this.ns.delete().key(MEMBERS_PREFIX + node), this.ns.delete().key(OWNERS_PREFIX + node), this.ns.delete().key(DEADLOCK_PREFIX + node))
         .commit();
       if (!r.succeeded) return;
-      console.log(`speccommit: node ${this.opts.node}: node ${node} settled and still gone: forgotten (members/${node} and owners/${node} deleted)`);
+      console.log(`speccommit: node ${this.opts.node}: node ${node} settled and still gone: forgotten (members/${node}, owners/${node} and deadlock/${node} deleted)`);
       this.dropNode(node);
     } catch (e) {
       // etcd did not answer: the next audit round tries again.
