@@ -203,13 +203,18 @@ export type FenceWrite =
  * sessions holding the row are a hung or cut-off node's, frozen with a
  * branch between its exec and its commit; they are found as detachBranch
  * finds a branch's (the lock waits of this write) and killed, which rolls
- * their unprepared branches back. Without `kill`, a write still waiting
- * after innodb_lock_wait_timeout (1 s) is "failed": ask again later.
- * Bounded by BRANCH_WAIT_MS.
+ * their unprepared branches back. Bounded by BRANCH_WAIT_MS.
+ *
+ * Without `kill` (this process's own node: the holders are its own branches
+ * in flight) the write never queues: a waiting X lock would hold up every
+ * new one-phase branch of the node on this shard behind it. It takes the
+ * row's X lock with NOWAIT, tried again every OWN_RETRY_MS while the node's
+ * branches hold it, and is "failed" after OWN_WAIT_MS (ask again later).
  */
 export async function fenceNode(pool: ShardPool, node: string, epoch: number, kill: boolean): Promise<FenceWrite> {
   if (!NODE.test(node)) return { outcome: "failed", why: `${JSON.stringify(node)} is not a node name` };
   if (!Number.isSafeInteger(epoch) || epoch < 0) return { outcome: "failed", why: `${String(epoch)} is not an epoch` };
+  if (!kill) return fenceOwnNode(pool, node, epoch);
   const deadline = performance.now() + BRANCH_WAIT_MS;
   const killed: number[] = [];
   while (performance.now() < deadline) {
@@ -243,7 +248,6 @@ export async function fenceNode(pool: ShardPool, node: string, epoch: number, ki
       const r = await write;
       if (r.ok) return { outcome: "fenced", killed };
       if (r.error.errno !== 1205) return { outcome: "failed", why: r.error.message };
-      if (!kill) return { outcome: "failed", why: `node ${node}'s fence row is held by its live branches (lock wait timeout)` };
     } finally {
       if (!done) {
         await pool.run(`KILL QUERY ${c.threadId}`);
@@ -253,4 +257,34 @@ export async function fenceNode(pool: ShardPool, node: string, epoch: number, ki
     }
   }
   return { outcome: "failed", why: `node ${node} not fenced within ${BRANCH_WAIT_MS} ms` };
+}
+
+const OWN_WAIT_MS = 1_000;
+const OWN_RETRY_MS = 20;
+
+/** fenceNode without `kill`: X lock with NOWAIT (never queued ahead of the node's new branches), retried, bounded. */
+async function fenceOwnNode(pool: ShardPool, node: string, epoch: number): Promise<FenceWrite> {
+  // The row exists before it is locked (a NOWAIT read of a missing row would lock a gap, not the row).
+  const made = await pool.run(`INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`);
+  if (!made.ok) return { outcome: "failed", why: made.error.message };
+  const deadline = performance.now() + OWN_WAIT_MS;
+  for (;;) {
+    const c: PooledConnection | null = await pool.acquire();
+    if (c === null) return { outcome: "failed", why: "no connection to the shard" };
+    try {
+      const r = await pool.query(
+        c,
+        `START TRANSACTION; SELECT epoch FROM ${FENCE_TABLE} WHERE node = '${node}' FOR UPDATE NOWAIT; ` +
+          `UPDATE ${FENCE_TABLE} SET epoch = GREATEST(epoch, ${epoch}) WHERE node = '${node}'; COMMIT`,
+      );
+      if (r.ok) return { outcome: "fenced", killed: [] };
+      // The batch stopped at the failing statement: the transaction is still open on this connection.
+      await pool.query(c, "ROLLBACK");
+      if (r.error.errno !== 1205) return { outcome: "failed", why: r.error.message };
+    } finally {
+      pool.release(c);
+    }
+    if (performance.now() >= deadline) return { outcome: "failed", why: `node ${node}'s fence row is held by its live branches (${OWN_WAIT_MS} ms)` };
+    await sleep(OWN_RETRY_MS);
+  }
 }

@@ -130,10 +130,24 @@ describe("the node fence: a hung node's one-phase transfer is never answered abo
     const node = executor();
     try {
       expect(await node.exec(tx, "shard-a", [{ account: 33, delta: -7 }], true, 1)).toEqual({ ok: true });
-      // Without kill the fence row write times out on the live branch: no answer yet.
+      // Without kill the fence row write gives up on the live branch: no answer yet.
       await expect(settledOutcome(tx, ONE_SHARD, taken(1, false))).rejects.toThrow(DurableUnavailable);
       const settling = settledOutcome(tx, ONE_SHARD, taken(1, false));
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 50));
+      // Meanwhile the fence write never waits in the row's lock queue (NOWAIT, tried again), where it would hold up
+      // every new one-shard transfer of the node behind it: no lock wait on node_fence is ever seen.
+      const pool = survivor.pool("shard-a");
+      for (let i = 0; i < 6; i++) {
+        const w = await pool.run<Array<{ n: unknown }>>(
+          "SELECT COUNT(*) AS n FROM information_schema.INNODB_LOCK_WAITS w JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id WHERE l.lock_table LIKE '%node_fence%'",
+        );
+        expect(w.ok && Number(w.value[0]?.n)).toBe(0);
+        await new Promise((r) => setTimeout(r, 60));
+      }
+      // And a new one-shard transfer of the node runs and commits while the fence is still being tried.
+      const other = "nfo.f0000000-0000-4000-8000-000000000034";
+      expect(await node.exec(other, "shard-a", [{ account: 34, delta: -1 }], true, 1)).toEqual({ ok: true });
+      expect(await node.commit(other, "shard-a", true)).toEqual({ ok: true });
       expect(await node.commit(tx, "shard-a", true)).toEqual({ ok: true });
       expect(await settling).toEqual({ status: "committed" });
       expect(await balance(cluster, "shard-a", 33)).toBe(START - 7n);
