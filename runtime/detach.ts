@@ -84,6 +84,24 @@ async function killAndWait(pool: ShardPool, thread: number): Promise<string | nu
 }
 
 /**
+ * The sessions (thread ids; 0: a detached branch) holding the locks session `requester` waits for on rows of
+ * `table` (whose key begins with `keyPrefix`, as INNODB_LOCKS' lock_data writes it, when given); a string: why
+ * the lock waits could not be read. From InnoDB's lock-wait tables (see the file's comment on their refresh).
+ */
+async function blockersOf(pool: ShardPool, requester: number, table: string, keyPrefix?: string): Promise<number[] | string> {
+  const onKey = keyPrefix === undefined ? "" : ` AND LEFT(l.lock_data, ${keyPrefix.length}) = '${keyPrefix.replaceAll("'", "''")}'`;
+  const w = await pool.run<Array<{ holder: unknown }>>(
+    "SELECT DISTINCT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
+      "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
+      "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
+      "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
+      `WHERE r.trx_mysql_thread_id = ${requester} AND l.lock_table = '\`${DATABASE}\`.\`${table}\`'${onKey}`,
+  );
+  if (!w.ok) return `reading the lock waits: ${w.error.message}`;
+  return w.value.map((row) => Number(row.holder)).filter((h) => Number.isSafeInteger(h) && h >= 0);
+}
+
+/**
  * Detaches one prepared branch `tx` of this shard (see the file's comment).
  * `onlyLook` (diagnostics): finds the holder, kills nothing; an attached
  * branch is then "failed" with the holder's session and client address.
@@ -106,15 +124,9 @@ export async function detachBranch(pool: ShardPool, tx: TxId, onlyLook = false, 
         if (done) break;
         // The wait must be this probe's: on a row of `tx` in that table (the view may be an older one, of another use of this session).
         // Both keys begin with the transaction id: history (xid, account_id), speculative_undo (tx, branch).
-        const w = await pool.run<Array<{ holder: unknown }>>(
-          "SELECT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
-            "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
-            "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
-            "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
-            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`${on}\`' AND LEFT(l.lock_data, ${tx.length + 3}) = '''${tx}'',' LIMIT 1`,
-        );
-        if (!w.ok) return { tx, outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
-        if (w.value.length > 0) holder = Number(w.value[0]!.holder);
+        const w = await blockersOf(pool, c.threadId, on, `'${tx}',`);
+        if (typeof w === "string") return { tx, outcome: "failed", why: w };
+        if (w.length > 0) holder = w[0]!;
       }
       if (holder === 0) return killed !== null ? { tx, outcome: "killed", thread: killed } : { tx, outcome: "detached" };
       if (holder !== null && Number.isSafeInteger(holder) && holder > 0) {
@@ -228,17 +240,10 @@ export async function fenceNode(pool: ShardPool, node: string, epoch: number, ki
       while (!done && performance.now() < deadline) {
         await sleep(WAITS_POLL_MS);
         if (done || !kill) continue;
-        const w = await pool.run<Array<{ holder: unknown }>>(
-          "SELECT DISTINCT b.trx_mysql_thread_id AS holder FROM information_schema.INNODB_LOCK_WAITS w " +
-            "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id " +
-            "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id " +
-            "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id " +
-            `WHERE r.trx_mysql_thread_id = ${c.threadId} AND l.lock_table = '\`${DATABASE}\`.\`${FENCE_TABLE}\`'`,
-        );
-        if (!w.ok) return { outcome: "failed", why: `reading the lock waits: ${w.error.message}` };
-        for (const row of w.value) {
-          const holder = Number(row.holder);
-          if (!Number.isSafeInteger(holder) || holder <= 0 || killed.includes(holder)) continue;
+        const w = await blockersOf(pool, c.threadId, FENCE_TABLE);
+        if (typeof w === "string") return { outcome: "failed", why: w };
+        for (const holder of w) {
+          if (holder <= 0 || killed.includes(holder)) continue;
           const why = await killAndWait(pool, holder);
           if (why !== null) return { outcome: "failed", why };
           killed.push(holder);
