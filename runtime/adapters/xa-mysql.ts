@@ -459,6 +459,8 @@ export class XaMysql implements XaExecutor {
       // The row's epoch, a BIGINT: a decimal string (bigNumberStrings), compared exactly.
       const rows = results[1] as unknown as Array<{ epoch: unknown }> | undefined;
       const held = rows?.[0]?.epoch;
+      // No row (the table was made again since this process made it): refused, and made again before the next branch.
+      if (held === undefined) this.fenceRows.delete(`${shard}|${node}`);
       if (held === undefined || BigInt(String(held)) > BigInt(fence)) return { ok: false, err: "FENCED" };
     }
     const first = 1 + (fence !== undefined ? 1 : 0);

@@ -12,6 +12,7 @@
 // The unfenced exec (the branch not reading its fence row: the code before this fix) is the mutant: the same
 // schedule then answers aborted and applies the transfer.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import mysql from "mysql2/promise";
 import type { RanAs } from "../../spec/server/readback.ts";
 import { XaMysql } from "../../runtime/adapters/xa-mysql.ts";
 import { TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
@@ -151,6 +152,30 @@ describe("the node fence: a hung node's one-phase transfer is never answered abo
       expect(await node.commit(tx, "shard-a", true)).toEqual({ ok: true });
       expect(await settling).toEqual({ status: "committed" });
       expect(await balance(cluster, "shard-a", 33)).toBe(START - 7n);
+    } finally {
+      node.close();
+    }
+  });
+
+  it("a fence row gone (its table made again) refuses the branch once, and is made again for the next", async () => {
+    const node = executor();
+    try {
+      const first = "nfg.f0000000-0000-4000-8000-000000000035";
+      expect(await node.exec(first, "shard-a", [{ account: 35, delta: -1 }], true, 1)).toEqual({ ok: true });
+      expect(await node.commit(first, "shard-a", true)).toEqual({ ok: true });
+      const root = await mysql.createConnection(cluster.shard("shard-a").connectionOptions());
+      try {
+        await root.query("DELETE FROM node_fence WHERE node = 'nfg'");
+      } finally {
+        await root.end();
+      }
+      const second = "nfg.f0000000-0000-4000-8000-000000000036";
+      expect(await node.exec(second, "shard-a", [{ account: 35, delta: -1 }], true, 1)).toEqual({ ok: false, err: "FENCED" });
+      expect((await node.rollback(second, "shard-a")).ok).toBe(true);
+      const third = "nfg.f0000000-0000-4000-8000-000000000037";
+      expect(await node.exec(third, "shard-a", [{ account: 35, delta: -1 }], true, 1)).toEqual({ ok: true });
+      expect(await node.commit(third, "shard-a", true)).toEqual({ ok: true });
+      expect(await balance(cluster, "shard-a", 35)).toBe(START - 2n);
     } finally {
       node.close();
     }
