@@ -29,7 +29,7 @@ function transcript<St, In>(role: { start(): St; step(st: St, i: In): { st: St; 
 function show(e: Effect): string {
   switch (e.t) {
     case "xa.exec":
-      return `exec ${e.shard}${e.guard ? "" : " UNGUARDED"}`;
+      return `exec ${e.shard}${e.guard ? "" : " UNGUARDED"}${e.fence !== undefined ? ` fence e${e.fence}` : ""}`;
     case "xa.commit":
       return `commit ${e.shard}${e.onePhase ? " one phase" : ""}`;
     case "xa.prepare":
@@ -132,7 +132,8 @@ describe("2PC coordinator", () => {
       { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
       { t: "xa.commit", tx: "t1", shard: "s1", r: ok },
     ]);
-    expect(committed.lines).toEqual([["exec s1", "timer vote"], ["commit s1 one phase"], ["reply committed"]]);
+    // The one branch is fenced on its shard by the coordinator's epoch (no record a fenced log write could stop).
+    expect(committed.lines).toEqual([["exec s1 fence e1", "timer vote"], ["commit s1 one phase"], ["reply committed"]]);
     const lost = transcript<CoordinatorState, CoordinatorInput>(role, [
       { t: "request", tx: "t1", branches: one, epoch: 1 },
       { t: "xa.exec", tx: "t1", shard: "s1", r: ok, conn: null },
@@ -140,6 +141,18 @@ describe("2PC coordinator", () => {
     ]);
     expect(lost.lines.at(-1)).toEqual(["reply in_doubt"]);
     expect(lost.st.phase).toBe("done");
+  });
+
+  it("a single branch fenced on its shard (a survivor took its node over): rolled back, answered aborted as the survivor reads it", () => {
+    const one = [{ shard: "s1", ops: [{ account: 1, delta: -30 }, { account: 3, delta: 30 }] }];
+    const fenced = transcript<CoordinatorState, CoordinatorInput>(role, [
+      { t: "request", tx: "t1", branches: one, epoch: 4 },
+      { t: "xa.exec", tx: "t1", shard: "s1", r: { ok: false, err: "FENCED" }, conn: null },
+    ]);
+    expect(fenced.lines).toEqual([["exec s1 fence e4", "timer vote"], ["reply aborted resolver", "rollback s1"]]);
+    // Two branches are never fenced on their shards: their decision record is (the log fence).
+    const two = transcript<CoordinatorState, CoordinatorInput>(role, [{ t: "request", tx: "t1", branches, epoch: 4 }]);
+    expect(two.lines).toEqual([["exec s1", "exec s2", "timer vote"]]);
   });
 
   it("does not stop while an exec is in flight: an abandoned branch waits for the others", () => {
