@@ -139,7 +139,7 @@ async function nodeFence(tx: TxId, shards: readonly ShardId[], deps: Deps & Fenc
     if ((done.get(k) ?? -1) >= epoch) continue;
     const f = await fenceNode(deps.xa.pool(shard), node, epoch, deps.killFenced === true);
     if (f.outcome === "failed") throw new DurableUnavailable(`node ${node} could not be fenced on ${shard}: ${f.why}`);
-    if (f.killed.length > 0) console.error(`settle of ${tx}: killed session(s) ${f.killed.join(", ")} of node ${node} on ${shard}, which held its fence row (a hung or cut-off node's one-phase branches)`);
+    for (const t of f.killed) console.error(`speccommit: settle of ${tx}: killed node ${node}'s session ${t} on ${shard}, which held its fence row (a one-phase branch of a hung or cut-off node)`);
     // Bounded: one entry per shard and node this process settled a transaction of.
     done.set(k, epoch);
   }

@@ -117,7 +117,7 @@ export interface ChaosReport {
   accepting_share: number;
   longest_gap_ms: number;
   coordinator_death_to_settled_ms: number[];
-  /** From the coordinators' logs (every incarnation): takeovers and shard sessions killed to detach prepared branches (spec/failover/takeover.ts rule 5), by the node taken over. */
+  /** From the coordinators' logs (every incarnation): takeovers and shard sessions killed (spec/failover/takeover.ts rule 5: prepared branches, undo rows, fence rows), by the node taken over. */
   takeovers: Record<string, number>;
   sessions_killed: Record<string, number>;
   audit: {
@@ -502,7 +502,7 @@ export function formatChaos(r: ChaosReport): string {
     `chaos: ${r.coordinators} coordinator(s), ${r.etcd_members} etcd members, ${r.shards} shards, ${r.clients} clients, ${(r.duration_ms / 1000).toFixed(1)} s of load; load average ${fmtLoad(r.loadavg_start)} -> ${fmtLoad(r.loadavg_end)} on ${r.cpus} CPUs`,
     `  faults: ${kills.length} kill -9 + restart (${byKind("coord")} coordinator, ${byKind("etcd")} etcd member, ${byKind("shard")} shard), ${r.faults.length - kills.length} partition`,
     ...r.faults.map((f) => `    ${f.kind === "kill" ? "kill -9" : "partition"} ${f.target} at ${f.at_ms} ms: ${f.down_ms} ms until back; meanwhile ${f.definite_answers ?? "-"} committed or aborted answers, some coordinator accepting ${f.accepting_share === undefined ? "-" : `${(f.accepting_share * 100).toFixed(0)}%`} of the time${f.isolated_answers !== undefined ? `; ${f.isolated_answers} answers from the isolated coordinator while cut off; of its ${f.isolated_prepared_at_cut} branches prepared at the cut, ${f.isolated_prepared_at_cut === 0 ? "-" : f.isolated_settled_ms === null || f.isolated_settled_ms === undefined ? "NOT all settled before the heal" : `all settled by a survivor ${f.isolated_settled_ms} ms after the cut`}` : ""}`),
-    `  takeovers (from the coordinators' logs, by node taken over): ${JSON.stringify(r.takeovers)}; shard sessions killed to detach prepared branches: ${JSON.stringify(r.sessions_killed)}`,
+    `  takeovers (from the coordinators' logs, by node taken over): ${JSON.stringify(r.takeovers)}; shard sessions killed (holding a prepared branch, an undo row or the node's fence row): ${JSON.stringify(r.sessions_killed)}`,
     `  partition: ${r.partition_method}`,
     `  answers: ${a.committed + a.aborted + a.in_doubt} (${a.committed} committed, ${a.aborted} aborted ${JSON.stringify(a.aborts)}, ${a.in_doubt} in doubt), ${a.lost} lost ${JSON.stringify(a.lost_reasons)}; failing over: ${r.failover.transfers_retried} transfers answered after a retry (${r.failover.extra_attempts} extra attempts), ${r.failover.no_answer} unanswered within the deadline`,
     `  in doubt: ${r.in_doubt.answered} answered in_doubt, ${r.in_doubt.settled} settled (GET /transactions) after p50 ${r.in_doubt.settle_ms_p50 ?? "-"} ms, max ${r.in_doubt.settle_ms_max ?? "-"} ms`,
