@@ -125,9 +125,10 @@ describe("GET /ui", () => {
       },
     });
     // etcd is back, the resolver has not scanned: still in doubt, now with what the log holds (the decision record,
-    // when the commit write sent before the pause landed after it; none otherwise).
+    // when the commit write sent before the pause landed after it, with the commit timestamp it carries when one was
+    // chosen, docs/protocols/timestamps.md; none otherwise).
     const back = await chromium(`${server.url}/ui`, ["--dump-dom"]);
-    expect(row(back, "indoubt", tx)).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b (none \\(no decision written\\)|\\{"kind":"decision","decision":"commit","branches":\\["shard-a","shard-b"\\]\\})$`));
+    expect(row(back, "indoubt", tx)).toMatch(new RegExp(`^${tx} \\? (-|[0-9.]+) shard-a, shard-b (none \\(no decision written\\)|\\{"kind":"decision","decision":"commit","branches":\\["shard-a","shard-b"\\](,"commit_ts":"[0-9]+")?\\})$`));
     const png = join("out", "ui-in-doubt.png");
     rmSync(png, { force: true });
     await chromium(`${server.url}/ui`, [`--screenshot=${png}`, "--window-size=1280,900", "--hide-scrollbars"]);
