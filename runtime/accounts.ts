@@ -21,6 +21,7 @@
 import type { ShardId } from "../spec/kernel/effects.ts";
 import type { ShardPool } from "./adapters/mysql-pool.ts";
 import { BadRequest, type AccountCatalog } from "./transfer.ts";
+import { SHARD_TABLES } from "./cluster/schema.ts";
 
 /** Ids kept from the boot read of a shard whose ids have gaps; beyond it none are kept (the shard is asked on a miss). */
 const IDS_MAX = 2_000_000;
@@ -266,6 +267,7 @@ export class Accounts implements AccountCatalog {
     await Promise.all(
       this.missing().map(async (shard) => {
         const pool = this.pools.get(shard)!;
+        if (!(await checkTables(shard, pool))) return;
         const k = await readShard(shard, pool, this.idsMax);
         if (k === null) return;
         const states = await readStates(shard, pool, this.statesMax);
@@ -275,6 +277,21 @@ export class Accounts implements AccountCatalog {
       }),
     );
   }
+}
+
+/**
+ * Whether every table the server uses is on the shard (a shard made by an earlier version gains the later ones on
+ * `speccommit cluster up`, runtime/cluster/schema.ts): false when the shard did not answer; a table it lacks (or
+ * the user may not read) is an error naming it, at boot, rather than the transfers that need it failing later.
+ */
+async function checkTables(shard: ShardId, pool: ShardPool): Promise<boolean> {
+  for (const t of SHARD_TABLES) {
+    const r = await pool.run(`SELECT 1 FROM ${t.name} LIMIT 0`);
+    if (r.ok) continue;
+    if (r.error.fatal) return false;
+    throw new Error(`${shard}: cannot read table ${t.name} (${r.error.message}); is its schema up to date (speccommit cluster up)?`);
+  }
+  return true;
 }
 
 /** The shard's accounts, or null when the shard did not answer. */

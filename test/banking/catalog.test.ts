@@ -34,6 +34,27 @@ afterAll(async () => {
 }, 60_000);
 
 describe("the account catalog", () => {
+  it("a shard lacking a table the server uses (a later version's: node_fence) stops the start, naming it and what to run", async () => {
+    const checked = {
+      run: async (sql: string) => {
+        try {
+          const [rows] = await conn.query(sql);
+          return { ok: true, value: rows };
+        } catch (e) {
+          const err = e as { errno?: number; code?: string; message: string };
+          return { ok: false, error: { errno: err.errno, code: err.code ?? "", fatal: false, message: err.message } };
+        }
+      },
+    } as unknown as ShardPool;
+    await conn.query("RENAME TABLE node_fence TO node_fence_gone");
+    try {
+      await expect(Accounts.load(new Map([["shard-a", checked]]))).rejects.toThrow(/shard-a: cannot read table node_fence .*speccommit cluster up/);
+    } finally {
+      await conn.query("RENAME TABLE node_fence_gone TO node_fence");
+    }
+    expect((await Accounts.load(new Map([["shard-a", checked]]))).missing()).toEqual([]);
+  });
+
   it("starts past its bounds, answers from the shard on a miss, and remembers within them", async () => {
     const bounds = { idsMax: 10, statesMax: 3, positivesMax: 7 };
     const a = await Accounts.load(new Map([["shard-a", pool]]), bounds);
