@@ -36,7 +36,7 @@
  */
 import type { ShardId, TxId } from "../spec/kernel/effects.ts";
 import type { PooledConnection, ShardPool } from "./adapters/mysql-pool.ts";
-import { DATABASE, FENCE_TABLE } from "./cluster/schema.ts";
+import { DATABASE, FENCE_TABLE, fenceRowInsert } from "./cluster/schema.ts";
 
 const WAITS_POLL_MS = 250;
 const BRANCH_WAIT_MS = 8_000;
@@ -222,11 +222,29 @@ export type FenceWrite =
  * new one-phase branch of the node on this shard behind it. It takes the
  * row's X lock with NOWAIT, tried again every OWN_RETRY_MS while the node's
  * branches hold it, and is "failed" after OWN_WAIT_MS (ask again later).
+ *
+ * Once per shard, node and epoch in this process (the read-back's fence and
+ * rule 5's share it: runtime/durable.ts, runtime/failover.ts): a row this
+ * process raised to `epoch` or beyond is fenced already (rows are never
+ * lowered).
  */
 export async function fenceNode(pool: ShardPool, node: string, epoch: number, kill: boolean): Promise<FenceWrite> {
   if (!NODE.test(node)) return { outcome: "failed", why: `${JSON.stringify(node)} is not a node name` };
   if (!Number.isSafeInteger(epoch) || epoch < 0) return { outcome: "failed", why: `${String(epoch)} is not an epoch` };
-  if (!kill) return fenceOwnNode(pool, node, epoch);
+  let done = fencedAt.get(pool);
+  if (done === undefined) fencedAt.set(pool, (done = new Map()));
+  if ((done.get(node) ?? -1) >= epoch) return { outcome: "fenced", killed: [] };
+  const f = kill ? await fenceTakenOver(pool, node, epoch) : await fenceOwnNode(pool, node, epoch);
+  // Bounded: one entry per node this process fenced on this shard.
+  if (f.outcome === "fenced") done.set(node, epoch);
+  return f;
+}
+
+/** Per shard (its pool), node → the epoch this process raised its fence row to. */
+const fencedAt = new WeakMap<ShardPool, Map<string, number>>();
+
+/** fenceNode with `kill`: the write queues, and the sessions it waits for are killed. */
+async function fenceTakenOver(pool: ShardPool, node: string, epoch: number): Promise<FenceWrite> {
   const deadline = performance.now() + BRANCH_WAIT_MS;
   const killed: number[] = [];
   while (performance.now() < deadline) {
@@ -239,7 +257,7 @@ export async function fenceNode(pool: ShardPool, node: string, epoch: number, ki
     try {
       while (!done && performance.now() < deadline) {
         await sleep(WAITS_POLL_MS);
-        if (done || !kill) continue;
+        if (done) continue;
         const w = await blockersOf(pool, c.threadId, FENCE_TABLE);
         if (typeof w === "string") return { outcome: "failed", why: w };
         for (const holder of w) {
@@ -270,7 +288,7 @@ const OWN_RETRY_MS = 20;
 /** fenceNode without `kill`: X lock with NOWAIT (never queued ahead of the node's new branches), retried, bounded. */
 async function fenceOwnNode(pool: ShardPool, node: string, epoch: number): Promise<FenceWrite> {
   // The row exists before it is locked (a NOWAIT read of a missing row would lock a gap, not the row).
-  const made = await pool.run(`INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`);
+  const made = await pool.run(fenceRowInsert(node));
   if (!made.ok) return { outcome: "failed", why: made.error.message };
   const deadline = performance.now() + OWN_WAIT_MS;
   for (;;) {

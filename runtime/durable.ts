@@ -113,15 +113,12 @@ export interface FenceDeps {
   /** The epoch this process holds of the transaction's node (its own, or the one its resolver took); null: none. */
   readonly epoch: () => number | null;
   /**
-   * The node is one this process took over (spec/failover/takeover.ts rule 5): the sessions holding its fence row
-   * are a hung or cut-off node's and are killed (runtime/detach.ts fenceNode). Else (its own node) they are its
-   * own branches in flight, and are waited for.
+   * The node is one this process took over and rule 5 lets it kill that node's sessions (spec/failover/takeover.ts
+   * detachBeforeSettle): the sessions holding its fence row are a hung or cut-off node's and are killed
+   * (runtime/detach.ts fenceNode). Else (its own node) they are its own branches in flight, and are waited for.
    */
   readonly killFenced?: boolean;
 }
-
-/** `shard|node` → the epoch this process has fenced that node at on that shard, per executor (once is enough). */
-const fencedAt = new WeakMap<XaMysql, Map<string, number>>();
 
 /**
  * The node fence (spec/server/readback.ts SETTLE_FENCE): the transaction's node fenced at `epoch` on every shard of
@@ -131,17 +128,11 @@ const fencedAt = new WeakMap<XaMysql, Map<string, number>>();
 async function nodeFence(tx: TxId, shards: readonly ShardId[], deps: Deps & FenceDeps, epoch: number): Promise<void> {
   if (!TX_ID.test(tx)) return;
   const node = nodeOfTx(tx);
-  let done = fencedAt.get(deps.xa);
-  if (done === undefined) fencedAt.set(deps.xa, (done = new Map()));
   for (const shard of shards) {
     if (!deps.xa.shards.includes(shard)) continue;
-    const k = `${shard}|${node}`;
-    if ((done.get(k) ?? -1) >= epoch) continue;
     const f = await fenceNode(deps.xa.pool(shard), node, epoch, deps.killFenced === true);
     if (f.outcome === "failed") throw new DurableUnavailable(`node ${node} could not be fenced on ${shard}: ${f.why}`);
     for (const t of f.killed) console.error(`speccommit: settle of ${tx}: killed node ${node}'s session ${t} on ${shard}, which held its fence row (a one-phase branch of a hung or cut-off node)`);
-    // Bounded: one entry per shard and node this process settled a transaction of.
-    done.set(k, epoch);
   }
 }
 

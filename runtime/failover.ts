@@ -122,6 +122,11 @@ export class Failover {
     return this.members === null ? null : this.members.filter((n) => n !== this.opts.node);
   }
 
+  /** Whether this node may kill `node`'s shard sessions now, holding `epoch` of it (rule 5, spec/failover/takeover.ts detachBeforeSettle). */
+  detaching(node: string, epoch: number | null): boolean {
+    return detachBeforeSettle(this.roles.get(node)?.st, epoch);
+  }
+
   /**
    * The hook the resolver over `node`'s namespace runs on every XA RECOVER
    * (runtime/nodes.ts NodeXa's beforeSettle): when the spec's rule says so
@@ -144,13 +149,11 @@ export class Failover {
       },
       on,
     );
-    /** The epoch `node` is fenced at, per shard (the node fence: once per shard and epoch). */
-    const fencedAt = new Map<ShardId, number>();
     return async (shard, txs) => {
       const epoch = fence();
       if (epoch === null || !detachBeforeSettle(this.roles.get(node)?.st, epoch)) return true;
       const pool = poolOf(shard);
-      if (on === "history" && pool !== undefined && (fencedAt.get(shard) ?? -1) < epoch) {
+      if (on === "history" && pool !== undefined) {
         // The node fence first (spec/failover/takeover.ts rule 5): no one-phase branch of its old epoch commits here any more.
         const f = await fenceNode(pool, node, epoch, true);
         if (f.outcome === "failed") {
@@ -162,7 +165,6 @@ export class Failover {
           this.opts.metrics?.sessionsKilled.inc({ node });
           console.log(`speccommit: node ${this.opts.node}: killed node ${node}'s session ${thread} on ${shard}, which held its fence row (a one-phase branch; fence: epoch ${epoch})`);
         }
-        fencedAt.set(shard, epoch);
       }
       if (txs.length === 0) return true;
       const r = await detacher.detach(shard, txs);

@@ -265,7 +265,8 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     const n = nodeOfTx(tx);
     if (n === node) return { node: n, log: txlog, epoch: () => engine.epoch, probe: (t, ran) => engine.probe(t, ran) };
     const r = failover.resolverOf(n) as NodeResolver | undefined;
-    if (r !== undefined) return { node: n, log: logOf(n), epoch: () => r.epoch, killFenced: true, probe: (t, ran) => r.engine.probe(t, ran) };
+    // Its sessions holding its fence row may be killed when rule 5 says so (spec/failover/takeover.ts detachBeforeSettle).
+    if (r !== undefined) return { node: n, log: logOf(n), epoch: () => r.epoch, killFenced: failover.detaching(n, r.epoch), probe: (t, ran) => r.engine.probe(t, ran) };
     return { node: n, log: logOf(n), epoch: () => null };
   };
   const idempotency = new Idempotency({ ns: shared.ns, engine, xa, log: shared, retention_ms: config.idempotency_retention_ms, durableFor });

@@ -30,7 +30,7 @@ import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
 import { nodeOfTx } from "../nodes.ts";
-import { FENCE_TABLE } from "../cluster/schema.ts";
+import { FENCE_TABLE, fenceRowInsert } from "../cluster/schema.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type QueryOutcome, type ShardAddress } from "./mysql-pool.ts";
 
 /** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
@@ -399,7 +399,7 @@ export class XaMysql implements XaExecutor {
   private async ensureFenceRow(shard: ShardId, pool: ShardPool, node: string): Promise<boolean> {
     const k = `${shard}|${node}`;
     if (this.fenceRows.has(k)) return true;
-    const r = await pool.run(`INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`);
+    const r = await pool.run(fenceRowInsert(node));
     if (!r.ok) {
       this.noteError(shard, r.error);
       return false;
@@ -417,7 +417,7 @@ export class XaMysql implements XaExecutor {
     const xid = xidSql(tx, shard);
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
     if (fence !== undefined && !Number.isSafeInteger(fence)) throw new Error(`xa.exec ${key}: fence ${String(fence)} is not an epoch`);
-    const node = nodeOfTx(tx);
+    const node = fence !== undefined ? nodeOfTx(tx) : "";
     if (fence !== undefined && !(await this.ensureFenceRow(shard, pool, node))) return { ok: false, err: "UNAVAILABLE" };
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
@@ -463,7 +463,7 @@ export class XaMysql implements XaExecutor {
       if (held === undefined) this.fenceRows.delete(`${shard}|${node}`);
       if (held === undefined || BigInt(String(held)) > BigInt(fence)) return { ok: false, err: "FENCED" };
     }
-    const first = 1 + (fence !== undefined ? 1 : 0);
+    const first = 1 + fenceRead.length;
     for (let i = 0; i < ops.length; i++) {
       if (results[first + i]?.affectedRows !== 1) return { ok: false, err: "INSUFFICIENT_FUNDS" };
     }

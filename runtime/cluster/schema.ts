@@ -20,6 +20,9 @@ export const DATABASE = "speccommit";
 /** The node fence table (SHARD_TABLES, below). */
 export const FENCE_TABLE = "node_fence";
 
+/** Makes node `node`'s fence row at epoch 0 (fences nothing) if it is missing; `node` must be a checked node name. */
+export const fenceRowInsert = (node: string): string => `INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`;
+
 /** MariaDB error number of a violated CHECK constraint (an overdraft). */
 export const ER_CONSTRAINT_FAILED = 4025;
 
