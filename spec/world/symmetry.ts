@@ -239,35 +239,152 @@ export function renamers(sc: Scenario, perms: readonly Permutation[]): Renamer[]
 }
 
 /**
+ * A structural hash of a value with every interchangeable id (every id a
+ * permutation may move) replaced by one placeholder, arrays and objects
+ * combined order-free (sums of their elements' and fields' hashes): so a
+ * value and any renaming of it (Renamer.value: ids replaced by ids of the
+ * same class, sorted arrays re-sorted) get the same signature. It is
+ * computed from the content alone (string hashes, never interned ids), so it
+ * is the same in every thread. Cached per object (states are never mutated).
+ */
+class Signer {
+  private readonly cache = new WeakMap<object, number>();
+  private strings = new Map<string, number>();
+  private readonly token: RegExp;
+
+  constructor(ids: readonly TxId[]) {
+    this.token = new RegExp(`(?<![A-Za-z0-9_])(${ids.map((id) => id.replace(/[^A-Za-z0-9_]/g, "")).join("|")})(?![A-Za-z0-9_])`, "g");
+  }
+
+  of(v: unknown): number {
+    switch (typeof v) {
+      case "string": {
+        let h = this.strings.get(v);
+        if (h === undefined) {
+          if (this.strings.size >= 1 << 16) this.strings = new Map();
+          this.strings.set(v, (h = textHash(`s${v.replace(this.token, "\u0000")}`)));
+        }
+        return h;
+      }
+      case "number":
+      case "boolean":
+        return textHash(`${(typeof v)[0]}${String(v)}`);
+      case "object":
+        break;
+      default:
+        return 0x1b873593;
+    }
+    if (v === null) return 0x68e31da4;
+    const hit = this.cache.get(v);
+    if (hit !== undefined) return hit;
+    let sum = 0;
+    let n = 0;
+    if (Array.isArray(v)) {
+      for (const x of v) sum = (sum + mix(this.of(x) ^ 0x3c6ef372)) | 0;
+      n = v.length;
+    } else {
+      for (const k in v) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x === undefined) continue;
+        n++;
+        sum = (sum + mix(textHash(k) ^ Math.imul(this.of(x), 0x85ebca6b))) | 0;
+      }
+    }
+    const h = mix(sum ^ Math.imul(n + (Array.isArray(v) ? 0x100000 : 0), 0xcc9e2d51));
+    this.cache.set(v, h);
+    return h;
+  }
+}
+
+/** MurmurHash3's finaliser. */
+function mix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function textHash(x: string): number {
+  let h = 0x811c9dc5 ^ x.length;
+  for (let i = 0; i < x.length; i++) h = Math.imul(h ^ x.charCodeAt(i), 0x01000193);
+  return mix(h);
+}
+
+/**
  * Model.canonical for a world whose scenario declares interchangeable
  * transactions (undefined when it declares none): the member of the state's
- * orbit that is smallest in the order "compare the parts' ranks (`rank`,
- * the collapser's portable hash), coords first, then resolver, shards, ...".
- * Ranks depend on values only, so every member of an orbit (in any thread)
- * has the same minimum. Renames go part by part and stop
- * as soon as one candidate is left (usually after the coordinators).
+ * orbit that is smallest in an order on states, every key of which is a
+ * function of the (renamed) state alone, so every member of an orbit, in any
+ * thread, has the same minimum:
+ *
+ * 1. the transactions' signatures in slot order (`Signer`: a hash of a
+ *    transaction's coordinator slot and what its client heard, ids
+ *    abstracted). A renaming moves slot i to p[i] and leaves signatures as
+ *    they are, so this key needs no renaming: the candidates left are the
+ *    permutations that sort the transactions by signature (one, unless two
+ *    transactions are in the same state);
+ * 2. then, among those, the parts' ranks (`rank`, the collapser's portable
+ *    hash), coords first, then resolver, shards, ...: renames go part by
+ *    part and stop as soon as one candidate is left.
  */
 export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part, v: unknown) => number): ((w: W) => W) | undefined {
   const perms = scenarioPermutations(sc);
   if (perms === undefined) return undefined;
   const rs = renamers(sc, perms);
+  const ids = sc.txs.map((t) => t.id);
+  const signer = new Signer(ids.filter((id, i) => perms.some((p) => p[i] !== i)));
+  // Where each candidate puts each slot's content: slot j of the renamed state holds transaction from[c][j].
+  const from = [null, ...rs].map((r) => {
+    const inv = ids.map((_, i) => i);
+    if (r !== null) r.p.forEach((to, i) => (inv[to] = i));
+    return inv;
+  });
+  const n = ids.length;
+  const sig = new Array<number>(n);
   let sets = 0;
   return (w) => {
     // Renamed parts are cached per object; the interner keeps those objects alive, so start afresh now and then.
     if (++sets % 20_000 === 0) rs.forEach((r) => r.forget());
-    let alive: (Renamer | null)[] = [null, ...rs];
-    for (const part of PARTS) {
-      let best = Infinity;
-      const ids = alive.map((r) => {
-        const id = rank(part, r === null ? w[part] : renamePart(w, part, r));
-        if (id < best) best = id;
-        return id;
-      });
-      alive = alive.filter((_, i) => ids[i] === best);
-      if (alive.length === 1) break;
+    for (let i = 0; i < n; i++) sig[i] = (signer.of(w.coords[i]) + Math.imul(signer.of(w.told[i]), 0x9e3779b1)) >>> 0;
+    let alive: number[] = [0];
+    for (let c = 1; c < from.length; c++) {
+      const f = from[c]!;
+      const g = from[alive[0]!]!;
+      let d = 0;
+      for (let j = 0; j < n && d === 0; j++) d = sig[f[j]!]! - sig[g[j]!]!;
+      if (d < 0) alive = [c];
+      else if (d === 0) alive.push(c);
     }
-    const winner = alive[0]!;
-    return winner === null ? w : renameWorld(w, winner);
+    const renamer = (c: number): Renamer | null => (c === 0 ? null : rs[c - 1]!);
+    // The parts computed while comparing, for the winner (parts[k][c]: part k renamed by candidate c).
+    const computed = new Map<Part, unknown[]>();
+    if (alive.length > 1) {
+      for (const part of PARTS) {
+        let best = Infinity;
+        const values: unknown[] = [];
+        const ranks = alive.map((c, k) => {
+          const r = renamer(c);
+          const v = r === null ? w[part] : renamePart(w, part, r);
+          values[k] = v;
+          const id = rank(part, v);
+          if (id < best) best = id;
+          return id;
+        });
+        const keep = alive.map((_, k) => ranks[k] === best);
+        alive = alive.filter((_, k) => keep[k]);
+        computed.set(part, values.filter((_, k) => keep[k]));
+        if (alive.length === 1) break;
+      }
+    }
+    const winner = renamer(alive[0]!);
+    if (winner === null) return w;
+    const out = { ...w } as Record<string, unknown>;
+    for (const part of PARTS) {
+      const done = computed.get(part);
+      out[part] = done !== undefined ? done[0] : renamePart(w, part, winner);
+    }
+    return out as W;
   };
 }
 
