@@ -113,8 +113,16 @@ function compare(a: unknown, b: unknown): number {
       }
     }
   }
-  const [ja, jb] = [canonicalJson(a), canonicalJson(b)];
+  const [ja, jb] = [jsonOf(a), jsonOf(b)];
   return ja < jb ? -1 : ja > jb ? 1 : 0;
+}
+/** canonicalJson, kept per object (values are never mutated): the sorted arrays' ties are compared often. */
+const jsonCache = new WeakMap<object, string>();
+function jsonOf(v: unknown): string {
+  if (v === null || typeof v !== "object") return canonicalJson(v);
+  let j = jsonCache.get(v);
+  if (j === undefined) jsonCache.set(v, (j = canonicalJson(v)));
+  return j;
 }
 /** The fields the model's sorted arrays are sorted by (log entries: key; XA branches: xid; connections: id; undo rows: tx, branch). */
 const ID_FIELDS = ["key", "xid", "id", "tx", "branch", "shard"] as const;
@@ -250,6 +258,8 @@ export function renamers(sc: Scenario, perms: readonly Permutation[]): Renamer[]
 class Signer {
   private readonly cache = new WeakMap<object, number>();
   private strings = new Map<string, number>();
+  /** Field names' hashes (a model has a few dozen). */
+  private readonly keys = new Map<string, number>();
   private readonly token: RegExp;
 
   constructor(ids: readonly TxId[]) {
@@ -267,8 +277,9 @@ class Signer {
         return h;
       }
       case "number":
+        return (v | 0) === v ? mix((v | 0) ^ 0x2545f491) : textHash(`n${String(v)}`);
       case "boolean":
-        return textHash(`${(typeof v)[0]}${String(v)}`);
+        return v ? 0x51ed2701 : 0x2b3c4d5e;
       case "object":
         break;
       default:
@@ -287,7 +298,9 @@ class Signer {
         const x = (v as Record<string, unknown>)[k];
         if (x === undefined) continue;
         n++;
-        sum = (sum + mix(textHash(k) ^ Math.imul(this.of(x), 0x85ebca6b))) | 0;
+        let kh = this.keys.get(k);
+        if (kh === undefined) this.keys.set(k, (kh = textHash(k)));
+        sum = (sum + mix(kh ^ Math.imul(this.of(x), 0x85ebca6b))) | 0;
       }
     }
     const h = mix(sum ^ Math.imul(n + (Array.isArray(v) ? 0x100000 : 0), 0xcc9e2d51));
