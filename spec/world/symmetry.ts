@@ -182,6 +182,16 @@ class Renamer {
     return changed ? out : v;
   }
 
+  /** An array whose positions mean something (not a set): each element renamed where it is; the same array when none changes. */
+  positional<T>(xs: readonly T[]): readonly T[] {
+    const hit = this.cache.get(xs);
+    if (hit !== undefined) return hit as readonly T[];
+    const out = xs.map((x) => this.value(x));
+    const same = out.every((x, i) => x === xs[i]);
+    this.cache.set(xs, same ? xs : out);
+    return same ? xs : out;
+  }
+
   /** Moves per-transaction slots: slot i goes to p[i], its content renamed. */
   slots<T>(xs: readonly T[]): T[] {
     const out = new Array<T>(xs.length);
@@ -212,6 +222,9 @@ function renamePart<W extends World>(w: W, part: Part, r: Renamer): unknown {
       return r.slots(w.coords);
     case "told":
       return r.slots(w.told);
+    case "shards":
+      // Positional (shard i is the scenario's i-th shard): each renamed in place, never re-sorted as a set.
+      return r.positional(w.shards);
     case "flights":
       return sortFlights(
         w.flights.map((f) => r.flight(f)),
