@@ -91,8 +91,11 @@ export function judge(e: SuiteEntry, r: CheckResult): string[] {
   return problems;
 }
 
-/** `written` holds the counterexample names already used in this run, so a later entry does not overwrite an earlier one's. */
-export async function runEntry(e: SuiteEntry, out: string, written: Set<string> = new Set()): Promise<Verdict> {
+/**
+ * `written` holds the counterexample names already used in this run, so a later entry does not overwrite an
+ * earlier one's; `suffix` decides it instead (the entries of `--jobs` run in other processes: see suffixed).
+ */
+export async function runEntry(e: SuiteEntry, out: string, written: Set<string> = new Set(), suffix?: boolean): Promise<Verdict> {
   try {
     const r = await runCheck({
       model: e.model,
@@ -103,7 +106,7 @@ export async function runEntry(e: SuiteEntry, out: string, written: Set<string> 
       options: options(e),
     });
     const names = r.violations.map((v) => [r.model, r.mutant, v.name].filter(Boolean).join("-"));
-    const clash = names.some((n) => written.has(n));
+    const clash = suffix ?? names.some((n) => written.has(n));
     names.forEach((n) => written.add(n));
     await writeCounterexamples(r, out, clash ? config(e).replace(/[^A-Za-z0-9=]+/g, "_") : undefined);
     const problems = judge(e, r);
@@ -182,33 +185,40 @@ export function uncoveredMutants(entries: readonly SuiteEntry[]): string[] {
   return registry.flatMap((f) => f.mutants.map((m) => `${f.name}/${m}`)).filter((k) => !covered.has(k));
 }
 
+const USAGE = "usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N] [--jobs N]";
+
 export async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let out = "out";
   let only: string | undefined;
   let workers: number | undefined;
+  let jobs = 1;
+  let child = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--suite") file = argv[++i];
     else if (arg === "--out") out = argv[++i] ?? out;
     else if (arg === "--only") only = argv[++i];
-    else if (arg === "--workers") {
-      workers = Number(argv[++i]);
-      if (!Number.isInteger(workers) || workers < 1) {
-        console.error(`speccommit suite: --workers must be a positive integer, got '${argv[i]}'`);
+    else if (arg === "--workers" || arg === "--jobs") {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 1) {
+        console.error(`speccommit suite: ${arg} must be a positive integer, got '${argv[i]}'`);
         return 2;
       }
-    }
+      if (arg === "--workers") workers = n;
+      else jobs = n;
+    } else if (arg === JOB_FLAG) child = true;
     else if (arg === "--help" || arg === "-h") {
       console.log(
-        "usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths) (symmetry-reduced entries included).",
+        `${USAGE}\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths) (symmetry-reduced entries included);\n--jobs N runs N entries at once, each in its own process (largest first; rows printed in the suite's order).`,
       );
       return 0;
     } else {
-      console.error(`speccommit suite: unknown argument '${arg}'; usage: speccommit suite [--suite FILE] [--out DIR] [--only TEXT] [--workers N]`);
+      console.error(`speccommit suite: unknown argument '${arg}'; ${USAGE}`);
       return 2;
     }
   }
+  if (child) return serveEntries(file, out);
   let entries: SuiteEntry[];
   try {
     entries = await loadSuite(file);
@@ -224,11 +234,16 @@ export async function main(argv: string[]): Promise<number> {
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
   let failed = 0;
-  const written = new Set<string>();
-  for (const e of entries) {
-    const v = await runEntry(e, out, written);
-    if (!v.pass) failed++;
-    console.log(formatRow(v));
+  if (jobs > 1 && entries.length > 1) {
+    failed = await runJobs(entries, Math.min(jobs, entries.length), file, out);
+    if (failed < 0) return 2;
+  } else {
+    const written = new Set<string>();
+    for (const e of entries) {
+      const v = await runEntry(e, out, written);
+      if (!v.pass) failed++;
+      console.log(formatRow(v));
+    }
   }
   for (const u of uncovered) {
     failed++;
@@ -241,4 +256,113 @@ export async function main(argv: string[]): Promise<number> {
       : `\n${failed} of ${entries.length} entries FAILED (${seconds} s); counterexamples in ${out}/`,
   );
   return failed === 0 ? 0 : 1;
+}
+
+/** The hidden flag a `--jobs` child runs with: it reads entry numbers on stdin and answers one JSON line each. */
+const JOB_FLAG = "--serve-entries";
+
+/** What the parent sends a child per entry: its index in the suite file, the `--workers` override, the naming rule. */
+interface JobRequest {
+  i: number;
+  workers?: number;
+  suffix: boolean;
+}
+
+/**
+ * A `--jobs` child: loads the same suite file, then runs the entries it is sent, one at a time, writing their
+ * counterexamples itself and answering each with its verdict row.
+ */
+async function serveEntries(file: string | undefined, out: string): Promise<number> {
+  const all = await loadSuite(file);
+  const { createInterface } = await import("node:readline");
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() === "") continue;
+    const req = JSON.parse(line) as JobRequest;
+    const e = all[req.i];
+    if (e === undefined) throw new Error(`suite: no entry ${req.i}`);
+    const v = await runEntry(req.workers !== undefined ? { ...e, workers: req.workers } : e, out, undefined, req.suffix);
+    process.stdout.write(`${JSON.stringify({ i: req.i, pass: v.pass, row: formatRow(v) })}\n`);
+  }
+  return 0;
+}
+
+/**
+ * Which entries name their counterexamples with their configuration under `--jobs`: those after an earlier entry
+ * of the same model and mutant (the processes cannot see each other's file names; run one at a time, an entry is
+ * suffixed only when a name it writes was written before).
+ */
+export function suffixed(entries: readonly SuiteEntry[]): boolean[] {
+  const seen = new Set<string>();
+  return entries.map((e) => {
+    const key = `${e.model}\u0000${e.mutant ?? ""}`;
+    const before = seen.has(key);
+    seen.add(key);
+    return before;
+  });
+}
+
+/**
+ * Runs `entries` in `jobs` child processes (each `speccommit suite --serve-entries`), the largest first (by the
+ * distinct states an entry states, mutants last: they stop early) so that the last to finish is a short one;
+ * prints the rows in the suite's order as soon as every earlier one is known. Returns the number that failed
+ * (-1 when a child died).
+ */
+async function runJobs(entries: SuiteEntry[], jobs: number, file: string | undefined, out: string): Promise<number> {
+  const { spawn } = await import("node:child_process");
+  const { createInterface } = await import("node:readline");
+  const all = await loadSuite(file);
+  // The index of each entry in the suite file (the child loads the same list); --only and --workers were applied to copies.
+  const key = (e: SuiteEntry) => JSON.stringify({ ...e, workers: undefined });
+  const index = new Map<string, number[]>();
+  all.forEach((e, i) => index.set(key(e), [...(index.get(key(e)) ?? []), i]));
+  const taken = new Map<string, number>();
+  const fileIndex = entries.map((e) => {
+    const k = key(e);
+    const n = taken.get(k) ?? 0;
+    taken.set(k, n + 1);
+    const i = index.get(k)?.[n];
+    if (i === undefined) throw new Error(`suite: entry ${config(e)} not found in the suite file`);
+    return i;
+  });
+  const suffix = suffixed(entries);
+  const cost = (e: SuiteEntry) => (e.expect === "ok" ? (e.counts?.distinct ?? 1e9) : 0);
+  const queue = entries.map((_, k) => k).sort((a, b) => cost(entries[b]!) - cost(entries[a]!));
+  const rows: (string | undefined)[] = entries.map(() => undefined);
+  let printed = 0;
+  let failed = 0;
+  const bin = fileURLToPath(new URL("../bin/speccommit.js", import.meta.url));
+  const args = [bin, "suite", JOB_FLAG, "--out", out, ...(file !== undefined ? ["--suite", resolve(file)] : [])];
+  const runOne = (): Promise<void> =>
+    new Promise((done, fail) => {
+      const p = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] });
+      let current: number | undefined;
+      const next = () => {
+        current = queue.shift();
+        if (current === undefined) {
+          p.stdin.end();
+          return;
+        }
+        const req: JobRequest = { i: fileIndex[current]!, suffix: suffix[current]!, ...(entries[current]!.workers !== undefined ? { workers: entries[current]!.workers } : {}) };
+        p.stdin.write(`${JSON.stringify(req)}\n`);
+      };
+      createInterface({ input: p.stdout }).on("line", (line) => {
+        const v = JSON.parse(line) as { i: number; pass: boolean; row: string };
+        rows[current!] = v.row;
+        if (!v.pass) failed++;
+        while (printed < rows.length && rows[printed] !== undefined) console.log(rows[printed++]);
+        next();
+      });
+      p.on("exit", (code, signal) => {
+        if (current !== undefined) fail(new Error(`suite: the process running ${config(entries[current]!)} exited (${signal ?? code})`));
+        else done();
+      });
+      next();
+    });
+  try {
+    await Promise.all(Array.from({ length: jobs }, runOne));
+  } catch (err) {
+    console.error(`speccommit suite: ${(err as Error).message}`);
+    return -1;
+  }
+  return failed;
 }

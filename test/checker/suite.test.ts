@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { judge, main, runEntry, type SuiteEntry } from "../../checker/suite.ts";
+import { judge, main, runEntry, suffixed, type SuiteEntry } from "../../checker/suite.ts";
 
 const fixture = (name: string) => join(import.meta.dirname, "fixtures", name);
 
@@ -37,6 +37,35 @@ describe("suite runner", () => {
       expect(files).toContain(`TwoPhase-${m}-TCConsistent.ndjson`);
       expect(files).toContain(`TwoPhase-${m}-TCConsistent.svg`);
     }
+  });
+
+  // --jobs: entries in child processes (real ones: bin/speccommit.js), rows in the suite's order, the same verdicts.
+  const rows = (lines: string[]) => lines.slice(1, -2).map((l) => l.replace(/\s+\d+\.\d+s\s+\d+\s/, " "));
+  it("--jobs 2 prints the same rows in the same order and fails the same entries", { timeout: 120_000 }, async () => {
+    expect(await main(["--suite", fixture("good-suite.ts"), "--out", out])).toBe(0);
+    const one = rows(printed);
+    printed.length = 0;
+    expect(await main(["--suite", fixture("good-suite.ts"), "--out", join(out, "jobs"), "--jobs", "2"])).toBe(0);
+    expect(rows(printed)).toEqual(one);
+    expect(printed.at(-1)).toMatch(/all \d+ entries as expected/);
+    const files = await readdir(join(out, "jobs"));
+    for (const m of ["commitWithoutAllPrepared", "abortAfterPrepare", "commitAfterAbort"]) expect(files).toContain(`TwoPhase-${m}-TCConsistent.svg`);
+    printed.length = 0;
+    expect(await main(["--suite", fixture("broken-suite.ts"), "--out", out, "--jobs", "2"])).toBe(1);
+    expect(printed.join("\n")).toMatch(/mutant=commitWithoutAllPrepared\s.*FAIL: violates TCConsistent/);
+    expect(printed.at(-1)).toMatch(/1 of 2 entries FAILED/);
+  });
+
+  it("--jobs names a later entry's counterexamples with its configuration when an earlier one has its model and mutant", () => {
+    expect(
+      suffixed([
+        { model: "A", expect: "ok" },
+        { model: "A", mutant: "m", expect: "mutant caught" },
+        { model: "A", mutant: "m", expect: "mutant caught", params: { N: 2 } },
+        { model: "B", mutant: "m", expect: "mutant caught" },
+        { model: "A", expect: "ok", params: { N: 2 } },
+      ]),
+    ).toEqual([false, false, true, false, true]);
   });
 
   const fails = async (e: SuiteEntry) => (await runEntry(e, out)).pass === false;
