@@ -210,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
     } else if (arg === JOB_FLAG) child = true;
     else if (arg === "--help" || arg === "-h") {
       console.log(
-        `${USAGE}\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths) (symmetry-reduced entries included);\n--jobs N runs N entries at once, each in its own process (largest first; rows printed in the suite's order).`,
+        `${USAGE}\n\nRuns every entry of checker/suite.config.ts (or FILE); --only keeps entries whose model or config contains TEXT;\n--workers N runs every entry with N worker threads (the same expectations: counts, verdicts, trace lengths) (symmetry-reduced entries included);\n--jobs N runs N entries at once, each in its own process (largest first; each row printed when its entry is done).`,
       );
       return 0;
     } else {
@@ -304,7 +304,7 @@ export function suffixed(entries: readonly SuiteEntry[]): boolean[] {
 /**
  * Runs `entries` in `jobs` child processes (each `speccommit suite --serve-entries`), the largest first (by the
  * distinct states an entry states, mutants last: they stop early) so that the last to finish is a short one;
- * prints the rows in the suite's order as soon as every earlier one is known. Returns the number that failed
+ * prints each row when its entry is done (so the largest come first). Returns the number that failed
  * (-1 when a child died).
  */
 async function runJobs(entries: SuiteEntry[], jobs: number, file: string | undefined, out: string): Promise<number> {
@@ -327,8 +327,6 @@ async function runJobs(entries: SuiteEntry[], jobs: number, file: string | undef
   const suffix = suffixed(entries);
   const cost = (e: SuiteEntry) => (e.expect === "ok" ? (e.counts?.distinct ?? 1e9) : 0);
   const queue = entries.map((_, k) => k).sort((a, b) => cost(entries[b]!) - cost(entries[a]!));
-  const rows: (string | undefined)[] = entries.map(() => undefined);
-  let printed = 0;
   let failed = 0;
   const bin = fileURLToPath(new URL("../bin/speccommit.js", import.meta.url));
   const args = [bin, "suite", JOB_FLAG, "--out", out, ...(file !== undefined ? ["--suite", resolve(file)] : [])];
@@ -347,9 +345,8 @@ async function runJobs(entries: SuiteEntry[], jobs: number, file: string | undef
       };
       createInterface({ input: p.stdout }).on("line", (line) => {
         const v = JSON.parse(line) as { i: number; pass: boolean; row: string };
-        rows[current!] = v.row;
         if (!v.pass) failed++;
-        while (printed < rows.length && rows[printed] !== undefined) console.log(rows[printed++]);
+        console.log(v.row);
         next();
       });
       p.on("exit", (code, signal) => {
