@@ -368,6 +368,8 @@ export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part,
   });
   const n = ids.length;
   const sig = new Array<number>(n);
+  // Candidate c: the identity (null) or renamer c - 1. Defined once: a closure made per call costs (tsx names each).
+  const renamer = (c: number): Renamer | null => (c === 0 ? null : rs[c - 1]!);
   let sets = 0;
   return (w) => {
     // Renamed parts are cached per object; the interner keeps those objects alive, so start afresh now and then.
@@ -382,7 +384,6 @@ export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part,
       if (d < 0) alive = [c];
       else if (d === 0) alive.push(c);
     }
-    const renamer = (c: number): Renamer | null => (c === 0 ? null : rs[c - 1]!);
     // The parts computed while comparing, for the winner (parts[k][c]: part k renamed by candidate c).
     const computed = new Map<Part, unknown[]>();
     if (alive.length > 1) {
