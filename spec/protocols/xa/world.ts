@@ -35,7 +35,8 @@ export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W)
   // Per transaction and shard: the branch's xid; per transaction: its decision record's key (made once, not per step).
   const xids = sc.txs.map((tx) => sc.shards.map((sh) => branchXid(tx.id, sh)));
   const decisionKeys = sc.txs.map((tx) => decisionKey(tx.id));
-  const faulty = (w: W): W => ({ ...w, ghost: { ...w.ghost, faulty: true } });
+  // Already faulty: the same world (a step that changes nothing returns its input, so the checker's encoder finds it by identity).
+  const faulty = (w: W): W => (w.ghost.faulty ? w : { ...w, ghost: { ...w.ghost, faulty: true } });
 
   /** Whether branch `xid` is on the shard (`prepared`: and PREPARED). */
   function onShard(sh: xa.ShardState, xid: string, prepared: boolean): boolean {
