@@ -92,3 +92,38 @@ export function memo2Indexed<A extends object, B extends object, R>(f: (a: A, b:
     return r;
   };
 }
+
+/** f memoised on (a, k): k a string. */
+export function memoKeyed<A extends object, R>(f: (a: A, k: string) => R, limit = MEMO_LIMIT): (a: A, k: string) => R {
+  const table = new Table<A, Map<string, R>>(limit);
+  return (a, k) => {
+    let byK = table.get(a);
+    if (byK !== undefined) {
+      const r = byK.get(k);
+      if (r !== undefined) return r;
+    }
+    const r = f(a, k);
+    if (!table.stored() || byK === undefined) table.set(a, (byK = new Map()));
+    byK.set(k, r);
+    return r;
+  };
+}
+
+/** f memoised on (a, b, c). */
+export function memo3<A extends object, B extends object, C extends object, R>(f: (a: A, b: B, c: C) => R, limit = MEMO_LIMIT): (a: A, b: B, c: C) => R {
+  const table = new Table<A, WeakMap<B, WeakMap<C, R>>>(limit);
+  return (a, b, c) => {
+    let byB = table.get(a);
+    let byC = byB?.get(b);
+    if (byC !== undefined) {
+      const r = byC.get(c);
+      if (r !== undefined) return r;
+    }
+    const r = f(a, b, c);
+    if (!table.stored()) byB = byC = undefined;
+    if (byB === undefined) table.set(a, (byB = new WeakMap()));
+    if (byC === undefined) byB.set(b, (byC = new WeakMap()));
+    byC.set(c, r);
+    return r;
+  };
+}

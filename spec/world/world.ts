@@ -36,7 +36,7 @@ import { baselinePaths, dropFencedOrphans, flightKeys, launch, launched, orphane
 import { applyBatch, batchCandidates, batchOutcomesOf, batchResult, isLogEffect, logAnswers, logOutcomes, type Answer, type LogEffect } from "./txlog-answers.ts";
 import type { Action, Budget, Flight, ShardAnswer, Slot, World, WorldConfig } from "./types.ts";
 import { worldCanonical } from "./symmetry.ts";
-import { memo2, memo2Indexed, memoIndexed } from "./memo.ts";
+import { memo2, memo2Indexed, memoIndexed, memoKeyed } from "./memo.ts";
 
 type Phased = { readonly phase: string };
 type Resolving = { readonly phase: string; readonly epoch: number | null };
@@ -110,10 +110,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   const withShard = (w: W, s: number, sh: Sh): W => (w.shards[s] === sh ? w : { ...w, shards: parts.setAt(w.shards, s, sh) });
 
   /** Orphaned statements on a connection the shard has dropped can no longer arrive. */
-  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
-    ...w,
-    flights: w.flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
-  });
+  const dropOrphansOn = (w: W, s: number, conn: string): W => ({ ...w, flights: parts.dropOrphansOn(w.flights, s, conn) });
 
   /** Every way the world may answer flight `f` (`w` no longer holds it). */
   function answers(w: W, f: Flight): Answer<W>[] {
@@ -217,7 +214,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
       case "shardRestart":
         return withShard(w, a.s, parts.shardFault(w.shards[a.s]!, a));
       case "notice":
-        return observe(dropOrphansOn(withShard(w, a.s, env.fault(w.shards[a.s]!, a)), a.s, a.conn));
+        return observe(dropOrphansOn(withShard(w, a.s, parts.notice(w.shards[a.s]!, a)), a.s, a.conn));
     }
   }
 
@@ -292,6 +289,9 @@ function partsOf<C, R, Sh>(
     resStep: (st: R, input: In): Step<R, Effect> => res.step(st, input),
     shardAnswers: (sh: Sh, f: Flight, budget: Budget): readonly ShardAnswer<Sh>[] => env.answers(sh, f, budget),
     shardFault: (sh: Sh, a: Extract<Action, { k: "shardCrash" | "shardRestart" }>): Sh => env.fault(sh, a),
+    notice: (sh: Sh, a: Extract<Action, { k: "notice" }>): Sh => env.fault(sh, a),
+    dropOrphansOn: (flights: readonly Flight[], s: number, conn: string): readonly Flight[] =>
+      flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
     logOutcomes,
     timeout: (fx: Extract<Effect, { t: "timer" }>) => {
       const result: Result = { t: "timeout", id: fx.id };
@@ -336,6 +336,14 @@ function partsOf<C, R, Sh>(
   const launchedMemo = memo2Indexed((flights: readonly Flight[], effects: readonly Effect[], n: number) =>
     canon(plain.launched(flights, effects, (n % 1024) - 1, n >> 10)),
   );
+  const notices = memoKeyed((sh: Sh & object, k: string) => {
+    const at = k.indexOf(" ");
+    return canon(plain.notice(sh, { k: "notice", s: Number(k.slice(0, at)), conn: k.slice(at + 1) }));
+  });
+  const drops = memoKeyed((flights: readonly Flight[], k: string) => {
+    const at = k.indexOf(" ");
+    return canon(plain.dropOrphansOn(flights, Number(k.slice(0, at)), k.slice(at + 1)));
+  });
   const logMemo = memo2Indexed((log: txlog.TxlogState, fx: LogEffect, faults: number) => canon(logOutcomes(log, fx, faults === 1)));
   const requests = memoIndexed((_: object, n: number) => canon(plain.request(n % 64, Math.floor(n / 64))));
   const resolverStart = canon(res.start());
@@ -351,6 +359,8 @@ function partsOf<C, R, Sh>(
     },
     shardFault: (sh: Sh, a: Extract<Action, { k: "shardCrash" | "shardRestart" }>): Sh =>
       a.k === "shardCrash" && a.o >= 1023 ? plain.shardFault(sh, a) : faults(sh as Sh & object, (a.s << 10) | (a.k === "shardRestart" ? 1023 : a.o)),
+    notice: (sh: Sh, a: Extract<Action, { k: "notice" }>): Sh => notices(sh as Sh & object, `${a.s} ${a.conn}`),
+    dropOrphansOn: (flights: readonly Flight[], s: number, conn: string) => drops(flights, `${s} ${conn}`),
     logOutcomes: (log: txlog.TxlogState, fx: LogEffect, faults: boolean) => logMemo(log, fx, faults ? 1 : 0),
     timeout: memoIndexed((fx: Extract<Effect, { t: "timer" }>, _: number) => canon(plain.timeout(fx))) as unknown as typeof plain.timeout,
     setAt: <T>(xs: readonly T[], i: number, x: T): readonly T[] => (isObj(x) ? (setAt(xs as readonly object[], x, i) as readonly T[]) : plain.setAt(xs, i, x)),
