@@ -151,6 +151,8 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   const requestOf = (w: W, t: number) => parts.request(t, w.resolver.epoch!);
   /** The resolver's scan tick, with the transactions whose coordinator is alive here. */
   const scanOf = (w: W) => {
+    // As a bit set (memoised per set) up to 30 transactions; past that (no scenario comes near), as a list.
+    if (w.coords.length > 30) return { t: "scan", active: w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : [])) } as const;
     let active = 0;
     for (let t = 0; t < w.coords.length; t++) if (isActive(w.coords[t]!)) active |= 1 << t;
     return parts.scan(active);

@@ -81,12 +81,13 @@ export function speculativeGhost<W extends AnyWorld<any, any, local.LocalShard, 
  * are offered by every other statement too).
  */
 export function speculativeScanIsNoop(sc: Scenario): (w: World) => boolean {
+  const keys = sc.txs.map((t) => speculativeKey(t.id));
   return (w) => {
     if (w.resolver.epoch === null || w.resolver.suspects.length > 0) return false;
     return sc.txs.every((t, i) => {
       const c = w.coords[i]!;
       if (c.alive && c.st.phase === "running") return true;
-      const rec = txlog.get(w.log, speculativeKey(t.id))?.value;
+      const rec = txlog.get(w.log, keys[i]!)?.value;
       return rec?.kind !== "speculation" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
     });
   };

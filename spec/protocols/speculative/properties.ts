@@ -152,11 +152,12 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
  */
 function allEnded(sc: Scenario): (w: World) => boolean {
   const ids = sc.txs.map((t) => t.id);
+  const keys = ids.map((tx) => speculativeKey(tx));
   return (w) =>
     w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
     w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
     ids.every((tx, t) => {
-      if (speculativeStateOf(txlog.get(w.log, speculativeKey(tx))?.value) !== null) return false;
+      if (speculativeStateOf(txlog.get(w.log, keys[t]!)?.value) !== null) return false;
       const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
       return !left || w.ghost.terminal[t] !== null;
     });
