@@ -43,6 +43,12 @@ export interface Collapser<S extends object> {
    * by it, so that worker threads, each with its own ids, pick the same representative of an orbit.
    */
   rank(f: keyof S & string, v: unknown): number;
+  /**
+   * The interned value equal to `v` (equal values, one object: the one `decode` hands back), so that a model
+   * may keep its results in that form (spec/world/memo.ts) and have them found by identity when encoded;
+   * `v` itself for the json baseline.
+   */
+  canon<T>(v: T): T;
 }
 
 /**
@@ -100,6 +106,7 @@ export function collapser<S extends object>(fields: readonly (keyof S & string)[
       const i = fields.indexOf(f);
       return interner.rank(v === last[i] ? lastIds[i]! : interner.id(v, last[i]));
     },
+    canon: (v) => interner.value(interner.id(v)) as typeof v,
   };
 }
 
@@ -133,6 +140,7 @@ function jsonCollapser<S extends object>(fields: readonly (keyof S & string)[]):
     },
     part: (f, v) => intern(fields.indexOf(f), v),
     rank: (_f, v) => jsonRank(canonicalJson(v)),
+    canon: (v) => v,
   };
 }
 

@@ -22,6 +22,17 @@ export function branchConnOf(f: Flight): xa.ConnId | null {
 const deadConn = (conn: xa.ConnId, process: { readonly inc: number; readonly up: boolean }): boolean =>
   Number(conn.slice(conn.lastIndexOf("@") + 1)) < process.inc || !process.up;
 
+/**
+ * xa.crashOutcomes of a shard, computed once per shard object: the world offers a crash per outcome of every
+ * expanded state's shards, and the checker hands the same (interned) shard object back for equal shards.
+ */
+const crashes = new WeakMap<xa.ShardState, readonly xa.ShardState[]>();
+function crashOutcomes(sh: xa.ShardState): readonly xa.ShardState[] {
+  let out = crashes.get(sh);
+  if (out === undefined) crashes.set(sh, (out = xa.crashOutcomes(sh)));
+  return out;
+}
+
 export const xaShards: ShardEnv<xa.ShardState> = {
   init: (balances) => xa.initShard(balances),
   owns: (fx: Effect) => isXaEffect(fx as never) || fx.t === "xa.kill",
@@ -51,7 +62,7 @@ export const xaShards: ShardEnv<xa.ShardState> = {
 
   *faults(sh, s, budget, process): Iterable<Action> {
     if (sh.up && budget.shardCrash > 0) {
-      const n = xa.crashOutcomes(sh).length;
+      const n = crashOutcomes(sh).length;
       for (let o = 0; o < n; o++) yield { k: "shardCrash", s, o };
     }
     if (!sh.up) yield { k: "shardRestart", s };
@@ -61,7 +72,7 @@ export const xaShards: ShardEnv<xa.ShardState> = {
   fault(sh, a) {
     switch (a.k) {
       case "shardCrash":
-        return xa.crashOutcomes(sh)[a.o]!;
+        return crashOutcomes(sh)[a.o]!;
       case "shardRestart":
         return xa.restart(sh);
       case "notice":

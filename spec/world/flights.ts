@@ -16,6 +16,7 @@ let baseline = false;
 export function useBaselinePaths(on: boolean): void {
   baseline = on;
 }
+export const baselinePaths = (): boolean => baseline;
 
 /** The canonical key of a flight (its canonical JSON), computed once per flight object. */
 export function flightKeys(): (f: Flight) => string {
@@ -59,6 +60,20 @@ export function sortFlights(fs: readonly Flight[], key: (f: Flight) => string): 
   return out;
 }
 
+/** What launching a role's effects does to the flights, and the replies it makes (transaction index, outcome). */
+export interface Launched {
+  readonly flights: readonly Flight[];
+  readonly replies: readonly (readonly [number, Extract<Effect, { t: "reply" }>["outcome"]])[];
+}
+
+export interface LaunchOptions {
+  readonly txIndex: (tx: string) => number;
+  readonly timerOff: (id: string) => boolean;
+  readonly key: (f: Flight) => string;
+  /** launched() itself, or the world's memoised copy of it (./memo.ts). */
+  readonly launched?: (flights: readonly Flight[], effects: readonly Effect[], owner: number, inc: number) => Launched;
+}
+
 /**
  * Adds the effects a role asked for. A timer replaces an older timer of the
  * same owner and id; a timeout timer the configuration turns off is never
@@ -66,30 +81,56 @@ export function sortFlights(fs: readonly Flight[], key: (f: Flight) => string): 
  * nothing the system does, and the properties speak of what was said, which
  * only grows.
  */
-export function launch<W extends World>(
-  w: W,
-  owner: number,
-  effects: readonly Effect[],
-  opts: { readonly txIndex: (tx: string) => number; readonly timerOff: (id: string) => boolean; readonly key: (f: Flight) => string },
-): W {
+export function launch<W extends World>(w: W, owner: number, effects: readonly Effect[], opts: LaunchOptions): W {
   if (effects.length === 0) return w;
-  let flights = w.flights.slice();
+  const out = opts.launched ? opts.launched(w.flights, effects, owner, w.inc) : launched(w.flights, effects, owner, w.inc, opts);
   let told = w.told;
+  for (const [t, outcome] of out.replies) told = told.map((o, i) => (i === t ? outcome : o));
+  return { ...w, flights: out.flights, told };
+}
+
+/** The flights after launching `effects` of `owner` (incarnation `inc`), and the replies among them: a pure function of its arguments. */
+export function launched(flights0: readonly Flight[], effects: readonly Effect[], owner: number, inc: number, opts: LaunchOptions): Launched {
+  let flights = flights0.slice();
+  const replies: [number, Extract<Effect, { t: "reply" }>["outcome"]][] = [];
   for (const fx of effects) {
     if (fx.t === "reply") {
-      const t = opts.txIndex(fx.tx);
-      told = told.map((o, i) => (i === t ? fx.outcome : o));
+      replies.push([opts.txIndex(fx.tx), fx.outcome]);
       continue;
     }
     if (fx.t === "timer") {
       if (opts.timerOff(fx.id)) continue;
       flights = flights.filter((f) => !(f.owner === owner && f.fx.t === "timer" && f.fx.id === fx.id));
     }
-    const f = { owner, fx, orphan: false, inc: w.inc };
+    const f = baseline ? { owner, fx, orphan: false, inc } : flightOf(owner, fx, inc);
     if (baseline) flights.push(f);
     else insertSorted(flights, f, opts.key);
   }
-  return { ...w, flights: baseline ? sortFlights(flights, opts.key) : flights, told };
+  return { flights: baseline ? sortFlights(flights, opts.key) : flights, replies };
+}
+
+/**
+ * The flight of effect `fx` asked by `owner` in incarnation `inc`: one object per (fx, owner, inc), so that an
+ * effect met again (a memoised role step's, ./memo.ts) makes the same flight, whose key and interned id are then
+ * found by identity. Entries go with their effect (a WeakMap).
+ */
+const flightsByEffect = new WeakMap<Effect, Flight[]>();
+function flightOf(owner: number, fx: Effect, inc: number): Flight {
+  let made = flightsByEffect.get(fx);
+  if (made === undefined) flightsByEffect.set(fx, (made = []));
+  for (const f of made) if (f.owner === owner && f.inc === inc) return f;
+  const f = { owner, fx, orphan: false, inc };
+  // Bounded: an effect is asked by a few owners and incarnations; past that, flights are made afresh.
+  if (made.length < 8) made.push(f);
+  return f;
+}
+
+/** The orphaned copy of a flight, one per flight (orphaned). */
+const orphans = new WeakMap<Flight, Flight>();
+function orphanOf(f: Flight): Flight {
+  let o = orphans.get(f);
+  if (o === undefined) orphans.set(f, (o = { ...f, orphan: true }));
+  return o;
 }
 
 /**
@@ -144,7 +185,7 @@ function fencedOut(f: Flight, epoch: number): boolean {
 export function orphaned(flights: readonly Flight[], key: (f: Flight) => string): Flight[] {
   const reads = new Set<string>(["timer", "log.list", "xa.recover", "local.scan"]);
   return sortFlights(
-    flights.filter((f) => !reads.has(f.fx.t)).map((f) => ({ ...f, orphan: true })),
+    flights.filter((f) => !reads.has(f.fx.t)).map((f) => (baseline ? { ...f, orphan: true } : orphanOf(f))),
     key,
   );
 }

@@ -16,45 +16,65 @@ export interface Answer<W> {
   readonly label: string;
 }
 
-type LogEffect = Extract<Effect, { t: "log.put" | "log.list" | "log.delete" }>;
+export type LogEffect = Extract<Effect, { t: "log.put" | "log.list" | "log.delete" }>;
 
 export const isLogEffect = (fx: Effect): fx is LogEffect => fx.t === "log.put" || fx.t === "log.list" || fx.t === "log.delete";
 
-/** Every way the log may answer `fx`; `w` no longer holds the flight. */
-export function logAnswers<W extends World>(w: W, fx: LogEffect): Answer<W>[] {
-  const lost = (world: W): W => ({ ...world, budget: { ...w.budget, logFault: w.budget.logFault - 1 } });
-  const faults = w.budget.logFault > 0;
+/** One way the log may answer a flight: the log after it, what the asker hears, and whether it spends a log fault. */
+export interface LogOutcome {
+  readonly log: txlog.TxlogState;
+  readonly result: Result;
+  readonly fault: boolean;
+  readonly label: string;
+}
+
+/** Every way log `log` may answer `fx` (`faults`: a log fault is left in the budget): a pure function of its arguments. */
+export function logOutcomes(log: txlog.TxlogState, fx: LogEffect, faults: boolean): LogOutcome[] {
   switch (fx.t) {
     case "log.put": {
-      const { s, r } = txlog.put(w.log, fx.key, fx.value, fx.ifVersion, fx.fence);
-      const written: W = { ...w, log: s };
+      const { s, r } = txlog.put(log, fx.key, fx.value, fx.ifVersion, fx.fence);
       const result: Result = { t: "log.put", key: fx.key, r };
-      const outs: Answer<W>[] = [{ world: written, result, fault: false, label: answerLabel(result) }];
+      const outs: LogOutcome[] = [{ log: s, result, fault: false, label: answerLabel(result) }];
       if (!faults) return outs;
       const unavailable: Result = { t: "log.put", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
-      outs.push({ world: lost(written), result: unavailable, fault: true, label: "UNAVAILABLE (written)" });
-      outs.push({ world: lost(w), result: unavailable, fault: true, label: "UNAVAILABLE (not written)" });
+      outs.push({ log: s, result: unavailable, fault: true, label: "UNAVAILABLE (written)" });
+      outs.push({ log, result: unavailable, fault: true, label: "UNAVAILABLE (not written)" });
       return outs;
     }
     case "log.list": {
-      const entries = txlog.list(w.log, fx.prefix);
+      const entries = txlog.list(log, fx.prefix);
       const result: Result = { t: "log.list", r: { ok: true, entries } };
-      const outs: Answer<W>[] = [{ world: w, result, fault: false, label: answerLabel(result) }];
-      if (faults) outs.push({ world: lost(w), result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } }, fault: true, label: "UNAVAILABLE" });
+      const outs: LogOutcome[] = [{ log, result, fault: false, label: answerLabel(result) }];
+      if (faults) outs.push({ log, result: { t: "log.list", r: { ok: false, err: "UNAVAILABLE" } }, fault: true, label: "UNAVAILABLE" });
       return outs;
     }
     case "log.delete": {
-      const { s, r } = txlog.del(w.log, fx.key, fx.fence, fx.ifVersion);
-      const deleted: W = { ...w, log: s };
+      const { s, r } = txlog.del(log, fx.key, fx.fence, fx.ifVersion);
       const result: Result = { t: "log.delete", key: fx.key, r };
-      const outs: Answer<W>[] = [{ world: deleted, result, fault: false, label: answerLabel(result) }];
+      const outs: LogOutcome[] = [{ log: s, result, fault: false, label: answerLabel(result) }];
       if (!faults) return outs;
       const unavailable: Result = { t: "log.delete", key: fx.key, r: { ok: false, err: "UNAVAILABLE" } };
-      outs.push({ world: lost(deleted), result: unavailable, fault: true, label: "UNAVAILABLE (deleted)" });
-      outs.push({ world: lost(w), result: unavailable, fault: true, label: "UNAVAILABLE (not deleted)" });
+      outs.push({ log: s, result: unavailable, fault: true, label: "UNAVAILABLE (deleted)" });
+      outs.push({ log, result: unavailable, fault: true, label: "UNAVAILABLE (not deleted)" });
       return outs;
     }
   }
+}
+
+/**
+ * Every way the log may answer `fx`; `w` no longer holds the flight. `outcomes`: logOutcomes, or a memoised copy
+ * of it (./memo.ts); `spend`: the budget with one log fault less.
+ */
+export function logAnswers<W extends World>(
+  w: W,
+  fx: LogEffect,
+  outcomes: (log: txlog.TxlogState, fx: LogEffect, faults: boolean) => readonly LogOutcome[] = logOutcomes,
+  spend: (b: W["budget"]) => W["budget"] = (b) => ({ ...b, logFault: b.logFault - 1 }),
+): Answer<W>[] {
+  return outcomes(w.log, fx, w.budget.logFault > 0).map((o) => {
+    const world: W = o.log === w.log ? w : { ...w, log: o.log };
+    return { world: o.fault ? { ...world, budget: spend(w.budget) } : world, result: o.result, fault: o.fault, label: o.label };
+  });
 }
 
 /** A log write (put or delete), the kind group commit batches. */

@@ -24,17 +24,19 @@
  * Timers fire at any time after they are set: a timeout is never assumed to
  * mean the other side is dead.
  */
-import type { Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { Effect, Result, ShardId, TxId } from "../kernel/effects.ts";
+import type { Step } from "../kernel/role.ts";
 import type { Model } from "../kernel/model.ts";
 import { collapser } from "../env/collapse.ts";
 import * as txlog from "../env/txlog.ts";
 import { describer } from "./describe.ts";
 import { CLIENT_ACTOR, COORDINATOR_ACTOR, PROCESS_ACTOR, RESOLVER_ACTOR, lifelineOf } from "../kernel/trace.ts";
 import { answerLabel } from "../labels.ts";
-import { dropFencedOrphans, flightKeys, launch, orphaned } from "./flights.ts";
-import { applyBatch, batchCandidates, batchOutcomesOf, batchResult, isLogEffect, logAnswers, type Answer } from "./txlog-answers.ts";
-import type { Action, Flight, Slot, World, WorldConfig } from "./types.ts";
+import { baselinePaths, dropFencedOrphans, flightKeys, launch, launched, orphaned } from "./flights.ts";
+import { applyBatch, batchCandidates, batchOutcomesOf, batchResult, isLogEffect, logAnswers, logOutcomes, type Answer, type LogEffect } from "./txlog-answers.ts";
+import type { Action, Budget, Flight, ShardAnswer, Slot, World, WorldConfig } from "./types.ts";
 import { worldCanonical } from "./symmetry.ts";
+import { memo2, memo2Indexed, memoIndexed, memoKeyed } from "./memo.ts";
 
 type Phased = { readonly phase: string };
 type Resolving = { readonly phase: string; readonly epoch: number | null };
@@ -74,8 +76,11 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     return i;
   };
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
-  const launchOpts = { txIndex, key, timerOff: (id: string) => !cfg.timeouts && cfg.timeoutTimers.includes(id) };
+  const timerOff = (id: string) => !cfg.timeouts && cfg.timeoutTimers.includes(id);
   const collapse = collapser<W>(["up", "inc", "coords", "resolver", "shards", "log", "flights", "told", "ghost", "budget"]);
+  const parts = partsOf<C, R, Sh>(cfg, collapse.canon, { txIndex, key, timerOff });
+  const launchOpts = { txIndex, key, timerOff, launched: parts.launched };
+  const { coordStep, resStep } = parts;
 
   const init = (): W => ({
     up: true,
@@ -93,23 +98,19 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   /** Deliver a result to its role and launch what the role asks next. */
   function deliver(w: W, owner: number, result: Result): W {
     if (owner < 0) {
-      const out = res.step(w.resolver, result);
+      const out = resStep(w.resolver, result);
       return launch({ ...w, resolver: out.st }, owner, out.effects, launchOpts);
     }
     const slot = w.coords[owner]!;
     if (!slot.alive) return w;
-    const out = coord.step(slot.st, result);
-    const coords = w.coords.map((c, i) => (i === owner ? { ...c, st: out.st } : c));
-    return launch({ ...w, coords }, owner, out.effects, launchOpts);
+    const out = coordStep(slot.st, result);
+    return launch({ ...w, coords: parts.setAt(w.coords, owner, parts.slotWith(slot, out.st)) }, owner, out.effects, launchOpts);
   }
 
-  const withShard = (w: W, s: number, sh: Sh): W => ({ ...w, shards: w.shards.map((x, i) => (i === s ? sh : x)) });
+  const withShard = (w: W, s: number, sh: Sh): W => (w.shards[s] === sh ? w : { ...w, shards: parts.setAt(w.shards, s, sh) });
 
   /** Orphaned statements on a connection the shard has dropped can no longer arrive. */
-  const dropOrphansOn = (w: W, s: number, conn: string): W => ({
-    ...w,
-    flights: w.flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
-  });
+  const dropOrphansOn = (w: W, s: number, conn: string): W => ({ ...w, flights: parts.dropOrphansOn(w.flights, s, conn) });
 
   /** Every way the world may answer flight `f` (`w` no longer holds it). */
   function answers(w: W, f: Flight): Answer<W>[] {
@@ -117,16 +118,19 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
     if (env.owns(fx)) {
       const s = shardIndex((fx as { shard: ShardId }).shard);
       const before = w.shards[s]!;
-      return env.answers(before, f, w.budget).map((o) => {
+      return parts.shardAnswers(before, f, w.budget).map((o) => {
         let nw = o.ran !== null && ghost.ran ? ghost.ran(withShard(w, s, o.ran), f, s, before, o.ran) : w;
         nw = withShard(nw, s, o.shard);
-        if (o.crashes) nw = { ...nw, budget: { ...nw.budget, shardCrash: nw.budget.shardCrash - 1 } };
+        if (o.crashes) nw = { ...nw, budget: parts.spend(nw.budget, SHARD_CRASH) };
         if (o.dropOrphansOn !== undefined) nw = dropOrphansOn(nw, s, o.dropOrphansOn);
         return { world: nw, result: o.result, fault: o.crashes, label: o.label };
       });
     }
-    if (isLogEffect(fx)) return logAnswers(w, fx);
-    if (fx.t === "timer") return [{ world: ghost.timer ? ghost.timer(w, fx.id) : w, result: { t: "timeout", id: fx.id }, fault: false, label: answerLabel({ t: "timeout", id: fx.id }) }];
+    if (isLogEffect(fx)) return logAnswers(w, fx, parts.logOutcomes, (b) => parts.spend(b, LOG_FAULT));
+    if (fx.t === "timer") {
+      const { result, label } = parts.timeout(fx);
+      return [{ world: ghost.timer ? ghost.timer(w, fx.id) : w, result, fault: false, label }];
+    }
     throw new Error(`${cfg.name}: no environment answers ${fx.t}${fx.t === "reply" ? " (a reply is never in flight: launch delivers it)" : ""}`);
   }
 
@@ -134,7 +138,7 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   let answersFor: { w: W; byFlight: Answer<W>[][] } | null = null;
   const answersOf = (w: W, i: number): Answer<W>[] => {
     if (answersFor?.w !== w) answersFor = { w, byFlight: [] };
-    return (answersFor.byFlight[i] ??= answers({ ...w, flights: w.flights.filter((_, j) => j !== i) }, w.flights[i]!));
+    return (answersFor.byFlight[i] ??= answers({ ...w, flights: parts.without(w.flights, i) }, w.flights[i]!));
   };
 
   const observe = (w0: W): W => {
@@ -144,12 +148,15 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   const faulty = (w: W): W => (ghost.fault ? ghost.fault(w) : w);
   const isActive = (c: Slot<C>): boolean => c.alive && c.st.phase !== "idle" && c.st.phase !== "done";
   /** The client's request for transaction `t`, under the epoch the resolver took. */
-  const requestOf = (w: W, t: number) => {
-    const tx = sc.txs[t]!;
-    return { t: "request", tx: tx.id, branches: tx.branches, epoch: w.resolver.epoch!, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
-  };
+  const requestOf = (w: W, t: number) => parts.request(t, w.resolver.epoch!);
   /** The resolver's scan tick, with the transactions whose coordinator is alive here. */
-  const scanOf = (w: W) => ({ t: "scan", active: w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : [])) }) as const;
+  const scanOf = (w: W) => {
+    // As a bit set (memoised per set) up to 30 transactions; past that (no scenario comes near), as a list.
+    if (w.coords.length > 30) return { t: "scan", active: w.coords.flatMap((c, t) => (isActive(c) ? [sc.txs[t]!.id] : [])) } as const;
+    let active = 0;
+    for (let t = 0; t < w.coords.length; t++) if (isActive(w.coords[t]!)) active |= 1 << t;
+    return parts.scan(active);
+  };
   /** What `next` delivers when flight `a.i` completes with outcome `a.o`. */
   const resultOf = (w: W, a: Extract<Action, { k: "complete" }>): Result | null => answersOf(w, a.i)[a.o]!.result;
 
@@ -176,9 +183,9 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
   function next(w: W, a: Action): W {
     switch (a.k) {
       case "request": {
-        const out = coord.step(w.coords[a.tx]!.st, requestOf(w, a.tx));
-        const coords = w.coords.map((c, i) => (i === a.tx ? { ...c, st: out.st } : c));
-        return observe(launch({ ...w, coords }, a.tx, out.effects, launchOpts));
+        const slot = w.coords[a.tx]!;
+        const out = coordStep(slot.st, requestOf(w, a.tx));
+        return observe(launch({ ...w, coords: parts.setAt(w.coords, a.tx, parts.slotWith(slot, out.st)) }, a.tx, out.effects, launchOpts));
       }
       case "complete": {
         const f = w.flights[a.i]!;
@@ -188,28 +195,28 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
         return observe(nw);
       }
       case "scan": {
-        const out = res.step(w.resolver, scanOf(w));
+        const out = resStep(w.resolver, scanOf(w));
         return launch({ ...w, resolver: out.st }, -1, out.effects, launchOpts);
       }
       case "crash":
         return faulty({
           ...w,
           up: false,
-          coords: w.coords.map((c) => ({ ...c, alive: false })),
-          resolver: res.start(),
-          flights: orphaned(w.flights, key),
-          budget: { ...w.budget, crash: w.budget.crash - 1 },
+          coords: parts.dead(w.coords),
+          resolver: parts.resolverStart(),
+          flights: parts.orphaned(w.flights),
+          budget: parts.spend(w.budget, CRASH),
         });
       case "restart":
         return { ...w, up: true, inc: w.inc + 1 };
       case "logBatch":
         return observe(faulty(applyBatch(w, a, deliver)));
       case "shardCrash":
-        return observe(faulty({ ...withShard(w, a.s, env.fault(w.shards[a.s]!, a)), budget: { ...w.budget, shardCrash: w.budget.shardCrash - 1 } }));
+        return observe(faulty({ ...withShard(w, a.s, parts.shardFault(w.shards[a.s]!, a)), budget: parts.spend(w.budget, SHARD_CRASH) }));
       case "shardRestart":
-        return withShard(w, a.s, env.fault(w.shards[a.s]!, a));
+        return withShard(w, a.s, parts.shardFault(w.shards[a.s]!, a));
       case "notice":
-        return observe(dropOrphansOn(withShard(w, a.s, env.fault(w.shards[a.s]!, a)), a.s, a.conn));
+        return observe(dropOrphansOn(withShard(w, a.s, parts.notice(w.shards[a.s]!, a)), a.s, a.conn));
     }
   }
 
@@ -257,3 +264,118 @@ export function world<C extends Phased, R extends Resolving, Sh, G>(cfg: WorldCo
 
 /** The symmetry hook, when the scenario declares one (./symmetry.ts). */
 const withCanonical = <W>(canonical: ((w: W) => W) | undefined): { canonical?: (w: W) => W } => (canonical ? { canonical } : {});
+
+/** Indices of the budget's fault kinds, for Parts.spend. */
+const CRASH = 0;
+const SHARD_CRASH = 1;
+const LOG_FAULT = 2;
+const BUDGET_KINDS = ["crash", "shardCrash", "logFault"] as const;
+
+/**
+ * The world's pure functions of a state's parts (a role's step, a shard's answers, the log's, a flight removed,
+ * an element replaced, ...), memoised by the identity of their arguments, their results interned (`canon`), so
+ * that equal parts are one object and are found by identity when a successor is encoded (./memo.ts says why this
+ * is sound and bounded). With the code paths before issue 12 (`--before`, flights.ts useBaselinePaths) each is
+ * the plain function: the same values, made afresh each time.
+ */
+function partsOf<C, R, Sh>(
+  cfg: WorldConfig<any, any, Sh, any>,
+  canon: <T>(v: T) => T,
+  opts: { readonly txIndex: (tx: TxId) => number; readonly key: (f: Flight) => string; readonly timerOff: (id: string) => boolean },
+) {
+  type In = Parameters<WorldConfig<any, any, Sh, any>["coordinator"]["step"]>[1];
+  const { coordinator: coord, resolver: res, env } = cfg;
+  const sc = cfg.scenario;
+  const plain = {
+    coordStep: (st: C, input: In): Step<C, Effect> => coord.step(st, input),
+    resStep: (st: R, input: In): Step<R, Effect> => res.step(st, input),
+    shardAnswers: (sh: Sh, f: Flight, budget: Budget): readonly ShardAnswer<Sh>[] => env.answers(sh, f, budget),
+    shardFault: (sh: Sh, a: Extract<Action, { k: "shardCrash" | "shardRestart" }>): Sh => env.fault(sh, a),
+    notice: (sh: Sh, a: Extract<Action, { k: "notice" }>): Sh => env.fault(sh, a),
+    dropOrphansOn: (flights: readonly Flight[], s: number, conn: string): readonly Flight[] =>
+      flights.filter((f) => !(f.orphan && env.owns(f.fx) && "shard" in f.fx && f.fx.shard === sc.shards[s] && env.connOf?.(f) === conn)),
+    logOutcomes,
+    timeout: (fx: Extract<Effect, { t: "timer" }>) => {
+      const result: Result = { t: "timeout", id: fx.id };
+      return { result, label: answerLabel(result) };
+    },
+    setAt: <T>(xs: readonly T[], i: number, x: T): readonly T[] => xs.map((y, j) => (j === i ? x : y)),
+    slotWith: (c: Slot<C>, st: C): Slot<C> => ({ ...c, st }),
+    without: (flights: readonly Flight[], i: number): readonly Flight[] => flights.filter((_, j) => j !== i),
+    launched: (flights: readonly Flight[], effects: readonly Effect[], owner: number, inc: number) => launched(flights, effects, owner, inc, opts),
+    orphaned: (flights: readonly Flight[]): readonly Flight[] => orphaned(flights, opts.key),
+    dead: <T extends { readonly alive: boolean }>(coords: readonly T[]): readonly T[] => coords.map((c) => ({ ...c, alive: false })),
+    resolverStart: (): R => res.start(),
+    spend: (b: Budget, kind: number): Budget => ({ ...b, [BUDGET_KINDS[kind]!]: b[BUDGET_KINDS[kind]!] - 1 }),
+    request: (t: number, epoch: number) => {
+      const tx = sc.txs[t]!;
+      return { t: "request", tx: tx.id, branches: tx.branches, epoch, ...(tx.protocol !== undefined ? { protocol: tx.protocol } : {}) } as const;
+    },
+    scan: (active: number) => ({ t: "scan", active: sc.txs.flatMap((tx, t) => ((active >>> t) & 1 ? [tx.id] : [])) }) as const,
+  };
+  if (baselinePaths()) return plain;
+  const isObj = (x: unknown): x is object => typeof x === "object" && x !== null;
+  /** A budget as one number (its three counts, each below 1024), and a budget of each such number met. */
+  const budgetIndex = (b: Budget): number => (b.crash < 1024 && b.shardCrash < 1024 && b.logFault < 1024 ? (b.crash * 1024 + b.shardCrash) * 1024 + b.logFault : -1);
+  const budgetOf: Budget[] = [];
+  /**
+   * A shard's answers, interned but for one thing: a shard after the answer is the shard before it exactly when the
+   * environment returned it unchanged (a ghost may read "the statement changed nothing" from `ran === before`, as
+   * the speculative one does), so a new shard equal to the one before is kept as it is.
+   */
+  const sameAs = <T>(x: T, before: T): T => {
+    if (x === before) return x;
+    const c = canon(x);
+    return c === before ? x : c;
+  };
+  const shardAnswers = memo2Indexed((sh: Sh & object, f: Flight, n: number) =>
+    plain.shardAnswers(sh, f, budgetOf[n]!).map((o) => ({ ...canon(o), shard: sameAs(o.shard, sh), ran: o.ran === null ? null : sameAs(o.ran, sh) })),
+  );
+  const setAt = memo2Indexed(<T extends object>(xs: readonly T[], x: T, i: number) => canon(plain.setAt(xs, i, x)));
+  const faults = memoIndexed((sh: Sh & object, n: number) =>
+    canon(plain.shardFault(sh, n % 1024 === 1023 ? { k: "shardRestart", s: n >> 10 } : { k: "shardCrash", s: n >> 10, o: n % 1024 })),
+  );
+  const launchedMemo = memo2Indexed((flights: readonly Flight[], effects: readonly Effect[], n: number) =>
+    canon(plain.launched(flights, effects, (n % 1024) - 1, n >> 10)),
+  );
+  const notices = memoKeyed((sh: Sh & object, k: string) => {
+    const at = k.indexOf(" ");
+    return canon(plain.notice(sh, { k: "notice", s: Number(k.slice(0, at)), conn: k.slice(at + 1) }));
+  });
+  const drops = memoKeyed((flights: readonly Flight[], k: string) => {
+    const at = k.indexOf(" ");
+    return canon(plain.dropOrphansOn(flights, Number(k.slice(0, at)), k.slice(at + 1)));
+  });
+  const logMemo = memo2Indexed((log: txlog.TxlogState, fx: LogEffect, faults: number) => canon(logOutcomes(log, fx, faults === 1)));
+  const requests = memoIndexed((_: object, n: number) => canon(plain.request(n % 64, Math.floor(n / 64))));
+  const resolverStart = canon(res.start());
+  const memoed: typeof plain = {
+    ...plain,
+    coordStep: memo2((st: C & object, input: In & object) => canon(plain.coordStep(st, input))) as typeof plain.coordStep,
+    resStep: memo2((st: R & object, input: In & object) => canon(plain.resStep(st, input))) as typeof plain.resStep,
+    shardAnswers: (sh: Sh, f: Flight, budget: Budget) => {
+      const n = budgetIndex(budget);
+      if (n < 0) return plain.shardAnswers(sh, f, budget);
+      budgetOf[n] ??= budget;
+      return shardAnswers(sh as Sh & object, f, n);
+    },
+    shardFault: (sh: Sh, a: Extract<Action, { k: "shardCrash" | "shardRestart" }>): Sh =>
+      a.k === "shardCrash" && a.o >= 1023 ? plain.shardFault(sh, a) : faults(sh as Sh & object, (a.s << 10) | (a.k === "shardRestart" ? 1023 : a.o)),
+    notice: (sh: Sh, a: Extract<Action, { k: "notice" }>): Sh => notices(sh as Sh & object, `${a.s} ${a.conn}`),
+    dropOrphansOn: (flights: readonly Flight[], s: number, conn: string) => drops(flights, `${s} ${conn}`),
+    logOutcomes: (log: txlog.TxlogState, fx: LogEffect, faults: boolean) => logMemo(log, fx, faults ? 1 : 0),
+    timeout: memoIndexed((fx: Extract<Effect, { t: "timer" }>, _: number) => canon(plain.timeout(fx))) as unknown as typeof plain.timeout,
+    setAt: <T>(xs: readonly T[], i: number, x: T): readonly T[] => (isObj(x) ? (setAt(xs as readonly object[], x, i) as readonly T[]) : plain.setAt(xs, i, x)),
+    slotWith: memo2((c: Slot<C>, st: C & object) => canon(plain.slotWith(c, st))) as typeof plain.slotWith,
+    without: memoIndexed((flights: readonly Flight[], i: number) => canon(plain.without(flights, i))),
+    launched: (flights: readonly Flight[], effects: readonly Effect[], owner: number, inc: number) =>
+      owner + 1 < 1024 ? launchedMemo(flights, effects, ((inc << 10) | (owner + 1)) >>> 0) : plain.launched(flights, effects, owner, inc),
+    orphaned: memoIndexed((flights: readonly Flight[], _: number) => canon(plain.orphaned(flights))) as unknown as typeof plain.orphaned,
+    dead: memoIndexed((coords: readonly { readonly alive: boolean }[], _: number) => canon(plain.dead(coords))) as unknown as typeof plain.dead,
+    resolverStart: () => resolverStart,
+    spend: memoIndexed((b: Budget, kind: number) => canon(plain.spend(b, kind))),
+    request: (t: number, epoch: number) => (t < 64 && Number.isSafeInteger(epoch * 64 + t) ? requests(sc, epoch * 64 + t) : plain.request(t, epoch)),
+    scan: memoIndexed((_: object, active: number) => canon(plain.scan(active))).bind(null, sc),
+  };
+  return memoed;
+}

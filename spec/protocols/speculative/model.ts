@@ -13,6 +13,7 @@ import * as txlog from "../../env/txlog.ts";
 import type * as local from "../../env/local.ts";
 import { localShards } from "../../env/local-shard.ts";
 import { world } from "../../world/world.ts";
+import { memo2 } from "../../world/memo.ts";
 import { protocolFactory, type ProtocolModelConfig } from "../../world/factory.ts";
 import type { Action, Flight, GhostSpec, Scenario, World as AnyWorld } from "../../world/types.ts";
 import { coordinator, defaultCoordinatorOptions, APPLY_TIMER, type CoordinatorMutant, type CoordinatorState } from "./coordinator.ts";
@@ -42,6 +43,16 @@ const total = (sh: local.LocalShard): number => sh.accounts.reduce((sum, [, b, p
 export function speculativeGhost<W extends AnyWorld<any, any, local.LocalShard, Ghost>>(sc: Scenario): GhostSpec<Ghost, W> {
   const txIndex = (id: TxId): number => sc.txs.findIndex((t) => t.id === id);
   const zeros = () => sc.txs.map(() => sc.shards.map(() => 0));
+  const keys = sc.txs.map((tx) => speculativeKey(tx.id));
+  /** The terminal records seen so far, once `log` is seen (the same array when nothing new): after every step, mostly on a log and ghost met before. */
+  const terminalSeen = memo2((seen: Ghost["terminal"], log: txlog.TxlogState): Ghost["terminal"] => {
+    let terminal = seen;
+    keys.forEach((key, t) => {
+      const state = speculativeStateOf(txlog.get(log, key)?.value);
+      if ((state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") && terminal[t] !== state) terminal = terminal.map((x, i) => (i === t ? state : x));
+    });
+    return terminal;
+  });
   return {
     init: () => ({ moved: zeros(), compensations: zeros(), terminal: sc.txs.map(() => null) }),
     ran(w: W, f: Flight, s: number, before: local.LocalShard, after: local.LocalShard): W {
@@ -55,11 +66,7 @@ export function speculativeGhost<W extends AnyWorld<any, any, local.LocalShard, 
     },
     /** The ghost remembers a terminal record once it is in the log, so that properties still see it after it is forgotten. */
     observe(w: W): W {
-      let terminal = w.ghost.terminal;
-      sc.txs.forEach((tx, t) => {
-        const state = speculativeStateOf(txlog.get(w.log, speculativeKey(tx.id))?.value);
-        if ((state === "SPEC_COMMITTED" || state === "SPEC_ROLLED_BACK") && terminal[t] !== state) terminal = terminal.map((x, i) => (i === t ? state : x));
-      });
+      const terminal = terminalSeen(w.ghost.terminal, w.log);
       return terminal === w.ghost.terminal ? w : { ...w, ghost: { ...w.ghost, terminal } };
     },
   };
@@ -74,12 +81,13 @@ export function speculativeGhost<W extends AnyWorld<any, any, local.LocalShard, 
  * are offered by every other statement too).
  */
 export function speculativeScanIsNoop(sc: Scenario): (w: World) => boolean {
+  const keys = sc.txs.map((t) => speculativeKey(t.id));
   return (w) => {
     if (w.resolver.epoch === null || w.resolver.suspects.length > 0) return false;
     return sc.txs.every((t, i) => {
       const c = w.coords[i]!;
       if (c.alive && c.st.phase === "running") return true;
-      const rec = txlog.get(w.log, speculativeKey(t.id))?.value;
+      const rec = txlog.get(w.log, keys[i]!)?.value;
       return rec?.kind !== "speculation" && !w.shards.some((sh) => sh.undo.some((r) => r.tx === t.id && r.state === "undo"));
     });
   };

@@ -23,6 +23,20 @@ import { rowOf, type LocalShard } from "../../env/local.ts";
 import { speculativeKey, speculativeStateOf, type UndoRowState } from "../../kernel/effects.ts";
 
 type Pred = (w: World) => boolean;
+type Shards = World["shards"];
+
+/**
+ * A property of the shards alone, computed once per shards object: the checker hands the model one object per
+ * distinct value (spec/env/collapse.ts, spec/world/memo.ts), and many states share their shards.
+ */
+function ofShards(p: (shards: Shards) => boolean): Pred {
+  const seen = new WeakMap<Shards, boolean>();
+  return (w) => {
+    let r = seen.get(w.shards);
+    if (r === undefined) seen.set(w.shards, (r = p(w.shards)));
+    return r;
+  };
+}
 
 export function speculativeInvariants(sc: Scenario, budget: Budget): Record<string, Pred> {
   const txs = sc.txs.map((_, t) => t);
@@ -31,13 +45,13 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
   const ops = sc.txs.map((tx) => sc.shards.map((sh) => tx.branches.filter((b) => b.shard === sh).flatMap((b) => b.ops)));
   const deltas = ops.map((row) => row.map((os) => os.reduce((sum, op) => sum + op.delta, 0)));
   const branchesOf = (t: number): readonly number[] => branches[t]!;
-  const rowState = (w: World, t: number, s: number): UndoRowState | null => rowOf(w.shards[s]!, sc.txs[t]!.id, sc.shards[s]!)?.state ?? null;
-  const applied = (w: World, t: number, s: number): boolean => {
-    const st = rowState(w, t, s);
+  const rowState = (shards: Shards, t: number, s: number): UndoRowState | null => rowOf(shards[s]!, sc.txs[t]!.id, sc.shards[s]!)?.state ?? null;
+  const applied = (shards: Shards, t: number, s: number): boolean => {
+    const st = rowState(shards, t, s);
     return st === "undo" || st === "released";
   };
-  const dead = (w: World, t: number, s: number): boolean => {
-    const st = rowState(w, t, s);
+  const dead = (shards: Shards, t: number, s: number): boolean => {
+    const st = rowState(shards, t, s);
     return st === "tombstone" || st === "compensated";
   };
   const opsOf = (t: number, s: number) => ops[t]![s]!;
@@ -47,15 +61,15 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
   const initialOf = (s: number, a: number): number => sc.balances[s]!.find(([id]) => id === a)?.[1] ?? 0;
   const shardSum = (sh: LocalShard, col: 1 | 2): number => sh.accounts.reduce((sum, acct) => sum + acct[col], 0);
   /** Money that left one shard of t and has not reached another yet (or the reverse). */
-  const inFlight = (w: World, t: number): number => -branchesOf(t).reduce((sum, s) => sum + (applied(w, t, s) ? deltaOf(t, s) : 0), 0);
-  const rolledBack = (w: World, t: number): boolean => branchesOf(t).some((s) => dead(w, t, s));
+  const inFlight = (shards: Shards, t: number): number => -branchesOf(t).reduce((sum, s) => sum + (applied(shards, t, s) ? deltaOf(t, s) : 0), 0);
+  const rolledBack = (shards: Shards, t: number): boolean => branchesOf(t).some((s) => dead(shards, t, s));
 
   /** What a reader of account a on shard s sees, per claim, from the rows alone. */
-  const expected = (w: World, s: number, a: number) => {
+  const expected = (shards: Shards, s: number, a: number) => {
     let balance = initialOf(s, a);
     let pending = 0;
     for (const t of txs) {
-      const st = rowState(w, t, s);
+      const st = rowState(shards, t, s);
       for (const op of opsOf(t, s)) {
         if (op.account !== a) continue;
         if (op.delta < 0 && (st === "undo" || st === "released")) balance += op.delta;
@@ -67,27 +81,34 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
   };
 
   return {
+    // ofShards: the properties that read the shards alone, computed once per shards object.
     /** No spendable balance (and no pending credit) is ever below zero. */
-    no_negative_balance: (w) => w.shards.every((sh) => sh.accounts.every(([, b, p]) => b >= 0 && p >= 0)),
+    no_negative_balance: ofShards((shards) => shards.every((sh) => sh.accounts.every(([, b, p]) => b >= 0 && p >= 0))),
     /** Balances + pending credits + money in flight between the shards of a transaction = the initial total. */
-    money_conserved: (w) =>
-      w.shards.reduce((sum, sh) => sum + shardSum(sh, 1) + shardSum(sh, 2), 0) + txs.reduce((sum, t) => sum + inFlight(w, t), 0) === initial,
+    money_conserved: ofShards(
+      (shards) => shards.reduce((sum, sh) => sum + shardSum(sh, 1) + shardSum(sh, 2), 0) + txs.reduce((sum, t) => sum + inFlight(shards, t), 0) === initial,
+    ),
     /** Once nothing is in flight and nothing is pending, the balances alone add up to the initial total. */
-    balances_conserved_when_settled: (w) =>
-      txs.some((t) => inFlight(w, t) !== 0) ||
-      w.shards.some((sh) => shardSum(sh, 2) !== 0) ||
-      w.shards.reduce((sum, sh) => sum + shardSum(sh, 1), 0) === initial,
+    balances_conserved_when_settled: ofShards(
+      (shards) =>
+        txs.some((t) => inFlight(shards, t) !== 0) ||
+        shards.some((sh) => shardSum(sh, 2) !== 0) ||
+        shards.reduce((sum, sh) => sum + shardSum(sh, 1), 0) === initial,
+    ),
     /** The undo row is durable exactly when the write is: what t moved on s is what its row accounts for. */
-    undo_durable_with_write: (w) => txs.every((t) => branchesOf(t).every((s) => w.ghost.moved[t]![s] === (applied(w, t, s) ? deltaOf(t, s) : 0))),
+    undo_durable_with_write: (w) => txs.every((t) => branchesOf(t).every((s) => w.ghost.moved[t]![s] === (applied(w.shards, t, s) ? deltaOf(t, s) : 0))),
     /** No compensation changes a shard twice. */
     compensated_at_most_once: (w) => w.ghost.compensations.every((row) => row.every((n) => n <= 1)),
     /** A rolled-back transaction (some branch's key holds a tombstone) with nothing left to undo moved no money at all. */
     rollback_restores_total: (w) =>
-      txs.every((t) => !rolledBack(w, t) || branchesOf(t).some((s) => rowState(w, t, s) === "undo") || branchesOf(t).every((s) => w.ghost.moved[t]![s] === 0)),
+      txs.every(
+        (t) => !rolledBack(w.shards, t) || branchesOf(t).some((s) => rowState(w.shards, t, s) === "undo") || branchesOf(t).every((s) => w.ghost.moved[t]![s] === 0),
+      ),
     /** A client told "committed" never sees the transaction rolled back. */
-    committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w, t) && terminal(w, t) !== "SPEC_ROLLED_BACK")),
+    committed_never_rolled_back: (w) => txs.every((t) => w.told[t]?.status !== "committed" || (!rolledBack(w.shards, t) && terminal(w, t) !== "SPEC_ROLLED_BACK")),
     /** A client told "aborted" never sees the transaction committed: some branch's key holds a tombstone, so none can release. */
-    aborted_is_final: (w) => txs.every((t) => w.told[t]?.status !== "aborted" || (rolledBack(w, t) && !branchesOf(t).some((s) => rowState(w, t, s) === "released"))),
+    aborted_is_final: (w) =>
+      txs.every((t) => w.told[t]?.status !== "aborted" || (rolledBack(w.shards, t) && !branchesOf(t).some((s) => rowState(w.shards, t, s) === "released"))),
     /**
      * A terminal record is the truth on the shards, and stays so, deleted or not: committed means
      * every branch released; rolled back means no branch applied, now or later (a late branch landing
@@ -96,8 +117,8 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
     terminal_record_is_final: (w) =>
       txs.every((t) => {
         const r = terminal(w, t);
-        if (r === "SPEC_COMMITTED") return branchesOf(t).every((s) => rowState(w, t, s) === "released");
-        if (r === "SPEC_ROLLED_BACK") return !branchesOf(t).some((s) => applied(w, t, s));
+        if (r === "SPEC_COMMITTED") return branchesOf(t).every((s) => rowState(w.shards, t, s) === "released");
+        if (r === "SPEC_ROLLED_BACK") return !branchesOf(t).some((s) => applied(w.shards, t, s));
         return true;
       }),
     /**
@@ -111,11 +132,13 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
       w.told.every((o) => o?.status !== "aborted" || o.reason === "insufficient_funds" || o.reason === "timeout"),
     // Isolation (docs/protocols/speculative.md, "Isolation"): what a reader of one account sees.
     /** ISO1: a debit is in the balance as soon as its branch applied, committed or not; a compensated debit is back. */
-    iso_debits_visible_at_once: (w) => w.shards.every((sh, s) => sh.accounts.every(([a, b]) => b === expected(w, s, a).balance)),
+    iso_debits_visible_at_once: ofShards((shards) => shards.every((sh, s) => sh.accounts.every(([a, b]) => b === expected(shards, s, a).balance))),
     /** ISO2: a credit is pending (not spendable) while its branch's row is undo, and spendable only once released. */
-    iso_credits_pending_until_final: (w) => w.shards.every((sh, s) => sh.accounts.every(([a, , p]) => p === expected(w, s, a).pending)),
+    iso_credits_pending_until_final: ofShards((shards) => shards.every((sh, s) => sh.accounts.every(([a, , p]) => p === expected(shards, s, a).pending))),
     /** ISO3: a credit is released only when every branch of its transaction applied (the transaction is committed). */
-    iso_released_only_when_committed: (w) => txs.every((t) => !branchesOf(t).some((s) => rowState(w, t, s) === "released") || branchesOf(t).every((s) => applied(w, t, s))),
+    iso_released_only_when_committed: ofShards((shards) =>
+      txs.every((t) => !branchesOf(t).some((s) => rowState(shards, t, s) === "released") || branchesOf(t).every((s) => applied(shards, t, s))),
+    ),
   };
 }
 
@@ -129,11 +152,12 @@ export function speculativeInvariants(sc: Scenario, budget: Budget): Record<stri
  */
 function allEnded(sc: Scenario): (w: World) => boolean {
   const ids = sc.txs.map((t) => t.id);
+  const keys = ids.map((tx) => speculativeKey(tx));
   return (w) =>
     w.coords.every((c) => !c.alive || c.st.phase !== "running") &&
     w.shards.every((sh) => sh.undo.every((r) => r.state !== "undo")) &&
     ids.every((tx, t) => {
-      if (speculativeStateOf(txlog.get(w.log, speculativeKey(tx))?.value) !== null) return false;
+      if (speculativeStateOf(txlog.get(w.log, keys[t]!)?.value) !== null) return false;
       const left = w.shards.some((sh) => sh.undo.some((r) => r.tx === tx && r.state !== "tombstone"));
       return !left || w.ghost.terminal[t] !== null;
     });

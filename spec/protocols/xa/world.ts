@@ -10,6 +10,7 @@ import * as txlog from "../../env/txlog.ts";
 import type * as xa from "../../env/xa.ts";
 import type { Budget, GhostSpec, Scenario, Slot, World } from "../../world/types.ts";
 import { protocolFactory } from "../../world/factory.ts";
+import { memo3 } from "../../world/memo.ts";
 
 export { wholeParam } from "../../world/factory.ts";
 
@@ -35,7 +36,8 @@ export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W)
   // Per transaction and shard: the branch's xid; per transaction: its decision record's key (made once, not per step).
   const xids = sc.txs.map((tx) => sc.shards.map((sh) => branchXid(tx.id, sh)));
   const decisionKeys = sc.txs.map((tx) => decisionKey(tx.id));
-  const faulty = (w: W): W => ({ ...w, ghost: { ...w.ghost, faulty: true } });
+  // Already faulty: the same world (a step that changes nothing returns its input, so the checker's encoder finds it by identity).
+  const faulty = (w: W): W => (w.ghost.faulty ? w : { ...w, ghost: { ...w.ghost, faulty: true } });
 
   /** Whether branch `xid` is on the shard (`prepared`: and PREPARED). */
   function onShard(sh: xa.ShardState, xid: string, prepared: boolean): boolean {
@@ -51,14 +53,14 @@ export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W)
    * A sticky per-transaction, per-shard flag (existed, prepared): the rows where a flag turns true are
    * copied, the others kept; the matrix itself when nothing turns true (runs after every step: loops, no closure).
    */
-  function stick(w: W, matrix: readonly (readonly boolean[])[], prepared: boolean): readonly (readonly boolean[])[] {
+  function stick(shards: readonly xa.ShardState[], matrix: readonly (readonly boolean[])[], prepared: boolean): readonly (readonly boolean[])[] {
     let out: (readonly boolean[])[] | undefined;
     for (let t = 0; t < matrix.length; t++) {
       const row = matrix[t]!;
       let copy: boolean[] | undefined;
       for (let s = 0; s < row.length; s++) {
         if (row[s]) continue;
-        const sh = w.shards[s]!;
+        const sh = shards[s]!;
         const xid = xids[t]![s]!;
         if (onShard(sh, xid, prepared) || (!prepared && committedOn(sh, xid))) (copy ??= row.slice())[s] = true;
       }
@@ -67,17 +69,25 @@ export function xaGhost<W extends XaWorld<any, any>>(sc: Scenario, also?: (w: W)
     return out ?? matrix;
   }
 
-  function observe(w: W): W {
-    const existed = stick(w, w.ghost.existed, false);
-    const prepared = stick(w, w.ghost.prepared, true);
+  /** The ghost once it has seen `shards` and `log` (the same object when nothing turns true). */
+  function observed(ghost: XaGhost, shards: readonly xa.ShardState[], log: txlog.TxlogState): XaGhost {
+    const existed = stick(shards, ghost.existed, false);
+    const prepared = stick(shards, ghost.prepared, true);
     let decision: ("commit" | "abort" | null)[] | undefined;
-    for (let t = 0; t < w.ghost.decision.length; t++) {
-      if (w.ghost.decision[t] !== null) continue;
-      const e = decisionOf(txlog.get(w.log, decisionKeys[t]!)?.value);
-      if (e !== null) (decision ??= w.ghost.decision.slice())[t] = e;
+    for (let t = 0; t < ghost.decision.length; t++) {
+      if (ghost.decision[t] !== null) continue;
+      const e = decisionOf(txlog.get(log, decisionKeys[t]!)?.value);
+      if (e !== null) (decision ??= ghost.decision.slice())[t] = e;
     }
-    const changed = existed !== w.ghost.existed || prepared !== w.ghost.prepared || decision !== undefined;
-    const shared = changed ? { ...w, ghost: { ...w.ghost, existed, prepared, decision: decision ?? w.ghost.decision } } : w;
+    const changed = existed !== ghost.existed || prepared !== ghost.prepared || decision !== undefined;
+    return changed ? { ...ghost, existed, prepared, decision: decision ?? ghost.decision } : ghost;
+  }
+  // Runs after every step, mostly on a ghost, shards and log met before (the checker hands back one object per value).
+  const observedOnce = memo3(observed);
+
+  function observe(w: W): W {
+    const ghost = observedOnce(w.ghost, w.shards, w.log);
+    const shared = ghost === w.ghost ? w : { ...w, ghost };
     return also ? also(shared) : shared;
   }
 
