@@ -174,9 +174,9 @@ export const suite: SuiteEntry[] = [
   // unreduced search up to depth 15-16.
   symmetric("twopc", { scenario: "triple", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 446_766, generated: 1_719_154, depth: 37 }),
   symmetric("parallel", { scenario: "triple", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 641_657, generated: 2_482_959, depth: 39 }),
-  symmetric("speculative", { scenario: "triple", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 579_420, generated: 2_147_126, depth: 38 }),
+  symmetric("speculative", { scenario: "triple", crash: 0, shardCrash: 0, timeouts: false }, { distinct: 198_580, generated: 734_713, depth: 38 }),
   symmetric("twopc", { scenario: "conflict", crash: 1, shardCrash: 1, timeouts: false }, { distinct: 5_096_050, generated: 18_189_863, depth: 64 }),
-  symmetric("speculative", { scenario: "same", crash: 1, shardCrash: 1, timeouts: false }, { distinct: 5_841_216, generated: 20_076_405, depth: 62 }),
+  symmetric("speculative", { scenario: "same", crash: 1, shardCrash: 1, timeouts: false }, { distinct: 5_838_546, generated: 20_068_207, depth: 62 }),
   symmetric("parallel", { scenario: "conflict", crash: 1, shardCrash: 1, timeouts: false }, { distinct: 10_764_547, generated: 41_262_523, depth: 84 }),
   // The server's own composition (spec/server/model.ts): its coordinator (protocol per request, one-phase
   // path for one branch) and its process resolver over every registered part, on shards running XA and

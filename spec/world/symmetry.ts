@@ -384,8 +384,8 @@ export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part,
       if (d < 0) alive = [c];
       else if (d === 0) alive.push(c);
     }
-    // The parts computed while comparing, for the winner (parts[k][c]: part k renamed by candidate c).
-    const computed = new Map<Part, unknown[]>();
+    // The parts renamed while comparing, kept for the winner: part `part` renamed by candidate cands[k] is values[k].
+    const computed: { part: Part; cands: number[]; values: unknown[] }[] = [];
     if (alive.length > 1) {
       for (const part of PARTS) {
         let best = Infinity;
@@ -398,19 +398,17 @@ export function worldCanonical<W extends World>(sc: Scenario, rank: (part: Part,
           if (id < best) best = id;
           return id;
         });
-        const keep = alive.map((_, k) => ranks[k] === best);
-        alive = alive.filter((_, k) => keep[k]);
-        computed.set(part, values.filter((_, k) => keep[k]));
+        computed.push({ part, cands: alive, values });
+        alive = alive.filter((_, k) => ranks[k] === best);
         if (alive.length === 1) break;
       }
     }
-    const winner = renamer(alive[0]!);
+    const win = alive[0]!;
+    const winner = renamer(win);
     if (winner === null) return w;
     const out = { ...w } as Record<string, unknown>;
-    for (const part of PARTS) {
-      const done = computed.get(part);
-      out[part] = done !== undefined ? done[0] : renamePart(w, part, winner);
-    }
+    for (const { part, cands, values } of computed) out[part] = values[cands.indexOf(win)];
+    for (let k = computed.length; k < PARTS.length; k++) out[PARTS[k]!] = renamePart(w, PARTS[k]!, winner);
     return out as W;
   };
 }

@@ -62,6 +62,7 @@ export interface ResolverState {
   readonly records: readonly LogEntry[];
   /** Undo rows seen in state undo, per shard scanned so far in this scan. */
   readonly scanned: readonly ShardId[];
+  /** Sorted by (tx, branch). */
   readonly rows: readonly UndoRowView[];
   readonly settles: readonly Settlement[];
   /** Transactions the last finished scan would have settled: this scan may. */
@@ -133,7 +134,10 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
       case "local.scan": {
         if (st.phase !== "scanning") return { st, effects: [] };
         // A shard that did not answer is scanned again next time; its branches are probed meanwhile.
-        const rows = input.r.ok ? [...st.rows, ...input.r.rows] : st.rows;
+        // Kept sorted by (tx, branch), as a shard keeps its undo rows, not in the order the shards were scanned: the
+        // rows are a set (nothing here depends on their order), and a set has one order, the one symmetry
+        // reduction (spec/world/symmetry.ts) restores after renaming the transactions.
+        const rows = input.r.ok ? [...st.rows, ...input.r.rows].sort(byTxBranch) : st.rows;
         return scanNext({ ...st, scanned: [...st.scanned, input.shard], rows });
       }
       case "log.put":
@@ -177,3 +181,5 @@ export const speculativeResolverPart: ResolverPart = {
     "log.put": (e) => (e.value.kind === "speculation" ? `record_${e.value.state.toLowerCase()}` : null),
   }),
 };
+
+const byTxBranch = (a: UndoRowView, b: UndoRowView): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.branch < b.branch ? -1 : a.branch > b.branch ? 1 : 0);
