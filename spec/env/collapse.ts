@@ -181,7 +181,7 @@ function jsonRank(json: string): number {
 }
 
 /** MurmurHash3's finaliser: a bijection on 32 bits with full avalanche. */
-function fmix(h: number): number {
+export function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -189,7 +189,7 @@ function fmix(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-function stringHash(x: string): number {
+export function stringHash(x: string): number {
   let h = 0x811c9dc5 ^ x.length;
   for (let i = 0; i < x.length; i++) h = Math.imul(h ^ x.charCodeAt(i), 0x01000193);
   return fmix(h);

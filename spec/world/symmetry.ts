@@ -37,6 +37,7 @@
  */
 import type { TxId } from "../kernel/effects.ts";
 import { canonicalJson } from "../env/canonical.ts";
+import { fmix as mix, stringHash as textHash } from "../env/collapse.ts";
 import { flightKeys, sortFlights } from "./flights.ts";
 import type { Flight, Scenario, World } from "./types.ts";
 
@@ -320,21 +321,6 @@ class Signer {
     this.cache.set(v, h);
     return h;
   }
-}
-
-/** MurmurHash3's finaliser. */
-function mix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-function textHash(x: string): number {
-  let h = 0x811c9dc5 ^ x.length;
-  for (let i = 0; i < x.length; i++) h = Math.imul(h ^ x.charCodeAt(i), 0x01000193);
-  return mix(h);
 }
 
 /**
