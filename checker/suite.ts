@@ -219,23 +219,25 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   if (child) return serveEntries(file, out);
-  let entries: SuiteEntry[];
+  let all: SuiteEntry[];
   try {
-    entries = await loadSuite(file);
+    all = await loadSuite(file);
   } catch (e) {
     console.error(`speccommit suite: ${(e as Error).message}`);
     return 2;
   }
   // Every mutant a model declares must be in the suite: a new mutant is never silently unchecked.
-  const uncovered = file === undefined && only === undefined ? uncoveredMutants(entries) : [];
-  if (only !== undefined) entries = entries.filter((e) => `${e.model} ${config(e)}`.includes(only!));
+  const uncovered = file === undefined && only === undefined ? uncoveredMutants(all) : [];
+  // Each entry's place in the suite file (what a --jobs child is sent), then --only.
+  let indices = all.map((_, i) => i);
+  if (only !== undefined) indices = indices.filter((i) => `${all[i]!.model} ${config(all[i]!)}`.includes(only!));
   // Symmetry-reduced entries too: a protocol model's representatives are chosen by portable ranks (spec/world/symmetry.ts).
-  if (workers !== undefined) entries = entries.map((e) => ({ ...e, workers }));
+  const entries = indices.map((i) => (workers !== undefined ? { ...all[i]!, workers } : all[i]!));
   const started = performance.now();
   console.log(row(COLUMNS.map(([name]) => name)));
   let failed = 0;
   if (jobs > 1 && entries.length > 1) {
-    failed = await runJobs(entries, Math.min(jobs, entries.length), file, out);
+    failed = await runJobs(entries, indices, Math.min(jobs, entries.length), file, out);
     if (failed < 0) return 2;
   } else {
     const written = new Set<string>();
@@ -302,28 +304,15 @@ export function suffixed(entries: readonly SuiteEntry[]): boolean[] {
 }
 
 /**
- * Runs `entries` in `jobs` child processes (each `speccommit suite --serve-entries`), the largest first (by the
- * distinct states an entry states, mutants last: they stop early) so that the last to finish is a short one;
+ * Runs `entries` (`fileIndex`: each one's index in the suite file, which every child loads) in `jobs` child
+ * processes (each `speccommit suite --serve-entries`), the largest first (by the distinct states an entry
+ * states, mutants last: they stop early) so that the last to finish is a short one;
  * prints each row when its entry is done (so the largest come first). Returns the number that failed
  * (-1 when a child died).
  */
-async function runJobs(entries: SuiteEntry[], jobs: number, file: string | undefined, out: string): Promise<number> {
+async function runJobs(entries: SuiteEntry[], fileIndex: readonly number[], jobs: number, file: string | undefined, out: string): Promise<number> {
   const { spawn } = await import("node:child_process");
   const { createInterface } = await import("node:readline");
-  const all = await loadSuite(file);
-  // The index of each entry in the suite file (the child loads the same list); --only and --workers were applied to copies.
-  const key = (e: SuiteEntry) => JSON.stringify({ ...e, workers: undefined });
-  const index = new Map<string, number[]>();
-  all.forEach((e, i) => index.set(key(e), [...(index.get(key(e)) ?? []), i]));
-  const taken = new Map<string, number>();
-  const fileIndex = entries.map((e) => {
-    const k = key(e);
-    const n = taken.get(k) ?? 0;
-    taken.set(k, n + 1);
-    const i = index.get(k)?.[n];
-    if (i === undefined) throw new Error(`suite: entry ${config(e)} not found in the suite file`);
-    return i;
-  });
   const suffix = suffixed(entries);
   const cost = (e: SuiteEntry) => (e.expect === "ok" ? (e.counts?.distinct ?? 1e9) : 0);
   const queue = entries.map((_, k) => k).sort((a, b) => cost(entries[b]!) - cost(entries[a]!));
