@@ -41,7 +41,7 @@
  * the key, and an apply of the same branch that arrives late (a re-sent or
  * duplicated statement) would then apply a second time.
  */
-import type { LocalEffect, LocalResult, Op, ShardId, TxId, UndoRowState, UndoRowView } from "../kernel/effects.ts";
+import { byUndoKey, type LocalEffect, type LocalResult, type Op, type ShardId, type TxId, type UndoRowState, type UndoRowView } from "../kernel/effects.ts";
 
 /** [account id, spendable balance, pending (escrowed) credits], in cents. */
 export type AccountRow = readonly [number, number, number];
@@ -73,8 +73,7 @@ export const rowOf = (s: LocalShard, tx: TxId, branch: ShardId): UndoRow | undef
 export const rowsOf = (s: LocalShard, tx: TxId): UndoRowView[] => s.undo.filter((r) => r.tx === tx).map(view);
 const view = (r: UndoRow): UndoRowView => ({ tx: r.tx, branch: r.branch, state: r.state, branches: r.branches });
 
-const byKey = (a: UndoRow, b: UndoRow): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.branch < b.branch ? -1 : a.branch > b.branch ? 1 : 0);
-const insert = (s: LocalShard, row: UndoRow): LocalShard => ({ ...s, undo: [...s.undo, row].sort(byKey) });
+const insert = (s: LocalShard, row: UndoRow): LocalShard => ({ ...s, undo: [...s.undo, row].sort(byUndoKey) });
 const setState = (s: LocalShard, row: UndoRow, state: UndoRowState): LocalShard => ({
   ...s,
   undo: s.undo.map((r) => (r === row ? { ...r, state } : r)),

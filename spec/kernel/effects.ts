@@ -276,6 +276,10 @@ export interface UndoRowView {
   readonly branches: readonly ShardId[];
 }
 
+/** Undo rows in the order of their unique key (tx, branch): the order a shard keeps them in, and the resolver too. */
+export const byUndoKey = (a: { readonly tx: TxId; readonly branch: ShardId }, b: { readonly tx: TxId; readonly branch: ShardId }): number =>
+  a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.branch < b.branch ? -1 : a.branch > b.branch ? 1 : 0;
+
 /**
  * Effects on a shard run as ONE local transaction each (START TRANSACTION ...
  * COMMIT), never XA; spec/env/local.ts gives the statements. `escrow` and

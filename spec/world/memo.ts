@@ -42,6 +42,19 @@ class Table<K extends object, V> {
   }
 }
 
+/** f memoised on a. */
+export function memo1<A extends object, R>(f: (a: A) => R, limit = MEMO_LIMIT): (a: A) => R {
+  const table = new Table<A, R>(limit);
+  return (a) => {
+    const hit = table.get(a);
+    if (hit !== undefined) return hit;
+    const r = f(a);
+    table.stored();
+    table.set(a, r);
+    return r;
+  };
+}
+
 /** f memoised on (a, n): n a small non-negative integer (an index, a kind). */
 export function memoIndexed<A extends object, R>(f: (a: A, n: number) => R, limit = MEMO_LIMIT): (a: A, n: number) => R {
   const table = new Table<A, R[]>(limit);

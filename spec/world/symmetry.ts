@@ -133,6 +133,10 @@ const isSorted = (xs: readonly unknown[]): boolean => xs.every((x, i) => i === 0
 const kind = (x: unknown): string => (Array.isArray(x) ? "array" : x === null ? "null" : typeof x);
 const sameKind = (xs: readonly unknown[]): boolean => xs.every((x) => kind(x) === kind(xs[0]));
 
+/** Transaction ids as whole tokens inside a string (`t1` in `t1.s1`, `tx/t1`; not in `t10`). */
+const idTokens = (ids: readonly TxId[]): RegExp =>
+  new RegExp(`(?<![A-Za-z0-9_])(${ids.map((id) => id.replace(/[^A-Za-z0-9_]/g, "")).join("|")})(?![A-Za-z0-9_])`, "g");
+
 /** Renames transaction ids inside any plain value, with one cache per permutation. */
 class Renamer {
   private cache = new WeakMap<object, unknown>();
@@ -144,7 +148,7 @@ class Renamer {
     this.p = p;
     this.to = new Map(ids.map((id, i) => [id, ids[p[i]!]!]));
     const moved = ids.filter((id) => this.to.get(id) !== id);
-    this.token = new RegExp(`(?<![A-Za-z0-9_])(${moved.map((id) => id.replace(/[^A-Za-z0-9_]/g, "")).join("|")})(?![A-Za-z0-9_])`, "g");
+    this.token = idTokens(moved);
   }
 
   forget(): void {
@@ -277,7 +281,7 @@ class Signer {
   private readonly token: RegExp;
 
   constructor(ids: readonly TxId[]) {
-    this.token = new RegExp(`(?<![A-Za-z0-9_])(${ids.map((id) => id.replace(/[^A-Za-z0-9_]/g, "")).join("|")})(?![A-Za-z0-9_])`, "g");
+    this.token = idTokens(ids);
   }
 
   of(v: unknown): number {

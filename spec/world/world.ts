@@ -36,7 +36,7 @@ import { baselinePaths, dropFencedOrphans, flightKeys, launch, launched, orphane
 import { applyBatch, batchCandidates, batchOutcomesOf, batchResult, isLogEffect, logAnswers, logOutcomes, type Answer, type LogEffect } from "./txlog-answers.ts";
 import type { Action, Budget, Flight, ShardAnswer, Slot, World, WorldConfig } from "./types.ts";
 import { worldCanonical } from "./symmetry.ts";
-import { memo2, memo2Indexed, memoIndexed, memoKeyed } from "./memo.ts";
+import { memo1, memo2, memo2Indexed, memoIndexed, memoKeyed } from "./memo.ts";
 
 type Phased = { readonly phase: string };
 type Resolving = { readonly phase: string; readonly epoch: number | null };
@@ -364,14 +364,14 @@ function partsOf<C, R, Sh>(
     notice: (sh: Sh, a: Extract<Action, { k: "notice" }>): Sh => notices(sh as Sh & object, `${a.s} ${a.conn}`),
     dropOrphansOn: (flights: readonly Flight[], s: number, conn: string) => drops(flights, `${s} ${conn}`),
     logOutcomes: (log: txlog.TxlogState, fx: LogEffect, faults: boolean) => logMemo(log, fx, faults ? 1 : 0),
-    timeout: memoIndexed((fx: Extract<Effect, { t: "timer" }>, _: number) => canon(plain.timeout(fx))) as unknown as typeof plain.timeout,
+    timeout: memo1((fx: Extract<Effect, { t: "timer" }>) => canon(plain.timeout(fx))),
     setAt: <T>(xs: readonly T[], i: number, x: T): readonly T[] => (isObj(x) ? (setAt(xs as readonly object[], x, i) as readonly T[]) : plain.setAt(xs, i, x)),
     slotWith: memo2((c: Slot<C>, st: C & object) => canon(plain.slotWith(c, st))) as typeof plain.slotWith,
     without: memoIndexed((flights: readonly Flight[], i: number) => canon(plain.without(flights, i))),
     launched: (flights: readonly Flight[], effects: readonly Effect[], owner: number, inc: number) =>
       owner + 1 < 1024 ? launchedMemo(flights, effects, ((inc << 10) | (owner + 1)) >>> 0) : plain.launched(flights, effects, owner, inc),
-    orphaned: memoIndexed((flights: readonly Flight[], _: number) => canon(plain.orphaned(flights))) as unknown as typeof plain.orphaned,
-    dead: memoIndexed((coords: readonly { readonly alive: boolean }[], _: number) => canon(plain.dead(coords))) as unknown as typeof plain.dead,
+    orphaned: memo1((flights: readonly Flight[]) => canon(plain.orphaned(flights))),
+    dead: memo1((coords: readonly { readonly alive: boolean }[]) => canon(plain.dead(coords))) as typeof plain.dead,
     resolverStart: () => resolverStart,
     spend: memoIndexed((b: Budget, kind: number) => canon(plain.spend(b, kind))),
     request: (t: number, epoch: number) => (t < 64 && Number.isSafeInteger(epoch * 64 + t) ? requests(sc, epoch * 64 + t) : plain.request(t, epoch)),

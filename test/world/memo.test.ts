@@ -5,7 +5,7 @@
  * functions of before (`useBaselinePaths`), from the decoded (interned) states the checker hands it.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { memo2, memo2Indexed, memo3, memoIndexed, memoKeyed } from "../../spec/world/memo.ts";
+import { memo1, memo2, memo2Indexed, memo3, memoIndexed, memoKeyed } from "../../spec/world/memo.ts";
 import { useBaselinePaths } from "../../spec/world/flights.ts";
 import { canonicalJson } from "../../spec/env/canonical.ts";
 import { registry } from "../../checker/registry.ts";
@@ -31,7 +31,10 @@ describe("memo tables", () => {
     const byBN = memo2Indexed((a: object, b: object, n: number) => ({ a, b, n }));
     const byK = memoKeyed((a: object, k: string) => ({ a, k }));
     const byC = memo3((a: object, b: object, c: object) => ({ a, b, c }));
+    const byA = memo1((a: object) => ({ a }));
     const [a, b, c, d] = [{}, {}, {}, {}];
+    expect(byA(a)).toBe(byA(a));
+    expect(byA(b).a).toBe(b);
     expect(byN(a, 1)).toBe(byN(a, 1));
     expect(byN(a, 2).n).toBe(2);
     expect(byBN(a, b, 0)).toBe(byBN(a, b, 0));
@@ -44,6 +47,12 @@ describe("memo tables", () => {
   });
 
   it("forget everything past their limit, then compute again (the same value)", () => {
+    let once = 0;
+    const g = memo1((a: { v: number }) => (once++, { v: a.v }), 2);
+    const three = [{ v: 0 }, { v: 1 }, { v: 2 }];
+    three.forEach((k) => g(k));
+    three.forEach((k) => expect(g(k)).toEqual(k));
+    expect(once).toBeGreaterThan(3);
     let calls = 0;
     const f = memoIndexed((a: { v: number }, n: number) => (calls++, { v: a.v + n }), 4);
     const keys = Array.from({ length: 6 }, (_, v) => ({ v }));

@@ -44,7 +44,7 @@
 import type { ResolverPart } from "../protocol.ts";
 import { actionMap, scan, type OwnInput } from "../scan.ts";
 import type { Role, Step } from "../../kernel/role.ts";
-import { EPOCH_KEY, SPECULATIVE_PREFIX, speculativeStateOf, txOfSpeculativeKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
+import { byUndoKey, EPOCH_KEY, SPECULATIVE_PREFIX, speculativeStateOf, txOfSpeculativeKey, type LogEntry, type Effect, type Result, type ShardId, type TxId, type UndoRowView } from "../../kernel/effects.ts";
 import { drive, newSettlement, onResult, settled, type Settlement, type SettleMutant, type SettleOptions } from "./settle.ts";
 
 /** Settles a transaction at its first sighting, without waiting a scan (so it races live coordinators). */
@@ -137,7 +137,7 @@ export function resolver(opts: ResolverOptions): Role<ResolverState, ResolverInp
         // Kept sorted by (tx, branch), as a shard keeps its undo rows, not in the order the shards were scanned: the
         // rows are a set (nothing here depends on their order), and a set has one order, the one symmetry
         // reduction (spec/world/symmetry.ts) restores after renaming the transactions.
-        const rows = input.r.ok ? [...st.rows, ...input.r.rows].sort(byTxBranch) : st.rows;
+        const rows = input.r.ok ? [...st.rows, ...input.r.rows].sort(byUndoKey) : st.rows;
         return scanNext({ ...st, scanned: [...st.scanned, input.shard], rows });
       }
       case "log.put":
@@ -181,5 +181,3 @@ export const speculativeResolverPart: ResolverPart = {
     "log.put": (e) => (e.value.kind === "speculation" ? `record_${e.value.state.toLowerCase()}` : null),
   }),
 };
-
-const byTxBranch = (a: UndoRowView, b: UndoRowView): number => (a.tx < b.tx ? -1 : a.tx > b.tx ? 1 : a.branch < b.branch ? -1 : a.branch > b.branch ? 1 : 0);
