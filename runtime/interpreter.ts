@@ -194,7 +194,7 @@ export class RoleInstance<St, In extends { readonly t: string }> {
         return;
       }
       case "xa.exec":
-        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard, e.fence), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r, conn: r.ok ? xa.connectionOf(e.tx, e.shard) : null }), e);
+        return this.await(xa.exec(e.tx, e.shard, e.ops, e.guard, e.fence, e.onePhase), (r) => ({ t: "xa.exec", tx: e.tx, shard: e.shard, r, conn: r.ok ? xa.connectionOf(e.tx, e.shard) : null }), e);
       case "xa.kill":
         return this.await(xa.kill(e.shard, e.conn), (r) => ({ t: "xa.kill", shard: e.shard, conn: e.conn, r }), e);
       case "local.apply":

@@ -20,8 +20,11 @@
  *   answers UNAVAILABLE, so the role (or the resolver) commits again and
  *   stamps again, and the record is never forgotten before its rows are
  *   stamped. A one-phase commit (one branch, no record) takes its
- *   timestamp just before XA COMMIT ONE PHASE and is stamped after the
- *   answer (pending until then; a few attempts);
+ *   timestamp just before XA COMMIT ONE PHASE; its exec left the branch
+ *   ACTIVE, so the stamp goes inside the transaction that commits
+ *   (XaMysql.commitStamped: stamp, XA END, XA COMMIT ONE PHASE in one round
+ *   trip); when that batch's answer is lost it is stamped after the answer
+ *   (pending until then; a few attempts);
  *   local.release: the speculation's rows are stamped in the release's own
  *   transaction;
  *   log.delete of a commit record: first every branch the record names whose
@@ -469,13 +472,22 @@ export function withTimestamps(a: Adapters, ts: CommitTimestamps, stamp: History
   return wrapped;
 }
 
-/** `target` with some methods replaced; every other property read from it (methods bound to it). */
+/**
+ * `target` with some methods replaced; every other property read from it (methods bound to it, each bound once: the
+ * adapters' methods are read once per effect).
+ */
 function override<T extends object>(target: T, methods: Partial<T>): T {
+  const bound = new Map<string | symbol, { readonly of: unknown; readonly fn: unknown }>();
   return new Proxy(target, {
     get(t, p) {
       if (Object.prototype.hasOwnProperty.call(methods, p)) return (methods as Record<string | symbol, unknown>)[p];
       const v = Reflect.get(t, p, t);
-      return typeof v === "function" ? (v as (...args: unknown[]) => unknown).bind(t) : v;
+      if (typeof v !== "function") return v;
+      const b = bound.get(p);
+      if (b !== undefined && b.of === v) return b.fn;
+      const fn = (v as (...args: unknown[]) => unknown).bind(t);
+      bound.set(p, { of: v, fn });
+      return fn;
     },
   });
 }

@@ -200,8 +200,9 @@ export class MemoryXa implements XaExecutor {
     return connOf(tx, shard, this.incarnation);
   }
 
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean): Promise<XaResult> {
-    return this.run(shard, { t: "xa.exec", tx, shard, ops, guard }, this.conn(tx, shard)) as Promise<XaResult>;
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, _fence?: number, onePhase?: boolean): Promise<XaResult> {
+    const fx: XaEffect = { t: "xa.exec", tx, shard, ops, guard, ...(onePhase === true ? { onePhase: true as const } : {}) };
+    return this.run(shard, fx, this.conn(tx, shard)) as Promise<XaResult>;
   }
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.run(shard, { t: "xa.prepare", tx, shard }, this.conn(tx, shard)) as Promise<XaResult>;

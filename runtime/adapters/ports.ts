@@ -31,10 +31,13 @@ import type {
 
 export interface XaExecutor {
   readonly shards: readonly ShardId[];
-  /** `fence`: the coordinator's epoch, for a branch checked against its node's fence row (spec/kernel/effects.ts xa.exec). */
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult>;
+  /**
+   * `fence`: the coordinator's epoch, for a branch checked against its node's fence row; `onePhase`: no XA END, the
+   * branch stays ACTIVE for its one-phase commit or rollback to end (spec/kernel/effects.ts xa.exec).
+   */
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number, onePhase?: boolean): Promise<XaResult>;
   prepare(tx: TxId, shard: ShardId): Promise<XaResult>;
-  /** `onePhase`: XA COMMIT ... ONE PHASE (an IDLE branch, no prepare). */
+  /** `onePhase`: XA COMMIT ... ONE PHASE (no prepare; XA END first when a one-phase exec left the branch ACTIVE). */
   commit(tx: TxId, shard: ShardId, onePhase?: boolean): Promise<XaResult>;
   rollback(tx: TxId, shard: ShardId): Promise<XaResult>;
   recover(shard: ShardId): Promise<RecoverResult>;

@@ -93,6 +93,14 @@ interface Branch {
   execRunning: boolean;
   /** The deadlock detector chose this branch's transaction and sent KILL QUERY to its blocked statement. */
   victim: boolean;
+  /**
+   * A one-phase exec left the branch ACTIVE on its owner (no XA END; spec/env/executor.ts): its commit or rollback
+   * sends XA END first, in the same round trip. Stays true until the branch is finished (a failed batch may have
+   * stopped before or after its XA END).
+   */
+  active: boolean;
+  /** The accounts of the branch's history rows (its ops'): the one-phase commit stamps them by primary key. */
+  accounts: readonly number[];
 }
 
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
@@ -150,8 +158,8 @@ export class XaMysql implements XaExecutor {
     return p;
   }
 
-  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult> {
-    return this.serialized(tx, shard, () => this.doExec(tx, shard, ops, guard, fence));
+  exec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number, onePhase?: boolean): Promise<XaResult> {
+    return this.serialized(tx, shard, () => this.doExec(tx, shard, ops, guard, fence, onePhase === true));
   }
 
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
@@ -163,9 +171,11 @@ export class XaMysql implements XaExecutor {
   }
 
   commit(tx: TxId, shard: ShardId, onePhase = false): Promise<XaResult> {
-    // A failed one-phase commit leaves the branch IDLE on its connection, for the rollback.
+    // A failed one-phase commit leaves the branch on its connection (IDLE, or ACTIVE if its XA END failed), for the rollback.
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
-    return this.serialized(tx, shard, () => this.onBranch(tx, shard, `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""}`, finished));
+    const xid = xidSql(tx, shard);
+    const sql = `XA COMMIT ${xid}${onePhase ? " ONE PHASE" : ""}`;
+    return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, false, undefined, onePhase ? `XA END ${xid};${sql}` : undefined));
   }
 
   /**
@@ -177,6 +187,16 @@ export class XaMysql implements XaExecutor {
   commitStamped(tx: TxId, shard: ShardId, onePhase: boolean, commitTs: bigint): Promise<{ r: XaResult; stamped: boolean }> {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
+    const b = this.branches.get(this.key(tx, shard));
+    if (onePhase && b !== undefined && b.active && b.accounts.length > 0) {
+      // The branch is still ACTIVE (a one-phase exec): its rows are stamped inside the transaction that commits, by
+      // primary key (record locks it already holds, no gap), then XA END and XA COMMIT ONE PHASE, in one round trip.
+      // Committed means stamped; on the owner's death the batch is sent nowhere else (the branch is rolled back).
+      const xid = xidSql(tx, shard);
+      const stampSql = `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND account_id IN (${b.accounts.join(",")}) AND commit_ts IS NULL`;
+      const sql = `XA COMMIT ${xid} ONE PHASE`;
+      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, false, undefined, `${stampSql};XA END ${xid};${sql}`)).then((r) => ({ r, stamped: r.ok }));
+    }
     let stamped = false;
     const sql =
       `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""};` +
@@ -209,9 +229,18 @@ export class XaMysql implements XaExecutor {
   }
 
   rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
-    return this.serialized(tx, shard, () =>
-      this.onBranch(tx, shard, `XA ROLLBACK ${xidSql(tx, shard)}`, (r) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK"),
-    );
+    const xid = xidSql(tx, shard);
+    const finished = (r: XaResult) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK";
+    return this.serialized(tx, shard, async () => {
+      const r = await this.onBranch(tx, shard, `XA ROLLBACK ${xid}`, finished, false, undefined, `XA END ${xid};XA ROLLBACK ${xid}`);
+      // An ACTIVE branch's XA END refused (rollback-only, or already ended by a failed commit batch): XA ROLLBACK alone.
+      const b = this.branches.get(this.key(tx, shard));
+      if (!r.ok && r.err === "RMFAIL" && b?.active === true && b.conn !== null && !b.conn.dead) {
+        b.active = false;
+        return this.onBranch(tx, shard, `XA ROLLBACK ${xid}`, finished);
+      }
+      return r;
+    });
   }
 
   async recover(shard: ShardId): Promise<RecoverResult> {
@@ -408,7 +437,7 @@ export class XaMysql implements XaExecutor {
     return true;
   }
 
-  private async doExec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence?: number): Promise<XaResult> {
+  private async doExec(tx: TxId, shard: ShardId, ops: readonly Op[], guard: boolean, fence: number | undefined, onePhase: boolean): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
     const key = this.key(tx, shard);
@@ -421,7 +450,16 @@ export class XaMysql implements XaExecutor {
     if (fence !== undefined && !(await this.ensureFenceRow(shard, pool, node))) return { ok: false, err: "UNAVAILABLE" };
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
-    const branch: Branch = { conn: c, threadId: c.threadId, ownerGone: false, executed: false, execRunning: true, victim: false };
+    const branch: Branch = {
+      conn: c,
+      threadId: c.threadId,
+      ownerGone: false,
+      executed: false,
+      execRunning: true,
+      victim: false,
+      active: false,
+      accounts: ops.map((op) => op.account),
+    };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
     const open = openAccountSql(tx);
@@ -435,9 +473,12 @@ export class XaMysql implements XaExecutor {
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
     // A fenced branch reads its node's fence row first, shared, and holds that lock until it ends (effects.ts xa.exec).
     const fenceRead = fence !== undefined ? [`SELECT epoch FROM ${FENCE_TABLE} WHERE node = '${node}' LOCK IN SHARE MODE`] : [];
-    const sql = [`XA START ${xid}`, ...fenceRead, ...updates, history, `XA END ${xid}`].join(";");
+    // One phase: no XA END, the commit's round trip ends the branch (and stamps its rows inside it).
+    const sql = [`XA START ${xid}`, ...fenceRead, ...updates, history, ...(onePhase ? [] : [`XA END ${xid}`])].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
     branch.execRunning = false;
+    // Every statement ran: a one-phase branch is ACTIVE (also when a guard matched no row or the fence refused it).
+    if (r.ok && onePhase) branch.active = true;
     if (!r.ok) {
       this.noteError(shard, r.error);
       if (c.dead) return this.lost(key, c, pool);
@@ -499,14 +540,23 @@ export class XaMysql implements XaExecutor {
    * `ownerOnly`: the statement means something only on the owner (XA
    * PREPARE); once the owner died it is UNAVAILABLE without being sent.
    */
-  private async onBranch(tx: TxId, shard: ShardId, sql: string, finished: (r: XaResult) => boolean, ownerOnly = false, onValue?: (value: unknown) => void): Promise<XaResult> {
+  private async onBranch(
+    tx: TxId,
+    shard: ShardId,
+    sql: string,
+    finished: (r: XaResult) => boolean,
+    ownerOnly = false,
+    onValue?: (value: unknown) => void,
+    activeSql?: string,
+  ): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
     const key = this.key(tx, shard);
     const b = this.branches.get(key);
     if (b !== undefined && b.conn !== null && !b.conn.dead) {
       const c = b.conn;
-      const q = await pool.query(c, sql);
+      // `activeSql`: what to send instead while a one-phase exec left the branch ACTIVE on its owner (XA END first).
+      const q = await pool.query(c, b.active && activeSql !== undefined ? activeSql : sql);
       if (!q.ok) this.noteError(shard, q.error);
       if (!q.ok && c.dead) return this.lost(key, c, pool);
       if (q.ok) onValue?.(q.value);

@@ -15,6 +15,11 @@
  *     failed update, so the branch can be rolled back from IDLE); a blocked
  *     update either waits (the effect completes later, when the lock is free)
  *     or ends with a lock wait timeout;
+ *   - a one-phase xa.exec (`onePhase`) leaves out XA END unless a statement
+ *     failed with an SQL error (a guard that matched no row is not one): the
+ *     branch stays ACTIVE, and its xa.commit ONE PHASE or xa.rollback sends
+ *     XA END first, in the same round trip (a commit whose XA END fails
+ *     answers that error and leaves the branch to the rollback);
  *   - once a commit or rollback has finished the branch, its connection goes
  *     back to the pool (modelled as closed: it holds nothing any more);
  *   - a shard that is down answers UNAVAILABLE and changes nothing.
@@ -74,6 +79,18 @@ function run(s: xa.ShardState, conn: xa.ConnId, stmt: xa.Stmt): { s: xa.ShardSta
   return [...xa.execute(s, conn, stmt)];
 }
 
+/**
+ * A commit or rollback on the branch's own connection: XA END first while the branch is ACTIVE (a one-phase exec
+ * left it so). A commit stops at a failed XA END; a rollback goes on (XA ROLLBACK finishes a rollback-only branch
+ * that XA END refuses).
+ */
+function runOwn(s: xa.ShardState, conn: xa.ConnId, stmt: xa.Stmt): { s: xa.ShardState; out: xa.Outcome }[] {
+  const xid = s.conns.find((c) => c.id === conn)?.xid ?? null;
+  const b = xid === null ? null : xa.findBranch(s, xid);
+  if (b === null || b.state !== "ACTIVE" || (stmt.op !== "commit" && stmt.op !== "rollback")) return run(s, conn, stmt);
+  return run(s, conn, { op: "end", xid: b.xid }).flatMap((e) => (e.out.kind === "error" && stmt.op === "commit" ? [e] : run(e.s, conn, stmt)));
+}
+
 /** Run a statement on a fresh connection that is closed afterwards. */
 function runFresh(s: xa.ShardState, stmt: xa.Stmt): { s: xa.ShardState; out: xa.Outcome }[] {
   return run(xa.connect(s, FRESH).s, FRESH, stmt).map((o) => ({ s: xa.disconnect(o.s, FRESH), out: o.out }));
@@ -104,7 +121,7 @@ export function executeXa(s: xa.ShardState, fx: XaEffect, conn: xa.ConnId | null
       const onePhase = fx.t === "xa.commit" && fx.onePhase === true;
       const stmt: xa.Stmt = fx.t === "xa.prepare" ? { op: "prepare", xid } : fx.t === "xa.commit" ? { op: "commit", xid, onePhase } : { op: "rollback", xid };
       const own = hasConn(s, conn);
-      const outs = own ? run(s, conn, stmt) : runFresh(s, stmt);
+      const outs = own ? runOwn(s, conn, stmt) : runFresh(s, stmt);
       return outs.map(({ s: s2, out }) => {
         const err = errorOf(out);
         // A finished branch gives its connection back.
@@ -161,6 +178,11 @@ function execBranch(s0: xa.ShardState, fx: Extract<XaEffect, { t: "xa.exec" }>, 
   }
   for (const st of states) {
     if (st.err === "NOTA" || st.err === "DUPID" || st.err === "UNAVAILABLE") {
+      outcomes.push(result(st.s, st.err));
+      continue;
+    }
+    if (fx.onePhase === true && (st.err === null || st.err === "INSUFFICIENT_FUNDS")) {
+      // No SQL error: the branch stays ACTIVE for its one-phase commit (or rollback) to end.
       outcomes.push(result(st.s, st.err));
       continue;
     }

@@ -192,10 +192,26 @@ export type Effect =
    * the shard with a shared lock, held until the branch ends, and fails FENCED when the row holds a newer epoch; a
    * survivor's fence write (SETTLE_FENCE) waits for every branch that read the row, so no such branch commits
    * after a survivor read "nothing found" as aborted.
+   * `onePhase` (a transaction with one branch, which commits ONE PHASE): no XA END after the ops; the branch stays
+   * ACTIVE on its connection, and the one-phase commit (or the rollback) ends it. The commit's round trip can then
+   * still change the branch: the runtime stamps the commit timestamp on its history rows inside the transaction it
+   * commits (runtime/adapters/xa-mysql.ts), one InnoDB commit instead of two. A statement that fails with an SQL
+   * error is followed by XA END as without it (spec/env/executor.ts).
    */
-  | { readonly t: "xa.exec"; readonly tx: TxId; readonly shard: ShardId; readonly ops: readonly Op[]; readonly guard: boolean; readonly fence?: number }
+  | {
+      readonly t: "xa.exec";
+      readonly tx: TxId;
+      readonly shard: ShardId;
+      readonly ops: readonly Op[];
+      readonly guard: boolean;
+      readonly fence?: number;
+      readonly onePhase?: true;
+    }
   | { readonly t: "xa.prepare"; readonly tx: TxId; readonly shard: ShardId }
-  /** `onePhase`: XA COMMIT ... ONE PHASE of an IDLE branch (a transaction with one branch needs no prepare and no decision record). */
+  /**
+   * `onePhase`: XA COMMIT ... ONE PHASE (a transaction with one branch needs no prepare and no decision record), after
+   * XA END when its xa.exec left the branch ACTIVE.
+   */
   | { readonly t: "xa.commit"; readonly tx: TxId; readonly shard: ShardId; readonly onePhase?: boolean }
   | { readonly t: "xa.rollback"; readonly tx: TxId; readonly shard: ShardId }
   | { readonly t: "xa.recover"; readonly shard: ShardId }

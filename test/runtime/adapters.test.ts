@@ -84,6 +84,63 @@ describe("XA executor (mysql2)", () => {
     expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
   });
 
+  it("a one-phase exec leaves its branch ACTIVE: the commit stamps the rows inside the transaction it commits (XA END first), a rollback ends it too, and a dead owner's branch is gone", async () => {
+    const rowsOf = async (shard: string, tx: string): Promise<Array<{ account: number; ts: string | null }>> => {
+      const c = await cluster.shards.find((x) => x.name === shard)!.connect();
+      try {
+        const [rows] = await c.query("SELECT account_id AS account, CAST(commit_ts AS CHAR) AS ts FROM history WHERE xid = ? ORDER BY account_id", [tx]);
+        return (rows as Array<{ account: number | string; ts: string | null }>).map((r) => ({ account: Number(r.account), ts: r.ts }));
+      } finally {
+        await c.end();
+      }
+    };
+    // ACTIVE: XA PREPARE (which needs IDLE) is refused, and the branch is still there for its one-phase commit.
+    const probe = "a0000000-0000-4000-8000-0000000000d1";
+    expect(await xa.exec(probe, "shard-a", [{ account: 71, delta: -7 }, { account: 72, delta: 7 }], true, undefined, true)).toEqual({ ok: true });
+    expect(await xa.prepare(probe, "shard-a")).toEqual({ ok: false, err: "RMFAIL" });
+    expect(await xa.commitStamped(probe, "shard-a", true, 5151n)).toEqual({ r: { ok: true }, stamped: true });
+    expect(await rowsOf("shard-a", probe)).toEqual([
+      { account: 71, ts: "5151" },
+      { account: 72, ts: "5151" },
+    ]);
+    expect(await balance(cluster, "shard-a", 71)).toBe(10_000n - 7n);
+    expect(xa.openBranches("shard-a")).toBe(0);
+    // A plain one-phase commit of an ACTIVE branch (no timestamps) ends it first too.
+    const plain = "a0000000-0000-4000-8000-0000000000d2";
+    expect(await xa.exec(plain, "shard-a", [{ account: 73, delta: -3 }], true, undefined, true)).toEqual({ ok: true });
+    expect(await xa.commit(plain, "shard-a", true)).toEqual({ ok: true });
+    expect(await rowsOf("shard-a", plain)).toEqual([{ account: 73, ts: null }]);
+    // An overdraft leaves the branch ACTIVE too (a guard that matched no row is no SQL error): the rollback ends it.
+    const poor = "a0000000-0000-4000-8000-0000000000d3";
+    expect(await xa.exec(poor, "shard-a", [{ account: 74, delta: -10_001 }], true, undefined, true)).toEqual({ ok: false, err: "INSUFFICIENT_FUNDS" });
+    expect(await xa.rollback(poor, "shard-a")).toEqual({ ok: true });
+    expect(await rowsOf("shard-a", poor)).toEqual([]);
+    expect(await balance(cluster, "shard-a", 74)).toBe(10_000n);
+    // A rolled-back ACTIVE branch after a successful exec.
+    const undone = "a0000000-0000-4000-8000-0000000000d4";
+    expect(await xa.exec(undone, "shard-a", [{ account: 75, delta: 9 }], true, undefined, true)).toEqual({ ok: true });
+    expect(await xa.rollback(undone, "shard-a")).toEqual({ ok: true });
+    expect(await rowsOf("shard-a", undone)).toEqual([]);
+    expect(xa.openBranches("shard-a")).toBe(0);
+    // The owner dies before the commit: the server rolled the ACTIVE branch back with it; the commit finds nothing.
+    const orphan = "a0000000-0000-4000-8000-0000000000d5";
+    expect(await xa.exec(orphan, "shard-a", [{ account: 76, delta: 11 }], true, undefined, true)).toEqual({ ok: true });
+    const admin = await cluster.shard("shard-a").connect();
+    try {
+      const [rows] = await admin.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", [DATABASE]);
+      for (const r of rows as Array<{ ID: string }>) await admin.query(`KILL CONNECTION ${r.ID}`).catch(() => undefined);
+      const r = await xa.commitStamped(orphan, "shard-a", true, 5252n);
+      expect(r.stamped).toBe(false);
+      expect(r.r.ok).toBe(false);
+      expect(await rowsOf("shard-a", orphan)).toEqual([]);
+      expect(await balance(cluster, "shard-a", 76)).toBe(10_000n);
+      expect(await xaRecover(admin)).toEqual([]);
+    } finally {
+      await admin.end();
+    }
+    expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
+  });
+
   it("an overdraft is INSUFFICIENT_FUNDS and rolls back cleanly from IDLE", async () => {
     const tx = "a0000000-0000-4000-8000-000000000002";
     expect(await xa.exec(tx, "shard-a", [{ account: 3, delta: -10_001 }], true)).toEqual({ ok: false, err: "INSUFFICIENT_FUNDS" });

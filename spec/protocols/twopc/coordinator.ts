@@ -175,8 +175,9 @@ export function coordinator(opts: CoordinatorOptions = defaultCoordinatorOptions
     const guard = mutant !== "no-funds-check";
     return {
       st: next,
-      // One branch commits ONE PHASE (onExec), with no record: it is fenced on its shard instead (effects.ts xa.exec `fence`).
-      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard, ...(branches.length === 1 ? { fence: epoch } : {}) })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
+      // One branch commits ONE PHASE (onExec), with no record: it is fenced on its shard instead (effects.ts xa.exec
+      // `fence`), and its exec leaves it ACTIVE for the commit to end (`onePhase`).
+      effects: [...branches.map((b): Effect => ({ t: "xa.exec", tx, shard: b.shard, ops: b.ops, guard, ...(branches.length === 1 ? { fence: epoch, onePhase: true as const } : {}) })), { t: "timer", id: VOTE_TIMER, ms: opts.voteTimeoutMs }],
     };
   }
 
