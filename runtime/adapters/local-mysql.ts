@@ -81,6 +81,8 @@ export interface MysqlLocalOptions {
   readonly pools?: ReadonlyMap<ShardId, ShardPool>;
   /** The credential that started a transaction (runtime/auth.ts TxCredentials), written into its history rows; none: NULL. */
   readonly credentialOf?: (tx: TxId) => string | undefined;
+  /** Bound on the applied inverses kept for one-round-trip releases (default APPLIED_INVERSES_MAX; 0: none kept). */
+  readonly appliedInversesMax?: number;
 }
 
 /** A statement failed; carried out of the transaction body to the one place that maps it. */
@@ -112,10 +114,20 @@ function parseInverse(text: string): Op[] {
   });
 }
 
+/** Inverses of branches this process applied, kept for their release or compensation (one round trip); bounded. */
+export const APPLIED_INVERSES_MAX = 65_536;
+
 export class MysqlLocal implements LocalExecutor {
   readonly shards: readonly ShardId[];
   private readonly pools = new Map<ShardId, ShardPool>();
   private readonly owned: ShardPool[] = [];
+  /**
+   * `tx|shard` -> the inverse this process's apply wrote in the branch's undo row (escrow on), once that apply
+   * committed. The row's inverse never changes after, so a release or compensation that finds it here needs no read
+   * of the row first: one round trip instead of two. Oldest first out past APPLIED_INVERSES_MAX; a miss (another
+   * process applied it, or it was dropped) reads the row as before.
+   */
+  private readonly applied = new Map<string, readonly Op[]>();
 
   constructor(private readonly opts: MysqlLocalOptions) {
     this.shards = opts.shards.map((s) => checkId("shard id", s.name));
@@ -188,8 +200,21 @@ export class MysqlLocal implements LocalExecutor {
         if (e.error.errno === INSUFFICIENT_FUNDS_ERRNO) return { commit: false, r: { ok: false, err: "INSUFFICIENT_FUNDS" } as const };
         throw e;
       }
+      this.remember(`${t}|${b}`, inverse);
       return { commit: "done", r: { ok: true } as const };
     });
+  }
+
+  private remember(key: string, inverse: readonly Op[]): void {
+    const max = this.opts.appliedInversesMax ?? APPLIED_INVERSES_MAX;
+    if (max <= 0) return;
+    while (this.applied.size >= max) this.applied.delete(this.applied.keys().next().value!);
+    this.applied.set(key, inverse);
+  }
+
+  /** How many applied inverses are kept (for tests of the bound). */
+  appliedInverses(): number {
+    return this.applied.size;
   }
 
   tombstone(tx: TxId, shard: ShardId): Promise<LocalR<"local.tombstone">> {
@@ -242,44 +267,65 @@ export class MysqlLocal implements LocalExecutor {
     for (const p of this.owned) p.close();
   }
 
-  /** compensate or release: one transaction, a no-op unless the row is in state 'undo'. */
+  /**
+   * compensate or release: one transaction, a no-op unless the row is in state 'undo'. With the inverse known (this
+   * process applied the branch), one round trip: the row's state changes first, under its lock, and the rest runs
+   * only if it was 'undo' (a compound statement); else the row is read FOR UPDATE first, then the changes.
+   */
   private retire(tx: TxId, shard: ShardId, to: "compensated" | "released", commitTs?: bigint): Promise<LocalR<"local.release">> {
-    return this.transaction<LocalR<"local.release">>(`${to} ${tx}|${shard}`, shard, async (q) => {
+    const key = `${tx}|${shard}`;
+    const known = this.applied.get(key);
+    return this.transaction<LocalR<"local.release">>(`${to} ${key}`, shard, async (q) => {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
+      if (known !== undefined) {
+        // The undo row first, as below (its lock, then the accounts'); ROW_COUNT(): it was in state 'undo'.
+        const changes = this.retireStatements(t, known, true, to, commitTs);
+        const results = await q<unknown[]>(
+          `BEGIN NOT ATOMIC UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo'; ` +
+            `IF ROW_COUNT() = 1 THEN ${changes.map((x) => `${x}; `).join("")}SET @speccommit_retired = 1; ELSE SET @speccommit_retired = 0; END IF; END;` +
+            "COMMIT;SELECT @speccommit_retired AS retired",
+        );
+        const rows = results[results.length - 1] as Array<{ retired?: unknown }> | undefined;
+        this.applied.delete(key);
+        return { commit: "done", r: { ok: true, applied: Number(rows?.[0]?.retired) === 1 } as const };
+      }
       const rows = await q<Array<{ inverse: string; escrow: unknown }>>(
         `SELECT inverse, escrow FROM speculative_undo WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo' FOR UPDATE`,
       );
       const row = rows[0];
       if (row === undefined) return { commit: true, r: { ok: true, applied: false } as const };
-      const inverse = parseInverse(row.inverse);
-      const escrow = Number(row.escrow) !== 0;
-      const stmts: string[] = [];
-      // The lock order of apply: by account, the balance before the pending row.
-      const onBalance = (inv: Op) => inv.delta > 0 || !escrow;
-      const sorted = [...inverse].sort((x, y) => x.account - y.account || Number(onBalance(y)) - Number(onBalance(x)));
-      for (const inv of sorted) {
-        if (inv.delta === 0) continue;
-        if (to === "compensated") {
-          // A debit given back to the balance; a credit taken back out of pending, where it is sure to be.
-          if (onBalance(inv)) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
-          else stmts.push(`UPDATE speculative_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
-        } else if (inv.delta < 0 && escrow) {
-          stmts.push(`UPDATE accounts SET balance = balance + ${-inv.delta} WHERE id = ${inv.account}`);
-          stmts.push(`UPDATE speculative_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
-        }
-      }
-      stmts.push(`UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`);
-      if (to === "released" && commitTs !== undefined && inverse.length > 0) {
-        stmts.push(`UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")}) AND commit_ts IS NULL`);
-      }
-      if (to === "compensated" && inverse.length > 0) {
-        stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
-      }
+      const stmts = [`UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}'`, ...this.retireStatements(t, parseInverse(row.inverse), Number(row.escrow) !== 0, to, commitTs)];
       stmts.push("COMMIT");
       await q(stmts.join(";"));
       return { commit: "done", r: { ok: true, applied: true } as const };
     });
+  }
+
+  /** What a release or compensation changes besides the undo row's state: balances, pending credits, history. */
+  private retireStatements(t: string, inverse: readonly Op[], escrow: boolean, to: "compensated" | "released", commitTs?: bigint): string[] {
+    const stmts: string[] = [];
+    // The lock order of apply: by account, the balance before the pending row.
+    const onBalance = (inv: Op) => inv.delta > 0 || !escrow;
+    const sorted = [...inverse].sort((x, y) => x.account - y.account || Number(onBalance(y)) - Number(onBalance(x)));
+    for (const inv of sorted) {
+      if (inv.delta === 0) continue;
+      if (to === "compensated") {
+        // A debit given back to the balance; a credit taken back out of pending, where it is sure to be.
+        if (onBalance(inv)) stmts.push(`UPDATE accounts SET balance = balance + ${inv.delta} WHERE id = ${inv.account}`);
+        else stmts.push(`UPDATE speculative_pending SET cents = cents + ${inv.delta} WHERE account_id = ${inv.account}`);
+      } else if (inv.delta < 0 && escrow) {
+        stmts.push(`UPDATE accounts SET balance = balance + ${-inv.delta} WHERE id = ${inv.account}`);
+        stmts.push(`UPDATE speculative_pending SET cents = cents - ${-inv.delta} WHERE account_id = ${inv.account}`);
+      }
+    }
+    if (to === "released" && commitTs !== undefined && inverse.length > 0) {
+      stmts.push(`UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")}) AND commit_ts IS NULL`);
+    }
+    if (to === "compensated" && inverse.length > 0) {
+      stmts.push(`DELETE FROM history WHERE xid = '${t}' AND account_id IN (${[...new Set(inverse.map((i) => i.account))].join(",")})`);
+    }
+    return stmts;
   }
 
   /**

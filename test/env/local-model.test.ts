@@ -45,6 +45,8 @@ const limits = { connections_max: 4, waiters_max: 16, acquire_timeout_ms: 2_000,
 
 let cluster: TestCluster;
 let exec: MysqlLocal;
+/** An executor that keeps no applied inverse: its releases and compensations always read the undo row first. */
+let coldExec: MysqlLocal;
 let admin: Connection;
 
 /** The shard as plain data, comparable with the model's. */
@@ -99,16 +101,17 @@ async function reset(): Promise<void> {
 }
 
 /** The effect through the live executor, as the LocalResult the model gives. */
-async function runReal(fx: LocalEffect): Promise<LocalResult> {
+async function runReal(fx: LocalEffect, cold: boolean): Promise<LocalResult> {
   switch (fx.t) {
     case "local.apply":
       return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await exec.apply(fx.tx, fx.shard, fx.ops, fx.branches) };
     case "local.tombstone":
       return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await exec.tombstone(fx.tx, fx.shard) };
+    // Either executor: the one that applied (the inverse known: one round trip) or one that keeps none (the row read first).
     case "local.compensate":
-      return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await exec.compensate(fx.tx, fx.shard) };
+      return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await (cold ? coldExec : exec).compensate(fx.tx, fx.shard) };
     case "local.release":
-      return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await exec.release(fx.tx, fx.shard) };
+      return { t: fx.t, tx: fx.tx, shard: fx.shard, r: await (cold ? coldExec : exec).release(fx.tx, fx.shard) };
     case "local.scan":
       return { t: fx.t, shard: fx.shard, r: await exec.scan(fx.shard) };
   }
@@ -144,11 +147,13 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, accountsPerShard: 4, balanceCents: 100, lockWaitTimeoutS: 1 });
   const s = cluster.shards[0]!;
   exec = new MysqlLocal({ shards: [s.serverAddress()], limits });
+  coldExec = new MysqlLocal({ shards: [s.serverAddress()], limits, appliedInversesMax: 0 });
   admin = await s.connect();
 });
 
 afterAll(async () => {
   exec?.close();
+  coldExec?.close();
   await cluster?.stop();
 });
 
@@ -158,18 +163,18 @@ describe("local shard model against a real MariaDB", () => {
     console.log(`local model-based test: seed ${SEED} (LOCAL_MBT_SEED), ${RUNS} runs (LOCAL_MBT_RUNS)`);
     let steps = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(effect, { minLength: 1, maxLength: COMMANDS_MAX, size: "max" }), async (fxs) => {
+      fc.asyncProperty(fc.array(fc.tuple(effect, fc.boolean()), { minLength: 1, maxLength: COMMANDS_MAX, size: "max" }), async (steps_) => {
         await reset();
         let s = local.initLocal(BALANCES);
         expect(await realView()).toEqual(modelView(s));
-        for (const [i, fx] of fxs.entries()) {
+        for (const [i, [fx, cold]] of steps_.entries()) {
           const m = local.execute(s, fx);
-          const real = await runReal(fx);
+          const real = await runReal(fx, cold);
           const where = `step ${i} ${JSON.stringify(fx)}`;
           expect(real, where).toEqual(m.r);
           s = m.s;
           expect(await realView(), where).toEqual(modelView(s));
-          count(outcome(real));
+          count(outcome(real) + (fx.t === "local.release" || fx.t === "local.compensate" ? (cold ? " (executor keeping no inverse)" : " (the applying executor)") : ""));
           steps++;
         }
       }),
@@ -260,6 +265,30 @@ describe("MysqlLocal examples", () => {
     expect(toCents((rows as { balance: unknown }[])[0]!.balance)).toBe(0n);
     // The released branch keeps its history (its transfer committed).
     expect((await realView()).history).toEqual([["p1", 4, 25], ["p3", 4, -25]]);
+  });
+
+  it("applied inverses are kept up to the bound, oldest out first; a release finds the row by reading it when its inverse is gone", async () => {
+    await reset();
+    const small = new MysqlLocal({ shards: [cluster.shards[0]!.serverAddress()], limits, appliedInversesMax: 2 });
+    try {
+      expect(await small.apply("b1", SHARD, [{ account: 1, delta: -10 }, { account: 2, delta: 10 }], [SHARD, "shard-b"])).toEqual({ ok: true });
+      expect(await small.apply("b2", SHARD, [{ account: 3, delta: 5 }], [SHARD, "shard-b"])).toEqual({ ok: true });
+      expect(await small.apply("b3", SHARD, [{ account: 4, delta: 7 }], [SHARD, "shard-b"])).toEqual({ ok: true });
+      expect(small.appliedInverses()).toBe(2);
+      // b1's inverse was dropped (oldest): read from its row; b3's is known. Both move the credits out of pending.
+      expect(await small.release("b1", SHARD)).toEqual({ ok: true, applied: true });
+      expect(await small.release("b3", SHARD)).toEqual({ ok: true, applied: true });
+      expect(small.appliedInverses()).toBe(1);
+      expect(await small.compensate("b2", SHARD)).toEqual({ ok: true, applied: true });
+      expect(small.appliedInverses()).toBe(0);
+      expect(await small.release("b3", SHARD)).toEqual({ ok: true, applied: false });
+      const v = await realView();
+      expect(v.accounts).toEqual([[1, 90, 0], [2, 60, 0], [3, 10, 0], [4, 7, 0]]);
+      expect(v.undo.map((r) => r.state)).toEqual(["released", "compensated", "released"]);
+      expect(await shardTotalCents(admin)).toBe(167n);
+    } finally {
+      small.close();
+    }
   });
 
   it("a row locked by another transaction: the statement gives up within the lock wait timeout as UNAVAILABLE, and rolled back", async () => {
