@@ -27,8 +27,11 @@
  *              the history audits work unchanged.
  *   tombstone  INSERT of a 'tombstone' row; on 1062 the row that holds the key
  *              is read (locking read, same transaction) for DUPLICATE + existing.
- *   compensate (two round trips: the locking read with START TRANSACTION, then
- *              the changes with COMMIT) SELECT ... FOR UPDATE of the row in state 'undo' (none: nothing
+ *   compensate (one round trip when this process applied the branch and so knows
+ *              its inverse: the row's state changes first, under its lock, and the
+ *              rest runs only if it was 'undo'; otherwise two round trips: the
+ *              locking read with START TRANSACTION, then the changes with COMMIT)
+ *              SELECT ... FOR UPDATE of the row in state 'undo' (none: nothing
  *              done, applied false); the inverse deltas; the row retired
  *              ('compensated'); the branch's history rows deleted, so an
  *              aborted transfer leaves no history.
