@@ -22,9 +22,10 @@
  * the server's start time (see PooledConnection.boot) and CONNECTION_ID(),
  * since MariaDB numbers sessions from 1 again after a restart. A branch whose
  * connection was killed, by this process or another, is a branch whose owner
- * died: its XA PREPARE answers UNAVAILABLE (only the owner could prepare it,
- * and the server rolled it back), its commit or rollback goes on a fresh
- * connection as above.
+ * died: its XA PREPARE answers RMFAIL unsent (only the owner could prepare
+ * it, and the server rolled it back; any other connection is answered 1399),
+ * or UNAVAILABLE if the prepare itself found the connection closed; its
+ * commit or rollback goes on a fresh connection as above.
  */
 import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
@@ -165,7 +166,9 @@ export class XaMysql implements XaExecutor {
   prepare(tx: TxId, shard: ShardId): Promise<XaResult> {
     return this.serialized(tx, shard, async () => {
       const xid = xidSql(tx, shard);
-      // Only the owner can prepare: once it died (killed, timed out, lost), the branch is rolled back, and that is UNAVAILABLE.
+      // Only the owner can prepare: once it died (killed, timed out, lost), the branch is (being) rolled back, and XA
+      // PREPARE from any other connection, which holds no branch, answers 1399: RMFAIL, as the model's executor says
+      // (spec/env/executor.ts, a fresh connection), without sending it (test/env/xa-executor-model.test.ts).
       return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false, true);
     });
   }
@@ -538,7 +541,8 @@ export class XaMysql implements XaExecutor {
    * lives, else on a fresh one. `finished` says whether the branch is over
    * after this result; then its owner connection goes back to the pool.
    * `ownerOnly`: the statement means something only on the owner (XA
-   * PREPARE); once the owner died it is UNAVAILABLE without being sent.
+   * PREPARE); once the owner died it is RMFAIL without being sent (what any
+   * other connection would be answered).
    */
   private async onBranch(
     tx: TxId,
@@ -572,7 +576,7 @@ export class XaMysql implements XaExecutor {
       pool.discard(b.conn);
       b.conn = null;
     }
-    if (ownerOnly && b !== undefined) return UNAVAILABLE;
+    if (ownerOnly && b !== undefined) return { ok: false, err: "RMFAIL" };
     const c = await this.acquire(shard, pool);
     if (c === null) return { ok: false, err: "UNAVAILABLE" };
     try {
