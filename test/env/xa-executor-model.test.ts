@@ -135,6 +135,7 @@ afterAll(async () => {
 });
 
 const coverage = new Map<string, number>();
+const count = (k: string) => coverage.set(k, (coverage.get(k) ?? 0) + 1);
 const answer = (r: XaResult | { ok: boolean }): string => (r.ok ? "ok" : (r as { err: string }).err);
 
 describe("XA executor model against a real MariaDB", () => {
@@ -163,7 +164,7 @@ describe("XA executor model against a real MariaDB", () => {
               expect(real !== null, `${where}: the branch has a live connection`).toBe(modelHas);
               if (real !== null) expect(await exec.kill(SHARD, real), where).toEqual({ ok: true });
               s = xa.killConnection(s, conn(i));
-              coverage.set(`kill ${modelHas ? "live" : "none"}`, (coverage.get(`kill ${modelHas ? "live" : "none"}`) ?? 0) + 1);
+              count(`kill ${modelHas ? "live" : "none"}`);
             } else {
               const fx: XaEffect =
                 kind === "exec"
@@ -195,7 +196,7 @@ describe("XA executor model against a real MariaDB", () => {
               }
               const expected = kind === "recover" && m.ok ? { ok: true, prepared: (m as unknown as { prepared: { tx: string }[] }).prepared.map((x) => x.tx).sort() } : m;
               expect(real, where).toEqual(expected);
-              coverage.set(`${kind}${kind === "exec" || kind.startsWith("commit") ? (p.onePhase ? " one-phase" : " two-phase") : ""} ${answer(m)}`, (coverage.get(`${kind}${kind === "exec" || kind.startsWith("commit") ? (p.onePhase ? " one-phase" : " two-phase") : ""} ${answer(m)}`) ?? 0) + 1);
+              count(`${kind}${kind === "exec" || kind.startsWith("commit") ? (p.onePhase ? " one-phase" : " two-phase") : ""} ${answer(m)}`);
               if (kind === "exec") t.exec = m.ok ? "ok" : "failed";
               if (kind === "prepare" && m.ok) t.prepared = true;
               if ((kind === "commit" || kind === "commitStamped") && m.ok) t.committed = t.finished = true;
