@@ -169,7 +169,7 @@ export class XaMysql implements XaExecutor {
       // Only the owner can prepare: once it died (killed, timed out, lost), the branch is (being) rolled back, and XA
       // PREPARE from any other connection, which holds no branch, answers 1399: RMFAIL, as the model's executor says
       // (spec/env/executor.ts, a fresh connection), without sending it (test/env/xa-executor-model.test.ts).
-      return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false, true);
+      return this.onBranch(tx, shard, `XA PREPARE ${xid}`, () => false, { ownerOnly: true });
     });
   }
 
@@ -178,7 +178,7 @@ export class XaMysql implements XaExecutor {
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const xid = xidSql(tx, shard);
     const sql = `XA COMMIT ${xid}${onePhase ? " ONE PHASE" : ""}`;
-    return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, false, undefined, onePhase ? `XA END ${xid};${sql}` : undefined));
+    return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `XA END ${xid};${sql}` } : {}));
   }
 
   /**
@@ -191,14 +191,14 @@ export class XaMysql implements XaExecutor {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const b = this.branches.get(this.key(tx, shard));
-    if (onePhase && b !== undefined && b.active && b.accounts.length > 0) {
+    if (onePhase && b !== undefined && b.active) {
       // The branch is still ACTIVE (a one-phase exec): its rows are stamped inside the transaction that commits, by
       // primary key (record locks it already holds, no gap), then XA END and XA COMMIT ONE PHASE, in one round trip.
       // Committed means stamped; on the owner's death the batch is sent nowhere else (the branch is rolled back).
       const xid = xidSql(tx, shard);
       const stampSql = `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND account_id IN (${b.accounts.join(",")}) AND commit_ts IS NULL`;
       const sql = `XA COMMIT ${xid} ONE PHASE`;
-      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, false, undefined, `${stampSql};XA END ${xid};${sql}`)).then((r) => ({ r, stamped: r.ok }));
+      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
     let stamped = false;
     const sql =
@@ -209,9 +209,11 @@ export class XaMysql implements XaExecutor {
       `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL; END;` +
       "SELECT @speccommit_stamped AS stamped";
     return this.serialized(tx, shard, () =>
-      this.onBranch(tx, shard, sql, finished, false, (value) => {
-        const rows = Array.isArray(value) ? (value[value.length - 1] as Array<{ stamped?: unknown }>) : undefined;
-        stamped = Array.isArray(rows) && Number(rows[0]?.stamped) === 1;
+      this.onBranch(tx, shard, sql, finished, {
+        onValue: (value) => {
+          const rows = Array.isArray(value) ? (value[value.length - 1] as Array<{ stamped?: unknown }>) : undefined;
+          stamped = Array.isArray(rows) && Number(rows[0]?.stamped) === 1;
+        },
       }),
     ).then((r) => ({ r, stamped: r.ok && stamped }));
   }
@@ -235,7 +237,7 @@ export class XaMysql implements XaExecutor {
     const xid = xidSql(tx, shard);
     const finished = (r: XaResult) => r.ok || r.err === "NOTA" || r.err === "RBROLLBACK";
     return this.serialized(tx, shard, async () => {
-      const r = await this.onBranch(tx, shard, `XA ROLLBACK ${xid}`, finished, false, undefined, `XA END ${xid};XA ROLLBACK ${xid}`);
+      const r = await this.onBranch(tx, shard, `XA ROLLBACK ${xid}`, finished, { activeSql: `XA END ${xid};XA ROLLBACK ${xid}` });
       // An ACTIVE branch's XA END refused (rollback-only, or already ended by a failed commit batch): XA ROLLBACK alone.
       const b = this.branches.get(this.key(tx, shard));
       if (!r.ok && r.err === "RMFAIL" && b?.active === true && b.conn !== null && !b.conn.dead) {
@@ -542,16 +544,16 @@ export class XaMysql implements XaExecutor {
    * after this result; then its owner connection goes back to the pool.
    * `ownerOnly`: the statement means something only on the owner (XA
    * PREPARE); once the owner died it is RMFAIL without being sent (what any
-   * other connection would be answered).
+   * other connection would be answered). `onValue`: the owner's or fresh
+   * connection's result, when ok. `activeSql`: what to send instead while a
+   * one-phase exec left the branch ACTIVE on its owner (XA END first).
    */
   private async onBranch(
     tx: TxId,
     shard: ShardId,
     sql: string,
     finished: (r: XaResult) => boolean,
-    ownerOnly = false,
-    onValue?: (value: unknown) => void,
-    activeSql?: string,
+    { ownerOnly = false, onValue, activeSql }: { ownerOnly?: boolean; onValue?: (value: unknown) => void; activeSql?: string } = {},
   ): Promise<XaResult> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return { ok: false, err: "UNAVAILABLE" };
@@ -559,7 +561,6 @@ export class XaMysql implements XaExecutor {
     const b = this.branches.get(key);
     if (b !== undefined && b.conn !== null && !b.conn.dead) {
       const c = b.conn;
-      // `activeSql`: what to send instead while a one-phase exec left the branch ACTIVE on its owner (XA END first).
       const q = await pool.query(c, b.active && activeSql !== undefined ? activeSql : sql);
       if (!q.ok) this.noteError(shard, q.error);
       if (!q.ok && c.dead) return this.lost(key, c, pool);

@@ -12,6 +12,7 @@ import { once } from "node:events";
 import { HttpTarget } from "./http-target.ts";
 import { sampleCpu } from "./cpu.ts";
 import { Latencies } from "./stats.ts";
+import type { Transfer } from "./workload.ts";
 
 const USAGE = "usage: npx tsx runtime/bench/http-hop.ts [--clients N (1-1024, default 1)] [--duration S (1-600, default 5)] [--warmup S (0-60, default 1)]";
 
@@ -75,7 +76,12 @@ export async function measureHop(o: HopOptions): Promise<HopResult> {
     const port = Number(line.toString("utf8").trim());
     if (!Number.isInteger(port) || port <= 0) throw new Error(`the echo server printed no port: ${line.toString("utf8")}`);
     const target = new HttpTarget({ url: `http://127.0.0.1:${port}`, sockets: o.clients });
-    const transfer = { ops: [{ shard: "shard-a", account: 1, delta: -100 }, { shard: "shard-a", account: 2, delta: 100 }] } as unknown as Parameters<HttpTarget["transfer"]>[0];
+    const transfer: Transfer = {
+      ops: [
+        { shard_id: "shard-a", account_id: 1, delta: -100 },
+        { shard_id: "shard-a", account_id: 2, delta: 100 },
+      ],
+    };
     const lat = new Latencies();
     const load_start = loadavg();
     let measuring = false;

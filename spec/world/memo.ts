@@ -16,6 +16,11 @@
  * values are never mutated once made. Bounded: each table forgets everything
  * once it holds `limit` entries (a miss only costs the computation again).
  * A function that throws (a role's assertion) leaves nothing behind.
+ *
+ * The variants below are written out one by one, alike in shape, rather than
+ * made from one generic helper over "an inner table": each closure then meets
+ * one kind of inner table (array, WeakMap or Map) at its lookups, in the
+ * checker's innermost loop, instead of all three at one shared call site.
  */
 export const MEMO_LIMIT = 1 << 18;
 
