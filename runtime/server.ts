@@ -169,7 +169,7 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
   const pools = new Map(xa.shards.map((s) => [s, xa.pool(s)] as const));
   // The speculative path's local transactions share the XA executor's pools (one connection budget per shard).
-  const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools, credentialOf });
+  const local = new MysqlLocal({ shards: cluster.shards, limits: xaLimits, observer, pools, credentialOf, retireBatching: batching });
   let accounts: Accounts;
   try {
     accounts = await Accounts.load(pools);

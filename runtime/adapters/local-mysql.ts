@@ -86,6 +86,42 @@ export interface MysqlLocalOptions {
   readonly credentialOf?: (tx: TxId) => string | undefined;
   /** Bound on the applied inverses kept for one-round-trip releases (default APPLIED_INVERSES_MAX; 0: none kept). */
   readonly appliedInversesMax?: number;
+  /**
+   * Group commit of the deferred work (releases and compensations whose inverse this process knows): at most
+   * `batch_max` of them per round trip on a shard (1: each alone), waiting up to `batch_wait_ms` for others (0: the
+   * end of the event loop's turn). Default DEFAULT_RETIRE_BATCH.
+   */
+  readonly retireBatching?: RetireBatching;
+}
+
+/** Releases and compensations per round trip on one shard, at most. */
+export const RETIRE_BATCH_MAX = 64;
+
+export interface RetireBatching {
+  /** 1..RETIRE_BATCH_MAX; 1: every release or compensation in its own round trip. */
+  readonly batch_max: number;
+  /** How long the first of a batch waits for others (0: the end of the event loop's turn). */
+  readonly batch_wait_ms: number;
+}
+
+export const DEFAULT_RETIRE_BATCH: RetireBatching = { batch_max: RETIRE_BATCH_MAX, batch_wait_ms: 0 };
+
+/** Counts of the batched path, for tests and the benchmark: round trips sent, retires in them, retires sent again. */
+export interface RetireBatchStats {
+  readonly batches: number;
+  readonly retires: number;
+  readonly requeued: number;
+}
+
+/** One release or compensation waiting for its shard's next batch (its inverse known: the one-round-trip form). */
+interface RetireJob {
+  readonly tx: string;
+  readonly shard: string;
+  readonly key: string;
+  readonly to: "compensated" | "released";
+  readonly known: readonly Op[];
+  readonly commitTs: bigint | undefined;
+  readonly resolve: (r: LocalR<"local.release">) => void;
 }
 
 /** A statement failed; carried out of the transaction body to the one place that maps it. */
@@ -131,8 +167,18 @@ export class MysqlLocal implements LocalExecutor {
    * process applied it, or it was dropped) reads the row as before.
    */
   private readonly applied = new Map<string, readonly Op[]>();
+  /** Per shard: the retires waiting for the next batch (bounded by the transactions in flight, each retired once at a time). */
+  private readonly retireQueues = new Map<ShardId, RetireJob[]>();
+  /** Per shard: how to cancel the pending flush, while one is scheduled. */
+  private readonly retireTimers = new Map<ShardId, () => void>();
+  private readonly batching: RetireBatching;
+  private batchStats = { batches: 0, retires: 0, requeued: 0 };
 
   constructor(private readonly opts: MysqlLocalOptions) {
+    this.batching = opts.retireBatching ?? DEFAULT_RETIRE_BATCH;
+    const { batch_max, batch_wait_ms } = this.batching;
+    if (!Number.isSafeInteger(batch_max) || batch_max < 1 || batch_max > RETIRE_BATCH_MAX) throw new Error(`retire batch_max ${batch_max}: an integer from 1 to ${RETIRE_BATCH_MAX}`);
+    if (!Number.isSafeInteger(batch_wait_ms) || batch_wait_ms < 0) throw new Error(`retire batch_wait_ms ${batch_wait_ms}: a whole number of milliseconds`);
     this.shards = opts.shards.map((s) => checkId("shard id", s.name));
     for (const s of opts.shards) {
       const shared = opts.pools?.get(s.name);
@@ -267,7 +313,15 @@ export class MysqlLocal implements LocalExecutor {
 
   /** Closes the pools this executor opened (not those it was given). */
   close(): void {
+    for (const cancel of this.retireTimers.values()) cancel();
+    this.retireTimers.clear();
+    for (const q of this.retireQueues.values()) for (const j of q.splice(0)) j.resolve(UNAVAILABLE);
     for (const p of this.owned) p.close();
+  }
+
+  /** What the batched path has sent so far. */
+  retireBatchStats(): RetireBatchStats {
+    return { ...this.batchStats };
   }
 
   /**
@@ -278,6 +332,11 @@ export class MysqlLocal implements LocalExecutor {
   private retire(tx: TxId, shard: ShardId, to: "compensated" | "released", commitTs?: bigint): Promise<LocalR<"local.release">> {
     const key = `${tx}|${shard}`;
     const known = this.applied.get(key);
+    if (known !== undefined && this.batching.batch_max > 1 && this.pools.has(shard)) {
+      const t = checkId("transaction id", tx);
+      const b = checkId("shard id", shard);
+      return new Promise((resolve) => this.enqueueRetire({ tx: t, shard: b, key, to, known, commitTs, resolve }));
+    }
     return this.transaction<LocalR<"local.release">>(`${to} ${key}`, shard, async (q) => {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
@@ -303,6 +362,113 @@ export class MysqlLocal implements LocalExecutor {
       await q(stmts.join(";"));
       return { commit: "done", r: { ok: true, applied: true } as const };
     });
+  }
+
+  private enqueueRetire(j: RetireJob): void {
+    const q = this.retireQueues.get(j.shard) ?? [];
+    this.retireQueues.set(j.shard, q);
+    q.push(j);
+    const waiting = this.retireTimers.get(j.shard);
+    // A full batch goes now, without waiting out batch_wait_ms.
+    if (q.length >= this.batching.batch_max) {
+      waiting?.();
+      this.retireTimers.delete(j.shard);
+      return this.flushRetires(j.shard);
+    }
+    if (waiting !== undefined) return;
+    const go = () => {
+      this.retireTimers.delete(j.shard);
+      this.flushRetires(j.shard);
+    };
+    if (this.batching.batch_wait_ms > 0) {
+      const t = setTimeout(go, this.batching.batch_wait_ms);
+      this.retireTimers.set(j.shard, () => clearTimeout(t));
+    } else {
+      const t = setImmediate(go);
+      this.retireTimers.set(j.shard, () => clearImmediate(t));
+    }
+  }
+
+  /** Sends what waits for `shard`: one round trip per batch_max retires, each on its own pooled connection. */
+  private flushRetires(shard: ShardId): void {
+    const q = this.retireQueues.get(shard);
+    if (q === undefined || q.length === 0) return;
+    const jobs = q.splice(0);
+    for (let i = 0; i < jobs.length; i += this.batching.batch_max) void this.retireBatch(shard, jobs.slice(i, i + this.batching.batch_max));
+  }
+
+  /**
+   * Several retires in ONE round trip, each still its own local transaction (START TRANSACTION, the one-round-trip
+   * compound statement of `retire`, COMMIT), one after the other on one connection: a batch is a sequence of retires
+   * that nothing else interleaves with, one of the interleavings the model checks, and it changes nothing about what
+   * fails together (docs/architecture.md, "Batching"). After each COMMIT a session variable counts the retires
+   * committed; a batch stops at its first failing statement, so on an error that leaves the connection up, that
+   * count says which committed (answered as alone), which failed (UNAVAILABLE, rolled back, as alone) and which
+   * were never sent (queued again). A lost connection leaves every retire not known to be committed UNAVAILABLE
+   * ("may or may not have committed", which the model offers for any statement whose client died).
+   */
+  private async retireBatch(shard: ShardId, jobs: readonly RetireJob[]): Promise<void> {
+    const pool = this.pools.get(shard)!;
+    const c = await pool.acquire();
+    if (c === null) {
+      this.opts.observer?.onError?.(shard, "NO_CONNECTION");
+      for (const j of jobs) j.resolve(UNAVAILABLE);
+      return;
+    }
+    this.batchStats.batches++;
+    this.batchStats.retires += jobs.length;
+    const parts = ["SET @speccommit_done = 0"];
+    jobs.forEach((j, i) => {
+      const changes = this.retireStatements(j.tx, j.known, true, j.to, j.commitTs);
+      // The undo row first (its lock, then the accounts'); ROW_COUNT(): it was in state 'undo'.
+      parts.push(
+        "START TRANSACTION",
+        `BEGIN NOT ATOMIC UPDATE speculative_undo SET state = '${j.to}' WHERE tx = '${j.tx}' AND branch = '${j.shard}' AND state = 'undo'; ` +
+          `IF ROW_COUNT() = 1 THEN ${changes.map((x) => `${x}; `).join("")}SET @speccommit_r${i} = 1; ELSE SET @speccommit_r${i} = 0; END IF; END`,
+        "COMMIT",
+        `SET @speccommit_done = ${i + 1}`,
+      );
+    });
+    const flags = `SELECT @speccommit_done AS done${jobs.map((_, i) => `, @speccommit_r${i} AS r${i}`).join("")}`;
+    parts.push(flags);
+    let clean = false;
+    try {
+      const r = await pool.query<unknown[]>(c, parts.join(";"));
+      let row: Record<string, unknown> | undefined;
+      if (r.ok) {
+        row = (r.value[r.value.length - 1] as Array<Record<string, unknown>> | undefined)?.[0];
+        clean = true;
+      } else {
+        this.noteError(shard, r.error);
+        if (!c.dead) {
+          // The failed retire's transaction is still open: roll it back, then read how far the batch got.
+          const after = await pool.query<unknown[]>(c, `ROLLBACK;${flags}`);
+          if (after.ok) {
+            row = (after.value[after.value.length - 1] as Array<Record<string, unknown>> | undefined)?.[0];
+            clean = true;
+          }
+        }
+      }
+      const done = row === undefined ? 0 : Number(row.done);
+      const again: RetireJob[] = [];
+      jobs.forEach((j, i) => {
+        if (i < done) {
+          this.applied.delete(j.key);
+          j.resolve({ ok: true, applied: Number(row![`r${i}`]) === 1 });
+        } else if (i > done && row !== undefined) again.push(j);
+        else j.resolve(UNAVAILABLE);
+      });
+      if (again.length > 0) {
+        this.batchStats.requeued += again.length;
+        for (const j of again) this.enqueueRetire(j);
+      }
+    } catch (e) {
+      // A bug: every retire not answered yet is UNAVAILABLE (answering one twice is a no-op).
+      console.error(`local retire batch on ${shard}: ${(e as Error).stack ?? String(e)}`);
+      for (const j of jobs) j.resolve(UNAVAILABLE);
+    } finally {
+      await this.done(pool, c, clean);
+    }
   }
 
   /** What a release or compensation changes besides the undo row's state: balances, pending credits, history. */
