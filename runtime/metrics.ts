@@ -11,6 +11,9 @@ const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0
 /** Seconds; a takeover waits out a lease of seconds, settling may take a few resolver scans. */
 const FAILOVER_BUCKETS_S = [0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120];
 
+/** Writes or statements per batch, up to the largest batch_max (64). */
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64];
+
 /** Label pairs whose child metric a `Children` keeps (routes, codes, protocols, phases: a few dozen in practice). */
 const CHILDREN_MAX = 512;
 
@@ -149,6 +152,19 @@ export class Metrics {
     help: "Transaction log writes (etcd), by operation and result.",
     labelNames: ["op", "result"] as const,
     buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly txlogBatch = new Histogram({
+    name: "speccommit_txlog_batch_writes",
+    help: "Log writes per etcd transaction sent (group commit; 1: a write alone).",
+    buckets: BATCH_SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly retireBatch = new Histogram({
+    name: "speccommit_shard_retire_batch_size",
+    help: "Speculative releases and compensations per round trip to a shard (group commit; those sent alone, with batch_max 1 or the inverse unknown, are not counted).",
+    labelNames: ["shard"] as const,
+    buckets: BATCH_SIZE_BUCKETS,
     registers: [this.registry],
   });
   readonly http = new Counter({

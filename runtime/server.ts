@@ -139,7 +139,10 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     connect_timeout_ms: Math.min(config.statement_timeout_ms, 5_000),
     statement_timeout_ms: config.statement_timeout_ms,
   };
-  const observer = { onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }) };
+  const observer = {
+    onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }),
+    onRetireBatch: (shard: ShardId, retires: number) => metrics.retireBatch.observe({ shard }, retires),
+  };
   // Which credential started each recent transaction: its view, its trace header and its branches' history rows.
   const txCredentials = new TxCredentials(Math.max(1, Math.min(config.retain_transactions, CREDENTIAL_OF_TX_MAX)));
   const credentialOf = (tx: TxId) => txCredentials.get(tx);
@@ -152,7 +155,10 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
   const batching = { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms };
-  const onWrite = { onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWriteOf.of(op, ok ? "ok" : "error").observe(seconds) };
+  const onWrite = {
+    onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWriteOf.of(op, ok ? "ok" : "error").observe(seconds),
+    onBatch: (writes: number) => metrics.txlogBatch.observe(writes),
+  };
   // This node's namespace (runtime/nodes.ts); the base prefix holds what every node shares (claims, members, leases, owners).
   const node = config.node;
   const txlog = new TxlogEtcd(client, nodePrefix(config.etcd_prefix, node), onWrite, batching);

@@ -332,10 +332,9 @@ export class MysqlLocal implements LocalExecutor {
   private retire(tx: TxId, shard: ShardId, to: "compensated" | "released", commitTs?: bigint): Promise<LocalR<"local.release">> {
     const key = `${tx}|${shard}`;
     const known = this.applied.get(key);
-    if (known !== undefined && this.batching.batch_max > 1 && this.pools.has(shard)) {
-      const t = checkId("transaction id", tx);
-      const b = checkId("shard id", shard);
-      return new Promise((resolve) => this.enqueueRetire({ tx: t, shard: b, key, to, known, commitTs, resolve }));
+    // Batched: the inverse is known (this process applied it, so both ids passed checkId then).
+    if (known !== undefined && this.batching.batch_max > 1 && this.pools.has(shard) && ID.test(tx) && ID.test(shard)) {
+      return new Promise((resolve) => this.enqueueRetire({ tx, shard, key, to, known, commitTs, resolve }));
     }
     return this.transaction<LocalR<"local.release">>(`${to} ${key}`, shard, async (q) => {
       const t = checkId("transaction id", tx);
@@ -417,6 +416,7 @@ export class MysqlLocal implements LocalExecutor {
     }
     this.batchStats.batches++;
     this.batchStats.retires += jobs.length;
+    this.opts.observer?.onRetireBatch?.(shard, jobs.length);
     const parts = ["SET @speccommit_done = 0"];
     jobs.forEach((j, i) => {
       const changes = this.retireStatements(j.tx, j.known, true, j.to, j.commitTs);

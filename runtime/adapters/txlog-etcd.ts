@@ -155,6 +155,8 @@ export const LIST_ENTRIES_MAX = 100_000;
 export interface TxlogObserver {
   /** A put or delete took this long (seconds) and ended so. */
   onWrite?(op: "put" | "delete", seconds: number, ok: boolean): void;
+  /** An etcd transaction of this many log writes was sent (1: a write alone). */
+  onBatch?(writes: number): void;
 }
 
 /** Writes per etcd transaction (etcd refuses more than --max-txn-ops, 128 by default). */
@@ -256,6 +258,7 @@ export class TxlogEtcd implements TxlogStore {
       }
     }
     for (const b of batches) {
+      this.observer.onBatch?.(b.writes.length);
       if (b.writes.length === 1) void this.one(b.writes[0]!);
       else void this.batch(b.fence, b.writes);
     }

@@ -79,6 +79,8 @@ export function xidSql(tx: TxId, shard: ShardId): string {
 export interface XaStatementObserver {
   /** A statement of this shard failed with this MySQL error number (or code, for client-side errors). */
   onError?(shard: ShardId, code: string): void;
+  /** Releases and compensations sent to this shard in one round trip (runtime/adapters/local-mysql.ts, group commit). */
+  onRetireBatch?(shard: ShardId, retires: number): void;
 }
 
 interface Branch {
