@@ -160,10 +160,10 @@ export class Metrics {
     buckets: BATCH_SIZE_BUCKETS,
     registers: [this.registry],
   });
-  readonly retireBatch = new Histogram({
-    name: "speccommit_shard_retire_batch_size",
-    help: "Speculative releases and compensations per round trip to a shard (group commit; those sent alone, with batch_max 1 or the inverse unknown, are not counted).",
-    labelNames: ["shard"] as const,
+  readonly shardBatch = new Histogram({
+    name: "speccommit_shard_batch_size",
+    help: "Deferred shard work per batch (group commit), by shard and work: retire (speculative releases and compensations per round trip), stamp (two-phase branches' commit-timestamp stamps per UPDATE); work sent alone (batch_max 1) is not counted.",
+    labelNames: ["shard", "work"] as const,
     buckets: BATCH_SIZE_BUCKETS,
     registers: [this.registry],
   });

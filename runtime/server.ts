@@ -141,12 +141,13 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
   };
   const observer = {
     onError: (shard: ShardId, code: string) => metrics.shardErrors.inc({ shard, code }),
-    onRetireBatch: (shard: ShardId, retires: number) => metrics.retireBatch.observe({ shard }, retires),
+    onShardBatch: (shard: ShardId, work: "retire" | "stamp", jobs: number) => metrics.shardBatch.observe({ shard, work }, jobs),
   };
   // Which credential started each recent transaction: its view, its trace header and its branches' history rows.
   const txCredentials = new TxCredentials(Math.max(1, Math.min(config.retain_transactions, CREDENTIAL_OF_TX_MAX)));
   const credentialOf = (tx: TxId) => txCredentials.get(tx);
-  const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer, credentialOf });
+  const batching = { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms };
+  const xa = new XaMysql({ shards: cluster.shards, limits: xaLimits, observer, credentialOf, stampBatching: batching });
   const client = etcdClient({
     hosts: cluster.etcd,
     prefix: config.etcd_prefix,
@@ -154,7 +155,6 @@ export async function startServer(config: Config, cluster: ClusterAddresses): Pr
     dial_timeout_ms: config.etcd_timeout_ms,
     ...(cluster.etcdTls !== undefined ? { tls: cluster.etcdTls } : {}),
   });
-  const batching = { batch_max: config.batch_max, batch_wait_ms: config.batch_wait_ms };
   const onWrite = {
     onWrite: (op: "put" | "delete", seconds: number, ok: boolean) => metrics.txlogWriteOf.of(op, ok ? "ok" : "error").observe(seconds),
     onBatch: (writes: number) => metrics.txlogBatch.observe(writes),

@@ -56,6 +56,7 @@ import type { LocalExecutor } from "./ports.ts";
 import { ShardPool, type PoolLimits, type PooledConnection, type QueryError, type ShardAddress } from "./mysql-pool.ts";
 import { openAccountSql, type XaStatementObserver } from "./xa-mysql.ts";
 import { BALANCE_CENTS_MAX } from "../cluster/schema.ts";
+import { checkBatching, DEFAULT_SHARD_BATCH, SHARD_BATCH_MAX, ShardBatcher, type Batching } from "./shard-batch.ts";
 
 /**
  * The result of one kind of local effect. Distributive over LocalResult, so
@@ -89,22 +90,13 @@ export interface MysqlLocalOptions {
   /**
    * Group commit of the deferred work (releases and compensations whose inverse this process knows): at most
    * `batch_max` of them per round trip on a shard (1: each alone), waiting up to `batch_wait_ms` for others (0: the
-   * end of the event loop's turn). Default DEFAULT_RETIRE_BATCH.
+   * end of the event loop's turn). Default DEFAULT_SHARD_BATCH (shard-batch.ts).
    */
-  readonly retireBatching?: RetireBatching;
+  readonly retireBatching?: Batching;
 }
 
 /** Releases and compensations per round trip on one shard, at most. */
-export const RETIRE_BATCH_MAX = 64;
-
-export interface RetireBatching {
-  /** 1..RETIRE_BATCH_MAX; 1: every release or compensation in its own round trip. */
-  readonly batch_max: number;
-  /** How long the first of a batch waits for others (0: the end of the event loop's turn). */
-  readonly batch_wait_ms: number;
-}
-
-export const DEFAULT_RETIRE_BATCH: RetireBatching = { batch_max: RETIRE_BATCH_MAX, batch_wait_ms: 0 };
+export const RETIRE_BATCH_MAX = SHARD_BATCH_MAX;
 
 /** Counts of the batched path, for tests and the benchmark: round trips sent, retires in them, retires sent again. */
 export interface RetireBatchStats {
@@ -167,18 +159,12 @@ export class MysqlLocal implements LocalExecutor {
    * process applied it, or it was dropped) reads the row as before.
    */
   private readonly applied = new Map<string, readonly Op[]>();
-  /** Per shard: the retires waiting for the next batch (bounded by the transactions in flight, each retired once at a time). */
-  private readonly retireQueues = new Map<ShardId, RetireJob[]>();
-  /** Per shard: how to cancel the pending flush, while one is scheduled. */
-  private readonly retireTimers = new Map<ShardId, () => void>();
-  private readonly batching: RetireBatching;
+  /** Per shard: the retires waiting for the next batch. */
+  private readonly retires: ShardBatcher<RetireJob>;
   private batchStats = { batches: 0, retires: 0, requeued: 0 };
 
   constructor(private readonly opts: MysqlLocalOptions) {
-    this.batching = opts.retireBatching ?? DEFAULT_RETIRE_BATCH;
-    const { batch_max, batch_wait_ms } = this.batching;
-    if (!Number.isSafeInteger(batch_max) || batch_max < 1 || batch_max > RETIRE_BATCH_MAX) throw new Error(`retire batch_max ${batch_max}: an integer from 1 to ${RETIRE_BATCH_MAX}`);
-    if (!Number.isSafeInteger(batch_wait_ms) || batch_wait_ms < 0) throw new Error(`retire batch_wait_ms ${batch_wait_ms}: a whole number of milliseconds`);
+    this.retires = new ShardBatcher(checkBatching("retire", opts.retireBatching ?? DEFAULT_SHARD_BATCH), (shard, jobs) => void this.retireBatch(shard, jobs));
     this.shards = opts.shards.map((s) => checkId("shard id", s.name));
     for (const s of opts.shards) {
       const shared = opts.pools?.get(s.name);
@@ -313,9 +299,7 @@ export class MysqlLocal implements LocalExecutor {
 
   /** Closes the pools this executor opened (not those it was given). */
   close(): void {
-    for (const cancel of this.retireTimers.values()) cancel();
-    this.retireTimers.clear();
-    for (const q of this.retireQueues.values()) for (const j of q.splice(0)) j.resolve(UNAVAILABLE);
+    for (const j of this.retires.drain()) j.resolve(UNAVAILABLE);
     for (const p of this.owned) p.close();
   }
 
@@ -333,8 +317,8 @@ export class MysqlLocal implements LocalExecutor {
     const key = `${tx}|${shard}`;
     const known = this.applied.get(key);
     // Batched: the inverse is known (this process applied it, so both ids passed checkId then).
-    if (known !== undefined && this.batching.batch_max > 1 && this.pools.has(shard) && ID.test(tx) && ID.test(shard)) {
-      return new Promise((resolve) => this.enqueueRetire({ tx, shard, key, to, known, commitTs, resolve }));
+    if (known !== undefined && this.retires.batching.batch_max > 1 && this.pools.has(shard) && ID.test(tx) && ID.test(shard)) {
+      return new Promise((resolve) => this.retires.add(shard, { tx, shard, key, to, known, commitTs, resolve }));
     }
     return this.transaction<LocalR<"local.release">>(`${to} ${key}`, shard, async (q) => {
       const t = checkId("transaction id", tx);
@@ -363,39 +347,6 @@ export class MysqlLocal implements LocalExecutor {
     });
   }
 
-  private enqueueRetire(j: RetireJob): void {
-    const q = this.retireQueues.get(j.shard) ?? [];
-    this.retireQueues.set(j.shard, q);
-    q.push(j);
-    const waiting = this.retireTimers.get(j.shard);
-    // A full batch goes now, without waiting out batch_wait_ms.
-    if (q.length >= this.batching.batch_max) {
-      waiting?.();
-      this.retireTimers.delete(j.shard);
-      return this.flushRetires(j.shard);
-    }
-    if (waiting !== undefined) return;
-    const go = () => {
-      this.retireTimers.delete(j.shard);
-      this.flushRetires(j.shard);
-    };
-    if (this.batching.batch_wait_ms > 0) {
-      const t = setTimeout(go, this.batching.batch_wait_ms);
-      this.retireTimers.set(j.shard, () => clearTimeout(t));
-    } else {
-      const t = setImmediate(go);
-      this.retireTimers.set(j.shard, () => clearImmediate(t));
-    }
-  }
-
-  /** Sends what waits for `shard`: one round trip per batch_max retires, each on its own pooled connection. */
-  private flushRetires(shard: ShardId): void {
-    const q = this.retireQueues.get(shard);
-    if (q === undefined || q.length === 0) return;
-    const jobs = q.splice(0);
-    for (let i = 0; i < jobs.length; i += this.batching.batch_max) void this.retireBatch(shard, jobs.slice(i, i + this.batching.batch_max));
-  }
-
   /**
    * Several retires in ONE round trip, each still its own local transaction (START TRANSACTION, the one-round-trip
    * compound statement of `retire`, COMMIT), one after the other on one connection: a batch is a sequence of retires
@@ -416,7 +367,7 @@ export class MysqlLocal implements LocalExecutor {
     }
     this.batchStats.batches++;
     this.batchStats.retires += jobs.length;
-    this.opts.observer?.onRetireBatch?.(shard, jobs.length);
+    this.opts.observer?.onShardBatch?.(shard, "retire", jobs.length);
     const parts = ["SET @speccommit_done = 0"];
     jobs.forEach((j, i) => {
       const changes = this.retireStatements(j.tx, j.known, true, j.to, j.commitTs);
@@ -460,7 +411,7 @@ export class MysqlLocal implements LocalExecutor {
       });
       if (again.length > 0) {
         this.batchStats.requeued += again.length;
-        for (const j of again) this.enqueueRetire(j);
+        for (const j of again) this.retires.add(j.shard, j);
       }
     } catch (e) {
       // A bug: every retire not answered yet is UNAVAILABLE (answering one twice is a no-op).

@@ -32,6 +32,7 @@ import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult 
 import type { XaExecutor } from "./ports.ts";
 import { nodeOfTx } from "../nodes.ts";
 import { FENCE_TABLE, fenceRowInsert } from "../cluster/schema.ts";
+import { checkBatching, DEFAULT_SHARD_BATCH, ShardBatcher, type Batching } from "./shard-batch.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type QueryOutcome, type ShardAddress } from "./mysql-pool.ts";
 
 /** "SC" + "XA" in ASCII: 0x5343_5841, below 2^31 as MariaDB's formatID requires. */
@@ -79,8 +80,12 @@ export function xidSql(tx: TxId, shard: ShardId): string {
 export interface XaStatementObserver {
   /** A statement of this shard failed with this MySQL error number (or code, for client-side errors). */
   onError?(shard: ShardId, code: string): void;
-  /** Releases and compensations sent to this shard in one round trip (runtime/adapters/local-mysql.ts, group commit). */
-  onRetireBatch?(shard: ShardId, retires: number): void;
+  /**
+   * Deferred work sent to this shard as one batch (group commit, shard-batch.ts): `retire`, releases and
+   * compensations in one round trip (local-mysql.ts); `stamp`, two-phase branches' commit-timestamp stamps in one
+   * UPDATE (this file).
+   */
+  onShardBatch?(shard: ShardId, work: "retire" | "stamp", jobs: number): void;
 }
 
 interface Branch {
@@ -136,6 +141,21 @@ export interface XaMysqlOptions {
   readonly observer?: XaStatementObserver;
   /** The credential that started a transaction (runtime/auth.ts TxCredentials), written into its history rows; none: NULL. */
   readonly credentialOf?: (tx: TxId) => string | undefined;
+  /**
+   * Group commit of the commit-timestamp stamps of two-phase branches (commitStamped's two-phase form, after its XA
+   * COMMIT answered ok): those asked for on one shard in one turn (or within batch_wait_ms), at most batch_max, in ONE
+   * UPDATE, one autocommit transaction. batch_max 1: the stamp goes in the XA COMMIT's round trip, as its own
+   * transaction. stampHistory (a stamp that may have to wait for a branch's locks) is never batched. Default
+   * DEFAULT_SHARD_BATCH.
+   */
+  readonly stampBatching?: Batching;
+}
+
+/** A stamp waiting for its shard's next batch. */
+interface StampJob {
+  readonly tx: TxId;
+  readonly ts: bigint;
+  readonly resolve: (ok: boolean) => void;
 }
 
 export class XaMysql implements XaExecutor {
@@ -153,6 +173,15 @@ export class XaMysql implements XaExecutor {
       xidSql("t", s.name);
       this.pools.set(s.name, new ShardPool(s, opts.limits));
     }
+    this.stamps = new ShardBatcher(checkBatching("stamp", opts.stampBatching ?? DEFAULT_SHARD_BATCH), (shard, jobs) => void this.stampBatch(shard, jobs));
+  }
+
+  private readonly stamps: ShardBatcher<StampJob>;
+  private stampStats = { batches: 0, stamps: 0 };
+
+  /** What the batched stamp path has sent so far: UPDATEs, and stamps in them. */
+  stampBatchStats(): { batches: number; stamps: number } {
+    return { ...this.stampStats };
   }
 
   pool(shard: ShardId): ShardPool {
@@ -202,6 +231,15 @@ export class XaMysql implements XaExecutor {
       const sql = `XA COMMIT ${xid} ONE PHASE`;
       return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
+    if (!onePhase && this.stamps.batching.batch_max > 1) {
+      // Two-phase, stamps batched: the XA COMMIT alone on the branch's owner (a prepared branch cannot share another
+      // connection), then the stamp in its shard's next batch, one transaction for many branches' rows.
+      // Only after XA COMMIT answered ok: the rows are committed, so the batch's UPDATE waits for no branch's locks.
+      return this.commit(tx, shard, false).then(async (r) => ({
+        r,
+        stamped: r.ok && (await this.stampBatched(tx, shard, commitTs)),
+      }));
+    }
     let stamped = false;
     const sql =
       `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""};` +
@@ -233,6 +271,41 @@ export class XaMysql implements XaExecutor {
     const r = await pool.run(`SET TRANSACTION ISOLATION LEVEL READ COMMITTED;UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL`);
     if (!r.ok) this.noteError(shard, r.error);
     return r.ok;
+  }
+
+  /**
+   * stampHistory in its shard's next batch (group commit; `stampBatching`). Only for a branch already committed: a
+   * batch's UPDATE must never wait for a branch's locks (one waiting stamp would hold up, or fail, all the others).
+   */
+  stampBatched(tx: TxId, shard: ShardId, commitTs: bigint): Promise<boolean> {
+    if (!this.pools.has(shard) || !/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return Promise.resolve(false);
+    return new Promise((resolve) => this.stamps.add(shard, { tx, ts: BigInt(commitTs), resolve }));
+  }
+
+  /**
+   * The stamps of several transactions in ONE autocommit UPDATE (READ COMMITTED, as stampHistory; the rows are
+   * locked in primary-key order, so two batches never wait for each other in a cycle). A transaction asked for twice
+   * is stamped once, with its first timestamp (the same one: a transaction has one). Stamping is idempotent
+   * (`commit_ts IS NULL`), so a failed batch answers false to each, and each caller's stamp is asked for again
+   * (runtime/timestamps.ts: the commit answers UNAVAILABLE and is sent again).
+   */
+  private async stampBatch(shard: ShardId, jobs: readonly StampJob[]): Promise<void> {
+    const pool = this.pools.get(shard)!;
+    this.stampStats.batches++;
+    this.stampStats.stamps += jobs.length;
+    this.opts.observer?.onShardBatch?.(shard, "stamp", jobs.length);
+    const ts = new Map<TxId, bigint>();
+    for (const j of jobs) if (!ts.has(j.tx)) ts.set(j.tx, j.ts);
+    const list = [...ts.keys()].map((tx) => `'${tx}'`).join(",");
+    const cases = [...ts].map(([tx, t]) => `WHEN '${tx}' THEN ${t.toString()}`).join(" ");
+    let ok = false;
+    try {
+      const r = await pool.run(`SET TRANSACTION ISOLATION LEVEL READ COMMITTED;UPDATE history SET commit_ts = CASE xid ${cases} END WHERE xid IN (${list}) AND commit_ts IS NULL`);
+      if (!r.ok) this.noteError(shard, r.error);
+      ok = r.ok;
+    } finally {
+      for (const j of jobs) j.resolve(ok);
+    }
   }
 
   rollback(tx: TxId, shard: ShardId): Promise<XaResult> {
@@ -383,6 +456,7 @@ export class XaMysql implements XaExecutor {
    * is, for the next resolver. Called once the coordinators have stopped.
    */
   close(): void {
+    for (const j of this.stamps.drain()) j.resolve(false);
     for (const p of this.pools.values()) p.close();
     for (const b of this.branches.values()) {
       if (b.conn === null) continue;

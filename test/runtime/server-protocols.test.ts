@@ -133,7 +133,7 @@ describe("per-request protocol", () => {
   it("group commit: concurrent speculations' releases share round trips per shard and their log writes share etcd transactions (metrics), every row released, money moved once", async () => {
     const N = 40;
     const series = async (name: string, labels: string) => ({ count: await metric(`${name}_count`, labels), sum: await metric(`${name}_sum`, labels) });
-    const before = { a: await series("speccommit_shard_retire_batch_size", 'shard="shard-a"'), b: await series("speccommit_shard_retire_batch_size", 'shard="shard-b"') };
+    const before = { a: await series("speccommit_shard_batch_size", 'shard="shard-a",work="retire"'), b: await series("speccommit_shard_batch_size", 'shard="shard-b",work="retire"') };
     const logBefore = await series("speccommit_txlog_batch_writes", "");
     const from = Array.from({ length: N }, (_, i) => a(40 + i));
     const to = Array.from({ length: N }, (_, i) => b(40 + i));
@@ -142,7 +142,7 @@ describe("per-request protocol", () => {
     expect(rs.map((r) => r.body.status)).toEqual(Array(N).fill("committed"));
     for (const r of rs) expect(await done(r.body.tx)).toMatchObject({ status: "committed", done: true });
     for (const r of rs) for (const shard of ["shard-a", "shard-b"]) expect((await undoRows(shard, r.body.tx)).map((x) => x.state)).toEqual(["released"]);
-    const after = { a: await series("speccommit_shard_retire_batch_size", 'shard="shard-a"'), b: await series("speccommit_shard_retire_batch_size", 'shard="shard-b"') };
+    const after = { a: await series("speccommit_shard_batch_size", 'shard="shard-a",work="retire"'), b: await series("speccommit_shard_batch_size", 'shard="shard-b",work="retire"') };
     const logAfter = await series("speccommit_txlog_batch_writes", "");
     // Every release went through the batched path (this process applied every branch), N per shard,
     for (const k of ["a", "b"] as const) expect(after[k].sum - before[k].sum).toBe(N);
@@ -153,6 +153,32 @@ describe("per-request protocol", () => {
     expect(logAfter.count - logBefore.count).toBeLessThan(logAfter.sum - logBefore.sum);
     const total1 = (await Promise.all([...from.map((x) => balance(cluster, "shard-a", x)), ...to.map((x) => balance(cluster, "shard-b", x))])).reduce((x, y) => x + y, 0n);
     expect(total1).toBe(total0);
+  });
+
+  it("group commit: concurrent 2PC transfers' commit-timestamp stamps share UPDATEs per shard (metric), every history row stamped", async () => {
+    const N = 40;
+    const series = async (labels: string) => ({ count: await metric("speccommit_shard_batch_size_count", labels), sum: await metric("speccommit_shard_batch_size_sum", labels) });
+    const labels = (s: string) => `shard="${s}",work="stamp"`;
+    const before = [await series(labels("shard-a")), await series(labels("shard-b"))];
+    const rs = await Promise.all(Array.from({ length: N }, (_, i) => transfer("2pc", [["shard-a", a(50 + i), -3], ["shard-b", b(50 + i), 3]])));
+    expect(rs.map((r) => r.body.status)).toEqual(Array(N).fill("committed"));
+    for (const r of rs) expect(await done(r.body.tx)).toMatchObject({ status: "committed", done: true });
+    const after = [await series(labels("shard-a")), await series(labels("shard-b"))];
+    // One stamp per branch, through the batched path,
+    for (const i of [0, 1]) expect(after[i]!.sum - before[i]!.sum).toBe(N);
+    // in fewer UPDATEs than stamps,
+    expect(after[0]!.count - before[0]!.count + (after[1]!.count - before[1]!.count)).toBeLessThan(2 * N);
+    // and every history row of every branch carries its transaction's timestamp.
+    for (const shard of ["shard-a", "shard-b"]) {
+      const conn = await mysql.createConnection(cluster.shard(shard).connectionOptions());
+      try {
+        const [rows] = await conn.query("SELECT xid, commit_ts FROM history WHERE xid IN (?)", [rs.map((r) => r.body.tx)]);
+        expect((rows as unknown[]).length).toBe(N);
+        expect((rows as Array<{ commit_ts: unknown }>).every((x) => x.commit_ts !== null)).toBe(true);
+      } finally {
+        await conn.end();
+      }
+    }
   });
 
   it("speculative mis-speculation: the credit applied, the debit failed; tombstone, compensation, nothing moved, SPEC_ROLLED_BACK", async () => {
