@@ -74,8 +74,8 @@ export function parseShardCostArgs(argv: readonly string[]): ShardCostOptions {
   return o;
 }
 
-const KINDS = ["floor 1-branch", "server 1-branch", "floor 2pc branch", "server 2pc branch", "server 2pc, stamp alone", "spec debit branch", "spec credit branch"] as const;
-type Kind = (typeof KINDS)[number];
+export const KINDS = ["floor 1-branch", "server 1-branch", "floor 2pc branch", "server 2pc branch", "server 2pc, stamp alone", "spec debit branch", "spec credit branch"] as const;
+export type Kind = (typeof KINDS)[number];
 
 /** The process's user + system CPU in ms, from /proc (clock ticks). */
 function procCpuMs(pid: number): number {
@@ -85,7 +85,7 @@ function procCpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
-interface Figures {
+export interface Figures {
   kind: Kind;
   branches: number;
   shard_cpu_us: number;
@@ -93,17 +93,17 @@ interface Figures {
   per_s: number;
 }
 
-async function main(): Promise<void> {
-  let o: ShardCostOptions;
-  try {
-    o = parseShardCostArgs(process.argv.slice(2));
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exit(2);
-  }
-  const load0 = loadavg();
+export interface ShardCost {
+  /** Every kind's figures, round by round. */
+  rounds: Figures[];
+  /** Per kind, the medians over the rounds. */
+  medians: Array<{ kind: Kind; shard_cpu_us: number; client_cpu_us: number; per_s: number }>;
+}
+
+/** Starts one MariaDB, measures every kind in interleaved rounds (each branch's answers checked: a failure throws), stops it. */
+export async function measureShardCost(o: ShardCostOptions, progress: (line: string) => void = () => {}): Promise<ShardCost> {
   const accountsPerShard = Math.max(1_000, 2 * o.clients + 2);
-  console.log(`shard-cost: ${o.branches} branches per kind and round, ${o.clients} connections, ${o.rounds} rounds; starting one MariaDB...`);
+  const closers: Array<() => unknown> = [];
   const cluster = await startEphemeralCluster({ shards: 1, accountsPerShard, balanceCents: 1_000_000_000 });
   try {
     const address: ShardAddress = addressesOfCluster(cluster.describe()).shards[0]!;
@@ -114,6 +114,7 @@ async function main(): Promise<void> {
     const xaAlone = new XaMysql({ shards: [address], limits, stampBatching: { batch_max: 1, batch_wait_ms: 0 } });
     const local = new MysqlLocal({ shards: [address], limits, pools: new Map([[shard, xa.pool(shard)]]) });
     const pool = mysql.createPool({ ...cluster.shards[0]!.db.connectionOptions({ database: "speccommit" }), connectionLimit: o.clients + 2, multipleStatements: true });
+    closers.push(() => pool.end(), () => local.close(), () => xa.close(), () => xaAlone.close());
     const first = cluster.shards[0]!.firstAccountId;
     let seq = 0;
     const ts = () => BigInt(Date.now()) << 16n;
@@ -201,13 +202,9 @@ async function main(): Promise<void> {
       for (const k of KINDS) {
         const f = await measure(k);
         all.push(f);
-        console.log(`[round ${r}/${o.rounds}] ${k.padEnd(23)} shard ${f.shard_cpu_us.toFixed(0).padStart(4)} us  client ${f.client_cpu_us.toFixed(0).padStart(4)} us  ${f.per_s.toFixed(0)} branches/s`);
+        progress(`[round ${r}/${o.rounds}] ${k.padEnd(23)} shard ${f.shard_cpu_us.toFixed(0).padStart(4)} us  client ${f.client_cpu_us.toFixed(0).padStart(4)} us  ${f.per_s.toFixed(0)} branches/s`);
       }
     }
-    await pool.end();
-    local.close();
-    xa.close();
-    xaAlone.close();
     const median = (xs: number[]) => {
       const s = [...xs].sort((x, y) => x - y);
       return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -216,6 +213,25 @@ async function main(): Promise<void> {
       const fs = all.filter((f) => f.kind === k);
       return { kind: k, shard_cpu_us: median(fs.map((f) => f.shard_cpu_us)), client_cpu_us: median(fs.map((f) => f.client_cpu_us)), per_s: median(fs.map((f) => f.per_s)) };
     });
+    return { rounds: all, medians: rows };
+  } finally {
+    for (const close of closers) await close();
+    await cluster.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  let o: ShardCostOptions;
+  try {
+    o = parseShardCostArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exit(2);
+  }
+  const load0 = loadavg();
+  console.log(`shard-cost: ${o.branches} branches per kind and round, ${o.clients} connections, ${o.rounds} rounds; starting one MariaDB...`);
+  const { rounds: all, medians: rows } = await measureShardCost(o, (line) => console.log(line));
+  {
     const load1 = loadavg();
     console.log(`\nmedians of ${o.rounds} round(s); mariadbd CPU resolution 10 ms over ${o.branches} branches (${(10_000 / o.branches).toFixed(1)} us per branch); ${cpus().length} cpus, load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${load1.map((x) => x.toFixed(2)).join(" ")} at end`);
     console.log("| kind | shard CPU us per branch | vs floor | client CPU us per branch | branches/s |");
@@ -226,8 +242,6 @@ async function main(): Promise<void> {
     }
     console.log("(vs floor: against the floor's 1-branch form for the 1-branch kinds, its 2pc branch for the others)");
     if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ options: o, load_start: load0, load_end: load1, rounds: all, medians: rows }, null, 2));
-  } finally {
-    await cluster.stop();
   }
 }
 
