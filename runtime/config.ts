@@ -133,13 +133,13 @@ export const SETTINGS = {
   batch_max: {
     schema: int(1, 64),
     allowed: "an integer from 1 to 64",
-    doc: "group commit: at most this many transaction-log writes (of any transactions) in one etcd transaction, each with its own compare and answer, and at most this many speculative releases and compensations in one round trip to a shard, each its own local transaction; 1 turns batching off",
+    doc: "group commit: at most this many transaction-log writes (of any transactions) in one etcd transaction, each with its own compare and answer; at most this many speculative releases and compensations in one round trip to a shard, each its own local transaction; at most this many two-phase branches' commit-timestamp stamps in one UPDATE on a shard; 1 turns batching off",
     default: 64,
   },
   batch_wait_ms: {
     schema: int(0, 100),
     allowed: "an integer from 0 to 100",
-    doc: "group commit: how long a log write waits for others to share its etcd transaction, and a release or compensation for others to share its round trip to the shard (0: only those asked for in the same turn of the event loop)",
+    doc: "group commit: how long a log write waits for others to share its etcd transaction, and a release, compensation or stamp for others to share its round trip to the shard (0: only those asked for in the same turn of the event loop)",
     default: 0,
   },
   deadlock_interval_ms: {
