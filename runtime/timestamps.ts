@@ -21,11 +21,11 @@
  *   stamps again, and the record is never forgotten before its rows are
  *   stamped. A one-phase commit (one branch, no record) takes its
  *   timestamp just before XA COMMIT ONE PHASE; its exec left the branch
- *   ACTIVE and wrote no history row, so the rows go in, stamped, inside the
- *   transaction that commits (XaMysql.commitStamped: INSERT, XA END, XA
- *   COMMIT ONE PHASE in one round trip; a two-phase branch's stamp goes in
- *   its shard's next stamp batch after its XA COMMIT); when that batch's
- *   answer is lost it is stamped after the answer
+ *   ACTIVE, so the stamp goes inside the transaction that commits
+ *   (XaMysql.commitStamped: stamp, XA END, XA COMMIT ONE PHASE in one round
+ *   trip; a two-phase branch's stamp goes in its shard's next stamp batch
+ *   after its XA COMMIT); when that batch's answer is lost it is stamped
+ *   after the answer
  *   (pending until then; a few attempts);
  *   local.release: the speculation's rows are stamped in the release's own
  *   transaction;

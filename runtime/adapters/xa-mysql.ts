@@ -107,27 +107,8 @@ interface Branch {
    * stopped before or after its XA END).
    */
   active: boolean;
-  /**
-   * A one-phase exec's history rows, not yet written: they go into the commit's round trip, inside the transaction
-   * that commits, with the commit timestamp known by then (a row's commit_ts at its INSERT costs the shard nothing;
-   * an UPDATE stamping it after costs a second write of the row). Null for a two-phase branch (its rows went in
-   * with its exec).
-   */
-  history: HistoryRows | null;
-}
-
-/** History rows to write: one per op, as the exec would have written them. */
-interface HistoryRows {
-  readonly ops: readonly Op[];
-  readonly at_us: number;
-  /** The credential column's SQL (credentialSql). */
-  readonly who: string;
-}
-
-/** The INSERT of a branch's history rows, with its commit timestamp (null: none yet, stamped later). */
-function historyInsert(tx: TxId, h: HistoryRows, commitTs: bigint | null): string {
-  const ts = commitTs === null ? "NULL" : BigInt(commitTs).toString();
-  return `INSERT INTO history (xid, account_id, delta, at_us, credential, commit_ts) VALUES ${h.ops.map((op) => `('${tx}',${op.account},${op.delta},${h.at_us},${h.who},${ts})`).join(",")}`;
+  /** The accounts of the branch's history rows (its ops'): the one-phase commit stamps them by primary key. */
+  accounts: readonly number[];
 }
 
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
@@ -228,12 +209,7 @@ export class XaMysql implements XaExecutor {
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const xid = xidSql(tx, shard);
     const sql = `XA COMMIT ${xid}${onePhase ? " ONE PHASE" : ""}`;
-    return this.serialized(tx, shard, () => {
-      // An ACTIVE one-phase branch: its history rows (no timestamp: stamped after, as a plain commit's), XA END, commit.
-      const h = onePhase ? this.branches.get(this.key(tx, shard))?.history : undefined;
-      const rows = h !== undefined && h !== null ? `${historyInsert(tx, h, null)};` : "";
-      return this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `${rows}XA END ${xid};${sql}` } : {});
-    });
+    return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `XA END ${xid};${sql}` } : {}));
   }
 
   /**
@@ -246,14 +222,14 @@ export class XaMysql implements XaExecutor {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const b = this.branches.get(this.key(tx, shard));
-    if (onePhase && b !== undefined && b.active && b.history !== null) {
-      // The branch is still ACTIVE (a one-phase exec): its history rows go in now, inside the transaction that commits,
-      // already stamped, then XA END and XA COMMIT ONE PHASE, in one round trip. Committed means written and stamped;
-      // on the owner's death the batch is sent nowhere else (the branch is rolled back, with nothing of it written).
+    if (onePhase && b !== undefined && b.active) {
+      // The branch is still ACTIVE (a one-phase exec): its rows are stamped inside the transaction that commits, by
+      // primary key (record locks it already holds, no gap), then XA END and XA COMMIT ONE PHASE, in one round trip.
+      // Committed means stamped; on the owner's death the batch is sent nowhere else (the branch is rolled back).
       const xid = xidSql(tx, shard);
+      const stampSql = `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND account_id IN (${b.accounts.join(",")}) AND commit_ts IS NULL`;
       const sql = `XA COMMIT ${xid} ONE PHASE`;
-      const rows = historyInsert(tx, b.history, commitTs);
-      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${rows};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
+      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
     if (!onePhase && this.stamps.batching.batch_max > 1) {
       // Two-phase, stamps batched: the XA COMMIT alone on the branch's owner (a prepared branch cannot share another
@@ -563,7 +539,7 @@ export class XaMysql implements XaExecutor {
       execRunning: true,
       victim: false,
       active: false,
-      history: null,
+      accounts: ops.map((op) => op.account),
     };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
@@ -574,15 +550,12 @@ export class XaMysql implements XaExecutor {
       return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND ${open}${cond}`;
     });
     const who = credentialSql(this.opts.credentialOf?.(tx));
-    // One phase: the history rows wait for the commit's round trip (Branch.history); else they go in now.
-    const rows: HistoryRows = { ops, at_us, who };
-    const history = onePhase ? [] : [historyInsert(tx, rows, null)];
-    if (onePhase) branch.history = rows;
+    const history = `INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us},${who})`).join(",")}`;
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
     // A fenced branch reads its node's fence row first, shared, and holds that lock until it ends (effects.ts xa.exec).
     const fenceRead = fence !== undefined ? [`SELECT epoch FROM ${FENCE_TABLE} WHERE node = '${node}' LOCK IN SHARE MODE`] : [];
-    // One phase: no XA END and no history rows yet: the commit's round trip writes them (stamped), ends the branch and commits.
-    const sql = [`XA START ${xid}`, ...fenceRead, ...updates, ...history, ...(onePhase ? [] : [`XA END ${xid}`])].join(";");
+    // One phase: no XA END, the commit's round trip ends the branch (and stamps its rows inside it).
+    const sql = [`XA START ${xid}`, ...fenceRead, ...updates, history, ...(onePhase ? [] : [`XA END ${xid}`])].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
     branch.execRunning = false;
     // Every statement ran: a one-phase branch is ACTIVE (also when a guard matched no row or the fence refused it).

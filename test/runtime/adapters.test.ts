@@ -33,6 +33,34 @@ afterAll(async () => {
 });
 
 describe("XA executor (mysql2)", () => {
+  // The settle fence's shard half (runtime/durable.ts shardFence) is a locking read of the transaction's history rows
+  // from another connection: it returns only once no unprepared branch of the transaction with writes lives, because
+  // every such branch has inserted its rows and holds them locked until it ends. A branch that wrote its rows only in
+  // its commit's round trip (an idea tried for the one-phase path: one write per row instead of an INSERT and a stamp)
+  // would let the fence read "nothing" while the commit may still run on the server, and a settle would answer
+  // aborted for a transfer that then commits. So: between exec and the end, the rows are there and locked.
+  it("every branch not yet ended holds its history rows locked from its exec on (one-phase ACTIVE, two-phase IDLE and before prepare): the shard fence's locking read waits for it", async () => {
+    const probe = await mysql.createConnection(cluster.shards[0]!.connectionOptions());
+    const fenceRead = (tx: string) => probe.query("SET STATEMENT innodb_lock_wait_timeout = 1 FOR SELECT COUNT(*) AS n FROM history WHERE xid = ? LOCK IN SHARE MODE", [tx]);
+    try {
+      for (const [i, onePhase] of [true, false].entries()) {
+        const tx = `a0000000-0000-4000-8000-00000000f00${i}`;
+        const ops = [{ account: 21 + 2 * i, delta: -5 }, { account: 22 + 2 * i, delta: 5 }];
+        expect(await xa.exec(tx, "shard-a", ops, true, onePhase ? 0 : undefined, onePhase || undefined)).toEqual({ ok: true });
+        await expect(fenceRead(tx), onePhase ? "one-phase, ACTIVE" : "two-phase, IDLE").rejects.toMatchObject({ errno: 1205 });
+        if (onePhase) expect(await xa.commitStamped(tx, "shard-a", true, 77n)).toEqual({ r: { ok: true }, stamped: true });
+        else {
+          expect(await xa.prepare(tx, "shard-a")).toEqual({ ok: true });
+          expect(await xa.commitStamped(tx, "shard-a", false, 78n)).toEqual({ r: { ok: true }, stamped: true });
+        }
+        const [rows] = await fenceRead(tx);
+        expect(Number((rows as Array<{ n: unknown }>)[0]!.n)).toBe(2);
+      }
+    } finally {
+      await probe.end();
+    }
+  });
+
   it("exec, prepare, commit: the branch's changes and history row are committed, and the connection is reused", async () => {
     const tx = "a0000000-0000-4000-8000-000000000001";
     expect(await xa.exec(tx, "shard-a", [{ account: 1, delta: -250 }, { account: 2, delta: 250 }], true)).toEqual({ ok: true });
