@@ -286,8 +286,8 @@ export class XaMysql implements XaExecutor {
    * The stamps of several transactions in ONE autocommit UPDATE (READ COMMITTED, as stampHistory; the rows are
    * locked in primary-key order, so two batches never wait for each other in a cycle). A transaction asked for twice
    * is stamped once, with its first timestamp (the same one: a transaction has one). Stamping is idempotent
-   * (`commit_ts IS NULL`), so a failed batch answers false to each, and each caller's stamp is asked for again
-   * (runtime/timestamps.ts: the commit answers UNAVAILABLE and is sent again).
+   * (`commit_ts IS NULL`), so a failed batch answers false to each, and each caller stamps again on its own
+   * (runtime/timestamps.ts: stampHistory; if that fails too, the commit answers UNAVAILABLE and is sent again).
    */
   private async stampBatch(shard: ShardId, jobs: readonly StampJob[]): Promise<void> {
     const pool = this.pools.get(shard)!;
