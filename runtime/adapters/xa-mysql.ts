@@ -151,6 +151,13 @@ export interface XaMysqlOptions {
   readonly stampBatching?: Batching;
 }
 
+/**
+ * A two-phase branch's stamp is batched only when at least this many two-phase commits (its own included) are under
+ * way on its shard: a batch costs the coordinator a round trip of its own, and saves the shard one transaction per
+ * stamp it holds past the first, so a stamp that would be alone rides in its XA COMMIT's round trip instead.
+ */
+export const STAMP_BATCH_FROM = 4;
+
 /** A stamp waiting for its shard's next batch. */
 interface StampJob {
   readonly tx: TxId;
@@ -177,6 +184,8 @@ export class XaMysql implements XaExecutor {
   }
 
   private readonly stamps: ShardBatcher<StampJob>;
+  /** Per shard: two-phase commitStamped calls under way (bounded by the branches in flight). */
+  private readonly twoPhaseCommits = new Map<ShardId, number>();
   private stampStats = { batches: 0, stamps: 0 };
 
   /** What the batched stamp path has sent so far: UPDATEs, and stamps in them. */
@@ -231,15 +240,17 @@ export class XaMysql implements XaExecutor {
       const sql = `XA COMMIT ${xid} ONE PHASE`;
       return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
-    if (!onePhase && this.stamps.batching.batch_max > 1) {
+    const inFlight = (this.twoPhaseCommits.get(shard) ?? 0) + 1;
+    if (!onePhase && this.stamps.batching.batch_max > 1 && inFlight >= STAMP_BATCH_FROM) {
       // Two-phase, stamps batched: the XA COMMIT alone on the branch's owner (a prepared branch cannot share another
       // connection), then the stamp in its shard's next batch, one transaction for many branches' rows.
       // Only after XA COMMIT answered ok: the rows are committed, so the batch's UPDATE waits for no branch's locks.
-      return this.commit(tx, shard, false).then(async (r) => ({
-        r,
-        stamped: r.ok && (await this.stampBatched(tx, shard, commitTs)),
-      }));
+      this.twoPhaseCommits.set(shard, inFlight);
+      return this.commit(tx, shard, false)
+        .then(async (r) => ({ r, stamped: r.ok && (await this.stampBatched(tx, shard, commitTs)) }))
+        .finally(() => this.twoPhaseCommits.set(shard, (this.twoPhaseCommits.get(shard) ?? 1) - 1));
     }
+    if (!onePhase) this.twoPhaseCommits.set(shard, inFlight);
     let stamped = false;
     const sql =
       `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""};` +
@@ -255,7 +266,11 @@ export class XaMysql implements XaExecutor {
           stamped = Array.isArray(rows) && Number(rows[0]?.stamped) === 1;
         },
       }),
-    ).then((r) => ({ r, stamped: r.ok && stamped }));
+    )
+      .then((r) => ({ r, stamped: r.ok && stamped }))
+      .finally(() => {
+        if (!onePhase) this.twoPhaseCommits.set(shard, (this.twoPhaseCommits.get(shard) ?? 1) - 1);
+      });
   }
 
   /**

@@ -26,6 +26,7 @@ import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { DATABASE, shardTotalCents, toCents, undoRowsLeft } from "../../runtime/cluster/schema.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { modelView, realView as realViewOf, resetShard } from "../support/local-shard.ts";
 
 const RUNS = Number(process.env.LOCAL_MBT_RUNS ?? 150);
 const SEED = process.env.LOCAL_MBT_SEED === undefined ? 20261121 : Number(process.env.LOCAL_MBT_SEED);
@@ -49,56 +50,8 @@ let exec: MysqlLocal;
 let coldExec: MysqlLocal;
 let admin: Connection;
 
-/** The shard as plain data, comparable with the model's. */
-interface Observed {
-  accounts: [number, number, number][];
-  undo: { tx: string; branch: string; state: string; inverse: Op[]; branches: string[] }[];
-  history: [string, number, number][];
-}
-
-/** The (tx, account, delta) history rows the model's shard implies: one per account of each branch applied and not compensated. */
-function expectedHistory(s: local.LocalShard): [string, number, number][] {
-  const rows: [string, number, number][] = [];
-  for (const r of s.undo) {
-    if (r.state !== "undo" && r.state !== "released") continue;
-    const per = new Map<number, number>();
-    for (const inv of r.inverse) per.set(inv.account, (per.get(inv.account) ?? 0) - inv.delta);
-    for (const [a, d] of per) rows.push([r.tx, a, d || 0]);
-  }
-  return rows.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]));
-}
-
-function modelView(s: local.LocalShard): Observed {
-  return {
-    accounts: s.accounts.map(([id, b, p]) => [id, b, p]),
-    undo: s.undo.map((r) => ({ tx: r.tx, branch: r.branch, state: r.state, inverse: r.inverse.map((i) => ({ account: i.account, delta: i.delta || 0 })), branches: [...r.branches] })),
-    history: expectedHistory(s),
-  };
-}
-
-async function realView(): Promise<Observed> {
-  const [a] = await admin.query("SELECT a.id, a.balance, COALESCE(p.cents, 0) AS pending FROM accounts a LEFT JOIN speculative_pending p ON p.account_id = a.id ORDER BY a.id");
-  const [u] = await admin.query("SELECT tx, branch, state, inverse, branches, escrow FROM speculative_undo ORDER BY tx, branch");
-  const [h] = await admin.query("SELECT xid, account_id, delta FROM history ORDER BY xid, account_id");
-  const [orphans] = await admin.query("SELECT account_id FROM speculative_pending WHERE account_id NOT IN (SELECT id FROM accounts)");
-  if ((orphans as unknown[]).length > 0) throw new Error(`pending credits of accounts that do not exist: ${JSON.stringify(orphans)}`);
-  return {
-    accounts: (a as { id: string; balance: string; pending: string }[]).map((x) => [Number(x.id), Number(x.balance), Number(x.pending)]),
-    undo: (u as { tx: string; branch: string; state: string; inverse: string; branches: string; escrow: unknown }[]).map((x) => {
-      if (Number(x.escrow) !== 1) throw new Error(`undo row ${x.tx}|${x.branch} without escrow`);
-      return { tx: x.tx, branch: x.branch, state: x.state, inverse: JSON.parse(x.inverse) as Op[], branches: JSON.parse(x.branches) as string[] };
-    }),
-    history: (h as { xid: string; account_id: string; delta: string }[]).map((x) => [x.xid, Number(x.account_id), Number(x.delta)]),
-  };
-}
-
-async function reset(): Promise<void> {
-  await admin.query("DELETE FROM speculative_undo");
-  await admin.query("DELETE FROM speculative_pending");
-  await admin.query("DELETE FROM history");
-  await admin.query("DELETE FROM accounts");
-  await admin.query(`INSERT INTO accounts (id, balance) VALUES ${BALANCES.map(([id, b]) => `(${id},${b})`).join(",")}`);
-}
+const realView = () => realViewOf(admin);
+const reset = () => resetShard(admin, BALANCES);
 
 /** The effect through the live executor, as the LocalResult the model gives. */
 async function runReal(fx: LocalEffect, cold: boolean): Promise<LocalResult> {

@@ -164,10 +164,12 @@ describe("per-request protocol", () => {
     expect(rs.map((r) => r.body.status)).toEqual(Array(N).fill("committed"));
     for (const r of rs) expect(await done(r.body.tx)).toMatchObject({ status: "committed", done: true });
     const after = [await series(labels("shard-a")), await series(labels("shard-b"))];
-    // One stamp per branch, through the batched path,
-    for (const i of [0, 1]) expect(after[i]!.sum - before[i]!.sum).toBe(N);
+    // Stamps through the batched path (those of commits that found others under way on their shard; at most one per branch),
+    const batched = after[0]!.sum - before[0]!.sum + (after[1]!.sum - before[1]!.sum);
+    expect(batched).toBeGreaterThan(0);
+    expect(batched).toBeLessThanOrEqual(2 * N);
     // in fewer UPDATEs than stamps,
-    expect(after[0]!.count - before[0]!.count + (after[1]!.count - before[1]!.count)).toBeLessThan(2 * N);
+    expect(after[0]!.count - before[0]!.count + (after[1]!.count - before[1]!.count)).toBeLessThan(batched);
     // and every history row of every branch carries its transaction's timestamp.
     for (const shard of ["shard-a", "shard-b"]) {
       const conn = await mysql.createConnection(cluster.shard(shard).connectionOptions());
