@@ -25,17 +25,12 @@ import type { LocalEffect, Op } from "../../spec/kernel/effects.ts";
 import * as local from "../../spec/env/local.ts";
 import { MysqlLocal, RETIRE_BATCH_MAX } from "../../runtime/adapters/local-mysql.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { modelView, realView as realViewOf, resetShard } from "../support/local-shard.ts";
+import { modelView, realView as realViewOf, resetShard, SMALL_BALANCES } from "../support/local-shard.ts";
 
 const RUNS = Number(process.env.LOCAL_BATCH_RUNS ?? 60);
 const SEED = process.env.LOCAL_BATCH_SEED === undefined ? 20261207 : Number(process.env.LOCAL_BATCH_SEED);
 const SHARD = "shard-a";
-const BALANCES: readonly (readonly [number, number])[] = [
-  [1, 100],
-  [2, 50],
-  [3, 10],
-  [4, 0],
-];
+const BALANCES = SMALL_BALANCES;
 const TXS = ["t1", "t2", "t3", "t4", "t5", "t6"] as const;
 const limits = { connections_max: 6, waiters_max: 64, acquire_timeout_ms: 2_000, connect_timeout_ms: 1_000, statement_timeout_ms: 5_000 };
 

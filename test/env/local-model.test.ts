@@ -26,20 +26,14 @@ import { MemoryLocal } from "../../runtime/adapters/memory-local.ts";
 import { Rng, SimClock } from "../../runtime/adapters/memory.ts";
 import { DATABASE, shardTotalCents, toCents, undoRowsLeft } from "../../runtime/cluster/schema.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
-import { modelView, realView as realViewOf, resetShard } from "../support/local-shard.ts";
+import { modelView, realView as realViewOf, resetShard, SMALL_BALANCES } from "../support/local-shard.ts";
 
 const RUNS = Number(process.env.LOCAL_MBT_RUNS ?? 150);
 const SEED = process.env.LOCAL_MBT_SEED === undefined ? 20261121 : Number(process.env.LOCAL_MBT_SEED);
 const COMMANDS_MAX = 30;
 
 const SHARD = "shard-a";
-/** Small balances so that overdrafts happen; account 4 starts empty. */
-const BALANCES: readonly (readonly [number, number])[] = [
-  [1, 100],
-  [2, 50],
-  [3, 10],
-  [4, 0],
-];
+const BALANCES = SMALL_BALANCES;
 const TXS = ["t1", "t2", "t3", "t4"] as const;
 
 const limits = { connections_max: 4, waiters_max: 16, acquire_timeout_ms: 2_000, connect_timeout_ms: 1_000, statement_timeout_ms: 5_000 };

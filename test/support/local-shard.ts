@@ -7,6 +7,14 @@ import type { Connection } from "mysql2/promise";
 import type { Op } from "../../spec/kernel/effects.ts";
 import type * as local from "../../spec/env/local.ts";
 
+/** Small balances (account id, cents) so that overdrafts happen; account 4 starts empty. */
+export const SMALL_BALANCES: readonly (readonly [number, number])[] = [
+  [1, 100],
+  [2, 50],
+  [3, 10],
+  [4, 0],
+];
+
 /** The shard as plain data, comparable with the model's. */
 export interface Observed {
   accounts: [number, number, number][];
