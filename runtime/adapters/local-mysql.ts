@@ -324,13 +324,7 @@ export class MysqlLocal implements LocalExecutor {
       const t = checkId("transaction id", tx);
       const b = checkId("shard id", shard);
       if (known !== undefined) {
-        // The undo row first, as below (its lock, then the accounts'); ROW_COUNT(): it was in state 'undo'.
-        const changes = this.retireStatements(t, known, true, to, commitTs);
-        const results = await q<unknown[]>(
-          `BEGIN NOT ATOMIC UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo'; ` +
-            `IF ROW_COUNT() = 1 THEN ${changes.map((x) => `${x}; `).join("")}SET @speccommit_retired = 1; ELSE SET @speccommit_retired = 0; END IF; END;` +
-            "COMMIT;SELECT @speccommit_retired AS retired",
-        );
+        const results = await q<unknown[]>(`${this.knownRetire(t, b, known, to, commitTs, "@speccommit_retired")};COMMIT;SELECT @speccommit_retired AS retired`);
         const rows = results[results.length - 1] as Array<{ retired?: unknown }> | undefined;
         this.applied.delete(key);
         return { commit: "done", r: { ok: true, applied: Number(rows?.[0]?.retired) === 1 } as const };
@@ -370,15 +364,7 @@ export class MysqlLocal implements LocalExecutor {
     this.opts.observer?.onShardBatch?.(shard, "retire", jobs.length);
     const parts = ["SET @speccommit_done = 0"];
     jobs.forEach((j, i) => {
-      const changes = this.retireStatements(j.tx, j.known, true, j.to, j.commitTs);
-      // The undo row first (its lock, then the accounts'); ROW_COUNT(): it was in state 'undo'.
-      parts.push(
-        "START TRANSACTION",
-        `BEGIN NOT ATOMIC UPDATE speculative_undo SET state = '${j.to}' WHERE tx = '${j.tx}' AND branch = '${j.shard}' AND state = 'undo'; ` +
-          `IF ROW_COUNT() = 1 THEN ${changes.map((x) => `${x}; `).join("")}SET @speccommit_r${i} = 1; ELSE SET @speccommit_r${i} = 0; END IF; END`,
-        "COMMIT",
-        `SET @speccommit_done = ${i + 1}`,
-      );
+      parts.push("START TRANSACTION", this.knownRetire(j.tx, j.shard, j.known, j.to, j.commitTs, `@speccommit_r${i}`), "COMMIT", `SET @speccommit_done = ${i + 1}`);
     });
     const flags = `SELECT @speccommit_done AS done${jobs.map((_, i) => `, @speccommit_r${i} AS r${i}`).join("")}`;
     parts.push(flags);
@@ -420,6 +406,19 @@ export class MysqlLocal implements LocalExecutor {
     } finally {
       await this.done(pool, c, clean);
     }
+  }
+
+  /**
+   * A retire whose inverse is known, as one compound statement (inside a transaction the caller opens and commits):
+   * the undo row's state first, under its lock (then the accounts', as apply takes them), and the rest only if it
+   * was 'undo' (ROW_COUNT()); `flag` (a session variable) is set to 1 if it retired the branch, else 0.
+   */
+  private knownRetire(t: string, b: string, known: readonly Op[], to: "compensated" | "released", commitTs: bigint | undefined, flag: string): string {
+    const changes = this.retireStatements(t, known, true, to, commitTs);
+    return (
+      `BEGIN NOT ATOMIC UPDATE speculative_undo SET state = '${to}' WHERE tx = '${t}' AND branch = '${b}' AND state = 'undo'; ` +
+      `IF ROW_COUNT() = 1 THEN ${changes.map((x) => `${x}; `).join("")}SET ${flag} = 1; ELSE SET ${flag} = 0; END IF; END`
+    );
   }
 
   /** What a release or compensation changes besides the undo row's state: balances, pending credits, history. */

@@ -228,7 +228,7 @@ export class XaMysql implements XaExecutor {
    * were stamped too (false: stamp them with stampHistory, as after a plain commit).
    */
   commitStamped(tx: TxId, shard: ShardId, onePhase: boolean, commitTs: bigint): Promise<{ r: XaResult; stamped: boolean }> {
-    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
+    if (!XID_PART.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const b = this.branches.get(this.key(tx, shard));
     if (onePhase && b !== undefined && b.active) {
@@ -240,17 +240,21 @@ export class XaMysql implements XaExecutor {
       const sql = `XA COMMIT ${xid} ONE PHASE`;
       return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
+    if (onePhase) return this.commitWithStamp(tx, shard, true, commitTs, finished);
     const inFlight = (this.twoPhaseCommits.get(shard) ?? 0) + 1;
-    if (!onePhase && this.stamps.batching.batch_max > 1 && inFlight >= STAMP_BATCH_FROM) {
-      // Two-phase, stamps batched: the XA COMMIT alone on the branch's owner (a prepared branch cannot share another
-      // connection), then the stamp in its shard's next batch, one transaction for many branches' rows.
-      // Only after XA COMMIT answered ok: the rows are committed, so the batch's UPDATE waits for no branch's locks.
-      this.twoPhaseCommits.set(shard, inFlight);
-      return this.commit(tx, shard, false)
-        .then(async (r) => ({ r, stamped: r.ok && (await this.stampBatched(tx, shard, commitTs)) }))
-        .finally(() => this.twoPhaseCommits.set(shard, (this.twoPhaseCommits.get(shard) ?? 1) - 1));
-    }
-    if (!onePhase) this.twoPhaseCommits.set(shard, inFlight);
+    this.twoPhaseCommits.set(shard, inFlight);
+    // Two-phase, stamps batched when others are under way: the XA COMMIT alone on the branch's owner (a prepared
+    // branch cannot share another connection), then the stamp in its shard's next batch, one transaction for many
+    // branches' rows. Only after XA COMMIT answered ok: the rows are committed, so the batch waits for no branch's locks.
+    const committed =
+      this.stamps.batching.batch_max > 1 && inFlight >= STAMP_BATCH_FROM
+        ? this.commit(tx, shard, false).then(async (r) => ({ r, stamped: r.ok && (await this.stampBatched(tx, shard, commitTs)) }))
+        : this.commitWithStamp(tx, shard, false, commitTs, finished);
+    return committed.finally(() => this.twoPhaseCommits.set(shard, this.twoPhaseCommits.get(shard)! - 1));
+  }
+
+  /** XA COMMIT and, in the same round trip, the stamp in a compound statement that swallows its errors. */
+  private commitWithStamp(tx: TxId, shard: ShardId, onePhase: boolean, commitTs: bigint, finished: (r: XaResult) => boolean): Promise<{ r: XaResult; stamped: boolean }> {
     let stamped = false;
     const sql =
       `XA COMMIT ${xidSql(tx, shard)}${onePhase ? " ONE PHASE" : ""};` +
@@ -266,11 +270,7 @@ export class XaMysql implements XaExecutor {
           stamped = Array.isArray(rows) && Number(rows[0]?.stamped) === 1;
         },
       }),
-    )
-      .then((r) => ({ r, stamped: r.ok && stamped }))
-      .finally(() => {
-        if (!onePhase) this.twoPhaseCommits.set(shard, (this.twoPhaseCommits.get(shard) ?? 1) - 1);
-      });
+    ).then((r) => ({ r, stamped: r.ok && stamped }));
   }
 
   /**
@@ -281,7 +281,7 @@ export class XaMysql implements XaExecutor {
   async stampHistory(tx: TxId, shard: ShardId, commitTs: bigint): Promise<boolean> {
     const pool = this.pools.get(shard);
     if (pool === undefined) return false;
-    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return false;
+    if (!XID_PART.test(tx)) return false;
     // READ COMMITTED: no gap lock past the transaction's rows, where a prepared branch's row may hold the next key.
     const r = await pool.run(`SET TRANSACTION ISOLATION LEVEL READ COMMITTED;UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND commit_ts IS NULL`);
     if (!r.ok) this.noteError(shard, r.error);
@@ -293,7 +293,7 @@ export class XaMysql implements XaExecutor {
    * batch's UPDATE must never wait for a branch's locks (one waiting stamp would hold up, or fail, all the others).
    */
   stampBatched(tx: TxId, shard: ShardId, commitTs: bigint): Promise<boolean> {
-    if (!this.pools.has(shard) || !/^[A-Za-z0-9_.:-]{1,64}$/.test(tx)) return Promise.resolve(false);
+    if (!this.pools.has(shard) || !XID_PART.test(tx)) return Promise.resolve(false);
     return new Promise((resolve) => this.stamps.add(shard, { tx, ts: BigInt(commitTs), resolve }));
   }
 

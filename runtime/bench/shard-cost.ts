@@ -231,18 +231,16 @@ async function main(): Promise<void> {
   const load0 = loadavg();
   console.log(`shard-cost: ${o.branches} branches per kind and round, ${o.clients} connections, ${o.rounds} rounds; starting one MariaDB...`);
   const { rounds: all, medians: rows } = await measureShardCost(o, (line) => console.log(line));
-  {
-    const load1 = loadavg();
-    console.log(`\nmedians of ${o.rounds} round(s); mariadbd CPU resolution 10 ms over ${o.branches} branches (${(10_000 / o.branches).toFixed(1)} us per branch); ${cpus().length} cpus, load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${load1.map((x) => x.toFixed(2)).join(" ")} at end`);
-    console.log("| kind | shard CPU us per branch | vs floor | client CPU us per branch | branches/s |");
-    console.log("|---|---:|---:|---:|---:|");
-    const floorOf = (k: string) => rows.find((r) => r.kind === (k.includes("1-branch") ? "floor 1-branch" : "floor 2pc branch"))!.shard_cpu_us;
-    for (const r of rows) {
-      console.log(`| ${r.kind} | ${r.shard_cpu_us.toFixed(0)} | ${(r.shard_cpu_us / floorOf(r.kind)).toFixed(2)}x | ${r.client_cpu_us.toFixed(0)} | ${r.per_s.toFixed(0)} |`);
-    }
-    console.log("(vs floor: against the floor's 1-branch form for the 1-branch kinds, its 2pc branch for the others)");
-    if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ options: o, load_start: load0, load_end: load1, rounds: all, medians: rows }, null, 2));
+  const load1 = loadavg();
+  console.log(`\nmedians of ${o.rounds} round(s); mariadbd CPU resolution 10 ms over ${o.branches} branches (${(10_000 / o.branches).toFixed(1)} us per branch); ${cpus().length} cpus, load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${load1.map((x) => x.toFixed(2)).join(" ")} at end`);
+  console.log("| kind | shard CPU us per branch | vs floor | client CPU us per branch | branches/s |");
+  console.log("|---|---:|---:|---:|---:|");
+  const floorOf = (k: string) => rows.find((r) => r.kind === (k.includes("1-branch") ? "floor 1-branch" : "floor 2pc branch"))!.shard_cpu_us;
+  for (const r of rows) {
+    console.log(`| ${r.kind} | ${r.shard_cpu_us.toFixed(0)} | ${(r.shard_cpu_us / floorOf(r.kind)).toFixed(2)}x | ${r.client_cpu_us.toFixed(0)} | ${r.per_s.toFixed(0)} |`);
   }
+  console.log("(vs floor: against the floor's 1-branch form for the 1-branch kinds, its 2pc branch for the others)");
+  if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ options: o, load_start: load0, load_end: load1, rounds: all, medians: rows }, null, 2));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
