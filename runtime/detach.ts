@@ -5,8 +5,8 @@
  * file only does it).
  *
  * How a branch's session is found, with no identity of the node's sessions
- * on the shard: every XA branch inserts its history rows
- * (`history.xid` = the transaction id) and a prepared branch holds them
+ * on the shard: every two-phase XA branch inserts its history rows in its
+ * exec (`history.xid` = the transaction id) and a prepared branch holds them
  * locked. A locking read of those rows (LOCK IN SHARE MODE, bounded by
  * innodb_lock_wait_timeout = 1 s for that statement) waits for the branch,
  * and information_schema.INNODB_LOCK_WAITS joined to INNODB_TRX names the

@@ -13,6 +13,7 @@ import type { DurableFacts } from "../spec/protocols/protocol.ts";
 import { factKeys, readBackFound, readBackWithout, REGISTERED_RULES, settle, type RanAs } from "../spec/server/readback.ts";
 import type { TxlogStore } from "./adapters/ports.ts";
 import type { XaMysql } from "./adapters/xa-mysql.ts";
+import { OPEN_BRANCH_TABLE } from "./cluster/schema.ts";
 import { fenceNode } from "./detach.ts";
 import { nodeOfTx } from "./nodes.ts";
 
@@ -137,21 +138,31 @@ async function nodeFence(tx: TxId, shards: readonly ShardId[], deps: Deps & Fenc
 }
 
 /**
+ * The shard fence's statements for `tx` on one shard (`tx` a checked id): a
+ * locking read of its open-branch row (runtime/cluster/schema.ts
+ * OPEN_BRANCH_TABLE, what a one-phase branch holds from its exec to its end)
+ * and of its history rows (what a two-phase branch holds from its exec on).
+ */
+export const shardFenceSql = (tx: TxId): string =>
+  `SELECT COUNT(*) AS n FROM ${OPEN_BRANCH_TABLE} WHERE tx = '${tx}' LOCK IN SHARE MODE;SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}' LOCK IN SHARE MODE`;
+
+/**
  * The shard fence (spec/server/readback.ts SETTLE_FENCE): on every shard of
- * `tx`, a locking read of its history rows. The rows an XA branch inserted
- * stay locked until the branch ends, so the read returns only once no
- * unprepared branch of `tx` with writes lives: it committed (its rows are
- * facts now) or it was rolled back (the server dropped its session, so a
- * statement sent on it before its process died has run or never will). A
- * lock wait timeout (the branch's session still open on the server: a
- * process that died without closing its socket) is DurableUnavailable: ask
- * again later.
+ * `tx`, `shardFenceSql`. Every XA branch with writes holds a row of its own
+ * locked from its exec until it ends, a one-phase branch its open-branch row
+ * (its history rows are written by its commit), a two-phase branch its
+ * history rows, so the reads return only once no unprepared branch of `tx`
+ * with writes lives: it committed (its rows are facts now) or it was rolled
+ * back (the server dropped its session, so a statement sent on it before its
+ * process died has run or never will). A lock wait timeout (the branch's
+ * session still open on the server: a process that died without closing its
+ * socket) is DurableUnavailable: ask again later.
  */
 async function shardFence(tx: TxId, shards: readonly ShardId[], deps: Deps): Promise<void> {
   if (!TX_ID.test(tx)) return;
   for (const shard of shards) {
     if (!deps.xa.shards.includes(shard)) continue;
-    const r = await deps.xa.pool(shard).run<unknown[]>(`SELECT COUNT(*) AS n FROM history WHERE xid = '${tx}' LOCK IN SHARE MODE`);
+    const r = await deps.xa.pool(shard).run<unknown[]>(shardFenceSql(tx));
     if (r.ok) continue;
     if (r.error.errno === 1205) throw new DurableUnavailable(`a branch of ${tx} on ${shard} is still open (its session is not gone from the shard yet)`);
     throw new DurableUnavailable(`${shard} did not answer`);

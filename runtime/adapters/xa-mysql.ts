@@ -31,7 +31,7 @@ import { credentialSql } from "../auth.ts";
 import type { ConnectionId, Op, RecoverResult, ShardId, TxId, XaError, XaResult } from "../../spec/kernel/effects.ts";
 import type { XaExecutor } from "./ports.ts";
 import { nodeOfTx } from "../nodes.ts";
-import { FENCE_TABLE, fenceRowInsert } from "../cluster/schema.ts";
+import { FENCE_TABLE, fenceRowInsert, OPEN_BRANCH_TABLE } from "../cluster/schema.ts";
 import { checkBatching, DEFAULT_SHARD_BATCH, ShardBatcher, type Batching } from "./shard-batch.ts";
 import { hardClose, ShardPool, type PoolLimits, type PoolStats, type PooledConnection, type QueryError, type QueryOutcome, type ShardAddress } from "./mysql-pool.ts";
 
@@ -107,8 +107,38 @@ interface Branch {
    * stopped before or after its XA END).
    */
   active: boolean;
-  /** The accounts of the branch's history rows (its ops'): the one-phase commit stamps them by primary key. */
-  accounts: readonly number[];
+  /**
+   * A one-phase exec's history rows, not yet written: they go into its commit's round trip, inside the transaction
+   * that commits, with the commit timestamp known by then (one write per row, where an INSERT at exec and an UPDATE
+   * stamping it at commit were two). Until then the branch holds its OPEN_BRANCH_TABLE row, inserted by its exec, for
+   * the settle fence to wait on (runtime/durable.ts shardFence). Null for a two-phase branch: its rows go in with its
+   * exec (a prepared branch cannot write, and its timestamp is known only after its decision).
+   */
+  history: HistoryRows | null;
+}
+
+/** History rows to write: one per op, as the exec would have written them. */
+interface HistoryRows {
+  readonly ops: readonly Op[];
+  readonly at_us: number;
+  /** The credential column's SQL (credentialSql). */
+  readonly who: string;
+}
+
+/**
+ * The INSERT of a branch's history rows, stamped with `commitTs` (null: none yet). A branch's ops name each account
+ * once (runtime/transfer.ts merges them; doExec checks), so no two of its rows share a key. In a one-phase commit's
+ * round trip a failing INSERT (a lock wait timeout on a gap another session holds) is rolled back alone, the branch
+ * stays ACTIVE, and the commit answers that error (the coordinator then rolls the branch back).
+ */
+function historyInsert(tx: TxId, h: HistoryRows, commitTs: bigint | null): string {
+  const ts = commitTs === null ? "NULL" : BigInt(commitTs).toString();
+  return `INSERT INTO history (xid, account_id, delta, at_us, credential, commit_ts) VALUES ${h.ops.map((op) => `('${tx}',${op.account},${op.delta},${h.at_us},${h.who},${ts})`).join(",")}`;
+}
+
+/** What a one-phase branch still ACTIVE sends before its XA END when it commits: its history rows, its open-branch row deleted. */
+function onePhaseCommitSql(tx: TxId, h: HistoryRows, commitTs: bigint | null): string {
+  return `${historyInsert(tx, h, commitTs)};DELETE FROM ${OPEN_BRANCH_TABLE} WHERE tx = '${tx}'`;
 }
 
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
@@ -218,7 +248,12 @@ export class XaMysql implements XaExecutor {
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const xid = xidSql(tx, shard);
     const sql = `XA COMMIT ${xid}${onePhase ? " ONE PHASE" : ""}`;
-    return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `XA END ${xid};${sql}` } : {}));
+    return this.serialized(tx, shard, () => {
+      // An ACTIVE one-phase branch: its history rows (no timestamp: stamped after, as a plain commit's), XA END, commit.
+      const h = onePhase ? this.branches.get(this.key(tx, shard))?.history : undefined;
+      const rows = h !== undefined && h !== null ? `${onePhaseCommitSql(tx, h, null)};` : "";
+      return this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `${rows}XA END ${xid};${sql}` } : {});
+    });
   }
 
   /**
@@ -231,14 +266,15 @@ export class XaMysql implements XaExecutor {
     if (!XID_PART.test(tx)) return this.commit(tx, shard, onePhase).then((r) => ({ r, stamped: false }));
     const finished = (r: XaResult) => r.ok || (!onePhase && (r.err === "NOTA" || r.err === "RBROLLBACK"));
     const b = this.branches.get(this.key(tx, shard));
-    if (onePhase && b !== undefined && b.active) {
-      // The branch is still ACTIVE (a one-phase exec): its rows are stamped inside the transaction that commits, by
-      // primary key (record locks it already holds, no gap), then XA END and XA COMMIT ONE PHASE, in one round trip.
-      // Committed means stamped; on the owner's death the batch is sent nowhere else (the branch is rolled back).
+    if (onePhase && b !== undefined && b.active && b.history !== null) {
+      // The branch is still ACTIVE (a one-phase exec): its history rows go in now, inside the transaction that commits,
+      // already stamped, and its open-branch row goes, then XA END and XA COMMIT ONE PHASE, in one round trip.
+      // Committed means written and stamped; on the owner's death the batch is sent nowhere else (the branch is rolled
+      // back, with nothing of it written).
       const xid = xidSql(tx, shard);
-      const stampSql = `UPDATE history SET commit_ts = ${BigInt(commitTs).toString()} WHERE xid = '${tx}' AND account_id IN (${b.accounts.join(",")}) AND commit_ts IS NULL`;
       const sql = `XA COMMIT ${xid} ONE PHASE`;
-      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${stampSql};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
+      const rows = onePhaseCommitSql(tx, b.history, commitTs);
+      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${rows};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
     }
     if (onePhase) return this.commitWithStamp(tx, shard, true, commitTs, finished);
     const inFlight = (this.twoPhaseCommits.get(shard) ?? 0) + 1;
@@ -541,6 +577,7 @@ export class XaMysql implements XaExecutor {
     if (this.branches.has(key)) return { ok: false, err: "DUPID" };
     const xid = xidSql(tx, shard);
     if (ops.length === 0) throw new Error(`xa.exec ${key} with no ops`);
+    if (new Set(ops.map((op) => op.account)).size !== ops.length) throw new Error(`xa.exec ${key}: an account named twice (merge its ops)`);
     if (fence !== undefined && !Number.isSafeInteger(fence)) throw new Error(`xa.exec ${key}: fence ${String(fence)} is not an epoch`);
     const node = fence !== undefined ? nodeOfTx(tx) : "";
     if (fence !== undefined && !(await this.ensureFenceRow(shard, pool, node))) return { ok: false, err: "UNAVAILABLE" };
@@ -554,7 +591,7 @@ export class XaMysql implements XaExecutor {
       execRunning: true,
       victim: false,
       active: false,
-      accounts: ops.map((op) => op.account),
+      history: null,
     };
     this.branches.set(key, branch);
     const at_us = Date.now() * 1000;
@@ -565,11 +602,15 @@ export class XaMysql implements XaExecutor {
       return `UPDATE accounts SET balance = balance + ${op.delta} WHERE id = ${op.account} AND ${open}${cond}`;
     });
     const who = credentialSql(this.opts.credentialOf?.(tx));
-    const history = `INSERT INTO history (xid, account_id, delta, at_us, credential) VALUES ${ops.map((op) => `('${tx}',${op.account},${op.delta},${at_us},${who})`).join(",")}`;
+    // One phase: the history rows wait for the commit's round trip (Branch.history), and the branch's open-branch row
+    // is what it holds locked meanwhile, for the settle fence; two-phase: the rows go in now, and are what it holds.
+    const rows: HistoryRows = { ops, at_us, who };
+    if (onePhase) branch.history = rows;
+    const history = onePhase ? `INSERT INTO ${OPEN_BRANCH_TABLE} (tx) VALUES ('${tx}')` : historyInsert(tx, rows, null);
     // One round trip. A failing statement stops the batch, so the error is the first failure's, as if sent one by one.
     // A fenced branch reads its node's fence row first, shared, and holds that lock until it ends (effects.ts xa.exec).
     const fenceRead = fence !== undefined ? [`SELECT epoch FROM ${FENCE_TABLE} WHERE node = '${node}' LOCK IN SHARE MODE`] : [];
-    // One phase: no XA END, the commit's round trip ends the branch (and stamps its rows inside it).
+    // One phase: no XA END, the commit's round trip ends the branch (and writes its rows inside it, stamped).
     const sql = [`XA START ${xid}`, ...fenceRead, ...updates, history, ...(onePhase ? [] : [`XA END ${xid}`])].join(";");
     const r = await pool.query<Array<{ affectedRows?: number }>>(c, sql);
     branch.execRunning = false;

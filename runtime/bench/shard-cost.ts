@@ -11,9 +11,10 @@
  *                       two guarded UPDATEs, the history INSERT, XA END; then
  *                       XA COMMIT ... ONE PHASE
  *   server 1-branch     runtime/adapters/xa-mysql.ts as the server runs a
- *                       one-branch transfer: exec with the node-fence read,
- *                       the branch left ACTIVE, then commitStamped (stamp,
- *                       XA END, XA COMMIT ONE PHASE)
+ *                       one-branch transfer: exec with the node-fence read
+ *                       and the open-branch row, the branch left ACTIVE,
+ *                       then commitStamped (history rows written stamped,
+ *                       open-branch row deleted, XA END, XA COMMIT ONE PHASE)
  *   floor 2pc branch    one branch of a cross-shard transfer: XA START,
  *                       UPDATE, INSERT, XA END; XA PREPARE; XA COMMIT
  *   server 2pc branch   XaMysql exec, prepare, commitStamped as the server

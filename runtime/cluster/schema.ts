@@ -20,6 +20,9 @@ export const DATABASE = "speccommit";
 /** The node fence table (SHARD_TABLES, below). */
 export const FENCE_TABLE = "node_fence";
 
+/** The one-phase branches' fence rows (SHARD_TABLES, below). */
+export const OPEN_BRANCH_TABLE = "open_branch";
+
 /** Makes node `node`'s fence row at epoch 0 (fences nothing) if it is missing; `node` must be a checked node name. */
 export const fenceRowInsert = (node: string): string => `INSERT IGNORE INTO ${FENCE_TABLE} (node, epoch) VALUES ('${node}', 0)`;
 
@@ -164,6 +167,20 @@ export const SHARD_TABLES: readonly TableDdl[] = [
     ) ENGINE=InnoDB`,
     // INSERT IGNORE (the node's row) and INSERT ... ON DUPLICATE KEY UPDATE (the fence) need both; never deleted.
     grants: ["SELECT", "INSERT", "UPDATE"],
+  },
+  {
+    // The shard fence's hold on a one-phase branch (spec/server/readback.ts SETTLE_FENCE; runtime/durable.ts
+    // shardFence): a one-phase exec inserts its transaction's row here, and its commit writes the history rows
+    // (stamped) and deletes this row, inside the transaction it commits. So from its exec to its end the branch holds
+    // a row of its own locked, where a two-phase branch holds its history rows (inserted at its exec, since a prepared
+    // branch cannot write them later), and the fence's locking read of both waits for either. A row lives only while
+    // its branch does (a rollback takes the insert back): the table stays as small as the branches in flight.
+    name: OPEN_BRANCH_TABLE,
+    create: `CREATE TABLE IF NOT EXISTS ${OPEN_BRANCH_TABLE} (
+      tx VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY
+    ) ENGINE=InnoDB`,
+    // The fence's locking read needs SELECT.
+    grants: ["SELECT", "INSERT", "DELETE"],
   },
 ];
 

@@ -105,7 +105,7 @@ function settles(w: SW, t: number, done: (st: { readonly phase: string }) => boo
   return c.st.phase !== "idle" && (!c.alive || (done(c.st) && !w.flights.some((f) => f.owner === t)));
 }
 
-/** The XA branch of `t` on shard `s` while it exists, unprepared and with writes (its history rows locked). */
+/** The XA branch of `t` on shard `s` while it exists, unprepared and with writes (a row of its own locked: a one-phase branch's open-branch row, a two-phase branch's history rows). */
 const openBranch = (sc: Scenario, w: SW, t: number, s: number): boolean =>
   w.shards[s]!.xa.branches.some((b) => b.xid === branchXid(sc.txs[t]!.id, sc.shards[s]!) && b.state !== "PREPARED" && b.writes.length > 0);
 
@@ -132,7 +132,7 @@ const mayCommit = (sc: Scenario, w: SW, t: number): boolean =>
 /**
  * A state in which a reader settling `t` may hold the settle fence (./readback.ts SETTLE_FENCE): the log fence (a
  * dead coordinator's process is gone and the process reading has taken a new epoch since: the crash reset the
- * resolver, so an epoch it holds was taken after) and the shard fence (the locking read of `t`'s history rows has
+ * resolver, so an epoch it holds was taken after) and the shard fence (the locking read of `t`'s open-branch row and history rows has
  * returned: it waits while an unprepared branch of `t` with writes lives and a commit of it is on its way; a state
  * where such a branch lives with no commit on its way is checked too, a superset of where the reader may be).
  */

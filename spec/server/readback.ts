@@ -72,7 +72,7 @@ export type SettleMutant = "nothing-is-aborted" | "unfenced";
 export const SETTLE_FENCE = [
   "log: an epoch newer than the dead coordinator's",
   "node: its fence row raised to that epoch on every shard of the transaction",
-  "shards: a locking read of the transaction's history rows returned",
+  "shards: a locking read of the transaction's open-branch row and history rows returned",
 ] as const;
 
 export interface ReadBackRules {

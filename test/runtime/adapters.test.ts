@@ -2,7 +2,7 @@
 // does to the servers and what it answers, including the paths a crash
 // takes (a dead owner connection, a shard that is down, a stale epoch).
 import mysql from "mysql2/promise";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { claimKey, EPOCH_KEY, type ClaimRecord } from "../../spec/kernel/effects.ts";
 import { RetentionLeases } from "../../runtime/retention.ts";
 import { Idempotency, idempotencyEtcdKey } from "../../runtime/idempotency.ts";
@@ -10,7 +10,8 @@ import { newTxId, NotReady, Overloaded, ShuttingDown, type Engine } from "../../
 import type { TransferRequest } from "../../runtime/transfer.ts";
 import { etcdClient, TxlogEtcd } from "../../runtime/adapters/txlog-etcd.ts";
 import { XaMysql, XID_FORMAT_ID, xaErrorOf } from "../../runtime/adapters/xa-mysql.ts";
-import { DATABASE } from "../../runtime/cluster/schema.ts";
+import { DATABASE, OPEN_BRANCH_TABLE } from "../../runtime/cluster/schema.ts";
+import { shardFenceSql } from "../../runtime/durable.ts";
 import { startTestCluster, xaRecover, type TestCluster } from "../support/cluster.ts";
 import { balance, snapshot } from "./support.ts";
 
@@ -33,15 +34,20 @@ afterAll(async () => {
 });
 
 describe("XA executor (mysql2)", () => {
-  // The settle fence's shard half (runtime/durable.ts shardFence) is a locking read of the transaction's history rows
-  // from another connection: it returns only once no unprepared branch of the transaction with writes lives, because
-  // every such branch has inserted its rows and holds them locked until it ends. A branch that wrote its rows only in
-  // its commit's round trip (an idea tried for the one-phase path: one write per row instead of an INSERT and a stamp)
-  // would let the fence read "nothing" while the commit may still run on the server, and a settle would answer
-  // aborted for a transfer that then commits. So: between exec and the end, the rows are there and locked.
-  it("every branch not yet ended holds its history rows locked from its exec on (one-phase ACTIVE, two-phase IDLE and before prepare): the shard fence's locking read waits for it", async () => {
-    const probe = await mysql.createConnection(cluster.shards[0]!.connectionOptions());
-    const fenceRead = (tx: string) => probe.query("SET STATEMENT innodb_lock_wait_timeout = 1 FOR SELECT COUNT(*) AS n FROM history WHERE xid = ? LOCK IN SHARE MODE", [tx]);
+  // The settle fence's shard half (runtime/durable.ts shardFence) is a locking read, from another connection, of the
+  // transaction's open-branch row and history rows: it returns only once no unprepared branch of the transaction with
+  // writes lives, because every such branch holds one of them locked from its exec until it ends (a one-phase branch
+  // its open-branch row, its history rows being written by its commit; a two-phase branch its history rows). A branch
+  // that held neither (the one-phase path writing its rows only in its commit's round trip, with no open-branch row:
+  // tried once) would let the fence read "nothing" while the commit may still run on the server, and a settle would
+  // answer aborted for a transfer that then commits. So: between exec and the end, the fence waits.
+  it("every branch not yet ended holds a row the shard fence reads locked from its exec on (one-phase ACTIVE, two-phase IDLE and before prepare): the fence's locking read waits for it", async () => {
+    const probe = await mysql.createConnection(cluster.shards[0]!.connectionOptions({ multipleStatements: true }));
+    await probe.query("SET SESSION innodb_lock_wait_timeout = 1");
+    const fenceRead = async (tx: string): Promise<number[]> => {
+      const [sets] = await probe.query(shardFenceSql(tx));
+      return (sets as unknown as Array<Array<{ n: unknown }>>).map((rows) => Number(rows[0]!.n));
+    };
     try {
       for (const [i, onePhase] of [true, false].entries()) {
         const tx = `a0000000-0000-4000-8000-00000000f00${i}`;
@@ -53,8 +59,8 @@ describe("XA executor (mysql2)", () => {
           expect(await xa.prepare(tx, "shard-a")).toEqual({ ok: true });
           expect(await xa.commitStamped(tx, "shard-a", false, 78n)).toEqual({ r: { ok: true }, stamped: true });
         }
-        const [rows] = await fenceRead(tx);
-        expect(Number((rows as Array<{ n: unknown }>)[0]!.n)).toBe(2);
+        // Ended: no open-branch row left, both history rows there.
+        expect(await fenceRead(tx)).toEqual([0, 2]);
       }
     } finally {
       await probe.end();
@@ -163,10 +169,56 @@ describe("XA executor (mysql2)", () => {
       expect(await rowsOf("shard-a", orphan)).toEqual([]);
       expect(await balance(cluster, "shard-a", 76)).toBe(10_000n);
       expect(await xaRecover(admin)).toEqual([]);
+      // Every branch above ended (committed, rolled back, or with its dead owner): no open-branch row is left of any.
+      const [left] = await admin.query(`SELECT tx FROM ${OPEN_BRANCH_TABLE}`);
+      expect(left).toEqual([]);
     } finally {
       await admin.end();
     }
     expect(xa.pool("shard-a").stats()).toMatchObject({ in_use: 0 });
+  });
+
+  it("a one-phase commit whose history INSERT waits past the lock wait timeout answers LOCK_TIMEOUT with nothing written; the branch stays ACTIVE and its rollback (or a commit again) ends it", async () => {
+    const count = async (c: mysql.Connection, sql: string, tx: string) => Number(((await c.query(sql, [tx]))[0] as Array<{ n: unknown }>)[0]!.n);
+    const holder = await cluster.shard("shard-b").connect();
+    try {
+      for (const then of ["rollback", "commit"] as const) {
+        const tx = then === "rollback" ? "a0000000-0000-4000-8000-0000000000e1" : "a0000000-0000-4000-8000-0000000000e2";
+        const account = then === "rollback" ? 131 : 132;
+        expect(await xa.exec(tx, "shard-b", [{ account, delta: -4 }], true, 0, true)).toEqual({ ok: true });
+        // A locking read of the transaction's (absent) history rows, REPEATABLE READ: a gap lock where they would go.
+        await holder.query("START TRANSACTION");
+        await holder.query("SELECT * FROM history WHERE xid = ? FOR UPDATE", [tx]);
+        expect(await xa.commitStamped(tx, "shard-b", true, 6161n)).toEqual({ r: { ok: false, err: "LOCK_TIMEOUT" }, stamped: false });
+        await holder.query("COMMIT");
+        expect(xa.openBranches("shard-b")).toBe(1);
+        if (then === "rollback") {
+          expect(await xa.rollback(tx, "shard-b")).toEqual({ ok: true });
+          expect(await balance(cluster, "shard-b", account)).toBe(10_000n);
+          expect(await count(holder, "SELECT COUNT(*) AS n FROM history WHERE xid = ?", tx)).toBe(0);
+        } else {
+          expect(await xa.commitStamped(tx, "shard-b", true, 6262n)).toEqual({ r: { ok: true }, stamped: true });
+          expect(await balance(cluster, "shard-b", account)).toBe(10_000n - 4n);
+          expect(await count(holder, "SELECT COUNT(*) AS n FROM history WHERE xid = ? AND commit_ts = 6262", tx)).toBe(1);
+        }
+        expect(await count(holder, `SELECT COUNT(*) AS n FROM ${OPEN_BRANCH_TABLE} WHERE tx = ?`, tx)).toBe(0);
+        expect(xa.openBranches("shard-b")).toBe(0);
+      }
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it("an account named twice in one branch's ops is an adapter bug: nothing is sent, UNAVAILABLE, the reason logged (the engine merges ops per account)", async () => {
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      expect(await xa.exec("a0000000-0000-4000-8000-0000000000e3", "shard-b", [{ account: 133, delta: -1 }, { account: 133, delta: 1 }], true, 0, true)).toEqual({ ok: false, err: "UNAVAILABLE" });
+      expect(logged.mock.calls.some((c) => /account named twice/.test(String(c[0])))).toBe(true);
+    } finally {
+      logged.mockRestore();
+    }
+    expect(xa.openBranches("shard-b")).toBe(0);
+    expect(xa.pool("shard-b").stats()).toMatchObject({ in_use: 0 });
   });
 
   it("an overdraft is INSUFFICIENT_FUNDS and rolls back cleanly from IDLE", async () => {
