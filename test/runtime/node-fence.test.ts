@@ -46,9 +46,13 @@ afterAll(async () => {
 /** The survivor holds epoch `epoch` of the hung node (it took it over: its sessions may be killed). */
 const taken = (epoch: number, killFenced = true) => ({ xa: survivor, log, epoch: () => epoch, killFenced });
 
-/** A one-shard transfer of `delta` cents out of `account` by executor `x` under `fence`: executed and committed one phase. */
-async function commits(x: XaMysql, tx: string, account: number, delta: number, fence: number): Promise<void> {
-  expect(await x.exec(tx, "shard-a", [{ account, delta }], true, fence)).toEqual({ ok: true });
+/**
+ * A one-shard transfer of `delta` cents out of `account` by executor `x` under `fence`: executed and committed one
+ * phase. `onePhase`: the exec leaves the branch ACTIVE, as the server's one-shard transfers do (its history rows
+ * written by the commit, its open-branch row held meanwhile); else it ends it (XA END, its history rows written).
+ */
+async function commits(x: XaMysql, tx: string, account: number, delta: number, fence: number, onePhase = false): Promise<void> {
+  expect(await x.exec(tx, "shard-a", [{ account, delta }], true, fence, onePhase)).toEqual({ ok: true });
   expect(await x.commit(tx, "shard-a", true)).toEqual({ ok: true });
 }
 
@@ -60,7 +64,7 @@ const MOMENTS: readonly Moment[] = ["before-exec", "after-exec", "after-commit"]
  * the survivor (epoch 2) settles it at `moment`; `fenced`: the branch reads its fence row (false: the mutant).
  * Returns what the survivor answered and whether the shard holds the transfer once the node woke and finished.
  */
-async function schedule(node: string, account: number, moment: Moment, fenced: boolean): Promise<{ answer: Outcome | "probe"; applied: boolean }> {
+async function schedule(node: string, account: number, moment: Moment, fenced: boolean, onePhase = false): Promise<{ answer: Outcome | "probe"; applied: boolean }> {
   const tx = `${node}.f0000000-0000-4000-8000-${String(account).padStart(12, "0")}`;
   const hung = executor();
   try {
@@ -70,7 +74,7 @@ async function schedule(node: string, account: number, moment: Moment, fenced: b
     ];
     const fence = fenced ? 1 : undefined;
     const run = async (): Promise<void> => {
-      const e = await hung.exec(tx, "shard-a", ops, true, fence);
+      const e = await hung.exec(tx, "shard-a", ops, true, fence, onePhase);
       // What the coordinator does with each answer (spec/protocols/twopc/coordinator.ts): commit one phase, or roll back.
       if (e.ok) await hung.commit(tx, "shard-a", true);
       else await hung.rollback(tx, "shard-a");
@@ -80,7 +84,7 @@ async function schedule(node: string, account: number, moment: Moment, fenced: b
       answer = await settledOutcome(tx, ONE_SHARD, taken(2));
       await run();
     } else if (moment === "after-exec") {
-      const e = await hung.exec(tx, "shard-a", ops, true, fence);
+      const e = await hung.exec(tx, "shard-a", ops, true, fence, onePhase);
       expect(e).toEqual({ ok: true });
       // Frozen here: the survivor settles (killing the hung session that holds the fence row), then the node wakes.
       answer = await settledOutcome(tx, ONE_SHARD, taken(2));
@@ -100,12 +104,16 @@ async function schedule(node: string, account: number, moment: Moment, fenced: b
 
 describe("the node fence: a hung node's one-phase transfer is never answered aborted and applied", () => {
   // Each schedule its own node (a fence row per node) and accounts.
-  it("every moment of the survivor's settle against the branch's steps: the answer is what the shard holds", async () => {
+  it("every moment of the survivor's settle against the branch's steps, the branch ended by its exec or left ACTIVE (the server's one-phase exec): the answer is what the shard holds", async () => {
     let i = 0;
-    for (const moment of MOMENTS) {
-      const { answer, applied } = await schedule(`nf${i}`, 1 + 2 * i, moment, true);
-      i++;
-      expect(answer === "probe" ? "probe" : answer.status, moment).toBe(applied ? "committed" : "aborted");
+    for (const onePhase of [false, true]) {
+      for (const moment of MOMENTS) {
+        const { answer, applied } = await schedule(`nf${i}`, 1 + 2 * i, moment, true, onePhase);
+        i++;
+        expect(answer === "probe" ? "probe" : answer.status, `${moment}${onePhase ? ", ACTIVE" : ""}`).toBe(applied ? "committed" : "aborted");
+        // The moment between exec and commit is the one the fences exist for: the survivor's answer is aborted.
+        if (moment === "after-exec") expect(applied).toBe(false);
+      }
     }
   });
 
@@ -130,11 +138,14 @@ describe("the node fence: a hung node's one-phase transfer is never answered abo
     }
   });
 
-  it("its own node's settle waits for its branches in flight (never kills them), and a branch that commits meanwhile is committed", async () => {
-    const tx = "nfo.f0000000-0000-4000-8000-000000000033";
+  it.each([
+    { onePhase: false, node: "nfo", accounts: [33, 34] },
+    { onePhase: true, node: "nfp", accounts: [38, 39] },
+  ])("its own node's settle waits for its branches in flight (never kills them), and a branch that commits meanwhile is committed (ACTIVE after exec: $onePhase)", async ({ onePhase, node: name, accounts: [a, b] }) => {
+    const tx = `${name}.f0000000-0000-4000-8000-0000000000${a}`;
     const node = executor();
     try {
-      expect(await node.exec(tx, "shard-a", [{ account: 33, delta: -7 }], true, 1)).toEqual({ ok: true });
+      expect(await node.exec(tx, "shard-a", [{ account: a!, delta: -7 }], true, 1, onePhase)).toEqual({ ok: true });
       // Without kill the fence row write gives up on the live branch: no answer yet.
       await expect(settledOutcome(tx, ONE_SHARD, taken(1, false))).rejects.toThrow(DurableUnavailable);
       const settling = settledOutcome(tx, ONE_SHARD, taken(1, false));
@@ -150,10 +161,37 @@ describe("the node fence: a hung node's one-phase transfer is never answered abo
         await new Promise((r) => setTimeout(r, 60));
       }
       // And a new one-shard transfer of the node runs and commits while the fence is still being tried.
-      await commits(node, "nfo.f0000000-0000-4000-8000-000000000034", 34, -1, 1);
+      await commits(node, `${name}.f0000000-0000-4000-8000-0000000000${b}`, b!, -1, 1, onePhase);
       expect(await node.commit(tx, "shard-a", true)).toEqual({ ok: true });
       expect(await settling).toEqual({ status: "committed" });
-      expect(await balance(cluster, "shard-a", 33)).toBe(START - 7n);
+      expect(await balance(cluster, "shard-a", a!)).toBe(START - 7n);
+    } finally {
+      node.close();
+    }
+  });
+
+  // The node fence of the process's own node is written once per epoch (and with NOWAIT): once written, only the
+  // shard fence waits for that node's branches in flight. A one-phase branch's history rows are written by its commit,
+  // so what the shard fence waits on is its open-branch row (runtime/durable.ts shardFenceSql). Without it (the change
+  // tried once and reverted), this settle read "nothing", answered aborted, and the commit then applied the transfer.
+  it("once its own node is fenced at its epoch, a settle still waits for a one-phase branch between its exec and its commit, and answers what the commit did", async () => {
+    const node = executor();
+    try {
+      expect(await fenceNode(survivor.pool("shard-a"), "nfq", 1, false)).toEqual({ outcome: "fenced", killed: [] });
+      const tx = "nfq.f0000000-0000-4000-8000-000000000040";
+      expect(await node.exec(tx, "shard-a", [{ account: 40, delta: -9 }], true, 1, true)).toEqual({ ok: true });
+      let settled: Outcome | "probe" | "unavailable" | null = null;
+      const settling = settledOutcome(tx, ONE_SHARD, taken(1, false)).then(
+        (o) => void (settled = o),
+        (e: unknown) => void (settled = e instanceof DurableUnavailable ? "unavailable" : null),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      // Still waiting: the branch is ACTIVE with its open-branch row.
+      expect(settled).toBe(null);
+      expect(await node.commit(tx, "shard-a", true)).toEqual({ ok: true });
+      await settling;
+      expect(settled).toEqual({ status: "committed" });
+      expect(await balance(cluster, "shard-a", 40)).toBe(START - 9n);
     } finally {
       node.close();
     }
