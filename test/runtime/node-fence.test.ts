@@ -128,11 +128,18 @@ describe("the node fence: a hung node's one-phase transfer is never answered abo
     expect(await settledOutcome(tx, ONE_SHARD, taken(2))).toEqual({ status: "aborted", reason: "resolver" });
     const hung = executor();
     try {
+      // Ended by its exec or left ACTIVE (the server's one-phase exec, with its open-branch row): refused either way.
       expect(await hung.exec(tx, "shard-a", [{ account: 31, delta: -5 }], true, 1)).toEqual({ ok: false, err: "FENCED" });
       expect((await hung.rollback(tx, "shard-a")).ok).toBe(true);
+      const active = "nfe.f0000000-0000-4000-8000-000000000131";
+      expect(await settledOutcome(active, ONE_SHARD, taken(2))).toEqual({ status: "aborted", reason: "resolver" });
+      expect(await hung.exec(active, "shard-a", [{ account: 31, delta: -5 }], true, 1, true)).toEqual({ ok: false, err: "FENCED" });
+      expect((await hung.rollback(active, "shard-a")).ok).toBe(true);
+      expect(await balance(cluster, "shard-a", 31)).toBe(START);
       // Back, the node takes a newer epoch (3): its transfers pass.
       await commits(hung, "nfe.f0000000-0000-4000-8000-000000000032", 31, -5, 3);
-      expect(await balance(cluster, "shard-a", 31)).toBe(START - 5n);
+      await commits(hung, "nfe.f0000000-0000-4000-8000-000000000132", 31, -5, 3, true);
+      expect(await balance(cluster, "shard-a", 31)).toBe(START - 10n);
     } finally {
       hung.close();
     }
