@@ -1,10 +1,13 @@
 /**
- * `npx tsx runtime/bench/flame.ts PROFILE.cpuprofile [--svg OUT.svg] [--top N] [--title T]`:
+ * `npx tsx runtime/bench/flame.ts PROFILE.cpuprofile [--svg OUT.svg] [--top N] [--title T] [--callers FUNCTION [--depth N]]`:
  * a V8 CPU profile (node --cpu-prof, `npm run bench -- --cpu-prof DIR`) as
  * a flame graph (a self-contained SVG, one box per call path, width = time
  * on CPU, hover for the frame and its share) and a table of the top costs:
  * self time per function, and time by area (our spec/, runtime/, the
- * libraries by package, node internals, GC, idle).
+ * libraries by package, node internals, GC, idle). `--callers F`: where the
+ * self time of the function named F comes from, by the call path that led
+ * to it (its N nearest callers, 6 by default), e.g. which library's writes
+ * the socket `writeBuffer` time is.
  *
  * No dependency: the profile is JSON (nodes with their call frame and
  * children, samples with their time deltas).
@@ -183,25 +186,103 @@ export function topTable(t: TopCosts, n: number): string {
   return lines.join("\n");
 }
 
-function main(argv: string[]): void {
+export interface CallerPaths {
+  /** µs of the function's self time, over every node named so. */
+  self_us: number;
+  /** The call paths into it (nearest caller first, at most `depth` frames), by µs of its self time under each. */
+  paths: Array<{ path: string[]; self_us: number }>;
+}
+
+/** Where the self time of every frame whose function is named `fn` comes from: its `depth` nearest callers. */
+export function callersOf(p: CpuProfile, fn: string, depth: number): CallerPaths {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = selfTimes(p);
+  const paths = new Map<string, { path: string[]; self_us: number }>();
+  let total = 0;
+  for (const n of p.nodes) {
+    const s = self.get(n.id) ?? 0;
+    if (s === 0 || n.callFrame.functionName !== fn) continue;
+    total += s;
+    const path: string[] = [];
+    for (let cur = parent.get(n.id); cur !== undefined && path.length < depth; cur = parent.get(cur)) {
+      const up = byId.get(cur)!;
+      if (up.callFrame.functionName === "(root)") break;
+      path.push(frameName(up.callFrame));
+    }
+    const key = path.join("\n");
+    const had = paths.get(key) ?? { path, self_us: 0 };
+    had.self_us += s;
+    paths.set(key, had);
+  }
+  return { self_us: total, paths: [...paths.values()].sort((a, b) => b.self_us - a.self_us) };
+}
+
+export function callersTable(fn: string, c: CallerPaths, n: number): string {
+  if (c.self_us === 0) return `no self time in a function named ${JSON.stringify(fn)}`;
+  const lines = [`\`${fn}\`: ${(c.self_us / 1000).toFixed(0)} ms self time, by its callers (nearest first)`, "", "| share | ms | called from |", "|---:|---:|---|"];
+  for (const x of c.paths.slice(0, n)) lines.push(`| ${((100 * x.self_us) / c.self_us).toFixed(1)}% | ${(x.self_us / 1000).toFixed(0)} | ${x.path.map((f) => `\`${f}\``).join(" < ") || "(top level)"} |`);
+  return lines.join("\n");
+}
+
+const USAGE = "usage: npx tsx runtime/bench/flame.ts PROFILE.cpuprofile [--svg OUT.svg] [--top N] [--title T] [--callers FUNCTION [--depth N]]";
+
+/** The command line; a usage error is an Error whose message says what is wrong. */
+export function parseFlameArgs(argv: readonly string[]): { help: true } | { help: false; file: string; svg?: string; top: number; title?: string; callers?: string; depth: number } {
   const files: string[] = [];
   let svg: string | undefined;
   let top = 20;
+  let depth = 6;
   let title: string | undefined;
+  let callers: string | undefined;
+  const value = (i: number, flag: string): string => {
+    const v = argv[i];
+    if (v === undefined) throw new Error(`${flag} needs a value`);
+    return v;
+  };
+  const count = (v: string, flag: string): number => {
+    const n = Number(v);
+    if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, not ${JSON.stringify(v)}`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "--svg") svg = argv[++i];
-    else if (a === "--top") top = Number(argv[++i]);
-    else if (a === "--title") title = argv[++i];
+    if (a === "--help" || a === "-h") return { help: true };
+    else if (a === "--svg") svg = value(++i, a);
+    else if (a === "--top") top = count(value(++i, a), a);
+    else if (a === "--depth") depth = count(value(++i, a), a);
+    else if (a === "--title") title = value(++i, a);
+    else if (a === "--callers") callers = value(++i, a);
+    else if (a.startsWith("-")) throw new Error(`unknown option ${a}`);
     else files.push(a);
   }
-  if (files.length !== 1 || !Number.isSafeInteger(top) || top < 1) {
-    console.error("usage: npx tsx runtime/bench/flame.ts PROFILE.cpuprofile [--svg OUT.svg] [--top N] [--title T]");
+  if (files.length !== 1) throw new Error(files.length === 0 ? "no profile given" : `one profile at a time, not ${files.length}`);
+  return { help: false, file: files[0]!, svg, top, title, callers, depth };
+}
+
+function main(argv: string[]): void {
+  let o: ReturnType<typeof parseFlameArgs>;
+  try {
+    o = parseFlameArgs(argv);
+  } catch (e) {
+    console.error(`flame: ${(e as Error).message}\n${USAGE}`);
     process.exit(2);
   }
-  const p = loadProfile(files[0]!);
-  if (svg !== undefined) writeFileSync(svg, flameSvg(callTree(p), title ?? files[0]!));
-  console.log(topTable(topCosts(p), top));
+  if (o.help) {
+    console.log(USAGE);
+    return;
+  }
+  let p: CpuProfile;
+  try {
+    p = loadProfile(o.file);
+    if (!Array.isArray(p.nodes) || !Array.isArray(p.samples) || !Array.isArray(p.timeDeltas)) throw new Error("not a V8 CPU profile (nodes, samples, timeDeltas)");
+  } catch (e) {
+    console.error(`flame: cannot read ${o.file}: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  if (o.svg !== undefined) writeFileSync(o.svg, flameSvg(callTree(p), o.title ?? o.file));
+  console.log(o.callers !== undefined ? callersTable(o.callers, callersOf(p, o.callers, o.depth), o.top) : topTable(topCosts(p), o.top));
 }
 
 if (process.argv[1]?.endsWith("flame.ts")) main(process.argv.slice(2));
