@@ -21,9 +21,9 @@
  *   stamps again, and the record is never forgotten before its rows are
  *   stamped. A one-phase commit (one branch, no record) takes its
  *   timestamp just before XA COMMIT ONE PHASE; its exec left the branch
- *   ACTIVE, so the stamp goes inside the transaction that commits
- *   (XaMysql.commitStamped: stamp, XA END, XA COMMIT ONE PHASE in one round
- *   trip; a two-phase branch's stamp goes in its shard's next stamp batch
+ *   ACTIVE, so its history rows are written, stamped, inside the
+ *   transaction that commits (XaMysql.commitStamped: the rows, XA END, XA
+ *   COMMIT ONE PHASE in one round trip; a two-phase branch's stamp goes in its shard's next stamp batch
  *   after its XA COMMIT); when that batch's answer is lost it is stamped
  *   after the answer
  *   (pending until then; a few attempts);
