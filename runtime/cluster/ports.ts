@@ -45,6 +45,48 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** Binds 127.0.0.1:port, held until `release` is called; null when it is in use. */
+function holdPort(port: number): Promise<{ release: () => Promise<void> } | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", () => resolve(null));
+    server.listen({ host: HOST, port, exclusive: true }, () => resolve({ release: () => new Promise<void>((r) => server.close(() => r())) }));
+  });
+}
+
+/** Below the kernel's ephemeral range (32768-60999 here), where no outgoing connection takes a local port. */
+const CONSECUTIVE_LOW = 20_000;
+const CONSECUTIVE_HIGH = 32_000;
+
+/**
+ * `count` consecutive free ports (`first`, `first + 1`, ...), for servers that take a first port and count up from
+ * it (`serve --coordinators N --port P`). They are chosen below the ephemeral range, since any outgoing connection of
+ * any process may hold a port there as its local end, and each is bound (all at once) before the numbers are handed
+ * out; none was handed out by this process before. Another process can still bind one before the caller's server
+ * does, as with freePort.
+ */
+export async function freeConsecutivePorts(count: number, random: () => number = Math.random): Promise<number> {
+  if (!Number.isSafeInteger(count) || count < 1 || count > 100) throw new Error(`freeConsecutivePorts: count must be 1..100 (got ${count})`);
+  for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
+    const first = CONSECUTIVE_LOW + Math.floor(random() * (CONSECUTIVE_HIGH - CONSECUTIVE_LOW - count));
+    const ports = Array.from({ length: count }, (_, i) => first + i);
+    if (ports.some((p) => handedOut.has(p))) continue;
+    const held: Array<{ release: () => Promise<void> }> = [];
+    for (const p of ports) {
+      const h = await holdPort(p);
+      if (h === null) break;
+      held.push(h);
+    }
+    await Promise.all(held.map((h) => h.release()));
+    if (held.length === count) {
+      for (const p of ports) handedOut.add(p);
+      return first;
+    }
+  }
+  throw new Error(`no ${count} consecutive free ports on ${HOST} after ${ATTEMPTS_MAX} attempts`);
+}
+
 /** Marks a port as taken (one recorded in a cluster file, for instance) so freePort skips it. */
 export function reservePort(port: number): void {
   handedOut.add(port);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterFile } from "../../runtime/cluster/cluster.ts";
-import { freePort } from "../../runtime/cluster/ports.ts";
+import { freeConsecutivePorts } from "../../runtime/cluster/ports.ts";
 import { startTestCluster, totalBalance, type TestCluster } from "../support/cluster.ts";
 
 let cluster: TestCluster;
@@ -109,8 +109,9 @@ describe("speccommit cluster stop|kill|start NAME", () => {
 
   /** serve --coordinators 2: coord1 and coord2 (nodes n1, n2) on consecutive ports, recorded; one killed by name; SIGINT stops the rest. */
   async function coordinators(dir: string, file: () => ClusterFile): Promise<void> {
-    // Two consecutive ports: a free one and, most likely, the next (a test port range is quiet).
-    const port = await freePort();
+    // Two consecutive free ports, below the ephemeral range (an outgoing connection of any process may hold the port
+    // after a free one there: this test once failed so, EADDRINUSE for coord2).
+    const port = await freeConsecutivePorts(2);
     const child = spawn(process.execPath, ["bin/speccommit.js", "serve", "--auth", "none", "--coordinators", "2", "--port", String(port), "--cluster-dir", dir], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
