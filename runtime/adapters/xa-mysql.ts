@@ -136,9 +136,10 @@ function historyInsert(tx: TxId, h: HistoryRows, commitTs: bigint | null): strin
   return `INSERT INTO history (xid, account_id, delta, at_us, credential, commit_ts) VALUES ${h.ops.map((op) => `('${tx}',${op.account},${op.delta},${h.at_us},${h.who},${ts})`).join(",")}`;
 }
 
-/** What a one-phase branch still ACTIVE sends before its XA END when it commits: its history rows, its open-branch row deleted. */
-function onePhaseCommitSql(tx: TxId, h: HistoryRows, commitTs: bigint | null): string {
-  return `${historyInsert(tx, h, commitTs)};DELETE FROM ${OPEN_BRANCH_TABLE} WHERE tx = '${tx}'`;
+/** The commit of a one-phase branch still ACTIVE, one round trip: its history rows, its open-branch row deleted, XA END, XA COMMIT ONE PHASE. */
+function activeCommitSql(tx: TxId, shard: ShardId, h: HistoryRows, commitTs: bigint | null): string {
+  const xid = xidSql(tx, shard);
+  return `${historyInsert(tx, h, commitTs)};DELETE FROM ${OPEN_BRANCH_TABLE} WHERE tx = '${tx}';XA END ${xid};XA COMMIT ${xid} ONE PHASE`;
 }
 
 const UNAVAILABLE: XaResult = { ok: false, err: "UNAVAILABLE" };
@@ -251,8 +252,7 @@ export class XaMysql implements XaExecutor {
     return this.serialized(tx, shard, () => {
       // An ACTIVE one-phase branch: its history rows (no timestamp: stamped after, as a plain commit's), XA END, commit.
       const h = onePhase ? this.branches.get(this.key(tx, shard))?.history : undefined;
-      const rows = h !== undefined && h !== null ? `${onePhaseCommitSql(tx, h, null)};` : "";
-      return this.onBranch(tx, shard, sql, finished, onePhase ? { activeSql: `${rows}XA END ${xid};${sql}` } : {});
+      return this.onBranch(tx, shard, sql, finished, h !== undefined && h !== null ? { activeSql: activeCommitSql(tx, shard, h, null) } : {});
     });
   }
 
@@ -271,10 +271,9 @@ export class XaMysql implements XaExecutor {
       // already stamped, and its open-branch row goes, then XA END and XA COMMIT ONE PHASE, in one round trip.
       // Committed means written and stamped; on the owner's death the batch is sent nowhere else (the branch is rolled
       // back, with nothing of it written).
-      const xid = xidSql(tx, shard);
-      const sql = `XA COMMIT ${xid} ONE PHASE`;
-      const rows = onePhaseCommitSql(tx, b.history, commitTs);
-      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql: `${rows};XA END ${xid};${sql}` })).then((r) => ({ r, stamped: r.ok }));
+      const sql = `XA COMMIT ${xidSql(tx, shard)} ONE PHASE`;
+      const activeSql = activeCommitSql(tx, shard, b.history, commitTs);
+      return this.serialized(tx, shard, () => this.onBranch(tx, shard, sql, finished, { activeSql })).then((r) => ({ r, stamped: r.ok }));
     }
     if (onePhase) return this.commitWithStamp(tx, shard, true, commitTs, finished);
     const inFlight = (this.twoPhaseCommits.get(shard) ?? 0) + 1;

@@ -13,17 +13,27 @@ const HOST = "127.0.0.1";
 const ATTEMPTS_MAX = 64;
 const handedOut = new Set<number>();
 
-function bindEphemeral(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Binds 127.0.0.1:port (0: one the kernel picks), held until `release` is called; null when it cannot be bound. */
+function holdPort(port: number): Promise<{ port: number; release: () => Promise<void> } | null> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once("error", reject);
-    server.listen({ host: HOST, port: 0, exclusive: true }, () => {
+    server.once("error", () => resolve(null));
+    server.listen({ host: HOST, port, exclusive: true }, () => {
       const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("bind returned no port"))));
+      const bound = typeof address === "object" && address !== null ? address.port : 0;
+      const release = () => new Promise<void>((r) => server.close(() => r()));
+      if (bound > 0) resolve({ port: bound, release });
+      else void release().then(() => resolve(null));
     });
   });
+}
+
+async function bindEphemeral(): Promise<number> {
+  const h = await holdPort(0);
+  if (h === null) throw new Error(`cannot bind a port on ${HOST}`);
+  await h.release();
+  return h.port;
 }
 
 /** One free port on 127.0.0.1 that this process has not handed out before. */
@@ -43,16 +53,6 @@ export async function freePorts(count: number): Promise<number[]> {
   const ports: number[] = [];
   for (let i = 0; i < count; i++) ports.push(await freePort());
   return ports;
-}
-
-/** Binds 127.0.0.1:port, held until `release` is called; null when it is in use. */
-function holdPort(port: number): Promise<{ release: () => Promise<void> } | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", () => resolve(null));
-    server.listen({ host: HOST, port, exclusive: true }, () => resolve({ release: () => new Promise<void>((r) => server.close(() => r())) }));
-  });
 }
 
 /** Below the kernel's ephemeral range (32768-60999 here), where no outgoing connection takes a local port. */
