@@ -583,7 +583,7 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
       continue;
     }
     const spec = CHAOS_INT_FLAGS[flag];
-    if (spec === undefined) throw new Error(`unknown option ${JSON.stringify(flag)} for --chaos (allowed: ${[...Object.keys(CHAOS_INT_FLAGS), "--no-compare", "--json", "--partition"].join(", ")})`);
+    if (spec === undefined) throw new Error(`unknown option ${JSON.stringify(flag)} for --chaos (allowed: ${[...Object.keys(CHAOS_INT_FLAGS), "--no-compare", "--json", "--partition"].join(", ")}; npm run bench -- --chaos --help for the usage)`);
     const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) throw new Error(`${flag}: ${JSON.stringify(value)} is not allowed; expected an integer from ${spec.min} to ${spec.max}`);
     f[spec.key] = n;

@@ -60,11 +60,15 @@ function parse(argv: readonly string[]): Options | null {
     if (a === "--help" || a === "-h") return null;
     if (a === "--json") {
       o.json = argv[++i];
+      if (o.json === undefined || o.json.startsWith("-")) throw new Error(`bench:deadlock: --json needs a file\n${USAGE}`);
       continue;
     }
     const key = ints[a];
-    const v = Number(argv[++i]);
-    if (key === undefined || !Number.isSafeInteger(v) || v < (key === "warmup_s" ? 0 : 1)) throw new Error(`bench:deadlock: bad argument ${a} ${argv[i]}\n${USAGE}`);
+    if (key === undefined) throw new Error(`bench:deadlock: unknown option ${a}\n${USAGE}`);
+    const raw = argv[++i];
+    const v = Number(raw);
+    const min = key === "warmup_s" ? 0 : 1;
+    if (raw === undefined || !/^[0-9]+$/.test(raw) || !Number.isSafeInteger(v) || v < min) throw new Error(`bench:deadlock: ${a}: expected an integer >= ${min} (got ${raw ?? "nothing"})\n${USAGE}`);
     (o as unknown as Record<string, number>)[key] = v;
   }
   if (o.shards < 2) throw new Error("bench:deadlock: --shards must be 2 or more");

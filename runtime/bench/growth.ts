@@ -31,6 +31,7 @@ import { loadConfig } from "../config.ts";
 import { addressesOfCluster } from "../main.ts";
 import { startServer } from "../server.ts";
 import { startServerProcess } from "./server-process.ts";
+import { runScript, UsageError } from "./cli.ts";
 
 const PREFIX = "growth/";
 const ACCOUNTS_PER_SHARD = 10_000;
@@ -47,6 +48,8 @@ interface Options {
   inProcess: boolean;
 }
 
+const USAGE = `usage: npx tsx runtime/bench/growth.ts [--transfers N (20000)] [--clients N (32)] [--every N (2000)] [--server-arg ARG ...] [--node-arg ARG ...] [--in-process]`;
+
 function parse(argv: readonly string[]): Options {
   const o: Options = { transfers: 20_000, clients: 32, every: 2_000, serverArgs: [], nodeArgs: [], inProcess: false };
   for (let i = 0; i < argv.length; i += 2) {
@@ -56,12 +59,12 @@ function parse(argv: readonly string[]): Options {
       i--;
       continue;
     }
-    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (value === undefined) throw new UsageError(`${flag} needs a value`);
     const n = Number(value);
     if (flag === "--server-arg") o.serverArgs.push(value);
     else if (flag === "--node-arg") o.nodeArgs.push(value);
     else if ((flag === "--transfers" || flag === "--clients" || flag === "--every") && Number.isInteger(n) && n > 0) o[flag.slice(2) as "transfers" | "clients" | "every"] = n;
-    else throw new Error(`unknown flag or bad value: ${flag} ${value} (flags: --transfers N, --clients N, --every N, --server-arg ARG, --node-arg ARG, --in-process)`);
+    else throw new UsageError(`unknown flag or bad value: ${flag} ${value}`);
   }
   return o;
 }
@@ -156,8 +159,8 @@ function transferBody(n: number): string {
   });
 }
 
-async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2));
+async function main(argv: string[]): Promise<void> {
+  const o = parse(argv);
   console.log(`growth: ${o.transfers} keyed transfers, ${o.clients} clients; load average at start ${load()}`);
   const cluster = await startEphemeralCluster({ shards: SHARDS.length, accountsPerShard: ACCOUNTS_PER_SHARD });
   const etcd = new Etcd3({ hosts: [cluster.etcd.clientUrl] });
@@ -202,10 +205,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(`growth: ${(e as Error).stack ?? String(e)}`);
-    process.exit(1);
-  },
-);
+await runScript("growth", USAGE, main);

@@ -13,6 +13,7 @@ import { HttpTarget } from "./http-target.ts";
 import { sampleCpu } from "./cpu.ts";
 import { Latencies } from "./stats.ts";
 import type { Transfer } from "./workload.ts";
+import { runScript, UsageError } from "./cli.ts";
 
 const USAGE = "usage: npx tsx runtime/bench/http-hop.ts [--clients N (1-1024, default 1)] [--duration S (1-600, default 5)] [--warmup S (0-60, default 1)]";
 
@@ -32,10 +33,10 @@ export function parseHopArgs(argv: readonly string[]): HopOptions {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const b = bounds[flag];
-    if (b === undefined) throw new Error(`unknown flag ${flag}\n${USAGE}`);
+    if (b === undefined) throw new UsageError(`unknown flag ${flag}`);
     const raw = argv[++i];
     const n = Number(raw);
-    if (raw === undefined || !/^[0-9]+$/.test(raw) || n < b[1] || n > b[2]) throw new Error(`${flag}: expected an integer from ${b[1]} to ${b[2]} (got ${raw ?? "nothing"})\n${USAGE}`);
+    if (raw === undefined || !/^[0-9]+$/.test(raw) || n < b[1] || n > b[2]) throw new UsageError(`${flag}: expected an integer from ${b[1]} to ${b[2]} (got ${raw ?? "nothing"})`);
     o[b[0]] = n;
   }
   return o;
@@ -122,23 +123,12 @@ export async function measureHop(o: HopOptions): Promise<HopResult> {
   }
 }
 
-async function main(): Promise<void> {
-  let o: HopOptions;
-  try {
-    o = parseHopArgs(process.argv.slice(2));
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exit(2);
-  }
+async function main(argv: string[]): Promise<void> {
+  const o = parseHopArgs(argv);
   const r = await measureHop(o);
   const f = (x: number | null, d = 3) => (x === null ? "-" : x.toFixed(d));
   console.log(`http hop (${r.clients} client${r.clients === 1 ? "" : "s"}, ${o.duration_s} s; load average ${r.load_start.map((x) => x.toFixed(2)).join(" ")} at start, ${r.load_end.map((x) => x.toFixed(2)).join(" ")} at end, 2 cores)`);
   console.log(`  ${r.requests} requests, ${r.per_s.toFixed(1)}/s, p50 ${f(r.p50_ms)} ms, p99 ${f(r.p99_ms)} ms, echo process CPU ${f(r.child_cpu_ms_per_request)} ms per request`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
-}
+if (import.meta.url === `file://${process.argv[1]}`) await runScript("http-hop", USAGE, main);

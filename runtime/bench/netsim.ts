@@ -23,6 +23,7 @@ import { MemoryLocal } from "../adapters/memory-local.ts";
 import { Engine } from "../engine.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS, type ProtocolName } from "../../spec/protocols/registry.ts";
 import { Latencies } from "./stats.ts";
+import { runScript, UsageError } from "./cli.ts";
 
 const SHARDS = ["shard-a", "shard-b", "shard-c"];
 const ACCOUNTS = 10_000;
@@ -89,17 +90,21 @@ export async function simulate(o: { protocol: ProtocolName; clients: number; tra
   return res;
 }
 
+const USAGE = `usage: npx tsx runtime/bench/netsim.ts [--shard-ms MS (1)] [--log-ms MS (2)] [--transfers N (4000)] [--clients N,N,... (1,64)]
+  every shard statement and every etcd call takes that long in virtual time (the engine over simulated shards and log)`;
+
 function parse(argv: readonly string[]): { shard_ms: number; log_ms: number; transfers: number; clients: number[] } {
   const o = { shard_ms: 1, log_ms: 2, transfers: 4_000, clients: [1, 64] };
   for (let i = 0; i < argv.length; i += 2) {
-    const v = argv[i + 1] ?? "";
+    const v = argv[i + 1];
+    if (v === undefined) throw new UsageError(`${argv[i]} needs a value`);
     if (argv[i] === "--shard-ms") o.shard_ms = Number(v);
     else if (argv[i] === "--log-ms") o.log_ms = Number(v);
     else if (argv[i] === "--transfers") o.transfers = Number(v);
     else if (argv[i] === "--clients") o.clients = v.split(",").map(Number);
-    else throw new Error(`netsim: unknown option ${argv[i]}`);
+    else throw new UsageError(`unknown option ${argv[i]}`);
   }
-  for (const x of [o.shard_ms, o.log_ms, o.transfers, ...o.clients]) if (!Number.isSafeInteger(x) || x < 1) throw new Error(`netsim: ${x} is not an integer >= 1`);
+  for (const x of [o.shard_ms, o.log_ms, o.transfers, ...o.clients]) if (!Number.isSafeInteger(x) || x < 1) throw new UsageError(`${x} is not an integer >= 1`);
   return o;
 }
 
@@ -140,9 +145,4 @@ async function main(argv: readonly string[]): Promise<void> {
   console.log(lines.join("\n"));
 }
 
-if (process.argv[1]?.endsWith("netsim.ts")) {
-  await main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error((e as Error).message);
-    process.exitCode = 2;
-  });
-}
+if (process.argv[1]?.endsWith("netsim.ts")) await runScript("netsim", USAGE, main);

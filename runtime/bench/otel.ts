@@ -34,6 +34,7 @@ import type { WorkloadOptions } from "./workload.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS } from "../../spec/protocols/registry.ts";
 import { startTracing } from "../tracing.ts";
 import { engineOverhead } from "./otel-engine.ts";
+import { runScript, UsageError } from "./cli.ts";
 
 interface Options {
   clients: number;
@@ -58,10 +59,10 @@ function parse(argv: readonly string[]): Options {
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i]!;
     const v = argv[i + 1];
-    if (v === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
     const n = Number(v);
     const int = (min: number) => {
-      if (!Number.isSafeInteger(n) || n < min) throw new Error(`${flag} ${v}: expected an integer >= ${min}`);
+      if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} ${v}: expected an integer >= ${min}`);
       return n;
     };
     if (flag === "--clients") o.clients = int(1);
@@ -69,16 +70,16 @@ function parse(argv: readonly string[]): Options {
     else if (flag === "--warmup") o.warmup_s = int(0);
     else if (flag === "--rounds") o.rounds = int(1);
     else if (flag === "--protocol") {
-      if (!(PROTOCOLS as readonly string[]).includes(v)) throw new Error(`--protocol ${v}: one of ${PROTOCOLS.join(", ")}`);
+      if (!(PROTOCOLS as readonly string[]).includes(v)) throw new UsageError(`--protocol ${v}: one of ${PROTOCOLS.join(", ")}`);
       o.protocol = v;
     }
     else if (flag === "--cross-shard") o.cross_shard_share = int(0) / 100;
     else if (flag === "--json") o.json = v;
     else if (flag === "--cpu-prof") o.cpu_prof_dir = resolve(v);
     else if (flag === "--engine") o.engine_transfers = int(1);
-    else throw new Error(`unknown option ${flag}\n${USAGE}`);
+    else throw new UsageError(`unknown option ${flag}`);
   }
-  if (o.cross_shard_share > 1) throw new Error("--cross-shard: a percent from 0 to 100");
+  if (o.cross_shard_share > 1) throw new UsageError("--cross-shard: a percent from 0 to 100");
   return o;
 }
 
@@ -231,13 +232,7 @@ function print(r: {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  let o: Options;
-  try {
-    o = parse(argv);
-  } catch (e) {
-    console.error(`bench:otel: ${(e as Error).message}`);
-    return 2;
-  }
+  const o = parse(argv);
   if (o.engine_transfers !== undefined) {
     const sink = await startSink();
     const tracing = await startTracing({ url: `${sink.url}/v1/traces`, serviceName: "bench" });
@@ -252,4 +247,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return (await run(o)) ? 0 : 1;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+if (process.argv[1]?.endsWith("otel.ts")) await runScript("bench:otel", USAGE, main);

@@ -21,6 +21,7 @@ import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_PROTOCOL } from "../../spec/protocols/registry.ts";
 import { join, resolve } from "node:path";
+import { runScript, UsageError } from "./cli.ts";
 
 const SHARDS = ["shard-a", "shard-b", "shard-c"];
 const ACCOUNTS = 10_000;
@@ -111,18 +112,22 @@ interface Options {
   seed: number;
 }
 
+const USAGE = `usage: npx tsx runtime/bench/retain-cost.ts [--before CHECKOUT] [--transfers N (4000)] [--rounds N (3)] [--seed N (1)]
+  --before CHECKOUT   also measure that checkout (e.g. a git worktree of an earlier commit), rounds interleaved`;
+
 function parse(argv: readonly string[]): Options {
   const o: Options = { transfers: 4_000, rounds: 3, seed: 1 };
   for (let i = 0; i < argv.length; i += 2) {
-    const v = argv[i + 1] ?? "";
+    const v = argv[i + 1];
+    if (v === undefined) throw new UsageError(`${argv[i]} needs a value`);
     if (argv[i] === "--before") o.before = v;
     else if (argv[i] === "--transfers") o.transfers = Number(v);
     else if (argv[i] === "--rounds") o.rounds = Number(v);
     else if (argv[i] === "--root") o.root = v;
     else if (argv[i] === "--seed") o.seed = Number(v);
-    else throw new Error(`retain-cost: unknown option ${argv[i]}`);
+    else throw new UsageError(`unknown option ${argv[i]}`);
   }
-  for (const x of [o.transfers, o.rounds, o.seed]) if (!Number.isSafeInteger(x) || x < 1) throw new Error(`retain-cost: ${x} is not an integer >= 1`);
+  for (const x of [o.transfers, o.rounds, o.seed]) if (!Number.isSafeInteger(x) || x < 1) throw new UsageError(`${x} is not an integer >= 1`);
   return o;
 }
 
@@ -182,4 +187,4 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+await runScript("retain-cost", USAGE, main);

@@ -41,6 +41,7 @@ import { addressesOfCluster } from "../main.ts";
 import { XaMysql } from "../adapters/xa-mysql.ts";
 import { MysqlLocal } from "../adapters/local-mysql.ts";
 import type { ShardAddress } from "../adapters/mysql-pool.ts";
+import { runScript, UsageError } from "./cli.ts";
 
 export interface ShardCostOptions {
   branches: number;
@@ -58,7 +59,7 @@ export const USAGE = `usage: npx tsx runtime/bench/shard-cost.ts [--branches N] 
 export function parseShardCostArgs(argv: readonly string[]): ShardCostOptions {
   const o: ShardCostOptions = { branches: 2000, clients: 8, rounds: 2 };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
-    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new Error(`${flag}: ${JSON.stringify(v ?? "")} is not allowed; expected an integer from ${min} to ${max}\n${USAGE}`);
+    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${flag}: ${JSON.stringify(v ?? "")} is not allowed; expected an integer from ${min} to ${max}`);
     return Number(v);
   };
   for (let i = 0; i < argv.length; i++) {
@@ -68,9 +69,9 @@ export function parseShardCostArgs(argv: readonly string[]): ShardCostOptions {
     else if (a === "--rounds") o.rounds = int(a, argv[++i], 1, 20);
     else if (a === "--json") {
       const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new Error(`--json needs a file\n${USAGE}`);
+      if (v === undefined || v.startsWith("--")) throw new UsageError(`--json needs a file`);
       o.json = v;
-    } else throw new Error(`unknown argument ${JSON.stringify(a)}\n${USAGE}`);
+    } else throw new UsageError(`unknown argument ${JSON.stringify(a)}`);
   }
   return o;
 }
@@ -221,14 +222,8 @@ export async function measureShardCost(o: ShardCostOptions, progress: (line: str
   }
 }
 
-async function main(): Promise<void> {
-  let o: ShardCostOptions;
-  try {
-    o = parseShardCostArgs(process.argv.slice(2));
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exit(2);
-  }
+async function main(argv: string[]): Promise<void> {
+  const o = parseShardCostArgs(argv);
   const load0 = loadavg();
   console.log(`shard-cost: ${o.branches} branches per kind and round, ${o.clients} connections, ${o.rounds} rounds; starting one MariaDB...`);
   const { rounds: all, medians: rows } = await measureShardCost(o, (line) => console.log(line));
@@ -244,9 +239,4 @@ async function main(): Promise<void> {
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ options: o, load_start: load0, load_end: load1, rounds: all, medians: rows }, null, 2));
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e) => {
-    console.error(e);
-    process.exit(1);
-  });
-}
+if (import.meta.url === `file://${process.argv[1]}`) await runScript("shard-cost", USAGE, main);
