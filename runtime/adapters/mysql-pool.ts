@@ -177,6 +177,9 @@ export class ShardPool {
         // Every statement goes as text (query), none is prepared; mysql2's default cache of 16,000 prepared statements
         // preallocates four arrays of that length, about 512 KB of heap per connection.
         maxPreparedStatements: 1,
+        // query() here takes whole statements, never values: mysql2 would otherwise scan every statement's text for
+        // placeholders to fill with nothing (sql-escaper's format, about 1% of the coordinator's CPU in a profile).
+        queryFormat: (sql: string) => sql,
         connectTimeout: this.limits.connect_timeout_ms,
       });
       const c: PooledConnection = { raw, threadId: 0, boot: "", dead: false };
