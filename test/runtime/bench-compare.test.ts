@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CompareReport } from "../../runtime/bench/compare.ts";
+import { scenarioGoals, type CompareReport, type CompareRow } from "../../runtime/bench/compare.ts";
 import { parseOptions, UsageError } from "../../runtime/bench/options.ts";
 import { startServerProcess, type ServerProcess } from "../../runtime/bench/server-process.ts";
 import { transferStream } from "../../runtime/bench/workload.ts";
@@ -51,6 +51,52 @@ describe("bench --compare options and workload", () => {
     }
     expect(failing / n).toBeGreaterThan(0.09);
     expect(failing / n).toBeLessThan(0.11);
+  });
+});
+
+/** A row with only what the goals read: latency of the whole mix and of cross-shard transfers, ratios to 2pc, hit rate. */
+function row(protocol: CompareRow["protocol"], mix: { p50: number; p99: number }, cross: { p50: number | null; p99: number | null }, base?: { p50: number; p99: number }, hit: number | null = null): CompareRow {
+  const r = (a: number, b: number | undefined) => (b === undefined ? 1 : Math.round((a / b) * 100) / 100);
+  return {
+    protocol,
+    report: { latency_ms: { ...mix, p95: null, p99_9: null }, by_shards: { single: { committed: 100, p50: 1, p95: 1, p99: 1 }, cross: { committed: cross.p50 === null ? 0 : 10, p50: cross.p50, p95: null, p99: cross.p99 } } },
+    ratio_to_2pc: { committed_per_s: 1, p50: r(mix.p50, base?.p50), p95: null, p99: r(mix.p99, base?.p99), abort_rate: null },
+    hit_rate: hit,
+  } as unknown as CompareRow;
+}
+
+describe("bench --compare goals (issue 14)", () => {
+  const base = { p50: 10, p99: 40 };
+  const twopc = row("2pc", base, { p50: 20, p99: 80 });
+
+  it("cross-shard p50/p99 at most 0.7x 2pc's cross-shard figures, and the whole mix never worse than 2pc", () => {
+    const spec = row("speculative", { p50: 10, p99: 44 }, { p50: 10, p99: 60 }, base, 0.99);
+    const par = row("parallel", { p50: 9, p99: 40 }, { p50: 14, p99: 56 }, base);
+    const goals = scenarioGoals("uniform", 64, [twopc, par, spec]);
+    const met = (text: string) => {
+      const g = goals.filter((x) => x.goal.includes(text));
+      expect(g, text).toHaveLength(1);
+      return g[0]!.met;
+    };
+    // Cross-shard ratios come from the cross-shard transfers (10/20, 60/80), not from the mix (10/10, 44/40).
+    expect(met("speculative cross-shard p50")).toBe(true);
+    expect(met("speculative cross-shard p99")).toBe(false);
+    expect(met("parallel cross-shard p50")).toBe(true); // 0.7x exactly
+    expect(met("parallel cross-shard p99")).toBe(true);
+    expect(met("speculative p50 of the whole mix")).toBe(true); // 1.0x: not worse
+    expect(met("speculative p99 of the whole mix")).toBe(false); // 1.1x
+    expect(met("parallel p50 of the whole mix")).toBe(true);
+    expect(met("hit rate")).toBe(true);
+    expect(goals.find((g) => g.goal.includes("speculative cross-shard p99"))!.measured).toBe("0.75x (60.0 ms)");
+    expect(goals.every((g) => g.goal.startsWith("64 clients") || g.goal.startsWith("uniform"))).toBe(true);
+  });
+
+  it("no cross-shard transfer committed: n/a and not met; other scenarios have no latency goals", () => {
+    const none = row("speculative", base, { p50: null, p99: null }, base);
+    const g = scenarioGoals("uniform", 1, [twopc, none]).filter((x) => x.goal.includes("cross-shard"));
+    expect(g.map((x) => [x.measured, x.met])).toEqual([["n/a", false], ["n/a", false]]);
+    expect(scenarioGoals("hot", 64, [twopc, none]).map((x) => x.goal)).toEqual(["hot: speculative hit rate above 90% with no failures injected"]);
+    expect(scenarioGoals("misspeculate", 64, [twopc, none])).toEqual([]);
   });
 });
 
