@@ -15,7 +15,11 @@
  * memory per state).
  *
  *   npm run bench:checker [-- --rm 7,8,9|none] [--workers 1,2] [--protocols all|none|MODEL,...] [--rounds N]
- *                         [--encoders none] [--scaling none] [--scaling-max-distinct N (default 300000)]
+ *                         [--encoders none] [--scaling none] [--scaling-max-distinct N (default 300000)] [--spin auto|off]
+ *
+ * SPIN and gcc, when missing, are installed for the SPIN column as root
+ * (scripts/install-system-deps.sh spin gcc); `--spin off` leaves the column
+ * out. `--help` prints the usage; a wrong option is refused (exit 2).
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm as removeDir } from "node:fs/promises";
@@ -24,6 +28,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
 import { ISSUE_12_BENCH as ISSUE_12, suite } from "./suite.config.ts";
+import { UserError } from "./errors.ts";
 import type { SuiteEntry } from "./suite.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
@@ -302,10 +307,72 @@ async function scalingBench(configs: ProtocolConfig[], rounds: number): Promise<
   return bad;
 }
 
-function parseList(argv: string[], flag: string, fallback: number[]): number[] {
-  const i = argv.indexOf(flag);
-  if (i < 0) return fallback;
-  return (argv[i + 1] ?? "").split(",").map(Number);
+export const USAGE = `usage: npm run bench:checker [-- options]
+  --rm 7,8,9|none               TwoPhase sizes against TLC's counts and SPIN (default 7,8,9)
+  --workers 1,2                 worker counts for TwoPhase (default 1,2)
+  --protocols all|none|M,...    protocol models (twopc, speculative, parallel; default all)
+  --rounds N                    alternating rounds, best of N (default 1)
+  --encoders none               leave out the before/now table of the protocol models
+  --scaling none                leave out the worker-scaling table
+  --scaling-max-distinct N      largest configuration the scaling table runs (default 300000)
+  --spin auto|off               auto: SPIN and gcc installed when missing (as root); off: no SPIN column (default auto)`;
+
+export interface CheckerBenchOptions {
+  rms: number[];
+  workers: number[];
+  protocols: string;
+  rounds: number;
+  encoders: boolean;
+  scaling: boolean;
+  scalingMax: number;
+  spin: "auto" | "off";
+}
+
+/** The command line; a UserError names what is wrong. */
+export function parseBenchArgs(argv: readonly string[]): CheckerBenchOptions {
+  const o: CheckerBenchOptions = { rms: [7, 8, 9], workers: [1, 2], protocols: "all", rounds: 1, encoders: true, scaling: true, scalingMax: 300_000, spin: "auto" };
+  const ints = (flag: string, v: string, min: number, max: number): number[] => {
+    const xs = v.split(",").map((x) => (/^[0-9]+$/.test(x) ? Number(x) : NaN));
+    if (xs.some((x) => !Number.isSafeInteger(x) || x < min || x > max)) throw new UserError(`${flag} ${v}: expected integers from ${min} to ${max}, separated by commas`);
+    return xs;
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i]!;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith("--")) throw new UserError(`${flag} needs a value`);
+    if (flag === "--rm") o.rms = v === "none" ? [] : ints(flag, v, 3, 12);
+    else if (flag === "--workers") o.workers = ints(flag, v, 1, 64);
+    else if (flag === "--protocols") o.protocols = v;
+    else if (flag === "--rounds") o.rounds = ints(flag, v, 1, 100)[0]!;
+    else if (flag === "--scaling-max-distinct") o.scalingMax = ints(flag, v, 1, 1e12)[0]!;
+    else if (flag === "--encoders" || flag === "--scaling") {
+      if (v !== "none") throw new UserError(`${flag} ${v}: the only value is none`);
+      o[flag === "--encoders" ? "encoders" : "scaling"] = false;
+    } else if (flag === "--spin") {
+      if (v !== "auto" && v !== "off") throw new UserError(`--spin ${v}: auto or off`);
+      o.spin = v;
+    } else throw new UserError(`unknown option ${flag}`);
+  }
+  return o;
+}
+
+/** SPIN and gcc on PATH, installed first when missing if we are root (`auto`); false: the SPIN column is left out, and why is printed. */
+function ensureSpin(mode: "auto" | "off"): boolean {
+  if (mode === "off") {
+    console.log("SPIN column left out (--spin off).");
+    return false;
+  }
+  if (hasTool("spin") && hasTool("gcc")) return true;
+  const script = join(root, "scripts/install-system-deps.sh");
+  if (process.getuid?.() === 0) {
+    console.log("installing SPIN and gcc for the SPIN column (scripts/install-system-deps.sh spin gcc) ...");
+    const r = spawnSync("bash", [script, "spin", "gcc"], { encoding: "utf8", timeout: 10 * 60_000 });
+    if (r.status === 0 && hasTool("spin") && hasTool("gcc")) return true;
+    console.log(`SPIN column skipped: the install failed (${(r.stderr || r.stdout || String(r.error ?? "")).trim().split("\n").at(-1)}).`);
+    return false;
+  }
+  console.log(`SPIN column skipped: \`spin\` and \`gcc\` are needed; as root: bash ${script} spin gcc`);
+  return false;
 }
 
 function fmt(row: Row, spinRow: Row | undefined): string {
@@ -327,10 +394,9 @@ function fmt(row: Row, spinRow: Row | undefined): string {
 }
 
 /** TwoPhase for each RM: SPIN (when installed) and ours with each worker count. Returns how many rows' counts differ from TLC's. */
-async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<number> {
+async function twoPhaseBench(rms: number[], workerCounts: number[], spinMode: "auto" | "off"): Promise<number> {
   let bad = 0;
-  const withSpin = hasTool("spin") && hasTool("gcc");
-  if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
+  const withSpin = ensureSpin(spinMode);
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
   console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
   const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
@@ -359,25 +425,31 @@ async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<num
 }
 
 export async function main(argv: string[]): Promise<number> {
-  // `--rm none` (or `--protocols none`) leaves that part out.
-  const rms = parseList(argv, "--rm", [7, 8, 9]).filter((rm) => Number.isInteger(rm));
-  const protocols = argv.indexOf("--protocols") < 0 ? "all" : (argv[argv.indexOf("--protocols") + 1] ?? "all");
-  const rounds = parseList(argv, "--rounds", [1])[0]!;
+  const o = parseBenchArgs(argv);
   const all = protocolConfigs();
-  const configs = protocols === "all" ? all : protocols === "none" ? [] : all.filter((c) => protocols.split(",").includes(c.model));
-  // Worker scaling runs each configuration four times (1 worker, 2, and a pair of 1 at once): the largest is left out unless asked.
-  const scalingMax = parseList(argv, "--scaling-max-distinct", [300_000])[0]!;
+  const configs = o.protocols === "all" ? all : o.protocols === "none" ? [] : all.filter((c) => o.protocols.split(",").includes(c.model));
+  if (o.protocols !== "all" && o.protocols !== "none" && configs.length === 0) throw new UserError(`--protocols ${o.protocols}: none of ${[...new Set(all.map((c) => c.model))].join(", ")}`);
   console.log(`load average at start: ${load()} (1, 5, 15 min) on ${cpus().length} CPUs`);
-  const encoders = argv.indexOf("--encoders") < 0 || argv[argv.indexOf("--encoders") + 1] !== "none";
-  const scaling = argv.indexOf("--scaling") < 0 || argv[argv.indexOf("--scaling") + 1] !== "none";
-  let bad = configs.length > 0 && encoders ? await protocolBench(configs, rounds) : 0;
-  const scaled = configs.filter((c) => (c.counts.distinct ?? Infinity) <= scalingMax);
-  if (scaled.length > 0 && scaling) bad += await scalingBench(scaled, rounds);
-  if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
+  let bad = configs.length > 0 && o.encoders ? await protocolBench(configs, o.rounds) : 0;
+  // Worker scaling runs each configuration four times (1 worker, 2, and a pair of 1 at once): the largest is left out unless asked.
+  const scaled = configs.filter((c) => (c.counts.distinct ?? Infinity) <= o.scalingMax);
+  if (scaled.length > 0 && o.scaling) bad += await scalingBench(scaled, o.rounds);
+  if (o.rms.length > 0) bad += await twoPhaseBench(o.rms, o.workers, o.spin);
   console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  process.exitCode = await main(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(USAGE);
+  } else {
+    try {
+      process.exitCode = await main(argv);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      console.error(`bench:checker: ${e.message}\n${USAGE}`);
+      process.exitCode = 2;
+    }
+  }
 }

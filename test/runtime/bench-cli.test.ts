@@ -1,5 +1,6 @@
 // Every benchmark script answers --help with its usage (exit 0) and an unknown option with a one-line error and
-// its usage (exit 2), before it starts anything and without a stack trace (runtime/bench/cli.ts). The list of
+// its usage (exit 2), before it starts anything and without a stack trace (runtime/bench/cli.ts; checker/bench.ts,
+// which may not import runtime/, the same by hand). The list of
 // scripts is checked against the files: a new script that reads its command line must be added here.
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -22,6 +23,7 @@ const SCRIPTS: ReadonlyArray<{ file: string; before?: readonly string[] }> = [
   { file: "runtime/bench/http-hop.ts" },
   { file: "runtime/bench/shard-cost.ts" },
   { file: "runtime/bench/flame.ts" },
+  { file: "checker/bench.ts" },
 ];
 
 function run(file: string, args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
