@@ -10,6 +10,8 @@
 import { registry } from "./registry.ts";
 import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { existsSync } from "node:fs";
+import { tsImport } from "tsx/esm/api";
 import { isModelPath, resolveFactory } from "./load.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
 import { findFactory, rate, runCheck, UserError, writeCounterexamples, type Params } from "./run.ts";
@@ -171,7 +173,17 @@ export function formatRow(v: Verdict): string {
  */
 export async function loadSuite(file?: string): Promise<SuiteEntry[]> {
   const url = file ? pathToFileURL(resolve(file)).href : new URL("./suite.config.ts", import.meta.url).href;
-  const mod = (await import(url)) as { suite?: SuiteEntry[] };
+  let mod: { suite?: SuiteEntry[] };
+  if (file === undefined) mod = (await import(url)) as { suite?: SuiteEntry[] };
+  else {
+    if (!existsSync(resolve(file))) throw new UserError(`suite file ${file}: no such file (${resolve(file)})`);
+    try {
+      // tsx's own import, as for model files (load.ts): a .ts file outside any "type": "module" package is TypeScript too.
+      mod = (await tsImport(url, import.meta.url)) as { suite?: SuiteEntry[] };
+    } catch (e) {
+      throw new UserError(`suite file ${file} could not be loaded: ${(e as Error).message}`);
+    }
+  }
   if (!Array.isArray(mod.suite)) throw new UserError(`${file ?? "checker/suite.config.ts"} must export 'suite', an array of entries`);
   const dir = dirname(fileURLToPath(url));
   const entries = mod.suite.map((e) => (isModelPath(e.model) ? { ...e, model: resolve(dir, e.model) } : e));
@@ -196,8 +208,12 @@ export async function main(argv: string[]): Promise<number> {
   let child = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    if ((arg === "--suite" || arg === "--out" || arg === "--only") && (argv[i + 1] === undefined || argv[i + 1]!.startsWith("--"))) {
+      console.error(`speccommit suite: ${arg} needs a value; ${USAGE}`);
+      return 2;
+    }
     if (arg === "--suite") file = argv[++i];
-    else if (arg === "--out") out = argv[++i] ?? out;
+    else if (arg === "--out") out = argv[++i]!;
     else if (arg === "--only") only = argv[++i];
     else if (arg === "--workers" || arg === "--jobs") {
       const n = Number(argv[++i]);
@@ -231,6 +247,12 @@ export async function main(argv: string[]): Promise<number> {
   // Each entry's place in the suite file (what a --jobs child is sent), then --only.
   let indices = all.map((_, i) => i);
   if (only !== undefined) indices = indices.filter((i) => `${all[i]!.model} ${config(all[i]!)}`.includes(only!));
+  // Nothing to run is a mistake (a misspelt --only, an empty suite file), never "all 0 entries as expected".
+  if (indices.length === 0) {
+    const models = [...new Set(all.map((e) => e.model))].join(", ");
+    console.error(only !== undefined ? `speccommit suite: --only '${only}' matches no entry (its text is looked for in "model config"; the models: ${models})` : `speccommit suite: the suite has no entries`);
+    return 2;
+  }
   // Symmetry-reduced entries too: a protocol model's representatives are chosen by portable ranks (spec/world/symmetry.ts).
   const entries = indices.map((i) => (workers !== undefined ? { ...all[i]!, workers } : all[i]!));
   const started = performance.now();

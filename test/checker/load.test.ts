@@ -3,6 +3,7 @@
 // suite --suite ./suite.ts` whose entries name the file, all without the
 // registry. The files are written to a fresh temporary directory.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -117,4 +118,42 @@ describe("models from a file", () => {
     expect(await suite(["--suite", join(dir, "wrong-suite.ts"), "--out", dir])).toBe(1);
     expect(stdout.join("\n")).toMatch(/1 of 3 entries FAILED/);
   });
+});
+
+// The same files through the real command line, a process of its own: vitest transforms every .ts it imports, which
+// hid that `suite --suite FILE` could not load a suite file outside a "type": "module" package (plain import(), where
+// model files went through tsx's own tsImport). The directory is a fresh temporary one, outside the project.
+describe("a user's files through the real command line (node bin/speccommit.js)", () => {
+  let dir: string;
+  const bin = join(import.meta.dirname, "..", "..", "bin", "speccommit.js");
+  const run = (args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((done) => {
+      execFile(process.execPath, [bin, ...args], { cwd: dir, timeout: 60_000 }, (e, out, err) => done({ code: e === null ? 0 : typeof e.code === "number" ? e.code : -1, out, err }));
+    });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "user-cli-"));
+    await writeFile(join(dir, "countdown.ts"), countdownFile);
+    await writeFile(join(dir, "suite.ts"), suiteFile);
+    await writeFile(join(dir, "empty-suite.ts"), "export const suite = [];\n");
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("check ./model.ts; suite --suite ./suite.ts, one process and --jobs 2; nothing to run is exit 2", async () => {
+    const checked = await run(["check", "./countdown.ts", "--set", "N=6", "--deadlock", "--json", "--quiet", "--out", dir]);
+    expect(checked.code, checked.err).toBe(0);
+    expect(JSON.parse(checked.out)).toMatchObject({ model: "MyCountdown", distinct: 13, generated: 19, depth: 7 });
+    for (const extra of [[], ["--jobs", "2"]]) {
+      const r = await run(["suite", "--suite", "./suite.ts", "--out", dir, ...extra]);
+      expect(r.code, `${extra.join(" ")}: ${r.err}`).toBe(0);
+      expect(r.out).toMatch(/all 3 entries as expected/);
+    }
+    const none = await run(["suite", "--suite", "./suite.ts", "--out", dir, "--only", "NoSuchModel"]);
+    expect([none.code, none.err]).toEqual([2, expect.stringMatching(/--only 'NoSuchModel' matches no entry/)]);
+    const empty = await run(["suite", "--suite", "./empty-suite.ts", "--out", dir]);
+    expect([empty.code, empty.err]).toEqual([2, expect.stringMatching(/the suite has no entries/)]);
+    const missing = await run(["suite", "--suite", "./missing.ts", "--out", dir]);
+    expect([missing.code, missing.err]).toEqual([2, expect.stringMatching(/suite file \.\/missing\.ts: no such file/)]);
+  }, 120_000);
 });
