@@ -32,6 +32,7 @@ import { auditHistory, preparedBranches, totalCents, waitSettled, type HistoryAu
 import { ChaosTarget } from "./chaos-client.ts";
 import { runLoad, type LoadResult } from "./load.ts";
 import { rng, type WorkloadOptions } from "./workload.ts";
+import { writableFileProblem } from "./cli.ts";
 
 export const PARTITION_NETNS =
   "a real network partition: the isolated etcd member and coordinator run in their own network namespace, joined to the rest " +
@@ -574,6 +575,8 @@ export function parseChaosFlags(argv: readonly string[]): ChaosFlags {
     const value = inline ?? argv[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === "--json") {
+      const problem = writableFileProblem(value);
+      if (problem !== null) throw new Error(`--json ${value}: ${problem}`);
       f.json = value;
       continue;
     }

@@ -29,6 +29,7 @@ import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./l
 import { startServerProcess } from "./server-process.ts";
 import { BACKOFF_MS } from "./round.ts";
 import type { ShardRange, WorkloadOptions } from "./workload.ts";
+import { cleanupOnInterrupt, writableFileProblem } from "./cli.ts";
 
 interface Options {
   clients: number;
@@ -61,6 +62,8 @@ function parse(argv: readonly string[]): Options | null {
     if (a === "--json") {
       o.json = argv[++i];
       if (o.json === undefined || o.json.startsWith("-")) throw new Error(`bench:deadlock: --json needs a file\n${USAGE}`);
+      const problem = writableFileProblem(o.json);
+      if (problem !== null) throw new Error(`bench:deadlock: --json ${o.json}: ${problem}\n${USAGE}`);
       continue;
     }
     const key = ints[a];
@@ -100,6 +103,7 @@ export async function deadlockMain(argv: readonly string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "speccommit-bench-deadlock-"));
   const r = await up({ dir, shards: o.shards, log: (line) => console.log(`cluster: ${line}`) });
   const clusterFile = join(r.cluster.dir, "cluster.json");
+  const interrupted = cleanupOnInterrupt("bench:deadlock", `the cluster in ${dir}`, () => down({ dir }).finally(() => rmSync(dir, { recursive: true, force: true })));
   try {
     const addresses = addressesFromClusterFile(clusterFile);
     const file = JSON.parse(readFileSync(clusterFile, "utf8")) as { shards: ShardRange[] };
@@ -175,6 +179,7 @@ export async function deadlockMain(argv: readonly string[]): Promise<number> {
     if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify({ options: o, loadavg_start, loadavg_end: loadavg(), rows, audit: { before: String(before), after: String(after), settled: settled.settled } }, null, 2)}\n`);
     return before === after && settled.settled ? 0 : 1;
   } finally {
+    interrupted();
     await down({ dir });
     rmSync(dir, { recursive: true, force: true });
   }

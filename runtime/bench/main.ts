@@ -34,6 +34,7 @@ import { formatSnapshotReport, startSnapshotProbe, type SnapshotBenchReport } fr
 import { startServerProcess, type ServerProcess } from "./server-process.ts";
 import type { PhaseTotals, TransferTarget } from "./target.ts";
 import { validateWorkload, type ShardRange, type WorkloadOptions } from "./workload.ts";
+import { onInterrupt } from "./cli.ts";
 
 /** Connections per shard for the floor: one per client plus the commits still running, within MariaDB's 200. */
 const FLOOR_CONNECTIONS_MAX = 150;
@@ -254,16 +255,17 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const stop = (signal: string) => {
-    if (interrupted) {
+  // The same Ctrl-C twice at once (the terminal's and tsx's relay) is one interrupt (cli.ts onInterrupt).
+  onInterrupt(
+    (signal) => {
+      interrupted = true;
+      console.error(`bench: ${signal}: stopping the load; auditing and cleaning up (${signal} again to exit at once)`);
+    },
+    (signal) => {
       console.error(`bench: ${signal} again, exiting now; servers this run started may still run (speccommit cluster down --dir <dir> stops them)`);
       process.exit(1);
-    }
-    interrupted = true;
-    console.error(`bench: ${signal}: stopping the load; auditing and cleaning up (${signal} again to exit at once)`);
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+    },
+  );
   try {
     return (await run(o)) ? 0 : 1;
   } catch (e) {

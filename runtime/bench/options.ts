@@ -2,6 +2,7 @@
  * `npm run bench` flags. Every value is checked here, and a wrong one gets a
  * message naming the flag, the value and what is allowed.
  */
+import { writableFileProblem } from "./cli.ts";
 
 export class UsageError extends Error {}
 
@@ -231,5 +232,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   } else if (o.cluster_file !== undefined) {
     throw new UsageError("--cluster-file goes with --url; to start a server on a cluster, use --cluster-dir");
   }
+  const jsonProblem = o.json === undefined ? null : writableFileProblem(o.json);
+  if (jsonProblem !== null) throw new UsageError(`--json ${o.json}: ${jsonProblem}`);
   return o;
 }

@@ -34,7 +34,7 @@ import type { WorkloadOptions } from "./workload.ts";
 import { DEFAULT_PROTOCOL, PROTOCOLS } from "../../spec/protocols/registry.ts";
 import { startTracing } from "../tracing.ts";
 import { engineOverhead } from "./otel-engine.ts";
-import { runScript, UsageError } from "./cli.ts";
+import { cleanupOnInterrupt, runScript, UsageError, writableFileProblem } from "./cli.ts";
 
 interface Options {
   clients: number;
@@ -74,7 +74,11 @@ function parse(argv: readonly string[]): Options {
       o.protocol = v;
     }
     else if (flag === "--cross-shard") o.cross_shard_share = int(0) / 100;
-    else if (flag === "--json") o.json = v;
+    else if (flag === "--json") {
+      const problem = writableFileProblem(v);
+      if (problem !== null) throw new UsageError(`--json ${v}: ${problem}`);
+      o.json = v;
+    }
     else if (flag === "--cpu-prof") o.cpu_prof_dir = resolve(v);
     else if (flag === "--engine") o.engine_transfers = int(1);
     else throw new UsageError(`unknown option ${flag}`);
@@ -154,6 +158,7 @@ async function run(o: Options): Promise<boolean> {
   const loadavg_start = loadavg();
   const dir = mkdtempSync(join(tmpdir(), "speccommit-bench-otel-"));
   const sink = await startSink();
+  const interrupted = cleanupOnInterrupt("bench:otel", `the cluster in ${dir}`, () => down({ dir }).finally(() => rmSync(dir, { recursive: true, force: true })));
   try {
     const started = await up({ dir, log: (line) => console.log(`cluster: ${line}`) });
     const clusterFile = join(started.cluster.dir, "cluster.json");
@@ -196,6 +201,7 @@ async function run(o: Options): Promise<boolean> {
     if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
     return report.audit.passed;
   } finally {
+    interrupted();
     await sink.close();
     await down({ dir }).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });

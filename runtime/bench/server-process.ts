@@ -44,6 +44,12 @@ export function startServerProcess(args: readonly string[], opts: { nodeArgs?: r
   child.stdout!.on("data", append);
   child.stderr!.on("data", append);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // A server this process started never outlives it (an interrupted benchmark exits after its cleanups, or at once).
+  const killOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
+  void exited.then(() => process.off("exit", killOnExit));
   let alive = true;
   void exited.then(() => (alive = false));
   return new Promise((resolve, reject) => {

@@ -41,7 +41,7 @@ import { addressesOfCluster } from "../main.ts";
 import { XaMysql } from "../adapters/xa-mysql.ts";
 import { MysqlLocal } from "../adapters/local-mysql.ts";
 import type { ShardAddress } from "../adapters/mysql-pool.ts";
-import { runScript, UsageError } from "./cli.ts";
+import { runScript, UsageError, writableFileProblem } from "./cli.ts";
 
 export interface ShardCostOptions {
   branches: number;
@@ -70,6 +70,8 @@ export function parseShardCostArgs(argv: readonly string[]): ShardCostOptions {
     else if (a === "--json") {
       const v = argv[++i];
       if (v === undefined || v.startsWith("--")) throw new UsageError(`--json needs a file`);
+      const problem = writableFileProblem(v);
+      if (problem !== null) throw new UsageError(`--json ${v}: ${problem}`);
       o.json = v;
     } else throw new UsageError(`unknown argument ${JSON.stringify(a)}`);
   }

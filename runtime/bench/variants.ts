@@ -26,6 +26,7 @@ import { mergeLoad, newLedger, runLoad, type Ledger, type LoadResult } from "./l
 import { BACKOFF_MS } from "./round.ts";
 import { startServerProcess } from "./server-process.ts";
 import type { ShardRange, WorkloadOptions } from "./workload.ts";
+import { cleanupOnInterrupt } from "./cli.ts";
 
 /** A server start on a saturated shared machine (load average 30) took over a minute: this run waits longer. */
 const LISTEN_WAIT_MS = 180_000;
@@ -171,6 +172,7 @@ export async function runVariants(o: VariantOptions): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "speccommit-bench-variants-"));
   const r = await up({ dir, log: (line) => console.log(`cluster: ${line}`) });
   const clusterFile = join(r.cluster.dir, "cluster.json");
+  const interrupted = cleanupOnInterrupt("bench", `the cluster in ${dir}`, () => down({ dir }).finally(() => rmSync(dir, { recursive: true, force: true })));
   try {
     const addresses = addressesFromClusterFile(clusterFile);
     const file = JSON.parse(readFileSync(clusterFile, "utf8")) as { shards: ShardRange[] };
@@ -249,6 +251,7 @@ export async function runVariants(o: VariantOptions): Promise<number> {
     if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify({ started_at, options: o, loadavg_start, loadavg_end, rows, audit: { before: String(before), after: String(after), settled: settled.settled, passed: ok } }, null, 2)}\n`);
     return ok ? 0 : 1;
   } finally {
+    interrupted();
     await down({ dir });
     rmSync(dir, { recursive: true, force: true });
   }
