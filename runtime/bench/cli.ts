@@ -13,6 +13,11 @@
  *
  * test/runtime/bench-cli.test.ts runs every script with `--help` and with an
  * unknown option.
+ *
+ * And interrupts: the first SIGINT/SIGTERM stops a script cleanly (what it
+ * brought up is stopped and removed), the same signal again within a second
+ * is the same interrupt delivered twice, a later one exits at once
+ * (`onInterrupt`, `cleanupOnInterrupt`; test/runtime/bench-interrupt.test.ts).
  */
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
