@@ -13,7 +13,7 @@ import type { Model } from "../spec/kernel/model.ts";
 import { resolveFactory } from "./load.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
-import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
+import { fingerprint, mixSlot, ownerOf, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
 import { onlyProperties } from "./properties.ts";
 import { heapBytes } from "./result.ts";
@@ -34,15 +34,6 @@ const RUN = 32;
 /** States expanded between two visits to the event loop (to take in peers' batches). */
 const CHUNK = 8192;
 
-/**
- * The owner of a state from its slot hash (mixSlot): the hash's top bits,
- * scaled to [0, workers). The table indexes slots by the low bits, so one
- * worker's keys still spread over all of its table (up to 2^24 slots per
- * worker without any shared bit when there are 2 workers).
- */
-export function ownerOf(hash: number, workers: number): number {
-  return Math.floor((hash * workers) / 4294967296);
-}
 
 interface Batch {
   type: "batch";
