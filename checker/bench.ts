@@ -47,6 +47,10 @@ interface Row {
   depth: number | undefined;
   wallSeconds: number;
   peakRssMb: number;
+  /** Ours: the search's own time and the CPU of every thread over it (`check --json`), and the 1-minute load average after the run. */
+  searchSeconds?: number;
+  cpuSeconds?: number;
+  load?: number;
 }
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -84,8 +88,19 @@ async function ours(rm: number, workers: number): Promise<Row> {
     root,
   );
   if (r.code !== 0) throw new Error(`speccommit check failed (exit ${r.code}): ${r.stderr}`);
-  const j = JSON.parse(r.stdout) as { distinct: number; generated: number; depth: number; peakRssMb: number };
-  return { rm, engine: `speccommit w=${workers}`, distinct: j.distinct, generated: j.generated, depth: j.depth, wallSeconds: r.seconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+  const j = JSON.parse(r.stdout) as { distinct: number; generated: number; depth: number; peakRssMb: number; seconds: number; cpuSeconds: number };
+  return {
+    rm,
+    engine: `speccommit w=${workers}`,
+    distinct: j.distinct,
+    generated: j.generated,
+    depth: j.depth,
+    wallSeconds: r.seconds,
+    peakRssMb: Math.max(r.peakRssMb, j.peakRssMb),
+    searchSeconds: j.seconds,
+    cpuSeconds: j.cpuSeconds,
+    load: loadavg()[0]!,
+  };
 }
 
 function hasTool(name: string): boolean {
@@ -322,17 +337,20 @@ function fmt(row: Row, spinRow: Row | undefined): string {
     String(Math.round(row.distinct / row.wallSeconds)).padStart(10),
     String(row.peakRssMb).padStart(8),
     vsSpin.padStart(8),
+    (row.searchSeconds?.toFixed(2) ?? "-").padStart(8),
+    (row.cpuSeconds?.toFixed(2) ?? "-").padStart(6),
+    (row.load?.toFixed(2) ?? "-").padStart(6),
     exact ? "= TLC" : "DIFFERS FROM TLC",
   ].join("  ");
 }
 
-/** TwoPhase for each RM: SPIN (when installed) and ours with each worker count. Returns how many rows' counts differ from TLC's. */
-async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<number> {
+/** TwoPhase for each RM: SPIN (when installed) and ours with each worker count, alternately for `rounds` rounds (a row per run). Returns how many rows' counts differ from TLC's. */
+async function twoPhaseBench(rms: number[], workerCounts: number[], rounds = 1): Promise<number> {
   let bad = 0;
   const withSpin = hasTool("spin") && hasTool("gcc");
   if (!withSpin) console.log("SPIN column skipped: `spin` and `gcc` are needed (Debian: apt-get install spin gcc).");
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
-  console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
+  console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "search s".padStart(8), "CPU s".padStart(6), "load 1".padStart(6), "counts"].join("  "));
   const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
   try {
     for (const rm of rms) {
@@ -344,17 +362,19 @@ async function twoPhaseBench(rms: number[], workerCounts: number[]): Promise<num
         if (tlc && (spinRow.distinct !== tlc.distinct || spinRow.generated !== tlc.generated)) bad++;
         console.log(`${fmt(spinRow, undefined)}   (spin -a + gcc: ${compile.toFixed(1)} s, not included)`);
       }
-      for (const w of workerCounts) {
-        const row = await ours(rm, w);
-        console.log(fmt(row, spinRow));
-        const tlc = TLC[rm];
-        if (tlc && (row.distinct !== tlc.distinct || row.generated !== tlc.generated || row.depth !== tlc.depth)) bad++;
+      for (let round = 0; round < rounds; round++) {
+        for (const w of workerCounts) {
+          const row = await ours(rm, w);
+          console.log(fmt(row, spinRow));
+          const tlc = TLC[rm];
+          if (tlc && (row.distinct !== tlc.distinct || row.generated !== tlc.generated || row.depth !== tlc.depth)) bad++;
+        }
       }
     }
   } finally {
     await removeDir(dir, { recursive: true, force: true });
   }
-  console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster); search s: the search's own time (worker start-up apart); CPU s: every thread's CPU over the search (2 workers' over 1 worker's: the parallel engine's extra work, what limits its speed-up on 2 free cores); load 1: the 1-minute load average after the run.");
   return bad;
 }
 
@@ -373,7 +393,7 @@ export async function main(argv: string[]): Promise<number> {
   let bad = configs.length > 0 && encoders ? await protocolBench(configs, rounds) : 0;
   const scaled = configs.filter((c) => (c.counts.distinct ?? Infinity) <= scalingMax);
   if (scaled.length > 0 && scaling) bad += await scalingBench(scaled, rounds);
-  if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]));
+  if (rms.length > 0) bad += await twoPhaseBench(rms, parseList(argv, "--workers", [1, 2]), rounds);
   console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }

@@ -34,7 +34,6 @@ const RUN = 32;
 /** States expanded between two visits to the event loop (to take in peers' batches). */
 const CHUNK = 8192;
 
-
 interface Batch {
   type: "batch";
   /** Depth of the states in the batch. */
