@@ -80,6 +80,8 @@ export type ToMain =
       insideDepth?: number;
       found?: FoundReport;
       stopped?: string;
+      /** The model threw while this worker expanded a state of the level (worker.ts). */
+      failed?: string;
       /** SPECCOMMIT_WORKER_STATS=1: where this worker's time went, in seconds (worker.ts). */
       stats?: WorkerStats;
     }
@@ -275,6 +277,10 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
       }
+      // The model threw in a worker. One thread stops at the first violating state, so it may never expand the
+      // state that threw (a mutant's states past its violation): a violation found in the same level wins.
+      const failed = replies.find((r) => r.type === "level" && r.failed);
+      if (failed?.type === "level" && !found) throw new Error(failed.failed);
       // These replies added the states at depth `level`.
       if (added > 0) depth = level;
       if (found || stopped || added === 0) break;

@@ -75,6 +75,8 @@ let frontierStart = 0;
 let frontierEnd = 0;
 let found: FoundReport | undefined;
 let stopped: string | undefined;
+/** The model threw while this worker expanded a state (reported with the level: see parallel.ts). */
+let failed: string | undefined;
 let ports: Array<MessagePort | undefined> = [];
 let peersDone = 0;
 let levelFinished: (() => void) | undefined;
@@ -420,6 +422,7 @@ function levelReport(added: number): ToMain {
     ...(constraint ? { outside: constraint.outsideCount, insideDepth: constraint.depth } : {}),
     ...(found ? { found } : {}),
     ...(stopped ? { stopped } : {}),
+    ...(failed ? { failed } : {}),
     ...(STATS ? { stats: { ...stats, threadCpu: schedstat()[0]!, queued: schedstat()[1]! } } : {}),
   };
 }
@@ -432,10 +435,15 @@ async function runLevel(level: number): Promise<void> {
   const end = frontierEnd;
   addDepth = level + 1;
   let lastProgress = performance.now();
-  for (let head = start; head < end && !found && !stopped; ) {
+  for (let head = start; head < end && !found && !stopped && !failed; ) {
     const stop = Math.min(end, head + CHUNK);
     const cpu = STATS ? schedstat()[0]! : 0;
-    for (; head < stop && !found; head++) if (!constraint?.outside(head)) store.expand(head, level);
+    try {
+      for (; head < stop && !found; head++) if (!constraint?.outside(head)) store.expand(head, level);
+    } catch (e) {
+      // Not thrown here: the peers must still get this level's batches and "done".
+      failed = `${model.name}: the model threw while worker ${me} expanded a state at depth ${level}: ${(e as Error)?.message ?? String(e)}`;
+    }
     if (STATS) stats.expandCpu += schedstat()[0]! - cpu;
     await yieldToPeers();
     const now = performance.now();

@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { runCheck } from "../../checker/run.ts";
 import type { CheckResult } from "../../checker/result.ts";
+import { randomGraph } from "./fixtures/random-graph.ts";
 
 const MODEL = resolve(import.meta.dirname, "fixtures/random-graph.ts");
 const counts = (r: CheckResult) => ({ distinct: r.distinct, generated: r.generated, depth: r.depth, complete: r.complete });
@@ -35,6 +36,40 @@ describe("worker counts on random graphs", () => {
       expect(one.violations[0]!.length).toBeGreaterThan(10);
       expect(two.violations.map((v) => [v.name, v.length])).toEqual(one.violations.map((v) => [v.name, v.length]));
       expect(two.violations[0]!.trace.steps.length).toBe(two.violations[0]!.length + 1);
+    }
+  }, 60_000);
+
+  it("a model that throws fails the run with workers; a violation in the same level wins, as one thread stops there", async () => {
+    for (const packed of [true, false]) {
+      const params = { seed: 7, size: 80_000, fanout: 5, spread: 3_000, packed, bad: 79_999 };
+      // The one-thread search's levels (breadth-first, discovery order): it stops when it meets `bad`, in the
+      // middle of expanding level d - 1; the last state of that level is never expanded.
+      const model = randomGraph.build(params);
+      const levels: number[][] = [[0]];
+      const seen = new Set([0]);
+      let last = -1;
+      for (let d = 0; last < 0; d++) {
+        const next: number[] = [];
+        for (const n of levels[d]!) {
+          for (const a of model.actions({ n })) {
+            const m = (model.next({ n }, a) as { n: number }).n;
+            if (seen.has(m)) continue;
+            seen.add(m);
+            next.push(m);
+            if (m === params.bad) last = levels[d]!.at(-1)!;
+          }
+        }
+        levels.push(next);
+      }
+      const throwing = { ...params, throwAt: last };
+      const one = await runCheck({ model: MODEL, params: throwing });
+      const two = await runCheck({ model: MODEL, params: throwing, workers: 2 });
+      expect(one.violations.map((v) => v.name)).toEqual(["NotBad"]);
+      expect(two.violations.map((v) => [v.name, v.length])).toEqual(one.violations.map((v) => [v.name, v.length]));
+      // A state that throws before any violation: the run fails, with workers as with one thread.
+      const early = { ...params, throwAt: levels[3]![0]! };
+      await expect(runCheck({ model: MODEL, params: early })).rejects.toThrow(/assertion failed at state/);
+      await expect(runCheck({ model: MODEL, params: early, workers: 2 })).rejects.toThrow(/assertion failed at state/);
     }
   }, 60_000);
 });
