@@ -52,6 +52,10 @@ interface Row {
   depth: number | undefined;
   wallSeconds: number;
   peakRssMb: number;
+  /** Ours: the search's own time and the CPU of every thread over it (`check --json`), and the 1-minute load average after the run. */
+  searchSeconds?: number;
+  cpuSeconds?: number;
+  load?: number;
 }
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -89,8 +93,19 @@ async function ours(rm: number, workers: number): Promise<Row> {
     root,
   );
   if (r.code !== 0) throw new Error(`speccommit check failed (exit ${r.code}): ${r.stderr}`);
-  const j = JSON.parse(r.stdout) as { distinct: number; generated: number; depth: number; peakRssMb: number };
-  return { rm, engine: `speccommit w=${workers}`, distinct: j.distinct, generated: j.generated, depth: j.depth, wallSeconds: r.seconds, peakRssMb: Math.max(r.peakRssMb, j.peakRssMb) };
+  const j = JSON.parse(r.stdout) as { distinct: number; generated: number; depth: number; peakRssMb: number; seconds: number; cpuSeconds: number };
+  return {
+    rm,
+    engine: `speccommit w=${workers}`,
+    distinct: j.distinct,
+    generated: j.generated,
+    depth: j.depth,
+    wallSeconds: r.seconds,
+    peakRssMb: Math.max(r.peakRssMb, j.peakRssMb),
+    searchSeconds: j.seconds,
+    cpuSeconds: j.cpuSeconds,
+    load: loadavg()[0]!,
+  };
 }
 
 function hasTool(name: string): boolean {
@@ -389,16 +404,19 @@ function fmt(row: Row, spinRow: Row | undefined): string {
     String(Math.round(row.distinct / row.wallSeconds)).padStart(10),
     String(row.peakRssMb).padStart(8),
     vsSpin.padStart(8),
+    (row.searchSeconds?.toFixed(2) ?? "-").padStart(8),
+    (row.cpuSeconds?.toFixed(2) ?? "-").padStart(6),
+    (row.load?.toFixed(2) ?? "-").padStart(6),
     exact ? "= TLC" : "DIFFERS FROM TLC",
   ].join("  ");
 }
 
-/** TwoPhase for each RM: SPIN (when installed) and ours with each worker count. Returns how many rows' counts differ from TLC's. */
-async function twoPhaseBench(rms: number[], workerCounts: number[], spinMode: "auto" | "off"): Promise<number> {
+/** TwoPhase for each RM: SPIN (when installed, or installed now: ensureSpin) and ours with each worker count, alternately for `rounds` rounds (a row per run). Returns how many rows' counts differ from TLC's. */
+async function twoPhaseBench(rms: number[], workerCounts: number[], rounds: number, spinMode: "auto" | "off"): Promise<number> {
   let bad = 0;
   const withSpin = ensureSpin(spinMode);
   console.log(`TwoPhase benchmark on ${process.platform}/${process.arch}, node ${process.version}; wall = whole child process (startup included)`);
-  console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "counts"].join("  "));
+  console.log(["RM", "engine".padEnd(16), "distinct".padStart(10), "generated".padStart(11), "depth", "wall s".padStart(7), "states/s".padStart(10), "RSS MB".padStart(8), "vs SPIN".padStart(8), "search s".padStart(8), "CPU s".padStart(6), "load 1".padStart(6), "counts"].join("  "));
   const dir = await mkdtemp(join(tmpdir(), "speccommit-spin-"));
   try {
     for (const rm of rms) {
@@ -410,17 +428,19 @@ async function twoPhaseBench(rms: number[], workerCounts: number[], spinMode: "a
         if (tlc && (spinRow.distinct !== tlc.distinct || spinRow.generated !== tlc.generated)) bad++;
         console.log(`${fmt(spinRow, undefined)}   (spin -a + gcc: ${compile.toFixed(1)} s, not included)`);
       }
-      for (const w of workerCounts) {
-        const row = await ours(rm, w);
-        console.log(fmt(row, spinRow));
-        const tlc = TLC[rm];
-        if (tlc && (row.distinct !== tlc.distinct || row.generated !== tlc.generated || row.depth !== tlc.depth)) bad++;
+      for (let round = 0; round < rounds; round++) {
+        for (const w of workerCounts) {
+          const row = await ours(rm, w);
+          console.log(fmt(row, spinRow));
+          const tlc = TLC[rm];
+          if (tlc && (row.distinct !== tlc.distinct || row.generated !== tlc.generated || row.depth !== tlc.depth)) bad++;
+        }
       }
     }
   } finally {
     await removeDir(dir, { recursive: true, force: true });
   }
-  console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster).");
+  console.log("vs SPIN: SPIN's wall time / ours (above 1: we are faster); search s: the search's own time (worker start-up apart); CPU s: every thread's CPU over the search (2 workers' over 1 worker's: the parallel engine's extra work, what limits its speed-up on 2 free cores); load 1: the 1-minute load average after the run.");
   return bad;
 }
 
@@ -434,7 +454,7 @@ export async function main(argv: string[]): Promise<number> {
   // Worker scaling runs each configuration four times (1 worker, 2, and a pair of 1 at once): the largest is left out unless asked.
   const scaled = configs.filter((c) => (c.counts.distinct ?? Infinity) <= o.scalingMax);
   if (scaled.length > 0 && o.scaling) bad += await scalingBench(scaled, o.rounds);
-  if (o.rms.length > 0) bad += await twoPhaseBench(o.rms, o.workers, o.spin);
+  if (o.rms.length > 0) bad += await twoPhaseBench(o.rms, o.workers, o.rounds, o.spin);
   console.log(`load average at end: ${load()}`);
   return bad === 0 ? 0 : 1;
 }

@@ -63,3 +63,13 @@ export function mixSlot(hi: number, lo: number): number {
 }
 
 export const TWO_POW_32 = 4294967296;
+
+/**
+ * The owner of a state from its slot hash (mixSlot): the hash's top bits,
+ * scaled to [0, workers). The table indexes slots by the low bits, so one
+ * worker's keys still spread over all of its table (up to 2^24 slots per
+ * worker without any shared bit when there are 2 workers).
+ */
+export function ownerOf(hash: number, workers: number): number {
+  return Math.floor((hash * workers) / 4294967296);
+}

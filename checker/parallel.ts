@@ -24,6 +24,7 @@
  * Functions cannot cross threads, so a worker builds its own copy of the
  * model from the registry by name (or from its file, load.ts), parameters and mutant.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation, ViolationKind } from "./result.ts";
@@ -79,12 +80,41 @@ export type ToMain =
       insideDepth?: number;
       found?: FoundReport;
       stopped?: string;
+      /** The model threw while this worker expanded a state of the level (worker.ts). */
+      failed?: string;
+      /** SPECCOMMIT_WORKER_STATS=1: where this worker's time went, in seconds (worker.ts). */
+      stats?: WorkerStats;
     }
   | { type: "graph"; id: number; parts: GraphParts }
   | { type: "probed"; id: number; enabled: boolean; found?: FoundReport }
   | { type: "progress"; id: number; distinct: number; generated: number; queue: number }
   /** The state's key; for a model with a local encoding, the state too (the main thread encodes it with its own instance). */
   | { type: "chain"; id: number; key: StateKey; state?: unknown; parent: number };
+
+export interface WorkerStats {
+  threadCpu: number;
+  /** Time runnable but waiting for a CPU (other threads, other processes). */
+  queued: number;
+  expandCpu: number;
+  receiveCpu: number;
+  levelEndWait: number;
+  batches: number;
+}
+
+/** SPECCOMMIT_WORKER_STATS=1: each worker's figures, then the CPU of this process's other threads (V8's GC and compiler threads among them). */
+function printStats(replies: ToMain[]): void {
+  const s = (x: number) => x.toFixed(2);
+  const workerCpu = replies.reduce((sum, r) => sum + (r.type === "level" && r.stats ? r.stats.threadCpu : 0), 0);
+  if (workerCpu === 0) return;
+  for (const r of replies) {
+    if (r.type !== "level" || !r.stats) continue;
+    const t = r.stats;
+    process.stderr.write(`worker ${r.id}: thread CPU ${s(t.threadCpu)} s (expanding ${s(t.expandCpu)}, taking in ${t.batches} batches ${s(t.receiveCpu)}), waiting for a CPU ${s(t.queued)} s, at level ends ${s(t.levelEndWait)} s\n`);
+  }
+  const times = readdirSync("/proc/self/task").map((t) => readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map((x) => Number(x) / 1e9));
+  const all = times.reduce((sum, [cpu]) => sum + cpu!, 0);
+  process.stderr.write(`other threads (main, V8's GC and compiler, the module loader): CPU ${s(all - workerCpu)} s\n`);
+}
 
 export interface ParallelSpec {
   model: string;
@@ -247,6 +277,10 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
         if (r.found && (!found || r.found.depth < found.depth)) found = r.found;
         stopped ??= r.stopped;
       }
+      // The model threw in a worker. One thread stops at the first violating state, so it may never expand the
+      // state that threw (a mutant's states past its violation): a violation found in the same level wins.
+      const failed = replies.find((r) => r.type === "level" && r.failed);
+      if (failed?.type === "level" && !found) throw new Error(failed.failed);
       // These replies added the states at depth `level`.
       if (added > 0) depth = level;
       if (found || stopped || added === 0) break;
@@ -340,6 +374,7 @@ export async function checkParallel<S, A>(spec: ParallelSpec, model: Model<S, A>
       violations,
     };
     if (opts.progress && reported) opts.progress(progressLine({ distinct, generated, queue: 0, depth, seconds: result.seconds }));
+    printStats(replies);
     return result;
   } finally {
     await Promise.all(threads.map((w) => w.terminate()));

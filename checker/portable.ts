@@ -197,13 +197,19 @@ export class PartSender {
     workers: number,
   ) {
     if (workers > 31) throw new Error("portable: at most 31 workers");
+    // The collapser writes its ids as a Uint32Array (platform order); PartSender.id reads them little-endian.
+    if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("portable: a little-endian platform is needed");
     this.out = Array.from({ length: workers }, () => ({ keys: [], parts: [], newHashes: [], newValues: [] }));
   }
 
-  /** The state's local ids (its bytes, one 32-bit id per part). */
-  private ids(bytes: Uint8Array): Uint32Array {
+  /** Local id k of a state's bytes (one little-endian 32-bit id per part), read without making a typed-array view per state. */
+  private static id(bytes: Uint8Array, k: number): number {
+    const at = 4 * k;
+    return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+  }
+
+  private check(bytes: Uint8Array): void {
     if (bytes.length !== 4 * this.keys.length) throw new Error(`portable: a state of ${bytes.length} bytes, expected 4 per part (${this.keys.join(", ")})`);
-    return bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, this.keys.length) : new Uint32Array(bytes.slice().buffer);
   }
 
   /** Hashes part k of state s (local id `id`) if not done yet. */
@@ -226,28 +232,28 @@ export class PartSender {
 
   /** The slot hash of the state's content (ownerOf's input), the same in every worker; `bytes` is its local encoding. */
   ownerHash(bytes: Uint8Array, s: unknown): number {
-    const ids = this.ids(bytes);
+    this.check(bytes);
+    const n = this.keys.length;
     let a = SEED_A;
     let b = SEED_B;
-    for (let k = 0; k < ids.length; k++) {
-      const id = ids[k]!;
+    for (let k = 0; k < n; k++) {
+      const id = PartSender.id(bytes, k);
       this.part(id, s as Record<string, unknown>, k);
       a = mix(mix(a, this.his[id]!), this.los[id]!);
       b = mix(mix(b, this.los[id]!), this.his[id]!);
     }
-    this.stateHi = finish(a, ids.length);
-    this.stateLo = finish(b, ids.length);
+    this.stateHi = finish(a, n);
+    this.stateLo = finish(b, n);
     return mixSlot(this.stateHi, this.stateLo);
   }
 
   /** Queues state s, hashed by ownerHash just before, for peer p. */
   add(p: number, bytes: Uint8Array, s: unknown): void {
-    const ids = this.ids(bytes);
     const box = this.out[p]!;
     box.keys.push(this.stateHi, this.stateLo);
     const bit = 2 << p;
-    for (let k = 0; k < ids.length; k++) {
-      const id = ids[k]!;
+    for (let k = 0; k < this.keys.length; k++) {
+      const id = PartSender.id(bytes, k);
       box.parts.push(this.his[id]!, this.los[id]!);
       if ((this.flags[id]! & bit) === 0) {
         this.flags[id]! |= bit;

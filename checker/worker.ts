@@ -7,12 +7,13 @@
  * worker, when it has expanded its share of the level and every peer has sent
  * "done" for that level (ports are FIFO, so every batch came first).
  */
+import { readFileSync } from "node:fs";
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { Model } from "../spec/kernel/model.ts";
 import { resolveFactory } from "./load.ts";
 import { KeySet, StateTable } from "./table.ts";
 import { ByteArena, F64List } from "./store.ts";
-import { fingerprint, mixSlot, TWO_POW_32 } from "./hash.ts";
+import { fingerprint, mixSlot, ownerOf, TWO_POW_32 } from "./hash.ts";
 import type { FoundReport, ToMain, ToWorker, WorkerSetup } from "./parallel.ts";
 import { onlyProperties } from "./properties.ts";
 import { heapBytes } from "./result.ts";
@@ -22,18 +23,16 @@ import { PartReceiver, PartSender, partKeys, type PortableBatch } from "./portab
 
 /** Successors per batch sent to a peer. */
 const BATCH = 8192;
+/**
+ * Successors a worker remembers having sent to their owner (a direct-mapped
+ * cache, 2^16 entries: 512 KB for packed keys, within a core's L2), so that
+ * it sends each at most once while it stays in the cache (see "Parallel" in docs/checker.md).
+ */
+const SENT_MASK = (1 << 16) - 1;
+/** Received keys whose table slots are touched together before they are probed (packed store). */
+const RUN = 32;
 /** States expanded between two visits to the event loop (to take in peers' batches). */
 const CHUNK = 8192;
-
-/**
- * The owner of a state from its slot hash (mixSlot): the hash's top bits,
- * scaled to [0, workers). The table indexes slots by the low bits, so one
- * worker's keys still spread over all of its table (up to 2^24 slots per
- * worker without any shared bit when there are 2 workers).
- */
-export function ownerOf(hash: number, workers: number): number {
-  return Math.floor((hash * workers) / 4294967296);
-}
 
 interface Batch {
   type: "batch";
@@ -76,6 +75,8 @@ let frontierStart = 0;
 let frontierEnd = 0;
 let found: FoundReport | undefined;
 let stopped: string | undefined;
+/** The model threw while this worker expanded a state (reported with the level: see parallel.ts). */
+let failed: string | undefined;
 let ports: Array<MessagePort | undefined> = [];
 let peersDone = 0;
 let levelFinished: (() => void) | undefined;
@@ -116,6 +117,12 @@ function packedStore(): Store {
   const packed = model.packed!;
   const states = new F64List(1 << 16);
   const out = new Float64Array(packed.maxSuccessors);
+  const room = Math.max(packed.maxSuccessors, RUN);
+  const his = new Uint32Array(room);
+  const los = new Uint32Array(room);
+  const hashes = new Uint32Array(room);
+  /** The keys sent to peers lately, by slot hash (direct-mapped: a newer key replaces an older one). */
+  const sent = new Float64Array(SENT_MASK + 1).fill(-1);
   const outbox: Float64Array[] = [];
   const filled: number[] = [];
   for (let p = 0; p < workers; p++) {
@@ -124,6 +131,8 @@ function packedStore(): Store {
   }
   const canon = (y: number) => (canonical ? packed.pack(canonical(packed.unpack(y))) : y);
   const table = new KeySet(16);
+  /** Where the cache-warming loads leave their values, so they are not dead code. */
+  let touched = 0;
   const add = (y: number, hash: number, hi: number, lo: number, parent: number, depth: number) => {
     if (!table.add(hash, hi, lo)) return;
     states.push(y);
@@ -145,6 +154,10 @@ function packedStore(): Store {
       generated += n;
       if (n === 0) checkDeadlock(packed.unpack(x), index, depth);
       const parent = gid(index);
+      // As the one-thread loop (engine.ts): first the keys, routing a peer's
+      // successors to its batch and touching the slots of this worker's own,
+      // then the probes, whose cache misses the touches have overlapped.
+      let m = 0;
       for (let i = 0; i < n; i++) {
         let y = out[i]!;
         if (y === x) continue;
@@ -154,8 +167,17 @@ function packedStore(): Store {
         const hash = mixSlot(hi, lo);
         const owner = ownerOf(hash, workers);
         if (owner === me) {
-          add(y, hash, hi, lo, parent, depth + 1);
+          touched ^= table.peek(hash);
+          out[m] = y;
+          his[m] = hi;
+          los[m] = lo;
+          hashes[m] = hash;
+          m++;
         } else {
+          // Sent to its owner already (a diamond: another of this worker's states had it as successor).
+          const recent = hash & SENT_MASK;
+          if (sent[recent] === y) continue;
+          sent[recent] = y;
           const box = outbox[owner]!;
           const at = filled[owner]!;
           box[at] = y;
@@ -164,18 +186,30 @@ function packedStore(): Store {
           if (at + 2 === box.length) store.flush(owner);
         }
       }
+      for (let j = 0; j < m; j++) add(out[j]!, hashes[j]!, his[j]!, los[j]!, parent, depth + 1);
     },
     probe(index) {
       const x = states.data[index]!;
       return { state: packed.unpack(x), enabled: packed.successors(x, out) };
     },
     receive(b) {
+      // The batch in runs of RUN keys: touch their slots, then probe them (as expand).
       const nums = b.numbers;
-      for (let i = 0; i < nums.length; i += 2) {
-        const y = nums[i]!;
-        const hi = Math.floor(y / TWO_POW_32);
-        const lo = y >>> 0;
-        add(y, mixSlot(hi, lo), hi, lo, nums[i + 1]!, b.depth);
+      for (let start = 0; start < nums.length; start += 2 * RUN) {
+        const end = Math.min(nums.length, start + 2 * RUN);
+        let m = 0;
+        for (let i = start; i < end; i += 2) {
+          const y = nums[i]!;
+          const hi = Math.floor(y / TWO_POW_32);
+          const lo = y >>> 0;
+          const hash = mixSlot(hi, lo);
+          touched ^= table.peek(hash);
+          his[m] = hi;
+          los[m] = lo;
+          hashes[m] = hash;
+          m++;
+        }
+        for (let j = 0, i = start; j < m; j++, i += 2) add(nums[i]!, hashes[j]!, his[j]!, los[j]!, nums[i + 1]!, b.depth);
       }
     },
     flush(peer) {
@@ -196,6 +230,10 @@ function genericStore(): Store {
   const arena = new ByteArena();
   const table = new StateTable(16);
   const fp = new Uint32Array(2);
+  /** The keys (fingerprints or content hashes) sent to peers lately, as in the packed store. */
+  const sentHi = new Uint32Array(SENT_MASK + 1);
+  const sentLo = new Uint32Array(SENT_MASK + 1);
+  const sentFull = new Uint8Array(SENT_MASK + 1);
   const outbox: Array<{ parents: number[]; edges: number[]; chunks: Uint8Array[] }> = [];
   for (let p = 0; p < workers; p++) outbox.push({ parents: [], edges: [], chunks: [] });
   // A model whose bytes are local to its instance: owners from a structural hash, states sent as parts (portable.ts).
@@ -238,6 +276,14 @@ function genericStore(): Store {
       return local;
     }
     if (parent < 0) return -1;
+    // Sent to its owner already (without a state graph, whose edges all need their target).
+    if (!graph) {
+      const recent = mixSlot(fp[0]!, fp[1]!) & SENT_MASK;
+      if (sentFull[recent] === 1 && sentHi[recent] === fp[0] && sentLo[recent] === fp[1]) return -1;
+      sentFull[recent] = 1;
+      sentHi[recent] = fp[0]!;
+      sentLo[recent] = fp[1]!;
+    }
     const box = outbox[owner]!;
     box.parents.push(parent);
     if (graph) box.edges.push(edge);
@@ -341,9 +387,23 @@ const store = model.packed && !graph ? packedStore() : genericStore();
 /** Depth of the states this worker adds in the current level (sent with its batches). */
 let addDepth = 1;
 
+/**
+ * SPECCOMMIT_WORKER_STATS=1 (Linux): where each worker's time goes, sent with its level reports and printed by
+ * the main thread at the end (parallel.ts): its thread's CPU and run-queue wait (/proc/thread-self/schedstat),
+ * the CPU it spent expanding and taking in peers' batches, and its wait at the end of each level.
+ */
+const STATS = process.env.SPECCOMMIT_WORKER_STATS === "1";
+const schedstat = (): number[] => readFileSync("/proc/thread-self/schedstat", "utf8").split(" ").map((x) => Number(x) / 1e9);
+const stats = { expandCpu: 0, receiveCpu: 0, levelEndWait: 0, batches: 0 };
+
 function onPeer(m: PeerMessage): void {
   if (m.type === "batch") {
+    const cpu = STATS ? schedstat()[0]! : 0;
     store.receive(m);
+    if (STATS) {
+      stats.receiveCpu += schedstat()[0]! - cpu;
+      stats.batches++;
+    }
     return;
   }
   peersDone++;
@@ -362,6 +422,8 @@ function levelReport(added: number): ToMain {
     ...(constraint ? { outside: constraint.outsideCount, insideDepth: constraint.depth } : {}),
     ...(found ? { found } : {}),
     ...(stopped ? { stopped } : {}),
+    ...(failed ? { failed } : {}),
+    ...(STATS ? { stats: { ...stats, threadCpu: schedstat()[0]!, queued: schedstat()[1]! } } : {}),
   };
 }
 
@@ -373,9 +435,16 @@ async function runLevel(level: number): Promise<void> {
   const end = frontierEnd;
   addDepth = level + 1;
   let lastProgress = performance.now();
-  for (let head = start; head < end && !found && !stopped; ) {
+  for (let head = start; head < end && !found && !stopped && !failed; ) {
     const stop = Math.min(end, head + CHUNK);
-    for (; head < stop && !found; head++) if (!constraint?.outside(head)) store.expand(head, level);
+    const cpu = STATS ? schedstat()[0]! : 0;
+    try {
+      for (; head < stop && !found; head++) if (!constraint?.outside(head)) store.expand(head, level);
+    } catch (e) {
+      // Not thrown here: the peers must still get this level's batches and "done".
+      failed = `${model.name}: the model threw while worker ${me} expanded a state at depth ${level}: ${(e as Error)?.message ?? String(e)}`;
+    }
+    if (STATS) stats.expandCpu += schedstat()[0]! - cpu;
     await yieldToPeers();
     const now = performance.now();
     // Date.now(): the deadline was set by the main thread, whose performance clock has another origin.
@@ -390,7 +459,9 @@ async function runLevel(level: number): Promise<void> {
     store.flush(p);
     ports[p]!.postMessage({ type: "done" } satisfies PeerMessage);
   }
+  const waitStart = performance.now();
   if (peersDone < workers - 1) await new Promise<void>((resolve) => (levelFinished = resolve));
+  stats.levelEndWait += (performance.now() - waitStart) / 1000;
   levelFinished = undefined;
   peersDone = 0;
   const added = count - frontierEnd;
