@@ -12,6 +12,7 @@ import { twoPhase } from "../spec/reference/twophase.ts";
 import { KeySet } from "./table.ts";
 import { F64List } from "./store.ts";
 import { mixSlot, ownerOf, TWO_POW_32 } from "./hash.ts";
+import { UserError } from "./errors.ts";
 
 type Order = "discovery" | "owners" | "random";
 
@@ -53,13 +54,50 @@ function search(rm: number, order: Order): { distinct: number; generated: number
   return { distinct: states.length, generated, cpu: (used.user + used.system) / 1e6 };
 }
 
-const argv = process.argv.slice(2);
-const arg = (flag: string, fallback: string) => (argv.indexOf(flag) >= 0 ? argv[argv.indexOf(flag) + 1]! : fallback);
-const rm = Number(arg("--rm", "9"));
-const orders = arg("--orders", "discovery,owners,random,discovery,owners").split(",") as Order[];
-console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")} (1, 5, 15 min)`);
-for (const order of orders) {
-  const r = search(rm, order);
-  console.log(`TwoPhase RM=${rm}  order=${order.padEnd(9)}  distinct ${r.distinct}  generated ${r.generated}  CPU ${r.cpu.toFixed(2)} s`);
+const ORDERS: readonly Order[] = ["discovery", "owners", "random"];
+export const USAGE = `usage: npx tsx checker/order-bench.ts [--rm N (9)] [--orders ORDER,... (discovery,owners,random,discovery,owners)]
+  --rm N        TwoPhase with N resource managers, 3 to 10
+  --orders      the orders to run, in turn: ${ORDERS.join(", ")}`;
+
+/** The command line; a UserError names what is wrong. */
+export function parseOrderArgs(argv: readonly string[]): { rm: number; orders: Order[] } {
+  const o = { rm: 9, orders: ["discovery", "owners", "random", "discovery", "owners"] as Order[] };
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i]!;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith("--")) throw new UserError(`${flag} needs a value`);
+    if (flag === "--rm") {
+      if (!/^[0-9]+$/.test(v) || Number(v) < 3 || Number(v) > 10) throw new UserError(`--rm ${v}: expected an integer from 3 to 10`);
+      o.rm = Number(v);
+    } else if (flag === "--orders") {
+      const list = v.split(",");
+      const bad = list.filter((x) => !(ORDERS as readonly string[]).includes(x));
+      if (bad.length > 0) throw new UserError(`--orders: ${bad.join(", ")} not an order; expected ${ORDERS.join(", ")}`);
+      o.orders = list as Order[];
+    } else throw new UserError(`unknown option ${flag}`);
+  }
+  return o;
 }
-console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+
+if (process.argv[1]?.endsWith("order-bench.ts")) {
+  const argv = process.argv.slice(2);
+  let o: { rm: number; orders: Order[] } | undefined;
+  if (argv.includes("--help") || argv.includes("-h")) console.log(USAGE);
+  else {
+    try {
+      o = parseOrderArgs(argv);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      console.error(`order-bench: ${e.message}\n${USAGE}`);
+      process.exitCode = 2;
+    }
+  }
+  if (o !== undefined) {
+    console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")} (1, 5, 15 min)`);
+    for (const order of o.orders) {
+      const r = search(o.rm, order);
+      console.log(`TwoPhase RM=${o.rm}  order=${order.padEnd(9)}  distinct ${r.distinct}  generated ${r.generated}  CPU ${r.cpu.toFixed(2)} s`);
+    }
+    console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  }
+}

@@ -24,6 +24,7 @@ const SCRIPTS: ReadonlyArray<{ file: string; before?: readonly string[] }> = [
   { file: "runtime/bench/shard-cost.ts" },
   { file: "runtime/bench/flame.ts" },
   { file: "checker/bench.ts" },
+  { file: "checker/order-bench.ts" },
 ];
 
 function run(file: string, args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
@@ -40,9 +41,14 @@ const STACK = /^\s+at .+[:(]/m;
 describe("benchmark scripts' command line", () => {
   it("lists every script that reads a command line", () => {
     const dir = join(root, "runtime", "bench");
-    const reading = readdirSync(dir)
-      .filter((f) => f.endsWith(".ts") && f !== "cli.ts")
-      .map((f) => `runtime/bench/${f}`)
+    const reading = [
+      ...readdirSync(dir)
+        .filter((f) => f.endsWith(".ts") && f !== "cli.ts")
+        .map((f) => `runtime/bench/${f}`),
+      ...readdirSync(join(root, "checker"))
+        .filter((f) => f.endsWith("bench.ts"))
+        .map((f) => `checker/${f}`),
+    ]
       .filter((f) => /process\.argv|runScript\(/.test(readFileSync(join(root, f), "utf8")));
     expect(reading.length).toBeGreaterThan(5);
     expect(reading.filter((f) => !SCRIPTS.some((s) => s.file === f))).toEqual([]);
