@@ -8,6 +8,7 @@ import type { CheckOptions, CheckResult } from "./result.ts";
 import { useEncoder, type Encoder } from "../spec/env/collapse.ts";
 import { useBaselinePaths } from "../spec/world/flights.ts";
 import { rate, resolveFactory, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
+import { makeDirs } from "../traces/ndjson.ts";
 
 const USAGE = `usage:
   speccommit check <model> [--set key=value ...] [options]
@@ -175,8 +176,12 @@ export async function main(argv: string[]): Promise<number> {
     useEncoder(args.encoder ?? (args.before ? "json" : "interned"));
     useBaselinePaths(args.before);
     const factory = await resolveFactory(args.model!);
-    // Validate every parameter before any work starts.
+    // Validate every parameter before any work starts, and make --out now: a directory that cannot be made is told
+    // before the search, not after it.
     resolveParams(factory, args.sets);
+    await makeDirs(args.out).catch((e: unknown) => {
+      throw new UserError(`--out ${args.out}: ${(e as Error).message}`);
+    });
     const progress = args.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
     const options: CheckOptions = { ...args.options, ...(progress ? { progress } : {}) };
     if (args.mutants) {

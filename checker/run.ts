@@ -5,14 +5,14 @@
  * (NDJSON + SVG) where asked.
  */
 import { join } from "node:path";
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import type { Model, ModelFactory } from "../spec/kernel/model.ts";
 import type { CheckOptions, CheckResult, Violation } from "./result.ts";
 import { heapBytes } from "./result.ts";
 import { findFactory, resolveFactory, sourceOf } from "./load.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
-import { writeTrace } from "../traces/ndjson.ts";
+import { makeDirs, writeTrace } from "../traces/ndjson.ts";
 import { UserError } from "./errors.ts";
 import { toSvg } from "../traces/render.ts";
 import { onlyProperties } from "./properties.ts";
@@ -123,7 +123,7 @@ function rebuildable(result: CheckResult, model: string, mutant: string | undefi
  * The suite passes a tag when two of its entries would share a name.
  */
 export async function writeCounterexamples(result: CheckResult, dir: string, tag?: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   for (const v of result.violations) {
     const base = join(dir, [result.model, result.mutant, v.name, tag].filter((p) => p !== undefined).join("-"));
     await writeTrace(`${base}.ndjson`, v.trace);
