@@ -19,7 +19,7 @@
  * servers that are children of the calling process and die with it.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import mysql from "mysql2/promise";
@@ -32,6 +32,7 @@ import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUN
 import { ensureSystemPackages } from "./system.ts";
 import { ensureCertificates, type TlsFiles } from "./tls.ts";
 import type { PartitionLink } from "./netns.ts";
+import { makeDirsSync } from "./dirs.ts";
 
 export const DEFAULT_DIR = ".speccommit";
 export const DEFAULTS = { shards: 3, accountsPerShard: 10_000, balanceCents: 100_000 } as const;
@@ -347,7 +348,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const recorded = readClusterFile(dir);
   const p = seedParametersFor(opts, recorded, dir);
   await ensureSystemPackages(log);
-  mkdirSync(dir, { recursive: true });
+  makeDirsSync(dir);
   const unlock = lockDir(dir);
   try {
     const tls = opts.tls === true || (opts.tls === undefined && recorded?.tls !== undefined) ? await ensureCertificates(dir) : undefined;
@@ -646,7 +647,7 @@ export async function startEphemeralCluster(opts: EphemeralOptions = {}): Promis
   };
   validateSeedParameters(p);
   const parent = opts.parentDir ?? tmpdir();
-  mkdirSync(parent, { recursive: true });
+  makeDirsSync(parent);
   const dir = mkdtempSync(join(parent, "speccommit-cluster-"));
   const removeDirNow = () => {
     if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });

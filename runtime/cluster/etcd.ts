@@ -13,13 +13,14 @@
  * Layout of `dataDir`: etcd's own `member/` folder, `etcd.log` (zap log),
  * `etcd.out` (stdout/stderr) and `etcd.pid` (written by us: etcd writes none).
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { dirname, join, resolve } from "node:path";
 import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 import { tlsFilesIn, type TlsFiles } from "./tls.ts";
+import { makeDirsSync } from "./dirs.ts";
 
 const HOST = "127.0.0.1";
 /** The member name of a single-member etcd (kept: a data directory remembers it). */
@@ -197,7 +198,7 @@ async function servesPeerPort(clientPort: number, peerPort: number, tls: TlsFile
 type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
 
 async function launch(s: Settings, clientPort: number, peerPort: number): Promise<LaunchResult> {
-  mkdirSync(s.dataDir, { recursive: true, mode: 0o700 });
+  makeDirsSync(s.dataDir, 0o700);
   const logPath = etcdLogPath(s.dataDir);
   const outPath = join(s.dataDir, "etcd.out");
   const logStart = fileSize(logPath);

@@ -18,7 +18,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import mysql from "mysql2/promise";
@@ -26,6 +26,7 @@ import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 import { mysqlSslOf, type MysqlSsl } from "./tls.ts";
+import { makeDirsSync } from "./dirs.ts";
 
 const HOST = "127.0.0.1";
 const USER = "root";
@@ -147,7 +148,7 @@ const INSTALL_FLAGS = [
 ] as const;
 
 async function installInto(dataDir: string, tmpDir: string): Promise<void> {
-  mkdirSync(tmpDir, { recursive: true });
+  makeDirsSync(tmpDir);
   const bin = requireBinary("mariadb-install-db");
   const args = ["--no-defaults", `--datadir=${dataDir}`, `--tmpdir=${tmpDir}`, ...INSTALL_FLAGS];
   await new Promise<void>((ok, fail) => {
@@ -206,7 +207,7 @@ async function initialise(dataDir: string): Promise<void> {
   const source = await templateDir();
   const staging = `${dataDir}.installing`;
   rmSync(staging, { recursive: true, force: true });
-  mkdirSync(dirname(dataDir), { recursive: true });
+  makeDirsSync(dirname(dataDir));
   cpSync(source, staging, { recursive: true });
   rmSync(dataDir, { recursive: true, force: true });
   renameSync(staging, dataDir);
@@ -296,7 +297,7 @@ async function servesDataDir(port: number, dataDir: string, tls: MariaDbTls | un
 type LaunchResult = { kind: "ready"; proc: Supervised } | { kind: "port-in-use" };
 
 async function launch(s: Settings, port: number): Promise<LaunchResult> {
-  mkdirSync(tmpDirPath(s.dataDir), { recursive: true });
+  makeDirsSync(tmpDirPath(s.dataDir));
   const logPath = errorLogPath(s.dataDir);
   const logStart = fileSize(logPath);
   const started = Date.now();

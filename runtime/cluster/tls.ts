@@ -12,10 +12,11 @@
  * them, and the server takes the files (docs/security.md).
  */
 import { execFile } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ShardTls } from "../adapters/mysql-pool.ts";
 import { requireBinary } from "./system.ts";
+import { makeDirsSync } from "./dirs.ts";
 
 export interface TlsFiles {
   /** The CA that signed the servers' certificates: what a client verifies them with. */
@@ -68,7 +69,7 @@ export async function ensureCertificates(dir: string): Promise<TlsFiles> {
   if (Object.values(files).every((f) => existsSync(f))) return files;
   const staging = `${tlsDir}.making`;
   rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  makeDirsSync(staging, 0o700);
   try {
     await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ca.key"], staging);
     await openssl(["req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=speccommit local CA", "-days", String(DAYS), "-sha256", "-out", "ca.crt"], staging);
