@@ -8,7 +8,7 @@ import type { CheckOptions, CheckResult } from "./result.ts";
 import { useEncoder, type Encoder } from "../spec/env/collapse.ts";
 import { useBaselinePaths } from "../spec/world/flights.ts";
 import { rate, resolveFactory, resolveParams, runCheck, summary, UserError, writeCounterexamples } from "./run.ts";
-import { makeDirs } from "../traces/ndjson.ts";
+import { makeDirsSync } from "../traces/dirs.ts";
 
 const USAGE = `usage:
   speccommit check <model> [--set key=value ...] [options]
@@ -179,9 +179,11 @@ export async function main(argv: string[]): Promise<number> {
     // Validate every parameter before any work starts, and make --out now: a directory that cannot be made is told
     // before the search, not after it.
     resolveParams(factory, args.sets);
-    await makeDirs(args.out).catch((e: unknown) => {
+    try {
+      makeDirsSync(args.out);
+    } catch (e) {
       throw new UserError(`--out ${args.out}: ${(e as Error).message}`);
-    });
+    }
     const progress = args.quiet ? undefined : (line: string) => process.stderr.write(`${line}\n`);
     const options: CheckOptions = { ...args.options, ...(progress ? { progress } : {}) };
     if (args.mutants) {

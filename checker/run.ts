@@ -12,7 +12,8 @@ import { heapBytes } from "./result.ts";
 import { findFactory, resolveFactory, sourceOf } from "./load.ts";
 import { check } from "./engine.ts";
 import { checkParallel } from "./parallel.ts";
-import { makeDirs, writeTrace } from "../traces/ndjson.ts";
+import { writeTrace } from "../traces/ndjson.ts";
+import { makeDirsSync } from "../traces/dirs.ts";
 import { UserError } from "./errors.ts";
 import { toSvg } from "../traces/render.ts";
 import { onlyProperties } from "./properties.ts";
@@ -123,7 +124,7 @@ function rebuildable(result: CheckResult, model: string, mutant: string | undefi
  * The suite passes a tag when two of its entries would share a name.
  */
 export async function writeCounterexamples(result: CheckResult, dir: string, tag?: string): Promise<void> {
-  await makeDirs(dir);
+  makeDirsSync(dir);
   for (const v of result.violations) {
     const base = join(dir, [result.model, result.mutant, v.name, tag].filter((p) => p !== undefined).join("-"));
     await writeTrace(`${base}.ndjson`, v.trace);

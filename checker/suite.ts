@@ -12,7 +12,7 @@ import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { existsSync } from "node:fs";
 import { tsImport } from "tsx/esm/api";
-import { makeDirs } from "../traces/ndjson.ts";
+import { makeDirsSync } from "../traces/dirs.ts";
 import { isModelPath, resolveFactory } from "./load.ts";
 import type { CheckOptions, CheckResult } from "./result.ts";
 import { findFactory, rate, runCheck, UserError, writeCounterexamples, type Params } from "./run.ts";
@@ -237,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (child) return serveEntries(file, out);
   try {
-    await makeDirs(out);
+    makeDirsSync(out);
   } catch (e) {
     console.error(`speccommit suite: --out ${out}: ${(e as Error).message}`);
     return 2;

@@ -10,7 +10,8 @@
  * checks its own output with the same rules, so a trace that `formatTrace`
  * accepts always parses back.
  */
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { makeDirsSync } from "./dirs.ts";
 import { dirname } from "node:path";
 import type { Msg, Trace, TraceHeader, TraceStep } from "../spec/kernel/trace.ts";
 
@@ -30,36 +31,9 @@ export function parseTrace(text: string): Trace {
   return checkLines(lines, "line");
 }
 
-/**
- * `mkdir -p`, without Node's recursive mode: that one never returns where mkdir answers ENOENT under a parent that
- * exists (a directory in /proc, measured with Node 20), and an --out there hung the checker. Here a directory that
- * cannot be made is an error naming it; the recursion is bounded by the path's depth.
- */
-export async function makeDirs(dir: string): Promise<void> {
-  const made = async (): Promise<boolean> => {
-    try {
-      await mkdir(dir);
-      return true;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EEXIST") {
-        if ((await stat(dir)).isDirectory()) return true;
-        throw new Error(`${dir} exists and is not a directory`);
-      }
-      if (code === "ENOENT") return false;
-      throw e;
-    }
-  };
-  if (await made()) return;
-  const parent = dirname(dir);
-  if (parent === dir) throw new Error(`cannot make directory ${dir}`);
-  await makeDirs(parent);
-  if (!(await made())) throw new Error(`cannot make directory ${dir} (its parent exists, mkdir answers ENOENT)`);
-}
-
 export async function writeTrace(path: string, t: Trace): Promise<void> {
   const text = formatTrace(t);
-  await makeDirs(dirname(path));
+  makeDirsSync(dirname(path));
   await writeFile(path, text, "utf8");
 }
 

@@ -32,7 +32,7 @@ import { accountCount, createSchema, createShardUser, firstAccountId, SHARD_COUN
 import { ensureSystemPackages } from "./system.ts";
 import { ensureCertificates, type TlsFiles } from "./tls.ts";
 import type { PartitionLink } from "./netns.ts";
-import { makeDirsSync } from "./dirs.ts";
+import { makeDirsSync } from "../../traces/dirs.ts";
 
 export const DEFAULT_DIR = ".speccommit";
 export const DEFAULTS = { shards: 3, accountsPerShard: 10_000, balanceCents: 100_000 } as const;

@@ -20,7 +20,7 @@ import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 import { tlsFilesIn, type TlsFiles } from "./tls.ts";
-import { makeDirsSync } from "./dirs.ts";
+import { makeDirsSync } from "../../traces/dirs.ts";
 
 const HOST = "127.0.0.1";
 /** The member name of a single-member etcd (kept: a data directory remembers it). */

@@ -26,7 +26,7 @@ import { fileSize, pidArgv, sleep, Supervised, tailFile } from "./child.ts";
 import { freePort } from "./ports.ts";
 import { requireBinary } from "./system.ts";
 import { mysqlSslOf, type MysqlSsl } from "./tls.ts";
-import { makeDirsSync } from "./dirs.ts";
+import { makeDirsSync } from "../../traces/dirs.ts";
 
 const HOST = "127.0.0.1";
 const USER = "root";

@@ -16,7 +16,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join, resolve } from "node:path";
 import type { ShardTls } from "../adapters/mysql-pool.ts";
 import { requireBinary } from "./system.ts";
-import { makeDirsSync } from "./dirs.ts";
+import { makeDirsSync } from "../../traces/dirs.ts";
 
 export interface TlsFiles {
   /** The CA that signed the servers' certificates: what a client verifies them with. */

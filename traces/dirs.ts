@@ -1,8 +1,8 @@
 /**
- * `mkdir -p` for the cluster's directories, without Node's recursive mode: that one never returns where mkdir
- * answers ENOENT under a parent that exists (a directory in /proc, measured with Node 20), so `speccommit cluster up
- * --dir /proc/x` hung. Here a directory that cannot be made is an error naming it; the recursion is bounded by the
- * path's depth. (traces/ndjson.ts makeDirs is the same for the checker's --out, asynchronous.)
+ * `mkdir -p` for every directory the project makes (the checker's --out, the cluster's directories), without
+ * Node's recursive mode: that one never returns where mkdir answers ENOENT under a parent that exists (a directory
+ * in /proc, measured with Node 20), and `speccommit check --out /proc/x` and `speccommit cluster up --dir /proc/x`
+ * hung. Here a directory that cannot be made is an error naming it; the recursion is bounded by the path's depth.
  */
 import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
