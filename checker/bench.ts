@@ -28,7 +28,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readFileSync, writeFileSync } from "node:fs";
 import { ISSUE_12_BENCH as ISSUE_12, suite } from "./suite.config.ts";
-import { UserError } from "./errors.ts";
+import { runCheckerScript, UserError } from "./errors.ts";
 import type { SuiteEntry } from "./suite.ts";
 import { twoPhaseFactory } from "../spec/reference/twophase.ts";
 import { tcommitFactory } from "../spec/reference/tcommit.ts";
@@ -459,17 +459,4 @@ export async function main(argv: string[]): Promise<number> {
   return bad === 0 ? 0 : 1;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const argv = process.argv.slice(2);
-  if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(USAGE);
-  } else {
-    try {
-      process.exitCode = await main(argv);
-    } catch (e) {
-      if (!(e instanceof UserError)) throw e;
-      console.error(`bench:checker: ${e.message}\n${USAGE}`);
-      process.exitCode = 2;
-    }
-  }
-}
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await runCheckerScript("bench:checker", USAGE, main);

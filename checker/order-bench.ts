@@ -12,7 +12,7 @@ import { twoPhase } from "../spec/reference/twophase.ts";
 import { KeySet } from "./table.ts";
 import { F64List } from "./store.ts";
 import { mixSlot, ownerOf, TWO_POW_32 } from "./hash.ts";
-import { UserError } from "./errors.ts";
+import { runCheckerScript, UserError } from "./errors.ts";
 
 type Order = "discovery" | "owners" | "random";
 
@@ -80,24 +80,13 @@ export function parseOrderArgs(argv: readonly string[]): { rm: number; orders: O
 }
 
 if (process.argv[1]?.endsWith("order-bench.ts")) {
-  const argv = process.argv.slice(2);
-  let o: { rm: number; orders: Order[] } | undefined;
-  if (argv.includes("--help") || argv.includes("-h")) console.log(USAGE);
-  else {
-    try {
-      o = parseOrderArgs(argv);
-    } catch (e) {
-      if (!(e instanceof UserError)) throw e;
-      console.error(`order-bench: ${e.message}\n${USAGE}`);
-      process.exitCode = 2;
-    }
-  }
-  if (o !== undefined) {
+  await runCheckerScript("order-bench", USAGE, async (argv) => {
+    const o = parseOrderArgs(argv);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")} (1, 5, 15 min)`);
     for (const order of o.orders) {
       const r = search(o.rm, order);
       console.log(`TwoPhase RM=${o.rm}  order=${order.padEnd(9)}  distinct ${r.distinct}  generated ${r.generated}  CPU ${r.cpu.toFixed(2)} s`);
     }
     console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  }
+  });
 }
